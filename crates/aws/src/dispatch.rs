@@ -1,0 +1,213 @@
+//! The local dispatcher: stands in for the SQS event source mappings when curfew runs against
+//! an emulator. It drains the router and task queues through the same batch handlers the
+//! Lambdas use, with at most `max_concurrency` worker batches at once (the mapping's maximum
+//! concurrency).
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use aws_sdk_sqs::Client;
+use curfew_core::ports::PortResult;
+use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Hub};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::error::classify;
+
+/// Totals of one drain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Router messages handled successfully.
+    pub router_messages: usize,
+    /// Task messages handled successfully (counting duplicate deliveries).
+    pub task_messages: usize,
+    /// Deliveries left on a queue for a retry.
+    pub retries: usize,
+    /// Messages rejected as malformed or unknown, with the cause.
+    pub rejected: Vec<String>,
+}
+
+/// Drains a hub's queues through the real handlers.
+pub struct Dispatcher {
+    hub: Hub,
+    sqs: Client,
+    router_url: String,
+    task_url: String,
+    /// Worker batches in flight at once.
+    pub max_concurrency: usize,
+    /// Deliver every task message twice (tests at-least-once delivery).
+    pub duplicate_deliveries: bool,
+}
+
+impl Dispatcher {
+    /// A dispatcher for `hub`'s queues.
+    pub fn new(
+        hub: Hub,
+        sqs: Client,
+        router_url: &str,
+        task_url: &str,
+        max_concurrency: usize,
+    ) -> Self {
+        Dispatcher {
+            hub,
+            sqs,
+            router_url: router_url.to_string(),
+            task_url: task_url.to_string(),
+            max_concurrency: max_concurrency.max(1),
+            duplicate_deliveries: false,
+        }
+    }
+
+    async fn receive(&self, url: &str) -> PortResult<Vec<Message>> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .map_err(|e| classify("receiving from SQS", e))?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
+    async fn settle(
+        &self,
+        url: &str,
+        messages: &[Message],
+        outcome: &BatchOutcome,
+    ) -> PortResult<usize> {
+        let mut done = 0;
+        for m in messages {
+            let id = m.message_id().unwrap_or_default();
+            let handle = m.receipt_handle().unwrap_or_default();
+            if outcome.failed.iter().any(|f| f == id) {
+                // Back on the queue soon, as a Lambda partial batch failure would be after its
+                // visibility timeout (shortened here so a local run does not stall).
+                self.sqs
+                    .change_message_visibility()
+                    .queue_url(url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(1)
+                    .send()
+                    .await
+                    .map_err(|e| classify("returning a message to SQS", e))?;
+            } else {
+                self.sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| classify("deleting an SQS message", e))?;
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    async fn in_flight(&self, url: &str) -> PortResult<u64> {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| classify("reading queue depth", e))?;
+        let attrs = out.attributes.unwrap_or_default();
+        Ok([
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .filter_map(|k| attrs.get(k)?.parse::<u64>().ok())
+        .sum())
+    }
+
+    fn pairs(messages: &[Message]) -> Vec<(String, String)> {
+        messages
+            .iter()
+            .map(|m| {
+                (
+                    m.message_id().unwrap_or_default().to_string(),
+                    m.body().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Runs until both queues are empty (nothing visible and nothing in flight).
+    pub async fn drain(&self) -> PortResult<DrainReport> {
+        let mut report = DrainReport::default();
+        loop {
+            let router_messages = self.receive(&self.router_url).await?;
+            if !router_messages.is_empty() {
+                let outcome = router_batch(&self.hub, &Self::pairs(&router_messages)).await;
+                report.router_messages += self
+                    .settle(&self.router_url, &router_messages, &outcome)
+                    .await?;
+                report.retries += outcome.failed.len();
+                report
+                    .rejected
+                    .extend(outcome.rejected.into_iter().map(|(_, c)| c));
+                continue;
+            }
+            let worked = self.drain_tasks_once(&mut report).await?;
+            if worked {
+                continue;
+            }
+            let waiting =
+                self.in_flight(&self.router_url).await? + self.in_flight(&self.task_url).await?;
+            if waiting == 0 {
+                return Ok(report);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Receives task batches until the task queue shows nothing visible, running up to
+    /// `max_concurrency` batches at once. True if any message was received.
+    async fn drain_tasks_once(&self, report: &mut DrainReport) -> PortResult<bool> {
+        let mut running = FuturesUnordered::new();
+        let mut received_any = false;
+        let mut queue_empty = false;
+        loop {
+            while !queue_empty && running.len() < self.max_concurrency {
+                let batch = self.receive(&self.task_url).await?;
+                if batch.is_empty() {
+                    queue_empty = true;
+                    break;
+                }
+                received_any = true;
+                running.push(async move {
+                    let pairs = Self::pairs(&batch);
+                    let mut outcome = worker_batch(&self.hub, &pairs).await;
+                    if self.duplicate_deliveries {
+                        // The same messages again, as SQS may deliver them: the end state and
+                        // the counts must not change.
+                        let again = worker_batch(&self.hub, &pairs).await;
+                        let extra: Vec<String> = again
+                            .failed
+                            .into_iter()
+                            .filter(|id| !outcome.failed.contains(id))
+                            .collect();
+                        outcome.failed.extend(extra);
+                    }
+                    (batch, outcome)
+                });
+            }
+            match running.next().await {
+                None => return Ok(received_any),
+                Some((batch, outcome)) => {
+                    let done = self.settle(&self.task_url, &batch, &outcome).await?;
+                    report.task_messages += done * if self.duplicate_deliveries { 2 } else { 1 };
+                    report.retries += outcome.failed.len();
+                    report
+                        .rejected
+                        .extend(outcome.rejected.into_iter().map(|(_, c)| c));
+                }
+            }
+        }
+    }
+}

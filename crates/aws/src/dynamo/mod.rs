@@ -1,0 +1,360 @@
+//! The DynamoDB single-table state store. Key schema (see docs/ARCHITECTURE.md):
+//!
+//! | item | pk | sk | indexes |
+//! |---|---|---|---|
+//! | account | `ACCOUNTS` | `ACCOUNT#<id>` | |
+//! | schedule | `SCHEDULES` | `SCHEDULE#<name>` | gsi1: `DUE` / next fire (enabled only) |
+//! | operation | `OP#<id>` | `OP` | gsi2: `OPS` / created_at#id (newest first) |
+//! | shard marker | `OP#<id>` | `SHARD#<account>#<region>` | |
+//! | task | `OP#<id>` | `TASK#<target key>` | |
+//! | baseline | `TARGET#<target key>` | `BASELINE` | |
+//! | lease | `TARGET#<target key>` | `LEASE` | |
+//! | override | `OVERRIDES` | `<id>` | TTL `expires_at` |
+//! | inventory | `INV#<account>#<region>` | `META` / `T#<kind>#<name>` | |
+//!
+//! Every read is a GetItem or a Query on a key or index: no Scan anywhere.
+
+mod operations;
+mod provision;
+mod targets;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use curfew_core::account::Account;
+use curfew_core::ports::{AccountStore, ErrorKind, PortError, PortResult, ScheduleStore};
+use curfew_core::schedule::{Schedule, ScheduleRecord};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{classify, retrying};
+
+pub use provision::create_table;
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// The state table.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    pub(crate) client: Client,
+    pub(crate) table: String,
+}
+
+impl DynamoStore {
+    /// A store over `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub(crate) async fn get(&self, pk: &str, sk: &str) -> PortResult<Option<Item>> {
+        retrying(|| async {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .consistent_read(true)
+                .send()
+                .await
+                .map(|o| o.item)
+                .map_err(|e| classify("reading the state table", e))
+        })
+        .await
+    }
+
+    /// Every item under `pk` whose sort key starts with `sk_prefix`, following pages.
+    pub(crate) async fn query(&self, pk: &str, sk_prefix: &str) -> PortResult<Vec<Item>> {
+        retrying::<Vec<Item>, _, _>(|| async {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":prefix", s(sk_prefix))
+                .consistent_read(true)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("querying the state table", e))
+        })
+        .await
+    }
+
+    pub(crate) async fn put(&self, mut item: Item, pk: &str, sk: &str) -> PortResult<()> {
+        item.insert("pk".into(), s(pk));
+        item.insert("sk".into(), s(sk));
+        retrying(|| async {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify("writing the state table", e))
+        })
+        .await
+    }
+
+    /// Puts `item` only if no item has its key. False if one did.
+    pub(crate) async fn put_new(&self, mut item: Item, pk: &str, sk: &str) -> PortResult<bool> {
+        item.insert("pk".into(), s(pk));
+        item.insert("sk".into(), s(sk));
+        let result = retrying(|| async {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await
+                .map_err(|e| classify("writing the state table", e))
+        })
+        .await;
+        conditional(result)
+    }
+
+    pub(crate) async fn delete(&self, pk: &str, sk: &str) -> PortResult<bool> {
+        let result = retrying(|| async {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .condition_expression("attribute_exists(pk)")
+                .send()
+                .await
+                .map_err(|e| classify("deleting from the state table", e))
+        })
+        .await;
+        conditional(result)
+    }
+}
+
+/// A failed condition is an answer (false), not an error.
+pub(crate) fn conditional<T>(result: PortResult<T>) -> PortResult<bool> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) fn is_condition_failure(e: &PortError) -> bool {
+    e.message.contains("ConditionalCheckFailed")
+        || (e.message.contains("TransactionCanceled")
+            && e.message.contains("ConditionalCheckFailed"))
+}
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// Index sort keys: fixed-width UTC with milliseconds, so string order is time order.
+pub(crate) fn index_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> PortResult<Item> {
+    serde_dynamo::to_item(value)
+        .map_err(|e| PortError::with_source(ErrorKind::Invalid, "encoding a state item", e))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(item: Item) -> PortResult<T> {
+    serde_dynamo::from_item(item)
+        .map_err(|e| PortError::with_source(ErrorKind::Other, "decoding a state item", e))
+}
+
+fn schedule_item(schedule: &Schedule) -> PortResult<Item> {
+    let mut item = encode(&ScheduleRecord::from(schedule.clone()))?;
+    // Only enabled schedules with a next fire are in the due index, so the poller's Query
+    // never sees disabled ones.
+    if let (true, Some(next)) = (schedule.enabled, schedule.next_fire) {
+        item.insert("gsi1pk".into(), s("DUE"));
+        item.insert("gsi1sk".into(), s(index_time(next)));
+    }
+    Ok(item)
+}
+
+fn decode_schedule(item: Item) -> PortResult<Schedule> {
+    let record: ScheduleRecord = decode(item)?;
+    Schedule::try_from(record)
+        .map_err(|e| PortError::with_source(ErrorKind::Other, "a stored schedule is invalid", e))
+}
+
+#[async_trait]
+impl AccountStore for DynamoStore {
+    async fn put_account(&self, account: &Account) -> PortResult<()> {
+        self.put(
+            encode(account)?,
+            "ACCOUNTS",
+            &format!("ACCOUNT#{}", account.id),
+        )
+        .await
+    }
+
+    async fn get_account(&self, id: &str) -> PortResult<Option<Account>> {
+        self.get("ACCOUNTS", &format!("ACCOUNT#{id}"))
+            .await?
+            .map(decode)
+            .transpose()
+    }
+
+    async fn list_accounts(&self) -> PortResult<Vec<Account>> {
+        self.query("ACCOUNTS", "ACCOUNT#")
+            .await?
+            .into_iter()
+            .map(decode)
+            .collect()
+    }
+
+    async fn delete_account(&self, id: &str) -> PortResult<bool> {
+        self.delete("ACCOUNTS", &format!("ACCOUNT#{id}")).await
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for DynamoStore {
+    async fn create_schedule(&self, schedule: &Schedule) -> PortResult<()> {
+        let created = self
+            .put_new(
+                schedule_item(schedule)?,
+                "SCHEDULES",
+                &format!("SCHEDULE#{}", schedule.name),
+            )
+            .await?;
+        if created {
+            Ok(())
+        } else {
+            Err(PortError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "invalid name: a schedule named {:?} already exists",
+                    schedule.name
+                ),
+            ))
+        }
+    }
+
+    async fn get_schedule(&self, name: &str) -> PortResult<Option<Schedule>> {
+        self.get("SCHEDULES", &format!("SCHEDULE#{name}"))
+            .await?
+            .map(decode_schedule)
+            .transpose()
+    }
+
+    async fn list_schedules(&self) -> PortResult<Vec<Schedule>> {
+        self.query("SCHEDULES", "SCHEDULE#")
+            .await?
+            .into_iter()
+            .map(decode_schedule)
+            .collect()
+    }
+
+    async fn delete_schedule(&self, name: &str) -> PortResult<bool> {
+        self.delete("SCHEDULES", &format!("SCHEDULE#{name}")).await
+    }
+
+    async fn set_schedule_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        next_fire: Option<DateTime<Utc>>,
+    ) -> PortResult<bool> {
+        let Some(mut schedule) = self.get_schedule(name).await? else {
+            return Ok(false);
+        };
+        schedule.enabled = enabled;
+        schedule.next_fire = if enabled { next_fire } else { None };
+        self.put(
+            schedule_item(&schedule)?,
+            "SCHEDULES",
+            &format!("SCHEDULE#{name}"),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<Vec<Schedule>> {
+        let items: Vec<Item> = retrying(|| async {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :due AND gsi1sk <= :now")
+                .expression_attribute_values(":due", s("DUE"))
+                .expression_attribute_values(":now", s(index_time(now)))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("querying due schedules", e))
+        })
+        .await?;
+        // The index is eventually consistent: re-read each due schedule so a fire that another
+        // poller already advanced is not seen as due again.
+        let mut due = Vec::new();
+        for item in items {
+            let record: ScheduleRecord = decode(item)?;
+            if let Some(current) = self.get_schedule(&record.name).await? {
+                if current.enabled && current.next_fire.is_some_and(|t| t <= now) {
+                    due.push(current);
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    async fn advance_schedule(
+        &self,
+        name: &str,
+        expected: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> PortResult<bool> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("SCHEDULES"))
+            .key("sk", s(format!("SCHEDULE#{name}")))
+            .condition_expression("gsi1sk = :expected")
+            .expression_attribute_values(":expected", s(index_time(expected)));
+        let update = match next {
+            Some(next) => update
+                .update_expression("SET next_fire = :next, gsi1sk = :next_key")
+                .expression_attribute_values(
+                    ":next",
+                    s(next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                )
+                .expression_attribute_values(":next_key", s(index_time(next))),
+            None => update.update_expression("REMOVE next_fire, gsi1pk, gsi1sk"),
+        };
+        let result = retrying(|| async {
+            update
+                .clone()
+                .send()
+                .await
+                .map_err(|e| classify("advancing a schedule", e))
+        })
+        .await;
+        conditional(result)
+    }
+}

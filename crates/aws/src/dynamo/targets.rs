@@ -1,0 +1,267 @@
+//! Per-target state in the state table: baselines, leases, overrides, the inventory cache.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use chrono::{DateTime, Duration, Utc};
+use curfew_core::ports::{Baseline, Lease, Override, PortResult, TargetStore};
+use curfew_core::target::Target;
+
+use super::{conditional, decode, encode, is_condition_failure, n, s, DynamoStore, Item};
+use crate::error::{classify, retrying};
+
+fn target_pk(target_key: &str) -> String {
+    format!("TARGET#{target_key}")
+}
+
+fn inventory_pk(account: &str, region: &str) -> String {
+    format!("INV#{account}#{region}")
+}
+
+fn inventory_sk(target: &Target) -> String {
+    format!("T#{}#{}", target.kind, target.display_name())
+}
+
+fn millis(item: &Item, name: &str) -> Option<i64> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+fn string(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+impl DynamoStore {
+    /// BatchWriteItem in chunks of 25, re-sending unprocessed items with backoff.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> PortResult<()> {
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
+            for attempt in 0..8u32 {
+                let out = retrying(|| async {
+                    self.client
+                        .batch_write_item()
+                        .request_items(&self.table, pending.clone())
+                        .send()
+                        .await
+                        .map_err(|e| classify("batch-writing the state table", e))
+                })
+                .await?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+            if !pending.is_empty() {
+                return Err(curfew_core::ports::PortError::new(
+                    curfew_core::ports::ErrorKind::Throttled,
+                    format!(
+                        "{} inventory writes still unprocessed after retries",
+                        pending.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn key_of(pk: &str, sk: &str) -> Item {
+    Item::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+#[async_trait]
+impl TargetStore for DynamoStore {
+    async fn get_baseline(&self, target_key: &str) -> PortResult<Option<Baseline>> {
+        self.get(&target_pk(target_key), "BASELINE")
+            .await?
+            .map(decode)
+            .transpose()
+    }
+
+    async fn save_baseline(&self, baseline: &Baseline) -> PortResult<bool> {
+        // attribute_not_exists: a second stop, or a redelivered one, never overwrites the
+        // sizes saved by the first.
+        self.put_new(
+            encode(baseline)?,
+            &target_pk(&baseline.target_key),
+            "BASELINE",
+        )
+        .await
+    }
+
+    async fn retire_baseline(&self, target_key: &str) -> PortResult<()> {
+        self.delete(&target_pk(target_key), "BASELINE")
+            .await
+            .map(|_| ())
+    }
+
+    async fn acquire_lease(
+        &self,
+        target_key: &str,
+        op_id: &str,
+        op_created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> PortResult<Lease> {
+        let pk = target_pk(target_key);
+        // Free (or expired, or already ours) AND no newer operation has acted on the target.
+        // Expiry is compared here, not left to TTL: TTL deletion is late or (in emulators) never.
+        let result = retrying(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(pk.clone()))
+                .key("sk", s("LEASE"))
+                .update_expression(
+                    "SET holder = :me, lease_expires = :exp, last_op = :me, last_op_at = :at",
+                )
+                .condition_expression(
+                    "(attribute_not_exists(holder) OR holder = :me OR lease_expires < :now) \
+                     AND (attribute_not_exists(last_op_at) OR last_op_at <= :at)",
+                )
+                .expression_attribute_values(":me", s(op_id))
+                .expression_attribute_values(":exp", n((now + ttl).timestamp_millis()))
+                .expression_attribute_values(":now", n(now.timestamp_millis()))
+                .expression_attribute_values(":at", n(op_created_at.timestamp_millis()))
+                .send()
+                .await
+                .map_err(|e| classify("taking a target lease", e))
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(Lease::Acquired),
+            Err(e) if is_condition_failure(&e) => {
+                let item = self.get(&pk, "LEASE").await?.unwrap_or_default();
+                let newer = millis(&item, "last_op_at")
+                    .is_some_and(|at| at > op_created_at.timestamp_millis());
+                let last_op = string(&item, "last_op").unwrap_or_default();
+                if newer && last_op != op_id {
+                    Ok(Lease::Superseded { by: last_op })
+                } else {
+                    Ok(Lease::Held {
+                        by: string(&item, "holder").unwrap_or(last_op),
+                    })
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn release_lease(&self, target_key: &str, op_id: &str) -> PortResult<()> {
+        let result = retrying(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(target_pk(target_key)))
+                .key("sk", s("LEASE"))
+                .update_expression("REMOVE holder, lease_expires")
+                .condition_expression("holder = :me")
+                .expression_attribute_values(":me", s(op_id))
+                .send()
+                .await
+                .map_err(|e| classify("releasing a target lease", e))
+        })
+        .await;
+        conditional(result).map(|_| ())
+    }
+
+    async fn put_override(&self, o: &Override) -> PortResult<()> {
+        let mut item = encode(o)?;
+        item.insert("expires_at".into(), n(o.awake_until.timestamp() + 86_400));
+        self.put(item, "OVERRIDES", &o.id).await
+    }
+
+    async fn active_overrides(&self, now: DateTime<Utc>) -> PortResult<Vec<Override>> {
+        let all: Vec<Override> = self
+            .query("OVERRIDES", "")
+            .await?
+            .into_iter()
+            .map(decode)
+            .collect::<PortResult<_>>()?;
+        Ok(all.into_iter().filter(|o| o.awake_until > now).collect())
+    }
+
+    async fn put_inventory(
+        &self,
+        account: &str,
+        region: &str,
+        targets: &[Target],
+        now: DateTime<Utc>,
+    ) -> PortResult<()> {
+        let pk = inventory_pk(account, region);
+        let existing: HashSet<String> = self
+            .query(&pk, "T#")
+            .await?
+            .into_iter()
+            .filter_map(|item| string(&item, "sk"))
+            .collect();
+        let mut requests = Vec::new();
+        let mut fresh = HashSet::new();
+        for target in targets {
+            let sk = inventory_sk(target);
+            let mut item = encode(target)?;
+            item.extend(key_of(&pk, &sk));
+            fresh.insert(sk);
+            requests.push(
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().map_err(
+                        |e| {
+                            curfew_core::ports::PortError::with_source(
+                                curfew_core::ports::ErrorKind::Invalid,
+                                "building an inventory write",
+                                e,
+                            )
+                        },
+                    )?)
+                    .build(),
+            );
+        }
+        for gone in existing.difference(&fresh) {
+            requests.push(
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(key_of(&pk, gone)))
+                            .build()
+                            .map_err(|e| {
+                                curfew_core::ports::PortError::with_source(
+                                    curfew_core::ports::ErrorKind::Invalid,
+                                    "building an inventory delete",
+                                    e,
+                                )
+                            })?,
+                    )
+                    .build(),
+            );
+        }
+        self.batch_write(requests).await?;
+        let mut meta = Item::new();
+        meta.insert("refreshed_at".into(), s(now.to_rfc3339()));
+        meta.insert("targets".into(), n(targets.len()));
+        self.put(meta, &pk, "META").await
+    }
+
+    async fn get_inventory(&self, account: &str, region: &str) -> PortResult<Option<Vec<Target>>> {
+        let items = self.query(&inventory_pk(account, region), "").await?;
+        let mut found_meta = false;
+        let mut targets = Vec::new();
+        for item in items {
+            match string(&item, "sk").as_deref() {
+                Some("META") => found_meta = true,
+                Some(sk) if sk.starts_with("T#") => targets.push(decode(item)?),
+                _ => {}
+            }
+        }
+        Ok(found_meta.then_some(targets))
+    }
+}

@@ -1,0 +1,127 @@
+//! Classifying SDK errors into [`PortError`]s (never flattened to a string: the source is kept)
+//! and retrying throttles with jittered exponential backoff.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use backon::{ExponentialBuilder, Retryable};
+use curfew_core::ports::{ErrorKind, PortError, PortResult};
+
+/// Maps an AWS error code to how curfew treats it.
+pub fn kind_of_code(code: Option<&str>) -> ErrorKind {
+    match code.unwrap_or_default() {
+        "Throttling"
+        | "ThrottlingException"
+        | "ThrottledException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "ProvisionedThroughputExceededException"
+        | "RequestThrottled"
+        | "RequestThrottledException"
+        | "SlowDown"
+        | "ServiceUnavailable"
+        | "InternalFailure"
+        | "InternalServerError"
+        | "InternalError"
+        | "ServerException"
+        | "TransactionConflictException" => ErrorKind::Throttled,
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "AuthFailure"
+        | "RegionDisabledException" => ErrorKind::AccessDenied,
+        "ResourceNotFoundException"
+        | "NotFoundException"
+        | "NoSuchEntity"
+        | "AWS.SimpleQueueService.NonExistentQueue"
+        | "QueueDoesNotExist" => ErrorKind::NotFound,
+        "ResourceInUseException"
+        | "ResourceInUse"
+        | "ScalingActivityInProgress"
+        | "ScalingActivityInProgressFault"
+        | "ResourceContention" => ErrorKind::InUse,
+        "ValidationError"
+        | "ValidationException"
+        | "InvalidParameterException"
+        | "InvalidParameterValue"
+        | "InvalidRequestException"
+        | "MalformedPolicyDocument"
+        | "InvalidParameterValueException" => ErrorKind::Invalid,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Classifies an SDK error, keeping it as the source.
+pub fn classify<E, R>(what: &str, err: SdkError<E, R>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let (kind, detail) = match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let kind = kind_of_code(e.code());
+            let detail = format!(
+                "{}: {}",
+                e.code().unwrap_or("error"),
+                e.message().unwrap_or("no message")
+            );
+            (kind, detail)
+        }
+        SdkError::TimeoutError(_) => (ErrorKind::Throttled, "timed out".to_string()),
+        SdkError::DispatchFailure(d) => (
+            ErrorKind::Other,
+            format!("could not reach the service: {d:?}"),
+        ),
+        other => (ErrorKind::Other, other.to_string()),
+    };
+    PortError::with_source(kind, format!("{what}: {detail}"), err)
+}
+
+/// The backoff used around our own retry loops: jittered, exponential, a few tries. The SDK's
+/// own standard retry is kept at 2 attempts (see `config`) so the two do not multiply.
+pub fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(5)
+}
+
+/// Runs `call`, retrying throttles and transient faults with [`backoff`].
+pub async fn retrying<T, F, Fut>(call: F) -> PortResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PortResult<T>>,
+{
+    call.retry(backoff())
+        .when(|e: &PortError| e.kind == ErrorKind::Throttled)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_codes_are_classified_for_retrying() {
+        assert_eq!(
+            kind_of_code(Some("ThrottlingException")),
+            ErrorKind::Throttled
+        );
+        assert_eq!(kind_of_code(Some("Throttling")), ErrorKind::Throttled);
+        assert_eq!(kind_of_code(Some("AccessDenied")), ErrorKind::AccessDenied);
+        assert_eq!(
+            kind_of_code(Some("ResourceInUseException")),
+            ErrorKind::InUse
+        );
+        assert_eq!(kind_of_code(Some("ValidationError")), ErrorKind::Invalid);
+        assert_eq!(kind_of_code(None), ErrorKind::Other);
+    }
+}

@@ -1,0 +1,199 @@
+//! Building a [`Hub`] from configuration, and provisioning a hub's table and queues on an
+//! emulator (local mode and tests; in AWS the CDK hub stack owns them).
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_sdk_sqs::types::QueueAttributeName;
+use curfew_core::clock::Clock;
+use curfew_core::ports::{PortError, PortResult};
+use curfew_core::service::{Hub, Settings};
+
+use crate::error::classify;
+use crate::{AwsSpokes, DynamoStore, SqsQueue};
+
+/// A required environment variable is missing or invalid.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}: {reason}")]
+pub struct ConfigError {
+    /// The variable.
+    pub name: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Where the hub's resources are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubConfig {
+    /// State table name (`CURFEW_TABLE`).
+    pub table: String,
+    /// Router queue URL (`CURFEW_ROUTER_QUEUE_URL`).
+    pub router_queue_url: String,
+    /// Task queue URL (`CURFEW_TASK_QUEUE_URL`).
+    pub task_queue_url: String,
+}
+
+fn var(name: &'static str) -> Result<String, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError {
+            name,
+            reason: "is not set".into(),
+        }),
+    }
+}
+
+fn minutes(name: &'static str, default: i64) -> Result<chrono::Duration, ConfigError> {
+    match std::env::var(name) {
+        Err(_) => Ok(chrono::Duration::minutes(default)),
+        Ok(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|m| *m >= 0)
+            .map(chrono::Duration::minutes)
+            .ok_or_else(|| ConfigError {
+                name,
+                reason: format!("{v:?} is not a whole number of minutes"),
+            }),
+    }
+}
+
+impl HubConfig {
+    /// Reads `CURFEW_TABLE`, `CURFEW_ROUTER_QUEUE_URL` and `CURFEW_TASK_QUEUE_URL`.
+    pub fn from_env() -> Result<HubConfig, ConfigError> {
+        Ok(HubConfig {
+            table: var("CURFEW_TABLE")?,
+            router_queue_url: var("CURFEW_ROUTER_QUEUE_URL")?,
+            task_queue_url: var("CURFEW_TASK_QUEUE_URL")?,
+        })
+    }
+}
+
+/// Reads the tunables: `CURFEW_CATCHUP_MINUTES` (default 60) and `CURFEW_LEASE_SECONDS`
+/// (default 900).
+pub fn settings_from_env() -> Result<Settings, ConfigError> {
+    let mut settings = Settings {
+        catchup: minutes("CURFEW_CATCHUP_MINUTES", 60)?,
+        ..Settings::default()
+    };
+    if let Ok(v) = std::env::var("CURFEW_LEASE_SECONDS") {
+        let secs: i64 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| ConfigError {
+                name: "CURFEW_LEASE_SECONDS",
+                reason: format!("{v:?} is not a positive number of seconds"),
+            })?;
+        settings.lease_ttl = chrono::Duration::seconds(secs);
+    }
+    Ok(settings)
+}
+
+/// Builds the hub's adapters once (SDK clients are cheap to clone and share connections).
+pub fn build_hub(
+    sdk: &SdkConfig,
+    config: &HubConfig,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+) -> Hub {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    Hub {
+        store: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            &config.table,
+        )),
+        router_queue: Arc::new(SqsQueue::new(sqs.clone(), &config.router_queue_url)),
+        task_queue: Arc::new(SqsQueue::new(sqs, &config.task_queue_url)),
+        spokes: Arc::new(AwsSpokes::new(sdk.clone(), clock.clone())),
+        clock,
+        settings,
+    }
+}
+
+/// Receives before a message goes to its queue's DLQ (as in the hub stack).
+pub const MAX_RECEIVES: u32 = 5;
+
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    dlq_arn: Option<&str>,
+    visibility_seconds: u32,
+) -> PortResult<String> {
+    let mut request = sqs.create_queue().queue_name(name).attributes(
+        QueueAttributeName::VisibilityTimeout,
+        visibility_seconds.to_string(),
+    );
+    if let Some(arn) = dlq_arn {
+        request = request.attributes(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVES})
+                .to_string(),
+        );
+    }
+    let out = request
+        .send()
+        .await
+        .map_err(|e| classify(&format!("creating queue {name}"), e))?;
+    out.queue_url.ok_or_else(|| {
+        PortError::new(
+            curfew_core::ports::ErrorKind::Other,
+            format!("queue {name} has no URL"),
+        )
+    })
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> PortResult<String> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| classify("reading a queue's ARN", e))?;
+    out.attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| {
+            PortError::new(
+                curfew_core::ports::ErrorKind::Other,
+                format!("queue {url} has no ARN"),
+            )
+        })
+}
+
+/// Creates the state table and the router and task queues (each with a DLQ) named after
+/// `prefix`, and returns where they are. Idempotent.
+pub async fn provision(sdk: &SdkConfig, prefix: &str) -> PortResult<HubConfig> {
+    let table = format!("{prefix}-state");
+    crate::dynamo::create_table(&aws_sdk_dynamodb::Client::new(sdk), &table).await?;
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let mut urls = Vec::new();
+    for queue in ["router", "tasks"] {
+        let dlq = create_queue(&sqs, &format!("{prefix}-{queue}-dlq"), None, 30).await?;
+        let dlq_arn = queue_arn(&sqs, &dlq).await?;
+        // Local mode: a short visibility timeout so retried tasks come back within seconds.
+        urls.push(create_queue(&sqs, &format!("{prefix}-{queue}"), Some(&dlq_arn), 2).await?);
+    }
+    Ok(HubConfig {
+        table,
+        task_queue_url: urls.pop().expect("two queues"),
+        router_queue_url: urls.pop().expect("two queues"),
+    })
+}
+
+/// Builds the hub a Lambda runs with, from its environment: `CURFEW_*` variables, the SDK's
+/// own (region, credentials, `AWS_ENDPOINT_URL`), and the real clock. Fails at cold start,
+/// naming the variable.
+pub async fn hub_from_env() -> Result<Hub, ConfigError> {
+    let config = HubConfig::from_env()?;
+    let settings = settings_from_env()?;
+    let sdk = crate::config::load_sdk_config(None, None).await;
+    Ok(build_hub(
+        &sdk,
+        &config,
+        Arc::new(curfew_core::clock::SystemClock),
+        settings,
+    ))
+}

@@ -1,0 +1,19 @@
+//! # curfew-aws
+//!
+//! Adapters from curfew-core's ports to AWS: the DynamoDB state store, SQS queues, and spoke
+//! access (STS AssumeRole through the session cache, Auto Scaling, EKS). SDK errors are
+//! classified ([`error::classify`]) with their source kept, and throttles are retried with
+//! jittered backoff ([`error::retrying`]).
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod dispatch;
+pub mod dynamo;
+pub mod error;
+pub mod hub;
+pub mod spokes;
+pub mod sqs;
+
+pub use dynamo::DynamoStore;
+pub use spokes::AwsSpokes;
+pub use sqs::SqsQueue;

@@ -1,0 +1,348 @@
+//! Reaching spoke accounts: AssumeRole through the session cache, then Auto Scaling and EKS.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_config::{Region, SdkConfig};
+use aws_credential_types::Credentials;
+use chrono::{DateTime, Duration, Utc};
+use curfew_core::account::SpokeRole;
+use curfew_core::clock::Clock;
+use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes};
+use curfew_core::session::{Session, SessionCache};
+use curfew_core::target::{LiveState, Sizes, Target, TargetKind};
+
+use crate::error::{classify, retrying};
+
+/// Tag AWS puts on a node group's own ASG: those are managed through EKS, not as ASGs.
+const NODEGROUP_TAG: &str = "eks:nodegroup-name";
+
+/// Auto Scaling and EKS in spoke accounts, through assumed roles.
+pub struct AwsSpokes {
+    sdk: SdkConfig,
+    sts: aws_sdk_sts::Client,
+    sessions: SessionCache<Credentials>,
+}
+
+impl AwsSpokes {
+    /// Spokes reached with STS from `sdk` (the hub's own credentials and endpoint).
+    pub fn new(sdk: SdkConfig, clock: Arc<dyn Clock>) -> Self {
+        AwsSpokes {
+            sts: aws_sdk_sts::Client::new(&sdk),
+            sdk,
+            sessions: SessionCache::new(clock, Duration::minutes(5)),
+        }
+    }
+
+    async fn credentials(&self, role: &SpokeRole) -> PortResult<Credentials> {
+        let key = format!(
+            "{}|{}",
+            role.role_arn,
+            role.external_id.as_deref().unwrap_or("")
+        );
+        self.sessions
+            .get_or_assume(&key, || async {
+                let out = retrying(|| async {
+                    self.sts
+                        .assume_role()
+                        .role_arn(&role.role_arn)
+                        .role_session_name("curfew")
+                        .set_external_id(role.external_id.clone())
+                        .duration_seconds(3600)
+                        .send()
+                        .await
+                        .map_err(|e| classify(&format!("assuming {}", role.role_arn), e))
+                })
+                .await?;
+                let c = out.credentials.ok_or_else(|| {
+                    PortError::new(
+                        ErrorKind::Other,
+                        format!("assuming {}: no credentials returned", role.role_arn),
+                    )
+                })?;
+                let expiry =
+                    SystemTime::try_from(c.expiration).unwrap_or_else(|_| SystemTime::now());
+                let expires_at: DateTime<Utc> = expiry.into();
+                Ok::<_, PortError>(Session {
+                    value: Credentials::new(
+                        c.access_key_id,
+                        c.secret_access_key,
+                        Some(c.session_token),
+                        Some(expiry),
+                        "curfew-assume-role",
+                    ),
+                    expires_at,
+                })
+            })
+            .await
+    }
+
+    async fn autoscaling(
+        &self,
+        role: &SpokeRole,
+        region: &str,
+    ) -> PortResult<aws_sdk_autoscaling::Client> {
+        let creds = self.credentials(role).await?;
+        let conf = aws_sdk_autoscaling::config::Builder::from(&self.sdk)
+            .region(Region::new(region.to_string()))
+            .credentials_provider(creds)
+            .build();
+        Ok(aws_sdk_autoscaling::Client::from_conf(conf))
+    }
+
+    async fn eks(&self, role: &SpokeRole, region: &str) -> PortResult<aws_sdk_eks::Client> {
+        let creds = self.credentials(role).await?;
+        let conf = aws_sdk_eks::config::Builder::from(&self.sdk)
+            .region(Region::new(region.to_string()))
+            .credentials_provider(creds)
+            .build();
+        Ok(aws_sdk_eks::Client::from_conf(conf))
+    }
+
+    async fn discover_asgs(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
+        let client = self.autoscaling(role, region).await?;
+        let groups: Vec<_> = retrying(|| async {
+            client
+                .describe_auto_scaling_groups()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("listing Auto Scaling groups", e))
+        })
+        .await?;
+        Ok(groups
+            .into_iter()
+            .filter(|g| !g.tags().iter().any(|t| t.key() == Some(NODEGROUP_TAG)))
+            .map(|g| Target {
+                account: role.account.clone(),
+                region: region.to_string(),
+                kind: TargetKind::Asg,
+                cluster: None,
+                name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+                tags: g
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                    .collect(),
+                cluster_tags: Default::default(),
+            })
+            .collect())
+    }
+
+    async fn discover_nodegroups(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
+        let client = self.eks(role, region).await?;
+        let clusters: Vec<String> = retrying(|| async {
+            client
+                .list_clusters()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("listing EKS clusters", e))
+        })
+        .await?;
+        let mut targets = Vec::new();
+        for cluster in clusters {
+            let described = retrying(|| async {
+                client
+                    .describe_cluster()
+                    .name(&cluster)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&format!("describing cluster {cluster}"), e))
+            })
+            .await?;
+            let cluster_tags = described
+                .cluster
+                .and_then(|c| c.tags)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            let names: Vec<String> = retrying(|| async {
+                client
+                    .list_nodegroups()
+                    .cluster_name(&cluster)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| classify(&format!("listing node groups of {cluster}"), e))
+            })
+            .await?;
+            for name in names {
+                let ng = retrying(|| async {
+                    client
+                        .describe_nodegroup()
+                        .cluster_name(&cluster)
+                        .nodegroup_name(&name)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            classify(&format!("describing node group {cluster}/{name}"), e)
+                        })
+                })
+                .await?;
+                let tags = ng.nodegroup.and_then(|n| n.tags).unwrap_or_default();
+                targets.push(Target {
+                    account: role.account.clone(),
+                    region: region.to_string(),
+                    kind: TargetKind::Nodegroup,
+                    cluster: Some(cluster.clone()),
+                    name,
+                    tags: tags.into_iter().collect(),
+                    cluster_tags: std::collections::BTreeMap::clone(&cluster_tags),
+                });
+            }
+        }
+        Ok(targets)
+    }
+}
+
+fn cluster_of(target: &Target) -> PortResult<&str> {
+    target.cluster.as_deref().ok_or_else(|| {
+        PortError::new(
+            ErrorKind::Invalid,
+            format!("node group {} has no cluster", target.name),
+        )
+    })
+}
+
+#[async_trait]
+impl Spokes for AwsSpokes {
+    async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
+        let (mut asgs, nodegroups) = futures::try_join!(
+            self.discover_asgs(role, region),
+            self.discover_nodegroups(role, region)
+        )?;
+        asgs.extend(nodegroups);
+        Ok(asgs)
+    }
+
+    async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
+        match target.kind {
+            TargetKind::Asg => {
+                let client = self.autoscaling(role, &target.region).await?;
+                let out = retrying(|| async {
+                    client
+                        .describe_auto_scaling_groups()
+                        .auto_scaling_group_names(&target.name)
+                        .send()
+                        .await
+                        .map_err(|e| classify(&format!("describing ASG {}", target.name), e))
+                })
+                .await?;
+                let group = out
+                    .auto_scaling_groups
+                    .unwrap_or_default()
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| {
+                        PortError::new(
+                            ErrorKind::NotFound,
+                            format!("ASG {} no longer exists", target.name),
+                        )
+                    })?;
+                Ok(LiveState {
+                    sizes: Sizes::new(
+                        group.min_size.unwrap_or_default(),
+                        group.max_size.unwrap_or_default(),
+                        group.desired_capacity.unwrap_or_default(),
+                    ),
+                    busy: false,
+                })
+            }
+            TargetKind::Nodegroup => {
+                let client = self.eks(role, &target.region).await?;
+                let cluster = cluster_of(target)?;
+                let out = retrying(|| async {
+                    client
+                        .describe_nodegroup()
+                        .cluster_name(cluster)
+                        .nodegroup_name(&target.name)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            classify(
+                                &format!("describing node group {}", target.display_name()),
+                                e,
+                            )
+                        })
+                })
+                .await?;
+                let ng = out.nodegroup.ok_or_else(|| {
+                    PortError::new(
+                        ErrorKind::NotFound,
+                        format!("node group {} no longer exists", target.display_name()),
+                    )
+                })?;
+                let scaling = ng.scaling_config.unwrap_or_else(|| {
+                    aws_sdk_eks::types::NodegroupScalingConfig::builder().build()
+                });
+                // EKS applies config updates asynchronously; while one is in flight (or the group
+                // is being created) a new update is rejected, so the worker retries later.
+                let busy = matches!(
+                    ng.status,
+                    Some(aws_sdk_eks::types::NodegroupStatus::Updating)
+                        | Some(aws_sdk_eks::types::NodegroupStatus::Creating)
+                );
+                Ok(LiveState {
+                    sizes: Sizes::new(
+                        scaling.min_size.unwrap_or_default(),
+                        scaling.max_size.unwrap_or_default(),
+                        scaling.desired_size.unwrap_or_default(),
+                    ),
+                    busy,
+                })
+            }
+        }
+    }
+
+    async fn set_sizes(&self, role: &SpokeRole, target: &Target, sizes: Sizes) -> PortResult<()> {
+        match target.kind {
+            TargetKind::Asg => {
+                let client = self.autoscaling(role, &target.region).await?;
+                retrying(|| async {
+                    client
+                        .update_auto_scaling_group()
+                        .auto_scaling_group_name(&target.name)
+                        .min_size(sizes.min)
+                        .max_size(sizes.max)
+                        .desired_capacity(sizes.desired)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| classify(&format!("updating ASG {}", target.name), e))
+                })
+                .await
+            }
+            TargetKind::Nodegroup => {
+                let client = self.eks(role, &target.region).await?;
+                let cluster = cluster_of(target)?;
+                let scaling = aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                    .min_size(sizes.min)
+                    .max_size(sizes.max)
+                    .desired_size(sizes.desired)
+                    .build();
+                retrying(|| async {
+                    client
+                        .update_nodegroup_config()
+                        .cluster_name(cluster)
+                        .nodegroup_name(&target.name)
+                        .scaling_config(scaling.clone())
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| {
+                            classify(&format!("updating node group {}", target.display_name()), e)
+                        })
+                })
+                .await
+            }
+        }
+    }
+}

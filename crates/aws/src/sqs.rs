@@ -1,0 +1,137 @@
+//! SQS queues: SendMessageBatch, 10 messages a call, failed entries retried with backoff.
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::Client;
+use backon::BackoffBuilder;
+use curfew_core::ports::{ErrorKind, PortError, PortResult, Queue};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::error::{backoff, classify, retrying};
+
+/// One SQS queue.
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+}
+
+impl SqsQueue {
+    /// A queue at `url`.
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        SqsQueue {
+            client,
+            url: url.into(),
+        }
+    }
+
+    /// The queue URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn send_batch(&self, batch: &[String]) -> PortResult<()> {
+        let mut pending: Vec<(usize, &String)> = batch.iter().enumerate().collect();
+        let mut delays = backoff().build();
+        loop {
+            let entries: Vec<SendMessageBatchRequestEntry> = pending
+                .iter()
+                .map(|(i, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body.as_str())
+                        .build()
+                        .map_err(|e| {
+                            PortError::with_source(ErrorKind::Invalid, "building a message", e)
+                        })
+                })
+                .collect::<PortResult<_>>()?;
+            let out = retrying(|| async {
+                self.client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| classify("sending to SQS", e))
+            })
+            .await?;
+            let failed: Vec<String> = out.failed.iter().map(|f| f.id.clone()).collect();
+            if failed.is_empty() {
+                return Ok(());
+            }
+            if let Some(sender_fault) = out.failed.iter().find(|f| f.sender_fault) {
+                return Err(PortError::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "SQS rejected a message: {} {}",
+                        sender_fault.code,
+                        sender_fault.message.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+            pending.retain(|(i, _)| failed.contains(&i.to_string()));
+            match delays.next() {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => {
+                    return Err(PortError::new(
+                        ErrorKind::Throttled,
+                        format!(
+                            "{} messages could not be sent to SQS after retries",
+                            pending.len()
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, bodies: &[String]) -> PortResult<()> {
+        let sends: Vec<_> = bodies
+            .chunks(10)
+            .map(|batch| self.send_batch(batch))
+            .collect();
+        stream::iter(sends)
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
+    use aws_sdk_sqs::types::SendMessageBatchResultEntry;
+    use aws_smithy_mocks::{mock, mock_client};
+
+    #[tokio::test]
+    async fn messages_go_out_in_batches_of_ten() {
+        let rule = mock!(Client::send_message_batch)
+            .match_requests(|r| r.entries().len() <= 10 && r.queue_url() == Some("https://q"))
+            .sequence()
+            .output(|| {
+                SendMessageBatchOutput::builder()
+                    .set_successful(Some(vec![SendMessageBatchResultEntry::builder()
+                        .id("0")
+                        .message_id("m")
+                        .md5_of_message_body("x")
+                        .build()
+                        .unwrap()]))
+                    .set_failed(Some(vec![]))
+                    .build()
+                    .unwrap()
+            })
+            .repeatedly()
+            .build();
+        let client = mock_client!(aws_sdk_sqs, [&rule]);
+        let queue = SqsQueue::new(client, "https://q");
+        let bodies: Vec<String> = (0..25).map(|i| format!("{{\"n\":{i}}}")).collect();
+        queue.send(&bodies).await.unwrap();
+        assert_eq!(rule.num_calls(), 3);
+    }
+}

@@ -1,0 +1,415 @@
+//! The decision: what to do to one target, given its live state, its saved baseline and the
+//! action. Pure: no I/O, so every rule in DESIGN.md "Semantics" is tested here directly.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::target::{LiveState, Sizes, TargetKind};
+
+/// Stop (scale to zero, saving a baseline) or start (restore the baseline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Save the baseline and scale to zero.
+    Stop,
+    /// Restore the baseline and retire it.
+    Start,
+}
+
+impl Action {
+    /// `stop` or `start`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Stop => "stop",
+            Action::Start => "start",
+        }
+    }
+
+    /// Parses `stop` or `start`.
+    pub fn parse(input: &str) -> Option<Action> {
+        match input {
+            "stop" => Some(Action::Stop),
+            "start" => Some(Action::Start),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything the decision looks at.
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionInput {
+    /// Stop or start.
+    pub action: Action,
+    /// ASG or node group (they stop at different sizes).
+    pub kind: TargetKind,
+    /// What the spoke reports now.
+    pub live: LiveState,
+    /// The sizes saved by an earlier stop, if any.
+    pub baseline: Option<Sizes>,
+    /// Sizes a start uses when no baseline is saved (set per schedule), if any.
+    pub default_start: Option<Sizes>,
+    /// An override keeping the target awake until this instant, if any.
+    pub awake_until: Option<DateTime<Utc>>,
+    /// Now.
+    pub now: DateTime<Utc>,
+}
+
+/// What to do to the target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Change the target's sizes.
+    Scale {
+        /// Sizes to save as the baseline first (a stop with no baseline yet).
+        save_baseline: Option<Sizes>,
+        /// Sizes to set.
+        to: Sizes,
+        /// Retire the baseline afterwards (a start).
+        retire_baseline: bool,
+    },
+    /// The target is already where a start would put it; only retire the baseline.
+    RetireBaseline,
+    /// Leave the target alone.
+    Skip(SkipReason),
+    /// Not now: try again later (an EKS update in flight).
+    RetryLater(String),
+}
+
+/// Why a target was left alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Stop: already at its stopped sizes and a baseline is saved.
+    AlreadyStopped,
+    /// Stop: at its stopped sizes with no baseline, so there is nothing worth saving.
+    StoppedWithoutBaseline,
+    /// Start: no baseline saved and no default size configured.
+    NoBaseline,
+    /// Stop: an override keeps it awake.
+    KeptAwake(DateTime<Utc>),
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::AlreadyStopped => f.write_str("already stopped; saved baseline kept"),
+            SkipReason::StoppedWithoutBaseline => f.write_str(
+                "already at its stopped sizes and no baseline is saved; nothing to save",
+            ),
+            SkipReason::NoBaseline => f.write_str(
+                "no saved baseline to restore (it was not stopped by curfew) and no default size is set",
+            ),
+            SkipReason::KeptAwake(until) => {
+                write!(f, "kept awake by an override until {}", until.to_rfc3339())
+            }
+        }
+    }
+}
+
+/// Decides what to do to one target. See DESIGN.md "Semantics that must hold".
+pub fn decide(input: &DecisionInput) -> Decision {
+    let live = input.live.sizes;
+    if input.live.busy {
+        return Decision::RetryLater("an update is in progress on the node group".into());
+    }
+    match input.action {
+        Action::Stop => {
+            if let Some(until) = input.awake_until.filter(|u| *u > input.now) {
+                return Decision::Skip(SkipReason::KeptAwake(until));
+            }
+            let stopped = input.kind.stopped_sizes(live);
+            match (input.baseline, live == stopped) {
+                (Some(_), true) => Decision::Skip(SkipReason::AlreadyStopped),
+                // Woken by hand while a baseline is saved: scale down again, and keep the
+                // original baseline (never overwrite it with the hand-set sizes).
+                (Some(_), false) => Decision::Scale {
+                    save_baseline: None,
+                    to: stopped,
+                    retire_baseline: false,
+                },
+                (None, true) => Decision::Skip(SkipReason::StoppedWithoutBaseline),
+                (None, false) => Decision::Scale {
+                    save_baseline: Some(live),
+                    to: stopped,
+                    retire_baseline: false,
+                },
+            }
+        }
+        Action::Start => {
+            let Some(restore) = input.baseline.or(input.default_start) else {
+                return Decision::Skip(SkipReason::NoBaseline);
+            };
+            let to = start_sizes(restore, live);
+            if to == live {
+                if input.baseline.is_some() {
+                    Decision::RetireBaseline
+                } else {
+                    Decision::Skip(SkipReason::NoBaseline)
+                }
+            } else {
+                Decision::Scale {
+                    save_baseline: None,
+                    to,
+                    retire_baseline: input.baseline.is_some(),
+                }
+            }
+        }
+    }
+}
+
+/// Start sizes: min and max from the baseline, desired = max(baseline, live) so a start never
+/// shrinks a group someone woke by hand. If the hand-set desired is above the baseline max, max
+/// is raised to it rather than shrinking the group (min <= desired <= max must hold).
+pub fn start_sizes(baseline: Sizes, live: Sizes) -> Sizes {
+    let desired = baseline.desired.max(live.desired);
+    Sizes::new(baseline.min, baseline.max.max(desired), desired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn input(
+        action: Action,
+        kind: TargetKind,
+        live: Sizes,
+        baseline: Option<Sizes>,
+    ) -> DecisionInput {
+        DecisionInput {
+            action,
+            kind,
+            live: LiveState {
+                sizes: live,
+                busy: false,
+            },
+            baseline,
+            default_start: None,
+            awake_until: None,
+            now: Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn stopping_an_asg_saves_its_sizes_and_holds_it_at_zero() {
+        let d = decide(&input(
+            Action::Stop,
+            TargetKind::Asg,
+            Sizes::new(2, 6, 4),
+            None,
+        ));
+        assert_eq!(
+            d,
+            Decision::Scale {
+                save_baseline: Some(Sizes::new(2, 6, 4)),
+                to: Sizes::new(0, 0, 0),
+                retire_baseline: false
+            }
+        );
+    }
+
+    #[test]
+    fn stopping_a_nodegroup_keeps_its_max() {
+        let d = decide(&input(
+            Action::Stop,
+            TargetKind::Nodegroup,
+            Sizes::new(1, 5, 3),
+            None,
+        ));
+        assert_eq!(
+            d,
+            Decision::Scale {
+                save_baseline: Some(Sizes::new(1, 5, 3)),
+                to: Sizes::new(0, 5, 0),
+                retire_baseline: false
+            }
+        );
+    }
+
+    #[test]
+    fn an_asg_at_zero_min_and_desired_but_positive_max_is_not_yet_stopped() {
+        let d = decide(&input(
+            Action::Stop,
+            TargetKind::Asg,
+            Sizes::new(0, 4, 0),
+            None,
+        ));
+        assert_eq!(
+            d,
+            Decision::Scale {
+                save_baseline: Some(Sizes::new(0, 4, 0)),
+                to: Sizes::new(0, 0, 0),
+                retire_baseline: false
+            }
+        );
+    }
+
+    #[test]
+    fn stopping_twice_keeps_the_first_baseline() {
+        let d = decide(&input(
+            Action::Stop,
+            TargetKind::Asg,
+            Sizes::new(0, 0, 0),
+            Some(Sizes::new(2, 6, 4)),
+        ));
+        assert_eq!(d, Decision::Skip(SkipReason::AlreadyStopped));
+    }
+
+    #[test]
+    fn a_target_woken_by_hand_is_stopped_again_without_touching_its_baseline() {
+        let d = decide(&input(
+            Action::Stop,
+            TargetKind::Asg,
+            Sizes::new(1, 3, 1),
+            Some(Sizes::new(2, 6, 4)),
+        ));
+        assert_eq!(
+            d,
+            Decision::Scale {
+                save_baseline: None,
+                to: Sizes::new(0, 0, 0),
+                retire_baseline: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_stopped_target_without_baseline_is_skipped_with_the_reason() {
+        let d = decide(&input(
+            Action::Stop,
+            TargetKind::Nodegroup,
+            Sizes::new(0, 3, 0),
+            None,
+        ));
+        assert_eq!(d, Decision::Skip(SkipReason::StoppedWithoutBaseline));
+    }
+
+    #[test]
+    fn starting_restores_the_baseline_exactly_and_retires_it() {
+        let d = decide(&input(
+            Action::Start,
+            TargetKind::Asg,
+            Sizes::new(0, 0, 0),
+            Some(Sizes::new(2, 6, 4)),
+        ));
+        assert_eq!(
+            d,
+            Decision::Scale {
+                save_baseline: None,
+                to: Sizes::new(2, 6, 4),
+                retire_baseline: true
+            }
+        );
+    }
+
+    #[test]
+    fn starting_never_shrinks_a_group_woken_by_hand() {
+        let d = decide(&input(
+            Action::Start,
+            TargetKind::Nodegroup,
+            Sizes::new(0, 5, 5),
+            Some(Sizes::new(1, 5, 2)),
+        ));
+        assert_eq!(
+            d,
+            Decision::Scale {
+                save_baseline: None,
+                to: Sizes::new(1, 5, 5),
+                retire_baseline: true
+            }
+        );
+    }
+
+    #[test]
+    fn starting_without_baseline_is_skipped_unless_a_default_is_set() {
+        let mut i = input(Action::Start, TargetKind::Asg, Sizes::new(0, 0, 0), None);
+        assert_eq!(decide(&i), Decision::Skip(SkipReason::NoBaseline));
+        i.default_start = Some(Sizes::new(1, 2, 1));
+        assert_eq!(
+            decide(&i),
+            Decision::Scale {
+                save_baseline: None,
+                to: Sizes::new(1, 2, 1),
+                retire_baseline: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_start_of_a_target_already_at_its_baseline_only_retires_it() {
+        let d = decide(&input(
+            Action::Start,
+            TargetKind::Asg,
+            Sizes::new(2, 6, 4),
+            Some(Sizes::new(2, 6, 4)),
+        ));
+        assert_eq!(d, Decision::RetireBaseline);
+    }
+
+    #[test]
+    fn a_busy_nodegroup_is_retried_later_not_failed() {
+        let mut i = input(
+            Action::Stop,
+            TargetKind::Nodegroup,
+            Sizes::new(1, 3, 1),
+            None,
+        );
+        i.live.busy = true;
+        assert!(matches!(decide(&i), Decision::RetryLater(_)));
+    }
+
+    #[test]
+    fn an_override_keeps_a_target_awake_until_it_expires() {
+        let mut i = input(Action::Stop, TargetKind::Asg, Sizes::new(1, 3, 1), None);
+        i.awake_until = Some(i.now + chrono::Duration::hours(1));
+        assert!(matches!(
+            decide(&i),
+            Decision::Skip(SkipReason::KeptAwake(_))
+        ));
+        i.awake_until = Some(i.now - chrono::Duration::hours(1));
+        assert!(matches!(decide(&i), Decision::Scale { .. }));
+    }
+
+    fn sizes() -> impl Strategy<Value = Sizes> {
+        (0..20i32, 0..20i32, 0..20i32).prop_map(|(a, b, c)| {
+            let mut v = [a, b, c];
+            v.sort();
+            Sizes::new(v[0], v[2], v[1])
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn stop_then_start_restores_any_valid_sizes(live in sizes(), asg in any::<bool>()) {
+            let kind = if asg { TargetKind::Asg } else { TargetKind::Nodegroup };
+            let stop = decide(&input(Action::Stop, kind, live, None));
+            let (baseline, stopped) = match stop {
+                Decision::Scale { save_baseline: Some(b), to, .. } => (b, to),
+                Decision::Skip(SkipReason::StoppedWithoutBaseline) => return Ok(()),
+                other => panic!("unexpected {other:?}"),
+            };
+            prop_assert!(stopped.is_valid() || kind == TargetKind::Asg);
+            let again = decide(&input(Action::Stop, kind, stopped, Some(baseline)));
+            prop_assert_eq!(again, Decision::Skip(SkipReason::AlreadyStopped));
+            match decide(&input(Action::Start, kind, stopped, Some(baseline))) {
+                Decision::Scale { to, retire_baseline: true, .. } => prop_assert_eq!(to, live),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        #[test]
+        fn start_sizes_are_always_valid_and_never_below_live_desired(b in sizes(), live in sizes()) {
+            let to = start_sizes(b, live);
+            prop_assert!(to.is_valid());
+            prop_assert!(to.desired >= live.desired);
+            prop_assert_eq!(to.min, b.min);
+        }
+    }
+}

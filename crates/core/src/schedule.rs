@@ -1,0 +1,330 @@
+//! Schedules: a cron expression in a time zone, an action and a selector.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::cron::{CronError, CronSpec, FireTime};
+use crate::decision::Action;
+use crate::selector::{Selector, SelectorError};
+use crate::target::Sizes;
+
+/// A schedule field that failed validation.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum ScheduleError {
+    /// The name is not usable.
+    #[error("invalid name {0:?}: use 1-64 letters, digits, '-' or '_'")]
+    Name(String),
+    /// Bad cron expression or zone.
+    #[error(transparent)]
+    Cron(#[from] CronError),
+    /// Bad selector.
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    /// Bad action.
+    #[error("invalid action {0:?}: expected stop or start")]
+    Action(String),
+    /// Bad prewarm duration.
+    #[error("invalid prewarm {0:?}: expected a duration such as 15m or 1h, at most 24h")]
+    Prewarm(String),
+    /// Bad skip date.
+    #[error("invalid skip date {0:?}: expected YYYY-MM-DD")]
+    SkipDate(String),
+    /// Default start sizes that are not min <= desired <= max.
+    #[error("invalid default start sizes {0}: need 0 <= min <= desired <= max")]
+    DefaultStart(Sizes),
+}
+
+impl ScheduleError {
+    /// The name of the bad field, as operators type it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ScheduleError::Name(_) => "name",
+            ScheduleError::Cron(e) => e.field(),
+            ScheduleError::Selector(_) => "select",
+            ScheduleError::Action(_) => "action",
+            ScheduleError::Prewarm(_) => "prewarm",
+            ScheduleError::SkipDate(_) => "skip-dates",
+            ScheduleError::DefaultStart(_) => "default-start",
+        }
+    }
+}
+
+/// A schedule as stored and exchanged: plain fields. [`Schedule::try_from`] validates it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleRecord {
+    /// Unique name.
+    pub name: String,
+    /// 5-field cron expression.
+    pub cron: String,
+    /// IANA time zone.
+    pub tz: String,
+    /// `stop` or `start`.
+    pub action: String,
+    /// Selector.
+    pub selector: String,
+    /// Disabled schedules never fire.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Plan only: tasks record what would change and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Fire this many minutes before the cron time (warm up before people arrive).
+    #[serde(default)]
+    pub prewarm_minutes: i64,
+    /// Local dates on which the schedule does not fire.
+    #[serde(default)]
+    pub skip_dates: Vec<String>,
+    /// Sizes a start uses for targets with no baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_start: Option<Sizes>,
+    /// The next instant this schedule fires (UTC), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_fire: Option<DateTime<Utc>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A validated schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ScheduleRecord", into = "ScheduleRecord")]
+pub struct Schedule {
+    /// Unique name.
+    pub name: String,
+    /// When, in which zone.
+    pub cron: CronSpec,
+    /// What to do.
+    pub action: Action,
+    /// To what.
+    pub selector: Selector,
+    /// Disabled schedules never fire.
+    pub enabled: bool,
+    /// Plan only.
+    pub dry_run: bool,
+    /// Fire this long before the cron time.
+    pub prewarm: Duration,
+    /// Local dates on which it does not fire.
+    pub skip_dates: Vec<NaiveDate>,
+    /// Sizes a start uses for targets with no baseline.
+    pub default_start: Option<Sizes>,
+    /// The next instant it fires.
+    pub next_fire: Option<DateTime<Utc>>,
+}
+
+/// Parses `90s`, `15m`, `2h`, `1h30m` or a bare number of minutes.
+pub fn parse_duration(input: &str) -> Option<Duration> {
+    let s = input.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(minutes) = s.parse::<i64>() {
+        return (minutes >= 0).then(|| Duration::minutes(minutes));
+    }
+    let mut total = Duration::zero();
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: i64 = digits.parse().ok()?;
+        digits.clear();
+        total += match c {
+            's' => Duration::seconds(n),
+            'm' => Duration::minutes(n),
+            'h' => Duration::hours(n),
+            'd' => Duration::days(n),
+            _ => return None,
+        };
+    }
+    digits.is_empty().then_some(total)
+}
+
+/// Checks a schedule name.
+pub fn validate_name(name: &str) -> Result<(), ScheduleError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ScheduleError::Name(name.to_string()))
+    }
+}
+
+impl TryFrom<ScheduleRecord> for Schedule {
+    type Error = ScheduleError;
+
+    fn try_from(r: ScheduleRecord) -> Result<Self, Self::Error> {
+        validate_name(&r.name)?;
+        let cron = CronSpec::parse(&r.cron, &r.tz)?;
+        let action =
+            Action::parse(&r.action).ok_or_else(|| ScheduleError::Action(r.action.clone()))?;
+        let selector = Selector::parse(&r.selector)?;
+        if !(0..=24 * 60).contains(&r.prewarm_minutes) {
+            return Err(ScheduleError::Prewarm(format!("{}m", r.prewarm_minutes)));
+        }
+        let skip_dates = r
+            .skip_dates
+            .iter()
+            .map(|d| {
+                NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                    .map_err(|_| ScheduleError::SkipDate(d.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(sizes) = r.default_start {
+            if !sizes.is_valid() {
+                return Err(ScheduleError::DefaultStart(sizes));
+            }
+        }
+        Ok(Schedule {
+            name: r.name,
+            cron,
+            action,
+            selector,
+            enabled: r.enabled,
+            dry_run: r.dry_run,
+            prewarm: Duration::minutes(r.prewarm_minutes),
+            skip_dates,
+            default_start: r.default_start,
+            next_fire: r.next_fire,
+        })
+    }
+}
+
+impl From<Schedule> for ScheduleRecord {
+    fn from(s: Schedule) -> Self {
+        ScheduleRecord {
+            name: s.name,
+            cron: s.cron.expression().to_string(),
+            tz: s.cron.zone_name().to_string(),
+            action: s.action.as_str().to_string(),
+            selector: s.selector.as_str().to_string(),
+            enabled: s.enabled,
+            dry_run: s.dry_run,
+            prewarm_minutes: s.prewarm.num_minutes(),
+            skip_dates: s.skip_dates.iter().map(|d| d.to_string()).collect(),
+            default_start: s.default_start,
+            next_fire: s.next_fire,
+        }
+    }
+}
+
+impl Schedule {
+    /// The first instant strictly after `after` at which this schedule fires: the cron fire
+    /// minus the prewarm, skipping fires whose local date is a skip date.
+    pub fn next_fire_after(&self, after: DateTime<Utc>) -> Option<FireTime> {
+        let mut cursor = after + self.prewarm;
+        // A skip list can only hide a bounded number of fires in a row; bound the walk anyway.
+        for _ in 0..10_000 {
+            let fire = self.cron.next_after(cursor)?;
+            if !self.skip_dates.contains(&fire.local.date_naive()) {
+                return Some(FireTime {
+                    utc: fire.utc - self.prewarm,
+                    local: fire.local - self.prewarm,
+                });
+            }
+            cursor = fire.utc;
+        }
+        None
+    }
+
+    /// Every fire instant in (after, until], oldest first, at most `limit` of them.
+    pub fn fires_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut fires = Vec::new();
+        let mut cursor = after;
+        while fires.len() < limit {
+            match self.next_fire_after(cursor) {
+                Some(f) if f.utc <= until => {
+                    fires.push(f.utc);
+                    cursor = f.utc;
+                }
+                _ => break,
+            }
+        }
+        fires
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn record() -> ScheduleRecord {
+        ScheduleRecord {
+            name: "dev-nights".into(),
+            cron: "0 19 * * 1-5".into(),
+            tz: "Europe/Berlin".into(),
+            action: "stop".into(),
+            selector: "tag:env=dev".into(),
+            enabled: true,
+            dry_run: false,
+            prewarm_minutes: 0,
+            skip_dates: vec![],
+            default_start: None,
+            next_fire: None,
+        }
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        type Mutation = fn(&mut ScheduleRecord);
+        let cases: Vec<(Mutation, &str)> = vec![
+            (|r| r.name = "bad name".into(), "name"),
+            (|r| r.cron = "61 * * * *".into(), "cron"),
+            (|r| r.tz = "Mars/Olympus".into(), "tz"),
+            (|r| r.action = "pause".into(), "action"),
+            (|r| r.selector = "env=dev".into(), "select"),
+            (|r| r.skip_dates = vec!["24.12.2027".into()], "skip-dates"),
+            (
+                |r| r.default_start = Some(Sizes::new(2, 1, 1)),
+                "default-start",
+            ),
+        ];
+        for (mutate, field) in cases {
+            let mut r = record();
+            mutate(&mut r);
+            assert_eq!(Schedule::try_from(r).unwrap_err().field(), field);
+        }
+    }
+
+    #[test]
+    fn skip_dates_and_prewarm_shift_the_next_fire() {
+        let mut r = record();
+        r.skip_dates = vec!["2027-01-04".into()];
+        r.prewarm_minutes = 15;
+        let s = Schedule::try_from(r).unwrap();
+        let after = Utc.with_ymd_and_hms(2027, 1, 4, 0, 0, 0).unwrap();
+        // Monday 4 January is skipped; Tuesday 19:00 CET = 18:00Z, minus 15 minutes.
+        assert_eq!(
+            s.next_fire_after(after).unwrap().utc,
+            Utc.with_ymd_and_hms(2027, 1, 5, 17, 45, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn durations_parse_in_operator_units() {
+        assert_eq!(parse_duration("15m"), Some(Duration::minutes(15)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::minutes(90)));
+        assert_eq!(parse_duration("45"), Some(Duration::minutes(45)));
+        assert_eq!(parse_duration("2x"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+
+    #[test]
+    fn schedules_round_trip_through_their_record() {
+        let s = Schedule::try_from(record()).unwrap();
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["tz"], "Europe/Berlin");
+        assert_eq!(serde_json::from_value::<Schedule>(json).unwrap(), s);
+    }
+}

@@ -1,0 +1,228 @@
+//! The router: an operation fans out to one shard per account and region, and each shard
+//! resolves its targets, writes their tasks and sends one task message per target. Two levels,
+//! so no single invocation does a whole 100,000-target fleet's work.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use tracing::{info, warn};
+
+use super::{to_body, Hub};
+use crate::account::Account;
+use crate::decision::{decide, Decision, DecisionInput};
+use crate::operation::{Discovery, Operation, RouterMessage, Shard, Task, TaskMessage};
+use crate::ports::{ErrorKind, PlannedChange, PortError, PortResult};
+use crate::selector::Selector;
+use crate::target::Target;
+
+/// Handles one router-queue message.
+pub async fn handle(hub: &Hub, message: &RouterMessage) -> PortResult<()> {
+    match message {
+        RouterMessage::Operation { op_id } => fan_out(hub, op_id).await,
+        RouterMessage::Shard { op_id, shard } => plan_shard(hub, op_id, shard).await,
+    }
+}
+
+async fn load(hub: &Hub, op_id: &str) -> PortResult<Operation> {
+    hub.store.get_operation(op_id).await?.ok_or_else(|| {
+        PortError::new(
+            ErrorKind::NotFound,
+            format!("operation {op_id} does not exist"),
+        )
+    })
+}
+
+/// The shards of an operation: every registered account and region its selector can reach.
+pub fn shards_for(selector: &Selector, accounts: &[Account]) -> Vec<Shard> {
+    let mut shards = Vec::new();
+    for account in accounts
+        .iter()
+        .filter(|a| selector.may_match_account(&a.id))
+    {
+        for region in account
+            .regions
+            .iter()
+            .filter(|r| selector.may_match_region(r))
+        {
+            shards.push(Shard {
+                account: account.id.clone(),
+                region: region.clone(),
+            });
+        }
+    }
+    shards
+}
+
+/// First level: one shard message per account and region.
+pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
+    let op = load(hub, op_id).await?;
+    if op.status.is_final() {
+        return Ok(());
+    }
+    let accounts = hub.store.list_accounts().await?;
+    let shards = shards_for(&op.selector, &accounts);
+    hub.store.set_shards(op_id, shards.len() as u64).await?;
+    let bodies: Vec<String> = shards
+        .into_iter()
+        .map(|shard| {
+            to_body(&RouterMessage::Shard {
+                op_id: op_id.to_string(),
+                shard,
+            })
+        })
+        .collect();
+    info!(op_id, shards = bodies.len(), "operation fanned out");
+    hub.router_queue.send(&bodies).await?;
+    hub.store.finalize_operation(op_id).await?;
+    Ok(())
+}
+
+/// The targets of one account and region: from the inventory cache, or discovered live (and
+/// cached) when asked or when the shard was never discovered.
+pub async fn targets_in(
+    hub: &Hub,
+    account: &Account,
+    region: &str,
+    discovery: Discovery,
+) -> PortResult<Vec<Target>> {
+    if discovery == Discovery::Cached {
+        if let Some(cached) = hub.store.get_inventory(&account.id, region).await? {
+            return Ok(cached);
+        }
+    }
+    let found = hub.spokes.discover(&account.role, region).await?;
+    hub.store
+        .put_inventory(&account.id, region, &found, hub.clock.now())
+        .await?;
+    Ok(found)
+}
+
+/// Second level: resolve one shard's targets, write their tasks, send their messages.
+/// Safe to run twice: a planned shard only re-sends the messages of its unfinished tasks.
+pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()> {
+    let op = load(hub, op_id).await?;
+    if op.status.is_final() {
+        return Ok(());
+    }
+    let account = hub.store.get_account(&shard.account).await?;
+    let tasks = if hub.store.shard_planned(op_id, shard).await? {
+        hub.store.unfinished_tasks(op_id, shard).await?
+    } else {
+        let now = hub.clock.now();
+        let (tasks, note) = match &account {
+            None => (
+                Vec::new(),
+                Some(format!("account {} is no longer registered", shard.account)),
+            ),
+            Some(account) => match targets_in(hub, account, &shard.region, op.discovery).await {
+                Ok(targets) => (
+                    targets
+                        .into_iter()
+                        .filter(|t| op.selector.matches(t))
+                        .map(|t| Task::pending(op_id, t, now))
+                        .collect(),
+                    None,
+                ),
+                // Throttling: let the queue retry this shard. Anything else is reported on
+                // the operation and never blocks the other accounts.
+                Err(e) if e.kind == ErrorKind::Throttled => return Err(e),
+                Err(e) => {
+                    warn!(op_id, account = %shard.account, region = %shard.region, error = %e, "discovery failed");
+                    (
+                        Vec::new(),
+                        Some(format!(
+                            "account {} region {}: could not list targets: {e}",
+                            shard.account, shard.region
+                        )),
+                    )
+                }
+            },
+        };
+        hub.store.plan_shard(op_id, shard, &tasks, note).await?;
+        tasks
+    };
+    if let Some(account) = account {
+        let bodies: Vec<String> = tasks
+            .into_iter()
+            .map(|task| {
+                to_body(&TaskMessage {
+                    op_id: op.id.clone(),
+                    op_created_at: op.created_at,
+                    action: op.action,
+                    target: task.target,
+                    role: account.role.clone(),
+                    dry_run: op.dry_run,
+                    default_start: op.default_start,
+                })
+            })
+            .collect();
+        hub.task_queue.send(&bodies).await?;
+    }
+    hub.store.finalize_operation(op_id).await?;
+    Ok(())
+}
+
+/// What a stop or start over `selector` would do, target by target, changing nothing.
+/// Reads the inventory (cached, or live where never discovered) and every target's live state.
+pub async fn plan(
+    hub: &Hub,
+    action: crate::decision::Action,
+    selector: &Selector,
+    discovery: Discovery,
+) -> PortResult<Vec<PlannedChange>> {
+    let accounts = hub.store.list_accounts().await?;
+    let by_id: HashMap<&str, &Account> = accounts.iter().map(|a| (a.id.as_str(), a)).collect();
+    let shards = shards_for(selector, &accounts);
+    let now: DateTime<Utc> = hub.clock.now();
+    let overrides = hub.store.active_overrides(now).await?;
+    let per_shard: Vec<Vec<PlannedChange>> = stream::iter(shards)
+        .map(|shard| {
+            let account = by_id[shard.account.as_str()];
+            let overrides = &overrides;
+            async move {
+                let targets = targets_in(hub, account, &shard.region, discovery).await?;
+                let mut changes = Vec::new();
+                for target in targets.into_iter().filter(|t| selector.matches(t)) {
+                    let live = hub.spokes.live_state(&account.role, &target).await?;
+                    let baseline = hub.store.get_baseline(&target.key()).await?;
+                    let awake_until = overrides
+                        .iter()
+                        .filter(|o| o.selector.matches(&target))
+                        .map(|o| o.awake_until)
+                        .max();
+                    let decision = decide(&DecisionInput {
+                        action,
+                        kind: target.kind,
+                        live,
+                        baseline: baseline.map(|b| b.sizes),
+                        default_start: None,
+                        awake_until,
+                        now,
+                    });
+                    let (to, reason) = match decision {
+                        Decision::Scale { to, .. } => (Some(to), None),
+                        Decision::RetireBaseline => {
+                            (None, Some("already at its baseline sizes".to_string()))
+                        }
+                        Decision::Skip(r) => (None, Some(r.to_string())),
+                        Decision::RetryLater(r) => (None, Some(r)),
+                    };
+                    changes.push(PlannedChange {
+                        target,
+                        action,
+                        live: live.sizes,
+                        to,
+                        reason,
+                    });
+                }
+                Ok::<_, PortError>(changes)
+            }
+        })
+        .buffer_unordered(hub.settings.discovery_concurrency)
+        .try_collect()
+        .await?;
+    let mut changes: Vec<PlannedChange> = per_shard.into_iter().flatten().collect();
+    changes.sort_by_key(|c| c.target.key());
+    Ok(changes)
+}

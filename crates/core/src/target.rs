@@ -1,0 +1,172 @@
+//! Targets: the scalable things curfew puts to sleep, and their sizes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of scalable resource a target is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// An EC2 Auto Scaling group.
+    Asg,
+    /// An EKS managed node group.
+    Nodegroup,
+}
+
+impl TargetKind {
+    /// The selector spelling (`asg`, `nodegroup`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Asg => "asg",
+            TargetKind::Nodegroup => "nodegroup",
+        }
+    }
+
+    /// The sizes a target of this kind is held at while stopped.
+    ///
+    /// An ASG goes to 0/0/0 so no scaling policy or autoscaler can wake it. EKS rejects a
+    /// node group with `maxSize` 0, so a node group keeps its max and only min and desired drop.
+    pub fn stopped_sizes(self, live: Sizes) -> Sizes {
+        match self {
+            TargetKind::Asg => Sizes::new(0, 0, 0),
+            TargetKind::Nodegroup => Sizes::new(0, live.max, 0),
+        }
+    }
+}
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Minimum, maximum and desired capacity of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Sizes {
+    /// Minimum size.
+    pub min: i32,
+    /// Maximum size.
+    pub max: i32,
+    /// Desired capacity.
+    pub desired: i32,
+}
+
+impl Sizes {
+    /// Sizes from min, max and desired.
+    pub const fn new(min: i32, max: i32, desired: i32) -> Self {
+        Sizes { min, max, desired }
+    }
+
+    /// True when min <= desired <= max and nothing is negative. The emulator accepts
+    /// desired > max, so curfew checks this itself before every update.
+    pub fn is_valid(&self) -> bool {
+        self.min >= 0 && self.min <= self.desired && self.desired <= self.max
+    }
+}
+
+impl fmt::Display for Sizes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.min, self.max, self.desired)
+    }
+}
+
+/// One scalable resource in one spoke account and region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// Spoke account id.
+    pub account: String,
+    /// AWS region.
+    pub region: String,
+    /// ASG or node group.
+    pub kind: TargetKind,
+    /// The EKS cluster, for node groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// ASG name or node group name.
+    pub name: String,
+    /// Tags on the resource itself.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Tags on the node group's cluster (empty for ASGs); selectors match these too.
+    #[serde(default)]
+    pub cluster_tags: BTreeMap<String, String>,
+}
+
+impl Target {
+    /// The stable key of this target: `account#region#kind#[cluster/]name`. Sorting by it groups
+    /// targets by account and region, which is how tasks are sharded.
+    pub fn key(&self) -> String {
+        match &self.cluster {
+            Some(cluster) => format!(
+                "{}#{}#{}#{}/{}",
+                self.account, self.region, self.kind, cluster, self.name
+            ),
+            None => format!(
+                "{}#{}#{}#{}",
+                self.account, self.region, self.kind, self.name
+            ),
+        }
+    }
+
+    /// A short human name: `cluster/nodegroup` or the ASG name.
+    pub fn display_name(&self) -> String {
+        match &self.cluster {
+            Some(cluster) => format!("{cluster}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The tag value for `key`, looked up on the resource first, then on its cluster.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .get(key)
+            .or_else(|| self.cluster_tags.get(key))
+            .map(String::as_str)
+    }
+}
+
+/// What a spoke reports about a target right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveState {
+    /// Current sizes.
+    pub sizes: Sizes,
+    /// True while the resource cannot take an update (an EKS node group that is UPDATING).
+    pub busy: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_asg_stops_at_zero_everything_and_a_nodegroup_keeps_its_max() {
+        let live = Sizes::new(2, 5, 3);
+        assert_eq!(TargetKind::Asg.stopped_sizes(live), Sizes::new(0, 0, 0));
+        assert_eq!(
+            TargetKind::Nodegroup.stopped_sizes(live),
+            Sizes::new(0, 5, 0)
+        );
+    }
+
+    #[test]
+    fn target_keys_group_by_account_then_region() {
+        let ng = Target {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Nodegroup,
+            cluster: Some("prod".into()),
+            name: "workers".into(),
+            tags: BTreeMap::new(),
+            cluster_tags: BTreeMap::new(),
+        };
+        assert_eq!(ng.key(), "111111111111#eu-west-1#nodegroup#prod/workers");
+    }
+
+    #[test]
+    fn desired_above_max_is_not_a_valid_size() {
+        assert!(!Sizes::new(0, 2, 3).is_valid());
+        assert!(Sizes::new(0, 0, 0).is_valid());
+    }
+}

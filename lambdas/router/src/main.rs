@@ -1,0 +1,89 @@
+//! The router Lambda: router-queue batches (operation -> shards -> task messages) and direct
+//! invocations (`{"action": "trigger" | "stop" | "start", ...}`, see docs/INVOKE.md).
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use curfew_core::service::invocation::{invoke, Invocation};
+use curfew_core::service::{router_batch, Hub};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+/// The two shapes this function is invoked with.
+#[derive(Debug)]
+enum Event {
+    /// From the router queue's event source mapping.
+    Queue(SqsEvent),
+    /// From the CLI or `aws lambda invoke`.
+    Direct(Invocation),
+}
+
+fn parse(payload: Value) -> Result<Event, Error> {
+    if payload.get("Records").is_some() {
+        return Ok(Event::Queue(serde_json::from_value(payload)?));
+    }
+    Ok(Event::Direct(Invocation::parse(&payload)?))
+}
+
+async fn handler(event: LambdaEvent<Value>, hub: &Hub) -> Result<Value, Error> {
+    match parse(event.payload)? {
+        Event::Queue(sqs) => {
+            let messages: Vec<(String, String)> = sqs
+                .records
+                .iter()
+                .map(|r| {
+                    (
+                        r.message_id.clone().unwrap_or_default(),
+                        r.body.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let outcome = router_batch(hub, &messages).await;
+            let mut response = SqsBatchResponse::default();
+            response.batch_item_failures = outcome
+                .failed
+                .into_iter()
+                .map(|id| {
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    failure
+                })
+                .collect();
+            Ok(serde_json::to_value(response)?)
+        }
+        Event::Direct(invocation) => Ok(serde_json::to_value(invoke(hub, invocation).await?)?),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let hub = curfew_aws::hub::hub_from_env().await?;
+    run(service_fn(|event| handler(event, &hub))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_router_queue_event_is_told_apart_from_a_direct_invocation() {
+        let fixture: Value =
+            serde_json::from_str(include_str!("../fixtures/sqs-router-event.json")).unwrap();
+        assert!(matches!(parse(fixture).unwrap(), Event::Queue(e) if e.records.len() == 1));
+        let direct = serde_json::json!({"action": "stop", "select": "tag:env=dev"});
+        assert!(matches!(
+            parse(direct).unwrap(),
+            Event::Direct(Invocation::Stop { .. })
+        ));
+    }
+
+    #[test]
+    fn a_malformed_direct_invocation_names_the_field() {
+        let err = parse(serde_json::json!({"action": "stop"}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("select"), "{err}");
+    }
+}
