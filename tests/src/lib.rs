@@ -1,1 +1,263 @@
+//! The integration harness: one moto server per test process (installed into the project's
+//! virtualenv if missing, on a free loopback port, stopped when the process exits), and per
+//! test a hub with its own table and queues and spoke accounts with their own random ids, so
+//! tests never see each other's state.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use aws_config::{Region, SdkConfig};
+use aws_credential_types::Credentials;
+use chrono::{DateTime, Utc};
+use curfew_aws::dispatch::{Dispatcher, DrainReport};
+use curfew_aws::hub::{build_hub, provision, HubConfig};
+use curfew_aws::local::emulator::Emulator;
+use curfew_aws::local::{seed_fleet, spoke_role_arn, FleetTarget};
+use curfew_core::account::Account;
+use curfew_core::clock::ManualClock;
+use curfew_core::service::{Hub, Settings};
+use curfew_core::target::{Sizes, TargetKind};
+
+static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+
+fn emulator() -> &'static Emulator {
+    EMULATOR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let log = root.join(format!("target/moto-{}.log", std::process::id()));
+        Emulator::start(&root, &log, Some(std::process::id())).expect("moto server starts")
+    })
+}
+
+/// A hub on the emulator, with a clock the test controls.
+pub struct TestHub {
+    /// SDK config pointing at the emulator with the hub's credentials.
+    pub sdk: SdkConfig,
+    /// Table and queues.
+    pub config: HubConfig,
+    /// The clock every handler reads.
+    pub clock: Arc<ManualClock>,
+    /// The handlers' dependencies.
+    pub hub: Hub,
+    /// Random spoke account ids of this test.
+    pub accounts: Vec<String>,
+}
+
+/// `n` random 12-digit account ids.
+pub fn random_accounts(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let v = uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000;
+            v.to_string()
+        })
+        .collect()
+}
+
+/// Starts (once per process) the emulator and provisions a fresh hub at `now`.
+pub async fn spawn_hub(now: DateTime<Utc>, accounts: usize) -> TestHub {
+    let endpoint = emulator().endpoint.clone();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let config = provision(&sdk, &prefix).await.expect("hub provisioned");
+    let clock = Arc::new(ManualClock::new(now));
+    let hub = build_hub(&sdk, &config, clock.clone(), Settings::default());
+    TestHub {
+        sdk,
+        config,
+        clock,
+        hub,
+        accounts: random_accounts(accounts),
+    }
+}
+
+impl TestHub {
+    /// Registers every test account with `regions`.
+    pub async fn register_accounts(&self, regions: &[&str]) {
+        let regions: Vec<String> = regions.iter().map(|r| r.to_string()).collect();
+        for id in &self.accounts {
+            let account =
+                Account::new(id, &spoke_role_arn(id), Some("curfew-ext"), &regions).unwrap();
+            self.hub.store.put_account(&account).await.unwrap();
+        }
+    }
+
+    /// Creates `fleet` in the emulated spokes.
+    pub async fn seed(&self, fleet: &[FleetTarget]) {
+        seed_fleet(&self.sdk, fleet).await.expect("fleet seeded");
+    }
+
+    /// A dispatcher over this hub's queues.
+    pub fn dispatcher(&self) -> Dispatcher {
+        Dispatcher::new(
+            self.hub.clone(),
+            aws_sdk_sqs::Client::new(&self.sdk),
+            &self.config.router_queue_url,
+            &self.config.task_queue_url,
+            8,
+        )
+    }
+
+    /// Drains both queues through the real router and worker.
+    pub async fn drain(&self) -> DrainReport {
+        self.dispatcher().drain().await.expect("queues drain")
+    }
+
+    async fn creds(&self, account: &str) -> Credentials {
+        let c = aws_sdk_sts::Client::new(&self.sdk)
+            .assume_role()
+            .role_arn(spoke_role_arn(account))
+            .role_session_name("curfew-test")
+            .send()
+            .await
+            .unwrap()
+            .credentials
+            .unwrap();
+        Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            None,
+            "t",
+        )
+    }
+
+    /// An Auto Scaling client in a spoke account, as the spoke's own operator would use.
+    pub async fn autoscaling(&self, account: &str, region: &str) -> aws_sdk_autoscaling::Client {
+        let conf = aws_sdk_autoscaling::config::Builder::from(&self.sdk)
+            .region(Region::new(region.to_string()))
+            .credentials_provider(self.creds(account).await)
+            .build();
+        aws_sdk_autoscaling::Client::from_conf(conf)
+    }
+
+    /// An EKS client in a spoke account.
+    pub async fn eks(&self, account: &str, region: &str) -> aws_sdk_eks::Client {
+        let conf = aws_sdk_eks::config::Builder::from(&self.sdk)
+            .region(Region::new(region.to_string()))
+            .credentials_provider(self.creds(account).await)
+            .build();
+        aws_sdk_eks::Client::from_conf(conf)
+    }
+
+    /// The real sizes of a fleet target, read from the emulator.
+    pub async fn sizes(&self, t: &FleetTarget) -> Sizes {
+        match t.kind {
+            TargetKind::Asg => {
+                let out = self
+                    .autoscaling(&t.account, &t.region)
+                    .await
+                    .describe_auto_scaling_groups()
+                    .auto_scaling_group_names(&t.name)
+                    .send()
+                    .await
+                    .unwrap();
+                let g = &out.auto_scaling_groups()[0];
+                Sizes::new(
+                    g.min_size.unwrap(),
+                    g.max_size.unwrap(),
+                    g.desired_capacity.unwrap(),
+                )
+            }
+            TargetKind::Nodegroup => {
+                let out = self
+                    .eks(&t.account, &t.region)
+                    .await
+                    .describe_nodegroup()
+                    .cluster_name(t.cluster.as_deref().unwrap())
+                    .nodegroup_name(&t.name)
+                    .send()
+                    .await
+                    .unwrap();
+                let s = out.nodegroup.unwrap().scaling_config.unwrap();
+                Sizes::new(
+                    s.min_size.unwrap(),
+                    s.max_size.unwrap(),
+                    s.desired_size.unwrap(),
+                )
+            }
+        }
+    }
+
+    /// Every fleet target's real sizes, by key.
+    pub async fn fleet_sizes(&self, fleet: &[FleetTarget]) -> BTreeMap<String, Sizes> {
+        let mut sizes = BTreeMap::new();
+        for t in fleet {
+            sizes.insert(key(t), self.sizes(t).await);
+        }
+        sizes
+    }
+
+    /// Sets a target's sizes by hand, as a spoke operator would.
+    pub async fn set_by_hand(&self, t: &FleetTarget, s: Sizes) {
+        match t.kind {
+            TargetKind::Asg => {
+                self.autoscaling(&t.account, &t.region)
+                    .await
+                    .update_auto_scaling_group()
+                    .auto_scaling_group_name(&t.name)
+                    .min_size(s.min)
+                    .max_size(s.max)
+                    .desired_capacity(s.desired)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            TargetKind::Nodegroup => {
+                self.eks(&t.account, &t.region)
+                    .await
+                    .update_nodegroup_config()
+                    .cluster_name(t.cluster.as_deref().unwrap())
+                    .nodegroup_name(&t.name)
+                    .scaling_config(
+                        aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                            .min_size(s.min)
+                            .max_size(s.max)
+                            .desired_size(s.desired)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Every item in the state table (test assertions only: production code never scans).
+    pub async fn table_items(&self) -> usize {
+        let out = aws_sdk_dynamodb::Client::new(&self.sdk)
+            .scan()
+            .table_name(&self.config.table)
+            .send()
+            .await
+            .unwrap();
+        out.items.unwrap_or_default().len()
+    }
+}
+
+/// The curfew target key of a fleet target.
+pub fn key(t: &FleetTarget) -> String {
+    curfew_core::target::Target {
+        account: t.account.clone(),
+        region: t.region.clone(),
+        kind: t.kind,
+        cluster: t.cluster.clone(),
+        name: t.name.clone(),
+        tags: t.tags.clone(),
+        cluster_tags: t.cluster_tags.clone(),
+    }
+    .key()
+}
+
+/// True when `t` carries `tag:env=dev` (on itself or its cluster).
+pub fn is_dev(t: &FleetTarget) -> bool {
+    t.tags
+        .get("env")
+        .or(t.cluster_tags.get("env"))
+        .map(String::as_str)
+        == Some("dev")
+}

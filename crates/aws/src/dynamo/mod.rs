@@ -76,13 +76,21 @@ impl DynamoStore {
     /// Every item under `pk` whose sort key starts with `sk_prefix`, following pages.
     pub(crate) async fn query(&self, pk: &str, sk_prefix: &str) -> PortResult<Vec<Item>> {
         retrying::<Vec<Item>, _, _>(|| async {
-            self.client
+            let request = self
+                .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":prefix", s(sk_prefix))
-                .consistent_read(true)
+                .consistent_read(true);
+            // DynamoDB rejects an empty begins_with operand: no prefix means the whole partition.
+            let request = if sk_prefix.is_empty() {
+                request.key_condition_expression("pk = :pk")
+            } else {
+                request
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(sk_prefix))
+            };
+            request
                 .into_paginator()
                 .items()
                 .send()

@@ -1,0 +1,52 @@
+# curfew — the front door. `make demo` and `make test` do all set-up on a fresh machine.
+.PHONY: demo test lint unit integration infra-test bench build synth deploy emulator clean-local help
+
+CARGO ?= cargo
+INFRA_NPM := infra/node_modules/.package-lock.json
+LAMBDA_PACKAGES := -p curfew-poller -p curfew-router -p curfew-worker
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+demo: ## The main job on the embedded emulator: hub + 3 spokes + ~60 targets, a simulated day of stop/start
+	$(CARGO) build -p curfew-cli
+	./target/debug/curfew local demo
+
+test: lint unit infra-test ## Everything CI runs: fmt, clippy, unit + emulator integration tests, infra tests and static checks
+
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+emulator: ## Install moto into the project-local virtualenv (.venv-moto) if missing
+	./scripts/moto-venv.sh >/dev/null
+
+unit: emulator ## Unit tests and the emulator integration suite (each test process starts its own moto)
+ifeq ($(NEXTEST),yes)
+	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) test --workspace --doc
+else
+	$(CARGO) test --workspace
+endif
+
+$(INFRA_NPM): infra/package.json infra/package-lock.json
+	cd infra && npm ci --no-audit --no-fund
+
+infra-test: $(INFRA_NPM) ## CDK assertion tests + cdk-nag, offline synth, cfn-lint and checkov (no AWS, no cross-compile)
+	cd infra && npm test
+
+bench: emulator ## Throughput and request-count benchmarks against the emulator (figures in docs/PERFORMANCE.md)
+	$(CARGO) run --release -p curfew-tests --bin curfew-bench -- $(BENCH_ARGS)
+
+build: ## Build the poller, router and worker as arm64 Lambda bootstraps with cargo-lambda (zig, no Docker)
+	infra/scripts/with-cargo-lambda.sh cargo lambda build --release --arm64 $(LAMBDA_PACKAGES)
+
+synth: $(INFRA_NPM) ## Synthesize the hub and spoke templates into infra/cdk.out with the real arm64 Lambda assets
+	cd infra && CDK_DISABLE_CLI_TELEMETRY=true ./scripts/with-cargo-lambda.sh npx cdk synth --no-notices --quiet
+
+deploy: build $(INFRA_NPM) ## Deploy the hub to the current AWS account/region (docs/DEPLOY.md; not run in CI)
+	cd infra && CDK_DISABLE_CLI_TELEMETRY=true ./scripts/with-cargo-lambda.sh npx cdk deploy CurfewHub --exclusively --no-notices $(DEPLOY_ARGS)
+
+clean-local: ## Stop a `curfew local up` emulator and remove its state
+	-./target/debug/curfew local down

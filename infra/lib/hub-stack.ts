@@ -1,0 +1,260 @@
+import { CfnOutput, CfnParameter, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { acknowledge } from './acknowledge';
+import { ALARM_PERIOD, Notifications } from './hub/notifications';
+import { RustLambda } from './hub/rust-lambda';
+import { SpokeEventBus } from './hub/spoke-event-bus';
+import { StateTable, TABLE_LAYOUT } from './hub/state-table';
+import { WorkQueue } from './hub/work-queue';
+import {
+  DEFAULT_SPOKE_ROLE_NAME,
+  FUNCTION_NAMES,
+  HUB_EVENT_BUS_NAME,
+  HUB_ROUTER_ROLE_NAME,
+  HUB_WORKER_ROLE_NAME,
+  LAMBDA_CRATES,
+} from './names';
+import { findRepoRoot } from './repo';
+
+/** Timeouts of the three functions; each queue's visibility timeout is derived from its consumer's. */
+export const TIMEOUTS = {
+  poller: Duration.seconds(60),
+  router: Duration.seconds(300),
+  worker: Duration.seconds(120),
+} as const;
+
+/** Messages per SQS batch for the router and the worker (SendMessageBatch's own maximum is 10). */
+export const SQS_BATCH_SIZE = 10;
+
+/** How often the poller looks for due schedules. */
+export const POLL_SCHEDULE = events.Schedule.rate(Duration.minutes(1));
+
+export interface CurfewHubProps extends StackProps {
+  /** Repository root holding `lambdas/`. @default found by walking up from this file */
+  readonly repoRoot?: string;
+  /** Name of the role in every spoke account; the hub may assume only roles with this name. */
+  readonly spokeRoleName?: string;
+  /** DynamoDB deletion protection (and RETAIN on stack deletion). @default true */
+  readonly deletionProtection?: boolean;
+  /** Retention of the functions' and the spoke-change log groups. @default one month */
+  readonly logRetention?: logs.RetentionDays;
+  /** Poller catch-up window after downtime, in minutes (`CURFEW_CATCHUP_MINUTES`). @default 60 */
+  readonly catchupMinutes?: number;
+  /** Worker per-target lease, in seconds (`CURFEW_LEASE_SECONDS`). @default 900 */
+  readonly leaseSeconds?: number;
+  /**
+   * CPU architecture of the three functions. arm64 (Graviton) is cheaper per GB-second; x86_64
+   * is there for build machines without the aarch64 Rust target.
+   * @default ARM_64
+   */
+  readonly architecture?: lambda.Architecture;
+}
+
+/**
+ * The hub: the state table, the router and task queues (each with a DLQ), the poller, router and
+ * worker Lambdas, the event bus spokes forward change events to, the notification topic and the
+ * alarms that publish to it.
+ */
+export class CurfewHub extends Stack {
+  public readonly stateTable: StateTable;
+  public readonly routerQueue: WorkQueue;
+  public readonly taskQueue: WorkQueue;
+  public readonly notifications: Notifications;
+  public readonly poller: RustLambda;
+  public readonly router: RustLambda;
+  public readonly worker: RustLambda;
+  public readonly spokeEvents: SpokeEventBus;
+
+  constructor(scope: Construct, id: string, props: CurfewHubProps = {}) {
+    super(scope, id, {
+      description: 'curfew hub: schedules EKS node groups and Auto Scaling groups to sleep and wake',
+      ...props,
+    });
+    const spokeRoleName = props.spokeRoleName ?? DEFAULT_SPOKE_ROLE_NAME;
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+
+    const workerMaxConcurrency = new CfnParameter(this, 'WorkerMaxConcurrency', {
+      type: 'Number',
+      default: 50,
+      minValue: 2,
+      maxValue: 1000,
+      description:
+        'Most worker invocations running at once (SQS event source maximum concurrency). ' +
+        'Bounds the rate of Auto Scaling/EKS API calls across all spokes.',
+    });
+    const spokeAccountIds = new CfnParameter(this, 'SpokeAccountIds', {
+      type: 'CommaDelimitedList',
+      default: '',
+      description:
+        'Spoke account IDs allowed to forward change events to the hub bus (comma-separated). ' +
+        'Leave empty when SpokeOrganizationId covers them.',
+    });
+    const spokeOrganizationId = new CfnParameter(this, 'SpokeOrganizationId', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^(o-[a-z0-9]{10,32})?$',
+      description: 'AWS Organizations ID whose accounts may forward change events to the hub bus (optional).',
+    });
+
+    this.stateTable = new StateTable(this, 'State', { deletionProtection: props.deletionProtection });
+    this.routerQueue = new WorkQueue(this, 'RouterQueue', { consumerTimeout: TIMEOUTS.router });
+    this.taskQueue = new WorkQueue(this, 'TaskQueue', { consumerTimeout: TIMEOUTS.worker });
+    this.notifications = new Notifications(this, 'Notifications', { retainKey: props.deletionProtection !== false });
+    const table = this.stateTable.table;
+
+    // --- Roles ------------------------------------------------------------------------------
+    const lambdaPrincipal = new iam.ServicePrincipal('lambda.amazonaws.com');
+    const pollerRole = new iam.Role(this, 'PollerRole', {
+      assumedBy: lambdaPrincipal,
+      description: 'curfew poller: fires due schedules',
+    });
+    const routerRole = new iam.Role(this, 'RouterRole', {
+      roleName: HUB_ROUTER_ROLE_NAME,
+      assumedBy: lambdaPrincipal,
+      description: 'curfew router: resolves operations to targets and fans out tasks',
+    });
+    const workerRole = new iam.Role(this, 'WorkerRole', {
+      roleName: HUB_WORKER_ROLE_NAME,
+      assumedBy: lambdaPrincipal,
+      description: 'curfew worker: scales one target per task in a spoke account',
+    });
+
+    // No dynamodb:Scan for any function: every hot-path read is a GetItem or a Query. There is no
+    // TransactWriteItems action either: a transaction is authorized by the actions inside it
+    // (PutItem, UpdateItem, DeleteItem, ConditionCheckItem).
+    const { schedulesByNextFire: gsi1, operationsByTime: gsi2 } = TABLE_LAYOUT;
+    this.stateTable.grant(pollerRole, [gsi1.indexName],
+      ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem']);
+    this.stateTable.grant(routerRole, [gsi1.indexName, gsi2.indexName],
+      ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'BatchWriteItem', 'ConditionCheckItem']);
+    this.stateTable.grant(workerRole, [gsi1.indexName, gsi2.indexName],
+      ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'ConditionCheckItem']);
+
+    this.routerQueue.queue.grantSendMessages(pollerRole);
+    this.routerQueue.queue.grantSendMessages(routerRole);
+    this.taskQueue.queue.grantSendMessages(routerRole);
+    this.notifications.grantPublish(routerRole);
+
+    // Spoke accounts are registered at run time (`curfew account add`), so the account is a
+    // wildcard; the role name is fixed and each spoke's trust policy demands an ExternalId.
+    const spokeRoleArn = this.formatArn({
+      service: 'iam',
+      region: '',
+      account: '*',
+      resource: 'role',
+      resourceName: spokeRoleName,
+    });
+    for (const role of [routerRole, workerRole]) {
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({ sid: 'AssumeSpokeRole', actions: ['sts:AssumeRole'], resources: [spokeRoleArn] }),
+      );
+      acknowledge(
+        role,
+        `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::*:role/${spokeRoleName}]`,
+        'Spoke accounts are added at run time (curfew account add), so the account cannot be ' +
+          'listed at deploy time; the role name is fixed and every spoke trusts only this role ' +
+          'with an ExternalId.',
+      );
+    }
+
+    // --- Functions --------------------------------------------------------------------------
+    const environment = {
+      CURFEW_TABLE: table.tableName,
+      CURFEW_ROUTER_QUEUE_URL: this.routerQueue.queue.queueUrl,
+      CURFEW_TASK_QUEUE_URL: this.taskQueue.queue.queueUrl,
+      RUST_LOG: 'info',
+    };
+    const common = { repoRoot: props.repoRoot ?? findRepoRoot(), logRetention, architecture: props.architecture };
+
+    this.poller = new RustLambda(this, 'Poller', {
+      ...common,
+      ...LAMBDA_CRATES.poller,
+      functionName: FUNCTION_NAMES.poller,
+      description: 'curfew poller: every minute, turns due schedules into operations',
+      role: pollerRole,
+      timeout: TIMEOUTS.poller,
+      memorySize: 256,
+      environment: { ...environment, CURFEW_CATCHUP_MINUTES: String(props.catchupMinutes ?? 60) },
+    });
+    this.router = new RustLambda(this, 'Router', {
+      ...common,
+      ...LAMBDA_CRATES.router,
+      functionName: FUNCTION_NAMES.router,
+      description: 'curfew router: operation -> targets -> task messages; also invoked directly',
+      role: routerRole,
+      timeout: TIMEOUTS.router,
+      memorySize: 512,
+      environment: { ...environment, CURFEW_NOTIFY_TOPIC_ARN: this.notifications.topic.topicArn },
+    });
+    this.worker = new RustLambda(this, 'Worker', {
+      ...common,
+      ...LAMBDA_CRATES.worker,
+      functionName: FUNCTION_NAMES.worker,
+      description: 'curfew worker: assume spoke role, save/read baseline, scale, record',
+      role: workerRole,
+      timeout: TIMEOUTS.worker,
+      memorySize: 256,
+      environment: { ...environment, CURFEW_LEASE_SECONDS: String(props.leaseSeconds ?? 900) },
+    });
+
+    new events.Rule(this, 'PollerSchedule', {
+      description: 'Runs the curfew poller every minute',
+      schedule: POLL_SCHEDULE,
+      // A missed tick is harmless: the next one catches up on missed fire times.
+      targets: [
+        new targets.LambdaFunction(this.poller.function, { retryAttempts: 2, maxEventAge: Duration.minutes(5) }),
+      ],
+    });
+    this.router.function.addEventSource(
+      new SqsEventSource(this.routerQueue.queue, { batchSize: SQS_BATCH_SIZE, reportBatchItemFailures: true }),
+    );
+    this.worker.function.addEventSource(
+      new SqsEventSource(this.taskQueue.queue, {
+        batchSize: SQS_BATCH_SIZE,
+        reportBatchItemFailures: true,
+        maxConcurrency: workerMaxConcurrency.valueAsNumber,
+      }),
+    );
+
+    // --- Spoke change events ----------------------------------------------------------------
+    this.spokeEvents = new SpokeEventBus(this, 'SpokeEvents', {
+      eventBusName: HUB_EVENT_BUS_NAME,
+      spokeAccountIds: spokeAccountIds.valueAsList,
+      spokeOrganizationId: spokeOrganizationId.valueAsString,
+      logRetention,
+    });
+
+    // --- Alarms -----------------------------------------------------------------------------
+    const alarm = this.notifications.alarmWhenPositive.bind(this.notifications, this);
+    alarm('RouterDeadLettersAlarm', 'Operations the router gave up on are waiting in its DLQ',
+      this.routerQueue.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: ALARM_PERIOD, statistic: 'Maximum' }));
+    alarm('TaskDeadLettersAlarm', 'Tasks the worker gave up on are waiting in its DLQ',
+      this.taskQueue.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: ALARM_PERIOD, statistic: 'Maximum' }));
+    alarm('WorkerErrorsAlarm', 'The worker function failed (crash or timeout, not a reported item failure)',
+      this.worker.function.metricErrors({ period: ALARM_PERIOD, statistic: 'Sum' }));
+    alarm('PollerErrorsAlarm', 'The poller function failed: schedules may not fire until it recovers',
+      this.poller.function.metricErrors({ period: ALARM_PERIOD, statistic: 'Sum' }));
+
+    // --- Outputs ----------------------------------------------------------------------------
+    const outputs: [string, string, string][] = [
+      ['TableName', table.tableName, 'export CURFEW_TABLE=<this>'],
+      ['RouterQueueUrl', this.routerQueue.queue.queueUrl, 'export CURFEW_ROUTER_QUEUE_URL=<this>'],
+      ['TaskQueueUrl', this.taskQueue.queue.queueUrl, 'export CURFEW_TASK_QUEUE_URL=<this>'],
+      ['RouterDeadLetterQueueUrl', this.routerQueue.deadLetterQueue.queueUrl, 'Router DLQ (redrive from here)'],
+      ['TaskDeadLetterQueueUrl', this.taskQueue.deadLetterQueue.queueUrl, 'Task DLQ (redrive from here)'],
+      ['RouterFunctionName', this.router.function.functionName, 'aws lambda invoke --function-name <this> ...'],
+      ['NotificationTopicArn', this.notifications.topic.topicArn, 'Subscribe for alarms and operation notices'],
+      ['HubEventBusArn', this.spokeEvents.bus.eventBusArn, 'The spoke stacks\' HubEventBusArn parameter'],
+      ['RouterRoleArn', routerRole.roleArn, 'Trusted by every spoke role'],
+      ['WorkerRoleArn', workerRole.roleArn, 'Trusted by every spoke role'],
+      ['SpokeRoleName', spokeRoleName, 'The role name every spoke must use'],
+    ];
+    for (const [name, value, description] of outputs) new CfnOutput(this, name, { value, description });
+  }
+}

@@ -1,0 +1,490 @@
+//! The spine end to end on the moto emulator: schedules fire once, the fleet stops and starts
+//! exactly, deliveries repeat harmlessly, a broken account fails alone, bad input writes nothing.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use curfew_aws::local::demo_fleet;
+use curfew_core::account::SpokeRole;
+use curfew_core::clock::Clock;
+use curfew_core::decision::Action;
+use curfew_core::operation::{OpStatus, TaskStatus};
+use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes};
+use curfew_core::schedule::{Schedule, ScheduleRecord};
+use curfew_core::service::invocation::{invoke, Invocation};
+use curfew_core::service::{poller, worker_batch};
+use curfew_core::target::{LiveState, Sizes, Target, TargetKind};
+use curfew_tests::{is_dev, key, spawn_hub, TestHub};
+use serde_json::json;
+
+const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
+
+fn schedule(name: &str, cron: &str, action: &str, now: chrono::DateTime<Utc>) -> Schedule {
+    let mut s = Schedule::try_from(ScheduleRecord {
+        name: name.into(),
+        cron: cron.into(),
+        tz: "Europe/Berlin".into(),
+        action: action.into(),
+        selector: "tag:env=dev".into(),
+        enabled: true,
+        dry_run: false,
+        prewarm_minutes: 0,
+        skip_dates: vec![],
+        default_start: None,
+        next_fire: None,
+    })
+    .unwrap();
+    s.next_fire = s.next_fire_after(now).map(|f| f.utc);
+    s
+}
+
+/// 3 accounts x 2 regions x (4 ASGs + 2 clusters x 1 node group) = 24 ASGs, 12 node groups.
+async fn fleet_hub() -> (TestHub, Vec<curfew_aws::local::FleetTarget>) {
+    // Monday 4 January 2027, 12:00 UTC.
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 12, 0, 0).unwrap(), 3).await;
+    t.register_accounts(&REGIONS).await;
+    let regions: Vec<String> = REGIONS.iter().map(|r| r.to_string()).collect();
+    let fleet = demo_fleet(&t.accounts, &regions, 4, 1);
+    t.seed(&fleet).await;
+    (t, fleet)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_stop_and_start_the_selected_fleet_exactly_once() {
+    let (t, fleet) = fleet_hub().await;
+    assert!(fleet.iter().filter(|f| f.kind == TargetKind::Asg).count() >= 20);
+    assert!(
+        fleet
+            .iter()
+            .filter(|f| f.kind == TargetKind::Nodegroup)
+            .count()
+            >= 6
+    );
+    let before = t.fleet_sizes(&fleet).await;
+    let now = t.clock.now();
+    t.hub
+        .store
+        .create_schedule(&schedule("dev-stop", "0 19 * * 1-5", "stop", now))
+        .await
+        .unwrap();
+    t.hub
+        .store
+        .create_schedule(&schedule("dev-start", "0 7 * * 1-5", "start", now))
+        .await
+        .unwrap();
+
+    // 18:59, 19:00 and 19:00 again (a duplicated invocation) in Berlin: one operation.
+    t.clock
+        .set(Utc.with_ymd_and_hms(2027, 1, 4, 17, 59, 0).unwrap());
+    assert!(poller::tick(&t.hub).await.unwrap().created.is_empty());
+    t.clock
+        .set(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap());
+    let first = poller::tick(&t.hub).await.unwrap();
+    let again = poller::tick(&t.hub).await.unwrap();
+    assert_eq!(first.created, vec!["20270104T1800Z-dev-stop".to_string()]);
+    assert!(again.created.is_empty());
+    t.drain().await;
+    let ops = t.hub.store.list_operations(10).await.unwrap();
+    assert_eq!(ops.len(), 1, "exactly one operation");
+    let stop = &ops[0];
+    let selected = fleet.iter().filter(|f| is_dev(f)).count() as u64;
+    assert_eq!(stop.status, OpStatus::Succeeded);
+    assert_eq!(
+        (stop.counts.total, stop.counts.succeeded),
+        (selected, selected)
+    );
+
+    let after_stop = t.fleet_sizes(&fleet).await;
+    for f in &fleet {
+        let (was, now) = (before[&key(f)], after_stop[&key(f)]);
+        if !is_dev(f) {
+            assert_eq!(now, was, "unselected {} untouched", f.name);
+            continue;
+        }
+        let expected = match f.kind {
+            TargetKind::Asg => Sizes::new(0, 0, 0),
+            TargetKind::Nodegroup => Sizes::new(0, was.max, 0),
+        };
+        assert_eq!(now, expected, "{} stopped", key(f));
+        let baseline = t
+            .hub
+            .store
+            .get_baseline(&key(f))
+            .await
+            .unwrap()
+            .expect("baseline saved");
+        assert_eq!(baseline.sizes, was, "{} baseline", key(f));
+    }
+
+    // A second stop leaves every baseline as it was.
+    let second = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "tag:env=dev"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    t.drain().await;
+    let second = t
+        .hub
+        .store
+        .get_operation(&second.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (second.counts.skipped, second.status),
+        (selected, OpStatus::Succeeded)
+    );
+    for f in fleet.iter().filter(|f| is_dev(f)) {
+        assert_eq!(
+            t.hub
+                .store
+                .get_baseline(&key(f))
+                .await
+                .unwrap()
+                .unwrap()
+                .sizes,
+            before[&key(f)]
+        );
+    }
+
+    // Someone wakes one ASG by hand while it sleeps; the 07:00 start must not shrink it.
+    let woken = fleet
+        .iter()
+        .find(|f| is_dev(f) && f.kind == TargetKind::Asg)
+        .unwrap();
+    let by_hand = Sizes::new(0, 12, 9);
+    t.set_by_hand(woken, by_hand).await;
+    t.clock
+        .set(Utc.with_ymd_and_hms(2027, 1, 5, 6, 0, 0).unwrap());
+    let fired = poller::tick(&t.hub).await.unwrap();
+    assert_eq!(fired.created, vec!["20270105T0600Z-dev-start".to_string()]);
+    t.drain().await;
+    let after_start = t.fleet_sizes(&fleet).await;
+    for f in &fleet {
+        let was = before[&key(f)];
+        if f == woken {
+            assert_eq!(
+                after_start[&key(f)],
+                Sizes::new(was.min, 9.max(was.max), 9.max(was.desired))
+            );
+        } else {
+            assert_eq!(after_start[&key(f)], was, "{} restored exactly", key(f));
+        }
+        assert!(
+            t.hub.store.get_baseline(&key(f)).await.unwrap().is_none(),
+            "baseline retired"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_message_delivered_twice_gives_the_same_end_state_and_counts() {
+    let (t, fleet) = fleet_hub().await;
+    let before = t.fleet_sizes(&fleet).await;
+    let stop = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "kind=asg"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut dispatcher = t.dispatcher();
+    dispatcher.duplicate_deliveries = true;
+    dispatcher.drain().await.unwrap();
+    let op = t
+        .hub
+        .store
+        .get_operation(&stop.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let asgs = fleet.iter().filter(|f| f.kind == TargetKind::Asg).count() as u64;
+    assert_eq!(op.status, OpStatus::Succeeded);
+    assert_eq!(
+        (
+            op.counts.total,
+            op.counts.succeeded,
+            op.counts.skipped,
+            op.counts.failed
+        ),
+        (asgs, asgs, 0, 0)
+    );
+    for f in &fleet {
+        let now = t.sizes(f).await;
+        match f.kind {
+            TargetKind::Asg => {
+                assert_eq!(now, Sizes::new(0, 0, 0));
+                assert_eq!(
+                    t.hub
+                        .store
+                        .get_baseline(&key(f))
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .sizes,
+                    before[&key(f)]
+                );
+            }
+            TargetKind::Nodegroup => assert_eq!(now, before[&key(f)]),
+        }
+    }
+    let start = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "start", "select": "kind=asg"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    dispatcher.drain().await.unwrap();
+    let op = t
+        .hub
+        .store
+        .get_operation(&start.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((op.counts.total, op.counts.succeeded), (asgs, asgs));
+    assert_eq!(t.fleet_sizes(&fleet).await, before);
+}
+
+/// Fault injection: moto does not enforce trust policies and accepts any well-formed role ARN,
+/// so the AssumeRole failure for one account comes from this adapter, which answers exactly
+/// what STS would (AccessDenied) and delegates everything else to the real AWS adapter.
+struct DenyAccount {
+    inner: Arc<dyn Spokes>,
+    denied: String,
+}
+
+impl DenyAccount {
+    fn check(&self, role: &SpokeRole) -> PortResult<()> {
+        if role.account == self.denied {
+            return Err(PortError::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "assuming {}: AccessDenied: not authorized to perform sts:AssumeRole",
+                    role.role_arn
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Spokes for DenyAccount {
+    async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
+        self.check(role)?;
+        self.inner.discover(role, region).await
+    }
+    async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
+        self.check(role)?;
+        self.inner.live_state(role, target).await
+    }
+    async fn set_sizes(&self, role: &SpokeRole, target: &Target, sizes: Sizes) -> PortResult<()> {
+        self.check(role)?;
+        self.inner.set_sizes(role, target, sizes).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_whose_role_cannot_be_assumed_fails_alone_and_the_operation_ends_partial() {
+    let (mut t, fleet) = fleet_hub().await;
+    // The inventory was cached while the role still worked (a plan discovers live once).
+    curfew_core::service::router::plan(
+        &t.hub,
+        Action::Stop,
+        &"tag:env=dev".parse().unwrap(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let denied = t.accounts[2].clone();
+    t.hub.spokes = Arc::new(DenyAccount {
+        inner: t.hub.spokes.clone(),
+        denied: denied.clone(),
+    });
+    let before = t.fleet_sizes(&fleet).await;
+    let op = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "tag:env=dev"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    t.drain().await;
+    let op = t
+        .hub
+        .store
+        .get_operation(&op.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(op.status, OpStatus::Partial, "{op:?}");
+    let tasks = t.hub.store.list_tasks(&op.id).await.unwrap();
+    assert_eq!(tasks.len() as u64, op.counts.total);
+    for task in &tasks {
+        if task.target.account == denied {
+            assert_eq!(task.status, TaskStatus::Failed);
+            assert!(
+                task.reason.as_deref().unwrap().contains("AccessDenied"),
+                "{:?}",
+                task.reason
+            );
+        } else {
+            assert_eq!(task.status, TaskStatus::Succeeded, "{}", task.target.key());
+        }
+    }
+    for f in fleet.iter().filter(|f| f.account == denied) {
+        assert_eq!(
+            t.sizes(f).await,
+            before[&key(f)],
+            "denied account untouched"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_names_the_field_and_writes_nothing() {
+    let (t, fleet) = fleet_hub().await;
+    let before = t.fleet_sizes(&fleet).await;
+    let items = t.table_items().await;
+    let base = ScheduleRecord {
+        name: "bad".into(),
+        cron: "0 19 * * 1-5".into(),
+        tz: "Europe/Berlin".into(),
+        action: "stop".into(),
+        selector: "tag:env=dev".into(),
+        enabled: true,
+        dry_run: false,
+        prewarm_minutes: 0,
+        skip_dates: vec![],
+        default_start: None,
+        next_fire: None,
+    };
+    for (record, field) in [
+        (
+            ScheduleRecord {
+                cron: "0 25 * * *".into(),
+                ..base.clone()
+            },
+            "cron",
+        ),
+        (
+            ScheduleRecord {
+                tz: "Europe/Atlantis".into(),
+                ..base.clone()
+            },
+            "tz",
+        ),
+        (
+            ScheduleRecord {
+                selector: "tag:env".into(),
+                ..base.clone()
+            },
+            "select",
+        ),
+    ] {
+        let err = Schedule::try_from(record).unwrap_err();
+        assert_eq!(err.field(), field, "{err}");
+    }
+    // Malformed task messages: rejected with the field named, nothing touched.
+    let outcome = worker_batch(
+        &t.hub,
+        &[
+            ("m1".into(), "{not json".into()),
+            (
+                "m2".into(),
+                json!({"op_id": "x", "action": "stop"}).to_string(),
+            ),
+            (
+                "m3".into(),
+                json!({"op_id": "x", "op_created_at": "2027-01-04T18:00:00Z", "action": "pause",
+                "target": {}, "role": {}})
+                .to_string(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(outcome.failed.len(), 3);
+    assert!(
+        outcome.rejected[1].1.contains("op_created_at"),
+        "{:?}",
+        outcome.rejected
+    );
+    assert!(
+        outcome.rejected[2].1.contains("pause"),
+        "{:?}",
+        outcome.rejected
+    );
+    // Malformed direct invocations.
+    for payload in [
+        json!({"action": "stop"}),
+        json!({"action": "stop", "select": "colour=red"}),
+        json!({"action": "trigger", "schedule": "missing"}),
+    ] {
+        let result = match Invocation::parse(&payload) {
+            Ok(inv) => invoke(&t.hub, inv).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.contains("select") || err.contains("selector") || err.contains("schedule"),
+            "{err}"
+        );
+    }
+    assert_eq!(t.table_items().await, items, "nothing written to the table");
+    assert_eq!(t.fleet_sizes(&fleet).await, before, "no spoke changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_trigger_runs_the_schedules_wave_now() {
+    let (t, fleet) = fleet_hub().await;
+    let now = t.clock.now();
+    let mut s = schedule("dev-stop", "0 19 * * 1-5", "stop", now);
+    s.selector = "kind=nodegroup,tag:env=dev".parse().unwrap();
+    t.hub.store.create_schedule(&s).await.unwrap();
+    let response = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "trigger", "schedule": "dev-stop"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    t.drain().await;
+    let op = t
+        .hub
+        .store
+        .get_operation(&response.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let selected: Vec<_> = fleet
+        .iter()
+        .filter(|f| is_dev(f) && f.kind == TargetKind::Nodegroup)
+        .collect();
+    assert_eq!(
+        (op.status, op.counts.succeeded),
+        (OpStatus::Succeeded, selected.len() as u64)
+    );
+    for f in selected {
+        assert_eq!(t.sizes(f).await.desired, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poller_that_was_down_catches_up_each_missed_fire_once() {
+    let (t, _fleet) = fleet_hub().await;
+    let now = t.clock.now();
+    let mut every = schedule("quarter", "*/15 * * * *", "stop", now);
+    every.selector = "kind=asg,name=nothing-matches".parse().unwrap();
+    t.hub.store.create_schedule(&every).await.unwrap();
+    // Down from 12:00 to 12:50: fires 12:15, 12:30, 12:45 are all inside the 60-minute window.
+    t.clock
+        .set(Utc.with_ymd_and_hms(2027, 1, 4, 12, 50, 0).unwrap());
+    let report = poller::tick(&t.hub).await.unwrap();
+    assert_eq!(report.created.len(), 3, "{report:?}");
+    assert!(poller::tick(&t.hub).await.unwrap().created.is_empty());
+    let s = t.hub.store.get_schedule("quarter").await.unwrap().unwrap();
+    assert_eq!(
+        s.next_fire,
+        Some(Utc.with_ymd_and_hms(2027, 1, 4, 13, 0, 0).unwrap())
+    );
+}
