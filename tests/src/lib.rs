@@ -21,12 +21,28 @@ use curfew_core::target::{Sizes, TargetKind};
 
 static EMULATOR: OnceLock<Emulator> = OnceLock::new();
 
+fn emulator_log() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../target/moto-{}.log", std::process::id()))
+}
+
 fn emulator() -> &'static Emulator {
     EMULATOR.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let log = root.join(format!("target/moto-{}.log", std::process::id()));
-        Emulator::start(&root, &log, Some(std::process::id())).expect("moto server starts")
+        Emulator::start(&root, &emulator_log(), Some(std::process::id()))
+            .expect("moto server starts")
     })
+}
+
+/// Requests the emulator has answered so far in this process (one access-log line each).
+pub fn emulator_requests() -> usize {
+    std::fs::read_to_string(emulator_log())
+        .map(|log| {
+            log.lines()
+                .filter(|l| l.contains("\" 200 ") || l.contains("\" 400 "))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// A hub on the emulator, with a clock the test controls.

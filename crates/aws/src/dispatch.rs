@@ -92,14 +92,22 @@ impl Dispatcher {
                     .await
                     .map_err(|e| classify("returning a message to SQS", e))?;
             } else {
-                self.sqs
+                let deleted = self
+                    .sqs
                     .delete_message()
                     .queue_url(url)
                     .receipt_handle(handle)
                     .send()
-                    .await
-                    .map_err(|e| classify("deleting an SQS message", e))?;
-                done += 1;
+                    .await;
+                match deleted {
+                    Ok(_) => done += 1,
+                    // The message became visible again and was received anew while we worked
+                    // on it: that delivery is handled (idempotently) on its own.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_receipt_handle_is_invalid()) => {}
+                    Err(e) => return Err(classify("deleting an SQS message", e)),
+                }
             }
         }
         Ok(done)

@@ -107,7 +107,11 @@ pub fn build_hub(
         )),
         router_queue: Arc::new(SqsQueue::new(sqs.clone(), &config.router_queue_url)),
         task_queue: Arc::new(SqsQueue::new(sqs, &config.task_queue_url)),
-        spokes: Arc::new(AwsSpokes::new(sdk.clone(), clock.clone())),
+        // Credentials expire in real time, whatever the hub's (possibly simulated) clock says.
+        spokes: Arc::new(AwsSpokes::new(
+            sdk.clone(),
+            Arc::new(curfew_core::clock::SystemClock),
+        )),
         clock,
         settings,
     }
@@ -173,8 +177,8 @@ pub async fn provision(sdk: &SdkConfig, prefix: &str) -> PortResult<HubConfig> {
     for queue in ["router", "tasks"] {
         let dlq = create_queue(&sqs, &format!("{prefix}-{queue}-dlq"), None, 30).await?;
         let dlq_arn = queue_arn(&sqs, &dlq).await?;
-        // Local mode: a short visibility timeout so retried tasks come back within seconds.
-        urls.push(create_queue(&sqs, &format!("{prefix}-{queue}"), Some(&dlq_arn), 2).await?);
+        // The local dispatcher hands retried messages back with a 1-second visibility itself.
+        urls.push(create_queue(&sqs, &format!("{prefix}-{queue}"), Some(&dlq_arn), 30).await?);
     }
     Ok(HubConfig {
         table,

@@ -23,6 +23,8 @@ pub struct AwsSpokes {
     sdk: SdkConfig,
     sts: aws_sdk_sts::Client,
     sessions: SessionCache<Credentials>,
+    assume_role_calls: std::sync::atomic::AtomicU64,
+    credential_lookups: std::sync::atomic::AtomicU64,
 }
 
 impl AwsSpokes {
@@ -32,10 +34,28 @@ impl AwsSpokes {
             sts: aws_sdk_sts::Client::new(&sdk),
             sdk,
             sessions: SessionCache::new(clock, Duration::minutes(5)),
+            assume_role_calls: std::sync::atomic::AtomicU64::new(0),
+            credential_lookups: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
+    /// How many times a spoke call needed credentials (each would be an AssumeRole call
+    /// without the session cache).
+    pub fn credential_lookups(&self) -> u64 {
+        self.credential_lookups
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many AssumeRole calls this adapter has made (the session cache keeps it at about
+    /// one per role per hour, whatever the number of tasks).
+    pub fn assume_role_calls(&self) -> u64 {
+        self.assume_role_calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn credentials(&self, role: &SpokeRole) -> PortResult<Credentials> {
+        self.credential_lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = format!(
             "{}|{}",
             role.role_arn,
@@ -43,6 +63,8 @@ impl AwsSpokes {
         );
         self.sessions
             .get_or_assume(&key, || async {
+                self.assume_role_calls
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let out = retrying(|| async {
                     self.sts
                         .assume_role()

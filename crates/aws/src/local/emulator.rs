@@ -78,31 +78,26 @@ impl Emulator {
             std::fs::create_dir_all(dir)?;
         }
         let port = free_port()?;
+        let server = root.join("scripts/moto_server.py").display().to_string();
         let log_file = File::create(log)?;
         let mut command = match die_with {
             None => {
                 let mut c = Command::new(&python);
-                c.args([
-                    "-m",
-                    "moto.server",
-                    "-H",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                ]);
+                c.args([server.as_str(), "127.0.0.1", &port.to_string()]);
                 c
             }
             Some(parent) => {
                 let mut c = Command::new("sh");
                 c.args([
                     "-c",
-                    r#""$0" -m moto.server -H 127.0.0.1 -p "$1" & m=$!
+                    r#""$0" "$3" 127.0.0.1 "$1" & m=$!
 trap 'kill $m 2>/dev/null; exit 0' TERM INT
 while kill -0 "$2" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done
 kill $m 2>/dev/null"#,
                     &python,
                     &port.to_string(),
                     &parent.to_string(),
+                    &server,
                 ]);
                 c
             }
