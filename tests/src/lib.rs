@@ -277,3 +277,37 @@ pub fn is_dev(t: &FleetTarget) -> bool {
         .map(String::as_str)
         == Some("dev")
 }
+
+impl TestHub {
+    /// Routes every queued operation, then takes every task message off the task queue
+    /// without working it (the test delivers them itself).
+    pub async fn route_and_take_tasks(&self) -> Vec<curfew_core::operation::TaskMessage> {
+        let mut router = self.dispatcher();
+        router.work_tasks = false;
+        router.drain().await.expect("router drains");
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut messages = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.config.task_queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let batch = out.messages.unwrap_or_default();
+            if batch.is_empty() {
+                return messages;
+            }
+            for m in batch {
+                messages.push(serde_json::from_str(m.body().unwrap()).unwrap());
+                sqs.delete_message()
+                    .queue_url(&self.config.task_queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}

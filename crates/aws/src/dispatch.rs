@@ -36,6 +36,8 @@ pub struct Dispatcher {
     pub max_concurrency: usize,
     /// Deliver every task message twice (tests at-least-once delivery).
     pub duplicate_deliveries: bool,
+    /// Work the task queue too (false: route only, leaving task messages queued).
+    pub work_tasks: bool,
 }
 
 impl Dispatcher {
@@ -54,6 +56,7 @@ impl Dispatcher {
             task_url: task_url.to_string(),
             max_concurrency: max_concurrency.max(1),
             duplicate_deliveries: false,
+            work_tasks: true,
         }
     }
 
@@ -160,6 +163,9 @@ impl Dispatcher {
                     .rejected
                     .extend(outcome.rejected.into_iter().map(|(_, c)| c));
                 continue;
+            }
+            if !self.work_tasks {
+                return Ok(report);
             }
             let worked = self.drain_tasks_once(&mut report).await?;
             if worked {

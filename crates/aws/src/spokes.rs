@@ -368,3 +368,77 @@ impl Spokes for AwsSpokes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_autoscaling::operation::update_auto_scaling_group::UpdateAutoScalingGroupOutput;
+    use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
+    use aws_smithy_mocks::{mock, mock_client};
+    use curfew_core::clock::SystemClock;
+
+    #[tokio::test]
+    async fn assume_role_sends_the_external_id_and_a_session_name() {
+        let assume = mock!(aws_sdk_sts::Client::assume_role)
+            .match_requests(|r| {
+                r.role_arn() == Some("arn:aws:iam::111111111111:role/curfew-spoke")
+                    && r.external_id() == Some("ext-1")
+                    && r.role_session_name() == Some("curfew")
+            })
+            .then_output(|| {
+                AssumeRoleOutput::builder()
+                    .credentials(
+                        aws_sdk_sts::types::Credentials::builder()
+                            .access_key_id("AKIA")
+                            .secret_access_key("secret")
+                            .session_token("token")
+                            .expiration(aws_smithy_types::DateTime::from_secs(4_000_000_000))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+            });
+        let sts = mock_client!(aws_sdk_sts, [&assume]);
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .build();
+        let mut spokes = AwsSpokes::new(sdk, Arc::new(SystemClock));
+        spokes.sts = sts;
+        let role = SpokeRole {
+            account: "111111111111".into(),
+            role_arn: "arn:aws:iam::111111111111:role/curfew-spoke".into(),
+            external_id: Some("ext-1".into()),
+        };
+        spokes.credentials(&role).await.unwrap();
+        spokes.credentials(&role).await.unwrap();
+        assert_eq!(
+            assume.num_calls(),
+            1,
+            "the second lookup is served by the session cache"
+        );
+        assert_eq!(spokes.assume_role_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_asg_update_sets_min_max_and_desired_together() {
+        let update = mock!(aws_sdk_autoscaling::Client::update_auto_scaling_group)
+            .match_requests(|r| {
+                r.auto_scaling_group_name() == Some("web")
+                    && (r.min_size(), r.max_size(), r.desired_capacity())
+                        == (Some(0), Some(0), Some(0))
+            })
+            .then_output(|| UpdateAutoScalingGroupOutput::builder().build());
+        let client = mock_client!(aws_sdk_autoscaling, [&update]);
+        client
+            .update_auto_scaling_group()
+            .auto_scaling_group_name("web")
+            .min_size(0)
+            .max_size(0)
+            .desired_capacity(0)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(update.num_calls(), 1);
+    }
+}

@@ -265,3 +265,76 @@ impl TargetStore for DynamoStore {
         Ok(found_meta.then_some(targets))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use chrono::TimeZone;
+    use curfew_core::target::Sizes;
+
+    fn baseline() -> Baseline {
+        Baseline {
+            target_key: "111111111111#eu-west-1#asg#web".into(),
+            sizes: Sizes::new(1, 4, 2),
+            op_id: "op-1".into(),
+            saved_at: Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_baseline_is_saved_only_if_none_exists() {
+        let saved = mock!(Client::put_item)
+            .match_requests(|r| {
+                r.condition_expression() == Some("attribute_not_exists(pk)")
+                    && r.item().and_then(|i| i.get("pk"))
+                        == Some(&s("TARGET#111111111111#eu-west-1#asg#web"))
+                    && r.item().and_then(|i| i.get("sk")) == Some(&s("BASELINE"))
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let taken = mock!(Client::put_item).then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .message("exists")
+                    .meta(
+                        aws_smithy_types::error::ErrorMetadata::builder()
+                            .code("ConditionalCheckFailedException")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&saved, &taken]);
+        let store = DynamoStore::new(client, "curfew-state");
+        assert!(store.save_baseline(&baseline()).await.unwrap());
+        assert!(
+            !store.save_baseline(&baseline()).await.unwrap(),
+            "a second save keeps the first"
+        );
+        assert_eq!((saved.num_calls(), taken.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_lease_requires_a_free_slot_and_no_newer_operation() {
+        let lease = mock!(Client::update_item)
+            .match_requests(|r| {
+                let cond = r.condition_expression().unwrap_or_default();
+                cond.contains("lease_expires < :now")
+                    && cond.contains("last_op_at <= :at")
+                    && r.key().and_then(|k| k.get("sk")) == Some(&s("LEASE"))
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, [&lease]);
+        let store = DynamoStore::new(client, "curfew-state");
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
+        let got = store
+            .acquire_lease("k", "op-1", now, now, Duration::minutes(15))
+            .await
+            .unwrap();
+        assert_eq!(got, Lease::Acquired);
+    }
+}

@@ -1,0 +1,145 @@
+//! Crashes between steps and out-of-order deliveries: the end state and counts stay right.
+
+use chrono::{Duration, TimeZone, Utc};
+use curfew_aws::local::demo_fleet;
+use curfew_core::clock::Clock;
+use curfew_core::operation::{OpStatus, TaskStatus};
+use curfew_core::ports::Baseline;
+use curfew_core::service::invocation::{invoke, Invocation};
+use curfew_core::service::worker::{self, TaskStep};
+use curfew_core::target::Sizes;
+use curfew_tests::{key, spawn_hub};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], 1, 0);
+    t.seed(&fleet).await;
+    let target = &fleet[0];
+    let before = t.sizes(target).await;
+    let op = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "kind=asg"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let messages = t.route_and_take_tasks().await;
+    assert_eq!(messages.len(), 1);
+    let msg = &messages[0];
+
+    // The first delivery got as far as saving the baseline, recording APPLYING and scaling,
+    // then crashed before recording the result.
+    let k = key(target);
+    let now = t.clock.now();
+    t.hub
+        .store
+        .save_baseline(&Baseline {
+            target_key: k.clone(),
+            sizes: before,
+            op_id: op.operation_id.clone(),
+            saved_at: now,
+        })
+        .await
+        .unwrap();
+    t.hub
+        .store
+        .mark_applying(&op.operation_id, &k, before, Sizes::new(0, 0, 0), now)
+        .await
+        .unwrap();
+    t.hub
+        .spokes
+        .set_sizes(&msg.role, &msg.target, Sizes::new(0, 0, 0))
+        .await
+        .unwrap();
+
+    // The redelivery finishes it as SUCCEEDED (not "already stopped"), counted once.
+    assert_eq!(
+        worker::handle(&t.hub, msg).await.unwrap(),
+        TaskStep::Finished(TaskStatus::Succeeded)
+    );
+    assert_eq!(
+        worker::handle(&t.hub, msg).await.unwrap(),
+        TaskStep::Finished(TaskStatus::Succeeded)
+    );
+    let op = t
+        .hub
+        .store
+        .get_operation(&op.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (op.status, op.counts.succeeded, op.counts.skipped),
+        (OpStatus::Succeeded, 1, 0)
+    );
+    let task = t.hub.store.get_task(&op.id, &k).await.unwrap().unwrap();
+    assert_eq!(
+        (task.before, task.after),
+        (Some(before), Some(Sizes::new(0, 0, 0)))
+    );
+    assert_eq!(
+        t.hub.store.get_baseline(&k).await.unwrap().unwrap().sizes,
+        before
+    );
+    assert_eq!(t.sizes(target).await, Sizes::new(0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_of_an_older_operation_arriving_after_a_newer_one_is_skipped_as_superseded() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], 1, 0);
+    t.seed(&fleet).await;
+    let before = t.sizes(&fleet[0]).await;
+
+    let older = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "kind=asg"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let older_tasks = t.route_and_take_tasks().await;
+    t.clock.advance(Duration::minutes(1));
+    let newer = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "start", "select": "kind=asg"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let newer_tasks = t.route_and_take_tasks().await;
+
+    // The newer start runs first (nothing to restore yet), then the late stop arrives.
+    assert_eq!(
+        worker::handle(&t.hub, &newer_tasks[0]).await.unwrap(),
+        TaskStep::Finished(TaskStatus::Skipped)
+    );
+    assert_eq!(
+        worker::handle(&t.hub, &older_tasks[0]).await.unwrap(),
+        TaskStep::Finished(TaskStatus::Skipped)
+    );
+    let task = t
+        .hub
+        .store
+        .get_task(&older.operation_id, &key(&fleet[0]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(task.reason.unwrap().contains(&format!(
+        "superseded by newer operation {}",
+        newer.operation_id
+    )));
+    assert_eq!(
+        t.sizes(&fleet[0]).await,
+        before,
+        "the late stop did not put it to sleep"
+    );
+    assert!(t
+        .hub
+        .store
+        .get_baseline(&key(&fleet[0]))
+        .await
+        .unwrap()
+        .is_none());
+}
