@@ -1,0 +1,520 @@
+//! The command line's shape: every command, flag and environment variable of the contract in
+//! DESIGN.md "The operator's command line". Parsing only; the work is in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use curfew_core::decision::Action;
+use curfew_core::operation::Discovery;
+use curfew_core::selector::Selector;
+
+const ENVIRONMENT: &str = "\
+Environment (a flag overrides its variable):
+  AWS_ENDPOINT_URL         --endpoint: an emulator; stop/start/trigger then run in-process
+  AWS_REGION               --region: the hub's region (local mode: eu-west-1)
+  CURFEW_TABLE             --table: the hub's DynamoDB state table
+  CURFEW_ROUTER_QUEUE_URL  --router-queue-url: the router queue (local mode)
+  CURFEW_TASK_QUEUE_URL    --task-queue-url: the task queue (local mode)
+  CURFEW_ROUTER_FUNCTION   --router-function: the router Lambda (AWS mode)
+  CURFEW_OUTPUT            --output: table or json
+  CURFEW_MAX_CONCURRENCY   --max-concurrency: worker batches at once in local mode (default 50)
+  CURFEW_CATCHUP_MINUTES   local poller: how far back missed fires are caught up (default 60)
+  CURFEW_LEASE_SECONDS     local worker: lease on a target if never released (default 900)
+  CURFEW_LOCAL_DIR         `curfew local up|down` state (default <project>/.curfew/local)
+  CURFEW_LOG               diagnostics on stderr, a tracing filter such as info (default error)
+
+Local mode:
+  eval \"$(curfew local up)\"     start the emulator with a demo fleet and export its variables
+  curfew local run              fire due schedules every minute on the real clock
+  curfew local demo             the whole demo: a simulated day of stops and starts
+
+Exit codes: 0 done, 1 failed at run time, 2 bad input or missing configuration.
+Errors are one line on stderr starting with `error: `.";
+
+/// curfew puts EKS managed node groups and EC2 Auto Scaling groups to sleep on cron schedules
+/// and wakes them exactly as they were.
+#[derive(Debug, Parser)]
+#[command(name = "curfew", version, after_help = ENVIRONMENT)]
+pub struct Cli {
+    /// Where the hub is and how to print.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to print data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Tables for people.
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+/// Options every command takes.
+#[derive(Clone, Debug, Args)]
+pub struct GlobalOpts {
+    /// AWS endpoint URL (an emulator such as moto); set means local mode
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub endpoint: Option<String>,
+    /// The hub's AWS region
+    #[arg(long, env = "AWS_REGION", global = true, hide_env_values = true)]
+    pub region: Option<String>,
+    /// The hub's DynamoDB state table
+    #[arg(
+        long,
+        env = "CURFEW_TABLE",
+        global = true,
+        hide_env_values = true,
+        value_name = "NAME"
+    )]
+    pub table: Option<String>,
+    /// The router queue URL (local mode)
+    #[arg(
+        long,
+        env = "CURFEW_ROUTER_QUEUE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub router_queue_url: Option<String>,
+    /// The task queue URL (local mode)
+    #[arg(
+        long,
+        env = "CURFEW_TASK_QUEUE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub task_queue_url: Option<String>,
+    /// The router Lambda's name or ARN (AWS mode)
+    #[arg(
+        long,
+        env = "CURFEW_ROUTER_FUNCTION",
+        global = true,
+        hide_env_values = true,
+        value_name = "NAME"
+    )]
+    pub router_function: Option<String>,
+    /// Tables for people or JSON for scripts
+    #[arg(long, env = "CURFEW_OUTPUT", global = true, hide_env_values = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Worker batches in flight at once in local mode (the event source's maximum concurrency)
+    #[arg(long, env = "CURFEW_MAX_CONCURRENCY", global = true, hide_env_values = true, default_value_t = 50,
+          value_parser = clap::value_parser!(u16).range(1..=1000), value_name = "N")]
+    pub max_concurrency: u16,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Preview a schedule: its next fire times in UTC and local time
+    #[command(after_help = "\
+Example:
+  curfew next --cron '30 2 * * *' --tz Europe/Berlin --after 2027-03-27T12:00:00Z --count 3
+
+Fixed-time schedules (no * in minute or hour) fire once right after a spring-forward jump and
+once at the first occurrence of a repeated fall-back time; others follow real time.")]
+    Next(NextArgs),
+    /// Register, list and remove spoke accounts
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Add, list, show, enable, disable and delete schedules
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// What a stop or start would change, target by target; changes nothing
+    #[command(after_help = "\
+Example:
+  curfew plan --action stop --select kind=nodegroup,tag:env=dev
+
+Writes nothing except the inventory cache (accounts never discovered are listed live).")]
+    Plan(PlanArgs),
+    /// Stop every target matching a selector now
+    #[command(after_help = "\
+Example:
+  curfew stop --select tag:env=dev,region=eu-west-1 --wait
+
+With an endpoint set the router and workers run in-process; against AWS the router Lambda is
+invoked (see docs/INVOKE.md).")]
+    Stop(RunArgs),
+    /// Start every target matching a selector now, restoring its saved sizes
+    #[command(after_help = "\
+Example:
+  curfew start --select tag:env=dev --wait")]
+    Start(RunArgs),
+    /// Run a schedule's action now
+    #[command(after_help = "\
+Example:
+  curfew trigger dev-evening-stop --wait")]
+    Trigger(TriggerArgs),
+    /// List operations or show one with its tasks
+    #[command(after_help = "\
+Examples:
+  curfew ops
+  curfew ops show 20270104T1800Z-dev-evening-stop --watch")]
+    Ops(OpsArgs),
+    /// Keep matching targets awake: stops skip them until a time
+    #[command(after_help = "\
+Examples:
+  curfew override --select name=dev-web-01 --awake-until 3h
+  curfew override --select tag:team=data --awake-until 2027-01-04T22:00:00Z
+  curfew override --list")]
+    Override(OverrideArgs),
+    /// The audit trail of finished operations (list-only in this version)
+    #[command(after_help = "\
+Example:
+  curfew audit list --limit 10 --output json
+
+Only `list` is available in this version; `verify` and `export` arrive with the audit log.")]
+    Audit(AuditArgs),
+    /// The embedded emulator and demo fleet
+    #[command(subcommand)]
+    Local(LocalCommand),
+}
+
+/// `curfew next`.
+#[derive(Debug, Args)]
+pub struct NextArgs {
+    /// A 5-field cron expression (L, W and # supported)
+    #[arg(long, value_name = "EXPR")]
+    pub cron: String,
+    /// An IANA time zone, e.g. Europe/Berlin
+    #[arg(long, value_name = "ZONE")]
+    pub tz: String,
+    /// Fire times strictly after this RFC 3339 instant (default: now)
+    #[arg(long, value_name = "RFC3339")]
+    pub after: Option<String>,
+    /// How many fire times
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000), value_name = "N")]
+    pub count: u16,
+}
+
+/// `curfew account ...`.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Register (or replace) a spoke account
+    #[command(after_help = "\
+Example:
+  curfew account add 111111111111 --role arn:aws:iam::111111111111:role/curfew-spoke \\
+      --external-id curfew-hub --regions eu-west-1,us-east-1")]
+    Add {
+        /// The 12-digit account id
+        #[arg(value_name = "ACCOUNT_ID")]
+        account_id: String,
+        /// The spoke role the hub assumes, in that account
+        #[arg(long, value_name = "ROLE_ARN")]
+        role: String,
+        /// The ExternalId the role's trust policy requires
+        #[arg(long, value_name = "ID")]
+        external_id: Option<String>,
+        /// Regions curfew manages there, comma-separated
+        #[arg(long, value_delimiter = ',', required = true, num_args = 1.., value_name = "r1,r2")]
+        regions: Vec<String>,
+    },
+    /// List spoke accounts
+    #[command(after_help = "Example:\n  curfew account list --output json")]
+    List,
+    /// Remove a spoke account (its targets are no longer scheduled)
+    #[command(after_help = "Example:\n  curfew account remove 111111111111")]
+    Remove {
+        /// The 12-digit account id
+        #[arg(value_name = "ACCOUNT_ID")]
+        account_id: String,
+    },
+}
+
+/// `curfew schedule ...`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Add a schedule (validated in full before anything is written)
+    #[command(after_help = "\
+Example:
+  curfew schedule add dev-evening-stop --cron '0 19 * * 1-5' --tz Europe/Berlin \\
+      --action stop --select tag:env=dev --skip-dates 2027-12-24,2027-12-31")]
+    Add(ScheduleAddArgs),
+    /// List schedules with their next fire time
+    #[command(after_help = "Example:\n  curfew schedule list --output json")]
+    List,
+    /// Show a schedule and its next fire times
+    #[command(after_help = "Example:\n  curfew schedule show dev-evening-stop")]
+    Show {
+        /// Schedule name
+        name: String,
+    },
+    /// Enable a schedule (its next fire is computed from now)
+    #[command(after_help = "Example:\n  curfew schedule enable dev-evening-stop")]
+    Enable {
+        /// Schedule name
+        name: String,
+    },
+    /// Disable a schedule (it never fires until enabled)
+    #[command(after_help = "Example:\n  curfew schedule disable dev-evening-stop")]
+    Disable {
+        /// Schedule name
+        name: String,
+    },
+    /// Delete a schedule
+    #[command(after_help = "Example:\n  curfew schedule delete dev-evening-stop")]
+    Delete {
+        /// Schedule name
+        name: String,
+    },
+}
+
+/// `curfew schedule add`.
+#[derive(Debug, Args)]
+pub struct ScheduleAddArgs {
+    /// Unique name: 1-64 letters, digits, '-' or '_'
+    pub name: String,
+    /// A 5-field cron expression
+    #[arg(long, value_name = "EXPR")]
+    pub cron: String,
+    /// An IANA time zone
+    #[arg(long, value_name = "ZONE")]
+    pub tz: String,
+    /// stop or start
+    #[arg(long, value_name = "stop|start")]
+    pub action: String,
+    /// Which targets, e.g. kind=nodegroup,tag:env=dev
+    #[arg(long, value_name = "SELECTOR")]
+    pub select: String,
+    /// Record what would change and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Fire this long before the cron time (e.g. 15m, 1h; at most 24h)
+    #[arg(long, value_name = "DURATION")]
+    pub prewarm: Option<String>,
+    /// Local dates on which it does not fire, comma-separated YYYY-MM-DD
+    #[arg(long, value_delimiter = ',', value_name = "DATES")]
+    pub skip_dates: Vec<String>,
+    /// Start sizes MIN/MAX/DESIRED for targets with no saved baseline
+    #[arg(long, value_name = "MIN/MAX/DESIRED")]
+    pub default_start: Option<String>,
+}
+
+/// Where targets are read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiscoveryArg {
+    /// The inventory cache (live where an account was never discovered)
+    Cached,
+    /// Describe every account and region now, refreshing the cache
+    Live,
+}
+
+impl From<DiscoveryArg> for Discovery {
+    fn from(d: DiscoveryArg) -> Self {
+        match d {
+            DiscoveryArg::Cached => Discovery::Cached,
+            DiscoveryArg::Live => Discovery::Live,
+        }
+    }
+}
+
+fn parse_action(s: &str) -> Result<Action, String> {
+    Action::parse(s).ok_or_else(|| "expected stop or start".to_string())
+}
+
+fn parse_selector(s: &str) -> Result<Selector, String> {
+    Selector::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    curfew_core::schedule::parse_duration(s)
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "expected a duration such as 90s, 10m or 1h".to_string())
+}
+
+/// `curfew plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// stop or start
+    #[arg(long, value_parser = parse_action, value_name = "stop|start")]
+    pub action: Action,
+    /// Which targets
+    #[arg(long, value_parser = parse_selector, value_name = "SELECTOR")]
+    pub select: Selector,
+    /// Where targets are read from
+    #[arg(long, value_enum, default_value_t = DiscoveryArg::Cached)]
+    pub discovery: DiscoveryArg,
+}
+
+/// How long to wait for an operation, and whether to.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Show progress and wait until the operation is final, then print it with its tasks
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long
+    #[arg(long, value_parser = parse_timeout, default_value = "30m", value_name = "DURATION")]
+    pub timeout: std::time::Duration,
+}
+
+/// `curfew stop` and `curfew start`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Which targets
+    #[arg(long, value_parser = parse_selector, value_name = "SELECTOR")]
+    pub select: Selector,
+    /// Record what would change and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where targets are read from
+    #[arg(long, value_enum, default_value_t = DiscoveryArg::Cached)]
+    pub discovery: DiscoveryArg,
+    /// Waiting.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `curfew trigger`.
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// Schedule name
+    pub name: String,
+    /// Waiting.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `curfew ops`.
+#[derive(Debug, Args)]
+pub struct OpsArgs {
+    /// list (the default) or show
+    #[command(subcommand)]
+    pub command: Option<OpsCommand>,
+    /// Follow operations that are still running with a progress bar until they end
+    #[arg(long, global = true)]
+    pub watch: bool,
+    /// Give up watching after this long
+    #[arg(long, global = true, value_parser = parse_timeout, default_value = "30m", value_name = "DURATION")]
+    pub timeout: std::time::Duration,
+}
+
+/// `curfew ops ...`.
+#[derive(Debug, Subcommand)]
+pub enum OpsCommand {
+    /// Operations, newest first
+    #[command(after_help = "Example:\n  curfew ops list --limit 5 --output json")]
+    List {
+        /// How many
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000), value_name = "N")]
+        limit: u16,
+    },
+    /// One operation and its tasks (status, reason, sizes before and after)
+    #[command(after_help = "Example:\n  curfew ops show 20270104T1800Z-dev-evening-stop")]
+    Show {
+        /// The operation id
+        #[arg(value_name = "OP_ID")]
+        op_id: String,
+    },
+}
+
+/// `curfew override`.
+#[derive(Debug, Args)]
+pub struct OverrideArgs {
+    /// Which targets stay awake
+    #[arg(long, value_parser = parse_selector, value_name = "SELECTOR",
+          required_unless_present = "list", requires = "awake_until")]
+    pub select: Option<Selector>,
+    /// Until when: an RFC 3339 time or a duration from now (e.g. 3h, 90m)
+    #[arg(
+        long,
+        value_name = "RFC3339|DURATION",
+        required_unless_present = "list",
+        requires = "select"
+    )]
+    pub awake_until: Option<String>,
+    /// List the overrides in force instead
+    #[arg(long, conflicts_with_all = ["select", "awake_until"])]
+    pub list: bool,
+}
+
+/// `curfew audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// list (the default)
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+}
+
+/// `curfew audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Finished operations with every task's change, newest first
+    #[command(after_help = "Example:\n  curfew audit list --limit 10")]
+    List {
+        /// How many operations
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000), value_name = "N")]
+        limit: u16,
+    },
+    /// Not available yet: arrives with the tamper-evident audit log
+    #[command(after_help = "Example:\n  curfew audit verify")]
+    Verify,
+    /// Not available yet: arrives with the tamper-evident audit log
+    #[command(after_help = "Example:\n  curfew audit export audit.jsonl")]
+    Export {
+        /// Where to write
+        file: PathBuf,
+    },
+}
+
+/// `curfew local ...`.
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Start the emulator, provision a hub and a demo fleet, print shell exports
+    #[command(after_help = "\
+Example:
+  eval \"$(curfew local up)\"
+
+Prints only `export NAME=VALUE` lines on stdout (progress goes to stderr). If one is already
+running, prints its exports again.")]
+    Up {
+        /// A hub with no accounts and no fleet
+        #[arg(long)]
+        empty: bool,
+        /// Where the state (pid, log, exports) is kept
+        #[arg(long, env = "CURFEW_LOCAL_DIR", value_name = "DIR")]
+        local_dir: Option<PathBuf>,
+    },
+    /// Stop the emulator started by `local up` (by its pid) and remove its state
+    #[command(after_help = "\
+Example:
+  eval \"$(curfew local down)\"
+
+Prints `unset NAME` lines for the variables `local up` exported.")]
+    Down {
+        /// Where the state (pid, log, exports) is kept
+        #[arg(long, env = "CURFEW_LOCAL_DIR", value_name = "DIR")]
+        local_dir: Option<PathBuf>,
+    },
+    /// Run the poller on the real clock: each minute fire due schedules and drain the queues
+    #[command(after_help = "\
+Example:
+  eval \"$(curfew local up)\"
+  curfew schedule add every-5 --cron '*/5 * * * *' --tz UTC --action stop --select kind=asg
+  curfew local run
+
+Stands in for EventBridge (the poller every minute) and the SQS event source mappings (the
+local dispatcher, --max-concurrency) until Ctrl-C. --once ticks and drains once.")]
+    Run {
+        /// Tick and drain once, then exit
+        #[arg(long)]
+        once: bool,
+    },
+    /// The whole demo: emulator, hub, 3 accounts, 60 targets, a simulated day of stop and start
+    #[command(after_help = "\
+Example:
+  curfew local demo
+
+Starts its own emulator and stops it at the end, even on failure.")]
+    Demo,
+}

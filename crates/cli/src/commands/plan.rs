@@ -1,0 +1,79 @@
+//! `curfew plan`: what a stop or start would do, target by target. Writes nothing except the
+//! inventory cache (`curfew_core::service::router::plan`).
+
+use anyhow::{Context, Result};
+use curfew_core::decision::Action;
+use curfew_core::ports::PlannedChange;
+use curfew_core::target::{Sizes, Target};
+use serde::Serialize;
+
+use crate::cli::{GlobalOpts, Output, PlanArgs};
+use crate::connect;
+use crate::output;
+
+/// One planned change as JSON.
+#[derive(Serialize)]
+struct ChangeJson<'a> {
+    /// `account#region#kind#[cluster/]name`.
+    key: String,
+    target: &'a Target,
+    action: Action,
+    /// True when the target would be scaled.
+    change: bool,
+    live: Sizes,
+    to: Option<Sizes>,
+    reason: Option<&'a str>,
+}
+
+impl<'a> From<&'a PlannedChange> for ChangeJson<'a> {
+    fn from(c: &'a PlannedChange) -> Self {
+        ChangeJson {
+            key: c.target.key(),
+            target: &c.target,
+            action: c.action,
+            change: c.to.is_some(),
+            live: c.live,
+            to: c.to,
+            reason: c.reason.as_deref(),
+        }
+    }
+}
+
+/// Prints the plan.
+pub async fn run(args: PlanArgs, opts: &GlobalOpts) -> Result<()> {
+    let (hub, _) = connect::hub(opts, false).await?;
+    let changes =
+        curfew_core::service::router::plan(&hub, args.action, &args.select, args.discovery.into())
+            .await
+            .with_context(|| format!("planning a {} of {}", args.action, args.select))?;
+    match opts.output {
+        Output::Json => {
+            output::print_json(&changes.iter().map(ChangeJson::from).collect::<Vec<_>>())
+        }
+        Output::Table => {
+            let mut table = output::table([
+                "target", "account", "region", "kind", "now", "after", "note",
+            ]);
+            for c in &changes {
+                table.add_row(vec![
+                    c.target.display_name(),
+                    c.target.account.clone(),
+                    c.target.region.clone(),
+                    c.target.kind.to_string(),
+                    c.live.to_string(),
+                    output::sizes(c.to),
+                    c.reason.clone().unwrap_or_default(),
+                ]);
+            }
+            println!("{table}");
+            let changing = changes.iter().filter(|c| c.to.is_some()).count();
+            println!(
+                "{changing} of {} matching targets would change ({} {}); nothing was changed",
+                changes.len(),
+                args.action,
+                args.select
+            );
+            Ok(())
+        }
+    }
+}

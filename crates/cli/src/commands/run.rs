@@ -1,0 +1,239 @@
+//! `curfew stop`, `curfew start` and `curfew trigger`: an operation now.
+//!
+//! With an endpoint set (an emulator) the invocation runs in-process
+//! (`curfew_core::service::invocation::invoke`) and the local dispatcher drains the queues
+//! through the real router and worker code. Against AWS the router Lambda is invoked with the
+//! same JSON payload `aws lambda invoke` would send (docs/INVOKE.md).
+
+use anyhow::{anyhow, Context, Result};
+use aws_sdk_lambda::primitives::Blob;
+use curfew_core::decision::Action;
+use curfew_core::operation::{OpStatus, Operation};
+use curfew_core::ports::StateStore;
+use curfew_core::service::invocation::{invoke, Invocation, InvocationError, InvocationResponse};
+
+use crate::cli::{GlobalOpts, Output, RunArgs, TriggerArgs, WaitArgs};
+use crate::connect::{self, Queues};
+use crate::error::bad_input;
+use crate::output::{self, OperationJson};
+use crate::progress;
+
+/// `curfew stop` / `curfew start`.
+pub async fn stop_or_start(action: Action, args: RunArgs, opts: &GlobalOpts) -> Result<()> {
+    let (select, dry_run, discovery) = (args.select, args.dry_run, args.discovery.into());
+    let invocation = match action {
+        Action::Stop => Invocation::Stop {
+            select,
+            dry_run,
+            discovery,
+        },
+        Action::Start => Invocation::Start {
+            select,
+            dry_run,
+            discovery,
+        },
+    };
+    execute(invocation, &args.wait, opts).await
+}
+
+/// `curfew trigger NAME`.
+pub async fn trigger(args: TriggerArgs, opts: &GlobalOpts) -> Result<()> {
+    curfew_core::schedule::validate_name(&args.name)
+        .map_err(|e| bad_input(format!("NAME: {e}")))?;
+    execute(
+        Invocation::Trigger {
+            schedule: args.name,
+        },
+        &args.wait,
+        opts,
+    )
+    .await
+}
+
+fn invocation_error(e: InvocationError) -> anyhow::Error {
+    match e {
+        InvocationError::Payload(_) => bad_input(e.to_string()),
+        other => anyhow::Error::new(other),
+    }
+}
+
+async fn execute(invocation: Invocation, wait: &WaitArgs, opts: &GlobalOpts) -> Result<()> {
+    if opts.is_local() {
+        run_locally(invocation, wait, opts).await
+    } else {
+        run_in_aws(invocation, wait, opts).await
+    }
+}
+
+async fn run_locally(invocation: Invocation, wait: &WaitArgs, opts: &GlobalOpts) -> Result<()> {
+    let (hub, sdk) = connect::hub(opts, true).await?;
+    let (router, task) = opts.queues()?;
+    let queues = Queues { router, task };
+    let response = invoke(&hub, invocation).await.map_err(invocation_error)?;
+    let op_id = response.operation_id.clone();
+    let dispatcher = connect::dispatcher(&hub, &sdk, &queues, opts.max_concurrency);
+    let bar = if wait.wait {
+        progress::bar(&op_id)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let drained = tokio::time::timeout(
+        wait.timeout,
+        progress::while_running(hub.store.as_ref(), &op_id, &bar, dispatcher.drain()),
+    )
+    .await;
+    bar.finish_and_clear();
+    let report = drained
+        .map_err(|_| {
+            anyhow!(
+                "operation {op_id} still has work queued after {}s (see `curfew ops show {op_id}`)",
+                wait.timeout.as_secs()
+            )
+        })?
+        .with_context(|| format!("running operation {op_id} locally"))?;
+    for cause in &report.rejected {
+        eprintln!("warning: a queue message was rejected: {cause}");
+    }
+    let op = progress::load(hub.store.as_ref(), &op_id).await?;
+    if wait.wait {
+        print_final(hub.store.as_ref(), &op, opts.output).await
+    } else {
+        print_started(
+            &InvocationResponse {
+                operation_id: op.id.clone(),
+                status: op.status,
+            },
+            opts.output,
+        )
+    }
+}
+
+async fn run_in_aws(invocation: Invocation, wait: &WaitArgs, opts: &GlobalOpts) -> Result<()> {
+    let function = opts.router_function()?;
+    // Checked before invoking: waiting reads the operation from the state table.
+    if wait.wait {
+        opts.table()?;
+    }
+    let sdk = connect::sdk(opts).await?;
+    let payload = serde_json::to_vec(&invocation).context("encoding the invocation")?;
+    let out = aws_sdk_lambda::Client::new(&sdk)
+        .invoke()
+        .function_name(function)
+        .payload(Blob::new(payload))
+        .send()
+        .await
+        .map_err(|e| curfew_aws::error::classify(&format!("invoking {function}"), e))?;
+    let body = out
+        .payload()
+        .map(|b| b.as_ref().to_vec())
+        .unwrap_or_default();
+    if let Some(kind) = out.function_error() {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.get("errorMessage")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(anyhow!(
+            "the router function {function} failed ({kind}): {message}"
+        ));
+    }
+    let response: InvocationResponse = serde_json::from_slice(&body).with_context(|| {
+        format!(
+            "the router function {function} answered {:?}, not an operation",
+            String::from_utf8_lossy(&body)
+        )
+    })?;
+    if !wait.wait {
+        return print_started(&response, opts.output);
+    }
+    let store = connect::store(opts).await?;
+    let bar = progress::bar(&response.operation_id);
+    let op = progress::watch(store.as_ref(), &response.operation_id, &bar, wait.timeout).await;
+    bar.finish_and_clear();
+    print_final(store.as_ref(), &op?, opts.output).await
+}
+
+fn print_started(response: &InvocationResponse, out: Output) -> Result<()> {
+    match out {
+        Output::Json => output::print_json(response),
+        Output::Table => {
+            println!(
+                "operation {} {}",
+                response.operation_id,
+                response.status.to_string().to_lowercase()
+            );
+            println!("  details: curfew ops show {}", response.operation_id);
+            Ok(())
+        }
+    }
+}
+
+/// Prints the final operation with its tasks; an operation that did not succeed is a failure
+/// of the command (exit 1), so scripts can rely on `--wait`.
+async fn print_final(store: &dyn StateStore, op: &Operation, out: Output) -> Result<()> {
+    let tasks = store
+        .list_tasks(&op.id)
+        .await
+        .with_context(|| format!("listing the tasks of {}", op.id))?;
+    match out {
+        Output::Json => output::print_json(&OperationJson::new(op, &tasks))?,
+        Output::Table => output::print_operation(op, &tasks),
+    }
+    match op.status {
+        OpStatus::Succeeded => Ok(()),
+        status => Err(anyhow!(
+            "operation {} ended {status}: {} of {} tasks failed{}",
+            op.id,
+            op.counts.failed,
+            op.counts.total,
+            op.notes
+                .first()
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// docs/INVOKE.md promises these payloads and messages.
+    #[test]
+    fn the_payloads_and_errors_in_invoke_md_are_what_the_router_sees() {
+        let stop = Invocation::Stop {
+            select: "tag:env=dev,region=eu-west-1".parse().unwrap(),
+            dry_run: false,
+            discovery: curfew_core::operation::Discovery::Cached,
+        };
+        assert_eq!(
+            serde_json::to_value(&stop).unwrap(),
+            json!({"action": "stop", "select": "tag:env=dev,region=eu-west-1", "dry_run": false, "discovery": "cached"})
+        );
+        assert_eq!(
+            serde_json::to_value(Invocation::Trigger {
+                schedule: "dev-evening-stop".into()
+            })
+            .unwrap(),
+            json!({"action": "trigger", "schedule": "dev-evening-stop"})
+        );
+        for (payload, message) in [
+            (json!({"select": "kind=asg"}), "invalid invocation payload: missing field `action`"),
+            (json!({"action": "stop"}), "invalid invocation payload: missing field `select`"),
+            (json!({"action": "stop", "select": "env=dev"}), "invalid invocation payload: invalid selector \"env=dev\": unknown term \"env\""),
+            (json!({"action": "pause"}), "invalid invocation payload: unknown variant `pause`, expected one of `trigger`, `stop`, `start`"),
+        ] {
+            let err = Invocation::parse(&payload).unwrap_err().to_string();
+            assert!(err.starts_with(message), "{payload}: {err}");
+        }
+        let response: InvocationResponse = serde_json::from_value(
+            json!({"operation_id": "20270104T1830Z-m7f3a9c2b41d0", "status": "RUNNING"}),
+        )
+        .unwrap();
+        assert_eq!(response.status, OpStatus::Running);
+    }
+}

@@ -1,0 +1,283 @@
+//! `curfew schedule add | list | show | enable | disable | delete`.
+
+use anyhow::{anyhow, Context, Result};
+use chrono::Utc;
+use curfew_core::ports::{ErrorKind, StateStore};
+use curfew_core::schedule::{parse_duration, Schedule, ScheduleRecord};
+use curfew_core::target::Sizes;
+use serde::Serialize;
+
+use crate::cli::{GlobalOpts, Output, ScheduleAddArgs, ScheduleCommand};
+use crate::connect;
+use crate::error::bad_input;
+use crate::output::{self, FireJson};
+
+/// The flag an operator typed for a schedule field (see `ScheduleError::field`).
+fn flag(field: &str) -> String {
+    match field {
+        "name" => "NAME".to_string(),
+        other => format!("--{other}"),
+    }
+}
+
+/// A schedule with its coming fire times, as `schedule show` prints it.
+#[derive(Serialize)]
+struct ScheduleJson {
+    #[serde(flatten)]
+    record: ScheduleRecord,
+    upcoming: Vec<FireJson>,
+}
+
+/// Runs a schedule command.
+pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
+    match command {
+        ScheduleCommand::Add(args) => add(args, opts).await,
+        ScheduleCommand::List => {
+            let store = connect::store(opts).await?;
+            let mut schedules = store.list_schedules().await.context("listing schedules")?;
+            schedules.sort_by(|a, b| a.name.cmp(&b.name));
+            match opts.output {
+                Output::Json => output::print_json(
+                    &schedules
+                        .into_iter()
+                        .map(ScheduleRecord::from)
+                        .collect::<Vec<_>>(),
+                ),
+                Output::Table => {
+                    print_list(&schedules);
+                    Ok(())
+                }
+            }
+        }
+        ScheduleCommand::Show { name } => {
+            let store = connect::store(opts).await?;
+            let schedule = get(store.as_ref(), &name).await?;
+            show(schedule, opts.output)
+        }
+        ScheduleCommand::Enable { name } => {
+            let store = connect::store(opts).await?;
+            let schedule = get(store.as_ref(), &name).await?;
+            let next = schedule.next_fire_after(Utc::now()).map(|f| f.utc);
+            set_enabled(store.as_ref(), &name, true, next).await?;
+            show(get(store.as_ref(), &name).await?, opts.output)
+        }
+        ScheduleCommand::Disable { name } => {
+            let store = connect::store(opts).await?;
+            set_enabled(store.as_ref(), &name, false, None).await?;
+            show(get(store.as_ref(), &name).await?, opts.output)
+        }
+        ScheduleCommand::Delete { name } => {
+            let store = connect::store(opts).await?;
+            let deleted = store
+                .delete_schedule(&name)
+                .await
+                .with_context(|| format!("deleting schedule {name}"))?;
+            if !deleted {
+                return Err(anyhow!("no schedule named {name:?}"));
+            }
+            match opts.output {
+                Output::Json => output::print_json(&serde_json::json!({"deleted": name})),
+                Output::Table => {
+                    println!("schedule {name} deleted");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Parses `MIN/MAX/DESIRED`.
+fn parse_sizes(value: &str) -> Option<Sizes> {
+    let parts: Vec<i32> = value
+        .split('/')
+        .map(|p| p.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    match parts[..] {
+        [min, max, desired] => Some(Sizes::new(min, max, desired)),
+        _ => None,
+    }
+}
+
+/// Validates every field (nothing is written on bad input), then creates the schedule with its
+/// next fire time.
+async fn add(args: ScheduleAddArgs, opts: &GlobalOpts) -> Result<()> {
+    let prewarm_minutes = match &args.prewarm {
+        None => 0,
+        Some(value) => parse_duration(value)
+            .filter(|d| d.num_seconds() % 60 == 0)
+            .map(|d| d.num_minutes())
+            .ok_or_else(|| {
+                bad_input(format!(
+                    "--prewarm: invalid duration {value:?}: expected whole minutes such as 15m or 1h, at most 24h"
+                ))
+            })?,
+    };
+    let default_start = match &args.default_start {
+        None => None,
+        Some(value) => Some(parse_sizes(value).ok_or_else(|| {
+            bad_input(format!(
+                "--default-start: {value:?} is not MIN/MAX/DESIRED such as 1/3/2"
+            ))
+        })?),
+    };
+    let record = ScheduleRecord {
+        name: args.name,
+        cron: args.cron,
+        tz: args.tz,
+        action: args.action,
+        selector: args.select,
+        enabled: true,
+        dry_run: args.dry_run,
+        prewarm_minutes,
+        skip_dates: args.skip_dates,
+        default_start,
+        next_fire: None,
+    };
+    let mut schedule =
+        Schedule::try_from(record).map_err(|e| bad_input(format!("{}: {e}", flag(e.field()))))?;
+    schedule.next_fire = schedule.next_fire_after(Utc::now()).map(|f| f.utc);
+    let store = connect::store(opts).await?;
+    match store.create_schedule(&schedule).await {
+        Ok(()) => {}
+        Err(e) if e.kind == ErrorKind::Invalid && e.message.contains("already exists") => {
+            return Err(anyhow!(
+                "a schedule named {:?} already exists (delete it first)",
+                schedule.name
+            ))
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating schedule {}", schedule.name)),
+    }
+    show(schedule, opts.output)
+}
+
+async fn get(store: &dyn StateStore, name: &str) -> Result<Schedule> {
+    store
+        .get_schedule(name)
+        .await
+        .with_context(|| format!("reading schedule {name}"))?
+        .ok_or_else(|| anyhow!("no schedule named {name:?}"))
+}
+
+async fn set_enabled(
+    store: &dyn StateStore,
+    name: &str,
+    enabled: bool,
+    next: Option<chrono::DateTime<Utc>>,
+) -> Result<()> {
+    let found = store
+        .set_schedule_enabled(name, enabled, next)
+        .await
+        .with_context(|| format!("updating schedule {name}"))?;
+    if found {
+        Ok(())
+    } else {
+        Err(anyhow!("no schedule named {name:?}"))
+    }
+}
+
+fn next_fire(schedule: &Schedule) -> String {
+    match schedule.next_fire {
+        Some(t) => format!(
+            "{} ({})",
+            output::utc(t),
+            output::local(t.with_timezone(&schedule.cron.zone()).fixed_offset())
+        ),
+        None => "-".to_string(),
+    }
+}
+
+fn print_list(schedules: &[Schedule]) {
+    let mut table = output::table([
+        "name",
+        "enabled",
+        "action",
+        "cron",
+        "zone",
+        "select",
+        "next fire (UTC, local)",
+        "options",
+    ]);
+    for s in schedules {
+        table.add_row(vec![
+            s.name.clone(),
+            if s.enabled { "yes" } else { "no" }.to_string(),
+            s.action.to_string(),
+            s.cron.expression().to_string(),
+            s.cron.zone_name().to_string(),
+            s.selector.to_string(),
+            next_fire(s),
+            options(s),
+        ]);
+    }
+    println!("{table}");
+}
+
+fn options(s: &Schedule) -> String {
+    let mut o = Vec::new();
+    if s.dry_run {
+        o.push("dry run".to_string());
+    }
+    if !s.prewarm.is_zero() {
+        o.push(format!("prewarm {}m", s.prewarm.num_minutes()));
+    }
+    if !s.skip_dates.is_empty() {
+        o.push(format!("{} skip dates", s.skip_dates.len()));
+    }
+    if let Some(sizes) = s.default_start {
+        o.push(format!("default start {sizes}"));
+    }
+    o.join(", ")
+}
+
+fn show(schedule: Schedule, out: Output) -> Result<()> {
+    let upcoming: Vec<_> = if schedule.enabled {
+        let mut fires = Vec::new();
+        let mut cursor = Utc::now();
+        while fires.len() < 5 {
+            match schedule.next_fire_after(cursor) {
+                Some(f) => {
+                    cursor = f.utc;
+                    fires.push(f);
+                }
+                None => break,
+            }
+        }
+        fires
+    } else {
+        Vec::new()
+    };
+    match out {
+        Output::Json => output::print_json(&ScheduleJson {
+            upcoming: upcoming.iter().map(FireJson::from).collect(),
+            record: ScheduleRecord::from(schedule),
+        }),
+        Output::Table => {
+            print_list(std::slice::from_ref(&schedule));
+            if !schedule.skip_dates.is_empty() {
+                let dates: Vec<String> =
+                    schedule.skip_dates.iter().map(|d| d.to_string()).collect();
+                println!("skip dates: {}", dates.join(", "));
+            }
+            if !upcoming.is_empty() {
+                let mut table = output::table(["next fires (UTC)", "local"]);
+                for f in &upcoming {
+                    table.add_row(vec![output::utc(f.utc), output::local(f.local)]);
+                }
+                println!("{table}");
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_start_sizes_parse_as_min_max_desired() {
+        assert_eq!(parse_sizes("1/3/2"), Some(Sizes::new(1, 3, 2)));
+        assert_eq!(parse_sizes("1/3"), None);
+        assert_eq!(parse_sizes("a/b/c"), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! Reaching the hub from the global options: the SDK configuration (an emulator endpoint or
+//! real AWS), the state table, the queues and the router Lambda. A command asks only for what
+//! it uses, so a missing queue never stops `curfew schedule list`.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use curfew_aws::dispatch::Dispatcher;
+use curfew_aws::{AwsSpokes, DynamoStore, SqsQueue};
+use curfew_core::clock::{Clock, SystemClock};
+use curfew_core::ports::{ErrorKind, PortError, PortResult, Queue, StateStore};
+use curfew_core::service::Hub;
+
+use crate::cli::GlobalOpts;
+use crate::error::bad_input;
+
+/// The region local mode uses unless told otherwise (the one `curfew local up` exports).
+pub const LOCAL_REGION: &str = "eu-west-1";
+
+fn set(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl GlobalOpts {
+    /// The emulator endpoint, if one is set: local mode.
+    pub fn endpoint(&self) -> Option<&str> {
+        set(&self.endpoint)
+    }
+
+    /// True when an endpoint is set (stop/start/trigger run in-process).
+    pub fn is_local(&self) -> bool {
+        self.endpoint().is_some()
+    }
+
+    /// The state table, or an error naming the flag and the variable.
+    pub fn table(&self) -> Result<&str> {
+        set(&self.table).ok_or_else(|| {
+            bad_input("no state table: set --table or CURFEW_TABLE (local mode: eval \"$(curfew local up)\")")
+        })
+    }
+
+    /// The router and task queue URLs, or an error naming the missing one.
+    pub fn queues(&self) -> Result<(&str, &str)> {
+        let router = set(&self.router_queue_url).ok_or_else(|| {
+            bad_input("no router queue: set --router-queue-url or CURFEW_ROUTER_QUEUE_URL")
+        })?;
+        let task = set(&self.task_queue_url).ok_or_else(|| {
+            bad_input("no task queue: set --task-queue-url or CURFEW_TASK_QUEUE_URL")
+        })?;
+        Ok((router, task))
+    }
+
+    /// The router Lambda, or an error naming the flag and the variable.
+    pub fn router_function(&self) -> Result<&str> {
+        set(&self.router_function).ok_or_else(|| {
+            bad_input("no router function: set --router-function or CURFEW_ROUTER_FUNCTION (or --endpoint for local mode)")
+        })
+    }
+}
+
+/// The SDK configuration for an endpoint (an emulator) or real AWS. Against an emulator with
+/// no credentials in the environment, moto's `test` keys are used; the SDK's own retries are
+/// kept small because the adapters retry throttles themselves.
+pub async fn sdk_config(endpoint: Option<&str>, region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(2));
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "curfew-local",
+            ));
+        }
+    }
+    let region = region.or(endpoint.map(|_| LOCAL_REGION));
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    loader.load().await
+}
+
+/// The SDK configuration the global options describe. Fails, naming `--region`, when no
+/// region can be found for real AWS.
+pub async fn sdk(opts: &GlobalOpts) -> Result<SdkConfig> {
+    let config = sdk_config(opts.endpoint(), set(&opts.region)).await;
+    if config.region().is_none() {
+        return Err(bad_input(
+            "no AWS region: set --region or AWS_REGION (or a region in your AWS profile)",
+        ));
+    }
+    Ok(config)
+}
+
+/// The state table alone.
+pub async fn store(opts: &GlobalOpts) -> Result<Arc<dyn StateStore>> {
+    let table = opts.table()?.to_string();
+    let sdk = sdk(opts).await?;
+    Ok(Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+    )))
+}
+
+/// A queue that is not configured: any send fails naming the flag and variable. `plan` builds
+/// a hub without queues because it sends nothing.
+struct MissingQueue(&'static str);
+
+#[async_trait]
+impl Queue for MissingQueue {
+    async fn send(&self, _bodies: &[String]) -> PortResult<()> {
+        Err(PortError::new(ErrorKind::Invalid, self.0))
+    }
+}
+
+/// The hub's queues, when the command sends messages.
+pub struct Queues<'a> {
+    /// Router queue URL.
+    pub router: &'a str,
+    /// Task queue URL.
+    pub task: &'a str,
+}
+
+/// Builds a hub over `table`. The spokes' session cache runs on the real clock even when the
+/// hub runs on a demo clock: credentials expire in real time.
+pub fn build_hub(
+    sdk: &SdkConfig,
+    table: &str,
+    queues: Option<&Queues<'_>>,
+    clock: Arc<dyn Clock>,
+) -> Result<Hub> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let (router_queue, task_queue): (Arc<dyn Queue>, Arc<dyn Queue>) = match queues {
+        Some(q) => (
+            Arc::new(SqsQueue::new(sqs.clone(), q.router)),
+            Arc::new(SqsQueue::new(sqs, q.task)),
+        ),
+        None => (
+            Arc::new(MissingQueue(
+                "no router queue: set --router-queue-url or CURFEW_ROUTER_QUEUE_URL",
+            )),
+            Arc::new(MissingQueue(
+                "no task queue: set --task-queue-url or CURFEW_TASK_QUEUE_URL",
+            )),
+        ),
+    };
+    let settings = curfew_aws::hub::settings_from_env().map_err(|e| bad_input(e.to_string()))?;
+    Ok(Hub {
+        store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)),
+        router_queue,
+        task_queue,
+        spokes: Arc::new(AwsSpokes::new(sdk.clone(), Arc::new(SystemClock))),
+        clock,
+        settings,
+    })
+}
+
+/// A hub on the real clock from the global options, with its queues when `with_queues`.
+pub async fn hub(opts: &GlobalOpts, with_queues: bool) -> Result<(Hub, SdkConfig)> {
+    let table = opts.table()?;
+    let queues = if with_queues {
+        let (router, task) = opts.queues()?;
+        Some(Queues { router, task })
+    } else {
+        None
+    };
+    let sdk = sdk(opts).await?;
+    let hub = build_hub(&sdk, table, queues.as_ref(), Arc::new(SystemClock))?;
+    Ok((hub, sdk))
+}
+
+/// The local dispatcher over a hub's queues: it stands in for the SQS event source mappings.
+pub fn dispatcher(
+    hub: &Hub,
+    sdk: &SdkConfig,
+    queues: &Queues<'_>,
+    max_concurrency: u16,
+) -> Dispatcher {
+    Dispatcher::new(
+        hub.clone(),
+        aws_sdk_sqs::Client::new(sdk),
+        queues.router,
+        queues.task,
+        usize::from(max_concurrency),
+    )
+}

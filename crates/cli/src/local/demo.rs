@@ -1,0 +1,482 @@
+//! `curfew local demo` (what `make demo` runs): its own emulator, a hub, three spoke accounts,
+//! 60 targets and two weekday schedules; then a simulated day in fast-forward. A demo clock
+//! jumps to each due fire, the real poller fires it, and the local dispatcher drains the queues
+//! through the real router and worker code. It ends with the fleet before the stop, after the
+//! stop and after the start, checks that every target is exactly where it should be, and stops
+//! the emulator on every path out (error and Ctrl-C included).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc, Weekday};
+use chrono_tz::Europe::Berlin;
+use curfew_aws::local::emulator::Emulator;
+use curfew_aws::local::{spoke_role_arn, FleetTarget};
+use curfew_core::account::SpokeRole;
+use curfew_core::clock::{Clock, ManualClock};
+use curfew_core::operation::{Operation, TaskStatus};
+use curfew_core::ports::Override;
+use curfew_core::schedule::{Schedule, ScheduleRecord};
+use curfew_core::selector::Selector;
+use curfew_core::service::{poller, Hub};
+use curfew_core::target::{Sizes, Target};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::cli::GlobalOpts;
+use crate::connect::{self, Queues, LOCAL_REGION};
+use crate::output;
+use crate::progress;
+
+const ZONE: &str = "Europe/Berlin";
+const SELECT: &str = "tag:env=dev";
+/// One dev ASG someone is still using tonight: an override keeps it awake until 21:00.
+const KEPT_AWAKE: &str = "account=222222222222,region=eu-west-1,name=dev-web-02";
+const SCHEDULES: [(&str, &str, &str); 2] = [
+    ("dev-evening-stop", "0 19 * * 1-5", "stop"),
+    ("dev-morning-start", "0 7 * * 1-5", "start"),
+];
+
+/// Runs the demo and stops its emulator whatever happens.
+pub async fn run(opts: &GlobalOpts) -> Result<()> {
+    let started = Instant::now();
+    let root = super::project_root()?;
+    let log = root.join(".curfew/demo/moto.log");
+    step(
+        "Starting the AWS emulator (moto on 127.0.0.1; the first run installs it into .venv-moto)",
+    );
+    let log_for_start = log.clone();
+    // The watchdog (`die_with` our pid) stops moto even if this process is killed outright.
+    let emulator = tokio::task::spawn_blocking(move || {
+        Emulator::start(&root, &log_for_start, Some(std::process::id()))
+    })
+    .await
+    .context("starting the emulator")??;
+    println!(
+        "  moto on {} (pid {}, log {})",
+        emulator.endpoint,
+        emulator.pid,
+        log.display()
+    );
+    let result = tokio::select! {
+        result = day(&emulator, opts.max_concurrency) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    // The watchdog shell's children (moto itself) are looked up by parent pid before the
+    // watchdog is stopped, so the demo can wait for them to be gone.
+    let server_pids = children(emulator.pid);
+    emulator.stop();
+    drop(emulator);
+    wait_for_exit(&server_pids);
+    match &result {
+        Ok(()) => println!(
+            "\nDemo finished in {:.0?}; the emulator is stopped.",
+            started.elapsed()
+        ),
+        Err(_) => eprintln!(
+            "demo failed after {:.0?}; the emulator is stopped",
+            started.elapsed()
+        ),
+    }
+    result
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    std::process::Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// True while `pid` runs (a zombie, exited but not yet reaped, does not count).
+fn running(pid: u32) -> bool {
+    std::process::Command::new("ps")
+        .args(["-o", "stat=", "-p", &pid.to_string()])
+        .output()
+        .is_ok_and(|out| {
+            let stat = String::from_utf8_lossy(&out.stdout);
+            out.status.success() && !stat.trim().is_empty() && !stat.trim().starts_with('Z')
+        })
+}
+
+/// Waits (up to 15 seconds) for the emulator's processes to exit, so that nothing of it is
+/// left running when the demo returns.
+fn wait_for_exit(pids: &[u32]) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(15);
+    while pids.iter().any(|&pid| running(pid)) && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn step(text: &str) {
+    println!("\n== {text}");
+}
+
+/// Noon on the next Wednesday in Berlin: the simulated day runs to Thursday noon, through the
+/// 19:00 stop and the 07:00 start.
+fn demo_start(now: DateTime<Utc>) -> DateTime<Utc> {
+    let mut day = now.with_timezone(&Berlin).date_naive() + Duration::days(1);
+    while day.weekday() != Weekday::Wed {
+        day += Duration::days(1);
+    }
+    Berlin
+        .from_local_datetime(&day.and_hms_opt(12, 0, 0).expect("noon exists"))
+        .single()
+        .expect("noon is never skipped or repeated in Berlin")
+        .with_timezone(&Utc)
+}
+
+/// `hour`:00 in Berlin on the local day of `day`.
+fn at_berlin(day: DateTime<Utc>, hour: u32) -> DateTime<Utc> {
+    let date = day.with_timezone(&Berlin).date_naive();
+    Berlin
+        .from_local_datetime(&date.and_hms_opt(hour, 0, 0).expect("a valid hour"))
+        .earliest()
+        .expect("the demo's hours exist on a Wednesday")
+        .with_timezone(&Utc)
+}
+
+fn berlin(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Berlin)
+        .format("%a %Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
+    let sdk = connect::sdk_config(Some(&emulator.endpoint), Some(LOCAL_REGION)).await;
+    step("Provisioning the hub: state table, router and task queues (each with a DLQ)");
+    let config = curfew_aws::hub::provision(&sdk, "curfew-demo")
+        .await
+        .context("provisioning the hub")?;
+    let start = demo_start(Utc::now());
+    let clock = Arc::new(ManualClock::new(start));
+    let queues = Queues {
+        router: &config.router_queue_url,
+        task: &config.task_queue_url,
+    };
+    let hub = connect::build_hub(&sdk, &config.table, Some(&queues), clock.clone())?;
+    let dispatcher = connect::dispatcher(&hub, &sdk, &queues, max_concurrency);
+
+    step("Registering 3 spoke accounts and seeding their fleet (through AssumeRole into each)");
+    let accounts = super::register_demo_accounts(hub.store.as_ref()).await?;
+    let fleet = super::seed_demo_fleet(&sdk).await?;
+    let ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+    println!("  accounts {} (role curfew-spoke each)", ids.join(", "));
+    print_fleet_overview(&fleet);
+
+    step(&format!("Adding two weekday schedules in {ZONE}"));
+    for (name, cron, action) in SCHEDULES {
+        let mut schedule = Schedule::try_from(ScheduleRecord {
+            name: name.into(),
+            cron: cron.into(),
+            tz: ZONE.into(),
+            action: action.into(),
+            selector: SELECT.into(),
+            enabled: true,
+            dry_run: false,
+            prewarm_minutes: 0,
+            skip_dates: Vec::new(),
+            default_start: None,
+            next_fire: None,
+        })
+        .context("building a demo schedule")?;
+        schedule.next_fire = schedule.next_fire_after(clock.now()).map(|f| f.utc);
+        hub.store
+            .create_schedule(&schedule)
+            .await
+            .with_context(|| format!("creating schedule {name}"))?;
+        println!(
+            "  {name:<18} {cron:<13} {action:<5} select {SELECT:<12} next fire {}",
+            schedule.next_fire.map(berlin).unwrap_or_default()
+        );
+    }
+
+    let kept_awake = Selector::parse(KEPT_AWAKE).context("the demo override's selector")?;
+    let awake_until = at_berlin(start, 21);
+    hub.store
+        .put_override(&Override {
+            id: "demo-keep-awake".into(),
+            selector: kept_awake.clone(),
+            awake_until,
+            created_at: start,
+        })
+        .await
+        .context("storing the demo override")?;
+    println!(
+        "  override: {KEPT_AWAKE} stays awake until {} (curfew override --select ... --awake-until ...)",
+        berlin(awake_until)
+    );
+
+    let targets: Vec<Target> = fleet.iter().map(target_of).collect();
+    let mut snapshots = vec![snapshot(&hub, &targets).await?];
+    let mut ops = Vec::new();
+    let end = start + Duration::days(1);
+    step(&format!(
+        "A simulated day in fast-forward: {} to {} (the poller runs at each due fire)",
+        berlin(start),
+        berlin(end)
+    ));
+    println!(
+        "  fleet at {}: {} targets running",
+        berlin(start),
+        targets.len()
+    );
+    while let Some(due) = next_due(&hub).await?.filter(|t| *t <= end) {
+        clock.set(due);
+        let report = poller::tick(&hub).await.context("running the poller")?;
+        println!(
+            "\n  >> {}: the poller fired {}",
+            berlin(due),
+            if report.created.is_empty() {
+                "nothing".to_string()
+            } else {
+                report.created.join(", ")
+            }
+        );
+        let began = Instant::now();
+        let bar = progress::bar("draining");
+        let op_id = report.created.first().cloned().unwrap_or_default();
+        let drained =
+            progress::while_running(hub.store.as_ref(), &op_id, &bar, dispatcher.drain()).await;
+        bar.finish_and_clear();
+        let drained = drained.context("draining the queues through the router and worker")?;
+        for cause in &drained.rejected {
+            println!("  warning: a queue message was rejected: {cause}");
+        }
+        for id in &report.created {
+            let op = progress::load(hub.store.as_ref(), id).await?;
+            println!(
+                "     {} {} of {SELECT}: {} in {:.1?} ({} task messages, {} retried); {} changed, {} skipped, {} failed",
+                id,
+                op.action,
+                op.status,
+                began.elapsed(),
+                drained.task_messages,
+                drained.retries,
+                op.counts.succeeded,
+                op.counts.skipped,
+                op.counts.failed
+            );
+            let tasks = hub
+                .store
+                .list_tasks(id)
+                .await
+                .with_context(|| format!("listing the tasks of {id}"))?;
+            for task in tasks.iter().filter(|t| t.status != TaskStatus::Succeeded) {
+                println!(
+                    "       {} {} {} {}: {}",
+                    task.status,
+                    task.target.account,
+                    task.target.region,
+                    task.target.display_name(),
+                    task.reason.as_deref().unwrap_or("")
+                );
+            }
+            ops.push(op);
+        }
+        snapshots.push(snapshot(&hub, &targets).await?);
+    }
+
+    print_results(&ops);
+    check_and_print(&targets, &snapshots, &kept_awake)?;
+    println!(
+        "\nTry it yourself: eval \"$(./target/debug/curfew local up)\"; ./target/debug/curfew plan --action stop --select {SELECT}"
+    );
+    Ok(())
+}
+
+/// The earliest next fire of any enabled schedule.
+async fn next_due(hub: &Hub) -> Result<Option<DateTime<Utc>>> {
+    let schedules = hub
+        .store
+        .list_schedules()
+        .await
+        .context("listing schedules")?;
+    Ok(schedules
+        .iter()
+        .filter(|s| s.enabled)
+        .filter_map(|s| s.next_fire)
+        .min())
+}
+
+fn target_of(t: &FleetTarget) -> Target {
+    Target {
+        account: t.account.clone(),
+        region: t.region.clone(),
+        kind: t.kind,
+        cluster: t.cluster.clone(),
+        name: t.name.clone(),
+        tags: t.tags.clone(),
+        cluster_tags: t.cluster_tags.clone(),
+    }
+}
+
+/// Every target's live sizes, read from its spoke the way the worker reads them.
+async fn snapshot(hub: &Hub, targets: &[Target]) -> Result<Vec<Sizes>> {
+    stream::iter(targets)
+        .map(|t| async move {
+            let role = SpokeRole {
+                account: t.account.clone(),
+                role_arn: spoke_role_arn(&t.account),
+                external_id: None,
+            };
+            hub.spokes
+                .live_state(&role, t)
+                .await
+                .map(|live| live.sizes)
+                .with_context(|| format!("reading {}", t.key()))
+        })
+        .buffered(16)
+        .try_collect()
+        .await
+}
+
+fn print_fleet_overview(fleet: &[FleetTarget]) {
+    let mut rows: BTreeMap<(String, String), [usize; 4]> = BTreeMap::new();
+    for t in fleet {
+        let row = rows
+            .entry((t.account.clone(), t.region.clone()))
+            .or_default();
+        let dev = target_of(t).tag("env") == Some("dev");
+        let column = match (t.kind, dev) {
+            (curfew_core::target::TargetKind::Asg, true) => 0,
+            (curfew_core::target::TargetKind::Asg, false) => 1,
+            (curfew_core::target::TargetKind::Nodegroup, true) => 2,
+            (curfew_core::target::TargetKind::Nodegroup, false) => 3,
+        };
+        row[column] += 1;
+    }
+    let mut table = output::table([
+        "account",
+        "region",
+        "ASGs env=dev",
+        "ASGs env=prod",
+        "node groups env=dev",
+        "node groups env=prod",
+    ]);
+    for ((account, region), counts) in &rows {
+        let mut row = vec![account.clone(), region.clone()];
+        row.extend(counts.iter().map(usize::to_string));
+        table.add_row(row);
+    }
+    println!("{table}");
+    println!(
+        "  {} targets; node groups carry env on their cluster (dev-cluster, prod-cluster)",
+        fleet.len()
+    );
+}
+
+fn print_results(ops: &[Operation]) {
+    step("The operations (curfew ops list)");
+    let mut table = output::table(output::OPERATION_HEADER);
+    for op in ops {
+        table.add_row(output::operation_row(op));
+    }
+    println!("{table}");
+}
+
+/// What a target should read after the stop and after the start.
+fn expected(target: &Target, before: Sizes, kept_awake: &Selector) -> (Sizes, Sizes) {
+    if target.tag("env") == Some("dev") && !kept_awake.matches(target) {
+        (target.kind.stopped_sizes(before), before)
+    } else {
+        (before, before)
+    }
+}
+
+fn check_and_print(
+    targets: &[Target],
+    snapshots: &[Vec<Sizes>],
+    kept_awake: &Selector,
+) -> Result<()> {
+    let [before, after_stop, after_start] = snapshots else {
+        bail!(
+            "the simulated day fired {} operations, expected a stop and a start",
+            snapshots.len().saturating_sub(1)
+        );
+    };
+    step("The fleet: min/max/desired before the stop, after the stop, after the start");
+    let mut table = output::table([
+        "account",
+        "region",
+        "kind",
+        "target",
+        "env",
+        "before",
+        "after stop",
+        "after start",
+        "result",
+    ]);
+    let mut wrong = Vec::new();
+    let mut stopped = 0;
+    for (i, t) in targets.iter().enumerate() {
+        let (want_stopped, want_started) = expected(t, before[i], kept_awake);
+        let ok = after_stop[i] == want_stopped && after_start[i] == want_started;
+        let result = if !ok {
+            wrong.push(t.key());
+            "WRONG"
+        } else if kept_awake.matches(t) {
+            "kept awake by the override"
+        } else if t.tag("env") == Some("dev") {
+            stopped += 1;
+            "stopped, restored exactly"
+        } else {
+            "untouched"
+        };
+        table.add_row(vec![
+            t.account.clone(),
+            t.region.clone(),
+            t.kind.to_string(),
+            t.display_name(),
+            t.tag("env").unwrap_or("-").to_string(),
+            before[i].to_string(),
+            after_stop[i].to_string(),
+            after_start[i].to_string(),
+            result.to_string(),
+        ]);
+    }
+    println!("{table}");
+    if !wrong.is_empty() {
+        bail!(
+            "{} targets did not end where they should: {}",
+            wrong.len(),
+            wrong.join(", ")
+        );
+    }
+    let kept = targets.iter().filter(|t| kept_awake.matches(t)).count();
+    println!(
+        "  {stopped} env=dev targets stopped at 19:00 and restored to their exact sizes at 07:00; \
+         {kept} kept awake by the override; {} env=prod targets untouched",
+        targets.len() - stopped - kept
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulated_day_starts_at_noon_on_the_next_wednesday_in_berlin() {
+        // Monday 2027-01-04.
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 9, 0, 0).unwrap();
+        assert_eq!(
+            demo_start(now),
+            Utc.with_ymd_and_hms(2027, 1, 6, 11, 0, 0).unwrap()
+        );
+        // On a Wednesday it is the next week's.
+        let now = Utc.with_ymd_and_hms(2027, 1, 6, 9, 0, 0).unwrap();
+        assert_eq!(
+            demo_start(now),
+            Utc.with_ymd_and_hms(2027, 1, 13, 11, 0, 0).unwrap()
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! Local mode: `curfew local up | down | run | demo`. The emulator (moto on 127.0.0.1), a hub
+//! provisioned on it, three spoke accounts and a seeded demo fleet.
+
+pub mod demo;
+pub mod poll;
+mod state;
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
+use aws_config::SdkConfig;
+use curfew_aws::hub::HubConfig;
+use curfew_aws::local::emulator::{self, Emulator};
+use curfew_aws::local::{demo_fleet, seed_fleet, spoke_role_arn, FleetTarget};
+use curfew_aws::DynamoStore;
+use curfew_core::account::Account;
+use curfew_core::ports::StateStore;
+
+use crate::connect::{self, LOCAL_REGION};
+use state::{LocalState, Status};
+
+/// The demo's spoke accounts.
+pub const DEMO_ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
+/// The regions curfew manages in each of them.
+pub const DEMO_REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
+
+/// The checkout curfew runs from: the folder holding `scripts/moto-venv.sh`, found above the
+/// current directory or else above the binary (`target/debug/curfew`).
+pub fn project_root() -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    emulator::project_root(&cwd)
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| emulator::project_root(&exe))
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "cannot find the curfew checkout (a folder with scripts/moto-venv.sh) above {}; run curfew from inside it",
+                cwd.display()
+            )
+        })
+}
+
+/// Registers the demo accounts, each reached through `curfew-spoke` in both demo regions.
+pub async fn register_demo_accounts(store: &dyn StateStore) -> Result<Vec<Account>> {
+    let regions: Vec<String> = DEMO_REGIONS.iter().map(|r| r.to_string()).collect();
+    let mut accounts = Vec::new();
+    for id in DEMO_ACCOUNTS {
+        let account = Account::new(id, &spoke_role_arn(id), None, &regions)
+            .context("building a demo account")?;
+        store
+            .put_account(&account)
+            .await
+            .with_context(|| format!("registering account {id}"))?;
+        accounts.push(account);
+    }
+    Ok(accounts)
+}
+
+/// Seeds 60 targets: in each account and region six ASGs (half env=dev) and two clusters
+/// (`dev-cluster` tagged env=dev, `prod-cluster` env=prod) with two node groups each.
+pub async fn seed_demo_fleet(sdk: &SdkConfig) -> Result<Vec<FleetTarget>> {
+    let accounts: Vec<String> = DEMO_ACCOUNTS.iter().map(|a| a.to_string()).collect();
+    let regions: Vec<String> = DEMO_REGIONS.iter().map(|r| r.to_string()).collect();
+    let fleet = demo_fleet(&accounts, &regions, 6, 2);
+    seed_fleet(sdk, &fleet)
+        .await
+        .context("seeding the demo fleet")?;
+    Ok(fleet)
+}
+
+/// A value safe to paste after `export NAME=` unquoted, or single-quoted.
+fn shell_value(value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || ":/._-@%+=,".contains(c));
+    if plain {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+/// The variables `local up` exports, in order.
+pub const EXPORTED: [&str; 7] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "CURFEW_TABLE",
+    "CURFEW_ROUTER_QUEUE_URL",
+    "CURFEW_TASK_QUEUE_URL",
+];
+
+fn exports(endpoint: &str, hub: &HubConfig) -> String {
+    let values = [
+        endpoint,
+        LOCAL_REGION,
+        "test",
+        "test",
+        &hub.table,
+        &hub.router_queue_url,
+        &hub.task_queue_url,
+    ];
+    EXPORTED
+        .iter()
+        .zip(values)
+        .map(|(name, value)| format!("export {name}={}\n", shell_value(value)))
+        .collect()
+}
+
+/// `curfew local up`: prints only shell exports on stdout; progress goes to stderr.
+pub async fn up(empty: bool, local_dir: Option<PathBuf>) -> Result<()> {
+    let root = project_root()?;
+    let state = LocalState::new(local_dir.unwrap_or_else(|| root.join(".curfew/local")));
+    match state.status() {
+        Status::Running { pid, exports } => {
+            eprintln!("curfew local: already running (pid {pid}); its settings:");
+            print!("{exports}");
+            return Ok(());
+        }
+        Status::Unresponsive { pid } => {
+            return Err(anyhow!(
+                "the emulator started earlier (pid {pid}) does not answer; stop it with `curfew local down` (log: {})",
+                state.log_path().display()
+            ))
+        }
+        Status::Stopped => state.remove()?,
+    }
+    eprintln!(
+        "curfew local: starting the AWS emulator (moto; the first run installs it into .venv-moto)"
+    );
+    let log = state.log_path();
+    let mut emulator = tokio::task::spawn_blocking(move || Emulator::start(&root, &log, None))
+        .await
+        .context("starting the emulator")??;
+    eprintln!(
+        "curfew local: moto on {} (pid {})",
+        emulator.endpoint, emulator.pid
+    );
+    // Until the state is recorded, a failure stops the emulator (stop_on_drop): nothing is
+    // left running that `local down` would not know about.
+    let sdk = connect::sdk_config(Some(&emulator.endpoint), Some(LOCAL_REGION)).await;
+    let hub = curfew_aws::hub::provision(&sdk, "curfew")
+        .await
+        .context("provisioning the hub's table and queues")?;
+    eprintln!("curfew local: hub table {} and queues ready", hub.table);
+    if !empty {
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &hub.table);
+        let accounts = register_demo_accounts(&store).await?;
+        let fleet = seed_demo_fleet(&sdk).await?;
+        eprintln!(
+            "curfew local: {} spoke accounts registered, {} targets seeded (regions {})",
+            accounts.len(),
+            fleet.len(),
+            DEMO_REGIONS.join(",")
+        );
+    }
+    let text = exports(&emulator.endpoint, &hub);
+    state.record(emulator.pid, &text)?;
+    emulator.stop_on_drop = false;
+    eprintln!("curfew local: ready; stop it with: eval \"$(curfew local down)\"");
+    print!("{text}");
+    Ok(())
+}
+
+/// `curfew local down`: stops the emulator by its recorded pid (never by name), removes the
+/// state, and prints `unset` lines for the exported variables.
+pub fn down(local_dir: Option<PathBuf>) -> Result<()> {
+    let dir = match local_dir {
+        Some(dir) => dir,
+        None => project_root()?.join(".curfew/local"),
+    };
+    let state = LocalState::new(dir);
+    match state.status() {
+        Status::Running { pid, .. } | Status::Unresponsive { pid } => {
+            state::stop(pid);
+            eprintln!("curfew local: emulator (pid {pid}) stopped");
+        }
+        Status::Stopped => eprintln!("curfew local: nothing running in {}", state.dir().display()),
+    }
+    state.remove()?;
+    for name in EXPORTED {
+        println!("unset {name}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_are_one_shell_line_each() {
+        let hub = HubConfig {
+            table: "curfew-state".into(),
+            router_queue_url: "http://127.0.0.1:5000/123456789012/curfew-router".into(),
+            task_queue_url: "http://127.0.0.1:5000/123456789012/curfew-tasks".into(),
+        };
+        let text = exports("http://127.0.0.1:5000", &hub);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 7);
+        assert_eq!(lines[0], "export AWS_ENDPOINT_URL=http://127.0.0.1:5000");
+        assert_eq!(lines[4], "export CURFEW_TABLE=curfew-state");
+        assert_eq!(shell_value("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,194 @@
+//! Printing: comfy-table tables for people, JSON for scripts, and the JSON shapes the contract
+//! promises (times as `2027-03-28T01:00:00Z` and `2027-03-28T03:00:00+02:00`).
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, FixedOffset, Utc};
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+use curfew_core::cron::FireTime;
+use curfew_core::operation::{OpSource, Operation, Task};
+use curfew_core::target::Sizes;
+use serde::Serialize;
+
+/// A table with `header`, sized to the terminal when there is one.
+pub fn table<const N: usize>(header: [&str; N]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
+    table
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
+    writeln!(out).context("writing JSON")?;
+    Ok(())
+}
+
+/// `2027-03-28T01:00:00Z`.
+pub fn utc(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `2027-03-28T03:00:00+02:00`.
+pub fn local(t: DateTime<FixedOffset>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// `0/4/2` (min/max/desired), or `-`.
+pub fn sizes(s: Option<Sizes>) -> String {
+    s.map_or_else(|| "-".to_string(), |s| s.to_string())
+}
+
+/// A fire time as the contract's JSON: `{"utc": "...Z", "local": "...+hh:mm"}`.
+#[derive(Debug, Serialize)]
+pub struct FireJson {
+    /// The instant in UTC.
+    pub utc: String,
+    /// The same instant in the schedule's zone, with its offset.
+    pub local: String,
+}
+
+impl From<&FireTime> for FireJson {
+    fn from(fire: &FireTime) -> Self {
+        FireJson {
+            utc: utc(fire.utc),
+            local: local(fire.local),
+        }
+    }
+}
+
+/// A task with its target key, for scripts.
+#[derive(Debug, Serialize)]
+pub struct TaskJson<'a> {
+    /// `account#region#kind#[cluster/]name`.
+    pub key: String,
+    /// The task record.
+    #[serde(flatten)]
+    pub task: &'a Task,
+}
+
+/// An operation and its tasks: what `ops show`, `stop --wait` and `audit list` print as JSON.
+#[derive(Debug, Serialize)]
+pub struct OperationJson<'a> {
+    /// The operation.
+    pub operation: &'a Operation,
+    /// Its tasks, by target key.
+    pub tasks: Vec<TaskJson<'a>>,
+}
+
+impl<'a> OperationJson<'a> {
+    /// The JSON view of `op` and `tasks`.
+    pub fn new(operation: &'a Operation, tasks: &'a [Task]) -> Self {
+        OperationJson {
+            operation,
+            tasks: tasks
+                .iter()
+                .map(|task| TaskJson {
+                    key: task.target.key(),
+                    task,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Who started an operation, in a word.
+pub fn source(op: &Operation) -> String {
+    match &op.source {
+        OpSource::Schedule { name, .. } => format!("schedule {name}"),
+        OpSource::Manual => "manual".to_string(),
+    }
+}
+
+/// The operation's one-row summary columns.
+pub fn operation_row(op: &Operation) -> Vec<String> {
+    let c = op.counts;
+    vec![
+        op.id.clone(),
+        format!(
+            "{}{}",
+            op.action,
+            if op.dry_run { " (dry run)" } else { "" }
+        ),
+        op.selector.to_string(),
+        source(op),
+        utc(op.created_at),
+        op.status.to_string(),
+        format!("{}/{}", c.done(), c.total),
+        c.succeeded.to_string(),
+        c.skipped.to_string(),
+        c.failed.to_string(),
+    ]
+}
+
+/// Header matching [`operation_row`].
+pub const OPERATION_HEADER: [&str; 10] = [
+    "operation",
+    "action",
+    "select",
+    "source",
+    "created (UTC)",
+    "status",
+    "done",
+    "ok",
+    "skipped",
+    "failed",
+];
+
+/// Prints an operation and its tasks as tables.
+pub fn print_operation(op: &Operation, tasks: &[Task]) {
+    let mut summary = table(OPERATION_HEADER);
+    summary.add_row(operation_row(op));
+    println!("{summary}");
+    for note in &op.notes {
+        println!("note: {note}");
+    }
+    if tasks.is_empty() {
+        println!("no tasks");
+        return;
+    }
+    let mut t = table([
+        "target", "account", "region", "kind", "status", "before", "after", "reason",
+    ]);
+    for task in tasks {
+        t.add_row(vec![
+            task.target.display_name(),
+            task.target.account.clone(),
+            task.target.region.clone(),
+            task.target.kind.to_string(),
+            task.status.to_string(),
+            sizes(task.before),
+            sizes(task.after),
+            task.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn fire_times_print_in_the_contract_format() {
+        let utc_t = Utc.with_ymd_and_hms(2027, 3, 28, 1, 0, 0).unwrap();
+        let fire = FireTime {
+            utc: utc_t,
+            local: utc_t
+                .with_timezone(&chrono_tz::Europe::Berlin)
+                .fixed_offset(),
+        };
+        let json = serde_json::to_value(FireJson::from(&fire)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"utc": "2027-03-28T01:00:00Z", "local": "2027-03-28T03:00:00+02:00"})
+        );
+    }
+}

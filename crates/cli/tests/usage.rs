@@ -1,0 +1,329 @@
+//! The command line's surface without AWS: help with examples on every command, documented
+//! variables, missing configuration named, and bad input refused before anything is reached.
+
+mod common;
+
+use common::{assert_fails, curfew};
+use predicates::str::contains;
+
+const COMMANDS: [&[&str]; 28] = [
+    &["next"],
+    &["account"],
+    &["account", "add"],
+    &["account", "list"],
+    &["account", "remove"],
+    &["schedule"],
+    &["schedule", "add"],
+    &["schedule", "list"],
+    &["schedule", "show"],
+    &["schedule", "enable"],
+    &["schedule", "disable"],
+    &["schedule", "delete"],
+    &["plan"],
+    &["stop"],
+    &["start"],
+    &["trigger"],
+    &["ops"],
+    &["ops", "list"],
+    &["ops", "show"],
+    &["override"],
+    &["audit"],
+    &["audit", "list"],
+    &["audit", "verify"],
+    &["local"],
+    &["local", "up"],
+    &["local", "down"],
+    &["local", "run"],
+    &["local", "demo"],
+];
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for command in COMMANDS {
+        let out = curfew().args(command).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{command:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        let leaf = !matches!(command, ["account"] | ["schedule"] | ["local"]);
+        if leaf {
+            assert!(
+                help.contains("Example"),
+                "no example in {command:?} --help:\n{help}"
+            );
+        }
+        assert!(
+            help.contains("--output"),
+            "{command:?} lacks the global options"
+        );
+    }
+}
+
+#[test]
+fn the_top_level_help_documents_every_variable() {
+    let assert = curfew().arg("--help").assert().success();
+    let help = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    for var in [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "CURFEW_TABLE",
+        "CURFEW_ROUTER_QUEUE_URL",
+        "CURFEW_TASK_QUEUE_URL",
+        "CURFEW_ROUTER_FUNCTION",
+        "CURFEW_OUTPUT",
+        "CURFEW_MAX_CONCURRENCY",
+        "CURFEW_CATCHUP_MINUTES",
+        "CURFEW_LEASE_SECONDS",
+        "CURFEW_LOCAL_DIR",
+        "CURFEW_LOG",
+    ] {
+        assert!(help.contains(var), "{var} is not documented");
+    }
+}
+
+#[test]
+fn commands_on_the_state_table_name_the_missing_table() {
+    let role = "arn:aws:iam::111111111111:role/curfew-spoke";
+    for args in [
+        &["account", "list"][..],
+        &[
+            "account",
+            "add",
+            "111111111111",
+            "--role",
+            role,
+            "--regions",
+            "eu-west-1",
+        ],
+        &["account", "remove", "111111111111"],
+        &["schedule", "list"],
+        &["schedule", "show", "x"],
+        &["schedule", "enable", "x"],
+        &["schedule", "disable", "x"],
+        &["schedule", "delete", "x"],
+        &[
+            "schedule", "add", "x", "--cron", "@daily", "--tz", "UTC", "--action", "stop",
+            "--select", "kind=asg",
+        ],
+        &["plan", "--action", "stop", "--select", "kind=asg"],
+        &["ops"],
+        &["ops", "show", "x"],
+        &["override", "--select", "kind=asg", "--awake-until", "1h"],
+        &["override", "--list"],
+        &["audit", "list"],
+    ] {
+        assert_fails(curfew().args(args), 2, &["--table", "CURFEW_TABLE"]);
+    }
+}
+
+#[test]
+fn against_aws_stop_start_and_trigger_name_the_missing_router_function() {
+    for args in [
+        &["stop", "--select", "kind=asg"][..],
+        &["start", "--select", "kind=asg"],
+        &["trigger", "nightly"],
+    ] {
+        assert_fails(
+            curfew().args(args),
+            2,
+            &["--router-function", "CURFEW_ROUTER_FUNCTION"],
+        );
+    }
+}
+
+#[test]
+fn in_local_mode_stop_names_the_missing_queue() {
+    assert_fails(
+        curfew()
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("CURFEW_TABLE", "t")
+            .args(["stop", "--select", "kind=asg"]),
+        2,
+        &["--router-queue-url", "CURFEW_ROUTER_QUEUE_URL"],
+    );
+    assert_fails(
+        curfew()
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("CURFEW_TABLE", "t")
+            .env("CURFEW_ROUTER_QUEUE_URL", "http://127.0.0.1:9/q")
+            .args(["start", "--select", "kind=asg"]),
+        2,
+        &["--task-queue-url", "CURFEW_TASK_QUEUE_URL"],
+    );
+}
+
+#[test]
+fn a_malformed_selector_is_refused_naming_the_select_flag() {
+    for args in [
+        &["plan", "--action", "stop", "--select", "env=dev"][..],
+        &["stop", "--select", "kind=vm"],
+        &["start", "--select", ""],
+        &["override", "--select", "account=12", "--awake-until", "1h"],
+    ] {
+        assert_fails(curfew().args(args), 2, &["--select"]);
+    }
+}
+
+#[test]
+fn bad_values_of_enumerated_flags_are_refused_naming_the_flag() {
+    assert_fails(
+        curfew().args(["plan", "--action", "pause", "--select", "kind=asg"]),
+        2,
+        &["--action", "pause"],
+    );
+    assert_fails(
+        curfew().args([
+            "plan",
+            "--action",
+            "stop",
+            "--select",
+            "kind=asg",
+            "--discovery",
+            "psychic",
+        ]),
+        2,
+        &["--discovery"],
+    );
+    assert_fails(
+        curfew().args(["ops", "--output", "yaml"]),
+        2,
+        &["--output", "yaml"],
+    );
+    assert_fails(
+        curfew().args(["ops", "--max-concurrency", "0"]),
+        2,
+        &["--max-concurrency"],
+    );
+    assert_fails(
+        curfew().args([
+            "stop",
+            "--select",
+            "kind=asg",
+            "--wait",
+            "--timeout",
+            "soon",
+        ]),
+        2,
+        &["--timeout"],
+    );
+    assert_fails(
+        curfew().args(["ops", "list", "--limit", "0"]),
+        2,
+        &["--limit"],
+    );
+}
+
+#[test]
+fn bad_input_is_reported_before_missing_configuration() {
+    assert_fails(
+        curfew()
+            .args([
+                "schedule",
+                "add",
+                "x",
+                "--cron",
+                "0 25 * * *",
+                "--tz",
+                "UTC",
+            ])
+            .args(["--action", "stop", "--select", "kind=asg"]),
+        2,
+        &["--cron"],
+    );
+    assert_fails(
+        curfew()
+            .args(["account", "add", "123", "--role", "arn:aws:iam::123:role/x"])
+            .args(["--regions", "eu-west-1"]),
+        2,
+        &["ACCOUNT_ID"],
+    );
+    assert_fails(
+        curfew().args([
+            "override",
+            "--select",
+            "kind=asg",
+            "--awake-until",
+            "whenever",
+        ]),
+        2,
+        &["--awake-until", "whenever"],
+    );
+    assert_fails(curfew().args(["trigger", "bad name"]), 2, &["NAME"]);
+}
+
+#[test]
+fn override_needs_both_select_and_awake_until() {
+    assert_fails(
+        curfew().args(["override", "--select", "kind=asg"]),
+        2,
+        &["--awake-until"],
+    );
+    assert_fails(
+        curfew().args(["override", "--awake-until", "1h"]),
+        2,
+        &["--select"],
+    );
+    assert_fails(
+        curfew().args(["override", "--list", "--select", "kind=asg"]),
+        2,
+        &["--list"],
+    );
+}
+
+#[test]
+fn audit_verify_and_export_say_audit_is_list_only() {
+    assert_fails(curfew().args(["audit", "verify"]), 1, &["list-only"]);
+    assert_fails(
+        curfew().args(["audit", "export", "x.jsonl"]),
+        1,
+        &["list-only"],
+    );
+}
+
+#[test]
+fn an_unknown_command_is_one_line_with_exit_code_two() {
+    assert_fails(curfew().arg("nxt"), 2, &["nxt", "next"]);
+    curfew()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(contains("curfew"));
+}
+
+#[test]
+fn a_missing_region_against_aws_is_named() {
+    assert_fails(
+        curfew()
+            .env("CURFEW_ROUTER_FUNCTION", "curfew-router")
+            .args(["stop", "--select", "kind=asg"]),
+        2,
+        &["--region", "AWS_REGION"],
+    );
+}
+
+#[test]
+fn local_run_needs_the_emulator_endpoint() {
+    assert_fails(
+        curfew().args(["local", "run", "--once"]),
+        2,
+        &["--endpoint", "AWS_ENDPOINT_URL"],
+    );
+}
+
+#[test]
+fn an_emulator_that_is_not_running_is_one_line_with_a_hint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert_fails(
+        curfew()
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .env("CURFEW_TABLE", "t")
+            .args(["schedule", "list"]),
+        1,
+        &[
+            "could not reach the service (connection refused)",
+            "curfew local up",
+        ],
+    );
+}
