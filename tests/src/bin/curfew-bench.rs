@@ -80,8 +80,8 @@ async fn wave(hub: &Hub, dispatcher: &Dispatcher, action: &str) -> (f64, u64, us
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let accounts = arg("--accounts", 4);
-    let per_account = arg("--asgs-per-account", 50);
-    let concurrency = arg("--concurrency", 16);
+    let per_account = arg("--asgs-per-account", 25);
+    let concurrency = arg("--concurrency", 8);
     let mut t = spawn_hub(
         Utc.with_ymd_and_hms(2027, 1, 4, 12, 0, 0).unwrap(),
         accounts,
