@@ -54,7 +54,8 @@ impl Emulator {
     /// port, logging to `log`. Waits until it answers.
     ///
     /// With `die_with` set to a process id, a small shell watchdog stops the server when that
-    /// process exits (test binaries, whose statics are never dropped).
+    /// process exits (test binaries, whose statics are never dropped). It uses SIGKILL: the
+    /// emulator's state is throwaway, and a graceful exit of a large moto heap takes a minute.
     pub fn start(
         root: &Path,
         log: &Path,
@@ -91,9 +92,9 @@ impl Emulator {
                 c.args([
                     "-c",
                     r#""$0" "$3" 127.0.0.1 "$1" & m=$!
-trap 'kill $m 2>/dev/null; exit 0' TERM INT
+trap 'kill -9 $m 2>/dev/null; exit 0' TERM INT
 while kill -0 "$2" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done
-kill $m 2>/dev/null"#,
+kill -9 $m 2>/dev/null"#,
                     &python,
                     &port.to_string(),
                     &parent.to_string(),
