@@ -488,3 +488,54 @@ async fn a_poller_that_was_down_catches_up_each_missed_fire_once() {
         Some(Utc.with_ymd_and_hms(2027, 1, 4, 13, 0, 0).unwrap())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_created_after_discovery_is_found_once_the_inventory_is_stale() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 12, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let regions = vec!["eu-west-1".to_string()];
+    let fleet = demo_fleet(&t.accounts, &regions, 2, 0);
+    t.seed(&fleet).await;
+    let stop = json!({"action": "stop", "select": "kind=asg"});
+    invoke(&t.hub, Invocation::parse(&stop).unwrap())
+        .await
+        .unwrap();
+    t.drain().await;
+
+    // A new group appears in the spoke after the inventory was cached.
+    let mut late = fleet[0].clone();
+    late.name = "late-web".into();
+    late.sizes = Sizes::new(1, 3, 2);
+    t.seed(std::slice::from_ref(&late)).await;
+    let fresh = invoke(&t.hub, Invocation::parse(&stop).unwrap())
+        .await
+        .unwrap();
+    t.drain().await;
+    let op = t
+        .hub
+        .store
+        .get_operation(&fresh.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        op.counts.total, 2,
+        "inside the freshness window the cache is used"
+    );
+
+    t.clock
+        .advance(t.hub.settings.inventory_ttl + chrono::Duration::minutes(1));
+    let stale = invoke(&t.hub, Invocation::parse(&stop).unwrap())
+        .await
+        .unwrap();
+    t.drain().await;
+    let op = t
+        .hub
+        .store
+        .get_operation(&stale.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((op.counts.total, op.counts.succeeded), (3, 1));
+    assert_eq!(t.sizes(&late).await, Sizes::new(0, 0, 0));
+}

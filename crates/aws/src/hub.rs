@@ -70,11 +70,12 @@ impl HubConfig {
     }
 }
 
-/// Reads the tunables: `CURFEW_CATCHUP_MINUTES` (default 60) and `CURFEW_LEASE_SECONDS`
-/// (default 900).
+/// Reads the tunables: `CURFEW_CATCHUP_MINUTES` (default 60), `CURFEW_INVENTORY_MINUTES`
+/// (default 15) and `CURFEW_LEASE_SECONDS` (default 900).
 pub fn settings_from_env() -> Result<Settings, ConfigError> {
     let mut settings = Settings {
         catchup: minutes("CURFEW_CATCHUP_MINUTES", 60)?,
+        inventory_ttl: minutes("CURFEW_INVENTORY_MINUTES", 15)?,
         ..Settings::default()
     };
     if let Ok(v) = std::env::var("CURFEW_LEASE_SECONDS") {

@@ -246,8 +246,12 @@ pub trait TargetStore: Send + Sync {
         targets: &[Target],
         now: DateTime<Utc>,
     ) -> PortResult<()>;
-    /// The cached inventory of one account and region, if it was ever discovered.
-    async fn get_inventory(&self, account: &str, region: &str) -> PortResult<Option<Vec<Target>>>;
+    /// The cached inventory of one account and region and when it was discovered, if ever.
+    async fn get_inventory(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> PortResult<Option<(DateTime<Utc>, Vec<Target>)>>;
 }
 
 /// Everything the services need from the state table.

@@ -251,18 +251,26 @@ impl TargetStore for DynamoStore {
         self.put(meta, &pk, "META").await
     }
 
-    async fn get_inventory(&self, account: &str, region: &str) -> PortResult<Option<Vec<Target>>> {
+    async fn get_inventory(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> PortResult<Option<(DateTime<Utc>, Vec<Target>)>> {
         let items = self.query(&inventory_pk(account, region), "").await?;
-        let mut found_meta = false;
+        let mut refreshed_at = None;
         let mut targets = Vec::new();
         for item in items {
             match string(&item, "sk").as_deref() {
-                Some("META") => found_meta = true,
+                Some("META") => {
+                    refreshed_at = string(&item, "refreshed_at")
+                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                        .map(|t| t.with_timezone(&Utc));
+                }
                 Some(sk) if sk.starts_with("T#") => targets.push(decode(item)?),
                 _ => {}
             }
         }
-        Ok(found_meta.then_some(targets))
+        Ok(refreshed_at.map(|at| (at, targets)))
     }
 }
 

@@ -23,6 +23,9 @@ pub struct Settings {
     pub lease_ttl: Duration,
     /// Accounts discovered at once by one router invocation.
     pub discovery_concurrency: usize,
+    /// How old a cached inventory may be before a cached-discovery operation lists the
+    /// account and region live again (so new groups are found without asking).
+    pub inventory_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -31,6 +34,7 @@ impl Default for Settings {
             catchup: Duration::minutes(60),
             lease_ttl: Duration::minutes(15),
             discovery_concurrency: 16,
+            inventory_ttl: Duration::minutes(15),
         }
     }
 }

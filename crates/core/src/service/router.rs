@@ -78,8 +78,8 @@ pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
     Ok(())
 }
 
-/// The targets of one account and region: from the inventory cache, or discovered live (and
-/// cached) when asked or when the shard was never discovered.
+/// The targets of one account and region: from the inventory cache while it is fresh
+/// (`Settings::inventory_ttl`), otherwise discovered live (and cached); always live when asked.
 pub async fn targets_in(
     hub: &Hub,
     account: &Account,
@@ -87,8 +87,10 @@ pub async fn targets_in(
     discovery: Discovery,
 ) -> PortResult<Vec<Target>> {
     if discovery == Discovery::Cached {
-        if let Some(cached) = hub.store.get_inventory(&account.id, region).await? {
-            return Ok(cached);
+        if let Some((refreshed_at, cached)) = hub.store.get_inventory(&account.id, region).await? {
+            if hub.clock.now() - refreshed_at < hub.settings.inventory_ttl {
+                return Ok(cached);
+            }
         }
     }
     let found = hub.spokes.discover(&account.role, region).await?;
