@@ -311,3 +311,22 @@ impl TestHub {
         }
     }
 }
+
+impl TestHub {
+    /// Invokes the router with a direct-invocation payload (as the router Lambda does),
+    /// drains the queues, and returns the finished operation.
+    pub async fn run(&self, payload: serde_json::Value) -> curfew_core::operation::Operation {
+        use curfew_core::service::invocation::{invoke, Invocation};
+        let invocation = Invocation::parse(&payload).expect("a valid payload");
+        let response = invoke(&self.hub, invocation)
+            .await
+            .expect("the invocation runs");
+        self.drain().await;
+        self.hub
+            .store
+            .get_operation(&response.operation_id)
+            .await
+            .unwrap()
+            .expect("the operation exists")
+    }
+}

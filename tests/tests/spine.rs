@@ -118,20 +118,9 @@ async fn schedules_stop_and_start_the_selected_fleet_exactly_once() {
     }
 
     // A second stop leaves every baseline as it was.
-    let second = invoke(
-        &t.hub,
-        Invocation::parse(&json!({"action": "stop", "select": "tag:env=dev"})).unwrap(),
-    )
-    .await
-    .unwrap();
-    t.drain().await;
     let second = t
-        .hub
-        .store
-        .get_operation(&second.operation_id)
-        .await
-        .unwrap()
-        .unwrap();
+        .run(json!({"action": "stop", "select": "tag:env=dev"}))
+        .await;
     assert_eq!(
         (second.counts.skipped, second.status),
         (selected, OpStatus::Succeeded)
@@ -304,20 +293,9 @@ async fn an_account_whose_role_cannot_be_assumed_fails_alone_and_the_operation_e
         denied: denied.clone(),
     });
     let before = t.fleet_sizes(&fleet).await;
-    let op = invoke(
-        &t.hub,
-        Invocation::parse(&json!({"action": "stop", "select": "tag:env=dev"})).unwrap(),
-    )
-    .await
-    .unwrap();
-    t.drain().await;
     let op = t
-        .hub
-        .store
-        .get_operation(&op.operation_id)
-        .await
-        .unwrap()
-        .unwrap();
+        .run(json!({"action": "stop", "select": "tag:env=dev"}))
+        .await;
     assert_eq!(op.status, OpStatus::Partial, "{op:?}");
     let tasks = t.hub.store.list_tasks(&op.id).await.unwrap();
     assert_eq!(tasks.len() as u64, op.counts.total);
@@ -442,20 +420,9 @@ async fn a_direct_trigger_runs_the_schedules_wave_now() {
     let mut s = schedule("dev-stop", "0 19 * * 1-5", "stop", now);
     s.selector = "kind=nodegroup,tag:env=dev".parse().unwrap();
     t.hub.store.create_schedule(&s).await.unwrap();
-    let response = invoke(
-        &t.hub,
-        Invocation::parse(&json!({"action": "trigger", "schedule": "dev-stop"})).unwrap(),
-    )
-    .await
-    .unwrap();
-    t.drain().await;
     let op = t
-        .hub
-        .store
-        .get_operation(&response.operation_id)
-        .await
-        .unwrap()
-        .unwrap();
+        .run(json!({"action": "trigger", "schedule": "dev-stop"}))
+        .await;
     let selected: Vec<_> = fleet
         .iter()
         .filter(|f| is_dev(f) && f.kind == TargetKind::Nodegroup)

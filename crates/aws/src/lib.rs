@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod dynamo;
 pub mod error;
 pub mod hub;
+pub mod lambda;
 pub mod local;
 pub mod spokes;
 pub mod sqs;

@@ -14,10 +14,7 @@ async fn handler(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    curfew_aws::lambda::init_tracing();
     let hub = curfew_aws::hub::hub_from_env().await?;
     run(service_fn(|event| handler(event, &hub))).await
 }

@@ -1,7 +1,8 @@
 //! The router Lambda: router-queue batches (operation -> shards -> task messages) and direct
 //! invocations (`{"action": "trigger" | "stop" | "start", ...}`, see docs/INVOKE.md).
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::SqsEvent;
+use curfew_aws::lambda::{batch_response, init_tracing, sqs_messages};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{router_batch, Hub};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -26,28 +27,8 @@ fn parse(payload: Value) -> Result<Event, Error> {
 async fn handler(event: LambdaEvent<Value>, hub: &Hub) -> Result<Value, Error> {
     match parse(event.payload)? {
         Event::Queue(sqs) => {
-            let messages: Vec<(String, String)> = sqs
-                .records
-                .iter()
-                .map(|r| {
-                    (
-                        r.message_id.clone().unwrap_or_default(),
-                        r.body.clone().unwrap_or_default(),
-                    )
-                })
-                .collect();
-            let outcome = router_batch(hub, &messages).await;
-            let mut response = SqsBatchResponse::default();
-            response.batch_item_failures = outcome
-                .failed
-                .into_iter()
-                .map(|id| {
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    failure
-                })
-                .collect();
-            Ok(serde_json::to_value(response)?)
+            let outcome = router_batch(hub, &sqs_messages(&sqs)).await;
+            Ok(serde_json::to_value(batch_response(outcome.failed))?)
         }
         Event::Direct(invocation) => Ok(serde_json::to_value(invoke(hub, invocation).await?)?),
     }
@@ -55,10 +36,7 @@ async fn handler(event: LambdaEvent<Value>, hub: &Hub) -> Result<Value, Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    init_tracing();
     let hub = curfew_aws::hub::hub_from_env().await?;
     run(service_fn(|event| handler(event, &hub))).await
 }

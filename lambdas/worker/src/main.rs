@@ -1,49 +1,19 @@
 //! The worker Lambda: an SQS batch of task messages -> one target each -> partial batch
 //! failures for what must be retried (ReportBatchItemFailures).
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use curfew_aws::lambda::{batch_response, init_tracing, sqs_messages};
 use curfew_core::service::{worker_batch, Hub};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
-/// `(message id, body)` pairs of an SQS event.
-fn messages(event: &SqsEvent) -> Vec<(String, String)> {
-    event
-        .records
-        .iter()
-        .map(|r| {
-            (
-                r.message_id.clone().unwrap_or_default(),
-                r.body.clone().unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
-/// The batch response listing the messages to retry.
-fn response(failed: Vec<String>) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failed
-        .into_iter()
-        .map(|id| {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            failure
-        })
-        .collect();
-    response
-}
-
 async fn handler(event: LambdaEvent<SqsEvent>, hub: &Hub) -> Result<SqsBatchResponse, Error> {
-    let outcome = worker_batch(hub, &messages(&event.payload)).await;
-    Ok(response(outcome.failed))
+    let outcome = worker_batch(hub, &sqs_messages(&event.payload)).await;
+    Ok(batch_response(outcome.failed))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    init_tracing();
     let hub = curfew_aws::hub::hub_from_env().await?;
     run(service_fn(|event| handler(event, &hub))).await
 }
@@ -59,18 +29,10 @@ mod tests {
         let again: SqsEvent =
             serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap();
         assert_eq!(event, again);
-        let pairs = messages(&event);
+        let pairs = sqs_messages(&event);
         assert_eq!(pairs.len(), 2);
         assert_eq!(pairs[0].0, "059f36b4-87a3-44ab-83d2-661975830a7d");
-        assert!(pairs[0].1.contains("\"action\":\"stop\""));
-    }
-
-    #[test]
-    fn failed_messages_are_reported_as_batch_item_failures() {
-        let json = serde_json::to_value(response(vec!["m-1".into()])).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]})
-        );
+        let task: curfew_core::operation::TaskMessage = serde_json::from_str(&pairs[0].1).unwrap();
+        assert_eq!(task.action, curfew_core::decision::Action::Stop);
     }
 }
