@@ -40,6 +40,7 @@ bench: emulator ## Throughput and request-count benchmarks against the emulator 
 	$(CARGO) run --release -p curfew-tests --bin curfew-bench -- $(BENCH_ARGS)
 
 build: ## Build the poller, router and worker as arm64 Lambda bootstraps with cargo-lambda (zig, no Docker)
+	rustup target add aarch64-unknown-linux-gnu
 	infra/scripts/with-cargo-lambda.sh cargo lambda build --release --arm64 $(LAMBDA_PACKAGES)
 
 synth: $(INFRA_NPM) ## Synthesize the hub and spoke templates into infra/cdk.out with the real arm64 Lambda assets
