@@ -143,3 +143,22 @@ async fn a_task_of_an_older_operation_arriving_after_a_newer_one_is_skipped_as_s
         .unwrap()
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_queued_message_ends_in_the_dead_letter_queue_and_the_drain_finishes() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    let sqs = aws_sdk_sqs::Client::new(&t.sdk);
+    sqs.send_message()
+        .queue_url(&t.config.task_queue_url)
+        .message_body(r#"{"op_id": "x", "action": "stop"}"#)
+        .send()
+        .await
+        .unwrap();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), t.drain())
+        .await
+        .expect("the drain finishes");
+    assert!(report.rejected.iter().any(|cause| cause.contains("op_created_at")), "{report:?}");
+    let dlq = t.config.task_queue_url.replace("-tasks", "-tasks-dlq");
+    let out = sqs.receive_message().queue_url(&dlq).send().await.unwrap();
+    assert_eq!(out.messages().len(), 1, "the message is in the DLQ");
+}
