@@ -157,7 +157,13 @@ async fn a_malformed_queued_message_ends_in_the_dead_letter_queue_and_the_drain_
     let report = tokio::time::timeout(std::time::Duration::from_secs(60), t.drain())
         .await
         .expect("the drain finishes");
-    assert!(report.rejected.iter().any(|cause| cause.contains("op_created_at")), "{report:?}");
+    assert!(
+        report
+            .rejected
+            .iter()
+            .any(|cause| cause.contains("op_created_at")),
+        "{report:?}"
+    );
     let dlq = t.config.task_queue_url.replace("-tasks", "-tasks-dlq");
     let out = sqs.receive_message().queue_url(&dlq).send().await.unwrap();
     assert_eq!(out.messages().len(), 1, "the message is in the DLQ");

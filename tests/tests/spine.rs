@@ -292,6 +292,22 @@ async fn an_account_whose_role_cannot_be_assumed_fails_alone_and_the_operation_e
         inner: t.hub.spokes.clone(),
         denied: denied.clone(),
     });
+    // A plan names the account it cannot reach and still plans every other one.
+    let live = curfew_core::operation::Discovery::Live;
+    let plan = curfew_core::service::router::plan(
+        &t.hub,
+        Action::Stop,
+        &"tag:env=dev".parse().unwrap(),
+        live,
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.problems.len(), REGIONS.len(), "{:?}", plan.problems);
+    assert!(plan
+        .problems
+        .iter()
+        .all(|p| p.contains(&denied) && p.contains("AccessDenied")));
+    assert!(!plan.changes.is_empty() && plan.changes.iter().all(|c| c.target.account != denied));
     let before = t.fleet_sizes(&fleet).await;
     let op = t
         .run(json!({"action": "stop", "select": "tag:env=dev"}))

@@ -42,10 +42,15 @@ impl<'a> From<&'a PlannedChange> for ChangeJson<'a> {
 /// Prints the plan.
 pub async fn run(args: PlanArgs, opts: &GlobalOpts) -> Result<()> {
     let (hub, _) = connect::hub(opts, false).await?;
-    let changes =
+    let plan =
         curfew_core::service::router::plan(&hub, args.action, &args.select, args.discovery.into())
             .await
             .with_context(|| format!("planning a {} of {}", args.action, args.select))?;
+    // Accounts that could not be listed never hide the others' plan; they are named on stderr.
+    for problem in &plan.problems {
+        eprintln!("warning: {problem}");
+    }
+    let changes = plan.changes;
     match opts.output {
         Output::Json => {
             output::print_json(&changes.iter().map(ChangeJson::from).collect::<Vec<_>>())

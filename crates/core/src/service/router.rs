@@ -165,28 +165,59 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
     Ok(())
 }
 
+/// What a stop or start over a selector would do, changing nothing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// One entry per matching target, sorted by target key.
+    pub changes: Vec<PlannedChange>,
+    /// Accounts or regions that could not be listed; they never block the others.
+    pub problems: Vec<String>,
+}
+
 /// What a stop or start over `selector` would do, target by target, changing nothing.
-/// Reads the inventory (cached, or live where never discovered) and every target's live state.
+/// Reads the inventory (cached while fresh, else live) and every target's live state. An
+/// account or region that cannot be listed is reported in `problems`; a target whose state
+/// cannot be read is listed with the reason.
 pub async fn plan(
     hub: &Hub,
     action: crate::decision::Action,
     selector: &Selector,
     discovery: Discovery,
-) -> PortResult<Vec<PlannedChange>> {
+) -> PortResult<Plan> {
     let accounts = hub.store.list_accounts().await?;
     let by_id: HashMap<&str, &Account> = accounts.iter().map(|a| (a.id.as_str(), a)).collect();
     let shards = shards_for(selector, &accounts);
     let now: DateTime<Utc> = hub.clock.now();
     let overrides = hub.store.active_overrides(now).await?;
-    let per_shard: Vec<Vec<PlannedChange>> = stream::iter(shards)
+    let per_shard: Vec<Result<Vec<PlannedChange>, String>> = stream::iter(shards)
         .map(|shard| {
             let account = by_id[shard.account.as_str()];
             let overrides = &overrides;
             async move {
-                let targets = targets_in(hub, account, &shard.region, discovery).await?;
+                let targets = match targets_in(hub, account, &shard.region, discovery).await {
+                    Ok(targets) => targets,
+                    Err(e) => {
+                        return Ok(Err(format!(
+                            "account {} region {}: could not list targets: {e}",
+                            shard.account, shard.region
+                        )))
+                    }
+                };
                 let mut changes = Vec::new();
                 for target in targets.into_iter().filter(|t| selector.matches(t)) {
-                    let live = hub.spokes.live_state(&account.role, &target).await?;
+                    let live = match hub.spokes.live_state(&account.role, &target).await {
+                        Ok(live) => live,
+                        Err(e) => {
+                            changes.push(PlannedChange {
+                                target,
+                                action,
+                                live: crate::target::Sizes::new(0, 0, 0),
+                                to: None,
+                                reason: Some(format!("could not read the target: {e}")),
+                            });
+                            continue;
+                        }
+                    };
                     let baseline = hub.store.get_baseline(&target.key()).await?;
                     let awake_until = overrides
                         .iter()
@@ -218,13 +249,20 @@ pub async fn plan(
                         reason,
                     });
                 }
-                Ok::<_, PortError>(changes)
+                Ok::<_, PortError>(Ok(changes))
             }
         })
         .buffer_unordered(hub.settings.discovery_concurrency)
         .try_collect()
         .await?;
-    let mut changes: Vec<PlannedChange> = per_shard.into_iter().flatten().collect();
-    changes.sort_by_key(|c| c.target.key());
-    Ok(changes)
+    let mut plan = Plan::default();
+    for shard in per_shard {
+        match shard {
+            Ok(changes) => plan.changes.extend(changes),
+            Err(problem) => plan.problems.push(problem),
+        }
+    }
+    plan.changes.sort_by_key(|c| c.target.key());
+    plan.problems.sort();
+    Ok(plan)
 }
