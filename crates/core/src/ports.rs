@@ -210,8 +210,13 @@ pub trait OperationStore: Send + Sync {
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool>;
-    /// Sets the operation's final status if all its work is done; returns it.
-    async fn finalize_operation(&self, op_id: &str) -> PortResult<Option<OpStatus>>;
+    /// Sets the operation's final status (and `finished_at = now`) if all its work is done;
+    /// returns it.
+    async fn finalize_operation(
+        &self,
+        op_id: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<Option<OpStatus>>;
 }
 
 /// Per-target state: baselines, leases, overrides and the inventory cache.

@@ -322,7 +322,11 @@ impl OperationStore for DynamoStore {
         self.transact("finishing a task", items).await
     }
 
-    async fn finalize_operation(&self, op_id: &str) -> PortResult<Option<OpStatus>> {
+    async fn finalize_operation(
+        &self,
+        op_id: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<Option<OpStatus>> {
         let Some(op) = self.get_operation(op_id).await? else {
             return Ok(None);
         };
@@ -342,7 +346,7 @@ impl OperationStore for DynamoStore {
                 .condition_expression("#status IN (:pending, :running)")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":final", s(status.as_str()))
-                .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
+                .expression_attribute_values(":now", s(now.to_rfc3339()))
                 .expression_attribute_values(":pending", s(OpStatus::Pending.as_str()))
                 .expression_attribute_values(":running", s(OpStatus::Running.as_str()))
                 .send()

@@ -74,7 +74,7 @@ pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
         .collect();
     info!(op_id, shards = bodies.len(), "operation fanned out");
     hub.router_queue.send(&bodies).await?;
-    hub.store.finalize_operation(op_id).await?;
+    hub.store.finalize_operation(op_id, hub.clock.now()).await?;
     Ok(())
 }
 
@@ -161,7 +161,7 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
             .collect();
         hub.task_queue.send(&bodies).await?;
     }
-    hub.store.finalize_operation(op_id).await?;
+    hub.store.finalize_operation(op_id, hub.clock.now()).await?;
     Ok(())
 }
 

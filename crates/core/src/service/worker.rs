@@ -30,7 +30,9 @@ pub async fn handle(hub: &Hub, msg: &TaskMessage) -> PortResult<TaskStep> {
         ));
     };
     if task.status.is_final() {
-        hub.store.finalize_operation(&msg.op_id).await?;
+        hub.store
+            .finalize_operation(&msg.op_id, hub.clock.now())
+            .await?;
         return Ok(TaskStep::Finished(task.status));
     }
     let now = hub.clock.now();
@@ -83,7 +85,9 @@ async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResu
         info!(op_id = %msg.op_id, target = %msg.target.key(), status = %outcome.status,
               reason = outcome.reason.as_deref().unwrap_or(""), "task finished");
     }
-    hub.store.finalize_operation(&msg.op_id).await?;
+    hub.store
+        .finalize_operation(&msg.op_id, hub.clock.now())
+        .await?;
     Ok(TaskStep::Finished(outcome.status))
 }
 
