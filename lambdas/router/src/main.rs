@@ -3,10 +3,50 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use curfew_aws::lambda::{batch_response, init_tracing, sqs_messages};
-use curfew_core::service::invocation::{invoke, Invocation};
+use curfew_core::service::invocation::{invoke, Invocation, InvocationError};
 use curfew_core::service::{router_batch, Hub};
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
+
+/// An error returned to a direct invoker, with an `errorType` a script can branch on
+/// (`InvalidPayload`, `UnknownSchedule`, `StateError`) and a message naming the field.
+#[derive(Debug)]
+struct RouterError {
+    error_type: &'static str,
+    message: String,
+}
+
+impl From<InvocationError> for RouterError {
+    fn from(e: InvocationError) -> Self {
+        let error_type = match e {
+            InvocationError::Payload(_) => "InvalidPayload",
+            InvocationError::UnknownSchedule(_) => "UnknownSchedule",
+            InvocationError::Port(_) => "StateError",
+        };
+        RouterError {
+            error_type,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<serde_json::Error> for RouterError {
+    fn from(e: serde_json::Error) -> Self {
+        RouterError {
+            error_type: "InvalidPayload",
+            message: format!("invalid invocation payload: {e}"),
+        }
+    }
+}
+
+impl From<RouterError> for Diagnostic {
+    fn from(e: RouterError) -> Self {
+        Diagnostic {
+            error_type: e.error_type.to_string(),
+            error_message: e.message,
+        }
+    }
+}
 
 /// The two shapes this function is invoked with.
 #[derive(Debug)]
@@ -17,14 +57,14 @@ enum Event {
     Direct(Invocation),
 }
 
-fn parse(payload: Value) -> Result<Event, Error> {
+fn parse(payload: Value) -> Result<Event, RouterError> {
     if payload.get("Records").is_some() {
         return Ok(Event::Queue(serde_json::from_value(payload)?));
     }
     Ok(Event::Direct(Invocation::parse(&payload)?))
 }
 
-async fn handler(event: LambdaEvent<Value>, hub: &Hub) -> Result<Value, Error> {
+async fn handler(event: LambdaEvent<Value>, hub: &Hub) -> Result<Value, RouterError> {
     match parse(event.payload)? {
         Event::Queue(sqs) => {
             let outcome = router_batch(hub, &sqs_messages(&sqs)).await;
@@ -59,9 +99,9 @@ mod tests {
 
     #[test]
     fn a_malformed_direct_invocation_names_the_field() {
-        let err = parse(serde_json::json!({"action": "stop"}))
-            .unwrap_err()
-            .to_string();
+        let err = parse(serde_json::json!({"action": "stop"})).unwrap_err();
+        assert_eq!(err.error_type, "InvalidPayload");
+        let err = err.message;
         assert!(err.contains("select"), "{err}");
     }
 }
