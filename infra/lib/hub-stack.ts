@@ -229,6 +229,14 @@ export class CurfewHub extends Stack {
       spokeOrganizationId: spokeOrganizationId.valueAsString,
       logRetention,
     });
+    // A spoke's Auto Scaling or EKS change invalidates that account-region's inventory cache:
+    // the router's next operation there lists it live, so new groups are never missed.
+    new events.Rule(this, 'SpokeChangesToRouter', {
+      description: 'Sends spoke Auto Scaling and EKS changes to the router (inventory invalidation)',
+      eventBus: this.spokeEvents.bus,
+      eventPattern: { source: ['aws.autoscaling', 'aws.eks'] },
+      targets: [new targets.LambdaFunction(this.router.function, { retryAttempts: 4, maxEventAge: Duration.hours(1) })],
+    });
 
     // --- Alarms -----------------------------------------------------------------------------
     const alarm = this.notifications.alarmWhenPositive.bind(this.notifications, this);

@@ -294,6 +294,21 @@ describe('spoke events, notifications and alarms', () => {
     });
   });
 
+  test('spoke changes on the hub bus are sent to the router, which invalidates the inventory', () => {
+    const bus = resource(hub(), 'AWS::Events::EventBus', 'SpokeEvents');
+    const router = resource(hub(), 'AWS::Lambda::Function', 'Router');
+    hub().hasResourceProperties('AWS::Events::Rule', {
+      EventBusName: { Ref: bus.id },
+      EventPattern: { source: ['aws.autoscaling', 'aws.eks'] },
+      Targets: Match.arrayWith([Match.objectLike({ Arn: { 'Fn::GetAtt': [router.id, 'Arn'] } })]),
+    });
+    hub().hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+      FunctionName: { 'Fn::GetAtt': [router.id, 'Arn'] },
+    });
+  });
+
   test('spoke accounts and an organization may put events on the bus only when their parameter is set', () => {
     const policies = hub().findResources('AWS::Events::EventBusPolicy');
     const conditions = Object.values(policies).map((p: any) => p.Condition).sort();

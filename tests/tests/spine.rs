@@ -522,3 +522,21 @@ async fn a_group_created_after_discovery_is_found_once_the_inventory_is_stale() 
     assert_eq!((op.counts.total, op.counts.succeeded), (3, 1));
     assert_eq!(t.sizes(&late).await, Sizes::new(0, 0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoke_change_event_makes_the_next_operation_list_the_account_live() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 12, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], 1, 0);
+    t.seed(&fleet).await;
+    let stop = json!({"action": "stop", "select": "kind=asg"});
+    assert_eq!(t.run(stop.clone()).await.counts.total, 1);
+    let mut late = fleet[0].clone();
+    late.name = "late-web".into();
+    t.seed(std::slice::from_ref(&late)).await;
+    curfew_core::service::router::spoke_changed(&t.hub, &late.account, "eu-west-1")
+        .await
+        .unwrap();
+    let op = t.run(stop).await;
+    assert_eq!((op.counts.total, op.counts.succeeded), (2, 1), "{op:?}");
+}

@@ -251,6 +251,9 @@ pub trait TargetStore: Send + Sync {
         targets: &[Target],
         now: DateTime<Utc>,
     ) -> PortResult<()>;
+    /// Forgets the cached inventory of one account and region (a spoke reported a change), so
+    /// the next operation there lists it live.
+    async fn invalidate_inventory(&self, account: &str, region: &str) -> PortResult<()>;
     /// The cached inventory of one account and region and when it was discovered, if ever.
     async fn get_inventory(
         &self,

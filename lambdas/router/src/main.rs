@@ -48,18 +48,31 @@ impl From<RouterError> for Diagnostic {
     }
 }
 
-/// The two shapes this function is invoked with.
+/// The shapes this function is invoked with.
 #[derive(Debug)]
 enum Event {
     /// From the router queue's event source mapping.
     Queue(SqsEvent),
     /// From the CLI or `aws lambda invoke`.
     Direct(Invocation),
+    /// An Auto Scaling or EKS change in a spoke, forwarded to the hub bus by the spoke's rule.
+    SpokeChange(SpokeChange),
+}
+
+/// The fields of an EventBridge event the router needs.
+#[derive(Debug, serde::Deserialize)]
+struct SpokeChange {
+    account: String,
+    region: String,
+    source: String,
 }
 
 fn parse(payload: Value) -> Result<Event, RouterError> {
     if payload.get("Records").is_some() {
         return Ok(Event::Queue(serde_json::from_value(payload)?));
+    }
+    if payload.get("detail-type").is_some() {
+        return Ok(Event::SpokeChange(serde_json::from_value(payload)?));
     }
     Ok(Event::Direct(Invocation::parse(&payload)?))
 }
@@ -69,6 +82,17 @@ async fn handler(event: LambdaEvent<Value>, hub: &Hub) -> Result<Value, RouterEr
         Event::Queue(sqs) => {
             let outcome = router_batch(hub, &sqs_messages(&sqs)).await;
             Ok(serde_json::to_value(batch_response(outcome.failed))?)
+        }
+        Event::SpokeChange(change) => {
+            tracing::info!(account = %change.account, region = %change.region, source = %change.source,
+                "spoke change; inventory will be listed live");
+            curfew_core::service::router::spoke_changed(hub, &change.account, &change.region)
+                .await
+                .map_err(|e| RouterError {
+                    error_type: "StateError",
+                    message: e.to_string(),
+                })?;
+            Ok(serde_json::json!({"invalidated": format!("{}/{}", change.account, change.region)}))
         }
         Event::Direct(invocation) => Ok(serde_json::to_value(invoke(hub, invocation).await?)?),
     }
@@ -95,6 +119,18 @@ mod tests {
             parse(direct).unwrap(),
             Event::Direct(Invocation::Stop { .. })
         ));
+    }
+
+    #[test]
+    fn a_forwarded_spoke_event_is_recognised() {
+        let event = serde_json::json!({
+            "version": "0", "id": "6a7e8feb", "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.autoscaling", "account": "111111111111", "time": "2027-01-04T18:00:00Z",
+            "region": "eu-west-1", "resources": [], "detail": {"eventName": "CreateAutoScalingGroup"}
+        });
+        assert!(
+            matches!(parse(event).unwrap(), Event::SpokeChange(c) if c.account == "111111111111" && c.region == "eu-west-1")
+        );
     }
 
     #[test]

@@ -251,6 +251,14 @@ impl TargetStore for DynamoStore {
         self.put(meta, &pk, "META").await
     }
 
+    async fn invalidate_inventory(&self, account: &str, region: &str) -> PortResult<()> {
+        // Only the marker goes: without it the shard counts as never discovered, and the next
+        // listing replaces the target items.
+        self.delete(&inventory_pk(account, region), "META")
+            .await
+            .map(|_| ())
+    }
+
     async fn get_inventory(
         &self,
         account: &str,

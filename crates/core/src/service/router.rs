@@ -100,6 +100,12 @@ pub async fn targets_in(
     Ok(found)
 }
 
+/// A spoke reported an Auto Scaling or EKS change in `account` and `region` (forwarded by its
+/// EventBridge rule to the hub bus): the next operation there lists the targets live.
+pub async fn spoke_changed(hub: &Hub, account: &str, region: &str) -> PortResult<()> {
+    hub.store.invalidate_inventory(account, region).await
+}
+
 /// Second level: resolve one shard's targets, write their tasks, send their messages.
 /// Safe to run twice: a planned shard only re-sends the messages of its unfinished tasks.
 pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()> {
