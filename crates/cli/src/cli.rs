@@ -477,11 +477,15 @@ Example:
   eval \"$(curfew local up)\"
 
 Prints only `export NAME=VALUE` lines on stdout (progress goes to stderr). If one is already
-running, prints its exports again.")]
+running, prints its exports again. Unless --no-poller is given, a background `curfew local run`
+fires schedules on the real clock (its log: <state dir>/poller.log); `local down` stops it.")]
     Up {
         /// A hub with no accounts and no fleet
         #[arg(long)]
         empty: bool,
+        /// Do not start the background poller (`curfew local run`)
+        #[arg(long)]
+        no_poller: bool,
         /// Where the state (pid, log, exports) is kept
         #[arg(long, env = "CURFEW_LOCAL_DIR", value_name = "DIR")]
         local_dir: Option<PathBuf>,

@@ -33,9 +33,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ops(args) => ops::run(args, opts).await,
         Command::Override(args) => overrides::run(args, opts).await,
         Command::Audit(args) => audit::run(args, opts).await,
-        Command::Local(LocalCommand::Up { empty, local_dir }) => {
-            crate::local::up(empty, local_dir).await
-        }
+        Command::Local(LocalCommand::Up {
+            empty,
+            no_poller,
+            local_dir,
+        }) => crate::local::up(empty, !no_poller, local_dir).await,
         Command::Local(LocalCommand::Down { local_dir }) => crate::local::down(local_dir),
         Command::Local(LocalCommand::Run { once }) => crate::local::poll::run(opts, once).await,
         Command::Local(LocalCommand::Demo) => crate::local::demo::run(opts).await,

@@ -110,8 +110,51 @@ fn exports(endpoint: &str, hub: &HubConfig) -> String {
         .collect()
 }
 
+/// Starts `curfew local run` in the background with the exported settings, so schedules fire
+/// on the real clock as EventBridge would fire the poller in AWS. Returns its pid.
+fn start_poller(state: &LocalState, exports: &str) -> Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("finding the curfew binary")?;
+    let log_path = state.dir().join("poller.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut command = std::process::Command::new(exe);
+    command.args(["local", "run"]);
+    for line in exports.lines() {
+        if let Some((name, value)) = line.trim_start_matches("export ").split_once('=') {
+            command.env(name, value.trim_matches('\''));
+        }
+    }
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: it outlives this command, like the emulator.
+        .process_group(0)
+        .spawn()
+        .context("starting the background poller")?;
+    let pid = child.id();
+    std::fs::write(state.dir().join("poller.pid"), format!("{pid}\n"))
+        .context("recording the poller's pid")?;
+    Ok(pid)
+}
+
+/// Stops the background poller recorded in the state directory, if any (by pid).
+fn stop_poller(dir: &std::path::Path) {
+    let pid = std::fs::read_to_string(dir.join("poller.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok());
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+        eprintln!("curfew local: background poller (pid {pid}) stopped");
+    }
+}
+
 /// `curfew local up`: prints only shell exports on stdout; progress goes to stderr.
-pub async fn up(empty: bool, local_dir: Option<PathBuf>) -> Result<()> {
+pub async fn up(empty: bool, poller: bool, local_dir: Option<PathBuf>) -> Result<()> {
     let root = project_root()?;
     let state = LocalState::new(local_dir.unwrap_or_else(|| root.join(".curfew/local")));
     match state.status() {
@@ -126,7 +169,10 @@ pub async fn up(empty: bool, local_dir: Option<PathBuf>) -> Result<()> {
                 state.log_path().display()
             ))
         }
-        Status::Stopped => state.remove()?,
+        Status::Stopped => {
+            stop_poller(state.dir());
+            state.remove()?
+        }
     }
     eprintln!(
         "curfew local: starting the AWS emulator (moto; the first run installs it into .venv-moto)"
@@ -159,6 +205,10 @@ pub async fn up(empty: bool, local_dir: Option<PathBuf>) -> Result<()> {
     }
     let text = exports(&emulator.endpoint, &hub);
     state.record(emulator.pid, &text)?;
+    if poller {
+        let pid = start_poller(&state, &text)?;
+        eprintln!("curfew local: background poller (pid {pid}) fires schedules every minute");
+    }
     emulator.stop_on_drop = false;
     eprintln!("curfew local: ready; stop it with: eval \"$(curfew local down)\"");
     print!("{text}");
@@ -173,6 +223,7 @@ pub fn down(local_dir: Option<PathBuf>) -> Result<()> {
         None => project_root()?.join(".curfew/local"),
     };
     let state = LocalState::new(dir);
+    stop_poller(state.dir());
     match state.status() {
         Status::Running { pid, .. } | Status::Unresponsive { pid } => {
             state::stop(pid);
