@@ -31,6 +31,7 @@ pub mod account;
 pub mod clock;
 pub mod cron;
 pub mod decision;
+pub mod fakes;
 pub mod operation;
 pub mod ports;
 pub mod schedule;

@@ -1,0 +1,941 @@
+//! In-memory fakes of the ports, for fast tests of the services' logic (and the CLI's local
+//! mode). Each keeps the semantics of its `curfew-aws` adapter: [`MemoryStore`] applies the
+//! same conditions as the DynamoDB store (put-if-absent, count-once, lease ordering), so a test
+//! that passes here exercises the same guarantees the table gives in production.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use curfew_core::clock::ManualClock;
+//!
+//! let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+//! let (_hub, store, router_q, _task_q, spokes) = curfew_core::fakes::hub(clock);
+//! assert!(store.baselines().is_empty() && router_q.is_empty());
+//! assert_eq!(spokes.calls(), 0);
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::account::{Account, SpokeRole};
+use crate::clock::ManualClock;
+use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
+use crate::ports::{
+    AccountStore, Baseline, ErrorKind, Lease, OperationStore, Override, PortError, PortResult,
+    Queue, ScheduleStore, Spokes, TargetStore,
+};
+use crate::schedule::Schedule;
+use crate::service::{self, Hub, Settings};
+use crate::target::{LiveState, Sizes, Target};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().expect("fake lock poisoned")
+}
+
+/// The lease item of one target, as the DynamoDB adapter keeps it.
+#[derive(Clone, Debug, Default)]
+struct LeaseRecord {
+    holder: Option<String>,
+    expires_ms: Option<i64>,
+    last_op: Option<String>,
+    last_op_at_ms: Option<i64>,
+}
+
+/// One account and region's cached inventory. `refreshed_at` is the META marker: without it the
+/// shard counts as never discovered, even if target items remain.
+#[derive(Clone, Debug, Default)]
+struct Inventory {
+    refreshed_at: Option<DateTime<Utc>>,
+    targets: Vec<Target>,
+}
+
+#[derive(Default)]
+struct State {
+    accounts: BTreeMap<String, Account>,
+    schedules: BTreeMap<String, Schedule>,
+    operations: BTreeMap<String, Operation>,
+    /// `(op id, shard key)` of planned shards.
+    shards: BTreeSet<(String, String)>,
+    /// `(op id, target key)` -> task.
+    tasks: BTreeMap<(String, String), Task>,
+    baselines: BTreeMap<String, Baseline>,
+    leases: BTreeMap<String, LeaseRecord>,
+    overrides: BTreeMap<String, Override>,
+    inventory: BTreeMap<(String, String), Inventory>,
+}
+
+/// The state table in memory: implements every store port with the DynamoDB adapter's
+/// conditions, behind one mutex (so each call is atomic, like a conditional write or a
+/// transaction).
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every saved baseline, by target key (for assertions).
+    pub fn baselines(&self) -> BTreeMap<String, Baseline> {
+        lock(&self.state).baselines.clone()
+    }
+}
+
+#[async_trait]
+impl AccountStore for MemoryStore {
+    async fn put_account(&self, account: &Account) -> PortResult<()> {
+        lock(&self.state)
+            .accounts
+            .insert(account.id.clone(), account.clone());
+        Ok(())
+    }
+
+    async fn get_account(&self, id: &str) -> PortResult<Option<Account>> {
+        Ok(lock(&self.state).accounts.get(id).cloned())
+    }
+
+    async fn list_accounts(&self) -> PortResult<Vec<Account>> {
+        Ok(lock(&self.state).accounts.values().cloned().collect())
+    }
+
+    async fn delete_account(&self, id: &str) -> PortResult<bool> {
+        Ok(lock(&self.state).accounts.remove(id).is_some())
+    }
+}
+
+/// The due index compares fire times at millisecond precision (its sort key's format).
+fn due_key(schedule: &Schedule) -> Option<i64> {
+    match (schedule.enabled, schedule.next_fire) {
+        (true, Some(next)) => Some(next.timestamp_millis()),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for MemoryStore {
+    async fn create_schedule(&self, schedule: &Schedule) -> PortResult<()> {
+        let mut state = lock(&self.state);
+        if state.schedules.contains_key(&schedule.name) {
+            return Err(PortError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "invalid name: a schedule named {:?} already exists",
+                    schedule.name
+                ),
+            ));
+        }
+        state
+            .schedules
+            .insert(schedule.name.clone(), schedule.clone());
+        Ok(())
+    }
+
+    async fn get_schedule(&self, name: &str) -> PortResult<Option<Schedule>> {
+        Ok(lock(&self.state).schedules.get(name).cloned())
+    }
+
+    async fn list_schedules(&self) -> PortResult<Vec<Schedule>> {
+        Ok(lock(&self.state).schedules.values().cloned().collect())
+    }
+
+    async fn delete_schedule(&self, name: &str) -> PortResult<bool> {
+        Ok(lock(&self.state).schedules.remove(name).is_some())
+    }
+
+    async fn set_schedule_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        next_fire: Option<DateTime<Utc>>,
+    ) -> PortResult<bool> {
+        let mut state = lock(&self.state);
+        let Some(schedule) = state.schedules.get_mut(name) else {
+            return Ok(false);
+        };
+        schedule.enabled = enabled;
+        schedule.next_fire = if enabled { next_fire } else { None };
+        Ok(true)
+    }
+
+    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<Vec<Schedule>> {
+        Ok(lock(&self.state)
+            .schedules
+            .values()
+            .filter(|s| s.enabled && s.next_fire.is_some_and(|t| t <= now))
+            .cloned()
+            .collect())
+    }
+
+    async fn advance_schedule(
+        &self,
+        name: &str,
+        expected: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> PortResult<bool> {
+        let mut state = lock(&self.state);
+        let Some(schedule) = state.schedules.get_mut(name) else {
+            return Ok(false);
+        };
+        if due_key(schedule) != Some(expected.timestamp_millis()) {
+            return Ok(false);
+        }
+        schedule.next_fire = next;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl OperationStore for MemoryStore {
+    async fn create_operation(&self, op: &Operation) -> PortResult<bool> {
+        let mut state = lock(&self.state);
+        if state.operations.contains_key(&op.id) {
+            return Ok(false);
+        }
+        state.operations.insert(op.id.clone(), op.clone());
+        Ok(true)
+    }
+
+    async fn get_operation(&self, id: &str) -> PortResult<Option<Operation>> {
+        Ok(lock(&self.state).operations.get(id).cloned())
+    }
+
+    async fn list_operations(&self, limit: usize) -> PortResult<Vec<Operation>> {
+        let mut ops: Vec<Operation> = lock(&self.state).operations.values().cloned().collect();
+        // The adapter's index sorts by `created_at#id`, newest first.
+        ops.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        ops.truncate(limit.clamp(1, 1000));
+        Ok(ops)
+    }
+
+    async fn set_shards(&self, op_id: &str, shards_total: u64) -> PortResult<()> {
+        let mut state = lock(&self.state);
+        if let Some(op) = state.operations.get_mut(op_id) {
+            if op.shards_total.is_none() {
+                op.shards_total = Some(shards_total);
+                op.status = OpStatus::Running;
+            }
+        }
+        Ok(())
+    }
+
+    async fn shard_planned(&self, op_id: &str, shard: &Shard) -> PortResult<bool> {
+        Ok(lock(&self.state)
+            .shards
+            .contains(&(op_id.to_string(), shard.key())))
+    }
+
+    async fn plan_shard(
+        &self,
+        op_id: &str,
+        shard: &Shard,
+        tasks: &[Task],
+        note: Option<String>,
+    ) -> PortResult<()> {
+        let mut state = lock(&self.state);
+        // Put-if-absent: a duplicated shard message never resets a finished task.
+        for task in tasks {
+            state
+                .tasks
+                .entry((op_id.to_string(), task.target.key()))
+                .or_insert_with(|| task.clone());
+        }
+        if !state.shards.insert((op_id.to_string(), shard.key())) {
+            return Ok(());
+        }
+        if let Some(op) = state.operations.get_mut(op_id) {
+            op.counts.total += tasks.len() as u64;
+            op.shards_done += 1;
+            op.notes.extend(note);
+        }
+        Ok(())
+    }
+
+    async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
+        let prefix = format!("{}#", shard.key());
+        Ok(lock(&self.state)
+            .tasks
+            .iter()
+            .filter(|((op, key), task)| {
+                op == op_id && key.starts_with(&prefix) && !task.status.is_final()
+            })
+            .map(|(_, task)| task.clone())
+            .collect())
+    }
+
+    async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>> {
+        Ok(lock(&self.state)
+            .tasks
+            .iter()
+            .filter(|((op, _), _)| op == op_id)
+            .map(|(_, task)| task.clone())
+            .collect())
+    }
+
+    async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>> {
+        Ok(lock(&self.state)
+            .tasks
+            .get(&(op_id.to_string(), target_key.to_string()))
+            .cloned())
+    }
+
+    async fn mark_applying(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        before: Sizes,
+        planned: Sizes,
+        now: DateTime<Utc>,
+    ) -> PortResult<()> {
+        let mut state = lock(&self.state);
+        if let Some(task) = state
+            .tasks
+            .get_mut(&(op_id.to_string(), target_key.to_string()))
+        {
+            if !task.status.is_final() {
+                task.status = TaskStatus::Applying;
+                task.before = Some(before);
+                task.after = Some(planned);
+                task.updated_at = now;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish_task(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        outcome: &TaskOutcome,
+        now: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        if !outcome.status.is_final() {
+            return Err(PortError::new(
+                ErrorKind::Invalid,
+                format!("{} is not a final task status", outcome.status),
+            ));
+        }
+        let mut state = lock(&self.state);
+        let Some(task) = state
+            .tasks
+            .get_mut(&(op_id.to_string(), target_key.to_string()))
+        else {
+            return Ok(false);
+        };
+        if task.status.is_final() {
+            return Ok(false);
+        }
+        task.status = outcome.status;
+        task.updated_at = now;
+        if let Some(reason) = &outcome.reason {
+            task.reason = Some(reason.clone());
+        }
+        if let Some(before) = outcome.before {
+            task.before = Some(before);
+        }
+        if let Some(after) = outcome.after {
+            task.after = Some(after);
+        }
+        if let Some(op) = state.operations.get_mut(op_id) {
+            match outcome.status {
+                TaskStatus::Succeeded => op.counts.succeeded += 1,
+                TaskStatus::Failed => op.counts.failed += 1,
+                _ => op.counts.skipped += 1,
+            }
+        }
+        Ok(true)
+    }
+
+    async fn finalize_operation(
+        &self,
+        op_id: &str,
+        _now: DateTime<Utc>,
+    ) -> PortResult<Option<OpStatus>> {
+        let mut state = lock(&self.state);
+        let Some(op) = state.operations.get_mut(op_id) else {
+            return Ok(None);
+        };
+        if op.status.is_final() {
+            return Ok(Some(op.status));
+        }
+        let Some(status) = op.final_status() else {
+            return Ok(None);
+        };
+        // `Operation` has no `finished_at` field; the adapter's extra attribute is not kept.
+        op.status = status;
+        Ok(Some(status))
+    }
+}
+
+#[async_trait]
+impl TargetStore for MemoryStore {
+    async fn get_baseline(&self, target_key: &str) -> PortResult<Option<Baseline>> {
+        Ok(lock(&self.state).baselines.get(target_key).cloned())
+    }
+
+    async fn save_baseline(&self, baseline: &Baseline) -> PortResult<bool> {
+        let mut state = lock(&self.state);
+        if state.baselines.contains_key(&baseline.target_key) {
+            return Ok(false);
+        }
+        state
+            .baselines
+            .insert(baseline.target_key.clone(), baseline.clone());
+        Ok(true)
+    }
+
+    async fn retire_baseline(&self, target_key: &str) -> PortResult<()> {
+        lock(&self.state).baselines.remove(target_key);
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        target_key: &str,
+        op_id: &str,
+        op_created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> PortResult<Lease> {
+        let mut state = lock(&self.state);
+        let lease = state.leases.entry(target_key.to_string()).or_default();
+        // The adapter stores epoch milliseconds and compares those.
+        let at = op_created_at.timestamp_millis();
+        let free = lease.holder.is_none()
+            || lease.holder.as_deref() == Some(op_id)
+            || lease.expires_ms.is_some_and(|e| e < now.timestamp_millis());
+        let not_superseded = lease.last_op_at_ms.is_none_or(|last| last <= at);
+        if free && not_superseded {
+            *lease = LeaseRecord {
+                holder: Some(op_id.to_string()),
+                expires_ms: Some((now + ttl).timestamp_millis()),
+                last_op: Some(op_id.to_string()),
+                last_op_at_ms: Some(at),
+            };
+            return Ok(Lease::Acquired);
+        }
+        let last_op = lease.last_op.clone().unwrap_or_default();
+        let newer = lease.last_op_at_ms.is_some_and(|last| last > at);
+        if newer && last_op != op_id {
+            Ok(Lease::Superseded { by: last_op })
+        } else {
+            Ok(Lease::Held {
+                by: lease.holder.clone().unwrap_or(last_op),
+            })
+        }
+    }
+
+    async fn release_lease(&self, target_key: &str, op_id: &str) -> PortResult<()> {
+        let mut state = lock(&self.state);
+        if let Some(lease) = state.leases.get_mut(target_key) {
+            if lease.holder.as_deref() == Some(op_id) {
+                lease.holder = None;
+                lease.expires_ms = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_override(&self, o: &Override) -> PortResult<()> {
+        lock(&self.state).overrides.insert(o.id.clone(), o.clone());
+        Ok(())
+    }
+
+    async fn active_overrides(&self, now: DateTime<Utc>) -> PortResult<Vec<Override>> {
+        Ok(lock(&self.state)
+            .overrides
+            .values()
+            .filter(|o| o.awake_until > now)
+            .cloned()
+            .collect())
+    }
+
+    async fn put_inventory(
+        &self,
+        account: &str,
+        region: &str,
+        targets: &[Target],
+        now: DateTime<Utc>,
+    ) -> PortResult<()> {
+        let mut targets = targets.to_vec();
+        // The adapter's items sort by `T#kind#display name`.
+        targets.sort_by_key(|t| (t.kind, t.display_name()));
+        lock(&self.state).inventory.insert(
+            (account.to_string(), region.to_string()),
+            Inventory {
+                refreshed_at: Some(now),
+                targets,
+            },
+        );
+        Ok(())
+    }
+
+    async fn invalidate_inventory(&self, account: &str, region: &str) -> PortResult<()> {
+        if let Some(inventory) = lock(&self.state)
+            .inventory
+            .get_mut(&(account.to_string(), region.to_string()))
+        {
+            inventory.refreshed_at = None;
+        }
+        Ok(())
+    }
+
+    async fn get_inventory(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> PortResult<Option<(DateTime<Utc>, Vec<Target>)>> {
+        Ok(lock(&self.state)
+            .inventory
+            .get(&(account.to_string(), region.to_string()))
+            .and_then(|inv| inv.refreshed_at.map(|at| (at, inv.targets.clone()))))
+    }
+}
+
+/// A queue in memory: `send` appends, [`MemoryQueue::take_all`] empties it.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    bodies: Mutex<VecDeque<String>>,
+}
+
+impl MemoryQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Removes and returns every body, oldest first.
+    pub fn take_all(&self) -> Vec<String> {
+        lock(&self.bodies).drain(..).collect()
+    }
+
+    /// How many bodies are waiting.
+    pub fn len(&self) -> usize {
+        lock(&self.bodies).len()
+    }
+
+    /// True when nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn send(&self, bodies: &[String]) -> PortResult<()> {
+        lock(&self.bodies).extend(bodies.iter().cloned());
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Fleet {
+    targets: BTreeMap<String, (Target, LiveState)>,
+    denied: BTreeSet<String>,
+}
+
+/// Spoke accounts in memory: targets with their live sizes, keyed by target key.
+#[derive(Default)]
+pub struct FakeSpokes {
+    fleet: Mutex<Fleet>,
+    calls: AtomicUsize,
+}
+
+impl FakeSpokes {
+    /// No targets.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a target at `sizes`, not busy.
+    pub fn add(&self, target: Target, sizes: Sizes) {
+        lock(&self.fleet)
+            .targets
+            .insert(target.key(), (target, LiveState { sizes, busy: false }));
+    }
+
+    /// The target's sizes now, if it exists.
+    pub fn sizes(&self, key: &str) -> Option<Sizes> {
+        lock(&self.fleet)
+            .targets
+            .get(key)
+            .map(|(_, live)| live.sizes)
+    }
+
+    /// Changes a target's sizes outside curfew (someone woke it by hand).
+    pub fn resize(&self, key: &str, sizes: Sizes) {
+        if let Some((_, live)) = lock(&self.fleet).targets.get_mut(key) {
+            live.sizes = sizes;
+        }
+    }
+
+    /// Marks a target busy (an EKS node group that is UPDATING) or idle again.
+    pub fn set_busy(&self, key: &str, busy: bool) {
+        if let Some((_, live)) = lock(&self.fleet).targets.get_mut(key) {
+            live.busy = busy;
+        }
+    }
+
+    /// Makes every call into `account` fail with [`ErrorKind::AccessDenied`].
+    pub fn deny(&self, account: &str) {
+        lock(&self.fleet).denied.insert(account.to_string());
+    }
+
+    /// How many calls the services made (discover, live_state, set_sizes).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self, role: &SpokeRole) -> PortResult<MutexGuard<'_, Fleet>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let fleet = lock(&self.fleet);
+        if fleet.denied.contains(&role.account) {
+            return Err(PortError::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "access denied: cannot assume {} in account {}",
+                    role.role_arn, role.account
+                ),
+            ));
+        }
+        Ok(fleet)
+    }
+}
+
+fn not_found(target: &Target) -> PortError {
+    PortError::new(
+        ErrorKind::NotFound,
+        format!("{} does not exist", target.key()),
+    )
+}
+
+#[async_trait]
+impl Spokes for FakeSpokes {
+    async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
+        let fleet = self.enter(role)?;
+        Ok(fleet
+            .targets
+            .values()
+            .filter(|(t, _)| t.account == role.account && t.region == region)
+            .map(|(t, _)| t.clone())
+            .collect())
+    }
+
+    async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
+        let fleet = self.enter(role)?;
+        fleet
+            .targets
+            .get(&target.key())
+            .map(|(_, live)| *live)
+            .ok_or_else(|| not_found(target))
+    }
+
+    async fn set_sizes(&self, role: &SpokeRole, target: &Target, sizes: Sizes) -> PortResult<()> {
+        let mut fleet = self.enter(role)?;
+        let (_, live) = fleet
+            .targets
+            .get_mut(&target.key())
+            .ok_or_else(|| not_found(target))?;
+        if live.busy {
+            // EKS answers ResourceInUseException while a node group update is in flight.
+            return Err(PortError::new(
+                ErrorKind::InUse,
+                format!("{} is being updated", target.key()),
+            ));
+        }
+        live.sizes = sizes;
+        Ok(())
+    }
+}
+
+/// A hub over fresh fakes and `clock`, with default settings. Returns the hub and the fakes
+/// behind it: store, router queue, task queue and spokes.
+pub fn hub(
+    clock: Arc<ManualClock>,
+) -> (
+    Hub,
+    Arc<MemoryStore>,
+    Arc<MemoryQueue>,
+    Arc<MemoryQueue>,
+    Arc<FakeSpokes>,
+) {
+    let store = Arc::new(MemoryStore::new());
+    let router_q = Arc::new(MemoryQueue::new());
+    let task_q = Arc::new(MemoryQueue::new());
+    let spokes = Arc::new(FakeSpokes::new());
+    let hub = Hub {
+        store: store.clone(),
+        router_queue: router_q.clone(),
+        task_queue: task_q.clone(),
+        spokes: spokes.clone(),
+        clock,
+        settings: Settings::default(),
+    };
+    (hub, store, router_q, task_q, spokes)
+}
+
+/// What [`drain`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Rounds run (each round works everything queued at its start).
+    pub rounds: usize,
+    /// Bodies rejected as unfixable, with the cause; not re-queued (they would go to the DLQ).
+    pub rejected: Vec<(String, String)>,
+    /// True when both queues ended empty; false when the round limit was hit (e.g. a target
+    /// stayed busy and its message kept coming back).
+    pub settled: bool,
+}
+
+/// Rounds [`drain`] runs at most before giving up.
+pub const DRAIN_ROUNDS: usize = 50;
+
+/// Works both queues like their Lambdas would until both are empty (or [`DRAIN_ROUNDS`] pass):
+/// router messages first, then task messages; failed messages go back on their queue, rejected
+/// ones are reported and dropped.
+pub async fn drain(hub: &Hub, router_q: &MemoryQueue, task_q: &MemoryQueue) -> Drained {
+    let mut drained = Drained::default();
+    while drained.rounds < DRAIN_ROUNDS {
+        if router_q.is_empty() && task_q.is_empty() {
+            drained.settled = true;
+            return drained;
+        }
+        drained.rounds += 1;
+        let round = drained.rounds;
+        let routed = work(router_q, round, "r", |m| async move {
+            service::router_batch(hub, &m).await
+        })
+        .await;
+        let worked = work(task_q, round, "t", |m| async move {
+            service::worker_batch(hub, &m).await
+        })
+        .await;
+        drained.rejected.extend(routed);
+        drained.rejected.extend(worked);
+    }
+    drained.settled = router_q.is_empty() && task_q.is_empty();
+    drained
+}
+
+/// Takes every body from `queue`, works them as one batch, re-queues the failed ones and
+/// returns the rejected ones.
+async fn work<F, Fut>(
+    queue: &MemoryQueue,
+    round: usize,
+    prefix: &str,
+    batch: F,
+) -> Vec<(String, String)>
+where
+    F: FnOnce(Vec<(String, String)>) -> Fut,
+    Fut: std::future::Future<Output = service::BatchOutcome>,
+{
+    let bodies = queue.take_all();
+    if bodies.is_empty() {
+        return Vec::new();
+    }
+    let messages: Vec<(String, String)> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| (format!("{prefix}{round}-{i}"), body))
+        .collect();
+    let outcome = batch(messages.clone()).await;
+    let body_of = |id: &String| {
+        messages
+            .iter()
+            .find(|(m, _)| m == id)
+            .map(|(_, body)| body.clone())
+            .unwrap_or_default()
+    };
+    let rejected: Vec<(String, String)> = outcome
+        .rejected
+        .iter()
+        .map(|(id, cause)| (body_of(id), cause.clone()))
+        .collect();
+    let retry: Vec<String> = outcome
+        .failed
+        .iter()
+        .filter(|id| !outcome.rejected.iter().any(|(r, _)| r == *id))
+        .map(body_of)
+        .collect();
+    if !retry.is_empty() {
+        lock(&queue.bodies).extend(retry);
+    }
+    rejected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Action;
+    use crate::operation::{Discovery, OpCounts, OpSource};
+    use crate::selector::Selector;
+    use crate::target::TargetKind;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap()
+    }
+
+    fn web() -> Target {
+        Target {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Asg,
+            cluster: None,
+            name: "web".into(),
+            tags: BTreeMap::new(),
+            cluster_tags: BTreeMap::new(),
+        }
+    }
+
+    fn op(id: &str) -> Operation {
+        Operation {
+            id: id.into(),
+            action: Action::Stop,
+            selector: Selector::parse("kind=asg").unwrap(),
+            source: OpSource::Manual,
+            created_at: t0(),
+            dry_run: false,
+            default_start: None,
+            discovery: Discovery::Cached,
+            status: OpStatus::Pending,
+            counts: OpCounts::default(),
+            shards_total: None,
+            shards_done: 0,
+            notes: Vec::new(),
+        }
+    }
+
+    fn shard() -> Shard {
+        Shard {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_baseline_is_saved_only_if_none_exists() {
+        let store = MemoryStore::new();
+        let baseline = |sizes| Baseline {
+            target_key: web().key(),
+            sizes,
+            op_id: "op".into(),
+            saved_at: t0(),
+        };
+        assert!(store
+            .save_baseline(&baseline(Sizes::new(1, 4, 2)))
+            .await
+            .unwrap());
+        assert!(!store
+            .save_baseline(&baseline(Sizes::new(9, 9, 9)))
+            .await
+            .unwrap());
+        let kept = store.get_baseline(&web().key()).await.unwrap().unwrap();
+        assert_eq!(kept.sizes, Sizes::new(1, 4, 2));
+    }
+
+    #[tokio::test]
+    async fn a_shard_planned_twice_and_a_task_finished_twice_are_counted_once() {
+        let store = MemoryStore::new();
+        assert!(store.create_operation(&op("a")).await.unwrap());
+        assert!(!store.create_operation(&op("a")).await.unwrap());
+        store.set_shards("a", 1).await.unwrap();
+        let tasks = vec![Task::pending("a", web(), t0())];
+        store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
+        let outcome = TaskOutcome {
+            status: TaskStatus::Succeeded,
+            reason: None,
+            before: Some(Sizes::new(1, 4, 2)),
+            after: Some(Sizes::new(0, 0, 0)),
+        };
+        assert!(store
+            .finish_task("a", &web().key(), &outcome, t0())
+            .await
+            .unwrap());
+        store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
+        assert!(!store
+            .finish_task("a", &web().key(), &outcome, t0())
+            .await
+            .unwrap());
+
+        let task = store.get_task("a", &web().key()).await.unwrap().unwrap();
+        assert_eq!(
+            task.status,
+            TaskStatus::Succeeded,
+            "replanning kept the finished task"
+        );
+        let a = store.get_operation("a").await.unwrap().unwrap();
+        assert_eq!(
+            (a.counts.total, a.counts.succeeded, a.shards_done),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            store.finalize_operation("a", t0()).await.unwrap(),
+            Some(OpStatus::Succeeded)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_held_until_released_or_expired_and_refused_to_older_operations() {
+        let store = MemoryStore::new();
+        let key = web().key();
+        let ttl = Duration::minutes(15);
+        let newer = t0() + Duration::minutes(1);
+        let lease = |op: &'static str, created: DateTime<Utc>, now: DateTime<Utc>| {
+            let store = &store;
+            let key = key.clone();
+            async move {
+                store
+                    .acquire_lease(&key, op, created, now, ttl)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(lease("old", t0(), t0()).await, Lease::Acquired);
+        assert_eq!(
+            lease("new", newer, t0()).await,
+            Lease::Held { by: "old".into() }
+        );
+        assert_eq!(
+            lease("new", newer, t0() + Duration::minutes(16)).await,
+            Lease::Acquired,
+            "an expired lease is free"
+        );
+        store.release_lease(&key, "new").await.unwrap();
+        assert_eq!(
+            lease("old", t0(), t0() + Duration::minutes(17)).await,
+            Lease::Superseded { by: "new".into() }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalidated_inventory_reads_as_never_discovered() {
+        let store = MemoryStore::new();
+        store
+            .put_inventory("111111111111", "eu-west-1", &[web()], t0())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get_inventory("111111111111", "eu-west-1")
+                .await
+                .unwrap(),
+            Some((t0(), vec![web()]))
+        );
+        store
+            .invalidate_inventory("111111111111", "eu-west-1")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get_inventory("111111111111", "eu-west-1")
+                .await
+                .unwrap(),
+            None
+        );
+    }
+}
