@@ -73,12 +73,32 @@ pub struct BatchOutcome {
 
 /// Works a batch of task messages `(message id, body)` concurrently.
 pub async fn worker_batch(hub: &Hub, messages: &[(String, String)]) -> BatchOutcome {
-    let results = futures::future::join_all(messages.iter().map(|(id, body)| async move {
-        let message: crate::operation::TaskMessage = match serde_json::from_str(body) {
+    let parsed: Vec<(&String, Result<crate::operation::TaskMessage, String>)> = messages
+        .iter()
+        .map(|(id, body)| {
+            let message =
+                serde_json::from_str(body).map_err(|e| format!("malformed task message: {e}"));
+            (id, message)
+        })
+        .collect();
+    // Stops consult the overrides: read them once for the batch, not once per target. If the
+    // read fails, each stop reads them itself (and retries through the queue if that fails).
+    let any_stop = parsed.iter().any(|(_, m)| {
+        m.as_ref()
+            .is_ok_and(|m| m.action == crate::decision::Action::Stop)
+    });
+    let overrides = if any_stop {
+        hub.store.active_overrides(hub.clock.now()).await.ok()
+    } else {
+        None
+    };
+    let overrides = overrides.as_deref();
+    let results = futures::future::join_all(parsed.into_iter().map(|(id, message)| async move {
+        let message = match message {
             Ok(m) => m,
-            Err(e) => return (id, Err(format!("malformed task message: {e}"))),
+            Err(cause) => return (id, Err(cause)),
         };
-        match worker::handle(hub, &message).await {
+        match worker::handle_with(hub, &message, overrides).await {
             Ok(worker::TaskStep::Finished(_)) => (id, Ok(true)),
             Ok(worker::TaskStep::RetryLater(why)) => {
                 tracing::info!(message_id = %id, op_id = %message.op_id, target = %message.target.key(), %why, "task will be retried");

@@ -7,8 +7,8 @@ use tracing::{info, warn};
 
 use super::Hub;
 use crate::decision::{decide, Action, Decision, DecisionInput};
-use crate::operation::{TaskMessage, TaskOutcome, TaskStatus};
-use crate::ports::{Baseline, ErrorKind, Lease, PortError, PortResult};
+use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
+use crate::ports::{Baseline, ErrorKind, Lease, Override, PortError, PortResult};
 use crate::target::{LiveState, Sizes};
 
 /// What became of one task message.
@@ -22,6 +22,16 @@ pub enum TaskStep {
 
 /// Works one task message.
 pub async fn handle(hub: &Hub, msg: &TaskMessage) -> PortResult<TaskStep> {
+    handle_with(hub, msg, None).await
+}
+
+/// Works one task message with the active overrides already read for its batch (one Query
+/// per batch instead of one per stopped target); `None` reads them here.
+pub async fn handle_with(
+    hub: &Hub,
+    msg: &TaskMessage,
+    overrides: Option<&[Override]>,
+) -> PortResult<TaskStep> {
     let key = msg.target.key();
     let Some(task) = hub.store.get_task(&msg.op_id, &key).await? else {
         return Err(PortError::new(
@@ -57,7 +67,7 @@ pub async fn handle(hub: &Hub, msg: &TaskMessage) -> PortResult<TaskStep> {
             finish(hub, msg, &outcome).await?
         }
         Lease::Acquired => {
-            let result = apply(hub, msg, task.status, task.after).await;
+            let result = apply(hub, msg, &task, overrides).await;
             // Release even on error: a crash instead leaves the lease to expire.
             hub.store.release_lease(&key, &msg.op_id).await?;
             result?
@@ -114,8 +124,8 @@ async fn spoke_failure(
 async fn apply(
     hub: &Hub,
     msg: &TaskMessage,
-    status: TaskStatus,
-    planned: Option<Sizes>,
+    task: &Task,
+    overrides: Option<&[Override]>,
 ) -> PortResult<TaskStep> {
     let key = msg.target.key();
     let live = match hub.spokes.live_state(&msg.role, &msg.target).await {
@@ -123,26 +133,30 @@ async fn apply(
         Err(e) => return spoke_failure(hub, msg, "reading the target", e).await,
     };
     // A previous delivery already set the sizes and crashed before recording it.
-    if status == TaskStatus::Applying && planned == Some(live.sizes) {
+    if task.status == TaskStatus::Applying && task.after == Some(live.sizes) {
         if msg.action == Action::Start {
             hub.store.retire_baseline(&key).await?;
         }
-        let task = hub.store.get_task(&msg.op_id, &key).await?;
-        let before = task.and_then(|t| t.before);
         return finish(
             hub,
             msg,
-            &succeeded(before.unwrap_or(live.sizes), live.sizes),
+            &succeeded(task.before.unwrap_or(live.sizes), live.sizes),
         )
         .await;
     }
     let now = hub.clock.now();
     let awake_until = if msg.action == Action::Stop {
-        hub.store
-            .active_overrides(now)
-            .await?
-            .into_iter()
-            .filter(|o| o.selector.matches(&msg.target))
+        let read;
+        let overrides = match overrides {
+            Some(batch) => batch,
+            None => {
+                read = hub.store.active_overrides(now).await?;
+                &read
+            }
+        };
+        overrides
+            .iter()
+            .filter(|o| o.selector.matches(&msg.target) && o.awake_until > now)
             .map(|o| o.awake_until)
             .max()
     } else {
