@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, QueueAttributeName};
 use aws_sdk_sqs::Client;
-use curfew_core::ports::PortResult;
+use curfew_core::ports::{ErrorKind, PortError, PortResult};
 use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Hub};
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -79,8 +79,8 @@ impl Dispatcher {
         messages: &[Message],
         outcome: &BatchOutcome,
     ) -> PortResult<usize> {
-        let mut done = 0;
-        for m in messages {
+        let mut deletes = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
             let id = m.message_id().unwrap_or_default();
             let handle = m.receipt_handle().unwrap_or_default();
             if outcome.failed.iter().any(|f| f == id) {
@@ -95,25 +95,46 @@ impl Dispatcher {
                     .await
                     .map_err(|e| classify("returning a message to SQS", e))?;
             } else {
-                let deleted = self
-                    .sqs
-                    .delete_message()
-                    .queue_url(url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await;
-                match deleted {
-                    Ok(_) => done += 1,
-                    // The message became visible again and was received anew while we worked
-                    // on it: that delivery is handled (idempotently) on its own.
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|s| s.is_receipt_handle_is_invalid()) => {}
-                    Err(e) => return Err(classify("deleting an SQS message", e)),
-                }
+                deletes.push(
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .build()
+                        .map_err(|e| {
+                            PortError::with_source(ErrorKind::Invalid, "building a delete", e)
+                        })?,
+                );
             }
         }
-        Ok(done)
+        if deletes.is_empty() {
+            return Ok(0);
+        }
+        // A received batch holds at most 10 messages: one DeleteMessageBatch call settles it.
+        let out = self
+            .sqs
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(deletes.clone()))
+            .send()
+            .await
+            .map_err(|e| classify("deleting SQS messages", e))?;
+        // A stale receipt handle means the message became visible again and was received anew
+        // while we worked on it: that delivery is handled (idempotently) on its own.
+        if let Some(f) = out
+            .failed
+            .iter()
+            .find(|f| f.code != "ReceiptHandleIsInvalid")
+        {
+            return Err(PortError::new(
+                ErrorKind::Other,
+                format!(
+                    "deleting an SQS message: {} {}",
+                    f.code,
+                    f.message.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        Ok(deletes.len() - out.failed.len())
     }
 
     async fn in_flight(&self, url: &str) -> PortResult<u64> {

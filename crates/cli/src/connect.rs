@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use async_trait::async_trait;
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
+use aws_config::SdkConfig;
 use curfew_aws::dispatch::Dispatcher;
 use curfew_aws::{AwsSpokes, DynamoStore, SqsQueue};
 use curfew_core::clock::{Clock, SystemClock};
@@ -62,29 +60,11 @@ impl GlobalOpts {
     }
 }
 
-/// The SDK configuration for an endpoint (an emulator) or real AWS. Against an emulator with
-/// no credentials in the environment, moto's `test` keys are used; the SDK's own retries are
-/// kept small because the adapters retry throttles themselves.
+/// The SDK configuration for an endpoint (an emulator) or real AWS; against an emulator the
+/// region defaults to the local one.
 pub async fn sdk_config(endpoint: Option<&str>, region: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(2));
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "curfew-local",
-            ));
-        }
-    }
     let region = region.or(endpoint.map(|_| LOCAL_REGION));
-    if let Some(region) = region {
-        loader = loader.region(Region::new(region.to_string()));
-    }
-    loader.load().await
+    curfew_aws::config::load_sdk_config(endpoint, region).await
 }
 
 /// The SDK configuration the global options describe. Fails, naming `--region`, when no

@@ -91,6 +91,22 @@ pub struct Override {
     pub created_at: DateTime<Utc>,
 }
 
+impl Override {
+    /// Until when the overrides in `overrides` keep `target` awake, counting only those still
+    /// active at `now`: the latest matching expiry, if any.
+    pub fn awake_until(
+        overrides: &[Override],
+        target: &Target,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        overrides
+            .iter()
+            .filter(|o| o.awake_until > now && o.selector.matches(target))
+            .map(|o| o.awake_until)
+            .max()
+    }
+}
+
 /// A saved baseline.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Baseline {

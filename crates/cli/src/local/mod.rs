@@ -145,10 +145,7 @@ fn stop_poller(dir: &std::path::Path) {
         .ok()
         .and_then(|p| p.trim().parse::<u32>().ok());
     if let Some(pid) = pid {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .stderr(std::process::Stdio::null())
-            .status();
+        emulator::stop_pid(pid);
         eprintln!("curfew local: background poller (pid {pid}) stopped");
     }
 }

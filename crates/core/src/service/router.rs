@@ -12,7 +12,7 @@ use super::{to_body, Hub};
 use crate::account::Account;
 use crate::decision::{decide, Decision, DecisionInput};
 use crate::operation::{Discovery, Operation, RouterMessage, Shard, Task, TaskMessage};
-use crate::ports::{ErrorKind, PlannedChange, PortError, PortResult};
+use crate::ports::{ErrorKind, Override, PlannedChange, PortError, PortResult};
 use crate::selector::Selector;
 use crate::target::Target;
 
@@ -225,11 +225,7 @@ pub async fn plan(
                         }
                     };
                     let baseline = hub.store.get_baseline(&target.key()).await?;
-                    let awake_until = overrides
-                        .iter()
-                        .filter(|o| o.selector.matches(&target))
-                        .map(|o| o.awake_until)
-                        .max();
+                    let awake_until = Override::awake_until(overrides, &target, now);
                     let decision = decide(&DecisionInput {
                         action,
                         kind: target.kind,

@@ -154,11 +154,7 @@ async fn apply(
                 &read
             }
         };
-        overrides
-            .iter()
-            .filter(|o| o.selector.matches(&msg.target) && o.awake_until > now)
-            .map(|o| o.awake_until)
-            .max()
+        Override::awake_until(overrides, &msg.target, now)
     } else {
         None
     };
