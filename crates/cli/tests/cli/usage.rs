@@ -1,9 +1,7 @@
 //! The command line's surface without AWS: help with examples on every command, documented
 //! variables, missing configuration named, and bad input refused before anything is reached.
 
-mod common;
-
-use common::{assert_fails, curfew};
+use crate::common::{assert_fails, curfew};
 use predicates::str::contains;
 
 const COMMANDS: [&[&str]; 28] = [

@@ -1,12 +1,10 @@
 //! `curfew local up | down | demo`: the emulator outlives `up`, is found again, is stopped by
 //! `down` by its pid; the demo runs the whole day and leaves nothing running.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use common::curfew;
+use crate::common::curfew;
 use serde_json::Value;
 
 fn alive(pid: u32) -> bool {

@@ -2,13 +2,11 @@
 //! payload of docs/INVOKE.md. A fake Lambda Invoke API on loopback stands in for AWS, reached
 //! through the SDK's service-specific endpoint variable (`AWS_ENDPOINT_URL_LAMBDA`).
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use common::{assert_fails, curfew, TestHub};
+use crate::common::{assert_fails, curfew, TestHub};
 use serde_json::{json, Value};
 
 /// Requests the fake received: (path, body).

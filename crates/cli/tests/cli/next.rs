@@ -1,8 +1,6 @@
 //! `curfew next`: the schedule preview, in JSON and tables, across daylight-saving changes.
 
-mod common;
-
-use common::{assert_fails, curfew};
+use crate::common::{assert_fails, curfew};
 use serde_json::{json, Value};
 
 fn next(cron: &str, tz: &str, after: &str, count: u32) -> Value {

@@ -1,12 +1,10 @@
-//! Every command against a hub on the emulator (one moto server for this file; each test has
+//! Every command against a hub on the emulator (one moto server per test process; each test has
 //! its own table, queues and spoke account).
-
-mod common;
 
 use std::collections::BTreeSet;
 
+use crate::common::{assert_fails, random_account, TestHub};
 use chrono::{DateTime, Duration, Utc};
-use common::{assert_fails, random_account, TestHub};
 use curfew_aws::local::spoke_role_arn;
 use serde_json::{json, Value};
 
@@ -527,8 +525,8 @@ fn local_run_once_fires_a_due_schedule_and_drains_its_operation() {
     })
     .unwrap();
     schedule.next_fire = Some(fire);
-    common::block_on(async {
-        let sdk = common::sdk(&hub.endpoint).await;
+    crate::common::block_on(async {
+        let sdk = crate::common::sdk(&hub.endpoint).await;
         curfew_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &hub.config.table)
             .create_schedule(&schedule)
             .await

@@ -1,0 +1,9 @@
+//! The `curfew` command line, end to end: one test binary (each file a module) so the suite links
+//! the AWS SDK once rather than once per file.
+
+mod aws_mode;
+mod common;
+mod hub;
+mod local;
+mod next;
+mod usage;
