@@ -36,8 +36,9 @@ $(INFRA_NPM): infra/package.json infra/package-lock.json
 infra-test: $(INFRA_NPM) ## CDK assertion tests + cdk-nag, offline synth, cfn-lint and checkov (no AWS, no cross-compile)
 	cd infra && npm test
 
-bench: emulator ## Throughput and request-count benchmarks against the emulator (figures in docs/PERFORMANCE.md)
+bench: emulator ## Benchmarks: request counts and waves on the emulator, then 100,000 targets over in-memory ports (docs/PERFORMANCE.md)
 	$(CARGO) run --release -p curfew-tests --bin curfew-bench -- $(BENCH_ARGS)
+	$(CARGO) run --release -p curfew-tests --bin curfew-scale -- $(SCALE_ARGS)
 
 build: ## Build the poller, router and worker as arm64 Lambda bootstraps with cargo-lambda (zig, no Docker)
 	rustup target add aarch64-unknown-linux-gnu
