@@ -168,3 +168,58 @@ async fn a_malformed_queued_message_ends_in_the_dead_letter_queue_and_the_drain_
     let out = sqs.receive_message().queue_url(&dlq).send().await.unwrap();
     assert_eq!(out.messages().len(), 1, "the message is in the DLQ");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_operation_shows_the_tasks_finished_so_far_and_final_counts_once_done() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], 4, 0);
+    t.seed(&fleet).await;
+    let op = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "kind=asg"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let messages = t.route_and_take_tasks().await;
+    assert_eq!(messages.len(), 4);
+
+    // Task results are counted on counter stripes; readers of a running operation sum them.
+    for msg in &messages[..3] {
+        worker::handle(&t.hub, msg).await.unwrap();
+    }
+    let running = t
+        .hub
+        .store
+        .get_operation(&op.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            running.status,
+            running.counts.total,
+            running.counts.succeeded
+        ),
+        (OpStatus::Running, 4, 3)
+    );
+    let listed = t.hub.store.list_operations(10).await.unwrap();
+    assert_eq!(listed[0].counts, running.counts);
+
+    worker::handle(&t.hub, &messages[3]).await.unwrap();
+    let done = t
+        .hub
+        .store
+        .get_operation(&op.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (done.status, done.counts.total, done.counts.succeeded),
+        (OpStatus::Succeeded, 4, 4)
+    );
+    assert_eq!(
+        t.hub.store.list_operations(10).await.unwrap()[0].counts,
+        done.counts
+    );
+}

@@ -169,12 +169,14 @@ Examples:
   curfew override --select tag:team=data --awake-until 2027-01-04T22:00:00Z
   curfew override --list")]
     Override(OverrideArgs),
-    /// The audit trail of finished operations (list-only in this version)
+    /// The audit trail of finished operations: list, verify or export it
     #[command(after_help = "\
-Example:
+Examples:
   curfew audit list --limit 10 --output json
+  curfew audit verify
+  curfew audit export audit.jsonl
 
-Only `list` is available in this version; `verify` and `export` arrive with the audit log.")]
+`verify` exits 1 when it finds a problem; `export` writes every finished operation.")]
     Audit(AuditArgs),
     /// The embedded emulator and demo fleet
     #[command(subcommand)]
@@ -457,13 +459,32 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000), value_name = "N")]
         limit: u16,
     },
-    /// Not available yet: arrives with the tamper-evident audit log
-    #[command(after_help = "Example:\n  curfew audit verify")]
+    /// Check the trail is consistent and agrees with the saved baselines; exit 1 on a problem
+    #[command(after_help = "\
+Example:
+  curfew audit verify --output json
+
+Checks every finished operation: its counts equal its task records, its status follows from
+its counts, no task is left pending, each stop ended at its kind's stopped sizes (ASG 0/0/0,
+node group 0/max/0) and no start shrank desired. Then, for each target, its last successful
+change must agree with the saved state: after a stop a baseline is saved, after a start none
+is left. Dry runs change nothing and are not counted as changes; targets with work in flight
+are not compared with their baseline. JSON:
+  {\"operations\": N, \"tasks\": M, \"problems\": [{\"operation\", \"target\", \"problem\"}]}")]
     Verify,
-    /// Not available yet: arrives with the tamper-evident audit log
-    #[command(after_help = "Example:\n  curfew audit export audit.jsonl")]
+    /// Write the whole trail to FILE as JSON Lines, one finished operation per line
+    #[command(after_help = "\
+Examples:
+  curfew audit export audit.jsonl
+  curfew audit export - | jq -c '.operation.id'
+
+Every finished operation, newest first, with all of its tasks; each line is one element of
+`curfew audit list --output json`. The file is written beside FILE and renamed into place, so
+a failed export leaves no partial file. The summary goes to stderr (with --output json, as
+{\"path\", \"operations\", \"tasks\"} on stdout, or on stderr when FILE is -).")]
     Export {
-        /// Where to write
+        /// Where to write (`-` for stdout)
+        #[arg(value_name = "FILE")]
         file: PathBuf,
     },
 }

@@ -24,8 +24,8 @@ use crate::account::{Account, SpokeRole};
 use crate::clock::ManualClock;
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use crate::ports::{
-    AccountStore, Baseline, ErrorKind, Lease, OperationStore, Override, PortError, PortResult,
-    Queue, ScheduleStore, Spokes, TargetStore,
+    AccountStore, Baseline, ErrorKind, Lease, OperationPage, OperationStore, Override, PortError,
+    PortResult, Queue, ScheduleStore, Spokes, TargetStore,
 };
 use crate::schedule::Schedule;
 use crate::service::{self, Hub, Settings};
@@ -107,6 +107,28 @@ impl AccountStore for MemoryStore {
     async fn delete_account(&self, id: &str) -> PortResult<bool> {
         Ok(lock(&self.state).accounts.remove(id).is_some())
     }
+}
+
+/// A page cursor: the last operation's position in the newest-first order.
+fn cursor(op: &Operation) -> String {
+    format!("{}#{}", op.created_at.to_rfc3339(), op.id)
+}
+
+fn parse_cursor(cursor: &str) -> PortResult<(DateTime<Utc>, String)> {
+    cursor
+        .split_once('#')
+        .and_then(|(at, id)| {
+            Some((
+                DateTime::parse_from_rfc3339(at).ok()?.to_utc(),
+                id.to_string(),
+            ))
+        })
+        .ok_or_else(|| {
+            PortError::new(
+                ErrorKind::Invalid,
+                format!("operations page cursor {cursor:?} is not one a page returned"),
+            )
+        })
 }
 
 /// The due index compares fire times at millisecond precision (its sort key's format).
@@ -205,12 +227,31 @@ impl OperationStore for MemoryStore {
         Ok(lock(&self.state).operations.get(id).cloned())
     }
 
-    async fn list_operations(&self, limit: usize) -> PortResult<Vec<Operation>> {
-        let mut ops: Vec<Operation> = lock(&self.state).operations.values().cloned().collect();
+    async fn list_operations_page(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> PortResult<OperationPage> {
+        let after = after.map(parse_cursor).transpose()?;
+        let mut ops: Vec<Operation> = lock(&self.state)
+            .operations
+            .values()
+            .filter(|op| {
+                after
+                    .as_ref()
+                    .is_none_or(|(at, id)| (op.created_at, &op.id) < (*at, id))
+            })
+            .cloned()
+            .collect();
         // The adapter's index sorts by `created_at#id`, newest first.
         ops.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-        ops.truncate(limit.clamp(1, 1000));
-        Ok(ops)
+        let limit = limit.clamp(1, 1000);
+        let next = (ops.len() > limit).then(|| cursor(&ops[limit - 1]));
+        ops.truncate(limit);
+        Ok(OperationPage {
+            operations: ops,
+            next,
+        })
     }
 
     async fn set_shards(&self, op_id: &str, shards_total: u64) -> PortResult<()> {
@@ -937,5 +978,54 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn following_pages_reads_every_operation_once_newest_first() {
+        let store = MemoryStore::new();
+        // Pairs share a creation time, so pages must break ties by id as the index does.
+        for i in 0..25 {
+            let mut o = op(&format!("op-{i:02}"));
+            o.created_at = t0() + Duration::minutes(i / 2);
+            store.create_operation(&o).await.unwrap();
+        }
+        let mut read = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = store
+                .list_operations_page(10, after.as_deref())
+                .await
+                .unwrap();
+            pages += 1;
+            assert!(page.operations.len() <= 10);
+            read.extend(page.operations.into_iter().map(|o| o.id));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        let expected: Vec<String> = (0..25).rev().map(|i| format!("op-{i:02}")).collect();
+        assert_eq!(read, expected);
+        let newest: Vec<String> = store
+            .list_operations(12)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(newest, expected[..12]);
+    }
+
+    #[tokio::test]
+    async fn a_page_cursor_no_page_returned_is_refused() {
+        let store = MemoryStore::new();
+        let err = store
+            .list_operations_page(10, Some("yesterday"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid);
+        assert!(err.message.contains("cursor"), "{err}");
     }
 }

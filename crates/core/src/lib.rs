@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod audit;
 pub mod clock;
 pub mod cron;
 pub mod decision;

@@ -120,6 +120,16 @@ pub struct Baseline {
     pub saved_at: DateTime<Utc>,
 }
 
+/// One page of operations, newest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OperationPage {
+    /// The operations on this page.
+    pub operations: Vec<Operation>,
+    /// Where the next page starts, or `None` after the last page. Opaque: pass it back to
+    /// [`OperationStore::list_operations_page`] as it is.
+    pub next: Option<String>,
+}
+
 /// Result of asking for a target's lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lease {
@@ -187,8 +197,31 @@ pub trait OperationStore: Send + Sync {
     async fn create_operation(&self, op: &Operation) -> PortResult<bool>;
     /// One operation.
     async fn get_operation(&self, id: &str) -> PortResult<Option<Operation>>;
-    /// The newest operations first.
-    async fn list_operations(&self, limit: usize) -> PortResult<Vec<Operation>>;
+    /// One page of at most `limit` operations (1 to 1000), newest first, starting after the
+    /// cursor a previous page returned (`None`: from the newest). Pages never overlap, so
+    /// following `next` to the end reads every operation once.
+    async fn list_operations_page(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> PortResult<OperationPage>;
+    /// The newest `limit` operations first, following pages as needed.
+    async fn list_operations(&self, limit: usize) -> PortResult<Vec<Operation>> {
+        let mut operations = Vec::new();
+        let mut after: Option<String> = None;
+        while operations.len() < limit {
+            let page = self
+                .list_operations_page(limit - operations.len(), after.as_deref())
+                .await?;
+            operations.extend(page.operations);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        operations.truncate(limit);
+        Ok(operations)
+    }
     /// Records the shard count and moves the operation to RUNNING, once.
     async fn set_shards(&self, op_id: &str, shards_total: u64) -> PortResult<()>;
     /// True if the shard's tasks were already planned.
@@ -204,7 +237,7 @@ pub trait OperationStore: Send + Sync {
     ) -> PortResult<()>;
     /// A shard's tasks that are not final yet.
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>>;
-    /// Every task of an operation.
+    /// Every task of an operation (adapters follow every page of the Query).
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>>;
     /// One task.
     async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>>;

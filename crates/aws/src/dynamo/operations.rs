@@ -1,10 +1,12 @@
 //! Operations, shards and tasks in the state table.
 
+use std::hash::{Hash, Hasher};
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use curfew_core::operation::{OpCounts, OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
-use curfew_core::ports::{ErrorKind, OperationStore, PortError, PortResult};
+use curfew_core::ports::{ErrorKind, OperationPage, OperationStore, PortError, PortResult};
 use curfew_core::target::Sizes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -13,6 +15,23 @@ use crate::error::{classify, retrying};
 
 /// Counters live in top-level number attributes so DynamoDB can ADD to them atomically.
 const COUNTERS: [&str; 4] = ["n_total", "n_succeeded", "n_failed", "n_skipped"];
+
+/// Task results are counted on counter stripes beside the operation item, not on it. Every
+/// finishing task's transaction updates one counter item; with hundreds of workers finishing
+/// tasks of one operation, a single counter item makes their transactions fail with
+/// TransactionConflictException, and every update of the operation item would also be
+/// rewritten into gsi2's one "OPS" partition. Readers sum the stripes of a running operation;
+/// finalizing copies the sums onto the operation item.
+const STRIPES: u64 = 32;
+
+fn stripe_sk(target_key: &str) -> String {
+    // Any stripe is correct (readers sum them all); hashing the key just spreads the load.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    target_key.hash(&mut hasher);
+    format!("{STRIPE_PREFIX}{:02}", hasher.finish() % STRIPES)
+}
+
+const STRIPE_PREFIX: &str = "COUNT#";
 
 fn op_pk(id: &str) -> String {
     format!("OP#{id}")
@@ -45,6 +64,37 @@ fn op_item(op: &Operation) -> PortResult<Item> {
     Ok(item)
 }
 
+/// The cursor of a page of the operations index: the `gsi2sk` (`created_at#id`) where the page
+/// ended, from which the whole LastEvaluatedKey (index and table keys) is rebuilt.
+fn cursor(last_key: &Item) -> PortResult<String> {
+    match last_key.get("gsi2sk") {
+        Some(AttributeValue::S(sk)) => Ok(sk.clone()),
+        _ => Err(PortError::new(
+            ErrorKind::Other,
+            "listing operations: the page's LastEvaluatedKey has no gsi2sk",
+        )),
+    }
+}
+
+fn start_key(cursor: &str) -> PortResult<Item> {
+    // `index_time` has no `#`, so the id is everything after the first one.
+    let Some((_, id)) = cursor
+        .split_once('#')
+        .filter(|(at, id)| !at.is_empty() && !id.is_empty())
+    else {
+        return Err(PortError::new(
+            ErrorKind::Invalid,
+            format!("operations page cursor {cursor:?} is not one a page returned"),
+        ));
+    };
+    Ok(Item::from([
+        ("pk".to_string(), s(op_pk(id))),
+        ("sk".to_string(), s("OP")),
+        ("gsi2pk".to_string(), s("OPS")),
+        ("gsi2sk".to_string(), s(cursor)),
+    ]))
+}
+
 fn decode_op(mut item: Item) -> PortResult<Operation> {
     let mut counts = [0u64; 4];
     for (slot, name) in counts.iter_mut().zip(COUNTERS) {
@@ -72,6 +122,24 @@ fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> PortResult<T> 
 }
 
 impl DynamoStore {
+    /// A running operation's task counts are the sums of its counter stripes; a final one
+    /// carries them on its own item (copied there when it was finalized).
+    async fn with_task_counts(&self, mut op: Operation) -> PortResult<Operation> {
+        if op.status.is_final() {
+            return Ok(op);
+        }
+        for stripe in self.query(&op_pk(&op.id), STRIPE_PREFIX).await? {
+            let count = |name: &str| match stripe.get(name) {
+                Some(AttributeValue::N(v)) => v.parse::<u64>().unwrap_or(0),
+                _ => 0,
+            };
+            op.counts.succeeded += count("n_succeeded");
+            op.counts.failed += count("n_failed");
+            op.counts.skipped += count("n_skipped");
+        }
+        Ok(op)
+    }
+
     async fn transact(&self, what: &str, items: Vec<TransactWriteItem>) -> PortResult<bool> {
         let result = retrying(|| async {
             self.client
@@ -93,11 +161,19 @@ impl OperationStore for DynamoStore {
     }
 
     async fn get_operation(&self, id: &str) -> PortResult<Option<Operation>> {
-        self.get(&op_pk(id), "OP").await?.map(decode_op).transpose()
+        match self.get(&op_pk(id), "OP").await? {
+            Some(item) => self.with_task_counts(decode_op(item)?).await.map(Some),
+            None => Ok(None),
+        }
     }
 
-    async fn list_operations(&self, limit: usize) -> PortResult<Vec<Operation>> {
+    async fn list_operations_page(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> PortResult<OperationPage> {
         let limit = limit.clamp(1, 1000) as i32;
+        let start = after.map(start_key).transpose()?;
         let out = retrying(|| async {
             self.client
                 .query()
@@ -107,16 +183,26 @@ impl OperationStore for DynamoStore {
                 .expression_attribute_values(":ops", s("OPS"))
                 .scan_index_forward(false)
                 .limit(limit)
+                .set_exclusive_start_key(start.clone())
                 .send()
                 .await
                 .map_err(|e| classify("listing operations", e))
         })
         .await?;
-        out.items
+        // DynamoDB ends a page at `limit` items or 1 MB, whichever comes first; only a missing
+        // LastEvaluatedKey means there is nothing after it.
+        let next = out.last_evaluated_key.as_ref().map(cursor).transpose()?;
+        let operations = out
+            .items
             .unwrap_or_default()
             .into_iter()
             .map(decode_op)
-            .collect()
+            .collect::<PortResult<Vec<_>>>()?;
+        let operations = stream::iter(operations.into_iter().map(|op| self.with_task_counts(op)))
+            .buffered(8)
+            .try_collect()
+            .await?;
+        Ok(OperationPage { operations, next })
     }
 
     async fn set_shards(&self, op_id: &str, shards_total: u64) -> PortResult<()> {
@@ -306,11 +392,11 @@ impl OperationStore for DynamoStore {
         let count = Update::builder()
             .table_name(&self.table)
             .key("pk", s(op_pk(op_id)))
-            .key("sk", s("OP"))
+            .key("sk", s(stripe_sk(target_key)))
             .update_expression(format!("ADD {counter} :one"))
             .expression_attribute_values(":one", n(1));
-        // One transaction: the task's final state and its count on the operation happen
-        // together, exactly once, whatever is retried or redelivered.
+        // One transaction: the task's final state and its count on the operation's counter
+        // stripe happen together, exactly once, whatever is retried or redelivered.
         let items = vec![
             TransactWriteItem::builder()
                 .update(build(task.build())?)
@@ -342,11 +428,14 @@ impl OperationStore for DynamoStore {
                 .table_name(&self.table)
                 .key("pk", s(op_pk(op_id)))
                 .key("sk", s("OP"))
-                .update_expression("SET #status = :final, finished_at = :now")
+                .update_expression("SET #status = :final, finished_at = :now, n_succeeded = :succeeded, n_failed = :failed, n_skipped = :skipped")
                 .condition_expression("#status IN (:pending, :running)")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":final", s(status.as_str()))
                 .expression_attribute_values(":now", s(now.to_rfc3339()))
+                .expression_attribute_values(":succeeded", n(op.counts.succeeded))
+                .expression_attribute_values(":failed", n(op.counts.failed))
+                .expression_attribute_values(":skipped", n(op.counts.skipped))
                 .expression_attribute_values(":pending", s(OpStatus::Pending.as_str()))
                 .expression_attribute_values(":running", s(OpStatus::Running.as_str()))
                 .send()
@@ -356,5 +445,205 @@ impl OperationStore for DynamoStore {
         .await;
         conditional(result)?;
         Ok(Some(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::query::QueryOutput;
+    use aws_sdk_dynamodb::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use chrono::TimeZone;
+    use curfew_core::decision::Action;
+    use curfew_core::operation::{Discovery, OpSource};
+    use curfew_core::selector::Selector;
+
+    fn op(id: &str, minute: u32) -> Operation {
+        Operation {
+            id: id.into(),
+            action: Action::Stop,
+            selector: Selector::parse("kind=asg").unwrap(),
+            source: OpSource::Manual,
+            created_at: Utc.with_ymd_and_hms(2027, 1, 4, 18, minute, 0).unwrap(),
+            dry_run: false,
+            default_start: None,
+            discovery: Discovery::Cached,
+            status: OpStatus::Succeeded,
+            counts: OpCounts::default(),
+            shards_total: Some(0),
+            shards_done: 0,
+            notes: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn listing_operations_follows_last_evaluated_key_from_page_to_page() {
+        let (newest, middle, oldest) = (op("op-c", 3), op("op-b", 2), op("op-a", 1));
+        let boundary = format!("{}#op-b", index_time(middle.created_at));
+        let (first_items, last_items) = (
+            vec![op_item(&newest).unwrap(), op_item(&middle).unwrap()],
+            vec![op_item(&oldest).unwrap()],
+        );
+        let first_boundary = boundary.clone();
+        let first = mock!(Client::query)
+            .match_requests(|r| {
+                r.index_name() == Some("gsi2")
+                    && r.scan_index_forward() == Some(false)
+                    && r.exclusive_start_key().is_none()
+            })
+            .then_output(move || {
+                QueryOutput::builder()
+                    .set_items(Some(first_items.clone()))
+                    .last_evaluated_key("pk", s("OP#op-b"))
+                    .last_evaluated_key("sk", s("OP"))
+                    .last_evaluated_key("gsi2pk", s("OPS"))
+                    .last_evaluated_key("gsi2sk", s(first_boundary.clone()))
+                    .build()
+            });
+        let second = mock!(Client::query)
+            .match_requests(move |r| {
+                let key = r.exclusive_start_key();
+                key.and_then(|k| k.get("pk")) == Some(&s("OP#op-b"))
+                    && key.and_then(|k| k.get("sk")) == Some(&s("OP"))
+                    && key.and_then(|k| k.get("gsi2pk")) == Some(&s("OPS"))
+                    && key.and_then(|k| k.get("gsi2sk")) == Some(&s(boundary.clone()))
+            })
+            .then_output(move || {
+                QueryOutput::builder()
+                    .set_items(Some(last_items.clone()))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&first, &second]);
+        let store = DynamoStore::new(client, "curfew-state");
+        let ids: Vec<String> = store
+            .list_operations(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(ids, ["op-c", "op-b", "op-a"]);
+        assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn listing_tasks_follows_every_page_of_the_partition() {
+        let task = |name: &str| {
+            let target = curfew_core::target::Target {
+                account: "111111111111".into(),
+                region: "eu-west-1".into(),
+                kind: curfew_core::target::TargetKind::Asg,
+                cluster: None,
+                name: name.into(),
+                tags: Default::default(),
+                cluster_tags: Default::default(),
+            };
+            encode(&Task::pending("op-a", target, Utc::now())).unwrap()
+        };
+        let (first_items, last_items) = (vec![task("web")], vec![task("worker")]);
+        let first = mock!(Client::query)
+            .match_requests(|r| r.exclusive_start_key().is_none())
+            .then_output(move || {
+                QueryOutput::builder()
+                    .set_items(Some(first_items.clone()))
+                    .last_evaluated_key("pk", s("OP#op-a"))
+                    .last_evaluated_key("sk", s("TASK#111111111111#eu-west-1#asg#web"))
+                    .build()
+            });
+        let second = mock!(Client::query)
+            .match_requests(|r| {
+                r.exclusive_start_key().and_then(|k| k.get("sk"))
+                    == Some(&s("TASK#111111111111#eu-west-1#asg#web"))
+            })
+            .then_output(move || {
+                QueryOutput::builder()
+                    .set_items(Some(last_items.clone()))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&first, &second]);
+        let store = DynamoStore::new(client, "curfew-state");
+        let names: Vec<String> = store
+            .list_tasks("op-a")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.target.name)
+            .collect();
+        assert_eq!(names, ["web", "worker"]);
+    }
+
+    #[test]
+    fn a_page_cursor_no_page_returned_is_refused() {
+        let err = start_key("no-hash-here").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid);
+        assert!(err.message.contains("cursor"), "{err}");
+    }
+}
+
+/// Request shapes of the counter stripes (aws-smithy-mocks).
+#[cfg(test)]
+mod counter_stripes {
+    use super::*;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+    use aws_sdk_dynamodb::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use chrono::TimeZone;
+
+    /// The keys a TransactWriteItems request updates, in order.
+    fn updated_keys(items: &[TransactWriteItem]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .filter_map(|i| i.update())
+            .map(|u| {
+                let key = |name| match u.key().get(name) {
+                    Some(AttributeValue::S(v)) => v.clone(),
+                    _ => String::new(),
+                };
+                (key("pk"), key("sk"))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_finished_task_is_counted_on_a_counter_stripe_not_on_the_operation_item() {
+        let finish = mock!(Client::transact_write_items)
+            .match_requests(|r| {
+                let keys = updated_keys(r.transact_items());
+                keys.len() == 2
+                    && keys[0]
+                        == (
+                            "OP#op-1".into(),
+                            "TASK#111111111111#eu-west-1#asg#web".into(),
+                        )
+                    && keys[1].0 == "OP#op-1"
+                    && keys[1].1.starts_with(STRIPE_PREFIX)
+                    && r.transact_items()[1]
+                        .update()
+                        .is_some_and(|u| u.update_expression() == "ADD n_succeeded :one")
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&finish]);
+        let store = DynamoStore::new(client, "curfew-state");
+        let outcome = TaskOutcome {
+            status: TaskStatus::Succeeded,
+            reason: None,
+            before: Some(Sizes::new(1, 4, 2)),
+            after: Some(Sizes::new(0, 0, 0)),
+        };
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
+        assert!(store
+            .finish_task("op-1", "111111111111#eu-west-1#asg#web", &outcome, now)
+            .await
+            .unwrap());
+        assert_eq!(finish.num_calls(), 1);
+    }
+
+    #[test]
+    fn task_keys_spread_over_every_counter_stripe() {
+        let stripes: std::collections::BTreeSet<String> = (0..2000)
+            .map(|i| stripe_sk(&format!("111111111111#eu-west-1#asg#group-{i}")))
+            .collect();
+        assert_eq!(stripes.len() as u64, STRIPES);
     }
 }
