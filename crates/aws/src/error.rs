@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use backon::{ExponentialBuilder, Retryable};
@@ -53,6 +54,7 @@ pub fn kind_of_code(code: Option<&str>) -> ErrorKind {
         | "InvalidRequestException"
         | "MalformedPolicyDocument"
         | "InvalidParameterValueException" => ErrorKind::Invalid,
+        "ConditionalCheckFailedException" => ErrorKind::ConditionFailed,
         _ => ErrorKind::Other,
     }
 }
@@ -82,6 +84,41 @@ where
         other => (ErrorKind::Other, other.to_string()),
     };
     PortError::with_source(kind, format!("{what}: {detail}"), err)
+}
+
+/// Classifies a TransactWriteItems error. A cancelled transaction gives one reason per item;
+/// its kind follows them: a failed condition is an answer, a conflict with another transaction
+/// on the same item (or a throttle) is retried, anything else is not ours to guess.
+pub fn classify_transaction<R>(what: &str, err: SdkError<TransactWriteItemsError, R>) -> PortError
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let SdkError::ServiceError(service) = &err else {
+        return classify(what, err);
+    };
+    let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() else {
+        return classify(what, err);
+    };
+    let codes: Vec<&str> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .filter_map(|r| r.code())
+        .filter(|code| *code != "None")
+        .collect();
+    let kind = if codes.contains(&"ConditionalCheckFailed") {
+        ErrorKind::ConditionFailed
+    } else if codes.iter().any(|code| {
+        matches!(
+            *code,
+            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+        )
+    }) {
+        ErrorKind::Throttled
+    } else {
+        ErrorKind::Other
+    };
+    let message = format!("{what}: transaction cancelled ({})", codes.join(", "));
+    PortError::with_source(kind, message, err)
 }
 
 /// The backoff used around our own retry loops: jittered, exponential, a few tries. The SDK's

@@ -145,7 +145,7 @@ impl ScheduleStore for MemoryStore {
         let mut state = lock(&self.state);
         if state.schedules.contains_key(&schedule.name) {
             return Err(PortError::new(
-                ErrorKind::Invalid,
+                ErrorKind::ConditionFailed,
                 format!(
                     "invalid name: a schedule named {:?} already exists",
                     schedule.name

@@ -24,6 +24,9 @@ pub enum ErrorKind {
     AccessDenied,
     /// The request was invalid: retrying will not help.
     Invalid,
+    /// A conditional write's condition did not hold (the item already exists, is already
+    /// final, is leased by someone else): an answer, not a fault.
+    ConditionFailed,
     /// Anything else (network, unexpected response).
     Other,
 }
@@ -163,7 +166,7 @@ pub trait AccountStore: Send + Sync {
 /// Schedules.
 #[async_trait]
 pub trait ScheduleStore: Send + Sync {
-    /// Creates a schedule; `NotFound`-free: fails with `Invalid` if the name is taken.
+    /// Creates a schedule; fails with `ConditionFailed` if the name is taken.
     async fn create_schedule(&self, schedule: &Schedule) -> PortResult<()>;
     /// One schedule.
     async fn get_schedule(&self, name: &str) -> PortResult<Option<Schedule>>;

@@ -156,15 +156,9 @@ impl DynamoStore {
 pub(crate) fn conditional<T>(result: PortResult<T>) -> PortResult<bool> {
     match result {
         Ok(_) => Ok(true),
-        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) if e.kind == ErrorKind::ConditionFailed => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-pub(crate) fn is_condition_failure(e: &PortError) -> bool {
-    e.message.contains("ConditionalCheckFailed")
-        || (e.message.contains("TransactionCanceled")
-            && e.message.contains("ConditionalCheckFailed"))
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
@@ -252,7 +246,7 @@ impl ScheduleStore for DynamoStore {
             Ok(())
         } else {
             Err(PortError::new(
-                ErrorKind::Invalid,
+                ErrorKind::ConditionFailed,
                 format!(
                     "invalid name: a schedule named {:?} already exists",
                     schedule.name

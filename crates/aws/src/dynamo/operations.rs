@@ -11,7 +11,7 @@ use curfew_core::target::Sizes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::{conditional, decode, encode, index_time, n, s, DynamoStore, Item};
-use crate::error::{classify, retrying};
+use crate::error::{classify, classify_transaction, retrying};
 
 /// Counters live in top-level number attributes so DynamoDB can ADD to them atomically.
 const COUNTERS: [&str; 4] = ["n_total", "n_succeeded", "n_failed", "n_skipped"];
@@ -147,7 +147,7 @@ impl DynamoStore {
                 .set_transact_items(Some(items.clone()))
                 .send()
                 .await
-                .map_err(|e| classify(what, e))
+                .map_err(|e| classify_transaction(what, e))
         })
         .await;
         conditional(result)
@@ -581,11 +581,14 @@ mod tests {
     }
 }
 
-/// Request shapes of the counter stripes (aws-smithy-mocks).
+/// Finishing a task: the counter stripe it counts on, and how a cancelled transaction is read
+/// (aws-smithy-mocks).
 #[cfg(test)]
 mod counter_stripes {
     use super::*;
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+    use aws_sdk_dynamodb::operation::transact_write_items::{
+        TransactWriteItemsError, TransactWriteItemsOutput,
+    };
     use aws_sdk_dynamodb::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use chrono::TimeZone;
@@ -637,6 +640,78 @@ mod counter_stripes {
             .await
             .unwrap());
         assert_eq!(finish.num_calls(), 1);
+    }
+
+    fn cancelled(reasons: &'static [&'static str]) -> TransactWriteItemsError {
+        use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+        use aws_sdk_dynamodb::types::CancellationReason;
+        TransactWriteItemsError::TransactionCanceledException(
+            TransactionCanceledException::builder()
+                .message(
+                    "Transaction cancelled, please refer cancellation reasons for specific reasons",
+                )
+                .set_cancellation_reasons(Some(
+                    reasons
+                        .iter()
+                        .map(|code| CancellationReason::builder().code(*code).build())
+                        .collect(),
+                ))
+                .meta(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("TransactionCanceledException")
+                        .build(),
+                )
+                .build(),
+        )
+    }
+
+    async fn finish_after(first: &'static [&'static str]) -> (PortResult<bool>, usize) {
+        let refused = mock!(Client::transact_write_items).then_error(move || cancelled(first));
+        let accepted = mock!(Client::transact_write_items)
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&refused, &accepted]
+        );
+        let store = DynamoStore::new(client, "curfew-state");
+        let outcome = TaskOutcome {
+            status: TaskStatus::Skipped,
+            reason: Some("already stopped".into()),
+            before: None,
+            after: None,
+        };
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
+        let result = store
+            .finish_task("op-1", "111111111111#eu-west-1#asg#web", &outcome, now)
+            .await;
+        (result, refused.num_calls() + accepted.num_calls())
+    }
+
+    #[tokio::test]
+    async fn a_transaction_cancelled_by_its_condition_means_the_task_was_already_final() {
+        let (result, calls) = finish_after(&["ConditionalCheckFailed", "None"]).await;
+        assert!(
+            !result.unwrap(),
+            "an already final task is not finished again"
+        );
+        assert_eq!(calls, 1, "a failed condition is not retried");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_cancelled_by_a_conflict_on_a_counter_is_retried() {
+        let (result, calls) = finish_after(&["None", "TransactionConflict"]).await;
+        assert!(result.unwrap());
+        assert_eq!(calls, 2);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_cancelled_for_another_reason_is_an_error_naming_it() {
+        let (result, calls) = finish_after(&["ValidationError", "None"]).await;
+        let e = result.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Other);
+        assert!(e.message.contains("ValidationError"), "{}", e.message);
+        assert_eq!(calls, 1);
     }
 
     #[test]

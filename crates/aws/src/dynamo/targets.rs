@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use chrono::{DateTime, Duration, Utc};
-use curfew_core::ports::{Baseline, Lease, Override, PortResult, TargetStore};
+use curfew_core::ports::{Baseline, ErrorKind, Lease, Override, PortResult, TargetStore};
 use curfew_core::target::Target;
 
-use super::{conditional, decode, encode, is_condition_failure, n, s, DynamoStore, Item};
+use super::{conditional, decode, encode, n, s, DynamoStore, Item};
 use crate::error::{classify, retrying};
 
 fn target_pk(target_key: &str) -> String {
@@ -140,7 +140,7 @@ impl TargetStore for DynamoStore {
         .await;
         match result {
             Ok(_) => Ok(Lease::Acquired),
-            Err(e) if is_condition_failure(&e) => {
+            Err(e) if e.kind == ErrorKind::ConditionFailed => {
                 let item = self.get(&pk, "LEASE").await?.unwrap_or_default();
                 let newer = millis(&item, "last_op_at")
                     .is_some_and(|at| at > op_created_at.timestamp_millis());

@@ -139,7 +139,7 @@ async fn add(args: ScheduleAddArgs, opts: &GlobalOpts) -> Result<()> {
     let store = connect::store(opts).await?;
     match store.create_schedule(&schedule).await {
         Ok(()) => {}
-        Err(e) if e.kind == ErrorKind::Invalid && e.message.contains("already exists") => {
+        Err(e) if e.kind == ErrorKind::ConditionFailed => {
             return Err(anyhow!(
                 "a schedule named {:?} already exists (delete it first)",
                 schedule.name
