@@ -77,13 +77,32 @@ where
             (kind, detail)
         }
         SdkError::TimeoutError(_) => (ErrorKind::Throttled, "timed out".to_string()),
-        SdkError::DispatchFailure(d) => (
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => (
             ErrorKind::Other,
             format!("could not reach the service: {d:?}"),
+        ),
+        // Not the network: e.g. no credentials could be loaded. Say what it was.
+        SdkError::DispatchFailure(_) => (
+            ErrorKind::Other,
+            format!("the request was not sent: {}", causes(&err)),
         ),
         other => (ErrorKind::Other, other.to_string()),
     };
     PortError::with_source(kind, format!("{what}: {detail}"), err)
+}
+
+/// An error and its sources as one line of their messages (no Debug dumps), repeats dropped.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Classifies a TransactWriteItems error. A cancelled transaction gives one reason per item;
@@ -160,5 +179,28 @@ mod tests {
         );
         assert_eq!(kind_of_code(Some("ValidationError")), ErrorKind::Invalid);
         assert_eq!(kind_of_code(None), ErrorKind::Other);
+    }
+
+    #[test]
+    fn missing_credentials_are_named_not_reported_as_an_unreachable_service() {
+        use aws_credential_types::provider::error::CredentialsError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        use aws_smithy_runtime_api::http::Response;
+
+        let err: SdkError<aws_sdk_dynamodb::operation::query::QueryError, Response> =
+            SdkError::dispatch_failure(ConnectorError::other(
+                Box::new(CredentialsError::not_loaded(
+                    "no credentials found in chain",
+                )),
+                None,
+            ));
+        let e = classify("querying the state table", err);
+        assert!(!e.message.contains("could not reach"), "{}", e.message);
+        assert!(e.message.contains("no credentials found"), "{}", e.message);
+        assert!(
+            !e.message.contains("ConnectorError"),
+            "no Debug dump: {}",
+            e.message
+        );
     }
 }

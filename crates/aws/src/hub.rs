@@ -43,21 +43,33 @@ fn var(name: &'static str) -> Result<String, ConfigError> {
     }
 }
 
-fn minutes(name: &'static str, default: i64) -> Result<chrono::Duration, ConfigError> {
+/// A whole number from the environment, within `range` (so no date arithmetic can overflow).
+fn bounded(
+    name: &'static str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    unit: &str,
+) -> Result<i64, ConfigError> {
     match std::env::var(name) {
-        Err(_) => Ok(chrono::Duration::minutes(default)),
+        Err(_) => Ok(default),
         Ok(v) => v
             .trim()
             .parse::<i64>()
             .ok()
-            .filter(|m| *m >= 0)
-            .map(chrono::Duration::minutes)
+            .filter(|n| range.contains(n))
             .ok_or_else(|| ConfigError {
                 name,
-                reason: format!("{v:?} is not a whole number of minutes"),
+                reason: format!(
+                    "{v:?} is not a whole number of {unit} from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
             }),
     }
 }
+
+/// A week, in minutes: the most a catch-up window or an inventory's age may be.
+const WEEK_MINUTES: i64 = 7 * 24 * 60;
 
 impl HubConfig {
     /// Reads `CURFEW_TABLE`, `CURFEW_ROUTER_QUEUE_URL` and `CURFEW_TASK_QUEUE_URL`.
@@ -70,27 +82,30 @@ impl HubConfig {
     }
 }
 
-/// Reads the tunables: `CURFEW_CATCHUP_MINUTES` (default 60), `CURFEW_INVENTORY_MINUTES`
-/// (default 15) and `CURFEW_LEASE_SECONDS` (default 900).
+/// Reads the tunables: `CURFEW_CATCHUP_MINUTES` (default 60) and `CURFEW_INVENTORY_MINUTES`
+/// (default 15), each at most a week, and `CURFEW_LEASE_SECONDS` (default 900, 1 to 86400).
 pub fn settings_from_env() -> Result<Settings, ConfigError> {
-    let mut settings = Settings {
-        catchup: minutes("CURFEW_CATCHUP_MINUTES", 60)?,
-        inventory_ttl: minutes("CURFEW_INVENTORY_MINUTES", 15)?,
+    Ok(Settings {
+        catchup: chrono::Duration::minutes(bounded(
+            "CURFEW_CATCHUP_MINUTES",
+            60,
+            0..=WEEK_MINUTES,
+            "minutes",
+        )?),
+        inventory_ttl: chrono::Duration::minutes(bounded(
+            "CURFEW_INVENTORY_MINUTES",
+            15,
+            0..=WEEK_MINUTES,
+            "minutes",
+        )?),
+        lease_ttl: chrono::Duration::seconds(bounded(
+            "CURFEW_LEASE_SECONDS",
+            900,
+            1..=86_400,
+            "seconds",
+        )?),
         ..Settings::default()
-    };
-    if let Ok(v) = std::env::var("CURFEW_LEASE_SECONDS") {
-        let secs: i64 = v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| ConfigError {
-                name: "CURFEW_LEASE_SECONDS",
-                reason: format!("{v:?} is not a positive number of seconds"),
-            })?;
-        settings.lease_ttl = chrono::Duration::seconds(secs);
-    }
-    Ok(settings)
+    })
 }
 
 /// Builds the hub's adapters once (SDK clients are cheap to clone and share connections).
@@ -201,4 +216,35 @@ pub async fn hub_from_env() -> Result<Hub, ConfigError> {
         Arc::new(curfew_core::clock::SystemClock),
         settings,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One test owns these variables (others in this binary never read them).
+    #[test]
+    fn tunables_out_of_range_are_refused_naming_the_variable() {
+        std::env::set_var("CURFEW_LEASE_SECONDS", "99999999999999999");
+        let e = settings_from_env().unwrap_err();
+        assert_eq!(e.name, "CURFEW_LEASE_SECONDS");
+        assert!(e.reason.contains("1 to 86400"), "{}", e.reason);
+        std::env::set_var("CURFEW_LEASE_SECONDS", "120");
+        std::env::set_var("CURFEW_CATCHUP_MINUTES", "99999999999");
+        assert_eq!(
+            settings_from_env().unwrap_err().name,
+            "CURFEW_CATCHUP_MINUTES"
+        );
+        std::env::set_var("CURFEW_CATCHUP_MINUTES", "30");
+        let settings = settings_from_env().unwrap();
+        assert_eq!(
+            (settings.lease_ttl, settings.catchup),
+            (
+                chrono::Duration::seconds(120),
+                chrono::Duration::minutes(30)
+            )
+        );
+        std::env::remove_var("CURFEW_LEASE_SECONDS");
+        std::env::remove_var("CURFEW_CATCHUP_MINUTES");
+    }
 }

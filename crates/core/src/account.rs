@@ -89,6 +89,16 @@ impl Account {
                     reason: "must be 2 to 1224 characters".into(),
                 });
             }
+            // STS's pattern for ExternalId is [\w+=,.@:/-]*: anything else fails every AssumeRole.
+            if let Some(c) = ext
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(*c)))
+            {
+                return Err(AccountError {
+                    field: "external_id",
+                    reason: format!("{c:?} is not allowed (letters, digits and _+=,.@:/- only)"),
+                });
+            }
         }
         let mut regions: Vec<String> = regions
             .iter()
@@ -121,12 +131,16 @@ impl Account {
     }
 }
 
+/// The shape of an AWS region name (`eu-west-1`, `us-gov-west-1`): lowercase words and a
+/// number. Whether the region exists is the spoke's answer at discovery.
 fn is_region_name(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
     parts.len() >= 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
         && parts
             .last()
             .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
@@ -135,6 +149,38 @@ fn is_region_name(r: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_external_id_sts_would_refuse_is_refused_here() {
+        let e = Account::new(
+            "111111111111",
+            "arn:aws:iam::111111111111:role/curfew-spoke",
+            Some("bad id with spaces"),
+            &["eu-west-1".to_string()],
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "external_id");
+        assert!(Account::new(
+            "111111111111",
+            "arn:aws:iam::111111111111:role/curfew-spoke",
+            Some("curfew-hub_2027+a=b,c.d@e:f/g"),
+            &["eu-west-1".to_string()],
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn region_names_are_lowercase() {
+        let e = Account::new(
+            "111111111111",
+            "arn:aws:iam::111111111111:role/curfew-spoke",
+            None,
+            &["EU-WEST-1".to_string()],
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "regions");
+        assert!(is_region_name("us-gov-west-1"));
+    }
 
     #[test]
     fn a_valid_account_keeps_sorted_unique_regions() {

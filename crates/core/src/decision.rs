@@ -91,6 +91,11 @@ pub enum SkipReason {
     StoppedWithoutBaseline,
     /// Start: no baseline saved and no default size configured.
     NoBaseline,
+    /// Start: no baseline saved and the target is not at its stopped sizes: curfew did not put
+    /// it to sleep, so a default start size must not resize it.
+    AwakeWithoutBaseline,
+    /// Start: no baseline saved, asleep, and already at the schedule's default start sizes.
+    AtDefaultStart,
     /// Stop: an override keeps it awake.
     KeptAwake(DateTime<Utc>),
 }
@@ -104,6 +109,12 @@ impl fmt::Display for SkipReason {
             ),
             SkipReason::NoBaseline => f.write_str(
                 "no saved baseline to restore (it was not stopped by curfew) and no default size is set",
+            ),
+            SkipReason::AwakeWithoutBaseline => f.write_str(
+                "not stopped by curfew (no saved baseline) and not at its stopped sizes; left as it is",
+            ),
+            SkipReason::AtDefaultStart => f.write_str(
+                "no saved baseline; already at the schedule's default start sizes",
             ),
             SkipReason::KeptAwake(until) => {
                 write!(f, "kept awake by an override until {}", until.to_rfc3339())
@@ -141,25 +152,40 @@ pub fn decide(input: &DecisionInput) -> Decision {
                 },
             }
         }
-        Action::Start => {
-            let Some(restore) = input.baseline.or(input.default_start) else {
-                return Decision::Skip(SkipReason::NoBaseline);
-            };
-            let to = start_sizes(restore, live);
-            if to == live {
-                if input.baseline.is_some() {
+        Action::Start => match input.baseline {
+            Some(baseline) => {
+                let to = start_sizes(baseline, live);
+                if to == live {
                     Decision::RetireBaseline
                 } else {
-                    Decision::Skip(SkipReason::NoBaseline)
-                }
-            } else {
-                Decision::Scale {
-                    save_baseline: None,
-                    to,
-                    retire_baseline: input.baseline.is_some(),
+                    Decision::Scale {
+                        save_baseline: None,
+                        to,
+                        retire_baseline: true,
+                    }
                 }
             }
-        }
+            // A default start size is for targets found asleep with nothing to restore; a
+            // running group that curfew never stopped is someone else's and keeps its sizes.
+            None => {
+                let Some(default) = input.default_start else {
+                    return Decision::Skip(SkipReason::NoBaseline);
+                };
+                if live != input.kind.stopped_sizes(live) {
+                    return Decision::Skip(SkipReason::AwakeWithoutBaseline);
+                }
+                let to = start_sizes(default, live);
+                if to == live {
+                    Decision::Skip(SkipReason::AtDefaultStart)
+                } else {
+                    Decision::Scale {
+                        save_baseline: None,
+                        to,
+                        retire_baseline: false,
+                    }
+                }
+            }
+        },
     }
 }
 
@@ -325,6 +351,31 @@ mod tests {
                 retire_baseline: true
             }
         );
+    }
+
+    #[test]
+    fn a_default_start_size_never_resizes_a_running_group_curfew_did_not_stop() {
+        let mut i = input(Action::Start, TargetKind::Asg, Sizes::new(1, 6, 2), None);
+        i.default_start = Some(Sizes::new(1, 3, 2));
+        assert_eq!(decide(&i), Decision::Skip(SkipReason::AwakeWithoutBaseline));
+        // An ASG at 0/4/0 is not at its stopped sizes (0/0/0) either.
+        i.live.sizes = Sizes::new(0, 4, 0);
+        assert_eq!(decide(&i), Decision::Skip(SkipReason::AwakeWithoutBaseline));
+    }
+
+    #[test]
+    fn an_asleep_node_group_already_at_the_default_start_is_skipped_saying_so() {
+        let mut i = input(
+            Action::Start,
+            TargetKind::Nodegroup,
+            Sizes::new(0, 3, 0),
+            None,
+        );
+        i.default_start = Some(Sizes::new(0, 3, 0));
+        assert_eq!(decide(&i), Decision::Skip(SkipReason::AtDefaultStart));
+        assert!(SkipReason::AtDefaultStart
+            .to_string()
+            .contains("default start"));
     }
 
     #[test]

@@ -112,14 +112,17 @@ pub struct Schedule {
     pub next_fire: Option<DateTime<Utc>>,
 }
 
-/// Parses `90s`, `15m`, `2h`, `1h30m` or a bare number of minutes.
+/// Parses `90s`, `15m`, `2h`, `1h30m`, `7d` or a bare number of minutes. `None` for anything
+/// else, including amounts too large to represent (they would overflow every date they touch).
 pub fn parse_duration(input: &str) -> Option<Duration> {
     let s = input.trim();
     if s.is_empty() {
         return None;
     }
     if let Ok(minutes) = s.parse::<i64>() {
-        return (minutes >= 0).then(|| Duration::minutes(minutes));
+        return (minutes >= 0)
+            .then(|| Duration::try_minutes(minutes))
+            .flatten();
     }
     let mut total = Duration::zero();
     let mut digits = String::new();
@@ -130,13 +133,14 @@ pub fn parse_duration(input: &str) -> Option<Duration> {
         }
         let n: i64 = digits.parse().ok()?;
         digits.clear();
-        total += match c {
-            's' => Duration::seconds(n),
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
+        let part = match c {
+            's' => Duration::try_seconds(n),
+            'm' => Duration::try_minutes(n),
+            'h' => Duration::try_hours(n),
+            'd' => Duration::try_days(n),
             _ => return None,
-        };
+        }?;
+        total = total.checked_add(&part)?;
     }
     digits.is_empty().then_some(total)
 }
@@ -222,9 +226,12 @@ impl Schedule {
         for _ in 0..10_000 {
             let fire = self.cron.next_after(cursor)?;
             if !self.skip_dates.contains(&fire.local.date_naive()) {
+                // The prewarmed instant's local time carries the offset in force then, which
+                // differs from the cron fire's when a DST change falls in between.
+                let utc = fire.utc - self.prewarm;
                 return Some(FireTime {
-                    utc: fire.utc - self.prewarm,
-                    local: fire.local - self.prewarm,
+                    utc,
+                    local: utc.with_timezone(&self.cron.zone()).fixed_offset(),
                 });
             }
             cursor = fire.utc;
@@ -295,6 +302,28 @@ mod tests {
             mutate(&mut r);
             assert_eq!(Schedule::try_from(r).unwrap_err().field(), field);
         }
+    }
+
+    #[test]
+    fn a_prewarmed_fire_across_a_dst_change_shows_the_offset_in_force_then() {
+        let mut r = record();
+        r.cron = "30 3 28 3 *".into();
+        r.tz = "Europe/Berlin".into();
+        r.prewarm_minutes = 120;
+        let s = Schedule::try_from(r).unwrap();
+        let fire = s
+            .next_fire_after(Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap())
+            .unwrap();
+        assert_eq!(fire.utc.to_rfc3339(), "2027-03-27T23:30:00+00:00");
+        assert_eq!(fire.local.to_rfc3339(), "2027-03-28T00:30:00+01:00");
+    }
+
+    #[test]
+    fn durations_too_large_to_represent_are_refused_not_panicked_on() {
+        assert_eq!(parse_duration("99999999999999h"), None);
+        assert_eq!(parse_duration("99999999999999999"), None);
+        assert_eq!(parse_duration("9999999999999999s"), None);
+        assert_eq!(parse_duration("106751991167d1d"), None);
     }
 
     #[test]
