@@ -10,8 +10,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 demo: ## The main job on the embedded emulator: hub + 3 spokes + ~60 targets, a simulated day of stop/start
-	$(CARGO) build -p curfew-cli
-	./target/debug/curfew local demo
+	$(CARGO) run -p curfew-cli -- local demo
 
 test: lint unit infra-test ## Everything CI runs: fmt, clippy, unit + emulator integration tests, infra tests and static checks
 
@@ -51,4 +50,4 @@ deploy: build $(INFRA_NPM) ## Deploy the hub to the current AWS account/region (
 	cd infra && CDK_DISABLE_CLI_TELEMETRY=true ./scripts/with-cargo-lambda.sh npx cdk deploy CurfewHub --exclusively --no-notices $(DEPLOY_ARGS)
 
 clean-local: ## Stop a `curfew local up` emulator and remove its state
-	-./target/debug/curfew local down
+	-$(CARGO) run -q -p curfew-cli -- local down

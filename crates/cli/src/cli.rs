@@ -8,7 +8,12 @@ use curfew_core::decision::Action;
 use curfew_core::operation::Discovery;
 use curfew_core::selector::Selector;
 
-const ENVIRONMENT: &str = "\
+const TOP_HELP: &str = "\
+Examples:
+  curfew next --cron '0 19 * * 1-5' --tz Europe/Berlin --count 3
+  eval \"$(curfew local up)\"
+  curfew stop --select tag:env=dev,region=eu-west-1 --wait
+
 Environment (a flag overrides its variable):
   AWS_ENDPOINT_URL         --endpoint: an emulator; stop/start/trigger then run in-process
   AWS_REGION               --region: the hub's region (local mode: eu-west-1)
@@ -35,7 +40,14 @@ Errors are one line on stderr starting with `error: `.";
 /// curfew puts EKS managed node groups and EC2 Auto Scaling groups to sleep on cron schedules
 /// and wakes them exactly as they were.
 #[derive(Debug, Parser)]
-#[command(name = "curfew", version, after_help = ENVIRONMENT)]
+// A missing subcommand is an error on one line (see `main`), not the whole help:
+// `arg_required_else_help = false` here and on the command groups below.
+#[command(
+    name = "curfew",
+    version,
+    after_help = TOP_HELP,
+    arg_required_else_help = false
+)]
 pub struct Cli {
     /// Where the hub is and how to print.
     #[command(flatten)]
@@ -127,9 +139,26 @@ once at the first occurrence of a repeated fall-back time; others follow real ti
     Next(NextArgs),
     /// Register, list and remove spoke accounts
     #[command(subcommand)]
+    #[command(
+        arg_required_else_help = false,
+        after_help = "\
+Examples:
+  curfew account add 111111111111 --role arn:aws:iam::111111111111:role/curfew-spoke \\
+      --regions eu-west-1
+  curfew account list"
+    )]
     Account(AccountCommand),
     /// Add, list, show, enable, disable and delete schedules
     #[command(subcommand)]
+    #[command(
+        arg_required_else_help = false,
+        after_help = "\
+Examples:
+  curfew schedule add dev-evening-stop --cron '0 19 * * 1-5' --tz Europe/Berlin \\
+      --action stop --select tag:env=dev
+  curfew schedule list
+  curfew schedule disable dev-evening-stop"
+    )]
     Schedule(ScheduleCommand),
     /// What a stop or start would change, target by target; changes nothing
     #[command(after_help = "\
@@ -180,6 +209,14 @@ Examples:
     Audit(AuditArgs),
     /// The embedded emulator and demo fleet
     #[command(subcommand)]
+    #[command(
+        arg_required_else_help = false,
+        after_help = "\
+Examples:
+  eval \"$(curfew local up)\"
+  curfew local demo
+  eval \"$(curfew local down)\""
+    )]
     Local(LocalCommand),
 }
 

@@ -1,7 +1,8 @@
 //! `curfew`: the operator's command line (DESIGN.md "The operator's command line").
 //!
 //! Wiring only: parse, set up diagnostics, run the command on a tokio runtime, and turn any
-//! failure into one line on stderr with exit code 2 (bad input) or 1 (run time).
+//! failure into one line on stderr with exit code 2 (bad input) or 1 (run time). A reader that
+//! closes stdout early (`curfew ops | head -1`) ends the command quietly.
 
 mod cli;
 mod commands;
@@ -11,9 +12,10 @@ mod local;
 mod output;
 mod progress;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::error::ErrorKind;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -21,9 +23,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             return match e.kind() {
-                ErrorKind::DisplayHelp
-                | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+                ErrorKind::MissingSubcommand => {
+                    eprintln!("{}", missing_subcommand_line(&e));
+                    ExitCode::from(2)
+                }
                 _ => {
                     eprintln!("{}", error::clap_line(&e));
                     ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     let endpoint = cli.global.endpoint().map(str::to_string);
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if output::stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let mut line = error::one_line(&e);
             if let (Some(endpoint), true) = (endpoint, line.contains("could not reach the service"))
@@ -56,14 +61,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// `curfew account` without a subcommand: the subcommands on one line, not the whole help
+/// (every failure is one line on stderr).
+fn missing_subcommand_line(e: &clap::Error) -> String {
+    let command = match e.get(ContextKind::InvalidSubcommand) {
+        Some(ContextValue::String(name)) => name.as_str(),
+        _ => "curfew",
+    };
+    let choices = match e.get(ContextKind::ValidSubcommand) {
+        Some(ContextValue::Strings(names)) => names
+            .iter()
+            .filter(|name| *name != "help")
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    };
+    format!("error: `{command}` needs a subcommand: {choices} (see `{command} --help`)")
+}
+
 /// Logs from the shared services go to stderr, filtered by `CURFEW_LOG` (default `error`),
-/// so tables and JSON on stdout stay clean.
+/// so tables and JSON on stdout stay clean; colour only when stderr is a terminal.
 fn init_diagnostics() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CURFEW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

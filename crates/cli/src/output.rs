@@ -1,9 +1,14 @@
 //! Printing: comfy-table tables for people, JSON for scripts, and the JSON shapes the contract
 //! promises (times as `2027-03-28T01:00:00Z` and `2027-03-28T03:00:00+02:00`).
+//!
+//! Command output goes through [`outln!`] and [`print_json`], never `println!`: when the reader
+//! of stdout goes away (`curfew ops | head -1`) they return [`StdoutClosed`] instead of
+//! panicking, and `main` ends the command quietly, as Unix tools do.
 
-use std::io::Write;
+use std::fmt;
+use std::io::{self, Write};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, FixedOffset, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
@@ -22,12 +27,50 @@ pub fn table<const N: usize>(header: [&str; N]) -> Table {
     table
 }
 
+/// The reader of stdout has gone away: the command stops without an error line, since nobody
+/// is left to read its output.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout is closed")]
+pub struct StdoutClosed;
+
+/// True when `err` is (or was caused by) [`StdoutClosed`].
+pub fn stdout_closed(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| cause.is::<StdoutClosed>())
+}
+
+/// A failed write to stdout: [`StdoutClosed`] for a broken pipe, else the I/O error.
+pub fn stdout_error(e: io::Error) -> anyhow::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(e).context("writing to stdout")
+    }
+}
+
+/// Writes formatted text to stdout; what [`outln!`] expands to.
+pub fn write_stdout(args: fmt::Arguments<'_>) -> Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
+}
+
+/// `println!` for command output, returning `Result` (see [`StdoutClosed`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
-    writeln!(out).context("writing JSON")?;
-    Ok(())
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)
+        .map_err(io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
 }
 
 /// `2027-03-28T01:00:00Z`.
@@ -142,16 +185,15 @@ pub const OPERATION_HEADER: [&str; 10] = [
 ];
 
 /// Prints an operation and its tasks as tables.
-pub fn print_operation(op: &Operation, tasks: &[Task]) {
+pub fn print_operation(op: &Operation, tasks: &[Task]) -> Result<()> {
     let mut summary = table(OPERATION_HEADER);
     summary.add_row(operation_row(op));
-    println!("{summary}");
+    outln!("{summary}")?;
     for note in &op.notes {
-        println!("note: {note}");
+        outln!("note: {note}")?;
     }
     if tasks.is_empty() {
-        println!("no tasks");
-        return;
+        return outln!("no tasks");
     }
     let mut t = table([
         "target", "account", "region", "kind", "status", "before", "after", "reason",
@@ -168,7 +210,7 @@ pub fn print_operation(op: &Operation, tasks: &[Task]) {
             task.reason.clone().unwrap_or_default(),
         ]);
     }
-    println!("{t}");
+    outln!("{t}")
 }
 
 #[cfg(test)]

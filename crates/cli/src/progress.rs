@@ -52,14 +52,15 @@ pub async fn watch(
     bar: &ProgressBar,
     timeout: Duration,
 ) -> Result<Operation> {
-    let deadline = Instant::now() + timeout;
+    // A timeout too long to add to the clock is as good as none.
+    let deadline = Instant::now().checked_add(timeout);
     loop {
         let op = load(store, op_id).await?;
         show(bar, &op);
         if op.status.is_final() {
             return Ok(op);
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             return Err(anyhow!(
                 "operation {op_id} is still {} after {}s (see `curfew ops show {op_id}`)",
                 op.status,

@@ -117,7 +117,11 @@ impl fmt::Display for SkipReason {
                 "no saved baseline; already at the schedule's default start sizes",
             ),
             SkipReason::KeptAwake(until) => {
-                write!(f, "kept awake by an override until {}", until.to_rfc3339())
+                write!(
+                    f,
+                    "kept awake by an override until {}",
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
             }
         }
     }

@@ -6,7 +6,7 @@ use curfew_core::account::Account;
 use crate::cli::{AccountCommand, GlobalOpts, Output};
 use crate::connect;
 use crate::error::bad_input;
-use crate::output;
+use crate::output::{self, outln};
 
 /// The flag or argument an operator typed for an account field.
 fn flag(field: &str) -> &'static str {
@@ -37,13 +37,12 @@ pub async fn run(command: AccountCommand, opts: &GlobalOpts) -> Result<()> {
             match opts.output {
                 Output::Json => output::print_json(&account),
                 Output::Table => {
-                    println!(
+                    outln!(
                         "account {} registered: role {}, regions {}",
                         account.id,
                         account.role.role_arn,
                         account.regions.join(",")
-                    );
-                    Ok(())
+                    )
                 }
             }
         }
@@ -68,8 +67,7 @@ pub async fn run(command: AccountCommand, opts: &GlobalOpts) -> Result<()> {
                             a.regions.join(","),
                         ]);
                     }
-                    println!("{table}");
-                    Ok(())
+                    outln!("{table}")
                 }
             }
         }
@@ -87,8 +85,7 @@ pub async fn run(command: AccountCommand, opts: &GlobalOpts) -> Result<()> {
             match opts.output {
                 Output::Json => output::print_json(&serde_json::json!({"removed": account_id})),
                 Output::Table => {
-                    println!("account {account_id} removed");
-                    Ok(())
+                    outln!("account {account_id} removed")
                 }
             }
         }

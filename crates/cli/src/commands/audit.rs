@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::cli::{AuditArgs, AuditCommand, GlobalOpts, Output};
 use crate::connect;
-use crate::output::{self, OperationJson};
+use crate::output::{self, outln, OperationJson};
 
 /// Operations read per Query of the operations index.
 const PAGE: usize = 100;
@@ -129,8 +129,7 @@ async fn list(limit: usize, opts: &GlobalOpts) -> Result<()> {
                     ]);
                 }
             }
-            println!("{table}");
-            Ok(())
+            outln!("{table}")
         }
     }
 }
@@ -204,7 +203,7 @@ async fn verify(opts: &GlobalOpts) -> Result<()> {
                         p.problem.clone(),
                     ]);
                 }
-                println!("{table}");
+                outln!("{table}")?;
             }
             let unchecked = changes.in_flight();
             if unchecked > 0 {
@@ -213,7 +212,7 @@ async fn verify(opts: &GlobalOpts) -> Result<()> {
                 );
             }
             if problems.is_empty() {
-                println!("{summary}");
+                outln!("{summary}")?;
             }
         }
     }
@@ -238,13 +237,16 @@ async fn export(file: &Path, opts: &GlobalOpts) -> Result<()> {
     let to_stdout = file == Path::new("-");
     let (operations, tasks) = if to_stdout {
         let mut out = BufWriter::new(io::stdout());
-        let counts = write_trail(store.as_ref(), &mut out, "stdout").await?;
-        out.flush().context("writing stdout")?;
+        let counts = write_trail(store.as_ref(), &mut out, output::stdout_error).await?;
+        out.flush().map_err(output::stdout_error)?;
         counts
     } else {
         // Created first, so an unwritable path fails before any reading.
         let mut staged = StagedFile::create(file)?;
-        let counts = write_trail(store.as_ref(), staged.writer(), &path).await?;
+        let counts = write_trail(store.as_ref(), staged.writer(), |e| {
+            anyhow::Error::new(e).context(format!("writing {path}"))
+        })
+        .await?;
         staged.commit()?;
         counts
     };
@@ -274,11 +276,12 @@ async fn export(file: &Path, opts: &GlobalOpts) -> Result<()> {
 }
 
 /// Writes every finished operation, newest first, one JSON line each; returns how many
-/// operations and tasks were written.
+/// operations and tasks were written. `write_error` describes a failed write (stdout and a
+/// file fail differently: see [`output::stdout_error`]).
 async fn write_trail(
     store: &dyn StateStore,
     out: &mut impl Write,
-    path: &str,
+    write_error: impl Fn(io::Error) -> anyhow::Error,
 ) -> Result<(u64, u64)> {
     let (mut operations, mut tasks) = (0u64, 0u64);
     let mut pages = Pages::new(store);
@@ -287,7 +290,7 @@ async fn write_trail(
             serde_json::to_writer(&mut *out, &OperationJson::new(op, op_tasks))
                 .map_err(io::Error::from)
                 .and_then(|()| out.write_all(b"\n"))
-                .with_context(|| format!("writing {path}"))?;
+                .map_err(&write_error)?;
             operations += 1;
             tasks += op_tasks.len() as u64;
         }

@@ -7,7 +7,7 @@ use curfew_core::cron::CronSpec;
 use super::parse_instant;
 use crate::cli::{NextArgs, Output};
 use crate::error::bad_input;
-use crate::output::{self, FireJson};
+use crate::output::{self, outln, FireJson};
 
 /// Prints the next `--count` fire times strictly after `--after`.
 pub fn run(args: &NextArgs, out: Output) -> Result<()> {
@@ -31,15 +31,15 @@ pub fn run(args: &NextArgs, out: Output) -> Result<()> {
                     local.format("%a %H:%M %Z").to_string(),
                 ]);
             }
-            println!("{table}");
+            outln!("{table}")?;
             let rule = if spec.is_fixed_time() {
                 "fixed time: a skipped time fires right after the jump, a repeated one at its first occurrence"
             } else {
                 "follows real time across daylight-saving changes"
             };
-            println!("{} in {} ({rule})", spec.expression(), spec.zone_name());
+            outln!("{} in {} ({rule})", spec.expression(), spec.zone_name())?;
             if fires.is_empty() {
-                println!("no fire times before the year 5000");
+                outln!("no fire times before the year 5000")?;
             }
             Ok(())
         }

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::{GlobalOpts, OpsArgs, OpsCommand, Output};
 use crate::connect;
-use crate::output::{self, OperationJson};
+use crate::output::{self, outln, OperationJson};
 use crate::progress;
 
 /// Runs an ops command.
@@ -36,8 +36,7 @@ pub async fn run(args: OpsArgs, opts: &GlobalOpts) -> Result<()> {
                     for op in &ops {
                         table.add_row(output::operation_row(op));
                     }
-                    println!("{table}");
-                    Ok(())
+                    outln!("{table}")
                 }
             }
         }
@@ -57,10 +56,7 @@ pub async fn run(args: OpsArgs, opts: &GlobalOpts) -> Result<()> {
                 .with_context(|| format!("listing the tasks of {op_id}"))?;
             match opts.output {
                 Output::Json => output::print_json(&OperationJson::new(&op, &tasks)),
-                Output::Table => {
-                    output::print_operation(&op, &tasks);
-                    Ok(())
-                }
+                Output::Table => output::print_operation(&op, &tasks),
             }
         }
     }

@@ -1,25 +1,34 @@
 //! `curfew override`: keep matching targets awake until a time; stops skip them with a reason.
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use curfew_core::ports::Override;
 use curfew_core::schedule::parse_duration;
 
 use crate::cli::{GlobalOpts, Output, OverrideArgs};
 use crate::connect;
 use crate::error::bad_input;
-use crate::output;
+use crate::output::{self, outln};
 
-/// `--awake-until`: an RFC 3339 time, or a duration from `now`. Must be in the future.
+/// `--awake-until`: an RFC 3339 time, or a duration from `now` (a bare number is minutes).
+/// Must be in the future. Whole seconds: skip reasons quote it, and nobody needs nanoseconds.
 fn awake_until(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let until = match DateTime::parse_from_rfc3339(value.trim()) {
         Ok(t) => t.with_timezone(&Utc),
-        Err(_) => parse_duration(value).map(|d| now + d).ok_or_else(|| {
-            bad_input(format!(
-                "--awake-until: {value:?} is neither an RFC 3339 time (2027-01-04T22:00:00Z) nor a duration (3h, 90m)"
-            ))
-        })?,
-    };
+        Err(_) => {
+            let duration = parse_duration(value).ok_or_else(|| {
+                bad_input(format!(
+                    "--awake-until: {value:?} is neither an RFC 3339 time (2027-01-04T22:00:00Z) nor a duration (3h, 90m)"
+                ))
+            })?;
+            now.checked_add_signed(duration).ok_or_else(|| {
+                bad_input(format!(
+                    "--awake-until: {value:?} from now is past the last time curfew can store"
+                ))
+            })?
+        }
+    }
+    .trunc_subsecs(0);
     if until <= now {
         return Err(bad_input(format!(
             "--awake-until: {} is not in the future",
@@ -52,8 +61,7 @@ pub async fn run(args: OverrideArgs, opts: &GlobalOpts) -> Result<()> {
                         output::utc(o.created_at),
                     ]);
                 }
-                println!("{table}");
-                Ok(())
+                outln!("{table}")
             }
         };
     }
@@ -76,13 +84,12 @@ pub async fn run(args: OverrideArgs, opts: &GlobalOpts) -> Result<()> {
     match opts.output {
         Output::Json => output::print_json(&o),
         Output::Table => {
-            println!(
+            outln!(
                 "targets matching {} stay awake until {}: stops skip them (override {})",
                 o.selector,
                 output::utc(o.awake_until),
                 o.id
-            );
-            Ok(())
+            )
         }
     }
 }
@@ -105,5 +112,22 @@ mod tests {
         );
         assert!(awake_until("2027-01-04T17:00:00Z", now).is_err());
         assert!(awake_until("soon", now).is_err());
+    }
+
+    #[test]
+    fn awake_until_is_whole_seconds() {
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap()
+            + chrono::TimeDelta::nanoseconds(317_194_542);
+        assert_eq!(
+            awake_until("90m", now).unwrap(),
+            Utc.with_ymd_and_hms(2027, 1, 4, 19, 30, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_duration_past_the_last_representable_time_is_bad_input() {
+        let err = awake_until("999999999d", Utc::now()).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert!(err.to_string().starts_with("--awake-until: "), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! `curfew plan`: what a stop or start would do, target by target. Writes nothing except the
 //! inventory cache (`curfew_core::service::router::plan`).
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use curfew_core::decision::Action;
 use curfew_core::ports::PlannedChange;
 use curfew_core::target::{Sizes, Target};
@@ -46,11 +46,22 @@ pub async fn run(args: PlanArgs, opts: &GlobalOpts) -> Result<()> {
         curfew_core::service::router::plan(&hub, args.action, &args.select, args.discovery.into())
             .await
             .with_context(|| format!("planning a {} of {}", args.action, args.select))?;
-    // Accounts that could not be listed never hide the others' plan; they are named on stderr.
+    // Accounts that could not be listed never hide the others' plan: it is printed, each
+    // problem is named on stderr, and the exit status says the plan is incomplete.
     for problem in &plan.problems {
         eprintln!("warning: {problem}");
     }
     let changes = plan.changes;
+    print(&changes, &args, opts)?;
+    match plan.problems.len() {
+        0 => Ok(()),
+        n => Err(anyhow!(
+            "the plan is incomplete: {n} account/region(s) could not be listed (named above)"
+        )),
+    }
+}
+
+fn print(changes: &[PlannedChange], args: &PlanArgs, opts: &GlobalOpts) -> Result<()> {
     match opts.output {
         Output::Json => {
             output::print_json(&changes.iter().map(ChangeJson::from).collect::<Vec<_>>())
@@ -59,7 +70,7 @@ pub async fn run(args: PlanArgs, opts: &GlobalOpts) -> Result<()> {
             let mut table = output::table([
                 "target", "account", "region", "kind", "now", "after", "note",
             ]);
-            for c in &changes {
+            for c in changes {
                 table.add_row(vec![
                     c.target.display_name(),
                     c.target.account.clone(),
@@ -70,15 +81,14 @@ pub async fn run(args: PlanArgs, opts: &GlobalOpts) -> Result<()> {
                     c.reason.clone().unwrap_or_default(),
                 ]);
             }
-            println!("{table}");
+            output::outln!("{table}")?;
             let changing = changes.iter().filter(|c| c.to.is_some()).count();
-            println!(
+            output::outln!(
                 "{changing} of {} matching targets would change ({} {}); nothing was changed",
                 changes.len(),
                 args.action,
                 args.select
-            );
-            Ok(())
+            )
         }
     }
 }

@@ -15,7 +15,7 @@ use curfew_core::service::invocation::{invoke, Invocation, InvocationError, Invo
 use crate::cli::{GlobalOpts, Output, RunArgs, TriggerArgs, WaitArgs};
 use crate::connect::{self, Queues};
 use crate::error::bad_input;
-use crate::output::{self, OperationJson};
+use crate::output::{self, outln, OperationJson};
 use crate::progress;
 
 /// `curfew stop` / `curfew start`.
@@ -160,13 +160,12 @@ fn print_started(response: &InvocationResponse, out: Output) -> Result<()> {
     match out {
         Output::Json => output::print_json(response),
         Output::Table => {
-            println!(
+            outln!(
                 "operation {} {}",
                 response.operation_id,
                 response.status.to_string().to_lowercase()
-            );
-            println!("  details: curfew ops show {}", response.operation_id);
-            Ok(())
+            )?;
+            outln!("  details: curfew ops show {}", response.operation_id)
         }
     }
 }
@@ -180,7 +179,7 @@ async fn print_final(store: &dyn StateStore, op: &Operation, out: Output) -> Res
         .with_context(|| format!("listing the tasks of {}", op.id))?;
     match out {
         Output::Json => output::print_json(&OperationJson::new(op, &tasks))?,
-        Output::Table => output::print_operation(op, &tasks),
+        Output::Table => output::print_operation(op, &tasks)?,
     }
     match op.status {
         OpStatus::Succeeded => Ok(()),

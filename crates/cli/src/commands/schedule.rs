@@ -3,14 +3,14 @@
 use anyhow::{anyhow, Context, Result};
 use chrono::Utc;
 use curfew_core::ports::{ErrorKind, StateStore};
-use curfew_core::schedule::{parse_duration, Schedule, ScheduleRecord};
+use curfew_core::schedule::{parse_duration, validate_name, Schedule, ScheduleRecord};
 use curfew_core::target::Sizes;
 use serde::Serialize;
 
 use crate::cli::{GlobalOpts, Output, ScheduleAddArgs, ScheduleCommand};
 use crate::connect;
 use crate::error::bad_input;
-use crate::output::{self, FireJson};
+use crate::output::{self, outln, FireJson};
 
 /// The flag an operator typed for a schedule field (see `ScheduleError::field`).
 fn flag(field: &str) -> String {
@@ -28,8 +28,21 @@ struct ScheduleJson {
     upcoming: Vec<FireJson>,
 }
 
+/// A NAME no schedule can have is bad input (exit 2), checked as `schedule add` checks it,
+/// before the table is reached.
+fn check_name(name: &str) -> Result<()> {
+    validate_name(name).map_err(|e| bad_input(format!("{}: {e}", flag(e.field()))))
+}
+
 /// Runs a schedule command.
 pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
+    if let ScheduleCommand::Show { name }
+    | ScheduleCommand::Enable { name }
+    | ScheduleCommand::Disable { name }
+    | ScheduleCommand::Delete { name } = &command
+    {
+        check_name(name)?;
+    }
     match command {
         ScheduleCommand::Add(args) => add(args, opts).await,
         ScheduleCommand::List => {
@@ -43,10 +56,7 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
                         .map(ScheduleRecord::from)
                         .collect::<Vec<_>>(),
                 ),
-                Output::Table => {
-                    print_list(&schedules);
-                    Ok(())
-                }
+                Output::Table => print_list(&schedules),
             }
         }
         ScheduleCommand::Show { name } => {
@@ -78,8 +88,7 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
             match opts.output {
                 Output::Json => output::print_json(&serde_json::json!({"deleted": name})),
                 Output::Table => {
-                    println!("schedule {name} deleted");
-                    Ok(())
+                    outln!("schedule {name} deleted")
                 }
             }
         }
@@ -186,7 +195,7 @@ fn next_fire(schedule: &Schedule) -> String {
     }
 }
 
-fn print_list(schedules: &[Schedule]) {
+fn print_list(schedules: &[Schedule]) -> Result<()> {
     let mut table = output::table([
         "name",
         "enabled",
@@ -209,7 +218,7 @@ fn print_list(schedules: &[Schedule]) {
             options(s),
         ]);
     }
-    println!("{table}");
+    outln!("{table}")
 }
 
 fn options(s: &Schedule) -> String {
@@ -252,18 +261,18 @@ fn show(schedule: Schedule, out: Output) -> Result<()> {
             record: ScheduleRecord::from(schedule),
         }),
         Output::Table => {
-            print_list(std::slice::from_ref(&schedule));
+            print_list(std::slice::from_ref(&schedule))?;
             if !schedule.skip_dates.is_empty() {
                 let dates: Vec<String> =
                     schedule.skip_dates.iter().map(|d| d.to_string()).collect();
-                println!("skip dates: {}", dates.join(", "));
+                outln!("skip dates: {}", dates.join(", "))?;
             }
             if !upcoming.is_empty() {
                 let mut table = output::table(["next fires (UTC)", "local"]);
                 for f in &upcoming {
                     table.add_row(vec![output::utc(f.utc), output::local(f.local)]);
                 }
-                println!("{table}");
+                outln!("{table}")?;
             }
             Ok(())
         }

@@ -26,7 +26,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::cli::GlobalOpts;
 use crate::connect::{self, Queues, LOCAL_REGION};
-use crate::output;
+use crate::output::{self, outln};
 use crate::progress;
 
 const ZONE: &str = "Europe/Berlin";
@@ -45,7 +45,7 @@ pub async fn run(opts: &GlobalOpts) -> Result<()> {
     let log = root.join(".curfew/demo/moto.log");
     step(
         "Starting the AWS emulator (moto on 127.0.0.1; the first run installs it into .venv-moto)",
-    );
+    )?;
     let log_for_start = log.clone();
     // The watchdog (`die_with` our pid) stops moto even if this process is killed outright.
     let emulator = tokio::task::spawn_blocking(move || {
@@ -53,14 +53,17 @@ pub async fn run(opts: &GlobalOpts) -> Result<()> {
     })
     .await
     .context("starting the emulator")??;
-    println!(
-        "  moto on {} (pid {}, log {})",
-        emulator.endpoint,
-        emulator.pid,
-        log.display()
-    );
+    let demo = async {
+        outln!(
+            "  moto on {} (pid {}, log {})",
+            emulator.endpoint,
+            emulator.pid,
+            log.display()
+        )?;
+        day(&emulator, opts.max_concurrency).await
+    };
     let result = tokio::select! {
-        result = day(&emulator, opts.max_concurrency) => result,
+        result = demo => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     // The watchdog shell's children (moto itself) are looked up by parent pid before the
@@ -69,17 +72,28 @@ pub async fn run(opts: &GlobalOpts) -> Result<()> {
     emulator.stop();
     drop(emulator);
     wait_for_exit(&server_pids);
-    match &result {
-        Ok(()) => println!(
-            "\nDemo finished in {:.0?}; the emulator is stopped.",
-            started.elapsed()
-        ),
-        Err(_) => eprintln!(
-            "demo failed after {:.0?}; the emulator is stopped",
-            started.elapsed()
-        ),
+    match result {
+        Err(e) if !output::stdout_closed(&e) => {
+            eprintln!(
+                "demo failed after {:.0?}; the emulator is stopped (its log: {})",
+                started.elapsed(),
+                log.display()
+            );
+            Err(e)
+        }
+        result => {
+            // The emulator's log only matters when the demo went wrong.
+            let _ = std::fs::remove_file(&log);
+            if let Some(dir) = log.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+            result?;
+            outln!(
+                "\nDemo finished in {:.0?}; the emulator is stopped.",
+                started.elapsed()
+            )
+        }
     }
-    result
 }
 
 /// The processes whose parent is `pid`.
@@ -116,8 +130,8 @@ fn wait_for_exit(pids: &[u32]) {
     }
 }
 
-fn step(text: &str) {
-    println!("\n== {text}");
+fn step(text: &str) -> Result<()> {
+    outln!("\n== {text}")
 }
 
 /// Noon on the next Wednesday in Berlin: the simulated day runs to Thursday noon, through the
@@ -152,7 +166,7 @@ fn berlin(t: DateTime<Utc>) -> String {
 
 async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
     let sdk = connect::sdk_config(Some(&emulator.endpoint), Some(LOCAL_REGION)).await;
-    step("Provisioning the hub: state table, router and task queues (each with a DLQ)");
+    step("Provisioning the hub: state table, router and task queues (each with a DLQ)")?;
     let config = curfew_aws::hub::provision(&sdk, "curfew-demo")
         .await
         .context("provisioning the hub")?;
@@ -165,14 +179,14 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
     let hub = connect::build_hub(&sdk, &config.table, Some(&queues), clock.clone())?;
     let dispatcher = connect::dispatcher(&hub, &sdk, &queues, max_concurrency);
 
-    step("Registering 3 spoke accounts and seeding their fleet (through AssumeRole into each)");
+    step("Registering 3 spoke accounts and seeding their fleet (through AssumeRole into each)")?;
     let accounts = super::register_demo_accounts(hub.store.as_ref()).await?;
     let fleet = super::seed_demo_fleet(&sdk).await?;
     let ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
-    println!("  accounts {} (role curfew-spoke each)", ids.join(", "));
-    print_fleet_overview(&fleet);
+    outln!("  accounts {} (role curfew-spoke each)", ids.join(", "))?;
+    print_fleet_overview(&fleet)?;
 
-    step(&format!("Adding two weekday schedules in {ZONE}"));
+    step(&format!("Adding two weekday schedules in {ZONE}"))?;
     for (name, cron, action) in SCHEDULES {
         let mut schedule = Schedule::try_from(ScheduleRecord {
             name: name.into(),
@@ -193,10 +207,10 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
             .create_schedule(&schedule)
             .await
             .with_context(|| format!("creating schedule {name}"))?;
-        println!(
+        outln!(
             "  {name:<18} {cron:<13} {action:<5} select {SELECT:<12} next fire {}",
             schedule.next_fire.map(berlin).unwrap_or_default()
-        );
+        )?;
     }
 
     let kept_awake = Selector::parse(KEPT_AWAKE).context("the demo override's selector")?;
@@ -210,10 +224,10 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
         })
         .await
         .context("storing the demo override")?;
-    println!(
+    outln!(
         "  override: {KEPT_AWAKE} stays awake until {} (curfew override --select ... --awake-until ...)",
         berlin(awake_until)
-    );
+    )?;
 
     let targets: Vec<Target> = fleet.iter().map(target_of).collect();
     let mut snapshots = vec![snapshot(&hub, &targets).await?];
@@ -223,16 +237,16 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
         "A simulated day in fast-forward: {} to {} (the poller runs at each due fire)",
         berlin(start),
         berlin(end)
-    ));
-    println!(
+    ))?;
+    outln!(
         "  fleet at {}: {} targets running",
         berlin(start),
         targets.len()
-    );
+    )?;
     while let Some(due) = next_due(&hub).await?.filter(|t| *t <= end) {
         clock.set(due);
         let report = poller::tick(&hub).await.context("running the poller")?;
-        println!(
+        outln!(
             "\n  >> {}: the poller fired {}",
             berlin(due),
             if report.created.is_empty() {
@@ -240,7 +254,7 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
             } else {
                 report.created.join(", ")
             }
-        );
+        )?;
         let began = Instant::now();
         let bar = progress::bar("draining");
         let op_id = report.created.first().cloned().unwrap_or_default();
@@ -249,11 +263,11 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
         bar.finish_and_clear();
         let drained = drained.context("draining the queues through the router and worker")?;
         for cause in &drained.rejected {
-            println!("  warning: a queue message was rejected: {cause}");
+            outln!("  warning: a queue message was rejected: {cause}")?;
         }
         for id in &report.created {
             let op = progress::load(hub.store.as_ref(), id).await?;
-            println!(
+            outln!(
                 "     {} {} of {SELECT}: {} in {:.1?} ({} task messages, {} retried); {} changed, {} skipped, {} failed",
                 id,
                 op.action,
@@ -264,33 +278,32 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
                 op.counts.succeeded,
                 op.counts.skipped,
                 op.counts.failed
-            );
+            )?;
             let tasks = hub
                 .store
                 .list_tasks(id)
                 .await
                 .with_context(|| format!("listing the tasks of {id}"))?;
             for task in tasks.iter().filter(|t| t.status != TaskStatus::Succeeded) {
-                println!(
+                outln!(
                     "       {} {} {} {}: {}",
                     task.status,
                     task.target.account,
                     task.target.region,
                     task.target.display_name(),
                     task.reason.as_deref().unwrap_or("")
-                );
+                )?;
             }
             ops.push(op);
         }
         snapshots.push(snapshot(&hub, &targets).await?);
     }
 
-    print_results(&ops);
+    print_results(&ops)?;
     check_and_print(&targets, &snapshots, &kept_awake)?;
-    println!(
-        "\nTry it yourself: eval \"$(./target/debug/curfew local up)\"; ./target/debug/curfew plan --action stop --select {SELECT}"
-    );
-    Ok(())
+    outln!(
+        "\nTry it yourself, with curfew on your PATH (README, \"The command line\"):\n  eval \"$(curfew local up)\"; curfew plan --action stop --select {SELECT}"
+    )
 }
 
 /// The earliest next fire of any enabled schedule.
@@ -339,7 +352,7 @@ async fn snapshot(hub: &Hub, targets: &[Target]) -> Result<Vec<Sizes>> {
         .await
 }
 
-fn print_fleet_overview(fleet: &[FleetTarget]) {
+fn print_fleet_overview(fleet: &[FleetTarget]) -> Result<()> {
     let mut rows: BTreeMap<(String, String), [usize; 4]> = BTreeMap::new();
     for t in fleet {
         let row = rows
@@ -367,20 +380,20 @@ fn print_fleet_overview(fleet: &[FleetTarget]) {
         row.extend(counts.iter().map(usize::to_string));
         table.add_row(row);
     }
-    println!("{table}");
-    println!(
+    outln!("{table}")?;
+    outln!(
         "  {} targets; node groups carry env on their cluster (dev-cluster, prod-cluster)",
         fleet.len()
-    );
+    )
 }
 
-fn print_results(ops: &[Operation]) {
-    step("The operations (curfew ops list)");
+fn print_results(ops: &[Operation]) -> Result<()> {
+    step("The operations (curfew ops list)")?;
     let mut table = output::table(output::OPERATION_HEADER);
     for op in ops {
         table.add_row(output::operation_row(op));
     }
-    println!("{table}");
+    outln!("{table}")
 }
 
 /// What a target should read after the stop and after the start.
@@ -403,7 +416,7 @@ fn check_and_print(
             snapshots.len().saturating_sub(1)
         );
     };
-    step("The fleet: min/max/desired before the stop, after the stop, after the start");
+    step("The fleet: min/max/desired before the stop, after the stop, after the start")?;
     let mut table = output::table([
         "account",
         "region",
@@ -443,7 +456,7 @@ fn check_and_print(
             result.to_string(),
         ]);
     }
-    println!("{table}");
+    outln!("{table}")?;
     if !wrong.is_empty() {
         bail!(
             "{} targets did not end where they should: {}",
@@ -452,12 +465,11 @@ fn check_and_print(
         );
     }
     let kept = targets.iter().filter(|t| kept_awake.matches(t)).count();
-    println!(
+    outln!(
         "  {stopped} env=dev targets stopped at 19:00 and restored to their exact sizes at 07:00; \
          {kept} kept awake by the override; {} env=prod targets untouched",
         targets.len() - stopped - kept
-    );
-    Ok(())
+    )
 }
 
 #[cfg(test)]

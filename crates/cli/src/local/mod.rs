@@ -17,6 +17,7 @@ use curfew_core::account::Account;
 use curfew_core::ports::StateStore;
 
 use crate::connect::{self, LOCAL_REGION};
+use crate::output::{self, outln};
 use state::{LocalState, Status};
 
 /// The demo's spoke accounts.
@@ -25,7 +26,8 @@ pub const DEMO_ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333
 pub const DEMO_REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
 
 /// The checkout curfew runs from: the folder holding `scripts/moto-venv.sh`, found above the
-/// current directory or else above the binary (`target/debug/curfew`).
+/// current directory or else above the binary (`target/debug/curfew` in the default target
+/// folder).
 pub fn project_root() -> Result<PathBuf> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     emulator::project_root(&cwd)
@@ -139,15 +141,25 @@ fn start_poller(state: &LocalState, exports: &str) -> Result<u32> {
     Ok(pid)
 }
 
-/// Stops the background poller recorded in the state directory, if any (by pid).
+/// Stops the background poller recorded in the state directory, if any (by pid, and only if
+/// that pid is still a `curfew local run`: a stale file's pid may belong to anything now).
 fn stop_poller(dir: &std::path::Path) {
-    let pid = std::fs::read_to_string(dir.join("poller.pid"))
+    let path = dir.join("poller.pid");
+    let pid = std::fs::read_to_string(&path)
         .ok()
         .and_then(|p| p.trim().parse::<u32>().ok());
     if let Some(pid) = pid {
-        emulator::stop_pid(pid);
-        eprintln!("curfew local: background poller (pid {pid}) stopped");
+        if state::is_poller(pid) {
+            emulator::stop_pid(pid);
+            eprintln!("curfew local: background poller (pid {pid}) stopped");
+        } else {
+            eprintln!(
+                "curfew local: pid {pid} is no longer the background poller; removed the stale {} (nothing signalled)",
+                path.display()
+            );
+        }
     }
+    let _ = std::fs::remove_file(&path);
 }
 
 /// `curfew local up`: prints only shell exports on stdout; progress goes to stderr.
@@ -157,8 +169,7 @@ pub async fn up(empty: bool, poller: bool, local_dir: Option<PathBuf>) -> Result
     match state.status() {
         Status::Running { pid, exports } => {
             eprintln!("curfew local: already running (pid {pid}); its settings:");
-            print!("{exports}");
-            return Ok(());
+            return output::write_stdout(format_args!("{exports}"));
         }
         Status::Unresponsive { pid } => {
             return Err(anyhow!(
@@ -208,8 +219,7 @@ pub async fn up(empty: bool, poller: bool, local_dir: Option<PathBuf>) -> Result
     }
     emulator.stop_on_drop = false;
     eprintln!("curfew local: ready; stop it with: eval \"$(curfew local down)\"");
-    print!("{text}");
-    Ok(())
+    output::write_stdout(format_args!("{text}"))
 }
 
 /// `curfew local down`: stops the emulator by its recorded pid (never by name), removes the
@@ -223,14 +233,23 @@ pub fn down(local_dir: Option<PathBuf>) -> Result<()> {
     stop_poller(state.dir());
     match state.status() {
         Status::Running { pid, .. } | Status::Unresponsive { pid } => {
-            state::stop(pid);
-            eprintln!("curfew local: emulator (pid {pid}) stopped");
+            if state::stop(pid) {
+                eprintln!("curfew local: emulator (pid {pid}) stopped");
+            } else {
+                eprintln!("curfew local: pid {pid} is no longer the emulator (nothing signalled)");
+            }
         }
-        Status::Stopped => eprintln!("curfew local: nothing running in {}", state.dir().display()),
+        Status::Stopped => match state.recorded_pid() {
+            Some(pid) => eprintln!(
+                "curfew local: pid {pid} is no longer the emulator; removed the stale state in {} (nothing signalled)",
+                state.dir().display()
+            ),
+            None => eprintln!("curfew local: nothing running in {}", state.dir().display()),
+        },
     }
     state.remove()?;
     for name in EXPORTED {
-        println!("unset {name}");
+        outln!("unset {name}")?;
     }
     Ok(())
 }

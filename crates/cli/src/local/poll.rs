@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::cli::{GlobalOpts, Output};
 use crate::connect::{self, Queues};
 use crate::error::bad_input;
-use crate::output;
+use crate::output::{self, outln};
 use crate::progress;
 
 /// One tick, as JSON.
@@ -49,18 +49,18 @@ pub async fn run(opts: &GlobalOpts, once: bool) -> Result<()> {
                 at: output::utc(at),
                 report: &report,
             })?,
-            Output::Json => println!(
+            Output::Json => outln!(
                 "{}",
                 serde_json::to_string(&TickJson {
                     at: output::utc(at),
                     report: &report
                 })?
-            ),
+            )?,
             Output::Table => {
                 for id in &report.created {
                     let op = progress::load(hub.store.as_ref(), id).await?;
                     let c = op.counts;
-                    println!(
+                    outln!(
                         "{} fired {id}: {} {} {} ({} changed, {} skipped, {} failed)",
                         output::utc(at),
                         op.action,
@@ -69,16 +69,16 @@ pub async fn run(opts: &GlobalOpts, once: bool) -> Result<()> {
                         c.succeeded,
                         c.skipped,
                         c.failed
-                    );
+                    )?;
                 }
                 for missed in &report.missed {
-                    println!(
+                    outln!(
                         "{} missed (outside the catch-up window): {missed}",
                         output::utc(at)
-                    );
+                    )?;
                 }
                 if once && report.created.is_empty() {
-                    println!("{} nothing due", output::utc(at));
+                    outln!("{} nothing due", output::utc(at))?;
                 }
             }
         }

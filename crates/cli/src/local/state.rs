@@ -70,12 +70,16 @@ impl LocalState {
         }
     }
 
+    /// The pid `local up` recorded, running or not.
+    pub fn recorded_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.pid_path())
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+    }
+
     /// The recorded emulator's status.
     pub fn status(&self) -> Status {
-        let pid = std::fs::read_to_string(self.pid_path())
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok());
-        let Some(pid) = pid else {
+        let Some(pid) = self.recorded_pid() else {
             return Status::Stopped;
         };
         if !alive(pid) || !is_moto(pid) {
@@ -104,12 +108,41 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Guards against a recycled pid: where /proc exists, the process must be a moto server.
-fn is_moto(pid: u32) -> bool {
+/// The process's arguments (empty when it is gone): from /proc where there is one, else `ps`.
+fn command_line(pid: u32) -> Vec<String> {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmdline) => String::from_utf8_lossy(&cmdline).contains("moto"),
-        Err(_) => !Path::new("/proc/self").exists(),
+        Ok(raw) => raw
+            .split(|b| *b == 0)
+            .filter(|arg| !arg.is_empty())
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect(),
+        Err(_) if Path::new("/proc/self").exists() => Vec::new(),
+        Err(_) => Command::new("ps")
+            .args(["-o", "args=", "-p", &pid.to_string()])
+            .output()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
+}
+
+/// Guards against a recycled pid: the process must be the moto server `local up` started.
+fn is_moto(pid: u32) -> bool {
+    command_line(pid)
+        .iter()
+        .any(|arg| arg.ends_with("moto_server.py"))
+}
+
+/// Guards against a recycled pid: the process must be a `curfew local run`.
+pub fn is_poller(pid: u32) -> bool {
+    let args = command_line(pid);
+    // Not `ends_with`: after a rebuild the running binary's path reads `... (deleted)`.
+    args.first().is_some_and(|exe| exe.contains("curfew"))
+        && args.get(1..3) == Some(&["local".to_string(), "run".to_string()][..])
 }
 
 /// True when the exported endpoint accepts a connection.
@@ -126,8 +159,12 @@ fn answers(exports: &str) -> bool {
         .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
 }
 
-/// Stops a process by pid: SIGTERM, then SIGKILL if it is still there after 10 seconds.
-pub fn stop(pid: u32) {
+/// Stops the emulator by pid: SIGTERM, then SIGKILL if it is still there after 10 seconds.
+/// A pid that is no longer a moto server (reused since) is left alone: returns false.
+pub fn stop(pid: u32) -> bool {
+    if !is_moto(pid) {
+        return false;
+    }
     curfew_aws::local::emulator::stop_pid(pid);
     let deadline = Instant::now() + Duration::from_secs(10);
     while alive(pid) && is_moto(pid) {
@@ -136,8 +173,9 @@ pub fn stop(pid: u32) {
                 .args(["-KILL", &pid.to_string()])
                 .stderr(Stdio::null())
                 .status();
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    true
 }

@@ -341,6 +341,41 @@ fn plan_lists_exactly_the_targets_the_stop_then_changes() {
 }
 
 #[test]
+fn a_plan_that_could_not_list_a_region_prints_the_rest_and_exits_non_zero() {
+    let (hub, account) = TestHub::with_fleet(2, 0);
+    // Re-register the account with a region the emulator cannot list.
+    hub.cmd()
+        .args([
+            "account",
+            "add",
+            &account,
+            "--role",
+            &spoke_role_arn(&account),
+        ])
+        .args(["--regions", "eu-west-1,mars-north-1"])
+        .assert()
+        .success();
+    let out = hub
+        .cmd()
+        .args([
+            "plan",
+            "--action",
+            "stop",
+            "--select",
+            &format!("account={account}"),
+        ])
+        .args(["--discovery", "live", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("the plan is still printed");
+    assert_eq!(plan.as_array().unwrap().len(), 2, "{plan}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("mars-north-1"), "{stderr}");
+    assert!(stderr.contains("error: the plan is incomplete"), "{stderr}");
+}
+
+#[test]
 fn start_restores_exactly_what_stop_saved_and_both_reach_the_audit_list() {
     let (hub, account) = TestHub::with_fleet(2, 1);
     let select = format!("account={account},tag:env=dev");

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use crate::common::curfew;
+use crate::common::{curfew, root};
 use serde_json::Value;
 
 fn alive(pid: u32) -> bool {
@@ -164,6 +164,26 @@ fn local_up_prints_only_exports_survives_is_found_again_and_local_down_stops_it(
 }
 
 #[test]
+fn local_down_never_signals_a_process_that_a_stale_pid_file_points_at() {
+    let local = LocalDir::new();
+    std::fs::create_dir_all(&local.0).unwrap();
+    let mut bystander = Process::new("sleep").arg("60").spawn().unwrap();
+    let pid = bystander.id();
+    for file in ["pid", "poller.pid"] {
+        std::fs::write(local.0.join(file), format!("{pid}\n")).unwrap();
+    }
+    let down = local.curfew().args(["local", "down"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    let still_running = alive(pid);
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert!(down.status.success(), "{stderr}");
+    assert!(still_running, "local down signalled pid {pid}: {stderr}");
+    assert!(stderr.contains("stale"), "{stderr}");
+    assert!(!local.0.exists(), "local down removes the stale state");
+}
+
+#[test]
 fn local_up_empty_provisions_a_hub_with_no_accounts() {
     let local = LocalDir::new();
     let out = sh(
@@ -226,5 +246,9 @@ fn the_demo_runs_a_day_of_stop_and_start_and_leaves_nothing_running() {
     assert!(
         std::net::TcpStream::connect(&endpoint).is_err(),
         "the demo's emulator still answers on {endpoint}"
+    );
+    assert!(
+        !root().join(".curfew/demo/moto.log").exists(),
+        "a successful demo leaves its emulator log behind"
     );
 }

@@ -6,4 +6,5 @@ mod common;
 mod hub;
 mod local;
 mod next;
+mod overrides;
 mod usage;

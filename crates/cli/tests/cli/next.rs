@@ -203,3 +203,28 @@ fn a_missing_flag_is_named() {
     assert_fails(curfew().args(["next", "--tz", "UTC"]), 2, &["--cron"]);
     assert_fails(curfew().args(["next", "--cron", "@daily"]), 2, &["--tz"]);
 }
+
+/// `curfew next ... --count 1000 | head -1`: more output than a pipe holds, and a reader that
+/// has gone before any of it is written.
+fn next_into_a_closed_pipe(output: &str) -> std::process::Output {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("curfew"))
+        .args(["next", "--cron", "* * * * *", "--tz", "UTC"])
+        .args(["--after", "2027-01-01T00:00:00Z", "--count", "1000"])
+        .args(["--output", output])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_reader_that_closes_stdout_early_ends_the_command_quietly() {
+    for output in ["table", "json"] {
+        let out = next_into_a_closed_pipe(output);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{output}: {stderr}");
+        assert!(stderr.is_empty(), "{output}: {stderr}");
+    }
+}

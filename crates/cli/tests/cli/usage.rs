@@ -4,7 +4,8 @@
 use crate::common::{assert_fails, curfew};
 use predicates::str::contains;
 
-const COMMANDS: [&[&str]; 29] = [
+const COMMANDS: [&[&str]; 30] = [
+    &[],
     &["next"],
     &["account"],
     &["account", "add"],
@@ -42,16 +43,37 @@ fn every_command_has_help_with_an_example() {
         let out = curfew().args(command).arg("--help").output().unwrap();
         assert!(out.status.success(), "{command:?}");
         let help = String::from_utf8_lossy(&out.stdout);
-        let leaf = !matches!(command, ["account"] | ["schedule"] | ["local"]);
-        if leaf {
-            assert!(
-                help.contains("Example"),
-                "no example in {command:?} --help:\n{help}"
-            );
-        }
+        assert!(
+            help.contains("Example"),
+            "no example in {command:?} --help:\n{help}"
+        );
         assert!(
             help.contains("--output"),
             "{command:?} lacks the global options"
+        );
+    }
+}
+
+#[test]
+fn a_missing_subcommand_is_one_line_naming_the_choices() {
+    for (command, choices) in [
+        (&[][..], "next, account, schedule, plan, stop"),
+        (&["account"], "add, list, remove"),
+        (&["schedule"], "add, list, show, enable, disable, delete"),
+        (&["local"], "up, down, run, demo"),
+    ] {
+        let name = std::iter::once(&"curfew")
+            .chain(command)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_fails(
+            curfew().args(command),
+            2,
+            &[
+                &format!("`{name}` needs a subcommand: {choices}"),
+                &format!("(see `{name} --help`)"),
+            ],
         );
     }
 }
@@ -248,6 +270,40 @@ fn bad_input_is_reported_before_missing_configuration() {
         &["--awake-until", "whenever"],
     );
     assert_fails(curfew().args(["trigger", "bad name"]), 2, &["NAME"]);
+    for command in ["show", "enable", "disable", "delete"] {
+        assert_fails(
+            curfew().args(["schedule", command, "bad name"]),
+            2,
+            &["NAME", "bad name"],
+        );
+    }
+}
+
+#[test]
+fn durations_beyond_the_calendar_are_refused_naming_the_flag() {
+    assert_fails(
+        curfew().args([
+            "override",
+            "--select",
+            "kind=asg",
+            "--awake-until",
+            "999999999d",
+        ]),
+        2,
+        &["--awake-until", "999999999d"],
+    );
+    for args in [
+        &["ops", "list", "--timeout", "99999999999999h"][..],
+        &[
+            "stop",
+            "--select",
+            "kind=asg",
+            "--timeout",
+            "99999999999999h",
+        ],
+    ] {
+        assert_fails(curfew().args(args), 2, &["--timeout"]);
+    }
 }
 
 #[test]
@@ -317,4 +373,18 @@ fn an_emulator_that_is_not_running_is_one_line_with_a_hint() {
             "curfew local up",
         ],
     );
+}
+
+#[test]
+fn curfew_log_writes_plain_text_when_stderr_is_not_a_terminal() {
+    let out = curfew()
+        .env("CURFEW_LOG", "debug")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("CURFEW_TABLE", "t")
+        .args(["schedule", "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DEBUG"), "no diagnostics: {stderr}");
+    assert!(!stderr.contains('\x1b'), "colour codes in: {stderr}");
 }
