@@ -6,13 +6,14 @@
 //! | schedule | `SCHEDULES` | `SCHEDULE#<name>` | gsi1: `DUE` / next fire (enabled only) |
 //! | operation | `OP#<id>` | `OP` | gsi2: `OPS` / created_at#id (newest first) |
 //! | shard marker | `OP#<id>` | `SHARD#<account>#<region>` | |
-//! | task | `OP#<id>` | `TASK#<target key>` | |
+//! | task | `OP#<id>#<account>#<region>` | `TASK#<target key>` | |
+//! | counter stripe | `OP#<id>#COUNT#00` … `#31` | `COUNT` | |
 //! | baseline | `TARGET#<target key>` | `BASELINE` | |
 //! | lease | `TARGET#<target key>` | `LEASE` | |
 //! | override | `OVERRIDES` | `<id>` | TTL `expires_at` |
 //! | inventory | `INV#<account>#<region>` | `META` / `T#<kind>#<name>` | |
 //!
-//! Every read is a GetItem or a Query on a key or index: no Scan anywhere.
+//! Every read is a GetItem, a BatchGetItem or a Query on a key or index: no Scan anywhere.
 
 mod operations;
 mod provision;
@@ -21,7 +22,7 @@ mod targets;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use curfew_core::account::Account;
@@ -71,6 +72,43 @@ impl DynamoStore {
                 .map_err(|e| classify("reading the state table", e))
         })
         .await
+    }
+
+    /// The items at `keys` that exist (at most 100 keys), read consistently in one
+    /// BatchGetItem; keys DynamoDB leaves unprocessed (throttling) are asked again with backoff.
+    pub(crate) async fn batch_get(&self, keys: Vec<Item>) -> PortResult<Vec<Item>> {
+        let mut found = Vec::with_capacity(keys.len());
+        let mut pending = keys;
+        while !pending.is_empty() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending.clone()))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| PortError::with_source(ErrorKind::Invalid, "building a read", e))?;
+            let out = retrying(|| async {
+                self.client
+                    .batch_get_item()
+                    .request_items(&self.table, request.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify("reading the state table", e))
+            })
+            .await?;
+            found.extend(
+                out.responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default(),
+            );
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        Ok(found)
     }
 
     /// Every item under `pk` whose sort key starts with `sk_prefix`, following pages.
@@ -159,6 +197,11 @@ pub(crate) fn conditional<T>(result: PortResult<T>) -> PortResult<bool> {
         Err(e) if e.kind == ErrorKind::ConditionFailed => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The primary key of an item.
+pub(crate) fn key(pk: &str, sk: &str) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {

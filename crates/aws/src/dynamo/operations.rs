@@ -10,39 +10,61 @@ use curfew_core::ports::{ErrorKind, OperationPage, OperationStore, PortError, Po
 use curfew_core::target::Sizes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::{conditional, decode, encode, index_time, n, s, DynamoStore, Item};
+use super::{conditional, decode, encode, index_time, key, n, s, DynamoStore, Item};
 use crate::error::{classify, classify_transaction, retrying};
 
 /// Counters live in top-level number attributes so DynamoDB can ADD to them atomically.
 const COUNTERS: [&str; 4] = ["n_total", "n_succeeded", "n_failed", "n_skipped"];
 
-/// Task results are counted on counter stripes beside the operation item, not on it. Every
-/// finishing task's transaction updates one counter item; with hundreds of workers finishing
-/// tasks of one operation, a single counter item makes their transactions fail with
-/// TransactionConflictException, and every update of the operation item would also be
-/// rewritten into gsi2's one "OPS" partition. Readers sum the stripes of a running operation;
-/// finalizing copies the sums onto the operation item.
+/// Task results are counted on counter stripes, not on the operation item. Every finishing
+/// task's transaction updates one counter item; with hundreds of workers finishing tasks of one
+/// operation, a single counter item makes their transactions fail with
+/// TransactionConflictException, and every update of the operation item would also be rewritten
+/// into gsi2's one "OPS" partition. Each stripe is its own partition key, so the counting writes
+/// spread over partitions too. Readers sum the stripes of a running operation (one
+/// BatchGetItem); finalizing copies the sums onto the operation item.
 const STRIPES: u64 = 32;
 
-fn stripe_sk(target_key: &str) -> String {
-    // Any stripe is correct (readers sum them all); hashing the key just spreads the load.
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    target_key.hash(&mut hasher);
-    format!("{STRIPE_PREFIX}{:02}", hasher.finish() % STRIPES)
+fn stripe_pk(op_id: &str, stripe: u64) -> String {
+    format!("OP#{op_id}#COUNT#{stripe:02}")
 }
 
-const STRIPE_PREFIX: &str = "COUNT#";
+/// The stripe a target's task result is counted on. Any stripe is correct (readers sum them
+/// all); hashing the key just spreads the load.
+fn stripe_of(target_key: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    target_key.hash(&mut hasher);
+    hasher.finish() % STRIPES
+}
+
+const STRIPE_SK: &str = "COUNT";
 
 fn op_pk(id: &str) -> String {
     format!("OP#{id}")
+}
+
+/// Tasks live in one partition per shard (account and region), not under the operation's key:
+/// a 100,000-target wave writes every task several times, and DynamoDB serves about 1,000
+/// writes a second per partition key.
+fn shard_pk(op_id: &str, shard_key: &str) -> String {
+    format!("OP#{op_id}#{shard_key}")
+}
+
+/// The task partition of a target: its key starts with its shard's, `account#region#...`.
+fn task_pk(op_id: &str, target_key: &str) -> String {
+    let mut parts = target_key.splitn(3, '#');
+    let (account, region) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    shard_pk(op_id, &format!("{account}#{region}"))
 }
 
 fn task_sk(target_key: &str) -> String {
     format!("TASK#{target_key}")
 }
 
+const SHARD_PREFIX: &str = "SHARD#";
+
 fn shard_sk(shard: &Shard) -> String {
-    format!("SHARD#{}", shard.key())
+    format!("{SHARD_PREFIX}{}", shard.key())
 }
 
 fn op_item(op: &Operation) -> PortResult<Item> {
@@ -128,7 +150,10 @@ impl DynamoStore {
         if op.status.is_final() {
             return Ok(op);
         }
-        for stripe in self.query(&op_pk(&op.id), STRIPE_PREFIX).await? {
+        let keys = (0..STRIPES)
+            .map(|stripe| key(&stripe_pk(&op.id, stripe), STRIPE_SK))
+            .collect();
+        for stripe in self.batch_get(keys).await? {
             let count = |name: &str| match stripe.get(name) {
                 Some(AttributeValue::N(v)) => v.parse::<u64>().unwrap_or(0),
                 _ => 0,
@@ -242,7 +267,7 @@ impl OperationStore for DynamoStore {
             .iter()
             .map(|task| Ok((encode(task)?, task_sk(&task.target.key()))))
             .collect::<PortResult<Vec<_>>>()?;
-        let pk = op_pk(op_id);
+        let pk = shard_pk(op_id, &shard.key());
         let writes: Vec<_> = puts
             .into_iter()
             .map(|(item, sk)| {
@@ -288,23 +313,35 @@ impl OperationStore for DynamoStore {
     }
 
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
-        let items = self
-            .query(&op_pk(op_id), &format!("TASK#{}#", shard.key()))
-            .await?;
+        let items = self.query(&shard_pk(op_id, &shard.key()), "TASK#").await?;
         let tasks: Vec<Task> = items.into_iter().map(decode).collect::<PortResult<_>>()?;
         Ok(tasks.into_iter().filter(|t| !t.status.is_final()).collect())
     }
 
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>> {
-        self.query(&op_pk(op_id), "TASK#")
+        // Shard markers name the task partitions; their sort order (and each partition's) is the
+        // target key order.
+        let partitions: Vec<String> = self
+            .query(&op_pk(op_id), SHARD_PREFIX)
             .await?
             .into_iter()
-            .map(decode)
-            .collect()
+            .filter_map(|marker| match marker.get("sk") {
+                Some(AttributeValue::S(sk)) => sk
+                    .strip_prefix(SHARD_PREFIX)
+                    .map(|shard| shard_pk(op_id, shard)),
+                _ => None,
+            })
+            .collect();
+        let partitions: Vec<Vec<Item>> = stream::iter(partitions)
+            .map(|pk| async move { self.query(&pk, "TASK#").await })
+            .buffered(8)
+            .try_collect()
+            .await?;
+        partitions.into_iter().flatten().map(decode).collect()
     }
 
     async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>> {
-        self.get(&op_pk(op_id), &task_sk(target_key))
+        self.get(&task_pk(op_id, target_key), &task_sk(target_key))
             .await?
             .map(decode)
             .transpose()
@@ -323,7 +360,7 @@ impl OperationStore for DynamoStore {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", s(op_pk(op_id)))
+                .key("pk", s(task_pk(op_id, target_key)))
                 .key("sk", s(task_sk(target_key)))
                 .update_expression("SET #status = :applying, #before = :before, #after = :after, updated_at = :now")
                 .condition_expression("#status IN (:pending, :applying)")
@@ -353,7 +390,7 @@ impl OperationStore for DynamoStore {
         let mut sets = vec!["#status = :status", "updated_at = :now"];
         let mut task = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(op_pk(op_id)))
+            .key("pk", s(task_pk(op_id, target_key)))
             .key("sk", s(task_sk(target_key)))
             .condition_expression("#status IN (:pending, :applying)")
             .expression_attribute_names("#status", "status")
@@ -391,8 +428,8 @@ impl OperationStore for DynamoStore {
         };
         let count = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(op_pk(op_id)))
-            .key("sk", s(stripe_sk(target_key)))
+            .key("pk", s(stripe_pk(op_id, stripe_of(target_key))))
+            .key("sk", s(STRIPE_SK))
             .update_expression(format!("ADD {counter} :one"))
             .expression_attribute_values(":one", n(1));
         // One transaction: the task's final state and its count on the operation's counter
@@ -542,12 +579,25 @@ mod tests {
             encode(&Task::pending("op-a", target, Utc::now())).unwrap()
         };
         let (first_items, last_items) = (vec![task("web")], vec![task("worker")]);
+        let markers = mock!(Client::query)
+            .match_requests(|r| {
+                r.expression_attribute_values().and_then(|v| v.get(":pk")) == Some(&s("OP#op-a"))
+            })
+            .then_output(|| {
+                QueryOutput::builder()
+                    .items(key("OP#op-a", "SHARD#111111111111#eu-west-1"))
+                    .build()
+            });
         let first = mock!(Client::query)
-            .match_requests(|r| r.exclusive_start_key().is_none())
+            .match_requests(|r| {
+                r.exclusive_start_key().is_none()
+                    && r.expression_attribute_values().and_then(|v| v.get(":pk"))
+                        == Some(&s("OP#op-a#111111111111#eu-west-1"))
+            })
             .then_output(move || {
                 QueryOutput::builder()
                     .set_items(Some(first_items.clone()))
-                    .last_evaluated_key("pk", s("OP#op-a"))
+                    .last_evaluated_key("pk", s("OP#op-a#111111111111#eu-west-1"))
                     .last_evaluated_key("sk", s("TASK#111111111111#eu-west-1#asg#web"))
                     .build()
             });
@@ -561,7 +611,11 @@ mod tests {
                     .set_items(Some(last_items.clone()))
                     .build()
             });
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&first, &second]);
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&markers, &first, &second]
+        );
         let store = DynamoStore::new(client, "curfew-state");
         let names: Vec<String> = store
             .list_tasks("op-a")
@@ -616,11 +670,11 @@ mod counter_stripes {
                 keys.len() == 2
                     && keys[0]
                         == (
-                            "OP#op-1".into(),
+                            "OP#op-1#111111111111#eu-west-1".into(),
                             "TASK#111111111111#eu-west-1#asg#web".into(),
                         )
-                    && keys[1].0 == "OP#op-1"
-                    && keys[1].1.starts_with(STRIPE_PREFIX)
+                    && keys[1].0.starts_with("OP#op-1#COUNT#")
+                    && keys[1].1 == STRIPE_SK
                     && r.transact_items()[1]
                         .update()
                         .is_some_and(|u| u.update_expression() == "ADD n_succeeded :one")
@@ -716,9 +770,21 @@ mod counter_stripes {
 
     #[test]
     fn task_keys_spread_over_every_counter_stripe() {
-        let stripes: std::collections::BTreeSet<String> = (0..2000)
-            .map(|i| stripe_sk(&format!("111111111111#eu-west-1#asg#group-{i}")))
+        let stripes: std::collections::BTreeSet<u64> = (0..2000)
+            .map(|i| stripe_of(&format!("111111111111#eu-west-1#asg#group-{i}")))
             .collect();
         assert_eq!(stripes.len() as u64, STRIPES);
+    }
+
+    #[test]
+    fn a_task_lives_in_its_shards_partition() {
+        let shard = Shard {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+        };
+        assert_eq!(
+            task_pk("op-1", "111111111111#eu-west-1#nodegroup#dev/workers"),
+            shard_pk("op-1", &shard.key())
+        );
     }
 }
