@@ -88,6 +88,18 @@ impl CronError {
     }
 }
 
+/// An IANA zone by name, exactly or ignoring ASCII case (`utc`, `europe/berlin`); schedules
+/// store the canonical spelling.
+fn parse_zone(name: &str) -> Option<Tz> {
+    let name = name.trim();
+    name.parse::<Tz>().ok().or_else(|| {
+        chrono_tz::TZ_VARIANTS
+            .iter()
+            .copied()
+            .find(|tz| tz.name().eq_ignore_ascii_case(name))
+    })
+}
+
 impl CronSpec {
     /// Parses `expression` and binds it to the IANA zone named `zone` (e.g. `Europe/Berlin`).
     ///
@@ -98,7 +110,7 @@ impl CronSpec {
             expression: expression.to_string(),
             reason,
         })?;
-        let zone = zone.trim().parse::<Tz>().map_err(|_| CronError::Zone {
+        let zone = parse_zone(zone).ok_or_else(|| CronError::Zone {
             zone: zone.to_string(),
         })?;
         Ok(CronSpec {
@@ -205,5 +217,25 @@ mod tests {
         assert_eq!(spec.expression(), "0 9 * * mon-fri");
         assert_eq!(spec.zone_name(), "Asia/Kolkata");
         assert_eq!(spec.zone(), chrono_tz::Asia::Kolkata);
+    }
+
+    #[test]
+    fn a_zone_name_in_another_case_is_stored_in_its_iana_spelling() {
+        assert_eq!(
+            CronSpec::parse("0 9 * * *", "utc").unwrap().zone_name(),
+            "UTC"
+        );
+        assert_eq!(
+            CronSpec::parse("0 9 * * *", "europe/berlin")
+                .unwrap()
+                .zone_name(),
+            "Europe/Berlin"
+        );
+        assert_eq!(
+            CronSpec::parse("0 9 * * *", "Europe/Berlín")
+                .unwrap_err()
+                .field(),
+            "tz"
+        );
     }
 }

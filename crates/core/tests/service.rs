@@ -387,6 +387,20 @@ async fn a_dry_run_changes_nothing() {
     assert_eq!(w.sizes(&nodegroup(DEV)), NG_SIZES);
     assert!(w.store.baselines().is_empty());
     let task = w.task(&id, &asg(DEV)).await;
+    assert_eq!((task.before, task.after), (Some(ASG_SIZES), None));
     let reason = task.reason.unwrap_or_default();
     assert!(reason.starts_with("dry run: would scale"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_skipped_task_records_the_sizes_it_left_the_target_at() {
+    let w = world(&[]).await;
+    w.run(true).await;
+    w.clock.advance(Duration::minutes(1));
+    let second = w.begin(true, false).await;
+    assert!(w.drain().await.settled);
+
+    let task = w.task(&second, &asg(DEV)).await;
+    assert_eq!(task.status, TaskStatus::Skipped);
+    assert_eq!((task.before, task.after), (Some(Sizes::new(0, 0, 0)), None));
 }

@@ -85,6 +85,14 @@ fn skipped(reason: String) -> TaskOutcome {
     }
 }
 
+/// Skipped after reading the target: the record keeps the sizes it was left at.
+fn skipped_at(reason: String, live: Sizes) -> TaskOutcome {
+    TaskOutcome {
+        before: Some(live),
+        ..skipped(reason)
+    }
+}
+
 async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResult<TaskStep> {
     let now = hub.clock.now();
     if hub
@@ -172,10 +180,17 @@ async fn apply(
             now,
         });
         if msg.dry_run {
-            return finish(hub, msg, &skipped(dry_run_note(&decision, live))).await;
+            return finish(
+                hub,
+                msg,
+                &skipped_at(dry_run_note(&decision, live), live.sizes),
+            )
+            .await;
         }
         match decision {
-            Decision::Skip(reason) => return finish(hub, msg, &skipped(reason.to_string())).await,
+            Decision::Skip(reason) => {
+                return finish(hub, msg, &skipped_at(reason.to_string(), live.sizes)).await
+            }
             Decision::RetryLater(why) => return Ok(TaskStep::RetryLater(why)),
             Decision::RetireBaseline => {
                 hub.store.retire_baseline(&key).await?;
