@@ -233,7 +233,7 @@ pub struct NextArgs {
     #[arg(long, value_name = "RFC3339")]
     pub after: Option<String>,
     /// How many fire times
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000), value_name = "N")]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000), value_name = "N", allow_negative_numbers = true)]
     pub count: u16,
 }
 
@@ -330,7 +330,7 @@ pub struct ScheduleAddArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Fire this long before the cron time (e.g. 15m, 1h; at most 24h)
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub prewarm: Option<String>,
     /// Local dates on which it does not fire, comma-separated YYYY-MM-DD
     #[arg(long, value_delimiter = ',', value_name = "DATES")]
@@ -470,7 +470,8 @@ pub struct OverrideArgs {
         long,
         value_name = "RFC3339|DURATION",
         required_unless_present = "list",
-        requires = "select"
+        requires = "select",
+        allow_hyphen_values = true
     )]
     pub awake_until: Option<String>,
     /// List the overrides in force instead

@@ -113,7 +113,7 @@ async fn add(args: ScheduleAddArgs, opts: &GlobalOpts) -> Result<()> {
     let prewarm_minutes = match &args.prewarm {
         None => 0,
         Some(value) => parse_duration(value)
-            .filter(|d| d.num_seconds() % 60 == 0)
+            .filter(|d| d.num_seconds() % 60 == 0 && d.num_minutes() <= 24 * 60)
             .map(|d| d.num_minutes())
             .ok_or_else(|| {
                 bad_input(format!(

@@ -280,6 +280,44 @@ fn bad_input_is_reported_before_missing_configuration() {
 }
 
 #[test]
+fn negative_and_out_of_range_values_are_refused_naming_the_flag_and_the_value() {
+    assert_fails(
+        curfew().args([
+            "next",
+            "--cron",
+            "0 7 * * *",
+            "--tz",
+            "UTC",
+            "--count",
+            "-1",
+        ]),
+        2,
+        &["--count", "-1"],
+    );
+    assert_fails(
+        curfew().args(["override", "--select", "kind=asg", "--awake-until", "-5m"]),
+        2,
+        &["--awake-until", "-5m"],
+    );
+    for prewarm in ["-5m", "25h"] {
+        assert_fails(
+            curfew()
+                .args(["schedule", "add", "x", "--cron", "0 7 * * *", "--tz", "UTC"])
+                .args([
+                    "--action",
+                    "stop",
+                    "--select",
+                    "kind=asg",
+                    "--prewarm",
+                    prewarm,
+                ]),
+            2,
+            &["--prewarm", prewarm],
+        );
+    }
+}
+
+#[test]
 fn durations_beyond_the_calendar_are_refused_naming_the_flag() {
     assert_fails(
         curfew().args([
