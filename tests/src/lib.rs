@@ -3,6 +3,8 @@
 //! test a hub with its own table and queues and spoke accounts with their own random ids, so
 //! tests never see each other's state.
 
+pub mod bench;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

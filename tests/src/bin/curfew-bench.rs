@@ -5,51 +5,19 @@
 //! calls, tasks vs STS AssumeRole calls (the session cache). Usage:
 //! `curfew-bench [--accounts N] [--asgs-per-account N] [--concurrency N]`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use curfew_aws::dispatch::Dispatcher;
 use curfew_aws::local::{demo_fleet, FleetTarget};
 use curfew_aws::AwsSpokes;
 use curfew_core::clock::{Clock, SystemClock};
 use curfew_core::operation::OpStatus;
-use curfew_core::ports::{PortResult, Queue};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::Hub;
+use curfew_tests::bench::{arg, CountingQueue};
 use curfew_tests::{emulator_requests, spawn_hub};
-
-/// Counts SendMessageBatch calls (10 bodies per call) around the real queue.
-struct CountingQueue {
-    inner: Arc<dyn Queue>,
-    messages: AtomicU64,
-    batch_calls: AtomicU64,
-}
-
-#[async_trait]
-impl Queue for CountingQueue {
-    async fn send(&self, bodies: &[String]) -> PortResult<()> {
-        self.messages
-            .fetch_add(bodies.len() as u64, Ordering::Relaxed);
-        self.batch_calls
-            .fetch_add(bodies.len().div_ceil(10) as u64, Ordering::Relaxed);
-        self.inner.send(bodies).await
-    }
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
-}
 
 async fn wave(hub: &Hub, dispatcher: &Dispatcher, action: &str) -> (f64, u64, usize) {
     let requests = emulator_requests();
@@ -99,11 +67,7 @@ async fn main() {
         t.sdk.clone(),
         Arc::new(SystemClock) as Arc<dyn Clock>,
     ));
-    let tasks = Arc::new(CountingQueue {
-        inner: t.hub.task_queue.clone(),
-        messages: 0.into(),
-        batch_calls: 0.into(),
-    });
+    let tasks = Arc::new(CountingQueue::new(t.hub.task_queue.clone()));
     t.hub.spokes = spokes.clone();
     t.hub.task_queue = tasks.clone();
     let serial = Dispatcher::new(
@@ -134,8 +98,8 @@ async fn main() {
     let (start_serial, n2, _) = wave(&t.hub, &serial, "start").await;
     let (stop_parallel, n3, stop_requests) = wave(&t.hub, &parallel, "stop").await;
     let (start_parallel, n4, start_requests) = wave(&t.hub, &parallel, "start").await;
-    let task_messages = tasks.messages.load(Ordering::Relaxed);
-    let batch_calls = tasks.batch_calls.load(Ordering::Relaxed);
+    let task_messages = tasks.messages();
+    let batch_calls = tasks.batch_calls();
 
     println!("| measure | value |");
     println!("|---|---|");

@@ -10,55 +10,21 @@
 //! `curfew-scale [--targets N] [--accounts N] [--regions N] [--concurrency N]`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use curfew_core::account::Account;
 use curfew_core::clock::ManualClock;
 use curfew_core::fakes::{self, MemoryQueue};
 use curfew_core::operation::{Discovery, OpStatus};
-use curfew_core::ports::{PortResult, Queue};
+use curfew_core::ports::Queue;
 use curfew_core::selector::Selector;
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Hub};
 use curfew_core::target::{Sizes, Target, TargetKind};
+use curfew_tests::bench::{arg, CountingQueue, BATCH};
 use futures::stream::{self, StreamExt};
-
-/// Messages per SQS batch, as the event source mapping delivers them.
-const BATCH: usize = 10;
-
-/// Counts messages and SendMessageBatch-sized calls (10 bodies each) around a queue.
-struct CountingQueue {
-    inner: Arc<MemoryQueue>,
-    messages: AtomicU64,
-    batch_calls: AtomicU64,
-}
-
-#[async_trait]
-impl Queue for CountingQueue {
-    async fn send(&self, bodies: &[String]) -> PortResult<()> {
-        self.messages
-            .fetch_add(bodies.len() as u64, Ordering::Relaxed);
-        self.batch_calls
-            .fetch_add(bodies.len().div_ceil(BATCH) as u64, Ordering::Relaxed);
-        self.inner.send(bodies).await
-    }
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
-}
 
 /// Assorted sizes (min <= desired <= max, max >= 1), deterministic per target.
 fn seeded_sizes(i: usize) -> Sizes {
@@ -204,11 +170,7 @@ async fn main() {
         Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
     ));
     let (mut hub, store, router_q, task_q, spokes) = fakes::hub(clock);
-    let counted = Arc::new(CountingQueue {
-        inner: task_q.clone(),
-        messages: 0.into(),
-        batch_calls: 0.into(),
-    });
+    let counted = Arc::new(CountingQueue::new(task_q.clone()));
     hub.task_queue = counted.clone();
 
     let mut seeded = Vec::with_capacity(targets);
@@ -253,7 +215,7 @@ async fn main() {
             .unwrap_or_else(|| panic!("{key} has no baseline"));
         assert_eq!(baseline.sizes, *sizes, "{key}'s baseline");
     }
-    let stop_messages = counted.messages.load(Ordering::Relaxed);
+    let stop_messages = counted.messages();
 
     let start = wave(&hub, &router_q, &task_q, concurrency, false).await;
     for (target, sizes) in &seeded {
@@ -265,8 +227,8 @@ async fn main() {
         "baselines left after the start"
     );
 
-    let messages = counted.messages.load(Ordering::Relaxed);
-    let batch_calls = counted.batch_calls.load(Ordering::Relaxed);
+    let messages = counted.messages();
+    let batch_calls = counted.batch_calls();
     let n = seeded.len() as f64;
     println!("| measure (in-memory ports, one run) | value |");
     println!("|---|---|");
