@@ -96,22 +96,50 @@ pub async fn worker_batch(hub: &Hub, messages: &[(String, String)]) -> BatchOutc
     let results = futures::future::join_all(parsed.into_iter().map(|(id, message)| async move {
         let message = match message {
             Ok(m) => m,
-            Err(cause) => return (id, Err(cause)),
+            Err(cause) => return (id, None, Err(cause)),
         };
-        match worker::handle_with(hub, &message, overrides).await {
-            Ok(worker::TaskStep::Finished(_)) => (id, Ok(true)),
+        let op_id = Some(message.op_id.clone());
+        match worker::work(hub, &message, overrides).await {
+            Ok(worker::TaskStep::Finished(_)) => (id, op_id, Ok(true)),
             Ok(worker::TaskStep::RetryLater(why)) => {
                 tracing::info!(message_id = %id, op_id = %message.op_id, target = %message.target.key(), %why, "task will be retried");
-                (id, Ok(false))
+                (id, op_id, Ok(false))
             }
             Err(e) if e.kind.is_retryable() => {
                 tracing::warn!(message_id = %id, error = %e, "task failed; will be retried");
-                (id, Ok(false))
+                (id, op_id, Ok(false))
             }
-            Err(e) => (id, Err(e.to_string())),
+            Err(e) => (id, op_id, Err(e.to_string())),
         }
     }))
     .await;
+    // Settle each operation once per batch rather than once per task (two reads each). If that
+    // fails, its finished messages stay on the queue: their redelivery settles it.
+    let mut finished_ops: Vec<&str> = results
+        .iter()
+        .filter(|(_, _, r)| matches!(r, Ok(true)))
+        .filter_map(|(_, op, _)| op.as_deref())
+        .collect();
+    finished_ops.sort_unstable();
+    finished_ops.dedup();
+    let mut unsettled = Vec::new();
+    for op_id in finished_ops {
+        if let Err(e) = hub.store.finalize_operation(op_id, hub.clock.now()).await {
+            tracing::warn!(op_id, error = %e, "settling the operation failed; will be retried");
+            unsettled.push(op_id.to_string());
+        }
+    }
+    let results = results
+        .iter()
+        .map(|(id, op, r)| {
+            let settled = op.as_ref().is_none_or(|op| !unsettled.contains(op));
+            let r = match r {
+                Ok(done) => Ok(*done && settled),
+                Err(cause) => Err(cause.clone()),
+            };
+            (*id, r)
+        })
+        .collect();
     collect(results)
 }
 

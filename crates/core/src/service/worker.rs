@@ -20,14 +20,24 @@ pub enum TaskStep {
     RetryLater(String),
 }
 
-/// Works one task message.
+/// Works one task message and, once its task is final, settles its operation's status.
 pub async fn handle(hub: &Hub, msg: &TaskMessage) -> PortResult<TaskStep> {
-    handle_with(hub, msg, None).await
+    let step = work(hub, msg, None).await?;
+    if let TaskStep::Finished(_) = step {
+        hub.store
+            .finalize_operation(&msg.op_id, hub.clock.now())
+            .await?;
+    }
+    Ok(step)
 }
 
-/// Works one task message with the active overrides already read for its batch (one Query
-/// per batch instead of one per stopped target); `None` reads them here.
-pub async fn handle_with(
+/// Works one task message, with the active overrides already read for its batch (one Query
+/// per batch instead of one per stopped target; `None` reads them here), and does not settle
+/// the operation: the caller must call `finalize_operation` after a `Finished` step — once per
+/// operation per batch is enough, since whoever finishes an operation's last task then sees
+/// it complete. A crash before that leaves the message undeleted, and its redelivery (the task
+/// already final) settles the operation.
+pub async fn work(
     hub: &Hub,
     msg: &TaskMessage,
     overrides: Option<&[Override]>,
@@ -40,9 +50,6 @@ pub async fn handle_with(
         ));
     };
     if task.status.is_final() {
-        hub.store
-            .finalize_operation(&msg.op_id, hub.clock.now())
-            .await?;
         return Ok(TaskStep::Finished(task.status));
     }
     let now = hub.clock.now();
@@ -103,9 +110,6 @@ async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResu
         info!(op_id = %msg.op_id, target = %msg.target.key(), status = %outcome.status,
               reason = outcome.reason.as_deref().unwrap_or(""), "task finished");
     }
-    hub.store
-        .finalize_operation(&msg.op_id, hub.clock.now())
-        .await?;
     Ok(TaskStep::Finished(outcome.status))
 }
 
