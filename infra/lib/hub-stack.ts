@@ -129,12 +129,13 @@ export class CurfewHub extends Stack {
     // TransactWriteItems action either: a transaction is authorized by the actions inside it
     // (PutItem, UpdateItem, DeleteItem, ConditionCheckItem).
     const { schedulesByNextFire: gsi1, operationsByTime: gsi2 } = TABLE_LAYOUT;
+    // BatchGetItem: reading a running operation sums its counter stripes in one call.
     this.stateTable.grant(pollerRole, [gsi1.indexName],
-      ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem']);
+      ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem']);
     this.stateTable.grant(routerRole, [gsi1.indexName, gsi2.indexName],
       ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'BatchWriteItem', 'ConditionCheckItem']);
     this.stateTable.grant(workerRole, [gsi1.indexName, gsi2.indexName],
-      ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'ConditionCheckItem']);
+      ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'ConditionCheckItem']);
 
     this.routerQueue.queue.grantSendMessages(pollerRole);
     this.routerQueue.queue.grantSendMessages(routerRole);

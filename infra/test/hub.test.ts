@@ -274,6 +274,13 @@ describe('hub roles', () => {
     ]);
   });
 
+  test('every function that reads an operation may BatchGetItem its counter stripes', () => {
+    for (const name of [FUNCTION_NAMES.poller, FUNCTION_NAMES.router, FUNCTION_NAMES.worker]) {
+      const table = statementsOfRole(hub(), roleOf(name)).find((s) => s.Sid === 'StateTable');
+      assert.ok(actionsOf(table).includes('dynamodb:BatchGetItem'), `${name} lacks dynamodb:BatchGetItem`);
+    }
+  });
+
   test('the router may batch-write and send to both queues; the worker may not send', () => {
     const router = statementsOfRole(hub(), roleOf(FUNCTION_NAMES.router));
     assert.ok(actionsOf(router.find((s) => s.Sid === 'StateTable')).includes('dynamodb:BatchWriteItem'));
