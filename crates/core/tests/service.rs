@@ -404,3 +404,28 @@ async fn a_skipped_task_records_the_sizes_it_left_the_target_at() {
     assert_eq!(task.status, TaskStatus::Skipped);
     assert_eq!((task.before, task.after), (Some(Sizes::new(0, 0, 0)), None));
 }
+
+#[tokio::test]
+async fn a_batch_whose_operation_could_not_be_settled_leaves_its_messages_for_redelivery() {
+    let w = world(&[]).await;
+    let id = w.begin(true, false).await;
+    let messages = ids(w.route().await);
+    assert_eq!(messages.len(), 2);
+
+    // Both tasks finish, but settling the operation fails (throttled).
+    w.store.fail_next_finalizes(1);
+    let outcome = worker_batch(&w.hub, &messages).await;
+    assert_eq!(outcome.failed.len(), 2, "{outcome:?}");
+    assert!(outcome.rejected.is_empty());
+    assert_eq!(w.op(&id).await.status, OpStatus::Running);
+    assert_eq!(w.sizes(&asg(DEV)), Sizes::new(0, 0, 0));
+
+    // The redelivery finds both tasks final, counts nothing twice and settles the operation.
+    let outcome = worker_batch(&w.hub, &messages).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    let op = w.op(&id).await;
+    assert_eq!(
+        (op.status, op.counts.succeeded, op.counts.total),
+        (OpStatus::Succeeded, 2, 2)
+    );
+}

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: the state table in memory, with the DynamoDB store's conditions.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -55,12 +56,19 @@ struct State {
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// Calls of `finalize_operation` still to fail as throttled (fault injection).
+    finalize_faults: AtomicUsize,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes the next `n` calls of `finalize_operation` fail as throttled, as DynamoDB may.
+    pub fn fail_next_finalizes(&self, n: usize) {
+        self.finalize_faults.store(n, Ordering::SeqCst);
     }
 
     /// Every saved baseline, by target key (for assertions).
@@ -379,6 +387,16 @@ impl OperationStore for MemoryStore {
         op_id: &str,
         _now: DateTime<Utc>,
     ) -> PortResult<Option<OpStatus>> {
+        let faults = &self.finalize_faults;
+        if faults
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(PortError::new(
+                ErrorKind::Throttled,
+                "finalizing an operation: throttled (injected)",
+            ));
+        }
         let mut state = lock(&self.state);
         let Some(op) = state.operations.get_mut(op_id) else {
             return Ok(None);
