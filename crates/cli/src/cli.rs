@@ -196,7 +196,8 @@ Examples:
 Examples:
   curfew override --select name=dev-web-01 --awake-until 3h
   curfew override --select tag:team=data --awake-until 2027-01-04T22:00:00Z
-  curfew override --list")]
+  curfew override --list
+  curfew override --remove 20270104T180000Z-4f2a9c0e1b7d")]
     Override(OverrideArgs),
     /// The audit trail of finished operations: list, verify or export it
     #[command(after_help = "\
@@ -463,13 +464,13 @@ pub enum OpsCommand {
 pub struct OverrideArgs {
     /// Which targets stay awake
     #[arg(long, value_parser = parse_selector, value_name = "SELECTOR",
-          required_unless_present = "list", requires = "awake_until")]
+          required_unless_present_any = ["list", "remove"], requires = "awake_until")]
     pub select: Option<Selector>,
     /// Until when: an RFC 3339 time or a duration from now (e.g. 3h, 90m)
     #[arg(
         long,
         value_name = "RFC3339|DURATION",
-        required_unless_present = "list",
+        required_unless_present_any = ["list", "remove"],
         requires = "select",
         allow_hyphen_values = true
     )]
@@ -477,6 +478,9 @@ pub struct OverrideArgs {
     /// List the overrides in force instead
     #[arg(long, conflicts_with_all = ["select", "awake_until"])]
     pub list: bool,
+    /// End the override with this id now (ids are in `--list`); stops no longer skip its targets
+    #[arg(long, value_name = "ID", conflicts_with_all = ["select", "awake_until", "list"])]
+    pub remove: Option<String>,
 }
 
 /// `curfew audit`.

@@ -295,6 +295,8 @@ pub trait TargetStore: Send + Sync {
     async fn put_override(&self, o: &Override) -> PortResult<()>;
     /// Overrides not yet expired at `now`.
     async fn active_overrides(&self, now: DateTime<Utc>) -> PortResult<Vec<Override>>;
+    /// Ends an override before it expires. False if there was none with that id.
+    async fn remove_override(&self, id: &str) -> PortResult<bool>;
     /// Replaces the cached inventory of one account and region.
     async fn put_inventory(
         &self,

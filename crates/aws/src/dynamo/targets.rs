@@ -191,6 +191,10 @@ impl TargetStore for DynamoStore {
         Ok(all.into_iter().filter(|o| o.awake_until > now).collect())
     }
 
+    async fn remove_override(&self, id: &str) -> PortResult<bool> {
+        self.delete("OVERRIDES", id).await
+    }
+
     async fn put_inventory(
         &self,
         account: &str,

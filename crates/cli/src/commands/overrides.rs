@@ -1,6 +1,6 @@
 //! `curfew override`: keep matching targets awake until a time; stops skip them with a reason.
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, SubsecRound, Utc};
 use curfew_core::ports::Override;
 use curfew_core::schedule::parse_duration;
@@ -65,8 +65,13 @@ pub async fn run(args: OverrideArgs, opts: &GlobalOpts) -> Result<()> {
             }
         };
     }
+    if let Some(id) = args.remove {
+        return remove(&id, opts).await;
+    }
     let (Some(selector), Some(until)) = (args.select, args.awake_until) else {
-        return Err(bad_input("give --select and --awake-until, or --list"));
+        return Err(bad_input(
+            "give --select and --awake-until, or --list, or --remove ID",
+        ));
     };
     let awake_until = awake_until(&until, now)?;
     let store = connect::store(opts).await?;
@@ -91,6 +96,24 @@ pub async fn run(args: OverrideArgs, opts: &GlobalOpts) -> Result<()> {
                 o.id
             )
         }
+    }
+}
+
+/// Ends an override before it expires.
+async fn remove(id: &str, opts: &GlobalOpts) -> Result<()> {
+    let store = connect::store(opts).await?;
+    let removed = store
+        .remove_override(id)
+        .await
+        .with_context(|| format!("removing override {id}"))?;
+    if !removed {
+        return Err(anyhow!(
+            "no override with id {id:?} (see `curfew override --list`)"
+        ));
+    }
+    match opts.output {
+        Output::Json => output::print_json(&serde_json::json!({ "removed": id })),
+        Output::Table => outln!("override {id} removed: stops no longer skip its targets"),
     }
 }
 

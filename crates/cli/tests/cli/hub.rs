@@ -477,6 +477,33 @@ fn an_override_makes_the_stop_skip_its_targets_with_a_reason() {
 }
 
 #[test]
+fn a_removed_override_no_longer_keeps_its_targets_awake() {
+    let (hub, account) = TestHub::with_fleet(2, 0);
+    let select = format!("account={account},name=dev-web-00");
+    let set = hub.json(&["override", "--select", &select, "--awake-until", "2h"]);
+    let id = set["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        hub.json(&["override", "--list"]).as_array().unwrap().len(),
+        1
+    );
+
+    assert_eq!(
+        hub.json(&["override", "--remove", &id]),
+        json!({ "removed": id })
+    );
+    assert_eq!(hub.json(&["override", "--list"]), json!([]));
+    let stop = hub.json(&["stop", "--select", &select, "--wait"]);
+    assert_eq!(stop["tasks"][0]["status"], "SUCCEEDED", "{stop}");
+
+    // Removing it again, or an id that never was, changes nothing and says so.
+    assert_fails(
+        hub.cmd().args(["override", "--remove", &id]),
+        1,
+        &["no override with id"],
+    );
+}
+
+#[test]
 fn a_dry_run_changes_nothing() {
     let (hub, account) = TestHub::with_fleet(2, 0);
     let select = format!("account={account}");

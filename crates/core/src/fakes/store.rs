@@ -496,6 +496,10 @@ impl TargetStore for MemoryStore {
             .collect())
     }
 
+    async fn remove_override(&self, id: &str) -> PortResult<bool> {
+        Ok(lock(&self.state).overrides.remove(id).is_some())
+    }
+
     async fn put_inventory(
         &self,
         account: &str,
