@@ -213,6 +213,15 @@ pub fn print_operation(op: &Operation, tasks: &[Task]) -> Result<()> {
     outln!("{t}")
 }
 
+/// `1 task`, `2 tasks`: a count with its noun, for summaries people read.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,11 +180,12 @@ async fn verify(opts: &GlobalOpts) -> Result<()> {
             }),
     );
     let summary = format!(
-        "verified {operations} operations, {tasks} tasks: {}",
+        "verified {}, {}: {}",
+        output::count(operations, "operation"),
+        output::count(tasks, "task"),
         match problems.len() {
             0 => "no problems".to_string(),
-            1 => "1 problem".to_string(),
-            n => format!("{n} problems"),
+            n => output::count(n as u64, "problem"),
         }
     );
     match opts.output {
@@ -269,7 +270,11 @@ async fn export(file: &Path, opts: &GlobalOpts) -> Result<()> {
             }
         }
         Output::Table => {
-            eprintln!("exported {operations} operations ({tasks} tasks) to {path}");
+            eprintln!(
+                "exported {} ({}) to {path}",
+                output::count(operations, "operation"),
+                output::count(tasks, "task")
+            );
             Ok(())
         }
     }

@@ -769,7 +769,7 @@ fn audit_verify_names_a_stopped_target_whose_baseline_was_deleted_behind_curfews
     );
     assert_eq!(
         stderr.trim(),
-        "error: verified 1 operations, 2 tasks: 1 problem"
+        "error: verified 1 operation, 2 tasks: 1 problem"
     );
     let out = hub.cmd().args(["audit", "verify"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
