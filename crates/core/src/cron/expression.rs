@@ -83,6 +83,14 @@ impl Field {
                 .unwrap_or(from_word.len());
             let (word, after) = from_word.split_at(end);
             out.push_str(before);
+            if matches!(self, Field::DayOfWeek)
+                && word == "L"
+                && !out.ends_with(|c: char| c.is_ascii_digit() || c == '#')
+            {
+                return Err(format!(
+                    "day-of-week field {raw:?}: L needs a weekday before it (5L is the last Friday of the month); for the last day of the month put L in the day-of-month field"
+                ));
+            }
             let ends_a_range = out.ends_with('-');
             out.push_str(&self.translate(word, ends_a_range).ok_or_else(|| {
                 format!(
@@ -268,6 +276,15 @@ mod tests {
         assert_eq!(Field::DayOfWeek.normalize("SUN-TUE").unwrap(), "0-2");
         assert!(Field::Month.normalize("MON").is_err());
         assert!(Field::DayOfMonth.normalize("MON").is_err());
+    }
+
+    #[test]
+    fn a_bare_l_in_the_weekday_field_says_where_l_belongs() {
+        let e = Field::DayOfWeek.normalize("L").unwrap_err();
+        assert!(e.contains("5L is the last Friday"), "{e}");
+        assert!(e.contains("day-of-month"), "{e}");
+        assert_eq!(Field::DayOfWeek.normalize("5L").unwrap(), "5L");
+        assert_eq!(Field::DayOfWeek.normalize("fri#L").unwrap(), "5#L");
     }
 
     #[test]
