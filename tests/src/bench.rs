@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use curfew_core::ports::{PortResult, Queue};
 
 /// Messages per SendMessageBatch call, as the SQS adapter sends them.
-pub const BATCH: usize = 10;
+pub use curfew_aws::sqs::MAX_BATCH as BATCH;
 
 /// Counts messages and SendMessageBatch calls (10 bodies each) around a real or fake queue.
 pub struct CountingQueue {

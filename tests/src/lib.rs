@@ -259,25 +259,12 @@ impl TestHub {
 
 /// The curfew target key of a fleet target.
 pub fn key(t: &FleetTarget) -> String {
-    curfew_core::target::Target {
-        account: t.account.clone(),
-        region: t.region.clone(),
-        kind: t.kind,
-        cluster: t.cluster.clone(),
-        name: t.name.clone(),
-        tags: t.tags.clone(),
-        cluster_tags: t.cluster_tags.clone(),
-    }
-    .key()
+    t.target().key()
 }
 
 /// True when `t` carries `tag:env=dev` (on itself or its cluster).
 pub fn is_dev(t: &FleetTarget) -> bool {
-    t.tags
-        .get("env")
-        .or(t.cluster_tags.get("env"))
-        .map(String::as_str)
-        == Some("dev")
+    t.target().tag("env") == Some("dev")
 }
 
 impl TestHub {
@@ -293,7 +280,7 @@ impl TestHub {
             let out = sqs
                 .receive_message()
                 .queue_url(&self.config.task_queue_url)
-                .max_number_of_messages(10)
+                .max_number_of_messages(curfew_aws::sqs::MAX_BATCH as i32)
                 .send()
                 .await
                 .unwrap();

@@ -65,7 +65,7 @@ impl Dispatcher {
             .sqs
             .receive_message()
             .queue_url(url)
-            .max_number_of_messages(10)
+            .max_number_of_messages(crate::sqs::MAX_BATCH as i32)
             .wait_time_seconds(0)
             .send()
             .await

@@ -79,7 +79,7 @@ where
         SdkError::TimeoutError(_) => (ErrorKind::Throttled, "timed out".to_string()),
         SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => (
             ErrorKind::Other,
-            format!("could not reach the service: {d:?}"),
+            format!("could not reach the service ({})", network_cause(&err)),
         ),
         // Not the network: e.g. no credentials could be loaded. Say what it was.
         SdkError::DispatchFailure(_) => (
@@ -89,6 +89,20 @@ where
         other => (ErrorKind::Other, other.to_string()),
     };
     PortError::with_source(kind, format!("{what}: {detail}"), err)
+}
+
+/// Why a request never reached the service, in a few words: the innermost cause, named by its
+/// I/O error kind where that says it best.
+fn network_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = err;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    match innermost.downcast_ref::<std::io::Error>().map(|e| e.kind()) {
+        Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
+        Some(std::io::ErrorKind::TimedOut) => "timed out".to_string(),
+        _ => innermost.to_string(),
+    }
 }
 
 /// An error and its sources as one line of their messages (no Debug dumps), repeats dropped.
@@ -201,6 +215,21 @@ mod tests {
             !e.message.contains("ConnectorError"),
             "no Debug dump: {}",
             e.message
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_is_reported_by_its_cause_only() {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        use aws_smithy_runtime_api::http::Response;
+
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let err: SdkError<aws_sdk_dynamodb::operation::query::QueryError, Response> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
+        let e = classify("listing schedules", err);
+        assert_eq!(
+            e.message,
+            "listing schedules: could not reach the service (connection refused)"
         );
     }
 }

@@ -87,11 +87,14 @@ impl SqsQueue {
     }
 }
 
+/// The most messages SQS takes in one SendMessageBatch call (and hands over in one receive).
+pub const MAX_BATCH: usize = 10;
+
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, bodies: &[String]) -> PortResult<()> {
         let sends: Vec<_> = bodies
-            .chunks(10)
+            .chunks(MAX_BATCH)
             .map(|batch| self.send_batch(batch))
             .collect();
         stream::iter(sends)

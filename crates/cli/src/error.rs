@@ -37,30 +37,11 @@ pub fn one_line(err: &anyhow::Error) -> String {
             break;
         }
     }
-    let line = parts
+    parts
         .join(": ")
         .split_whitespace()
         .collect::<Vec<_>>()
-        .join(" ");
-    unreachable_service(&line).unwrap_or(line)
-}
-
-/// The adapters report a connection failure with the SDK's whole dispatch error in Debug form;
-/// people need only the cause.
-fn unreachable_service(line: &str) -> Option<String> {
-    const MARK: &str = "could not reach the service";
-    let at = line.find(MARK)?;
-    let detail = &line[at..];
-    let why = if detail.contains("ConnectionRefused") {
-        "connection refused"
-    } else if detail.contains("TimedOut") || detail.contains("timed out") {
-        "timed out"
-    } else if detail.contains("dns error") {
-        "host name not resolved"
-    } else {
-        "no connection"
-    };
-    Some(format!("{}{MARK} ({why})", &line[..at]))
+        .join(" ")
 }
 
 /// A clap error on one line: the message and its tip, without the usage block.
@@ -92,17 +73,6 @@ mod tests {
             .unwrap_err();
         assert_eq!(exit_code(&err), 2);
         assert_eq!(exit_code(&anyhow::anyhow!("boom")), 1);
-    }
-
-    #[test]
-    fn a_connection_failure_is_reported_by_its_cause_only() {
-        let err = anyhow::anyhow!(
-            "listing schedules: could not reach the service: DispatchFailure {{ source: ConnectorError {{ kind: Io, source: Os {{ code: 111, kind: ConnectionRefused }} }} }}"
-        );
-        assert_eq!(
-            one_line(&err),
-            "listing schedules: could not reach the service (connection refused)"
-        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 use curfew_core::ports::{ErrorKind, PortError, PortResult};
-use curfew_core::target::{Sizes, TargetKind};
+use curfew_core::target::{Sizes, Target, TargetKind};
 
 use crate::error::classify;
 
@@ -29,6 +29,21 @@ pub struct FleetTarget {
     pub tags: BTreeMap<String, String>,
     /// Tags on the cluster (node groups).
     pub cluster_tags: BTreeMap<String, String>,
+}
+
+impl FleetTarget {
+    /// The curfew target this creates (what discovery will find).
+    pub fn target(&self) -> Target {
+        Target {
+            account: self.account.clone(),
+            region: self.region.clone(),
+            kind: self.kind,
+            cluster: self.cluster.clone(),
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+            cluster_tags: self.cluster_tags.clone(),
+        }
+    }
 }
 
 /// The spoke role every emulated account uses.

@@ -229,7 +229,7 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
         berlin(awake_until)
     )?;
 
-    let targets: Vec<Target> = fleet.iter().map(target_of).collect();
+    let targets: Vec<Target> = fleet.iter().map(FleetTarget::target).collect();
     let mut snapshots = vec![snapshot(&hub, &targets).await?];
     let mut ops = Vec::new();
     let end = start + Duration::days(1);
@@ -320,18 +320,6 @@ async fn next_due(hub: &Hub) -> Result<Option<DateTime<Utc>>> {
         .min())
 }
 
-fn target_of(t: &FleetTarget) -> Target {
-    Target {
-        account: t.account.clone(),
-        region: t.region.clone(),
-        kind: t.kind,
-        cluster: t.cluster.clone(),
-        name: t.name.clone(),
-        tags: t.tags.clone(),
-        cluster_tags: t.cluster_tags.clone(),
-    }
-}
-
 /// Every target's live sizes, read from its spoke the way the worker reads them.
 async fn snapshot(hub: &Hub, targets: &[Target]) -> Result<Vec<Sizes>> {
     stream::iter(targets)
@@ -358,7 +346,7 @@ fn print_fleet_overview(fleet: &[FleetTarget]) -> Result<()> {
         let row = rows
             .entry((t.account.clone(), t.region.clone()))
             .or_default();
-        let dev = target_of(t).tag("env") == Some("dev");
+        let dev = t.target().tag("env") == Some("dev");
         let column = match (t.kind, dev) {
             (curfew_core::target::TargetKind::Asg, true) => 0,
             (curfew_core::target::TargetKind::Asg, false) => 1,

@@ -7,6 +7,7 @@ pub mod poller;
 pub mod router;
 pub mod worker;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -115,32 +116,27 @@ pub async fn worker_batch(hub: &Hub, messages: &[(String, String)]) -> BatchOutc
     .await;
     // Settle each operation once per batch rather than once per task (two reads each). If that
     // fails, its finished messages stay on the queue: their redelivery settles it.
-    let mut finished_ops: Vec<&str> = results
+    let finished: BTreeSet<&str> = results
         .iter()
         .filter(|(_, _, r)| matches!(r, Ok(true)))
         .filter_map(|(_, op, _)| op.as_deref())
         .collect();
-    finished_ops.sort_unstable();
-    finished_ops.dedup();
-    let mut unsettled = Vec::new();
-    for op_id in finished_ops {
+    let mut unsettled = BTreeSet::new();
+    for op_id in finished {
         if let Err(e) = hub.store.finalize_operation(op_id, hub.clock.now()).await {
             tracing::warn!(op_id, error = %e, "settling the operation failed; will be retried");
-            unsettled.push(op_id.to_string());
+            unsettled.insert(op_id.to_string());
         }
     }
-    let results = results
-        .iter()
-        .map(|(id, op, r)| {
-            let settled = op.as_ref().is_none_or(|op| !unsettled.contains(op));
-            let r = match r {
-                Ok(done) => Ok(*done && settled),
-                Err(cause) => Err(cause.clone()),
-            };
-            (*id, r)
-        })
-        .collect();
-    collect(results)
+    collect(
+        results
+            .into_iter()
+            .map(|(id, op, r)| {
+                let unsettled = op.is_some_and(|op| unsettled.contains(&op));
+                (id, r.map(|done| done && !unsettled))
+            })
+            .collect(),
+    )
 }
 
 /// Works a batch of router messages `(message id, body)` concurrently.
