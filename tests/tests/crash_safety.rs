@@ -4,7 +4,7 @@ use chrono::{Duration, TimeZone, Utc};
 use curfew_aws::local::demo_fleet;
 use curfew_core::clock::Clock;
 use curfew_core::operation::{OpStatus, TaskStatus};
-use curfew_core::ports::Baseline;
+use curfew_core::ports::{Baseline, Lease, LeaseToken};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::target::Sizes;
@@ -29,23 +29,34 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
     assert_eq!(messages.len(), 1);
     let msg = &messages[0];
 
-    // The first delivery got as far as saving the baseline, recording APPLYING and scaling,
-    // then crashed before recording the result.
+    // The first delivery got as far as taking the lease, saving the baseline, recording
+    // APPLYING and scaling, then crashed before recording the result.
     let k = key(target);
     let now = t.clock.now();
-    t.hub
+    let lease = LeaseToken::new(&op.operation_id);
+    let ttl = t.hub.settings.lease_ttl;
+    let granted = t
+        .hub
         .store
-        .save_baseline(&Baseline {
-            target_key: k.clone(),
-            sizes: before,
-            op_id: op.operation_id.clone(),
-            saved_at: now,
-        })
+        .acquire_lease(&k, &lease, msg.op_created_at, now, ttl)
         .await
         .unwrap();
+    assert_eq!(granted, Lease::Acquired);
+    let baseline = Baseline {
+        target_key: k.clone(),
+        sizes: before,
+        op_id: op.operation_id.clone(),
+        saved_at: now,
+    };
+    assert!(t
+        .hub
+        .store
+        .save_baseline(&baseline, &lease, false)
+        .await
+        .unwrap());
     t.hub
         .store
-        .mark_applying(&op.operation_id, &k, before, Sizes::new(0, 0, 0), now)
+        .mark_applying(&lease, &k, before, Sizes::new(0, 0, 0), now)
         .await
         .unwrap();
     t.hub
@@ -53,6 +64,13 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
         .set_sizes(&msg.role, &msg.target, Sizes::new(0, 0, 0))
         .await
         .unwrap();
+
+    // Until the crashed delivery's lease expires, a redelivery waits; then it takes over.
+    assert!(matches!(
+        worker::handle(&t.hub, msg).await.unwrap(),
+        TaskStep::RetryLater(_)
+    ));
+    t.clock.advance(ttl + Duration::seconds(1));
 
     // The redelivery finishes it as SUCCEEDED (not "already stopped"), counted once.
     assert_eq!(

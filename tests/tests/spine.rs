@@ -10,7 +10,7 @@ use curfew_core::account::SpokeRole;
 use curfew_core::clock::Clock;
 use curfew_core::decision::Action;
 use curfew_core::operation::{OpStatus, TaskStatus};
-use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes};
+use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::schedule::{Schedule, ScheduleRecord};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{poller, worker_batch};
@@ -269,9 +269,26 @@ impl Spokes for DenyAccount {
         self.check(role)?;
         self.inner.live_state(role, target).await
     }
-    async fn set_sizes(&self, role: &SpokeRole, target: &Target, sizes: Sizes) -> PortResult<()> {
+    async fn set_sizes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        sizes: Sizes,
+    ) -> PortResult<Option<String>> {
         self.check(role)?;
         self.inner.set_sizes(role, target, sizes).await
+    }
+    async fn update_state(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        update_id: &str,
+        expected: Sizes,
+    ) -> PortResult<UpdateState> {
+        self.check(role)?;
+        self.inner
+            .update_state(role, target, update_id, expected)
+            .await
     }
 }
 

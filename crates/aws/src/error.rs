@@ -33,8 +33,6 @@ pub fn kind_of_code(code: Option<&str>) -> ErrorKind {
         | "UnauthorizedOperation"
         | "UnrecognizedClientException"
         | "InvalidClientTokenId"
-        | "ExpiredToken"
-        | "ExpiredTokenException"
         | "AuthFailure"
         | "RegionDisabledException" => ErrorKind::AccessDenied,
         "ResourceNotFoundException"
@@ -55,6 +53,11 @@ pub fn kind_of_code(code: Option<&str>) -> ErrorKind {
         | "MalformedPolicyDocument"
         | "InvalidParameterValueException" => ErrorKind::Invalid,
         "ConditionalCheckFailedException" => ErrorKind::ConditionFailed,
+        // A session that expired early (revoked, or the clock ran ahead): the spoke adapter
+        // drops it from the session cache and tries once more with a fresh one.
+        "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" => {
+            ErrorKind::ExpiredCredentials
+        }
         _ => ErrorKind::Other,
     }
 }
@@ -152,6 +155,28 @@ where
     };
     let message = format!("{what}: transaction cancelled ({})", codes.join(", "));
     PortError::with_source(kind, message, err)
+}
+
+/// Classifies the error of a fenced transaction: a ConditionCheck on the target's lease item
+/// first, then the write itself. A failed check on the lease means the lease moved on
+/// ([`ErrorKind::LeaseLost`]); anything else is read as [`classify_transaction`] reads it.
+pub fn classify_fenced<R>(what: &str, err: SdkError<TransactWriteItemsError, R>) -> PortError
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if let SdkError::ServiceError(service) = &err {
+        if let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() {
+            let lease_check = cancelled
+                .cancellation_reasons()
+                .first()
+                .and_then(|r| r.code());
+            if lease_check == Some("ConditionalCheckFailed") {
+                let message = format!("{what}: the target's lease is no longer this delivery's");
+                return PortError::with_source(ErrorKind::LeaseLost, message, err);
+            }
+        }
+    }
+    classify_transaction(what, err)
 }
 
 /// The backoff used around our own retry loops: jittered, exponential, a few tries. The SDK's

@@ -9,7 +9,7 @@ use aws_credential_types::Credentials;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::SpokeRole;
 use curfew_core::clock::Clock;
-use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes};
+use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::session::{Session, SessionCache};
 use curfew_core::target::{LiveState, Sizes, Target, TargetKind};
 
@@ -53,14 +53,28 @@ impl AwsSpokes {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Runs `call` (which reaches the spoke through the cached session) and, if the spoke says
+    /// the session's credentials have expired (revoked, or expired earlier than STS said), drops
+    /// the session and runs it once more with a fresh one.
+    async fn fresh_on_expiry<T, F, Fut>(&self, role: &SpokeRole, call: F) -> PortResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = PortResult<T>>,
+    {
+        match call().await {
+            Err(e) if e.kind == ErrorKind::ExpiredCredentials => {
+                tracing::warn!(role = %role.role_arn, error = %e, "spoke session expired early; assuming the role again");
+                self.sessions.invalidate(&session_key(role));
+                call().await
+            }
+            other => other,
+        }
+    }
+
     async fn credentials(&self, role: &SpokeRole) -> PortResult<Credentials> {
         self.credential_lookups
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let key = format!(
-            "{}|{}",
-            role.role_arn,
-            role.external_id.as_deref().unwrap_or("")
-        );
+        let key = session_key(role);
         self.sessions
             .get_or_assume(&key, || async {
                 self.assume_role_calls
@@ -225,6 +239,15 @@ impl AwsSpokes {
     }
 }
 
+/// The session cache's key for a role: the role and the external id it is assumed with.
+fn session_key(role: &SpokeRole) -> String {
+    format!(
+        "{}|{}",
+        role.role_arn,
+        role.external_id.as_deref().unwrap_or("")
+    )
+}
+
 fn cluster_of(target: &Target) -> PortResult<&str> {
     target.cluster.as_deref().ok_or_else(|| {
         PortError::new(
@@ -237,15 +260,48 @@ fn cluster_of(target: &Target) -> PortResult<&str> {
 #[async_trait]
 impl Spokes for AwsSpokes {
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
-        let (mut asgs, nodegroups) = futures::try_join!(
-            self.discover_asgs(role, region),
-            self.discover_nodegroups(role, region)
-        )?;
-        asgs.extend(nodegroups);
-        Ok(asgs)
+        self.fresh_on_expiry(role, || async {
+            let (mut asgs, nodegroups) = futures::try_join!(
+                self.discover_asgs(role, region),
+                self.discover_nodegroups(role, region)
+            )?;
+            asgs.extend(nodegroups);
+            Ok(asgs)
+        })
+        .await
     }
 
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
+        self.fresh_on_expiry(role, || self.read_live_state(role, target))
+            .await
+    }
+
+    async fn set_sizes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        sizes: Sizes,
+    ) -> PortResult<Option<String>> {
+        self.fresh_on_expiry(role, || self.update_sizes(role, target, sizes))
+            .await
+    }
+
+    async fn update_state(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        update_id: &str,
+        expected: Sizes,
+    ) -> PortResult<UpdateState> {
+        self.fresh_on_expiry(role, || {
+            self.read_update_state(role, target, update_id, expected)
+        })
+        .await
+    }
+}
+
+impl AwsSpokes {
+    async fn read_live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
         match target.kind {
             TargetKind::Asg => {
                 let client = self.autoscaling(role, &target.region).await?;
@@ -324,7 +380,12 @@ impl Spokes for AwsSpokes {
         }
     }
 
-    async fn set_sizes(&self, role: &SpokeRole, target: &Target, sizes: Sizes) -> PortResult<()> {
+    async fn update_sizes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        sizes: Sizes,
+    ) -> PortResult<Option<String>> {
         match target.kind {
             TargetKind::Asg => {
                 let client = self.autoscaling(role, &target.region).await?;
@@ -337,7 +398,7 @@ impl Spokes for AwsSpokes {
                         .desired_capacity(sizes.desired)
                         .send()
                         .await
-                        .map(|_| ())
+                        .map(|_| None)
                         .map_err(|e| classify(&format!("updating ASG {}", target.name), e))
                 })
                 .await
@@ -358,13 +419,95 @@ impl Spokes for AwsSpokes {
                         .scaling_config(scaling.clone())
                         .send()
                         .await
-                        .map(|_| ())
+                        .map(|out| out.update.and_then(|u| u.id))
                         .map_err(|e| {
                             classify(&format!("updating node group {}", target.display_name()), e)
                         })
                 })
                 .await
             }
+        }
+    }
+
+    /// DescribeUpdate says how an EKS update ended. Where the service does not answer it (the
+    /// emulator does not implement it), the node group itself says: UPDATING is in progress,
+    /// ACTIVE at the requested sizes is done, anything else failed.
+    async fn read_update_state(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        update_id: &str,
+        expected: Sizes,
+    ) -> PortResult<UpdateState> {
+        let client = self.eks(role, &target.region).await?;
+        match described_update(&client, target, update_id).await {
+            Ok(Some(state)) => Ok(state),
+            Err(e) if e.kind == ErrorKind::ExpiredCredentials => Err(e),
+            Ok(None) | Err(_) => {
+                let live = self.read_live_state(role, target).await?;
+                Ok(if live.busy {
+                    UpdateState::InProgress
+                } else if live.sizes == expected {
+                    UpdateState::Done
+                } else {
+                    UpdateState::Failed(format!(
+                        "the node group is at {} after the update, not {expected}",
+                        live.sizes
+                    ))
+                })
+            }
+        }
+    }
+}
+
+/// How DescribeUpdate says an update of the node group stands; `None` if it answered without one.
+async fn described_update(
+    client: &aws_sdk_eks::Client,
+    target: &Target,
+    update_id: &str,
+) -> PortResult<Option<UpdateState>> {
+    let cluster = cluster_of(target)?;
+    let out = retrying(|| async {
+        client
+            .describe_update()
+            .name(cluster)
+            .nodegroup_name(&target.name)
+            .update_id(update_id)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("describing update {update_id}"), e))
+    })
+    .await?;
+    Ok(out.update.as_ref().map(update_state_of))
+}
+
+/// An EKS update's status as curfew reads it: only Successful is done.
+fn update_state_of(update: &aws_sdk_eks::types::Update) -> UpdateState {
+    use aws_sdk_eks::types::UpdateStatus;
+    match update.status() {
+        Some(UpdateStatus::Successful) => UpdateState::Done,
+        Some(UpdateStatus::InProgress) | None => UpdateState::InProgress,
+        Some(other) => {
+            let errors: Vec<String> = update
+                .errors()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.error_code().map(|c| c.as_str()).unwrap_or("error"),
+                        e.error_message().unwrap_or("no message")
+                    )
+                })
+                .collect();
+            UpdateState::Failed(format!(
+                "{} ({})",
+                other.as_str(),
+                if errors.is_empty() {
+                    "no error reported".to_string()
+                } else {
+                    errors.join("; ")
+                }
+            ))
         }
     }
 }
@@ -418,6 +561,141 @@ mod tests {
             "the second lookup is served by the session cache"
         );
         assert_eq!(spokes.assume_role_calls(), 1);
+    }
+
+    fn spokes_with_sts(sts: aws_sdk_sts::Client) -> AwsSpokes {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .build();
+        let mut spokes = AwsSpokes::new(sdk, Arc::new(SystemClock));
+        spokes.sts = sts;
+        spokes
+    }
+
+    fn spoke_role() -> SpokeRole {
+        SpokeRole {
+            account: "111111111111".into(),
+            role_arn: "arn:aws:iam::111111111111:role/curfew-spoke".into(),
+            external_id: None,
+        }
+    }
+
+    fn assumed() -> AssumeRoleOutput {
+        AssumeRoleOutput::builder()
+            .credentials(
+                aws_sdk_sts::types::Credentials::builder()
+                    .access_key_id("AKIA")
+                    .secret_access_key("secret")
+                    .session_token("token")
+                    .expiration(aws_smithy_types::DateTime::from_secs(4_000_000_000))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    }
+
+    #[tokio::test]
+    async fn an_expired_session_is_dropped_and_the_call_made_once_more_with_a_fresh_one() {
+        let assume = mock!(aws_sdk_sts::Client::assume_role)
+            .sequence()
+            .output(assumed)
+            .times(3)
+            .build();
+        let spokes = spokes_with_sts(mock_client!(aws_sdk_sts, [&assume]));
+        let role = spoke_role();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let answer = spokes
+            .fresh_on_expiry(&role, || async {
+                spokes.credentials(&role).await?;
+                if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return Err(PortError::new(
+                        crate::error::kind_of_code(Some("ExpiredToken")),
+                        "ExpiredToken: The security token included in the request is expired",
+                    ));
+                }
+                Ok("described")
+            })
+            .await;
+        assert_eq!(answer.unwrap(), "described");
+        assert_eq!(assume.num_calls(), 2, "a fresh session was assumed");
+
+        // Expired again with the fresh session: reported, not retried forever.
+        let again = spokes
+            .fresh_on_expiry(&role, || async {
+                spokes.credentials(&role).await?;
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err::<(), _>(PortError::new(ErrorKind::ExpiredCredentials, "expired"))
+            })
+            .await;
+        assert_eq!(again.unwrap_err().kind, ErrorKind::ExpiredCredentials);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(assume.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_eks_update_is_reported_with_its_errors() {
+        use aws_sdk_eks::operation::describe_update::DescribeUpdateOutput;
+        use aws_sdk_eks::types::{ErrorCode, ErrorDetail, Update, UpdateStatus};
+        let failed = mock!(aws_sdk_eks::Client::describe_update)
+            .match_requests(|r| {
+                r.name() == Some("dev")
+                    && r.nodegroup_name() == Some("workers")
+                    && r.update_id() == Some("u-1")
+            })
+            .then_output(|| {
+                DescribeUpdateOutput::builder()
+                    .update(
+                        Update::builder()
+                            .id("u-1")
+                            .status(UpdateStatus::Failed)
+                            .errors(
+                                ErrorDetail::builder()
+                                    .error_code(ErrorCode::NodeCreationFailure)
+                                    .error_message("could not launch instances")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let running = mock!(aws_sdk_eks::Client::describe_update).then_output(|| {
+            DescribeUpdateOutput::builder()
+                .update(
+                    Update::builder()
+                        .id("u-1")
+                        .status(UpdateStatus::InProgress)
+                        .build(),
+                )
+                .build()
+        });
+        let client = mock_client!(
+            aws_sdk_eks,
+            aws_smithy_mocks::RuleMode::Sequential,
+            [&failed, &running]
+        );
+        let target = Target {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Nodegroup,
+            cluster: Some("dev".into()),
+            name: "workers".into(),
+            tags: Default::default(),
+            cluster_tags: Default::default(),
+        };
+        let Some(UpdateState::Failed(reason)) =
+            described_update(&client, &target, "u-1").await.unwrap()
+        else {
+            panic!("a failed update reads as failed");
+        };
+        assert!(
+            reason.contains("Failed") && reason.contains("NodeCreationFailure"),
+            "{reason}"
+        );
+        assert_eq!(
+            described_update(&client, &target, "u-1").await.unwrap(),
+            Some(UpdateState::InProgress)
+        );
     }
 
     #[tokio::test]

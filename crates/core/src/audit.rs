@@ -298,6 +298,7 @@ mod tests {
         change: Option<(Sizes, Sizes)>,
     ) -> Task {
         Task {
+            update_id: None,
             op_id: op_id.into(),
             target,
             status,

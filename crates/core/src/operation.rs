@@ -229,6 +229,9 @@ pub struct Task {
     /// Sizes the worker set (or is setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Sizes>,
+    /// The spoke's id for an asynchronous update (EKS) of an APPLYING task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_id: Option<String>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
@@ -243,6 +246,7 @@ impl Task {
             reason: None,
             before: None,
             after: None,
+            update_id: None,
             updated_at: now,
         }
     }

@@ -27,6 +27,12 @@ pub enum ErrorKind {
     /// A conditional write's condition did not hold (the item already exists, is already
     /// final, is leased by someone else): an answer, not a fault.
     ConditionFailed,
+    /// The target's lease is no longer held by the caller's token (it expired and another
+    /// delivery took it): the caller must stop acting on the target at once. Retryable: the
+    /// message goes back to the queue and its next delivery reads the state afresh.
+    LeaseLost,
+    /// The spoke rejected the session's credentials as expired: a fresh session may work.
+    ExpiredCredentials,
     /// Anything else (network, unexpected response).
     Other,
 }
@@ -36,7 +42,7 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::Throttled | ErrorKind::InUse | ErrorKind::Other
+            ErrorKind::Throttled | ErrorKind::InUse | ErrorKind::LeaseLost | ErrorKind::Other
         )
     }
 }
@@ -133,10 +139,33 @@ pub struct OperationPage {
     pub next: Option<String>,
 }
 
+/// The proof that one delivery holds a target's lease: every acquisition draws a new token, so
+/// two copies of one task message never both hold the lease, and every write made under it
+/// (baseline save and retire, the task's APPLYING record) is conditioned on the lease item still
+/// holding this token (a fencing token). A delivery whose lease expired and was taken by
+/// another can therefore change nothing curfew owns.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseToken {
+    /// The operation the delivery belongs to.
+    pub op_id: String,
+    /// Unique to this acquisition.
+    pub token: String,
+}
+
+impl LeaseToken {
+    /// A fresh token for one delivery of one of `op_id`'s tasks.
+    pub fn new(op_id: &str) -> Self {
+        LeaseToken {
+            op_id: op_id.to_string(),
+            token: format!("{op_id}/{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
 /// Result of asking for a target's lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lease {
-    /// Ours until it expires or we release it.
+    /// Ours (this token's) until it expires or we release it.
     Acquired,
     /// Another operation holds it: try again later.
     Held {
@@ -225,8 +254,11 @@ pub trait OperationStore: Send + Sync {
         operations.truncate(limit);
         Ok(operations)
     }
-    /// Records the shard count and moves the operation to RUNNING, once.
-    async fn set_shards(&self, op_id: &str, shards_total: u64) -> PortResult<()>;
+    /// Fixes the operation's shard set once: the first call stores `shards`, records their
+    /// count and moves the operation to RUNNING; every later call (a redelivered operation
+    /// message, even after accounts were added or removed) changes nothing. Returns the set in
+    /// force, which is what the caller must fan out.
+    async fn fix_shards(&self, op_id: &str, shards: &[Shard]) -> PortResult<Vec<Shard>>;
     /// True if the shard's tasks were already planned.
     async fn shard_planned(&self, op_id: &str, shard: &Shard) -> PortResult<bool>;
     /// Writes a shard's tasks and marks it planned, adding to the operation's totals once.
@@ -244,15 +276,22 @@ pub trait OperationStore: Send + Sync {
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>>;
     /// One task.
     async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>>;
-    /// Records the sizes the worker is about to set (so a redelivery after a crash knows).
+    /// Records the sizes the worker is about to set (so a redelivery after a crash knows), only
+    /// while `lease` still holds the target and the task is not final. Fails with
+    /// [`ErrorKind::LeaseLost`] when the lease moved on, and [`ErrorKind::ConditionFailed`]
+    /// when the task is already final: in both cases the caller must not touch the target.
     async fn mark_applying(
         &self,
-        op_id: &str,
+        lease: &LeaseToken,
         target_key: &str,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
     ) -> PortResult<()>;
+    /// Records the id of the spoke's asynchronous update (EKS) on an APPLYING task, so a later
+    /// delivery can ask how it ended. [`ErrorKind::ConditionFailed`] if the task is not APPLYING.
+    async fn record_update(&self, op_id: &str, target_key: &str, update_id: &str)
+        -> PortResult<()>;
     /// Moves a task to its final state and counts it on the operation, atomically and once.
     /// False if it was already final.
     async fn finish_task(
@@ -276,21 +315,37 @@ pub trait OperationStore: Send + Sync {
 pub trait TargetStore: Send + Sync {
     /// The saved baseline of a target.
     async fn get_baseline(&self, target_key: &str) -> PortResult<Option<Baseline>>;
-    /// Saves a baseline only if none is saved. False if one already was.
-    async fn save_baseline(&self, baseline: &Baseline) -> PortResult<bool>;
-    /// Retires (deletes) a baseline.
-    async fn retire_baseline(&self, target_key: &str) -> PortResult<()>;
-    /// Takes the target's lease for an operation.
+    /// Saves a baseline only if none is saved, or if the saved one was written by
+    /// `replacing_own` (an operation refreshing the baseline it saved before it ever scaled the
+    /// target), and only while `lease` holds the target. False if another baseline is kept;
+    /// [`ErrorKind::LeaseLost`] if the lease moved on.
+    async fn save_baseline(
+        &self,
+        baseline: &Baseline,
+        lease: &LeaseToken,
+        replacing_own: bool,
+    ) -> PortResult<bool>;
+    /// Deletes the target's baseline if it was saved by operation `saved_by` and `lease` still
+    /// holds the target. False if there is no such baseline (already retired, or another
+    /// operation's); [`ErrorKind::LeaseLost`] if the lease moved on.
+    async fn retire_baseline(
+        &self,
+        target_key: &str,
+        saved_by: &str,
+        lease: &LeaseToken,
+    ) -> PortResult<bool>;
+    /// Takes the target's lease for one delivery of an operation's task: granted when nobody
+    /// holds it (or the holder's lease expired) and no newer operation has acted on the target.
     async fn acquire_lease(
         &self,
         target_key: &str,
-        op_id: &str,
+        lease: &LeaseToken,
         op_created_at: DateTime<Utc>,
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> PortResult<Lease>;
-    /// Releases the lease if `op_id` holds it.
-    async fn release_lease(&self, target_key: &str, op_id: &str) -> PortResult<()>;
+    /// Releases the lease if `lease` still holds it.
+    async fn release_lease(&self, target_key: &str, lease: &LeaseToken) -> PortResult<()>;
     /// Stores an override.
     async fn put_override(&self, o: &Override) -> PortResult<()>;
     /// Overrides not yet expired at `now`.
@@ -334,8 +389,34 @@ pub trait Spokes: Send + Sync {
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>>;
     /// The target's sizes and whether it can take an update now.
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState>;
-    /// Sets the target's sizes.
-    async fn set_sizes(&self, role: &SpokeRole, target: &Target, sizes: Sizes) -> PortResult<()>;
+    /// Asks the spoke to set the target's sizes. Auto Scaling applies them at once (`None`); EKS
+    /// accepts an update and applies it asynchronously, returning the update's id.
+    async fn set_sizes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        sizes: Sizes,
+    ) -> PortResult<Option<String>>;
+    /// How an asynchronous update (the id `set_sizes` returned) stands: done only once the
+    /// target is ready again at `expected` sizes.
+    async fn update_state(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        update_id: &str,
+        expected: Sizes,
+    ) -> PortResult<UpdateState>;
+}
+
+/// Where an asynchronous update of a target stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateState {
+    /// Applied: the target is ready at the requested sizes.
+    Done,
+    /// Still being applied.
+    InProgress,
+    /// The service gave up on it; the reason says why (the target kept its old sizes).
+    Failed(String),
 }
 
 /// What a caller sees of an action on one target, used by `plan`.

@@ -1,159 +1,16 @@
 //! The poller, router and worker end to end over the in-memory fakes: what stops and starts do
 //! to targets, baselines and operations, including redeliveries, busy and denied targets.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+mod common;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use curfew_core::account::Account;
-use curfew_core::clock::{Clock, ManualClock};
-use curfew_core::fakes::{self, FakeSpokes, MemoryQueue, MemoryStore};
-use curfew_core::operation::{Discovery, OpStatus, Operation, Task, TaskStatus};
+use chrono::Duration;
+use common::*;
+use curfew_core::clock::Clock;
+use curfew_core::operation::{OpStatus, Operation, TaskStatus};
 use curfew_core::ports::{OperationStore, ScheduleStore, TargetStore};
 use curfew_core::schedule::{Schedule, ScheduleRecord};
-use curfew_core::selector::Selector;
-use curfew_core::service::invocation::{invoke, Invocation};
-use curfew_core::service::{poller, router_batch, worker_batch, Hub};
-use curfew_core::target::{Sizes, Target, TargetKind};
-
-const DEV: &str = "111111111111";
-const OTHER: &str = "222222222222";
-const REGION: &str = "eu-west-1";
-
-/// Monday 2027-01-04 18:00 UTC.
-fn monday_evening() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap()
-}
-
-fn target(account: &str, kind: TargetKind, cluster: Option<&str>, name: &str) -> Target {
-    Target {
-        account: account.into(),
-        region: REGION.into(),
-        kind,
-        cluster: cluster.map(Into::into),
-        name: name.into(),
-        tags: BTreeMap::from([("env".to_string(), "dev".to_string())]),
-        cluster_tags: BTreeMap::new(),
-    }
-}
-
-fn asg(account: &str) -> Target {
-    target(account, TargetKind::Asg, None, "web")
-}
-
-fn nodegroup(account: &str) -> Target {
-    target(account, TargetKind::Nodegroup, Some("dev"), "workers")
-}
-
-const ASG_SIZES: Sizes = Sizes::new(1, 4, 2);
-const NG_SIZES: Sizes = Sizes::new(2, 5, 3);
-
-struct World {
-    clock: Arc<ManualClock>,
-    hub: Hub,
-    store: Arc<MemoryStore>,
-    router_q: Arc<MemoryQueue>,
-    task_q: Arc<MemoryQueue>,
-    spokes: Arc<FakeSpokes>,
-}
-
-/// One account with an ASG and a node group tagged env=dev, plus any `more_accounts` with one
-/// ASG each.
-async fn world(more_accounts: &[&str]) -> World {
-    let clock = Arc::new(ManualClock::new(monday_evening()));
-    let (hub, store, router_q, task_q, spokes) = fakes::hub(clock.clone());
-    for account in std::iter::once(&DEV).chain(more_accounts) {
-        let role = format!("arn:aws:iam::{account}:role/curfew-spoke");
-        let registered = Account::new(account, &role, None, &[REGION.to_string()]).unwrap();
-        hub.store.put_account(&registered).await.unwrap();
-        spokes.add(asg(account), ASG_SIZES);
-    }
-    spokes.add(nodegroup(DEV), NG_SIZES);
-    World {
-        clock,
-        hub,
-        store,
-        router_q,
-        task_q,
-        spokes,
-    }
-}
-
-impl World {
-    /// Creates a manual stop or start over env=dev and fans it out, without working any queue.
-    async fn begin(&self, stop: bool, dry_run: bool) -> String {
-        let select = Selector::parse("tag:env=dev").unwrap();
-        let invocation = if stop {
-            Invocation::Stop {
-                select,
-                dry_run,
-                discovery: Discovery::Cached,
-            }
-        } else {
-            Invocation::Start {
-                select,
-                dry_run,
-                discovery: Discovery::Cached,
-            }
-        };
-        invoke(&self.hub, invocation).await.unwrap().operation_id
-    }
-
-    async fn drain(&self) -> fakes::Drained {
-        let drained = fakes::drain(&self.hub, &self.router_q, &self.task_q).await;
-        assert!(drained.rejected.is_empty(), "{:?}", drained.rejected);
-        drained
-    }
-
-    /// Runs an operation to the end.
-    async fn run(&self, stop: bool) -> Operation {
-        let id = self.begin(stop, false).await;
-        assert!(self.drain().await.settled);
-        self.op(&id).await
-    }
-
-    /// Works only the router queue, returning the task messages it produced.
-    async fn route(&self) -> Vec<String> {
-        while !self.router_q.is_empty() {
-            let messages = ids(self.router_q.take_all());
-            let outcome = router_batch(&self.hub, &messages).await;
-            assert!(outcome.failed.is_empty(), "{outcome:?}");
-        }
-        self.task_q.take_all()
-    }
-
-    async fn op(&self, id: &str) -> Operation {
-        self.store.get_operation(id).await.unwrap().unwrap()
-    }
-
-    async fn task(&self, op_id: &str, target: &Target) -> Task {
-        self.store
-            .get_task(op_id, &target.key())
-            .await
-            .unwrap()
-            .unwrap()
-    }
-
-    fn sizes(&self, target: &Target) -> Sizes {
-        self.spokes.sizes(&target.key()).unwrap()
-    }
-
-    async fn baseline(&self, target: &Target) -> Option<Sizes> {
-        self.store
-            .get_baseline(&target.key())
-            .await
-            .unwrap()
-            .map(|b| b.sizes)
-    }
-}
-
-fn ids(bodies: Vec<String>) -> Vec<(String, String)> {
-    bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| (format!("m{i}"), body))
-        .collect()
-}
+use curfew_core::service::{poller, router_batch, worker_batch};
+use curfew_core::target::Sizes;
 
 #[tokio::test]
 async fn a_stop_saves_baselines_and_scales_asgs_to_zero_and_node_groups_to_zero_keeping_max() {

@@ -10,6 +10,7 @@
 //! | counter stripe | `OP#<id>#COUNT#00` … `#31` | `COUNT` | |
 //! | baseline | `TARGET#<target key>` | `BASELINE` | |
 //! | lease | `TARGET#<target key>` | `LEASE` | |
+//! | shard set | `OP#<id>` | `SHARDS` | |
 //! | override | `OVERRIDES` | `<id>` | TTL `expires_at` |
 //! | inventory | `INV#<account>#<region>` | `META` / `T#<kind>#<name>` | |
 //!
@@ -22,16 +23,20 @@ mod targets;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, TransactWriteItem,
+};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use curfew_core::account::Account;
-use curfew_core::ports::{AccountStore, ErrorKind, PortError, PortResult, ScheduleStore};
+use curfew_core::ports::{
+    AccountStore, ErrorKind, LeaseToken, PortError, PortResult, ScheduleStore,
+};
 use curfew_core::schedule::{Schedule, ScheduleRecord};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{classify, retrying};
+use crate::error::{classify, classify_fenced, retrying};
 
 pub use provision::create_table;
 
@@ -184,6 +189,43 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(|e| classify("deleting from the state table", e))
+        })
+        .await;
+        conditional(result)
+    }
+}
+
+impl DynamoStore {
+    /// Runs `write` only while the lease item of `target_key` still holds `lease`'s token: one
+    /// transaction of a ConditionCheck on the lease and the write (the fencing that keeps a
+    /// delivery whose lease moved on from changing anything). True if written; false if the
+    /// write's own condition failed; [`ErrorKind::LeaseLost`] if the lease moved on.
+    pub(crate) async fn fenced(
+        &self,
+        what: &str,
+        target_key: &str,
+        lease: &LeaseToken,
+        write: TransactWriteItem,
+    ) -> PortResult<bool> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("TARGET#{target_key}")))
+            .key("sk", s("LEASE"))
+            .condition_expression("holder = :token")
+            .expression_attribute_values(":token", s(lease.token.clone()))
+            .build()
+            .map_err(|e| PortError::with_source(ErrorKind::Invalid, "building a lease check", e))?;
+        let items = vec![
+            TransactWriteItem::builder().condition_check(check).build(),
+            write,
+        ];
+        let result = retrying(|| async {
+            self.client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await
+                .map_err(|e| classify_fenced(what, e))
         })
         .await;
         conditional(result)

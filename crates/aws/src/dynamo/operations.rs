@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use curfew_core::operation::{OpCounts, OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
-use curfew_core::ports::{ErrorKind, OperationPage, OperationStore, PortError, PortResult};
+use curfew_core::ports::{
+    ErrorKind, LeaseToken, OperationPage, OperationStore, PortError, PortResult,
+};
 use curfew_core::target::Sizes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -38,6 +40,34 @@ fn stripe_of(target_key: &str) -> u64 {
 }
 
 const STRIPE_SK: &str = "COUNT";
+
+/// The sort key of an operation's fixed shard set, under the operation's own key.
+const SHARD_SET_SK: &str = "SHARDS";
+
+/// The shards stored as `account#region` strings.
+fn stored_shards(item: &Item) -> PortResult<Vec<Shard>> {
+    let Some(AttributeValue::L(listed)) = item.get("shards") else {
+        return Err(PortError::new(
+            ErrorKind::Other,
+            "an operation's shard set has no shards attribute",
+        ));
+    };
+    listed
+        .iter()
+        .map(|v| match v {
+            AttributeValue::S(key) => key.split_once('#').map(|(account, region)| Shard {
+                account: account.to_string(),
+                region: region.to_string(),
+            }),
+            _ => None,
+        })
+        .map(|shard| {
+            shard.ok_or_else(|| {
+                PortError::new(ErrorKind::Other, "an operation's shard set is malformed")
+            })
+        })
+        .collect()
+}
 
 fn op_pk(id: &str) -> String {
     format!("OP#{id}")
@@ -230,7 +260,20 @@ impl OperationStore for DynamoStore {
         Ok(OperationPage { operations, next })
     }
 
-    async fn set_shards(&self, op_id: &str, shards_total: u64) -> PortResult<()> {
+    async fn fix_shards(&self, op_id: &str, shards: &[Shard]) -> PortResult<Vec<Shard>> {
+        // The first delivery's shard set wins (put-if-absent); a redelivery reads it back, so
+        // accounts added or removed between deliveries never change what the operation waits for.
+        let listed: Vec<AttributeValue> = shards.iter().map(|sh| s(sh.key())).collect();
+        let set = Item::from([("shards".to_string(), AttributeValue::L(listed))]);
+        let fixed = if self.put_new(set, &op_pk(op_id), SHARD_SET_SK).await? {
+            shards.to_vec()
+        } else {
+            let item = self
+                .get(&op_pk(op_id), SHARD_SET_SK)
+                .await?
+                .unwrap_or_default();
+            stored_shards(&item)?
+        };
         let result = retrying(|| async {
             self.client
                 .update_item()
@@ -240,14 +283,15 @@ impl OperationStore for DynamoStore {
                 .update_expression("SET shards_total = :n, #status = :running")
                 .condition_expression("attribute_exists(pk) AND attribute_not_exists(shards_total)")
                 .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":n", n(shards_total))
+                .expression_attribute_values(":n", n(fixed.len()))
                 .expression_attribute_values(":running", s(OpStatus::Running.as_str()))
                 .send()
                 .await
                 .map_err(|e| classify("recording an operation's shards", e))
         })
         .await;
-        conditional(result).map(|_| ())
+        conditional(result)?;
+        Ok(fixed)
     }
 
     async fn shard_planned(&self, op_id: &str, shard: &Shard) -> PortResult<bool> {
@@ -349,35 +393,76 @@ impl OperationStore for DynamoStore {
 
     async fn mark_applying(
         &self,
-        op_id: &str,
+        lease: &LeaseToken,
         target_key: &str,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
     ) -> PortResult<()> {
-        let (before, planned) = (sizes_value(before)?, sizes_value(planned)?);
-        let result = retrying(|| async {
-            self.client
-                .update_item()
+        let update = build(
+            Update::builder()
                 .table_name(&self.table)
-                .key("pk", s(task_pk(op_id, target_key)))
+                .key("pk", s(task_pk(&lease.op_id, target_key)))
                 .key("sk", s(task_sk(target_key)))
-                .update_expression("SET #status = :applying, #before = :before, #after = :after, updated_at = :now")
+                .update_expression(
+                    "SET #status = :applying, #before = :before, #after = :after, \
+                     updated_at = :now REMOVE update_id",
+                )
                 .condition_expression("#status IN (:pending, :applying)")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_names("#before", "before")
                 .expression_attribute_names("#after", "after")
                 .expression_attribute_values(":applying", s(TaskStatus::Applying.as_str()))
                 .expression_attribute_values(":pending", s(TaskStatus::Pending.as_str()))
-                .expression_attribute_values(":before", before.clone())
-                .expression_attribute_values(":after", planned.clone())
+                .expression_attribute_values(":before", sizes_value(before)?)
+                .expression_attribute_values(":after", sizes_value(planned)?)
                 .expression_attribute_values(":now", s(now.to_rfc3339()))
+                .build(),
+        )?;
+        let written = self
+            .fenced(
+                "recording a task's progress",
+                target_key,
+                lease,
+                TransactWriteItem::builder().update(update).build(),
+            )
+            .await?;
+        if written {
+            Ok(())
+        } else {
+            Err(PortError::new(
+                ErrorKind::ConditionFailed,
+                format!(
+                    "task {target_key} of operation {} is already final",
+                    lease.op_id
+                ),
+            ))
+        }
+    }
+
+    async fn record_update(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        update_id: &str,
+    ) -> PortResult<()> {
+        let result = retrying(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(task_pk(op_id, target_key)))
+                .key("sk", s(task_sk(target_key)))
+                .update_expression("SET update_id = :update")
+                .condition_expression("#status = :applying")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":applying", s(TaskStatus::Applying.as_str()))
+                .expression_attribute_values(":update", s(update_id))
                 .send()
                 .await
-                .map_err(|e| classify("recording a task's progress", e))
+                .map_err(|e| classify("recording a task's update", e))
         })
         .await;
-        conditional(result).map(|_| ())
+        result.map(|_| ())
     }
 
     async fn finish_task(

@@ -3,9 +3,13 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, DeleteRequest, Put, PutRequest, TransactWriteItem, WriteRequest,
+};
 use chrono::{DateTime, Duration, Utc};
-use curfew_core::ports::{Baseline, ErrorKind, Lease, Override, PortResult, TargetStore};
+use curfew_core::ports::{
+    Baseline, ErrorKind, Lease, LeaseToken, Override, PortResult, TargetStore,
+};
 use curfew_core::target::Target;
 
 use super::{conditional, decode, encode, n, s, DynamoStore, Item};
@@ -88,34 +92,84 @@ impl TargetStore for DynamoStore {
             .transpose()
     }
 
-    async fn save_baseline(&self, baseline: &Baseline) -> PortResult<bool> {
+    async fn save_baseline(
+        &self,
+        baseline: &Baseline,
+        lease: &LeaseToken,
+        replacing_own: bool,
+    ) -> PortResult<bool> {
+        let mut item = encode(baseline)?;
+        item.insert("pk".into(), s(target_pk(&baseline.target_key)));
+        item.insert("sk".into(), s("BASELINE"));
         // attribute_not_exists: a second stop, or a redelivered one, never overwrites the
-        // sizes saved by the first.
-        self.put_new(
-            encode(baseline)?,
-            &target_pk(&baseline.target_key),
-            "BASELINE",
+        // sizes saved by the first. The one exception is an operation refreshing its own
+        // baseline before it ever scaled the target.
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = if replacing_own {
+            put.condition_expression("attribute_not_exists(pk) OR op_id = :op")
+                .expression_attribute_values(":op", s(baseline.op_id.clone()))
+        } else {
+            put.condition_expression("attribute_not_exists(pk)")
+        };
+        let put = put.build().map_err(|e| {
+            curfew_core::ports::PortError::with_source(
+                ErrorKind::Invalid,
+                "building a baseline write",
+                e,
+            )
+        })?;
+        self.fenced(
+            "saving a baseline",
+            &baseline.target_key,
+            lease,
+            TransactWriteItem::builder().put(put).build(),
         )
         .await
     }
 
-    async fn retire_baseline(&self, target_key: &str) -> PortResult<()> {
-        self.delete(&target_pk(target_key), "BASELINE")
-            .await
-            .map(|_| ())
+    async fn retire_baseline(
+        &self,
+        target_key: &str,
+        saved_by: &str,
+        lease: &LeaseToken,
+    ) -> PortResult<bool> {
+        // Only the baseline the named operation saved: never one a later stop saved afresh.
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(target_pk(target_key)))
+            .key("sk", s("BASELINE"))
+            .condition_expression("op_id = :op")
+            .expression_attribute_values(":op", s(saved_by))
+            .build()
+            .map_err(|e| {
+                curfew_core::ports::PortError::with_source(
+                    ErrorKind::Invalid,
+                    "building a baseline delete",
+                    e,
+                )
+            })?;
+        self.fenced(
+            "retiring a baseline",
+            target_key,
+            lease,
+            TransactWriteItem::builder().delete(delete).build(),
+        )
+        .await
     }
 
     async fn acquire_lease(
         &self,
         target_key: &str,
-        op_id: &str,
+        lease: &LeaseToken,
         op_created_at: DateTime<Utc>,
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> PortResult<Lease> {
         let pk = target_pk(target_key);
-        // Free (or expired, or already ours) AND no newer operation has acted on the target.
-        // Expiry is compared here, not left to TTL: TTL deletion is late or (in emulators) never.
+        // Free (or expired) AND no newer operation has acted on the target. The holder is this
+        // delivery's own token, never the operation: two copies of one task message must not
+        // both hold it. Expiry is compared here, not left to TTL: TTL deletion is late or (in
+        // emulators) never.
         let result = retrying(|| async {
             self.client
                 .update_item()
@@ -123,13 +177,15 @@ impl TargetStore for DynamoStore {
                 .key("pk", s(pk.clone()))
                 .key("sk", s("LEASE"))
                 .update_expression(
-                    "SET holder = :me, lease_expires = :exp, last_op = :me, last_op_at = :at",
+                    "SET holder = :token, holder_op = :op, lease_expires = :exp, \
+                     last_op = :op, last_op_at = :at",
                 )
                 .condition_expression(
-                    "(attribute_not_exists(holder) OR holder = :me OR lease_expires < :now) \
+                    "(attribute_not_exists(holder) OR lease_expires < :now) \
                      AND (attribute_not_exists(last_op_at) OR last_op_at <= :at)",
                 )
-                .expression_attribute_values(":me", s(op_id))
+                .expression_attribute_values(":token", s(lease.token.clone()))
+                .expression_attribute_values(":op", s(lease.op_id.clone()))
                 .expression_attribute_values(":exp", n((now + ttl).timestamp_millis()))
                 .expression_attribute_values(":now", n(now.timestamp_millis()))
                 .expression_attribute_values(":at", n(op_created_at.timestamp_millis()))
@@ -145,11 +201,11 @@ impl TargetStore for DynamoStore {
                 let newer = millis(&item, "last_op_at")
                     .is_some_and(|at| at > op_created_at.timestamp_millis());
                 let last_op = string(&item, "last_op").unwrap_or_default();
-                if newer && last_op != op_id {
+                if newer && last_op != lease.op_id {
                     Ok(Lease::Superseded { by: last_op })
                 } else {
                     Ok(Lease::Held {
-                        by: string(&item, "holder").unwrap_or(last_op),
+                        by: string(&item, "holder_op").unwrap_or(last_op),
                     })
                 }
             }
@@ -157,16 +213,16 @@ impl TargetStore for DynamoStore {
         }
     }
 
-    async fn release_lease(&self, target_key: &str, op_id: &str) -> PortResult<()> {
+    async fn release_lease(&self, target_key: &str, lease: &LeaseToken) -> PortResult<()> {
         let result = retrying(|| async {
             self.client
                 .update_item()
                 .table_name(&self.table)
                 .key("pk", s(target_pk(target_key)))
                 .key("sk", s("LEASE"))
-                .update_expression("REMOVE holder, lease_expires")
-                .condition_expression("holder = :me")
-                .expression_attribute_values(":me", s(op_id))
+                .update_expression("REMOVE holder, holder_op, lease_expires")
+                .condition_expression("holder = :token")
+                .expression_attribute_values(":token", s(lease.token.clone()))
                 .send()
                 .await
                 .map_err(|e| classify("releasing a target lease", e))
@@ -289,9 +345,12 @@ impl TargetStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::operation::transact_write_items::{
+        TransactWriteItemsError, TransactWriteItemsOutput,
+    };
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+    use aws_sdk_dynamodb::types::CancellationReason;
     use aws_sdk_dynamodb::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use chrono::TimeZone;
@@ -306,53 +365,100 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_baseline_is_saved_only_if_none_exists() {
-        let saved = mock!(Client::put_item)
-            .match_requests(|r| {
-                r.condition_expression() == Some("attribute_not_exists(pk)")
-                    && r.item().and_then(|i| i.get("pk"))
-                        == Some(&s("TARGET#111111111111#eu-west-1#asg#web"))
-                    && r.item().and_then(|i| i.get("sk")) == Some(&s("BASELINE"))
-            })
-            .then_output(|| PutItemOutput::builder().build());
-        let taken = mock!(Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .message("exists")
-                    .meta(
-                        aws_smithy_types::error::ErrorMetadata::builder()
-                            .code("ConditionalCheckFailedException")
-                            .build(),
-                    )
-                    .build(),
-            )
-        });
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&saved, &taken]);
-        let store = DynamoStore::new(client, "curfew-state");
-        assert!(store.save_baseline(&baseline()).await.unwrap());
-        assert!(
-            !store.save_baseline(&baseline()).await.unwrap(),
-            "a second save keeps the first"
-        );
-        assert_eq!((saved.num_calls(), taken.num_calls()), (1, 1));
+    fn lease() -> LeaseToken {
+        LeaseToken {
+            op_id: "op-1".into(),
+            token: "op-1/t1".into(),
+        }
+    }
+
+    fn cancelled(reasons: &'static [&'static str]) -> TransactWriteItemsError {
+        TransactWriteItemsError::TransactionCanceledException(
+            TransactionCanceledException::builder()
+                .set_cancellation_reasons(Some(
+                    reasons
+                        .iter()
+                        .map(|code| CancellationReason::builder().code(*code).build())
+                        .collect(),
+                ))
+                .meta(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("TransactionCanceledException")
+                        .build(),
+                )
+                .build(),
+        )
     }
 
     #[tokio::test]
-    async fn a_lease_requires_a_free_slot_and_no_newer_operation() {
-        let lease = mock!(Client::update_item)
+    async fn a_baseline_is_saved_only_if_none_exists_and_only_under_the_lease() {
+        let saved = mock!(Client::transact_write_items)
+            .match_requests(|r| {
+                let items = r.transact_items();
+                let check = items[0].condition_check().unwrap();
+                let put = items[1].put().unwrap();
+                check.key().get("sk") == Some(&s("LEASE"))
+                    && check.condition_expression() == "holder = :token"
+                    && check
+                        .expression_attribute_values()
+                        .and_then(|v| v.get(":token"))
+                        == Some(&s("op-1/t1"))
+                    && put.condition_expression() == Some("attribute_not_exists(pk)")
+                    && put.item().get("pk") == Some(&s("TARGET#111111111111#eu-west-1#asg#web"))
+                    && put.item().get("sk") == Some(&s("BASELINE"))
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let taken = mock!(Client::transact_write_items)
+            .then_error(|| cancelled(&["None", "ConditionalCheckFailed"]));
+        let lost = mock!(Client::transact_write_items)
+            .then_error(|| cancelled(&["ConditionalCheckFailed", "None"]));
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&saved, &taken, &lost]
+        );
+        let store = DynamoStore::new(client, "curfew-state");
+        assert!(store
+            .save_baseline(&baseline(), &lease(), false)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .save_baseline(&baseline(), &lease(), false)
+                .await
+                .unwrap(),
+            "a second save keeps the first"
+        );
+        let e = store
+            .save_baseline(&baseline(), &lease(), false)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::LeaseLost, "{e}");
+        assert_eq!(
+            (saved.num_calls(), taken.num_calls(), lost.num_calls()),
+            (1, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_requires_a_free_slot_and_no_newer_operation_and_holds_the_deliverys_token() {
+        let lease_rule = mock!(Client::update_item)
             .match_requests(|r| {
                 let cond = r.condition_expression().unwrap_or_default();
                 cond.contains("lease_expires < :now")
                     && cond.contains("last_op_at <= :at")
+                    && !cond.contains("holder = :")
+                    && r.expression_attribute_values()
+                        .and_then(|v| v.get(":token"))
+                        == Some(&s("op-1/t1"))
                     && r.key().and_then(|k| k.get("sk")) == Some(&s("LEASE"))
             })
             .then_output(|| UpdateItemOutput::builder().build());
-        let client = mock_client!(aws_sdk_dynamodb, [&lease]);
+        let client = mock_client!(aws_sdk_dynamodb, [&lease_rule]);
         let store = DynamoStore::new(client, "curfew-state");
         let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
         let got = store
-            .acquire_lease("k", "op-1", now, now, Duration::minutes(15))
+            .acquire_lease("k", &lease(), now, now, Duration::minutes(15))
             .await
             .unwrap();
         assert_eq!(got, Lease::Acquired);

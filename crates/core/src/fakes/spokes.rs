@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::account::SpokeRole;
-use crate::ports::{ErrorKind, PortError, PortResult, Spokes};
+use crate::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use crate::target::{LiveState, Sizes, Target};
 
 use super::lock;
@@ -16,6 +16,29 @@ use super::lock;
 struct Fleet {
     targets: BTreeMap<String, (Target, LiveState)>,
     denied: BTreeSet<String>,
+    /// How the next update of a node group goes, by target key.
+    scripts: BTreeMap<String, UpdateScript>,
+    /// Node group updates by id.
+    updates: BTreeMap<String, Update>,
+    /// Every change applied to a target: (target key, from, to).
+    changes: Vec<(String, Sizes, Sizes)>,
+}
+
+/// How the next EKS update of one node group goes.
+#[derive(Clone, Debug, Default)]
+struct UpdateScript {
+    /// Status checks (live state or update status reads) it stays UPDATING for.
+    checks: u32,
+    /// Ends Failed with this reason instead of applying.
+    fails: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Update {
+    key: String,
+    to: Sizes,
+    script: UpdateScript,
+    state: UpdateState,
 }
 
 /// Spoke accounts in memory: targets with their live sizes, keyed by target key.
@@ -58,6 +81,19 @@ impl FakeSpokes {
         if let Some((_, live)) = lock(&self.fleet).targets.get_mut(key) {
             live.busy = busy;
         }
+    }
+
+    /// Makes the next update of node group `key` stay UPDATING for `checks` status reads and
+    /// then apply, or end Failed with `fails` (the node group keeps its sizes).
+    pub fn script_next_update(&self, key: &str, checks: u32, fails: Option<String>) {
+        lock(&self.fleet)
+            .scripts
+            .insert(key.to_string(), UpdateScript { checks, fails });
+    }
+
+    /// Every change applied to a target so far: (target key, from, to), oldest first.
+    pub fn changes(&self) -> Vec<(String, Sizes, Sizes)> {
+        lock(&self.fleet).changes.clone()
     }
 
     /// Makes every call into `account` fail with [`ErrorKind::AccessDenied`].
@@ -106,7 +142,8 @@ impl Spokes for FakeSpokes {
     }
 
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
-        let fleet = self.enter(role)?;
+        let mut fleet = self.enter(role)?;
+        fleet.advance_updates(&target.key());
         fleet
             .targets
             .get(&target.key())
@@ -114,20 +151,100 @@ impl Spokes for FakeSpokes {
             .ok_or_else(|| not_found(target))
     }
 
-    async fn set_sizes(&self, role: &SpokeRole, target: &Target, sizes: Sizes) -> PortResult<()> {
+    async fn set_sizes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        sizes: Sizes,
+    ) -> PortResult<Option<String>> {
         let mut fleet = self.enter(role)?;
+        let key = target.key();
         let (_, live) = fleet
             .targets
-            .get_mut(&target.key())
+            .get_mut(&key)
             .ok_or_else(|| not_found(target))?;
         if live.busy {
             // EKS answers ResourceInUseException while a node group update is in flight.
             return Err(PortError::new(
                 ErrorKind::InUse,
-                format!("{} is being updated", target.key()),
+                format!("{key} is being updated"),
             ));
         }
-        live.sizes = sizes;
-        Ok(())
+        if target.kind == crate::target::TargetKind::Asg {
+            let from = live.sizes;
+            live.sizes = sizes;
+            fleet.changes.push((key, from, sizes));
+            return Ok(None);
+        }
+        // EKS accepts the update and applies it asynchronously: UPDATING until it is done.
+        live.busy = true;
+        let script = fleet.scripts.remove(&key).unwrap_or_default();
+        let id = format!("update-{}", fleet.updates.len() + 1);
+        fleet.updates.insert(
+            id.clone(),
+            Update {
+                key: key.clone(),
+                to: sizes,
+                script,
+                state: UpdateState::InProgress,
+            },
+        );
+        if fleet.updates[&id].script.checks == 0 {
+            fleet.advance_updates(&key);
+        }
+        Ok(Some(id))
+    }
+
+    async fn update_state(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        update_id: &str,
+        _expected: Sizes,
+    ) -> PortResult<UpdateState> {
+        let mut fleet = self.enter(role)?;
+        fleet.advance_updates(&target.key());
+        fleet
+            .updates
+            .get(update_id)
+            .filter(|u| u.key == target.key())
+            .map(|u| u.state.clone())
+            .ok_or_else(|| {
+                PortError::new(
+                    ErrorKind::NotFound,
+                    format!("no update {update_id} of {}", target.key()),
+                )
+            })
+    }
+}
+
+impl Fleet {
+    /// Moves the target's update in flight one status check on: it applies (or fails) once its
+    /// script's checks are used up.
+    fn advance_updates(&mut self, key: &str) {
+        let Some((_, update)) = self
+            .updates
+            .iter_mut()
+            .find(|(_, u)| u.key == key && u.state == UpdateState::InProgress)
+        else {
+            return;
+        };
+        if update.script.checks > 0 {
+            update.script.checks -= 1;
+            return;
+        }
+        let Some((_, live)) = self.targets.get_mut(key) else {
+            return;
+        };
+        live.busy = false;
+        match update.script.fails.clone() {
+            Some(reason) => update.state = UpdateState::Failed(reason),
+            None => {
+                update.state = UpdateState::Done;
+                let from = live.sizes;
+                live.sizes = update.to;
+                self.changes.push((key.to_string(), from, update.to));
+            }
+        }
     }
 }

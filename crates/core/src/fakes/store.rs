@@ -10,8 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use crate::account::Account;
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use crate::ports::{
-    AccountStore, Baseline, ErrorKind, Lease, OperationPage, OperationStore, Override, PortError,
-    PortResult, ScheduleStore, TargetStore,
+    AccountStore, Baseline, ErrorKind, Lease, LeaseToken, OperationPage, OperationStore, Override,
+    PortError, PortResult, ScheduleStore, TargetStore,
 };
 use crate::schedule::Schedule;
 use crate::target::{Sizes, Target};
@@ -21,7 +21,10 @@ use super::lock;
 /// The lease item of one target, as the DynamoDB adapter keeps it.
 #[derive(Clone, Debug, Default)]
 struct LeaseRecord {
+    /// The holding delivery's token.
     holder: Option<String>,
+    /// The holding delivery's operation.
+    holder_op: Option<String>,
     expires_ms: Option<i64>,
     last_op: Option<String>,
     last_op_at_ms: Option<i64>,
@@ -42,6 +45,8 @@ struct State {
     operations: BTreeMap<String, Operation>,
     /// `(op id, shard key)` of planned shards.
     shards: BTreeSet<(String, String)>,
+    /// Each fanned-out operation's fixed shard set.
+    shard_sets: BTreeMap<String, Vec<Shard>>,
     /// `(op id, target key)` -> task.
     tasks: BTreeMap<(String, String), Task>,
     baselines: BTreeMap<String, Baseline>,
@@ -75,6 +80,36 @@ impl MemoryStore {
     pub fn baselines(&self) -> BTreeMap<String, Baseline> {
         lock(&self.state).baselines.clone()
     }
+}
+
+impl State {
+    /// The fencing check every write under a lease makes: the lease still holds `token`.
+    fn fenced(&self, target_key: &str, token: &LeaseToken) -> PortResult<()> {
+        let held = self
+            .leases
+            .get(target_key)
+            .and_then(|l| l.holder.as_deref())
+            == Some(token.token.as_str());
+        if held {
+            Ok(())
+        } else {
+            Err(lease_lost(target_key))
+        }
+    }
+}
+
+fn lease_lost(target_key: &str) -> PortError {
+    PortError::new(
+        ErrorKind::LeaseLost,
+        format!("the lease on {target_key} is no longer this delivery's"),
+    )
+}
+
+fn task_not_open(op_id: &str, target_key: &str) -> PortError {
+    PortError::new(
+        ErrorKind::ConditionFailed,
+        format!("task {target_key} of operation {op_id} is not open"),
+    )
 }
 
 #[async_trait]
@@ -244,15 +279,26 @@ impl OperationStore for MemoryStore {
         })
     }
 
-    async fn set_shards(&self, op_id: &str, shards_total: u64) -> PortResult<()> {
+    async fn fix_shards(&self, op_id: &str, shards: &[Shard]) -> PortResult<Vec<Shard>> {
         let mut state = lock(&self.state);
+        if !state.operations.contains_key(op_id) {
+            return Err(PortError::new(
+                ErrorKind::NotFound,
+                format!("operation {op_id} does not exist"),
+            ));
+        }
+        let fixed = state
+            .shard_sets
+            .entry(op_id.to_string())
+            .or_insert_with(|| shards.to_vec())
+            .clone();
         if let Some(op) = state.operations.get_mut(op_id) {
             if op.shards_total.is_none() {
-                op.shards_total = Some(shards_total);
+                op.shards_total = Some(fixed.len() as u64);
                 op.status = OpStatus::Running;
             }
         }
-        Ok(())
+        Ok(fixed)
     }
 
     async fn shard_planned(&self, op_id: &str, shard: &Shard) -> PortResult<bool> {
@@ -317,24 +363,40 @@ impl OperationStore for MemoryStore {
 
     async fn mark_applying(
         &self,
-        op_id: &str,
+        lease: &LeaseToken,
         target_key: &str,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
     ) -> PortResult<()> {
         let mut state = lock(&self.state);
-        if let Some(task) = state
+        state.fenced(target_key, lease)?;
+        let task = state
+            .tasks
+            .get_mut(&(lease.op_id.clone(), target_key.to_string()))
+            .filter(|task| !task.status.is_final())
+            .ok_or_else(|| task_not_open(&lease.op_id, target_key))?;
+        task.status = TaskStatus::Applying;
+        task.before = Some(before);
+        task.after = Some(planned);
+        task.update_id = None;
+        task.updated_at = now;
+        Ok(())
+    }
+
+    async fn record_update(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        update_id: &str,
+    ) -> PortResult<()> {
+        let mut state = lock(&self.state);
+        let task = state
             .tasks
             .get_mut(&(op_id.to_string(), target_key.to_string()))
-        {
-            if !task.status.is_final() {
-                task.status = TaskStatus::Applying;
-                task.before = Some(before);
-                task.after = Some(planned);
-                task.updated_at = now;
-            }
-        }
+            .filter(|task| task.status == TaskStatus::Applying)
+            .ok_or_else(|| task_not_open(op_id, target_key))?;
+        task.update_id = Some(update_id.to_string());
         Ok(())
     }
 
@@ -419,9 +481,19 @@ impl TargetStore for MemoryStore {
         Ok(lock(&self.state).baselines.get(target_key).cloned())
     }
 
-    async fn save_baseline(&self, baseline: &Baseline) -> PortResult<bool> {
+    async fn save_baseline(
+        &self,
+        baseline: &Baseline,
+        lease: &LeaseToken,
+        replacing_own: bool,
+    ) -> PortResult<bool> {
         let mut state = lock(&self.state);
-        if state.baselines.contains_key(&baseline.target_key) {
+        state.fenced(&baseline.target_key, lease)?;
+        let replaceable = match state.baselines.get(&baseline.target_key) {
+            None => true,
+            Some(saved) => replacing_own && saved.op_id == baseline.op_id,
+        };
+        if !replaceable {
             return Ok(false);
         }
         state
@@ -430,15 +502,29 @@ impl TargetStore for MemoryStore {
         Ok(true)
     }
 
-    async fn retire_baseline(&self, target_key: &str) -> PortResult<()> {
-        lock(&self.state).baselines.remove(target_key);
-        Ok(())
+    async fn retire_baseline(
+        &self,
+        target_key: &str,
+        saved_by: &str,
+        lease: &LeaseToken,
+    ) -> PortResult<bool> {
+        let mut state = lock(&self.state);
+        state.fenced(target_key, lease)?;
+        if state
+            .baselines
+            .get(target_key)
+            .is_none_or(|b| b.op_id != saved_by)
+        {
+            return Ok(false);
+        }
+        state.baselines.remove(target_key);
+        Ok(true)
     }
 
     async fn acquire_lease(
         &self,
         target_key: &str,
-        op_id: &str,
+        token: &LeaseToken,
         op_created_at: DateTime<Utc>,
         now: DateTime<Utc>,
         ttl: Duration,
@@ -447,35 +533,36 @@ impl TargetStore for MemoryStore {
         let lease = state.leases.entry(target_key.to_string()).or_default();
         // The adapter stores epoch milliseconds and compares those.
         let at = op_created_at.timestamp_millis();
-        let free = lease.holder.is_none()
-            || lease.holder.as_deref() == Some(op_id)
-            || lease.expires_ms.is_some_and(|e| e < now.timestamp_millis());
+        let free =
+            lease.holder.is_none() || lease.expires_ms.is_some_and(|e| e < now.timestamp_millis());
         let not_superseded = lease.last_op_at_ms.is_none_or(|last| last <= at);
         if free && not_superseded {
             *lease = LeaseRecord {
-                holder: Some(op_id.to_string()),
+                holder: Some(token.token.clone()),
+                holder_op: Some(token.op_id.clone()),
                 expires_ms: Some((now + ttl).timestamp_millis()),
-                last_op: Some(op_id.to_string()),
+                last_op: Some(token.op_id.clone()),
                 last_op_at_ms: Some(at),
             };
             return Ok(Lease::Acquired);
         }
         let last_op = lease.last_op.clone().unwrap_or_default();
         let newer = lease.last_op_at_ms.is_some_and(|last| last > at);
-        if newer && last_op != op_id {
+        if newer && last_op != token.op_id {
             Ok(Lease::Superseded { by: last_op })
         } else {
             Ok(Lease::Held {
-                by: lease.holder.clone().unwrap_or(last_op),
+                by: lease.holder_op.clone().unwrap_or(last_op),
             })
         }
     }
 
-    async fn release_lease(&self, target_key: &str, op_id: &str) -> PortResult<()> {
+    async fn release_lease(&self, target_key: &str, token: &LeaseToken) -> PortResult<()> {
         let mut state = lock(&self.state);
         if let Some(lease) = state.leases.get_mut(target_key) {
-            if lease.holder.as_deref() == Some(op_id) {
+            if lease.holder.as_deref() == Some(token.token.as_str()) {
                 lease.holder = None;
+                lease.holder_op = None;
                 lease.expires_ms = None;
             }
         }
@@ -592,25 +679,107 @@ mod tests {
         }
     }
 
+    async fn leased(store: &MemoryStore, op_id: &str) -> LeaseToken {
+        let token = LeaseToken::new(op_id);
+        let granted = store
+            .acquire_lease(&web().key(), &token, t0(), t0(), Duration::minutes(15))
+            .await
+            .unwrap();
+        assert_eq!(granted, Lease::Acquired);
+        token
+    }
+
+    fn baseline(op_id: &str, sizes: Sizes) -> Baseline {
+        Baseline {
+            target_key: web().key(),
+            sizes,
+            op_id: op_id.into(),
+            saved_at: t0(),
+        }
+    }
+
     #[tokio::test]
     async fn a_baseline_is_saved_only_if_none_exists() {
         let store = MemoryStore::new();
-        let baseline = |sizes| Baseline {
-            target_key: web().key(),
-            sizes,
-            op_id: "op".into(),
-            saved_at: t0(),
-        };
-        assert!(store
-            .save_baseline(&baseline(Sizes::new(1, 4, 2)))
-            .await
-            .unwrap());
-        assert!(!store
-            .save_baseline(&baseline(Sizes::new(9, 9, 9)))
-            .await
-            .unwrap());
+        let lease = leased(&store, "op").await;
+        let first = baseline("op", Sizes::new(1, 4, 2));
+        assert!(store.save_baseline(&first, &lease, false).await.unwrap());
+        let other = baseline("other", Sizes::new(9, 9, 9));
+        assert!(!store.save_baseline(&other, &lease, true).await.unwrap());
+        let again = baseline("op", Sizes::new(9, 9, 9));
+        assert!(!store.save_baseline(&again, &lease, false).await.unwrap());
         let kept = store.get_baseline(&web().key()).await.unwrap().unwrap();
         assert_eq!(kept.sizes, Sizes::new(1, 4, 2));
+        assert!(
+            store.save_baseline(&again, &lease, true).await.unwrap(),
+            "an operation may refresh the baseline it saved itself"
+        );
+    }
+
+    #[tokio::test]
+    async fn baseline_writes_under_a_lease_another_delivery_took_are_refused() {
+        let store = MemoryStore::new();
+        let stale = leased(&store, "op").await;
+        // The first delivery's lease expires and a second delivery of the same task takes it.
+        let fresh = LeaseToken::new("op");
+        let later = t0() + Duration::minutes(16);
+        let granted = store
+            .acquire_lease(&web().key(), &fresh, t0(), later, Duration::minutes(15))
+            .await
+            .unwrap();
+        assert_eq!(granted, Lease::Acquired);
+        let saved = store
+            .save_baseline(&baseline("op", Sizes::new(0, 0, 0)), &stale, false)
+            .await;
+        assert_eq!(saved.unwrap_err().kind, ErrorKind::LeaseLost);
+        assert!(store
+            .save_baseline(&baseline("op", Sizes::new(1, 4, 2)), &fresh, false)
+            .await
+            .unwrap());
+        let retired = store.retire_baseline(&web().key(), "op", &stale).await;
+        assert_eq!(retired.unwrap_err().kind, ErrorKind::LeaseLost);
+        assert!(
+            !store
+                .retire_baseline(&web().key(), "another-op", &fresh)
+                .await
+                .unwrap(),
+            "only the baseline the named operation saved is retired"
+        );
+        assert!(store
+            .retire_baseline(&web().key(), "op", &fresh)
+            .await
+            .unwrap());
+        assert!(store.baselines().is_empty());
+    }
+
+    #[tokio::test]
+    async fn two_deliveries_of_one_task_never_hold_the_lease_at_once() {
+        let store = MemoryStore::new();
+        let _first = leased(&store, "op").await;
+        let second = LeaseToken::new("op");
+        let granted = store
+            .acquire_lease(&web().key(), &second, t0(), t0(), Duration::minutes(15))
+            .await
+            .unwrap();
+        assert_eq!(granted, Lease::Held { by: "op".into() });
+    }
+
+    #[tokio::test]
+    async fn the_first_shard_set_fixed_for_an_operation_stays_fixed() {
+        let store = MemoryStore::new();
+        store.create_operation(&op("a")).await.unwrap();
+        let one = vec![shard()];
+        let two = vec![
+            shard(),
+            Shard {
+                account: "222222222222".into(),
+                region: "eu-west-1".into(),
+            },
+        ];
+        assert_eq!(store.fix_shards("a", &one).await.unwrap(), one);
+        assert_eq!(store.fix_shards("a", &two).await.unwrap(), one);
+        let a = store.get_operation("a").await.unwrap().unwrap();
+        assert_eq!((a.shards_total, a.status), (Some(1), OpStatus::Running));
     }
 
     #[tokio::test]
@@ -618,7 +787,7 @@ mod tests {
         let store = MemoryStore::new();
         assert!(store.create_operation(&op("a")).await.unwrap());
         assert!(!store.create_operation(&op("a")).await.unwrap());
-        store.set_shards("a", 1).await.unwrap();
+        store.fix_shards("a", &[shard()]).await.unwrap();
         let tasks = vec![Task::pending("a", web(), t0())];
         store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
         let outcome = TaskOutcome {
@@ -660,29 +829,32 @@ mod tests {
         let key = web().key();
         let ttl = Duration::minutes(15);
         let newer = t0() + Duration::minutes(1);
-        let lease = |op: &'static str, created: DateTime<Utc>, now: DateTime<Utc>| {
+        let old = LeaseToken::new("old");
+        let new = LeaseToken::new("new");
+        let lease = |token: &LeaseToken, created: DateTime<Utc>, now: DateTime<Utc>| {
             let store = &store;
             let key = key.clone();
+            let token = token.clone();
             async move {
                 store
-                    .acquire_lease(&key, op, created, now, ttl)
+                    .acquire_lease(&key, &token, created, now, ttl)
                     .await
                     .unwrap()
             }
         };
-        assert_eq!(lease("old", t0(), t0()).await, Lease::Acquired);
+        assert_eq!(lease(&old, t0(), t0()).await, Lease::Acquired);
         assert_eq!(
-            lease("new", newer, t0()).await,
+            lease(&new, newer, t0()).await,
             Lease::Held { by: "old".into() }
         );
         assert_eq!(
-            lease("new", newer, t0() + Duration::minutes(16)).await,
+            lease(&new, newer, t0() + Duration::minutes(16)).await,
             Lease::Acquired,
             "an expired lease is free"
         );
-        store.release_lease(&key, "new").await.unwrap();
+        store.release_lease(&key, &new).await.unwrap();
         assert_eq!(
-            lease("old", t0(), t0() + Duration::minutes(17)).await,
+            lease(&LeaseToken::new("old"), t0(), t0() + Duration::minutes(17)).await,
             Lease::Superseded { by: "new".into() }
         );
     }

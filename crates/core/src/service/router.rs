@@ -54,15 +54,19 @@ pub fn shards_for(selector: &Selector, accounts: &[Account]) -> Vec<Shard> {
     shards
 }
 
-/// First level: one shard message per account and region.
+/// First level: one shard message per account and region. The shard set is fixed by the first
+/// delivery; a redelivery re-sends exactly that set (the router skips shards already planned),
+/// so the operation's shard count always matches the shards it waits for.
 pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
     let op = load(hub, op_id).await?;
     if op.status.is_final() {
         return Ok(());
     }
     let accounts = hub.store.list_accounts().await?;
-    let shards = shards_for(&op.selector, &accounts);
-    hub.store.set_shards(op_id, shards.len() as u64).await?;
+    let shards = hub
+        .store
+        .fix_shards(op_id, &shards_for(&op.selector, &accounts))
+        .await?;
     let bodies: Vec<String> = shards
         .into_iter()
         .map(|shard| {

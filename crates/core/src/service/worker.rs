@@ -1,14 +1,28 @@
 //! The worker: one task message -> lease -> live state -> baseline -> scale -> record.
 //!
-//! Every step is safe to repeat: the task record says how far a previous attempt got, the
-//! baseline write is conditional, and finishing a task counts it on the operation once.
+//! Every step is safe to repeat or to be cut short by a crash:
+//! - each delivery takes the target's lease with a token of its own, so two copies of one
+//!   message never act at once, and a delivery of an older operation never acts after a newer
+//!   operation has (it is superseded);
+//! - everything is read *after* the lease is taken, so no decision rests on reads older than
+//!   the last change curfew made to the target;
+//! - every write curfew owns (baseline save and retire, the task's APPLYING record just before
+//!   the spoke is changed) is conditioned on the lease still holding that token (fencing), so a
+//!   delivery that lost its lease changes nothing;
+//! - the task record says how far an earlier delivery got (APPLYING with the planned sizes and,
+//!   for EKS, the update id), so a redelivery finishes that work instead of redoing it blindly.
+//!
+//! Dry runs read and decide, and never take a lease: they can neither delay nor supersede a
+//! real operation.
 
 use tracing::{info, warn};
 
 use super::Hub;
 use crate::decision::{decide, Action, Decision, DecisionInput};
 use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
-use crate::ports::{Baseline, ErrorKind, Lease, Override, PortError, PortResult};
+use crate::ports::{
+    Baseline, ErrorKind, Lease, LeaseToken, Override, PortError, PortResult, UpdateState,
+};
 use crate::target::{LiveState, Sizes};
 
 /// What became of one task message.
@@ -42,45 +56,344 @@ pub async fn work(
     msg: &TaskMessage,
     overrides: Option<&[Override]>,
 ) -> PortResult<TaskStep> {
-    let key = msg.target.key();
-    let Some(task) = hub.store.get_task(&msg.op_id, &key).await? else {
-        return Err(PortError::new(
-            ErrorKind::Invalid,
-            format!("no task for target {key} in operation {}", msg.op_id),
-        ));
-    };
+    let task = load_task(hub, msg).await?;
     if task.status.is_final() {
         return Ok(TaskStep::Finished(task.status));
     }
+    if msg.dry_run {
+        return dry_run(hub, msg, overrides).await;
+    }
+    let key = msg.target.key();
+    let lease = LeaseToken::new(&msg.op_id);
     let now = hub.clock.now();
-    let lease = hub
+    let granted = hub
         .store
-        .acquire_lease(
-            &key,
-            &msg.op_id,
-            msg.op_created_at,
-            now,
-            hub.settings.lease_ttl,
-        )
+        .acquire_lease(&key, &lease, msg.op_created_at, now, hub.settings.lease_ttl)
         .await?;
-    let step = match lease {
-        Lease::Held { by } => {
-            return Ok(TaskStep::RetryLater(format!(
-                "operation {by} is working on this target"
-            )))
-        }
-        Lease::Superseded { by } => {
-            let outcome = skipped(format!("superseded by newer operation {by}"));
-            finish(hub, msg, &outcome).await?
-        }
+    match granted {
+        Lease::Held { by } => Ok(TaskStep::RetryLater(format!(
+            "operation {by} is working on this target"
+        ))),
+        Lease::Superseded { by } => finish(hub, msg, &superseded(&task, &by)).await,
         Lease::Acquired => {
-            let result = apply(hub, msg, &task, overrides).await;
-            // Release even on error: a crash instead leaves the lease to expire.
-            hub.store.release_lease(&key, &msg.op_id).await?;
-            result?
+            let result = leased(hub, msg, &lease, overrides).await;
+            // Released on error too; a crash instead leaves the lease to expire. The release is
+            // conditional on our token, so a lease that moved on is left to its new holder.
+            hub.store.release_lease(&key, &lease).await?;
+            result
+        }
+    }
+}
+
+async fn load_task(hub: &Hub, msg: &TaskMessage) -> PortResult<Task> {
+    let key = msg.target.key();
+    hub.store.get_task(&msg.op_id, &key).await?.ok_or_else(|| {
+        PortError::new(
+            ErrorKind::Invalid,
+            format!("no task for target {key} in operation {}", msg.op_id),
+        )
+    })
+}
+
+/// A newer operation has acted on the target. If an earlier delivery of this task had begun
+/// changing it, the record says so rather than pretending nothing happened.
+fn superseded(task: &Task, by: &str) -> TaskOutcome {
+    match (task.status, task.before, task.after) {
+        (TaskStatus::Applying, Some(before), Some(after)) => TaskOutcome {
+            status: TaskStatus::Skipped,
+            reason: Some(format!(
+                "superseded by newer operation {by}; an earlier delivery of this task began \
+                 scaling {before} -> {after} and stopped before recording the result"
+            )),
+            before: Some(before),
+            after: Some(after),
+        },
+        _ => skipped(format!("superseded by newer operation {by}")),
+    }
+}
+
+/// A dry run: reads and decides like a real delivery, records what it would do, and takes no
+/// lease and writes nothing but its own task record.
+async fn dry_run(
+    hub: &Hub,
+    msg: &TaskMessage,
+    overrides: Option<&[Override]>,
+) -> PortResult<TaskStep> {
+    let live = match hub.spokes.live_state(&msg.role, &msg.target).await {
+        Ok(live) => live,
+        Err(e) => return spoke_failure(hub, msg, None, "reading the target", e).await,
+    };
+    let baseline = hub.store.get_baseline(&msg.target.key()).await?;
+    let decision = decide(&DecisionInput {
+        action: msg.action,
+        kind: msg.target.kind,
+        live,
+        baseline: baseline.map(|b| b.sizes),
+        default_start: msg.default_start,
+        awake_until: awake_until(hub, msg, overrides).await?,
+        now: hub.clock.now(),
+    });
+    let note = dry_run_note(&decision, live);
+    finish(hub, msg, &skipped_at(note, live.sizes)).await
+}
+
+/// Until when an override keeps the target of a stop awake.
+async fn awake_until(
+    hub: &Hub,
+    msg: &TaskMessage,
+    overrides: Option<&[Override]>,
+) -> PortResult<Option<chrono::DateTime<chrono::Utc>>> {
+    if msg.action != Action::Stop {
+        return Ok(None);
+    }
+    let now = hub.clock.now();
+    let read;
+    let overrides = match overrides {
+        Some(batch) => batch,
+        None => {
+            read = hub.store.active_overrides(now).await?;
+            &read
         }
     };
-    Ok(step)
+    Ok(Override::awake_until(overrides, &msg.target, now))
+}
+
+/// Everything a delivery does while it holds the target's lease.
+async fn leased(
+    hub: &Hub,
+    msg: &TaskMessage,
+    lease: &LeaseToken,
+    overrides: Option<&[Override]>,
+) -> PortResult<TaskStep> {
+    // Read again under the lease: another copy of this message may have finished the task
+    // between our first read and the acquisition.
+    let task = load_task(hub, msg).await?;
+    if task.status.is_final() {
+        return Ok(TaskStep::Finished(task.status));
+    }
+    let live = match hub.spokes.live_state(&msg.role, &msg.target).await {
+        Ok(live) => live,
+        Err(e) => return spoke_failure(hub, msg, None, "reading the target", e).await,
+    };
+    let baseline = hub.store.get_baseline(&msg.target.key()).await?;
+    if task.status == TaskStatus::Applying {
+        if let Some(step) = resume(hub, msg, lease, &task, live, baseline.as_ref()).await? {
+            return Ok(step);
+        }
+    }
+    // A stop that saved a baseline on an earlier delivery but never began scaling (the task is
+    // still PENDING) saves it again from what it reads now: these are the sizes to restore.
+    let own_unused = msg.action == Action::Stop
+        && task.status == TaskStatus::Pending
+        && baseline.as_ref().is_some_and(|b| b.op_id == msg.op_id);
+    let decision = decide(&DecisionInput {
+        action: msg.action,
+        kind: msg.target.kind,
+        live,
+        baseline: baseline.as_ref().filter(|_| !own_unused).map(|b| b.sizes),
+        default_start: msg.default_start,
+        awake_until: awake_until(hub, msg, overrides).await?,
+        now: hub.clock.now(),
+    });
+    match decision {
+        Decision::Skip(reason) => {
+            finish(hub, msg, &skipped_at(reason.to_string(), live.sizes)).await
+        }
+        Decision::RetryLater(why) => Ok(TaskStep::RetryLater(why)),
+        Decision::RetireBaseline => {
+            if let Some(b) = &baseline {
+                hub.store
+                    .retire_baseline(&b.target_key, &b.op_id, lease)
+                    .await?;
+            }
+            let mut outcome = succeeded(live.sizes, live.sizes);
+            outcome.reason = Some("already at its baseline sizes".into());
+            finish(hub, msg, &outcome).await
+        }
+        Decision::Scale {
+            save_baseline,
+            to,
+            retire_baseline,
+        } => {
+            if !to.is_valid() {
+                let outcome = TaskOutcome {
+                    status: TaskStatus::Failed,
+                    reason: Some(format!(
+                        "refusing invalid sizes {to} (need min <= desired <= max)"
+                    )),
+                    before: Some(live.sizes),
+                    after: None,
+                };
+                return finish(hub, msg, &outcome).await;
+            }
+            if let Some(sizes) = save_baseline {
+                let saved = hub
+                    .store
+                    .save_baseline(
+                        &Baseline {
+                            target_key: msg.target.key(),
+                            sizes,
+                            op_id: msg.op_id.clone(),
+                            saved_at: hub.clock.now(),
+                        },
+                        lease,
+                        own_unused,
+                    )
+                    .await?;
+                if !saved {
+                    // Only a writer holding the lease may save one, and we hold it: another
+                    // baseline appearing means the state moved under us. Read it all again.
+                    return Err(PortError::new(
+                        ErrorKind::Other,
+                        format!(
+                            "a baseline of {} appeared while its lease was held; will retry",
+                            msg.target.key()
+                        ),
+                    ));
+                }
+            }
+            let restoring = baseline.filter(|_| retire_baseline);
+            scale(hub, msg, lease, live.sizes, to, restoring.as_ref()).await
+        }
+    }
+}
+
+/// An earlier delivery marked the task APPLYING (and may have changed the target, and for EKS
+/// recorded its update): finish that work if it is done or under way. `None`: it never took
+/// effect, so decide afresh.
+async fn resume(
+    hub: &Hub,
+    msg: &TaskMessage,
+    lease: &LeaseToken,
+    task: &Task,
+    live: LiveState,
+    baseline: Option<&Baseline>,
+) -> PortResult<Option<TaskStep>> {
+    let Some(planned) = task.after else {
+        return Ok(None);
+    };
+    let before = task.before.unwrap_or(live.sizes);
+    let restoring = baseline.filter(|_| msg.action == Action::Start);
+    if let Some(update_id) = &task.update_id {
+        return settle_update(hub, msg, lease, update_id, before, planned, restoring)
+            .await
+            .map(Some);
+    }
+    if live.busy {
+        return Ok(Some(TaskStep::RetryLater(
+            "an update is in progress on the node group".into(),
+        )));
+    }
+    if live.sizes == planned {
+        return complete(hub, msg, lease, before, planned, restoring)
+            .await
+            .map(Some);
+    }
+    Ok(None)
+}
+
+/// Records the change, tells the spoke, and completes the task once the change has taken.
+async fn scale(
+    hub: &Hub,
+    msg: &TaskMessage,
+    lease: &LeaseToken,
+    before: Sizes,
+    to: Sizes,
+    restoring: Option<&Baseline>,
+) -> PortResult<TaskStep> {
+    let key = msg.target.key();
+    // The last fenced write before the spoke is touched: past it, this delivery owns the change.
+    match hub
+        .store
+        .mark_applying(lease, &key, before, to, hub.clock.now())
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if e.kind == ErrorKind::ConditionFailed => {
+            let task = load_task(hub, msg).await?;
+            return Ok(TaskStep::Finished(task.status));
+        }
+        Err(e) => return Err(e),
+    }
+    let update_id = match hub.spokes.set_sizes(&msg.role, &msg.target, to).await {
+        Ok(update_id) => update_id,
+        Err(e) => return spoke_failure(hub, msg, Some(lease), "updating the target", e).await,
+    };
+    match update_id {
+        None => complete(hub, msg, lease, before, to, restoring).await,
+        Some(update_id) => {
+            hub.store
+                .record_update(&msg.op_id, &key, &update_id)
+                .await?;
+            settle_update(hub, msg, lease, &update_id, before, to, restoring).await
+        }
+    }
+}
+
+/// Where an asynchronous (EKS) update stands decides the task: done completes it, in progress
+/// comes back later, failed fails it and keeps the target's old state consistent.
+async fn settle_update(
+    hub: &Hub,
+    msg: &TaskMessage,
+    lease: &LeaseToken,
+    update_id: &str,
+    before: Sizes,
+    planned: Sizes,
+    restoring: Option<&Baseline>,
+) -> PortResult<TaskStep> {
+    let state = match hub
+        .spokes
+        .update_state(&msg.role, &msg.target, update_id, planned)
+        .await
+    {
+        Ok(state) => state,
+        Err(e) => return spoke_failure(hub, msg, None, "reading the update's status", e).await,
+    };
+    match state {
+        UpdateState::Done => complete(hub, msg, lease, before, planned, restoring).await,
+        UpdateState::InProgress => Ok(TaskStep::RetryLater(format!(
+            "update {update_id} is still in progress"
+        ))),
+        UpdateState::Failed(reason) => {
+            let e = PortError::new(
+                ErrorKind::Invalid,
+                format!("update {update_id} failed: {reason}"),
+            );
+            spoke_failure(hub, msg, Some(lease), "updating the target", e).await
+        }
+    }
+}
+
+/// The target is at the planned sizes: a start retires the baseline it restored (only now,
+/// once the change is known to have taken), and the task succeeds.
+async fn complete(
+    hub: &Hub,
+    msg: &TaskMessage,
+    lease: &LeaseToken,
+    before: Sizes,
+    after: Sizes,
+    restoring: Option<&Baseline>,
+) -> PortResult<TaskStep> {
+    let mut outcome = succeeded(before, after);
+    if let Some(baseline) = restoring {
+        match hub
+            .store
+            .retire_baseline(&baseline.target_key, &baseline.op_id, lease)
+            .await
+        {
+            Ok(_) => {}
+            // The change took, but a newer operation holds the target now: it decides what
+            // becomes of the baseline (a stop keeps it, a start retires it).
+            Err(e) if e.kind == ErrorKind::LeaseLost => {
+                outcome.reason = Some(
+                    "restored; a newer operation took the target over before the baseline was retired"
+                        .into(),
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    finish(hub, msg, &outcome).await
 }
 
 fn skipped(reason: String) -> TaskOutcome {
@@ -113,10 +426,15 @@ async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResu
     Ok(TaskStep::Finished(outcome.status))
 }
 
-/// A spoke error either fails the task for good or sends it back to the queue.
+/// A spoke error either sends the task back to the queue or fails it for good. A stop whose
+/// change the spoke refused for good (`unscaled`: the lease, when the target is known to have
+/// kept its sizes) removes the baseline it saved, since the target never went to sleep: kept,
+/// it would overwrite whatever sizes the owners give the group before the next start. After a
+/// failed *read* the baseline stays: an earlier delivery may have scaled the target.
 async fn spoke_failure(
     hub: &Hub,
     msg: &TaskMessage,
+    unscaled: Option<&LeaseToken>,
     what: &str,
     e: PortError,
 ) -> PortResult<TaskStep> {
@@ -124,142 +442,23 @@ async fn spoke_failure(
         warn!(op_id = %msg.op_id, target = %msg.target.key(), error = %e, "{what} failed; will retry");
         return Ok(TaskStep::RetryLater(format!("{what}: {e}")));
     }
+    let mut reason = format!("{what}: {e}");
+    if let (Action::Stop, Some(lease)) = (msg.action, unscaled) {
+        let removed = hub
+            .store
+            .retire_baseline(&msg.target.key(), &msg.op_id, lease)
+            .await?;
+        if removed {
+            reason.push_str("; the baseline this stop saved was removed");
+        }
+    }
     let outcome = TaskOutcome {
         status: TaskStatus::Failed,
-        reason: Some(format!("{what}: {e}")),
+        reason: Some(reason),
         before: None,
         after: None,
     };
     finish(hub, msg, &outcome).await
-}
-
-async fn apply(
-    hub: &Hub,
-    msg: &TaskMessage,
-    task: &Task,
-    overrides: Option<&[Override]>,
-) -> PortResult<TaskStep> {
-    let key = msg.target.key();
-    let live = match hub.spokes.live_state(&msg.role, &msg.target).await {
-        Ok(live) => live,
-        Err(e) => return spoke_failure(hub, msg, "reading the target", e).await,
-    };
-    // A previous delivery already set the sizes and crashed before recording it.
-    if task.status == TaskStatus::Applying && task.after == Some(live.sizes) {
-        if msg.action == Action::Start {
-            hub.store.retire_baseline(&key).await?;
-        }
-        return finish(
-            hub,
-            msg,
-            &succeeded(task.before.unwrap_or(live.sizes), live.sizes),
-        )
-        .await;
-    }
-    let now = hub.clock.now();
-    let awake_until = if msg.action == Action::Stop {
-        let read;
-        let overrides = match overrides {
-            Some(batch) => batch,
-            None => {
-                read = hub.store.active_overrides(now).await?;
-                &read
-            }
-        };
-        Override::awake_until(overrides, &msg.target, now)
-    } else {
-        None
-    };
-    // At most twice: if another delivery saved a baseline between our read and our write,
-    // decide again with the baseline it saved.
-    for _ in 0..2 {
-        let baseline = hub.store.get_baseline(&key).await?.map(|b| b.sizes);
-        let decision = decide(&DecisionInput {
-            action: msg.action,
-            kind: msg.target.kind,
-            live,
-            baseline,
-            default_start: msg.default_start,
-            awake_until,
-            now,
-        });
-        if msg.dry_run {
-            return finish(
-                hub,
-                msg,
-                &skipped_at(dry_run_note(&decision, live), live.sizes),
-            )
-            .await;
-        }
-        match decision {
-            Decision::Skip(reason) => {
-                return finish(hub, msg, &skipped_at(reason.to_string(), live.sizes)).await
-            }
-            Decision::RetryLater(why) => return Ok(TaskStep::RetryLater(why)),
-            Decision::RetireBaseline => {
-                hub.store.retire_baseline(&key).await?;
-                let mut outcome = succeeded(live.sizes, live.sizes);
-                outcome.reason = Some("already at its baseline sizes".into());
-                return finish(hub, msg, &outcome).await;
-            }
-            Decision::Scale {
-                save_baseline,
-                to,
-                retire_baseline,
-            } => {
-                if let Some(sizes) = save_baseline {
-                    let saved = hub
-                        .store
-                        .save_baseline(&Baseline {
-                            target_key: key.clone(),
-                            sizes,
-                            op_id: msg.op_id.clone(),
-                            saved_at: now,
-                        })
-                        .await?;
-                    if !saved {
-                        continue;
-                    }
-                }
-                return scale(hub, msg, live, to, retire_baseline).await;
-            }
-        }
-    }
-    Err(PortError::new(
-        ErrorKind::Other,
-        format!("baseline of {key} kept changing; will retry"),
-    ))
-}
-
-async fn scale(
-    hub: &Hub,
-    msg: &TaskMessage,
-    live: LiveState,
-    to: Sizes,
-    retire_baseline: bool,
-) -> PortResult<TaskStep> {
-    let key = msg.target.key();
-    if !to.is_valid() {
-        let outcome = TaskOutcome {
-            status: TaskStatus::Failed,
-            reason: Some(format!(
-                "refusing invalid sizes {to} (need min <= desired <= max)"
-            )),
-            before: Some(live.sizes),
-            after: None,
-        };
-        return finish(hub, msg, &outcome).await;
-    }
-    hub.store
-        .mark_applying(&msg.op_id, &key, live.sizes, to, hub.clock.now())
-        .await?;
-    if let Err(e) = hub.spokes.set_sizes(&msg.role, &msg.target, to).await {
-        return spoke_failure(hub, msg, "updating the target", e).await;
-    }
-    if retire_baseline {
-        hub.store.retire_baseline(&key).await?;
-    }
-    finish(hub, msg, &succeeded(live.sizes, to)).await
 }
 
 fn succeeded(before: Sizes, after: Sizes) -> TaskOutcome {

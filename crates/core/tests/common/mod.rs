@@ -1,0 +1,171 @@
+//! The world the service tests run in: one spoke account with an ASG and a node group tagged
+//! env=dev (plus more accounts on demand) over the in-memory fakes, and helpers to drive it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use curfew_core::account::Account;
+use curfew_core::clock::ManualClock;
+use curfew_core::fakes::{self, FakeSpokes, MemoryQueue, MemoryStore};
+use curfew_core::operation::{Discovery, Operation, Task};
+use curfew_core::ports::{OperationStore, Queue, TargetStore};
+use curfew_core::selector::Selector;
+use curfew_core::service::invocation::{invoke, Invocation};
+use curfew_core::service::{router_batch, worker_batch, Hub};
+use curfew_core::target::{Sizes, Target, TargetKind};
+
+pub const DEV: &str = "111111111111";
+pub const OTHER: &str = "222222222222";
+pub const REGION: &str = "eu-west-1";
+
+/// Monday 2027-01-04 18:00 UTC.
+pub fn monday_evening() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap()
+}
+
+pub fn target(account: &str, kind: TargetKind, cluster: Option<&str>, name: &str) -> Target {
+    Target {
+        account: account.into(),
+        region: REGION.into(),
+        kind,
+        cluster: cluster.map(Into::into),
+        name: name.into(),
+        tags: BTreeMap::from([("env".to_string(), "dev".to_string())]),
+        cluster_tags: BTreeMap::new(),
+    }
+}
+
+pub fn asg(account: &str) -> Target {
+    target(account, TargetKind::Asg, None, "web")
+}
+
+pub fn nodegroup(account: &str) -> Target {
+    target(account, TargetKind::Nodegroup, Some("dev"), "workers")
+}
+
+pub const ASG_SIZES: Sizes = Sizes::new(1, 4, 2);
+pub const NG_SIZES: Sizes = Sizes::new(2, 5, 3);
+
+pub struct World {
+    pub clock: Arc<ManualClock>,
+    pub hub: Hub,
+    pub store: Arc<MemoryStore>,
+    pub router_q: Arc<MemoryQueue>,
+    pub task_q: Arc<MemoryQueue>,
+    pub spokes: Arc<FakeSpokes>,
+}
+
+/// One account with an ASG and a node group tagged env=dev, plus any `more_accounts` with one
+/// ASG each.
+pub async fn world(more_accounts: &[&str]) -> World {
+    let clock = Arc::new(ManualClock::new(monday_evening()));
+    let (hub, store, router_q, task_q, spokes) = fakes::hub(clock.clone());
+    for account in std::iter::once(&DEV).chain(more_accounts) {
+        let role = format!("arn:aws:iam::{account}:role/curfew-spoke");
+        let registered = Account::new(account, &role, None, &[REGION.to_string()]).unwrap();
+        hub.store.put_account(&registered).await.unwrap();
+        spokes.add(asg(account), ASG_SIZES);
+    }
+    spokes.add(nodegroup(DEV), NG_SIZES);
+    World {
+        clock,
+        hub,
+        store,
+        router_q,
+        task_q,
+        spokes,
+    }
+}
+
+impl World {
+    /// Creates a manual stop or start over env=dev and fans it out, without working any queue.
+    pub async fn begin(&self, stop: bool, dry_run: bool) -> String {
+        let select = Selector::parse("tag:env=dev").unwrap();
+        let invocation = if stop {
+            Invocation::Stop {
+                select,
+                dry_run,
+                discovery: Discovery::Cached,
+            }
+        } else {
+            Invocation::Start {
+                select,
+                dry_run,
+                discovery: Discovery::Cached,
+            }
+        };
+        invoke(&self.hub, invocation).await.unwrap().operation_id
+    }
+
+    pub async fn drain(&self) -> fakes::Drained {
+        let drained = fakes::drain(&self.hub, &self.router_q, &self.task_q).await;
+        assert!(drained.rejected.is_empty(), "{:?}", drained.rejected);
+        drained
+    }
+
+    /// Runs an operation to the end.
+    pub async fn run(&self, stop: bool) -> Operation {
+        let id = self.begin(stop, false).await;
+        assert!(self.drain().await.settled);
+        self.op(&id).await
+    }
+
+    /// Works only the router queue, returning the task messages it produced.
+    pub async fn route(&self) -> Vec<String> {
+        while !self.router_q.is_empty() {
+            let messages = ids(self.router_q.take_all());
+            let outcome = router_batch(&self.hub, &messages).await;
+            assert!(outcome.failed.is_empty(), "{outcome:?}");
+        }
+        self.task_q.take_all()
+    }
+
+    /// Works `bodies` as one worker batch and puts what must be retried back on the task queue;
+    /// returns how many went back.
+    pub async fn work_once(&self, bodies: Vec<String>) -> usize {
+        let messages = ids(bodies);
+        let outcome = worker_batch(&self.hub, &messages).await;
+        assert!(outcome.rejected.is_empty(), "{outcome:?}");
+        let retry: Vec<String> = messages
+            .into_iter()
+            .filter(|(id, _)| outcome.failed.contains(id))
+            .map(|(_, body)| body)
+            .collect();
+        self.task_q.send(&retry).await.unwrap();
+        retry.len()
+    }
+
+    pub async fn op(&self, id: &str) -> Operation {
+        self.store.get_operation(id).await.unwrap().unwrap()
+    }
+
+    pub async fn task(&self, op_id: &str, target: &Target) -> Task {
+        self.store
+            .get_task(op_id, &target.key())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    pub fn sizes(&self, target: &Target) -> Sizes {
+        self.spokes.sizes(&target.key()).unwrap()
+    }
+
+    pub async fn baseline(&self, target: &Target) -> Option<Sizes> {
+        self.store
+            .get_baseline(&target.key())
+            .await
+            .unwrap()
+            .map(|b| b.sizes)
+    }
+}
+
+pub fn ids(bodies: Vec<String>) -> Vec<(String, String)> {
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| (format!("m{i}"), body))
+        .collect()
+}
