@@ -4,6 +4,7 @@
 //! tests never see each other's state.
 
 pub mod bench;
+pub mod chaos;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -76,6 +76,15 @@ impl MemoryStore {
         self.finalize_faults.store(n, Ordering::SeqCst);
     }
 
+    /// The operation that last took each target's lease, by target key (for assertions).
+    pub fn last_ops(&self) -> BTreeMap<String, String> {
+        lock(&self.state)
+            .leases
+            .iter()
+            .filter_map(|(key, lease)| Some((key.clone(), lease.last_op.clone()?)))
+            .collect()
+    }
+
     /// Every saved baseline, by target key (for assertions).
     pub fn baselines(&self) -> BTreeMap<String, Baseline> {
         lock(&self.state).baselines.clone()

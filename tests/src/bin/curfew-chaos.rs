@@ -1,0 +1,60 @@
+//! `make chaos`: runs the chaos suite over many seeds and ends with one line
+//! `chaos: N seeds, V violations, F faults injected` (exit 1 when V > 0). Each failing seed
+//! prints its violations and the command that replays it.
+//!
+//! Usage: `curfew-chaos [--seeds N] [--first S] [--seed S]`
+
+use std::time::Instant;
+
+use curfew_tests::chaos::{replay_command, run_seed};
+
+fn main() {
+    let mut seeds: u64 = 1000;
+    let mut first: u64 = 1;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = |flag: &str| -> u64 {
+            let value = args.next().unwrap_or_default();
+            value.parse().unwrap_or_else(|_| {
+                eprintln!("curfew-chaos: {flag} needs a whole number, got {value:?}");
+                std::process::exit(2)
+            })
+        };
+        match arg.as_str() {
+            "--seeds" => seeds = number("--seeds"),
+            "--first" => first = number("--first"),
+            "--seed" => {
+                first = number("--seed");
+                seeds = 1;
+            }
+            other => {
+                eprintln!("curfew-chaos: unknown argument {other:?} (use --seeds N, --first S or --seed S)");
+                std::process::exit(2)
+            }
+        }
+    }
+    let started = Instant::now();
+    let (mut violations, mut faults, mut invocations) = (0usize, 0u64, 0u64);
+    for seed in first..first + seeds {
+        let report = run_seed(seed);
+        faults += report.faults;
+        invocations += report.invocations;
+        if !report.violations.is_empty() {
+            violations += report.violations.len();
+            eprintln!("seed {seed}: {} violation(s)", report.violations.len());
+            for v in &report.violations {
+                eprintln!("  {v}");
+            }
+            eprintln!("  replay: {}", replay_command(seed));
+        }
+    }
+    println!(
+        "seeds {first}..={}: {invocations} handler invocations in {:.1} s",
+        first + seeds - 1,
+        started.elapsed().as_secs_f64()
+    );
+    println!("chaos: {seeds} seeds, {violations} violations, {faults} faults injected");
+    if violations > 0 {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,489 @@
+//! The fault layer: decorators around the in-memory fakes that consult a seeded [`Faults`]
+//! before and after every port call. A call may be throttled (nothing happened), slowed (the
+//! virtual clock jumps), cut off by a crash of the whole handler invocation (the Lambda died:
+//! nothing after that point runs, not even a lease release), or answer with an error after its
+//! effect took place (the answer was lost on the way back).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use curfew_core::account::{Account, SpokeRole};
+use curfew_core::clock::{Clock, ManualClock};
+use curfew_core::fakes::{FakeSpokes, MemoryStore};
+use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
+use curfew_core::ports::{
+    AccountStore, Baseline, ErrorKind, Lease, LeaseToken, OperationPage, OperationStore, Override,
+    PortError, PortResult, ScheduleStore, Spokes, TargetStore, UpdateState,
+};
+use curfew_core::schedule::Schedule;
+use curfew_core::target::{LiveState, Sizes, Target};
+use rand::rngs::StdRng;
+use rand::RngExt;
+use tokio::sync::Notify;
+
+/// One handler invocation (a Lambda running one batch): it dies when a fault crashes it or when
+/// it runs past its timeout.
+pub struct Invocation {
+    /// Signalled when the invocation crashed; the driver then drops it.
+    pub crashed: Notify,
+    /// The function timeout: past it, the next port call kills the invocation.
+    pub deadline: DateTime<Utc>,
+}
+
+tokio::task_local! {
+    /// The invocation whose code is running (each concurrent batch runs in its own scope).
+    pub static INVOCATION: Arc<Invocation>;
+}
+
+/// Probabilities of each fault at one port call.
+#[derive(Clone, Copy, Debug)]
+pub struct Rates {
+    /// The handler crashes here.
+    pub crash: f64,
+    /// The call fails as throttled before it takes effect.
+    pub throttle: f64,
+    /// The call takes effect but its answer is lost (the caller sees a transient error).
+    pub lost_answer: f64,
+    /// The call is slow: the virtual clock jumps forward.
+    pub slow: f64,
+    /// The call yields to the other invocations running at the same time (interleaving).
+    pub interleave: f64,
+    /// A queue stores a sent message twice, or a delete is lost (at-least-once delivery).
+    pub duplicate: f64,
+}
+
+/// The seeded source of faults, shared by every decorated port.
+pub struct Faults {
+    rng: Mutex<StdRng>,
+    rates: Rates,
+    enabled: AtomicBool,
+    injected: AtomicU64,
+    clock: Arc<ManualClock>,
+}
+
+enum Stage {
+    Before,
+    After,
+}
+
+impl Faults {
+    /// Faults drawn from `rng` at `rates`, slow calls moving `clock`.
+    pub fn new(rng: StdRng, rates: Rates, clock: Arc<ManualClock>) -> Self {
+        Faults {
+            rng: Mutex::new(rng),
+            rates,
+            enabled: AtomicBool::new(true),
+            injected: AtomicU64::new(0),
+            clock,
+        }
+    }
+
+    /// Stops injecting faults (the system is left to quiesce).
+    pub fn disable(&self) {
+        self.enabled.store(false, Ordering::SeqCst);
+    }
+
+    /// Faults injected so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::SeqCst)
+    }
+
+    fn roll(&self, p: f64) -> bool {
+        self.enabled.load(Ordering::SeqCst)
+            && self.rng.lock().expect("rng lock").random_bool(p)
+    }
+
+    fn count(&self) {
+        self.injected.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Crashes the running invocation: signals the driver and never returns.
+    async fn crash(&self) -> ! {
+        if let Ok(invocation) = INVOCATION.try_with(Arc::clone) {
+            invocation.crashed.notify_one();
+        }
+        std::future::pending::<()>().await;
+        unreachable!("a crashed invocation is never polled again")
+    }
+
+    /// Kills the invocation if it has run past its function timeout.
+    async fn enforce_timeout(&self) {
+        let over = INVOCATION
+            .try_with(|i| self.clock.now() > i.deadline)
+            .unwrap_or(false);
+        if over {
+            self.crash().await;
+        }
+    }
+
+    /// True when a queue should deliver a message once more than it was sent.
+    pub fn duplicate(&self) -> bool {
+        let twice = self.roll(self.rates.duplicate);
+        if twice {
+            self.count();
+        }
+        twice
+    }
+
+    async fn point(&self, call: &str, stage: Stage) -> PortResult<()> {
+        // Faults strike the handlers (router and worker invocations), not the operator's own
+        // calls that create operations.
+        if INVOCATION.try_with(|_| ()).is_err() {
+            return Ok(());
+        }
+        self.enforce_timeout().await;
+        if self.roll(self.rates.interleave) {
+            tokio::task::yield_now().await;
+            self.enforce_timeout().await;
+        }
+        if self.roll(self.rates.slow) {
+            self.count();
+            let seconds = self.rng.lock().expect("rng lock").random_range(5..45);
+            self.clock.advance(Duration::seconds(seconds));
+            tokio::task::yield_now().await;
+            self.enforce_timeout().await;
+        }
+        if self.roll(self.rates.crash) {
+            self.count();
+            self.crash().await;
+        }
+        let (p, what) = match stage {
+            Stage::Before => (self.rates.throttle, "throttled"),
+            Stage::After => (self.rates.lost_answer, "answer lost"),
+        };
+        if self.roll(p) {
+            self.count();
+            return Err(PortError::new(
+                ErrorKind::Throttled,
+                format!("{call}: {what} (injected)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Before a call takes effect.
+    pub async fn before(&self, call: &str) -> PortResult<()> {
+        self.point(call, Stage::Before).await
+    }
+
+    /// After a call took effect, before the caller sees its answer.
+    pub async fn after(&self, call: &str) -> PortResult<()> {
+        self.point(call, Stage::After).await
+    }
+}
+
+/// Runs `call` between the fault points around one port call.
+macro_rules! hooked {
+    ($self:ident, $name:literal, $call:expr) => {{
+        $self.faults.before($name).await?;
+        let answer = $call.await;
+        $self.faults.after($name).await?;
+        answer
+    }};
+}
+
+/// The state table with faults.
+pub struct ChaosStore {
+    /// The table.
+    pub inner: Arc<MemoryStore>,
+    /// Where faults come from.
+    pub faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl AccountStore for ChaosStore {
+    async fn put_account(&self, account: &Account) -> PortResult<()> {
+        hooked!(self, "put_account", self.inner.put_account(account))
+    }
+    async fn get_account(&self, id: &str) -> PortResult<Option<Account>> {
+        hooked!(self, "get_account", self.inner.get_account(id))
+    }
+    async fn list_accounts(&self) -> PortResult<Vec<Account>> {
+        hooked!(self, "list_accounts", self.inner.list_accounts())
+    }
+    async fn delete_account(&self, id: &str) -> PortResult<bool> {
+        hooked!(self, "delete_account", self.inner.delete_account(id))
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for ChaosStore {
+    async fn create_schedule(&self, schedule: &Schedule) -> PortResult<()> {
+        hooked!(self, "create_schedule", self.inner.create_schedule(schedule))
+    }
+    async fn get_schedule(&self, name: &str) -> PortResult<Option<Schedule>> {
+        hooked!(self, "get_schedule", self.inner.get_schedule(name))
+    }
+    async fn list_schedules(&self) -> PortResult<Vec<Schedule>> {
+        hooked!(self, "list_schedules", self.inner.list_schedules())
+    }
+    async fn delete_schedule(&self, name: &str) -> PortResult<bool> {
+        hooked!(self, "delete_schedule", self.inner.delete_schedule(name))
+    }
+    async fn set_schedule_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        next_fire: Option<DateTime<Utc>>,
+    ) -> PortResult<bool> {
+        hooked!(
+            self,
+            "set_schedule_enabled",
+            self.inner.set_schedule_enabled(name, enabled, next_fire)
+        )
+    }
+    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<Vec<Schedule>> {
+        hooked!(self, "due_schedules", self.inner.due_schedules(now))
+    }
+    async fn advance_schedule(
+        &self,
+        name: &str,
+        expected: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> PortResult<bool> {
+        hooked!(
+            self,
+            "advance_schedule",
+            self.inner.advance_schedule(name, expected, next)
+        )
+    }
+}
+
+#[async_trait]
+impl OperationStore for ChaosStore {
+    async fn create_operation(&self, op: &Operation) -> PortResult<bool> {
+        hooked!(self, "create_operation", self.inner.create_operation(op))
+    }
+    async fn get_operation(&self, id: &str) -> PortResult<Option<Operation>> {
+        hooked!(self, "get_operation", self.inner.get_operation(id))
+    }
+    async fn list_operations_page(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> PortResult<OperationPage> {
+        hooked!(
+            self,
+            "list_operations_page",
+            self.inner.list_operations_page(limit, after)
+        )
+    }
+    async fn fix_shards(&self, op_id: &str, shards: &[Shard]) -> PortResult<Vec<Shard>> {
+        hooked!(self, "fix_shards", self.inner.fix_shards(op_id, shards))
+    }
+    async fn shard_planned(&self, op_id: &str, shard: &Shard) -> PortResult<bool> {
+        hooked!(self, "shard_planned", self.inner.shard_planned(op_id, shard))
+    }
+    async fn plan_shard(
+        &self,
+        op_id: &str,
+        shard: &Shard,
+        tasks: &[Task],
+        note: Option<String>,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "plan_shard",
+            self.inner.plan_shard(op_id, shard, tasks, note)
+        )
+    }
+    async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
+        hooked!(
+            self,
+            "unfinished_tasks",
+            self.inner.unfinished_tasks(op_id, shard)
+        )
+    }
+    async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>> {
+        hooked!(self, "list_tasks", self.inner.list_tasks(op_id))
+    }
+    async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>> {
+        hooked!(self, "get_task", self.inner.get_task(op_id, target_key))
+    }
+    async fn mark_applying(
+        &self,
+        lease: &LeaseToken,
+        target_key: &str,
+        before: Sizes,
+        planned: Sizes,
+        now: DateTime<Utc>,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "mark_applying",
+            self.inner
+                .mark_applying(lease, target_key, before, planned, now)
+        )
+    }
+    async fn record_update(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        update_id: &str,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "record_update",
+            self.inner.record_update(op_id, target_key, update_id)
+        )
+    }
+    async fn finish_task(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        outcome: &TaskOutcome,
+        now: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        hooked!(
+            self,
+            "finish_task",
+            self.inner.finish_task(op_id, target_key, outcome, now)
+        )
+    }
+    async fn finalize_operation(
+        &self,
+        op_id: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<Option<OpStatus>> {
+        hooked!(
+            self,
+            "finalize_operation",
+            self.inner.finalize_operation(op_id, now)
+        )
+    }
+}
+
+#[async_trait]
+impl TargetStore for ChaosStore {
+    async fn get_baseline(&self, target_key: &str) -> PortResult<Option<Baseline>> {
+        hooked!(self, "get_baseline", self.inner.get_baseline(target_key))
+    }
+    async fn save_baseline(
+        &self,
+        baseline: &Baseline,
+        lease: &LeaseToken,
+        replacing_own: bool,
+    ) -> PortResult<bool> {
+        hooked!(
+            self,
+            "save_baseline",
+            self.inner.save_baseline(baseline, lease, replacing_own)
+        )
+    }
+    async fn retire_baseline(
+        &self,
+        target_key: &str,
+        saved_by: &str,
+        lease: &LeaseToken,
+    ) -> PortResult<bool> {
+        hooked!(
+            self,
+            "retire_baseline",
+            self.inner.retire_baseline(target_key, saved_by, lease)
+        )
+    }
+    async fn acquire_lease(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        op_created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> PortResult<Lease> {
+        hooked!(
+            self,
+            "acquire_lease",
+            self.inner
+                .acquire_lease(target_key, lease, op_created_at, now, ttl)
+        )
+    }
+    async fn release_lease(&self, target_key: &str, lease: &LeaseToken) -> PortResult<()> {
+        hooked!(
+            self,
+            "release_lease",
+            self.inner.release_lease(target_key, lease)
+        )
+    }
+    async fn put_override(&self, o: &Override) -> PortResult<()> {
+        hooked!(self, "put_override", self.inner.put_override(o))
+    }
+    async fn active_overrides(&self, now: DateTime<Utc>) -> PortResult<Vec<Override>> {
+        hooked!(self, "active_overrides", self.inner.active_overrides(now))
+    }
+    async fn remove_override(&self, id: &str) -> PortResult<bool> {
+        hooked!(self, "remove_override", self.inner.remove_override(id))
+    }
+    async fn put_inventory(
+        &self,
+        account: &str,
+        region: &str,
+        targets: &[Target],
+        now: DateTime<Utc>,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "put_inventory",
+            self.inner.put_inventory(account, region, targets, now)
+        )
+    }
+    async fn invalidate_inventory(&self, account: &str, region: &str) -> PortResult<()> {
+        hooked!(
+            self,
+            "invalidate_inventory",
+            self.inner.invalidate_inventory(account, region)
+        )
+    }
+    async fn get_inventory(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> PortResult<Option<(DateTime<Utc>, Vec<Target>)>> {
+        hooked!(
+            self,
+            "get_inventory",
+            self.inner.get_inventory(account, region)
+        )
+    }
+}
+
+/// Spoke accounts with faults.
+pub struct ChaosSpokes {
+    /// The fleet.
+    pub inner: Arc<FakeSpokes>,
+    /// Where faults come from.
+    pub faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl Spokes for ChaosSpokes {
+    async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
+        hooked!(self, "discover", self.inner.discover(role, region))
+    }
+    async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
+        hooked!(self, "live_state", self.inner.live_state(role, target))
+    }
+    async fn set_sizes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        sizes: Sizes,
+    ) -> PortResult<Option<String>> {
+        hooked!(self, "set_sizes", self.inner.set_sizes(role, target, sizes))
+    }
+    async fn update_state(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        update_id: &str,
+        expected: Sizes,
+    ) -> PortResult<UpdateState> {
+        hooked!(
+            self,
+            "update_state",
+            self.inner
+                .update_state(role, target, update_id, expected)
+        )
+    }
+}

@@ -1,0 +1,204 @@
+//! What must hold once a chaos run has quiesced, checked against the model of
+//! [`super::scenario`]: every target is in a consistent state (awake with no baseline, or
+//! asleep with its own sizes saved, or found asleep and untouched), and in the state the
+//! operations that changed it ask for, newest last; no start shrank a group; every operation is
+//! final with counts equal to its task records; every failure and skip carries its reason; dry
+//! runs never acted, never took a lease; a target kept awake was never stopped.
+
+use curfew_core::decision::Action;
+use curfew_core::fakes::{FakeSpokes, MemoryStore};
+use curfew_core::operation::{Operation, Task, TaskStatus};
+use curfew_core::ports::{OperationStore, TargetStore};
+
+use super::scenario::{Model, Scenario};
+
+/// Every violation found, one line each.
+pub async fn check(
+    scenario: &Scenario,
+    store: &MemoryStore,
+    spokes: &FakeSpokes,
+    started: &[String],
+) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut operations: Vec<(Operation, Vec<Task>)> = Vec::new();
+    for id in started {
+        let (op, tasks) = match (store.get_operation(id).await, store.list_tasks(id).await) {
+            (Ok(Some(op)), Ok(tasks)) => (op, tasks),
+            _ => {
+                violations.push(format!("operation {id} cannot be read back"));
+                continue;
+            }
+        };
+        check_operation(&op, &tasks, &mut violations);
+        operations.push((op, tasks));
+    }
+    operations.sort_by(|(a, _), (b, _)| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let last_ops = store.last_ops();
+    for (op, _) in operations.iter().filter(|(op, _)| op.dry_run) {
+        for (target, last) in &last_ops {
+            if last == &op.id {
+                violations.push(format!("dry run {} took the lease of {target}", op.id));
+            }
+        }
+    }
+    for (key, t) in &scenario.targets {
+        let expected = expected_state(scenario, key, &operations, &mut violations);
+        let history = || {
+            let lines: Vec<String> = operations
+                .iter()
+                .filter_map(|(op, tasks)| {
+                    let task = tasks.iter().find(|task| &task.target.key() == key)?;
+                    Some(format!(
+                        "{} {}{} {}: {}",
+                        op.id,
+                        op.action,
+                        if op.dry_run { " (dry run)" } else { "" },
+                        task.status,
+                        task.reason.as_deref().unwrap_or("-")
+                    ))
+                })
+                .collect();
+            format!(
+                "; started {:?} at {}; its tasks: [{}]",
+                t.initial,
+                t.sizes_in(t.initial),
+                lines.join(" | ")
+            )
+        };
+        let sizes = spokes.sizes(key);
+        let baseline = store.get_baseline(key).await.ok().flatten().map(|b| b.sizes);
+        let actual = [Model::Awake, Model::Asleep, Model::FoundAsleep]
+            .into_iter()
+            .find(|state| {
+                let saved = (*state == Model::Asleep).then_some(t.own);
+                sizes == Some(t.sizes_in(*state)) && baseline == saved
+            });
+        match actual {
+            None => violations.push(format!(
+                "{key} is inconsistent: at {} with baseline {} (its own sizes are {}){}",
+                sizes.map(|s| s.to_string()).unwrap_or("?".into()),
+                baseline.map(|b| b.to_string()).unwrap_or("none".into()),
+                t.own,
+                history()
+            )),
+            Some(actual) if expected.is_some_and(|e| e != actual) => violations.push(format!(
+                "{key} is {actual:?} but the newest operation that decided it asks for {:?}{}",
+                expected.unwrap_or(actual),
+                history()
+            )),
+            Some(_) => {}
+        }
+    }
+    for (key, from, to) in spokes.changes() {
+        let Some(t) = scenario.targets.get(&key) else {
+            continue;
+        };
+        let is_stop = to == t.target.kind.stopped_sizes(to);
+        if !is_stop && to.desired < from.desired {
+            violations.push(format!("a start shrank {key} from {from} to {to}"));
+        }
+    }
+    violations
+}
+
+/// The state the newest operation that decided the target asks for: a stop asks for asleep and
+/// a start for awake, whether its task changed the target (SUCCEEDED) or found it there already
+/// (SKIPPED as already stopped, no baseline, ...). Tasks that did not decide are passed over:
+/// dry runs, stops kept awake by an override, failures (which leave the target as it was), and
+/// superseded tasks (a newer operation acted after them). `None` when a superseded task had
+/// begun scaling and nothing newer decided: either state is then correct, if consistent.
+fn expected_state(
+    scenario: &Scenario,
+    key: &str,
+    operations: &[(Operation, Vec<Task>)],
+    violations: &mut Vec<String>,
+) -> Option<Model> {
+    let t = &scenario.targets[key];
+    let tasks = operations.iter().filter_map(|(op, tasks)| {
+        let task = tasks.iter().find(|task| task.target.key() == key)?;
+        Some((op, task))
+    });
+    for (op, task) in tasks.clone() {
+        if op.dry_run {
+            continue;
+        }
+        if task.status == TaskStatus::Succeeded && t.initial == Model::FoundAsleep {
+            violations.push(format!("{} changed {key}, which curfew never put to sleep", op.id));
+        }
+        if task.status == TaskStatus::Succeeded
+            && op.action == Action::Stop
+            && scenario.kept_awake.as_deref() == Some(key)
+        {
+            violations.push(format!("{} stopped {key}, kept awake by an override", op.id));
+        }
+    }
+    if t.initial == Model::FoundAsleep {
+        return Some(Model::FoundAsleep);
+    }
+    for (op, task) in tasks.rev() {
+        let reason = task.reason.as_deref().unwrap_or_default();
+        let decided = match task.status {
+            _ if op.dry_run => false,
+            TaskStatus::Succeeded => true,
+            TaskStatus::Skipped if reason.starts_with("superseded") => {
+                if task.after.is_some() {
+                    return None;
+                }
+                false
+            }
+            TaskStatus::Skipped => !reason.starts_with("kept awake"),
+            _ => false,
+        };
+        if decided {
+            return Some(match op.action {
+                Action::Stop => Model::Asleep,
+                Action::Start => Model::Awake,
+            });
+        }
+    }
+    Some(t.initial)
+}
+
+fn check_operation(op: &Operation, tasks: &[Task], violations: &mut Vec<String>) {
+    if !op.status.is_final() {
+        violations.push(format!("operation {} ended {}", op.id, op.status));
+    }
+    let count = |status: TaskStatus| tasks.iter().filter(|t| t.status == status).count() as u64;
+    let recorded = (
+        tasks.len() as u64,
+        count(TaskStatus::Succeeded),
+        count(TaskStatus::Failed),
+        count(TaskStatus::Skipped),
+    );
+    let counted = (
+        op.counts.total,
+        op.counts.succeeded,
+        op.counts.failed,
+        op.counts.skipped,
+    );
+    if recorded != counted {
+        violations.push(format!(
+            "operation {} counts (total, succeeded, failed, skipped) {counted:?} but its tasks say {recorded:?}",
+            op.id
+        ));
+    }
+    for task in tasks {
+        let needs_reason = matches!(task.status, TaskStatus::Failed | TaskStatus::Skipped);
+        if needs_reason && task.reason.as_deref().is_none_or(str::is_empty) {
+            violations.push(format!(
+                "task {} of {} is {} without a reason",
+                task.target.key(),
+                op.id,
+                task.status
+            ));
+        }
+        if op.dry_run && task.status != TaskStatus::Skipped {
+            violations.push(format!(
+                "dry run {} recorded {} for {}",
+                op.id,
+                task.status,
+                task.target.key()
+            ));
+        }
+    }
+}

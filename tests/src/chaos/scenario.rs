@@ -1,0 +1,238 @@
+//! A seeded scenario: spoke accounts and their targets in random initial states, the
+//! operations an operator starts (overlapping stops, starts and dry runs on overlapping
+//! selectors), an override, a broken role, and EKS updates that stay UPDATING or fail.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use curfew_core::account::Account;
+use curfew_core::decision::Action;
+use curfew_core::fakes::{FakeSpokes, MemoryStore};
+use curfew_core::ports::{
+    AccountStore, Baseline, Lease, LeaseToken, Override, PortResult, TargetStore,
+};
+use curfew_core::selector::Selector;
+use curfew_core::target::{Sizes, Target, TargetKind};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::RngExt;
+
+/// A target's state in the model: the states a correct curfew keeps every target in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// Running at its own sizes, no baseline saved.
+    Awake,
+    /// Held at its stopped sizes, with its own sizes saved as the baseline.
+    Asleep,
+    /// At its stopped sizes before curfew ever touched it, no baseline: left alone by both.
+    FoundAsleep,
+}
+
+/// One target of the scenario.
+#[derive(Clone, Debug)]
+pub struct ScenarioTarget {
+    /// The target.
+    pub target: Target,
+    /// Its own (awake) sizes: what a stop saves and a start restores.
+    pub own: Sizes,
+    /// Where it starts.
+    pub initial: Model,
+    /// Its next EKS update stays UPDATING this many status reads, and may fail.
+    pub update: Option<(u32, Option<String>)>,
+}
+
+impl ScenarioTarget {
+    /// The sizes a target in `state` is at.
+    pub fn sizes_in(&self, state: Model) -> Sizes {
+        match state {
+            Model::Awake => self.own,
+            Model::Asleep | Model::FoundAsleep => self.target.kind.stopped_sizes(self.own),
+        }
+    }
+}
+
+/// An operation the operator starts at some step.
+#[derive(Clone, Debug)]
+pub struct PlannedOperation {
+    /// The driver step at which it is started.
+    pub step: usize,
+    /// Stop or start.
+    pub action: Action,
+    /// Which targets.
+    pub selector: Selector,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+/// Everything one seed runs.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Registered accounts.
+    pub accounts: Vec<Account>,
+    /// The account whose role cannot be assumed, if any.
+    pub denied: Option<String>,
+    /// The targets, by key.
+    pub targets: BTreeMap<String, ScenarioTarget>,
+    /// Operations in the order they are started.
+    pub operations: Vec<PlannedOperation>,
+    /// The target kept awake by an override for the whole run, if any.
+    pub kept_awake: Option<String>,
+}
+
+const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
+const SELECTORS: [&str; 8] = [
+    "tag:env=dev",
+    "tag:team=a",
+    "kind=asg",
+    "kind=nodegroup",
+    "region=eu-west-1",
+    "tag:env=dev,kind=nodegroup",
+    "name=t1*",
+    "account=100000000001",
+];
+
+fn awake_sizes(rng: &mut StdRng) -> Sizes {
+    let min = rng.random_range(0..3);
+    let max = min + rng.random_range(1..5);
+    let desired = rng.random_range(min.max(1)..=max);
+    Sizes::new(min, max, desired)
+}
+
+impl Scenario {
+    /// Draws a scenario from `rng`.
+    pub fn generate(rng: &mut StdRng) -> Scenario {
+        let accounts: Vec<Account> = (1..=rng.random_range(1..=3))
+            .map(|i| {
+                let id = format!("1000000000{i:02}");
+                let regions = &REGIONS[..rng.random_range(1..=2)];
+                let regions: Vec<String> = regions.iter().map(|r| r.to_string()).collect();
+                let role = format!("arn:aws:iam::{id}:role/curfew-spoke");
+                Account::new(&id, &role, None, &regions).expect("a valid account")
+            })
+            .collect();
+        let mut targets = BTreeMap::new();
+        let mut n = 0;
+        for account in &accounts {
+            for region in &account.regions {
+                for _ in 0..rng.random_range(1..=4) {
+                    n += 1;
+                    let kind = if rng.random_bool(0.5) {
+                        TargetKind::Asg
+                    } else {
+                        TargetKind::Nodegroup
+                    };
+                    let tags = BTreeMap::from([
+                        ("env".to_string(), ["dev", "prod"].choose(rng).unwrap().to_string()),
+                        ("team".to_string(), ["a", "b"].choose(rng).unwrap().to_string()),
+                    ]);
+                    let target = Target {
+                        account: account.id.clone(),
+                        region: region.clone(),
+                        kind,
+                        cluster: (kind == TargetKind::Nodegroup).then(|| "main".to_string()),
+                        name: format!("t{n}"),
+                        tags,
+                        cluster_tags: BTreeMap::new(),
+                    };
+                    let roll = rng.random_range(0..100);
+                    let initial = match roll {
+                        0..60 => Model::Awake,
+                        60..85 => Model::Asleep,
+                        _ => Model::FoundAsleep,
+                    };
+                    let update = (kind == TargetKind::Nodegroup && rng.random_bool(0.5)).then(|| {
+                        let fails = rng
+                            .random_bool(0.25)
+                            .then(|| "NodeCreationFailure: instances failed to join".to_string());
+                        (rng.random_range(0..4), fails)
+                    });
+                    let t = ScenarioTarget {
+                        own: awake_sizes(rng),
+                        target,
+                        initial,
+                        update,
+                    };
+                    targets.insert(t.target.key(), t);
+                }
+            }
+        }
+        let denied = (accounts.len() > 1 && rng.random_bool(0.2))
+            .then(|| accounts.choose(rng).unwrap().id.clone());
+        let kept_awake = rng
+            .random_bool(0.3)
+            .then(|| targets.keys().collect::<Vec<_>>().choose(rng).map(|k| k.to_string()))
+            .flatten();
+        let mut operations: Vec<PlannedOperation> = (0..rng.random_range(2..=6))
+            .map(|_| PlannedOperation {
+                step: rng.random_range(0..40),
+                action: if rng.random_bool(0.5) {
+                    Action::Stop
+                } else {
+                    Action::Start
+                },
+                selector: Selector::parse(SELECTORS.choose(rng).unwrap()).expect("a selector"),
+                dry_run: rng.random_bool(0.25),
+            })
+            .collect();
+        operations.sort_by_key(|o| o.step);
+        Scenario {
+            accounts,
+            denied,
+            targets,
+            operations,
+            kept_awake,
+        }
+    }
+
+    /// Puts the scenario's initial state into the fakes: accounts, targets at their sizes,
+    /// baselines of the targets that start asleep (saved by an operation a day before), the
+    /// override, the broken role and the scripted EKS updates.
+    pub async fn install(
+        &self,
+        store: &MemoryStore,
+        spokes: &FakeSpokes,
+        now: DateTime<Utc>,
+    ) -> PortResult<()> {
+        for account in &self.accounts {
+            store.put_account(account).await?;
+        }
+        let yesterday = now - Duration::days(1);
+        for (key, t) in &self.targets {
+            spokes.add(t.target.clone(), t.sizes_in(t.initial));
+            if t.initial == Model::Asleep {
+                let lease = LeaseToken::new("yesterday");
+                let ttl = Duration::minutes(1);
+                let granted = store
+                    .acquire_lease(key, &lease, yesterday, yesterday, ttl)
+                    .await?;
+                assert_eq!(granted, Lease::Acquired, "a fresh store grants every lease");
+                let baseline = Baseline {
+                    target_key: key.clone(),
+                    sizes: t.own,
+                    op_id: "yesterday".into(),
+                    saved_at: yesterday,
+                };
+                store.save_baseline(&baseline, &lease, false).await?;
+                store.release_lease(key, &lease).await?;
+            }
+            if let Some((checks, fails)) = &t.update {
+                spokes.script_next_update(key, *checks, fails.clone());
+            }
+        }
+        if let Some(account) = &self.denied {
+            spokes.deny(account);
+        }
+        if let Some(key) = &self.kept_awake {
+            let name = &self.targets[key].target.name;
+            store
+                .put_override(&Override {
+                    id: "keep-awake".into(),
+                    selector: Selector::parse(&format!("name={name}")).expect("a selector"),
+                    awake_until: now + Duration::days(30),
+                    created_at: now,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
