@@ -33,7 +33,7 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
     // APPLYING and scaling, then crashed before recording the result.
     let k = key(target);
     let now = t.clock.now();
-    let lease = LeaseToken::new(&op.operation_id);
+    let lease = LeaseToken::new(&op.operation_id, msg.action);
     let ttl = t.hub.settings.lease_ttl;
     let granted = t
         .hub
@@ -41,7 +41,7 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
         .acquire_lease(&k, &lease, msg.op_created_at, now, ttl)
         .await
         .unwrap();
-    assert_eq!(granted, Lease::Acquired);
+    assert!(matches!(granted, Lease::Acquired { .. }));
     let baseline = Baseline {
         target_key: k.clone(),
         sizes: before,

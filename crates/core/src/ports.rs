@@ -148,25 +148,45 @@ pub struct OperationPage {
 pub struct LeaseToken {
     /// The operation the delivery belongs to.
     pub op_id: String,
+    /// What the operation does (recorded with its changes in flight).
+    pub action: Action,
     /// Unique to this acquisition.
     pub token: String,
 }
 
 impl LeaseToken {
     /// A fresh token for one delivery of one of `op_id`'s tasks.
-    pub fn new(op_id: &str) -> Self {
+    pub fn new(op_id: &str, action: Action) -> Self {
         LeaseToken {
             op_id: op_id.to_string(),
+            action,
             token: format!("{op_id}/{}", uuid::Uuid::new_v4().simple()),
         }
     }
+}
+
+/// A change a delivery began under the lease and never saw through (it crashed, or its
+/// function timed out): every fenced write marks the lease with it, and a release after the
+/// task finished clears the mark. The next holder settles what it left before deciding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interrupted {
+    /// The operation whose delivery was interrupted.
+    pub op_id: String,
+    /// What it was doing.
+    pub action: Action,
+    /// The sizes it was setting, once it had recorded them (`None`: it had only saved a
+    /// baseline, so the target was never touched).
+    pub planned: Option<Sizes>,
 }
 
 /// Result of asking for a target's lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lease {
     /// Ours (this token's) until it expires or we release it.
-    Acquired,
+    Acquired {
+        /// A change an earlier holder began and never finished, if any.
+        interrupted: Option<Interrupted>,
+    },
     /// Another operation holds it: try again later.
     Held {
         /// The holding operation.
@@ -344,8 +364,14 @@ pub trait TargetStore: Send + Sync {
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> PortResult<Lease>;
-    /// Releases the lease if `lease` still holds it.
-    async fn release_lease(&self, target_key: &str, lease: &LeaseToken) -> PortResult<()>;
+    /// Releases the lease if `lease` still holds it. `finished`: the task is final, so the mark
+    /// of a change in flight (see [`Interrupted`]) is cleared too.
+    async fn release_lease(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        finished: bool,
+    ) -> PortResult<()>;
     /// Stores an override.
     async fn put_override(&self, o: &Override) -> PortResult<()>;
     /// Overrides not yet expired at `now`.

@@ -11,6 +11,7 @@ use chrono::Duration;
 use common::*;
 use curfew_core::account::{Account, SpokeRole};
 use curfew_core::clock::Clock;
+use curfew_core::decision::Action;
 use curfew_core::fakes::FakeSpokes;
 use curfew_core::operation::{OpStatus, RouterMessage, TaskStatus};
 use curfew_core::ports::{AccountStore, PortResult, Spokes, TargetStore, UpdateState};
@@ -294,7 +295,7 @@ async fn a_dry_run_leaves_no_lease_behind() {
     let dry = w.begin(true, true).await;
     assert!(w.drain().await.settled);
     assert_eq!(w.op(&dry).await.counts.skipped, 2);
-    let lease = curfew_core::ports::LeaseToken::new("probe");
+    let lease = curfew_core::ports::LeaseToken::new("probe", Action::Stop);
     let granted = w
         .store
         .acquire_lease(
@@ -308,7 +309,7 @@ async fn a_dry_run_leaves_no_lease_behind() {
         .unwrap();
     assert_eq!(
         granted,
-        curfew_core::ports::Lease::Acquired,
+        curfew_core::ports::Lease::Acquired { interrupted: None },
         "not even an operation older than the dry run is superseded"
     );
 }

@@ -399,11 +399,16 @@ impl TargetStore for ChaosStore {
                 .acquire_lease(target_key, lease, op_created_at, now, ttl)
         )
     }
-    async fn release_lease(&self, target_key: &str, lease: &LeaseToken) -> PortResult<()> {
+    async fn release_lease(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        finished: bool,
+    ) -> PortResult<()> {
         hooked!(
             self,
             "release_lease",
-            self.inner.release_lease(target_key, lease)
+            self.inner.release_lease(target_key, lease, finished)
         )
     }
     async fn put_override(&self, o: &Override) -> PortResult<()> {

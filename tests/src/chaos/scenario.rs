@@ -200,12 +200,12 @@ impl Scenario {
         for (key, t) in &self.targets {
             spokes.add(t.target.clone(), t.sizes_in(t.initial));
             if t.initial == Model::Asleep {
-                let lease = LeaseToken::new("yesterday");
+                let lease = LeaseToken::new("yesterday", Action::Stop);
                 let ttl = Duration::minutes(1);
                 let granted = store
                     .acquire_lease(key, &lease, yesterday, yesterday, ttl)
                     .await?;
-                assert_eq!(granted, Lease::Acquired, "a fresh store grants every lease");
+                assert!(matches!(granted, Lease::Acquired { .. }), "a fresh store grants every lease");
                 let baseline = Baseline {
                     target_key: key.clone(),
                     sizes: t.own,
@@ -213,7 +213,7 @@ impl Scenario {
                     saved_at: yesterday,
                 };
                 store.save_baseline(&baseline, &lease, false).await?;
-                store.release_lease(key, &lease).await?;
+                store.release_lease(key, &lease, true).await?;
             }
             if let Some((checks, fails)) = &t.update {
                 spokes.script_next_update(key, *checks, fails.clone());

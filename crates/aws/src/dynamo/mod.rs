@@ -24,7 +24,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, TransactWriteItem,
+    AttributeValue, ConditionCheck, KeysAndAttributes, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -195,30 +195,72 @@ impl DynamoStore {
     }
 }
 
+/// How a fenced write marks the lease item with the change in flight (see
+/// [`curfew_core::ports::Interrupted`]).
+pub(crate) enum Mark {
+    /// Leaves the mark as it is.
+    Keep,
+    /// A baseline is being saved: the change has begun, no sizes are set yet.
+    Saving,
+    /// These sizes are about to be set.
+    Applying(curfew_core::target::Sizes),
+}
+
 impl DynamoStore {
     /// Runs `write` only while the lease item of `target_key` still holds `lease`'s token: one
-    /// transaction of a ConditionCheck on the lease and the write (the fencing that keeps a
-    /// delivery whose lease moved on from changing anything). True if written; false if the
-    /// write's own condition failed; [`ErrorKind::LeaseLost`] if the lease moved on.
+    /// transaction of the lease item (its condition, and the mark of the change in flight) and
+    /// the write. This fencing keeps a delivery whose lease moved on from changing anything.
+    /// True if written; false if the write's own condition failed; [`ErrorKind::LeaseLost`] if
+    /// the lease moved on.
     pub(crate) async fn fenced(
         &self,
         what: &str,
         target_key: &str,
         lease: &LeaseToken,
+        mark: Mark,
         write: TransactWriteItem,
     ) -> PortResult<bool> {
-        let check = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key("pk", s(format!("TARGET#{target_key}")))
-            .key("sk", s("LEASE"))
-            .condition_expression("holder = :token")
-            .expression_attribute_values(":token", s(lease.token.clone()))
-            .build()
-            .map_err(|e| PortError::with_source(ErrorKind::Invalid, "building a lease check", e))?;
-        let items = vec![
-            TransactWriteItem::builder().condition_check(check).build(),
-            write,
-        ];
+        let lease_key = |pk: String| (pk, "LEASE");
+        let (pk, sk) = lease_key(format!("TARGET#{target_key}"));
+        let building = |e| PortError::with_source(ErrorKind::Invalid, "building a lease check", e);
+        let check = match mark {
+            Mark::Keep => TransactWriteItem::builder()
+                .condition_check(
+                    ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .key("pk", s(pk))
+                        .key("sk", s(sk))
+                        .condition_expression("holder = :token")
+                        .expression_attribute_values(":token", s(lease.token.clone()))
+                        .build()
+                        .map_err(building)?,
+                )
+                .build(),
+            Mark::Saving | Mark::Applying(_) => {
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .key("pk", s(pk))
+                    .key("sk", s(sk))
+                    .condition_expression("holder = :token")
+                    .expression_attribute_values(":token", s(lease.token.clone()))
+                    .expression_attribute_values(":op", s(lease.op_id.clone()))
+                    .expression_attribute_values(":action", s(lease.action.as_str()));
+                let update = match mark {
+                    Mark::Applying(sizes) => update
+                        .update_expression(
+                            "SET inflight_op = :op, inflight_action = :action, inflight_to = :to",
+                        )
+                        .expression_attribute_values(":to", s(sizes_text(sizes))),
+                    _ => update.update_expression(
+                        "SET inflight_op = :op, inflight_action = :action REMOVE inflight_to",
+                    ),
+                };
+                TransactWriteItem::builder()
+                    .update(update.build().map_err(building)?)
+                    .build()
+            }
+        };
+        let items = vec![check, write];
         let result = retrying(|| async {
             self.client
                 .transact_write_items()
@@ -230,6 +272,18 @@ impl DynamoStore {
         .await;
         conditional(result)
     }
+}
+
+/// Sizes as the lease mark stores them: `min/max/desired`.
+pub(crate) fn sizes_text(sizes: curfew_core::target::Sizes) -> String {
+    sizes.to_string()
+}
+
+/// Sizes from their `min/max/desired` text.
+pub(crate) fn sizes_from_text(text: &str) -> Option<curfew_core::target::Sizes> {
+    let mut parts = text.split('/').map(|p| p.parse::<i32>().ok());
+    let sizes = curfew_core::target::Sizes::new(parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(sizes)
 }
 
 /// A failed condition is an answer (false), not an error.

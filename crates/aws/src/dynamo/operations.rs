@@ -12,7 +12,7 @@ use curfew_core::ports::{
 use curfew_core::target::Sizes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::{conditional, decode, encode, index_time, key, n, s, DynamoStore, Item};
+use super::{conditional, decode, encode, index_time, key, n, s, DynamoStore, Item, Mark};
 use crate::error::{classify, classify_transaction, retrying};
 
 /// Counters live in top-level number attributes so DynamoDB can ADD to them atomically.
@@ -424,6 +424,7 @@ impl OperationStore for DynamoStore {
                 "recording a task's progress",
                 target_key,
                 lease,
+                Mark::Applying(planned),
                 TransactWriteItem::builder().update(update).build(),
             )
             .await?;

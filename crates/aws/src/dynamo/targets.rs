@@ -4,15 +4,17 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, Put, PutRequest, TransactWriteItem, WriteRequest,
+    AttributeValue, Delete, DeleteRequest, Put, PutRequest, ReturnValue, TransactWriteItem,
+    WriteRequest,
 };
+use curfew_core::decision::Action;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::ports::{
-    Baseline, ErrorKind, Lease, LeaseToken, Override, PortResult, TargetStore,
+    Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortResult, TargetStore,
 };
 use curfew_core::target::Target;
 
-use super::{conditional, decode, encode, n, s, DynamoStore, Item};
+use super::{conditional, decode, encode, n, s, sizes_from_text, DynamoStore, Item, Mark};
 use crate::error::{classify, retrying};
 
 fn target_pk(target_key: &str) -> String {
@@ -79,6 +81,15 @@ impl DynamoStore {
     }
 }
 
+/// The change in flight a lease item is marked with, if any.
+fn interrupted(item: &Item) -> Option<Interrupted> {
+    Some(Interrupted {
+        op_id: string(item, "inflight_op")?,
+        action: Action::parse(&string(item, "inflight_action")?)?,
+        planned: string(item, "inflight_to").and_then(|t| sizes_from_text(&t)),
+    })
+}
+
 fn key_of(pk: &str, sk: &str) -> Item {
     Item::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
 }
@@ -122,6 +133,7 @@ impl TargetStore for DynamoStore {
             "saving a baseline",
             &baseline.target_key,
             lease,
+            Mark::Saving,
             TransactWriteItem::builder().put(put).build(),
         )
         .await
@@ -152,6 +164,7 @@ impl TargetStore for DynamoStore {
             "retiring a baseline",
             target_key,
             lease,
+            Mark::Keep,
             TransactWriteItem::builder().delete(delete).build(),
         )
         .await
@@ -189,13 +202,16 @@ impl TargetStore for DynamoStore {
                 .expression_attribute_values(":exp", n((now + ttl).timestamp_millis()))
                 .expression_attribute_values(":now", n(now.timestamp_millis()))
                 .expression_attribute_values(":at", n(op_created_at.timestamp_millis()))
+                .return_values(ReturnValue::AllOld)
                 .send()
                 .await
                 .map_err(|e| classify("taking a target lease", e))
         })
         .await;
         match result {
-            Ok(_) => Ok(Lease::Acquired),
+            Ok(out) => Ok(Lease::Acquired {
+                interrupted: out.attributes.as_ref().and_then(interrupted),
+            }),
             Err(e) if e.kind == ErrorKind::ConditionFailed => {
                 let item = self.get(&pk, "LEASE").await?.unwrap_or_default();
                 let newer = millis(&item, "last_op_at")
@@ -213,14 +229,25 @@ impl TargetStore for DynamoStore {
         }
     }
 
-    async fn release_lease(&self, target_key: &str, lease: &LeaseToken) -> PortResult<()> {
+    async fn release_lease(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        finished: bool,
+    ) -> PortResult<()> {
+        // A finished task's change is seen through: its mark goes with the lease.
+        let removed = if finished {
+            "REMOVE holder, holder_op, lease_expires, inflight_op, inflight_action, inflight_to"
+        } else {
+            "REMOVE holder, holder_op, lease_expires"
+        };
         let result = retrying(|| async {
             self.client
                 .update_item()
                 .table_name(&self.table)
                 .key("pk", s(target_pk(target_key)))
                 .key("sk", s("LEASE"))
-                .update_expression("REMOVE holder, holder_op, lease_expires")
+                .update_expression(removed)
                 .condition_expression("holder = :token")
                 .expression_attribute_values(":token", s(lease.token.clone()))
                 .send()
@@ -368,6 +395,7 @@ mod tests {
     fn lease() -> LeaseToken {
         LeaseToken {
             op_id: "op-1".into(),
+            action: Action::Stop,
             token: "op-1/t1".into(),
         }
     }
@@ -461,6 +489,6 @@ mod tests {
             .acquire_lease("k", &lease(), now, now, Duration::minutes(15))
             .await
             .unwrap();
-        assert_eq!(got, Lease::Acquired);
+        assert_eq!(got, Lease::Acquired { interrupted: None });
     }
 }

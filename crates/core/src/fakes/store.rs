@@ -10,8 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use crate::account::Account;
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use crate::ports::{
-    AccountStore, Baseline, ErrorKind, Lease, LeaseToken, OperationPage, OperationStore, Override,
-    PortError, PortResult, ScheduleStore, TargetStore,
+    AccountStore, Baseline, ErrorKind, Interrupted, Lease, LeaseToken, OperationPage,
+    OperationStore, Override, PortError, PortResult, ScheduleStore, TargetStore,
 };
 use crate::schedule::Schedule;
 use crate::target::{Sizes, Target};
@@ -25,6 +25,8 @@ struct LeaseRecord {
     holder: Option<String>,
     /// The holding delivery's operation.
     holder_op: Option<String>,
+    /// A change begun under the lease and not yet seen through.
+    inflight: Option<Interrupted>,
     expires_ms: Option<i64>,
     last_op: Option<String>,
     last_op_at_ms: Option<i64>,
@@ -91,19 +93,38 @@ impl MemoryStore {
     }
 }
 
+/// How a fenced write marks the lease with the change in flight.
+enum Mark {
+    /// Leaves the mark as it is.
+    Keep,
+    /// A baseline is being saved: the change has begun, no sizes are set yet.
+    Saving,
+    /// These sizes are about to be set.
+    Applying(Sizes),
+}
+
 impl State {
-    /// The fencing check every write under a lease makes: the lease still holds `token`.
-    fn fenced(&self, target_key: &str, token: &LeaseToken) -> PortResult<()> {
-        let held = self
+    /// The fencing check every write under a lease makes (the lease still holds `token`), and
+    /// the mark of the change in flight that the write leaves on the lease.
+    fn fenced(&mut self, target_key: &str, token: &LeaseToken, mark: Mark) -> PortResult<()> {
+        let Some(lease) = self
             .leases
-            .get(target_key)
-            .and_then(|l| l.holder.as_deref())
-            == Some(token.token.as_str());
-        if held {
-            Ok(())
-        } else {
-            Err(lease_lost(target_key))
-        }
+            .get_mut(target_key)
+            .filter(|l| l.holder.as_deref() == Some(token.token.as_str()))
+        else {
+            return Err(lease_lost(target_key));
+        };
+        let planned = match mark {
+            Mark::Keep => return Ok(()),
+            Mark::Saving => None,
+            Mark::Applying(sizes) => Some(sizes),
+        };
+        lease.inflight = Some(Interrupted {
+            op_id: token.op_id.clone(),
+            action: token.action,
+            planned,
+        });
+        Ok(())
     }
 }
 
@@ -379,7 +400,14 @@ impl OperationStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> PortResult<()> {
         let mut state = lock(&self.state);
-        state.fenced(target_key, lease)?;
+        if state
+            .tasks
+            .get(&(lease.op_id.clone(), target_key.to_string()))
+            .is_none_or(|task| task.status.is_final())
+        {
+            return Err(task_not_open(&lease.op_id, target_key));
+        }
+        state.fenced(target_key, lease, Mark::Applying(planned))?;
         let task = state
             .tasks
             .get_mut(&(lease.op_id.clone(), target_key.to_string()))
@@ -497,7 +525,7 @@ impl TargetStore for MemoryStore {
         replacing_own: bool,
     ) -> PortResult<bool> {
         let mut state = lock(&self.state);
-        state.fenced(&baseline.target_key, lease)?;
+        state.fenced(&baseline.target_key, lease, Mark::Keep)?;
         let replaceable = match state.baselines.get(&baseline.target_key) {
             None => true,
             Some(saved) => replacing_own && saved.op_id == baseline.op_id,
@@ -505,6 +533,7 @@ impl TargetStore for MemoryStore {
         if !replaceable {
             return Ok(false);
         }
+        state.fenced(&baseline.target_key, lease, Mark::Saving)?;
         state
             .baselines
             .insert(baseline.target_key.clone(), baseline.clone());
@@ -518,7 +547,7 @@ impl TargetStore for MemoryStore {
         lease: &LeaseToken,
     ) -> PortResult<bool> {
         let mut state = lock(&self.state);
-        state.fenced(target_key, lease)?;
+        state.fenced(target_key, lease, Mark::Keep)?;
         if state
             .baselines
             .get(target_key)
@@ -546,14 +575,16 @@ impl TargetStore for MemoryStore {
             lease.holder.is_none() || lease.expires_ms.is_some_and(|e| e < now.timestamp_millis());
         let not_superseded = lease.last_op_at_ms.is_none_or(|last| last <= at);
         if free && not_superseded {
+            let interrupted = lease.inflight.clone();
             *lease = LeaseRecord {
                 holder: Some(token.token.clone()),
                 holder_op: Some(token.op_id.clone()),
+                inflight: interrupted.clone(),
                 expires_ms: Some((now + ttl).timestamp_millis()),
                 last_op: Some(token.op_id.clone()),
                 last_op_at_ms: Some(at),
             };
-            return Ok(Lease::Acquired);
+            return Ok(Lease::Acquired { interrupted });
         }
         let last_op = lease.last_op.clone().unwrap_or_default();
         let newer = lease.last_op_at_ms.is_some_and(|last| last > at);
@@ -566,13 +597,21 @@ impl TargetStore for MemoryStore {
         }
     }
 
-    async fn release_lease(&self, target_key: &str, token: &LeaseToken) -> PortResult<()> {
+    async fn release_lease(
+        &self,
+        target_key: &str,
+        token: &LeaseToken,
+        finished: bool,
+    ) -> PortResult<()> {
         let mut state = lock(&self.state);
         if let Some(lease) = state.leases.get_mut(target_key) {
             if lease.holder.as_deref() == Some(token.token.as_str()) {
                 lease.holder = None;
                 lease.holder_op = None;
                 lease.expires_ms = None;
+                if finished {
+                    lease.inflight = None;
+                }
             }
         }
         Ok(())
@@ -689,12 +728,12 @@ mod tests {
     }
 
     async fn leased(store: &MemoryStore, op_id: &str) -> LeaseToken {
-        let token = LeaseToken::new(op_id);
+        let token = LeaseToken::new(op_id, Action::Stop);
         let granted = store
             .acquire_lease(&web().key(), &token, t0(), t0(), Duration::minutes(15))
             .await
             .unwrap();
-        assert_eq!(granted, Lease::Acquired);
+        assert!(matches!(granted, Lease::Acquired { .. }), "{granted:?}");
         token
     }
 
@@ -730,13 +769,13 @@ mod tests {
         let store = MemoryStore::new();
         let stale = leased(&store, "op").await;
         // The first delivery's lease expires and a second delivery of the same task takes it.
-        let fresh = LeaseToken::new("op");
+        let fresh = LeaseToken::new("op", Action::Stop);
         let later = t0() + Duration::minutes(16);
         let granted = store
             .acquire_lease(&web().key(), &fresh, t0(), later, Duration::minutes(15))
             .await
             .unwrap();
-        assert_eq!(granted, Lease::Acquired);
+        assert!(matches!(granted, Lease::Acquired { .. }), "{granted:?}");
         let saved = store
             .save_baseline(&baseline("op", Sizes::new(0, 0, 0)), &stale, false)
             .await;
@@ -765,7 +804,7 @@ mod tests {
     async fn two_deliveries_of_one_task_never_hold_the_lease_at_once() {
         let store = MemoryStore::new();
         let _first = leased(&store, "op").await;
-        let second = LeaseToken::new("op");
+        let second = LeaseToken::new("op", Action::Stop);
         let granted = store
             .acquire_lease(&web().key(), &second, t0(), t0(), Duration::minutes(15))
             .await
@@ -838,8 +877,8 @@ mod tests {
         let key = web().key();
         let ttl = Duration::minutes(15);
         let newer = t0() + Duration::minutes(1);
-        let old = LeaseToken::new("old");
-        let new = LeaseToken::new("new");
+        let old = LeaseToken::new("old", Action::Stop);
+        let new = LeaseToken::new("new", Action::Stop);
         let lease = |token: &LeaseToken, created: DateTime<Utc>, now: DateTime<Utc>| {
             let store = &store;
             let key = key.clone();
@@ -851,19 +890,24 @@ mod tests {
                     .unwrap()
             }
         };
-        assert_eq!(lease(&old, t0(), t0()).await, Lease::Acquired);
+        assert!(matches!(
+            lease(&old, t0(), t0()).await,
+            Lease::Acquired { .. }
+        ));
         assert_eq!(
             lease(&new, newer, t0()).await,
             Lease::Held { by: "old".into() }
         );
-        assert_eq!(
-            lease(&new, newer, t0() + Duration::minutes(16)).await,
-            Lease::Acquired,
+        assert!(
+            matches!(
+                lease(&new, newer, t0() + Duration::minutes(16)).await,
+                Lease::Acquired { .. }
+            ),
             "an expired lease is free"
         );
-        store.release_lease(&key, &new).await.unwrap();
+        store.release_lease(&key, &new, true).await.unwrap();
         assert_eq!(
-            lease(&LeaseToken::new("old"), t0(), t0() + Duration::minutes(17)).await,
+            lease(&LeaseToken::new("old", Action::Stop), t0(), t0() + Duration::minutes(17)).await,
             Lease::Superseded { by: "new".into() }
         );
     }

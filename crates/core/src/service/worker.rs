@@ -21,7 +21,8 @@ use super::Hub;
 use crate::decision::{decide, Action, Decision, DecisionInput};
 use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
 use crate::ports::{
-    Baseline, ErrorKind, Lease, LeaseToken, Override, PortError, PortResult, UpdateState,
+    Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError, PortResult,
+    UpdateState,
 };
 use crate::target::{LiveState, Sizes};
 
@@ -64,7 +65,7 @@ pub async fn work(
         return dry_run(hub, msg, overrides).await;
     }
     let key = msg.target.key();
-    let lease = LeaseToken::new(&msg.op_id);
+    let lease = LeaseToken::new(&msg.op_id, msg.action);
     let now = hub.clock.now();
     let granted = hub
         .store
@@ -75,11 +76,13 @@ pub async fn work(
             "operation {by} is working on this target"
         ))),
         Lease::Superseded { by } => finish(hub, msg, &superseded(&task, &by)).await,
-        Lease::Acquired => {
-            let result = leased(hub, msg, &lease, overrides).await;
+        Lease::Acquired { interrupted } => {
+            let result = leased(hub, msg, &lease, interrupted.as_ref(), overrides).await;
             // Released on error too; a crash instead leaves the lease to expire. The release is
             // conditional on our token, so a lease that moved on is left to its new holder.
-            hub.store.release_lease(&key, &lease).await?;
+            // Only a final task clears the mark of a change in flight.
+            let finished = matches!(result, Ok(TaskStep::Finished(_)));
+            hub.store.release_lease(&key, &lease, finished).await?;
             result
         }
     }
@@ -163,6 +166,7 @@ async fn leased(
     hub: &Hub,
     msg: &TaskMessage,
     lease: &LeaseToken,
+    interrupted: Option<&Interrupted>,
     overrides: Option<&[Override]>,
 ) -> PortResult<TaskStep> {
     // Read again under the lease: another copy of this message may have finished the task
@@ -175,7 +179,13 @@ async fn leased(
         Ok(live) => live,
         Err(e) => return spoke_failure(hub, msg, None, "reading the target", e).await,
     };
-    let baseline = hub.store.get_baseline(&msg.target.key()).await?;
+    let mut baseline = hub.store.get_baseline(&msg.target.key()).await?;
+    if let Some(interrupted) = interrupted.filter(|i| i.op_id != msg.op_id) {
+        if let Some(step) = settle_interrupted(hub, lease, interrupted, live, &mut baseline).await?
+        {
+            return Ok(step);
+        }
+    }
     if task.status == TaskStatus::Applying {
         if let Some(step) = resume(hub, msg, lease, &task, live, baseline.as_ref()).await? {
             return Ok(step);
@@ -256,6 +266,45 @@ async fn leased(
             scale(hub, msg, lease, live.sizes, to, restoring.as_ref()).await
         }
     }
+}
+
+/// Another operation's delivery died while it was changing the target (its mark is still on the
+/// lease). Before deciding, settle the baseline it left as the target shows it:
+/// - a start whose sizes took restored the target: the baseline it restored from is spent, and
+///   kept it would overwrite whatever sizes the owners set before the next stop;
+/// - a stop that saved a baseline and never put the target to sleep (it never recorded sizes to
+///   set, or the target is still at the sizes it saved) leaves a baseline nothing stands behind.
+///
+/// A change still being applied (busy) is waited for.
+async fn settle_interrupted(
+    hub: &Hub,
+    lease: &LeaseToken,
+    interrupted: &Interrupted,
+    live: LiveState,
+    baseline: &mut Option<Baseline>,
+) -> PortResult<Option<TaskStep>> {
+    if live.busy {
+        return Ok(Some(TaskStep::RetryLater(format!(
+            "an update begun by operation {} is still in progress",
+            interrupted.op_id
+        ))));
+    }
+    let spent = match interrupted.action {
+        Action::Start => interrupted.planned == Some(live.sizes),
+        Action::Stop => baseline.as_ref().is_some_and(|b| {
+            b.op_id == interrupted.op_id
+                && (interrupted.planned.is_none() || b.sizes == live.sizes)
+        }),
+    };
+    if let Some(b) = baseline.as_ref().filter(|_| spent) {
+        hub.store
+            .retire_baseline(&b.target_key, &b.op_id, lease)
+            .await?;
+        info!(target = %b.target_key, interrupted_op = %interrupted.op_id,
+              "retired a baseline an interrupted operation left behind");
+        *baseline = None;
+    }
+    Ok(None)
 }
 
 /// An earlier delivery marked the task APPLYING (and may have changed the target, and for EKS
