@@ -77,6 +77,13 @@ pub async fn run(opts: &GlobalOpts, once: bool) -> Result<()> {
                         output::utc(at)
                     )?;
                 }
+                for broken in &report.broken {
+                    outln!(
+                        "{} broken, not fired: {broken} (curfew schedule delete {}, then add it again)",
+                        output::utc(at),
+                        broken.name
+                    )?;
+                }
                 if once && report.created.is_empty() {
                     outln!("{} nothing due", output::utc(at))?;
                 }
