@@ -274,25 +274,12 @@ impl Schedule {
         None
     }
 
-    /// Every fire instant in (after, until], oldest first, at most `limit` of them.
-    pub fn fires_between(
-        &self,
-        after: DateTime<Utc>,
-        until: DateTime<Utc>,
-        limit: usize,
-    ) -> Vec<DateTime<Utc>> {
-        let mut fires = Vec::new();
-        let mut cursor = after;
-        while fires.len() < limit {
-            match self.next_fire_after(cursor) {
-                Some(f) if f.utc <= until => {
-                    fires.push(f.utc);
-                    cursor = f.utc;
-                }
-                _ => break,
-            }
-        }
-        fires
+    /// Every fire instant strictly after `after`, oldest first. Endless for most schedules:
+    /// bound it (`take_while`, `take`).
+    pub fn fires_after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        std::iter::successors(self.next_fire_after(after).map(|f| f.utc), |fire| {
+            self.next_fire_after(*fire).map(|f| f.utc)
+        })
     }
 }
 

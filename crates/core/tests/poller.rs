@@ -10,7 +10,8 @@ use curfew_core::fakes::{self, MemoryQueue, MemoryStore};
 use curfew_core::operation::Operation;
 use curfew_core::ports::{ErrorKind, OperationStore, PortError, PortResult, Queue, ScheduleStore};
 use curfew_core::schedule::{Schedule, ScheduleRecord};
-use curfew_core::service::{poller, Hub};
+use curfew_core::service::poller::{self, MissedFires, MISSED_COUNT_LIMIT};
+use curfew_core::service::Hub;
 
 /// Monday 2027-01-04 18:00 UTC.
 fn monday_evening() -> DateTime<Utc> {
@@ -38,6 +39,103 @@ fn schedule(name: &str, cron: &str, next_fire: DateTime<Utc>) -> Schedule {
 fn hub_at(now: DateTime<Utc>) -> (Hub, Arc<MemoryStore>, Arc<MemoryQueue>) {
     let (hub, store, router_q, _task_q, _spokes) = fakes::hub(Arc::new(ManualClock::new(now)));
     (hub, store, router_q)
+}
+
+#[tokio::test]
+async fn after_eight_days_down_every_fire_inside_the_catch_up_window_fires_exactly_once() {
+    let now = monday_evening();
+    let (hub, store, router_q) = hub_at(now);
+    assert_eq!(hub.settings.catchup, Duration::minutes(60));
+    let down_since = now - Duration::days(8);
+    store
+        .create_schedule(&schedule("every-minute", "* * * * *", down_since))
+        .await
+        .unwrap();
+
+    let report = poller::tick(&hub).await.unwrap();
+
+    let window: Vec<String> = (0..=60)
+        .map(|m| Operation::schedule_id("every-minute", now - Duration::minutes(60 - m)))
+        .collect();
+    assert_eq!(report.created, window);
+    assert_eq!(router_q.len(), 61);
+    assert_eq!(
+        report.missed,
+        vec![MissedFires {
+            schedule: "every-minute".into(),
+            count: 8 * 24 * 60 - 60,
+            at_least: false,
+            first: down_since,
+            last: Some(now - Duration::minutes(61)),
+        }]
+    );
+    let again = poller::tick(&hub).await.unwrap();
+    assert!(again.created.is_empty() && again.already_fired.is_empty());
+    assert_eq!(
+        store
+            .get_schedule("every-minute")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_fire,
+        Some(now + Duration::minutes(1))
+    );
+}
+
+#[tokio::test]
+async fn missed_fires_past_the_counting_limit_are_reported_as_at_least_the_limit() {
+    let now = monday_evening();
+    let (hub, store, _router_q) = hub_at(now);
+    // 100 days of every minute: 144,000 fires, more than the limit.
+    let down_since = now - Duration::days(100);
+    store
+        .create_schedule(&schedule("every-minute", "* * * * *", down_since))
+        .await
+        .unwrap();
+
+    let report = poller::tick(&hub).await.unwrap();
+
+    assert_eq!(report.created.len(), 61);
+    assert_eq!(
+        report.missed,
+        vec![MissedFires {
+            schedule: "every-minute".into(),
+            count: MISSED_COUNT_LIMIT,
+            at_least: true,
+            first: down_since,
+            last: None,
+        }]
+    );
+    assert_eq!(
+        report.missed[0].to_string(),
+        "every-minute: at least 100000 fires from 2026-09-26T18:00:00+00:00 on"
+    );
+}
+
+#[tokio::test]
+async fn a_fire_a_minute_before_the_window_is_missed_and_one_at_its_edge_fires() {
+    let now = monday_evening();
+    let (hub, store, _router_q) = hub_at(now);
+    // Fires at 16:00, 16:59, 17:00 and 17:59; due since 16:59, 61 minutes before 18:00.
+    let cron = "0,59 16,17 * * *";
+    store
+        .create_schedule(&schedule("edge", cron, now - Duration::minutes(61)))
+        .await
+        .unwrap();
+
+    let report = poller::tick(&hub).await.unwrap();
+
+    assert_eq!(
+        report.created,
+        vec![
+            Operation::schedule_id("edge", now - Duration::minutes(60)),
+            Operation::schedule_id("edge", now - Duration::minutes(1)),
+        ]
+    );
+    assert_eq!(
+        report.missed[0].to_string(),
+        "edge: 1 fire from 2027-01-04T16:59:00+00:00 to 2027-01-04T16:59:00+00:00"
+    );
 }
 
 /// The router queue, refusing any message about `refused` (an operation id) as throttled.

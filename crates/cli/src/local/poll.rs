@@ -73,7 +73,7 @@ pub async fn run(opts: &GlobalOpts, once: bool) -> Result<()> {
                 }
                 for missed in &report.missed {
                     outln!(
-                        "{} missed (outside the catch-up window): {missed}",
+                        "{} missed, older than the catch-up window, not fired: {missed}",
                         output::utc(at)
                     )?;
                 }

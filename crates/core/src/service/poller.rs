@@ -1,6 +1,6 @@
 //! The poller: every minute, fire the schedules that are due, each fire exactly once.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use tracing::{error, info, warn};
 
@@ -9,6 +9,44 @@ use crate::operation::{Discovery, OpCounts, OpSource, OpStatus, Operation, Route
 use crate::ports::{PortError, PortResult};
 use crate::schedule::{BrokenSchedule, Schedule};
 
+/// Missed fires counted per schedule at most: past it a report says "at least" this many.
+/// Counting walks fire by fire (about a microsecond each), and an outage may have lasted
+/// months, so the walk is bounded: 100,000 is ten weeks of an every-minute schedule.
+pub const MISSED_COUNT_LIMIT: u64 = 100_000;
+
+/// One schedule's fires older than the catch-up window: not fired, counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MissedFires {
+    /// The schedule.
+    pub schedule: String,
+    /// How many fires were missed; a lower bound when `at_least` is set.
+    pub count: u64,
+    /// Counting stopped at [`MISSED_COUNT_LIMIT`]: at least `count` fires were missed.
+    pub at_least: bool,
+    /// The oldest missed fire (the schedule's stored next fire).
+    pub first: DateTime<Utc>,
+    /// The newest missed fire; `None` when counting stopped before reaching it.
+    pub last: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Display for MissedFires {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at_least = if self.at_least { "at least " } else { "" };
+        let plural = if self.count == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{}: {at_least}{} fire{plural} from {}",
+            self.schedule,
+            self.count,
+            self.first.to_rfc3339()
+        )?;
+        match self.last {
+            Some(last) => write!(f, " to {}", last.to_rfc3339()),
+            None => write!(f, " on"),
+        }
+    }
+}
+
 /// What one tick did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TickReport {
@@ -16,8 +54,8 @@ pub struct TickReport {
     pub created: Vec<String>,
     /// Fires whose operation already existed (a duplicated or retried tick).
     pub already_fired: Vec<String>,
-    /// Missed fires older than the catch-up window, not fired.
-    pub missed: Vec<String>,
+    /// Per schedule, the fires older than the catch-up window: counted, not fired.
+    pub missed: Vec<MissedFires>,
     /// Due schedules whose stored item no longer reads as a schedule: not fired, reported on
     /// every tick until deleted.
     pub broken: Vec<BrokenSchedule>,
@@ -90,17 +128,34 @@ async fn tick_schedule(
     let Some(expected) = schedule.next_fire else {
         return Ok(());
     };
-    let earliest = now - hub.settings.catchup;
-    let mut fires = vec![expected];
-    fires.extend(schedule.fires_between(expected, now, 10_000));
+    // Fires from the window's edge on are fired; older ones are only counted. Enumeration
+    // starts at the edge, not at the stored next fire, so however long the poller was down it
+    // never walks through the outage to reach the window (and the window bounds the walk).
+    let edge = now - hub.settings.catchup;
+    let fires: Vec<DateTime<Utc>> = if expected >= edge {
+        std::iter::once(expected)
+            .chain(schedule.fires_after(expected).take_while(|t| *t <= now))
+            .collect()
+    } else {
+        let missed = count_missed(schedule, expected, edge);
+        warn!(
+            metric = "MissedFires",
+            schedule = %schedule.name,
+            count = missed.count,
+            at_least = missed.at_least,
+            first = %missed.first,
+            last = ?missed.last,
+            "fires older than the catch-up window were missed; not fired"
+        );
+        report.missed.push(missed);
+        // A fire exactly at the edge is inside the window.
+        schedule
+            .fires_after(edge - Duration::milliseconds(1))
+            .skip_while(|t| *t < edge)
+            .take_while(|t| *t <= now)
+            .collect()
+    };
     for fire_time in fires {
-        if fire_time < earliest {
-            warn!(schedule = %schedule.name, %fire_time, "missed fire outside the catch-up window; not fired");
-            report
-                .missed
-                .push(format!("{}@{}", schedule.name, fire_time.to_rfc3339()));
-            continue;
-        }
         fire(hub, schedule, fire_time, report).await?;
     }
     let next = schedule.next_fire_after(now).map(|f| f.utc);
@@ -110,6 +165,28 @@ async fn tick_schedule(
         .advance_schedule(&schedule.name, expected, next)
         .await?;
     Ok(())
+}
+
+/// Counts the fires in [`first`, `edge`): `first` (the stored next fire, a fire even if the
+/// cron would not give it) and those after it, up to [`MISSED_COUNT_LIMIT`].
+fn count_missed(schedule: &Schedule, first: DateTime<Utc>, edge: DateTime<Utc>) -> MissedFires {
+    let mut missed = MissedFires {
+        schedule: schedule.name.clone(),
+        count: 1,
+        at_least: false,
+        first,
+        last: Some(first),
+    };
+    for fire_time in schedule.fires_after(first).take_while(|t| *t < edge) {
+        if missed.count == MISSED_COUNT_LIMIT {
+            missed.at_least = true;
+            missed.last = None;
+            break;
+        }
+        missed.count += 1;
+        missed.last = Some(fire_time);
+    }
+    missed
 }
 
 /// Creates the fire's operation (its id is the fire key) and hands it to the router.
