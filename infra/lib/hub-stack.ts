@@ -39,6 +39,9 @@ export const LEASE_MARGIN = Duration.seconds(60);
 /** The worker's per-target lease unless `leaseSeconds` says otherwise. */
 export const DEFAULT_LEASE = Duration.seconds(900);
 
+/** Namespace of the metrics curfew derives from its logs. */
+export const METRIC_NAMESPACE = 'curfew';
+
 /** Messages per SQS batch for the router and the worker (SendMessageBatch's own maximum is 10). */
 export const SQS_BATCH_SIZE = 10;
 
@@ -276,6 +279,17 @@ export class CurfewHub extends Stack {
       this.worker.function.metricErrors({ period: ALARM_PERIOD, statistic: 'Sum' }));
     alarm('PollerErrorsAlarm', 'The poller function failed: schedules may not fire until it recovers',
       this.poller.function.metricErrors({ period: ALARM_PERIOD, statistic: 'Sum' }));
+    // A broken schedule does not fail the tick (the others must fire): the poller logs it with
+    // `metric = "BrokenSchedule"` on every tick until it is deleted, and this counts those lines.
+    const brokenSchedules = new logs.MetricFilter(this, 'BrokenSchedulesMetric', {
+      logGroup: this.poller.logGroup,
+      metricNamespace: METRIC_NAMESPACE,
+      metricName: 'BrokenSchedules',
+      filterPattern: logs.FilterPattern.stringValue('$.fields.metric', '=', 'BrokenSchedule'),
+      metricValue: '1',
+    });
+    alarm('BrokenSchedulesAlarm', 'A stored schedule no longer reads as a schedule and does not fire: see the poller log (metric BrokenSchedule) or curfew schedule list',
+      brokenSchedules.metric({ period: ALARM_PERIOD, statistic: 'Sum' }));
 
     // --- Outputs ----------------------------------------------------------------------------
     const outputs: [string, string, string][] = [

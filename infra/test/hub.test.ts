@@ -388,6 +388,21 @@ describe('spoke events, notifications and alarms', () => {
     });
   });
 
+  test('broken schedules in the poller log are counted and raise an alarm that notifies the topic', () => {
+    const pollerLogs = resource(hub(), 'AWS::Logs::LogGroup', 'PollerLogs');
+    hub().hasResourceProperties('AWS::Logs::MetricFilter', {
+      LogGroupName: { Ref: pollerLogs.id },
+      FilterPattern: '{ $.fields.metric = "BrokenSchedule" }',
+      MetricTransformations: [{ MetricNamespace: 'curfew', MetricName: 'BrokenSchedules', MetricValue: '1' }],
+    });
+    hub().hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'curfew',
+      MetricName: 'BrokenSchedules',
+      Threshold: 0,
+      AlarmActions: [{ Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id }],
+    });
+  });
+
   test('outputs give a user the table, queues, router function, bus and topic', () => {
     const outputs = Object.keys(json().Outputs);
     for (const name of ['TableName', 'RouterQueueUrl', 'TaskQueueUrl', 'RouterFunctionName', 'HubEventBusArn', 'NotificationTopicArn']) {
