@@ -79,7 +79,7 @@ pub async fn run(opts: &GlobalOpts, once: bool) -> Result<()> {
                 }
                 for broken in &report.broken {
                     outln!(
-                        "{} broken, not fired: {broken} (curfew schedule delete {}, then add it again)",
+                        "{} not fired: {broken} (delete it with curfew schedule delete {} and add it again)",
                         output::utc(at),
                         broken.name
                     )?;

@@ -279,11 +279,17 @@ fn a_schedule_that_no_longer_decodes_is_listed_as_broken_and_can_be_deleted() {
         .success()
         .stdout(predicates::str::contains("BROKEN"))
         .stdout(predicates::str::contains("Moon/Tranquility"));
-    assert_fails(
-        hub.cmd().args(["schedule", "show", "moon-nights"]),
-        1,
-        &["moon-nights", "broken", "Moon/Tranquility"],
-    );
+    for command in [
+        &["schedule", "show"][..],
+        &["schedule", "enable"],
+        &["trigger"],
+    ] {
+        assert_fails(
+            hub.cmd().args(command).arg("moon-nights"),
+            1,
+            &["moon-nights", "broken", "Moon/Tranquility"],
+        );
+    }
 
     assert_eq!(
         hub.json(&["schedule", "delete", "moon-nights"]),
