@@ -1,5 +1,5 @@
 # curfew — the front door. `make demo` and `make test` do all set-up on a fresh machine.
-.PHONY: demo test lint unit integration infra-test bench build synth deploy emulator clean-local help
+.PHONY: demo test lint unit integration infra-test bench chaos build synth deploy emulator clean-local help
 
 CARGO ?= cargo
 INFRA_NPM := infra/node_modules/.package-lock.json
@@ -38,6 +38,15 @@ infra-test: $(INFRA_NPM) ## CDK assertion tests + cdk-nag, offline synth, cfn-li
 bench: emulator ## Benchmarks: request counts and waves on the emulator, then 100,000 targets over in-memory ports (docs/PERFORMANCE.md)
 	$(CARGO) run --release -p curfew-tests --bin curfew-bench -- $(BENCH_ARGS)
 	$(CARGO) run --release -p curfew-tests --bin curfew-scale -- $(SCALE_ARGS)
+
+SEEDS ?= 10000
+FIRST_SEED ?= 1
+chaos: ## Chaos suite: SEEDS seeded runs (default 10000; SEED=S replays one) of faults over the real handlers, checked against the model
+ifdef SEED
+	$(CARGO) run --release -p curfew-tests --bin curfew-chaos -- --seed $(SEED)
+else
+	$(CARGO) run --release -p curfew-tests --bin curfew-chaos -- --seeds $(SEEDS) --first $(FIRST_SEED)
+endif
 
 build: ## Build the poller, router and worker as arm64 Lambda bootstraps with cargo-lambda (zig, no Docker)
 	rustup target add aarch64-unknown-linux-gnu

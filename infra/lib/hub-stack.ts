@@ -29,6 +29,19 @@ export const TIMEOUTS = {
   worker: Duration.seconds(120),
 } as const;
 
+/**
+ * How much longer than the worker's timeout its per-target lease must last (the worker refuses
+ * to start otherwise, see `settings_from_env` in crates/aws/src/hub.rs): a lease that expired
+ * while its worker still ran would let a second worker act on the same target.
+ */
+export const LEASE_MARGIN = Duration.seconds(60);
+
+/** The worker's per-target lease unless `leaseSeconds` says otherwise. */
+export const DEFAULT_LEASE = Duration.seconds(900);
+
+/** Namespace of the metrics curfew derives from its logs. */
+export const METRIC_NAMESPACE = 'curfew';
+
 /** Messages per SQS batch for the router and the worker (SendMessageBatch's own maximum is 10). */
 export const SQS_BATCH_SIZE = 10;
 
@@ -46,7 +59,10 @@ export interface CurfewHubProps extends StackProps {
   readonly logRetention?: logs.RetentionDays;
   /** Poller catch-up window after downtime, in minutes (`CURFEW_CATCHUP_MINUTES`). @default 60 */
   readonly catchupMinutes?: number;
-  /** Worker per-target lease, in seconds (`CURFEW_LEASE_SECONDS`). @default 900 */
+  /**
+   * Worker per-target lease, in seconds (`CURFEW_LEASE_SECONDS`): at least the worker's timeout
+   * plus `LEASE_MARGIN` (180 s). @default 900
+   */
   readonly leaseSeconds?: number;
   /**
    * CPU architecture of the three functions. arm64 (Graviton) is cheaper per GB-second; x86_64
@@ -77,6 +93,15 @@ export class CurfewHub extends Stack {
       ...props,
     });
     const spokeRoleName = props.spokeRoleName ?? DEFAULT_SPOKE_ROLE_NAME;
+    const leaseSeconds = props.leaseSeconds ?? DEFAULT_LEASE.toSeconds();
+    const minLeaseSeconds = TIMEOUTS.worker.toSeconds() + LEASE_MARGIN.toSeconds();
+    if (!(leaseSeconds >= minLeaseSeconds)) {
+      // The worker would refuse it at cold start; say so at synth instead.
+      throw new Error(
+        `leaseSeconds ${leaseSeconds} is shorter than the worker may run: it must be at least ` +
+          `${minLeaseSeconds} (the worker's ${TIMEOUTS.worker.toSeconds()} s timeout plus ${LEASE_MARGIN.toSeconds()} s)`,
+      );
+    }
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
     const workerMaxConcurrency = new CfnParameter(this, 'WorkerMaxConcurrency', {
@@ -201,7 +226,12 @@ export class CurfewHub extends Stack {
       role: workerRole,
       timeout: TIMEOUTS.worker,
       memorySize: 256,
-      environment: { ...environment, CURFEW_LEASE_SECONDS: String(props.leaseSeconds ?? 900) },
+      environment: {
+        ...environment,
+        CURFEW_LEASE_SECONDS: String(leaseSeconds),
+        // The worker refuses a lease shorter than this plus the margin.
+        CURFEW_WORKER_TIMEOUT_SECONDS: String(TIMEOUTS.worker.toSeconds()),
+      },
     });
 
     new events.Rule(this, 'PollerSchedule', {
@@ -249,6 +279,17 @@ export class CurfewHub extends Stack {
       this.worker.function.metricErrors({ period: ALARM_PERIOD, statistic: 'Sum' }));
     alarm('PollerErrorsAlarm', 'The poller function failed: schedules may not fire until it recovers',
       this.poller.function.metricErrors({ period: ALARM_PERIOD, statistic: 'Sum' }));
+    // A broken schedule does not fail the tick (the others must fire): the poller logs it with
+    // `metric = "BrokenSchedule"` on every tick until it is deleted, and this counts those lines.
+    const brokenSchedules = new logs.MetricFilter(this, 'BrokenSchedulesMetric', {
+      logGroup: this.poller.logGroup,
+      metricNamespace: METRIC_NAMESPACE,
+      metricName: 'BrokenSchedules',
+      filterPattern: logs.FilterPattern.stringValue('$.fields.metric', '=', 'BrokenSchedule'),
+      metricValue: '1',
+    });
+    alarm('BrokenSchedulesAlarm', 'A stored schedule no longer reads as a schedule and does not fire: see the poller log (metric BrokenSchedule) or curfew schedule list',
+      brokenSchedules.metric({ period: ALARM_PERIOD, statistic: 'Sum' }));
 
     // --- Outputs ----------------------------------------------------------------------------
     const outputs: [string, string, string][] = [

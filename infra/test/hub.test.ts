@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { DELETION_PROTECTION_CONTEXT, SPOKE_ROLE_NAME_CONTEXT } from '../lib/app';
+import { CurfewHub, DEFAULT_LEASE, LEASE_MARGIN, TIMEOUTS } from '../lib/hub-stack';
 import { FUNCTION_NAMES, HUB_EVENT_BUS_NAME, HUB_ROUTER_ROLE_NAME, HUB_WORKER_ROLE_NAME } from '../lib/names';
 import { actionsOf, buildForTest, render, resource, resourcesOf, statementsOfRole, templates } from './support';
 
@@ -172,6 +174,22 @@ describe('functions', () => {
     assert.deepEqual(env(FUNCTION_NAMES.router).CURFEW_NOTIFY_TOPIC_ARN, {
       Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id,
     });
+  });
+
+  test('the worker knows its timeout, and its lease outlasts that timeout by the margin', () => {
+    const env = functionNamed(FUNCTION_NAMES.worker).body.Properties.Environment.Variables;
+    const timeout = functionNamed(FUNCTION_NAMES.worker).body.Properties.Timeout;
+    assert.equal(env.CURFEW_WORKER_TIMEOUT_SECONDS, String(timeout));
+    assert.equal(env.CURFEW_WORKER_TIMEOUT_SECONDS, String(TIMEOUTS.worker.toSeconds()));
+    assert.equal(LEASE_MARGIN.toSeconds(), 60);
+    assert.ok(DEFAULT_LEASE.toSeconds() >= TIMEOUTS.worker.toSeconds() + LEASE_MARGIN.toSeconds());
+    assert.ok(Number(env.CURFEW_LEASE_SECONDS) >= timeout + LEASE_MARGIN.toSeconds());
+  });
+
+  test('a lease shorter than the worker timeout plus the margin is refused at synth', () => {
+    const app = () => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    assert.throws(() => new CurfewHub(app(), 'ShortLease', { leaseSeconds: 120 }), /at least 180/);
+    assert.doesNotThrow(() => new CurfewHub(app(), 'JustLongEnough', { leaseSeconds: 180 }));
   });
 
   test('timeouts are 60s (poller), 300s (router) and 120s (worker)', () => {
@@ -365,6 +383,21 @@ describe('spoke events, notifications and alarms', () => {
       Namespace: 'AWS/Lambda',
       MetricName: 'Errors',
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionNamed(FUNCTION_NAMES.worker).id } }],
+      Threshold: 0,
+      AlarmActions: [{ Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id }],
+    });
+  });
+
+  test('broken schedules in the poller log are counted and raise an alarm that notifies the topic', () => {
+    const pollerLogs = resource(hub(), 'AWS::Logs::LogGroup', 'PollerLogs');
+    hub().hasResourceProperties('AWS::Logs::MetricFilter', {
+      LogGroupName: { Ref: pollerLogs.id },
+      FilterPattern: '{ $.fields.metric = "BrokenSchedule" }',
+      MetricTransformations: [{ MetricNamespace: 'curfew', MetricName: 'BrokenSchedules', MetricValue: '1' }],
+    });
+    hub().hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'curfew',
+      MetricName: 'BrokenSchedules',
       Threshold: 0,
       AlarmActions: [{ Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id }],
     });

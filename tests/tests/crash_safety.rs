@@ -241,3 +241,67 @@ async fn a_running_operation_shows_the_tasks_finished_so_far_and_final_counts_on
         done.counts
     );
 }
+
+/// Two workers (each its own hub: own table, queue and spoke clients, as two Lambda instances
+/// have) take copies of the same task messages at once. The table decides: per target one copy
+/// acts, the other waits (lease held) or finds the task done, and nothing is counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_working_copies_of_the_same_messages_act_once_per_target() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], 6, 0);
+    t.seed(&fleet).await;
+    let mut before = Vec::new();
+    for target in &fleet {
+        before.push(t.sizes(target).await);
+    }
+    let other =
+        curfew_aws::hub::build_hub(&t.sdk, &t.config, t.clock.clone(), t.hub.settings.clone());
+    let op = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "kind=asg"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let messages = t.route_and_take_tasks().await;
+    assert_eq!(messages.len(), fleet.len());
+
+    let copies = messages.iter().map(|msg| async {
+        let (a, b) = tokio::join!(
+            worker::work(&t.hub, msg, None),
+            worker::work(&other, msg, None)
+        );
+        (a.unwrap(), b.unwrap())
+    });
+    let steps = futures::future::join_all(copies).await;
+    for (a, b) in &steps {
+        let finished = [a, b]
+            .iter()
+            .filter(|s| matches!(s, TaskStep::Finished(_)))
+            .count();
+        assert!(finished >= 1, "one copy finishes the task: {a:?} {b:?}");
+    }
+    // The copies that were held come back and find their task done.
+    for msg in &messages {
+        assert_eq!(
+            worker::handle(&other, msg).await.unwrap(),
+            TaskStep::Finished(TaskStatus::Succeeded)
+        );
+    }
+    let op = t
+        .hub
+        .store
+        .get_operation(&op.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (op.status, op.counts.succeeded, op.counts.total),
+        (OpStatus::Succeeded, fleet.len() as u64, fleet.len() as u64)
+    );
+    for (target, before) in fleet.iter().zip(before) {
+        assert_eq!(t.sizes(target).await, Sizes::new(0, 0, 0));
+        let baseline = t.hub.store.get_baseline(&key(target)).await.unwrap();
+        assert_eq!(baseline.map(|b| b.sizes), Some(before), "{}", target.name);
+    }
+}

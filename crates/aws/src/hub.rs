@@ -43,16 +43,17 @@ fn var(name: &'static str) -> Result<String, ConfigError> {
     }
 }
 
-/// A whole number from the environment, within `range` (so no date arithmetic can overflow).
+/// A whole number from `env`, within `range` (so no date arithmetic can overflow).
 fn bounded(
+    env: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: i64,
     range: std::ops::RangeInclusive<i64>,
     unit: &str,
 ) -> Result<i64, ConfigError> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(v) => v
+    match env(name) {
+        None => Ok(default),
+        Some(v) => v
             .trim()
             .parse::<i64>()
             .ok()
@@ -71,6 +72,19 @@ fn bounded(
 /// A week, in minutes: the most a catch-up window or an inventory's age may be.
 const WEEK_MINUTES: i64 = 7 * 24 * 60;
 
+/// The worker's function timeout when `CURFEW_WORKER_TIMEOUT_SECONDS` is unset: the longest
+/// any Lambda function may run.
+pub const MAX_WORKER_TIMEOUT_SECONDS: i64 = 900;
+
+/// How much longer than the worker's timeout a lease must last: each worker stamps and checks
+/// lease expiry with its own clock, clocks of different hosts disagree a little, and a write
+/// sent just before the timeout may still land after it.
+pub const LEASE_MARGIN_SECONDS: i64 = 60;
+
+/// The lease when `CURFEW_LEASE_SECONDS` is unset: 15 minutes, or longer when the worker's
+/// timeout plus the margin is.
+const DEFAULT_LEASE_SECONDS: i64 = 900;
+
 impl HubConfig {
     /// Reads `CURFEW_TABLE`, `CURFEW_ROUTER_QUEUE_URL` and `CURFEW_TASK_QUEUE_URL`.
     pub fn from_env() -> Result<HubConfig, ConfigError> {
@@ -83,27 +97,62 @@ impl HubConfig {
 }
 
 /// Reads the tunables: `CURFEW_CATCHUP_MINUTES` (default 60) and `CURFEW_INVENTORY_MINUTES`
-/// (default 15), each at most a week, and `CURFEW_LEASE_SECONDS` (default 900, 1 to 86400).
+/// (default 15), each at most a week, and `CURFEW_LEASE_SECONDS` (1 to 86400, default 900 or
+/// the minimum below if longer).
+///
+/// A lease must outlast the worker run that holds it: if it expired while a worker still ran,
+/// another worker could take the target and act on it at the same time. So a lease shorter
+/// than the worker's function timeout (`CURFEW_WORKER_TIMEOUT_SECONDS`, 1 to 900, default 900)
+/// plus [`LEASE_MARGIN_SECONDS`] is refused.
 pub fn settings_from_env() -> Result<Settings, ConfigError> {
+    settings_from(|name| std::env::var(name).ok())
+}
+
+/// [`settings_from_env`] over `env`, which looks a variable up by name.
+pub fn settings_from(env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    let env = &env;
+    let worker_timeout = bounded(
+        env,
+        "CURFEW_WORKER_TIMEOUT_SECONDS",
+        MAX_WORKER_TIMEOUT_SECONDS,
+        1..=MAX_WORKER_TIMEOUT_SECONDS,
+        "seconds",
+    )?;
+    let min_lease = worker_timeout + LEASE_MARGIN_SECONDS;
+    let lease = bounded(
+        env,
+        "CURFEW_LEASE_SECONDS",
+        DEFAULT_LEASE_SECONDS.max(min_lease),
+        1..=86_400,
+        "seconds",
+    )?;
+    if lease < min_lease {
+        return Err(ConfigError {
+            name: "CURFEW_LEASE_SECONDS",
+            reason: format!(
+                "{lease} s is shorter than a worker may run: it must be at least {min_lease} s, \
+                 the worker's timeout ({worker_timeout} s, CURFEW_WORKER_TIMEOUT_SECONDS) plus \
+                 {LEASE_MARGIN_SECONDS} s, so a lease never expires while its worker still acts \
+                 on the target"
+            ),
+        });
+    }
     Ok(Settings {
         catchup: chrono::Duration::minutes(bounded(
+            env,
             "CURFEW_CATCHUP_MINUTES",
             60,
             0..=WEEK_MINUTES,
             "minutes",
         )?),
         inventory_ttl: chrono::Duration::minutes(bounded(
+            env,
             "CURFEW_INVENTORY_MINUTES",
             15,
             0..=WEEK_MINUTES,
             "minutes",
         )?),
-        lease_ttl: chrono::Duration::seconds(bounded(
-            "CURFEW_LEASE_SECONDS",
-            900,
-            1..=86_400,
-            "seconds",
-        )?),
+        lease_ttl: chrono::Duration::seconds(lease),
         ..Settings::default()
     })
 }
@@ -220,31 +269,74 @@ pub async fn hub_from_env() -> Result<Hub, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
-    /// One test owns these variables (others in this binary never read them).
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        settings_from(|name| vars.get(name).cloned())
+    }
+
     #[test]
     fn tunables_out_of_range_are_refused_naming_the_variable() {
-        std::env::set_var("CURFEW_LEASE_SECONDS", "99999999999999999");
-        let e = settings_from_env().unwrap_err();
+        let e = settings(&[("CURFEW_LEASE_SECONDS", "99999999999999999")]).unwrap_err();
         assert_eq!(e.name, "CURFEW_LEASE_SECONDS");
         assert!(e.reason.contains("1 to 86400"), "{}", e.reason);
-        std::env::set_var("CURFEW_LEASE_SECONDS", "120");
-        std::env::set_var("CURFEW_CATCHUP_MINUTES", "99999999999");
-        assert_eq!(
-            settings_from_env().unwrap_err().name,
-            "CURFEW_CATCHUP_MINUTES"
-        );
-        std::env::set_var("CURFEW_CATCHUP_MINUTES", "30");
-        let settings = settings_from_env().unwrap();
+        let e = settings(&[("CURFEW_CATCHUP_MINUTES", "99999999999")]).unwrap_err();
+        assert_eq!(e.name, "CURFEW_CATCHUP_MINUTES");
+        let settings = settings(&[
+            ("CURFEW_LEASE_SECONDS", "1200"),
+            ("CURFEW_CATCHUP_MINUTES", "30"),
+        ])
+        .unwrap();
         assert_eq!(
             (settings.lease_ttl, settings.catchup),
             (
-                chrono::Duration::seconds(120),
+                chrono::Duration::seconds(1200),
                 chrono::Duration::minutes(30)
             )
         );
-        std::env::remove_var("CURFEW_LEASE_SECONDS");
-        std::env::remove_var("CURFEW_CATCHUP_MINUTES");
+    }
+
+    #[test]
+    fn a_lease_shorter_than_the_workers_timeout_plus_a_margin_is_refused() {
+        let e = settings(&[
+            ("CURFEW_WORKER_TIMEOUT_SECONDS", "120"),
+            ("CURFEW_LEASE_SECONDS", "120"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "CURFEW_LEASE_SECONDS");
+        assert!(e.reason.contains("at least 180"), "{}", e.reason);
+        assert!(
+            e.reason.contains("CURFEW_WORKER_TIMEOUT_SECONDS"),
+            "{}",
+            e.reason
+        );
+        // Unset, the timeout is Lambda's maximum, 900 s.
+        let e = settings(&[("CURFEW_LEASE_SECONDS", "900")]).unwrap_err();
+        assert!(e.reason.contains("at least 960"), "{}", e.reason);
+        let ok = settings(&[
+            ("CURFEW_WORKER_TIMEOUT_SECONDS", "120"),
+            ("CURFEW_LEASE_SECONDS", "180"),
+        ])
+        .unwrap();
+        assert_eq!(ok.lease_ttl, chrono::Duration::seconds(180));
+    }
+
+    #[test]
+    fn the_default_lease_outlasts_the_workers_timeout() {
+        let default = |vars: &[(&str, &str)]| settings(vars).unwrap().lease_ttl.num_seconds();
+        assert_eq!(default(&[("CURFEW_WORKER_TIMEOUT_SECONDS", "120")]), 900);
+        assert_eq!(
+            default(&[]),
+            960,
+            "local mode: no function timeout, Lambda's maximum"
+        );
+        let e = settings(&[("CURFEW_WORKER_TIMEOUT_SECONDS", "901")]).unwrap_err();
+        assert_eq!(e.name, "CURFEW_WORKER_TIMEOUT_SECONDS");
     }
 }

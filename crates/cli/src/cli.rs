@@ -25,7 +25,10 @@ Environment (a flag overrides its variable):
   CURFEW_MAX_CONCURRENCY   --max-concurrency: worker batches at once in local mode (default 50)
   CURFEW_CATCHUP_MINUTES   local poller: how far back missed fires are caught up (default 60, max 10080)
   CURFEW_INVENTORY_MINUTES local router: trust the inventory cache this long (default 15, max 10080)
-  CURFEW_LEASE_SECONDS     local worker: lease on a target if never released (default 900, 1-86400)
+  CURFEW_LEASE_SECONDS     local worker: lease on a target if never released (1-86400; at least
+                           CURFEW_WORKER_TIMEOUT_SECONDS + 60; default that or 900, the larger)
+  CURFEW_WORKER_TIMEOUT_SECONDS
+                           local worker: the longest a worker runs (default and maximum 900, as Lambda)
   CURFEW_LOCAL_DIR         `curfew local up|down` state (default <project>/.curfew/local)
   CURFEW_LOG               diagnostics on stderr, a tracing filter such as info (default error)
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::account::{Account, SpokeRole};
 use crate::decision::Action;
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, ScheduleList};
 use crate::selector::Selector;
 use crate::target::{LiveState, Sizes, Target};
 
@@ -217,11 +217,12 @@ pub trait AccountStore: Send + Sync {
 pub trait ScheduleStore: Send + Sync {
     /// Creates a schedule; fails with `ConditionFailed` if the name is taken.
     async fn create_schedule(&self, schedule: &Schedule) -> PortResult<()>;
-    /// One schedule.
+    /// One schedule. A broken one ([`BrokenSchedule`](crate::schedule::BrokenSchedule)) is an
+    /// `Invalid` error naming it and its problem.
     async fn get_schedule(&self, name: &str) -> PortResult<Option<Schedule>>;
-    /// All schedules.
-    async fn list_schedules(&self) -> PortResult<Vec<Schedule>>;
-    /// Deletes a schedule; false if it did not exist.
+    /// All schedules, the broken ones apart.
+    async fn list_schedules(&self) -> PortResult<ScheduleList>;
+    /// Deletes a schedule, broken or not; false if it did not exist.
     async fn delete_schedule(&self, name: &str) -> PortResult<bool>;
     /// Enables or disables, setting the next fire (None when disabled).
     async fn set_schedule_enabled(
@@ -230,8 +231,9 @@ pub trait ScheduleStore: Send + Sync {
         enabled: bool,
         next_fire: Option<DateTime<Utc>>,
     ) -> PortResult<bool>;
-    /// Enabled schedules whose next fire is at or before `now`, from the due index.
-    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<Vec<Schedule>>;
+    /// Enabled schedules whose next fire is at or before `now`, from the due index; the broken
+    /// ones in the index apart (they cannot fire, and must not keep the others from firing).
+    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<ScheduleList>;
     /// Moves a schedule's next fire from `expected` to `next`, only if it is still `expected`
     /// (two pollers cannot both advance it). False if someone else did.
     async fn advance_schedule(

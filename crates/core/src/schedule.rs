@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cron::{CronError, CronSpec, FireTime};
 use crate::decision::Action;
+use crate::ports::{ErrorKind, PortError};
 use crate::selector::{Selector, SelectorError};
 use crate::target::Sizes;
 
@@ -110,6 +111,40 @@ pub struct Schedule {
     pub default_start: Option<Sizes>,
     /// The next instant it fires.
     pub next_fire: Option<DateTime<Utc>>,
+}
+
+/// A stored schedule that no longer reads as a valid one: a field became invalid (a cron
+/// expression or zone a newer version refuses, a hand edit) or is missing. It never fires; the
+/// poller reports it every tick until someone deletes it (and adds it again, fixed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenSchedule {
+    /// The name in the schedule's key.
+    pub name: String,
+    /// What is wrong with it, naming the field.
+    pub problem: String,
+}
+
+impl std::fmt::Display for BrokenSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "schedule {:?} is broken: {}", self.name, self.problem)
+    }
+}
+
+impl From<BrokenSchedule> for PortError {
+    /// Reading a broken schedule as a schedule is refused, naming it and its problem.
+    fn from(broken: BrokenSchedule) -> Self {
+        PortError::new(ErrorKind::Invalid, broken.to_string())
+    }
+}
+
+/// Schedules read from the store: the valid ones, and apart from them the broken ones, so one
+/// bad item never hides the others.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScheduleList {
+    /// Schedules that read as valid.
+    pub schedules: Vec<Schedule>,
+    /// Schedules that do not.
+    pub broken: Vec<BrokenSchedule>,
 }
 
 /// Parses `90s`, `15m`, `2h`, `1h30m`, `7d` or a bare number of minutes. `None` for anything
@@ -239,25 +274,12 @@ impl Schedule {
         None
     }
 
-    /// Every fire instant in (after, until], oldest first, at most `limit` of them.
-    pub fn fires_between(
-        &self,
-        after: DateTime<Utc>,
-        until: DateTime<Utc>,
-        limit: usize,
-    ) -> Vec<DateTime<Utc>> {
-        let mut fires = Vec::new();
-        let mut cursor = after;
-        while fires.len() < limit {
-            match self.next_fire_after(cursor) {
-                Some(f) if f.utc <= until => {
-                    fires.push(f.utc);
-                    cursor = f.utc;
-                }
-                _ => break,
-            }
-        }
-        fires
+    /// Every fire instant strictly after `after`, oldest first. Endless for most schedules:
+    /// bound it (`take_while`, `take`).
+    pub fn fires_after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        std::iter::successors(self.next_fire_after(after).map(|f| f.utc), |fire| {
+            self.next_fire_after(*fire).map(|f| f.utc)
+        })
     }
 }
 

@@ -38,9 +38,9 @@ async fn a_dry_run_neither_supersedes_nor_delays_a_draining_stop() {
 
     w.clock.advance(Duration::minutes(2));
     let dry = w.begin(false, true).await;
-    let dry_tasks = ids(w.route().await);
-    // The dry run's tasks are worked in the same batch as the stop's.
-    let outcome = worker_batch(&w.hub, &[ids(stop_tasks), dry_tasks].concat()).await;
+    let dry_tasks = w.route().await;
+    // The dry run's tasks are worked first, in the same batch as the stop's.
+    let outcome = worker_batch(&w.hub, &ids([dry_tasks, stop_tasks].concat())).await;
     assert!(outcome.failed.is_empty(), "nothing waits: {outcome:?}");
 
     let stop = w.op(&stop).await;

@@ -17,7 +17,7 @@ use curfew_core::ports::{
     AccountStore, Baseline, ErrorKind, Lease, LeaseToken, OperationPage, OperationStore, Override,
     PortError, PortResult, ScheduleStore, Spokes, TargetStore, UpdateState,
 };
-use curfew_core::schedule::Schedule;
+use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{LiveState, Sizes, Target};
 use rand::rngs::StdRng;
 use rand::RngExt;
@@ -91,8 +91,7 @@ impl Faults {
     }
 
     fn roll(&self, p: f64) -> bool {
-        self.enabled.load(Ordering::SeqCst)
-            && self.rng.lock().expect("rng lock").random_bool(p)
+        self.enabled.load(Ordering::SeqCst) && self.rng.lock().expect("rng lock").random_bool(p)
     }
 
     fn count(&self) {
@@ -211,12 +210,16 @@ impl AccountStore for ChaosStore {
 #[async_trait]
 impl ScheduleStore for ChaosStore {
     async fn create_schedule(&self, schedule: &Schedule) -> PortResult<()> {
-        hooked!(self, "create_schedule", self.inner.create_schedule(schedule))
+        hooked!(
+            self,
+            "create_schedule",
+            self.inner.create_schedule(schedule)
+        )
     }
     async fn get_schedule(&self, name: &str) -> PortResult<Option<Schedule>> {
         hooked!(self, "get_schedule", self.inner.get_schedule(name))
     }
-    async fn list_schedules(&self) -> PortResult<Vec<Schedule>> {
+    async fn list_schedules(&self) -> PortResult<ScheduleList> {
         hooked!(self, "list_schedules", self.inner.list_schedules())
     }
     async fn delete_schedule(&self, name: &str) -> PortResult<bool> {
@@ -234,7 +237,7 @@ impl ScheduleStore for ChaosStore {
             self.inner.set_schedule_enabled(name, enabled, next_fire)
         )
     }
-    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<Vec<Schedule>> {
+    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<ScheduleList> {
         hooked!(self, "due_schedules", self.inner.due_schedules(now))
     }
     async fn advance_schedule(
@@ -274,7 +277,11 @@ impl OperationStore for ChaosStore {
         hooked!(self, "fix_shards", self.inner.fix_shards(op_id, shards))
     }
     async fn shard_planned(&self, op_id: &str, shard: &Shard) -> PortResult<bool> {
-        hooked!(self, "shard_planned", self.inner.shard_planned(op_id, shard))
+        hooked!(
+            self,
+            "shard_planned",
+            self.inner.shard_planned(op_id, shard)
+        )
     }
     async fn plan_shard(
         &self,
@@ -487,8 +494,7 @@ impl Spokes for ChaosSpokes {
         hooked!(
             self,
             "update_state",
-            self.inner
-                .update_state(role, target, update_id, expected)
+            self.inner.update_state(role, target, update_id, expected)
         )
     }
 }

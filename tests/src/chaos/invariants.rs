@@ -66,7 +66,12 @@ pub async fn check(
             )
         };
         let sizes = spokes.sizes(key);
-        let baseline = store.get_baseline(key).await.ok().flatten().map(|b| b.sizes);
+        let baseline = store
+            .get_baseline(key)
+            .await
+            .ok()
+            .flatten()
+            .map(|b| b.sizes);
         let actual = [Model::Awake, Model::Asleep, Model::FoundAsleep]
             .into_iter()
             .find(|state| {
@@ -123,13 +128,19 @@ fn expected_state(
             continue;
         }
         if task.status == TaskStatus::Succeeded && t.initial == Model::FoundAsleep {
-            violations.push(format!("{} changed {key}, which curfew never put to sleep", op.id));
+            violations.push(format!(
+                "{} changed {key}, which curfew never put to sleep",
+                op.id
+            ));
         }
         if task.status == TaskStatus::Succeeded
             && op.action == Action::Stop
             && scenario.kept_awake.as_deref() == Some(key)
         {
-            violations.push(format!("{} stopped {key}, kept awake by an override", op.id));
+            violations.push(format!(
+                "{} stopped {key}, kept awake by an override",
+                op.id
+            ));
         }
     }
     if t.initial == Model::FoundAsleep {

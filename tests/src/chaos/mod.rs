@@ -109,12 +109,24 @@ async fn run(seed: u64) -> SeedReport {
         ..SeedReport::default()
     };
     if let Err(e) = scenario.install(&store, &spokes, start).await {
-        report.violations.push(format!("installing the scenario failed: {e}"));
+        report
+            .violations
+            .push(format!("installing the scenario failed: {e}"));
         return report;
     }
     let visibility = Duration::seconds(VISIBILITY);
-    let router_q = Arc::new(ChaosQueue::new("r", faults.clone(), clock.clone(), visibility));
-    let task_q = Arc::new(ChaosQueue::new("t", faults.clone(), clock.clone(), visibility));
+    let router_q = Arc::new(ChaosQueue::new(
+        "r",
+        faults.clone(),
+        clock.clone(),
+        visibility,
+    ));
+    let task_q = Arc::new(ChaosQueue::new(
+        "t",
+        faults.clone(),
+        clock.clone(),
+        visibility,
+    ));
     let hub = Hub {
         store: Arc::new(ChaosStore {
             inner: store.clone(),
@@ -192,9 +204,9 @@ async fn run(seed: u64) -> SeedReport {
         ));
     }
     report.faults = world.faults.injected();
-    report.violations.extend(
-        invariants::check(&scenario, &world.store, &world.spokes, &started).await,
-    );
+    report
+        .violations
+        .extend(invariants::check(&scenario, &world.store, &world.spokes, &started).await);
     report
 }
 

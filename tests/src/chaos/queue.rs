@@ -77,14 +77,21 @@ impl ChaosQueue {
             .map(|i| {
                 let message = &mut messages.stored[i];
                 message.visible_at = now + self.visibility;
-                (format!("{}-{}", self.name, message.id), message.body.clone())
+                (
+                    format!("{}-{}", self.name, message.id),
+                    message.body.clone(),
+                )
             })
             .collect()
     }
 
     /// Deletes a received message by its receipt id.
     pub fn delete(&self, receipt: &str) {
-        let Some(id) = receipt.rsplit('-').next().and_then(|id| id.parse::<u64>().ok()) else {
+        let Some(id) = receipt
+            .rsplit('-')
+            .next()
+            .and_then(|id| id.parse::<u64>().ok())
+        else {
             return;
         };
         self.messages

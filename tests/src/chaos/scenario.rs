@@ -122,8 +122,14 @@ impl Scenario {
                         TargetKind::Nodegroup
                     };
                     let tags = BTreeMap::from([
-                        ("env".to_string(), ["dev", "prod"].choose(rng).unwrap().to_string()),
-                        ("team".to_string(), ["a", "b"].choose(rng).unwrap().to_string()),
+                        (
+                            "env".to_string(),
+                            ["dev", "prod"].choose(rng).unwrap().to_string(),
+                        ),
+                        (
+                            "team".to_string(),
+                            ["a", "b"].choose(rng).unwrap().to_string(),
+                        ),
                     ]);
                     let target = Target {
                         account: account.id.clone(),
@@ -140,12 +146,13 @@ impl Scenario {
                         60..85 => Model::Asleep,
                         _ => Model::FoundAsleep,
                     };
-                    let update = (kind == TargetKind::Nodegroup && rng.random_bool(0.5)).then(|| {
-                        let fails = rng
-                            .random_bool(0.25)
-                            .then(|| "NodeCreationFailure: instances failed to join".to_string());
-                        (rng.random_range(0..4), fails)
-                    });
+                    let update =
+                        (kind == TargetKind::Nodegroup && rng.random_bool(0.5)).then(|| {
+                            let fails = rng.random_bool(0.25).then(|| {
+                                "NodeCreationFailure: instances failed to join".to_string()
+                            });
+                            (rng.random_range(0..4), fails)
+                        });
                     let t = ScenarioTarget {
                         own: awake_sizes(rng),
                         target,
@@ -160,7 +167,13 @@ impl Scenario {
             .then(|| accounts.choose(rng).unwrap().id.clone());
         let kept_awake = rng
             .random_bool(0.3)
-            .then(|| targets.keys().collect::<Vec<_>>().choose(rng).map(|k| k.to_string()))
+            .then(|| {
+                targets
+                    .keys()
+                    .collect::<Vec<_>>()
+                    .choose(rng)
+                    .map(|k| k.to_string())
+            })
             .flatten();
         let mut operations: Vec<PlannedOperation> = (0..rng.random_range(2..=6))
             .map(|_| PlannedOperation {
@@ -205,7 +218,10 @@ impl Scenario {
                 let granted = store
                     .acquire_lease(key, &lease, yesterday, yesterday, ttl)
                     .await?;
-                assert!(matches!(granted, Lease::Acquired { .. }), "a fresh store grants every lease");
+                assert!(
+                    matches!(granted, Lease::Acquired { .. }),
+                    "a fresh store grants every lease"
+                );
                 let baseline = Baseline {
                     target_key: key.clone(),
                     sizes: t.own,

@@ -32,7 +32,7 @@ use curfew_core::account::Account;
 use curfew_core::ports::{
     AccountStore, ErrorKind, LeaseToken, PortError, PortResult, ScheduleStore,
 };
-use curfew_core::schedule::{Schedule, ScheduleRecord};
+use curfew_core::schedule::{BrokenSchedule, Schedule, ScheduleList, ScheduleRecord};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -334,10 +334,46 @@ fn schedule_item(schedule: &Schedule) -> PortResult<Item> {
     Ok(item)
 }
 
-fn decode_schedule(item: Item) -> PortResult<Schedule> {
-    let record: ScheduleRecord = decode(item)?;
-    Schedule::try_from(record)
-        .map_err(|e| PortError::with_source(ErrorKind::Other, "a stored schedule is invalid", e))
+/// A schedule item as a schedule, or as broken with what is wrong with it: an item an older
+/// version or a hand edit left (a field missing, a cron or zone now refused) must not make
+/// every read of the schedules fail.
+fn decode_schedule(item: Item) -> Result<Schedule, BrokenSchedule> {
+    // The name from the key, which every schedule item has, even one with no `name` field.
+    let name = item
+        .get("sk")
+        .and_then(|sk| sk.as_s().ok())
+        .and_then(|sk| sk.strip_prefix("SCHEDULE#"))
+        .unwrap_or_default()
+        .to_string();
+    let broken = |problem: String| BrokenSchedule {
+        name: name.clone(),
+        problem,
+    };
+    let record: ScheduleRecord =
+        serde_dynamo::from_item(item).map_err(|e| broken(e.to_string()))?;
+    Schedule::try_from(record).map_err(|e| broken(e.to_string()))
+}
+
+/// Sorts decoded schedule items into the valid and the broken.
+fn schedule_list(
+    decoded: impl IntoIterator<Item = Result<Schedule, BrokenSchedule>>,
+) -> ScheduleList {
+    let mut list = ScheduleList::default();
+    for schedule in decoded {
+        match schedule {
+            Ok(s) => list.schedules.push(s),
+            Err(b) => list.broken.push(b),
+        }
+    }
+    list
+}
+
+/// True when a schedule item is in the due index at or before `now` (read from the index
+/// attributes themselves, so it holds for a broken item too).
+fn due_at(item: &Item, now: DateTime<Utc>) -> bool {
+    let attr = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+    attr("gsi1pk").is_some_and(|pk| pk == "DUE")
+        && attr("gsi1sk").is_some_and(|sk| sk.as_str() <= index_time(now).as_str())
 }
 
 #[async_trait]
@@ -395,18 +431,20 @@ impl ScheduleStore for DynamoStore {
     }
 
     async fn get_schedule(&self, name: &str) -> PortResult<Option<Schedule>> {
-        self.get("SCHEDULES", &format!("SCHEDULE#{name}"))
+        Ok(self
+            .get("SCHEDULES", &format!("SCHEDULE#{name}"))
             .await?
             .map(decode_schedule)
-            .transpose()
+            .transpose()?)
     }
 
-    async fn list_schedules(&self) -> PortResult<Vec<Schedule>> {
-        self.query("SCHEDULES", "SCHEDULE#")
-            .await?
-            .into_iter()
-            .map(decode_schedule)
-            .collect()
+    async fn list_schedules(&self) -> PortResult<ScheduleList> {
+        Ok(schedule_list(
+            self.query("SCHEDULES", "SCHEDULE#")
+                .await?
+                .into_iter()
+                .map(decode_schedule),
+        ))
     }
 
     async fn delete_schedule(&self, name: &str) -> PortResult<bool> {
@@ -433,7 +471,7 @@ impl ScheduleStore for DynamoStore {
         Ok(true)
     }
 
-    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<Vec<Schedule>> {
+    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<ScheduleList> {
         let items: Vec<Item> = retrying(|| async {
             self.client
                 .query()
@@ -454,14 +492,16 @@ impl ScheduleStore for DynamoStore {
         // poller already advanced is not seen as due again.
         let mut due = Vec::new();
         for item in items {
-            let record: ScheduleRecord = decode(item)?;
-            if let Some(current) = self.get_schedule(&record.name).await? {
-                if current.enabled && current.next_fire.is_some_and(|t| t <= now) {
-                    due.push(current);
+            let Some(sk) = item.get("sk").and_then(|sk| sk.as_s().ok()) else {
+                continue;
+            };
+            if let Some(current) = self.get("SCHEDULES", sk).await? {
+                if due_at(&current, now) {
+                    due.push(decode_schedule(current));
                 }
             }
         }
-        Ok(due)
+        Ok(schedule_list(due))
     }
 
     async fn advance_schedule(

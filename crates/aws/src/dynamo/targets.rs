@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, DeleteRequest, Put, PutRequest, ReturnValue, TransactWriteItem,
     WriteRequest,
 };
-use curfew_core::decision::Action;
 use chrono::{DateTime, Duration, Utc};
+use curfew_core::decision::Action;
 use curfew_core::ports::{
     Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortResult, TargetStore,
 };
@@ -423,11 +423,12 @@ mod tests {
         let saved = mock!(Client::transact_write_items)
             .match_requests(|r| {
                 let items = r.transact_items();
-                let check = items[0].condition_check().unwrap();
+                let mark = items[0].update().unwrap();
                 let put = items[1].put().unwrap();
-                check.key().get("sk") == Some(&s("LEASE"))
-                    && check.condition_expression() == "holder = :token"
-                    && check
+                mark.key().get("sk") == Some(&s("LEASE"))
+                    && mark.condition_expression() == Some("holder = :token")
+                    && mark.update_expression().contains("inflight_op = :op")
+                    && mark
                         .expression_attribute_values()
                         .and_then(|v| v.get(":token"))
                         == Some(&s("op-1/t1"))

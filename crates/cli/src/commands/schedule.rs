@@ -3,7 +3,9 @@
 use anyhow::{anyhow, Context, Result};
 use chrono::Utc;
 use curfew_core::ports::{ErrorKind, StateStore};
-use curfew_core::schedule::{parse_duration, validate_name, Schedule, ScheduleRecord};
+use curfew_core::schedule::{
+    parse_duration, validate_name, BrokenSchedule, Schedule, ScheduleList, ScheduleRecord,
+};
 use curfew_core::target::Sizes;
 use serde::Serialize;
 
@@ -28,6 +30,28 @@ struct ScheduleJson {
     upcoming: Vec<FireJson>,
 }
 
+/// One row of `schedule list --output json`: a schedule's record as `schedule show` prints it,
+/// or a stored schedule that no longer reads as one, marked `"broken": true` with its problem.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ListedJson {
+    Schedule(ScheduleRecord),
+    Broken {
+        name: String,
+        broken: bool,
+        problem: String,
+    },
+}
+
+impl ListedJson {
+    fn name(&self) -> &str {
+        match self {
+            ListedJson::Schedule(record) => &record.name,
+            ListedJson::Broken { name, .. } => name,
+        }
+    }
+}
+
 /// A NAME no schedule can have is bad input (exit 2), checked as `schedule add` checks it,
 /// before the table is reached.
 fn check_name(name: &str) -> Result<()> {
@@ -47,16 +71,27 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
         ScheduleCommand::Add(args) => add(args, opts).await,
         ScheduleCommand::List => {
             let store = connect::store(opts).await?;
-            let mut schedules = store.list_schedules().await.context("listing schedules")?;
+            let ScheduleList {
+                mut schedules,
+                mut broken,
+            } = store.list_schedules().await.context("listing schedules")?;
             schedules.sort_by(|a, b| a.name.cmp(&b.name));
+            broken.sort_by(|a, b| a.name.cmp(&b.name));
             match opts.output {
-                Output::Json => output::print_json(
-                    &schedules
+                Output::Json => {
+                    let mut rows: Vec<ListedJson> = schedules
                         .into_iter()
-                        .map(ScheduleRecord::from)
-                        .collect::<Vec<_>>(),
-                ),
-                Output::Table => print_list(&schedules),
+                        .map(|s| ListedJson::Schedule(s.into()))
+                        .chain(broken.into_iter().map(|b| ListedJson::Broken {
+                            name: b.name,
+                            broken: true,
+                            problem: b.problem,
+                        }))
+                        .collect();
+                    rows.sort_by(|a, b| a.name().cmp(b.name()));
+                    output::print_json(&rows)
+                }
+                Output::Table => print_list(&schedules, &broken),
             }
         }
         ScheduleCommand::Show { name } => {
@@ -195,7 +230,9 @@ fn next_fire(schedule: &Schedule) -> String {
     }
 }
 
-fn print_list(schedules: &[Schedule]) -> Result<()> {
+/// The schedules and the broken ones, in one table by name; a broken one's row says so and
+/// what is wrong with it.
+fn print_list(schedules: &[Schedule], broken: &[BrokenSchedule]) -> Result<()> {
     let mut table = output::table([
         "name",
         "enabled",
@@ -206,17 +243,31 @@ fn print_list(schedules: &[Schedule]) -> Result<()> {
         "next fire (UTC, local)",
         "options",
     ]);
-    for s in schedules {
-        table.add_row(vec![
-            s.name.clone(),
-            if s.enabled { "yes" } else { "no" }.to_string(),
-            s.action.to_string(),
-            s.cron.expression().to_string(),
-            s.cron.zone_name().to_string(),
-            s.selector.to_string(),
-            next_fire(s),
-            options(s),
-        ]);
+    let mut rows: Vec<(&str, Vec<String>)> = schedules
+        .iter()
+        .map(|s| {
+            let row = vec![
+                s.name.clone(),
+                if s.enabled { "yes" } else { "no" }.to_string(),
+                s.action.to_string(),
+                s.cron.expression().to_string(),
+                s.cron.zone_name().to_string(),
+                s.selector.to_string(),
+                next_fire(s),
+                options(s),
+            ];
+            (s.name.as_str(), row)
+        })
+        .collect();
+    for b in broken {
+        let mut row = vec![b.name.clone(), "BROKEN".to_string()];
+        row.extend(std::iter::repeat_n("-".to_string(), 5));
+        row.push(format!("broken, never fires: {}", b.problem));
+        rows.push((b.name.as_str(), row));
+    }
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    for (_, row) in rows {
+        table.add_row(row);
     }
     outln!("{table}")
 }
@@ -261,7 +312,7 @@ fn show(schedule: Schedule, out: Output) -> Result<()> {
             record: ScheduleRecord::from(schedule),
         }),
         Output::Table => {
-            print_list(std::slice::from_ref(&schedule))?;
+            print_list(std::slice::from_ref(&schedule), &[])?;
             if !schedule.skip_dates.is_empty() {
                 let dates: Vec<String> =
                     schedule.skip_dates.iter().map(|d| d.to_string()).collect();

@@ -314,6 +314,7 @@ async fn next_due(hub: &Hub) -> Result<Option<DateTime<Utc>>> {
         .await
         .context("listing schedules")?;
     Ok(schedules
+        .schedules
         .iter()
         .filter(|s| s.enabled)
         .filter_map(|s| s.next_fire)

@@ -73,8 +73,15 @@ pub async fn run(opts: &GlobalOpts, once: bool) -> Result<()> {
                 }
                 for missed in &report.missed {
                     outln!(
-                        "{} missed (outside the catch-up window): {missed}",
+                        "{} missed, older than the catch-up window, not fired: {missed}",
                         output::utc(at)
+                    )?;
+                }
+                for broken in &report.broken {
+                    outln!(
+                        "{} not fired: {broken} (delete it with curfew schedule delete {} and add it again)",
+                        output::utc(at),
+                        broken.name
                     )?;
                 }
                 if once && report.created.is_empty() {

@@ -234,6 +234,70 @@ fn a_schedule_name_cannot_be_taken_twice() {
     assert_eq!(hub.json(&["schedule", "list"]).as_array().unwrap().len(), 1);
 }
 
+#[test]
+fn a_schedule_that_no_longer_decodes_is_listed_as_broken_and_can_be_deleted() {
+    let hub = TestHub::new();
+    hub.json(&[
+        "schedule", "add", "good", "--cron", "@daily", "--tz", "UTC", "--action", "start",
+        "--select", "kind=asg",
+    ]);
+    let good = hub.json(&["schedule", "list"])[0].clone();
+    // As an older version or a hand edit might leave it: a zone this version refuses.
+    common::block_on(async {
+        let sdk = common::sdk(&hub.endpoint).await;
+        let s = |v: &str| AttributeValue::S(v.to_string());
+        aws_sdk_dynamodb::Client::new(&sdk)
+            .put_item()
+            .table_name(&hub.config.table)
+            .item("pk", s("SCHEDULES"))
+            .item("sk", s("SCHEDULE#moon-nights"))
+            .item("name", s("moon-nights"))
+            .item("cron", s("0 19 * * *"))
+            .item("tz", s("Moon/Tranquility"))
+            .item("action", s("stop"))
+            .item("selector", s("kind=asg"))
+            .send()
+            .await
+    })
+    .expect("a raw schedule item is written");
+
+    let listed = hub.json(&["schedule", "list"]);
+    assert_eq!(
+        listed,
+        json!([
+            good,
+            {
+                "name": "moon-nights",
+                "broken": true,
+                "problem": "unknown time zone \"Moon/Tranquility\" (expected an IANA name such as Europe/Berlin)"
+            }
+        ])
+    );
+    hub.cmd()
+        .args(["schedule", "list"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("BROKEN"))
+        .stdout(predicates::str::contains("Moon/Tranquility"));
+    for command in [
+        &["schedule", "show"][..],
+        &["schedule", "enable"],
+        &["trigger"],
+    ] {
+        assert_fails(
+            hub.cmd().args(command).arg("moon-nights"),
+            1,
+            &["moon-nights", "broken", "Moon/Tranquility"],
+        );
+    }
+
+    assert_eq!(
+        hub.json(&["schedule", "delete", "moon-nights"]),
+        json!({"deleted": "moon-nights"})
+    );
+    assert_eq!(hub.json(&["schedule", "list"]), json!([good]));
+}
+
 // ---- overrides, ops and audit on an empty hub ----
 
 #[test]

@@ -93,6 +93,7 @@ fn the_top_level_help_documents_every_variable() {
         "CURFEW_MAX_CONCURRENCY",
         "CURFEW_CATCHUP_MINUTES",
         "CURFEW_LEASE_SECONDS",
+        "CURFEW_WORKER_TIMEOUT_SECONDS",
         "CURFEW_LOCAL_DIR",
         "CURFEW_LOG",
     ] {
@@ -170,6 +171,25 @@ fn in_local_mode_stop_names_the_missing_queue() {
             .args(["start", "--select", "kind=asg"]),
         2,
         &["--task-queue-url", "CURFEW_TASK_QUEUE_URL"],
+    );
+}
+
+#[test]
+fn in_local_mode_a_lease_shorter_than_a_worker_may_run_is_refused_naming_the_variable() {
+    assert_fails(
+        curfew()
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("CURFEW_TABLE", "t")
+            .env("CURFEW_ROUTER_QUEUE_URL", "http://127.0.0.1:9/r")
+            .env("CURFEW_TASK_QUEUE_URL", "http://127.0.0.1:9/t")
+            .env("CURFEW_LEASE_SECONDS", "60")
+            .args(["stop", "--select", "kind=asg"]),
+        2,
+        &[
+            "CURFEW_LEASE_SECONDS",
+            "at least 960",
+            "CURFEW_WORKER_TIMEOUT_SECONDS",
+        ],
     );
 }
 

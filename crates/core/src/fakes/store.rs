@@ -13,7 +13,7 @@ use crate::ports::{
     AccountStore, Baseline, ErrorKind, Interrupted, Lease, LeaseToken, OperationPage,
     OperationStore, Override, PortError, PortResult, ScheduleStore, TargetStore,
 };
-use crate::schedule::Schedule;
+use crate::schedule::{BrokenSchedule, Schedule, ScheduleList};
 use crate::target::{Sizes, Target};
 
 use super::lock;
@@ -44,6 +44,8 @@ struct Inventory {
 struct State {
     accounts: BTreeMap<String, Account>,
     schedules: BTreeMap<String, Schedule>,
+    /// Schedule items that no longer decode: their problem and where they sit in the due index.
+    broken_schedules: BTreeMap<String, (String, Option<DateTime<Utc>>)>,
     operations: BTreeMap<String, Operation>,
     /// `(op id, shard key)` of planned shards.
     shards: BTreeSet<(String, String)>,
@@ -85,6 +87,17 @@ impl MemoryStore {
             .iter()
             .filter_map(|(key, lease)| Some((key.clone(), lease.last_op.clone()?)))
             .collect()
+    }
+
+    /// Stores a schedule item that no longer decodes (replacing any schedule of that name), as an
+    /// older version or a hand edit may leave one in the table: `problem` is what decoding it
+    /// reports, `next_fire` where it sits in the due index (`None`: not in it).
+    pub fn put_broken_schedule(&self, name: &str, problem: &str, next_fire: Option<DateTime<Utc>>) {
+        let mut state = lock(&self.state);
+        state.schedules.remove(name);
+        state
+            .broken_schedules
+            .insert(name.to_string(), (problem.to_string(), next_fire));
     }
 
     /// Every saved baseline, by target key (for assertions).
@@ -194,11 +207,24 @@ fn due_key(schedule: &Schedule) -> Option<i64> {
     }
 }
 
+/// The broken schedule named `name`, if there is one.
+fn broken(state: &State, name: &str) -> Option<BrokenSchedule> {
+    state
+        .broken_schedules
+        .get(name)
+        .map(|(problem, _)| BrokenSchedule {
+            name: name.to_string(),
+            problem: problem.clone(),
+        })
+}
+
 #[async_trait]
 impl ScheduleStore for MemoryStore {
     async fn create_schedule(&self, schedule: &Schedule) -> PortResult<()> {
         let mut state = lock(&self.state);
-        if state.schedules.contains_key(&schedule.name) {
+        if state.schedules.contains_key(&schedule.name)
+            || state.broken_schedules.contains_key(&schedule.name)
+        {
             return Err(PortError::new(
                 ErrorKind::ConditionFailed,
                 format!(
@@ -214,15 +240,29 @@ impl ScheduleStore for MemoryStore {
     }
 
     async fn get_schedule(&self, name: &str) -> PortResult<Option<Schedule>> {
-        Ok(lock(&self.state).schedules.get(name).cloned())
+        let state = lock(&self.state);
+        if let Some(broken) = broken(&state, name) {
+            return Err(broken.into());
+        }
+        Ok(state.schedules.get(name).cloned())
     }
 
-    async fn list_schedules(&self) -> PortResult<Vec<Schedule>> {
-        Ok(lock(&self.state).schedules.values().cloned().collect())
+    async fn list_schedules(&self) -> PortResult<ScheduleList> {
+        let state = lock(&self.state);
+        Ok(ScheduleList {
+            schedules: state.schedules.values().cloned().collect(),
+            broken: state
+                .broken_schedules
+                .keys()
+                .filter_map(|name| broken(&state, name))
+                .collect(),
+        })
     }
 
     async fn delete_schedule(&self, name: &str) -> PortResult<bool> {
-        Ok(lock(&self.state).schedules.remove(name).is_some())
+        let mut state = lock(&self.state);
+        let broken = state.broken_schedules.remove(name).is_some();
+        Ok(state.schedules.remove(name).is_some() || broken)
     }
 
     async fn set_schedule_enabled(
@@ -232,6 +272,10 @@ impl ScheduleStore for MemoryStore {
         next_fire: Option<DateTime<Utc>>,
     ) -> PortResult<bool> {
         let mut state = lock(&self.state);
+        // The adapter reads the schedule before it rewrites it: a broken one cannot be read.
+        if let Some(broken) = broken(&state, name) {
+            return Err(broken.into());
+        }
         let Some(schedule) = state.schedules.get_mut(name) else {
             return Ok(false);
         };
@@ -240,13 +284,22 @@ impl ScheduleStore for MemoryStore {
         Ok(true)
     }
 
-    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<Vec<Schedule>> {
-        Ok(lock(&self.state)
-            .schedules
-            .values()
-            .filter(|s| s.enabled && s.next_fire.is_some_and(|t| t <= now))
-            .cloned()
-            .collect())
+    async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<ScheduleList> {
+        let state = lock(&self.state);
+        Ok(ScheduleList {
+            schedules: state
+                .schedules
+                .values()
+                .filter(|s| s.enabled && s.next_fire.is_some_and(|t| t <= now))
+                .cloned()
+                .collect(),
+            broken: state
+                .broken_schedules
+                .iter()
+                .filter(|(_, (_, next))| next.is_some_and(|t| t <= now))
+                .filter_map(|(name, _)| broken(&state, name))
+                .collect(),
+        })
     }
 
     async fn advance_schedule(
@@ -907,7 +960,12 @@ mod tests {
         );
         store.release_lease(&key, &new, true).await.unwrap();
         assert_eq!(
-            lease(&LeaseToken::new("old", Action::Stop), t0(), t0() + Duration::minutes(17)).await,
+            lease(
+                &LeaseToken::new("old", Action::Stop),
+                t0(),
+                t0() + Duration::minutes(17)
+            )
+            .await,
             Lease::Superseded { by: "new".into() }
         );
     }

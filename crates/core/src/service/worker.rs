@@ -292,8 +292,7 @@ async fn settle_interrupted(
     let spent = match interrupted.action {
         Action::Start => interrupted.planned == Some(live.sizes),
         Action::Stop => baseline.as_ref().is_some_and(|b| {
-            b.op_id == interrupted.op_id
-                && (interrupted.planned.is_none() || b.sizes == live.sizes)
+            b.op_id == interrupted.op_id && (interrupted.planned.is_none() || b.sizes == live.sizes)
         }),
     };
     if let Some(b) = baseline.as_ref().filter(|_| spent) {
