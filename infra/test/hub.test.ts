@@ -292,6 +292,17 @@ describe('hub roles', () => {
     ]);
   });
 
+  test('the worker reaches the state table by key only: no index', () => {
+    const table = statementsOfRole(hub(), roleOf(FUNCTION_NAMES.worker)).find((s) => s.Sid === 'StateTable');
+    assert.deepEqual(
+      resourcesOf(table).map(render).map((r) => r.replace(/^\$\{StateTable[0-9A-F]{8}\.Arn\}/, 'TABLE')),
+      ['TABLE'],
+    );
+    for (const action of ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:ConditionCheckItem']) {
+      assert.ok(actionsOf(table).includes(action), `the worker's fenced transactions need ${action}`);
+    }
+  });
+
   test('every function that reads an operation may BatchGetItem its counter stripes', () => {
     for (const name of [FUNCTION_NAMES.poller, FUNCTION_NAMES.router, FUNCTION_NAMES.worker]) {
       const table = statementsOfRole(hub(), roleOf(name)).find((s) => s.Sid === 'StateTable');

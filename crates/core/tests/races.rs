@@ -313,3 +313,22 @@ async fn a_dry_run_leaves_no_lease_behind() {
         "not even an operation older than the dry run is superseded"
     );
 }
+
+/// Defect 11: `plan` wrote the inventory cache of the accounts it listed live, though the
+/// contract says it writes nothing.
+#[tokio::test]
+async fn a_plan_writes_nothing_not_even_the_inventory_cache() {
+    let w = world(&[]).await;
+    let select = curfew_core::selector::Selector::parse("tag:env=dev").unwrap();
+    let plan = curfew_core::service::router::plan(
+        &w.hub,
+        Action::Stop,
+        &select,
+        curfew_core::operation::Discovery::Cached,
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.changes.len(), 2);
+    assert_eq!(w.store.get_inventory(DEV, REGION).await.unwrap(), None);
+    assert!(w.store.baselines().is_empty());
+}

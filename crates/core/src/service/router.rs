@@ -82,13 +82,24 @@ pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
     Ok(())
 }
 
+/// Whether listing targets live may refresh the inventory cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caching {
+    /// Store what was listed live (operations).
+    Refresh,
+    /// Store nothing (`plan`, which writes nothing).
+    ReadOnly,
+}
+
 /// The targets of one account and region: from the inventory cache while it is fresh
-/// (`Settings::inventory_ttl`), otherwise discovered live (and cached); always live when asked.
+/// (`Settings::inventory_ttl`), otherwise discovered live (and cached, unless read-only);
+/// always live when asked.
 pub async fn targets_in(
     hub: &Hub,
     account: &Account,
     region: &str,
     discovery: Discovery,
+    caching: Caching,
 ) -> PortResult<Vec<Target>> {
     if discovery == Discovery::Cached {
         if let Some((refreshed_at, cached)) = hub.store.get_inventory(&account.id, region).await? {
@@ -98,9 +109,11 @@ pub async fn targets_in(
         }
     }
     let found = hub.spokes.discover(&account.role, region).await?;
-    hub.store
-        .put_inventory(&account.id, region, &found, hub.clock.now())
-        .await?;
+    if caching == Caching::Refresh {
+        hub.store
+            .put_inventory(&account.id, region, &found, hub.clock.now())
+            .await?;
+    }
     Ok(found)
 }
 
@@ -127,29 +140,32 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
                 Vec::new(),
                 Some(format!("account {} is no longer registered", shard.account)),
             ),
-            Some(account) => match targets_in(hub, account, &shard.region, op.discovery).await {
-                Ok(targets) => (
-                    targets
-                        .into_iter()
-                        .filter(|t| op.selector.matches(t))
-                        .map(|t| Task::pending(op_id, t, now))
-                        .collect(),
-                    None,
-                ),
-                // Throttling: let the queue retry this shard. Anything else is reported on
-                // the operation and never blocks the other accounts.
-                Err(e) if e.kind == ErrorKind::Throttled => return Err(e),
-                Err(e) => {
-                    warn!(op_id, account = %shard.account, region = %shard.region, error = %e, "discovery failed");
-                    (
-                        Vec::new(),
-                        Some(format!(
-                            "account {} region {}: could not list targets: {e}",
-                            shard.account, shard.region
-                        )),
-                    )
+            Some(account) => {
+                match targets_in(hub, account, &shard.region, op.discovery, Caching::Refresh).await
+                {
+                    Ok(targets) => (
+                        targets
+                            .into_iter()
+                            .filter(|t| op.selector.matches(t))
+                            .map(|t| Task::pending(op_id, t, now))
+                            .collect(),
+                        None,
+                    ),
+                    // Throttling: let the queue retry this shard. Anything else is reported on
+                    // the operation and never blocks the other accounts.
+                    Err(e) if e.kind == ErrorKind::Throttled => return Err(e),
+                    Err(e) => {
+                        warn!(op_id, account = %shard.account, region = %shard.region, error = %e, "discovery failed");
+                        (
+                            Vec::new(),
+                            Some(format!(
+                                "account {} region {}: could not list targets: {e}",
+                                shard.account, shard.region
+                            )),
+                        )
+                    }
                 }
-            },
+            }
         };
         hub.store.plan_shard(op_id, shard, &tasks, note).await?;
         tasks
@@ -184,8 +200,9 @@ pub struct Plan {
     pub problems: Vec<String>,
 }
 
-/// What a stop or start over `selector` would do, target by target, changing nothing.
-/// Reads the inventory (cached while fresh, else live) and every target's live state. An
+/// What a stop or start over `selector` would do, target by target, changing nothing (not even
+/// the inventory cache). Reads the inventory (cached while fresh, else live) and every
+/// target's live state. An
 /// account or region that cannot be listed is reported in `problems`; a target whose state
 /// cannot be read is listed with the reason.
 pub async fn plan(
@@ -204,15 +221,18 @@ pub async fn plan(
             let account = by_id[shard.account.as_str()];
             let overrides = &overrides;
             async move {
-                let targets = match targets_in(hub, account, &shard.region, discovery).await {
-                    Ok(targets) => targets,
-                    Err(e) => {
-                        return Ok(Err(format!(
-                            "account {} region {}: could not list targets: {e}",
-                            shard.account, shard.region
-                        )))
-                    }
-                };
+                let targets =
+                    match targets_in(hub, account, &shard.region, discovery, Caching::ReadOnly)
+                        .await
+                    {
+                        Ok(targets) => targets,
+                        Err(e) => {
+                            return Ok(Err(format!(
+                                "account {} region {}: could not list targets: {e}",
+                                shard.account, shard.region
+                            )))
+                        }
+                    };
                 let mut changes = Vec::new();
                 for target in targets.into_iter().filter(|t| selector.matches(t)) {
                     let live = match hub.spokes.live_state(&account.role, &target).await {
