@@ -14,7 +14,9 @@ use curfew_core::clock::Clock;
 use curfew_core::decision::Action;
 use curfew_core::fakes::FakeSpokes;
 use curfew_core::operation::{OpStatus, RouterMessage, TaskStatus};
-use curfew_core::ports::{AccountStore, PortResult, Spokes, TargetStore, UpdateState};
+use curfew_core::ports::{
+    AccountStore, Lease, LeaseToken, OperationStore, PortResult, Spokes, TargetStore, UpdateState,
+};
 use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::service::{router_batch, worker_batch, Hub};
 use curfew_core::target::{LiveState, Sizes, Target};
@@ -331,4 +333,108 @@ async fn a_plan_writes_nothing_not_even_the_inventory_cache() {
     assert_eq!(plan.changes.len(), 2);
     assert_eq!(w.store.get_inventory(DEV, REGION).await.unwrap(), None);
     assert!(w.store.baselines().is_empty());
+}
+
+/// Takes the lease for `op`'s task on `target` as a delivery that is about to crash would.
+async fn crashed_delivery(w: &World, op: &str, action: Action, target: &Target) -> LeaseToken {
+    let lease = LeaseToken::new(op, action);
+    let created = w.op(op).await.created_at;
+    let granted = w
+        .store
+        .acquire_lease(
+            &target.key(),
+            &lease,
+            created,
+            w.clock.now(),
+            Duration::minutes(15),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(granted, Lease::Acquired { .. }), "{granted:?}");
+    lease
+}
+
+/// Found by the chaos suite (seeds 452, 1076): a start restored the target and died before
+/// retiring the baseline; the next operation on the target, a stop kept awake by an override,
+/// skipped it and left a spent baseline on a running group, which the stop after the override
+/// would have "restored" over whatever sizes the owners set meanwhile.
+#[tokio::test]
+async fn a_baseline_spent_by_an_interrupted_start_is_retired_by_the_next_operation() {
+    let w = world(&[]).await;
+    w.run(true).await;
+    w.clock.advance(Duration::minutes(1));
+    let start = w.begin(false, false).await;
+    w.route().await;
+    let lease = crashed_delivery(&w, &start, Action::Start, &asg(DEV)).await;
+    w.store
+        .mark_applying(
+            &lease,
+            &asg(DEV).key(),
+            Sizes::new(0, 0, 0),
+            ASG_SIZES,
+            w.clock.now(),
+        )
+        .await
+        .unwrap();
+    let role = SpokeRole {
+        account: DEV.into(),
+        role_arn: format!("arn:aws:iam::{DEV}:role/curfew-spoke"),
+        external_id: None,
+    };
+    w.spokes
+        .set_sizes(&role, &asg(DEV), ASG_SIZES)
+        .await
+        .unwrap();
+
+    // The lease expires; a stop kept awake by an override is the next to take it.
+    w.clock.advance(Duration::minutes(16));
+    w.store
+        .put_override(&curfew_core::ports::Override {
+            id: "o1".into(),
+            selector: curfew_core::selector::Selector::parse("kind=asg").unwrap(),
+            awake_until: w.clock.now() + Duration::hours(3),
+            created_at: w.clock.now(),
+        })
+        .await
+        .unwrap();
+    let stop = w.run(true).await;
+    let task = w.task(&stop.id, &asg(DEV)).await;
+    assert!(task.reason.unwrap_or_default().starts_with("kept awake"));
+    assert_eq!(w.sizes(&asg(DEV)), ASG_SIZES);
+    assert_eq!(
+        w.baseline(&asg(DEV)).await,
+        None,
+        "the spent baseline is gone"
+    );
+}
+
+/// Found by the chaos suite (seed 714): a stop saved the baseline and died before scaling; the
+/// next stop's node group update failed, and the baseline the first one saved stayed on the
+/// running group.
+#[tokio::test]
+async fn a_baseline_left_by_an_interrupted_stop_does_not_outlive_a_failed_stop() {
+    let w = world(&[]).await;
+    let first = w.begin(true, false).await;
+    w.route().await;
+    let ng = nodegroup(DEV);
+    let lease = crashed_delivery(&w, &first, Action::Stop, &ng).await;
+    let baseline = curfew_core::ports::Baseline {
+        target_key: ng.key(),
+        sizes: NG_SIZES,
+        op_id: first.clone(),
+        saved_at: w.clock.now(),
+    };
+    assert!(w
+        .store
+        .save_baseline(&baseline, &lease, false)
+        .await
+        .unwrap());
+
+    w.clock.advance(Duration::minutes(16));
+    w.spokes
+        .script_next_update(&ng.key(), 0, Some("NodeCreationFailure".into()));
+    let second = w.run(true).await;
+    assert_eq!(w.task(&second.id, &ng).await.status, TaskStatus::Failed);
+    assert_eq!(w.sizes(&ng), NG_SIZES);
+    assert_eq!(w.baseline(&ng).await, None);
 }
