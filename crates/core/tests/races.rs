@@ -438,3 +438,85 @@ async fn a_baseline_left_by_an_interrupted_stop_does_not_outlive_a_failed_stop()
     assert_eq!(w.sizes(&ng), NG_SIZES);
     assert_eq!(w.baseline(&ng).await, None);
 }
+
+/// Spokes whose first `set_sizes` is throttled (the change did not happen).
+struct ThrottledOnce {
+    inner: Arc<FakeSpokes>,
+    throttled: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Spokes for ThrottledOnce {
+    async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
+        self.inner.discover(role, region).await
+    }
+    async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
+        self.inner.live_state(role, target).await
+    }
+    async fn set_sizes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        sizes: Sizes,
+    ) -> PortResult<Option<String>> {
+        if !self
+            .throttled
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(curfew_core::ports::PortError::new(
+                curfew_core::ports::ErrorKind::Throttled,
+                "Throttling: Rate exceeded",
+            ));
+        }
+        self.inner.set_sizes(role, target, sizes).await
+    }
+    async fn update_state(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        update_id: &str,
+        expected: Sizes,
+    ) -> PortResult<UpdateState> {
+        self.inner
+            .update_state(role, target, update_id, expected)
+            .await
+    }
+}
+
+/// Found by the chaos suite (seed 2971): a stop saved the baseline, was throttled before it
+/// could scale, and on its next delivery an override put meanwhile kept the target awake; the
+/// baseline it had saved stayed on the running group.
+#[tokio::test]
+async fn a_stop_kept_awake_after_a_throttled_attempt_leaves_no_baseline() {
+    let w = world(&[]).await;
+    let hub = Hub {
+        spokes: Arc::new(ThrottledOnce {
+            inner: w.spokes.clone(),
+            throttled: false.into(),
+        }),
+        ..w.hub.clone()
+    };
+    let stop = w.begin(true, false).await;
+    let message = message_for(&w.route().await, &asg(DEV));
+    let msg: curfew_core::operation::TaskMessage = serde_json::from_str(&message).unwrap();
+    let first = worker::work(&hub, &msg, None).await.unwrap();
+    assert!(matches!(first, TaskStep::RetryLater(_)), "{first:?}");
+    assert_eq!(w.baseline(&asg(DEV)).await, Some(ASG_SIZES));
+
+    w.store
+        .put_override(&curfew_core::ports::Override {
+            id: "o1".into(),
+            selector: curfew_core::selector::Selector::parse("kind=asg").unwrap(),
+            awake_until: w.clock.now() + Duration::hours(3),
+            created_at: w.clock.now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        worker::work(&hub, &msg, None).await.unwrap(),
+        TaskStep::Finished(TaskStatus::Skipped)
+    );
+    assert_eq!(w.task(&stop, &asg(DEV)).await.status, TaskStatus::Skipped);
+    assert_eq!(w.sizes(&asg(DEV)), ASG_SIZES);
+    assert_eq!(w.baseline(&asg(DEV)).await, None);
+}

@@ -2,7 +2,8 @@
 //! `chaos: N seeds, V violations, F faults injected` (exit 1 when V > 0). Each failing seed
 //! prints its violations and the command that replays it.
 //!
-//! Usage: `curfew-chaos [--seeds N] [--first S] [--seed S]`
+//! Usage: `curfew-chaos [--seeds N] [--first S] [--seed S]`; `CURFEW_CHAOS_TRACE=1` also
+//! prints the handlers' log lines.
 
 use std::time::Instant;
 
@@ -32,6 +33,14 @@ fn main() {
                 std::process::exit(2)
             }
         }
+    }
+    // CURFEW_CHAOS_TRACE=1 prints the handlers' own log lines (worth it for one replayed seed).
+    if std::env::var_os("CURFEW_CHAOS_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .without_time()
+            .with_target(false)
+            .init();
     }
     let started = Instant::now();
     let (mut violations, mut faults, mut invocations) = (0usize, 0u64, 0u64);

@@ -5,6 +5,7 @@
 //! final with counts equal to its task records; every failure and skip carries its reason; dry
 //! runs never acted, never took a lease; a target kept awake was never stopped.
 
+use chrono::{DateTime, Utc};
 use curfew_core::decision::Action;
 use curfew_core::fakes::{FakeSpokes, MemoryStore};
 use curfew_core::operation::{Operation, Task, TaskStatus};
@@ -15,6 +16,7 @@ use super::scenario::{Model, Scenario};
 /// Every violation found, one line each.
 pub async fn check(
     scenario: &Scenario,
+    kept_awake_since: Option<DateTime<Utc>>,
     store: &MemoryStore,
     spokes: &FakeSpokes,
     started: &[String],
@@ -42,7 +44,13 @@ pub async fn check(
         }
     }
     for (key, t) in &scenario.targets {
-        let expected = expected_state(scenario, key, &operations, &mut violations);
+        let expected = expected_state(
+            scenario,
+            kept_awake_since,
+            key,
+            &operations,
+            &mut violations,
+        );
         let history = || {
             let lines: Vec<String> = operations
                 .iter()
@@ -114,6 +122,7 @@ pub async fn check(
 /// begun scaling and nothing newer decided: either state is then correct, if consistent.
 fn expected_state(
     scenario: &Scenario,
+    kept_awake_since: Option<DateTime<Utc>>,
     key: &str,
     operations: &[(Operation, Vec<Task>)],
     violations: &mut Vec<String>,
@@ -133,10 +142,13 @@ fn expected_state(
                 op.id
             ));
         }
-        if task.status == TaskStatus::Succeeded
-            && op.action == Action::Stop
-            && scenario.kept_awake.as_deref() == Some(key)
-        {
+        // A stop started after the override was put reads it when its task runs.
+        let kept_awake = scenario
+            .kept_awake
+            .as_ref()
+            .zip(kept_awake_since)
+            .is_some_and(|((k, _), since)| k == key && op.created_at > since);
+        if task.status == TaskStatus::Succeeded && op.action == Action::Stop && kept_awake {
             violations.push(format!(
                 "{} stopped {key}, kept awake by an override",
                 op.id

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use curfew_core::clock::{Clock, ManualClock};
 use curfew_core::fakes::{FakeSpokes, MemoryStore};
+use curfew_core::ports::TargetStore;
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Hub, Settings};
 use rand::rngs::StdRng;
@@ -156,8 +157,25 @@ async fn run(seed: u64) -> SeedReport {
         clock,
     };
     let mut started = Vec::new();
+    let mut kept_awake_since = None;
     let mut planned = scenario.operations.iter().peekable();
     for step in 0..STEPS {
+        if scenario
+            .kept_awake
+            .as_ref()
+            .is_some_and(|(_, at)| *at == step)
+        {
+            let now = world.clock.now();
+            if let Some(o) = scenario.keep_awake(now) {
+                if let Err(e) = world.store.put_override(&o).await {
+                    report
+                        .violations
+                        .push(format!("putting the override failed: {e}"));
+                }
+                kept_awake_since = Some(now);
+                world.clock.advance(Duration::seconds(1));
+            }
+        }
         while let Some(op) = planned.next_if(|op| op.step <= step) {
             let invocation = if op.action == curfew_core::decision::Action::Stop {
                 Invocation::Stop {
@@ -204,9 +222,16 @@ async fn run(seed: u64) -> SeedReport {
         ));
     }
     report.faults = world.faults.injected();
-    report
-        .violations
-        .extend(invariants::check(&scenario, &world.store, &world.spokes, &started).await);
+    report.violations.extend(
+        invariants::check(
+            &scenario,
+            kept_awake_since,
+            &world.store,
+            &world.spokes,
+            &started,
+        )
+        .await,
+    );
     report
 }
 

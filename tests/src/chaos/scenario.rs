@@ -75,8 +75,9 @@ pub struct Scenario {
     pub targets: BTreeMap<String, ScenarioTarget>,
     /// Operations in the order they are started.
     pub operations: Vec<PlannedOperation>,
-    /// The target kept awake by an override for the whole run, if any.
-    pub kept_awake: Option<String>,
+    /// The target an override keeps awake from the given step to the end of the run, if any
+    /// (put while operations are being started, like any other operator action).
+    pub kept_awake: Option<(String, usize)>,
 }
 
 const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
@@ -174,7 +175,8 @@ impl Scenario {
                     .choose(rng)
                     .map(|k| k.to_string())
             })
-            .flatten();
+            .flatten()
+            .map(|key| (key, rng.random_range(0..40)));
         let mut operations: Vec<PlannedOperation> = (0..rng.random_range(2..=6))
             .map(|_| PlannedOperation {
                 step: rng.random_range(0..40),
@@ -238,17 +240,18 @@ impl Scenario {
         if let Some(account) = &self.denied {
             spokes.deny(account);
         }
-        if let Some(key) = &self.kept_awake {
-            let name = &self.targets[key].target.name;
-            store
-                .put_override(&Override {
-                    id: "keep-awake".into(),
-                    selector: Selector::parse(&format!("name={name}")).expect("a selector"),
-                    awake_until: now + Duration::days(30),
-                    created_at: now,
-                })
-                .await?;
-        }
         Ok(())
+    }
+
+    /// The override keeping `kept_awake` awake, as `curfew override add` writes it at `now`.
+    pub fn keep_awake(&self, now: DateTime<Utc>) -> Option<Override> {
+        let (key, _) = self.kept_awake.as_ref()?;
+        let name = &self.targets[key].target.name;
+        Some(Override {
+            id: "keep-awake".into(),
+            selector: Selector::parse(&format!("name={name}")).expect("a selector"),
+            awake_until: now + Duration::days(30),
+            created_at: now,
+        })
     }
 }

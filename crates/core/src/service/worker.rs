@@ -191,11 +191,14 @@ async fn leased(
             return Ok(step);
         }
     }
-    // A stop that saved a baseline on an earlier delivery but never began scaling (the task is
-    // still PENDING) saves it again from what it reads now: these are the sizes to restore.
+    // A baseline this stop saved on an earlier delivery that never put the target to sleep (its
+    // task is still PENDING, or the target is still at the sizes it saved) stands for nothing
+    // yet: decide as if there were none, save it again from what is read now, and remove it if
+    // the stop ends up leaving the target awake (kept awake by an override).
     let own_unused = msg.action == Action::Stop
-        && task.status == TaskStatus::Pending
-        && baseline.as_ref().is_some_and(|b| b.op_id == msg.op_id);
+        && baseline.as_ref().is_some_and(|b| {
+            b.op_id == msg.op_id && (task.status == TaskStatus::Pending || b.sizes == live.sizes)
+        });
     let decision = decide(&DecisionInput {
         action: msg.action,
         kind: msg.target.kind,
@@ -206,6 +209,14 @@ async fn leased(
         now: hub.clock.now(),
     });
     match decision {
+        Decision::Skip(reason) if own_unused => {
+            if let Some(b) = &baseline {
+                hub.store
+                    .retire_baseline(&b.target_key, &b.op_id, lease)
+                    .await?;
+            }
+            finish(hub, msg, &skipped_at(reason.to_string(), live.sizes)).await
+        }
         Decision::Skip(reason) => {
             finish(hub, msg, &skipped_at(reason.to_string(), live.sizes)).await
         }
