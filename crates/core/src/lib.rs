@@ -30,6 +30,7 @@
 pub mod account;
 pub mod audit;
 pub mod clock;
+pub mod cluster;
 pub mod cron;
 pub mod decision;
 pub mod fakes;
