@@ -47,6 +47,7 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
         sizes: before,
         op_id: op.operation_id.clone(),
         saved_at: now,
+        held: Default::default(),
     };
     assert!(t
         .hub

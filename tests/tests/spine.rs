@@ -14,7 +14,7 @@ use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::schedule::{Schedule, ScheduleRecord};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{poller, worker_batch};
-use curfew_core::target::{LiveState, Sizes, Target, TargetKind};
+use curfew_core::target::{LiveState, Processes, Sizes, Target, TargetKind};
 use curfew_tests::{is_dev, key, spawn_hub, TestHub};
 use serde_json::json;
 
@@ -261,6 +261,24 @@ impl DenyAccount {
 
 #[async_trait]
 impl Spokes for DenyAccount {
+    async fn suspend_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        self.check(role)?;
+        self.inner.suspend_processes(role, target, processes).await
+    }
+    async fn resume_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        self.check(role)?;
+        self.inner.resume_processes(role, target, processes).await
+    }
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
         self.check(role)?;
         self.inner.discover(role, region).await

@@ -11,7 +11,7 @@ use curfew_core::account::SpokeRole;
 use curfew_core::clock::Clock;
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::session::{Session, SessionCache};
-use curfew_core::target::{LiveState, Sizes, Target, TargetKind};
+use curfew_core::target::{LiveState, Processes, Sizes, Target, TargetKind};
 
 use crate::error::{classify, retrying};
 
@@ -286,6 +286,30 @@ impl Spokes for AwsSpokes {
             .await
     }
 
+    async fn suspend_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        self.fresh_on_expiry(role, || {
+            self.change_processes(role, target, processes, true)
+        })
+        .await
+    }
+
+    async fn resume_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        self.fresh_on_expiry(role, || {
+            self.change_processes(role, target, processes, false)
+        })
+        .await
+    }
+
     async fn update_state(
         &self,
         role: &SpokeRole,
@@ -301,6 +325,45 @@ impl Spokes for AwsSpokes {
 }
 
 impl AwsSpokes {
+    /// SuspendProcesses / ResumeProcesses with exactly `processes` (both are idempotent).
+    async fn change_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+        suspend: bool,
+    ) -> PortResult<()> {
+        if target.kind != TargetKind::Asg || processes.is_empty() {
+            return Ok(());
+        }
+        let client = self.autoscaling(role, &target.region).await?;
+        let names: Vec<String> = processes.names().into_iter().map(String::from).collect();
+        retrying(|| async {
+            let what = if suspend { "suspending" } else { "resuming" };
+            let result = if suspend {
+                client
+                    .suspend_processes()
+                    .auto_scaling_group_name(&target.name)
+                    .set_scaling_processes(Some(names.clone()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify(&format!("{what} processes of ASG {}", target.name), e))
+            } else {
+                client
+                    .resume_processes()
+                    .auto_scaling_group_name(&target.name)
+                    .set_scaling_processes(Some(names.clone()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify(&format!("{what} processes of ASG {}", target.name), e))
+            };
+            result
+        })
+        .await
+    }
+
     async fn read_live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
         match target.kind {
             TargetKind::Asg => {
@@ -332,6 +395,12 @@ impl AwsSpokes {
                         group.desired_capacity.unwrap_or_default(),
                     ),
                     busy: false,
+                    suspended: Processes::from_names(
+                        group
+                            .suspended_processes()
+                            .iter()
+                            .filter_map(|p| p.process_name()),
+                    ),
                 })
             }
             TargetKind::Nodegroup => {
@@ -375,6 +444,7 @@ impl AwsSpokes {
                         scaling.desired_size.unwrap_or_default(),
                     ),
                     busy,
+                    suspended: Processes::NONE,
                 })
             }
         }

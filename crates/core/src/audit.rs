@@ -358,6 +358,7 @@ mod tests {
             sizes: Sizes::new(2, 6, 4),
             op_id: op_id.into(),
             saved_at,
+            held: Default::default(),
         }
     }
 

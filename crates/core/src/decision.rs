@@ -217,6 +217,7 @@ mod tests {
             action,
             kind,
             live: LiveState {
+                suspended: Default::default(),
                 sizes: live,
                 busy: false,
             },

@@ -14,7 +14,7 @@
 //! let decision = decide(&DecisionInput {
 //!     action: Action::Stop,
 //!     kind: TargetKind::Asg,
-//!     live: LiveState { sizes: Sizes::new(2, 6, 4), busy: false },
+//!     live: LiveState { sizes: Sizes::new(2, 6, 4), busy: false, suspended: Default::default() },
 //!     baseline: None,
 //!     default_start: None,
 //!     awake_until: None,

@@ -9,7 +9,7 @@ use crate::decision::Action;
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use crate::schedule::{Schedule, ScheduleList};
 use crate::selector::Selector;
-use crate::target::{LiveState, Sizes, Target};
+use crate::target::{LiveState, Processes, Sizes, Target};
 
 /// How a call to the outside world failed, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +127,10 @@ pub struct Baseline {
     pub op_id: String,
     /// When.
     pub saved_at: DateTime<Utc>,
+    /// The Auto Scaling processes the stop suspended (those that were running before it): a
+    /// start resumes exactly these, never one its owners had suspended themselves.
+    #[serde(default)]
+    pub held: Processes,
 }
 
 /// One page of operations, newest first.
@@ -425,6 +429,20 @@ pub trait Spokes: Send + Sync {
         target: &Target,
         sizes: Sizes,
     ) -> PortResult<Option<String>>;
+    /// Suspends Auto Scaling processes of an ASG (idempotent).
+    async fn suspend_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()>;
+    /// Resumes Auto Scaling processes of an ASG (idempotent).
+    async fn resume_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()>;
     /// How an asynchronous update (the id `set_sizes` returned) stands: done only once the
     /// target is ready again at `expected` sizes.
     async fn update_state(

@@ -134,6 +134,99 @@ pub struct LiveState {
     pub sizes: Sizes,
     /// True while the resource cannot take an update (an EKS node group that is UPDATING).
     pub busy: bool,
+    /// Which of the processes curfew holds suspended are suspended now (ASGs; none for node
+    /// groups).
+    #[serde(default)]
+    pub suspended: Processes,
+}
+
+/// A set of the Auto Scaling processes curfew suspends while an ASG sleeps, so that nothing
+/// scales it back up: `ScheduledActions` (scheduled scaling) and `AlarmNotification` (alarm
+/// driven policies). Never `Launch`, `Terminate` or `HealthCheck`: a group at 0/0/0 launches
+/// nothing anyway, and those keep the group able to heal once it wakes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Processes {
+    /// `ScheduledActions`.
+    #[serde(default)]
+    pub scheduled_actions: bool,
+    /// `AlarmNotification`.
+    #[serde(default)]
+    pub alarm_notification: bool,
+}
+
+impl Processes {
+    /// Neither process.
+    pub const NONE: Processes = Processes {
+        scheduled_actions: false,
+        alarm_notification: false,
+    };
+    /// Both processes curfew holds.
+    pub const HELD: Processes = Processes {
+        scheduled_actions: true,
+        alarm_notification: true,
+    };
+
+    /// The set among `names` (Auto Scaling process names; others are ignored).
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Processes {
+        let mut set = Processes::NONE;
+        for name in names {
+            match name {
+                "ScheduledActions" => set.scheduled_actions = true,
+                "AlarmNotification" => set.alarm_notification = true,
+                _ => {}
+            }
+        }
+        set
+    }
+
+    /// The Auto Scaling names of the processes in the set.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.scheduled_actions {
+            names.push("ScheduledActions");
+        }
+        if self.alarm_notification {
+            names.push("AlarmNotification");
+        }
+        names
+    }
+
+    /// The processes in `self` but not in `other`.
+    pub fn minus(self, other: Processes) -> Processes {
+        Processes {
+            scheduled_actions: self.scheduled_actions && !other.scheduled_actions,
+            alarm_notification: self.alarm_notification && !other.alarm_notification,
+        }
+    }
+
+    /// The processes in either.
+    pub fn union(self, other: Processes) -> Processes {
+        Processes {
+            scheduled_actions: self.scheduled_actions || other.scheduled_actions,
+            alarm_notification: self.alarm_notification || other.alarm_notification,
+        }
+    }
+
+    /// True when every process of `other` is in `self`.
+    pub fn contains(self, other: Processes) -> bool {
+        other.minus(self).is_empty()
+    }
+
+    /// True for the empty set.
+    pub fn is_empty(self) -> bool {
+        self == Processes::NONE
+    }
+}
+
+impl fmt::Display for Processes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = self.names();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(", "))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +255,24 @@ mod tests {
             cluster_tags: BTreeMap::new(),
         };
         assert_eq!(ng.key(), "111111111111#eu-west-1#nodegroup#prod/workers");
+    }
+
+    #[test]
+    fn only_the_held_processes_are_read_from_a_groups_suspended_processes() {
+        let found = Processes::from_names(["Launch", "AlarmNotification", "AZRebalance"]);
+        assert_eq!(
+            found,
+            Processes {
+                scheduled_actions: false,
+                alarm_notification: true
+            }
+        );
+        assert_eq!(
+            Processes::HELD.minus(found).names(),
+            vec!["ScheduledActions"]
+        );
+        assert!(Processes::HELD.contains(found));
+        assert!(!found.contains(Processes::HELD));
     }
 
     #[test]

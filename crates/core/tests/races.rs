@@ -19,7 +19,7 @@ use curfew_core::ports::{
 };
 use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::service::{router_batch, worker_batch, Hub};
-use curfew_core::target::{LiveState, Sizes, Target};
+use curfew_core::target::{LiveState, Processes, Sizes, Target};
 use tokio::sync::Semaphore;
 
 fn message_for(bodies: &[String], target: &Target) -> String {
@@ -65,6 +65,22 @@ struct Paused {
 
 #[async_trait]
 impl Spokes for Paused {
+    async fn suspend_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        self.inner.suspend_processes(role, target, processes).await
+    }
+    async fn resume_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        self.inner.resume_processes(role, target, processes).await
+    }
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
         self.inner.discover(role, region).await
     }
@@ -423,6 +439,7 @@ async fn a_baseline_left_by_an_interrupted_stop_does_not_outlive_a_failed_stop()
         sizes: NG_SIZES,
         op_id: first.clone(),
         saved_at: w.clock.now(),
+        held: Processes::NONE,
     };
     assert!(w
         .store
@@ -447,6 +464,22 @@ struct ThrottledOnce {
 
 #[async_trait]
 impl Spokes for ThrottledOnce {
+    async fn suspend_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        self.inner.suspend_processes(role, target, processes).await
+    }
+    async fn resume_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        self.inner.resume_processes(role, target, processes).await
+    }
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
         self.inner.discover(role, region).await
     }

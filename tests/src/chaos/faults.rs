@@ -18,7 +18,7 @@ use curfew_core::ports::{
     PortError, PortResult, ScheduleStore, Spokes, TargetStore, UpdateState,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
-use curfew_core::target::{LiveState, Sizes, Target};
+use curfew_core::target::{LiveState, Processes, Sizes, Target};
 use rand::rngs::StdRng;
 use rand::RngExt;
 use tokio::sync::Notify;
@@ -470,6 +470,30 @@ pub struct ChaosSpokes {
 
 #[async_trait]
 impl Spokes for ChaosSpokes {
+    async fn suspend_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "suspend_processes",
+            self.inner.suspend_processes(role, target, processes)
+        )
+    }
+    async fn resume_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "resume_processes",
+            self.inner.resume_processes(role, target, processes)
+        )
+    }
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
         hooked!(self, "discover", self.inner.discover(role, region))
     }

@@ -74,24 +74,28 @@ pub async fn check(
             )
         };
         let sizes = spokes.sizes(key);
-        let baseline = store
-            .get_baseline(key)
-            .await
-            .ok()
-            .flatten()
-            .map(|b| b.sizes);
+        let suspended = spokes.suspended(key);
+        let saved = store.get_baseline(key).await.ok().flatten();
+        let baseline = saved.as_ref().map(|b| (b.sizes, b.held));
         let actual = [Model::Awake, Model::Asleep, Model::FoundAsleep]
             .into_iter()
             .find(|state| {
-                let saved = (*state == Model::Asleep).then_some(t.own);
-                sizes == Some(t.sizes_in(*state)) && baseline == saved
+                let expected_baseline = (*state == Model::Asleep).then_some((t.own, t.held()));
+                sizes == Some(t.sizes_in(*state))
+                    && suspended == Some(t.suspended_in(*state))
+                    && baseline == expected_baseline
             });
         match actual {
             None => violations.push(format!(
-                "{key} is inconsistent: at {} with baseline {} (its own sizes are {}){}",
+                "{key} is inconsistent: at {} with {} suspended and baseline {} \
+                 (its own sizes are {}, its owners suspended {}){}",
                 sizes.map(|s| s.to_string()).unwrap_or("?".into()),
-                baseline.map(|b| b.to_string()).unwrap_or("none".into()),
+                suspended.map(|s| s.to_string()).unwrap_or("?".into()),
+                saved
+                    .map(|b| format!("{} holding {}", b.sizes, b.held))
+                    .unwrap_or("none".into()),
                 t.own,
+                t.owner_suspended,
                 history()
             )),
             Some(actual) if expected.is_some_and(|e| e != actual) => violations.push(format!(

@@ -12,7 +12,7 @@ use curfew_core::ports::{
     AccountStore, Baseline, Lease, LeaseToken, Override, PortResult, TargetStore,
 };
 use curfew_core::selector::Selector;
-use curfew_core::target::{Sizes, Target, TargetKind};
+use curfew_core::target::{Processes, Sizes, Target, TargetKind};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::RngExt;
@@ -39,9 +39,29 @@ pub struct ScenarioTarget {
     pub initial: Model,
     /// Its next EKS update stays UPDATING this many status reads, and may fail.
     pub update: Option<(u32, Option<String>)>,
+    /// Held processes its owners suspended themselves (ASGs): curfew must leave them so.
+    pub owner_suspended: Processes,
 }
 
 impl ScenarioTarget {
+    /// The held processes suspended on a target in `state`: while asleep all of them (the
+    /// owners' and curfew's), otherwise only the owners'.
+    pub fn suspended_in(&self, state: Model) -> Processes {
+        match (self.target.kind, state) {
+            (TargetKind::Asg, Model::Asleep) => Processes::HELD,
+            (TargetKind::Asg, _) => self.owner_suspended,
+            (TargetKind::Nodegroup, _) => Processes::NONE,
+        }
+    }
+
+    /// The processes a stop of this target suspends and its start resumes.
+    pub fn held(&self) -> Processes {
+        match self.target.kind {
+            TargetKind::Asg => Processes::HELD.minus(self.owner_suspended),
+            TargetKind::Nodegroup => Processes::NONE,
+        }
+    }
+
     /// The sizes a target in `state` is at.
     pub fn sizes_in(&self, state: Model) -> Sizes {
         match state {
@@ -154,11 +174,20 @@ impl Scenario {
                             });
                             (rng.random_range(0..4), fails)
                         });
+                    let owner_suspended = if kind == TargetKind::Asg {
+                        Processes {
+                            scheduled_actions: rng.random_bool(0.2),
+                            alarm_notification: rng.random_bool(0.2),
+                        }
+                    } else {
+                        Processes::NONE
+                    };
                     let t = ScenarioTarget {
                         own: awake_sizes(rng),
                         target,
                         initial,
                         update,
+                        owner_suspended,
                     };
                     targets.insert(t.target.key(), t);
                 }
@@ -214,6 +243,7 @@ impl Scenario {
         let yesterday = now - Duration::days(1);
         for (key, t) in &self.targets {
             spokes.add(t.target.clone(), t.sizes_in(t.initial));
+            spokes.set_suspended(key, t.suspended_in(t.initial));
             if t.initial == Model::Asleep {
                 let lease = LeaseToken::new("yesterday", Action::Stop);
                 let ttl = Duration::minutes(1);
@@ -229,6 +259,7 @@ impl Scenario {
                     sizes: t.own,
                     op_id: "yesterday".into(),
                     saved_at: yesterday,
+                    held: t.held(),
                 };
                 store.save_baseline(&baseline, &lease, false).await?;
                 store.release_lease(key, &lease, true).await?;

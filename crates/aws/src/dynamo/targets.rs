@@ -389,6 +389,7 @@ mod tests {
             sizes: Sizes::new(1, 4, 2),
             op_id: "op-1".into(),
             saved_at: Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
+            held: Default::default(),
         }
     }
 

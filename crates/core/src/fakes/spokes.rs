@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::account::SpokeRole;
 use crate::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
-use crate::target::{LiveState, Sizes, Target};
+use crate::target::{LiveState, Processes, Sizes, Target};
 
 use super::lock;
 
@@ -56,9 +56,17 @@ impl FakeSpokes {
 
     /// Adds (or replaces) a target at `sizes`, not busy.
     pub fn add(&self, target: Target, sizes: Sizes) {
-        lock(&self.fleet)
-            .targets
-            .insert(target.key(), (target, LiveState { sizes, busy: false }));
+        lock(&self.fleet).targets.insert(
+            target.key(),
+            (
+                target,
+                LiveState {
+                    sizes,
+                    busy: false,
+                    suspended: Processes::NONE,
+                },
+            ),
+        );
     }
 
     /// The target's sizes now, if it exists.
@@ -73,6 +81,21 @@ impl FakeSpokes {
     pub fn resize(&self, key: &str, sizes: Sizes) {
         if let Some((_, live)) = lock(&self.fleet).targets.get_mut(key) {
             live.sizes = sizes;
+        }
+    }
+
+    /// Which of the held processes of an ASG are suspended now.
+    pub fn suspended(&self, key: &str) -> Option<Processes> {
+        lock(&self.fleet)
+            .targets
+            .get(key)
+            .map(|(_, live)| live.suspended)
+    }
+
+    /// Sets which held processes are suspended, outside curfew (the owners did it).
+    pub fn set_suspended(&self, key: &str, processes: Processes) {
+        if let Some((_, live)) = lock(&self.fleet).targets.get_mut(key) {
+            live.suspended = processes;
         }
     }
 
@@ -195,6 +218,30 @@ impl Spokes for FakeSpokes {
         Ok(Some(id))
     }
 
+    async fn suspend_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        let mut fleet = self.enter(role)?;
+        let live = asg_of(&mut fleet, target)?;
+        live.suspended = live.suspended.union(processes);
+        Ok(())
+    }
+
+    async fn resume_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        let mut fleet = self.enter(role)?;
+        let live = asg_of(&mut fleet, target)?;
+        live.suspended = live.suspended.minus(processes);
+        Ok(())
+    }
+
     async fn update_state(
         &self,
         role: &SpokeRole,
@@ -216,6 +263,21 @@ impl Spokes for FakeSpokes {
                 )
             })
     }
+}
+
+/// The live state of an ASG target (process suspension is an Auto Scaling feature).
+fn asg_of<'a>(fleet: &'a mut Fleet, target: &Target) -> PortResult<&'a mut LiveState> {
+    if target.kind != crate::target::TargetKind::Asg {
+        return Err(PortError::new(
+            ErrorKind::Invalid,
+            format!("{} is not an Auto Scaling group", target.key()),
+        ));
+    }
+    fleet
+        .targets
+        .get_mut(&target.key())
+        .map(|(_, live)| live)
+        .ok_or_else(|| not_found(target))
 }
 
 impl Fleet {

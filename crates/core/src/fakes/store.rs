@@ -796,6 +796,7 @@ mod tests {
             sizes,
             op_id: op_id.into(),
             saved_at: t0(),
+            held: Default::default(),
         }
     }
 

@@ -18,13 +18,13 @@
 use tracing::{info, warn};
 
 use super::Hub;
-use crate::decision::{decide, Action, Decision, DecisionInput};
+use crate::decision::{decide, Action, Decision, DecisionInput, SkipReason};
 use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
 use crate::ports::{
     Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError, PortResult,
     UpdateState,
 };
-use crate::target::{LiveState, Sizes};
+use crate::target::{LiveState, Processes, Sizes, TargetKind};
 
 /// What became of one task message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,13 +175,14 @@ async fn leased(
     if task.status.is_final() {
         return Ok(TaskStep::Finished(task.status));
     }
-    let live = match hub.spokes.live_state(&msg.role, &msg.target).await {
+    let mut live = match hub.spokes.live_state(&msg.role, &msg.target).await {
         Ok(live) => live,
         Err(e) => return spoke_failure(hub, msg, None, "reading the target", e).await,
     };
     let mut baseline = hub.store.get_baseline(&msg.target.key()).await?;
     if let Some(interrupted) = interrupted.filter(|i| i.op_id != msg.op_id) {
-        if let Some(step) = settle_interrupted(hub, lease, interrupted, live, &mut baseline).await?
+        if let Some(step) =
+            settle_interrupted(hub, msg, lease, interrupted, &mut live, &mut baseline).await?
         {
             return Ok(step);
         }
@@ -211,11 +212,28 @@ async fn leased(
     match decision {
         Decision::Skip(reason) if own_unused => {
             if let Some(b) = &baseline {
-                hub.store
-                    .retire_baseline(&b.target_key, &b.op_id, lease)
-                    .await?;
+                drop_baseline(hub, msg, lease, b).await?;
             }
             finish(hub, msg, &skipped_at(reason.to_string(), live.sizes)).await
+        }
+        Decision::Skip(SkipReason::AlreadyStopped) => {
+            // Asleep means asleep: processes the stop suspended and someone resumed since are
+            // suspended again.
+            let mut reason = SkipReason::AlreadyStopped.to_string();
+            let resumed = baseline
+                .as_ref()
+                .map_or(Processes::NONE, |b| b.held.minus(live.suspended));
+            if !resumed.is_empty() {
+                if let Err(e) = hub
+                    .spokes
+                    .suspend_processes(&msg.role, &msg.target, resumed)
+                    .await
+                {
+                    return spoke_failure(hub, msg, None, "suspending processes", e).await;
+                }
+                reason.push_str(&format!("; suspended {resumed} again"));
+            }
+            finish(hub, msg, &skipped_at(reason, live.sizes)).await
         }
         Decision::Skip(reason) => {
             finish(hub, msg, &skipped_at(reason.to_string(), live.sizes)).await
@@ -223,9 +241,7 @@ async fn leased(
         Decision::RetryLater(why) => Ok(TaskStep::RetryLater(why)),
         Decision::RetireBaseline => {
             if let Some(b) = &baseline {
-                hub.store
-                    .retire_baseline(&b.target_key, &b.op_id, lease)
-                    .await?;
+                drop_baseline(hub, msg, lease, b).await?;
             }
             let mut outcome = succeeded(live.sizes, live.sizes);
             outcome.reason = Some("already at its baseline sizes".into());
@@ -247,6 +263,19 @@ async fn leased(
                 };
                 return finish(hub, msg, &outcome).await;
             }
+            // A stop holds the ASG's scaling processes suspended while it sleeps: those running
+            // now (a refreshed baseline keeps the ones its earlier delivery suspended).
+            let mut hold = Processes::NONE;
+            if msg.action == Action::Stop && msg.target.kind == TargetKind::Asg {
+                hold = match (&baseline, save_baseline) {
+                    (Some(b), Some(_)) if own_unused => {
+                        b.held.union(Processes::HELD.minus(live.suspended))
+                    }
+                    (_, Some(_)) => Processes::HELD.minus(live.suspended),
+                    (Some(b), None) => b.held,
+                    (None, None) => Processes::NONE,
+                };
+            }
             if let Some(sizes) = save_baseline {
                 let saved = hub
                     .store
@@ -256,6 +285,7 @@ async fn leased(
                             sizes,
                             op_id: msg.op_id.clone(),
                             saved_at: hub.clock.now(),
+                            held: hold,
                         },
                         lease,
                         own_unused,
@@ -274,7 +304,7 @@ async fn leased(
                 }
             }
             let restoring = baseline.filter(|_| retire_baseline);
-            scale(hub, msg, lease, live.sizes, to, restoring.as_ref()).await
+            scale(hub, msg, lease, live.sizes, to, hold, restoring.as_ref()).await
         }
     }
 }
@@ -289,9 +319,10 @@ async fn leased(
 /// A change still being applied (busy) is waited for.
 async fn settle_interrupted(
     hub: &Hub,
+    msg: &TaskMessage,
     lease: &LeaseToken,
     interrupted: &Interrupted,
-    live: LiveState,
+    live: &mut LiveState,
     baseline: &mut Option<Baseline>,
 ) -> PortResult<Option<TaskStep>> {
     if live.busy {
@@ -307,9 +338,8 @@ async fn settle_interrupted(
         }),
     };
     if let Some(b) = baseline.as_ref().filter(|_| spent) {
-        hub.store
-            .retire_baseline(&b.target_key, &b.op_id, lease)
-            .await?;
+        drop_baseline(hub, msg, lease, b).await?;
+        live.suspended = live.suspended.minus(b.held);
         info!(target = %b.target_key, interrupted_op = %interrupted.op_id,
               "retired a baseline an interrupted operation left behind");
         *baseline = None;
@@ -358,6 +388,7 @@ async fn scale(
     lease: &LeaseToken,
     before: Sizes,
     to: Sizes,
+    hold: Processes,
     restoring: Option<&Baseline>,
 ) -> PortResult<TaskStep> {
     let key = msg.target.key();
@@ -373,6 +404,16 @@ async fn scale(
             return Ok(TaskStep::Finished(task.status));
         }
         Err(e) => return Err(e),
+    }
+    // Sleep pauses what could wake the group before it shrinks it.
+    if !hold.is_empty() {
+        if let Err(e) = hub
+            .spokes
+            .suspend_processes(&msg.role, &msg.target, hold)
+            .await
+        {
+            return spoke_failure(hub, msg, Some(lease), "suspending processes", e).await;
+        }
     }
     let update_id = match hub.spokes.set_sizes(&msg.role, &msg.target, to).await {
         Ok(update_id) => update_id,
@@ -435,11 +476,9 @@ async fn complete(
 ) -> PortResult<TaskStep> {
     let mut outcome = succeeded(before, after);
     if let Some(baseline) = restoring {
-        match hub
-            .store
-            .retire_baseline(&baseline.target_key, &baseline.op_id, lease)
-            .await
-        {
+        // Wake resumes the processes the stop suspended only once the sizes are back (the
+        // reverse of sleep), then retires the baseline that named them.
+        match drop_baseline(hub, msg, lease, baseline).await {
             Ok(_) => {}
             // The change took, but a newer operation holds the target now: it decides what
             // becomes of the baseline (a stop keeps it, a start retires it).
@@ -453,6 +492,24 @@ async fn complete(
         }
     }
     finish(hub, msg, &outcome).await
+}
+
+/// Resumes the Auto Scaling processes `baseline`'s stop suspended, then deletes the baseline
+/// (fenced, and only if it is still the one read). True if it was deleted.
+async fn drop_baseline(
+    hub: &Hub,
+    msg: &TaskMessage,
+    lease: &LeaseToken,
+    baseline: &Baseline,
+) -> PortResult<bool> {
+    if !baseline.held.is_empty() && msg.target.kind == TargetKind::Asg {
+        hub.spokes
+            .resume_processes(&msg.role, &msg.target, baseline.held)
+            .await?;
+    }
+    hub.store
+        .retire_baseline(&baseline.target_key, &baseline.op_id, lease)
+        .await
 }
 
 fn skipped(reason: String) -> TaskOutcome {
@@ -503,12 +560,15 @@ async fn spoke_failure(
     }
     let mut reason = format!("{what}: {e}");
     if let (Action::Stop, Some(lease)) = (msg.action, unscaled) {
-        let removed = hub
+        let own = hub
             .store
-            .retire_baseline(&msg.target.key(), &msg.op_id, lease)
-            .await?;
-        if removed {
-            reason.push_str("; the baseline this stop saved was removed");
+            .get_baseline(&msg.target.key())
+            .await?
+            .filter(|b| b.op_id == msg.op_id);
+        if let Some(b) = own {
+            if drop_baseline(hub, msg, lease, &b).await? {
+                reason.push_str("; the baseline this stop saved was removed");
+            }
         }
     }
     let outcome = TaskOutcome {
