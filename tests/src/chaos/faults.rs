@@ -11,11 +11,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::{Account, SpokeRole};
 use curfew_core::clock::{Clock, ManualClock};
-use curfew_core::fakes::{FakeSpokes, MemoryStore};
 use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::{
     AccountStore, Baseline, ErrorKind, Lease, LeaseToken, OperationPage, OperationStore, Override,
-    PortError, PortResult, ScheduleStore, Spokes, TargetStore, UpdateState,
+    PortError, PortResult, ScheduleStore, Spokes, StateStore, TargetStore, UpdateState,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
@@ -61,6 +60,37 @@ pub struct Faults {
     enabled: AtomicBool,
     injected: AtomicU64,
     clock: Arc<ManualClock>,
+    /// Crash right after the n-th port call that took effect (a deterministic crash point).
+    crash_after: Option<u64>,
+    calls: AtomicU64,
+}
+
+/// No faults at all (used with a deterministic crash point).
+const QUIET: Rates = Rates {
+    crash: 0.0,
+    throttle: 0.0,
+    lost_answer: 0.0,
+    slow: 0.0,
+    interleave: 0.0,
+    duplicate: 0.0,
+};
+
+/// Runs `handler` as one invocation (its own crash signal and function timeout) and drops it
+/// at a crash: `None` if it crashed, as a Lambda that died returns nothing.
+pub async fn invoke_once<T>(
+    deadline: DateTime<Utc>,
+    handler: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let invocation = Arc::new(Invocation {
+        crashed: Notify::new(),
+        deadline,
+    });
+    let crashed = invocation.crashed.notified();
+    tokio::select! {
+        biased;
+        outcome = INVOCATION.scope(invocation.clone(), handler) => Some(outcome),
+        _ = crashed => None,
+    }
 }
 
 enum Stage {
@@ -77,7 +107,23 @@ impl Faults {
             enabled: AtomicBool::new(true),
             injected: AtomicU64::new(0),
             clock,
+            crash_after: None,
+            calls: AtomicU64::new(0),
         }
+    }
+
+    /// No random faults; the invocation crashes right after the `n`-th port call (counting
+    /// from 1) has taken effect, before its caller sees the answer.
+    pub fn crash_after(n: u64, clock: Arc<ManualClock>) -> Self {
+        Faults {
+            crash_after: Some(n),
+            ..Faults::new(rand::SeedableRng::seed_from_u64(0), QUIET, clock)
+        }
+    }
+
+    /// Port calls that took effect inside invocations so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
     }
 
     /// Stops injecting faults (the system is left to quiesce).
@@ -148,6 +194,13 @@ impl Faults {
             self.count();
             self.crash().await;
         }
+        if let Stage::After = stage {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.crash_after == Some(call) {
+                self.count();
+                self.crash().await;
+            }
+        }
         let (p, what) = match stage {
             Stage::Before => (self.rates.throttle, "throttled"),
             Stage::After => (self.rates.lost_answer, "answer lost"),
@@ -186,7 +239,7 @@ macro_rules! hooked {
 /// The state table with faults.
 pub struct ChaosStore {
     /// The table.
-    pub inner: Arc<MemoryStore>,
+    pub inner: Arc<dyn StateStore>,
     /// Where faults come from.
     pub faults: Arc<Faults>,
 }
@@ -463,7 +516,7 @@ impl TargetStore for ChaosStore {
 /// Spoke accounts with faults.
 pub struct ChaosSpokes {
     /// The fleet.
-    pub inner: Arc<FakeSpokes>,
+    pub inner: Arc<dyn Spokes>,
     /// Where faults come from.
     pub faults: Arc<Faults>,
 }

@@ -15,7 +15,7 @@
 //! assert!(report.violations.is_empty(), "{:?}", report.violations);
 //! ```
 
-mod faults;
+pub mod faults;
 mod invariants;
 mod queue;
 mod scenario;
@@ -34,7 +34,7 @@ use rand::{RngExt, SeedableRng};
 pub use faults::Rates;
 pub use scenario::{Model, Scenario};
 
-use faults::{ChaosSpokes, ChaosStore, Faults, Invocation as Run, INVOCATION};
+use faults::{invoke_once, ChaosSpokes, ChaosStore, Faults};
 use queue::ChaosQueue;
 
 /// What one seed found.
@@ -267,24 +267,12 @@ async fn round(
     let ran = runs.len() as u64;
     let deadline = world.clock.now() + Duration::seconds(FUNCTION_TIMEOUT);
     let outcomes = futures::future::join_all(runs.iter().map(|(_, consumer, batch)| {
-        let invocation = Arc::new(Run {
-            crashed: tokio::sync::Notify::new(),
-            deadline,
-        });
-        async move {
-            let handler = async {
-                match consumer {
-                    Consumer::Router => router_batch(&world.hub, batch).await,
-                    Consumer::Worker => worker_batch(&world.hub, batch).await,
-                }
-            };
-            let crashed = invocation.crashed.notified();
-            tokio::select! {
-                biased;
-                outcome = INVOCATION.scope(invocation.clone(), handler) => Some(outcome),
-                _ = crashed => None,
+        invoke_once(deadline, async {
+            match consumer {
+                Consumer::Router => router_batch(&world.hub, batch).await,
+                Consumer::Worker => worker_batch(&world.hub, batch).await,
             }
-        }
+        })
     }))
     .await;
     for ((queue, _, batch), outcome) in runs.iter().zip(outcomes) {

@@ -1,0 +1,180 @@
+//! Asleep means asleep, on the emulator through the real adapters: an ASG stop suspends
+//! `ScheduledActions` and `AlarmNotification` (leaving the ones its owners suspended alone) and
+//! a start resumes exactly those, even when the worker dies right after any one of its calls
+//! and the message is delivered again, twice.
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use curfew_aws::local::FleetTarget;
+use curfew_core::clock::Clock;
+use curfew_core::operation::{OpStatus, TaskStatus};
+use curfew_core::service::invocation::{invoke, Invocation};
+use curfew_core::service::worker::{self, TaskStep};
+use curfew_core::service::Hub;
+use curfew_core::target::{Processes, Sizes, TargetKind};
+use curfew_tests::chaos::faults::{invoke_once, ChaosSpokes, ChaosStore, Faults};
+use curfew_tests::{key, spawn_hub, TestHub};
+use serde_json::json;
+
+const SIZES: Sizes = Sizes::new(1, 4, 2);
+/// Port calls a stop or start of one ASG makes, settling its operation included, and one more.
+const CRASH_POINTS: usize = 14;
+
+async fn suspended(t: &TestHub, target: &FleetTarget) -> Processes {
+    let out = t
+        .autoscaling(&target.account, &target.region)
+        .await
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&target.name)
+        .send()
+        .await
+        .unwrap();
+    Processes::from_names(
+        out.auto_scaling_groups()[0]
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name()),
+    )
+}
+
+/// Runs one operation on `target`: the first delivery dies right after its `crash_after`-th
+/// port call; after the lease expires the message is delivered again, twice.
+async fn run_crashing(t: &TestHub, target: &FleetTarget, action: &str, crash_after: u64) -> bool {
+    let op = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": action, "select": format!("name={}", target.name)}))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let messages = t.route_and_take_tasks().await;
+    assert_eq!(messages.len(), 1);
+    let msg = &messages[0];
+    let faults = Arc::new(Faults::crash_after(crash_after, t.clock.clone()));
+    let crashing = Hub {
+        store: Arc::new(ChaosStore {
+            inner: t.hub.store.clone(),
+            faults: faults.clone(),
+        }),
+        spokes: Arc::new(ChaosSpokes {
+            inner: t.hub.spokes.clone(),
+            faults: faults.clone(),
+        }),
+        ..t.hub.clone()
+    };
+    let deadline = t.clock.now() + Duration::hours(1);
+    let first = invoke_once(deadline, worker::handle(&crashing, msg)).await;
+    let crashed = first.is_none();
+    if !crashed {
+        assert!(
+            faults.calls() < crash_after,
+            "an invocation past its crash point must not return"
+        );
+        eprintln!("{action} of {} made {} calls", target.name, faults.calls());
+    }
+    t.clock
+        .advance(t.hub.settings.lease_ttl + Duration::seconds(1));
+    for _ in 0..2 {
+        let step = worker::handle(&t.hub, msg).await.unwrap();
+        assert!(
+            matches!(step, TaskStep::Finished(TaskStatus::Succeeded)),
+            "{step:?}"
+        );
+    }
+    let op = t
+        .hub
+        .store
+        .get_operation(&op.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (op.status, op.counts.succeeded, op.counts.total),
+        (OpStatus::Succeeded, 1, 1),
+        "{action} crashed after call {crash_after}"
+    );
+    crashed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asg_stop_and_start_that_crash_after_any_call_end_as_if_nothing_had_crashed() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let fleet: Vec<FleetTarget> = (0..CRASH_POINTS)
+        .map(|i| FleetTarget {
+            account: t.accounts[0].clone(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Asg,
+            cluster: None,
+            name: format!("hold-{i:02}"),
+            sizes: SIZES,
+            tags: Default::default(),
+            cluster_tags: Default::default(),
+        })
+        .collect();
+    t.seed(&fleet).await;
+    let owners = Processes {
+        scheduled_actions: false,
+        alarm_notification: true,
+    };
+    for target in &fleet {
+        t.autoscaling(&target.account, &target.region)
+            .await
+            .suspend_processes()
+            .auto_scaling_group_name(&target.name)
+            .scaling_processes("AlarmNotification")
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let mut crashes = 0;
+    for (i, target) in fleet.iter().enumerate() {
+        let crash_after = i as u64 + 1;
+        let stop_crashed = run_crashing(&t, target, "stop", crash_after).await;
+        assert_eq!(
+            t.sizes(target).await,
+            Sizes::new(0, 0, 0),
+            "{}",
+            target.name
+        );
+        assert_eq!(
+            suspended(&t, target).await,
+            Processes::HELD,
+            "{}",
+            target.name
+        );
+        let baseline = t
+            .hub
+            .store
+            .get_baseline(&key(target))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (baseline.sizes, baseline.held),
+            (SIZES, Processes::HELD.minus(owners)),
+            "{}",
+            target.name
+        );
+
+        t.clock.advance(Duration::hours(1));
+        let start_crashed = run_crashing(&t, target, "start", crash_after).await;
+        crashes += u64::from(stop_crashed) + u64::from(start_crashed);
+        assert_eq!(t.sizes(target).await, SIZES, "{}", target.name);
+        assert_eq!(
+            suspended(&t, target).await,
+            owners,
+            "{}: the owners' suspension stays, curfew's is gone",
+            target.name
+        );
+        assert!(t
+            .hub
+            .store
+            .get_baseline(&key(target))
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
