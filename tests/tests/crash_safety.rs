@@ -43,6 +43,7 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
         .unwrap();
     assert!(matches!(granted, Lease::Acquired { .. }));
     let baseline = Baseline {
+        ca_tags: Vec::new(),
         target_key: k.clone(),
         sizes: before,
         op_id: op.operation_id.clone(),

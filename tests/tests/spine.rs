@@ -9,6 +9,7 @@ use curfew_aws::local::demo_fleet;
 use curfew_core::account::SpokeRole;
 use curfew_core::clock::Clock;
 use curfew_core::decision::Action;
+use curfew_core::hold::CaTag;
 use curfew_core::operation::{OpStatus, TaskStatus};
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::schedule::{Schedule, ScheduleRecord};
@@ -22,6 +23,7 @@ const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
 
 fn schedule(name: &str, cron: &str, action: &str, now: chrono::DateTime<Utc>) -> Schedule {
     let mut s = Schedule::try_from(ScheduleRecord {
+        hold: None,
         name: name.into(),
         cron: cron.into(),
         tz: "Europe/Berlin".into(),
@@ -261,6 +263,28 @@ impl DenyAccount {
 
 #[async_trait]
 impl Spokes for DenyAccount {
+    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
+        self.check(role)?;
+        self.inner.ca_tags(role, target).await
+    }
+    async fn remove_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        self.check(role)?;
+        self.inner.remove_ca_tags(role, target, tags).await
+    }
+    async fn restore_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        self.check(role)?;
+        self.inner.restore_ca_tags(role, target, tags).await
+    }
     async fn suspend_processes(
         &self,
         role: &SpokeRole,
@@ -377,6 +401,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     let before = t.fleet_sizes(&fleet).await;
     let items = t.table_items().await;
     let base = ScheduleRecord {
+        hold: None,
         name: "bad".into(),
         cron: "0 19 * * 1-5".into(),
         tz: "Europe/Berlin".into(),

@@ -9,6 +9,7 @@ use aws_credential_types::Credentials;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::SpokeRole;
 use curfew_core::clock::Clock;
+use curfew_core::hold::{ca_tag_keys, CaTag};
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::session::{Session, SessionCache};
 use curfew_core::target::{LiveState, Processes, Sizes, Target, TargetKind};
@@ -286,6 +287,31 @@ impl Spokes for AwsSpokes {
             .await
     }
 
+    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
+        self.fresh_on_expiry(role, || self.read_ca_tags(role, target))
+            .await
+    }
+
+    async fn remove_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        self.fresh_on_expiry(role, || self.change_ca_tags(role, target, tags, false))
+            .await
+    }
+
+    async fn restore_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        self.fresh_on_expiry(role, || self.change_ca_tags(role, target, tags, true))
+            .await
+    }
+
     async fn suspend_processes(
         &self,
         role: &SpokeRole,
@@ -325,6 +351,133 @@ impl Spokes for AwsSpokes {
 }
 
 impl AwsSpokes {
+    /// The CA auto-discovery tags on the node group's own ASGs: DescribeNodegroup names them
+    /// (`resources.autoScalingGroups`), DescribeAutoScalingGroups reads their tags.
+    async fn read_ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
+        let cluster = cluster_of(target)?;
+        let eks = self.eks(role, &target.region).await?;
+        let described = retrying(|| async {
+            eks.describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(&target.name)
+                .send()
+                .await
+                .map_err(|e| {
+                    classify(
+                        &format!("describing node group {}", target.display_name()),
+                        e,
+                    )
+                })
+        })
+        .await?;
+        let asgs: Vec<String> = described
+            .nodegroup
+            .and_then(|ng| ng.resources)
+            .map(|r| {
+                r.auto_scaling_groups()
+                    .iter()
+                    .filter_map(|g| g.name().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if asgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = ca_tag_keys(cluster);
+        let client = self.autoscaling(role, &target.region).await?;
+        let groups = retrying(|| async {
+            client
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(asgs.clone()))
+                .send()
+                .await
+                .map_err(|e| {
+                    classify(
+                        &format!(
+                            "describing the ASGs of node group {}",
+                            target.display_name()
+                        ),
+                        e,
+                    )
+                })
+        })
+        .await?;
+        let mut tags: Vec<CaTag> = groups
+            .auto_scaling_groups()
+            .iter()
+            .flat_map(|g| {
+                let asg = g.auto_scaling_group_name().unwrap_or_default().to_string();
+                g.tags()
+                    .iter()
+                    .filter(|t| t.key().is_some_and(|k| keys.iter().any(|c| c == k)))
+                    .map(move |t| CaTag {
+                        asg: asg.clone(),
+                        key: t.key().unwrap_or_default().to_string(),
+                        value: t.value().unwrap_or_default().to_string(),
+                        propagate_at_launch: t.propagate_at_launch().unwrap_or(false),
+                    })
+            })
+            .collect();
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// DeleteTags (`restore` false) or CreateOrUpdateTags (`restore` true) of exactly `tags`.
+    async fn change_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+        restore: bool,
+    ) -> PortResult<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let client = self.autoscaling(role, &target.region).await?;
+        let tags: Vec<aws_sdk_autoscaling::types::Tag> = tags
+            .iter()
+            .map(|t| {
+                let tag = aws_sdk_autoscaling::types::Tag::builder()
+                    .resource_id(&t.asg)
+                    .resource_type("auto-scaling-group")
+                    .key(&t.key);
+                if restore {
+                    tag.value(&t.value)
+                        .propagate_at_launch(t.propagate_at_launch)
+                        .build()
+                } else {
+                    tag.build()
+                }
+            })
+            .collect();
+        let what = if restore {
+            "restoring Cluster Autoscaler tags"
+        } else {
+            "removing Cluster Autoscaler tags"
+        };
+        retrying(|| async {
+            let sent = if restore {
+                client
+                    .create_or_update_tags()
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify(&format!("{what} of {}", target.display_name()), e))
+            } else {
+                client
+                    .delete_tags()
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify(&format!("{what} of {}", target.display_name()), e))
+            };
+            sent
+        })
+        .await
+    }
+
     /// SuspendProcesses / ResumeProcesses with exactly `processes` (both are idempotent).
     async fn change_processes(
         &self,

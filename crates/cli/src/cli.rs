@@ -1,6 +1,7 @@
 //! The command line's shape: every command, flag and environment variable of the contract in
 //! DESIGN.md "The operator's command line". Parsing only; the work is in `commands`.
 
+use curfew_core::hold::{HoldModes, Source};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -342,6 +343,10 @@ pub struct ScheduleAddArgs {
     /// Start sizes MIN/MAX/DESIRED for targets with no saved baseline
     #[arg(long, value_name = "MIN/MAX/DESIRED")]
     pub default_start: Option<String>,
+    /// Hold modes for node groups, comma-separated (ca-tags, ca-deployment, karpenter,
+    /// workloads, or none); wins over their clusters' curfew/hold tags
+    #[arg(long, value_parser = parse_hold, value_name = "MODES")]
+    pub hold: Option<HoldModes>,
 }
 
 /// Where targets are read from.
@@ -364,6 +369,10 @@ impl From<DiscoveryArg> for Discovery {
 
 fn parse_action(s: &str) -> Result<Action, String> {
     Action::parse(s).ok_or_else(|| "expected stop or start".to_string())
+}
+
+fn parse_hold(value: &str) -> Result<HoldModes, String> {
+    HoldModes::parse(value, Source::Flag).map_err(|e| e.to_string())
 }
 
 fn parse_selector(s: &str) -> Result<Selector, String> {
@@ -414,6 +423,10 @@ pub struct RunArgs {
     /// Where targets are read from
     #[arg(long, value_enum, default_value_t = DiscoveryArg::Cached)]
     pub discovery: DiscoveryArg,
+    /// Hold modes for node groups, comma-separated (ca-tags, ca-deployment, karpenter,
+    /// workloads, or none); wins over their clusters' curfew/hold tags
+    #[arg(long, value_parser = parse_hold, value_name = "MODES")]
+    pub hold: Option<HoldModes>,
     /// Waiting.
     #[command(flatten)]
     pub wait: WaitArgs,

@@ -312,6 +312,7 @@ mod tests {
     /// A finished operation whose counters and status agree with `tasks`.
     fn finished(id: &str, action: Action, minutes: i64, tasks: &[Task]) -> Operation {
         let mut op = Operation {
+            hold: None,
             id: id.into(),
             action,
             selector: Selector::parse("kind=asg").unwrap(),
@@ -354,6 +355,7 @@ mod tests {
 
     fn baseline(op_id: &str, saved_at: DateTime<Utc>) -> Baseline {
         Baseline {
+            ca_tags: Vec::new(),
             target_key: web().key(),
             sizes: Sizes::new(2, 6, 4),
             op_id: op_id.into(),

@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod cron;
 pub mod decision;
 pub mod fakes;
+pub mod hold;
 pub mod operation;
 pub mod ports;
 pub mod schedule;

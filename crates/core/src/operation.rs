@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::SpokeRole;
 use crate::decision::Action;
+use crate::hold::HoldModes;
 use crate::selector::Selector;
 use crate::target::{Sizes, Target};
 
@@ -122,6 +123,9 @@ pub struct Operation {
     /// Cache or live discovery.
     #[serde(default)]
     pub discovery: Discovery,
+    /// Hold modes for its node groups, winning over their clusters' `curfew/hold` tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldModes>,
     /// Lifecycle state.
     pub status: OpStatus,
     /// Task counts.
@@ -286,6 +290,9 @@ pub struct TaskMessage {
     /// Start sizes for targets with no baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_start: Option<Sizes>,
+    /// The operation's hold modes, if it names any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldModes>,
 }
 
 /// One account and region of an operation: the unit of the router's second fan-out level.
@@ -342,6 +349,7 @@ mod tests {
 
     fn op(counts: OpCounts, notes: Vec<String>) -> Operation {
         Operation {
+            hold: None,
             id: "x".into(),
             action: Action::Stop,
             selector: Selector::parse("kind=asg").unwrap(),

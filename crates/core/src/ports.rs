@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::account::{Account, SpokeRole};
 use crate::decision::Action;
+use crate::hold::CaTag;
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use crate::schedule::{Schedule, ScheduleList};
 use crate::selector::Selector;
@@ -131,6 +132,10 @@ pub struct Baseline {
     /// start resumes exactly these, never one its owners had suspended themselves.
     #[serde(default)]
     pub held: Processes,
+    /// The Cluster Autoscaler tags the stop removed from the node group's ASGs (`ca-tags`
+    /// mode): a wake puts exactly these back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_tags: Vec<CaTag>,
 }
 
 /// One page of operations, newest first.
@@ -442,6 +447,23 @@ pub trait Spokes: Send + Sync {
         role: &SpokeRole,
         target: &Target,
         processes: Processes,
+    ) -> PortResult<()>;
+    /// The Cluster Autoscaler auto-discovery tags on a node group's own ASGs (EKS reports them
+    /// in the node group's `resources.autoScalingGroups`).
+    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>>;
+    /// Deletes these tags from their ASGs (idempotent).
+    async fn remove_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()>;
+    /// Puts these tags back on their ASGs, with their values (idempotent).
+    async fn restore_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
     ) -> PortResult<()>;
     /// How an asynchronous update (the id `set_sizes` returned) stands: done only once the
     /// target is ready again at `expected` sizes.

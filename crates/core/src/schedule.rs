@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cron::{CronError, CronSpec, FireTime};
 use crate::decision::Action;
+use crate::hold::{HoldError, HoldModes, Source};
 use crate::ports::{ErrorKind, PortError};
 use crate::selector::{Selector, SelectorError};
 use crate::target::Sizes;
@@ -33,6 +34,9 @@ pub enum ScheduleError {
     /// Default start sizes that are not min <= desired <= max.
     #[error("invalid default start sizes {0}: need 0 <= min <= desired <= max")]
     DefaultStart(Sizes),
+    /// Hold modes that do not parse.
+    #[error(transparent)]
+    Hold(#[from] HoldError),
 }
 
 impl ScheduleError {
@@ -46,6 +50,7 @@ impl ScheduleError {
             ScheduleError::Prewarm(_) => "prewarm",
             ScheduleError::SkipDate(_) => "skip-dates",
             ScheduleError::DefaultStart(_) => "default-start",
+            ScheduleError::Hold(_) => "hold",
         }
     }
 }
@@ -78,6 +83,10 @@ pub struct ScheduleRecord {
     /// Sizes a start uses for targets with no baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_start: Option<Sizes>,
+    /// Hold modes for the node groups it acts on (`ca-tags,karpenter`), winning over their
+    /// clusters' `curfew/hold` tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
     /// The next instant this schedule fires (UTC), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_fire: Option<DateTime<Utc>>,
@@ -109,6 +118,8 @@ pub struct Schedule {
     pub skip_dates: Vec<NaiveDate>,
     /// Sizes a start uses for targets with no baseline.
     pub default_start: Option<Sizes>,
+    /// Hold modes for its node groups, winning over their clusters' tags.
+    pub hold: Option<HoldModes>,
     /// The next instant it fires.
     pub next_fire: Option<DateTime<Utc>>,
 }
@@ -219,6 +230,11 @@ impl TryFrom<ScheduleRecord> for Schedule {
                 return Err(ScheduleError::DefaultStart(sizes));
             }
         }
+        let hold = r
+            .hold
+            .as_deref()
+            .map(|modes| HoldModes::parse(modes, Source::Flag))
+            .transpose()?;
         Ok(Schedule {
             name: r.name,
             cron,
@@ -229,6 +245,7 @@ impl TryFrom<ScheduleRecord> for Schedule {
             prewarm: Duration::minutes(r.prewarm_minutes),
             skip_dates,
             default_start: r.default_start,
+            hold,
             next_fire: r.next_fire,
         })
     }
@@ -247,6 +264,7 @@ impl From<Schedule> for ScheduleRecord {
             prewarm_minutes: s.prewarm.num_minutes(),
             skip_dates: s.skip_dates.iter().map(|d| d.to_string()).collect(),
             default_start: s.default_start,
+            hold: s.hold.map(|m| m.to_string().replace('+', ",")),
             next_fire: s.next_fire,
         }
     }
@@ -290,6 +308,7 @@ mod tests {
 
     fn record() -> ScheduleRecord {
         ScheduleRecord {
+            hold: None,
             name: "dev-nights".into(),
             cron: "0 19 * * 1-5".into(),
             tz: "Europe/Berlin".into(),

@@ -21,6 +21,7 @@ fn monday_evening() -> DateTime<Utc> {
 /// A schedule matching no target, due at `next_fire`.
 fn schedule(name: &str, cron: &str, next_fire: DateTime<Utc>) -> Schedule {
     Schedule::try_from(ScheduleRecord {
+        hold: None,
         name: name.into(),
         cron: cron.into(),
         tz: "UTC".into(),

@@ -13,6 +13,7 @@ use curfew_core::account::{Account, SpokeRole};
 use curfew_core::clock::Clock;
 use curfew_core::decision::Action;
 use curfew_core::fakes::FakeSpokes;
+use curfew_core::hold::CaTag;
 use curfew_core::operation::{OpStatus, RouterMessage, TaskStatus};
 use curfew_core::ports::{
     AccountStore, Lease, LeaseToken, OperationStore, PortResult, Spokes, TargetStore, UpdateState,
@@ -65,6 +66,25 @@ struct Paused {
 
 #[async_trait]
 impl Spokes for Paused {
+    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
+        self.inner.ca_tags(role, target).await
+    }
+    async fn remove_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        self.inner.remove_ca_tags(role, target, tags).await
+    }
+    async fn restore_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        self.inner.restore_ca_tags(role, target, tags).await
+    }
     async fn suspend_processes(
         &self,
         role: &SpokeRole,
@@ -435,6 +455,7 @@ async fn a_baseline_left_by_an_interrupted_stop_does_not_outlive_a_failed_stop()
     let ng = nodegroup(DEV);
     let lease = crashed_delivery(&w, &first, Action::Stop, &ng).await;
     let baseline = curfew_core::ports::Baseline {
+        ca_tags: Vec::new(),
         target_key: ng.key(),
         sizes: NG_SIZES,
         op_id: first.clone(),
@@ -464,6 +485,25 @@ struct ThrottledOnce {
 
 #[async_trait]
 impl Spokes for ThrottledOnce {
+    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
+        self.inner.ca_tags(role, target).await
+    }
+    async fn remove_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        self.inner.remove_ca_tags(role, target, tags).await
+    }
+    async fn restore_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        self.inner.restore_ca_tags(role, target, tags).await
+    }
     async fn suspend_processes(
         &self,
         role: &SpokeRole,

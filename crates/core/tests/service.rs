@@ -30,6 +30,7 @@ async fn a_duplicated_poller_tick_creates_one_operation() {
     let w = world(&[]).await;
     let fire = monday_evening();
     let schedule = Schedule::try_from(ScheduleRecord {
+        hold: None,
         name: "dev-nights".into(),
         cron: "0 18 * * 1-5".into(),
         tz: "UTC".into(),

@@ -115,12 +115,14 @@ async fn wave(
     let discovery = Discovery::Cached;
     let invocation = if stop {
         Invocation::Stop {
+            hold: None,
             select,
             dry_run: false,
             discovery,
         }
     } else {
         Invocation::Start {
+            hold: None,
             select,
             dry_run: false,
             discovery,

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::{Account, SpokeRole};
 use curfew_core::clock::{Clock, ManualClock};
+use curfew_core::hold::CaTag;
 use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::{
     AccountStore, Baseline, ErrorKind, Lease, LeaseToken, OperationPage, OperationStore, Override,
@@ -523,6 +524,33 @@ pub struct ChaosSpokes {
 
 #[async_trait]
 impl Spokes for ChaosSpokes {
+    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
+        hooked!(self, "ca_tags", self.inner.ca_tags(role, target))
+    }
+    async fn remove_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "remove_ca_tags",
+            self.inner.remove_ca_tags(role, target, tags)
+        )
+    }
+    async fn restore_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "restore_ca_tags",
+            self.inner.restore_ca_tags(role, target, tags)
+        )
+    }
     async fn suspend_processes(
         &self,
         role: &SpokeRole,

@@ -255,6 +255,7 @@ impl Scenario {
                     "a fresh store grants every lease"
                 );
                 let baseline = Baseline {
+                    ca_tags: Vec::new(),
                     target_key: key.clone(),
                     sizes: t.own,
                     op_id: "yesterday".into(),

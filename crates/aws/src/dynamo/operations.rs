@@ -584,6 +584,7 @@ mod tests {
 
     fn op(id: &str, minute: u32) -> Operation {
         Operation {
+            hold: None,
             id: id.into(),
             action: Action::Stop,
             selector: Selector::parse("kind=asg").unwrap(),

@@ -385,6 +385,7 @@ mod tests {
 
     fn baseline() -> Baseline {
         Baseline {
+            ca_tags: Vec::new(),
             target_key: "111111111111#eu-west-1#asg#web".into(),
             sizes: Sizes::new(1, 4, 2),
             op_id: "op-1".into(),

@@ -21,13 +21,16 @@ use crate::progress;
 /// `curfew stop` / `curfew start`.
 pub async fn stop_or_start(action: Action, args: RunArgs, opts: &GlobalOpts) -> Result<()> {
     let (select, dry_run, discovery) = (args.select, args.dry_run, args.discovery.into());
+    let hold = args.hold;
     let invocation = match action {
         Action::Stop => Invocation::Stop {
+            hold,
             select,
             dry_run,
             discovery,
         },
         Action::Start => Invocation::Start {
+            hold,
             select,
             dry_run,
             discovery,
@@ -205,6 +208,7 @@ mod tests {
     #[test]
     fn the_payloads_and_errors_in_invoke_md_are_what_the_router_sees() {
         let stop = Invocation::Stop {
+            hold: None,
             select: "tag:env=dev,region=eu-west-1".parse().unwrap(),
             dry_run: false,
             discovery: curfew_core::operation::Discovery::Cached,

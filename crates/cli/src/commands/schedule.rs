@@ -165,6 +165,7 @@ async fn add(args: ScheduleAddArgs, opts: &GlobalOpts) -> Result<()> {
         })?),
     };
     let record = ScheduleRecord {
+        hold: args.hold.map(|m| m.to_string().replace('+', ",")),
         name: args.name,
         cron: args.cron,
         tz: args.tz,

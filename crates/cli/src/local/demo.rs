@@ -189,6 +189,7 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
     step(&format!("Adding two weekday schedules in {ZONE}"))?;
     for (name, cron, action) in SCHEDULES {
         let mut schedule = Schedule::try_from(ScheduleRecord {
+            hold: None,
             name: name.into(),
             cron: cron.into(),
             tz: ZONE.into(),

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::account::SpokeRole;
+use crate::hold::CaTag;
 use crate::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use crate::target::{LiveState, Processes, Sizes, Target};
 
@@ -22,6 +23,8 @@ struct Fleet {
     updates: BTreeMap<String, Update>,
     /// Every change applied to a target: (target key, from, to).
     changes: Vec<(String, Sizes, Sizes)>,
+    /// Cluster Autoscaler tags on each node group's own ASGs, by node group key.
+    ca_tags: BTreeMap<String, Vec<CaTag>>,
 }
 
 /// How the next EKS update of one node group goes.
@@ -82,6 +85,22 @@ impl FakeSpokes {
         if let Some((_, live)) = lock(&self.fleet).targets.get_mut(key) {
             live.sizes = sizes;
         }
+    }
+
+    /// Puts Cluster Autoscaler tags on node group `key`'s own ASGs (what its owners set up).
+    pub fn set_ca_tags(&self, key: &str, tags: Vec<CaTag>) {
+        lock(&self.fleet).ca_tags.insert(key.to_string(), tags);
+    }
+
+    /// The Cluster Autoscaler tags on node group `key`'s ASGs now, sorted.
+    pub fn ca_tags_of(&self, key: &str) -> Vec<CaTag> {
+        let mut tags = lock(&self.fleet)
+            .ca_tags
+            .get(key)
+            .cloned()
+            .unwrap_or_default();
+        tags.sort();
+        tags
     }
 
     /// Which of the held processes of an ASG are suspended now.
@@ -216,6 +235,46 @@ impl Spokes for FakeSpokes {
             fleet.advance_updates(&key);
         }
         Ok(Some(id))
+    }
+
+    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
+        let fleet = self.enter(role)?;
+        if !fleet.targets.contains_key(&target.key()) {
+            return Err(not_found(target));
+        }
+        Ok(fleet
+            .ca_tags
+            .get(&target.key())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn remove_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        let mut fleet = self.enter(role)?;
+        if let Some(on) = fleet.ca_tags.get_mut(&target.key()) {
+            on.retain(|t| !tags.iter().any(|r| r.asg == t.asg && r.key == t.key));
+        }
+        Ok(())
+    }
+
+    async fn restore_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        let mut fleet = self.enter(role)?;
+        let on = fleet.ca_tags.entry(target.key()).or_default();
+        for tag in tags {
+            on.retain(|t| !(t.asg == tag.asg && t.key == tag.key));
+            on.push(tag.clone());
+        }
+        Ok(())
     }
 
     async fn suspend_processes(

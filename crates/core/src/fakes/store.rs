@@ -757,6 +757,7 @@ mod tests {
 
     fn op(id: &str) -> Operation {
         Operation {
+            hold: None,
             id: id.into(),
             action: Action::Stop,
             selector: Selector::parse("kind=asg").unwrap(),
@@ -792,6 +793,7 @@ mod tests {
 
     fn baseline(op_id: &str, sizes: Sizes) -> Baseline {
         Baseline {
+            ca_tags: Vec::new(),
             target_key: web().key(),
             sizes,
             op_id: op_id.into(),

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{router, Hub};
 use crate::decision::Action;
+use crate::hold::HoldModes;
 use crate::operation::{Discovery, OpCounts, OpSource, OpStatus, Operation};
 use crate::ports::PortError;
 use crate::selector::Selector;
@@ -35,6 +36,10 @@ pub enum Invocation {
         /// Cache or live discovery.
         #[serde(default)]
         discovery: Discovery,
+        /// Hold modes for node groups (`["ca-tags", "karpenter"]`), winning over their
+        /// clusters' `curfew/hold` tags.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold: Option<HoldModes>,
     },
     /// Start everything matching a selector.
     Start {
@@ -46,6 +51,9 @@ pub enum Invocation {
         /// Cache or live discovery.
         #[serde(default)]
         discovery: Discovery,
+        /// Hold modes for node groups, as for a stop (a wake undoes what the stop held).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold: Option<HoldModes>,
     },
 }
 
@@ -90,7 +98,7 @@ pub async fn invoke(
     invocation: Invocation,
 ) -> Result<InvocationResponse, InvocationError> {
     let now = hub.clock.now();
-    let (action, selector, dry_run, discovery, source, default_start) = match invocation {
+    let (action, selector, dry_run, discovery, source, default_start, hold) = match invocation {
         Invocation::Trigger { schedule } => {
             let s = hub
                 .store
@@ -108,12 +116,14 @@ pub async fn invoke(
                 Discovery::Cached,
                 source,
                 s.default_start,
+                s.hold,
             )
         }
         Invocation::Stop {
             select,
             dry_run,
             discovery,
+            hold,
         } => (
             Action::Stop,
             select,
@@ -121,11 +131,13 @@ pub async fn invoke(
             discovery,
             OpSource::Manual,
             None,
+            hold,
         ),
         Invocation::Start {
             select,
             dry_run,
             discovery,
+            hold,
         } => (
             Action::Start,
             select,
@@ -133,6 +145,7 @@ pub async fn invoke(
             discovery,
             OpSource::Manual,
             None,
+            hold,
         ),
     };
     let op = Operation {
@@ -144,6 +157,7 @@ pub async fn invoke(
         dry_run,
         default_start,
         discovery,
+        hold,
         status: OpStatus::Pending,
         counts: OpCounts::default(),
         shards_total: None,

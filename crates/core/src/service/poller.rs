@@ -208,6 +208,7 @@ async fn fire(
         created_at: fire_time,
         dry_run: schedule.dry_run,
         default_start: schedule.default_start,
+        hold: schedule.hold,
         discovery: Discovery::Cached,
         status: OpStatus::Pending,
         counts: OpCounts::default(),

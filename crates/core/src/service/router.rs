@@ -182,6 +182,7 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
                     role: account.role.clone(),
                     dry_run: op.dry_run,
                     default_start: op.default_start,
+                    hold: op.hold,
                 })
             })
             .collect();

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use super::Hub;
 use crate::decision::{decide, Action, Decision, DecisionInput, SkipReason};
+use crate::hold::{CaTag, HoldModes};
 use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
 use crate::ports::{
     Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError, PortResult,
@@ -217,21 +218,12 @@ async fn leased(
             finish(hub, msg, &skipped_at(reason.to_string(), live.sizes)).await
         }
         Decision::Skip(SkipReason::AlreadyStopped) => {
-            // Asleep means asleep: processes the stop suspended and someone resumed since are
-            // suspended again.
+            // Asleep means asleep: what the stop held and someone undid since is held again.
             let mut reason = SkipReason::AlreadyStopped.to_string();
-            let resumed = baseline
-                .as_ref()
-                .map_or(Processes::NONE, |b| b.held.minus(live.suspended));
-            if !resumed.is_empty() {
-                if let Err(e) = hub
-                    .spokes
-                    .suspend_processes(&msg.role, &msg.target, resumed)
-                    .await
-                {
-                    return spoke_failure(hub, msg, None, "suspending processes", e).await;
-                }
-                reason.push_str(&format!("; suspended {resumed} again"));
+            match rehold(hub, msg, live, baseline.as_ref()).await {
+                Ok(Some(again)) => reason.push_str(&format!("; {again} again")),
+                Ok(None) => {}
+                Err((what, e)) => return spoke_failure(hub, msg, None, what, e).await,
             }
             finish(hub, msg, &skipped_at(reason, live.sizes)).await
         }
@@ -263,19 +255,18 @@ async fn leased(
                 };
                 return finish(hub, msg, &outcome).await;
             }
-            // A stop holds the ASG's scaling processes suspended while it sleeps: those running
-            // now (a refreshed baseline keeps the ones its earlier delivery suspended).
-            let mut hold = Processes::NONE;
-            if msg.action == Action::Stop && msg.target.kind == TargetKind::Asg {
-                hold = match (&baseline, save_baseline) {
-                    (Some(b), Some(_)) if own_unused => {
-                        b.held.union(Processes::HELD.minus(live.suspended))
+            let hold = if msg.action == Action::Stop {
+                match holds_for_stop(hub, msg, live, baseline.as_ref(), save_baseline, own_unused)
+                    .await
+                {
+                    Ok(hold) => hold,
+                    Err(e) => {
+                        return spoke_failure(hub, msg, None, "reading what to hold", e).await
                     }
-                    (_, Some(_)) => Processes::HELD.minus(live.suspended),
-                    (Some(b), None) => b.held,
-                    (None, None) => Processes::NONE,
-                };
-            }
+                }
+            } else {
+                Hold::default()
+            };
             if let Some(sizes) = save_baseline {
                 let saved = hub
                     .store
@@ -285,7 +276,8 @@ async fn leased(
                             sizes,
                             op_id: msg.op_id.clone(),
                             saved_at: hub.clock.now(),
-                            held: hold,
+                            held: hold.processes,
+                            ca_tags: hold.ca_tags.clone(),
                         },
                         lease,
                         own_unused,
@@ -304,7 +296,7 @@ async fn leased(
                 }
             }
             let restoring = baseline.filter(|_| retire_baseline);
-            scale(hub, msg, lease, live.sizes, to, hold, restoring.as_ref()).await
+            scale(hub, msg, lease, live.sizes, to, &hold, restoring.as_ref()).await
         }
     }
 }
@@ -388,7 +380,7 @@ async fn scale(
     lease: &LeaseToken,
     before: Sizes,
     to: Sizes,
-    hold: Processes,
+    hold: &Hold,
     restoring: Option<&Baseline>,
 ) -> PortResult<TaskStep> {
     let key = msg.target.key();
@@ -406,14 +398,8 @@ async fn scale(
         Err(e) => return Err(e),
     }
     // Sleep pauses what could wake the group before it shrinks it.
-    if !hold.is_empty() {
-        if let Err(e) = hub
-            .spokes
-            .suspend_processes(&msg.role, &msg.target, hold)
-            .await
-        {
-            return spoke_failure(hub, msg, Some(lease), "suspending processes", e).await;
-        }
+    if let Err((what, e)) = apply_hold(hub, msg, hold).await {
+        return spoke_failure(hub, msg, Some(lease), what, e).await;
     }
     let update_id = match hub.spokes.set_sizes(&msg.role, &msg.target, to).await {
         Ok(update_id) => update_id,
@@ -502,6 +488,12 @@ async fn drop_baseline(
     lease: &LeaseToken,
     baseline: &Baseline,
 ) -> PortResult<bool> {
+    // The reverse of sleep: Cluster Autoscaler's tags come back once the group is back.
+    if !baseline.ca_tags.is_empty() {
+        hub.spokes
+            .restore_ca_tags(&msg.role, &msg.target, &baseline.ca_tags)
+            .await?;
+    }
     if !baseline.held.is_empty() && msg.target.kind == TargetKind::Asg {
         hub.spokes
             .resume_processes(&msg.role, &msg.target, baseline.held)
@@ -510,6 +502,116 @@ async fn drop_baseline(
     hub.store
         .retire_baseline(&baseline.target_key, &baseline.op_id, lease)
         .await
+}
+
+/// What a stop holds while the target sleeps, besides its sizes.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Hold {
+    /// ASG processes to suspend.
+    processes: Processes,
+    /// Cluster Autoscaler tags to remove from a node group's ASGs.
+    ca_tags: Vec<CaTag>,
+}
+
+/// What a stop holds: for an ASG, the held processes running now; for a node group whose
+/// cluster opts into `ca-tags`, Cluster Autoscaler's tags on its ASGs. A stop that saves its
+/// baseline reads them now (a refreshed baseline keeps what its earlier delivery held); a stop
+/// of a target woken by hand holds again what the saved baseline names.
+async fn holds_for_stop(
+    hub: &Hub,
+    msg: &TaskMessage,
+    live: LiveState,
+    baseline: Option<&Baseline>,
+    saving: Option<Sizes>,
+    own_unused: bool,
+) -> PortResult<Hold> {
+    let carried = baseline.filter(|_| own_unused || saving.is_none());
+    if saving.is_none() {
+        return Ok(carried.map_or_else(Hold::default, |b| Hold {
+            processes: b.held,
+            ca_tags: b.ca_tags.clone(),
+        }));
+    }
+    let mut hold = Hold::default();
+    if msg.target.kind == TargetKind::Asg {
+        hold.processes = Processes::HELD.minus(live.suspended);
+    }
+    let modes = HoldModes::of_target(&msg.target, msg.hold)
+        .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?;
+    if modes.ca_tags {
+        hold.ca_tags = hub.spokes.ca_tags(&msg.role, &msg.target).await?;
+    }
+    if let Some(b) = carried {
+        hold.processes = hold.processes.union(b.held);
+        for tag in &b.ca_tags {
+            if !hold.ca_tags.contains(tag) {
+                hold.ca_tags.push(tag.clone());
+            }
+        }
+    }
+    Ok(hold)
+}
+
+/// Suspends the processes and removes the tags a stop holds; on failure, says which step.
+async fn apply_hold(
+    hub: &Hub,
+    msg: &TaskMessage,
+    hold: &Hold,
+) -> Result<(), (&'static str, PortError)> {
+    if !hold.ca_tags.is_empty() {
+        hub.spokes
+            .remove_ca_tags(&msg.role, &msg.target, &hold.ca_tags)
+            .await
+            .map_err(|e| ("removing Cluster Autoscaler tags", e))?;
+    }
+    if !hold.processes.is_empty() {
+        hub.spokes
+            .suspend_processes(&msg.role, &msg.target, hold.processes)
+            .await
+            .map_err(|e| ("suspending processes", e))?;
+    }
+    Ok(())
+}
+
+/// An asleep target whose holds someone undid (processes resumed, CA tags put back) is held
+/// again; returns what was done, for the task's reason.
+async fn rehold(
+    hub: &Hub,
+    msg: &TaskMessage,
+    live: LiveState,
+    baseline: Option<&Baseline>,
+) -> Result<Option<String>, (&'static str, PortError)> {
+    let Some(b) = baseline else {
+        return Ok(None);
+    };
+    let mut done = Vec::new();
+    let resumed = b.held.minus(live.suspended);
+    if !resumed.is_empty() {
+        hub.spokes
+            .suspend_processes(&msg.role, &msg.target, resumed)
+            .await
+            .map_err(|e| ("suspending processes", e))?;
+        done.push(format!("suspended {resumed}"));
+    }
+    if !b.ca_tags.is_empty() {
+        let now = hub
+            .spokes
+            .ca_tags(&msg.role, &msg.target)
+            .await
+            .map_err(|e| ("reading Cluster Autoscaler tags", e))?;
+        let back: Vec<CaTag> = now
+            .into_iter()
+            .filter(|t| b.ca_tags.iter().any(|h| h.asg == t.asg && h.key == t.key))
+            .collect();
+        if !back.is_empty() {
+            hub.spokes
+                .remove_ca_tags(&msg.role, &msg.target, &back)
+                .await
+                .map_err(|e| ("removing Cluster Autoscaler tags", e))?;
+            done.push(format!("removed {} Cluster Autoscaler tag(s)", back.len()));
+        }
+    }
+    Ok((!done.is_empty()).then(|| done.join(", ")))
 }
 
 fn skipped(reason: String) -> TaskOutcome {

@@ -85,12 +85,14 @@ impl World {
         let select = Selector::parse("tag:env=dev").unwrap();
         let invocation = if stop {
             Invocation::Stop {
+                hold: None,
                 select,
                 dry_run,
                 discovery: Discovery::Cached,
             }
         } else {
             Invocation::Start {
+                hold: None,
                 select,
                 dry_run,
                 discovery: Discovery::Cached,
