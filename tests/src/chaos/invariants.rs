@@ -76,21 +76,25 @@ pub async fn check(
         let sizes = spokes.sizes(key);
         let suspended = spokes.suspended(key);
         let saved = store.get_baseline(key).await.ok().flatten();
-        let baseline = saved.as_ref().map(|b| (b.sizes, b.held));
+        let baseline = saved.as_ref().map(|b| (b.sizes, b.held, b.ca_tags.clone()));
+        let ca_tags = spokes.ca_tags_of(key);
         let actual = [Model::Awake, Model::Asleep, Model::FoundAsleep]
             .into_iter()
             .find(|state| {
-                let expected_baseline = (*state == Model::Asleep).then_some((t.own, t.held()));
+                let expected_baseline =
+                    (*state == Model::Asleep).then(|| (t.own, t.held(), t.ca_tags.clone()));
                 sizes == Some(t.sizes_in(*state))
                     && suspended == Some(t.suspended_in(*state))
+                    && ca_tags == t.ca_tags_in(*state)
                     && baseline == expected_baseline
             });
         match actual {
             None => violations.push(format!(
-                "{key} is inconsistent: at {} with {} suspended and baseline {} \
+                "{key} is inconsistent: at {} with {} suspended, {} CA tag(s) and baseline {} \
                  (its own sizes are {}, its owners suspended {}){}",
                 sizes.map(|s| s.to_string()).unwrap_or("?".into()),
                 suspended.map(|s| s.to_string()).unwrap_or("?".into()),
+                ca_tags.len(),
                 saved
                     .map(|b| format!("{} holding {}", b.sizes, b.held))
                     .unwrap_or("none".into()),

@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::Account;
 use curfew_core::decision::Action;
 use curfew_core::fakes::{FakeSpokes, MemoryStore};
+use curfew_core::hold::{ca_tag_keys, CaTag, HOLD_TAG};
 use curfew_core::ports::{
     AccountStore, Baseline, Lease, LeaseToken, Override, PortResult, TargetStore,
 };
@@ -41,6 +42,8 @@ pub struct ScenarioTarget {
     pub update: Option<(u32, Option<String>)>,
     /// Held processes its owners suspended themselves (ASGs): curfew must leave them so.
     pub owner_suspended: Processes,
+    /// Cluster Autoscaler tags on its ASG (node groups whose cluster opts into `ca-tags`).
+    pub ca_tags: Vec<CaTag>,
 }
 
 impl ScenarioTarget {
@@ -51,6 +54,14 @@ impl ScenarioTarget {
             (TargetKind::Asg, Model::Asleep) => Processes::HELD,
             (TargetKind::Asg, _) => self.owner_suspended,
             (TargetKind::Nodegroup, _) => Processes::NONE,
+        }
+    }
+
+    /// The Cluster Autoscaler tags on the target in `state`: none while asleep.
+    pub fn ca_tags_in(&self, state: Model) -> Vec<CaTag> {
+        match state {
+            Model::Asleep => Vec::new(),
+            _ => self.ca_tags.clone(),
         }
     }
 
@@ -182,7 +193,25 @@ impl Scenario {
                     } else {
                         Processes::NONE
                     };
+                    let mut target = target;
+                    let mut ca_tags = Vec::new();
+                    if kind == TargetKind::Nodegroup && rng.random_bool(0.5) {
+                        target
+                            .cluster_tags
+                            .insert(HOLD_TAG.to_string(), "ca-tags".to_string());
+                        ca_tags = ca_tag_keys("main")
+                            .into_iter()
+                            .map(|key| CaTag {
+                                asg: format!("eks-{}", target.name),
+                                key,
+                                value: "true".into(),
+                                propagate_at_launch: true,
+                            })
+                            .collect();
+                        ca_tags.sort();
+                    }
                     let t = ScenarioTarget {
+                        ca_tags,
                         own: awake_sizes(rng),
                         target,
                         initial,
@@ -244,6 +273,7 @@ impl Scenario {
         for (key, t) in &self.targets {
             spokes.add(t.target.clone(), t.sizes_in(t.initial));
             spokes.set_suspended(key, t.suspended_in(t.initial));
+            spokes.set_ca_tags(key, t.ca_tags_in(t.initial));
             if t.initial == Model::Asleep {
                 let lease = LeaseToken::new("yesterday", Action::Stop);
                 let ttl = Duration::minutes(1);
@@ -255,12 +285,12 @@ impl Scenario {
                     "a fresh store grants every lease"
                 );
                 let baseline = Baseline {
-                    ca_tags: Vec::new(),
                     target_key: key.clone(),
                     sizes: t.own,
                     op_id: "yesterday".into(),
                     saved_at: yesterday,
                     held: t.held(),
+                    ca_tags: t.ca_tags.clone(),
                 };
                 store.save_baseline(&baseline, &lease, false).await?;
                 store.release_lease(key, &lease, true).await?;
