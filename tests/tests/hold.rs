@@ -1,7 +1,9 @@
 //! Asleep means asleep, on the emulator through the real adapters: an ASG stop suspends
 //! `ScheduledActions` and `AlarmNotification` (leaving the ones its owners suspended alone) and
-//! a start resumes exactly those, even when the worker dies right after any one of its calls
-//! and the message is delivered again, twice.
+//! a start resumes exactly those; a node group stop in a cluster that opts into `ca-tags`
+//! removes Cluster Autoscaler's tags from the node group's own ASG and the wake puts them back.
+//! Both hold even when the worker dies right after any one of its calls and the message is
+//! delivered again, twice.
 
 use std::sync::Arc;
 
@@ -178,4 +180,161 @@ async fn an_asg_stop_and_start_that_crash_after_any_call_end_as_if_nothing_had_c
     }
     // A stop makes 13 port calls and a start 12: every one of them was a crash point.
     assert_eq!(crashes, 13 + 12);
+}
+
+/// The Cluster Autoscaler tags on `asg`, sorted.
+async fn tags_on(t: &TestHub, target: &FleetTarget, asg: &str) -> Vec<(String, String)> {
+    let out = t
+        .autoscaling(&target.account, &target.region)
+        .await
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg)
+        .send()
+        .await
+        .unwrap();
+    let mut tags: Vec<(String, String)> = out.auto_scaling_groups()[0]
+        .tags()
+        .iter()
+        .filter(|t| {
+            t.key()
+                .is_some_and(|k| k.starts_with("k8s.io/cluster-autoscaler/"))
+        })
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect();
+    tags.sort();
+    tags
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_group_stop_and_start_in_ca_tags_mode_that_crash_after_any_call_restore_the_tags() {
+    const NG_CRASH_POINTS: usize = 17;
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let cluster_tags = [("curfew/hold".to_string(), "ca-tags".to_string())].into();
+    let fleet: Vec<FleetTarget> = (0..NG_CRASH_POINTS)
+        .map(|i| FleetTarget {
+            account: t.accounts[0].clone(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Nodegroup,
+            cluster: Some("ca".into()),
+            name: format!("ng-{i:02}"),
+            sizes: Sizes::new(2, 5, 3),
+            tags: Default::default(),
+            cluster_tags: std::collections::BTreeMap::clone(&cluster_tags),
+        })
+        .collect();
+    t.seed(&fleet).await;
+    // moto does not create a node group's own ASG: create it under the name EKS reports, with
+    // Cluster Autoscaler's auto-discovery tags (and the tag that keeps discovery from listing it
+    // as an ASG of its own).
+    let autoscaling = t.autoscaling(&t.accounts[0], "eu-west-1").await;
+    autoscaling
+        .create_launch_configuration()
+        .launch_configuration_name("ng-lc")
+        .image_id("ami-12c6146b")
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    let owned = vec![
+        (
+            "k8s.io/cluster-autoscaler/ca".to_string(),
+            "owned".to_string(),
+        ),
+        (
+            "k8s.io/cluster-autoscaler/enabled".to_string(),
+            "true".to_string(),
+        ),
+    ];
+    let mut asg_of = std::collections::HashMap::new();
+    for target in &fleet {
+        let ng = t
+            .eks(&target.account, &target.region)
+            .await
+            .describe_nodegroup()
+            .cluster_name("ca")
+            .nodegroup_name(&target.name)
+            .send()
+            .await
+            .unwrap()
+            .nodegroup
+            .unwrap();
+        let asg = ng.resources.unwrap().auto_scaling_groups()[0]
+            .name()
+            .unwrap()
+            .to_string();
+        let tag = |k: &str, v: &str| {
+            aws_sdk_autoscaling::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .resource_id(&asg)
+                .resource_type("auto-scaling-group")
+                .propagate_at_launch(true)
+                .build()
+        };
+        autoscaling
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&asg)
+            .launch_configuration_name("ng-lc")
+            .availability_zones("eu-west-1a")
+            .min_size(2)
+            .max_size(5)
+            .desired_capacity(3)
+            .tags(tag("eks:nodegroup-name", &target.name))
+            .tags(tag(&owned[0].0, &owned[0].1))
+            .tags(tag(&owned[1].0, &owned[1].1))
+            .send()
+            .await
+            .unwrap();
+        asg_of.insert(target.name.clone(), asg);
+    }
+
+    let mut crashes = 0;
+    for (i, target) in fleet.iter().enumerate() {
+        let asg = &asg_of[&target.name];
+        let crash_after = i as u64 + 1;
+        let stop_crashed = run_crashing(&t, target, "stop", crash_after).await;
+        assert_eq!(
+            t.sizes(target).await,
+            Sizes::new(0, 5, 0),
+            "{}",
+            target.name
+        );
+        assert!(tags_on(&t, target, asg).await.is_empty(), "{}", target.name);
+        let baseline = t
+            .hub
+            .store
+            .get_baseline(&key(target))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut saved: Vec<(String, String)> = baseline
+            .ca_tags
+            .iter()
+            .map(|c| (c.key.clone(), c.value.clone()))
+            .collect();
+        saved.sort();
+        assert_eq!(saved, owned, "{}", target.name);
+
+        t.clock.advance(Duration::hours(1));
+        let start_crashed = run_crashing(&t, target, "start", crash_after).await;
+        crashes += u64::from(stop_crashed) + u64::from(start_crashed);
+        assert_eq!(
+            t.sizes(target).await,
+            Sizes::new(2, 5, 3),
+            "{}",
+            target.name
+        );
+        assert_eq!(tags_on(&t, target, asg).await, owned, "{}", target.name);
+        assert!(t
+            .hub
+            .store
+            .get_baseline(&key(target))
+            .await
+            .unwrap()
+            .is_none());
+    }
+    // A node group stop makes 16 port calls (its CA tags read and removed, the EKS update
+    // recorded and read back) and a start 14: every one of them was a crash point.
+    assert_eq!(crashes, 16 + 14);
 }
