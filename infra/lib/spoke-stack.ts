@@ -163,7 +163,11 @@ export class CurfewSpoke extends Stack {
   }
 }
 
-/** Describe and resize Auto Scaling groups and EKS managed node groups; nothing else, no `*` action. */
+/**
+ * Describe and resize Auto Scaling groups and EKS managed node groups, hold asleep ASGs' scaling
+ * processes, and move Cluster Autoscaler's own tags on node groups' ASGs; nothing else, no `*`
+ * action.
+ */
 function scalePolicy(): iam.PolicyDocument {
   const arn = (service: string, resource: string) =>
     `arn:${Aws.PARTITION}:${service}:*:${Aws.ACCOUNT_ID}:${resource}`;
@@ -180,6 +184,20 @@ function scalePolicy(): iam.PolicyDocument {
         sid: 'ResizeAutoScalingGroups',
         actions: ['autoscaling:UpdateAutoScalingGroup'],
         resources: [arn('autoscaling', 'autoScalingGroup:*:autoScalingGroupName/*')],
+      }),
+      // A stop suspends ScheduledActions and AlarmNotification so nothing scales the group back
+      // up; the start resumes exactly those.
+      new iam.PolicyStatement({
+        sid: 'HoldScalingProcesses',
+        actions: ['autoscaling:SuspendProcesses', 'autoscaling:ResumeProcesses'],
+        resources: [arn('autoscaling', 'autoScalingGroup:*:autoScalingGroupName/*')],
+      }),
+      // ca-tags mode: only Cluster Autoscaler's auto-discovery tags may be removed and put back.
+      new iam.PolicyStatement({
+        sid: 'MoveClusterAutoscalerTags',
+        actions: ['autoscaling:DeleteTags', 'autoscaling:CreateOrUpdateTags'],
+        resources: [arn('autoscaling', 'autoScalingGroup:*:autoScalingGroupName/*')],
+        conditions: { 'ForAllValues:StringLike': { 'aws:TagKeys': ['k8s.io/cluster-autoscaler/*'] } },
       }),
       new iam.PolicyStatement({
         sid: 'ListClusters',

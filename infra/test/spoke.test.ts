@@ -63,7 +63,11 @@ describe('spoke role permissions', () => {
 
   test('grants only describing and updating Auto Scaling groups and EKS node groups', () => {
     assert.deepEqual([...grants().keys()].sort(), [
+      'autoscaling:CreateOrUpdateTags',
+      'autoscaling:DeleteTags',
       'autoscaling:DescribeAutoScalingGroups',
+      'autoscaling:ResumeProcesses',
+      'autoscaling:SuspendProcesses',
       'autoscaling:UpdateAutoScalingGroup',
       'eks:DescribeCluster',
       'eks:DescribeNodegroup',
@@ -91,6 +95,14 @@ describe('spoke role permissions', () => {
     assert.deepEqual(g.get('eks:DescribeCluster'), [clusters]);
     assert.deepEqual(g.get('eks:ListNodegroups'), [clusters]);
     assert.deepEqual(g.get('eks:DescribeUpdate')?.sort(), [clusters, nodegroups]);
+  });
+
+  test('the tags the spoke role may move are only Cluster Autoscaler\'s', () => {
+    const tags: any = statementsOfRole(spoke(), hubAccessRole().id).find((s) =>
+      actionsOf(s).includes('autoscaling:DeleteTags'),
+    );
+    assert.deepEqual(tags.Condition, { 'ForAllValues:StringLike': { 'aws:TagKeys': ['k8s.io/cluster-autoscaler/*'] } });
+    assert.deepEqual(actionsOf(tags).sort(), ['autoscaling:CreateOrUpdateTags', 'autoscaling:DeleteTags']);
   });
 });
 
