@@ -264,6 +264,7 @@ mod tests {
             table: "curfew-state".into(),
             router_queue_url: "http://127.0.0.1:5000/123456789012/curfew-router".into(),
             task_queue_url: "http://127.0.0.1:5000/123456789012/curfew-tasks".into(),
+            task_dlq_url: None,
         };
         let text = exports("http://127.0.0.1:5000", &hub);
         let lines: Vec<&str> = text.lines().collect();
