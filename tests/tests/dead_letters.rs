@@ -10,6 +10,7 @@ use curfew_core::decision::Action;
 use curfew_core::operation::{OpStatus, TaskStatus};
 use curfew_core::ports::{Lease, LeaseToken};
 use curfew_core::service::invocation::{invoke, Invocation};
+use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::service::{dlq, worker_batch, Delivery};
 use curfew_core::target::Sizes;
 use curfew_tests::{key, spawn_hub, TestHub};
@@ -186,6 +187,14 @@ async fn the_last_receive_worked_twice_is_counted_once_in_the_table() {
 
     assert_eq!(first.dead_lettered, ["m-last"]);
     assert_eq!(again.failed, ["m-last", "m-last"], "left for the DLQ");
+    // A copy that read the task before it was given up gives it up too: the transaction's
+    // condition refuses it.
+    assert_eq!(
+        worker::give_up(&t.hub, &messages[0], 5, "held")
+            .await
+            .unwrap(),
+        TaskStep::Finished(TaskStatus::DeadLettered)
+    );
     let op = t.hub.store.get_operation(&op_id).await.unwrap().unwrap();
     assert_eq!(op.counts.dead_lettered, 1, "counted once");
     assert_eq!(op.status, OpStatus::Failed, "its only task was given up");

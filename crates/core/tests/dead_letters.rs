@@ -184,6 +184,12 @@ async fn the_last_receive_worked_twice_counts_the_task_once() {
         assert!(outcome.rejected.is_empty(), "{outcome:?}");
     }
     assert_eq!(first.dead_lettered, ["ng"]);
+    // A copy that read the task before the first gave it up gives it up too: refused.
+    let msg = serde_json::from_str(&last.body).unwrap();
+    assert_eq!(
+        worker::give_up(&w.hub, &msg, 5, "busy").await.unwrap(),
+        TaskStep::Finished(TaskStatus::DeadLettered)
+    );
     let op = w.op(&id).await;
     assert_eq!(op.counts.dead_lettered, 1, "counted once");
     assert_eq!(
