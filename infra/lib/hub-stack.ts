@@ -233,6 +233,9 @@ export class CurfewHub extends Stack {
         CURFEW_LEASE_SECONDS: String(leaseSeconds),
         // The worker refuses a lease shorter than this plus the margin.
         CURFEW_WORKER_TIMEOUT_SECONDS: String(TIMEOUTS.worker.toSeconds()),
+        // On this receive of a task message the worker gives a still-waiting task up
+        // (DEAD_LETTERED) so its operation can end: SQS moves the message to the DLQ next.
+        CURFEW_TASK_MAX_RECEIVES: String(this.taskQueue.maxReceiveCount),
       },
     });
 
@@ -299,7 +302,7 @@ export class CurfewHub extends Stack {
       ['RouterQueueUrl', this.routerQueue.queue.queueUrl, 'export CURFEW_ROUTER_QUEUE_URL=<this>'],
       ['TaskQueueUrl', this.taskQueue.queue.queueUrl, 'export CURFEW_TASK_QUEUE_URL=<this>'],
       ['RouterDeadLetterQueueUrl', this.routerQueue.deadLetterQueue.queueUrl, 'Router DLQ (redrive from here)'],
-      ['TaskDeadLetterQueueUrl', this.taskQueue.deadLetterQueue.queueUrl, 'Task DLQ (redrive from here)'],
+      ['TaskDeadLetterQueueUrl', this.taskQueue.deadLetterQueue.queueUrl, 'export CURFEW_TASK_DLQ_URL=<this> (curfew dlq list | redrive)'],
       ['RouterFunctionName', this.router.function.functionName, 'aws lambda invoke --function-name <this> ...'],
       ['NotificationTopicArn', this.notifications.topic.topicArn, 'Subscribe for alarms and operation notices'],
       ['HubEventBusArn', this.spokeEvents.bus.eventBusArn, 'The spoke stacks\' HubEventBusArn parameter'],

@@ -186,6 +186,13 @@ describe('functions', () => {
     assert.ok(Number(env.CURFEW_LEASE_SECONDS) >= timeout + LEASE_MARGIN.toSeconds());
   });
 
+  test("the worker's CURFEW_TASK_MAX_RECEIVES is its task queue's maxReceiveCount", () => {
+    const fn = functionNamed(FUNCTION_NAMES.worker);
+    const queueId = mappingFor(fn.id).EventSourceArn['Fn::GetAtt'][0];
+    const redrive = json().Resources[queueId].Properties.RedrivePolicy;
+    assert.equal(fn.body.Properties.Environment.Variables.CURFEW_TASK_MAX_RECEIVES, String(redrive.maxReceiveCount));
+  });
+
   test('a lease shorter than the worker timeout plus the margin is refused at synth', () => {
     const app = () => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
     assert.throws(() => new CurfewHub(app(), 'ShortLease', { leaseSeconds: 120 }), /at least 180/);
@@ -416,9 +423,17 @@ describe('spoke events, notifications and alarms', () => {
 
   test('outputs give a user the table, queues, router function, bus and topic', () => {
     const outputs = Object.keys(json().Outputs);
-    for (const name of ['TableName', 'RouterQueueUrl', 'TaskQueueUrl', 'RouterFunctionName', 'HubEventBusArn', 'NotificationTopicArn']) {
+    for (const name of ['TableName', 'RouterQueueUrl', 'TaskQueueUrl', 'TaskDeadLetterQueueUrl', 'RouterFunctionName', 'HubEventBusArn', 'NotificationTopicArn']) {
       assert.ok(outputs.includes(name), `missing output ${name}`);
     }
     hub().hasOutput('RouterFunctionName', { Value: { Ref: functionNamed(FUNCTION_NAMES.router).id } });
+  });
+
+  test("the task DLQ output is the worker's queue's DLQ, named for curfew dlq", () => {
+    const workerQueueId = mappingFor(functionNamed(FUNCTION_NAMES.worker).id).EventSourceArn['Fn::GetAtt'][0];
+    const dlqId = json().Resources[workerQueueId].Properties.RedrivePolicy.deadLetterTargetArn['Fn::GetAtt'][0];
+    const output = json().Outputs.TaskDeadLetterQueueUrl;
+    assert.deepEqual(output.Value, { Ref: dlqId });
+    assert.match(output.Description, /CURFEW_TASK_DLQ_URL/);
   });
 });

@@ -14,7 +14,7 @@ use curfew_core::operation::{OpStatus, TaskStatus};
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::schedule::{Schedule, ScheduleRecord};
 use curfew_core::service::invocation::{invoke, Invocation};
-use curfew_core::service::{poller, worker_batch};
+use curfew_core::service::{poller, worker_batch, Delivery};
 use curfew_core::target::{LiveState, Processes, Sizes, Target, TargetKind};
 use curfew_tests::{is_dev, key, spawn_hub, TestHub};
 use serde_json::json;
@@ -444,13 +444,10 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     let outcome = worker_batch(
         &t.hub,
         &[
-            ("m1".into(), "{not json".into()),
-            (
-                "m2".into(),
-                json!({"op_id": "x", "action": "stop"}).to_string(),
-            ),
-            (
-                "m3".into(),
+            Delivery::first("m1", "{not json"),
+            Delivery::first("m2", json!({"op_id": "x", "action": "stop"}).to_string()),
+            Delivery::first(
+                "m3",
                 json!({"op_id": "x", "op_created_at": "2027-01-04T18:00:00Z", "action": "pause",
                 "target": {}, "role": {}})
                 .to_string(),

@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
+};
 use aws_sdk_sqs::Client;
 use curfew_core::ports::{ErrorKind, PortError, PortResult};
-use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Hub};
+use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Delivery, Hub};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::classify;
@@ -22,6 +24,9 @@ pub struct DrainReport {
     pub task_messages: usize,
     /// Deliveries left on a queue for a retry.
     pub retries: usize,
+    /// Task deliveries whose task was dead-lettered on the message's last receive (also in
+    /// `retries`: SQS moves the message to the task dead-letter queue on its next receive).
+    pub dead_lettered: usize,
     /// Messages rejected as malformed or unknown, with the cause.
     pub rejected: Vec<String>,
 }
@@ -67,6 +72,9 @@ impl Dispatcher {
             .queue_url(url)
             .max_number_of_messages(crate::sqs::MAX_BATCH as i32)
             .wait_time_seconds(0)
+            // The worker gives a task up on its message's last receive, as the Lambda event
+            // source mapping passes it in each record's attributes.
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
             .map_err(|e| classify("receiving from SQS", e))?;
@@ -169,6 +177,21 @@ impl Dispatcher {
             .collect()
     }
 
+    fn deliveries(messages: &[Message]) -> Vec<Delivery> {
+        messages
+            .iter()
+            .map(|m| Delivery {
+                message_id: m.message_id().unwrap_or_default().to_string(),
+                body: m.body().unwrap_or_default().to_string(),
+                receive_count: crate::sqs::receive_count(
+                    m.attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .map(String::as_str),
+                ),
+            })
+            .collect()
+    }
+
     /// Runs until both queues are empty (nothing visible and nothing in flight).
     pub async fn drain(&self) -> PortResult<DrainReport> {
         let mut report = DrainReport::default();
@@ -216,12 +239,12 @@ impl Dispatcher {
                 }
                 received_any = true;
                 running.push(async move {
-                    let pairs = Self::pairs(&batch);
-                    let mut outcome = worker_batch(&self.hub, &pairs).await;
+                    let deliveries = Self::deliveries(&batch);
+                    let mut outcome = worker_batch(&self.hub, &deliveries).await;
                     if self.duplicate_deliveries {
                         // The same messages again, as SQS may deliver them: the end state and
                         // the counts must not change.
-                        let again = worker_batch(&self.hub, &pairs).await;
+                        let again = worker_batch(&self.hub, &deliveries).await;
                         let extra: Vec<String> = again
                             .failed
                             .into_iter()
@@ -238,6 +261,7 @@ impl Dispatcher {
                     let done = self.settle(&self.task_url, &batch, &outcome).await?;
                     report.task_messages += done * if self.duplicate_deliveries { 2 } else { 1 };
                     report.retries += outcome.failed.len();
+                    report.dead_lettered += outcome.dead_lettered.len();
                     report
                         .rejected
                         .extend(outcome.rejected.into_iter().map(|(_, c)| c));

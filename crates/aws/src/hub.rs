@@ -31,6 +31,9 @@ pub struct HubConfig {
     pub router_queue_url: String,
     /// Task queue URL (`CURFEW_TASK_QUEUE_URL`).
     pub task_queue_url: String,
+    /// The task queue's dead-letter queue URL (`CURFEW_TASK_DLQ_URL`), if known: only the
+    /// operator's `curfew dlq` commands read it, so the Lambdas' configuration leaves it out.
+    pub task_dlq_url: Option<String>,
 }
 
 fn var(name: &'static str) -> Result<String, ConfigError> {
@@ -86,19 +89,24 @@ pub const LEASE_MARGIN_SECONDS: i64 = 60;
 const DEFAULT_LEASE_SECONDS: i64 = 900;
 
 impl HubConfig {
-    /// Reads `CURFEW_TABLE`, `CURFEW_ROUTER_QUEUE_URL` and `CURFEW_TASK_QUEUE_URL`.
+    /// Reads `CURFEW_TABLE`, `CURFEW_ROUTER_QUEUE_URL` and `CURFEW_TASK_QUEUE_URL` (required)
+    /// and `CURFEW_TASK_DLQ_URL` (optional).
     pub fn from_env() -> Result<HubConfig, ConfigError> {
         Ok(HubConfig {
             table: var("CURFEW_TABLE")?,
             router_queue_url: var("CURFEW_ROUTER_QUEUE_URL")?,
             task_queue_url: var("CURFEW_TASK_QUEUE_URL")?,
+            task_dlq_url: var("CURFEW_TASK_DLQ_URL").ok(),
         })
     }
 }
 
 /// Reads the tunables: `CURFEW_CATCHUP_MINUTES` (default 60) and `CURFEW_INVENTORY_MINUTES`
-/// (default 15), each at most a week, and `CURFEW_LEASE_SECONDS` (1 to 86400, default 900 or
-/// the minimum below if longer).
+/// (default 15), each at most a week, `CURFEW_LEASE_SECONDS` (1 to 86400, default 900 or
+/// the minimum below if longer), and `CURFEW_TASK_MAX_RECEIVES` (the task queue's
+/// `maxReceiveCount`, 1 to 1000 as SQS allows, default [`MAX_RECEIVES`]): on that receive of a
+/// task message the worker gives the task up rather than leave it for a retry SQS will never
+/// make.
 ///
 /// A lease must outlast the worker run that holds it: if it expired while a worker still ran,
 /// another worker could take the target and act on it at the same time. So a lease shorter
@@ -153,6 +161,13 @@ pub fn settings_from(env: impl Fn(&str) -> Option<String>) -> Result<Settings, C
             "minutes",
         )?),
         lease_ttl: chrono::Duration::seconds(lease),
+        task_max_receives: bounded(
+            env,
+            "CURFEW_TASK_MAX_RECEIVES",
+            i64::from(MAX_RECEIVES),
+            1..=1000,
+            "receives",
+        )? as u32,
         ..Settings::default()
     })
 }
@@ -182,8 +197,9 @@ pub fn build_hub(
     }
 }
 
-/// Receives before a message goes to its queue's DLQ (as in the hub stack).
-pub const MAX_RECEIVES: u32 = 5;
+/// Receives before a message goes to its queue's DLQ (as in the hub stack, whose worker gets
+/// it as `CURFEW_TASK_MAX_RECEIVES`).
+pub const MAX_RECEIVES: u32 = curfew_core::service::DEFAULT_MAX_RECEIVES;
 
 async fn create_queue(
     sqs: &aws_sdk_sqs::Client,
@@ -243,12 +259,16 @@ pub async fn provision(sdk: &SdkConfig, prefix: &str) -> PortResult<HubConfig> {
         let dlq = create_queue(&sqs, &format!("{prefix}-{queue}-dlq"), None, 30).await?;
         let dlq_arn = queue_arn(&sqs, &dlq).await?;
         // The local dispatcher hands retried messages back with a 1-second visibility itself.
-        urls.push(create_queue(&sqs, &format!("{prefix}-{queue}"), Some(&dlq_arn), 30).await?);
+        let url = create_queue(&sqs, &format!("{prefix}-{queue}"), Some(&dlq_arn), 30).await?;
+        urls.push((url, dlq));
     }
+    let (task_queue_url, task_dlq_url) = urls.pop().expect("two queues");
+    let (router_queue_url, _) = urls.pop().expect("two queues");
     Ok(HubConfig {
         table,
-        task_queue_url: urls.pop().expect("two queues"),
-        router_queue_url: urls.pop().expect("two queues"),
+        router_queue_url,
+        task_queue_url,
+        task_dlq_url: Some(task_dlq_url),
     })
 }
 
@@ -325,6 +345,22 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.lease_ttl, chrono::Duration::seconds(180));
+    }
+
+    #[test]
+    fn the_task_queues_max_receives_defaults_to_the_provisioned_redrive_policy() {
+        assert_eq!(settings(&[]).unwrap().task_max_receives, MAX_RECEIVES);
+        assert_eq!(
+            settings(&[("CURFEW_TASK_MAX_RECEIVES", "8")])
+                .unwrap()
+                .task_max_receives,
+            8
+        );
+        for bad in ["0", "1001", "five"] {
+            let e = settings(&[("CURFEW_TASK_MAX_RECEIVES", bad)]).unwrap_err();
+            assert_eq!(e.name, "CURFEW_TASK_MAX_RECEIVES");
+            assert!(e.reason.contains("1 to 1000"), "{}", e.reason);
+        }
     }
 
     #[test]

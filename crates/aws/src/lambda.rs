@@ -2,6 +2,7 @@
 //! (ReportBatchItemFailures).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use curfew_core::service::Delivery;
 
 /// JSON logs, filtered by `RUST_LOG` (CloudWatch Logs Insights reads the fields).
 pub fn init_tracing() {
@@ -21,6 +22,24 @@ pub fn sqs_messages(event: &SqsEvent) -> Vec<(String, String)> {
                 r.message_id.clone().unwrap_or_default(),
                 r.body.clone().unwrap_or_default(),
             )
+        })
+        .collect()
+}
+
+/// The task messages of an SQS event with their receive counts: the event source mapping puts
+/// SQS's `ApproximateReceiveCount` in each record's (system) `attributes`.
+pub fn sqs_deliveries(event: &SqsEvent) -> Vec<Delivery> {
+    event
+        .records
+        .iter()
+        .map(|r| Delivery {
+            message_id: r.message_id.clone().unwrap_or_default(),
+            body: r.body.clone().unwrap_or_default(),
+            receive_count: crate::sqs::receive_count(
+                r.attributes
+                    .get("ApproximateReceiveCount")
+                    .map(String::as_str),
+            ),
         })
         .collect()
 }

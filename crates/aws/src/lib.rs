@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dead_letters;
 pub mod dispatch;
 pub mod dynamo;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod local;
 pub mod spokes;
 pub mod sqs;
 
+pub use dead_letters::SqsDeadLetters;
 pub use dynamo::DynamoStore;
 pub use spokes::AwsSpokes;
 pub use sqs::SqsQueue;

@@ -90,6 +90,16 @@ impl SqsQueue {
 /// The most messages SQS takes in one SendMessageBatch call (and hands over in one receive).
 pub const MAX_BATCH: usize = 10;
 
+/// A message's receive count, from SQS's `ApproximateReceiveCount` attribute. A missing or
+/// unreadable count is taken as a first receive: the worker never gives a task up on a count
+/// it cannot read (its message is left for a retry, and SQS still dead-letters it in time).
+pub fn receive_count(attribute: Option<&str>) -> u32 {
+    attribute
+        .and_then(|count| count.trim().parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, bodies: &[String]) -> PortResult<()> {
@@ -111,6 +121,14 @@ mod tests {
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
     use aws_sdk_sqs::types::SendMessageBatchResultEntry;
     use aws_smithy_mocks::{mock, mock_client};
+
+    #[test]
+    fn an_unreadable_receive_count_counts_as_a_first_receive() {
+        assert_eq!(receive_count(Some("5")), 5);
+        assert_eq!(receive_count(Some("many")), 1);
+        assert_eq!(receive_count(Some("0")), 1);
+        assert_eq!(receive_count(None), 1);
+    }
 
     #[tokio::test]
     async fn messages_go_out_in_batches_of_ten() {

@@ -14,13 +14,15 @@ Examples:
   curfew next --cron '0 19 * * 1-5' --tz Europe/Berlin --count 3
   eval \"$(curfew local up)\"
   curfew stop --select tag:env=dev,region=eu-west-1 --wait
+  curfew dlq list
 
 Environment (a flag overrides its variable):
   AWS_ENDPOINT_URL         --endpoint: an emulator; stop/start/trigger then run in-process
   AWS_REGION               --region: the hub's region (local mode: eu-west-1)
   CURFEW_TABLE             --table: the hub's DynamoDB state table
   CURFEW_ROUTER_QUEUE_URL  --router-queue-url: the router queue (local mode)
-  CURFEW_TASK_QUEUE_URL    --task-queue-url: the task queue (local mode)
+  CURFEW_TASK_QUEUE_URL    --task-queue-url: the task queue (local mode; and where `dlq redrive` sends)
+  CURFEW_TASK_DLQ_URL      --task-dlq-url: the task dead-letter queue (`curfew dlq`)
   CURFEW_ROUTER_FUNCTION   --router-function: the router Lambda (AWS mode)
   CURFEW_OUTPUT            --output: table or json
   CURFEW_MAX_CONCURRENCY   --max-concurrency: worker batches at once in local mode (default 50)
@@ -30,6 +32,8 @@ Environment (a flag overrides its variable):
                            CURFEW_WORKER_TIMEOUT_SECONDS + 60; default that or 900, the larger)
   CURFEW_WORKER_TIMEOUT_SECONDS
                            local worker: the longest a worker runs (default and maximum 900, as Lambda)
+  CURFEW_TASK_MAX_RECEIVES local worker: the task queue's maxReceiveCount; on that receive a task still
+                           waiting is dead-lettered (1-1000, default 5, as `local up` provisions it)
   CURFEW_LOCAL_DIR         `curfew local up|down` state (default <project>/.curfew/local)
   CURFEW_LOG               diagnostics on stderr, a tracing filter such as info (default error)
 
@@ -103,7 +107,7 @@ pub struct GlobalOpts {
         value_name = "URL"
     )]
     pub router_queue_url: Option<String>,
-    /// The task queue URL (local mode)
+    /// The task queue URL (local mode; `dlq redrive` sends to it)
     #[arg(
         long,
         env = "CURFEW_TASK_QUEUE_URL",
@@ -112,6 +116,15 @@ pub struct GlobalOpts {
         value_name = "URL"
     )]
     pub task_queue_url: Option<String>,
+    /// The task dead-letter queue URL (`curfew dlq`)
+    #[arg(
+        long,
+        env = "CURFEW_TASK_DLQ_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub task_dlq_url: Option<String>,
     /// The router Lambda's name or ARN (AWS mode)
     #[arg(
         long,
@@ -212,6 +225,21 @@ Examples:
 
 `verify` exits 1 when it finds a problem; `export` writes every finished operation.")]
     Audit(AuditArgs),
+    /// Dead-lettered tasks: list the task dead-letter queue, or redrive it to resume them
+    #[command(subcommand)]
+    #[command(
+        arg_required_else_help = false,
+        after_help = "\
+Examples:
+  curfew dlq list
+  curfew dlq list --output json
+  curfew dlq redrive
+
+A task whose message reached its last receive still waiting (a node group that stayed
+UPDATING, a target leased by another operation, an error) is DEAD_LETTERED and its message is
+in the task dead-letter queue (--task-dlq-url / CURFEW_TASK_DLQ_URL)."
+    )]
+    Dlq(DlqCommand),
     /// The embedded emulator and demo fleet
     #[command(subcommand)]
     #[command(
@@ -545,6 +573,41 @@ a failed export leaves no partial file. The summary goes to stderr (with --outpu
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+/// `curfew dlq ...`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// The messages in the task dead-letter queue with their tasks; deletes nothing
+    #[command(after_help = "\
+Examples:
+  curfew dlq list
+  curfew dlq list --limit 500 --output json
+
+SQS cannot show a message without receiving it: each message is received with a 30 s
+visibility timeout (so it is read once) and made visible again as soon as the listing ends,
+none deleted. The receive count includes the receives in the task queue and the listing's own.
+JSON: an array of {\"message_id\", \"receive_count\", \"op_id\", \"target\", \"action\",
+\"task_status\", \"reason\", \"problem\"} (null where a message is not a task message).")]
+    List {
+        /// How many messages at most
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=10000), value_name = "N")]
+        limit: u16,
+    },
+    /// Move every message back to the task queue, reopening each dead-lettered task
+    #[command(after_help = "\
+Examples:
+  curfew dlq redrive
+  curfew dlq redrive --output json
+
+Fix the cause first (see `curfew dlq list`). For each batch of messages: each dead-lettered
+task is reopened (PENDING again, or APPLYING if a change was under way; no longer counted as
+dead-lettered; its operation RUNNING again if it had ended), the batch is sent to the task
+queue (--task-queue-url / CURFEW_TASK_QUEUE_URL), then deleted from the dead-letter queue. The
+workers resume the tasks and the operations end again. In local mode the queues are then
+drained through the worker here. Safe to run again after a failure.
+JSON: {\"moved\": N, \"reopened\": [{\"op_id\", \"target\"}], \"not_tasks\": N}.")]
+    Redrive,
 }
 
 /// `curfew local ...`.

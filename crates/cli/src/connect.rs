@@ -8,7 +8,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use curfew_aws::dispatch::Dispatcher;
-use curfew_aws::{AwsSpokes, DynamoStore, SqsQueue};
+use curfew_aws::{AwsSpokes, DynamoStore, SqsDeadLetters, SqsQueue};
 use curfew_core::clock::{Clock, SystemClock};
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Queue, StateStore};
 use curfew_core::service::Hub;
@@ -46,10 +46,21 @@ impl GlobalOpts {
         let router = set(&self.router_queue_url).ok_or_else(|| {
             bad_input("no router queue: set --router-queue-url or CURFEW_ROUTER_QUEUE_URL")
         })?;
-        let task = set(&self.task_queue_url).ok_or_else(|| {
-            bad_input("no task queue: set --task-queue-url or CURFEW_TASK_QUEUE_URL")
-        })?;
-        Ok((router, task))
+        Ok((router, self.task_queue()?))
+    }
+
+    /// The task queue URL, or an error naming the flag and the variable.
+    pub fn task_queue(&self) -> Result<&str> {
+        set(&self.task_queue_url).ok_or_else(|| {
+            bad_input("no task queue: set --task-queue-url or CURFEW_TASK_QUEUE_URL (the hub stack's TaskQueueUrl output)")
+        })
+    }
+
+    /// The task dead-letter queue URL, or an error naming the flag and the variable.
+    pub fn task_dlq(&self) -> Result<&str> {
+        set(&self.task_dlq_url).ok_or_else(|| {
+            bad_input("no task dead-letter queue: set --task-dlq-url or CURFEW_TASK_DLQ_URL (the hub stack's TaskDeadLetterQueueUrl output; local mode: eval \"$(curfew local up)\")")
+        })
     }
 
     /// The router Lambda, or an error naming the flag and the variable.
@@ -140,6 +151,24 @@ pub fn build_hub(
         clock,
         settings,
     })
+}
+
+/// A hub on the real clock over the state table that sends to the task queue only: what
+/// `dlq redrive` needs against AWS, where the workers' event source picks the messages up.
+pub async fn task_hub(opts: &GlobalOpts) -> Result<Hub> {
+    let table = opts.table()?;
+    let task = opts.task_queue()?;
+    let sdk = sdk(opts).await?;
+    let mut hub = build_hub(&sdk, table, None, Arc::new(SystemClock))?;
+    hub.task_queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), task));
+    Ok(hub)
+}
+
+/// The task dead-letter queue the global options name.
+pub async fn dead_letters(opts: &GlobalOpts) -> Result<SqsDeadLetters> {
+    let url = opts.task_dlq()?;
+    let sdk = sdk(opts).await?;
+    Ok(SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), url))
 }
 
 /// A hub on the real clock from the global options, with its queues when `with_queues`.

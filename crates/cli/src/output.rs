@@ -13,7 +13,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use curfew_core::cron::FireTime;
-use curfew_core::operation::{OpSource, Operation, Task};
+use curfew_core::operation::{OpSource, Operation, Task, TaskStatus};
 use curfew_core::target::Sizes;
 use serde::Serialize;
 
@@ -116,6 +116,15 @@ pub struct TaskJson<'a> {
     pub task: &'a Task,
 }
 
+/// A task given up for the dead-letter queue: which target, and why.
+#[derive(Debug, Serialize)]
+pub struct DeadLetteredJson<'a> {
+    /// `account#region#kind#[cluster/]name`.
+    pub key: String,
+    /// What its message's last receive was waiting for.
+    pub reason: Option<&'a str>,
+}
+
 /// An operation and its tasks: what `ops show`, `stop --wait` and `audit list` print as JSON.
 #[derive(Debug, Serialize)]
 pub struct OperationJson<'a> {
@@ -123,6 +132,9 @@ pub struct OperationJson<'a> {
     pub operation: &'a Operation,
     /// Its tasks, by target key.
     pub tasks: Vec<TaskJson<'a>>,
+    /// Its DEAD_LETTERED tasks (also in `tasks`), by target key: their messages wait in the
+    /// task dead-letter queue for `curfew dlq redrive`.
+    pub dead_lettered: Vec<DeadLetteredJson<'a>>,
 }
 
 impl<'a> OperationJson<'a> {
@@ -137,8 +149,20 @@ impl<'a> OperationJson<'a> {
                     task,
                 })
                 .collect(),
+            dead_lettered: dead_lettered(tasks)
+                .map(|task| DeadLetteredJson {
+                    key: task.target.key(),
+                    reason: task.reason.as_deref(),
+                })
+                .collect(),
         }
     }
+}
+
+fn dead_lettered(tasks: &[Task]) -> impl Iterator<Item = &Task> {
+    tasks
+        .iter()
+        .filter(|task| task.status == TaskStatus::DeadLettered)
 }
 
 /// Who started an operation, in a word.
@@ -167,11 +191,12 @@ pub fn operation_row(op: &Operation) -> Vec<String> {
         c.succeeded.to_string(),
         c.skipped.to_string(),
         c.failed.to_string(),
+        c.dead_lettered.to_string(),
     ]
 }
 
 /// Header matching [`operation_row`].
-pub const OPERATION_HEADER: [&str; 10] = [
+pub const OPERATION_HEADER: [&str; 11] = [
     "operation",
     "action",
     "select",
@@ -182,6 +207,7 @@ pub const OPERATION_HEADER: [&str; 10] = [
     "ok",
     "skipped",
     "failed",
+    "dead-lettered",
 ];
 
 /// Prints an operation and its tasks as tables.
@@ -207,6 +233,25 @@ pub fn print_operation(op: &Operation, tasks: &[Task]) -> Result<()> {
             task.status.to_string(),
             sizes(task.before),
             sizes(task.after),
+            task.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    outln!("{t}")?;
+    let given_up: Vec<&Task> = dead_lettered(tasks).collect();
+    if given_up.is_empty() {
+        return Ok(());
+    }
+    outln!(
+        "{} dead-lettered (their messages wait in the task dead-letter queue: `curfew dlq list`, then `curfew dlq redrive` once the cause is fixed):",
+        count(given_up.len() as u64, "task")
+    )?;
+    let mut t = table(["target", "account", "region", "kind", "reason"]);
+    for task in given_up {
+        t.add_row(vec![
+            task.target.display_name(),
+            task.target.account.clone(),
+            task.target.region.clone(),
+            task.target.kind.to_string(),
             task.reason.clone().unwrap_or_default(),
         ]);
     }

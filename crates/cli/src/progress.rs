@@ -33,6 +33,9 @@ pub fn show(bar: &ProgressBar, op: &Operation) {
     if c.failed > 0 {
         msg.push_str(&format!(" ({} failed)", c.failed));
     }
+    if c.dead_lettered > 0 {
+        msg.push_str(&format!(" ({} dead-lettered)", c.dead_lettered));
+    }
     bar.set_message(msg);
 }
 

@@ -57,6 +57,7 @@ pub fn tally(tasks: &[Task]) -> OpCounts {
         succeeded: count(TaskStatus::Succeeded),
         failed: count(TaskStatus::Failed),
         skipped: count(TaskStatus::Skipped),
+        dead_lettered: count(TaskStatus::DeadLettered),
     }
 }
 
@@ -79,6 +80,7 @@ pub fn check_operation(op: &Operation, tasks: &[Task]) -> Vec<Problem> {
         ("succeeded", stored.succeeded, counted.succeeded),
         ("failed", stored.failed, counted.failed),
         ("skipped", stored.skipped, counted.skipped),
+        ("dead-lettered", stored.dead_lettered, counted.dead_lettered),
     ] {
         if stored != counted {
             problems.push(Problem::of_operation(
@@ -177,7 +179,8 @@ impl LastChange {
 #[derive(Clone, Debug, Default)]
 pub struct LastChanges {
     by_target: BTreeMap<String, LastChange>,
-    /// Targets with a task still pending or applying: their baseline may be changing now.
+    /// Targets with a task still pending or applying, or dead-lettered: their baseline may be
+    /// changing now, or be left half-way until a redrive.
     in_flight: BTreeSet<String>,
     /// When each operation seen was created, to date the operation that saved a baseline.
     created: HashMap<String, DateTime<Utc>>,
@@ -194,7 +197,9 @@ impl LastChanges {
         for task in tasks {
             let key = task.target.key();
             match task.status {
-                TaskStatus::Pending | TaskStatus::Applying => {
+                // A dead-lettered task was given up wherever its deliveries got to (a baseline
+                // saved, a change begun) and a redrive resumes it: as unsettled as one in flight.
+                TaskStatus::Pending | TaskStatus::Applying | TaskStatus::DeadLettered => {
                     self.in_flight.insert(key);
                 }
                 TaskStatus::Succeeded => {
@@ -305,6 +310,7 @@ mod tests {
             reason: None,
             before: change.map(|c| c.0),
             after: change.map(|c| c.1),
+            reopens_as: None,
             updated_at: t0(),
         }
     }
@@ -638,6 +644,32 @@ mod tests {
             (&running, &pending),
         ]);
         assert_eq!(changes.settled().count(), 0);
+        assert_eq!(changes.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_dead_lettered_task_is_counted_and_leaves_its_target_unchecked() {
+        let given_up = task("b", web(), TaskStatus::DeadLettered, None);
+        let tasks = [given_up];
+        let op = finished("b", Action::Start, 10, &tasks);
+        assert_eq!(op.status, OpStatus::Failed);
+        assert_eq!(check_operation(&op, &tasks), vec![]);
+        let mut miscounted = op.clone();
+        miscounted.counts.dead_lettered = 0;
+        miscounted.counts.failed = 1;
+        assert!(problems_of(&miscounted, &tasks)
+            .contains(&"counts say 0 dead-lettered but 1 task records are dead-lettered".into()));
+
+        let stop = [stopped_web("a")];
+        let changes = trail(&[
+            (&finished("a", Action::Stop, 0, &stop), &stop),
+            (&op, &tasks),
+        ]);
+        assert_eq!(
+            changes.settled().count(),
+            0,
+            "a start given up half-way may have restored it or not"
+        );
         assert_eq!(changes.in_flight(), 1);
     }
 }

@@ -91,12 +91,21 @@ pub struct OpCounts {
     pub failed: u64,
     /// Tasks that left their target alone, with a reason.
     pub skipped: u64,
+    /// Tasks given up after their message's last receive (their messages wait in the task
+    /// dead-letter queue until `curfew dlq redrive` reopens them).
+    #[serde(default)]
+    pub dead_lettered: u64,
 }
 
 impl OpCounts {
-    /// Tasks that reached a final state.
+    /// Tasks that reached a final state (a dead-lettered task is final until it is redriven).
     pub fn done(&self) -> u64 {
-        self.succeeded + self.failed + self.skipped
+        self.succeeded + self.failed + self.skipped + self.dead_lettered
+    }
+
+    /// Tasks that did not do their work: failed, or given up in the dead-letter queue.
+    pub fn unsuccessful(&self) -> u64 {
+        self.failed + self.dead_lettered
     }
 }
 
@@ -155,16 +164,17 @@ impl Operation {
         format!("{}-m{}", now.format("%Y%m%dT%H%MZ"), &uuid[20..])
     }
 
-    /// The status once every shard and task is done, or `None` while work remains.
+    /// The status once every shard and task is done, or `None` while work remains. A
+    /// dead-lettered task weighs as a failed one: its target was not handled.
     pub fn final_status(&self) -> Option<OpStatus> {
         let shards_done = self.shards_total.is_some_and(|t| self.shards_done >= t);
         if !shards_done || self.counts.done() < self.counts.total {
             return None;
         }
         let c = self.counts;
-        Some(if c.failed == 0 && self.notes.is_empty() {
+        Some(if c.unsuccessful() == 0 && self.notes.is_empty() {
             OpStatus::Succeeded
-        } else if c.succeeded + c.skipped == 0 && c.failed > 0 {
+        } else if c.succeeded + c.skipped == 0 && c.unsuccessful() > 0 {
             OpStatus::Failed
         } else {
             OpStatus::Partial
@@ -186,14 +196,22 @@ pub enum TaskStatus {
     Failed,
     /// Left alone, with a reason.
     Skipped,
+    /// Given up after its message's last receive (the message went to the task dead-letter
+    /// queue), with the last reason it was retried for. Final, and counted as done, until
+    /// `curfew dlq redrive` reopens it.
+    DeadLettered,
 }
 
 impl TaskStatus {
-    /// True once the task will not change again.
+    /// True once no delivery will change the task again (a dead-lettered task changes only
+    /// when an operator redrives it).
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Skipped
+            TaskStatus::Succeeded
+                | TaskStatus::Failed
+                | TaskStatus::Skipped
+                | TaskStatus::DeadLettered
         )
     }
 
@@ -205,6 +223,7 @@ impl TaskStatus {
             TaskStatus::Succeeded => "SUCCEEDED",
             TaskStatus::Failed => "FAILED",
             TaskStatus::Skipped => "SKIPPED",
+            TaskStatus::DeadLettered => "DEAD_LETTERED",
         }
     }
 }
@@ -236,6 +255,11 @@ pub struct Task {
     /// The spoke's id for an asynchronous update (EKS) of an APPLYING task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_id: Option<String>,
+    /// For a DEAD_LETTERED task, the status it was given up in (PENDING or APPLYING): a redrive
+    /// reopens it there, so a change an earlier delivery recorded is resumed, not decided
+    /// afresh from sizes that change may already have set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopens_as: Option<TaskStatus>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
@@ -251,6 +275,7 @@ impl Task {
             before: None,
             after: None,
             update_id: None,
+            reopens_as: None,
             updated_at: now,
         }
     }
@@ -373,6 +398,7 @@ mod tests {
             succeeded: 2,
             failed: 1,
             skipped: 0,
+            dead_lettered: 0,
         };
         assert_eq!(op(c, vec![]).final_status(), Some(OpStatus::Partial));
     }
@@ -384,6 +410,7 @@ mod tests {
             succeeded: 2,
             failed: 0,
             skipped: 0,
+            dead_lettered: 0,
         };
         assert_eq!(op(c, vec![]).final_status(), None);
     }
@@ -395,12 +422,49 @@ mod tests {
             succeeded: 1,
             failed: 0,
             skipped: 0,
+            dead_lettered: 0,
         };
         assert_eq!(
             op(c, vec!["acct: denied".into()]).final_status(),
             Some(OpStatus::Partial)
         );
         assert_eq!(op(c, vec![]).final_status(), Some(OpStatus::Succeeded));
+    }
+
+    #[test]
+    fn a_dead_lettered_task_weighs_as_a_failure_in_the_final_status() {
+        let counts = |succeeded, dead_lettered| OpCounts {
+            total: succeeded + dead_lettered,
+            succeeded,
+            failed: 0,
+            skipped: 0,
+            dead_lettered,
+        };
+        assert_eq!(
+            op(counts(2, 1), vec![]).final_status(),
+            Some(OpStatus::Partial)
+        );
+        assert_eq!(
+            op(counts(0, 1), vec![]).final_status(),
+            Some(OpStatus::Failed)
+        );
+        let mut waiting = counts(2, 0);
+        waiting.total = 3;
+        assert_eq!(
+            op(waiting, vec![]).final_status(),
+            None,
+            "a task neither finished nor dead-lettered keeps the operation running"
+        );
+    }
+
+    #[test]
+    fn dead_lettered_is_stored_and_printed_as_dead_lettered() {
+        assert_eq!(TaskStatus::DeadLettered.as_str(), "DEAD_LETTERED");
+        assert_eq!(
+            serde_json::to_value(TaskStatus::DeadLettered).unwrap(),
+            serde_json::json!("DEAD_LETTERED")
+        );
+        assert!(TaskStatus::DeadLettered.is_final());
     }
 
     #[test]

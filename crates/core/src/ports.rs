@@ -323,13 +323,38 @@ pub trait OperationStore: Send + Sync {
     /// delivery can ask how it ended. [`ErrorKind::ConditionFailed`] if the task is not APPLYING.
     async fn record_update(&self, op_id: &str, target_key: &str, update_id: &str)
         -> PortResult<()>;
-    /// Moves a task to its final state and counts it on the operation, atomically and once.
-    /// False if it was already final.
+    /// Moves a task to its final state (SUCCEEDED, FAILED or SKIPPED; giving a task up is
+    /// [`OperationStore::dead_letter_task`]) and counts it on the operation, atomically and
+    /// once. False if it was already final.
     async fn finish_task(
         &self,
         op_id: &str,
         target_key: &str,
         outcome: &TaskOutcome,
+        now: DateTime<Utc>,
+    ) -> PortResult<bool>;
+    /// Gives a task up after its message's last receive: moves it from PENDING or APPLYING to
+    /// DEAD_LETTERED with `reason` (remembering which of the two it was in `reopens_as`) and
+    /// counts it on the operation, atomically and once. Refused (false) when the task is already
+    /// final — another delivery finished it, or an earlier run of this one gave it up — and
+    /// while a delivery of the same operation holds the target's lease at `now`: that delivery
+    /// is working on this very task and finishes it or leaves it as it is.
+    async fn dead_letter_task(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<bool>;
+    /// Reopens a dead-lettered task for more deliveries (a redrive): back to the status it was
+    /// given up in (`reopens_as`, else PENDING) with its reason cleared, no longer counted as
+    /// dead-lettered, and its operation back to RUNNING if it had been finalized (the operation
+    /// finalizes again once the task is done), atomically. False if the task is not
+    /// dead-lettered (already reopened, or never given up), changing nothing.
+    async fn reopen_task(
+        &self,
+        op_id: &str,
+        target_key: &str,
         now: DateTime<Utc>,
     ) -> PortResult<bool>;
     /// Sets the operation's final status (and `finished_at = now`) if all its work is done;
@@ -417,6 +442,34 @@ impl<T: AccountStore + ScheduleStore + OperationStore + TargetStore> StateStore 
 pub trait Queue: Send + Sync {
     /// Sends every body (in batches of 10 on SQS). Fails if any could not be sent.
     async fn send(&self, bodies: &[String]) -> PortResult<()>;
+}
+
+/// A message in a dead-letter queue: one SQS moved aside after its last receive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message's id (the same as in the queue it came from).
+    pub message_id: String,
+    /// The handle that deletes this receipt of it.
+    pub receipt: String,
+    /// The body, as it was sent.
+    pub body: String,
+    /// Receives so far, as the queue counts them (SQS: `ApproximateReceiveCount`, which
+    /// includes the receives in the queue it came from and the one that read it here).
+    pub receive_count: u32,
+}
+
+/// The task queue's dead-letter queue, read by operators (`curfew dlq list | redrive`).
+#[async_trait]
+pub trait DeadLetterQueue: Send + Sync {
+    /// Up to `limit` messages waiting, none deleted and none kept from a later reader (SQS: each
+    /// is received with a short visibility timeout and made visible again at once).
+    async fn peek(&self, limit: usize) -> PortResult<Vec<DeadLetter>>;
+    /// Up to 10 messages to move elsewhere, hidden from other readers until deleted (or, on
+    /// SQS, until their visibility timeout passes, if the mover fails first). Empty once
+    /// nothing is left.
+    async fn receive(&self) -> PortResult<Vec<DeadLetter>>;
+    /// Deletes received messages by their receipts.
+    async fn delete(&self, letters: &[DeadLetter]) -> PortResult<()>;
 }
 
 /// Reaching targets in spoke accounts through their role.

@@ -43,7 +43,7 @@ async fn a_dry_run_neither_supersedes_nor_delays_a_draining_stop() {
     let dry = w.begin(false, true).await;
     let dry_tasks = w.route().await;
     // The dry run's tasks are worked first, in the same batch as the stop's.
-    let outcome = worker_batch(&w.hub, &ids([dry_tasks, stop_tasks].concat())).await;
+    let outcome = worker_batch(&w.hub, &deliveries([dry_tasks, stop_tasks].concat())).await;
     assert!(outcome.failed.is_empty(), "nothing waits: {outcome:?}");
 
     let stop = w.op(&stop).await;
@@ -158,7 +158,7 @@ async fn a_second_copy_of_a_stop_cannot_act_on_stale_reads_after_a_newer_start()
         // A newer start over the same targets.
         w.clock.advance(Duration::minutes(1));
         let start = w.begin(false, false).await;
-        let start_tasks = ids(w.route().await);
+        let start_tasks = deliveries(w.route().await);
         let outcome = worker_batch(&hub, &start_tasks).await;
         assert!(
             !outcome.failed.is_empty(),
@@ -308,12 +308,12 @@ async fn a_superseded_task_that_had_begun_scaling_says_so() {
     let stop = w.begin(true, false).await;
     let stop_tasks = w.route().await;
     let ng_message = message_for(&stop_tasks, &nodegroup(DEV));
-    let outcome = worker_batch(&w.hub, &ids(vec![ng_message.clone()])).await;
+    let outcome = worker_batch(&w.hub, &deliveries(vec![ng_message.clone()])).await;
     assert_eq!(outcome.failed.len(), 1);
     w.clock.advance(Duration::minutes(1));
     w.run(false).await;
 
-    let outcome = worker_batch(&w.hub, &ids(vec![ng_message])).await;
+    let outcome = worker_batch(&w.hub, &deliveries(vec![ng_message])).await;
     assert!(outcome.failed.is_empty(), "{outcome:?}");
     let task = w.task(&stop, &nodegroup(DEV)).await;
     assert_eq!(task.status, TaskStatus::Skipped);

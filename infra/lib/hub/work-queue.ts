@@ -22,6 +22,8 @@ export interface WorkQueueProps {
 export class WorkQueue extends Construct {
   public readonly queue: sqs.Queue;
   public readonly deadLetterQueue: sqs.Queue;
+  /** Receives before SQS moves a message to `deadLetterQueue` (the redrive policy's maxReceiveCount). */
+  public readonly maxReceiveCount: number;
 
   constructor(scope: Construct, id: string, props: WorkQueueProps) {
     super(scope, id);
@@ -42,5 +44,6 @@ export class WorkQueue extends Construct {
       retentionPeriod: Duration.days(4),
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: MAX_RECEIVE_COUNT },
     });
+    this.maxReceiveCount = MAX_RECEIVE_COUNT;
   }
 }

@@ -2,12 +2,12 @@
 //! failures for what must be retried (ReportBatchItemFailures).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use curfew_aws::lambda::{batch_response, init_tracing, sqs_messages};
+use curfew_aws::lambda::{batch_response, init_tracing, sqs_deliveries};
 use curfew_core::service::{worker_batch, Hub};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 async fn handler(event: LambdaEvent<SqsEvent>, hub: &Hub) -> Result<SqsBatchResponse, Error> {
-    let outcome = worker_batch(hub, &sqs_messages(&event.payload)).await;
+    let outcome = worker_batch(hub, &sqs_deliveries(&event.payload)).await;
     Ok(batch_response(outcome.failed))
 }
 
@@ -29,10 +29,20 @@ mod tests {
         let again: SqsEvent =
             serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap();
         assert_eq!(event, again);
-        let pairs = sqs_messages(&event);
-        assert_eq!(pairs.len(), 2);
-        assert_eq!(pairs[0].0, "059f36b4-87a3-44ab-83d2-661975830a7d");
-        let task: curfew_core::operation::TaskMessage = serde_json::from_str(&pairs[0].1).unwrap();
+        let deliveries = sqs_deliveries(&event);
+        assert_eq!(deliveries.len(), 2);
+        assert_eq!(
+            deliveries[0].message_id,
+            "059f36b4-87a3-44ab-83d2-661975830a7d"
+        );
+        let receives: Vec<u32> = deliveries.iter().map(|d| d.receive_count).collect();
+        assert_eq!(
+            receives,
+            [1, 5],
+            "from each record's ApproximateReceiveCount"
+        );
+        let task: curfew_core::operation::TaskMessage =
+            serde_json::from_str(&deliveries[0].body).unwrap();
         assert_eq!(task.action, curfew_core::decision::Action::Stop);
     }
 }

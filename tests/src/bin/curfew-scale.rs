@@ -21,7 +21,7 @@ use curfew_core::operation::{Discovery, OpStatus};
 use curfew_core::ports::Queue;
 use curfew_core::selector::Selector;
 use curfew_core::service::invocation::{invoke, Invocation};
-use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Hub};
+use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Delivery, Hub};
 use curfew_core::target::{Sizes, Target, TargetKind};
 use curfew_tests::bench::{arg, CountingQueue, BATCH};
 use futures::stream::{self, StreamExt};
@@ -140,8 +140,14 @@ async fn wave(
     .await;
     let route_secs = started.elapsed().as_secs_f64();
     let started = Instant::now();
+    // Retried messages go back on the memory queue as new messages, so every delivery here is
+    // a first receive: no task is given up for the dead-letter queue.
     work_queue(task_q, concurrency, |m| async move {
-        let outcome = worker_batch(hub, &m).await;
+        let deliveries: Vec<Delivery> = m
+            .iter()
+            .map(|(id, body)| Delivery::first(id.clone(), body.clone()))
+            .collect();
+        let outcome = worker_batch(hub, &deliveries).await;
         (m, outcome)
     })
     .await;

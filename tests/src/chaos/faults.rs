@@ -403,6 +403,31 @@ impl OperationStore for ChaosStore {
             self.inner.finish_task(op_id, target_key, outcome, now)
         )
     }
+    async fn dead_letter_task(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        hooked!(
+            self,
+            "dead_letter_task",
+            self.inner.dead_letter_task(op_id, target_key, reason, now)
+        )
+    }
+    async fn reopen_task(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        hooked!(
+            self,
+            "reopen_task",
+            self.inner.reopen_task(op_id, target_key, now)
+        )
+    }
     async fn finalize_operation(
         &self,
         op_id: &str,

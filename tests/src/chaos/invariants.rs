@@ -2,13 +2,14 @@
 //! [`super::scenario`]: every target is in a consistent state (awake with no baseline, or
 //! asleep with its own sizes saved, or found asleep and untouched), and in the state the
 //! operations that changed it ask for, newest last; no start shrank a group; every operation is
-//! final with counts equal to its task records; every failure and skip carries its reason; dry
+//! final with counts equal to its task records; every failure, skip and dead-lettered task
+//! carries its reason, and an operation with a dead-lettered task did not succeed; dry
 //! runs never acted, never took a lease; a target kept awake was never stopped.
 
 use chrono::{DateTime, Utc};
 use curfew_core::decision::Action;
 use curfew_core::fakes::{FakeSpokes, MemoryStore};
-use curfew_core::operation::{Operation, Task, TaskStatus};
+use curfew_core::operation::{OpStatus, Operation, Task, TaskStatus};
 use curfew_core::ports::{OperationStore, TargetStore};
 
 use super::scenario::{Model, Scenario};
@@ -200,21 +201,34 @@ fn check_operation(op: &Operation, tasks: &[Task], violations: &mut Vec<String>)
         count(TaskStatus::Succeeded),
         count(TaskStatus::Failed),
         count(TaskStatus::Skipped),
+        count(TaskStatus::DeadLettered),
     );
     let counted = (
         op.counts.total,
         op.counts.succeeded,
         op.counts.failed,
         op.counts.skipped,
+        op.counts.dead_lettered,
     );
     if recorded != counted {
         violations.push(format!(
-            "operation {} counts (total, succeeded, failed, skipped) {counted:?} but its tasks say {recorded:?}",
+            "operation {} counts (total, succeeded, failed, skipped, dead-lettered) {counted:?} but its tasks say {recorded:?}",
+            op.id
+        ));
+    }
+    // A task given up for the dead-letter queue did not do its work: its operation cannot
+    // have succeeded (PARTIAL, or FAILED when nothing else did its work either).
+    if count(TaskStatus::DeadLettered) > 0 && op.status == OpStatus::Succeeded {
+        violations.push(format!(
+            "operation {} ended SUCCEEDED with dead-lettered tasks",
             op.id
         ));
     }
     for task in tasks {
-        let needs_reason = matches!(task.status, TaskStatus::Failed | TaskStatus::Skipped);
+        let needs_reason = matches!(
+            task.status,
+            TaskStatus::Failed | TaskStatus::Skipped | TaskStatus::DeadLettered
+        );
         if needs_reason && task.reason.as_deref().is_none_or(str::is_empty) {
             violations.push(format!(
                 "task {} of {} is {} without a reason",

@@ -27,7 +27,7 @@ use curfew_core::clock::{Clock, ManualClock};
 use curfew_core::fakes::{FakeSpokes, MemoryStore};
 use curfew_core::ports::TargetStore;
 use curfew_core::service::invocation::{invoke, Invocation};
-use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Hub, Settings};
+use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Delivery, Hub, Settings};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -68,6 +68,8 @@ const VISIBILITY: i64 = 90;
 const STEPS: usize = 120;
 /// Steps allowed to drain once faults stop.
 const QUIESCE_STEPS: usize = 200;
+/// The run's `task_max_receives`: more receives than one message can have in a run.
+const NEVER_DEAD_LETTERED: u32 = (STEPS + QUIESCE_STEPS + 1) as u32;
 
 /// The command that replays one seed.
 pub fn replay_command(seed: u64) -> String {
@@ -144,6 +146,9 @@ async fn run(seed: u64) -> SeedReport {
             // The lease outlasts the function timeout, as the worker's configuration requires.
             lease_ttl: Duration::seconds(FUNCTION_TIMEOUT + 60),
             discovery_concurrency: 4,
+            // No message is received this often in a run (STEPS + QUIESCE_STEPS rounds at
+            // most): nothing is given up for the dead-letter queue the chaos queue lacks.
+            task_max_receives: NEVER_DEAD_LETTERED,
             ..Settings::default()
         },
     };
@@ -271,7 +276,13 @@ async fn round(
     let outcomes = futures::future::join_all(runs.iter().map(|(_, consumer, batch)| {
         invoke_once(deadline, async {
             match consumer {
-                Consumer::Router => router_batch(&world.hub, batch).await,
+                Consumer::Router => {
+                    let pairs: Vec<(String, String)> = batch
+                        .iter()
+                        .map(|d| (d.message_id.clone(), d.body.clone()))
+                        .collect();
+                    router_batch(&world.hub, &pairs).await
+                }
                 Consumer::Worker => worker_batch(&world.hub, batch).await,
             }
         })
@@ -291,13 +302,13 @@ async fn round(
 
 /// Deletes the messages a batch finished (ReportBatchItemFailures keeps the others), unless
 /// the delete is lost and the message comes back once more.
-fn settle(queue: &ChaosQueue, batch: &[(String, String)], outcome: &BatchOutcome, world: &World) {
-    for (receipt, _) in batch {
-        if outcome.failed.contains(receipt) {
+fn settle(queue: &ChaosQueue, batch: &[Delivery], outcome: &BatchOutcome, world: &World) {
+    for delivery in batch {
+        if outcome.failed.contains(&delivery.message_id) {
             continue;
         }
         if !world.faults.duplicate() {
-            queue.delete(receipt);
+            queue.delete(&delivery.message_id);
         }
     }
 }

@@ -1,6 +1,8 @@
 //! A queue with SQS's delivery semantics in virtual time: at-least-once (a send may store a
-//! message twice, a delete may be lost), messages received in any order, hidden for the
-//! visibility timeout while a consumer works them and delivered again afterwards unless deleted.
+//! message twice, a delete may be lost), messages received in any order with their receive
+//! counts, hidden for the visibility timeout while a consumer works them and delivered again
+//! afterwards unless deleted. It has no dead-letter queue: the run's `task_max_receives` is
+//! set above any count a message reaches, so no task is given up.
 
 use std::sync::{Arc, Mutex};
 
@@ -8,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::clock::{Clock, ManualClock};
 use curfew_core::ports::{PortResult, Queue};
+use curfew_core::service::Delivery;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
@@ -17,6 +20,7 @@ struct Message {
     id: u64,
     body: String,
     visible_at: DateTime<Utc>,
+    receives: u32,
 }
 
 #[derive(Default)]
@@ -59,12 +63,13 @@ impl ChaosQueue {
             id,
             body: body.to_string(),
             visible_at: self.clock.now(),
+            receives: 0,
         });
     }
 
     /// Receives up to `max` visible messages in random order, hiding them for the visibility
-    /// timeout. Each comes with its receipt id.
-    pub fn receive(&self, max: usize, rng: &mut StdRng) -> Vec<(String, String)> {
+    /// timeout. Each comes with its receipt id (as its message id) and its receive count.
+    pub fn receive(&self, max: usize, rng: &mut StdRng) -> Vec<Delivery> {
         let now = self.clock.now();
         let mut messages = self.messages.lock().expect("queue lock");
         let mut visible: Vec<usize> = (0..messages.stored.len())
@@ -77,10 +82,12 @@ impl ChaosQueue {
             .map(|i| {
                 let message = &mut messages.stored[i];
                 message.visible_at = now + self.visibility;
-                (
-                    format!("{}-{}", self.name, message.id),
-                    message.body.clone(),
-                )
+                message.receives += 1;
+                Delivery {
+                    message_id: format!("{}-{}", self.name, message.id),
+                    body: message.body.clone(),
+                    receive_count: message.receives,
+                }
             })
             .collect()
     }

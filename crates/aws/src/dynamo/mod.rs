@@ -16,6 +16,7 @@
 //!
 //! Every read is a GetItem, a BatchGetItem or a Query on a key or index: no Scan anywhere.
 
+mod dead_letters;
 mod operations;
 mod provision;
 mod targets;

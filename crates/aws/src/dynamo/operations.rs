@@ -12,11 +12,18 @@ use curfew_core::ports::{
 use curfew_core::target::Sizes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use super::dead_letters::REOPENS;
 use super::{conditional, decode, encode, index_time, key, n, s, DynamoStore, Item, Mark};
 use crate::error::{classify, classify_transaction, retrying};
 
 /// Counters live in top-level number attributes so DynamoDB can ADD to them atomically.
-const COUNTERS: [&str; 4] = ["n_total", "n_succeeded", "n_failed", "n_skipped"];
+const COUNTERS: [&str; 5] = [
+    "n_total",
+    "n_succeeded",
+    "n_failed",
+    "n_skipped",
+    "n_dead_lettered",
+];
 
 /// Task results are counted on counter stripes, not on the operation item. Every finishing
 /// task's transaction updates one counter item; with hundreds of workers finishing tasks of one
@@ -27,19 +34,19 @@ const COUNTERS: [&str; 4] = ["n_total", "n_succeeded", "n_failed", "n_skipped"];
 /// BatchGetItem); finalizing copies the sums onto the operation item.
 const STRIPES: u64 = 32;
 
-fn stripe_pk(op_id: &str, stripe: u64) -> String {
+pub(super) fn stripe_pk(op_id: &str, stripe: u64) -> String {
     format!("OP#{op_id}#COUNT#{stripe:02}")
 }
 
 /// The stripe a target's task result is counted on. Any stripe is correct (readers sum them
 /// all); hashing the key just spreads the load.
-fn stripe_of(target_key: &str) -> u64 {
+pub(super) fn stripe_of(target_key: &str) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     target_key.hash(&mut hasher);
     hasher.finish() % STRIPES
 }
 
-const STRIPE_SK: &str = "COUNT";
+pub(super) const STRIPE_SK: &str = "COUNT";
 
 /// The sort key of an operation's fixed shard set, under the operation's own key.
 const SHARD_SET_SK: &str = "SHARDS";
@@ -69,7 +76,7 @@ fn stored_shards(item: &Item) -> PortResult<Vec<Shard>> {
         .collect()
 }
 
-fn op_pk(id: &str) -> String {
+pub(super) fn op_pk(id: &str) -> String {
     format!("OP#{id}")
 }
 
@@ -81,13 +88,13 @@ fn shard_pk(op_id: &str, shard_key: &str) -> String {
 }
 
 /// The task partition of a target: its key starts with its shard's, `account#region#...`.
-fn task_pk(op_id: &str, target_key: &str) -> String {
+pub(super) fn task_pk(op_id: &str, target_key: &str) -> String {
     let mut parts = target_key.splitn(3, '#');
     let (account, region) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     shard_pk(op_id, &format!("{account}#{region}"))
 }
 
-fn task_sk(target_key: &str) -> String {
+pub(super) fn task_sk(target_key: &str) -> String {
     format!("TASK#{target_key}")
 }
 
@@ -101,9 +108,10 @@ fn op_item(op: &Operation) -> PortResult<Item> {
     let mut item = encode(op)?;
     item.remove("counts");
     let c = op.counts;
-    for (name, value) in COUNTERS
-        .iter()
-        .zip([c.total, c.succeeded, c.failed, c.skipped])
+    for (name, value) in
+        COUNTERS
+            .iter()
+            .zip([c.total, c.succeeded, c.failed, c.skipped, c.dead_lettered])
     {
         item.insert((*name).into(), n(value));
     }
@@ -148,7 +156,7 @@ fn start_key(cursor: &str) -> PortResult<Item> {
 }
 
 fn decode_op(mut item: Item) -> PortResult<Operation> {
-    let mut counts = [0u64; 4];
+    let mut counts = [0u64; 5];
     for (slot, name) in counts.iter_mut().zip(COUNTERS) {
         if let Some(AttributeValue::N(v)) = item.remove(name) {
             *slot = v.parse().unwrap_or(0);
@@ -160,6 +168,7 @@ fn decode_op(mut item: Item) -> PortResult<Operation> {
         succeeded: counts[1],
         failed: counts[2],
         skipped: counts[3],
+        dead_lettered: counts[4],
     };
     Ok(op)
 }
@@ -169,7 +178,7 @@ fn sizes_value(sizes: Sizes) -> PortResult<AttributeValue> {
         .map_err(|e| PortError::with_source(ErrorKind::Invalid, "encoding sizes", e))
 }
 
-fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> PortResult<T> {
+pub(super) fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> PortResult<T> {
     r.map_err(|e| PortError::with_source(ErrorKind::Invalid, "building a transaction", e))
 }
 
@@ -191,11 +200,30 @@ impl DynamoStore {
             op.counts.succeeded += count("n_succeeded");
             op.counts.failed += count("n_failed");
             op.counts.skipped += count("n_skipped");
+            op.counts.dead_lettered += count("n_dead_lettered");
         }
         Ok(op)
     }
 
-    async fn transact(&self, what: &str, items: Vec<TransactWriteItem>) -> PortResult<bool> {
+    /// An operation with its task counts, and how many times a redrive has reopened it (the
+    /// `reopens` attribute: finalizing is conditioned on it, see `finalize_operation`).
+    async fn read_operation(&self, id: &str) -> PortResult<Option<(Operation, Option<u64>)>> {
+        let Some(item) = self.get(&op_pk(id), "OP").await? else {
+            return Ok(None);
+        };
+        let reopens = match item.get(REOPENS) {
+            Some(AttributeValue::N(v)) => v.parse().ok(),
+            _ => None,
+        };
+        let op = self.with_task_counts(decode_op(item)?).await?;
+        Ok(Some((op, reopens)))
+    }
+
+    pub(super) async fn transact(
+        &self,
+        what: &str,
+        items: Vec<TransactWriteItem>,
+    ) -> PortResult<bool> {
         let result = retrying(|| async {
             self.client
                 .transact_write_items()
@@ -216,10 +244,7 @@ impl OperationStore for DynamoStore {
     }
 
     async fn get_operation(&self, id: &str) -> PortResult<Option<Operation>> {
-        match self.get(&op_pk(id), "OP").await? {
-            Some(item) => self.with_task_counts(decode_op(item)?).await.map(Some),
-            None => Ok(None),
-        }
+        Ok(self.read_operation(id).await?.map(|(op, _)| op))
     }
 
     async fn list_operations_page(
@@ -505,10 +530,11 @@ impl OperationStore for DynamoStore {
             TaskStatus::Succeeded => "n_succeeded",
             TaskStatus::Failed => "n_failed",
             TaskStatus::Skipped => "n_skipped",
+            // Giving a task up is `dead_letter_task`'s, with its own condition on the lease.
             other => {
                 return Err(PortError::new(
                     ErrorKind::Invalid,
-                    format!("{other} is not a final task status"),
+                    format!("{other} is not an outcome a delivery records"),
                 ))
             }
         };
@@ -531,12 +557,31 @@ impl OperationStore for DynamoStore {
         self.transact("finishing a task", items).await
     }
 
+    async fn dead_letter_task(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        self.dead_letter(op_id, target_key, reason, now).await
+    }
+
+    async fn reopen_task(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        self.reopen(op_id, target_key, now).await
+    }
+
     async fn finalize_operation(
         &self,
         op_id: &str,
         now: DateTime<Utc>,
     ) -> PortResult<Option<OpStatus>> {
-        let Some(op) = self.get_operation(op_id).await? else {
+        let Some((op, reopens)) = self.read_operation(op_id).await? else {
             return Ok(None);
         };
         if op.status.is_final() {
@@ -545,29 +590,52 @@ impl OperationStore for DynamoStore {
         let Some(status) = op.final_status() else {
             return Ok(None);
         };
+        // The counts were summed from the stripes after the operation item was read. A redrive
+        // that reopened a task since then bumped `reopens` (and took its count back): the
+        // condition refuses to settle the operation on counts that no longer hold.
+        let (guard, seen) = match reopens {
+            Some(seen) => (format!("{REOPENS} = :reopens"), Some(seen)),
+            None => (format!("attribute_not_exists({REOPENS})"), None),
+        };
         let result = retrying(|| async {
-            self.client
+            let mut request = self
+                .client
                 .update_item()
                 .table_name(&self.table)
                 .key("pk", s(op_pk(op_id)))
                 .key("sk", s("OP"))
-                .update_expression("SET #status = :final, finished_at = :now, n_succeeded = :succeeded, n_failed = :failed, n_skipped = :skipped")
-                .condition_expression("#status IN (:pending, :running)")
+                .update_expression(
+                    "SET #status = :final, finished_at = :now, n_succeeded = :succeeded, \
+                     n_failed = :failed, n_skipped = :skipped, n_dead_lettered = :dead",
+                )
+                .condition_expression(format!("#status IN (:pending, :running) AND {guard}"))
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":final", s(status.as_str()))
                 .expression_attribute_values(":now", s(now.to_rfc3339()))
                 .expression_attribute_values(":succeeded", n(op.counts.succeeded))
                 .expression_attribute_values(":failed", n(op.counts.failed))
                 .expression_attribute_values(":skipped", n(op.counts.skipped))
+                .expression_attribute_values(":dead", n(op.counts.dead_lettered))
                 .expression_attribute_values(":pending", s(OpStatus::Pending.as_str()))
-                .expression_attribute_values(":running", s(OpStatus::Running.as_str()))
+                .expression_attribute_values(":running", s(OpStatus::Running.as_str()));
+            if let Some(seen) = seen {
+                request = request.expression_attribute_values(":reopens", n(seen));
+            }
+            request
                 .send()
                 .await
                 .map_err(|e| classify("finalizing an operation", e))
         })
         .await;
-        conditional(result)?;
-        Ok(Some(status))
+        if conditional(result)? {
+            return Ok(Some(status));
+        }
+        // Another worker settled it first, or a redrive reopened it: read what holds now.
+        Ok(self
+            .get_operation(op_id)
+            .await?
+            .map(|op| op.status)
+            .filter(|status| status.is_final()))
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod account;
 mod audit;
+mod dlq;
 mod next;
 mod ops;
 mod overrides;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ops(args) => ops::run(args, opts).await,
         Command::Override(args) => overrides::run(args, opts).await,
         Command::Audit(args) => audit::run(args, opts).await,
+        Command::Dlq(command) => dlq::run(command, opts).await,
         Command::Local(LocalCommand::Up {
             empty,
             no_poller,

@@ -97,6 +97,12 @@ async fn run_locally(invocation: Invocation, wait: &WaitArgs, opts: &GlobalOpts)
     for cause in &report.rejected {
         eprintln!("warning: a queue message was rejected: {cause}");
     }
+    if report.dead_lettered > 0 {
+        eprintln!(
+            "warning: {} dead-lettered: still waiting on the last receive its queue allows (see `curfew ops show {op_id}`, `curfew dlq list`)",
+            output::count(report.dead_lettered as u64, "task")
+        );
+    }
     let op = progress::load(hub.store.as_ref(), &op_id).await?;
     if wait.wait {
         print_final(hub.store.as_ref(), &op, opts.output).await
@@ -187,10 +193,18 @@ async fn print_final(store: &dyn StateStore, op: &Operation, out: Output) -> Res
     match op.status {
         OpStatus::Succeeded => Ok(()),
         status => Err(anyhow!(
-            "operation {} ended {status}: {} of {} tasks failed{}",
+            "operation {} ended {status}: {} of {} tasks failed{}{}",
             op.id,
             op.counts.failed,
             op.counts.total,
+            if op.counts.dead_lettered > 0 {
+                format!(
+                    ", {} dead-lettered (curfew dlq list)",
+                    op.counts.dead_lettered
+                )
+            } else {
+                String::new()
+            },
             op.notes
                 .first()
                 .map(|n| format!("; {n}"))

@@ -269,7 +269,7 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
         for id in &report.created {
             let op = progress::load(hub.store.as_ref(), id).await?;
             outln!(
-                "     {} {} of {SELECT}: {} in {:.1?} ({} task messages, {} retried); {} changed, {} skipped, {} failed",
+                "     {} {} of {SELECT}: {} in {:.1?} ({} task messages, {} retried); {} changed, {} skipped, {} failed, {} dead-lettered",
                 id,
                 op.action,
                 op.status,
@@ -278,7 +278,8 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
                 drained.retries,
                 op.counts.succeeded,
                 op.counts.skipped,
-                op.counts.failed
+                op.counts.failed,
+                op.counts.dead_lettered
             )?;
             let tasks = hub
                 .store

@@ -84,8 +84,9 @@ fn shell_value(value: &str) -> String {
     }
 }
 
-/// The variables `local up` exports, in order.
-pub const EXPORTED: [&str; 7] = [
+/// The variables `local up` exports, in order (new ones go at the end: scripts may read the
+/// lines by position).
+pub const EXPORTED: [&str; 8] = [
     "AWS_ENDPOINT_URL",
     "AWS_REGION",
     "AWS_ACCESS_KEY_ID",
@@ -93,22 +94,24 @@ pub const EXPORTED: [&str; 7] = [
     "CURFEW_TABLE",
     "CURFEW_ROUTER_QUEUE_URL",
     "CURFEW_TASK_QUEUE_URL",
+    "CURFEW_TASK_DLQ_URL",
 ];
 
 fn exports(endpoint: &str, hub: &HubConfig) -> String {
     let values = [
-        endpoint,
-        LOCAL_REGION,
-        "test",
-        "test",
-        &hub.table,
-        &hub.router_queue_url,
-        &hub.task_queue_url,
+        Some(endpoint),
+        Some(LOCAL_REGION),
+        Some("test"),
+        Some("test"),
+        Some(hub.table.as_str()),
+        Some(hub.router_queue_url.as_str()),
+        Some(hub.task_queue_url.as_str()),
+        hub.task_dlq_url.as_deref(),
     ];
     EXPORTED
         .iter()
         .zip(values)
-        .map(|(name, value)| format!("export {name}={}\n", shell_value(value)))
+        .filter_map(|(name, value)| Some(format!("export {name}={}\n", shell_value(value?))))
         .collect()
 }
 
@@ -264,12 +267,17 @@ mod tests {
             table: "curfew-state".into(),
             router_queue_url: "http://127.0.0.1:5000/123456789012/curfew-router".into(),
             task_queue_url: "http://127.0.0.1:5000/123456789012/curfew-tasks".into(),
+            task_dlq_url: Some("http://127.0.0.1:5000/123456789012/curfew-tasks-dlq".into()),
         };
         let text = exports("http://127.0.0.1:5000", &hub);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 7);
+        assert_eq!(lines.len(), 8);
         assert_eq!(lines[0], "export AWS_ENDPOINT_URL=http://127.0.0.1:5000");
         assert_eq!(lines[4], "export CURFEW_TABLE=curfew-state");
+        assert_eq!(
+            lines[7],
+            "export CURFEW_TASK_DLQ_URL=http://127.0.0.1:5000/123456789012/curfew-tasks-dlq"
+        );
         assert_eq!(shell_value("it's"), r"'it'\''s'");
     }
 }

@@ -61,14 +61,15 @@ pub async fn run(opts: &GlobalOpts, once: bool) -> Result<()> {
                     let op = progress::load(hub.store.as_ref(), id).await?;
                     let c = op.counts;
                     outln!(
-                        "{} fired {id}: {} {} {} ({} changed, {} skipped, {} failed)",
+                        "{} fired {id}: {} {} {} ({} changed, {} skipped, {} failed, {} dead-lettered)",
                         output::utc(at),
                         op.action,
                         op.selector,
                         op.status,
                         c.succeeded,
                         c.skipped,
-                        c.failed
+                        c.failed,
+                        c.dead_lettered
                     )?;
                 }
                 for missed in &report.missed {

@@ -100,7 +100,8 @@ fn local_up_prints_only_exports_survives_is_found_again_and_local_down_stops_it(
             "AWS_SECRET_ACCESS_KEY",
             "CURFEW_TABLE",
             "CURFEW_ROUTER_QUEUE_URL",
-            "CURFEW_TASK_QUEUE_URL"
+            "CURFEW_TASK_QUEUE_URL",
+            "CURFEW_TASK_DLQ_URL"
         ]
     );
     assert!(vars[0].1.starts_with("http://127.0.0.1:"), "{vars:?}");
@@ -149,6 +150,23 @@ fn local_up_prints_only_exports_survives_is_found_again_and_local_down_stops_it(
         "half of the 60 demo targets are env=dev"
     );
 
+    assert!(vars[7].1.ends_with("/curfew-tasks-dlq"), "{vars:?}");
+    let out = sh(
+        &local.0,
+        r#"eval "$("$CURFEW" local up 2>/dev/null)" && "$CURFEW" dlq list --output json"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dead_letters: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        dead_letters,
+        serde_json::json!([]),
+        "the task DLQ is exported"
+    );
+
     let down = local.curfew().args(["local", "down"]).output().unwrap();
     assert!(
         down.status.success(),
@@ -156,6 +174,7 @@ fn local_up_prints_only_exports_survives_is_found_again_and_local_down_stops_it(
         String::from_utf8_lossy(&down.stderr)
     );
     assert!(String::from_utf8_lossy(&down.stdout).contains("unset CURFEW_TABLE"));
+    assert!(String::from_utf8_lossy(&down.stdout).contains("unset CURFEW_TASK_DLQ_URL"));
     assert!(!alive(pid), "local down stops the emulator");
     assert!(!local.0.exists(), "local down removes the state");
 

@@ -3,6 +3,7 @@
 
 mod aws_mode;
 mod common;
+mod dlq;
 mod hub;
 mod local;
 mod next;

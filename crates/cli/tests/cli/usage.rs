@@ -4,7 +4,7 @@
 use crate::common::{assert_fails, curfew};
 use predicates::str::contains;
 
-const COMMANDS: [&[&str]; 30] = [
+const COMMANDS: [&[&str]; 33] = [
     &[],
     &["next"],
     &["account"],
@@ -30,6 +30,9 @@ const COMMANDS: [&[&str]; 30] = [
     &["audit", "list"],
     &["audit", "verify"],
     &["audit", "export"],
+    &["dlq"],
+    &["dlq", "list"],
+    &["dlq", "redrive"],
     &["local"],
     &["local", "up"],
     &["local", "down"],
@@ -60,6 +63,7 @@ fn a_missing_subcommand_is_one_line_naming_the_choices() {
         (&[][..], "next, account, schedule, plan, stop"),
         (&["account"], "add, list, remove"),
         (&["schedule"], "add, list, show, enable, disable, delete"),
+        (&["dlq"], "list, redrive"),
         (&["local"], "up, down, run, demo"),
     ] {
         let name = std::iter::once(&"curfew")
@@ -88,6 +92,8 @@ fn the_top_level_help_documents_every_variable() {
         "CURFEW_TABLE",
         "CURFEW_ROUTER_QUEUE_URL",
         "CURFEW_TASK_QUEUE_URL",
+        "CURFEW_TASK_DLQ_URL",
+        "CURFEW_TASK_MAX_RECEIVES",
         "CURFEW_ROUTER_FUNCTION",
         "CURFEW_OUTPUT",
         "CURFEW_MAX_CONCURRENCY",
@@ -136,6 +142,39 @@ fn commands_on_the_state_table_name_the_missing_table() {
     ] {
         assert_fails(curfew().args(args), 2, &["--table", "CURFEW_TABLE"]);
     }
+}
+
+#[test]
+fn dlq_commands_name_the_missing_dead_letter_queue_then_the_table_and_task_queue() {
+    for args in [&["dlq", "list"][..], &["dlq", "redrive"]] {
+        assert_fails(
+            curfew().args(args),
+            2,
+            &["--task-dlq-url", "CURFEW_TASK_DLQ_URL"],
+        );
+        assert_fails(
+            curfew()
+                .env("CURFEW_TASK_DLQ_URL", "http://127.0.0.1:9/dlq")
+                .env("AWS_REGION", "eu-west-1")
+                .args(args),
+            2,
+            &["--table", "CURFEW_TABLE"],
+        );
+    }
+    assert_fails(
+        curfew()
+            .env("CURFEW_TASK_DLQ_URL", "http://127.0.0.1:9/dlq")
+            .env("CURFEW_TABLE", "t")
+            .env("AWS_REGION", "eu-west-1")
+            .args(["dlq", "redrive"]),
+        2,
+        &["--task-queue-url", "CURFEW_TASK_QUEUE_URL"],
+    );
+    assert_fails(
+        curfew().args(["dlq", "list", "--limit", "0"]),
+        2,
+        &["--limit"],
+    );
 }
 
 #[test]

@@ -64,6 +64,10 @@ pub struct Drained {
     pub rounds: usize,
     /// Bodies rejected as unfixable, with the cause; not re-queued (they would go to the DLQ).
     pub rejected: Vec<(String, String)>,
+    /// Task messages whose task was dead-lettered (counting each delivery once); they are
+    /// re-queued like every failed message, so a task queue with a dead-letter queue
+    /// ([`MemoryQueue::set_dead_letters`]) moves them there on their next receive.
+    pub dead_lettered: usize,
     /// True when both queues ended empty; false when the round limit was hit (e.g. a target
     /// stayed busy and its message kept coming back).
     pub settled: bool,
@@ -73,74 +77,75 @@ pub struct Drained {
 pub const DRAIN_ROUNDS: usize = 50;
 
 /// Works both queues like their Lambdas would until both are empty (or [`DRAIN_ROUNDS`] pass):
-/// router messages first, then task messages; failed messages go back on their queue, rejected
-/// ones are reported and dropped.
+/// router messages first, then task messages (each delivered with its receive count); failed
+/// messages go back on their queue, rejected ones are reported and dropped.
 pub async fn drain(hub: &Hub, router_q: &MemoryQueue, task_q: &MemoryQueue) -> Drained {
+    drain_rounds(hub, router_q, task_q, DRAIN_ROUNDS).await
+}
+
+/// [`drain`], for at most `rounds` rounds.
+pub async fn drain_rounds(
+    hub: &Hub,
+    router_q: &MemoryQueue,
+    task_q: &MemoryQueue,
+    rounds: usize,
+) -> Drained {
     let mut drained = Drained::default();
-    while drained.rounds < DRAIN_ROUNDS {
+    while drained.rounds < rounds {
         if router_q.is_empty() && task_q.is_empty() {
             drained.settled = true;
             return drained;
         }
         drained.rounds += 1;
-        let round = drained.rounds;
-        let routed = work(router_q, round, "r", |m| async move {
-            service::router_batch(hub, &m).await
+        let routed = work(router_q, |m| async move {
+            let pairs: Vec<(String, String)> =
+                m.into_iter().map(|d| (d.message_id, d.body)).collect();
+            service::router_batch(hub, &pairs).await
         })
         .await;
-        let worked = work(task_q, round, "t", |m| async move {
-            service::worker_batch(hub, &m).await
-        })
+        let worked = work(
+            task_q,
+            |m| async move { service::worker_batch(hub, &m).await },
+        )
         .await;
-        drained.rejected.extend(routed);
-        drained.rejected.extend(worked);
+        drained.rejected.extend(routed.rejected);
+        drained.rejected.extend(worked.rejected);
+        drained.dead_lettered += worked.dead_lettered.len();
     }
     drained.settled = router_q.is_empty() && task_q.is_empty();
     drained
 }
 
-/// Takes every body from `queue`, works them as one batch, re-queues the failed ones and
-/// returns the rejected ones.
-async fn work<F, Fut>(
-    queue: &MemoryQueue,
-    round: usize,
-    prefix: &str,
-    batch: F,
-) -> Vec<(String, String)>
+/// Receives every message on `queue`, works them as one batch, puts the failed ones back and
+/// drops the rejected ones; returns the batch's outcome with bodies in place of message ids
+/// in `rejected`.
+async fn work<F, Fut>(queue: &MemoryQueue, batch: F) -> service::BatchOutcome
 where
-    F: FnOnce(Vec<(String, String)>) -> Fut,
+    F: FnOnce(Vec<service::Delivery>) -> Fut,
     Fut: std::future::Future<Output = service::BatchOutcome>,
 {
-    let bodies = queue.take_all();
-    if bodies.is_empty() {
-        return Vec::new();
+    let deliveries = queue.receive_all();
+    if deliveries.is_empty() {
+        return service::BatchOutcome::default();
     }
-    let messages: Vec<(String, String)> = bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| (format!("{prefix}{round}-{i}"), body))
-        .collect();
-    let outcome = batch(messages.clone()).await;
+    let mut outcome = batch(deliveries.clone()).await;
+    for delivery in &deliveries {
+        let id = &delivery.message_id;
+        if outcome.rejected.iter().any(|(r, _)| r == id) || !outcome.failed.contains(id) {
+            queue.delete(id);
+        } else {
+            queue.retry(id);
+        }
+    }
     let body_of = |id: &String| {
-        messages
+        deliveries
             .iter()
-            .find(|(m, _)| m == id)
-            .map(|(_, body)| body.clone())
+            .find(|d| &d.message_id == id)
+            .map(|d| d.body.clone())
             .unwrap_or_default()
     };
-    let rejected: Vec<(String, String)> = outcome
-        .rejected
-        .iter()
-        .map(|(id, cause)| (body_of(id), cause.clone()))
-        .collect();
-    let retry: Vec<String> = outcome
-        .failed
-        .iter()
-        .filter(|id| !outcome.rejected.iter().any(|(r, _)| r == *id))
-        .map(body_of)
-        .collect();
-    if !retry.is_empty() {
-        lock(&queue.bodies).extend(retry);
+    for (id, _) in outcome.rejected.iter_mut() {
+        *id = body_of(id);
     }
-    rejected
+    outcome
 }

@@ -497,10 +497,11 @@ impl OperationStore for MemoryStore {
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        if !outcome.status.is_final() {
+        if !outcome.status.is_final() || outcome.status == TaskStatus::DeadLettered {
+            // The adapter counts only these three here; giving up is `dead_letter_task`'s.
             return Err(PortError::new(
                 ErrorKind::Invalid,
-                format!("{} is not a final task status", outcome.status),
+                format!("{} is not an outcome a delivery records", outcome.status),
             ));
         }
         let mut state = lock(&self.state);
@@ -530,6 +531,64 @@ impl OperationStore for MemoryStore {
                 TaskStatus::Failed => op.counts.failed += 1,
                 _ => op.counts.skipped += 1,
             }
+        }
+        Ok(true)
+    }
+
+    async fn dead_letter_task(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        let mut state = lock(&self.state);
+        // The adapter's lease check: no unexpired holder from this operation.
+        let worked_on = state.leases.get(target_key).is_some_and(|lease| {
+            lease.holder.is_some()
+                && lease.holder_op.as_deref() == Some(op_id)
+                && lease.expires_ms.is_none_or(|e| e >= now.timestamp_millis())
+        });
+        if worked_on {
+            return Ok(false);
+        }
+        let Some(task) = state
+            .tasks
+            .get_mut(&(op_id.to_string(), target_key.to_string()))
+            .filter(|task| !task.status.is_final())
+        else {
+            return Ok(false);
+        };
+        task.reopens_as = Some(task.status);
+        task.status = TaskStatus::DeadLettered;
+        task.reason = Some(reason.to_string());
+        task.updated_at = now;
+        if let Some(op) = state.operations.get_mut(op_id) {
+            op.counts.dead_lettered += 1;
+        }
+        Ok(true)
+    }
+
+    async fn reopen_task(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        let mut state = lock(&self.state);
+        let Some(task) = state
+            .tasks
+            .get_mut(&(op_id.to_string(), target_key.to_string()))
+            .filter(|task| task.status == TaskStatus::DeadLettered)
+        else {
+            return Ok(false);
+        };
+        task.status = task.reopens_as.take().unwrap_or(TaskStatus::Pending);
+        task.reason = None;
+        task.updated_at = now;
+        if let Some(op) = state.operations.get_mut(op_id) {
+            op.counts.dead_lettered = op.counts.dead_lettered.saturating_sub(1);
+            op.status = OpStatus::Running;
         }
         Ok(true)
     }
@@ -924,6 +983,76 @@ mod tests {
         assert_eq!(
             store.finalize_operation("a", t0()).await.unwrap(),
             Some(OpStatus::Succeeded)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_is_dead_lettered_once_and_a_reopen_uncounts_it_and_reruns_its_operation() {
+        let store = MemoryStore::new();
+        store.create_operation(&op("a")).await.unwrap();
+        store.fix_shards("a", &[shard()]).await.unwrap();
+        let tasks = vec![Task::pending("a", web(), t0())];
+        store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
+        let key = web().key();
+        assert!(store
+            .dead_letter_task("a", &key, "busy", t0())
+            .await
+            .unwrap());
+        assert!(!store
+            .dead_letter_task("a", &key, "busy again", t0())
+            .await
+            .unwrap());
+        assert_eq!(
+            store.finalize_operation("a", t0()).await.unwrap(),
+            Some(OpStatus::Failed)
+        );
+        let a = store.get_operation("a").await.unwrap().unwrap();
+        assert_eq!(a.counts.dead_lettered, 1);
+
+        assert!(store.reopen_task("a", &key, t0()).await.unwrap());
+        assert!(!store.reopen_task("a", &key, t0()).await.unwrap());
+        let a = store.get_operation("a").await.unwrap().unwrap();
+        assert_eq!((a.status, a.counts.dead_lettered), (OpStatus::Running, 0));
+        let task = store.get_task("a", &key).await.unwrap().unwrap();
+        assert_eq!(
+            (task.status, task.reason, task.reopens_as),
+            (TaskStatus::Pending, None, None)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_given_up_while_applying_reopens_applying() {
+        let store = MemoryStore::new();
+        store.create_operation(&op("a")).await.unwrap();
+        store.fix_shards("a", &[shard()]).await.unwrap();
+        let tasks = vec![Task::pending("a", web(), t0())];
+        store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
+        let lease = leased(&store, "a").await;
+        let key = web().key();
+        store
+            .mark_applying(&lease, &key, Sizes::new(1, 4, 2), Sizes::new(0, 0, 0), t0())
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .dead_letter_task("a", &key, "busy", t0())
+                .await
+                .unwrap(),
+            "not while a delivery of the operation holds the lease"
+        );
+        store.release_lease(&key, &lease, false).await.unwrap();
+        assert!(store
+            .dead_letter_task("a", &key, "busy", t0())
+            .await
+            .unwrap());
+
+        assert!(store.reopen_task("a", &key, t0()).await.unwrap());
+        let task = store.get_task("a", &key).await.unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Applying);
+        assert_eq!(
+            task.after,
+            Some(Sizes::new(0, 0, 0)),
+            "the planned sizes kept"
         );
     }
 

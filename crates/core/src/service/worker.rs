@@ -89,6 +89,41 @@ pub async fn work(
     }
 }
 
+/// Gives the task up because its message had its last receive and the task is still open
+/// (`why`: what the last receive was waiting for). The task becomes DEAD_LETTERED with that
+/// reason and is counted once, so its operation can end (PARTIAL); the message itself goes on
+/// to the dead-letter queue, from which `curfew dlq redrive` reopens the task.
+///
+/// Safe to repeat and to race: the store refuses a task that is already final (another
+/// delivery finished it: that status is returned) and one a delivery of this operation is
+/// working on under the target's lease (`RetryLater`: that delivery finishes it or leaves it
+/// open).
+pub async fn give_up(
+    hub: &Hub,
+    msg: &TaskMessage,
+    receives: u32,
+    why: &str,
+) -> PortResult<TaskStep> {
+    let key = msg.target.key();
+    let reason = format!("dead-lettered after {receives} receives; the last was waiting: {why}");
+    if hub
+        .store
+        .dead_letter_task(&msg.op_id, &key, &reason, hub.clock.now())
+        .await?
+    {
+        warn!(op_id = %msg.op_id, target = %key, %reason, "task dead-lettered");
+        return Ok(TaskStep::Finished(TaskStatus::DeadLettered));
+    }
+    let task = load_task(hub, msg).await?;
+    if task.status.is_final() {
+        return Ok(TaskStep::Finished(task.status));
+    }
+    Ok(TaskStep::RetryLater(format!(
+        "another delivery of operation {} holds the lease on {key}",
+        msg.op_id
+    )))
+}
+
 async fn load_task(hub: &Hub, msg: &TaskMessage) -> PortResult<Task> {
     let key = msg.target.key();
     hub.store.get_task(&msg.op_id, &key).await?.ok_or_else(|| {

@@ -13,7 +13,7 @@ use curfew_core::operation::{Discovery, Operation, Task};
 use curfew_core::ports::{OperationStore, Queue, TargetStore};
 use curfew_core::selector::Selector;
 use curfew_core::service::invocation::{invoke, Invocation};
-use curfew_core::service::{router_batch, worker_batch, Hub};
+use curfew_core::service::{router_batch, worker_batch, Delivery, Hub};
 use curfew_core::target::{Sizes, Target, TargetKind};
 
 pub const DEV: &str = "111111111111";
@@ -54,6 +54,9 @@ pub struct World {
     pub store: Arc<MemoryStore>,
     pub router_q: Arc<MemoryQueue>,
     pub task_q: Arc<MemoryQueue>,
+    /// Where the task queue moves a message after its last receive, as the hub's SQS
+    /// redrive policy does.
+    pub task_dlq: Arc<MemoryQueue>,
     pub spokes: Arc<FakeSpokes>,
 }
 
@@ -62,6 +65,8 @@ pub struct World {
 pub async fn world(more_accounts: &[&str]) -> World {
     let clock = Arc::new(ManualClock::new(monday_evening()));
     let (hub, store, router_q, task_q, spokes) = fakes::hub(clock.clone());
+    let task_dlq = Arc::new(MemoryQueue::new());
+    task_q.set_dead_letters(task_dlq.clone(), hub.settings.task_max_receives);
     for account in std::iter::once(&DEV).chain(more_accounts) {
         let role = format!("arn:aws:iam::{account}:role/curfew-spoke");
         let registered = Account::new(account, &role, None, &[REGION.to_string()]).unwrap();
@@ -75,6 +80,7 @@ pub async fn world(more_accounts: &[&str]) -> World {
         store,
         router_q,
         task_q,
+        task_dlq,
         spokes,
     }
 }
@@ -107,6 +113,14 @@ impl World {
         drained
     }
 
+    /// [`World::drain`] for at most `rounds` rounds: each task message is received at most
+    /// that many times.
+    pub async fn drain_rounds(&self, rounds: usize) -> fakes::Drained {
+        let drained = fakes::drain_rounds(&self.hub, &self.router_q, &self.task_q, rounds).await;
+        assert!(drained.rejected.is_empty(), "{:?}", drained.rejected);
+        drained
+    }
+
     /// Runs an operation to the end.
     pub async fn run(&self, stop: bool) -> Operation {
         let id = self.begin(stop, false).await;
@@ -127,13 +141,13 @@ impl World {
     /// Works `bodies` as one worker batch and puts what must be retried back on the task queue;
     /// returns how many went back.
     pub async fn work_once(&self, bodies: Vec<String>) -> usize {
-        let messages = ids(bodies);
+        let messages = deliveries(bodies);
         let outcome = worker_batch(&self.hub, &messages).await;
         assert!(outcome.rejected.is_empty(), "{outcome:?}");
         let retry: Vec<String> = messages
             .into_iter()
-            .filter(|(id, _)| outcome.failed.contains(id))
-            .map(|(_, body)| body)
+            .filter(|d| outcome.failed.contains(&d.message_id))
+            .map(|d| d.body)
             .collect();
         self.task_q.send(&retry).await.unwrap();
         retry.len()
@@ -164,6 +178,16 @@ impl World {
     }
 }
 
+/// Task messages on their first receive, with ids of their own.
+pub fn deliveries(bodies: Vec<String>) -> Vec<Delivery> {
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| Delivery::first(format!("m{i}"), body))
+        .collect()
+}
+
+/// Router messages with ids of their own.
 pub fn ids(bodies: Vec<String>) -> Vec<(String, String)> {
     bodies
         .into_iter()

@@ -120,6 +120,9 @@ impl TestHub {
             .env("CURFEW_TABLE", &self.config.table)
             .env("CURFEW_ROUTER_QUEUE_URL", &self.config.router_queue_url)
             .env("CURFEW_TASK_QUEUE_URL", &self.config.task_queue_url);
+        if let Some(dlq) = &self.config.task_dlq_url {
+            cmd.env("CURFEW_TASK_DLQ_URL", dlq);
+        }
         cmd
     }
 

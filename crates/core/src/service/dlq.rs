@@ -1,0 +1,147 @@
+//! The task dead-letter queue, for operators (`curfew dlq list | redrive`): what waits there,
+//! with the state of each message's task, and moving it all back to the task queue, each
+//! dead-lettered task reopened so the worker resumes it and its operation ends again.
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::Hub;
+use crate::decision::Action;
+use crate::operation::{TaskMessage, TaskStatus};
+use crate::ports::{DeadLetter, DeadLetterQueue, PortResult, StateStore};
+
+/// Task records read at once while listing.
+const LOOKUPS: usize = 8;
+
+/// One message in the task dead-letter queue, with its task as the state table has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeadLetterEntry {
+    /// The SQS message id.
+    pub message_id: String,
+    /// Receives so far, as the queue reports them (see [`DeadLetter::receive_count`]).
+    pub receive_count: u32,
+    /// The operation, when the body is a task message.
+    pub op_id: Option<String>,
+    /// The target's key, when the body is a task message.
+    pub target: Option<String>,
+    /// Stop or start, when the body is a task message.
+    pub action: Option<Action>,
+    /// The task's status now (DEAD_LETTERED until a redrive), if the task exists.
+    pub task_status: Option<TaskStatus>,
+    /// The task's reason (for a dead-lettered task: what its last receive was waiting for).
+    pub reason: Option<String>,
+    /// Why the message is not a task message, or names no task, if so.
+    pub problem: Option<String>,
+}
+
+/// Up to `limit` messages of the dead-letter queue with their tasks; nothing is deleted or
+/// changed (the queue's [`DeadLetterQueue::peek`] says how it reads without taking).
+pub async fn list(
+    store: &dyn StateStore,
+    dlq: &dyn DeadLetterQueue,
+    limit: usize,
+) -> PortResult<Vec<DeadLetterEntry>> {
+    let letters = dlq.peek(limit).await?;
+    stream::iter(letters.into_iter().map(|letter| entry(store, letter)))
+        .buffered(LOOKUPS)
+        .try_collect()
+        .await
+}
+
+async fn entry(store: &dyn StateStore, letter: DeadLetter) -> PortResult<DeadLetterEntry> {
+    let mut entry = DeadLetterEntry {
+        message_id: letter.message_id,
+        receive_count: letter.receive_count,
+        op_id: None,
+        target: None,
+        action: None,
+        task_status: None,
+        reason: None,
+        problem: None,
+    };
+    let message: TaskMessage = match serde_json::from_str(&letter.body) {
+        Ok(message) => message,
+        Err(e) => {
+            entry.problem = Some(format!("not a task message: {e}"));
+            return Ok(entry);
+        }
+    };
+    let key = message.target.key();
+    match store.get_task(&message.op_id, &key).await? {
+        Some(task) => {
+            entry.task_status = Some(task.status);
+            entry.reason = task.reason;
+        }
+        None => {
+            entry.problem = Some(format!(
+                "operation {} has no task for this target",
+                message.op_id
+            ))
+        }
+    }
+    entry.op_id = Some(message.op_id);
+    entry.target = Some(key);
+    entry.action = Some(message.action);
+    Ok(entry)
+}
+
+/// A task a redrive reopened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReopenedTask {
+    /// The operation (RUNNING again until the task is done).
+    pub op_id: String,
+    /// The target's key.
+    pub target: String,
+}
+
+/// What a redrive did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RedriveReport {
+    /// Messages moved to the task queue.
+    pub moved: u64,
+    /// Dead-lettered tasks reopened, in the order their messages were moved.
+    pub reopened: Vec<ReopenedTask>,
+    /// Moved messages that are not task messages (they are moved as they are).
+    pub not_tasks: u64,
+}
+
+/// Moves every message of the dead-letter queue back to the task queue, a batch at a time:
+/// first each dead-lettered task is reopened ([`crate::ports::OperationStore::reopen_task`]:
+/// back to where it was given up, uncounted, its operation RUNNING again), then the batch is
+/// sent to the task queue, then deleted from the dead-letter queue. The worker then resumes
+/// each task and settles its operation as usual.
+///
+/// Safe to cut short and run again: a task already reopened is not reopened twice, a message
+/// sent but not yet deleted is sent again (a second delivery of a task is harmless), and one
+/// not yet sent is still in the dead-letter queue.
+pub async fn redrive(hub: &Hub, dlq: &dyn DeadLetterQueue) -> PortResult<RedriveReport> {
+    let mut report = RedriveReport::default();
+    loop {
+        let batch = dlq.receive().await?;
+        if batch.is_empty() {
+            return Ok(report);
+        }
+        for letter in &batch {
+            let Ok(message) = serde_json::from_str::<TaskMessage>(&letter.body) else {
+                report.not_tasks += 1;
+                continue;
+            };
+            let key = message.target.key();
+            if hub
+                .store
+                .reopen_task(&message.op_id, &key, hub.clock.now())
+                .await?
+            {
+                tracing::info!(op_id = %message.op_id, target = %key, "dead-lettered task reopened");
+                report.reopened.push(ReopenedTask {
+                    op_id: message.op_id,
+                    target: key,
+                });
+            }
+        }
+        let bodies: Vec<String> = batch.iter().map(|letter| letter.body.clone()).collect();
+        hub.task_queue.send(&bodies).await?;
+        dlq.delete(&batch).await?;
+        report.moved += batch.len() as u64;
+    }
+}
