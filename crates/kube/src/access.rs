@@ -211,3 +211,53 @@ pub(crate) fn ca_certificates(cluster: &str, data: &str) -> PortResult<Vec<Vec<u
     }
     Ok(certificates)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    const CA_PEM: &str = include_str!("../tests/fixtures/cluster-ca.pem");
+
+    #[test]
+    fn the_cluster_ca_is_read_from_base64_pem_into_der() {
+        let certificates = ca_certificates("dev", &STANDARD.encode(CA_PEM)).unwrap();
+        assert_eq!(certificates.len(), 1);
+        assert_eq!(certificates[0][0], 0x30, "DER starts with a SEQUENCE");
+    }
+
+    #[test]
+    fn a_cluster_ca_that_is_not_base64_is_invalid() {
+        let err = ca_certificates("dev", "not base64!").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid);
+        assert!(err.message.contains("not base64"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_cluster_ca_without_a_certificate_is_invalid() {
+        let key_only = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        let err = ca_certificates("dev", &STANDARD.encode(key_only)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid);
+        assert!(err.message.contains("no certificate"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_token_lives_fifteen_minutes_unless_its_credentials_expire_first() {
+        let signed = Utc.with_ymd_and_hms(2027, 1, 4, 19, 0, 0).unwrap();
+        let keys = |expiry: Option<DateTime<Utc>>| {
+            Credentials::new("AKID", "secret", None, expiry.map(Into::into), "test")
+        };
+        assert_eq!(
+            token_expiry(signed, &keys(None)),
+            signed + chrono::Duration::minutes(15)
+        );
+        let soon = signed + chrono::Duration::minutes(6);
+        assert_eq!(token_expiry(signed, &keys(Some(soon))), soon);
+        let later = signed + chrono::Duration::hours(1);
+        assert_eq!(
+            token_expiry(signed, &keys(Some(later))),
+            signed + chrono::Duration::minutes(15)
+        );
+    }
+}
