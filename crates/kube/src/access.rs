@@ -35,7 +35,26 @@ pub struct ClusterEndpoint {
 }
 
 /// How the adapter reaches a cluster: the hub implements it over the spoke session cache and
-/// EKS `DescribeCluster` (the role's session credentials, the endpoint and the CA).
+/// EKS `DescribeCluster` (the role's session credentials, the endpoint and the CA), which
+/// `curfew_aws::AwsSpokes::cluster_connection` gathers. This crate does not depend on
+/// `curfew-aws` (its tests would link the whole SDK), so the wiring lives where both meet, the
+/// worker's `main`, as a newtype:
+///
+/// ```ignore
+/// struct SpokeClusters(Arc<AwsSpokes>);
+///
+/// #[async_trait]
+/// impl ClusterAccess for SpokeClusters {
+///     async fn connect(&self, at: &ClusterRef) -> PortResult<ClusterEndpoint> {
+///         let c = self.0.cluster_connection(&at.role, &at.region, &at.cluster).await?;
+///         Ok(ClusterEndpoint {
+///             url: c.endpoint,
+///             certificate_authority: Some(c.certificate_authority),
+///             credentials: c.credentials,
+///         })
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait ClusterAccess: Send + Sync {
     /// The endpoint, CA and credentials for `at`. Called when the adapter has no client for the
