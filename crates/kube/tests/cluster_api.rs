@@ -1067,3 +1067,52 @@ async fn a_sleep_then_a_wake_reach_the_api_server_in_that_order() {
         ]
     );
 }
+
+const CLUSTER_CA: &str = include_str!("fixtures/cluster-ca.pem");
+const OTHER_CA: &str = include_str!("fixtures/other-ca.pem");
+const APISERVER_CERT: &str = include_str!("fixtures/apiserver.pem");
+const APISERVER_KEY: &str = include_str!("fixtures/apiserver-key.pem");
+
+/// The adapter and a TLS API server whose certificate `cluster-ca.pem` signed, reached with the
+/// CA `ca` as DescribeCluster would give it (base64 of PEM).
+async fn over_tls(ca: &str) -> (FakeApiServer, KubeClusters<Arc<Loopback>>) {
+    use base64::Engine;
+    let server = FakeApiServer::start_tls(APISERVER_CERT, APISERVER_KEY).await;
+    let access = Arc::new(Loopback {
+        url: server.url.clone(),
+        certificate_authority: Some(base64::engine::general_purpose::STANDARD.encode(ca)),
+        credentials: credentials(None),
+        connects: AtomicUsize::new(0),
+    });
+    let clusters =
+        KubeClusters::new(access, Arc::new(ManualClock::new(start_time()))).with_retries(0);
+    (server, clusters)
+}
+
+#[tokio::test]
+async fn the_api_server_is_reached_over_tls_trusting_the_clusters_own_ca() {
+    let (server, clusters) = over_tls(CLUSTER_CA).await;
+    server.answer("GET", NODEPOOLS, 200, json::node_pool_list(vec![]));
+
+    clusters.node_pools(&dev()).await.unwrap();
+
+    assert_eq!(server.lines(), [format!("GET {NODEPOOLS}")]);
+    assert!(server.received()[0]
+        .authorization
+        .as_deref()
+        .is_some_and(|a| a.starts_with("Bearer k8s-aws-v1.")));
+}
+
+#[tokio::test]
+async fn an_api_server_whose_certificate_another_ca_signed_is_refused() {
+    let (server, clusters) = over_tls(OTHER_CA).await;
+    server.answer("GET", NODEPOOLS, 200, json::node_pool_list(vec![]));
+
+    let err = clusters.node_pools(&dev()).await.unwrap_err();
+
+    assert_eq!(err.kind, ErrorKind::Other, "{err}");
+    assert!(
+        server.received().is_empty(),
+        "no request (and no token) crossed the refused connection"
+    );
+}

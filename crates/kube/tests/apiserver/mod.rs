@@ -15,9 +15,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 
 /// One request as the server received it.
 #[derive(Clone, Debug)]
@@ -72,26 +74,69 @@ struct State {
 
 /// The running server; dropping it stops it and every open connection.
 pub struct FakeApiServer {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when it serves TLS.
     pub url: String,
     state: Arc<Mutex<State>>,
     task: JoinHandle<()>,
 }
 
 impl FakeApiServer {
-    /// Starts a server on a free loopback port.
+    /// Starts a server on a free loopback port, over plain HTTP.
     pub async fn start() -> Self {
+        Self::listen(None).await
+    }
+
+    /// Starts a server on a free loopback port, over TLS with `certificate` (PEM chain) and its
+    /// PKCS#8 `key` (PEM), as an EKS API server presents the certificate its cluster CA signed.
+    pub async fn start_tls(certificate: &str, key: &str) -> Self {
+        let chain = pem::parse_many(certificate)
+            .expect("PEM certificates")
+            .into_iter()
+            .map(|c| c.into_contents().into())
+            .collect();
+        let key = pem::parse(key).expect("a PEM key").into_contents();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                chain,
+                rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
+            )
+            .expect("a certificate and its key");
+        Self::listen(Some(TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn listen(tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
-        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!(
+            "{scheme}://{}",
+            listener.local_addr().expect("local address")
+        );
         let state = Arc::new(Mutex::new(State::default()));
         let serving = state.clone();
         let task = tokio::spawn(async move {
             // Connections live in this set, so aborting the accept loop closes them too.
             let mut connections = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                connections.spawn(serve(stream, serving.clone()));
+                let state = serving.clone();
+                match tls.clone() {
+                    None => {
+                        connections.spawn(serve(stream, state));
+                    }
+                    Some(acceptor) => {
+                        connections.spawn(async move {
+                            // A client that refuses the certificate ends the handshake.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve(stream, state).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         FakeApiServer { url, state, task }
@@ -137,7 +182,7 @@ impl Drop for FakeApiServer {
 }
 
 /// Serves one connection: requests one after another (keep-alive) until the client closes it.
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Mutex<State>>) {
     let mut buffer: Vec<u8> = Vec::new();
     loop {
         let Some((received, used)) = read_request(&mut stream, &mut buffer).await else {
@@ -174,6 +219,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         );
         if stream.write_all(head.as_bytes()).await.is_err()
             || stream.write_all(body.as_bytes()).await.is_err()
+            || stream.flush().await.is_err()
         {
             return;
         }
@@ -182,7 +228,10 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
 
 /// Reads one request from `stream` (buffered in `buffer`); returns it and how many bytes of
 /// the buffer it took, or `None` when the client closed the connection.
-async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<(Received, usize)> {
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+) -> Option<(Received, usize)> {
     let head = loop {
         if let Some(head) = parse_head(buffer) {
             break head;
@@ -262,7 +311,7 @@ fn parse_head(buffer: &[u8]) -> Option<Head> {
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> bool {
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buffer: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 8192];
     match stream.read(&mut chunk).await {
         Ok(0) | Err(_) => false,
