@@ -31,6 +31,9 @@ pub const CLUSTER_ID_HEADER: &str = "x-k8s-aws-id";
 /// reports an expiry a minute earlier to leave room for clock skew.
 pub const TOKEN_LIFETIME: chrono::Duration = chrono::Duration::minutes(15);
 
+/// The longest token the authenticator reads; it refuses longer ones unread.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
 /// `X-Amz-Expires` of the presigned URL. The authenticator ignores it (see
 /// [`TOKEN_LIFETIME`]) but `aws eks get-token` and the Go authenticator send 60, and STS
 /// rejects a presigned URL without one.
@@ -46,6 +49,13 @@ pub enum TokenError {
     /// SigV4 refused to sign the request.
     #[error("signing the STS request failed: {0}")]
     Signing(#[source] SigningError),
+    /// The token is longer than [`MAX_TOKEN_LEN`] (a very long session token, e.g. one carrying
+    /// many session tags): the API server would refuse it.
+    #[error("the EKS token is {len} bytes long; the API server reads at most {MAX_TOKEN_LEN}")]
+    TooLong {
+        /// Its length.
+        len: usize,
+    },
     /// The region or cluster name cannot be put in the request.
     #[error(
         "the STS request for region {region:?} and cluster {cluster:?} is malformed: {source}"
@@ -122,10 +132,14 @@ pub fn eks_token(
         .into_parts();
     instructions.apply_to_request_http1x(&mut request);
 
-    Ok(format!(
+    let token = format!(
         "{TOKEN_PREFIX}{}",
         URL_SAFE_NO_PAD.encode(request.uri().to_string())
-    ))
+    );
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::TooLong { len: token.len() });
+    }
+    Ok(token)
 }
 
 #[cfg(test)]
@@ -244,6 +258,48 @@ mod tests {
         assert_eq!(
             query["X-Amz-Credential"],
             "AKIDEXAMPLE/20270301/us-east-1/sts/aws4_request"
+        );
+    }
+
+    /// The authenticator refuses a URL with any other query parameter, or one given twice
+    /// (aws-iam-authenticator's `parameterWhitelist`).
+    #[test]
+    fn the_url_carries_only_the_query_parameters_the_authenticator_accepts() {
+        let token = eks_token(&credentials(), "eu-west-1", "dev-cluster", at()).unwrap();
+        let (uri, _) = presigned(&token);
+        let mut names: Vec<String> = form_urlencoded::parse(uri.query().unwrap().as_bytes())
+            .map(|(name, _)| name.to_lowercase())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "action",
+                "version",
+                "x-amz-algorithm",
+                "x-amz-credential",
+                "x-amz-date",
+                "x-amz-expires",
+                "x-amz-security-token",
+                "x-amz-signature",
+                "x-amz-signedheaders",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_token_longer_than_the_authenticator_reads_is_refused() {
+        let long_session = Credentials::new(
+            "ASIAEXAMPLE",
+            "secret",
+            Some("t".repeat(3000)),
+            None,
+            "test",
+        );
+        let err = eks_token(&long_session, "eu-west-1", "dev", at()).unwrap_err();
+        assert!(
+            matches!(err, TokenError::TooLong { len } if len > MAX_TOKEN_LEN),
+            "{err}"
         );
     }
 
