@@ -130,11 +130,38 @@ impl AwsSpokes {
 
     async fn eks(&self, role: &SpokeRole, region: &str) -> PortResult<aws_sdk_eks::Client> {
         let creds = self.credentials(role).await?;
+        Ok(self.eks_with(creds, region))
+    }
+
+    fn eks_with(&self, creds: Credentials, region: &str) -> aws_sdk_eks::Client {
         let conf = aws_sdk_eks::config::Builder::from(&self.sdk)
             .region(Region::new(region.to_string()))
             .credentials_provider(creds)
             .build();
-        Ok(aws_sdk_eks::Client::from_conf(conf))
+        aws_sdk_eks::Client::from_conf(conf)
+    }
+
+    /// What the Kubernetes adapter (`curfew-kube`) needs to reach `cluster`'s API server: its
+    /// endpoint and CA from `DescribeCluster`, and the spoke session's credentials (from the
+    /// session cache) to sign the EKS bearer token with. The session's role must have an EKS
+    /// access entry in the cluster for the token to be accepted.
+    pub async fn cluster_connection(
+        &self,
+        role: &SpokeRole,
+        region: &str,
+        cluster: &str,
+    ) -> PortResult<ClusterConnection> {
+        self.fresh_on_expiry(role, || async {
+            let credentials = self.credentials(role).await?;
+            let client = self.eks_with(credentials.clone(), region);
+            let (endpoint, certificate_authority) = described_endpoint(&client, cluster).await?;
+            Ok(ClusterConnection {
+                endpoint,
+                certificate_authority,
+                credentials,
+            })
+        })
+        .await
     }
 
     async fn discover_asgs(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
@@ -237,6 +264,56 @@ impl AwsSpokes {
             }
         }
         Ok(targets)
+    }
+}
+
+/// How to reach one EKS cluster's API server with a spoke session: see
+/// [`AwsSpokes::cluster_connection`].
+#[derive(Clone, Debug)]
+pub struct ClusterConnection {
+    /// The API server's URL (`cluster.endpoint`).
+    pub endpoint: String,
+    /// The cluster's CA bundle, base64 of PEM (`cluster.certificateAuthority.data`).
+    pub certificate_authority: String,
+    /// The spoke session's credentials.
+    pub credentials: Credentials,
+}
+
+/// A cluster's API endpoint and CA. A cluster still being created has neither yet: that is
+/// [`ErrorKind::InUse`], to be retried later like any EKS change in flight.
+async fn described_endpoint(
+    client: &aws_sdk_eks::Client,
+    cluster: &str,
+) -> PortResult<(String, String)> {
+    let out = retrying(|| async {
+        client
+            .describe_cluster()
+            .name(cluster)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("describing cluster {cluster}"), e))
+    })
+    .await?;
+    let described = out.cluster.ok_or_else(|| {
+        PortError::new(
+            ErrorKind::NotFound,
+            format!("cluster {cluster} no longer exists"),
+        )
+    })?;
+    let endpoint = described.endpoint().filter(|e| !e.is_empty());
+    let ca = described
+        .certificate_authority()
+        .and_then(|c| c.data())
+        .filter(|d| !d.is_empty());
+    match (endpoint, ca) {
+        (Some(endpoint), Some(ca)) => Ok((endpoint.to_string(), ca.to_string())),
+        _ => Err(PortError::new(
+            ErrorKind::InUse,
+            format!(
+                "cluster {cluster} has no API endpoint yet (status {})",
+                described.status().map(|s| s.as_str()).unwrap_or("unknown")
+            ),
+        )),
     }
 }
 
@@ -854,6 +931,80 @@ mod tests {
         assert_eq!(again.unwrap_err().kind, ErrorKind::ExpiredCredentials);
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
         assert_eq!(assume.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_clusters_endpoint_and_ca_are_read_from_describe_cluster() {
+        use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
+        use aws_sdk_eks::types::{Certificate, Cluster, ClusterStatus};
+        let described = mock!(aws_sdk_eks::Client::describe_cluster)
+            .match_requests(|r| r.name() == Some("dev"))
+            .then_output(|| {
+                DescribeClusterOutput::builder()
+                    .cluster(
+                        Cluster::builder()
+                            .name("dev")
+                            .status(ClusterStatus::Active)
+                            .endpoint("https://ABC123.gr7.eu-west-1.eks.amazonaws.com")
+                            .certificate_authority(
+                                Certificate::builder().data("LS0tLS1CRUdJTg==").build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_eks, [&described]);
+
+        let (endpoint, ca) = described_endpoint(&client, "dev").await.unwrap();
+
+        assert_eq!(endpoint, "https://ABC123.gr7.eu-west-1.eks.amazonaws.com");
+        assert_eq!(ca, "LS0tLS1CRUdJTg==");
+        assert_eq!(described.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cluster_still_being_created_has_no_endpoint_yet_and_is_in_use() {
+        use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
+        use aws_sdk_eks::types::{Cluster, ClusterStatus};
+        let creating = mock!(aws_sdk_eks::Client::describe_cluster).then_output(|| {
+            DescribeClusterOutput::builder()
+                .cluster(
+                    Cluster::builder()
+                        .name("dev")
+                        .status(ClusterStatus::Creating)
+                        .build(),
+                )
+                .build()
+        });
+        let client = mock_client!(aws_sdk_eks, [&creating]);
+
+        let err = described_endpoint(&client, "dev").await.unwrap_err();
+
+        assert_eq!(err.kind, ErrorKind::InUse);
+        assert!(err.message.contains("CREATING"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn a_missing_cluster_is_not_found() {
+        use aws_sdk_eks::operation::describe_cluster::DescribeClusterError;
+        use aws_sdk_eks::types::error::ResourceNotFoundException;
+        let missing = mock!(aws_sdk_eks::Client::describe_cluster).then_error(|| {
+            DescribeClusterError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .message("No cluster found for name: dev.")
+                    .meta(
+                        aws_smithy_types::error::ErrorMetadata::builder()
+                            .code("ResourceNotFoundException")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_eks, [&missing]);
+
+        let err = described_endpoint(&client, "dev").await.unwrap_err();
+
+        assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
     }
 
     #[tokio::test]

@@ -13,10 +13,12 @@
 //! assert_eq!(spokes.calls(), 0);
 //! ```
 
+mod clusters;
 mod queue;
 mod spokes;
 mod store;
 
+pub use clusters::{ClusterCall, ClusterObjects, FakeClusters, PoolNodes};
 pub use queue::MemoryQueue;
 pub use spokes::FakeSpokes;
 pub use store::MemoryStore;
