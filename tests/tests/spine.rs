@@ -343,6 +343,7 @@ async fn an_account_whose_role_cannot_be_assumed_fails_alone_and_the_operation_e
         Action::Stop,
         &"tag:env=dev".parse().unwrap(),
         Default::default(),
+        None,
     )
     .await
     .unwrap();
@@ -358,6 +359,7 @@ async fn an_account_whose_role_cannot_be_assumed_fails_alone_and_the_operation_e
         Action::Stop,
         &"tag:env=dev".parse().unwrap(),
         live,
+        None,
     )
     .await
     .unwrap();

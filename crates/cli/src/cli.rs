@@ -426,6 +426,9 @@ pub struct PlanArgs {
     /// Where targets are read from
     #[arg(long, value_enum, default_value_t = DiscoveryArg::Cached)]
     pub discovery: DiscoveryArg,
+    /// Hold modes for node groups, as `stop --hold` would use them
+    #[arg(long, value_parser = parse_hold, value_name = "MODES")]
+    pub hold: Option<HoldModes>,
 }
 
 /// How long to wait for an operation, and whether to.

@@ -222,7 +222,7 @@ pub fn print_operation(op: &Operation, tasks: &[Task]) -> Result<()> {
         return outln!("no tasks");
     }
     let mut t = table([
-        "target", "account", "region", "kind", "status", "before", "after", "reason",
+        "target", "account", "region", "kind", "status", "before", "after", "holds", "reason",
     ]);
     for task in tasks {
         t.add_row(vec![
@@ -233,6 +233,7 @@ pub fn print_operation(op: &Operation, tasks: &[Task]) -> Result<()> {
             task.status.to_string(),
             sizes(task.before),
             sizes(task.after),
+            task.steps.join("\n"),
             task.reason.clone().unwrap_or_default(),
         ]);
     }

@@ -303,6 +303,7 @@ mod tests {
         change: Option<(Sizes, Sizes)>,
     ) -> Task {
         Task {
+            steps: Default::default(),
             update_id: None,
             op_id: op_id.into(),
             target,

@@ -17,7 +17,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::target::{Target, TargetKind};
+use crate::decision::Action;
+use crate::target::{Processes, Target, TargetKind};
 
 /// The cluster tag a cluster opts in with.
 pub const HOLD_TAG: &str = "curfew/hold";
@@ -161,6 +162,30 @@ impl<'de> Deserialize<'de> for HoldModes {
     }
 }
 
+/// The hold steps of a stop (what it suspends and removes) or of a start (what it resumes and
+/// puts back), one line each, as `plan` and `ops show` list them.
+pub fn hold_steps(action: Action, processes: Processes, ca_tags: &[CaTag]) -> Vec<String> {
+    let mut steps = Vec::new();
+    if !processes.is_empty() {
+        let verb = match action {
+            Action::Stop => "suspend",
+            Action::Start => "resume",
+        };
+        steps.push(format!("processes: {verb} {processes}"));
+    }
+    let mut asgs: Vec<&str> = ca_tags.iter().map(|t| t.asg.as_str()).collect();
+    asgs.dedup();
+    for asg in asgs {
+        let n = ca_tags.iter().filter(|t| t.asg == asg).count();
+        let tags = if n == 1 { "tag" } else { "tags" };
+        steps.push(match action {
+            Action::Stop => format!("ca-tags: remove {n} {tags} from {asg}"),
+            Action::Start => format!("ca-tags: restore {n} {tags} on {asg}"),
+        });
+    }
+    steps
+}
+
 /// One Cluster Autoscaler auto-discovery tag on a node group's own ASG, as it was before the
 /// stop removed it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -222,6 +247,28 @@ mod tests {
         let e = HoldModes::parse("ca-tags+karpenter", Source::Flag).unwrap_err();
         assert_eq!(e.field, "--hold");
         assert!(e.to_string().contains("ca-tags+karpenter"), "{e}");
+    }
+
+    #[test]
+    fn hold_steps_say_what_a_stop_holds_and_a_start_undoes() {
+        let tags: Vec<CaTag> = ca_tag_keys("dev")
+            .into_iter()
+            .map(|key| CaTag {
+                asg: "eks-general-1a2b".into(),
+                key,
+                value: "true".into(),
+                propagate_at_launch: true,
+            })
+            .collect();
+        assert_eq!(
+            hold_steps(Action::Stop, Processes::NONE, &tags),
+            vec!["ca-tags: remove 2 tags from eks-general-1a2b"]
+        );
+        assert_eq!(
+            hold_steps(Action::Start, Processes::HELD, &[]),
+            vec!["processes: resume ScheduledActions, AlarmNotification"]
+        );
+        assert!(hold_steps(Action::Stop, Processes::NONE, &[]).is_empty());
     }
 
     #[test]

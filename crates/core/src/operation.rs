@@ -252,6 +252,9 @@ pub struct Task {
     /// Sizes the worker set (or is setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Sizes>,
+    /// What the task held or undid besides sizes (`processes: suspend ...`, `ca-tags: ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
     /// The spoke's id for an asynchronous update (EKS) of an APPLYING task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_id: Option<String>,
@@ -268,6 +271,7 @@ impl Task {
     /// A new pending task.
     pub fn pending(op_id: &str, target: Target, now: DateTime<Utc>) -> Task {
         Task {
+            steps: Default::default(),
             op_id: op_id.to_string(),
             target,
             status: TaskStatus::Pending,
@@ -292,6 +296,8 @@ pub struct TaskOutcome {
     pub before: Option<Sizes>,
     /// Sizes after.
     pub after: Option<Sizes>,
+    /// What it held or undid besides sizes, one line each.
+    pub steps: Vec<String>,
 }
 
 /// The message the router sends the worker for one target. It carries everything the worker

@@ -553,4 +553,6 @@ pub struct PlannedChange {
     pub to: Option<Sizes>,
     /// Why not, if it would not.
     pub reason: Option<String>,
+    /// What it would hold or undid besides sizes (`processes: suspend ...`, `ca-tags: ...`).
+    pub steps: Vec<String>,
 }

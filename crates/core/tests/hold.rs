@@ -183,3 +183,50 @@ async fn autoscaler_tags_put_back_while_asleep_are_removed_again_by_the_next_sto
     );
     assert!(w.spokes.ca_tags_of(&ng.key()).is_empty());
 }
+
+#[tokio::test]
+async fn plan_and_the_task_records_list_the_hold_steps_per_target() {
+    let (w, ng) = ca_world("ca-tags").await;
+    w.spokes.set_suspended(&asg(DEV).key(), ALARMS_ONLY);
+    let select = curfew_core::selector::Selector::parse("tag:env=dev").unwrap();
+    let plan = curfew_core::service::router::plan(
+        &w.hub,
+        curfew_core::decision::Action::Stop,
+        &select,
+        Default::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let steps_of = |key: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.target.key() == key)
+            .map(|c| c.steps.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        steps_of(&asg(DEV).key()),
+        vec!["processes: suspend ScheduledActions"]
+    );
+    assert_eq!(
+        steps_of(&ng.key()),
+        vec!["ca-tags: remove 2 tags from eks-workers-1"]
+    );
+
+    let stop = w.run(true).await;
+    assert_eq!(
+        w.task(&stop.id, &ng).await.steps,
+        vec!["ca-tags: remove 2 tags from eks-workers-1"]
+    );
+    w.clock.advance(Duration::hours(1));
+    let start = w.run(false).await;
+    assert_eq!(
+        w.task(&start.id, &asg(DEV)).await.steps,
+        vec!["processes: resume ScheduledActions"]
+    );
+    assert_eq!(
+        w.task(&start.id, &ng).await.steps,
+        vec!["ca-tags: restore 2 tags on eks-workers-1"]
+    );
+}

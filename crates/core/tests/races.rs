@@ -363,6 +363,7 @@ async fn a_plan_writes_nothing_not_even_the_inventory_cache() {
         Action::Stop,
         &select,
         curfew_core::operation::Discovery::Cached,
+        None,
     )
     .await
     .unwrap();

@@ -91,6 +91,7 @@ async fn main() {
         curfew_core::decision::Action::Stop,
         &"kind=asg".parse().unwrap(),
         Default::default(),
+        None,
     )
     .await
     .unwrap();

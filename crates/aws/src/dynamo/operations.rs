@@ -525,6 +525,13 @@ impl OperationStore for DynamoStore {
                 .expression_attribute_names("#after", "after")
                 .expression_attribute_values(":after", sizes_value(after)?);
         }
+        if !outcome.steps.is_empty() {
+            sets.push("steps = :steps");
+            task = task.expression_attribute_values(
+                ":steps",
+                AttributeValue::L(outcome.steps.iter().map(|step| s(step.clone())).collect()),
+            );
+        }
         let task = task.update_expression(format!("SET {}", sets.join(", ")));
         let counter = match outcome.status {
             TaskStatus::Succeeded => "n_succeeded",
@@ -838,6 +845,7 @@ mod counter_stripes {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&finish]);
         let store = DynamoStore::new(client, "curfew-state");
         let outcome = TaskOutcome {
+            steps: Default::default(),
             status: TaskStatus::Succeeded,
             reason: None,
             before: Some(Sizes::new(1, 4, 2)),
@@ -885,6 +893,7 @@ mod counter_stripes {
         );
         let store = DynamoStore::new(client, "curfew-state");
         let outcome = TaskOutcome {
+            steps: Default::default(),
             status: TaskStatus::Skipped,
             reason: Some("already stopped".into()),
             before: None,

@@ -1,5 +1,5 @@
-//! `curfew plan`: what a stop or start would do, target by target. Writes nothing except the
-//! inventory cache (`curfew_core::service::router::plan`).
+//! `curfew plan`: what a stop or start would do, target by target, with the hold steps it would
+//! take. Writes nothing (`curfew_core::service::router::plan`).
 
 use anyhow::{anyhow, Context, Result};
 use curfew_core::decision::Action;
@@ -23,6 +23,8 @@ struct ChangeJson<'a> {
     live: Sizes,
     to: Option<Sizes>,
     reason: Option<&'a str>,
+    /// What it would hold or undo besides sizes, one line each.
+    steps: &'a [String],
 }
 
 impl<'a> From<&'a PlannedChange> for ChangeJson<'a> {
@@ -35,6 +37,7 @@ impl<'a> From<&'a PlannedChange> for ChangeJson<'a> {
             live: c.live,
             to: c.to,
             reason: c.reason.as_deref(),
+            steps: &c.steps,
         }
     }
 }
@@ -42,10 +45,15 @@ impl<'a> From<&'a PlannedChange> for ChangeJson<'a> {
 /// Prints the plan.
 pub async fn run(args: PlanArgs, opts: &GlobalOpts) -> Result<()> {
     let (hub, _) = connect::hub(opts, false).await?;
-    let plan =
-        curfew_core::service::router::plan(&hub, args.action, &args.select, args.discovery.into())
-            .await
-            .with_context(|| format!("planning a {} of {}", args.action, args.select))?;
+    let plan = curfew_core::service::router::plan(
+        &hub,
+        args.action,
+        &args.select,
+        args.discovery.into(),
+        args.hold,
+    )
+    .await
+    .with_context(|| format!("planning a {} of {}", args.action, args.select))?;
     // Accounts that could not be listed never hide the others' plan: it is printed, each
     // problem is named on stderr, and the exit status says the plan is incomplete.
     for problem in &plan.problems {
@@ -68,7 +76,7 @@ fn print(changes: &[PlannedChange], args: &PlanArgs, opts: &GlobalOpts) -> Resul
         }
         Output::Table => {
             let mut table = output::table([
-                "target", "account", "region", "kind", "now", "after", "note",
+                "target", "account", "region", "kind", "now", "after", "holds", "note",
             ]);
             for c in changes {
                 table.add_row(vec![
@@ -78,6 +86,7 @@ fn print(changes: &[PlannedChange], args: &PlanArgs, opts: &GlobalOpts) -> Resul
                     c.target.kind.to_string(),
                     c.live.to_string(),
                     output::sizes(c.to),
+                    c.steps.join("\n"),
                     c.reason.clone().unwrap_or_default(),
                 ]);
             }

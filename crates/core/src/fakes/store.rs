@@ -525,6 +525,9 @@ impl OperationStore for MemoryStore {
         if let Some(after) = outcome.after {
             task.after = Some(after);
         }
+        if !outcome.steps.is_empty() {
+            task.steps = outcome.steps.clone();
+        }
         if let Some(op) = state.operations.get_mut(op_id) {
             match outcome.status {
                 TaskStatus::Succeeded => op.counts.succeeded += 1,
@@ -954,6 +957,7 @@ mod tests {
         let tasks = vec![Task::pending("a", web(), t0())];
         store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
         let outcome = TaskOutcome {
+            steps: Default::default(),
             status: TaskStatus::Succeeded,
             reason: None,
             before: Some(Sizes::new(1, 4, 2)),

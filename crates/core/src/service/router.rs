@@ -10,11 +10,12 @@ use tracing::{info, warn};
 
 use super::{to_body, Hub};
 use crate::account::Account;
-use crate::decision::{decide, Decision, DecisionInput};
+use crate::decision::{decide, Action, Decision, DecisionInput};
+use crate::hold::{hold_steps, HoldModes};
 use crate::operation::{Discovery, Operation, RouterMessage, Shard, Task, TaskMessage};
-use crate::ports::{ErrorKind, Override, PlannedChange, PortError, PortResult};
+use crate::ports::{Baseline, ErrorKind, Override, PlannedChange, PortError, PortResult};
 use crate::selector::Selector;
-use crate::target::Target;
+use crate::target::{LiveState, Processes, Target, TargetKind};
 
 /// Handles one router-queue message.
 pub async fn handle(hub: &Hub, message: &RouterMessage) -> PortResult<()> {
@@ -192,6 +193,71 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
     Ok(())
 }
 
+/// The hold steps a planned change would take (see [`hold_steps`]): a stop that saves its
+/// baseline holds what it finds now, a stop of a target woken by hand holds again what the
+/// baseline names, a start undoes what the baseline names. A problem reading them is a step too,
+/// so the plan still prints.
+async fn planned_holds(
+    hub: &Hub,
+    account: &Account,
+    target: &Target,
+    live: LiveState,
+    decision: &Decision,
+    baseline: Option<&Baseline>,
+    hold: Option<HoldModes>,
+) -> Vec<String> {
+    let from_baseline =
+        |action| baseline.map_or_else(Vec::new, |b| hold_steps(action, b.held, &b.ca_tags));
+    match (decision, action_of(decision, baseline)) {
+        (
+            Decision::Scale {
+                save_baseline: Some(_),
+                ..
+            },
+            Some(Action::Stop),
+        ) => {
+            let processes = if target.kind == TargetKind::Asg {
+                Processes::HELD.minus(live.suspended)
+            } else {
+                Processes::NONE
+            };
+            let modes = match HoldModes::of_target(target, hold) {
+                Ok(modes) => modes,
+                Err(e) => return vec![format!("hold: {e}")],
+            };
+            let ca_tags = if modes.ca_tags {
+                match hub.spokes.ca_tags(&account.role, target).await {
+                    Ok(tags) => tags,
+                    Err(e) => return vec![format!("ca-tags: could not read the tags: {e}")],
+                }
+            } else {
+                Vec::new()
+            };
+            hold_steps(Action::Stop, processes, &ca_tags)
+        }
+        (_, Some(action)) => from_baseline(action),
+        (_, None) => Vec::new(),
+    }
+}
+
+/// Which way a decision changes the target's holds, if it does: a scale with a baseline to save
+/// or none to retire is a stop, a scale or retire that restores a baseline is a start.
+fn action_of(decision: &Decision, baseline: Option<&Baseline>) -> Option<Action> {
+    match decision {
+        Decision::Scale {
+            retire_baseline: true,
+            ..
+        }
+        | Decision::RetireBaseline => Some(Action::Start),
+        Decision::Scale {
+            save_baseline: Some(_),
+            ..
+        } => Some(Action::Stop),
+        Decision::Scale { .. } if baseline.is_some() => Some(Action::Stop),
+        _ => None,
+    }
+}
+
 /// What a stop or start over a selector would do, changing nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -211,6 +277,7 @@ pub async fn plan(
     action: crate::decision::Action,
     selector: &Selector,
     discovery: Discovery,
+    hold: Option<HoldModes>,
 ) -> PortResult<Plan> {
     let accounts = hub.store.list_accounts().await?;
     let by_id: HashMap<&str, &Account> = accounts.iter().map(|a| (a.id.as_str(), a)).collect();
@@ -240,6 +307,7 @@ pub async fn plan(
                         Ok(live) => live,
                         Err(e) => {
                             changes.push(PlannedChange {
+                                steps: Default::default(),
                                 target,
                                 action,
                                 live: crate::target::Sizes::new(0, 0, 0),
@@ -255,11 +323,21 @@ pub async fn plan(
                         action,
                         kind: target.kind,
                         live,
-                        baseline: baseline.map(|b| b.sizes),
+                        baseline: baseline.as_ref().map(|b| b.sizes),
                         default_start: None,
                         awake_until,
                         now,
                     });
+                    let steps = planned_holds(
+                        hub,
+                        account,
+                        &target,
+                        live,
+                        &decision,
+                        baseline.as_ref(),
+                        hold,
+                    )
+                    .await;
                     let (to, reason) = match decision {
                         Decision::Scale { to, .. } => (Some(to), None),
                         Decision::RetireBaseline => {
@@ -269,6 +347,7 @@ pub async fn plan(
                         Decision::RetryLater(r) => (None, Some(r)),
                     };
                     changes.push(PlannedChange {
+                        steps,
                         target,
                         action,
                         live: live.sizes,

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::Hub;
 use crate::decision::{decide, Action, Decision, DecisionInput, SkipReason};
-use crate::hold::{CaTag, HoldModes};
+use crate::hold::{hold_steps, CaTag, HoldModes};
 use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
 use crate::ports::{
     Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError, PortResult,
@@ -139,6 +139,7 @@ async fn load_task(hub: &Hub, msg: &TaskMessage) -> PortResult<Task> {
 fn superseded(task: &Task, by: &str) -> TaskOutcome {
     match (task.status, task.before, task.after) {
         (TaskStatus::Applying, Some(before), Some(after)) => TaskOutcome {
+            steps: Default::default(),
             status: TaskStatus::Skipped,
             reason: Some(format!(
                 "superseded by newer operation {by}; an earlier delivery of this task began \
@@ -272,6 +273,9 @@ async fn leased(
             }
             let mut outcome = succeeded(live.sizes, live.sizes);
             outcome.reason = Some("already at its baseline sizes".into());
+            if let Some(b) = &baseline {
+                outcome.steps = hold_steps(Action::Start, b.held, &b.ca_tags);
+            }
             finish(hub, msg, &outcome).await
         }
         Decision::Scale {
@@ -281,6 +285,7 @@ async fn leased(
         } => {
             if !to.is_valid() {
                 let outcome = TaskOutcome {
+                    steps: Default::default(),
                     status: TaskStatus::Failed,
                     reason: Some(format!(
                         "refusing invalid sizes {to} (need min <= desired <= max)"
@@ -302,22 +307,16 @@ async fn leased(
             } else {
                 Hold::default()
             };
-            if let Some(sizes) = save_baseline {
-                let saved = hub
-                    .store
-                    .save_baseline(
-                        &Baseline {
-                            target_key: msg.target.key(),
-                            sizes,
-                            op_id: msg.op_id.clone(),
-                            saved_at: hub.clock.now(),
-                            held: hold.processes,
-                            ca_tags: hold.ca_tags.clone(),
-                        },
-                        lease,
-                        own_unused,
-                    )
-                    .await?;
+            let saving = save_baseline.map(|sizes| Baseline {
+                target_key: msg.target.key(),
+                sizes,
+                op_id: msg.op_id.clone(),
+                saved_at: hub.clock.now(),
+                held: hold.processes,
+                ca_tags: hold.ca_tags.clone(),
+            });
+            if let Some(new) = &saving {
+                let saved = hub.store.save_baseline(new, lease, own_unused).await?;
                 if !saved {
                     // Only a writer holding the lease may save one, and we hold it: another
                     // baseline appearing means the state moved under us. Read it all again.
@@ -330,8 +329,12 @@ async fn leased(
                     ));
                 }
             }
-            let restoring = baseline.filter(|_| retire_baseline);
-            scale(hub, msg, lease, live.sizes, to, &hold, restoring.as_ref()).await
+            // The baseline whose holds this change applies (a stop) or undoes (a start).
+            let holds = match msg.action {
+                Action::Stop => saving.or(baseline),
+                Action::Start => baseline.filter(|_| retire_baseline),
+            };
+            scale(hub, msg, lease, live.sizes, to, &hold, holds.as_ref()).await
         }
     }
 }
@@ -389,9 +392,8 @@ async fn resume(
         return Ok(None);
     };
     let before = task.before.unwrap_or(live.sizes);
-    let restoring = baseline.filter(|_| msg.action == Action::Start);
     if let Some(update_id) = &task.update_id {
-        return settle_update(hub, msg, lease, update_id, before, planned, restoring)
+        return settle_update(hub, msg, lease, update_id, before, planned, baseline)
             .await
             .map(Some);
     }
@@ -401,7 +403,7 @@ async fn resume(
         )));
     }
     if live.sizes == planned {
-        return complete(hub, msg, lease, before, planned, restoring)
+        return complete(hub, msg, lease, before, planned, baseline)
             .await
             .map(Some);
     }
@@ -416,7 +418,7 @@ async fn scale(
     before: Sizes,
     to: Sizes,
     hold: &Hold,
-    restoring: Option<&Baseline>,
+    holds: Option<&Baseline>,
 ) -> PortResult<TaskStep> {
     let key = msg.target.key();
     // The last fenced write before the spoke is touched: past it, this delivery owns the change.
@@ -441,12 +443,12 @@ async fn scale(
         Err(e) => return spoke_failure(hub, msg, Some(lease), "updating the target", e).await,
     };
     match update_id {
-        None => complete(hub, msg, lease, before, to, restoring).await,
+        None => complete(hub, msg, lease, before, to, holds).await,
         Some(update_id) => {
             hub.store
                 .record_update(&msg.op_id, &key, &update_id)
                 .await?;
-            settle_update(hub, msg, lease, &update_id, before, to, restoring).await
+            settle_update(hub, msg, lease, &update_id, before, to, holds).await
         }
     }
 }
@@ -460,7 +462,7 @@ async fn settle_update(
     update_id: &str,
     before: Sizes,
     planned: Sizes,
-    restoring: Option<&Baseline>,
+    holds: Option<&Baseline>,
 ) -> PortResult<TaskStep> {
     let state = match hub
         .spokes
@@ -471,7 +473,7 @@ async fn settle_update(
         Err(e) => return spoke_failure(hub, msg, None, "reading the update's status", e).await,
     };
     match state {
-        UpdateState::Done => complete(hub, msg, lease, before, planned, restoring).await,
+        UpdateState::Done => complete(hub, msg, lease, before, planned, holds).await,
         UpdateState::InProgress => Ok(TaskStep::RetryLater(format!(
             "update {update_id} is still in progress"
         ))),
@@ -486,17 +488,21 @@ async fn settle_update(
 }
 
 /// The target is at the planned sizes: a start retires the baseline it restored (only now,
-/// once the change is known to have taken), and the task succeeds.
+/// once the change is known to have taken), and the task succeeds, recording the holds it
+/// applied (a stop) or undid (a start) from `holds`, the target's baseline.
 async fn complete(
     hub: &Hub,
     msg: &TaskMessage,
     lease: &LeaseToken,
     before: Sizes,
     after: Sizes,
-    restoring: Option<&Baseline>,
+    holds: Option<&Baseline>,
 ) -> PortResult<TaskStep> {
     let mut outcome = succeeded(before, after);
-    if let Some(baseline) = restoring {
+    if let Some(b) = holds {
+        outcome.steps = hold_steps(msg.action, b.held, &b.ca_tags);
+    }
+    if let Some(baseline) = holds.filter(|_| msg.action == Action::Start) {
         // Wake resumes the processes the stop suspended only once the sizes are back (the
         // reverse of sleep), then retires the baseline that named them.
         match drop_baseline(hub, msg, lease, baseline).await {
@@ -651,6 +657,7 @@ async fn rehold(
 
 fn skipped(reason: String) -> TaskOutcome {
     TaskOutcome {
+        steps: Default::default(),
         status: TaskStatus::Skipped,
         reason: Some(reason),
         before: None,
@@ -709,6 +716,7 @@ async fn spoke_failure(
         }
     }
     let outcome = TaskOutcome {
+        steps: Default::default(),
         status: TaskStatus::Failed,
         reason: Some(reason),
         before: None,
@@ -719,6 +727,7 @@ async fn spoke_failure(
 
 fn succeeded(before: Sizes, after: Sizes) -> TaskOutcome {
     TaskOutcome {
+        steps: Default::default(),
         status: TaskStatus::Succeeded,
         reason: None,
         before: Some(before),
