@@ -263,7 +263,7 @@ async fn main() {
         messages as f64 / batch_calls as f64
     );
     println!(
-        "| spoke API calls (describe + update, discovery) | {} ({:.2} per target per wave) |",
+        "| spoke API calls (describe, update, ASG processes, EKS update status; discovery) | {} ({:.2} per target per wave) |",
         spokes.calls(),
         spokes.calls() as f64 / (2.0 * n)
     );

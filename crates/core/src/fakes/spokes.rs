@@ -21,6 +21,9 @@ struct Fleet {
     scripts: BTreeMap<String, UpdateScript>,
     /// Node group updates by id.
     updates: BTreeMap<String, Update>,
+    /// The update in flight of each node group, by target key (so a status check finds it
+    /// without walking every update ever made).
+    in_flight: BTreeMap<String, String>,
     /// Every change applied to a target: (target key, from, to).
     changes: Vec<(String, Sizes, Sizes)>,
     /// Cluster Autoscaler tags on each node group's own ASGs, by node group key.
@@ -222,6 +225,7 @@ impl Spokes for FakeSpokes {
         live.busy = true;
         let script = fleet.scripts.remove(&key).unwrap_or_default();
         let id = format!("update-{}", fleet.updates.len() + 1);
+        fleet.in_flight.insert(key.clone(), id.clone());
         fleet.updates.insert(
             id.clone(),
             Update {
@@ -343,10 +347,10 @@ impl Fleet {
     /// Moves the target's update in flight one status check on: it applies (or fails) once its
     /// script's checks are used up.
     fn advance_updates(&mut self, key: &str) {
-        let Some((_, update)) = self
-            .updates
-            .iter_mut()
-            .find(|(_, u)| u.key == key && u.state == UpdateState::InProgress)
+        let Some(update) = self
+            .in_flight
+            .get(key)
+            .and_then(|id| self.updates.get_mut(id))
         else {
             return;
         };
@@ -358,6 +362,7 @@ impl Fleet {
             return;
         };
         live.busy = false;
+        self.in_flight.remove(key);
         match update.script.fails.clone() {
             Some(reason) => update.state = UpdateState::Failed(reason),
             None => {
