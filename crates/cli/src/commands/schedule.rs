@@ -287,6 +287,9 @@ fn options(s: &Schedule) -> String {
     if let Some(sizes) = s.default_start {
         o.push(format!("default start {sizes}"));
     }
+    if let Some(modes) = s.hold {
+        o.push(format!("hold {modes}"));
+    }
     o.join(", ")
 }
 

@@ -926,3 +926,34 @@ fn local_run_once_fires_a_due_schedule_and_drains_its_operation() {
     let next = time(&hub.json(&["schedule", "show", "due-now"])["next_fire"]);
     assert!(next > Utc::now(), "the next fire moved on: {next}");
 }
+
+#[test]
+fn a_schedule_keeps_its_hold_modes_and_a_bad_mode_is_refused_naming_hold() {
+    let hub = TestHub::new();
+    let add = |modes: &str| {
+        vec![
+            "schedule".to_string(),
+            "add".into(),
+            format!("nights-{}", modes.len()),
+            "--cron".into(),
+            "0 19 * * 1-5".into(),
+            "--tz".into(),
+            "Europe/Berlin".into(),
+            "--action".into(),
+            "stop".into(),
+            "--select".into(),
+            "kind=nodegroup".into(),
+            "--hold".into(),
+            modes.into(),
+        ]
+    };
+    let args = add("ca-tags,karpenter");
+    let added = hub.json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(added["hold"], "ca-tags,karpenter");
+    assert_fails(
+        hub.cmd().args(add("ca-tags,autoscaler")),
+        2,
+        &["--hold", "autoscaler"],
+    );
+    assert_eq!(hub.json(&["schedule", "list"]).as_array().unwrap().len(), 1);
+}
