@@ -56,16 +56,40 @@ async fn a_dry_run_neither_supersedes_nor_delays_a_draining_stop() {
     assert_eq!(w.op(&dry).await.status, OpStatus::Succeeded);
 }
 
-/// Spokes that hold the first `set_sizes` call until the test lets it through: a delivery
-/// paused between its reads and its write, as a slow AWS call would pause it.
-struct Paused {
+/// What happens to the first `set_sizes` call through [`FirstUpdate`].
+enum OnFirstUpdate {
+    /// Held until the test adds a permit: a delivery paused between its reads and its write,
+    /// as a slow AWS call would pause it.
+    Pause(Semaphore),
+    /// Throttled: the change does not happen.
+    Throttle,
+}
+
+/// Spokes that do something to the first `set_sizes` call, then pass every call through.
+struct FirstUpdate {
     inner: Arc<FakeSpokes>,
-    gate: Semaphore,
+    on_first: OnFirstUpdate,
     armed: std::sync::atomic::AtomicBool,
 }
 
+impl FirstUpdate {
+    fn new(inner: Arc<FakeSpokes>, on_first: OnFirstUpdate) -> Self {
+        FirstUpdate {
+            inner,
+            on_first,
+            armed: true.into(),
+        }
+    }
+
+    fn open_gate(&self) {
+        if let OnFirstUpdate::Pause(gate) = &self.on_first {
+            gate.add_permits(1);
+        }
+    }
+}
+
 #[async_trait]
-impl Spokes for Paused {
+impl Spokes for FirstUpdate {
     async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
         self.inner.ca_tags(role, target).await
     }
@@ -114,7 +138,17 @@ impl Spokes for Paused {
         sizes: Sizes,
     ) -> PortResult<Option<String>> {
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            let _permit = self.gate.acquire().await.expect("gate open");
+            match &self.on_first {
+                OnFirstUpdate::Pause(gate) => {
+                    let _permit = gate.acquire().await.expect("gate open");
+                }
+                OnFirstUpdate::Throttle => {
+                    return Err(curfew_core::ports::PortError::new(
+                        curfew_core::ports::ErrorKind::Throttled,
+                        "Throttling: Rate exceeded",
+                    ))
+                }
+            }
         }
         self.inner.set_sizes(role, target, sizes).await
     }
@@ -137,11 +171,10 @@ impl Spokes for Paused {
 #[tokio::test(flavor = "current_thread")]
 async fn a_second_copy_of_a_stop_cannot_act_on_stale_reads_after_a_newer_start() {
     let w = world(&[]).await;
-    let paused = Arc::new(Paused {
-        inner: w.spokes.clone(),
-        gate: Semaphore::new(0),
-        armed: true.into(),
-    });
+    let paused = Arc::new(FirstUpdate::new(
+        w.spokes.clone(),
+        OnFirstUpdate::Pause(Semaphore::new(0)),
+    ));
     let hub = Hub {
         spokes: paused.clone(),
         ..w.hub.clone()
@@ -164,7 +197,7 @@ async fn a_second_copy_of_a_stop_cannot_act_on_stale_reads_after_a_newer_start()
             !outcome.failed.is_empty(),
             "the start waits for the stop's delivery that holds the asg"
         );
-        paused.gate.add_permits(1);
+        paused.open_gate();
         (start, start_tasks)
     };
     let (two, (start, start_tasks)) = tokio::join!(copy_two, rest);
@@ -478,85 +511,6 @@ async fn a_baseline_left_by_an_interrupted_stop_does_not_outlive_a_failed_stop()
     assert_eq!(w.baseline(&ng).await, None);
 }
 
-/// Spokes whose first `set_sizes` is throttled (the change did not happen).
-struct ThrottledOnce {
-    inner: Arc<FakeSpokes>,
-    throttled: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl Spokes for ThrottledOnce {
-    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
-        self.inner.ca_tags(role, target).await
-    }
-    async fn remove_ca_tags(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        tags: &[CaTag],
-    ) -> PortResult<()> {
-        self.inner.remove_ca_tags(role, target, tags).await
-    }
-    async fn restore_ca_tags(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        tags: &[CaTag],
-    ) -> PortResult<()> {
-        self.inner.restore_ca_tags(role, target, tags).await
-    }
-    async fn suspend_processes(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        processes: Processes,
-    ) -> PortResult<()> {
-        self.inner.suspend_processes(role, target, processes).await
-    }
-    async fn resume_processes(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        processes: Processes,
-    ) -> PortResult<()> {
-        self.inner.resume_processes(role, target, processes).await
-    }
-    async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
-        self.inner.discover(role, region).await
-    }
-    async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
-        self.inner.live_state(role, target).await
-    }
-    async fn set_sizes(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        sizes: Sizes,
-    ) -> PortResult<Option<String>> {
-        if !self
-            .throttled
-            .swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(curfew_core::ports::PortError::new(
-                curfew_core::ports::ErrorKind::Throttled,
-                "Throttling: Rate exceeded",
-            ));
-        }
-        self.inner.set_sizes(role, target, sizes).await
-    }
-    async fn update_state(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        update_id: &str,
-        expected: Sizes,
-    ) -> PortResult<UpdateState> {
-        self.inner
-            .update_state(role, target, update_id, expected)
-            .await
-    }
-}
-
 /// Found by the chaos suite (seed 2971): a stop saved the baseline, was throttled before it
 /// could scale, and on its next delivery an override put meanwhile kept the target awake; the
 /// baseline it had saved stayed on the running group.
@@ -564,10 +518,7 @@ impl Spokes for ThrottledOnce {
 async fn a_stop_kept_awake_after_a_throttled_attempt_leaves_no_baseline() {
     let w = world(&[]).await;
     let hub = Hub {
-        spokes: Arc::new(ThrottledOnce {
-            inner: w.spokes.clone(),
-            throttled: false.into(),
-        }),
+        spokes: Arc::new(FirstUpdate::new(w.spokes.clone(), OnFirstUpdate::Throttle)),
         ..w.hub.clone()
     };
     let stop = w.begin(true, false).await;
