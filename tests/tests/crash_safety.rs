@@ -3,8 +3,9 @@
 use chrono::{Duration, TimeZone, Utc};
 use curfew_aws::local::demo_fleet;
 use curfew_core::clock::Clock;
+use curfew_core::decision::Action;
 use curfew_core::operation::{OpStatus, TaskStatus};
-use curfew_core::ports::{Baseline, Lease, LeaseToken};
+use curfew_core::ports::{Baseline, Interrupted, Lease, LeaseToken};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::target::Sizes;
@@ -43,12 +44,12 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
         .unwrap();
     assert!(matches!(granted, Lease::Acquired { .. }));
     let baseline = Baseline {
-        ca_tags: Vec::new(),
         target_key: k.clone(),
         sizes: before,
         op_id: op.operation_id.clone(),
         saved_at: now,
         held: Default::default(),
+        ca_tags: Vec::new(),
     };
     assert!(t
         .hub
@@ -306,4 +307,66 @@ async fn two_workers_working_copies_of_the_same_messages_act_once_per_target() {
         let baseline = t.hub.store.get_baseline(&key(target)).await.unwrap();
         assert_eq!(baseline.map(|b| b.sizes), Some(before), "{}", target.name);
     }
+}
+
+/// The mark of a change in flight survives in the table: the next holder of the lease, from
+/// another operation, reads which operation was changing the target, how, and to what sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_lease_holder_reads_the_change_an_interrupted_delivery_left_in_flight() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], 1, 0);
+    t.seed(&fleet).await;
+    let op = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "kind=asg"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let msg = &t.route_and_take_tasks().await[0];
+    let k = key(&fleet[0]);
+    let (now, ttl) = (t.clock.now(), t.hub.settings.lease_ttl);
+    let crashed = LeaseToken::new(&op.operation_id, Action::Stop);
+    let granted = t
+        .hub
+        .store
+        .acquire_lease(&k, &crashed, msg.op_created_at, now, ttl)
+        .await
+        .unwrap();
+    assert_eq!(granted, Lease::Acquired { interrupted: None });
+    let before = t.sizes(&fleet[0]).await;
+    t.hub
+        .store
+        .mark_applying(&crashed, &k, before, Sizes::new(0, 0, 0), now)
+        .await
+        .unwrap();
+
+    t.clock.advance(ttl + Duration::seconds(1));
+    let next = LeaseToken::new("a-newer-start", Action::Start);
+    let granted = t
+        .hub
+        .store
+        .acquire_lease(&k, &next, t.clock.now(), t.clock.now(), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        granted,
+        Lease::Acquired {
+            interrupted: Some(Interrupted {
+                op_id: op.operation_id.clone(),
+                action: Action::Stop,
+                planned: Some(Sizes::new(0, 0, 0)),
+            })
+        }
+    );
+    // A finished task's release clears the mark.
+    t.hub.store.release_lease(&k, &next, true).await.unwrap();
+    let again = LeaseToken::new("a-newer-start", Action::Start);
+    let granted = t
+        .hub
+        .store
+        .acquire_lease(&k, &again, t.clock.now(), t.clock.now(), ttl)
+        .await
+        .unwrap();
+    assert_eq!(granted, Lease::Acquired { interrupted: None });
 }

@@ -58,7 +58,6 @@ async fn schedules_that_no_longer_decode_are_reported_and_the_others_still_fire(
     put_raw_schedule(&t, "a-bad-cron", now, &[("cron", Some("61 * * * *"))]).await;
     put_raw_schedule(&t, "b-bad-zone", now, &[("tz", Some("Mars/Olympus"))]).await;
     let good = Schedule::try_from(ScheduleRecord {
-        hold: None,
         name: "c-good".into(),
         cron: "0 18 * * *".into(),
         tz: "UTC".into(),
@@ -70,6 +69,7 @@ async fn schedules_that_no_longer_decode_are_reported_and_the_others_still_fire(
         skip_dates: vec![],
         default_start: None,
         next_fire: Some(now),
+        hold: None,
     })
     .unwrap();
     t.hub.store.create_schedule(&good).await.unwrap();

@@ -23,7 +23,6 @@ const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
 
 fn schedule(name: &str, cron: &str, action: &str, now: chrono::DateTime<Utc>) -> Schedule {
     let mut s = Schedule::try_from(ScheduleRecord {
-        hold: None,
         name: name.into(),
         cron: cron.into(),
         tz: "Europe/Berlin".into(),
@@ -35,6 +34,7 @@ fn schedule(name: &str, cron: &str, action: &str, now: chrono::DateTime<Utc>) ->
         skip_dates: vec![],
         default_start: None,
         next_fire: None,
+        hold: None,
     })
     .unwrap();
     s.next_fire = s.next_fire_after(now).map(|f| f.utc);
@@ -403,7 +403,6 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     let before = t.fleet_sizes(&fleet).await;
     let items = t.table_items().await;
     let base = ScheduleRecord {
-        hold: None,
         name: "bad".into(),
         cron: "0 19 * * 1-5".into(),
         tz: "Europe/Berlin".into(),
@@ -415,6 +414,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
         skip_dates: vec![],
         default_start: None,
         next_fire: None,
+        hold: None,
     };
     for (record, field) in [
         (

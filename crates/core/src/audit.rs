@@ -303,8 +303,6 @@ mod tests {
         change: Option<(Sizes, Sizes)>,
     ) -> Task {
         Task {
-            steps: Default::default(),
-            update_id: None,
             op_id: op_id.into(),
             target,
             status,
@@ -313,13 +311,14 @@ mod tests {
             after: change.map(|c| c.1),
             reopens_as: None,
             updated_at: t0(),
+            steps: Default::default(),
+            update_id: None,
         }
     }
 
     /// A finished operation whose counters and status agree with `tasks`.
     fn finished(id: &str, action: Action, minutes: i64, tasks: &[Task]) -> Operation {
         let mut op = Operation {
-            hold: None,
             id: id.into(),
             action,
             selector: Selector::parse("kind=asg").unwrap(),
@@ -333,6 +332,7 @@ mod tests {
             shards_total: Some(1),
             shards_done: 1,
             notes: vec![],
+            hold: None,
         };
         op.status = op.final_status().expect("all done");
         op
@@ -362,12 +362,12 @@ mod tests {
 
     fn baseline(op_id: &str, saved_at: DateTime<Utc>) -> Baseline {
         Baseline {
-            ca_tags: Vec::new(),
             target_key: web().key(),
             sizes: Sizes::new(2, 6, 4),
             op_id: op_id.into(),
             saved_at,
             held: Default::default(),
+            ca_tags: Vec::new(),
         }
     }
 

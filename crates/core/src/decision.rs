@@ -217,9 +217,9 @@ mod tests {
             action,
             kind,
             live: LiveState {
-                suspended: Default::default(),
                 sizes: live,
                 busy: false,
+                suspended: Default::default(),
             },
             baseline,
             default_start: None,

@@ -271,7 +271,6 @@ impl Task {
     /// A new pending task.
     pub fn pending(op_id: &str, target: Target, now: DateTime<Utc>) -> Task {
         Task {
-            steps: Default::default(),
             op_id: op_id.to_string(),
             target,
             status: TaskStatus::Pending,
@@ -281,6 +280,7 @@ impl Task {
             update_id: None,
             reopens_as: None,
             updated_at: now,
+            steps: Default::default(),
         }
     }
 }
@@ -380,7 +380,6 @@ mod tests {
 
     fn op(counts: OpCounts, notes: Vec<String>) -> Operation {
         Operation {
-            hold: None,
             id: "x".into(),
             action: Action::Stop,
             selector: Selector::parse("kind=asg").unwrap(),
@@ -394,6 +393,7 @@ mod tests {
             shards_total: Some(2),
             shards_done: 2,
             notes,
+            hold: None,
         }
     }
 

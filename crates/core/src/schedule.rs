@@ -308,7 +308,6 @@ mod tests {
 
     fn record() -> ScheduleRecord {
         ScheduleRecord {
-            hold: None,
             name: "dev-nights".into(),
             cron: "0 19 * * 1-5".into(),
             tz: "Europe/Berlin".into(),
@@ -320,6 +319,7 @@ mod tests {
             skip_dates: vec![],
             default_start: None,
             next_fire: None,
+            hold: None,
         }
     }
 

@@ -21,7 +21,6 @@ fn monday_evening() -> DateTime<Utc> {
 /// A schedule matching no target, due at `next_fire`.
 fn schedule(name: &str, cron: &str, next_fire: DateTime<Utc>) -> Schedule {
     Schedule::try_from(ScheduleRecord {
-        hold: None,
         name: name.into(),
         cron: cron.into(),
         tz: "UTC".into(),
@@ -33,6 +32,7 @@ fn schedule(name: &str, cron: &str, next_fire: DateTime<Utc>) -> Schedule {
         skip_dates: vec![],
         default_start: None,
         next_fire: Some(next_fire),
+        hold: None,
     })
     .unwrap()
 }

@@ -489,12 +489,12 @@ async fn a_baseline_left_by_an_interrupted_stop_does_not_outlive_a_failed_stop()
     let ng = nodegroup(DEV);
     let lease = crashed_delivery(&w, &first, Action::Stop, &ng).await;
     let baseline = curfew_core::ports::Baseline {
-        ca_tags: Vec::new(),
         target_key: ng.key(),
         sizes: NG_SIZES,
         op_id: first.clone(),
         saved_at: w.clock.now(),
         held: Processes::NONE,
+        ca_tags: Vec::new(),
     };
     assert!(w
         .store

@@ -30,7 +30,6 @@ async fn a_duplicated_poller_tick_creates_one_operation() {
     let w = world(&[]).await;
     let fire = monday_evening();
     let schedule = Schedule::try_from(ScheduleRecord {
-        hold: None,
         name: "dev-nights".into(),
         cron: "0 18 * * 1-5".into(),
         tz: "UTC".into(),
@@ -42,6 +41,7 @@ async fn a_duplicated_poller_tick_creates_one_operation() {
         skip_dates: vec![],
         default_start: None,
         next_fire: Some(fire),
+        hold: None,
     })
     .unwrap();
     w.store.create_schedule(&schedule).await.unwrap();

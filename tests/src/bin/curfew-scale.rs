@@ -115,17 +115,17 @@ async fn wave(
     let discovery = Discovery::Cached;
     let invocation = if stop {
         Invocation::Stop {
-            hold: None,
             select,
             dry_run: false,
             discovery,
+            hold: None,
         }
     } else {
         Invocation::Start {
-            hold: None,
             select,
             dry_run: false,
             discovery,
+            hold: None,
         }
     };
     let started = Instant::now();

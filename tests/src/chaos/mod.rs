@@ -184,17 +184,17 @@ async fn run(seed: u64) -> SeedReport {
         while let Some(op) = planned.next_if(|op| op.step <= step) {
             let invocation = if op.action == curfew_core::decision::Action::Stop {
                 Invocation::Stop {
-                    hold: None,
                     select: op.selector.clone(),
                     dry_run: op.dry_run,
                     discovery: Default::default(),
+                    hold: None,
                 }
             } else {
                 Invocation::Start {
-                    hold: None,
                     select: op.selector.clone(),
                     dry_run: op.dry_run,
                     discovery: Default::default(),
+                    hold: None,
                 }
             };
             match invoke(&world.hub, invocation).await {

@@ -279,7 +279,6 @@ mod tests {
     #[tokio::test]
     async fn finalizing_is_conditioned_on_no_reopen_since_the_counts_were_read() {
         let op = curfew_core::operation::Operation {
-            hold: None,
             id: "op-1".into(),
             action: curfew_core::decision::Action::Stop,
             selector: curfew_core::selector::Selector::parse("kind=asg").unwrap(),
@@ -296,6 +295,7 @@ mod tests {
             shards_total: Some(1),
             shards_done: 1,
             notes: vec![],
+            hold: None,
         };
         let mut item = super::super::encode(&op).unwrap();
         item.remove("counts");

@@ -221,8 +221,7 @@ impl DynamoStore {
         mark: Mark,
         write: TransactWriteItem,
     ) -> PortResult<bool> {
-        let lease_key = |pk: String| (pk, "LEASE");
-        let (pk, sk) = lease_key(format!("TARGET#{target_key}"));
+        let (pk, sk) = (target_pk(target_key), "LEASE");
         let building = |e| PortError::with_source(ErrorKind::Invalid, "building a lease check", e);
         let check = match mark {
             Mark::Keep => TransactWriteItem::builder()
@@ -251,7 +250,7 @@ impl DynamoStore {
                         .update_expression(
                             "SET inflight_op = :op, inflight_action = :action, inflight_to = :to",
                         )
-                        .expression_attribute_values(":to", s(sizes_text(sizes))),
+                        .expression_attribute_values(":to", sizes_value(sizes)?),
                     _ => update.update_expression(
                         "SET inflight_op = :op, inflight_action = :action REMOVE inflight_to",
                     ),
@@ -275,16 +274,15 @@ impl DynamoStore {
     }
 }
 
-/// Sizes as the lease mark stores them: `min/max/desired`.
-pub(crate) fn sizes_text(sizes: curfew_core::target::Sizes) -> String {
-    sizes.to_string()
+/// Sizes as an attribute (a map of min, max and desired).
+pub(crate) fn sizes_value(sizes: curfew_core::target::Sizes) -> PortResult<AttributeValue> {
+    serde_dynamo::to_attribute_value(sizes)
+        .map_err(|e| PortError::with_source(ErrorKind::Invalid, "encoding sizes", e))
 }
 
-/// Sizes from their `min/max/desired` text.
-pub(crate) fn sizes_from_text(text: &str) -> Option<curfew_core::target::Sizes> {
-    let mut parts = text.split('/').map(|p| p.parse::<i32>().ok());
-    let sizes = curfew_core::target::Sizes::new(parts.next()??, parts.next()??, parts.next()??);
-    parts.next().is_none().then_some(sizes)
+/// The partition of a target's baseline and lease items.
+pub(crate) fn target_pk(target_key: &str) -> String {
+    format!("TARGET#{target_key}")
 }
 
 /// A failed condition is an answer (false), not an error.

@@ -13,7 +13,9 @@ use curfew_core::target::Sizes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::dead_letters::REOPENS;
-use super::{conditional, decode, encode, index_time, key, n, s, DynamoStore, Item, Mark};
+use super::{
+    conditional, decode, encode, index_time, key, n, s, sizes_value, DynamoStore, Item, Mark,
+};
 use crate::error::{classify, classify_transaction, retrying};
 
 /// Counters live in top-level number attributes so DynamoDB can ADD to them atomically.
@@ -171,11 +173,6 @@ fn decode_op(mut item: Item) -> PortResult<Operation> {
         dead_lettered: counts[4],
     };
     Ok(op)
-}
-
-fn sizes_value(sizes: Sizes) -> PortResult<AttributeValue> {
-    serde_dynamo::to_attribute_value(sizes)
-        .map_err(|e| PortError::with_source(ErrorKind::Invalid, "encoding sizes", e))
 }
 
 pub(super) fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> PortResult<T> {
@@ -659,7 +656,6 @@ mod tests {
 
     fn op(id: &str, minute: u32) -> Operation {
         Operation {
-            hold: None,
             id: id.into(),
             action: Action::Stop,
             selector: Selector::parse("kind=asg").unwrap(),
@@ -673,6 +669,7 @@ mod tests {
             shards_total: Some(0),
             shards_done: 0,
             notes: vec![],
+            hold: None,
         }
     }
 
@@ -845,11 +842,11 @@ mod counter_stripes {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&finish]);
         let store = DynamoStore::new(client, "curfew-state");
         let outcome = TaskOutcome {
-            steps: Default::default(),
             status: TaskStatus::Succeeded,
             reason: None,
             before: Some(Sizes::new(1, 4, 2)),
             after: Some(Sizes::new(0, 0, 0)),
+            steps: Default::default(),
         };
         let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
         assert!(store
@@ -893,11 +890,11 @@ mod counter_stripes {
         );
         let store = DynamoStore::new(client, "curfew-state");
         let outcome = TaskOutcome {
-            steps: Default::default(),
             status: TaskStatus::Skipped,
             reason: Some("already stopped".into()),
             before: None,
             after: None,
+            steps: Default::default(),
         };
         let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
         let result = store

@@ -14,12 +14,8 @@ use curfew_core::ports::{
 };
 use curfew_core::target::Target;
 
-use super::{conditional, decode, encode, n, s, sizes_from_text, DynamoStore, Item, Mark};
+use super::{conditional, decode, encode, n, s, target_pk, DynamoStore, Item, Mark};
 use crate::error::{classify, retrying};
-
-fn target_pk(target_key: &str) -> String {
-    format!("TARGET#{target_key}")
-}
 
 fn inventory_pk(account: &str, region: &str) -> String {
     format!("INV#{account}#{region}")
@@ -86,7 +82,9 @@ fn interrupted(item: &Item) -> Option<Interrupted> {
     Some(Interrupted {
         op_id: string(item, "inflight_op")?,
         action: Action::parse(&string(item, "inflight_action")?)?,
-        planned: string(item, "inflight_to").and_then(|t| sizes_from_text(&t)),
+        planned: item
+            .get("inflight_to")
+            .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok()),
     })
 }
 
@@ -385,12 +383,12 @@ mod tests {
 
     fn baseline() -> Baseline {
         Baseline {
-            ca_tags: Vec::new(),
             target_key: "111111111111#eu-west-1#asg#web".into(),
             sizes: Sizes::new(1, 4, 2),
             op_id: "op-1".into(),
             saved_at: Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
             held: Default::default(),
+            ca_tags: Vec::new(),
         }
     }
 

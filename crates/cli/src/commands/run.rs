@@ -222,10 +222,10 @@ mod tests {
     #[test]
     fn the_payloads_and_errors_in_invoke_md_are_what_the_router_sees() {
         let stop = Invocation::Stop {
-            hold: None,
             select: "tag:env=dev,region=eu-west-1".parse().unwrap(),
             dry_run: false,
             discovery: curfew_core::operation::Discovery::Cached,
+            hold: None,
         };
         assert_eq!(
             serde_json::to_value(&stop).unwrap(),

@@ -189,7 +189,6 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
     step(&format!("Adding two weekday schedules in {ZONE}"))?;
     for (name, cron, action) in SCHEDULES {
         let mut schedule = Schedule::try_from(ScheduleRecord {
-            hold: None,
             name: name.into(),
             cron: cron.into(),
             tz: ZONE.into(),
@@ -201,6 +200,7 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
             skip_dates: Vec::new(),
             default_start: None,
             next_fire: None,
+            hold: None,
         })
         .context("building a demo schedule")?;
         schedule.next_fire = schedule.next_fire_after(clock.now()).map(|f| f.utc);

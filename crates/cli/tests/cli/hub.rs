@@ -671,7 +671,6 @@ fn add_empty_finished_operations(hub: &TestHub, count: usize) {
         for i in 0..count {
             let created_at = Utc::now() - Duration::hours(1) - Duration::minutes(i as i64);
             let op = Operation {
-                hold: None,
                 id: Operation::manual_id(created_at),
                 action: Action::Stop,
                 selector: Selector::parse("name=nothing-matches").unwrap(),
@@ -685,6 +684,7 @@ fn add_empty_finished_operations(hub: &TestHub, count: usize) {
                 shards_total: Some(0),
                 shards_done: 0,
                 notes: vec![],
+                hold: None,
             };
             assert!(store.create_operation(&op).await.unwrap());
         }
@@ -890,7 +890,6 @@ fn local_run_once_fires_a_due_schedule_and_drains_its_operation() {
     // Due a minute ago, as if the poller had been down; the cron itself fires once a year.
     let fire = Utc::now() - Duration::minutes(1);
     let mut schedule = Schedule::try_from(ScheduleRecord {
-        hold: None,
         name: "due-now".into(),
         cron: "0 0 1 1 *".into(),
         tz: "UTC".into(),
@@ -902,6 +901,7 @@ fn local_run_once_fires_a_due_schedule_and_drains_its_operation() {
         skip_dates: vec![],
         default_start: None,
         next_fire: None,
+        hold: None,
     })
     .unwrap();
     schedule.next_fire = Some(fire);

@@ -819,7 +819,6 @@ mod tests {
 
     fn op(id: &str) -> Operation {
         Operation {
-            hold: None,
             id: id.into(),
             action: Action::Stop,
             selector: Selector::parse("kind=asg").unwrap(),
@@ -833,6 +832,7 @@ mod tests {
             shards_total: None,
             shards_done: 0,
             notes: Vec::new(),
+            hold: None,
         }
     }
 
@@ -855,12 +855,12 @@ mod tests {
 
     fn baseline(op_id: &str, sizes: Sizes) -> Baseline {
         Baseline {
-            ca_tags: Vec::new(),
             target_key: web().key(),
             sizes,
             op_id: op_id.into(),
             saved_at: t0(),
             held: Default::default(),
+            ca_tags: Vec::new(),
         }
     }
 
@@ -957,11 +957,11 @@ mod tests {
         let tasks = vec![Task::pending("a", web(), t0())];
         store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
         let outcome = TaskOutcome {
-            steps: Default::default(),
             status: TaskStatus::Succeeded,
             reason: None,
             before: Some(Sizes::new(1, 4, 2)),
             after: Some(Sizes::new(0, 0, 0)),
+            steps: Default::default(),
         };
         assert!(store
             .finish_task("a", &web().key(), &outcome, t0())

@@ -307,12 +307,12 @@ pub async fn plan(
                         Ok(live) => live,
                         Err(e) => {
                             changes.push(PlannedChange {
-                                steps: Default::default(),
                                 target,
                                 action,
                                 live: crate::target::Sizes::new(0, 0, 0),
                                 to: None,
                                 reason: Some(format!("could not read the target: {e}")),
+                                steps: Default::default(),
                             });
                             continue;
                         }

@@ -139,7 +139,6 @@ async fn load_task(hub: &Hub, msg: &TaskMessage) -> PortResult<Task> {
 fn superseded(task: &Task, by: &str) -> TaskOutcome {
     match (task.status, task.before, task.after) {
         (TaskStatus::Applying, Some(before), Some(after)) => TaskOutcome {
-            steps: Default::default(),
             status: TaskStatus::Skipped,
             reason: Some(format!(
                 "superseded by newer operation {by}; an earlier delivery of this task began \
@@ -147,6 +146,7 @@ fn superseded(task: &Task, by: &str) -> TaskOutcome {
             )),
             before: Some(before),
             after: Some(after),
+            steps: Default::default(),
         },
         _ => skipped(format!("superseded by newer operation {by}")),
     }
@@ -209,20 +209,23 @@ async fn leased(
     // Read again under the lease: another copy of this message may have finished the task
     // between our first read and the acquisition.
     let task = load_task(hub, msg).await?;
-    if task.status.is_final() {
-        return Ok(TaskStep::Finished(task.status));
-    }
     let mut live = match hub.spokes.live_state(&msg.role, &msg.target).await {
         Ok(live) => live,
+        Err(e) if task.status.is_final() => return Err(e),
         Err(e) => return spoke_failure(hub, msg, None, "reading the target", e).await,
     };
     let mut baseline = hub.store.get_baseline(&msg.target.key()).await?;
+    // What an interrupted delivery of another operation left is settled before anything else,
+    // even when this task turns out to be final: releasing a final task's lease clears the mark.
     if let Some(interrupted) = interrupted.filter(|i| i.op_id != msg.op_id) {
         if let Some(step) =
             settle_interrupted(hub, msg, lease, interrupted, &mut live, &mut baseline).await?
         {
             return Ok(step);
         }
+    }
+    if task.status.is_final() {
+        return Ok(TaskStep::Finished(task.status));
     }
     if task.status == TaskStatus::Applying {
         if let Some(step) = resume(hub, msg, lease, &task, live, baseline.as_ref()).await? {
@@ -285,13 +288,13 @@ async fn leased(
         } => {
             if !to.is_valid() {
                 let outcome = TaskOutcome {
-                    steps: Default::default(),
                     status: TaskStatus::Failed,
                     reason: Some(format!(
                         "refusing invalid sizes {to} (need min <= desired <= max)"
                     )),
                     before: Some(live.sizes),
                     after: None,
+                    steps: Default::default(),
                 };
                 return finish(hub, msg, &outcome).await;
             }
@@ -657,11 +660,11 @@ async fn rehold(
 
 fn skipped(reason: String) -> TaskOutcome {
     TaskOutcome {
-        steps: Default::default(),
         status: TaskStatus::Skipped,
         reason: Some(reason),
         before: None,
         after: None,
+        steps: Default::default(),
     }
 }
 
@@ -716,22 +719,22 @@ async fn spoke_failure(
         }
     }
     let outcome = TaskOutcome {
-        steps: Default::default(),
         status: TaskStatus::Failed,
         reason: Some(reason),
         before: None,
         after: None,
+        steps: Default::default(),
     };
     finish(hub, msg, &outcome).await
 }
 
 fn succeeded(before: Sizes, after: Sizes) -> TaskOutcome {
     TaskOutcome {
-        steps: Default::default(),
         status: TaskStatus::Succeeded,
         reason: None,
         before: Some(before),
         after: Some(after),
+        steps: Default::default(),
     }
 }
 

@@ -91,17 +91,17 @@ impl World {
         let select = Selector::parse("tag:env=dev").unwrap();
         let invocation = if stop {
             Invocation::Stop {
-                hold: None,
                 select,
                 dry_run,
                 discovery: Discovery::Cached,
+                hold: None,
             }
         } else {
             Invocation::Start {
-                hold: None,
                 select,
                 dry_run,
                 discovery: Discovery::Cached,
+                hold: None,
             }
         };
         invoke(&self.hub, invocation).await.unwrap().operation_id
