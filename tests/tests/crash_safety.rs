@@ -50,6 +50,7 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
         saved_at: now,
         held: Default::default(),
         ca_tags: Vec::new(),
+        cluster_hold: false,
     };
     assert!(t
         .hub

@@ -180,6 +180,11 @@ pub fn build_hub(
     settings: Settings,
 ) -> Hub {
     let sqs = aws_sdk_sqs::Client::new(sdk);
+    // Credentials expire in real time, whatever the hub's (possibly simulated) clock says.
+    let spokes = Arc::new(AwsSpokes::new(
+        sdk.clone(),
+        Arc::new(curfew_core::clock::SystemClock),
+    ));
     Hub {
         store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(sdk),
@@ -187,11 +192,8 @@ pub fn build_hub(
         )),
         router_queue: Arc::new(SqsQueue::new(sqs.clone(), &config.router_queue_url)),
         task_queue: Arc::new(SqsQueue::new(sqs, &config.task_queue_url)),
-        // Credentials expire in real time, whatever the hub's (possibly simulated) clock says.
-        spokes: Arc::new(AwsSpokes::new(
-            sdk.clone(),
-            Arc::new(curfew_core::clock::SystemClock),
-        )),
+        clusters: crate::clusters::kube_clusters(spokes.clone()),
+        spokes,
         clock,
         settings,
     }

@@ -1,11 +1,13 @@
 //! # curfew-aws
 //!
 //! Adapters from curfew-core's ports to AWS: the DynamoDB state store, SQS queues, and spoke
-//! access (STS AssumeRole through the session cache, Auto Scaling, EKS). SDK errors are
+//! access (STS AssumeRole through the session cache, Auto Scaling, EKS, and the clusters'
+//! Kubernetes APIs through `curfew-kube`). SDK errors are
 //! classified ([`error::classify`]) with their source kept, and throttles are retried with
 //! jittered backoff ([`error::retrying`]).
 #![warn(missing_docs)]
 
+pub mod clusters;
 pub mod config;
 pub mod dead_letters;
 pub mod dispatch;

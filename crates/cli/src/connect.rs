@@ -143,11 +143,13 @@ pub fn build_hub(
         ),
     };
     let settings = curfew_aws::hub::settings_from_env().map_err(|e| bad_input(e.to_string()))?;
+    let spokes = Arc::new(AwsSpokes::new(sdk.clone(), Arc::new(SystemClock)));
     Ok(Hub {
         store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)),
         router_queue,
         task_queue,
-        spokes: Arc::new(AwsSpokes::new(sdk.clone(), Arc::new(SystemClock))),
+        clusters: curfew_aws::clusters::kube_clusters(spokes.clone()),
+        spokes,
         clock,
         settings,
     })

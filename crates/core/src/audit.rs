@@ -368,6 +368,7 @@ mod tests {
             saved_at,
             held: Default::default(),
             ca_tags: Vec::new(),
+            cluster_hold: false,
         }
     }
 

@@ -32,6 +32,15 @@ pub struct NodePool {
     pub limits: Option<BTreeMap<String, String>>,
 }
 
+/// A namespace and whether curfew leaves it alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    /// Its name.
+    pub name: String,
+    /// True when annotated `curfew/exclude: "true"`.
+    pub excluded: bool,
+}
+
 /// The kinds of workload curfew scales to zero in the `workloads` mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum WorkloadKind {
@@ -114,6 +123,8 @@ pub trait ClusterApi: Send + Sync {
     /// Deletes the NodeClaims of a NodePool (label `karpenter.sh/nodepool=<name>`) and returns
     /// how many of its nodes still exist (they go once Karpenter has drained them).
     async fn drain_node_pool(&self, at: &ClusterRef, name: &str) -> PortResult<usize>;
+    /// Every namespace, with whether it is excluded by annotation.
+    async fn namespaces(&self, at: &ClusterRef) -> PortResult<Vec<Namespace>>;
     /// The Deployments and StatefulSets of `namespace`.
     async fn workloads(&self, at: &ClusterRef, namespace: &str) -> PortResult<Vec<Workload>>;
     /// The CronJobs of `namespace`.

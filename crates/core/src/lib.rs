@@ -31,6 +31,7 @@ pub mod account;
 pub mod audit;
 pub mod clock;
 pub mod cluster;
+pub mod cluster_hold;
 pub mod cron;
 pub mod decision;
 pub mod fakes;

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::account::{Account, SpokeRole};
+use crate::cluster_hold::ClusterHold;
 use crate::decision::Action;
 use crate::hold::CaTag;
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
@@ -136,6 +137,10 @@ pub struct Baseline {
     /// mode): a wake puts exactly these back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca_tags: Vec<CaTag>,
+    /// True when the stop joined its cluster's hold (see [`crate::cluster_hold`]): the wake
+    /// leaves it once the node group is back, and the last to leave restores the cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_hold: bool,
 }
 
 /// One page of operations, newest first.
@@ -408,6 +413,20 @@ pub trait TargetStore: Send + Sync {
         lease: &LeaseToken,
         finished: bool,
     ) -> PortResult<()>;
+    /// A cluster's hold record (`None`: nothing holds the cluster, as
+    /// [`ClusterHold::idle`] says).
+    async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>>;
+    /// Writes `hold` only if the stored record is still at generation `read` (0: absent) and
+    /// `lease` still holds `target_key`, the node group on whose behalf it is written. False if
+    /// the record changed since it was read (read it again); [`ErrorKind::LeaseLost`] if the
+    /// lease moved on.
+    async fn put_cluster_hold(
+        &self,
+        hold: &ClusterHold,
+        read: u64,
+        target_key: &str,
+        lease: &LeaseToken,
+    ) -> PortResult<bool>;
     /// Stores an override.
     async fn put_override(&self, o: &Override) -> PortResult<()>;
     /// Overrides not yet expired at `now`.

@@ -495,6 +495,7 @@ async fn a_baseline_left_by_an_interrupted_stop_does_not_outlive_a_failed_stop()
         saved_at: w.clock.now(),
         held: Processes::NONE,
         ca_tags: Vec::new(),
+        cluster_hold: false,
     };
     assert!(w
         .store

@@ -68,7 +68,7 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use curfew_core::clock::Clock;
 use curfew_core::cluster::{
-    ClusterApi, ClusterRef, CronJob, Hpa, NodePool, Workload, WorkloadKind,
+    ClusterApi, ClusterRef, CronJob, Hpa, Namespace, NodePool, Workload, WorkloadKind,
 };
 use curfew_core::ports::{ErrorKind, PortError, PortResult};
 use kube::api::PatchParams;
@@ -202,6 +202,10 @@ impl<A: ClusterAccess> ClusterApi for KubeClusters<A> {
 
     async fn drain_node_pool(&self, at: &ClusterRef, name: &str) -> PortResult<usize> {
         self.call(at, |c| karpenter::drain_node_pool(c, name)).await
+    }
+
+    async fn namespaces(&self, at: &ClusterRef) -> PortResult<Vec<Namespace>> {
+        self.call(at, workloads::namespaces).await
     }
 
     async fn workloads(&self, at: &ClusterRef, namespace: &str) -> PortResult<Vec<Workload>> {

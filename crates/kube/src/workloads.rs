@@ -1,13 +1,14 @@
-//! Deployments, StatefulSets, CronJobs and HorizontalPodAutoscalers: reading what the
+//! Namespaces, Deployments, StatefulSets, CronJobs and HorizontalPodAutoscalers: reading what the
 //! `workloads` and `ca-deployment` modes save, and the merge patches that put it back.
 
 use std::collections::BTreeMap;
 
-use curfew_core::cluster::{CronJob, Hpa, Workload, WorkloadKind};
+use curfew_core::cluster::{CronJob, Hpa, Namespace, Workload, WorkloadKind};
 use curfew_core::ports::PortResult;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::CronJob as K8sCronJob;
+use k8s_openapi::api::core::v1::Namespace as K8sNamespace;
 use kube::api::{ListParams, Patch};
 use kube::{Api, Client};
 use serde_json::json;
@@ -112,6 +113,22 @@ pub(crate) async fn workloads(client: Client, namespace: &str) -> PortResult<Vec
         )
     }));
     Ok(found)
+}
+
+/// Every namespace, with whether it is annotated `curfew/exclude: "true"`.
+pub(crate) async fn namespaces(client: Client) -> PortResult<Vec<Namespace>> {
+    let namespaces = Api::<K8sNamespace>::all(client)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| classify("listing the namespaces", e))?;
+    Ok(namespaces
+        .items
+        .iter()
+        .map(|ns| Namespace {
+            name: ns.metadata.name.clone().unwrap_or_default(),
+            excluded: excluded(ns.metadata.annotations.as_ref()),
+        })
+        .collect())
 }
 
 /// The CronJobs of `namespace`.

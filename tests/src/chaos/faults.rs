@@ -4,6 +4,7 @@
 //! nothing after that point runs, not even a lease release), or answer with an error after its
 //! effect took place (the answer was lost on the way back).
 
+use curfew_core::cluster_hold::ClusterHold;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -468,6 +469,26 @@ impl TargetStore for ChaosStore {
             self,
             "retire_baseline",
             self.inner.retire_baseline(target_key, saved_by, lease)
+        )
+    }
+    async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {
+        hooked!(
+            self,
+            "get_cluster_hold",
+            self.inner.get_cluster_hold(cluster_key)
+        )
+    }
+    async fn put_cluster_hold(
+        &self,
+        hold: &ClusterHold,
+        read: u64,
+        target_key: &str,
+        lease: &LeaseToken,
+    ) -> PortResult<bool> {
+        hooked!(
+            self,
+            "put_cluster_hold",
+            self.inner.put_cluster_hold(hold, read, target_key, lease)
         )
     }
     async fn acquire_lease(

@@ -141,6 +141,7 @@ async fn run(seed: u64) -> SeedReport {
             inner: spokes.clone(),
             faults: faults.clone(),
         }),
+        clusters: Arc::new(curfew_core::fakes::FakeClusters::new()),
         clock: clock.clone(),
         settings: Settings {
             // The lease outlasts the function timeout, as the worker's configuration requires.

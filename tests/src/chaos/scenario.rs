@@ -291,6 +291,7 @@ impl Scenario {
                     saved_at: yesterday,
                     held: t.held(),
                     ca_tags: t.ca_tags.clone(),
+                    cluster_hold: false,
                 };
                 store.save_baseline(&baseline, &lease, false).await?;
                 store.release_lease(key, &lease, true).await?;

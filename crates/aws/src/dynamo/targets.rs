@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::{
     WriteRequest,
 };
 use chrono::{DateTime, Duration, Utc};
+use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::decision::Action;
 use curfew_core::ports::{
     Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortResult, TargetStore,
@@ -16,6 +17,11 @@ use curfew_core::target::Target;
 
 use super::{conditional, decode, encode, n, s, target_pk, DynamoStore, Item, Mark};
 use crate::error::{classify, retrying};
+
+/// The partition of a cluster's hold record.
+fn cluster_pk(cluster_key: &str) -> String {
+    format!("CLUSTER#{cluster_key}")
+}
 
 fn inventory_pk(account: &str, region: &str) -> String {
     format!("INV#{account}#{region}")
@@ -164,6 +170,50 @@ impl TargetStore for DynamoStore {
             lease,
             Mark::Keep,
             TransactWriteItem::builder().delete(delete).build(),
+        )
+        .await
+    }
+
+    async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {
+        self.get(&cluster_pk(cluster_key), "HOLD")
+            .await?
+            .map(decode)
+            .transpose()
+    }
+
+    async fn put_cluster_hold(
+        &self,
+        hold: &ClusterHold,
+        read: u64,
+        target_key: &str,
+        lease: &LeaseToken,
+    ) -> PortResult<bool> {
+        let mut item = encode(hold)?;
+        item.insert("pk".into(), s(cluster_pk(&hold.cluster_key)));
+        item.insert("sk".into(), s("HOLD"));
+        // Compare-and-set on the generation read: two node groups of one cluster joining or
+        // leaving at once never lose each other's membership, and what a joiner read from the
+        // cluster is saved only if no pause or restore happened since it saw the record.
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = if read == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("generation = :g")
+                .expression_attribute_values(":g", n(read))
+        };
+        let put = put.build().map_err(|e| {
+            curfew_core::ports::PortError::with_source(
+                ErrorKind::Invalid,
+                "building a cluster hold write",
+                e,
+            )
+        })?;
+        self.fenced(
+            "writing a cluster's hold",
+            target_key,
+            lease,
+            Mark::Keep,
+            TransactWriteItem::builder().put(put).build(),
         )
         .await
     }
@@ -389,6 +439,7 @@ mod tests {
             saved_at: Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
             held: Default::default(),
             ca_tags: Vec::new(),
+            cluster_hold: false,
         }
     }
 

@@ -11,7 +11,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::cluster::{ClusterApi, ClusterRef, CronJob, Hpa, NodePool, Workload, WorkloadKind};
+use crate::cluster::{
+    ClusterApi, ClusterRef, CronJob, Hpa, Namespace, NodePool, Workload, WorkloadKind,
+};
 use crate::ports::{ErrorKind, PortError, PortResult};
 
 use super::lock;
@@ -27,6 +29,9 @@ pub struct ClusterObjects {
     pub cron_jobs: BTreeMap<(String, String), CronJob>,
     /// HorizontalPodAutoscalers by (namespace, name).
     pub hpas: BTreeMap<(String, String), Hpa>,
+    /// Namespaces added explicitly, with whether they are excluded by annotation (every
+    /// namespace an object above is in exists too, not excluded).
+    pub namespaces: BTreeMap<String, bool>,
 }
 
 /// A NodePool with its NodeClaims and nodes.
@@ -161,6 +166,13 @@ impl FakeClusters {
                 draining: None,
             },
         );
+    }
+
+    /// Adds (or replaces) a namespace, `excluded` when annotated `curfew/exclude: "true"`.
+    pub fn add_namespace(&self, at: &ClusterRef, name: &str, excluded: bool) {
+        self.objects_mut(at)
+            .namespaces
+            .insert(name.to_string(), excluded);
     }
 
     /// Adds (or replaces) a CronJob.
@@ -400,6 +412,21 @@ impl ClusterApi for FakeClusters {
             }
         }
         Ok(pool.nodes)
+    }
+
+    async fn namespaces(&self, at: &ClusterRef) -> PortResult<Vec<Namespace>> {
+        let objects = self.enter(at, "namespaces", String::new())?;
+        let mut all = objects.namespaces.clone();
+        let used = (objects.workloads.values().map(|w| &w.namespace))
+            .chain(objects.cron_jobs.values().map(|j| &j.namespace))
+            .chain(objects.hpas.values().map(|h| &h.namespace));
+        for namespace in used {
+            all.entry(namespace.clone()).or_insert(false);
+        }
+        Ok(all
+            .into_iter()
+            .map(|(name, excluded)| Namespace { name, excluded })
+            .collect())
     }
 
     async fn workloads(&self, at: &ClusterRef, namespace: &str) -> PortResult<Vec<Workload>> {

@@ -53,6 +53,8 @@ pub fn hub(
         router_queue: router_q.clone(),
         task_queue: task_q.clone(),
         spokes: spokes.clone(),
+        // No cluster exists until a test adds one (a test needing them swaps in its own).
+        clusters: Arc::new(FakeClusters::new()),
         clock,
         settings: Settings::default(),
     };

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::account::Account;
+use crate::cluster_hold::ClusterHold;
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use crate::ports::{
     AccountStore, Baseline, ErrorKind, Interrupted, Lease, LeaseToken, OperationPage,
@@ -54,6 +55,7 @@ struct State {
     /// `(op id, target key)` -> task.
     tasks: BTreeMap<(String, String), Task>,
     baselines: BTreeMap<String, Baseline>,
+    cluster_holds: BTreeMap<String, ClusterHold>,
     leases: BTreeMap<String, LeaseRecord>,
     overrides: BTreeMap<String, Override>,
     inventory: BTreeMap<(String, String), Inventory>,
@@ -98,6 +100,11 @@ impl MemoryStore {
         state
             .broken_schedules
             .insert(name.to_string(), (problem.to_string(), next_fire));
+    }
+
+    /// Every cluster's hold record, by cluster key (for assertions).
+    pub fn cluster_holds(&self) -> BTreeMap<String, ClusterHold> {
+        lock(&self.state).cluster_holds.clone()
     }
 
     /// Every saved baseline, by target key (for assertions).
@@ -674,6 +681,32 @@ impl TargetStore for MemoryStore {
         Ok(true)
     }
 
+    async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {
+        Ok(lock(&self.state).cluster_holds.get(cluster_key).cloned())
+    }
+
+    async fn put_cluster_hold(
+        &self,
+        hold: &ClusterHold,
+        read: u64,
+        target_key: &str,
+        lease: &LeaseToken,
+    ) -> PortResult<bool> {
+        let mut state = lock(&self.state);
+        state.fenced(target_key, lease, Mark::Keep)?;
+        let stored = state
+            .cluster_holds
+            .get(&hold.cluster_key)
+            .map_or(0, |h| h.generation);
+        if stored != read {
+            return Ok(false);
+        }
+        state
+            .cluster_holds
+            .insert(hold.cluster_key.clone(), hold.clone());
+        Ok(true)
+    }
+
     async fn acquire_lease(
         &self,
         target_key: &str,
@@ -861,6 +894,7 @@ mod tests {
             saved_at: t0(),
             held: Default::default(),
             ca_tags: Vec::new(),
+            cluster_hold: false,
         }
     }
 

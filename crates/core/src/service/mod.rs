@@ -3,6 +3,7 @@
 //! production and local mode run the same code.
 
 pub mod dlq;
+mod hold;
 pub mod invocation;
 pub mod poller;
 pub mod router;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use crate::clock::Clock;
+use crate::cluster::ClusterApi;
 use crate::operation::{TaskMessage, TaskStatus};
 use crate::ports::{Queue, Spokes, StateStore};
 use worker::TaskStep;
@@ -63,6 +65,8 @@ pub struct Hub {
     pub task_queue: Arc<dyn Queue>,
     /// Spoke accounts, through their roles.
     pub spokes: Arc<dyn Spokes>,
+    /// The Kubernetes APIs of clusters that opt into a cluster-wide hold mode.
+    pub clusters: Arc<dyn ClusterApi>,
     /// Now.
     pub clock: Arc<dyn Clock>,
     /// Tunables.

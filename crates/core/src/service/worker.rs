@@ -17,7 +17,9 @@
 
 use tracing::{info, warn};
 
+use super::hold::{hold_cluster, rehold_cluster, release_cluster, Paused, StepError};
 use super::Hub;
+use crate::cluster_hold::{cluster_key, cluster_ref, cluster_wide};
 use crate::decision::{decide, Action, Decision, DecisionInput, SkipReason};
 use crate::hold::{hold_steps, CaTag, HoldModes};
 use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
@@ -259,7 +261,7 @@ async fn leased(
         Decision::Skip(SkipReason::AlreadyStopped) => {
             // Asleep means asleep: what the stop held and someone undid since is held again.
             let mut reason = SkipReason::AlreadyStopped.to_string();
-            match rehold(hub, msg, live, baseline.as_ref()).await {
+            match rehold(hub, msg, lease, live, baseline.as_ref()).await {
                 Ok(Some(again)) => reason.push_str(&format!("; {again} again")),
                 Ok(None) => {}
                 Err((what, e)) => return spoke_failure(hub, msg, None, what, e).await,
@@ -271,13 +273,12 @@ async fn leased(
         }
         Decision::RetryLater(why) => Ok(TaskStep::RetryLater(why)),
         Decision::RetireBaseline => {
-            if let Some(b) = &baseline {
-                drop_baseline(hub, msg, lease, b).await?;
-            }
             let mut outcome = succeeded(live.sizes, live.sizes);
             outcome.reason = Some("already at its baseline sizes".into());
             if let Some(b) = &baseline {
+                let dropped = drop_baseline(hub, msg, lease, b).await?;
                 outcome.steps = hold_steps(Action::Start, b.held, &b.ca_tags);
+                outcome.steps.extend(dropped.cluster_steps);
             }
             finish(hub, msg, &outcome).await
         }
@@ -317,6 +318,7 @@ async fn leased(
                 saved_at: hub.clock.now(),
                 held: hold.processes,
                 ca_tags: hold.ca_tags.clone(),
+                cluster_hold: hold.cluster_hold,
             });
             if let Some(new) = &saving {
                 let saved = hub.store.save_baseline(new, lease, own_unused).await?;
@@ -437,7 +439,19 @@ async fn scale(
         }
         Err(e) => return Err(e),
     }
-    // Sleep pauses what could wake the group before it shrinks it.
+    // Sleep pauses what could wake the group before it shrinks it: the cluster's own
+    // autoscalers and workloads first (waiting for Karpenter's nodes to go), then the group's.
+    if hold.cluster_hold {
+        match pause_cluster(hub, msg, lease, hold.cluster).await {
+            Ok(Paused::Held) => {}
+            Ok(Paused::Draining(nodes)) => {
+                return Ok(TaskStep::RetryLater(format!(
+                    "karpenter: waiting for {nodes} node(s) to drain before the node group shrinks"
+                )))
+            }
+            Err((what, e)) => return spoke_failure(hub, msg, Some(lease), what, e).await,
+        }
+    }
     if let Err((what, e)) = apply_hold(hub, msg, hold).await {
         return spoke_failure(hub, msg, Some(lease), what, e).await;
     }
@@ -504,12 +518,15 @@ async fn complete(
     let mut outcome = succeeded(before, after);
     if let Some(b) = holds {
         outcome.steps = hold_steps(msg.action, b.held, &b.ca_tags);
+        if msg.action == Action::Stop && b.cluster_hold {
+            outcome.steps.extend(cluster_steps(hub, msg).await?);
+        }
     }
     if let Some(baseline) = holds.filter(|_| msg.action == Action::Start) {
         // Wake resumes the processes the stop suspended only once the sizes are back (the
         // reverse of sleep), then retires the baseline that named them.
         match drop_baseline(hub, msg, lease, baseline).await {
-            Ok(_) => {}
+            Ok(dropped) => outcome.steps.extend(dropped.cluster_steps),
             // The change took, but a newer operation holds the target now: it decides what
             // becomes of the baseline (a stop keeps it, a start retires it).
             Err(e) if e.kind == ErrorKind::LeaseLost => {
@@ -524,14 +541,23 @@ async fn complete(
     finish(hub, msg, &outcome).await
 }
 
-/// Resumes the Auto Scaling processes `baseline`'s stop suspended, then deletes the baseline
-/// (fenced, and only if it is still the one read). True if it was deleted.
+/// What [`drop_baseline`] did.
+struct Dropped {
+    /// The baseline was deleted (false: it was already gone, or another operation's).
+    retired: bool,
+    /// What leaving the cluster's hold did, for the task's steps.
+    cluster_steps: Vec<String>,
+}
+
+/// Undoes what `baseline`'s stop held — Cluster Autoscaler's tags, the Auto Scaling processes,
+/// the node group's place in its cluster's hold (the last one out restores the cluster) — then
+/// deletes the baseline (fenced, and only if it is still the one read).
 async fn drop_baseline(
     hub: &Hub,
     msg: &TaskMessage,
     lease: &LeaseToken,
     baseline: &Baseline,
-) -> PortResult<bool> {
+) -> PortResult<Dropped> {
     // The reverse of sleep: Cluster Autoscaler's tags come back once the group is back.
     if !baseline.ca_tags.is_empty() {
         hub.spokes
@@ -543,9 +569,62 @@ async fn drop_baseline(
             .resume_processes(&msg.role, &msg.target, baseline.held)
             .await?;
     }
-    hub.store
+    let mut cluster_steps = Vec::new();
+    if baseline.cluster_hold {
+        if let (Some(at), Some(key)) = (
+            cluster_ref(&msg.role, &msg.target),
+            cluster_key(&msg.target),
+        ) {
+            let restored = release_cluster(hub, &baseline.target_key, lease, &at, &key)
+                .await
+                .map_err(|(what, e)| PortError {
+                    message: format!("{what}: {}", e.message),
+                    ..e
+                })?;
+            cluster_steps = restored.unwrap_or_else(|| {
+                vec![format!(
+                    "cluster hold: left; other node groups of {} keep it paused",
+                    at.cluster
+                )]
+            });
+        }
+    }
+    let retired = hub
+        .store
         .retire_baseline(&baseline.target_key, &baseline.op_id, lease)
-        .await
+        .await?;
+    Ok(Dropped {
+        retired,
+        cluster_steps,
+    })
+}
+
+/// Joins the node group's cluster to its hold for `modes` and pauses the cluster.
+async fn pause_cluster(
+    hub: &Hub,
+    msg: &TaskMessage,
+    lease: &LeaseToken,
+    modes: HoldModes,
+) -> Result<Paused, StepError> {
+    let (Some(at), Some(key)) = (
+        cluster_ref(&msg.role, &msg.target),
+        cluster_key(&msg.target),
+    ) else {
+        return Ok(Paused::Held);
+    };
+    hold_cluster(hub, msg, lease, &at, &key, modes).await
+}
+
+/// The steps a stop's cluster hold took, as its record says.
+async fn cluster_steps(hub: &Hub, msg: &TaskMessage) -> PortResult<Vec<String>> {
+    let Some(key) = cluster_key(&msg.target) else {
+        return Ok(Vec::new());
+    };
+    let hold = hub.store.get_cluster_hold(&key).await?;
+    Ok(hold
+        .and_then(|h| h.saved)
+        .map(|s| s.steps(true))
+        .unwrap_or_default())
 }
 
 /// What a stop holds while the target sleeps, besides its sizes.
@@ -555,6 +634,11 @@ struct Hold {
     processes: Processes,
     /// Cluster Autoscaler tags to remove from a node group's ASGs.
     ca_tags: Vec<CaTag>,
+    /// The cluster-wide modes to pause the node group's cluster with.
+    cluster: HoldModes,
+    /// The node group joins its cluster's hold (some cluster-wide mode applies, or the
+    /// baseline carried says it joined).
+    cluster_hold: bool,
 }
 
 /// What a stop holds: for an ASG, the held processes running now; for a node group whose
@@ -570,18 +654,26 @@ async fn holds_for_stop(
     own_unused: bool,
 ) -> PortResult<Hold> {
     let carried = baseline.filter(|_| own_unused || saving.is_none());
+    let modes = HoldModes::of_target(&msg.target, msg.hold)
+        .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?;
+    let cluster = cluster_wide(modes);
+    let cluster_hold = !cluster.is_empty() || carried.is_some_and(|b| b.cluster_hold);
     if saving.is_none() {
         return Ok(carried.map_or_else(Hold::default, |b| Hold {
             processes: b.held,
             ca_tags: b.ca_tags.clone(),
+            cluster,
+            cluster_hold,
         }));
     }
-    let mut hold = Hold::default();
+    let mut hold = Hold {
+        cluster,
+        cluster_hold,
+        ..Hold::default()
+    };
     if msg.target.kind == TargetKind::Asg {
         hold.processes = Processes::HELD.minus(live.suspended);
     }
-    let modes = HoldModes::of_target(&msg.target, msg.hold)
-        .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?;
     if modes.ca_tags {
         hold.ca_tags = hub.spokes.ca_tags(&msg.role, &msg.target).await?;
     }
@@ -622,6 +714,7 @@ async fn apply_hold(
 async fn rehold(
     hub: &Hub,
     msg: &TaskMessage,
+    lease: &LeaseToken,
     live: LiveState,
     baseline: Option<&Baseline>,
 ) -> Result<Option<String>, (&'static str, PortError)> {
@@ -629,6 +722,24 @@ async fn rehold(
         return Ok(None);
     };
     let mut done = Vec::new();
+    if b.cluster_hold {
+        if let (Some(at), Some(key)) = (
+            cluster_ref(&msg.role, &msg.target),
+            cluster_key(&msg.target),
+        ) {
+            let modes = HoldModes::of_target(&msg.target, msg.hold).map_err(|e| {
+                (
+                    "reading what to hold",
+                    PortError::new(ErrorKind::Invalid, e.to_string()),
+                )
+            })?;
+            if let Some(again) =
+                rehold_cluster(hub, msg, lease, &at, &key, cluster_wide(modes)).await?
+            {
+                done.push(again);
+            }
+        }
+    }
     let resumed = b.held.minus(live.suspended);
     if !resumed.is_empty() {
         hub.spokes
@@ -713,7 +824,7 @@ async fn spoke_failure(
             .await?
             .filter(|b| b.op_id == msg.op_id);
         if let Some(b) = own {
-            if drop_baseline(hub, msg, lease, &b).await? {
+            if drop_baseline(hub, msg, lease, &b).await?.retired {
                 reason.push_str("; the baseline this stop saved was removed");
             }
         }
