@@ -1,0 +1,493 @@
+//! Holding whole clusters asleep (issue 8): the `ca-deployment`, `karpenter` and `workloads`
+//! modes pause a node group's cluster before the node group shrinks and restore it, exactly,
+//! once the last node group curfew holds in it is back.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Duration;
+use common::*;
+use curfew_core::clock::Clock;
+use curfew_core::cluster::{ClusterRef, CronJob, NodePool, Workload, WorkloadKind};
+use curfew_core::cluster_hold::{closed_limits, ClusterHold, ClusterSaved, SavedDeployment};
+use curfew_core::fakes::FakeClusters;
+use curfew_core::hold::{HoldModes, Source, HOLD_TAG};
+use curfew_core::operation::TaskStatus;
+use curfew_core::ports::{LeaseToken, TargetStore};
+use curfew_core::service::Hub;
+use curfew_core::target::{Sizes, Target, TargetKind};
+
+fn dev_cluster() -> ClusterRef {
+    ClusterRef {
+        role: curfew_core::account::SpokeRole {
+            account: DEV.into(),
+            role_arn: format!("arn:aws:iam::{DEV}:role/curfew-spoke"),
+            external_id: None,
+        },
+        region: REGION.into(),
+        cluster: "dev".into(),
+    }
+}
+
+fn limits(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(r, q)| (r.to_string(), q.to_string()))
+        .collect()
+}
+
+fn workload(kind: WorkloadKind, namespace: &str, name: &str, replicas: i32) -> Workload {
+    Workload {
+        kind,
+        namespace: namespace.into(),
+        name: name.into(),
+        replicas,
+        excluded: false,
+    }
+}
+
+fn cron_job(namespace: &str, name: &str, suspended: bool) -> CronJob {
+    CronJob {
+        namespace: namespace.into(),
+        name: name.into(),
+        suspended,
+        excluded: false,
+    }
+}
+
+/// A node group of cluster `dev` opted into `modes` (cluster tag), with `sizes`.
+fn member(name: &str, modes: &str) -> Target {
+    let mut ng = target(DEV, TargetKind::Nodegroup, Some("dev"), name);
+    ng.cluster_tags
+        .insert(HOLD_TAG.to_string(), modes.to_string());
+    ng
+}
+
+/// The test world with cluster `dev` holding: Cluster Autoscaler (2 replicas), two NodePools
+/// (one limited, one not) with 3 and 1 nodes, and some workloads; the world's node group
+/// replaced by one opted into `modes`.
+struct ClusterWorld {
+    w: World,
+    clusters: Arc<FakeClusters>,
+    ng: Target,
+}
+
+const CA: (&str, &str) = ("kube-system", "cluster-autoscaler");
+
+async fn cluster_world(modes: &str) -> ClusterWorld {
+    let mut w = world(&[]).await;
+    let clusters = Arc::new(FakeClusters::new());
+    w.hub = Hub {
+        clusters: clusters.clone(),
+        ..w.hub.clone()
+    };
+    let ng = member("workers", modes);
+    w.spokes.add(ng.clone(), NG_SIZES);
+    let dev = dev_cluster();
+    clusters.add_workload(&dev, workload(WorkloadKind::Deployment, CA.0, CA.1, 2));
+    clusters.add_workload(
+        &dev,
+        workload(WorkloadKind::Deployment, "kube-system", "coredns", 2),
+    );
+    clusters.add_node_pool(
+        &dev,
+        NodePool {
+            name: "default".into(),
+            limits: Some(limits(&[("cpu", "1000"), ("memory", "1000Gi")])),
+        },
+        3,
+    );
+    clusters.add_node_pool(
+        &dev,
+        NodePool {
+            name: "spot".into(),
+            limits: None,
+        },
+        1,
+    );
+    clusters.add_workload(&dev, workload(WorkloadKind::Deployment, "shop", "web", 3));
+    clusters.add_workload(&dev, workload(WorkloadKind::StatefulSet, "shop", "db", 1));
+    let mut pinned = workload(WorkloadKind::Deployment, "shop", "pinned", 2);
+    pinned.excluded = true;
+    clusters.add_workload(&dev, pinned);
+    clusters.add_workload(&dev, workload(WorkloadKind::Deployment, "shop", "idle", 0));
+    clusters.add_cron_job(&dev, cron_job("shop", "report", false));
+    clusters.add_cron_job(&dev, cron_job("shop", "archive", true));
+    clusters.add_namespace(&dev, "platform", true);
+    clusters.add_workload(
+        &dev,
+        workload(WorkloadKind::Deployment, "platform", "ingress", 2),
+    );
+    ClusterWorld { w, clusters, ng }
+}
+
+impl ClusterWorld {
+    fn replicas(&self, kind: WorkloadKind, namespace: &str, name: &str) -> i32 {
+        self.clusters
+            .replicas(&dev_cluster(), kind, namespace, name)
+            .unwrap()
+    }
+
+    fn ca_replicas(&self) -> i32 {
+        self.replicas(WorkloadKind::Deployment, CA.0, CA.1)
+    }
+
+    fn pool_limits(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.clusters
+            .node_pool(&dev_cluster(), name)
+            .unwrap()
+            .limits
+    }
+
+    fn pool_nodes(&self, name: &str) -> usize {
+        self.clusters.node_pool(&dev_cluster(), name).unwrap().nodes
+    }
+
+    fn cron_suspended(&self, name: &str) -> bool {
+        self.clusters.objects(&dev_cluster()).unwrap().cron_jobs[&("shop".into(), name.into())]
+            .suspended
+    }
+}
+
+#[tokio::test]
+async fn sleep_pauses_the_cluster_and_waits_for_karpenters_nodes_before_the_node_group_shrinks() {
+    let c = cluster_world("ca-deployment+karpenter").await;
+    // Karpenter takes three looks before the drained nodes are gone.
+    c.clusters.set_drain_calls(3);
+    let stop = c.w.begin(true, false).await;
+    let tasks = c.w.route().await;
+    assert_eq!(c.w.work_once(tasks).await, 1, "the node group waits");
+    assert_eq!(c.ca_replicas(), 0);
+    assert_eq!(c.pool_limits("default"), Some(closed_limits()));
+    assert_eq!(c.pool_limits("spot"), Some(closed_limits()));
+    assert_eq!(
+        c.w.sizes(&c.ng),
+        NG_SIZES,
+        "not before Karpenter's nodes are gone"
+    );
+    assert!(c.w.drain().await.settled);
+    assert_eq!(c.pool_nodes("default"), 0);
+    assert_eq!(c.w.sizes(&c.ng), Sizes::new(0, 5, 0));
+    let task = c.w.task(&stop, &c.ng).await;
+    assert_eq!(task.status, TaskStatus::Succeeded);
+    assert_eq!(
+        task.steps,
+        [
+            "ca-deployment: scale kube-system/cluster-autoscaler from 2 to 0",
+            "karpenter: limit 2 NodePools to cpu 0 and drain their NodeClaims"
+        ]
+    );
+    let lines = c.clusters.call_lines();
+    let first_close = lines
+        .iter()
+        .position(|l| l.starts_with("set_node_pool_limits"))
+        .unwrap();
+    let ca_down = lines
+        .iter()
+        .position(|l| l.contains("cluster-autoscaler 0"))
+        .unwrap();
+    let first_drain = lines
+        .iter()
+        .position(|l| l.starts_with("drain_node_pool"))
+        .unwrap();
+    assert!(
+        ca_down < first_close && first_close < first_drain,
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn wake_restores_the_node_group_first_then_the_limits_and_the_autoscaler_exactly() {
+    let c = cluster_world("ca-deployment+karpenter").await;
+    c.w.run(true).await;
+    c.w.clock.advance(Duration::hours(12));
+    // The node group's update takes a while: the cluster waits for it.
+    c.w.spokes.script_next_update(&c.ng.key(), 2, None);
+    let start = c.w.begin(false, false).await;
+    let tasks = c.w.route().await;
+    c.w.work_once(tasks).await;
+    assert_eq!(c.ca_replicas(), 0, "not before the node group is back");
+    assert_eq!(c.pool_limits("default"), Some(closed_limits()));
+    assert!(c.w.drain().await.settled);
+    assert_eq!(c.w.sizes(&c.ng), NG_SIZES);
+    assert_eq!(c.ca_replicas(), 2);
+    assert_eq!(
+        c.pool_limits("default"),
+        Some(limits(&[("cpu", "1000"), ("memory", "1000Gi")]))
+    );
+    assert_eq!(c.pool_limits("spot"), None, "unset limits are unset again");
+    let task = c.w.task(&start, &c.ng).await;
+    assert_eq!(task.status, TaskStatus::Succeeded);
+    assert_eq!(
+        task.steps,
+        [
+            "ca-deployment: scale kube-system/cluster-autoscaler back to 2",
+            "karpenter: restore the limits of 2 NodePools"
+        ]
+    );
+    let hold = &c.w.store.cluster_holds()[&format!("{DEV}#{REGION}#dev")];
+    assert!(hold.members.is_empty() && hold.saved.is_none());
+    assert!(c.w.store.baselines().is_empty());
+}
+
+#[tokio::test]
+async fn the_first_node_group_to_sleep_saves_the_cluster_and_the_last_to_wake_restores_it() {
+    let c = cluster_world("ca-deployment").await;
+    let second = member("batch", "ca-deployment");
+    c.w.spokes.add(second.clone(), Sizes::new(1, 3, 1));
+    c.w.run(true).await;
+    assert_eq!(c.ca_replicas(), 0);
+    let key = format!("{DEV}#{REGION}#dev");
+    let hold = c.w.store.cluster_holds()[&key].clone();
+    assert_eq!(hold.members.len(), 2);
+    assert_eq!(hold.saved.unwrap().ca_deployment.unwrap().replicas, 2);
+
+    // Someone wakes one node group alone: the other still sleeps, so the cluster stays paused.
+    c.w.clock.advance(Duration::hours(1));
+    let select = curfew_core::selector::Selector::parse("name=workers").unwrap();
+    let one = curfew_core::service::invocation::invoke(
+        &c.w.hub,
+        curfew_core::service::invocation::Invocation::Start {
+            select,
+            dry_run: false,
+            discovery: Default::default(),
+            hold: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(c.w.drain().await.settled);
+    assert_eq!(c.w.sizes(&c.ng), NG_SIZES);
+    assert_eq!(c.ca_replicas(), 0, "batch is still asleep");
+    let task = c.w.task(&one.operation_id, &c.ng).await;
+    assert!(
+        task.steps.iter().any(|s| s.contains("keep it paused")),
+        "{:?}",
+        task.steps
+    );
+
+    c.w.clock.advance(Duration::hours(11));
+    c.w.run(false).await;
+    assert_eq!(c.w.sizes(&second), Sizes::new(1, 3, 1));
+    assert_eq!(c.ca_replicas(), 2);
+}
+
+#[tokio::test]
+async fn workloads_mode_scales_the_selected_namespaces_to_zero_and_restores_exact_replicas() {
+    let c = cluster_world("workloads").await;
+    c.w.run(true).await;
+    assert_eq!(c.replicas(WorkloadKind::Deployment, "shop", "web"), 0);
+    assert_eq!(c.replicas(WorkloadKind::StatefulSet, "shop", "db"), 0);
+    assert!(c.cron_suspended("report"));
+    assert_eq!(
+        c.replicas(WorkloadKind::Deployment, "shop", "pinned"),
+        2,
+        "excluded by annotation"
+    );
+    assert_eq!(
+        c.replicas(WorkloadKind::Deployment, "platform", "ingress"),
+        2,
+        "its namespace is excluded"
+    );
+    assert_eq!(
+        c.replicas(WorkloadKind::Deployment, "kube-system", "coredns"),
+        2
+    );
+    assert_eq!(c.ca_replicas(), 2, "not a mode of this cluster");
+    assert_eq!(c.w.sizes(&c.ng), Sizes::new(0, 5, 0));
+
+    c.w.clock.advance(Duration::hours(12));
+    c.w.run(false).await;
+    assert_eq!(c.replicas(WorkloadKind::Deployment, "shop", "web"), 3);
+    assert_eq!(c.replicas(WorkloadKind::StatefulSet, "shop", "db"), 1);
+    assert_eq!(c.replicas(WorkloadKind::Deployment, "shop", "idle"), 0);
+    assert!(!c.cron_suspended("report"));
+    assert!(
+        c.cron_suspended("archive"),
+        "what its owners suspended stays suspended"
+    );
+}
+
+#[tokio::test]
+async fn a_namespaces_tag_limits_the_workloads_mode_to_the_namespaces_it_lists() {
+    let c = cluster_world("workloads").await;
+    let mut ng = c.ng.clone();
+    ng.cluster_tags
+        .insert("curfew/namespaces".into(), "platform".into());
+    c.w.spokes.add(ng, NG_SIZES);
+    c.w.run(true).await;
+    assert_eq!(
+        c.replicas(WorkloadKind::Deployment, "platform", "ingress"),
+        0
+    );
+    assert_eq!(c.replicas(WorkloadKind::Deployment, "shop", "web"), 3);
+}
+
+#[tokio::test]
+async fn a_node_group_without_a_cluster_wide_mode_makes_no_kubernetes_call() {
+    for modes in ["none", "ca-tags"] {
+        let c = cluster_world(modes).await;
+        c.w.run(true).await;
+        c.w.clock.advance(Duration::hours(12));
+        c.w.run(false).await;
+        assert_eq!(c.w.sizes(&c.ng), NG_SIZES);
+        assert!(
+            c.clusters.calls().is_empty(),
+            "{modes}: {:?}",
+            c.clusters.call_lines()
+        );
+        assert!(c.w.store.cluster_holds().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_hold_flag_names_cluster_wide_modes_for_one_operation() {
+    let c = cluster_world("none").await;
+    let select = curfew_core::selector::Selector::parse("tag:env=dev").unwrap();
+    curfew_core::service::invocation::invoke(
+        &c.w.hub,
+        curfew_core::service::invocation::Invocation::Stop {
+            select,
+            dry_run: false,
+            discovery: Default::default(),
+            hold: Some(HoldModes::parse("ca-deployment", Source::Flag).unwrap()),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(c.w.drain().await.settled);
+    assert_eq!(c.ca_replicas(), 0);
+    // The wake needs no flag: the baseline says the node group joined its cluster's hold.
+    c.w.clock.advance(Duration::hours(12));
+    c.w.run(false).await;
+    assert_eq!(c.ca_replicas(), 2);
+}
+
+#[tokio::test]
+async fn a_stop_over_an_asleep_node_group_pauses_again_what_was_put_back() {
+    let c = cluster_world("ca-deployment+karpenter").await;
+    c.w.run(true).await;
+    let dev = dev_cluster();
+    c.clusters
+        .add_workload(&dev, workload(WorkloadKind::Deployment, CA.0, CA.1, 1));
+    c.clusters.add_node_pool(
+        &dev,
+        NodePool {
+            name: "default".into(),
+            limits: Some(limits(&[("cpu", "1000")])),
+        },
+        0,
+    );
+    c.w.clock.advance(Duration::minutes(30));
+    let again = c.w.run(true).await;
+    let task = c.w.task(&again.id, &c.ng).await;
+    assert_eq!(task.status, TaskStatus::Skipped);
+    let reason = task.reason.unwrap_or_default();
+    assert!(
+        reason.contains("paused Deployment kube-system/cluster-autoscaler, 1 NodePool(s) again"),
+        "{reason}"
+    );
+    assert_eq!(c.ca_replicas(), 0);
+    assert_eq!(c.pool_limits("default"), Some(closed_limits()));
+    // The wake still restores what was saved before the first sleep.
+    c.w.clock.advance(Duration::hours(12));
+    c.w.run(false).await;
+    assert_eq!(c.ca_replicas(), 2);
+    assert_eq!(
+        c.pool_limits("default"),
+        Some(limits(&[("cpu", "1000"), ("memory", "1000Gi")]))
+    );
+}
+
+/// A wake that left the hold and crashed before restoring leaves the record pending; the next
+/// node group to sleep keeps what was saved (not the paused state it would read now), and the
+/// wake after it restores the original.
+#[tokio::test]
+async fn a_restore_cut_short_keeps_the_saved_state_for_the_next_sleep_and_wake() {
+    let c = cluster_world("ca-deployment").await;
+    let dev = dev_cluster();
+    c.clusters
+        .add_workload(&dev, workload(WorkloadKind::Deployment, CA.0, CA.1, 0));
+    let key = format!("{DEV}#{REGION}#dev");
+    let pending = ClusterHold {
+        generation: 7,
+        saved: Some(ClusterSaved {
+            modes: HoldModes::parse("ca-deployment", Source::Flag).unwrap(),
+            ca_deployment: Some(SavedDeployment {
+                namespace: CA.0.into(),
+                name: CA.1.into(),
+                replicas: 3,
+            }),
+            ..Default::default()
+        }),
+        ..ClusterHold::idle(&key)
+    };
+    // Written as a delivery holding some target's lease would.
+    let lease = LeaseToken::new("op-crashed", curfew_core::decision::Action::Start);
+    let now = c.w.clock.now();
+    let holder = "crashed-target";
+    c.w.store
+        .acquire_lease(holder, &lease, now, now, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert!(c
+        .w
+        .store
+        .put_cluster_hold(&pending, 0, holder, &lease)
+        .await
+        .unwrap());
+
+    c.w.run(true).await;
+    assert_eq!(c.ca_replicas(), 0);
+    let hold = c.w.store.cluster_holds()[&key].clone();
+    assert_eq!(
+        hold.saved.unwrap().ca_deployment.unwrap().replicas,
+        3,
+        "kept, not read again from the paused cluster"
+    );
+    c.w.clock.advance(Duration::hours(12));
+    c.w.run(false).await;
+    assert_eq!(c.ca_replicas(), 3);
+}
+
+#[tokio::test]
+async fn a_cluster_that_refuses_the_role_fails_the_stop_naming_the_step_and_keeps_the_group_awake()
+{
+    let c = cluster_world("karpenter").await;
+    c.clusters.deny(DEV);
+    let stop = c.w.run(true).await;
+    let task = c.w.task(&stop.id, &c.ng).await;
+    assert_eq!(task.status, TaskStatus::Failed);
+    let reason = task.reason.unwrap_or_default();
+    assert!(
+        reason.contains("karpenter: listing the NodePools"),
+        "{reason}"
+    );
+    assert_eq!(c.w.sizes(&c.ng), NG_SIZES);
+    assert!(!c.w.store.baselines().contains_key(&c.ng.key()));
+    assert_eq!(
+        c.w.sizes(&asg(DEV)),
+        Sizes::new(0, 0, 0),
+        "the ASG still stopped"
+    );
+}
+
+#[tokio::test]
+async fn a_ca_deployment_that_is_not_there_fails_the_stop_pointing_at_the_tag() {
+    let c = cluster_world("ca-deployment").await;
+    let mut ng = c.ng.clone();
+    ng.cluster_tags
+        .insert("curfew/ca-deployment".into(), "autoscaling/ca".into());
+    c.w.spokes.add(ng.clone(), NG_SIZES);
+    let stop = c.w.run(true).await;
+    let task = c.w.task(&stop.id, &ng).await;
+    assert_eq!(task.status, TaskStatus::Failed);
+    let reason = task.reason.unwrap_or_default();
+    assert!(
+        reason.contains("autoscaling/ca not found") && reason.contains("curfew/ca-deployment"),
+        "{reason}"
+    );
+    assert_eq!(c.w.sizes(&ng), NG_SIZES);
+}
