@@ -4,7 +4,7 @@
 //! nothing after that point runs, not even a lease release), or answer with an error after its
 //! effect took place (the answer was lost on the way back).
 
-use curfew_core::cluster_hold::ClusterHold;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +12,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::{Account, SpokeRole};
 use curfew_core::clock::{Clock, ManualClock};
+use curfew_core::cluster::{
+    ClusterApi, ClusterRef, CronJob, Hpa, Namespace, NodePool, Workload, WorkloadKind,
+};
+use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::hold::CaTag;
 use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::{
@@ -646,6 +650,105 @@ impl Spokes for ChaosSpokes {
             self,
             "update_state",
             self.inner.update_state(role, target, update_id, expected)
+        )
+    }
+}
+
+/// Clusters' Kubernetes APIs with faults.
+pub struct ChaosClusters {
+    /// The clusters.
+    pub inner: Arc<dyn ClusterApi>,
+    /// Where faults come from.
+    pub faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl ClusterApi for ChaosClusters {
+    async fn deployment_replicas(
+        &self,
+        at: &ClusterRef,
+        namespace: &str,
+        name: &str,
+    ) -> PortResult<Option<i32>> {
+        hooked!(
+            self,
+            "deployment_replicas",
+            self.inner.deployment_replicas(at, namespace, name)
+        )
+    }
+    async fn scale(
+        &self,
+        at: &ClusterRef,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "scale",
+            self.inner.scale(at, kind, namespace, name, replicas)
+        )
+    }
+    async fn node_pools(&self, at: &ClusterRef) -> PortResult<Vec<NodePool>> {
+        hooked!(self, "node_pools", self.inner.node_pools(at))
+    }
+    async fn set_node_pool_limits(
+        &self,
+        at: &ClusterRef,
+        name: &str,
+        limits: Option<&BTreeMap<String, String>>,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "set_node_pool_limits",
+            self.inner.set_node_pool_limits(at, name, limits)
+        )
+    }
+    async fn drain_node_pool(&self, at: &ClusterRef, name: &str) -> PortResult<usize> {
+        hooked!(
+            self,
+            "drain_node_pool",
+            self.inner.drain_node_pool(at, name)
+        )
+    }
+    async fn namespaces(&self, at: &ClusterRef) -> PortResult<Vec<Namespace>> {
+        hooked!(self, "namespaces", self.inner.namespaces(at))
+    }
+    async fn workloads(&self, at: &ClusterRef, namespace: &str) -> PortResult<Vec<Workload>> {
+        hooked!(self, "workloads", self.inner.workloads(at, namespace))
+    }
+    async fn cron_jobs(&self, at: &ClusterRef, namespace: &str) -> PortResult<Vec<CronJob>> {
+        hooked!(self, "cron_jobs", self.inner.cron_jobs(at, namespace))
+    }
+    async fn set_cron_job_suspended(
+        &self,
+        at: &ClusterRef,
+        namespace: &str,
+        name: &str,
+        suspended: bool,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "set_cron_job_suspended",
+            self.inner
+                .set_cron_job_suspended(at, namespace, name, suspended)
+        )
+    }
+    async fn hpas(&self, at: &ClusterRef, namespace: &str) -> PortResult<Vec<Hpa>> {
+        hooked!(self, "hpas", self.inner.hpas(at, namespace))
+    }
+    async fn set_hpa_min(
+        &self,
+        at: &ClusterRef,
+        namespace: &str,
+        name: &str,
+        min_replicas: i32,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "set_hpa_min",
+            self.inner.set_hpa_min(at, namespace, name, min_replicas)
         )
     }
 }
