@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{ClusterRef, CronJob, NodePool, Workload};
+use crate::decision::Action;
 use crate::hold::HoldModes;
 use crate::target::Target;
 
@@ -110,6 +111,45 @@ pub fn listed_namespaces(target: &Target) -> Option<Vec<String>> {
             .map(str::to_string)
             .collect(),
     )
+}
+
+/// The cluster-wide hold steps a planned change of `target` would take, one line per mode, as
+/// `plan` lists them before anything is read from the cluster: a stop pauses the cluster with
+/// `modes` (joining the hold if another node group already paused it), a start leaves the
+/// hold, and the last node group to wake restores the cluster.
+pub fn planned_cluster_steps(target: &Target, modes: HoldModes, action: Action) -> Vec<String> {
+    let Some(cluster) = target.cluster.as_deref() else {
+        return Vec::new();
+    };
+    if action == Action::Start {
+        return vec![format!(
+            "cluster hold: leave {cluster}'s hold; the last node group to wake restores the cluster"
+        )];
+    }
+    let mut steps = Vec::new();
+    if modes.ca_deployment {
+        steps.push(match ca_deployment_of(target) {
+            Ok((namespace, name)) => {
+                format!("ca-deployment: scale {namespace}/{name} in {cluster} to 0")
+            }
+            Err(e) => format!("ca-deployment: {e}"),
+        });
+    }
+    if modes.karpenter {
+        steps.push(format!(
+            "karpenter: limit {cluster}'s NodePools to cpu 0 and drain their NodeClaims"
+        ));
+    }
+    if modes.workloads {
+        let namespaces = match listed_namespaces(target) {
+            Some(listed) => format!("namespaces {}", listed.join(", ")),
+            None => "every namespace not excluded".to_string(),
+        };
+        steps.push(format!(
+            "workloads: scale the Deployments and StatefulSets of {cluster} ({namespaces}) to 0 and suspend their CronJobs"
+        ));
+    }
+    steps
 }
 
 /// What the cluster-wide modes saved before pausing the cluster: exactly what a wake puts back.

@@ -491,3 +491,40 @@ async fn a_ca_deployment_that_is_not_there_fails_the_stop_pointing_at_the_tag() 
     );
     assert_eq!(c.w.sizes(&ng), NG_SIZES);
 }
+
+#[tokio::test]
+async fn plan_lists_the_cluster_wide_steps_and_touches_no_cluster() {
+    let c = cluster_world("ca-deployment+karpenter+workloads").await;
+    let select = curfew_core::selector::Selector::parse("name=workers").unwrap();
+    let plan_of = |action| {
+        let hub = c.w.hub.clone();
+        let select = select.clone();
+        async move {
+            curfew_core::service::router::plan(&hub, action, &select, Default::default(), None)
+                .await
+                .unwrap()
+                .changes
+                .remove(0)
+                .steps
+        }
+    };
+    assert_eq!(
+        plan_of(curfew_core::decision::Action::Stop).await,
+        [
+            "ca-deployment: scale kube-system/cluster-autoscaler in dev to 0",
+            "karpenter: limit dev's NodePools to cpu 0 and drain their NodeClaims",
+            "workloads: scale the Deployments and StatefulSets of dev (every namespace not \
+             excluded) to 0 and suspend their CronJobs"
+        ]
+    );
+    assert!(
+        c.clusters.calls().is_empty(),
+        "{:?}",
+        c.clusters.call_lines()
+    );
+    c.w.run(true).await;
+    assert_eq!(
+        plan_of(curfew_core::decision::Action::Start).await,
+        ["cluster hold: leave dev's hold; the last node group to wake restores the cluster"]
+    );
+}

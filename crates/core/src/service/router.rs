@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::{to_body, Hub};
 use crate::account::Account;
+use crate::cluster_hold::{cluster_wide, planned_cluster_steps};
 use crate::decision::{decide, Action, Decision, DecisionInput};
 use crate::hold::{hold_steps, HoldModes};
 use crate::operation::{Discovery, Operation, RouterMessage, Shard, Task, TaskMessage};
@@ -233,9 +234,22 @@ async fn planned_holds(
             } else {
                 Vec::new()
             };
-            hold_steps(Action::Stop, processes, &ca_tags)
+            let mut steps = hold_steps(Action::Stop, processes, &ca_tags);
+            steps.extend(planned_cluster_steps(
+                target,
+                cluster_wide(modes),
+                Action::Stop,
+            ));
+            steps
         }
-        (_, Some(action)) => from_baseline(action),
+        (_, Some(action)) => {
+            let mut steps = from_baseline(action);
+            if baseline.is_some_and(|b| b.cluster_hold) {
+                let modes = HoldModes::of_target(target, hold).unwrap_or_default();
+                steps.extend(planned_cluster_steps(target, cluster_wide(modes), action));
+            }
+            steps
+        }
         (_, None) => Vec::new(),
     }
 }
