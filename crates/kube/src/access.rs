@@ -37,8 +37,8 @@ pub struct ClusterEndpoint {
 /// How the adapter reaches a cluster: the hub implements it over the spoke session cache and
 /// EKS `DescribeCluster` (the role's session credentials, the endpoint and the CA), which
 /// `curfew_aws::AwsSpokes::cluster_connection` gathers. This crate does not depend on
-/// `curfew-aws` (its tests would link the whole SDK), so the wiring lives where both meet, the
-/// worker's `main`, as a newtype:
+/// `curfew-aws` (its tests would link the whole SDK), so the wiring lives where both meet, in
+/// `curfew-aws` (`curfew_aws::clusters::SpokeClusters`), as a newtype:
 ///
 /// ```ignore
 /// struct SpokeClusters(Arc<AwsSpokes>);
