@@ -1,16 +1,20 @@
-//! A sleep then a wake, as the worker would make them, in order.
+//! A sleep then a wake in order: as the adapter is called, and as the worker itself makes them.
 
 use super::*;
 
-/// What a sleep then a wake of a cluster held by `ca-deployment+karpenter` make of the port,
-/// in the order the issue fixes: sleep pauses Cluster Autoscaler, closes every NodePool
-/// (`cpu: "0"`) and drains it; wake restores the limits, then Cluster Autoscaler.
-#[tokio::test]
-async fn a_sleep_then_a_wake_reach_the_api_server_in_that_order() {
-    let h = Harness::start().await;
-    let scale = format!("{CA_DEPLOYMENT}/scale");
-    let default = format!("{NODEPOOLS}/default");
-    let spot = format!("{NODEPOOLS}/spot");
+/// The scale subresource of Cluster Autoscaler's Deployment and the two NodePools' paths.
+fn paths() -> (String, String, String) {
+    (
+        format!("{CA_DEPLOYMENT}/scale"),
+        format!("{NODEPOOLS}/default"),
+        format!("{NODEPOOLS}/spot"),
+    )
+}
+
+/// Scripts the answers of a cluster with Cluster Autoscaler (2 replicas) and two NodePools
+/// (`default` limited, `spot` not), as a sleep and then a wake read them.
+fn script_sleep_and_wake(h: &Harness) {
+    let (scale, default, spot) = paths();
     let default_limits = json!({ "cpu": "1000", "memory": "1000Gi" });
     let asleep = json!({ "cpu": "0" });
     h.server.answer(
@@ -91,6 +95,16 @@ async fn a_sleep_then_a_wake_reach_the_api_server_in_that_order() {
     );
     h.server
         .answer("GET", NODES, 200, json::metadata_list(vec![]));
+}
+
+/// What a sleep then a wake of a cluster held by `ca-deployment+karpenter` make of the port,
+/// in the order the issue fixes: sleep pauses Cluster Autoscaler, closes every NodePool
+/// (`cpu: "0"`) and drains it; wake restores the limits, then Cluster Autoscaler.
+#[tokio::test]
+async fn a_sleep_then_a_wake_reach_the_api_server_in_that_order() {
+    let h = Harness::start().await;
+    script_sleep_and_wake(&h);
+    let (scale, default, spot) = paths();
     let at = dev();
     let c = &h.clusters;
 
@@ -151,6 +165,136 @@ async fn a_sleep_then_a_wake_reach_the_api_server_in_that_order() {
             format!("GET {NODES}?{}", selector("default")),
             format!("GET {NODECLAIMS}?{}", selector("spot")),
             format!("GET {NODES}?{}", selector("spot")),
+            format!("GET {default}"),
+            format!("PATCH {default}?fieldManager=curfew"),
+            format!("PATCH {spot}?fieldManager=curfew"),
+            format!("PATCH {scale}?fieldManager=curfew"),
+        ]
+    );
+    let bodies: Vec<serde_json::Value> = h
+        .server
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| r.body.unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            json!({ "spec": { "replicas": 0 } }),
+            json!({ "spec": { "limits": { "cpu": "0", "memory": null } } }),
+            json!({ "spec": { "limits": { "cpu": "0" } } }),
+            json!({ "spec": { "limits": { "cpu": "1000", "memory": "1000Gi" } } }),
+            json!({ "spec": { "limits": null } }),
+            json!({ "spec": { "replicas": 2 } }),
+        ]
+    );
+}
+
+/// The same cluster put to sleep and woken by the worker itself (`curfew_core::service`, with
+/// the state table and the spoke in memory and this adapter in front of the fake API server):
+/// the stop saves what it reads, pauses Cluster Autoscaler, closes and drains the NodePools
+/// before the node group shrinks; the start wakes the node group, then restores the limits and
+/// Cluster Autoscaler exactly. Exactly these requests, in this order, and nothing else.
+#[tokio::test]
+async fn the_worker_sleeps_and_wakes_a_held_cluster_through_the_api_server_in_order() {
+    use curfew_core::account::Account;
+    use curfew_core::hold::HOLD_TAG;
+    use curfew_core::service::invocation::{invoke, Invocation};
+    use curfew_core::service::Hub;
+    use curfew_core::target::{Sizes, Target, TargetKind};
+
+    let h = Harness::start().await;
+    script_sleep_and_wake(&h);
+    let (scale, default, spot) = paths();
+    let (hub, _store, router_q, task_q, spokes) = curfew_core::fakes::hub(h.clock.clone());
+    let hub = Hub {
+        clusters: Arc::new(KubeClusters::new(h.access.clone(), h.clock.clone()).with_retries(0)),
+        ..hub
+    };
+    let at = dev();
+    hub.store
+        .put_account(
+            &Account::new(
+                &at.role.account,
+                &at.role.role_arn,
+                at.role.external_id.as_deref(),
+                &[at.region.clone()],
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let workers = Target {
+        account: at.role.account.clone(),
+        region: at.region.clone(),
+        kind: TargetKind::Nodegroup,
+        cluster: Some(at.cluster.clone()),
+        name: "workers".into(),
+        tags: BTreeMap::new(),
+        cluster_tags: BTreeMap::from([(
+            HOLD_TAG.to_string(),
+            "ca-deployment+karpenter".to_string(),
+        )]),
+    };
+    let sizes = Sizes::new(2, 5, 3);
+    spokes.add(workers.clone(), sizes);
+    let run = |action: &'static str| {
+        let hub = hub.clone();
+        let (router_q, task_q) = (router_q.clone(), task_q.clone());
+        async move {
+            let op = invoke(
+                &hub,
+                Invocation::parse(&json!({"action": action, "select": "name=workers"})).unwrap(),
+            )
+            .await
+            .unwrap();
+            assert!(
+                curfew_core::fakes::drain(&hub, &router_q, &task_q)
+                    .await
+                    .settled
+            );
+            hub.store
+                .get_operation(&op.operation_id)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+
+    let stop = run("stop").await;
+    assert_eq!(stop.counts.succeeded, 1, "{stop:?}");
+    assert_eq!(spokes.sizes(&workers.key()), Some(Sizes::new(0, 5, 0)));
+    let asleep = h.server.lines().len();
+    h.clock.advance(chrono::Duration::hours(12));
+    let start = run("start").await;
+    assert_eq!(start.counts.succeeded, 1, "{start:?}");
+    assert_eq!(spokes.sizes(&workers.key()), Some(sizes));
+
+    let selector = |pool: &str| format!("labelSelector=karpenter.sh/nodepool={pool}");
+    let lines = h.server.lines();
+    assert_eq!(
+        lines[..asleep],
+        [
+            // Sleep: save what the modes pause, then pause in order.
+            format!("GET {CA_DEPLOYMENT}"),
+            format!("GET {NODEPOOLS}"),
+            format!("PATCH {scale}?fieldManager=curfew"),
+            format!("GET {default}"),
+            format!("PATCH {default}?fieldManager=curfew"),
+            format!("GET {spot}"),
+            format!("PATCH {spot}?fieldManager=curfew"),
+            format!("GET {NODECLAIMS}?{}", selector("default")),
+            format!("DELETE {NODECLAIMS}/default-abcde"),
+            format!("GET {NODES}?{}", selector("default")),
+            format!("GET {NODECLAIMS}?{}", selector("spot")),
+            format!("GET {NODES}?{}", selector("spot")),
+        ]
+    );
+    assert_eq!(
+        lines[asleep..],
+        [
+            // Wake, once the node group is back: limits, then Cluster Autoscaler.
             format!("GET {default}"),
             format!("PATCH {default}?fieldManager=curfew"),
             format!("PATCH {spot}?fieldManager=curfew"),
