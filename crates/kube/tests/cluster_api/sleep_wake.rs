@@ -219,7 +219,7 @@ async fn the_worker_sleeps_and_wakes_a_held_cluster_through_the_api_server_in_or
                 &at.role.account,
                 &at.role.role_arn,
                 at.role.external_id.as_deref(),
-                &[at.region.clone()],
+                std::slice::from_ref(&at.region),
             )
             .unwrap(),
         )
