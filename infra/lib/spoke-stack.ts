@@ -160,6 +160,21 @@ export class CurfewSpoke extends Stack {
       description: 'curfew account add <account> --role <this> --external-id <ExternalId> --regions ...',
       condition: createsRole,
     });
+
+    // The cluster-wide hold modes (ca-deployment, karpenter, workloads) reach each cluster's
+    // Kubernetes API as this role: a cluster owner grants it an EKS access entry in the group
+    // `curfew-hold` and binds only the RBAC of the modes the cluster uses (docs/KUBERNETES.md).
+    // The stack does not create the access entry: which clusters opt in is their owners' call.
+    new CfnOutput(this, 'HoldAccessEntryCommand', {
+      value: Fn.join('', [
+        'aws eks create-access-entry --cluster-name <cluster> --principal-arn ',
+        this.role.roleArn,
+        ' --type STANDARD --kubernetes-groups curfew-hold',
+      ]),
+      description:
+        'For clusters tagged curfew/hold with ca-deployment, karpenter or workloads: run this, then apply the RBAC in docs/KUBERNETES.md',
+      condition: createsRole,
+    });
   }
 }
 

@@ -106,6 +106,19 @@ describe('spoke role permissions', () => {
   });
 });
 
+describe('Kubernetes access for the cluster-wide hold modes', () => {
+  test('an output gives the access entry command for the spoke role in the curfew-hold group', () => {
+    const outputs = spoke().toJSON().Outputs;
+    const entry = outputs.HoldAccessEntryCommand;
+    assert.equal(entry.Condition, 'CreatesRole');
+    const text = render(entry.Value);
+    assert.match(text, /^aws eks create-access-entry --cluster-name <cluster> --principal-arn /);
+    assert.match(text, /HubAccessRole/);
+    assert.match(text, /--type STANDARD --kubernetes-groups curfew-hold$/);
+    assert.match(entry.Description, /docs\/KUBERNETES\.md/);
+  });
+});
+
 describe('change-event forwarding', () => {
   test('forwards Auto Scaling and EKS change events to the hub bus through a role', () => {
     const role = resource(spoke(), 'AWS::IAM::Role', 'ForwardingRole');
