@@ -10,12 +10,15 @@ use std::sync::Arc;
 use chrono::Duration;
 use common::*;
 use curfew_core::clock::Clock;
-use curfew_core::cluster::{ClusterRef, CronJob, NodePool, Workload, WorkloadKind};
+use curfew_core::cluster::{
+    ClusterApi, ClusterRef, CronJob, Hpa, Namespace, NodePool, Workload, WorkloadKind,
+};
 use curfew_core::cluster_hold::{closed_limits, ClusterHold, ClusterSaved, SavedDeployment};
 use curfew_core::fakes::FakeClusters;
 use curfew_core::hold::{HoldModes, Source, HOLD_TAG};
-use curfew_core::operation::TaskStatus;
-use curfew_core::ports::{LeaseToken, TargetStore};
+use curfew_core::operation::{TaskMessage, TaskStatus};
+use curfew_core::ports::{LeaseToken, PortResult, TargetStore};
+use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::service::Hub;
 use curfew_core::target::{Sizes, Target, TargetKind};
 
@@ -527,4 +530,132 @@ async fn plan_lists_the_cluster_wide_steps_and_touches_no_cluster() {
         plan_of(curfew_core::decision::Action::Start).await,
         ["cluster hold: leave dev's hold; the last node group to wake restores the cluster"]
     );
+}
+
+/// Holds the first read of a Deployment's replicas until the test opens the gate.
+struct GatedClusters {
+    inner: Arc<FakeClusters>,
+    gate: tokio::sync::Semaphore,
+    used: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ClusterApi for GatedClusters {
+    async fn deployment_replicas(
+        &self,
+        at: &ClusterRef,
+        namespace: &str,
+        name: &str,
+    ) -> PortResult<Option<i32>> {
+        if !self.used.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.gate.acquire().await.unwrap().forget();
+        }
+        self.inner.deployment_replicas(at, namespace, name).await
+    }
+    async fn scale(
+        &self,
+        at: &ClusterRef,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+    ) -> PortResult<()> {
+        self.inner.scale(at, kind, namespace, name, replicas).await
+    }
+    async fn node_pools(&self, at: &ClusterRef) -> PortResult<Vec<NodePool>> {
+        self.inner.node_pools(at).await
+    }
+    async fn set_node_pool_limits(
+        &self,
+        at: &ClusterRef,
+        name: &str,
+        limits: Option<&BTreeMap<String, String>>,
+    ) -> PortResult<()> {
+        self.inner.set_node_pool_limits(at, name, limits).await
+    }
+    async fn drain_node_pool(&self, at: &ClusterRef, name: &str) -> PortResult<usize> {
+        self.inner.drain_node_pool(at, name).await
+    }
+    async fn namespaces(&self, at: &ClusterRef) -> PortResult<Vec<Namespace>> {
+        self.inner.namespaces(at).await
+    }
+    async fn workloads(&self, at: &ClusterRef, namespace: &str) -> PortResult<Vec<Workload>> {
+        self.inner.workloads(at, namespace).await
+    }
+    async fn cron_jobs(&self, at: &ClusterRef, namespace: &str) -> PortResult<Vec<CronJob>> {
+        self.inner.cron_jobs(at, namespace).await
+    }
+    async fn set_cron_job_suspended(
+        &self,
+        at: &ClusterRef,
+        namespace: &str,
+        name: &str,
+        suspended: bool,
+    ) -> PortResult<()> {
+        self.inner
+            .set_cron_job_suspended(at, namespace, name, suspended)
+            .await
+    }
+    async fn hpas(&self, at: &ClusterRef, namespace: &str) -> PortResult<Vec<Hpa>> {
+        self.inner.hpas(at, namespace).await
+    }
+    async fn set_hpa_min(
+        &self,
+        at: &ClusterRef,
+        namespace: &str,
+        name: &str,
+        min_replicas: i32,
+    ) -> PortResult<()> {
+        self.inner
+            .set_hpa_min(at, namespace, name, min_replicas)
+            .await
+    }
+}
+
+/// Two node groups of one cluster stop at once: the first reads Cluster Autoscaler's replicas
+/// to save them, and before its read answers the second saves them, pauses the cluster and
+/// sleeps. The first's read now sees the paused Deployment (0); its write of the record fails
+/// on the generation, and it joins keeping what the second saved, so the wake restores 2.
+#[tokio::test(flavor = "current_thread")]
+async fn two_node_groups_stopping_at_once_never_save_the_paused_cluster() {
+    let c = cluster_world("ca-deployment").await;
+    let batch = member("batch", "ca-deployment");
+    c.w.spokes.add(batch.clone(), Sizes::new(1, 3, 1));
+    let gated = Arc::new(GatedClusters {
+        inner: c.clusters.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+        used: Default::default(),
+    });
+    let slow = Hub {
+        clusters: gated.clone(),
+        ..c.w.hub.clone()
+    };
+    c.w.begin(true, false).await;
+    let bodies = c.w.route().await;
+    let message = |t: &Target| -> TaskMessage {
+        let body = bodies
+            .iter()
+            .find(|b| b.contains(&format!("\"name\":\"{}\"", t.name)))
+            .unwrap();
+        serde_json::from_str(body).unwrap()
+    };
+    let (first, second) = (message(&c.ng), message(&batch));
+    let slow_stop = worker::work(&slow, &first, None);
+    let rest = async {
+        let step = worker::work(&c.w.hub, &second, None).await.unwrap();
+        assert_eq!(step, TaskStep::Finished(TaskStatus::Succeeded));
+        assert_eq!(c.ca_replicas(), 0, "the second paused the cluster");
+        gated.gate.add_permits(1);
+    };
+    let (step, ()) = tokio::join!(slow_stop, rest);
+    assert_eq!(step.unwrap(), TaskStep::Finished(TaskStatus::Succeeded));
+    let hold = c.w.store.cluster_holds()[&format!("{DEV}#{REGION}#dev")].clone();
+    assert_eq!(hold.members.len(), 2);
+    assert_eq!(hold.saved.unwrap().ca_deployment.unwrap().replicas, 2);
+
+    c.w.clock.advance(Duration::hours(12));
+    c.w.run(false).await;
+    assert_eq!(c.ca_replicas(), 2);
+    assert_eq!(c.w.sizes(&c.ng), NG_SIZES);
+    assert_eq!(c.w.sizes(&batch), Sizes::new(1, 3, 1));
 }
