@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod counting;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
