@@ -123,10 +123,10 @@ fn print_wave(w: &WaveReport, n: f64) {
         .store
         .nonzero()
         .into_iter()
-        .map(|(call, count)| format!("{} {:.2}", call.name(), count as f64 / n))
+        .map(|(call, count)| format!("{} {count} ({:.3})", call.name(), count as f64 / n))
         .collect();
     println!(
-        "| {a} wave: state store calls per target, by method | {} |",
+        "| {a} wave: state store calls by method (per target) | {} |",
         per_method.join(", ")
     );
     println!(
