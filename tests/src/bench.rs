@@ -10,10 +10,42 @@ use curfew_core::ports::{PortResult, Queue};
 /// Messages per SendMessageBatch call, as the SQS adapter sends them.
 pub use curfew_aws::sqs::MAX_BATCH as BATCH;
 
-/// Counts messages and SendMessageBatch calls (10 bodies each) around a real or fake queue.
+/// What went through a [`CountingQueue`] up to some moment; subtract two with
+/// [`SendCounts::since`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendCounts {
+    /// `Queue::send` calls observed (the router sends one per shard, with every task of it).
+    pub sends: u64,
+    /// Message bodies in them.
+    pub messages: u64,
+    /// The most bodies seen in one `send`.
+    pub largest_send: u64,
+    /// SendMessageBatch calls the SQS adapter makes for the sends observed: it splits each send
+    /// into calls of at most [`BATCH`] (`curfew_aws::sqs`), so this is the sum over the observed
+    /// sends of their size divided by 10, rounded up. Derived from what was observed, not
+    /// observed itself: below the port there is no SQS in the in-memory runs.
+    pub batch_calls: u64,
+}
+
+impl SendCounts {
+    /// What was sent after `earlier` was taken (the largest send is the largest overall).
+    pub fn since(&self, earlier: &SendCounts) -> SendCounts {
+        SendCounts {
+            sends: self.sends - earlier.sends,
+            messages: self.messages - earlier.messages,
+            largest_send: self.largest_send,
+            batch_calls: self.batch_calls - earlier.batch_calls,
+        }
+    }
+}
+
+/// Counts the `send` calls, the messages in them and the largest of them around a real or fake
+/// queue, as the services make them.
 pub struct CountingQueue {
     inner: Arc<dyn Queue>,
+    sends: AtomicU64,
     messages: AtomicU64,
+    largest_send: AtomicU64,
     batch_calls: AtomicU64,
 }
 
@@ -22,7 +54,9 @@ impl CountingQueue {
     pub fn new(inner: Arc<dyn Queue>) -> CountingQueue {
         CountingQueue {
             inner,
+            sends: AtomicU64::new(0),
             messages: AtomicU64::new(0),
+            largest_send: AtomicU64::new(0),
             batch_calls: AtomicU64::new(0),
         }
     }
@@ -32,19 +66,32 @@ impl CountingQueue {
         self.messages.load(Ordering::Relaxed)
     }
 
-    /// SendMessageBatch calls so far.
+    /// SendMessageBatch calls the SQS adapter makes for the sends so far (see
+    /// [`SendCounts::batch_calls`]: derived from the observed sends).
     pub fn batch_calls(&self) -> u64 {
         self.batch_calls.load(Ordering::Relaxed)
+    }
+
+    /// Everything counted so far.
+    pub fn counts(&self) -> SendCounts {
+        SendCounts {
+            sends: self.sends.load(Ordering::Relaxed),
+            messages: self.messages(),
+            largest_send: self.largest_send.load(Ordering::Relaxed),
+            batch_calls: self.batch_calls(),
+        }
     }
 }
 
 #[async_trait]
 impl Queue for CountingQueue {
     async fn send(&self, bodies: &[String]) -> PortResult<()> {
-        self.messages
-            .fetch_add(bodies.len() as u64, Ordering::Relaxed);
+        let n = bodies.len() as u64;
+        self.sends.fetch_add(1, Ordering::Relaxed);
+        self.messages.fetch_add(n, Ordering::Relaxed);
+        self.largest_send.fetch_max(n, Ordering::Relaxed);
         self.batch_calls
-            .fetch_add(bodies.len().div_ceil(BATCH) as u64, Ordering::Relaxed);
+            .fetch_add(n.div_ceil(BATCH as u64), Ordering::Relaxed);
         self.inner.send(bodies).await
     }
 }

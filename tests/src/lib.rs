@@ -5,6 +5,8 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod counting;
+pub mod scale;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
