@@ -15,6 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::Account;
+use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::{
     AccountStore, Baseline, Lease, LeaseToken, OperationPage, OperationStore, Override, PortResult,
@@ -84,6 +85,10 @@ pub enum StoreCall {
     SaveBaseline,
     /// `retire_baseline`.
     RetireBaseline,
+    /// `get_cluster_hold`.
+    GetClusterHold,
+    /// `put_cluster_hold`.
+    PutClusterHold,
     /// `acquire_lease`.
     AcquireLease,
     /// `release_lease`.
@@ -104,7 +109,7 @@ pub enum StoreCall {
 
 impl StoreCall {
     /// Every method, in declaration order (the index of a call in [`StoreCounts`]).
-    pub const ALL: [StoreCall; 37] = [
+    pub const ALL: [StoreCall; 39] = [
         StoreCall::PutAccount,
         StoreCall::GetAccount,
         StoreCall::ListAccounts,
@@ -134,6 +139,8 @@ impl StoreCall {
         StoreCall::GetBaseline,
         StoreCall::SaveBaseline,
         StoreCall::RetireBaseline,
+        StoreCall::GetClusterHold,
+        StoreCall::PutClusterHold,
         StoreCall::AcquireLease,
         StoreCall::ReleaseLease,
         StoreCall::PutOverride,
@@ -176,6 +183,8 @@ impl StoreCall {
             StoreCall::GetBaseline => "get_baseline",
             StoreCall::SaveBaseline => "save_baseline",
             StoreCall::RetireBaseline => "retire_baseline",
+            StoreCall::GetClusterHold => "get_cluster_hold",
+            StoreCall::PutClusterHold => "put_cluster_hold",
             StoreCall::AcquireLease => "acquire_lease",
             StoreCall::ReleaseLease => "release_lease",
             StoreCall::PutOverride => "put_override",
@@ -510,6 +519,22 @@ impl TargetStore for CountingStore {
     ) -> PortResult<bool> {
         self.count(StoreCall::RetireBaseline)
             .retire_baseline(target_key, saved_by, lease)
+            .await
+    }
+    async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {
+        self.count(StoreCall::GetClusterHold)
+            .get_cluster_hold(cluster_key)
+            .await
+    }
+    async fn put_cluster_hold(
+        &self,
+        hold: &ClusterHold,
+        read: u64,
+        target_key: &str,
+        lease: &LeaseToken,
+    ) -> PortResult<bool> {
+        self.count(StoreCall::PutClusterHold)
+            .put_cluster_hold(hold, read, target_key, lease)
             .await
     }
     async fn acquire_lease(
