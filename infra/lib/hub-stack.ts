@@ -60,6 +60,11 @@ export interface CurfewHubProps extends StackProps {
   /** Poller catch-up window after downtime, in minutes (`CURFEW_CATCHUP_MINUTES`). @default 60 */
   readonly catchupMinutes?: number;
   /**
+   * How often the poller starts a drift check of the targets curfew holds asleep, in minutes
+   * (`CURFEW_DRIFT_MINUTES`; 0 turns it off). @default 60
+   */
+  readonly driftMinutes?: number;
+  /**
    * Worker per-target lease, in seconds (`CURFEW_LEASE_SECONDS`): at least the worker's timeout
    * plus `LEASE_MARGIN` (180 s). @default 900
    */
@@ -208,7 +213,11 @@ export class CurfewHub extends Stack {
       role: pollerRole,
       timeout: TIMEOUTS.poller,
       memorySize: 256,
-      environment: { ...environment, CURFEW_CATCHUP_MINUTES: String(props.catchupMinutes ?? 60) },
+      environment: {
+        ...environment,
+        CURFEW_CATCHUP_MINUTES: String(props.catchupMinutes ?? 60),
+        CURFEW_DRIFT_MINUTES: String(props.driftMinutes ?? 60),
+      },
     });
     this.router = new RustLambda(this, 'Router', {
       ...common,

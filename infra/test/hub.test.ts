@@ -167,9 +167,10 @@ describe('functions', () => {
     });
   }
 
-  test('the poller has its catch-up window, the worker its lease, the router the topic', () => {
+  test('the poller has its catch-up window and drift interval, the worker its lease, the router the topic', () => {
     const env = (name: string) => functionNamed(name).body.Properties.Environment.Variables;
     assert.equal(env(FUNCTION_NAMES.poller).CURFEW_CATCHUP_MINUTES, '60');
+    assert.equal(env(FUNCTION_NAMES.poller).CURFEW_DRIFT_MINUTES, '60');
     assert.equal(env(FUNCTION_NAMES.worker).CURFEW_LEASE_SECONDS, '900');
     assert.deepEqual(env(FUNCTION_NAMES.router).CURFEW_NOTIFY_TOPIC_ARN, {
       Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id,

@@ -85,6 +85,8 @@ pub enum StoreCall {
     SaveBaseline,
     /// `retire_baseline`.
     RetireBaseline,
+    /// `asleep_baselines`.
+    AsleepBaselines,
     /// `get_cluster_hold`.
     GetClusterHold,
     /// `put_cluster_hold`.
@@ -109,7 +111,7 @@ pub enum StoreCall {
 
 impl StoreCall {
     /// Every method, in declaration order (the index of a call in [`StoreCounts`]).
-    pub const ALL: [StoreCall; 39] = [
+    pub const ALL: [StoreCall; 40] = [
         StoreCall::PutAccount,
         StoreCall::GetAccount,
         StoreCall::ListAccounts,
@@ -139,6 +141,7 @@ impl StoreCall {
         StoreCall::GetBaseline,
         StoreCall::SaveBaseline,
         StoreCall::RetireBaseline,
+        StoreCall::AsleepBaselines,
         StoreCall::GetClusterHold,
         StoreCall::PutClusterHold,
         StoreCall::AcquireLease,
@@ -183,6 +186,7 @@ impl StoreCall {
             StoreCall::GetBaseline => "get_baseline",
             StoreCall::SaveBaseline => "save_baseline",
             StoreCall::RetireBaseline => "retire_baseline",
+            StoreCall::AsleepBaselines => "asleep_baselines",
             StoreCall::GetClusterHold => "get_cluster_hold",
             StoreCall::PutClusterHold => "put_cluster_hold",
             StoreCall::AcquireLease => "acquire_lease",
@@ -519,6 +523,11 @@ impl TargetStore for CountingStore {
     ) -> PortResult<bool> {
         self.count(StoreCall::RetireBaseline)
             .retire_baseline(target_key, saved_by, lease)
+            .await
+    }
+    async fn asleep_baselines(&self, account: &str, region: &str) -> PortResult<Vec<Baseline>> {
+        self.count(StoreCall::AsleepBaselines)
+            .asleep_baselines(account, region)
             .await
     }
     async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {

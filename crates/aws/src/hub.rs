@@ -161,6 +161,13 @@ pub fn settings_from(env: impl Fn(&str) -> Option<String>) -> Result<Settings, C
             "minutes",
         )?),
         lease_ttl: chrono::Duration::seconds(lease),
+        drift_interval: chrono::Duration::minutes(bounded(
+            env,
+            "CURFEW_DRIFT_MINUTES",
+            0,
+            0..=WEEK_MINUTES,
+            "minutes",
+        )?),
         task_max_receives: bounded(
             env,
             "CURFEW_TASK_MAX_RECEIVES",

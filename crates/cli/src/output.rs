@@ -170,6 +170,7 @@ pub fn source(op: &Operation) -> String {
     match &op.source {
         OpSource::Schedule { name, .. } => format!("schedule {name}"),
         OpSource::Manual => "manual".to_string(),
+        OpSource::Check => "drift check".to_string(),
     }
 }
 
@@ -178,11 +179,15 @@ pub fn operation_row(op: &Operation) -> Vec<String> {
     let c = op.counts;
     vec![
         op.id.clone(),
-        format!(
-            "{}{}",
-            op.action,
-            if op.dry_run { " (dry run)" } else { "" }
-        ),
+        if op.check {
+            "check (drift)".to_string()
+        } else {
+            format!(
+                "{}{}",
+                op.action,
+                if op.dry_run { " (dry run)" } else { "" }
+            )
+        },
         op.selector.to_string(),
         source(op),
         utc(op.created_at),

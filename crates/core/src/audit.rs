@@ -333,6 +333,7 @@ mod tests {
             shards_done: 1,
             notes: vec![],
             hold: None,
+            check: false,
         };
         op.status = op.final_status().expect("all done");
         op

@@ -24,6 +24,8 @@ pub enum OpSource {
     },
     /// An operator asked (CLI or a direct router invocation).
     Manual,
+    /// The poller's periodic drift check of the targets curfew holds asleep.
+    Check,
 }
 
 /// Where the router reads targets from.
@@ -135,6 +137,10 @@ pub struct Operation {
     /// Hold modes for its node groups, winning over their clusters' `curfew/hold` tags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<HoldModes>,
+    /// A drift check: only the targets curfew holds asleep, read and compared with what their
+    /// stop held, never changed (see [`crate::service::worker`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
     /// Lifecycle state.
     pub status: OpStatus,
     /// Task counts.
@@ -156,6 +162,12 @@ impl Operation {
     /// so a retried or duplicated poller cannot fire twice.
     pub fn schedule_id(schedule: &str, fire_time: DateTime<Utc>) -> String {
         format!("{}-{schedule}", fire_time.format("%Y%m%dT%H%MZ"))
+    }
+
+    /// The id of the drift check of the interval starting at `slot`: one per interval, however
+    /// many poller invocations see it.
+    pub fn check_id(slot: DateTime<Utc>) -> String {
+        format!("{}-drift-check", slot.format("%Y%m%dT%H%MZ"))
     }
 
     /// A fresh id for a manual operation (time-ordered).
@@ -324,6 +336,9 @@ pub struct TaskMessage {
     /// The operation's hold modes, if it names any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<HoldModes>,
+    /// A drift check (see [`Operation::check`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
 }
 
 /// One account and region of an operation: the unit of the router's second fan-out level.
@@ -394,6 +409,7 @@ mod tests {
             shards_done: 2,
             notes,
             hold: None,
+            check: false,
         }
     }
 

@@ -386,6 +386,9 @@ pub trait TargetStore: Send + Sync {
         lease: &LeaseToken,
         replacing_own: bool,
     ) -> PortResult<bool>;
+    /// The baselines saved in one account and region: the targets curfew holds asleep there
+    /// (an index query, never a scan).
+    async fn asleep_baselines(&self, account: &str, region: &str) -> PortResult<Vec<Baseline>>;
     /// Deletes the target's baseline if it was saved by operation `saved_by` and `lease` still
     /// holds the target. False if there is no such baseline (already retired, or another
     /// operation's); [`ErrorKind::LeaseLost`] if the lease moved on.

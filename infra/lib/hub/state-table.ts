@@ -7,7 +7,11 @@ import { Construct } from 'constructs';
 export const TABLE_LAYOUT = {
   partitionKey: 'pk',
   sortKey: 'sk',
-  /** Schedules by next fire time: the poller queries only the due ones (never a Scan). */
+  /**
+   * Schedules by next fire time: the poller queries only the due ones (never a Scan). The same
+   * index holds the baselines under `ASLEEP#<account>#<region>`: the router's drift-check shards
+   * query the targets held asleep there.
+   */
   schedulesByNextFire: { indexName: 'gsi1', partitionKey: 'gsi1pk', sortKey: 'gsi1sk' },
   /** Operations, newest first. */
   operationsByTime: { indexName: 'gsi2', partitionKey: 'gsi2pk', sortKey: 'gsi2sk' },

@@ -40,6 +40,7 @@ mod tests {
                 name: "moon-nights".into(),
                 problem: "unknown time zone \"Moon/Tranquility\"".into(),
             }],
+            drift_check: None,
         };
         assert_eq!(
             serde_json::to_value(&report).unwrap(),

@@ -475,6 +475,13 @@ impl TargetStore for ChaosStore {
             self.inner.retire_baseline(target_key, saved_by, lease)
         )
     }
+    async fn asleep_baselines(&self, account: &str, region: &str) -> PortResult<Vec<Baseline>> {
+        hooked!(
+            self,
+            "asleep_baselines",
+            self.inner.asleep_baselines(account, region)
+        )
+    }
     async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {
         hooked!(
             self,

@@ -296,6 +296,7 @@ mod tests {
             shards_done: 1,
             notes: vec![],
             hold: None,
+            check: false,
         };
         let mut item = super::super::encode(&op).unwrap();
         item.remove("counts");

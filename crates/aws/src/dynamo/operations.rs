@@ -670,6 +670,7 @@ mod tests {
             shards_done: 0,
             notes: vec![],
             hold: None,
+            check: false,
         }
     }
 

@@ -18,6 +18,14 @@ use curfew_core::target::Target;
 use super::{conditional, decode, encode, n, s, target_pk, DynamoStore, Item, Mark};
 use crate::error::{classify, retrying};
 
+/// The index entry of a baseline (`ASLEEP#account#region`, the target key), from its target key
+/// `account#region#...`.
+fn asleep_index(target_key: &str) -> Option<(String, String)> {
+    let mut parts = target_key.splitn(3, '#');
+    let (account, region) = (parts.next()?, parts.next()?);
+    Some((format!("ASLEEP#{account}#{region}"), target_key.to_string()))
+}
+
 /// The partition of a cluster's hold record.
 fn cluster_pk(cluster_key: &str) -> String {
     format!("CLUSTER#{cluster_key}")
@@ -116,6 +124,12 @@ impl TargetStore for DynamoStore {
         let mut item = encode(baseline)?;
         item.insert("pk".into(), s(target_pk(&baseline.target_key)));
         item.insert("sk".into(), s("BASELINE"));
+        // Indexed per account and region so the drift check finds the targets held asleep
+        // with a Query per shard (no Scan, and no one hot index key at 100,000 targets).
+        if let Some((pk, sk)) = asleep_index(&baseline.target_key) {
+            item.insert("gsi1pk".into(), s(pk));
+            item.insert("gsi1sk".into(), s(sk));
+        }
         // attribute_not_exists: a second stop, or a redelivered one, never overwrites the
         // sizes saved by the first. The one exception is an operation refreshing its own
         // baseline before it ever scaled the target.
@@ -172,6 +186,25 @@ impl TargetStore for DynamoStore {
             TransactWriteItem::builder().delete(delete).build(),
         )
         .await
+    }
+
+    async fn asleep_baselines(&self, account: &str, region: &str) -> PortResult<Vec<Baseline>> {
+        let items: Vec<Item> = retrying(|| async {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :asleep")
+                .expression_attribute_values(":asleep", s(format!("ASLEEP#{account}#{region}")))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("querying the baselines held asleep", e))
+        })
+        .await?;
+        items.into_iter().map(decode).collect()
     }
 
     async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {

@@ -685,6 +685,7 @@ fn add_empty_finished_operations(hub: &TestHub, count: usize) {
                 shards_done: 0,
                 notes: vec![],
                 hold: None,
+                check: false,
             };
             assert!(store.create_operation(&op).await.unwrap());
         }

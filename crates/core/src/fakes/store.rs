@@ -681,6 +681,16 @@ impl TargetStore for MemoryStore {
         Ok(true)
     }
 
+    async fn asleep_baselines(&self, account: &str, region: &str) -> PortResult<Vec<Baseline>> {
+        let prefix = format!("{account}#{region}#");
+        Ok(lock(&self.state)
+            .baselines
+            .values()
+            .filter(|b| b.target_key.starts_with(&prefix))
+            .cloned()
+            .collect())
+    }
+
     async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {
         Ok(lock(&self.state).cluster_holds.get(cluster_key).cloned())
     }
@@ -866,6 +876,7 @@ mod tests {
             shards_done: 0,
             notes: Vec::new(),
             hold: None,
+            check: false,
         }
     }
 

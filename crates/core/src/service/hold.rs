@@ -366,7 +366,11 @@ async fn restore(hub: &Hub, at: &ClusterRef, saved: &ClusterSaved) -> Result<(),
 }
 
 /// What of `saved` is awake again while the cluster should be paused.
-async fn drift(hub: &Hub, at: &ClusterRef, saved: &ClusterSaved) -> Result<Vec<String>, StepError> {
+pub(super) async fn drift(
+    hub: &Hub,
+    at: &ClusterRef,
+    saved: &ClusterSaved,
+) -> Result<Vec<String>, StepError> {
     let mut awake = Vec::new();
     if let Some(d) = &saved.ca_deployment {
         let replicas = hub

@@ -163,6 +163,7 @@ pub async fn invoke(
         shards_total: None,
         shards_done: 0,
         notes: Vec::new(),
+        check: false,
     };
     hub.store.create_operation(&op).await?;
     router::fan_out(hub, &op.id).await?;

@@ -3,6 +3,7 @@
 //! production and local mode run the same code.
 
 pub mod dlq;
+mod drift;
 mod hold;
 pub mod invocation;
 pub mod poller;
@@ -40,6 +41,9 @@ pub struct Settings {
     /// the worker gives up a task it would otherwise leave for a retry (DEAD_LETTERED), since
     /// SQS moves the message to the dead-letter queue instead of delivering it again.
     pub task_max_receives: u32,
+    /// How often the poller checks the targets curfew holds asleep for drift (one drift-check
+    /// operation per interval); zero: never.
+    pub drift_interval: Duration,
 }
 
 impl Default for Settings {
@@ -50,6 +54,7 @@ impl Default for Settings {
             discovery_concurrency: 16,
             inventory_ttl: Duration::minutes(15),
             task_max_receives: DEFAULT_MAX_RECEIVES,
+            drift_interval: Duration::zero(),
         }
     }
 }

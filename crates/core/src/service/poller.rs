@@ -5,9 +5,11 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use super::{to_body, Hub};
+use crate::decision::Action;
 use crate::operation::{Discovery, OpCounts, OpSource, OpStatus, Operation, RouterMessage};
 use crate::ports::{PortError, PortResult};
 use crate::schedule::{BrokenSchedule, Schedule};
+use crate::selector::Selector;
 
 /// Missed fires counted per schedule at most: past it a report says "at least" this many.
 /// Counting walks fire by fire (about a microsecond each), and an outage may have lasted
@@ -59,6 +61,9 @@ pub struct TickReport {
     /// Due schedules whose stored item no longer reads as a schedule: not fired, reported on
     /// every tick until deleted.
     pub broken: Vec<BrokenSchedule>,
+    /// The drift check this tick started, if the drift interval turned over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift_check: Option<String>,
 }
 
 /// Fires every due schedule once per fire time, catching up on missed fires inside the
@@ -94,11 +99,60 @@ pub async fn tick(hub: &Hub) -> PortResult<TickReport> {
             failed.push((schedule.name.as_str(), e));
         }
     }
-    if failed.is_empty() {
-        Ok(report)
-    } else {
-        Err(tick_failed(failed, due.schedules.len()))
+    let drift = start_drift_check(hub, now, &mut report).await;
+    if let Err(e) = &drift {
+        error!(metric = "DriftCheckFailed", error = %e,
+               "the drift check could not start; the next tick tries again");
     }
+    if !failed.is_empty() {
+        return Err(tick_failed(failed, due.schedules.len()));
+    }
+    drift.map(|()| report)
+}
+
+/// Starts the drift check of the interval `now` is in (`Settings::drift_interval`), once per
+/// interval: its id is derived from the interval's start, so every tick inside the interval
+/// finds it created and only re-sends it if a crashed tick left it unsent (PENDING).
+async fn start_drift_check(
+    hub: &Hub,
+    now: DateTime<Utc>,
+    report: &mut TickReport,
+) -> PortResult<()> {
+    let step = hub.settings.drift_interval.num_seconds();
+    if step <= 0 {
+        return Ok(());
+    }
+    let slot = DateTime::from_timestamp(now.timestamp().div_euclid(step) * step, 0)
+        .expect("an interval start before now is a valid time");
+    let op = Operation {
+        id: Operation::check_id(slot),
+        action: Action::Stop,
+        selector: Selector::parse("name=*").expect("a valid selector"),
+        source: OpSource::Check,
+        created_at: slot,
+        dry_run: false,
+        default_start: None,
+        discovery: Discovery::Cached,
+        hold: None,
+        status: OpStatus::Pending,
+        counts: OpCounts::default(),
+        shards_total: None,
+        shards_done: 0,
+        notes: Vec::new(),
+        check: true,
+    };
+    if hub.store.create_operation(&op).await? {
+        info!(op_id = %op.id, "drift check started");
+        report.drift_check = Some(op.id.clone());
+    } else {
+        let existing = hub.store.get_operation(&op.id).await?;
+        if existing.is_none_or(|o| o.status != OpStatus::Pending) {
+            return Ok(());
+        }
+    }
+    hub.router_queue
+        .send(&[to_body(&RouterMessage::Operation { op_id: op.id })])
+        .await
 }
 
 /// One error for every schedule that could not fire: the first one's kind and source, and
@@ -215,6 +269,7 @@ async fn fire(
         shards_total: None,
         shards_done: 0,
         notes: Vec::new(),
+        check: false,
     };
     let created = hub.store.create_operation(&op).await?;
     if created {

@@ -2,7 +2,7 @@
 //! resolves its targets, writes their tasks and sends one task message per target. Two levels,
 //! so no single invocation does a whole 100,000-target fleet's work.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -119,6 +119,38 @@ pub async fn targets_in(
     Ok(found)
 }
 
+/// The targets of `op` in one account and region: those its selector matches, and for a drift
+/// check only those curfew holds asleep (their baselines, read from the index; a shard with
+/// none is not even listed).
+async fn shard_targets(
+    hub: &Hub,
+    op: &Operation,
+    account: &Account,
+    region: &str,
+) -> PortResult<Vec<Target>> {
+    let asleep: Option<BTreeSet<String>> = if op.check {
+        let keys: BTreeSet<String> = hub
+            .store
+            .asleep_baselines(&account.id, region)
+            .await?
+            .into_iter()
+            .map(|b| b.target_key)
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        Some(keys)
+    } else {
+        None
+    };
+    let targets = targets_in(hub, account, region, op.discovery, Caching::Refresh).await?;
+    Ok(targets
+        .into_iter()
+        .filter(|t| op.selector.matches(t))
+        .filter(|t| asleep.as_ref().is_none_or(|keys| keys.contains(&t.key())))
+        .collect())
+}
+
 /// A spoke reported an Auto Scaling or EKS change in `account` and `region` (forwarded by its
 /// EventBridge rule to the hub bus): the next operation there lists the targets live.
 pub async fn spoke_changed(hub: &Hub, account: &str, region: &str) -> PortResult<()> {
@@ -143,12 +175,10 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
                 Some(format!("account {} is no longer registered", shard.account)),
             ),
             Some(account) => {
-                match targets_in(hub, account, &shard.region, op.discovery, Caching::Refresh).await
-                {
+                match shard_targets(hub, &op, account, &shard.region).await {
                     Ok(targets) => (
                         targets
                             .into_iter()
-                            .filter(|t| op.selector.matches(t))
                             .map(|t| Task::pending(op_id, t, now))
                             .collect(),
                         None,
@@ -185,6 +215,7 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
                     dry_run: op.dry_run,
                     default_start: op.default_start,
                     hold: op.hold,
+                    check: op.check,
                 })
             })
             .collect();

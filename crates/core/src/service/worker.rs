@@ -64,6 +64,9 @@ pub async fn work(
     if task.status.is_final() {
         return Ok(TaskStep::Finished(task.status));
     }
+    if msg.check {
+        return check(hub, msg).await;
+    }
     if msg.dry_run {
         return dry_run(hub, msg, overrides).await;
     }
@@ -177,6 +180,33 @@ async fn dry_run(
     });
     let note = dry_run_note(&decision, live);
     finish(hub, msg, &skipped_at(note, live.sizes)).await
+}
+
+/// A drift check of a target curfew holds asleep: records what something else changed on it
+/// since its stop (SKIPPED, `drift: ...`) or that every hold is in place (SUCCEEDED). Takes no
+/// lease and changes nothing.
+async fn check(hub: &Hub, msg: &TaskMessage) -> PortResult<TaskStep> {
+    let live = match hub.spokes.live_state(&msg.role, &msg.target).await {
+        Ok(live) => live,
+        Err(e) => return spoke_failure(hub, msg, None, "reading the target", e).await,
+    };
+    let Some(baseline) = hub.store.get_baseline(&msg.target.key()).await? else {
+        let reason = "not held asleep any more: a start woke it after the check was planned";
+        return finish(hub, msg, &skipped_at(reason.into(), live.sizes)).await;
+    };
+    let found = match super::drift::findings(hub, msg, live, &baseline).await {
+        Ok(found) => found,
+        Err((what, e)) => return spoke_failure(hub, msg, None, what, e).await,
+    };
+    if found.is_empty() {
+        let mut outcome = succeeded(live.sizes, live.sizes);
+        outcome.reason = Some("asleep; every hold in place".into());
+        return finish(hub, msg, &outcome).await;
+    }
+    let drift = found.join("; ");
+    warn!(metric = "Drift", op_id = %msg.op_id, target = %msg.target.key(), %drift,
+          "a target curfew holds asleep was changed by something else");
+    finish(hub, msg, &skipped_at(format!("drift: {drift}"), live.sizes)).await
 }
 
 /// Until when an override keeps the target of a stop awake.
