@@ -7,12 +7,14 @@
 //! runs never acted, never took a lease; a target kept awake was never stopped.
 
 use chrono::{DateTime, Utc};
+use curfew_core::cluster::WorkloadKind;
+use curfew_core::cluster_hold::DEFAULT_CA_DEPLOYMENT;
 use curfew_core::decision::Action;
-use curfew_core::fakes::{FakeSpokes, MemoryStore};
+use curfew_core::fakes::{FakeClusters, FakeSpokes, MemoryStore};
 use curfew_core::operation::{OpStatus, Operation, Task, TaskStatus};
 use curfew_core::ports::{OperationStore, TargetStore};
 
-use super::scenario::{Model, Scenario};
+use super::scenario::{Model, Scenario, CA_REPLICAS};
 
 /// Every violation found, one line each.
 pub async fn check(
@@ -20,6 +22,7 @@ pub async fn check(
     kept_awake_since: Option<DateTime<Utc>>,
     store: &MemoryStore,
     spokes: &FakeSpokes,
+    clusters: &FakeClusters,
     started: &[String],
 ) -> Vec<String> {
     let mut violations = Vec::new();
@@ -77,13 +80,15 @@ pub async fn check(
         let sizes = spokes.sizes(key);
         let suspended = spokes.suspended(key);
         let saved = store.get_baseline(key).await.ok().flatten();
-        let baseline = saved.as_ref().map(|b| (b.sizes, b.held, b.ca_tags.clone()));
+        let baseline = saved
+            .as_ref()
+            .map(|b| (b.sizes, b.held, b.ca_tags.clone(), b.cluster_hold));
         let ca_tags = spokes.ca_tags_of(key);
         let actual = [Model::Awake, Model::Asleep, Model::FoundAsleep]
             .into_iter()
             .find(|state| {
-                let expected_baseline =
-                    (*state == Model::Asleep).then(|| (t.own, t.held(), t.ca_tags.clone()));
+                let expected_baseline = (*state == Model::Asleep)
+                    .then(|| (t.own, t.held(), t.ca_tags.clone(), t.cluster_hold));
                 sizes == Some(t.sizes_in(*state))
                     && suspended == Some(t.suspended_in(*state))
                     && ca_tags == t.ca_tags_in(*state)
@@ -111,6 +116,7 @@ pub async fn check(
             Some(_) => {}
         }
     }
+    check_cluster_holds(scenario, store, clusters, &mut violations).await;
     for (key, from, to) in spokes.changes() {
         let Some(t) = scenario.targets.get(&key) else {
             continue;
@@ -243,6 +249,49 @@ fn check_operation(op: &Operation, tasks: &[Task], violations: &mut Vec<String>)
                 op.id,
                 task.status,
                 task.target.key()
+            ));
+        }
+    }
+}
+
+/// Every cluster held by `ca-deployment`: its hold record names exactly the node groups that
+/// are asleep with a baseline, and Cluster Autoscaler is at 0 while there are any, with its
+/// replicas saved; with none, Cluster Autoscaler is back at its replicas and nothing is saved.
+async fn check_cluster_holds(
+    scenario: &Scenario,
+    store: &MemoryStore,
+    clusters: &FakeClusters,
+    violations: &mut Vec<String>,
+) {
+    let holds = store.cluster_holds();
+    for (cluster, (at, members)) in scenario.held_clusters() {
+        let mut asleep = std::collections::BTreeSet::new();
+        for key in &members {
+            if store.get_baseline(key).await.ok().flatten().is_some() {
+                asleep.insert(key.clone());
+            }
+        }
+        let hold = holds.get(&cluster);
+        let held = hold.map(|h| h.members.clone()).unwrap_or_default();
+        let saved = hold
+            .and_then(|h| h.saved.as_ref())
+            .and_then(|s| s.ca_deployment.as_ref())
+            .map(|d| d.replicas);
+        let replicas = clusters.replicas(
+            &at,
+            WorkloadKind::Deployment,
+            DEFAULT_CA_DEPLOYMENT.0,
+            DEFAULT_CA_DEPLOYMENT.1,
+        );
+        let expected = if asleep.is_empty() {
+            (Some(CA_REPLICAS), None)
+        } else {
+            (Some(0), Some(CA_REPLICAS))
+        };
+        if held != asleep || (replicas, saved) != expected {
+            violations.push(format!(
+                "cluster {cluster}: hold members {held:?} but asleep {asleep:?}; Cluster \
+                 Autoscaler at {replicas:?} with {saved:?} saved (expected {expected:?})"
             ));
         }
     }

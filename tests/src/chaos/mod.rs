@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use curfew_core::clock::{Clock, ManualClock};
-use curfew_core::fakes::{FakeSpokes, MemoryStore};
+use curfew_core::fakes::{FakeClusters, FakeSpokes, MemoryStore};
 use curfew_core::ports::TargetStore;
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Delivery, Hub, Settings};
@@ -34,7 +34,7 @@ use rand::{RngExt, SeedableRng};
 pub use faults::Rates;
 pub use scenario::{Model, Scenario};
 
-use faults::{invoke_once, ChaosSpokes, ChaosStore, Faults};
+use faults::{invoke_once, ChaosClusters, ChaosSpokes, ChaosStore, Faults};
 use queue::ChaosQueue;
 
 /// What one seed found.
@@ -89,6 +89,7 @@ struct World {
     hub: Hub,
     store: Arc<MemoryStore>,
     spokes: Arc<FakeSpokes>,
+    clusters: Arc<FakeClusters>,
     router_q: Arc<ChaosQueue>,
     task_q: Arc<ChaosQueue>,
     faults: Arc<Faults>,
@@ -107,11 +108,12 @@ async fn run(seed: u64) -> SeedReport {
     let scenario = Scenario::generate(&mut rng);
     let store = Arc::new(MemoryStore::new());
     let spokes = Arc::new(FakeSpokes::new());
+    let clusters = Arc::new(FakeClusters::new());
     let mut report = SeedReport {
         seed,
         ..SeedReport::default()
     };
-    if let Err(e) = scenario.install(&store, &spokes, start).await {
+    if let Err(e) = scenario.install(&store, &spokes, &clusters, start).await {
         report
             .violations
             .push(format!("installing the scenario failed: {e}"));
@@ -141,7 +143,10 @@ async fn run(seed: u64) -> SeedReport {
             inner: spokes.clone(),
             faults: faults.clone(),
         }),
-        clusters: Arc::new(curfew_core::fakes::FakeClusters::new()),
+        clusters: Arc::new(ChaosClusters {
+            inner: clusters.clone(),
+            faults: faults.clone(),
+        }),
         clock: clock.clone(),
         settings: Settings {
             // The lease outlasts the function timeout, as the worker's configuration requires.
@@ -157,6 +162,7 @@ async fn run(seed: u64) -> SeedReport {
         hub,
         store,
         spokes,
+        clusters,
         router_q,
         task_q,
         faults,
@@ -236,6 +242,7 @@ async fn run(seed: u64) -> SeedReport {
             kept_awake_since,
             &world.store,
             &world.spokes,
+            &world.clusters,
             &started,
         )
         .await,

@@ -6,9 +6,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::Account;
+use curfew_core::cluster::{ClusterRef, Workload, WorkloadKind};
+use curfew_core::cluster_hold::{
+    cluster_key, cluster_ref, ClusterHold, ClusterSaved, SavedDeployment, DEFAULT_CA_DEPLOYMENT,
+};
 use curfew_core::decision::Action;
-use curfew_core::fakes::{FakeSpokes, MemoryStore};
-use curfew_core::hold::{ca_tag_keys, CaTag, HOLD_TAG};
+use curfew_core::fakes::{FakeClusters, FakeSpokes, MemoryStore};
+use curfew_core::hold::{ca_tag_keys, CaTag, HoldModes, Source, HOLD_TAG};
 use curfew_core::ports::{
     AccountStore, Baseline, Lease, LeaseToken, Override, PortResult, TargetStore,
 };
@@ -44,7 +48,16 @@ pub struct ScenarioTarget {
     pub owner_suspended: Processes,
     /// Cluster Autoscaler tags on its ASG (node groups whose cluster opts into `ca-tags`).
     pub ca_tags: Vec<CaTag>,
+    /// Its cluster opts into `ca-deployment`: while any of its node groups curfew holds
+    /// asleep, Cluster Autoscaler's Deployment is at 0; otherwise at [`CA_REPLICAS`].
+    pub cluster_hold: bool,
 }
+
+/// Cluster Autoscaler's replicas in every cluster held by `ca-deployment`, while awake.
+pub const CA_REPLICAS: i32 = 2;
+
+/// The cluster every node group of an account and region is in.
+pub const CLUSTER: &str = "main";
 
 impl ScenarioTarget {
     /// The held processes suspended on a target in `state`: while asleep all of them (the
@@ -146,6 +159,7 @@ impl Scenario {
         let mut n = 0;
         for account in &accounts {
             for region in &account.regions {
+                let cluster_hold = rng.random_bool(0.5);
                 for _ in 0..rng.random_range(1..=4) {
                     n += 1;
                     let kind = if rng.random_bool(0.5) {
@@ -167,7 +181,7 @@ impl Scenario {
                         account: account.id.clone(),
                         region: region.clone(),
                         kind,
-                        cluster: (kind == TargetKind::Nodegroup).then(|| "main".to_string()),
+                        cluster: (kind == TargetKind::Nodegroup).then(|| CLUSTER.to_string()),
                         name: format!("t{n}"),
                         tags,
                         cluster_tags: BTreeMap::new(),
@@ -195,11 +209,10 @@ impl Scenario {
                     };
                     let mut target = target;
                     let mut ca_tags = Vec::new();
+                    let mut modes = Vec::new();
                     if kind == TargetKind::Nodegroup && rng.random_bool(0.5) {
-                        target
-                            .cluster_tags
-                            .insert(HOLD_TAG.to_string(), "ca-tags".to_string());
-                        ca_tags = ca_tag_keys("main")
+                        modes.push("ca-tags");
+                        ca_tags = ca_tag_keys(CLUSTER)
                             .into_iter()
                             .map(|key| CaTag {
                                 asg: format!("eks-{}", target.name),
@@ -210,8 +223,18 @@ impl Scenario {
                             .collect();
                         ca_tags.sort();
                     }
+                    let cluster_hold = kind == TargetKind::Nodegroup && cluster_hold;
+                    if cluster_hold {
+                        modes.push("ca-deployment");
+                    }
+                    if !modes.is_empty() {
+                        target
+                            .cluster_tags
+                            .insert(HOLD_TAG.to_string(), modes.join("+"));
+                    }
                     let t = ScenarioTarget {
                         ca_tags,
+                        cluster_hold,
                         own: awake_sizes(rng),
                         target,
                         initial,
@@ -257,6 +280,26 @@ impl Scenario {
         }
     }
 
+    /// The clusters held by `ca-deployment`, with the keys of their node groups.
+    pub fn held_clusters(&self) -> BTreeMap<String, (ClusterRef, Vec<String>)> {
+        let mut clusters: BTreeMap<String, (ClusterRef, Vec<String>)> = BTreeMap::new();
+        for (key, t) in self.targets.iter().filter(|(_, t)| t.cluster_hold) {
+            let account = self
+                .accounts
+                .iter()
+                .find(|a| a.id == t.target.account)
+                .expect("every target's account is registered");
+            let at = cluster_ref(&account.role, &t.target).expect("a node group has a cluster");
+            let cluster = cluster_key(&t.target).expect("a node group has a cluster");
+            clusters
+                .entry(cluster)
+                .or_insert_with(|| (at, Vec::new()))
+                .1
+                .push(key.clone());
+        }
+        clusters
+    }
+
     /// Puts the scenario's initial state into the fakes: accounts, targets at their sizes,
     /// baselines of the targets that start asleep (saved by an operation a day before), the
     /// override, the broken role and the scripted EKS updates.
@@ -264,8 +307,24 @@ impl Scenario {
         &self,
         store: &MemoryStore,
         spokes: &FakeSpokes,
+        clusters: &FakeClusters,
         now: DateTime<Utc>,
     ) -> PortResult<()> {
+        for (at, members) in self.held_clusters().values() {
+            let asleep = members
+                .iter()
+                .any(|key| self.targets[key].initial == Model::Asleep);
+            clusters.add_workload(
+                at,
+                Workload {
+                    kind: WorkloadKind::Deployment,
+                    namespace: DEFAULT_CA_DEPLOYMENT.0.into(),
+                    name: DEFAULT_CA_DEPLOYMENT.1.into(),
+                    replicas: if asleep { 0 } else { CA_REPLICAS },
+                    excluded: false,
+                },
+            );
+        }
         for account in &self.accounts {
             store.put_account(account).await?;
         }
@@ -291,9 +350,12 @@ impl Scenario {
                     saved_at: yesterday,
                     held: t.held(),
                     ca_tags: t.ca_tags.clone(),
-                    cluster_hold: false,
+                    cluster_hold: t.cluster_hold,
                 };
                 store.save_baseline(&baseline, &lease, false).await?;
+                if t.cluster_hold {
+                    join_cluster_hold(store, &t.target, &lease, yesterday).await?;
+                }
                 store.release_lease(key, &lease, true).await?;
             }
             if let Some((checks, fails)) = &t.update {
@@ -317,4 +379,38 @@ impl Scenario {
             created_at: now,
         })
     }
+}
+
+/// Puts `target` into its cluster's hold as a stop of yesterday left it: the cluster paused,
+/// Cluster Autoscaler's [`CA_REPLICAS`] saved.
+async fn join_cluster_hold(
+    store: &MemoryStore,
+    target: &Target,
+    lease: &LeaseToken,
+    at: DateTime<Utc>,
+) -> PortResult<()> {
+    let key = cluster_key(target).expect("a node group has a cluster");
+    let current = store
+        .get_cluster_hold(&key)
+        .await?
+        .unwrap_or_else(|| ClusterHold::idle(&key));
+    let mut next = current.with_member(&target.key());
+    next.saved.get_or_insert_with(|| ClusterSaved {
+        modes: HoldModes::parse("ca-deployment", Source::Flag).expect("a mode"),
+        ca_deployment: Some(SavedDeployment {
+            namespace: DEFAULT_CA_DEPLOYMENT.0.into(),
+            name: DEFAULT_CA_DEPLOYMENT.1.into(),
+            replicas: CA_REPLICAS,
+        }),
+        ..ClusterSaved::default()
+    });
+    next.updated_at = Some(at);
+    let written = store
+        .put_cluster_hold(&next, current.generation, &target.key(), lease)
+        .await?;
+    assert!(
+        written,
+        "nothing else writes while the scenario is installed"
+    );
+    Ok(())
 }
