@@ -532,11 +532,30 @@ async fn plan_lists_the_cluster_wide_steps_and_touches_no_cluster() {
     );
 }
 
-/// Holds the first read of a Deployment's replicas until the test opens the gate.
+/// Holds one call until the test opens the gate: the first read of a Deployment's replicas
+/// (`restore: false`) or the first scale to more than zero (`restore: true`).
 struct GatedClusters {
     inner: Arc<FakeClusters>,
     gate: tokio::sync::Semaphore,
     used: std::sync::atomic::AtomicBool,
+    restore: bool,
+}
+
+impl GatedClusters {
+    fn new(inner: Arc<FakeClusters>, restore: bool) -> Self {
+        GatedClusters {
+            inner,
+            gate: tokio::sync::Semaphore::new(0),
+            used: Default::default(),
+            restore,
+        }
+    }
+
+    async fn pass(&self, gated: bool) {
+        if gated && !self.used.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.gate.acquire().await.unwrap().forget();
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -547,9 +566,7 @@ impl ClusterApi for GatedClusters {
         namespace: &str,
         name: &str,
     ) -> PortResult<Option<i32>> {
-        if !self.used.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            self.gate.acquire().await.unwrap().forget();
-        }
+        self.pass(!self.restore).await;
         self.inner.deployment_replicas(at, namespace, name).await
     }
     async fn scale(
@@ -560,6 +577,7 @@ impl ClusterApi for GatedClusters {
         name: &str,
         replicas: i32,
     ) -> PortResult<()> {
+        self.pass(self.restore && replicas > 0).await;
         self.inner.scale(at, kind, namespace, name, replicas).await
     }
     async fn node_pools(&self, at: &ClusterRef) -> PortResult<Vec<NodePool>> {
@@ -621,11 +639,7 @@ async fn two_node_groups_stopping_at_once_never_save_the_paused_cluster() {
     let c = cluster_world("ca-deployment").await;
     let batch = member("batch", "ca-deployment");
     c.w.spokes.add(batch.clone(), Sizes::new(1, 3, 1));
-    let gated = Arc::new(GatedClusters {
-        inner: c.clusters.clone(),
-        gate: tokio::sync::Semaphore::new(0),
-        used: Default::default(),
-    });
+    let gated = Arc::new(GatedClusters::new(c.clusters.clone(), false));
     let slow = Hub {
         clusters: gated.clone(),
         ..c.w.hub.clone()
@@ -658,4 +672,75 @@ async fn two_node_groups_stopping_at_once_never_save_the_paused_cluster() {
     assert_eq!(c.ca_replicas(), 2);
     assert_eq!(c.w.sizes(&c.ng), NG_SIZES);
     assert_eq!(c.w.sizes(&batch), Sizes::new(1, 3, 1));
+}
+
+/// The last node group of a cluster wakes and restores Cluster Autoscaler; while its restore is
+/// in flight another node group's stop joins the hold and pauses the cluster. The restore then
+/// lands after that pause, its reset of the record fails on the generation, and it pauses the
+/// cluster again for the node group now asleep: Cluster Autoscaler ends at 0, not 2.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stop_joining_while_the_last_wake_restores_leaves_the_cluster_paused() {
+    let c = cluster_world("ca-deployment").await;
+    let batch = member("batch", "ca-deployment");
+    c.w.spokes.add(batch.clone(), Sizes::new(1, 3, 1));
+    let invocation = |stop: bool, name: &str| {
+        let select = curfew_core::selector::Selector::parse(&format!("name={name}")).unwrap();
+        if stop {
+            curfew_core::service::invocation::Invocation::Stop {
+                select,
+                dry_run: false,
+                discovery: Default::default(),
+                hold: None,
+            }
+        } else {
+            curfew_core::service::invocation::Invocation::Start {
+                select,
+                dry_run: false,
+                discovery: Default::default(),
+                hold: None,
+            }
+        }
+    };
+    let run = |stop: bool, name: &'static str| {
+        let hub = c.w.hub.clone();
+        async move {
+            curfew_core::service::invocation::invoke(&hub, invocation(stop, name))
+                .await
+                .unwrap();
+        }
+    };
+    run(true, "workers").await;
+    assert!(c.w.drain().await.settled);
+    assert_eq!(c.ca_replicas(), 0);
+    c.w.clock.advance(Duration::hours(1));
+    run(false, "workers").await;
+    let wake: TaskMessage = serde_json::from_str(&c.w.route().await[0]).unwrap();
+    c.w.clock.advance(Duration::seconds(1));
+    run(true, "batch").await;
+    let sleep: TaskMessage = serde_json::from_str(&c.w.route().await[0]).unwrap();
+
+    let gated = Arc::new(GatedClusters::new(c.clusters.clone(), true));
+    let slow = Hub {
+        clusters: gated.clone(),
+        ..c.w.hub.clone()
+    };
+    let waking = worker::work(&slow, &wake, None);
+    let rest = async {
+        let step = worker::work(&c.w.hub, &sleep, None).await.unwrap();
+        assert_eq!(step, TaskStep::Finished(TaskStatus::Succeeded));
+        gated.gate.add_permits(1);
+    };
+    let (step, ()) = tokio::join!(waking, rest);
+    assert_eq!(step.unwrap(), TaskStep::Finished(TaskStatus::Succeeded));
+    assert_eq!(c.w.sizes(&c.ng), NG_SIZES);
+    assert_eq!(c.w.sizes(&batch), Sizes::new(0, 3, 0));
+    assert_eq!(c.ca_replicas(), 0, "batch sleeps: the cluster stays paused");
+    let hold = c.w.store.cluster_holds()[&format!("{DEV}#{REGION}#dev")].clone();
+    assert_eq!(hold.members.into_iter().collect::<Vec<_>>(), [batch.key()]);
+    assert_eq!(hold.saved.unwrap().ca_deployment.unwrap().replicas, 2);
+
+    c.w.clock.advance(Duration::hours(1));
+    run(false, "batch").await;
+    assert!(c.w.drain().await.settled);
+    assert_eq!(c.ca_replicas(), 2);
 }
