@@ -43,6 +43,9 @@ impl SendCounts {
 /// queue, as the services make them.
 pub struct CountingQueue {
     inner: Arc<dyn Queue>,
+    /// How long each SendMessageBatch call takes (the simulation's SQS latency; zero in the
+    /// plain runs). A send of n bodies makes ceil(n / 10) calls, one after the other.
+    latency: std::time::Duration,
     sends: AtomicU64,
     messages: AtomicU64,
     largest_send: AtomicU64,
@@ -54,11 +57,17 @@ impl CountingQueue {
     pub fn new(inner: Arc<dyn Queue>) -> CountingQueue {
         CountingQueue {
             inner,
+            latency: std::time::Duration::ZERO,
             sends: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             largest_send: AtomicU64::new(0),
             batch_calls: AtomicU64::new(0),
         }
+    }
+
+    /// The same, each SendMessageBatch call taking `latency` (tokio's clock).
+    pub fn with_latency(self, latency: std::time::Duration) -> CountingQueue {
+        CountingQueue { latency, ..self }
     }
 
     /// Messages sent so far.
@@ -90,8 +99,11 @@ impl Queue for CountingQueue {
         self.sends.fetch_add(1, Ordering::Relaxed);
         self.messages.fetch_add(n, Ordering::Relaxed);
         self.largest_send.fetch_max(n, Ordering::Relaxed);
-        self.batch_calls
-            .fetch_add(n.div_ceil(BATCH as u64), Ordering::Relaxed);
+        let calls = n.div_ceil(BATCH as u64);
+        self.batch_calls.fetch_add(calls, Ordering::Relaxed);
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency * calls as u32).await;
+        }
         self.inner.send(bodies).await
     }
 }

@@ -287,6 +287,9 @@ pub struct CountingStore {
     inner: Arc<dyn StateStore>,
     calls: Vec<AtomicU64>,
     planned_tasks: AtomicU64,
+    /// How long every call takes before it reaches `inner` (the simulation's DynamoDB
+    /// latency; zero in the plain in-memory runs).
+    latency: std::time::Duration,
 }
 
 impl CountingStore {
@@ -296,7 +299,13 @@ impl CountingStore {
             inner,
             calls: StoreCall::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             planned_tasks: AtomicU64::new(0),
+            latency: std::time::Duration::ZERO,
         }
+    }
+
+    /// The same, every call taking `latency` (on tokio's clock, virtual in a simulation).
+    pub fn with_latency(self, latency: std::time::Duration) -> CountingStore {
+        CountingStore { latency, ..self }
     }
 
     /// The counts so far.
@@ -311,8 +320,11 @@ impl CountingStore {
         }
     }
 
-    fn count(&self, call: StoreCall) -> &Arc<dyn StateStore> {
+    async fn count(&self, call: StoreCall) -> &Arc<dyn StateStore> {
         self.calls[call.index()].fetch_add(1, Ordering::Relaxed);
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
         &self.inner
     }
 }
@@ -320,16 +332,26 @@ impl CountingStore {
 #[async_trait]
 impl AccountStore for CountingStore {
     async fn put_account(&self, account: &Account) -> PortResult<()> {
-        self.count(StoreCall::PutAccount).put_account(account).await
+        self.count(StoreCall::PutAccount)
+            .await
+            .put_account(account)
+            .await
     }
     async fn get_account(&self, id: &str) -> PortResult<Option<Account>> {
-        self.count(StoreCall::GetAccount).get_account(id).await
+        self.count(StoreCall::GetAccount)
+            .await
+            .get_account(id)
+            .await
     }
     async fn list_accounts(&self) -> PortResult<Vec<Account>> {
-        self.count(StoreCall::ListAccounts).list_accounts().await
+        self.count(StoreCall::ListAccounts)
+            .await
+            .list_accounts()
+            .await
     }
     async fn delete_account(&self, id: &str) -> PortResult<bool> {
         self.count(StoreCall::DeleteAccount)
+            .await
             .delete_account(id)
             .await
     }
@@ -339,17 +361,25 @@ impl AccountStore for CountingStore {
 impl ScheduleStore for CountingStore {
     async fn create_schedule(&self, schedule: &Schedule) -> PortResult<()> {
         self.count(StoreCall::CreateSchedule)
+            .await
             .create_schedule(schedule)
             .await
     }
     async fn get_schedule(&self, name: &str) -> PortResult<Option<Schedule>> {
-        self.count(StoreCall::GetSchedule).get_schedule(name).await
+        self.count(StoreCall::GetSchedule)
+            .await
+            .get_schedule(name)
+            .await
     }
     async fn list_schedules(&self) -> PortResult<ScheduleList> {
-        self.count(StoreCall::ListSchedules).list_schedules().await
+        self.count(StoreCall::ListSchedules)
+            .await
+            .list_schedules()
+            .await
     }
     async fn delete_schedule(&self, name: &str) -> PortResult<bool> {
         self.count(StoreCall::DeleteSchedule)
+            .await
             .delete_schedule(name)
             .await
     }
@@ -360,11 +390,15 @@ impl ScheduleStore for CountingStore {
         next_fire: Option<DateTime<Utc>>,
     ) -> PortResult<bool> {
         self.count(StoreCall::SetScheduleEnabled)
+            .await
             .set_schedule_enabled(name, enabled, next_fire)
             .await
     }
     async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<ScheduleList> {
-        self.count(StoreCall::DueSchedules).due_schedules(now).await
+        self.count(StoreCall::DueSchedules)
+            .await
+            .due_schedules(now)
+            .await
     }
     async fn advance_schedule(
         &self,
@@ -373,6 +407,7 @@ impl ScheduleStore for CountingStore {
         next: Option<DateTime<Utc>>,
     ) -> PortResult<bool> {
         self.count(StoreCall::AdvanceSchedule)
+            .await
             .advance_schedule(name, expected, next)
             .await
     }
@@ -382,11 +417,15 @@ impl ScheduleStore for CountingStore {
 impl OperationStore for CountingStore {
     async fn create_operation(&self, op: &Operation) -> PortResult<bool> {
         self.count(StoreCall::CreateOperation)
+            .await
             .create_operation(op)
             .await
     }
     async fn get_operation(&self, id: &str) -> PortResult<Option<Operation>> {
-        self.count(StoreCall::GetOperation).get_operation(id).await
+        self.count(StoreCall::GetOperation)
+            .await
+            .get_operation(id)
+            .await
     }
     async fn list_operations_page(
         &self,
@@ -394,16 +433,19 @@ impl OperationStore for CountingStore {
         after: Option<&str>,
     ) -> PortResult<OperationPage> {
         self.count(StoreCall::ListOperationsPage)
+            .await
             .list_operations_page(limit, after)
             .await
     }
     async fn fix_shards(&self, op_id: &str, shards: &[Shard]) -> PortResult<Vec<Shard>> {
         self.count(StoreCall::FixShards)
+            .await
             .fix_shards(op_id, shards)
             .await
     }
     async fn shard_planned(&self, op_id: &str, shard: &Shard) -> PortResult<bool> {
         self.count(StoreCall::ShardPlanned)
+            .await
             .shard_planned(op_id, shard)
             .await
     }
@@ -417,19 +459,25 @@ impl OperationStore for CountingStore {
         self.planned_tasks
             .fetch_add(tasks.len() as u64, Ordering::Relaxed);
         self.count(StoreCall::PlanShard)
+            .await
             .plan_shard(op_id, shard, tasks, note)
             .await
     }
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
         self.count(StoreCall::UnfinishedTasks)
+            .await
             .unfinished_tasks(op_id, shard)
             .await
     }
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>> {
-        self.count(StoreCall::ListTasks).list_tasks(op_id).await
+        self.count(StoreCall::ListTasks)
+            .await
+            .list_tasks(op_id)
+            .await
     }
     async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>> {
         self.count(StoreCall::GetTask)
+            .await
             .get_task(op_id, target_key)
             .await
     }
@@ -442,6 +490,7 @@ impl OperationStore for CountingStore {
         now: DateTime<Utc>,
     ) -> PortResult<()> {
         self.count(StoreCall::MarkApplying)
+            .await
             .mark_applying(lease, target_key, before, planned, now)
             .await
     }
@@ -452,6 +501,7 @@ impl OperationStore for CountingStore {
         update_id: &str,
     ) -> PortResult<()> {
         self.count(StoreCall::RecordUpdate)
+            .await
             .record_update(op_id, target_key, update_id)
             .await
     }
@@ -463,6 +513,7 @@ impl OperationStore for CountingStore {
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
         self.count(StoreCall::FinishTask)
+            .await
             .finish_task(op_id, target_key, outcome, now)
             .await
     }
@@ -474,6 +525,7 @@ impl OperationStore for CountingStore {
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
         self.count(StoreCall::DeadLetterTask)
+            .await
             .dead_letter_task(op_id, target_key, reason, now)
             .await
     }
@@ -484,6 +536,7 @@ impl OperationStore for CountingStore {
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
         self.count(StoreCall::ReopenTask)
+            .await
             .reopen_task(op_id, target_key, now)
             .await
     }
@@ -493,6 +546,7 @@ impl OperationStore for CountingStore {
         now: DateTime<Utc>,
     ) -> PortResult<Option<OpStatus>> {
         self.count(StoreCall::FinalizeOperation)
+            .await
             .finalize_operation(op_id, now)
             .await
     }
@@ -502,6 +556,7 @@ impl OperationStore for CountingStore {
 impl TargetStore for CountingStore {
     async fn get_baseline(&self, target_key: &str) -> PortResult<Option<Baseline>> {
         self.count(StoreCall::GetBaseline)
+            .await
             .get_baseline(target_key)
             .await
     }
@@ -512,6 +567,7 @@ impl TargetStore for CountingStore {
         replacing_own: bool,
     ) -> PortResult<bool> {
         self.count(StoreCall::SaveBaseline)
+            .await
             .save_baseline(baseline, lease, replacing_own)
             .await
     }
@@ -522,16 +578,19 @@ impl TargetStore for CountingStore {
         lease: &LeaseToken,
     ) -> PortResult<bool> {
         self.count(StoreCall::RetireBaseline)
+            .await
             .retire_baseline(target_key, saved_by, lease)
             .await
     }
     async fn asleep_baselines(&self, account: &str, region: &str) -> PortResult<Vec<Baseline>> {
         self.count(StoreCall::AsleepBaselines)
+            .await
             .asleep_baselines(account, region)
             .await
     }
     async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {
         self.count(StoreCall::GetClusterHold)
+            .await
             .get_cluster_hold(cluster_key)
             .await
     }
@@ -543,6 +602,7 @@ impl TargetStore for CountingStore {
         lease: &LeaseToken,
     ) -> PortResult<bool> {
         self.count(StoreCall::PutClusterHold)
+            .await
             .put_cluster_hold(hold, read, target_key, lease)
             .await
     }
@@ -555,6 +615,7 @@ impl TargetStore for CountingStore {
         ttl: Duration,
     ) -> PortResult<Lease> {
         self.count(StoreCall::AcquireLease)
+            .await
             .acquire_lease(target_key, lease, op_created_at, now, ttl)
             .await
     }
@@ -565,19 +626,25 @@ impl TargetStore for CountingStore {
         finished: bool,
     ) -> PortResult<()> {
         self.count(StoreCall::ReleaseLease)
+            .await
             .release_lease(target_key, lease, finished)
             .await
     }
     async fn put_override(&self, o: &Override) -> PortResult<()> {
-        self.count(StoreCall::PutOverride).put_override(o).await
+        self.count(StoreCall::PutOverride)
+            .await
+            .put_override(o)
+            .await
     }
     async fn active_overrides(&self, now: DateTime<Utc>) -> PortResult<Vec<Override>> {
         self.count(StoreCall::ActiveOverrides)
+            .await
             .active_overrides(now)
             .await
     }
     async fn remove_override(&self, id: &str) -> PortResult<bool> {
         self.count(StoreCall::RemoveOverride)
+            .await
             .remove_override(id)
             .await
     }
@@ -589,11 +656,13 @@ impl TargetStore for CountingStore {
         now: DateTime<Utc>,
     ) -> PortResult<()> {
         self.count(StoreCall::PutInventory)
+            .await
             .put_inventory(account, region, targets, now)
             .await
     }
     async fn invalidate_inventory(&self, account: &str, region: &str) -> PortResult<()> {
         self.count(StoreCall::InvalidateInventory)
+            .await
             .invalidate_inventory(account, region)
             .await
     }
@@ -603,6 +672,7 @@ impl TargetStore for CountingStore {
         region: &str,
     ) -> PortResult<Option<(DateTime<Utc>, Vec<Target>)>> {
         self.count(StoreCall::GetInventory)
+            .await
             .get_inventory(account, region)
             .await
     }

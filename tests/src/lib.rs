@@ -7,6 +7,7 @@ pub mod bench;
 pub mod chaos;
 pub mod counting;
 pub mod scale;
+pub mod sim;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

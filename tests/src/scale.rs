@@ -18,7 +18,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chrono::{TimeZone, Utc};
 use curfew_core::account::Account;
@@ -28,6 +30,8 @@ use curfew_core::fakes::{self, FakeSpokes, MemoryQueue, MemoryStore};
 use curfew_core::operation::{Discovery, OpCounts, OpStatus, Task, TaskStatus};
 use curfew_core::ports::{AccountStore, OperationStore, Queue};
 use curfew_core::selector::Selector;
+
+use crate::sim::{event_source, Latency, SlowSpokes, Sourced};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Delivery, Hub};
 use curfew_core::target::{Processes, Sizes, Target, TargetKind};
@@ -333,6 +337,9 @@ pub struct WaveReport {
     pub task_sends: SendCounts,
     /// Spoke calls during the wave (discovery, describe, update, processes, update status).
     pub spoke_calls: usize,
+    /// Simulated runs only: the task queue's handler invocations, summed (the work the pollers
+    /// shared; see [`crate::sim::concurrency_bound`]).
+    pub worker_busy: Duration,
     /// Everything that did not check out.
     pub problems: Vec<Problem>,
 }
@@ -355,6 +362,7 @@ impl WaveReport {
             router_sends: SendCounts::default(),
             task_sends: SendCounts::default(),
             spoke_calls: 0,
+            worker_busy: Duration::ZERO,
             problems: Vec::new(),
         }
     }
@@ -408,19 +416,39 @@ pub struct Fleet {
     counted_store: Arc<CountingStore>,
     router_sends: Arc<CountingQueue>,
     task_sends: Arc<CountingQueue>,
+    /// Simulated: every call takes its latency and the queues are worked as event sources.
+    sim: Option<Latency>,
 }
 
 impl Fleet {
     /// Registers the accounts of `shape` and adds its targets to the fake spokes.
     pub async fn seed(shape: &FleetShape) -> Result<Fleet, Problem> {
+        Fleet::seed_with(shape, None).await
+    }
+
+    /// [`Fleet::seed`], simulated with `sim`'s latencies when given (run it on a paused tokio
+    /// clock for virtual time; see [`crate::sim`]).
+    pub async fn seed_with(shape: &FleetShape, sim: Option<Latency>) -> Result<Fleet, Problem> {
         shape.validate().map_err(Problem::Seeding)?;
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
         ));
         let (mut hub, store, router_q, task_q, spokes) = fakes::hub(clock);
-        let counted_store = Arc::new(CountingStore::new(store.clone()));
-        let router_sends = Arc::new(CountingQueue::new(router_q.clone()));
-        let task_sends = Arc::new(CountingQueue::new(task_q.clone()));
+        let latency = sim.unwrap_or(Latency {
+            spoke: Duration::ZERO,
+            state: Duration::ZERO,
+            queue: Duration::ZERO,
+        });
+        let counted_store = Arc::new(CountingStore::new(store.clone()).with_latency(latency.state));
+        let router_sends =
+            Arc::new(CountingQueue::new(router_q.clone()).with_latency(latency.queue));
+        let task_sends = Arc::new(CountingQueue::new(task_q.clone()).with_latency(latency.queue));
+        if sim.is_some() {
+            hub.spokes = Arc::new(SlowSpokes {
+                inner: spokes.clone(),
+                latency: latency.spoke,
+            });
+        }
         hub.store = counted_store.clone();
         hub.router_queue = router_sends.clone();
         hub.task_queue = task_sends.clone();
@@ -451,6 +479,7 @@ impl Fleet {
             counted_store,
             router_sends,
             task_sends,
+            sim,
         })
     }
 
@@ -492,25 +521,37 @@ impl Fleet {
             }
         };
         let hub = &self.hub;
-        let routed = work_queue(&self.router_q, self.shape.concurrency, |m| async move {
+        let route = |m: Vec<(String, String)>| async move {
             let outcome = router_batch(hub, &m).await;
             (m, outcome)
-        })
-        .await;
-        report.route = started.elapsed();
-        let started = Instant::now();
+        };
         // Retried messages go back on the memory queue as new messages, so every delivery here
         // is a first receive: no task is given up for the dead-letter queue.
-        let worked = work_queue(&self.task_q, self.shape.concurrency, |m| async move {
+        let work = |m: Vec<(String, String)>| async move {
             let deliveries: Vec<Delivery> = m
                 .iter()
                 .map(|(id, body)| Delivery::first(id.clone(), body.clone()))
                 .collect();
             let outcome = worker_batch(hub, &deliveries).await;
             (m, outcome)
-        })
-        .await;
-        report.work = started.elapsed();
+        };
+        let concurrency = self.shape.concurrency;
+        let (routed, worked) = if self.sim.is_some() {
+            let routed = event_source(&self.router_q, concurrency, route).await;
+            report.route = started.elapsed();
+            let started = Instant::now();
+            let worked = event_source(&self.task_q, concurrency, work).await;
+            report.work = started.elapsed();
+            report.worker_busy = worked.busy;
+            (Worked::from(routed), Worked::from(worked))
+        } else {
+            let routed = work_queue(&self.router_q, concurrency, route).await;
+            report.route = started.elapsed();
+            let started = Instant::now();
+            let worked = work_queue(&self.task_q, concurrency, work).await;
+            report.work = started.elapsed();
+            (routed, worked)
+        };
 
         report.store = self.counted_store.counts().since(&store_before);
         report.router_sends = self.router_sends.counts().since(&router_before);
@@ -697,7 +738,12 @@ impl Fleet {
 /// Seeds `shape`, runs a stop wave and then a start wave, and reports what they did and every
 /// check that failed.
 pub async fn run(shape: &FleetShape) -> ScaleReport {
-    let fleet = match Fleet::seed(shape).await {
+    run_with(shape, None).await
+}
+
+/// [`run`], simulated with `sim`'s latencies when given (see [`crate::sim`]).
+pub async fn run_with(shape: &FleetShape, sim: Option<Latency>) -> ScaleReport {
+    let fleet = match Fleet::seed_with(shape, sim).await {
         Ok(fleet) => fleet,
         Err(problem) => {
             return ScaleReport {
@@ -728,6 +774,17 @@ struct Worked {
     rejected: Vec<String>,
     /// Messages left when the round limit was hit (0: the queue emptied).
     left: usize,
+}
+
+impl From<Sourced> for Worked {
+    /// An event source works until the queue is empty: its invocations stand for rounds.
+    fn from(sourced: Sourced) -> Worked {
+        Worked {
+            rounds: sourced.invocations,
+            rejected: sourced.rejected,
+            left: 0,
+        }
+    }
 }
 
 /// Works `queue` in batches of [`BATCH`], `concurrency` batches at once, until it is empty or

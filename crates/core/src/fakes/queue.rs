@@ -61,6 +61,14 @@ impl MemoryQueue {
         messages.queued.push_back(Stored { id, body, receives });
     }
 
+    /// Removes and returns up to `n` queued bodies, oldest first, without counting a receive
+    /// (one receive of an event source mapping: SQS hands out at most 10).
+    pub fn take(&self, n: usize) -> Vec<String> {
+        let mut messages = lock(&self.messages);
+        let n = n.min(messages.queued.len());
+        messages.queued.drain(..n).map(|m| m.body).collect()
+    }
+
     /// Removes and returns every queued body, oldest first, without counting a receive.
     pub fn take_all(&self) -> Vec<String> {
         lock(&self.messages)

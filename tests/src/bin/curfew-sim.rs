@@ -1,0 +1,64 @@
+//! `make bench`, simulation part (issue 9): a stop wave and a start wave through the real
+//! router and worker over the in-memory ports, every call taking its AWS latency, the queues
+//! worked as SQS event sources with maximum concurrency, on a paused (virtual) tokio clock. It
+//! prints each wave's virtual makespan against its lower bound (the workers' busy time over the
+//! concurrency cap) and checks every target as `curfew-scale` does; exit 1 if any check failed.
+//! Usage: `curfew-sim [--targets N] [--accounts N] [--regions N] [--concurrency N]
+//! [--spoke-ms N] [--state-ms N] [--queue-ms N]`.
+
+use std::time::{Duration, Instant};
+
+use curfew_tests::bench::arg;
+use curfew_tests::scale::{run_with, FleetShape, WaveReport};
+use curfew_tests::sim::{concurrency_bound, Latency};
+
+fn print_wave(name: &str, wave: &WaveReport, concurrency: usize) {
+    let bound = concurrency_bound(wave.worker_busy, concurrency);
+    let ratio = wave.work.as_secs_f64() / bound.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "{name}: routing {:.1} s, working {:.1} s (virtual); worker busy {:.1} s over {concurrency} \
+         pollers: bound {:.1} s, makespan / bound {ratio:.3}; {} invocations, {} targets checked, \
+         {} problems",
+        wave.route.as_secs_f64(),
+        wave.work.as_secs_f64(),
+        wave.worker_busy.as_secs_f64(),
+        bound.as_secs_f64(),
+        wave.task_rounds,
+        wave.checked,
+        wave.problems.len(),
+    );
+}
+
+#[tokio::main(flavor = "current_thread", start_paused = true)]
+async fn main() {
+    let defaults = FleetShape::default();
+    let shape = FleetShape {
+        targets: arg("--targets", defaults.targets),
+        accounts: arg("--accounts", defaults.accounts),
+        regions: arg("--regions", defaults.regions),
+        concurrency: arg("--concurrency", defaults.concurrency),
+        ..defaults
+    };
+    let d = Latency::default();
+    let ms = |name, default: Duration| {
+        Duration::from_millis(arg(name, default.as_millis() as usize) as u64)
+    };
+    let latency = Latency {
+        spoke: ms("--spoke-ms", d.spoke),
+        state: ms("--state-ms", d.state),
+        queue: ms("--queue-ms", d.queue),
+    };
+    println!("simulating {shape:?} with {latency:?}");
+    let real = Instant::now();
+    let report = run_with(&shape, Some(latency)).await;
+    print_wave("stop", &report.stop, shape.concurrency);
+    print_wave("start", &report.start, shape.concurrency);
+    println!("real time: {:.1} s", real.elapsed().as_secs_f64());
+    let problems: Vec<String> = report.problems().map(ToString::to_string).collect();
+    for p in problems.iter().take(20) {
+        eprintln!("problem: {p}");
+    }
+    if !report.is_clean() {
+        std::process::exit(1);
+    }
+}
