@@ -31,7 +31,7 @@ use curfew_core::operation::{Discovery, OpCounts, OpStatus, Task, TaskStatus};
 use curfew_core::ports::{AccountStore, OperationStore, Queue};
 use curfew_core::selector::Selector;
 
-use crate::sim::{event_source, Latency, SlowSpokes, Sourced};
+use crate::sim::{event_source, Latency, Simulation, SlowSpokes, Sourced};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Delivery, Hub};
 use curfew_core::target::{Processes, Sizes, Target, TargetKind};
@@ -340,6 +340,9 @@ pub struct WaveReport {
     /// Simulated runs only: the task queue's handler invocations, summed (the work the pollers
     /// shared; see [`crate::sim::concurrency_bound`]).
     pub worker_busy: Duration,
+    /// Simulated runs with a spoke rate limit only: the bound it puts on the wave (see
+    /// [`SlowSpokes::rate_bound`]).
+    pub rate_bound: Duration,
     /// Everything that did not check out.
     pub problems: Vec<Problem>,
 }
@@ -363,6 +366,7 @@ impl WaveReport {
             task_sends: SendCounts::default(),
             spoke_calls: 0,
             worker_busy: Duration::ZERO,
+            rate_bound: Duration::ZERO,
             problems: Vec::new(),
         }
     }
@@ -417,7 +421,9 @@ pub struct Fleet {
     router_sends: Arc<CountingQueue>,
     task_sends: Arc<CountingQueue>,
     /// Simulated: every call takes its latency and the queues are worked as event sources.
-    sim: Option<Latency>,
+    sim: Option<Simulation>,
+    /// The paced spokes of a simulated run.
+    slow_spokes: Option<Arc<SlowSpokes>>,
 }
 
 impl Fleet {
@@ -428,26 +434,33 @@ impl Fleet {
 
     /// [`Fleet::seed`], simulated with `sim`'s latencies when given (run it on a paused tokio
     /// clock for virtual time; see [`crate::sim`]).
-    pub async fn seed_with(shape: &FleetShape, sim: Option<Latency>) -> Result<Fleet, Problem> {
+    pub async fn seed_with(shape: &FleetShape, sim: Option<Simulation>) -> Result<Fleet, Problem> {
         shape.validate().map_err(Problem::Seeding)?;
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
         ));
         let (mut hub, store, router_q, task_q, spokes) = fakes::hub(clock);
-        let latency = sim.unwrap_or(Latency {
-            spoke: Duration::ZERO,
-            state: Duration::ZERO,
-            queue: Duration::ZERO,
-        });
+        let latency = sim.map_or(
+            Latency {
+                spoke: Duration::ZERO,
+                state: Duration::ZERO,
+                queue: Duration::ZERO,
+            },
+            |s| s.latency,
+        );
         let counted_store = Arc::new(CountingStore::new(store.clone()).with_latency(latency.state));
         let router_sends =
             Arc::new(CountingQueue::new(router_q.clone()).with_latency(latency.queue));
         let task_sends = Arc::new(CountingQueue::new(task_q.clone()).with_latency(latency.queue));
-        if sim.is_some() {
-            hub.spokes = Arc::new(SlowSpokes {
-                inner: spokes.clone(),
-                latency: latency.spoke,
-            });
+        let slow_spokes = sim.map(|s| {
+            Arc::new(SlowSpokes::new(
+                spokes.clone(),
+                latency.spoke,
+                s.spoke_limit,
+            ))
+        });
+        if let Some(slow) = &slow_spokes {
+            hub.spokes = slow.clone();
         }
         hub.store = counted_store.clone();
         hub.router_queue = router_sends.clone();
@@ -480,6 +493,7 @@ impl Fleet {
             router_sends,
             task_sends,
             sim,
+            slow_spokes,
         })
     }
 
@@ -536,6 +550,9 @@ impl Fleet {
             (m, outcome)
         };
         let concurrency = self.shape.concurrency;
+        if let Some(slow) = &self.slow_spokes {
+            slow.reset_counts();
+        }
         let (routed, worked) = if self.sim.is_some() {
             let routed = event_source(&self.router_q, concurrency, route).await;
             report.route = started.elapsed();
@@ -543,6 +560,10 @@ impl Fleet {
             let worked = event_source(&self.task_q, concurrency, work).await;
             report.work = started.elapsed();
             report.worker_busy = worked.busy;
+            report.rate_bound = self
+                .slow_spokes
+                .as_ref()
+                .map_or(Duration::ZERO, |s| s.rate_bound());
             (Worked::from(routed), Worked::from(worked))
         } else {
             let routed = work_queue(&self.router_q, concurrency, route).await;
@@ -742,7 +763,7 @@ pub async fn run(shape: &FleetShape) -> ScaleReport {
 }
 
 /// [`run`], simulated with `sim`'s latencies when given (see [`crate::sim`]).
-pub async fn run_with(shape: &FleetShape, sim: Option<Latency>) -> ScaleReport {
+pub async fn run_with(shape: &FleetShape, sim: Option<Simulation>) -> ScaleReport {
     let fleet = match Fleet::seed_with(shape, sim).await {
         Ok(fleet) => fleet,
         Err(problem) => {

@@ -10,7 +10,7 @@
 //! limits (per-account token buckets), injected throttling and the makespan bound they add are
 //! the next part of the issue; they are not modelled here yet.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,32 +53,126 @@ impl Default for Latency {
 /// retried message does not dominate the makespan it is measuring).
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// What a simulated run models: the latencies, and the spoke's rate limit if any.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Simulation {
+    /// Per call.
+    pub latency: Latency,
+    /// Spoke calls per account and region (`None`: unlimited).
+    pub spoke_limit: Option<RateLimit>,
+}
+
 /// How long an idle poller waits before receiving again (SQS long polling answers as soon as a
 /// message arrives; this is the granularity of that wait here).
 const POLL: Duration = Duration::from_millis(20);
 
-/// Spoke calls that each take `latency` before reaching `inner`.
+/// A token bucket of spoke calls per account and region: `burst` calls at once, then `rate`
+/// a second. The spoke's throttling, as a client that paces its retries by the bucket sees it:
+/// a call waits for its token instead of failing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Tokens added per second.
+    pub rate: f64,
+    /// The bucket's size.
+    pub burst: f64,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Spoke calls that each take `latency` before reaching `inner`, paced by a [`RateLimit`] per
+/// account and region when one is set, and counted per account and region.
 pub struct SlowSpokes {
-    /// The fleet.
-    pub inner: Arc<dyn Spokes>,
-    /// Per call.
-    pub latency: Duration,
+    inner: Arc<dyn Spokes>,
+    latency: Duration,
+    limit: Option<RateLimit>,
+    buckets: Mutex<HashMap<(String, String), Bucket>>,
+    calls: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl SlowSpokes {
-    async fn wait(&self) {
+    /// `inner`'s calls taking `latency` each, paced by `limit` if given.
+    pub fn new(inner: Arc<dyn Spokes>, latency: Duration, limit: Option<RateLimit>) -> Self {
+        SlowSpokes {
+            inner,
+            latency,
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn wait(&self, account: &str, region: &str) {
+        let shard = (account.to_string(), region.to_string());
+        *self
+            .calls
+            .lock()
+            .expect("not poisoned")
+            .entry(shard.clone())
+            .or_default() += 1;
+        if let Some(limit) = self.limit {
+            loop {
+                let short = {
+                    let now = Instant::now();
+                    let mut buckets = self.buckets.lock().expect("not poisoned");
+                    let bucket = buckets.entry(shard.clone()).or_insert(Bucket {
+                        tokens: limit.burst,
+                        at: now,
+                    });
+                    let refill = (now - bucket.at).as_secs_f64() * limit.rate;
+                    bucket.tokens = (bucket.tokens + refill).min(limit.burst);
+                    bucket.at = now;
+                    if bucket.tokens >= 1.0 {
+                        bucket.tokens -= 1.0;
+                        None
+                    } else {
+                        Some((1.0 - bucket.tokens) / limit.rate)
+                    }
+                };
+                match short {
+                    None => break,
+                    Some(seconds) => tokio::time::sleep(Duration::from_secs_f64(seconds)).await,
+                }
+            }
+        }
         tokio::time::sleep(self.latency).await;
+    }
+
+    /// Forgets the calls counted so far (a new wave).
+    pub fn reset_counts(&self) {
+        self.calls.lock().expect("not poisoned").clear();
+    }
+
+    /// The lower bound the rate limit puts on the calls counted since the last reset: the
+    /// busiest account and region cannot make its calls faster than its bucket allows
+    /// (`(calls - burst) / rate`). Zero without a limit.
+    pub fn rate_bound(&self) -> Duration {
+        let Some(limit) = self.limit else {
+            return Duration::ZERO;
+        };
+        let busiest = self
+            .calls
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0) as f64;
+        Duration::from_secs_f64(((busiest - limit.burst).max(0.0)) / limit.rate)
     }
 }
 
 #[async_trait]
 impl Spokes for SlowSpokes {
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
-        self.wait().await;
+        self.wait(&role.account, region).await;
         self.inner.discover(role, region).await
     }
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
-        self.wait().await;
+        self.wait(&target.account, &target.region).await;
         self.inner.live_state(role, target).await
     }
     async fn set_sizes(
@@ -87,7 +181,7 @@ impl Spokes for SlowSpokes {
         target: &Target,
         sizes: Sizes,
     ) -> PortResult<Option<String>> {
-        self.wait().await;
+        self.wait(&target.account, &target.region).await;
         self.inner.set_sizes(role, target, sizes).await
     }
     async fn suspend_processes(
@@ -96,7 +190,7 @@ impl Spokes for SlowSpokes {
         target: &Target,
         processes: Processes,
     ) -> PortResult<()> {
-        self.wait().await;
+        self.wait(&target.account, &target.region).await;
         self.inner.suspend_processes(role, target, processes).await
     }
     async fn resume_processes(
@@ -105,11 +199,11 @@ impl Spokes for SlowSpokes {
         target: &Target,
         processes: Processes,
     ) -> PortResult<()> {
-        self.wait().await;
+        self.wait(&target.account, &target.region).await;
         self.inner.resume_processes(role, target, processes).await
     }
     async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
-        self.wait().await;
+        self.wait(&target.account, &target.region).await;
         self.inner.ca_tags(role, target).await
     }
     async fn remove_ca_tags(
@@ -118,7 +212,7 @@ impl Spokes for SlowSpokes {
         target: &Target,
         tags: &[CaTag],
     ) -> PortResult<()> {
-        self.wait().await;
+        self.wait(&target.account, &target.region).await;
         self.inner.remove_ca_tags(role, target, tags).await
     }
     async fn restore_ca_tags(
@@ -127,7 +221,7 @@ impl Spokes for SlowSpokes {
         target: &Target,
         tags: &[CaTag],
     ) -> PortResult<()> {
-        self.wait().await;
+        self.wait(&target.account, &target.region).await;
         self.inner.restore_ca_tags(role, target, tags).await
     }
     async fn update_state(
@@ -137,7 +231,7 @@ impl Spokes for SlowSpokes {
         update_id: &str,
         planned: Sizes,
     ) -> PortResult<UpdateState> {
-        self.wait().await;
+        self.wait(&target.account, &target.region).await;
         self.inner
             .update_state(role, target, update_id, planned)
             .await
