@@ -22,6 +22,8 @@ use curfew_core::hold::CaTag;
 use curfew_core::ports::{PortResult, Queue, Spokes, UpdateState};
 use curfew_core::service::BatchOutcome;
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use tokio::time::Instant;
 
 use crate::bench::BATCH;
@@ -61,6 +63,9 @@ pub struct Simulation {
     /// Spoke calls per account and region (`None`: unlimited).
     pub spoke_limit: Option<RateLimit>,
 }
+
+/// The seed of the receives' sampling.
+const SAMPLING_SEED: u64 = 9;
 
 /// How long an idle poller waits before receiving again (SQS long polling answers as soon as a
 /// message arrives; this is the granularity of that wait here).
@@ -114,28 +119,23 @@ impl SlowSpokes {
             .entry(shard.clone())
             .or_default() += 1;
         if let Some(limit) = self.limit {
-            loop {
-                let short = {
-                    let now = Instant::now();
-                    let mut buckets = self.buckets.lock().expect("not poisoned");
-                    let bucket = buckets.entry(shard.clone()).or_insert(Bucket {
-                        tokens: limit.burst,
-                        at: now,
-                    });
-                    let refill = (now - bucket.at).as_secs_f64() * limit.rate;
-                    bucket.tokens = (bucket.tokens + refill).min(limit.burst);
-                    bucket.at = now;
-                    if bucket.tokens >= 1.0 {
-                        bucket.tokens -= 1.0;
-                        None
-                    } else {
-                        Some((1.0 - bucket.tokens) / limit.rate)
-                    }
-                };
-                match short {
-                    None => break,
-                    Some(seconds) => tokio::time::sleep(Duration::from_secs_f64(seconds)).await,
-                }
+            // Each call takes a token, going into debt when none is left: a call's wait is the
+            // time the bucket needs to pay its debt back, so calls are served in turn at the
+            // bucket's rate with one sleep each.
+            let wait = {
+                let now = Instant::now();
+                let mut buckets = self.buckets.lock().expect("not poisoned");
+                let bucket = buckets.entry(shard).or_insert(Bucket {
+                    tokens: limit.burst,
+                    at: now,
+                });
+                let refill = (now - bucket.at).as_secs_f64() * limit.rate;
+                bucket.tokens = (bucket.tokens + refill).min(limit.burst) - 1.0;
+                bucket.at = now;
+                (-bucket.tokens).max(0.0) / limit.rate
+            };
+            if wait > 0.0 {
+                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
             }
         }
         tokio::time::sleep(self.latency).await;
@@ -250,8 +250,8 @@ pub struct Sourced {
 }
 
 /// Works `queue` the way an SQS event source mapping with maximum concurrency `concurrency`
-/// does: that many pollers, each receiving up to 10 messages whenever it is free and handing
-/// them to `handler`; failed messages come back after [`RETRY_AFTER`], rejected ones are
+/// does: that many pollers, each receiving up to 10 messages (sampled, not in order, as a
+/// standard queue hands them out) whenever it is free and handing them to `handler`; failed messages come back after [`RETRY_AFTER`], rejected ones are
 /// dropped (reported). Returns once the queue is empty, nothing is in flight and nothing waits
 /// to come back.
 pub async fn event_source<F, Fut>(queue: &MemoryQueue, concurrency: usize, handler: F) -> Sourced
@@ -263,6 +263,9 @@ where
     let delayed: Mutex<VecDeque<(Instant, Vec<String>)>> = Mutex::new(VecDeque::new());
     let sourced = Mutex::new(Sourced::default());
     let received = AtomicUsize::new(0);
+    // A standard queue does not keep order: each receive samples the queue (seeded, so a run
+    // is repeatable). Strict order would make every poller take the same shard's messages.
+    let sampler = Mutex::new(StdRng::seed_from_u64(SAMPLING_SEED));
     let poller = |_| async {
         loop {
             let now = Instant::now();
@@ -277,7 +280,9 @@ where
             if !due.is_empty() {
                 queue.send(&due).await.expect("the memory queue takes it");
             }
-            let bodies = queue.take(BATCH);
+            let bodies = queue.take_with(BATCH, |len| {
+                sampler.lock().expect("not poisoned").random_range(0..len)
+            });
             if bodies.is_empty() {
                 let waiting = !delayed.lock().expect("not poisoned").is_empty();
                 if in_flight.load(Ordering::SeqCst) == 0 && !waiting && queue.is_empty() {

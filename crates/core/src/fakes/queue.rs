@@ -69,6 +69,23 @@ impl MemoryQueue {
         messages.queued.drain(..n).map(|m| m.body).collect()
     }
 
+    /// Removes and returns up to `n` queued bodies chosen by `pick` (given how many are queued,
+    /// it returns the index of the next one to take), without counting a receive: a standard
+    /// SQS queue's receive, which samples its partitions instead of keeping strict order.
+    pub fn take_with(&self, n: usize, mut pick: impl FnMut(usize) -> usize) -> Vec<String> {
+        let mut messages = lock(&self.messages);
+        let mut taken = Vec::new();
+        while taken.len() < n && !messages.queued.is_empty() {
+            let i = pick(messages.queued.len()) % messages.queued.len();
+            let stored = messages
+                .queued
+                .swap_remove_back(i)
+                .expect("the index is in range");
+            taken.push(stored.body);
+        }
+        taken
+    }
+
     /// Removes and returns every queued body, oldest first, without counting a receive.
     pub fn take_all(&self) -> Vec<String> {
         lock(&self.messages)
