@@ -123,3 +123,71 @@ pub fn arg(name: &str, default: usize) -> usize {
         })
         .unwrap_or(default)
 }
+
+/// Where `make bench` keeps its figures for scripts: `$CARGO_TARGET_DIR/curfew-bench.json`, or
+/// `target/curfew-bench.json` from the workspace root.
+pub fn results_path() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            tests.parent().unwrap_or(tests).join("target")
+        });
+    target.join("curfew-bench.json")
+}
+
+/// Records `value` as the `section` of the JSON object in `path`, keeping the other sections
+/// (each benchmark binary writes its own), and writes it back.
+///
+/// # Errors
+/// When the file exists but is not a JSON object, or cannot be read or written.
+pub fn record(
+    path: &std::path::Path,
+    section: &str,
+    value: serde_json::Value,
+) -> std::io::Result<()> {
+    let mut all = match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not a JSON object: {e}", path.display()),
+                )
+            })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Map::new(),
+        Err(e) => return Err(e),
+    };
+    all.insert(section.to_string(), value);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = serde_json::to_string_pretty(&all).expect("JSON values serialize");
+    std::fs::write(path, text + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_benchmark_records_its_own_section_and_keeps_the_others() {
+        let dir = std::env::temp_dir().join(format!("curfew-bench-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("curfew-bench.json");
+        record(&path, "scale", serde_json::json!({"targets": 100})).unwrap();
+        record(&path, "sim", serde_json::json!({"makespan_s": 52.9})).unwrap();
+        record(&path, "scale", serde_json::json!({"targets": 200})).unwrap();
+        let all: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            all,
+            serde_json::json!({"scale": {"targets": 200}, "sim": {"makespan_s": 52.9}})
+        );
+        std::fs::write(&path, "[1, 2]").unwrap();
+        let refused = record(&path, "sim", serde_json::json!({})).unwrap_err();
+        assert!(
+            refused.to_string().contains("not a JSON object"),
+            "{refused}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

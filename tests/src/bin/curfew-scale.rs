@@ -10,7 +10,7 @@
 //! what did not check out, if anything did not. Usage:
 //! `curfew-scale [--targets N] [--accounts N] [--regions N] [--concurrency N] [--asleep-every N]`.
 
-use curfew_tests::bench::arg;
+use curfew_tests::bench::{arg, record, results_path};
 use curfew_tests::scale::{run, FleetShape, ScaleReport, WaveReport};
 
 /// Problems printed before the rest are only counted.
@@ -43,6 +43,32 @@ async fn main() {
     );
     let report = run(&shape).await;
     print_report(&report);
+    let wave = |w: &WaveReport| {
+        let n = report.seeded.max(1) as f64;
+        serde_json::json!({
+            "routing_s": w.route.as_secs_f64(),
+            "working_s": w.work.as_secs_f64(),
+            "state_store_calls_per_target": w.store.total() as f64 / n,
+            "spoke_calls_per_target": w.spoke_calls as f64 / n,
+            "task_queue_sends": w.task_sends.sends,
+            "send_message_batch_calls": w.task_sends.batch_calls,
+            "targets_checked": w.checked,
+            "problems": w.problems.len(),
+        })
+    };
+    let path = results_path();
+    let figures = serde_json::json!({
+        "targets": shape.targets,
+        "accounts": shape.accounts,
+        "regions": shape.regions,
+        "concurrency": shape.concurrency,
+        "stop": wave(&report.stop),
+        "start": wave(&report.start),
+    });
+    match record(&path, "scale", figures) {
+        Ok(()) => eprintln!("recorded in {}", path.display()),
+        Err(e) => eprintln!("curfew-scale: could not record {}: {e}", path.display()),
+    }
     let problems: Vec<_> = report.problems().collect();
     if !report.is_clean() {
         for p in problems.iter().take(SHOWN_PROBLEMS) {

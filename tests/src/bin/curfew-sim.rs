@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use curfew_tests::bench::arg;
+use curfew_tests::bench::{arg, record, results_path};
 use curfew_tests::scale::{run_with, FleetShape, WaveReport};
 use curfew_tests::sim::{concurrency_bound, Latency, RateLimit, Simulation};
 
@@ -79,7 +79,45 @@ async fn main() {
     let report = run_with(&shape, Some(sim)).await;
     print_wave("stop", &report.stop, shape.concurrency);
     print_wave("start", &report.start, shape.concurrency);
-    println!("real time: {:.1} s", real.elapsed().as_secs_f64());
+    let real = real.elapsed();
+    println!("real time: {:.1} s", real.as_secs_f64());
+    let wave = |w: &WaveReport| {
+        let by_concurrency = concurrency_bound(w.worker_busy, shape.concurrency);
+        let makespan = w.route + w.work;
+        serde_json::json!({
+            "makespan_s": makespan.as_secs_f64(),
+            "routing_s": w.route.as_secs_f64(),
+            "working_s": w.work.as_secs_f64(),
+            "worker_busy_s": w.worker_busy.as_secs_f64(),
+            "concurrency_bound_s": by_concurrency.as_secs_f64(),
+            "rate_bound_s": w.rate_bound.as_secs_f64(),
+            "makespan_over_bound": makespan.as_secs_f64()
+                / by_concurrency.max(w.rate_bound).as_secs_f64().max(f64::EPSILON),
+            "invocations": w.task_rounds,
+            "targets_checked": w.checked,
+            "problems": w.problems.len(),
+        })
+    };
+    let path = results_path();
+    let figures = serde_json::json!({
+        "targets": shape.targets,
+        "accounts": shape.accounts,
+        "regions": shape.regions,
+        "concurrency": shape.concurrency,
+        "latency_ms": {
+            "spoke": latency.spoke.as_millis() as u64,
+            "state": latency.state.as_millis() as u64,
+            "queue": latency.queue.as_millis() as u64,
+        },
+        "spoke_rate_per_s": spoke_limit.map(|l| l.rate),
+        "stop": wave(&report.stop),
+        "start": wave(&report.start),
+        "real_time_s": real.as_secs_f64(),
+    });
+    match record(&path, "simulation", figures) {
+        Ok(()) => println!("recorded in {}", path.display()),
+        Err(e) => eprintln!("curfew-sim: could not record {}: {e}", path.display()),
+    }
     let problems: Vec<String> = report.problems().map(ToString::to_string).collect();
     for p in problems.iter().take(20) {
         eprintln!("problem: {p}");
