@@ -58,6 +58,9 @@ pub struct FleetShape {
     /// Every `asleep_every`-th target is seeded already at its stopped sizes with no baseline
     /// (0 = none): the stop must skip it and the start must leave it alone.
     pub asleep_every: usize,
+    /// Targets added to the first account's first region on top of `targets` (0 = none): one
+    /// large account among small ones, for the fairness of a rate-limited wave.
+    pub big_account: usize,
 }
 
 impl Default for FleetShape {
@@ -70,6 +73,7 @@ impl Default for FleetShape {
             regions: 2,
             concurrency: 50,
             asleep_every: 0,
+            big_account: 0,
         }
     }
 }
@@ -153,7 +157,9 @@ pub fn seed_plan(shape: &FleetShape) -> (Vec<String>, Vec<SeededTarget>) {
         let account = format!("{:012}", 100_000_000_000u64 + a as u64);
         for r in 0..shape.regions {
             let shard = a * shape.regions + r;
-            let in_shard = shape.targets / shards + usize::from(shard < shape.targets % shards);
+            let in_shard = shape.targets / shards
+                + usize::from(shard < shape.targets % shards)
+                + if shard == 0 { shape.big_account } else { 0 };
             for i in 0..in_shard {
                 let n = seeded.len();
                 let target = seeded_target(&account, &region_name(r), i);
@@ -343,6 +349,10 @@ pub struct WaveReport {
     /// Simulated runs with a spoke rate limit only: the bound it puts on the wave (see
     /// [`SlowSpokes::rate_bound`]).
     pub rate_bound: Duration,
+    /// Simulated runs only: when, from the start of the working phase, the last task of the
+    /// first account finished, and the last task of every other account (the fairness of a
+    /// wave with one large account, [`FleetShape::big_account`]).
+    pub done: Option<(Duration, Duration)>,
     /// Everything that did not check out.
     pub problems: Vec<Problem>,
 }
@@ -367,6 +377,7 @@ impl WaveReport {
             spoke_calls: 0,
             worker_busy: Duration::ZERO,
             rate_bound: Duration::ZERO,
+            done: None,
             problems: Vec::new(),
         }
     }
@@ -557,8 +568,31 @@ impl Fleet {
             let routed = event_source(&self.router_q, concurrency, route).await;
             report.route = started.elapsed();
             let started = Instant::now();
-            let worked = event_source(&self.task_q, concurrency, work).await;
+            let first_account = self.seeded.first().map(|s| s.target.account.clone());
+            let done = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
+            let timed = |m: Vec<(String, String)>| {
+                let (first_account, done) = (&first_account, &done);
+                async move {
+                    let (m, outcome) = work(m).await;
+                    let at = started.elapsed();
+                    let mut done = done.lock().expect("not poisoned");
+                    for (id, body) in &m {
+                        if outcome.failed.contains(id) {
+                            continue;
+                        }
+                        let first = first_account
+                            .as_deref()
+                            .is_some_and(|a| body.contains(&format!("\"account\":\"{a}\"")));
+                        let slot = if first { &mut done.0 } else { &mut done.1 };
+                        *slot = (*slot).max(at);
+                    }
+                    drop(done);
+                    (m, outcome)
+                }
+            };
+            let worked = event_source(&self.task_q, concurrency, timed).await;
             report.work = started.elapsed();
+            report.done = Some(done.into_inner().expect("not poisoned"));
             report.worker_busy = worked.busy;
             report.rate_bound = self
                 .slow_spokes
@@ -893,6 +927,7 @@ mod tests {
             regions: 3,
             concurrency: 1,
             asleep_every: 4,
+            big_account: 0,
         };
         let (accounts, seeded) = seed_plan(&shape);
         assert_eq!((accounts.len(), seeded.len()), (4, 60));
@@ -915,6 +950,7 @@ mod tests {
             regions: 2,
             concurrency: 1,
             asleep_every: 0,
+            big_account: 0,
         };
         let (_, seeded) = seed_plan(&shape);
         let mut per_shard: BTreeMap<(String, String), usize> = BTreeMap::new();

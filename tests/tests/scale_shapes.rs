@@ -28,7 +28,7 @@ proptest! {
         concurrency in 1usize..=8,
         asleep_every in prop_oneof![Just(0usize), 1usize..=7],
     ) {
-        let shape = FleetShape { targets, accounts, regions, concurrency, asleep_every };
+        let shape = FleetShape { targets, accounts, regions, concurrency, asleep_every, big_account: 0 };
         let report = block_on(run(&shape));
         let problems: Vec<String> = report.problems().take(5).map(|p| p.to_string()).collect();
         prop_assert!(problems.is_empty(), "{:?}: {:?}", shape, problems);
@@ -61,6 +61,7 @@ fn a_shape_that_once_seeded_node_groups_already_stopped_checks_out() {
         regions: 1,
         concurrency: 4,
         asleep_every: 0,
+        big_account: 0,
     };
     let report = block_on(run(&shape));
     assert!(
@@ -82,6 +83,7 @@ fn a_target_woken_by_hand_after_the_stop_is_reported_by_the_checks() {
         regions: 1,
         concurrency: 2,
         asleep_every: 0,
+        big_account: 0,
     };
     block_on(async {
         let fleet = Fleet::seed(&shape).await.expect("the fleet seeds");
@@ -116,6 +118,7 @@ fn a_start_with_no_stop_before_it_fails_the_checks_of_every_awake_target() {
         regions: 2,
         concurrency: 3,
         asleep_every: 0,
+        big_account: 0,
     };
     block_on(async {
         let fleet = Fleet::seed(&shape).await.expect("the fleet seeds");

@@ -15,6 +15,7 @@ async fn a_simulated_fleet_sleeps_and_wakes_exactly_and_no_wave_beats_its_bound(
         regions: 2,
         concurrency: 10,
         asleep_every: 7,
+        big_account: 0,
     };
     let sim = Simulation {
         latency: Latency::default(),
@@ -48,6 +49,7 @@ async fn a_rate_limited_wave_is_held_to_its_rate_bound_and_still_exact() {
         regions: 2,
         concurrency: 10,
         asleep_every: 0,
+        big_account: 0,
     };
     let sim = Simulation {
         latency: Latency::default(),

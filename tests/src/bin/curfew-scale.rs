@@ -25,6 +25,7 @@ async fn main() {
         regions: arg("--regions", defaults.regions),
         concurrency: arg("--concurrency", defaults.concurrency),
         asleep_every: arg("--asleep-every", defaults.asleep_every),
+        big_account: 0,
     };
     if let Err(e) = shape.validate() {
         eprintln!("curfew-scale: {e}");

@@ -28,6 +28,13 @@ fn print_wave(name: &str, wave: &WaveReport, concurrency: usize) {
             makespan.as_secs_f64() / wave.rate_bound.as_secs_f64()
         )
     };
+    if let Some((first, others)) = wave.done {
+        println!(
+            "{name}: the first account's last task done at {:.1} s, every other account's at {:.1} s (virtual, into the working phase)",
+            first.as_secs_f64(),
+            others.as_secs_f64()
+        );
+    }
     println!(
         "{name}: makespan {:.1} s (virtual: routing {:.1} s, working {:.1} s); bounds: concurrency \
          {:.1} s (worker busy {:.1} s over {concurrency} pollers), rate limit {:.1} s; \
@@ -52,6 +59,7 @@ async fn main() {
         accounts: arg("--accounts", defaults.accounts),
         regions: arg("--regions", defaults.regions),
         concurrency: arg("--concurrency", defaults.concurrency),
+        big_account: arg("--big-account", defaults.big_account),
         ..defaults
     };
     let d = Latency::default();
@@ -96,6 +104,8 @@ async fn main() {
             "invocations": w.task_rounds,
             "targets_checked": w.checked,
             "problems": w.problems.len(),
+            "first_account_done_s": w.done.map(|d| d.0.as_secs_f64()),
+            "other_accounts_done_s": w.done.map(|d| d.1.as_secs_f64()),
         })
     };
     let path = results_path();
@@ -104,6 +114,7 @@ async fn main() {
         "accounts": shape.accounts,
         "regions": shape.regions,
         "concurrency": shape.concurrency,
+        "big_account": shape.big_account,
         "latency_ms": {
             "spoke": latency.spoke.as_millis() as u64,
             "state": latency.state.as_millis() as u64,
