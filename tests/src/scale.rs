@@ -27,7 +27,7 @@ use curfew_core::account::Account;
 use curfew_core::clock::ManualClock;
 use curfew_core::decision::{Action, SkipReason};
 use curfew_core::fakes::{self, FakeSpokes, MemoryQueue, MemoryStore};
-use curfew_core::operation::{Discovery, OpCounts, OpStatus, Task, TaskStatus};
+use curfew_core::operation::{Discovery, OpCounts, OpStatus, Task, TaskMessage, TaskStatus};
 use curfew_core::ports::{AccountStore, OperationStore, Queue};
 use curfew_core::selector::Selector;
 
@@ -580,9 +580,8 @@ impl Fleet {
                         if outcome.failed.contains(id) {
                             continue;
                         }
-                        let first = first_account
-                            .as_deref()
-                            .is_some_and(|a| body.contains(&format!("\"account\":\"{a}\"")));
+                        let first = serde_json::from_str::<TaskMessage>(body)
+                            .is_ok_and(|t| Some(&t.target.account) == first_account.as_ref());
                         let slot = if first { &mut done.0 } else { &mut done.1 };
                         *slot = (*slot).max(at);
                     }

@@ -304,13 +304,18 @@ impl ClusterHold {
     }
 }
 
-/// The [`ClusterRef`] of a node group's cluster.
-pub fn cluster_ref(role: &crate::account::SpokeRole, target: &Target) -> Option<ClusterRef> {
-    Some(ClusterRef {
+/// A node group's cluster, reached through `role`, and the key of its hold record; `None` for
+/// an ASG.
+pub fn cluster_of(
+    role: &crate::account::SpokeRole,
+    target: &Target,
+) -> Option<(ClusterRef, String)> {
+    let at = ClusterRef {
         role: role.clone(),
         region: target.region.clone(),
         cluster: target.cluster.clone()?,
-    })
+    };
+    Some((at, cluster_key(target)?))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::Account;
 use curfew_core::cluster::{ClusterRef, Workload, WorkloadKind};
 use curfew_core::cluster_hold::{
-    cluster_key, cluster_ref, ClusterHold, ClusterSaved, SavedDeployment, DEFAULT_CA_DEPLOYMENT,
+    cluster_key, cluster_of, ClusterHold, ClusterSaved, SavedDeployment, DEFAULT_CA_DEPLOYMENT,
 };
 use curfew_core::decision::Action;
 use curfew_core::fakes::{FakeClusters, FakeSpokes, MemoryStore};
@@ -289,8 +289,8 @@ impl Scenario {
                 .iter()
                 .find(|a| a.id == t.target.account)
                 .expect("every target's account is registered");
-            let at = cluster_ref(&account.role, &t.target).expect("a node group has a cluster");
-            let cluster = cluster_key(&t.target).expect("a node group has a cluster");
+            let (at, cluster) =
+                cluster_of(&account.role, &t.target).expect("a node group has a cluster");
             clusters
                 .entry(cluster)
                 .or_insert_with(|| (at, Vec::new()))

@@ -6,7 +6,7 @@
 
 use super::hold::{drift as cluster_drift, StepError};
 use super::Hub;
-use crate::cluster_hold::{cluster_key, cluster_ref};
+use crate::cluster_hold::cluster_of;
 use crate::operation::TaskMessage;
 use crate::ports::Baseline;
 use crate::target::LiveState;
@@ -51,10 +51,7 @@ pub(super) async fn findings(
         }
     }
     if baseline.cluster_hold {
-        if let (Some(at), Some(key)) = (
-            cluster_ref(&msg.role, &msg.target),
-            cluster_key(&msg.target),
-        ) {
+        if let Some((at, key)) = cluster_of(&msg.role, &msg.target) {
             let hold = hub
                 .store
                 .get_cluster_hold(&key)

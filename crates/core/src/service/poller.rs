@@ -141,18 +141,30 @@ async fn start_drift_check(
         notes: Vec::new(),
         check: true,
     };
-    if hub.store.create_operation(&op).await? {
+    if create_and_send(hub, &op).await? {
         info!(op_id = %op.id, "drift check started");
-        report.drift_check = Some(op.id.clone());
-    } else {
+        report.drift_check = Some(op.id);
+    }
+    Ok(())
+}
+
+/// Creates `op` (its id makes the write idempotent) and hands it to the router; true if this
+/// call created it. A poller that crashed after creating an operation but before sending it
+/// left it PENDING: it is sent again. The router ignores operations it has already fanned out.
+async fn create_and_send(hub: &Hub, op: &Operation) -> PortResult<bool> {
+    let created = hub.store.create_operation(op).await?;
+    if !created {
         let existing = hub.store.get_operation(&op.id).await?;
         if existing.is_none_or(|o| o.status != OpStatus::Pending) {
-            return Ok(());
+            return Ok(false);
         }
     }
     hub.router_queue
-        .send(&[to_body(&RouterMessage::Operation { op_id: op.id })])
-        .await
+        .send(&[to_body(&RouterMessage::Operation {
+            op_id: op.id.clone(),
+        })])
+        .await?;
+    Ok(created)
 }
 
 /// One error for every schedule that could not fire: the first one's kind and source, and
@@ -271,20 +283,11 @@ async fn fire(
         notes: Vec::new(),
         check: false,
     };
-    let created = hub.store.create_operation(&op).await?;
-    if created {
+    if create_and_send(hub, &op).await? {
         info!(op_id = %op.id, schedule = %schedule.name, %fire_time, "schedule fired");
-        report.created.push(op.id.clone());
+        report.created.push(op.id);
     } else {
-        report.already_fired.push(op.id.clone());
-        // A poller that crashed after creating the operation but before sending it left it
-        // PENDING: send it again. The router ignores operations it has already fanned out.
-        let existing = hub.store.get_operation(&op.id).await?;
-        if existing.is_none_or(|o| o.status != OpStatus::Pending) {
-            return Ok(());
-        }
+        report.already_fired.push(op.id);
     }
-    hub.router_queue
-        .send(&[to_body(&RouterMessage::Operation { op_id: op.id })])
-        .await
+    Ok(())
 }

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::hold::{hold_cluster, rehold_cluster, release_cluster, Paused, StepError};
 use super::Hub;
-use crate::cluster_hold::{cluster_key, cluster_ref, cluster_wide};
+use crate::cluster_hold::{cluster_key, cluster_of, cluster_wide};
 use crate::decision::{decide, Action, Decision, DecisionInput, SkipReason};
 use crate::hold::{hold_steps, CaTag, HoldModes};
 use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
@@ -601,10 +601,7 @@ async fn drop_baseline(
     }
     let mut cluster_steps = Vec::new();
     if baseline.cluster_hold {
-        if let (Some(at), Some(key)) = (
-            cluster_ref(&msg.role, &msg.target),
-            cluster_key(&msg.target),
-        ) {
+        if let Some((at, key)) = cluster_of(&msg.role, &msg.target) {
             let restored = release_cluster(hub, &baseline.target_key, lease, &at, &key)
                 .await
                 .map_err(|(what, e)| PortError {
@@ -636,10 +633,7 @@ async fn pause_cluster(
     lease: &LeaseToken,
     modes: HoldModes,
 ) -> Result<Paused, StepError> {
-    let (Some(at), Some(key)) = (
-        cluster_ref(&msg.role, &msg.target),
-        cluster_key(&msg.target),
-    ) else {
+    let Some((at, key)) = cluster_of(&msg.role, &msg.target) else {
         return Ok(Paused::Held);
     };
     hold_cluster(hub, msg, lease, &at, &key, modes).await
@@ -753,10 +747,7 @@ async fn rehold(
     };
     let mut done = Vec::new();
     if b.cluster_hold {
-        if let (Some(at), Some(key)) = (
-            cluster_ref(&msg.role, &msg.target),
-            cluster_key(&msg.target),
-        ) {
+        if let Some((at, key)) = cluster_of(&msg.role, &msg.target) {
             let modes = HoldModes::of_target(&msg.target, msg.hold).map_err(|e| {
                 (
                     "reading what to hold",

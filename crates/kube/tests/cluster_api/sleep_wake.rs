@@ -171,24 +171,7 @@ async fn a_sleep_then_a_wake_reach_the_api_server_in_that_order() {
             format!("PATCH {scale}?fieldManager=curfew"),
         ]
     );
-    let bodies: Vec<serde_json::Value> = h
-        .server
-        .received()
-        .into_iter()
-        .filter(|r| r.method == "PATCH")
-        .map(|r| r.body.unwrap())
-        .collect();
-    assert_eq!(
-        bodies,
-        [
-            json!({ "spec": { "replicas": 0 } }),
-            json!({ "spec": { "limits": { "cpu": "0", "memory": null } } }),
-            json!({ "spec": { "limits": { "cpu": "0" } } }),
-            json!({ "spec": { "limits": { "cpu": "1000", "memory": "1000Gi" } } }),
-            json!({ "spec": { "limits": null } }),
-            json!({ "spec": { "replicas": 2 } }),
-        ]
-    );
+    assert_sleep_and_wake_patches(&h);
 }
 
 /// The same cluster put to sleep and woken by the worker itself (`curfew_core::service`, with
@@ -301,6 +284,13 @@ async fn the_worker_sleeps_and_wakes_a_held_cluster_through_the_api_server_in_or
             format!("PATCH {scale}?fieldManager=curfew"),
         ]
     );
+    assert_sleep_and_wake_patches(&h);
+}
+
+/// The merge patches of a sleep then a wake of the scripted cluster, in order: Cluster
+/// Autoscaler to 0, each NodePool closed (only `cpu` left), each restored (unset stays unset),
+/// Cluster Autoscaler back to 2.
+fn assert_sleep_and_wake_patches(h: &Harness) {
     let bodies: Vec<serde_json::Value> = h
         .server
         .received()
