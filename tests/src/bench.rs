@@ -95,6 +95,19 @@ impl CountingQueue {
 #[async_trait]
 impl Queue for CountingQueue {
     async fn send(&self, bodies: &[String]) -> PortResult<()> {
+        self.count(bodies).await;
+        self.inner.send(bodies).await
+    }
+
+    async fn send_as(&self, tenant: &str, bodies: &[String]) -> PortResult<()> {
+        self.count(bodies).await;
+        self.inner.send_as(tenant, bodies).await
+    }
+}
+
+impl CountingQueue {
+    /// Counts one send of `bodies` and takes its latency.
+    async fn count(&self, bodies: &[String]) {
         let n = bodies.len() as u64;
         self.sends.fetch_add(1, Ordering::Relaxed);
         self.messages.fetch_add(n, Ordering::Relaxed);
@@ -102,9 +115,10 @@ impl Queue for CountingQueue {
         let calls = n.div_ceil(BATCH as u64);
         self.batch_calls.fetch_add(calls, Ordering::Relaxed);
         if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency * calls as u32).await;
+            // The SQS adapter makes up to SEND_CONCURRENCY calls at once.
+            let rounds = calls.div_ceil(curfew_aws::sqs::SEND_CONCURRENCY as u64);
+            tokio::time::sleep(self.latency * rounds as u32).await;
         }
-        self.inner.send(bodies).await
     }
 }
 

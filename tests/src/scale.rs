@@ -31,11 +31,12 @@ use curfew_core::operation::{Discovery, OpCounts, OpStatus, Task, TaskMessage, T
 use curfew_core::ports::{AccountStore, OperationStore, Queue};
 use curfew_core::selector::Selector;
 
-use crate::sim::{event_source, Latency, Simulation, SlowSpokes, Sourced};
+use crate::sim::{event_source, Latency, Simulation, SlowSpokes, Source, Sourced, SpokeTraffic};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Delivery, Hub};
 use curfew_core::target::{Processes, Sizes, Target, TargetKind};
 use futures::stream::{self, StreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bench::{CountingQueue, SendCounts, BATCH};
 use crate::counting::{CountingStore, StoreCounts};
@@ -349,10 +350,15 @@ pub struct WaveReport {
     /// Simulated runs with a spoke rate limit only: the bound it puts on the wave (see
     /// [`SlowSpokes::rate_bound`]).
     pub rate_bound: Duration,
-    /// Simulated runs only: when, from the start of the working phase, the last task of the
-    /// first account finished, and the last task of every other account (the fairness of a
-    /// wave with one large account, [`FleetShape::big_account`]).
+    /// Simulated runs only: when, from the invocation, the last task of the first account
+    /// finished, and the last task of every other account (the fairness of a wave with one
+    /// large account, [`FleetShape::big_account`]).
     pub done: Option<(Duration, Duration)>,
+    /// Simulated runs only: when, from the invocation, a worker received the first task (no
+    /// target can be worked before: the makespan's bounds start there).
+    pub first_task: Duration,
+    /// Simulated runs only: STS calls and throttling the spokes saw.
+    pub spoke_traffic: SpokeTraffic,
     /// Everything that did not check out.
     pub problems: Vec<Problem>,
 }
@@ -378,6 +384,8 @@ impl WaveReport {
             worker_busy: Duration::ZERO,
             rate_bound: Duration::ZERO,
             done: None,
+            first_task: Duration::ZERO,
+            spoke_traffic: SpokeTraffic::default(),
             problems: Vec::new(),
         }
     }
@@ -450,12 +458,13 @@ impl Fleet {
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
         ));
-        let (mut hub, store, router_q, task_q, spokes) = fakes::hub(clock);
+        let (mut hub, store, router_q, task_q, spokes) = fakes::hub(clock.clone());
         let latency = sim.map_or(
             Latency {
                 spoke: Duration::ZERO,
                 state: Duration::ZERO,
                 queue: Duration::ZERO,
+                sts: Duration::ZERO,
             },
             |s| s.latency,
         );
@@ -463,13 +472,7 @@ impl Fleet {
         let router_sends =
             Arc::new(CountingQueue::new(router_q.clone()).with_latency(latency.queue));
         let task_sends = Arc::new(CountingQueue::new(task_q.clone()).with_latency(latency.queue));
-        let slow_spokes = sim.map(|s| {
-            Arc::new(SlowSpokes::new(
-                spokes.clone(),
-                latency.spoke,
-                s.spoke_limit,
-            ))
-        });
+        let slow_spokes = sim.map(|s| Arc::new(SlowSpokes::new(spokes.clone(), &s, clock.clone())));
         if let Some(slow) = &slow_spokes {
             hub.spokes = slow.clone();
         }
@@ -564,10 +567,7 @@ impl Fleet {
         if let Some(slow) = &self.slow_spokes {
             slow.reset_counts();
         }
-        let (routed, worked) = if self.sim.is_some() {
-            let routed = event_source(&self.router_q, concurrency, route).await;
-            report.route = started.elapsed();
-            let started = Instant::now();
+        let (routed, worked) = if let Some(sim) = self.sim {
             let first_account = self.seeded.first().map(|s| s.target.account.clone());
             let done = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
             let timed = |m: Vec<(String, String)>| {
@@ -589,14 +589,48 @@ impl Fleet {
                     (m, outcome)
                 }
             };
-            let worked = event_source(&self.task_q, concurrency, timed).await;
-            report.work = started.elapsed();
+            // The worker's event source polls while the router still fans out, as in AWS:
+            // the first shards' tasks are worked before the last shard is planned.
+            let routing_done = AtomicBool::new(false);
+            let routing = async {
+                let routed = event_source(
+                    &self.router_q,
+                    Source {
+                        lambda: "router",
+                        concurrency,
+                        fair: !sim.unfair,
+                        upstream_done: None,
+                    },
+                    route,
+                )
+                .await;
+                routing_done.store(true, Ordering::SeqCst);
+                (routed, started.elapsed())
+            };
+            let working = async {
+                let worked = event_source(
+                    &self.task_q,
+                    Source {
+                        lambda: "worker",
+                        concurrency,
+                        fair: !sim.unfair,
+                        upstream_done: Some(&routing_done),
+                    },
+                    timed,
+                )
+                .await;
+                (worked, started.elapsed())
+            };
+            let ((routed, route_end), (worked, end)) = futures::join!(routing, working);
+            report.route = route_end;
+            report.work = end.saturating_sub(route_end);
+            report.first_task = worked.first_receive.unwrap_or(route_end);
             report.done = Some(done.into_inner().expect("not poisoned"));
             report.worker_busy = worked.busy;
-            report.rate_bound = self
-                .slow_spokes
-                .as_ref()
-                .map_or(Duration::ZERO, |s| s.rate_bound());
+            if let Some(slow) = &self.slow_spokes {
+                report.rate_bound = slow.rate_bound();
+                report.spoke_traffic = slow.traffic();
+            }
             (Worked::from(routed), Worked::from(worked))
         } else {
             let routed = work_queue(&self.router_q, concurrency, route).await;

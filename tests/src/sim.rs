@@ -10,17 +10,21 @@
 //! limits (per-account token buckets), injected throttling and the makespan bound they add are
 //! the next part of the issue; they are not modelled here yet.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use curfew_aws::config::{SDK_INITIAL_BACKOFF, SDK_MAX_ATTEMPTS, SDK_MAX_BACKOFF};
+use curfew_aws::error::retrying;
 use curfew_core::account::SpokeRole;
+use curfew_core::clock::Clock;
 use curfew_core::fakes::MemoryQueue;
 use curfew_core::hold::CaTag;
-use curfew_core::ports::{PortResult, Queue, Spokes, UpdateState};
+use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::service::BatchOutcome;
+use curfew_core::session::{Session, SessionCache};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -37,15 +41,19 @@ pub struct Latency {
     pub state: Duration,
     /// One SendMessageBatch call (SQS).
     pub queue: Duration,
+    /// One STS AssumeRole call (a session cache miss).
+    pub sts: Duration,
 }
 
 impl Default for Latency {
-    /// Issue 9's defaults: 50 ms per spoke call, 10 ms per DynamoDB or SQS request.
+    /// Issue 9's defaults: 50 ms per spoke call, 10 ms per DynamoDB or SQS request; 100 ms per
+    /// AssumeRole (our assumption: it signs and issues credentials, a heavier call).
     fn default() -> Self {
         Latency {
             spoke: Duration::from_millis(50),
             state: Duration::from_millis(10),
             queue: Duration::from_millis(10),
+            sts: Duration::from_millis(100),
         }
     }
 }
@@ -55,21 +63,32 @@ impl Default for Latency {
 /// retried message does not dominate the makespan it is measuring).
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// What a simulated run models: the latencies, and the spoke's rate limit if any.
+/// What a simulated run models: the latencies, the spoke's rate limit and throttling if any,
+/// and how the task queue hands out messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Simulation {
     /// Per call.
     pub latency: Latency,
     /// Spoke calls per account and region (`None`: unlimited).
     pub spoke_limit: Option<RateLimit>,
+    /// The fraction of spoke calls answered with a throttling error (0: none), retried the way
+    /// the AWS adapter retries them (see [`SlowSpokes`]).
+    pub throttled: f64,
+    /// Receive the task queue as a standard queue without tenants (every message sampled
+    /// alike) instead of as the fair queue curfew's task messages make it (their account is
+    /// their `MessageGroupId`): the "before" of the fairness measurement.
+    pub unfair: bool,
 }
 
 /// The seed of the receives' sampling.
 const SAMPLING_SEED: u64 = 9;
 
+/// The seed of the injected throttling and of the SDK retry's jitter.
+const FAULT_SEED: u64 = 17;
+
 /// How long an idle poller waits before receiving again (SQS long polling answers as soon as a
 /// message arrives; this is the granularity of that wait here).
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(5);
 
 /// A token bucket of spoke calls per account and region: `burst` calls at once, then `rate`
 /// a second. The spoke's throttling, as a client that paces its retries by the bucket sees it:
@@ -88,26 +107,96 @@ struct Bucket {
     at: Instant,
 }
 
+/// A Lambda execution environment: the function and the poller slot it serves.
+type Environment = (&'static str, usize);
+
+tokio::task_local! {
+    /// The execution environment a handler runs in ([`event_source`] sets it): each keeps its
+    /// own STS session cache, as each worker process does in AWS.
+    static ENVIRONMENT: Environment;
+}
+
+/// What the spokes saw in a wave: calls, throttles and the STS calls behind them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpokeTraffic {
+    /// AssumeRole calls (session cache misses, one cache per execution environment).
+    pub sts_calls: u64,
+    /// Distinct accounts assumed into.
+    pub sts_accounts: usize,
+    /// Spoke call attempts answered with a throttling error.
+    pub throttled: u64,
+}
+
 /// Spoke calls that each take `latency` before reaching `inner`, paced by a [`RateLimit`] per
-/// account and region when one is set, and counted per account and region.
+/// account and region when one is set, counted per account and region, and made through an
+/// STS session cache per execution environment (an AssumeRole per account the first time an
+/// environment calls it).
+///
+/// With [`Simulation::throttled`], that fraction of call attempts is answered with a throttling
+/// error and retried as the AWS adapter retries: the SDK's own attempts
+/// ([`curfew_aws::config::SDK_MAX_ATTEMPTS`], full-jitter backoff from
+/// [`curfew_aws::config::SDK_INITIAL_BACKOFF`]) inside curfew's jittered backoff
+/// ([`curfew_aws::error::retrying`], the real function).
 pub struct SlowSpokes {
     inner: Arc<dyn Spokes>,
-    latency: Duration,
+    latency: Latency,
     limit: Option<RateLimit>,
+    throttled: f64,
+    clock: Arc<dyn Clock>,
     buckets: Mutex<HashMap<(String, String), Bucket>>,
     calls: Mutex<HashMap<(String, String), u64>>,
+    faults: Mutex<StdRng>,
+    sessions: Mutex<HashMap<Environment, Arc<SessionCache<()>>>>,
+    traffic: Mutex<(SpokeTraffic, HashSet<String>)>,
 }
 
 impl SlowSpokes {
-    /// `inner`'s calls taking `latency` each, paced by `limit` if given.
-    pub fn new(inner: Arc<dyn Spokes>, latency: Duration, limit: Option<RateLimit>) -> Self {
+    /// `inner`'s calls as `sim` models them; `clock` is the hub's (session expiry).
+    pub fn new(inner: Arc<dyn Spokes>, sim: &Simulation, clock: Arc<dyn Clock>) -> Self {
         SlowSpokes {
             inner,
-            latency,
-            limit,
+            latency: sim.latency,
+            limit: sim.spoke_limit,
+            throttled: sim.throttled,
+            clock,
             buckets: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
+            faults: Mutex::new(StdRng::seed_from_u64(FAULT_SEED)),
+            sessions: Mutex::new(HashMap::new()),
+            traffic: Mutex::new((SpokeTraffic::default(), HashSet::new())),
         }
+    }
+
+    /// The calling environment's session for `account`, assumed if it has none.
+    async fn session(&self, account: &str) {
+        let environment = ENVIRONMENT.try_with(|e| *e).unwrap_or(("outside", 0));
+        let cache = self
+            .sessions
+            .lock()
+            .expect("not poisoned")
+            .entry(environment)
+            .or_insert_with(|| {
+                Arc::new(SessionCache::new(
+                    self.clock.clone(),
+                    chrono::Duration::minutes(5),
+                ))
+            })
+            .clone();
+        let assumed = cache
+            .get_or_assume(account, || async {
+                {
+                    let mut traffic = self.traffic.lock().expect("not poisoned");
+                    traffic.0.sts_calls += 1;
+                    traffic.1.insert(account.to_string());
+                }
+                tokio::time::sleep(self.latency.sts).await;
+                Ok::<_, std::convert::Infallible>(Session {
+                    value: (),
+                    expires_at: self.clock.now() + chrono::Duration::hours(1),
+                })
+            })
+            .await;
+        let Ok(()) = assumed;
     }
 
     async fn wait(&self, account: &str, region: &str) {
@@ -138,12 +227,63 @@ impl SlowSpokes {
                 tokio::time::sleep(Duration::from_secs_f64(wait)).await;
             }
         }
-        tokio::time::sleep(self.latency).await;
+        tokio::time::sleep(self.latency.spoke).await;
     }
 
-    /// Forgets the calls counted so far (a new wave).
+    /// One call as the SDK makes it: up to [`SDK_MAX_ATTEMPTS`] attempts, the next after a
+    /// full-jitter backoff, a throttling error when every attempt was throttled.
+    async fn sdk_call<T, F, Fut>(&self, account: &str, region: &str, call: &F) -> PortResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = PortResult<T>>,
+    {
+        for attempt in 1..=SDK_MAX_ATTEMPTS {
+            self.wait(account, region).await;
+            let (throttled, jitter) = {
+                let mut faults = self.faults.lock().expect("not poisoned");
+                let throttled = self.throttled > 0.0 && faults.random::<f64>() < self.throttled;
+                (throttled, faults.random::<f64>())
+            };
+            if !throttled {
+                return call().await;
+            }
+            self.traffic.lock().expect("not poisoned").0.throttled += 1;
+            if attempt < SDK_MAX_ATTEMPTS {
+                let ceiling = (SDK_INITIAL_BACKOFF * 2u32.pow(attempt - 1)).min(SDK_MAX_BACKOFF);
+                tokio::time::sleep(ceiling.mul_f64(jitter)).await;
+            }
+        }
+        Err(PortError::new(
+            ErrorKind::Throttled,
+            "Rate exceeded (simulated throttling)",
+        ))
+    }
+
+    /// A spoke call through the environment's session, retried as the adapter retries.
+    async fn call<T, F, Fut>(&self, account: &str, region: &str, call: F) -> PortResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = PortResult<T>>,
+    {
+        self.session(account).await;
+        retrying(|| self.sdk_call(account, region, &call)).await
+    }
+
+    /// Forgets the calls counted so far and the environments' sessions (a new wave: the next
+    /// one comes hours later, after the credentials and the environments have expired).
     pub fn reset_counts(&self) {
         self.calls.lock().expect("not poisoned").clear();
+        self.sessions.lock().expect("not poisoned").clear();
+        *self.traffic.lock().expect("not poisoned") = (SpokeTraffic::default(), HashSet::new());
+    }
+
+    /// What the spokes saw since the last reset.
+    pub fn traffic(&self) -> SpokeTraffic {
+        let traffic = self.traffic.lock().expect("not poisoned");
+        SpokeTraffic {
+            sts_accounts: traffic.1.len(),
+            ..traffic.0.clone()
+        }
     }
 
     /// The lower bound the rate limit puts on the calls counted since the last reset: the
@@ -168,12 +308,14 @@ impl SlowSpokes {
 #[async_trait]
 impl Spokes for SlowSpokes {
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
-        self.wait(&role.account, region).await;
-        self.inner.discover(role, region).await
+        self.call(&role.account, region, || self.inner.discover(role, region))
+            .await
     }
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
-        self.wait(&target.account, &target.region).await;
-        self.inner.live_state(role, target).await
+        self.call(&target.account, &target.region, || {
+            self.inner.live_state(role, target)
+        })
+        .await
     }
     async fn set_sizes(
         &self,
@@ -181,8 +323,10 @@ impl Spokes for SlowSpokes {
         target: &Target,
         sizes: Sizes,
     ) -> PortResult<Option<String>> {
-        self.wait(&target.account, &target.region).await;
-        self.inner.set_sizes(role, target, sizes).await
+        self.call(&target.account, &target.region, || {
+            self.inner.set_sizes(role, target, sizes)
+        })
+        .await
     }
     async fn suspend_processes(
         &self,
@@ -190,8 +334,10 @@ impl Spokes for SlowSpokes {
         target: &Target,
         processes: Processes,
     ) -> PortResult<()> {
-        self.wait(&target.account, &target.region).await;
-        self.inner.suspend_processes(role, target, processes).await
+        self.call(&target.account, &target.region, || {
+            self.inner.suspend_processes(role, target, processes)
+        })
+        .await
     }
     async fn resume_processes(
         &self,
@@ -199,12 +345,16 @@ impl Spokes for SlowSpokes {
         target: &Target,
         processes: Processes,
     ) -> PortResult<()> {
-        self.wait(&target.account, &target.region).await;
-        self.inner.resume_processes(role, target, processes).await
+        self.call(&target.account, &target.region, || {
+            self.inner.resume_processes(role, target, processes)
+        })
+        .await
     }
     async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
-        self.wait(&target.account, &target.region).await;
-        self.inner.ca_tags(role, target).await
+        self.call(&target.account, &target.region, || {
+            self.inner.ca_tags(role, target)
+        })
+        .await
     }
     async fn remove_ca_tags(
         &self,
@@ -212,8 +362,10 @@ impl Spokes for SlowSpokes {
         target: &Target,
         tags: &[CaTag],
     ) -> PortResult<()> {
-        self.wait(&target.account, &target.region).await;
-        self.inner.remove_ca_tags(role, target, tags).await
+        self.call(&target.account, &target.region, || {
+            self.inner.remove_ca_tags(role, target, tags)
+        })
+        .await
     }
     async fn restore_ca_tags(
         &self,
@@ -221,8 +373,10 @@ impl Spokes for SlowSpokes {
         target: &Target,
         tags: &[CaTag],
     ) -> PortResult<()> {
-        self.wait(&target.account, &target.region).await;
-        self.inner.restore_ca_tags(role, target, tags).await
+        self.call(&target.account, &target.region, || {
+            self.inner.restore_ca_tags(role, target, tags)
+        })
+        .await
     }
     async fn update_state(
         &self,
@@ -231,10 +385,10 @@ impl Spokes for SlowSpokes {
         update_id: &str,
         planned: Sizes,
     ) -> PortResult<UpdateState> {
-        self.wait(&target.account, &target.region).await;
-        self.inner
-            .update_state(role, target, update_id, planned)
-            .await
+        self.call(&target.account, &target.region, || {
+            self.inner.update_state(role, target, update_id, planned)
+        })
+        .await
     }
 }
 
@@ -245,86 +399,219 @@ pub struct Sourced {
     pub invocations: usize,
     /// The sum of every invocation's duration: the work the pollers shared.
     pub busy: Duration,
+    /// When the first message was received, from the start of the source.
+    pub first_receive: Option<Duration>,
     /// Causes of messages rejected as unfixable (they would go to the DLQ).
     pub rejected: Vec<String>,
 }
 
-/// Works `queue` the way an SQS event source mapping with maximum concurrency `concurrency`
-/// does: that many pollers, each receiving up to 10 messages (sampled, not in order, as a
-/// standard queue hands them out) whenever it is free and handing them to `handler`; failed messages come back after [`RETRY_AFTER`], rejected ones are
-/// dropped (reported). Returns once the queue is empty, nothing is in flight and nothing waits
-/// to come back.
-pub async fn event_source<F, Fut>(queue: &MemoryQueue, concurrency: usize, handler: F) -> Sourced
+/// How an event source mapping works a queue.
+#[derive(Clone, Copy, Debug)]
+pub struct Source<'a> {
+    /// The function it invokes (each poller slot is one of its execution environments).
+    pub lambda: &'static str,
+    /// Its maximum concurrency.
+    pub concurrency: usize,
+    /// Receive as a fair queue (see [`Backlog`]).
+    pub fair: bool,
+    /// Set once nothing more will be sent to the queue (`None`: everything is already there).
+    /// Until then an empty queue only means the producer has not sent the rest yet.
+    pub upstream_done: Option<&'a AtomicBool>,
+}
+
+/// A queued message: its tenant (if it was sent as one) and its body.
+type Message = (Option<String>, String);
+
+/// A tenant holding this many messages in flight, and more than a tenth of all of them, is a
+/// noisy neighbour (AWS's documented thresholds for fair queues' concurrency share).
+const NOISY_IN_FLIGHT: usize = 30;
+
+/// The messages a queue holds, received the way SQS receives them: a standard queue samples
+/// its messages (seeded, so a run is repeatable); a fair one
+/// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-fair-queues.html>)
+/// also favours quiet tenants whenever a noisy one (more than a tenth of the messages in flight
+/// and at least [`NOISY_IN_FLIGHT`] of them) holds messages back. Only the concurrency share is
+/// modelled, not the processing-time share; when only noisy tenants are left, they are sampled
+/// alike. A message without a tenant is its own tenant, never noisy.
+struct Backlog {
+    queued: Vec<Message>,
+    queued_by_tenant: HashMap<String, usize>,
+    in_flight: HashMap<String, usize>,
+    total_in_flight: usize,
+    sampler: StdRng,
+}
+
+impl Backlog {
+    fn new() -> Self {
+        Backlog {
+            queued: Vec::new(),
+            queued_by_tenant: HashMap::new(),
+            in_flight: HashMap::new(),
+            total_in_flight: 0,
+            sampler: StdRng::seed_from_u64(SAMPLING_SEED),
+        }
+    }
+
+    fn add(&mut self, messages: Vec<Message>) {
+        for (tenant, body) in messages {
+            if let Some(t) = &tenant {
+                *self.queued_by_tenant.entry(t.clone()).or_default() += 1;
+            }
+            self.queued.push((tenant, body));
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.queued.is_empty() && self.total_in_flight == 0
+    }
+
+    /// Up to `n` messages, now in flight.
+    fn receive(&mut self, n: usize, fair: bool) -> Vec<Message> {
+        let noisy: HashSet<String> = if fair {
+            self.in_flight
+                .iter()
+                .filter(|(_, &k)| k >= NOISY_IN_FLIGHT && k * 10 > self.total_in_flight)
+                .map(|(t, _)| t.clone())
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let is_noisy = |m: &Message| m.0.as_ref().is_some_and(|t| noisy.contains(t));
+        let mut quiet = self.queued.len()
+            - noisy
+                .iter()
+                .map(|t| self.queued_by_tenant.get(t).copied().unwrap_or(0))
+                .sum::<usize>();
+        let mut taken = Vec::new();
+        while taken.len() < n && !self.queued.is_empty() {
+            let mut i = self.sampler.random_range(0..self.queued.len());
+            if quiet > 0 && is_noisy(&self.queued[i]) {
+                // Rejection sampling keeps the pick uniform over the quiet tenants' messages;
+                // a scan finds one when they are too rare for it.
+                i = (0..64)
+                    .map(|_| self.sampler.random_range(0..self.queued.len()))
+                    .find(|&j| !is_noisy(&self.queued[j]))
+                    .or_else(|| self.queued.iter().position(|m| !is_noisy(m)))
+                    .expect("a quiet message is queued");
+            }
+            let message = self.queued.swap_remove(i);
+            if !is_noisy(&message) {
+                quiet -= 1;
+            }
+            if let Some(t) = &message.0 {
+                *self
+                    .queued_by_tenant
+                    .get_mut(t)
+                    .expect("counted when queued") -= 1;
+                *self.in_flight.entry(t.clone()).or_default() += 1;
+            }
+            self.total_in_flight += 1;
+            taken.push(message);
+        }
+        taken
+    }
+
+    /// `tenants`' messages are no longer in flight (deleted, or back to wait for a retry).
+    fn settle(&mut self, tenants: &[Option<String>]) {
+        for tenant in tenants {
+            if let Some(t) = tenant {
+                let k = self.in_flight.get_mut(t).expect("in flight");
+                *k -= 1;
+                if *k == 0 {
+                    self.in_flight.remove(t);
+                }
+            }
+            self.total_in_flight -= 1;
+        }
+    }
+}
+
+/// Works `queue` the way an SQS event source mapping does: `source.concurrency` pollers (each
+/// one execution environment of `source.lambda`), each receiving up to 10 messages whenever it
+/// is free and handing them to `handler`; failed messages come back after [`RETRY_AFTER`],
+/// rejected ones are dropped (reported). Returns once nothing more will be sent, the queue is
+/// empty, nothing is in flight and nothing waits to come back.
+pub async fn event_source<F, Fut>(queue: &MemoryQueue, source: Source<'_>, handler: F) -> Sourced
 where
     F: Fn(Vec<(String, String)>) -> Fut,
     Fut: std::future::Future<Output = (Vec<(String, String)>, BatchOutcome)>,
 {
-    let in_flight = AtomicUsize::new(0);
-    let delayed: Mutex<VecDeque<(Instant, Vec<String>)>> = Mutex::new(VecDeque::new());
+    let backlog = Mutex::new(Backlog::new());
+    let delayed: Mutex<VecDeque<(Instant, Vec<Message>)>> = Mutex::new(VecDeque::new());
     let sourced = Mutex::new(Sourced::default());
     let received = AtomicUsize::new(0);
-    // A standard queue does not keep order: each receive samples the queue (seeded, so a run
-    // is repeatable). Strict order would make every poller take the same shard's messages.
-    let sampler = Mutex::new(StdRng::seed_from_u64(SAMPLING_SEED));
-    let poller = |_| async {
-        loop {
-            let now = Instant::now();
-            let due: Vec<String> = {
-                let mut waiting = delayed.lock().expect("not poisoned");
-                let mut due = Vec::new();
-                while waiting.front().is_some_and(|(at, _)| *at <= now) {
-                    due.extend(waiting.pop_front().expect("checked").1);
+    let began = Instant::now();
+    let poller = |slot: usize| {
+        let (backlog, delayed, sourced, received, handler) =
+            (&backlog, &delayed, &sourced, &received, &handler);
+        async move {
+            loop {
+                // Read before looking at the queue: a producer that finishes after this read
+                // has sent everything by then, so the next round sees it.
+                let upstream_done = source
+                    .upstream_done
+                    .is_none_or(|done| done.load(Ordering::SeqCst));
+                let now = Instant::now();
+                let batch = {
+                    let mut backlog = backlog.lock().expect("not poisoned");
+                    backlog.add(queue.take_all_with_tenants());
+                    let mut waiting = delayed.lock().expect("not poisoned");
+                    while waiting.front().is_some_and(|(at, _)| *at <= now) {
+                        backlog.add(waiting.pop_front().expect("checked").1);
+                    }
+                    let batch = backlog.receive(BATCH, source.fair);
+                    if batch.is_empty() && backlog.is_idle() && waiting.is_empty() && upstream_done
+                    {
+                        return;
+                    }
+                    batch
+                };
+                if batch.is_empty() {
+                    tokio::time::sleep(POLL).await;
+                    continue;
                 }
-                due
-            };
-            if !due.is_empty() {
-                queue.send(&due).await.expect("the memory queue takes it");
-            }
-            let bodies = queue.take_with(BATCH, |len| {
-                sampler.lock().expect("not poisoned").random_range(0..len)
-            });
-            if bodies.is_empty() {
-                let waiting = !delayed.lock().expect("not poisoned").is_empty();
-                if in_flight.load(Ordering::SeqCst) == 0 && !waiting && queue.is_empty() {
-                    return;
+                let n = received.fetch_add(1, Ordering::SeqCst);
+                let tenants: Vec<Option<String>> = batch.iter().map(|(t, _)| t.clone()).collect();
+                let messages: Vec<(String, String)> = batch
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (_, body))| (format!("{n}-{i}"), body))
+                    .collect();
+                let started = Instant::now();
+                let (messages, outcome) = ENVIRONMENT
+                    .scope((source.lambda, slot), handler(messages))
+                    .await;
+                let took = started.elapsed();
+                let retry: Vec<Message> = messages
+                    .into_iter()
+                    .zip(&tenants)
+                    .filter(|((id, _), _)| {
+                        outcome.failed.contains(id)
+                            && !outcome.rejected.iter().any(|(r, _)| r == id)
+                    })
+                    .map(|((_, body), tenant)| (tenant.clone(), body))
+                    .collect();
+                backlog.lock().expect("not poisoned").settle(&tenants);
+                if !retry.is_empty() {
+                    delayed
+                        .lock()
+                        .expect("not poisoned")
+                        .push_back((Instant::now() + RETRY_AFTER, retry));
                 }
-                tokio::time::sleep(POLL).await;
-                continue;
-            }
-            in_flight.fetch_add(1, Ordering::SeqCst);
-            let n = received.fetch_add(1, Ordering::SeqCst);
-            let messages: Vec<(String, String)> = bodies
-                .into_iter()
-                .enumerate()
-                .map(|(i, body)| (format!("{n}-{i}"), body))
-                .collect();
-            let started = Instant::now();
-            let (messages, outcome) = handler(messages).await;
-            let took = started.elapsed();
-            let retry: Vec<String> = messages
-                .into_iter()
-                .filter(|(id, _)| {
-                    outcome.failed.contains(id) && !outcome.rejected.iter().any(|(r, _)| r == id)
-                })
-                .map(|(_, body)| body)
-                .collect();
-            if !retry.is_empty() {
-                delayed
-                    .lock()
-                    .expect("not poisoned")
-                    .push_back((Instant::now() + RETRY_AFTER, retry));
-            }
-            {
                 let mut s = sourced.lock().expect("not poisoned");
                 s.invocations += 1;
                 s.busy += took;
+                s.first_receive = Some(
+                    s.first_receive
+                        .unwrap_or(started - began)
+                        .min(started - began),
+                );
                 s.rejected
                     .extend(outcome.rejected.into_iter().map(|(_, cause)| cause));
             }
-            in_flight.fetch_sub(1, Ordering::SeqCst);
         }
     };
-    futures::future::join_all((0..concurrency.max(1)).map(poller)).await;
+    futures::future::join_all((0..source.concurrency.max(1)).map(poller)).await;
     sourced.into_inner().expect("not poisoned")
 }
 

@@ -17,10 +17,7 @@ async fn a_simulated_fleet_sleeps_and_wakes_exactly_and_no_wave_beats_its_bound(
         asleep_every: 7,
         big_account: 0,
     };
-    let sim = Simulation {
-        latency: Latency::default(),
-        spoke_limit: None,
-    };
+    let sim = Simulation::default();
     let report = run_with(&shape, Some(sim)).await;
     let problems: Vec<String> = report.problems().map(ToString::to_string).collect();
     assert!(report.is_clean(), "{problems:#?}");
@@ -52,11 +49,11 @@ async fn a_rate_limited_wave_is_held_to_its_rate_bound_and_still_exact() {
         big_account: 0,
     };
     let sim = Simulation {
-        latency: Latency::default(),
         spoke_limit: Some(RateLimit {
             rate: 5.0,
             burst: 10.0,
         }),
+        ..Simulation::default()
     };
     let report = run_with(&shape, Some(sim)).await;
     let problems: Vec<String> = report.problems().map(ToString::to_string).collect();
@@ -77,4 +74,125 @@ async fn a_rate_limited_wave_is_held_to_its_rate_bound_and_still_exact() {
             wave.rate_bound
         );
     }
+}
+
+/// One execution environment (concurrency 1) keeps one STS session per account: the start wave
+/// (inventory cached, so the router calls no spoke) assumes each account's role exactly once,
+/// the stop wave at most once more per account for the router's discovery. With more
+/// environments each may assume every account once, never more.
+#[tokio::test(start_paused = true)]
+async fn each_environment_assumes_an_accounts_role_once_per_wave() {
+    let shape = FleetShape {
+        targets: 120,
+        accounts: 6,
+        regions: 2,
+        concurrency: 1,
+        asleep_every: 0,
+        big_account: 0,
+    };
+    let report = run_with(&shape, Some(Simulation::default())).await;
+    assert!(report.is_clean(), "{:?}", report.problems().next());
+    assert_eq!(report.start.spoke_traffic.sts_calls, 6);
+    assert_eq!(report.start.spoke_traffic.sts_accounts, 6);
+    assert!(
+        (6..=12).contains(&report.stop.spoke_traffic.sts_calls),
+        "{:?}",
+        report.stop.spoke_traffic
+    );
+
+    let wide = FleetShape {
+        concurrency: 4,
+        ..shape
+    };
+    let report = run_with(&wide, Some(Simulation::default())).await;
+    assert!(report.is_clean(), "{:?}", report.problems().next());
+    let calls = report.start.spoke_traffic.sts_calls;
+    assert!(
+        (7..=4 * 6).contains(&calls),
+        "four environments assume between once and four times per account: {calls}"
+    );
+}
+
+/// A fifth of spoke call attempts throttled: the adapter's retries (the SDK's attempts inside
+/// curfew's backoff) carry every target through, and the wave takes longer than without.
+#[tokio::test(start_paused = true)]
+async fn throttled_spoke_calls_are_retried_and_every_target_still_checks_out() {
+    let shape = FleetShape {
+        targets: 300,
+        accounts: 5,
+        regions: 2,
+        concurrency: 10,
+        asleep_every: 0,
+        big_account: 0,
+    };
+    let calm = run_with(&shape, Some(Simulation::default())).await;
+    let stormy = run_with(
+        &shape,
+        Some(Simulation {
+            throttled: 0.2,
+            ..Simulation::default()
+        }),
+    )
+    .await;
+    let problems: Vec<String> = stormy.problems().map(ToString::to_string).collect();
+    assert!(stormy.is_clean(), "{problems:#?}");
+    assert_eq!(calm.stop.spoke_traffic.throttled, 0);
+    for (calm, stormy) in [(&calm.stop, &stormy.stop), (&calm.start, &stormy.start)] {
+        assert!(
+            stormy.spoke_traffic.throttled > 50,
+            "{:?}",
+            stormy.spoke_traffic
+        );
+        assert!(
+            stormy.worker_busy > calm.worker_busy,
+            "{:?}: retries take time ({:?} vs {:?})",
+            stormy.action,
+            stormy.worker_busy,
+            calm.worker_busy
+        );
+    }
+}
+
+/// One large account under a spoke rate limit among small ones: received as a fair queue (the
+/// task messages' account is their tenant), the small accounts finish long before the large
+/// one; received as a standard queue without tenants, the pollers queue up behind the large
+/// account's token bucket and the small accounts finish with it.
+#[tokio::test(start_paused = true)]
+async fn a_fair_queue_keeps_a_large_rate_limited_account_from_starving_the_small_ones() {
+    let shape = FleetShape {
+        targets: 200,
+        accounts: 20,
+        regions: 1,
+        concurrency: 10,
+        asleep_every: 0,
+        big_account: 400,
+    };
+    let limited = Simulation {
+        spoke_limit: Some(RateLimit {
+            rate: 5.0,
+            burst: 10.0,
+        }),
+        ..Simulation::default()
+    };
+    let fair = run_with(&shape, Some(limited)).await;
+    let unfair = run_with(
+        &shape,
+        Some(Simulation {
+            unfair: true,
+            ..limited
+        }),
+    )
+    .await;
+    assert!(fair.is_clean(), "{:?}", fair.problems().next());
+    assert!(unfair.is_clean(), "{:?}", unfair.problems().next());
+    let (big_fair, small_fair) = fair.stop.done.expect("simulated");
+    let (big_unfair, small_unfair) = unfair.stop.done.expect("simulated");
+    assert!(
+        small_fair * 3 < big_fair,
+        "fair: small accounts done at {small_fair:?}, the large one at {big_fair:?}"
+    );
+    assert!(
+        small_unfair * 3 > big_unfair * 2,
+        "unfair: small accounts done at {small_unfair:?}, the large one at {big_unfair:?}"
+    );
 }

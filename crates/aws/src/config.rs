@@ -1,8 +1,24 @@
 //! Where curfew's AWS clients point: real AWS, or an emulator through an endpoint URL.
 
+use std::time::Duration;
+
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+
+/// Attempts the SDK makes of one call before its error reaches curfew's own backoff.
+pub const SDK_MAX_ATTEMPTS: u32 = 2;
+
+/// The ceiling of the SDK's first retry delay (full jitter: the delay is drawn from zero to it,
+/// doubling per attempt). The SDK's default is 1 s: with 5% of spoke calls throttled, the
+/// simulation (`curfew-sim`, docs/PERFORMANCE.md) measured a 100,000-target wave at 2.5 times
+/// its bound with it, since one throttled call holds its whole batch of 10 for up to a second.
+/// A spoke throttle clears in a token's time (tenths of a second), and curfew's own backoff
+/// ([`crate::error::retrying`]) still grows to seconds when throttling persists.
+pub const SDK_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The ceiling of any SDK retry delay (the SDK's default).
+pub const SDK_MAX_BACKOFF: Duration = Duration::from_secs(20);
 
 /// Loads the SDK configuration from the environment. `endpoint` (for an emulator) and
 /// `region` override it. The SDK's own retries are kept to 2 attempts: curfew's backoff
@@ -11,8 +27,12 @@ use aws_credential_types::Credentials;
 /// With an endpoint and no `AWS_ACCESS_KEY_ID` in the environment, the emulator's `test` keys
 /// are used, so a local run needs no AWS profile.
 pub async fn load_sdk_config(endpoint: Option<&str>, region: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(2));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
+        RetryConfig::standard()
+            .with_max_attempts(SDK_MAX_ATTEMPTS)
+            .with_initial_backoff(SDK_INITIAL_BACKOFF)
+            .with_max_backoff(SDK_MAX_BACKOFF),
+    );
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {

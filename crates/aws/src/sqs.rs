@@ -30,7 +30,7 @@ impl SqsQueue {
         &self.url
     }
 
-    async fn send_batch(&self, batch: &[String]) -> PortResult<()> {
+    async fn send_batch(&self, tenant: Option<&str>, batch: &[String]) -> PortResult<()> {
         let mut pending: Vec<(usize, &String)> = batch.iter().enumerate().collect();
         let mut delays = backoff().build();
         loop {
@@ -40,6 +40,7 @@ impl SqsQueue {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body.as_str())
+                        .set_message_group_id(tenant.map(str::to_string))
                         .build()
                         .map_err(|e| {
                             PortError::with_source(ErrorKind::Invalid, "building a message", e)
@@ -90,6 +91,9 @@ impl SqsQueue {
 /// The most messages SQS takes in one SendMessageBatch call (and hands over in one receive).
 pub const MAX_BATCH: usize = 10;
 
+/// SendMessageBatch calls one send makes at once (a shard of 1,000 targets is 100 calls).
+pub const SEND_CONCURRENCY: usize = 8;
+
 /// A message's receive count, from SQS's `ApproximateReceiveCount` attribute. A missing or
 /// unreadable count is taken as a first receive: the worker never gives a task up on a count
 /// it cannot read (its message is left for a retry, and SQS still dead-letters it in time).
@@ -103,12 +107,22 @@ pub fn receive_count(attribute: Option<&str>) -> u32 {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, bodies: &[String]) -> PortResult<()> {
+        self.send_all(None, bodies).await
+    }
+
+    async fn send_as(&self, tenant: &str, bodies: &[String]) -> PortResult<()> {
+        self.send_all(Some(tenant), bodies).await
+    }
+}
+
+impl SqsQueue {
+    async fn send_all(&self, tenant: Option<&str>, bodies: &[String]) -> PortResult<()> {
         let sends: Vec<_> = bodies
             .chunks(MAX_BATCH)
-            .map(|batch| self.send_batch(batch))
+            .map(|batch| self.send_batch(tenant, batch))
             .collect();
         stream::iter(sends)
-            .buffer_unordered(8)
+            .buffer_unordered(SEND_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await
             .map(|_| ())
@@ -154,5 +168,50 @@ mod tests {
         let bodies: Vec<String> = (0..25).map(|i| format!("{{\"n\":{i}}}")).collect();
         queue.send(&bodies).await.unwrap();
         assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_tenants_messages_carry_its_message_group_id_and_plain_sends_none() {
+        let grouped = mock!(Client::send_message_batch)
+            .match_requests(|r| {
+                r.entries()
+                    .iter()
+                    .all(|e| e.message_group_id() == Some("111122223333"))
+            })
+            .sequence()
+            .output(|| {
+                SendMessageBatchOutput::builder()
+                    .set_successful(Some(vec![]))
+                    .set_failed(Some(vec![]))
+                    .build()
+                    .unwrap()
+            })
+            .repeatedly()
+            .build();
+        let plain = mock!(Client::send_message_batch)
+            .match_requests(|r| r.entries().iter().all(|e| e.message_group_id().is_none()))
+            .sequence()
+            .output(|| {
+                SendMessageBatchOutput::builder()
+                    .set_successful(Some(vec![]))
+                    .set_failed(Some(vec![]))
+                    .build()
+                    .unwrap()
+            })
+            .repeatedly()
+            .build();
+        let client = mock_client!(
+            aws_sdk_sqs,
+            aws_smithy_mocks::RuleMode::MatchAny,
+            [&grouped, &plain]
+        );
+        let queue = SqsQueue::new(client, "https://q");
+        let bodies: Vec<String> = (0..12).map(|i| format!("{{\"n\":{i}}}")).collect();
+        queue.send_as("111122223333", &bodies).await.unwrap();
+        assert_eq!(grouped.num_calls(), 2);
+        assert_eq!(plain.num_calls(), 0);
+        queue.send(&bodies[..3]).await.unwrap();
+        assert_eq!(plain.num_calls(), 1);
+        assert_eq!(grouped.num_calls(), 2);
     }
 }

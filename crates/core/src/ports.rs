@@ -464,6 +464,16 @@ impl<T: AccountStore + ScheduleStore + OperationStore + TargetStore> StateStore 
 pub trait Queue: Send + Sync {
     /// Sends every body (in batches of 10 on SQS). Fails if any could not be sent.
     async fn send(&self, bodies: &[String]) -> PortResult<()>;
+
+    /// Sends every body as a message of `tenant` (SQS's `MessageGroupId` on a standard queue,
+    /// which makes it a fair queue: when one tenant holds a disproportionate share of the
+    /// messages in flight, receives favour the others). The task queue's tenants are spoke
+    /// accounts, so one large account cannot starve the small ones of the worker's concurrency.
+    /// A queue without tenants sends them as [`Queue::send`] does.
+    async fn send_as(&self, tenant: &str, bodies: &[String]) -> PortResult<()> {
+        let _ = tenant;
+        self.send(bodies).await
+    }
 }
 
 /// A message in a dead-letter queue: one SQS moved aside after its last receive.

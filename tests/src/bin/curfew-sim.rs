@@ -1,67 +1,268 @@
-//! `make bench`, simulation part (issue 9): a stop wave and a start wave through the real
-//! router and worker over the in-memory ports, every call taking its AWS latency, the queues
-//! worked as SQS event sources with maximum concurrency, on a paused (virtual) tokio clock. It
-//! prints each wave's virtual makespan against its lower bound (the workers' busy time over the
-//! concurrency cap) and checks every target as `curfew-scale` does; exit 1 if any check failed.
-//! Usage: `curfew-sim [--targets N] [--accounts N] [--regions N] [--concurrency N]
-//! [--spoke-ms N] [--state-ms N] [--queue-ms N] [--spoke-rate N [--spoke-burst N]]`
-//! (`--spoke-rate`: spoke calls a second per account and region, paced by a token bucket).
+//! `make bench`, simulation part (issue 9): stop and start waves through the real router and
+//! worker over the in-memory ports, every call taking its AWS latency, the queues worked as SQS
+//! event sources with maximum concurrency, on a paused (virtual) tokio clock. Each wave's
+//! virtual makespan is set against its lower bound, every target is checked as `curfew-scale`
+//! checks it; exit 1 if any check failed.
+//!
+//! Without fleet flags it runs issue 9's suite (1,000 targets / 100 accounts, 10,000 / 300,
+//! 100,000 / 1,000, the last again with 5% of spoke calls throttled, a skewed fleet where one
+//! account holds half the targets, and that fleet under a spoke rate limit with and without
+//! fair-queue receives) and records the figures in `target/curfew-bench.json`. With
+//! `--targets N` it runs that one fleet:
+//! `curfew-sim [--targets N] [--accounts N] [--regions N] [--concurrency N] [--big-account N]
+//! [--spoke-ms N] [--state-ms N] [--queue-ms N] [--sts-ms N] [--spoke-rate N [--spoke-burst N]]
+//! [--throttled-pct N] [--unfair]`.
 
 use std::time::{Duration, Instant};
 
 use curfew_tests::bench::{arg, record, results_path};
-use curfew_tests::scale::{run_with, FleetShape, WaveReport};
+use curfew_tests::scale::{run_with, FleetShape, ScaleReport, WaveReport};
 use curfew_tests::sim::{concurrency_bound, Latency, RateLimit, Simulation};
+use serde_json::{json, Value};
 
-fn print_wave(name: &str, wave: &WaveReport, concurrency: usize) {
-    let by_concurrency = concurrency_bound(wave.worker_busy, concurrency);
-    let bound = by_concurrency.max(wave.rate_bound);
-    let makespan = wave.route + wave.work;
-    let ratio = makespan.as_secs_f64() / bound.as_secs_f64().max(f64::EPSILON);
-    // Under a rate limit the workers' busy time includes waiting for tokens, so the
-    // concurrency bound is valid but loose: the rate bound is the one to be measured against.
-    let to_rate = if wave.rate_bound.is_zero() {
-        String::new()
-    } else {
-        format!(
-            ", makespan / rate bound {:.3}",
-            makespan.as_secs_f64() / wave.rate_bound.as_secs_f64()
-        )
-    };
+/// The lower bound of a simulated wave's makespan: no target is worked before the first task
+/// reaches a worker, and after that the work cannot take less than the workers' busy time over
+/// the concurrency cap, nor less than the busiest account-region's calls allow at its rate.
+fn bound(wave: &WaveReport, concurrency: usize) -> Duration {
+    wave.first_task + concurrency_bound(wave.worker_busy, concurrency).max(wave.rate_bound)
+}
+
+fn makespan(wave: &WaveReport) -> Duration {
+    wave.route + wave.work
+}
+
+/// One wave's figures; `bound` is the one to hold it to (its own, or a fault-free run's).
+fn wave_json(wave: &WaveReport, concurrency: usize, bound: Duration, accounts: usize) -> Value {
+    let makespan = makespan(wave);
+    let traffic = &wave.spoke_traffic;
+    json!({
+        "makespan_s": makespan.as_secs_f64(),
+        "bound_s": bound.as_secs_f64(),
+        "makespan_over_bound": makespan.as_secs_f64() / bound.as_secs_f64().max(f64::EPSILON),
+        "routing_s": wave.route.as_secs_f64(),
+        "first_task_s": wave.first_task.as_secs_f64(),
+        "worker_busy_s": wave.worker_busy.as_secs_f64(),
+        "concurrency_bound_s": concurrency_bound(wave.worker_busy, concurrency).as_secs_f64(),
+        "rate_bound_s": wave.rate_bound.as_secs_f64(),
+        "invocations": wave.task_rounds,
+        "sts_calls": traffic.sts_calls,
+        "sts_calls_per_account": traffic.sts_calls as f64 / accounts.max(1) as f64,
+        "throttled_attempts": traffic.throttled,
+        "targets_checked": wave.checked,
+        "problems": wave.problems.len(),
+        "first_account_done_s": wave.done.map(|d| d.0.as_secs_f64()),
+        "other_accounts_done_s": wave.done.map(|d| d.1.as_secs_f64()),
+    })
+}
+
+fn print_wave(name: &str, wave: &WaveReport, concurrency: usize, bound: Duration) {
+    let makespan = makespan(wave);
+    println!(
+        "  {name}: makespan {:.1} s (virtual; routing done at {:.1} s, first task at {:.2} s); \
+         bound {:.1} s (concurrency {:.1} s = worker busy {:.1} s / {concurrency}, rate {:.1} s); \
+         makespan / bound {:.3}; {} invocations; {} AssumeRole calls for {} accounts; {} throttled \
+         attempts; {} targets checked, {} problems",
+        makespan.as_secs_f64(),
+        wave.route.as_secs_f64(),
+        wave.first_task.as_secs_f64(),
+        bound.as_secs_f64(),
+        concurrency_bound(wave.worker_busy, concurrency).as_secs_f64(),
+        wave.worker_busy.as_secs_f64(),
+        wave.rate_bound.as_secs_f64(),
+        makespan.as_secs_f64() / bound.as_secs_f64().max(f64::EPSILON),
+        wave.task_rounds,
+        wave.spoke_traffic.sts_calls,
+        wave.spoke_traffic.sts_accounts,
+        wave.spoke_traffic.throttled,
+        wave.checked,
+        wave.problems.len(),
+    );
     if let Some((first, others)) = wave.done {
         println!(
-            "{name}: the first account's last task done at {:.1} s, every other account's at {:.1} s (virtual, into the working phase)",
+            "  {name}: the first account's last task done at {:.1} s, every other account's at {:.1} s",
             first.as_secs_f64(),
             others.as_secs_f64()
         );
     }
-    println!(
-        "{name}: makespan {:.1} s (virtual: routing {:.1} s, working {:.1} s); bounds: concurrency \
-         {:.1} s (worker busy {:.1} s over {concurrency} pollers), rate limit {:.1} s; \
-         makespan / bound {ratio:.3}{to_rate}; {} invocations, {} targets checked, {} problems",
-        makespan.as_secs_f64(),
-        wave.route.as_secs_f64(),
-        wave.work.as_secs_f64(),
-        by_concurrency.as_secs_f64(),
-        wave.worker_busy.as_secs_f64(),
-        wave.rate_bound.as_secs_f64(),
-        wave.task_rounds,
-        wave.checked,
-        wave.problems.len(),
+}
+
+/// A run of one fleet, its figures, and the worse of its two waves' ratios.
+struct Run {
+    report: ScaleReport,
+    figures: Value,
+    ratio: f64,
+}
+
+/// Runs `shape` under `sim`, holding each wave to `bounds` when given (a fault-free run's) or
+/// to its own bound.
+async fn run(
+    name: &str,
+    shape: FleetShape,
+    sim: Simulation,
+    bounds: Option<(Duration, Duration)>,
+) -> Run {
+    println!("{name}: {shape:?}, {sim:?}");
+    let real = Instant::now();
+    let report = run_with(&shape, Some(sim)).await;
+    let real = real.elapsed();
+    let c = shape.concurrency;
+    let (stop_bound, start_bound) =
+        bounds.unwrap_or((bound(&report.stop, c), bound(&report.start, c)));
+    print_wave("stop", &report.stop, c, stop_bound);
+    print_wave("start", &report.start, c, start_bound);
+    println!("  real time {:.1} s", real.as_secs_f64());
+    let ratio = |w: &WaveReport, b: Duration| makespan(w).as_secs_f64() / b.as_secs_f64();
+    let ratio = ratio(&report.stop, stop_bound).max(ratio(&report.start, start_bound));
+    let figures = json!({
+        "targets": report.seeded,
+        "accounts": shape.accounts,
+        "regions": shape.regions,
+        "concurrency": c,
+        "big_account": shape.big_account,
+        "latency_ms": {
+            "spoke": sim.latency.spoke.as_millis() as u64,
+            "state": sim.latency.state.as_millis() as u64,
+            "queue": sim.latency.queue.as_millis() as u64,
+            "sts": sim.latency.sts.as_millis() as u64,
+        },
+        "spoke_rate_per_s": sim.spoke_limit.map(|l| l.rate),
+        "throttled_fraction": sim.throttled,
+        "fair_queue": !sim.unfair,
+        "held_to_fault_free_bound": bounds.is_some(),
+        "stop": wave_json(&report.stop, c, stop_bound, shape.accounts),
+        "start": wave_json(&report.start, c, start_bound, shape.accounts),
+        "makespan_over_bound": ratio,
+        "real_time_s": real.as_secs_f64(),
+    });
+    Run {
+        report,
+        figures,
+        ratio,
+    }
+}
+
+fn fleet(targets: usize, accounts: usize) -> FleetShape {
+    FleetShape {
+        targets,
+        accounts,
+        ..FleetShape::default()
+    }
+}
+
+/// Issue 9's suite; returns the runs' reports (for the exit status).
+async fn suite(sim: Simulation) -> Vec<ScaleReport> {
+    let path = results_path();
+    let mut sections = serde_json::Map::new();
+    let mut summary: Vec<(&str, Value)> = Vec::new();
+    let mut reports = Vec::new();
+
+    for (key, targets, accounts) in [
+        ("makespan_ratio_1k", 1_000, 100),
+        ("makespan_ratio_10k", 10_000, 300),
+    ] {
+        let r = run(key, fleet(targets, accounts), sim, None).await;
+        summary.push((key, json!(r.ratio)));
+        sections.insert(key.trim_start_matches("makespan_ratio_").into(), r.figures);
+        reports.push(r.report);
+    }
+
+    let big = fleet(100_000, 1_000);
+    let clean = run("makespan_ratio_100k", big, sim, None).await;
+    let c = big.concurrency;
+    let clean_bounds = (bound(&clean.report.stop, c), bound(&clean.report.start, c));
+    let sts = clean.report.stop.spoke_traffic.sts_calls as f64 / big.accounts as f64;
+    summary.push(("makespan_ratio_100k", json!(clean.ratio)));
+    summary.push(("sts_calls_per_account_100k", json!(sts)));
+    sections.insert("100k".into(), clean.figures);
+    reports.push(clean.report);
+
+    // 5% of spoke call attempts throttled, held to the fault-free run's bound (a valid lower
+    // bound: the throttled run does all of that work and more): the ratio is what the
+    // throttling, its retried calls and the waits between them cost the wave.
+    let throttled = Simulation {
+        throttled: 0.05,
+        ..sim
+    };
+    let t = run(
+        "makespan_ratio_100k_throttled",
+        big,
+        throttled,
+        Some(clean_bounds),
+    )
+    .await;
+    summary.push(("makespan_ratio_100k_throttled", json!(t.ratio)));
+    sections.insert("100k_throttled".into(), t.figures);
+    reports.push(t.report);
+
+    // One account holds half the targets (50,000 in its first region, on top of 50,000
+    // spread over all 1,000 accounts).
+    let skewed = FleetShape {
+        targets: 50_000,
+        big_account: 50_000,
+        ..big
+    };
+    let s = run("makespan_ratio_skewed", skewed, sim, None).await;
+    summary.push(("makespan_ratio_skewed", json!(s.ratio)));
+    sections.insert("skewed".into(), s.figures);
+    reports.push(s.report);
+
+    // The same fleet under a spoke rate limit (10 calls a second per account and region, an
+    // assumption: AWS does not publish Auto Scaling's or EKS's), received fairly (the task
+    // messages' account is their MessageGroupId) and, for comparison, as a standard queue
+    // without tenants: when do the small accounts finish?
+    let limited = Simulation {
+        spoke_limit: Some(RateLimit {
+            rate: 10.0,
+            burst: 20.0,
+        }),
+        ..sim
+    };
+    let smaller = FleetShape {
+        targets: 20_000,
+        accounts: 200,
+        big_account: 20_000,
+        ..big
+    };
+    for (key, unfair) in [
+        ("fairness_fair_queue", false),
+        ("fairness_unfair_queue", true),
+    ] {
+        let f = run(key, smaller, Simulation { unfair, ..limited }, None).await;
+        let others = |w: &WaveReport| w.done.map(|d| d.1.as_secs_f64());
+        summary.push((
+            if unfair {
+                "small_accounts_done_s_unfair"
+            } else {
+                "small_accounts_done_s_fair"
+            },
+            json!(others(&f.report.stop)),
+        ));
+        sections.insert(key.into(), f.figures);
+        reports.push(f.report);
+    }
+
+    sections.insert(
+        "assumptions".into(),
+        json!(
+            "virtual time; one execution environment (with its own STS session cache) per \
+               poller slot; SQS fair-queue receives by concurrency share only; rate limits \
+               per account and region are assumptions, not published AWS figures"
+        ),
     );
+    let recorded = record(&path, "simulation", Value::Object(sections)).and_then(|()| {
+        summary
+            .into_iter()
+            .try_for_each(|(k, v)| record(&path, k, v))
+    });
+    match recorded {
+        Ok(()) => println!("recorded in {}", path.display()),
+        Err(e) => eprintln!("curfew-sim: could not record {}: {e}", path.display()),
+    }
+    reports
 }
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() {
-    let defaults = FleetShape::default();
-    let shape = FleetShape {
-        targets: arg("--targets", defaults.targets),
-        accounts: arg("--accounts", defaults.accounts),
-        regions: arg("--regions", defaults.regions),
-        concurrency: arg("--concurrency", defaults.concurrency),
-        big_account: arg("--big-account", defaults.big_account),
-        ..defaults
-    };
     let d = Latency::default();
     let ms = |name, default: Duration| {
         Duration::from_millis(arg(name, default.as_millis() as usize) as u64)
@@ -70,70 +271,44 @@ async fn main() {
         spoke: ms("--spoke-ms", d.spoke),
         state: ms("--state-ms", d.state),
         queue: ms("--queue-ms", d.queue),
+        sts: ms("--sts-ms", d.sts),
     };
     // Spoke calls a second per account and region, 0: unlimited. AWS does not publish the
     // Auto Scaling and EKS API rates; the value is the run's assumption, printed with it.
     let rate = arg("--spoke-rate", 0);
-    let spoke_limit = (rate > 0).then(|| RateLimit {
-        rate: rate as f64,
-        burst: arg("--spoke-burst", 2 * rate) as f64,
-    });
     let sim = Simulation {
         latency,
-        spoke_limit,
+        spoke_limit: (rate > 0).then(|| RateLimit {
+            rate: rate as f64,
+            burst: arg("--spoke-burst", 2 * rate) as f64,
+        }),
+        throttled: arg("--throttled-pct", 0) as f64 / 100.0,
+        unfair: std::env::args().any(|a| a == "--unfair"),
     };
-    println!("simulating {shape:?} with {sim:?}");
     let real = Instant::now();
-    let report = run_with(&shape, Some(sim)).await;
-    print_wave("stop", &report.stop, shape.concurrency);
-    print_wave("start", &report.start, shape.concurrency);
-    let real = real.elapsed();
-    println!("real time: {:.1} s", real.as_secs_f64());
-    let wave = |w: &WaveReport| {
-        let by_concurrency = concurrency_bound(w.worker_busy, shape.concurrency);
-        let makespan = w.route + w.work;
-        serde_json::json!({
-            "makespan_s": makespan.as_secs_f64(),
-            "routing_s": w.route.as_secs_f64(),
-            "working_s": w.work.as_secs_f64(),
-            "worker_busy_s": w.worker_busy.as_secs_f64(),
-            "concurrency_bound_s": by_concurrency.as_secs_f64(),
-            "rate_bound_s": w.rate_bound.as_secs_f64(),
-            "makespan_over_bound": makespan.as_secs_f64()
-                / by_concurrency.max(w.rate_bound).as_secs_f64().max(f64::EPSILON),
-            "invocations": w.task_rounds,
-            "targets_checked": w.checked,
-            "problems": w.problems.len(),
-            "first_account_done_s": w.done.map(|d| d.0.as_secs_f64()),
-            "other_accounts_done_s": w.done.map(|d| d.1.as_secs_f64()),
-        })
+    let reports = if std::env::args().any(|a| a == "--targets") {
+        let defaults = FleetShape::default();
+        let shape = FleetShape {
+            targets: arg("--targets", defaults.targets),
+            accounts: arg("--accounts", defaults.accounts),
+            regions: arg("--regions", defaults.regions),
+            concurrency: arg("--concurrency", defaults.concurrency),
+            big_account: arg("--big-account", defaults.big_account),
+            ..defaults
+        };
+        vec![run("custom", shape, sim, None).await.report]
+    } else {
+        suite(sim).await
     };
-    let path = results_path();
-    let figures = serde_json::json!({
-        "targets": shape.targets,
-        "accounts": shape.accounts,
-        "regions": shape.regions,
-        "concurrency": shape.concurrency,
-        "big_account": shape.big_account,
-        "latency_ms": {
-            "spoke": latency.spoke.as_millis() as u64,
-            "state": latency.state.as_millis() as u64,
-            "queue": latency.queue.as_millis() as u64,
-        },
-        "spoke_rate_per_s": spoke_limit.map(|l| l.rate),
-        "stop": wave(&report.stop),
-        "start": wave(&report.start),
-        "real_time_s": real.as_secs_f64(),
-    });
-    match record(&path, "simulation", figures) {
-        Ok(()) => println!("recorded in {}", path.display()),
-        Err(e) => eprintln!("curfew-sim: could not record {}: {e}", path.display()),
+    println!("real time in all: {:.1} s", real.elapsed().as_secs_f64());
+    let mut clean = true;
+    for report in &reports {
+        for p in report.problems().take(20) {
+            eprintln!("problem: {p}");
+        }
+        clean &= report.is_clean();
     }
-    let problems: Vec<String> = report.problems().map(ToString::to_string).collect();
-    for p in problems.iter().take(20) {
-        eprintln!("problem: {p}");
-    }
-    if !report.is_clean() {
+    if !clean {
         std::process::exit(1);
     }
 }

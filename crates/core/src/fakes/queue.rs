@@ -15,6 +15,8 @@ struct Stored {
     id: u64,
     body: String,
     receives: u32,
+    /// The tenant it was sent as ([`Queue::send_as`]), if any.
+    tenant: Option<String>,
 }
 
 impl Stored {
@@ -54,11 +56,26 @@ impl MemoryQueue {
         *lock(&self.dead_letters) = Some((dlq, max_receives));
     }
 
-    fn push(&self, body: String, receives: u32) {
+    fn push(&self, body: String, receives: u32, tenant: Option<&str>) {
         let mut messages = lock(&self.messages);
         messages.next_id += 1;
         let id = messages.next_id;
-        messages.queued.push_back(Stored { id, body, receives });
+        messages.queued.push_back(Stored {
+            id,
+            body,
+            receives,
+            tenant: tenant.map(str::to_string),
+        });
+    }
+
+    /// Removes and returns every queued message with the tenant it was sent as, oldest first,
+    /// without counting a receive (for a model of SQS fair queues, which deliver by tenant).
+    pub fn take_all_with_tenants(&self) -> Vec<(Option<String>, String)> {
+        lock(&self.messages)
+            .queued
+            .drain(..)
+            .map(|m| (m.tenant, m.body))
+            .collect()
     }
 
     /// Removes and returns up to `n` queued bodies, oldest first, without counting a receive
@@ -122,7 +139,7 @@ impl MemoryQueue {
         }
         if let Some((dlq, _)) = dead_letters {
             for message in expired {
-                dlq.push(message.body, message.receives);
+                dlq.push(message.body, message.receives, message.tenant.as_deref());
             }
         }
         received
@@ -166,7 +183,14 @@ impl MemoryQueue {
 impl Queue for MemoryQueue {
     async fn send(&self, bodies: &[String]) -> PortResult<()> {
         for body in bodies {
-            self.push(body.clone(), 0);
+            self.push(body.clone(), 0, None);
+        }
+        Ok(())
+    }
+
+    async fn send_as(&self, tenant: &str, bodies: &[String]) -> PortResult<()> {
+        for body in bodies {
+            self.push(body.clone(), 0, Some(tenant));
         }
         Ok(())
     }

@@ -219,7 +219,7 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
                 })
             })
             .collect();
-        hub.task_queue.send(&bodies).await?;
+        hub.task_queue.send_as(&account.id, &bodies).await?;
     }
     hub.store.finalize_operation(op_id, hub.clock.now()).await?;
     Ok(())
