@@ -50,6 +50,8 @@ pub struct CountingQueue {
     messages: AtomicU64,
     largest_send: AtomicU64,
     batch_calls: AtomicU64,
+    /// Where the thread CPU time of each inner send goes, if timed.
+    timer: Option<Arc<crate::counting::cpu::FakeTime>>,
 }
 
 impl CountingQueue {
@@ -62,6 +64,15 @@ impl CountingQueue {
             messages: AtomicU64::new(0),
             largest_send: AtomicU64::new(0),
             batch_calls: AtomicU64::new(0),
+            timer: None,
+        }
+    }
+
+    /// The same, the thread CPU time of every inner send added to `timer`.
+    pub fn timed(self, timer: Arc<crate::counting::cpu::FakeTime>) -> CountingQueue {
+        CountingQueue {
+            timer: Some(timer),
+            ..self
         }
     }
 
@@ -104,7 +115,12 @@ impl Queue for CountingQueue {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency * calls as u32).await;
         }
-        self.inner.send(bodies).await
+        let started = self.timer.as_ref().map(|t| t.start());
+        let sent = self.inner.send(bodies).await;
+        if let (Some(timer), Some(started)) = (&self.timer, started) {
+            timer.stop(started);
+        }
+        sent
     }
 }
 

@@ -38,7 +38,15 @@ use curfew_core::target::{Processes, Sizes, Target, TargetKind};
 use futures::stream::{self, StreamExt};
 
 use crate::bench::{CountingQueue, SendCounts, BATCH};
-use crate::counting::{CountingStore, StoreCounts};
+use crate::counting::cpu::{process_cpu, CpuSplit, FakeTime};
+use crate::counting::{CountingStore, StoreCounts, TimedSpokes};
+
+/// Ends a handler's timing begun at `clock`, when the run times handlers.
+fn stop_clock(timing: Option<&FakeTime>, clock: Option<Duration>) {
+    if let (Some(timer), Some(clock)) = (timing, clock) {
+        timer.stop(clock);
+    }
+}
 
 /// Rounds of a queue (everything queued at a round's start is worked in it) before the run
 /// gives up on it: failed messages come back each round, and none should fail here.
@@ -355,6 +363,13 @@ pub struct WaveReport {
     pub done: Option<(Duration, Duration)>,
     /// Everything that did not check out.
     pub problems: Vec<Problem>,
+    /// The direct invocation of the router that started the wave (its own duration).
+    pub invoke: Duration,
+    /// Simulated runs only: the router queue's and the task queue's event sources (their
+    /// invocations, busy time and deletes, for the wave's SQS requests and Lambda time).
+    pub sourced: Option<(Sourced, Sourced)>,
+    /// Plain (not simulated) runs only: where the wave's CPU time went.
+    pub cpu: Option<CpuSplit>,
 }
 
 impl WaveReport {
@@ -379,6 +394,9 @@ impl WaveReport {
             rate_bound: Duration::ZERO,
             done: None,
             problems: Vec::new(),
+            invoke: Duration::ZERO,
+            sourced: None,
+            cpu: None,
         }
     }
 }
@@ -435,6 +453,10 @@ pub struct Fleet {
     sim: Option<Simulation>,
     /// The paced spokes of a simulated run.
     slow_spokes: Option<Arc<SlowSpokes>>,
+    /// Thread CPU time inside the fakes' calls (plain runs only).
+    fake_time: Arc<FakeTime>,
+    /// Thread CPU time inside the handlers (plain runs only).
+    handler_time: Arc<FakeTime>,
 }
 
 impl Fleet {
@@ -459,10 +481,23 @@ impl Fleet {
             },
             |s| s.latency,
         );
-        let counted_store = Arc::new(CountingStore::new(store.clone()).with_latency(latency.state));
-        let router_sends =
-            Arc::new(CountingQueue::new(router_q.clone()).with_latency(latency.queue));
-        let task_sends = Arc::new(CountingQueue::new(task_q.clone()).with_latency(latency.queue));
+        let counted_store = CountingStore::new(store.clone()).with_latency(latency.state);
+        let router_sends = CountingQueue::new(router_q.clone()).with_latency(latency.queue);
+        let task_sends = CountingQueue::new(task_q.clone()).with_latency(latency.queue);
+        // Plain runs time the fakes' calls, so their CPU time can be taken out of the wave's.
+        let fake_time = Arc::new(FakeTime::new());
+        let (counted_store, router_sends, task_sends) = if sim.is_none() {
+            hub.spokes = Arc::new(TimedSpokes::new(spokes.clone(), fake_time.clone()));
+            (
+                counted_store.timed(fake_time.clone()),
+                router_sends.timed(fake_time.clone()),
+                task_sends.timed(fake_time.clone()),
+            )
+        } else {
+            (counted_store, router_sends, task_sends)
+        };
+        let counted_store = Arc::new(counted_store);
+        let (router_sends, task_sends) = (Arc::new(router_sends), Arc::new(task_sends));
         let slow_spokes = sim.map(|s| {
             Arc::new(SlowSpokes::new(
                 spokes.clone(),
@@ -505,6 +540,8 @@ impl Fleet {
             task_sends,
             sim,
             slow_spokes,
+            fake_time,
+            handler_time: Arc::new(FakeTime::new()),
         })
     }
 
@@ -520,6 +557,13 @@ impl Fleet {
         let router_before = self.router_sends.counts();
         let tasks_before = self.task_sends.counts();
         let spokes_before = self.spokes.calls();
+        let cpu_before = (
+            process_cpu(),
+            self.handler_time.totals(),
+            self.fake_time.totals(),
+        );
+        // Thread CPU time around a handler is its own only when it never waits (plain runs).
+        let timing = self.sim.is_none().then_some(&*self.handler_time);
 
         let select = Selector::parse("tag:fleet=scale").expect("a valid selector");
         let discovery = Discovery::Cached;
@@ -538,7 +582,11 @@ impl Fleet {
             },
         };
         let started = Instant::now();
-        let op_id = match invoke(&self.hub, invocation).await {
+        let clock = timing.map(|t| t.start());
+        let invoked = invoke(&self.hub, invocation).await;
+        stop_clock(timing, clock);
+        report.invoke = started.elapsed();
+        let op_id = match invoked {
             Ok(response) => response.operation_id,
             Err(e) => {
                 report.problems.push(Problem::Invocation(e.to_string()));
@@ -547,7 +595,9 @@ impl Fleet {
         };
         let hub = &self.hub;
         let route = |m: Vec<(String, String)>| async move {
+            let clock = timing.map(|t| t.start());
             let outcome = router_batch(hub, &m).await;
+            stop_clock(timing, clock);
             (m, outcome)
         };
         // Retried messages go back on the memory queue as new messages, so every delivery here
@@ -557,7 +607,9 @@ impl Fleet {
                 .iter()
                 .map(|(id, body)| Delivery::first(id.clone(), body.clone()))
                 .collect();
+            let clock = timing.map(|t| t.start());
             let outcome = worker_batch(hub, &deliveries).await;
+            stop_clock(timing, clock);
             (m, outcome)
         };
         let concurrency = self.shape.concurrency;
@@ -597,6 +649,7 @@ impl Fleet {
                 .slow_spokes
                 .as_ref()
                 .map_or(Duration::ZERO, |s| s.rate_bound());
+            report.sourced = Some((routed.clone(), worked.clone()));
             (Worked::from(routed), Worked::from(worked))
         } else {
             let routed = work_queue(&self.router_q, concurrency, route).await;
@@ -604,6 +657,11 @@ impl Fleet {
             let started = Instant::now();
             let worked = work_queue(&self.task_q, concurrency, work).await;
             report.work = started.elapsed();
+            report.cpu = Some(CpuSplit {
+                process: process_cpu() - cpu_before.0,
+                handlers: self.handler_time.totals().since(&cpu_before.1),
+                fakes: self.fake_time.totals().since(&cpu_before.2),
+            });
             (routed, worked)
         };
 

@@ -247,6 +247,12 @@ pub struct Sourced {
     pub busy: Duration,
     /// Causes of messages rejected as unfixable (they would go to the DLQ).
     pub rejected: Vec<String>,
+    /// Messages the handler finished (not reported failed): the event source mapping deletes
+    /// them from the queue.
+    pub deleted: usize,
+    /// Invocations that finished at least one message: the event source mapping deletes a
+    /// batch's finished messages with one DeleteMessageBatch call.
+    pub delete_batches: usize,
 }
 
 /// Works `queue` the way an SQS event source mapping with maximum concurrency `concurrency`
@@ -301,6 +307,10 @@ where
             let started = Instant::now();
             let (messages, outcome) = handler(messages).await;
             let took = started.elapsed();
+            let deleted = messages
+                .iter()
+                .filter(|(id, _)| !outcome.failed.contains(id))
+                .count();
             let retry: Vec<String> = messages
                 .into_iter()
                 .filter(|(id, _)| {
@@ -318,6 +328,8 @@ where
                 let mut s = sourced.lock().expect("not poisoned");
                 s.invocations += 1;
                 s.busy += took;
+                s.deleted += deleted;
+                s.delete_batches += usize::from(deleted > 0);
                 s.rejected
                     .extend(outcome.rejected.into_iter().map(|(_, cause)| cause));
             }
