@@ -248,6 +248,9 @@ pub struct StoreCounts {
     pub planned_tasks: u64,
     /// What the DynamoDB adapter sends for these calls ([`dynamo::TABLE`]).
     pub dynamo: DynamoUse,
+    /// Items the reading calls returned through the port: a list's length, 1 for an item
+    /// found (what the services asked for, before the adapter's own extra reads).
+    pub items_returned: u64,
 }
 
 impl StoreCounts {
@@ -284,6 +287,7 @@ impl StoreCounts {
                 .collect(),
             planned_tasks: self.planned_tasks - earlier.planned_tasks,
             dynamo: self.dynamo.since(&earlier.dynamo),
+            items_returned: self.items_returned - earlier.items_returned,
         }
     }
 
@@ -306,6 +310,7 @@ pub struct CountingStore {
     planned_tasks: AtomicU64,
     /// [`DynamoUse`]'s counters (`DynamoUse::to_array` order).
     dynamo: [AtomicU64; 13],
+    items_returned: AtomicU64,
     /// Operations this store has seen settled by `finalize_operation`: a later call that finds
     /// one final only reads it (see the table's entry).
     settled: Mutex<HashSet<String>>,
@@ -325,6 +330,7 @@ impl CountingStore {
             calls: StoreCall::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             planned_tasks: AtomicU64::new(0),
             dynamo: Default::default(),
+            items_returned: AtomicU64::new(0),
             settled: Mutex::new(HashSet::new()),
             latency: std::time::Duration::ZERO,
             timer: None,
@@ -358,6 +364,7 @@ impl CountingStore {
                     .each_ref()
                     .map(|counter| counter.load(Ordering::Relaxed)),
             ),
+            items_returned: self.items_returned.load(Ordering::Relaxed),
         }
     }
 
@@ -376,6 +383,10 @@ impl CountingStore {
         let started = self.timer.as_ref().map(|t| t.start());
         let result = request.await;
         let seen = result.as_ref().map(seen).unwrap_or_default();
+        if call.is_read() {
+            let returned = seen.items.max(u64::from(seen.found));
+            self.items_returned.fetch_add(returned, Ordering::Relaxed);
+        }
         let used = dynamo_use(call, &seen).to_array();
         for (counter, n) in self.dynamo.iter().zip(used) {
             if n > 0 {
@@ -912,5 +923,10 @@ mod tests {
             "three accounts listed, one key read"
         );
         assert_eq!(dynamo.read_units(), 1.0 + 1.0);
+        assert_eq!(
+            store.counts().items_returned,
+            3,
+            "the key read found nothing"
+        );
     }
 }

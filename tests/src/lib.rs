@@ -7,6 +7,7 @@ pub mod bench;
 pub mod chaos;
 pub mod cost;
 pub mod counting;
+pub mod poll;
 pub mod scale;
 pub mod sim;
 pub mod traffic;
