@@ -929,4 +929,31 @@ mod tests {
             "the key read found nothing"
         );
     }
+
+    #[tokio::test]
+    async fn every_call_to_the_fakes_is_timed_once_when_asked() {
+        let timer = Arc::new(FakeTime::new());
+        let store = CountingStore::new(Arc::new(MemoryStore::new())).timed(timer.clone());
+        store.list_accounts().await.unwrap();
+        store.get_baseline("k").await.unwrap();
+        let fake = Arc::new(curfew_core::fakes::FakeSpokes::new());
+        let target = crate::scale::seeded_target("123456789012", "eu-west-1", 0);
+        fake.add(target.clone(), Sizes::new(1, 3, 2));
+        let spokes = TimedSpokes::new(fake.clone(), timer.clone());
+        let role = SpokeRole {
+            account: target.account.clone(),
+            role_arn: "arn:aws:iam::123456789012:role/curfew-spoke".into(),
+            external_id: None,
+        };
+        spokes.live_state(&role, &target).await.unwrap();
+        assert_eq!(timer.totals().calls, 3);
+        assert_eq!(fake.calls(), 1, "the spoke call reached the fake");
+        let untimed = CountingStore::new(Arc::new(MemoryStore::new()));
+        untimed.list_accounts().await.unwrap();
+        assert_eq!(
+            timer.totals().calls,
+            3,
+            "a store not asked to time is not timed"
+        );
+    }
 }
