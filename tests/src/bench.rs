@@ -50,8 +50,9 @@ pub struct CountingQueue {
     messages: AtomicU64,
     largest_send: AtomicU64,
     batch_calls: AtomicU64,
-    /// Where the thread CPU time of each inner send goes, if timed.
-    timer: Option<Arc<crate::counting::cpu::FakeTime>>,
+    /// Where the thread CPU time of each inner send goes, once [`CountingQueue::time_into`]
+    /// is called.
+    timer: std::sync::OnceLock<Arc<crate::counting::cpu::FakeTime>>,
 }
 
 impl CountingQueue {
@@ -64,16 +65,14 @@ impl CountingQueue {
             messages: AtomicU64::new(0),
             largest_send: AtomicU64::new(0),
             batch_calls: AtomicU64::new(0),
-            timer: None,
+            timer: std::sync::OnceLock::new(),
         }
     }
 
-    /// The same, the thread CPU time of every inner send added to `timer`.
-    pub fn timed(self, timer: Arc<crate::counting::cpu::FakeTime>) -> CountingQueue {
-        CountingQueue {
-            timer: Some(timer),
-            ..self
-        }
+    /// From now on adds the thread CPU time of every inner send to `timer`. False, and
+    /// nothing changes, if the queue already has a timer.
+    pub fn time_into(&self, timer: Arc<crate::counting::cpu::FakeTime>) -> bool {
+        self.timer.set(timer).is_ok()
     }
 
     /// The same, each SendMessageBatch call taking `latency` (tokio's clock).
@@ -115,9 +114,10 @@ impl Queue for CountingQueue {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency * calls as u32).await;
         }
-        let started = self.timer.as_ref().map(|t| t.start());
+        let timer = self.timer.get();
+        let started = timer.map(|t| t.start());
         let sent = self.inner.send(bodies).await;
-        if let (Some(timer), Some(started)) = (&self.timer, started) {
+        if let (Some(timer), Some(started)) = (timer, started) {
             timer.stop(started);
         }
         sent

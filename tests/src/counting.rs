@@ -16,7 +16,7 @@ pub mod dynamo;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -317,9 +317,9 @@ pub struct CountingStore {
     /// How long every call takes before it reaches `inner` (the simulation's DynamoDB
     /// latency; zero in the plain in-memory runs).
     latency: std::time::Duration,
-    /// Where the thread CPU time of each inner call (and the counting around it) goes, if
-    /// timed.
-    timer: Option<Arc<FakeTime>>,
+    /// Where the thread CPU time of each inner call (and the counting around it) goes, once
+    /// [`CountingStore::time_into`] is called.
+    timer: OnceLock<Arc<FakeTime>>,
 }
 
 impl CountingStore {
@@ -333,7 +333,7 @@ impl CountingStore {
             items_returned: AtomicU64::new(0),
             settled: Mutex::new(HashSet::new()),
             latency: std::time::Duration::ZERO,
-            timer: None,
+            timer: OnceLock::new(),
         }
     }
 
@@ -342,12 +342,10 @@ impl CountingStore {
         CountingStore { latency, ..self }
     }
 
-    /// The same, the thread CPU time of every inner call (with its counting) added to `timer`.
-    pub fn timed(self, timer: Arc<FakeTime>) -> CountingStore {
-        CountingStore {
-            timer: Some(timer),
-            ..self
-        }
+    /// From now on adds the thread CPU time of every inner call (with its counting) to
+    /// `timer`. False, and nothing changes, if the store already has a timer.
+    pub fn time_into(&self, timer: Arc<FakeTime>) -> bool {
+        self.timer.set(timer).is_ok()
     }
 
     /// The counts so far.
@@ -380,7 +378,8 @@ impl CountingStore {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
-        let started = self.timer.as_ref().map(|t| t.start());
+        let timer = self.timer.get();
+        let started = timer.map(|t| t.start());
         let result = request.await;
         let seen = result.as_ref().map(seen).unwrap_or_default();
         if call.is_read() {
@@ -393,7 +392,7 @@ impl CountingStore {
                 counter.fetch_add(n, Ordering::Relaxed);
             }
         }
-        if let (Some(timer), Some(started)) = (&self.timer, started) {
+        if let (Some(timer), Some(started)) = (timer, started) {
             timer.stop(started);
         }
         result
@@ -933,7 +932,12 @@ mod tests {
     #[tokio::test]
     async fn every_call_to_the_fakes_is_timed_once_when_asked() {
         let timer = Arc::new(FakeTime::new());
-        let store = CountingStore::new(Arc::new(MemoryStore::new())).timed(timer.clone());
+        let store = CountingStore::new(Arc::new(MemoryStore::new()));
+        assert!(store.time_into(timer.clone()));
+        assert!(
+            !store.time_into(Arc::new(FakeTime::new())),
+            "one timer only"
+        );
         store.list_accounts().await.unwrap();
         store.get_baseline("k").await.unwrap();
         let fake = Arc::new(curfew_core::fakes::FakeSpokes::new());

@@ -481,23 +481,18 @@ impl Fleet {
             },
             |s| s.latency,
         );
-        let counted_store = CountingStore::new(store.clone()).with_latency(latency.state);
-        let router_sends = CountingQueue::new(router_q.clone()).with_latency(latency.queue);
-        let task_sends = CountingQueue::new(task_q.clone()).with_latency(latency.queue);
+        let counted_store = Arc::new(CountingStore::new(store.clone()).with_latency(latency.state));
+        let router_sends =
+            Arc::new(CountingQueue::new(router_q.clone()).with_latency(latency.queue));
+        let task_sends = Arc::new(CountingQueue::new(task_q.clone()).with_latency(latency.queue));
         // Plain runs time the fakes' calls, so their CPU time can be taken out of the wave's.
         let fake_time = Arc::new(FakeTime::new());
-        let (counted_store, router_sends, task_sends) = if sim.is_none() {
+        if sim.is_none() {
+            counted_store.time_into(fake_time.clone());
+            router_sends.time_into(fake_time.clone());
+            task_sends.time_into(fake_time.clone());
             hub.spokes = Arc::new(TimedSpokes::new(spokes.clone(), fake_time.clone()));
-            (
-                counted_store.timed(fake_time.clone()),
-                router_sends.timed(fake_time.clone()),
-                task_sends.timed(fake_time.clone()),
-            )
-        } else {
-            (counted_store, router_sends, task_sends)
-        };
-        let counted_store = Arc::new(counted_store);
-        let (router_sends, task_sends) = (Arc::new(router_sends), Arc::new(task_sends));
+        }
         let slow_spokes = sim.map(|s| {
             Arc::new(SlowSpokes::new(
                 spokes.clone(),
