@@ -332,7 +332,8 @@ pub const TABLE: [(StoreCall, Model); 40] = [
     (StoreCall::ListSchedules, |s| {
         none().query(s.items, Consistency::Strong)
     }),
-    // mod.rs `delete_schedule` -> `delete`; counted with its due-index entry.
+    // mod.rs `delete_schedule` -> `delete`; counted with a due-index entry removed (an
+    // enabled schedule's; a disabled one has none, so this is an upper bound).
     (StoreCall::DeleteSchedule, |_| none().delete().index(1)),
     // mod.rs `set_schedule_enabled`: `get_schedule`, then (found) a whole-item `put` that
     // rewrites its due-index entry.
