@@ -35,10 +35,11 @@ $(INFRA_NPM): infra/package.json infra/package-lock.json
 infra-test: $(INFRA_NPM) ## CDK assertion tests + cdk-nag, offline synth, cfn-lint and checkov (no AWS, no cross-compile)
 	cd infra && npm test
 
-bench: emulator ## Benchmarks: request counts and waves on the emulator, 100,000 targets over in-memory ports and simulated (virtual-time) AWS latencies, next-fire evaluation (docs/PERFORMANCE.md)
+bench: emulator ## Benchmarks: request counts and waves on the emulator, 100,000 targets over in-memory ports and simulated (virtual-time) AWS latencies, poller reads per due schedule, next-fire evaluation (docs/PERFORMANCE.md)
 	$(CARGO) run --release -p curfew-tests --bin curfew-bench -- $(BENCH_ARGS)
 	$(CARGO) run --release -p curfew-tests --bin curfew-scale -- $(SCALE_ARGS)
 	$(CARGO) run --release -p curfew-tests --bin curfew-sim -- $(SIM_ARGS)
+	$(CARGO) run --release -p curfew-tests --bin curfew-poll-bench -- $(POLL_ARGS)
 	$(CARGO) bench -p curfew-core --bench next_fire
 
 SEEDS ?= 10000

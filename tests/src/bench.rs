@@ -50,6 +50,9 @@ pub struct CountingQueue {
     messages: AtomicU64,
     largest_send: AtomicU64,
     batch_calls: AtomicU64,
+    /// Where the thread CPU time of each inner send goes, once [`CountingQueue::time_into`]
+    /// is called.
+    timer: std::sync::OnceLock<Arc<crate::counting::cpu::FakeTime>>,
 }
 
 impl CountingQueue {
@@ -62,7 +65,14 @@ impl CountingQueue {
             messages: AtomicU64::new(0),
             largest_send: AtomicU64::new(0),
             batch_calls: AtomicU64::new(0),
+            timer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on adds the thread CPU time of every inner send to `timer`. False, and
+    /// nothing changes, if the queue already has a timer.
+    pub fn time_into(&self, timer: Arc<crate::counting::cpu::FakeTime>) -> bool {
+        self.timer.set(timer).is_ok()
     }
 
     /// The same, each SendMessageBatch call taking `latency` (tokio's clock).
@@ -96,16 +106,30 @@ impl CountingQueue {
 impl Queue for CountingQueue {
     async fn send(&self, bodies: &[String]) -> PortResult<()> {
         self.count(bodies).await;
-        self.inner.send(bodies).await
+        self.timed(self.inner.send(bodies)).await
     }
 
     async fn send_as(&self, tenant: &str, bodies: &[String]) -> PortResult<()> {
         self.count(bodies).await;
-        self.inner.send_as(tenant, bodies).await
+        self.timed(self.inner.send_as(tenant, bodies)).await
     }
 }
 
 impl CountingQueue {
+    /// Runs the inner `send`, its thread CPU time going to the timer if there is one.
+    async fn timed(
+        &self,
+        send: impl std::future::Future<Output = PortResult<()>>,
+    ) -> PortResult<()> {
+        let timer = self.timer.get();
+        let started = timer.map(|t| t.start());
+        let sent = send.await;
+        if let (Some(timer), Some(started)) = (timer, started) {
+            timer.stop(started);
+        }
+        sent
+    }
+
     /// Counts one send of `bodies` and takes its latency.
     async fn count(&self, bodies: &[String]) {
         let n = bodies.len() as u64;

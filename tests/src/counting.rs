@@ -5,24 +5,37 @@
 //! A port call is not always one DynamoDB request: the adapter (`curfew-aws`, `dynamo/`) turns
 //! `plan_shard` into one conditional PutItem per task plus one transaction, reads a running
 //! operation's counter stripes with a BatchGetItem after its GetItem (`get_operation`,
-//! `finalize_operation`), and follows Query pages. The counts here are the calls; the report
-//! adds the tasks `plan_shard` writes ([`StoreCounts::planned_tasks`]) so the per-task puts are
-//! not lost.
+//! `finalize_operation`), and follows Query pages. [`dynamo::TABLE`] says, per port method,
+//! what the adapter sends; the store applies it to every call with what the call handled (the
+//! items it returned or was given), so [`StoreCounts::dynamo`] holds the DynamoDB requests,
+//! items and request units of the calls observed. [`cpu`] times the inner calls for
+//! `curfew-scale`'s CPU time per target.
 
+pub mod cpu;
+pub mod dynamo;
+
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::Account;
+use curfew_core::account::SpokeRole;
 use curfew_core::cluster_hold::ClusterHold;
+use curfew_core::hold::CaTag;
 use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::{
     AccountStore, Baseline, Lease, LeaseToken, OperationPage, OperationStore, Override, PortResult,
     ScheduleStore, StateStore, TargetStore,
 };
+use curfew_core::ports::{Spokes, UpdateState};
 use curfew_core::schedule::{Schedule, ScheduleList};
-use curfew_core::target::{Sizes, Target};
+use curfew_core::target::{LiveState, Processes, Sizes, Target};
+use futures::future::BoxFuture;
+
+use cpu::FakeTime;
+use dynamo::{dynamo_use, DynamoUse, Seen};
 
 /// One method of the state store's ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -233,6 +246,11 @@ pub struct StoreCounts {
     calls: Vec<u64>,
     /// Tasks written by `plan_shard` calls (one conditional PutItem each in the adapter).
     pub planned_tasks: u64,
+    /// What the DynamoDB adapter sends for these calls ([`dynamo::TABLE`]).
+    pub dynamo: DynamoUse,
+    /// Items the reading calls returned through the port: a list's length, 1 for an item
+    /// found (what the services asked for, before the adapter's own extra reads).
+    pub items_returned: u64,
 }
 
 impl StoreCounts {
@@ -268,6 +286,8 @@ impl StoreCounts {
                 .map(|c| self.get(*c) - earlier.get(*c))
                 .collect(),
             planned_tasks: self.planned_tasks - earlier.planned_tasks,
+            dynamo: self.dynamo.since(&earlier.dynamo),
+            items_returned: self.items_returned - earlier.items_returned,
         }
     }
 
@@ -281,15 +301,25 @@ impl StoreCounts {
     }
 }
 
-/// The state table with a counter per port method. No lock: one atomic per method, so counting
-/// does not serialize the concurrent batches it observes.
+/// The state table with a counter per port method and the DynamoDB traffic the adapter would
+/// make for the calls ([`dynamo::TABLE`]). No lock on the counts: one atomic per counter, so
+/// counting does not serialize the concurrent batches it observes.
 pub struct CountingStore {
     inner: Arc<dyn StateStore>,
     calls: Vec<AtomicU64>,
     planned_tasks: AtomicU64,
+    /// [`DynamoUse`]'s counters (`DynamoUse::to_array` order).
+    dynamo: [AtomicU64; 13],
+    items_returned: AtomicU64,
+    /// Operations this store has seen settled by `finalize_operation`: a later call that finds
+    /// one final only reads it (see the table's entry).
+    settled: Mutex<HashSet<String>>,
     /// How long every call takes before it reaches `inner` (the simulation's DynamoDB
     /// latency; zero in the plain in-memory runs).
     latency: std::time::Duration,
+    /// Where the thread CPU time of each inner call (and the counting around it) goes, once
+    /// [`CountingStore::time_into`] is called.
+    timer: OnceLock<Arc<FakeTime>>,
 }
 
 impl CountingStore {
@@ -299,13 +329,23 @@ impl CountingStore {
             inner,
             calls: StoreCall::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             planned_tasks: AtomicU64::new(0),
+            dynamo: Default::default(),
+            items_returned: AtomicU64::new(0),
+            settled: Mutex::new(HashSet::new()),
             latency: std::time::Duration::ZERO,
+            timer: OnceLock::new(),
         }
     }
 
     /// The same, every call taking `latency` (on tokio's clock, virtual in a simulation).
     pub fn with_latency(self, latency: std::time::Duration) -> CountingStore {
         CountingStore { latency, ..self }
+    }
+
+    /// From now on adds the thread CPU time of every inner call (with its counting) to
+    /// `timer`. False, and nothing changes, if the store already has a timer.
+    pub fn time_into(&self, timer: Arc<FakeTime>) -> bool {
+        self.timer.set(timer).is_ok()
     }
 
     /// The counts so far.
@@ -317,42 +357,85 @@ impl CountingStore {
                 .map(|c| c.load(Ordering::Relaxed))
                 .collect(),
             planned_tasks: self.planned_tasks.load(Ordering::Relaxed),
+            dynamo: DynamoUse::from_array(
+                self.dynamo
+                    .each_ref()
+                    .map(|counter| counter.load(Ordering::Relaxed)),
+            ),
+            items_returned: self.items_returned.load(Ordering::Relaxed),
         }
     }
 
-    async fn count(&self, call: StoreCall) -> &Arc<dyn StateStore> {
+    /// Counts `call`, waits its latency, runs `request` (the inner call) and adds what the
+    /// adapter would have sent for it, given what `seen` reads from its result.
+    async fn observe<'a, T>(
+        &'a self,
+        call: StoreCall,
+        request: BoxFuture<'a, PortResult<T>>,
+        seen: impl FnOnce(&T) -> Seen + Send,
+    ) -> PortResult<T> {
         self.calls[call.index()].fetch_add(1, Ordering::Relaxed);
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
-        &self.inner
+        let timer = self.timer.get();
+        let started = timer.map(|t| t.start());
+        let result = request.await;
+        let seen = result.as_ref().map(seen).unwrap_or_default();
+        if call.is_read() {
+            let returned = seen.items.max(u64::from(seen.found));
+            self.items_returned.fetch_add(returned, Ordering::Relaxed);
+        }
+        let used = dynamo_use(call, &seen).to_array();
+        for (counter, n) in self.dynamo.iter().zip(used) {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        if let (Some(timer), Some(started)) = (timer, started) {
+            timer.stop(started);
+        }
+        result
     }
+}
+
+fn items(n: usize) -> Seen {
+    Seen {
+        items: n as u64,
+        ..Seen::default()
+    }
+}
+
+fn found(found: bool) -> Seen {
+    Seen {
+        found,
+        ..Seen::default()
+    }
+}
+
+fn nothing<T>(_: &T) -> Seen {
+    Seen::default()
 }
 
 #[async_trait]
 impl AccountStore for CountingStore {
     async fn put_account(&self, account: &Account) -> PortResult<()> {
-        self.count(StoreCall::PutAccount)
-            .await
-            .put_account(account)
-            .await
+        let request = self.inner.put_account(account);
+        self.observe(StoreCall::PutAccount, request, nothing).await
     }
     async fn get_account(&self, id: &str) -> PortResult<Option<Account>> {
-        self.count(StoreCall::GetAccount)
-            .await
-            .get_account(id)
+        let request = self.inner.get_account(id);
+        self.observe(StoreCall::GetAccount, request, |a| found(a.is_some()))
             .await
     }
     async fn list_accounts(&self) -> PortResult<Vec<Account>> {
-        self.count(StoreCall::ListAccounts)
-            .await
-            .list_accounts()
+        let request = self.inner.list_accounts();
+        self.observe(StoreCall::ListAccounts, request, |a| items(a.len()))
             .await
     }
     async fn delete_account(&self, id: &str) -> PortResult<bool> {
-        self.count(StoreCall::DeleteAccount)
-            .await
-            .delete_account(id)
+        let request = self.inner.delete_account(id);
+        self.observe(StoreCall::DeleteAccount, request, |d| found(*d))
             .await
     }
 }
@@ -360,27 +443,27 @@ impl AccountStore for CountingStore {
 #[async_trait]
 impl ScheduleStore for CountingStore {
     async fn create_schedule(&self, schedule: &Schedule) -> PortResult<()> {
-        self.count(StoreCall::CreateSchedule)
-            .await
-            .create_schedule(schedule)
+        // Only an enabled schedule with a next fire is written to the due index.
+        let indexed = usize::from(schedule.enabled && schedule.next_fire.is_some());
+        let request = self.inner.create_schedule(schedule);
+        self.observe(StoreCall::CreateSchedule, request, move |_| items(indexed))
             .await
     }
     async fn get_schedule(&self, name: &str) -> PortResult<Option<Schedule>> {
-        self.count(StoreCall::GetSchedule)
-            .await
-            .get_schedule(name)
+        let request = self.inner.get_schedule(name);
+        self.observe(StoreCall::GetSchedule, request, |s| found(s.is_some()))
             .await
     }
     async fn list_schedules(&self) -> PortResult<ScheduleList> {
-        self.count(StoreCall::ListSchedules)
-            .await
-            .list_schedules()
-            .await
+        let request = self.inner.list_schedules();
+        self.observe(StoreCall::ListSchedules, request, |l| {
+            items(l.schedules.len() + l.broken.len())
+        })
+        .await
     }
     async fn delete_schedule(&self, name: &str) -> PortResult<bool> {
-        self.count(StoreCall::DeleteSchedule)
-            .await
-            .delete_schedule(name)
+        let request = self.inner.delete_schedule(name);
+        self.observe(StoreCall::DeleteSchedule, request, |d| found(*d))
             .await
     }
     async fn set_schedule_enabled(
@@ -389,16 +472,16 @@ impl ScheduleStore for CountingStore {
         enabled: bool,
         next_fire: Option<DateTime<Utc>>,
     ) -> PortResult<bool> {
-        self.count(StoreCall::SetScheduleEnabled)
-            .await
-            .set_schedule_enabled(name, enabled, next_fire)
+        let request = self.inner.set_schedule_enabled(name, enabled, next_fire);
+        self.observe(StoreCall::SetScheduleEnabled, request, |f| found(*f))
             .await
     }
     async fn due_schedules(&self, now: DateTime<Utc>) -> PortResult<ScheduleList> {
-        self.count(StoreCall::DueSchedules)
-            .await
-            .due_schedules(now)
-            .await
+        let request = self.inner.due_schedules(now);
+        self.observe(StoreCall::DueSchedules, request, |l| {
+            items(l.schedules.len() + l.broken.len())
+        })
+        .await
     }
     async fn advance_schedule(
         &self,
@@ -406,25 +489,31 @@ impl ScheduleStore for CountingStore {
         expected: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
     ) -> PortResult<bool> {
-        self.count(StoreCall::AdvanceSchedule)
+        let request = self.inner.advance_schedule(name, expected, next);
+        self.observe(StoreCall::AdvanceSchedule, request, |a| found(*a))
             .await
-            .advance_schedule(name, expected, next)
-            .await
+    }
+}
+
+/// An operation read back: found, and running (read with its counter stripes) or final.
+fn operation_seen(op: &Option<Operation>) -> Seen {
+    Seen {
+        found: op.is_some(),
+        running: u64::from(op.as_ref().is_some_and(|op| !op.status.is_final())),
+        ..Seen::default()
     }
 }
 
 #[async_trait]
 impl OperationStore for CountingStore {
     async fn create_operation(&self, op: &Operation) -> PortResult<bool> {
-        self.count(StoreCall::CreateOperation)
-            .await
-            .create_operation(op)
+        let request = self.inner.create_operation(op);
+        self.observe(StoreCall::CreateOperation, request, |c| found(*c))
             .await
     }
     async fn get_operation(&self, id: &str) -> PortResult<Option<Operation>> {
-        self.count(StoreCall::GetOperation)
-            .await
-            .get_operation(id)
+        let request = self.inner.get_operation(id);
+        self.observe(StoreCall::GetOperation, request, operation_seen)
             .await
     }
     async fn list_operations_page(
@@ -432,21 +521,25 @@ impl OperationStore for CountingStore {
         limit: usize,
         after: Option<&str>,
     ) -> PortResult<OperationPage> {
-        self.count(StoreCall::ListOperationsPage)
-            .await
-            .list_operations_page(limit, after)
-            .await
+        let request = self.inner.list_operations_page(limit, after);
+        self.observe(StoreCall::ListOperationsPage, request, |page| Seen {
+            items: page.operations.len() as u64,
+            running: page
+                .operations
+                .iter()
+                .filter(|op| !op.status.is_final())
+                .count() as u64,
+            ..Seen::default()
+        })
+        .await
     }
     async fn fix_shards(&self, op_id: &str, shards: &[Shard]) -> PortResult<Vec<Shard>> {
-        self.count(StoreCall::FixShards)
-            .await
-            .fix_shards(op_id, shards)
-            .await
+        let request = self.inner.fix_shards(op_id, shards);
+        self.observe(StoreCall::FixShards, request, nothing).await
     }
     async fn shard_planned(&self, op_id: &str, shard: &Shard) -> PortResult<bool> {
-        self.count(StoreCall::ShardPlanned)
-            .await
-            .shard_planned(op_id, shard)
+        let request = self.inner.shard_planned(op_id, shard);
+        self.observe(StoreCall::ShardPlanned, request, |p| found(*p))
             .await
     }
     async fn plan_shard(
@@ -458,27 +551,34 @@ impl OperationStore for CountingStore {
     ) -> PortResult<()> {
         self.planned_tasks
             .fetch_add(tasks.len() as u64, Ordering::Relaxed);
-        self.count(StoreCall::PlanShard)
-            .await
-            .plan_shard(op_id, shard, tasks, note)
+        let planned = tasks.len();
+        let request = self.inner.plan_shard(op_id, shard, tasks, note);
+        self.observe(StoreCall::PlanShard, request, move |_| items(planned))
             .await
     }
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
-        self.count(StoreCall::UnfinishedTasks)
-            .await
-            .unfinished_tasks(op_id, shard)
+        let request = self.inner.unfinished_tasks(op_id, shard);
+        self.observe(StoreCall::UnfinishedTasks, request, |t| items(t.len()))
             .await
     }
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>> {
-        self.count(StoreCall::ListTasks)
-            .await
-            .list_tasks(op_id)
-            .await
+        let request = self.inner.list_tasks(op_id);
+        self.observe(StoreCall::ListTasks, request, |tasks| {
+            let partitions: HashSet<(&str, &str)> = tasks
+                .iter()
+                .map(|t| (t.target.account.as_str(), t.target.region.as_str()))
+                .collect();
+            Seen {
+                items: tasks.len() as u64,
+                partitions: partitions.len() as u64,
+                ..Seen::default()
+            }
+        })
+        .await
     }
     async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>> {
-        self.count(StoreCall::GetTask)
-            .await
-            .get_task(op_id, target_key)
+        let request = self.inner.get_task(op_id, target_key);
+        self.observe(StoreCall::GetTask, request, |t| found(t.is_some()))
             .await
     }
     async fn mark_applying(
@@ -489,9 +589,10 @@ impl OperationStore for CountingStore {
         planned: Sizes,
         now: DateTime<Utc>,
     ) -> PortResult<()> {
-        self.count(StoreCall::MarkApplying)
-            .await
-            .mark_applying(lease, target_key, before, planned, now)
+        let request = self
+            .inner
+            .mark_applying(lease, target_key, before, planned, now);
+        self.observe(StoreCall::MarkApplying, request, nothing)
             .await
     }
     async fn record_update(
@@ -500,9 +601,8 @@ impl OperationStore for CountingStore {
         target_key: &str,
         update_id: &str,
     ) -> PortResult<()> {
-        self.count(StoreCall::RecordUpdate)
-            .await
-            .record_update(op_id, target_key, update_id)
+        let request = self.inner.record_update(op_id, target_key, update_id);
+        self.observe(StoreCall::RecordUpdate, request, nothing)
             .await
     }
     async fn finish_task(
@@ -512,9 +612,8 @@ impl OperationStore for CountingStore {
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        self.count(StoreCall::FinishTask)
-            .await
-            .finish_task(op_id, target_key, outcome, now)
+        let request = self.inner.finish_task(op_id, target_key, outcome, now);
+        self.observe(StoreCall::FinishTask, request, |f| found(*f))
             .await
     }
     async fn dead_letter_task(
@@ -524,9 +623,8 @@ impl OperationStore for CountingStore {
         reason: &str,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        self.count(StoreCall::DeadLetterTask)
-            .await
-            .dead_letter_task(op_id, target_key, reason, now)
+        let request = self.inner.dead_letter_task(op_id, target_key, reason, now);
+        self.observe(StoreCall::DeadLetterTask, request, |d| found(*d))
             .await
     }
     async fn reopen_task(
@@ -535,9 +633,8 @@ impl OperationStore for CountingStore {
         target_key: &str,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        self.count(StoreCall::ReopenTask)
-            .await
-            .reopen_task(op_id, target_key, now)
+        let request = self.inner.reopen_task(op_id, target_key, now);
+        self.observe(StoreCall::ReopenTask, request, |r| found(*r))
             .await
     }
     async fn finalize_operation(
@@ -545,19 +642,32 @@ impl OperationStore for CountingStore {
         op_id: &str,
         now: DateTime<Utc>,
     ) -> PortResult<Option<OpStatus>> {
-        self.count(StoreCall::FinalizeOperation)
-            .await
-            .finalize_operation(op_id, now)
-            .await
+        let request = self.inner.finalize_operation(op_id, now);
+        // A status returned the first time for an operation is this call settling it (it read
+        // the running operation and wrote the final one); later, the operation was already
+        // final and was only read. No status: the operation is running (or gone).
+        self.observe(StoreCall::FinalizeOperation, request, |status| {
+            let settled_now = status.is_some()
+                && self
+                    .settled
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(op_id.to_string());
+            Seen {
+                found: settled_now,
+                running: u64::from(status.is_none() || settled_now),
+                ..Seen::default()
+            }
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl TargetStore for CountingStore {
     async fn get_baseline(&self, target_key: &str) -> PortResult<Option<Baseline>> {
-        self.count(StoreCall::GetBaseline)
-            .await
-            .get_baseline(target_key)
+        let request = self.inner.get_baseline(target_key);
+        self.observe(StoreCall::GetBaseline, request, |b| found(b.is_some()))
             .await
     }
     async fn save_baseline(
@@ -566,9 +676,8 @@ impl TargetStore for CountingStore {
         lease: &LeaseToken,
         replacing_own: bool,
     ) -> PortResult<bool> {
-        self.count(StoreCall::SaveBaseline)
-            .await
-            .save_baseline(baseline, lease, replacing_own)
+        let request = self.inner.save_baseline(baseline, lease, replacing_own);
+        self.observe(StoreCall::SaveBaseline, request, |s| found(*s))
             .await
     }
     async fn retire_baseline(
@@ -577,21 +686,18 @@ impl TargetStore for CountingStore {
         saved_by: &str,
         lease: &LeaseToken,
     ) -> PortResult<bool> {
-        self.count(StoreCall::RetireBaseline)
-            .await
-            .retire_baseline(target_key, saved_by, lease)
+        let request = self.inner.retire_baseline(target_key, saved_by, lease);
+        self.observe(StoreCall::RetireBaseline, request, |r| found(*r))
             .await
     }
     async fn asleep_baselines(&self, account: &str, region: &str) -> PortResult<Vec<Baseline>> {
-        self.count(StoreCall::AsleepBaselines)
-            .await
-            .asleep_baselines(account, region)
+        let request = self.inner.asleep_baselines(account, region);
+        self.observe(StoreCall::AsleepBaselines, request, |b| items(b.len()))
             .await
     }
     async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {
-        self.count(StoreCall::GetClusterHold)
-            .await
-            .get_cluster_hold(cluster_key)
+        let request = self.inner.get_cluster_hold(cluster_key);
+        self.observe(StoreCall::GetClusterHold, request, |h| found(h.is_some()))
             .await
     }
     async fn put_cluster_hold(
@@ -601,9 +707,8 @@ impl TargetStore for CountingStore {
         target_key: &str,
         lease: &LeaseToken,
     ) -> PortResult<bool> {
-        self.count(StoreCall::PutClusterHold)
-            .await
-            .put_cluster_hold(hold, read, target_key, lease)
+        let request = self.inner.put_cluster_hold(hold, read, target_key, lease);
+        self.observe(StoreCall::PutClusterHold, request, |p| found(*p))
             .await
     }
     async fn acquire_lease(
@@ -614,10 +719,13 @@ impl TargetStore for CountingStore {
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> PortResult<Lease> {
-        self.count(StoreCall::AcquireLease)
-            .await
-            .acquire_lease(target_key, lease, op_created_at, now, ttl)
-            .await
+        let request = self
+            .inner
+            .acquire_lease(target_key, lease, op_created_at, now, ttl);
+        self.observe(StoreCall::AcquireLease, request, |l| {
+            found(matches!(l, Lease::Acquired { .. }))
+        })
+        .await
     }
     async fn release_lease(
         &self,
@@ -625,27 +733,22 @@ impl TargetStore for CountingStore {
         lease: &LeaseToken,
         finished: bool,
     ) -> PortResult<()> {
-        self.count(StoreCall::ReleaseLease)
-            .await
-            .release_lease(target_key, lease, finished)
+        let request = self.inner.release_lease(target_key, lease, finished);
+        self.observe(StoreCall::ReleaseLease, request, nothing)
             .await
     }
     async fn put_override(&self, o: &Override) -> PortResult<()> {
-        self.count(StoreCall::PutOverride)
-            .await
-            .put_override(o)
-            .await
+        let request = self.inner.put_override(o);
+        self.observe(StoreCall::PutOverride, request, nothing).await
     }
     async fn active_overrides(&self, now: DateTime<Utc>) -> PortResult<Vec<Override>> {
-        self.count(StoreCall::ActiveOverrides)
-            .await
-            .active_overrides(now)
+        let request = self.inner.active_overrides(now);
+        self.observe(StoreCall::ActiveOverrides, request, |o| items(o.len()))
             .await
     }
     async fn remove_override(&self, id: &str) -> PortResult<bool> {
-        self.count(StoreCall::RemoveOverride)
-            .await
-            .remove_override(id)
+        let request = self.inner.remove_override(id);
+        self.observe(StoreCall::RemoveOverride, request, |r| found(*r))
             .await
     }
     async fn put_inventory(
@@ -655,15 +758,14 @@ impl TargetStore for CountingStore {
         targets: &[Target],
         now: DateTime<Utc>,
     ) -> PortResult<()> {
-        self.count(StoreCall::PutInventory)
-            .await
-            .put_inventory(account, region, targets, now)
+        let listed = targets.len();
+        let request = self.inner.put_inventory(account, region, targets, now);
+        self.observe(StoreCall::PutInventory, request, move |_| items(listed))
             .await
     }
     async fn invalidate_inventory(&self, account: &str, region: &str) -> PortResult<()> {
-        self.count(StoreCall::InvalidateInventory)
-            .await
-            .invalidate_inventory(account, region)
+        let request = self.inner.invalidate_inventory(account, region);
+        self.observe(StoreCall::InvalidateInventory, request, nothing)
             .await
     }
     async fn get_inventory(
@@ -671,9 +773,104 @@ impl TargetStore for CountingStore {
         account: &str,
         region: &str,
     ) -> PortResult<Option<(DateTime<Utc>, Vec<Target>)>> {
-        self.count(StoreCall::GetInventory)
+        let request = self.inner.get_inventory(account, region);
+        self.observe(StoreCall::GetInventory, request, |inventory| {
+            inventory
+                .as_ref()
+                .map_or_else(Seen::default, |(_, targets)| Seen {
+                    items: targets.len() as u64,
+                    found: true,
+                    ..Seen::default()
+                })
+        })
+        .await
+    }
+}
+
+/// The spoke clients with the thread CPU time of every call added to a [`FakeTime`]: in a plain
+/// run the spokes are [`curfew_core::fakes::FakeSpokes`], whose cost is not curfew's.
+pub struct TimedSpokes {
+    inner: Arc<dyn Spokes>,
+    timer: Arc<FakeTime>,
+}
+
+impl TimedSpokes {
+    /// Times `inner`'s calls into `timer`.
+    pub fn new(inner: Arc<dyn Spokes>, timer: Arc<FakeTime>) -> TimedSpokes {
+        TimedSpokes { inner, timer }
+    }
+
+    async fn time<'a, T>(&'a self, call: BoxFuture<'a, PortResult<T>>) -> PortResult<T> {
+        let started = self.timer.start();
+        let result = call.await;
+        self.timer.stop(started);
+        result
+    }
+}
+
+#[async_trait]
+impl Spokes for TimedSpokes {
+    async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
+        self.time(self.inner.discover(role, region)).await
+    }
+    async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
+        self.time(self.inner.live_state(role, target)).await
+    }
+    async fn set_sizes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        sizes: Sizes,
+    ) -> PortResult<Option<String>> {
+        self.time(self.inner.set_sizes(role, target, sizes)).await
+    }
+    async fn suspend_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        self.time(self.inner.suspend_processes(role, target, processes))
             .await
-            .get_inventory(account, region)
+    }
+    async fn resume_processes(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        processes: Processes,
+    ) -> PortResult<()> {
+        self.time(self.inner.resume_processes(role, target, processes))
+            .await
+    }
+    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
+        self.time(self.inner.ca_tags(role, target)).await
+    }
+    async fn remove_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        self.time(self.inner.remove_ca_tags(role, target, tags))
+            .await
+    }
+    async fn restore_ca_tags(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        tags: &[CaTag],
+    ) -> PortResult<()> {
+        self.time(self.inner.restore_ca_tags(role, target, tags))
+            .await
+    }
+    async fn update_state(
+        &self,
+        role: &SpokeRole,
+        target: &Target,
+        update_id: &str,
+        planned: Sizes,
+    ) -> PortResult<UpdateState> {
+        self.time(self.inner.update_state(role, target, update_id, planned))
             .await
     }
 }
@@ -703,5 +900,64 @@ mod tests {
         assert_eq!(counts.get(StoreCall::ListAccounts), 1);
         assert_eq!(counts.get(StoreCall::GetBaseline), 1);
         assert_eq!((counts.total(), counts.reads(), counts.writes()), (4, 4, 0));
+    }
+
+    #[tokio::test]
+    async fn the_dynamodb_items_a_query_reads_are_the_items_the_call_returned() {
+        let memory = Arc::new(MemoryStore::new());
+        for id in ["123456789012", "123456789013", "123456789014"] {
+            let role = format!("arn:aws:iam::{id}:role/curfew-spoke");
+            let account = Account::new(id, &role, None, &["eu-west-1".to_string()]).unwrap();
+            memory.put_account(&account).await.unwrap();
+        }
+        let store = CountingStore::new(memory);
+        store.list_accounts().await.unwrap();
+        store.get_account("999999999999").await.unwrap();
+        let dynamo = store.counts().dynamo;
+        assert_eq!(dynamo.requests(dynamo::DynamoApi::Query), 1);
+        assert_eq!(dynamo.requests(dynamo::DynamoApi::GetItem), 1);
+        assert_eq!(
+            dynamo.items_read,
+            3 + 1,
+            "three accounts listed, one key read"
+        );
+        assert_eq!(dynamo.read_units(), 1.0 + 1.0);
+        assert_eq!(
+            store.counts().items_returned,
+            3,
+            "the key read found nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_call_to_the_fakes_is_timed_once_when_asked() {
+        let timer = Arc::new(FakeTime::new());
+        let store = CountingStore::new(Arc::new(MemoryStore::new()));
+        assert!(store.time_into(timer.clone()));
+        assert!(
+            !store.time_into(Arc::new(FakeTime::new())),
+            "one timer only"
+        );
+        store.list_accounts().await.unwrap();
+        store.get_baseline("k").await.unwrap();
+        let fake = Arc::new(curfew_core::fakes::FakeSpokes::new());
+        let target = crate::scale::seeded_target("123456789012", "eu-west-1", 0);
+        fake.add(target.clone(), Sizes::new(1, 3, 2));
+        let spokes = TimedSpokes::new(fake.clone(), timer.clone());
+        let role = SpokeRole {
+            account: target.account.clone(),
+            role_arn: "arn:aws:iam::123456789012:role/curfew-spoke".into(),
+            external_id: None,
+        };
+        spokes.live_state(&role, &target).await.unwrap();
+        assert_eq!(timer.totals().calls, 3);
+        assert_eq!(fake.calls(), 1, "the spoke call reached the fake");
+        let untimed = CountingStore::new(Arc::new(MemoryStore::new()));
+        untimed.list_accounts().await.unwrap();
+        assert_eq!(
+            timer.totals().calls,
+            3,
+            "a store not asked to time is not timed"
+        );
     }
 }

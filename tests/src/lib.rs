@@ -5,9 +5,12 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod cost;
 pub mod counting;
+pub mod poll;
 pub mod scale;
 pub mod sim;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -39,7 +39,15 @@ use futures::stream::{self, StreamExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bench::{CountingQueue, SendCounts, BATCH};
-use crate::counting::{CountingStore, StoreCounts};
+use crate::counting::cpu::{process_cpu, CpuSplit, FakeTime};
+use crate::counting::{CountingStore, StoreCounts, TimedSpokes};
+
+/// Ends a handler's timing begun at `clock`, when the run times handlers.
+fn stop_clock(timing: Option<&FakeTime>, clock: Option<Duration>) {
+    if let (Some(timer), Some(clock)) = (timing, clock) {
+        timer.stop(clock);
+    }
+}
 
 /// Rounds of a queue (everything queued at a round's start is worked in it) before the run
 /// gives up on it: failed messages come back each round, and none should fail here.
@@ -361,6 +369,13 @@ pub struct WaveReport {
     pub spoke_traffic: SpokeTraffic,
     /// Everything that did not check out.
     pub problems: Vec<Problem>,
+    /// The direct invocation of the router that started the wave (its own duration).
+    pub invoke: Duration,
+    /// Simulated runs only: the router queue's and the task queue's event sources (their
+    /// invocations, busy time and deletes, for the wave's SQS requests and Lambda time).
+    pub sourced: Option<(Sourced, Sourced)>,
+    /// Plain (not simulated) runs only: where the wave's CPU time went.
+    pub cpu: Option<CpuSplit>,
 }
 
 impl WaveReport {
@@ -387,6 +402,9 @@ impl WaveReport {
             first_task: Duration::ZERO,
             spoke_traffic: SpokeTraffic::default(),
             problems: Vec::new(),
+            invoke: Duration::ZERO,
+            sourced: None,
+            cpu: None,
         }
     }
 }
@@ -443,6 +461,10 @@ pub struct Fleet {
     sim: Option<Simulation>,
     /// The paced spokes of a simulated run.
     slow_spokes: Option<Arc<SlowSpokes>>,
+    /// Thread CPU time inside the fakes' calls (plain runs only).
+    fake_time: Arc<FakeTime>,
+    /// Thread CPU time inside the handlers (plain runs only).
+    handler_time: Arc<FakeTime>,
 }
 
 impl Fleet {
@@ -472,6 +494,14 @@ impl Fleet {
         let router_sends =
             Arc::new(CountingQueue::new(router_q.clone()).with_latency(latency.queue));
         let task_sends = Arc::new(CountingQueue::new(task_q.clone()).with_latency(latency.queue));
+        // Plain runs time the fakes' calls, so their CPU time can be taken out of the wave's.
+        let fake_time = Arc::new(FakeTime::new());
+        if sim.is_none() {
+            counted_store.time_into(fake_time.clone());
+            router_sends.time_into(fake_time.clone());
+            task_sends.time_into(fake_time.clone());
+            hub.spokes = Arc::new(TimedSpokes::new(spokes.clone(), fake_time.clone()));
+        }
         let slow_spokes = sim.map(|s| Arc::new(SlowSpokes::new(spokes.clone(), &s, clock.clone())));
         if let Some(slow) = &slow_spokes {
             hub.spokes = slow.clone();
@@ -508,6 +538,8 @@ impl Fleet {
             task_sends,
             sim,
             slow_spokes,
+            fake_time,
+            handler_time: Arc::new(FakeTime::new()),
         })
     }
 
@@ -523,6 +555,13 @@ impl Fleet {
         let router_before = self.router_sends.counts();
         let tasks_before = self.task_sends.counts();
         let spokes_before = self.spokes.calls();
+        let cpu_before = (
+            process_cpu(),
+            self.handler_time.totals(),
+            self.fake_time.totals(),
+        );
+        // Thread CPU time around a handler is its own only when it never waits (plain runs).
+        let timing = self.sim.is_none().then_some(&*self.handler_time);
 
         let select = Selector::parse("tag:fleet=scale").expect("a valid selector");
         let discovery = Discovery::Cached;
@@ -541,7 +580,11 @@ impl Fleet {
             },
         };
         let started = Instant::now();
-        let op_id = match invoke(&self.hub, invocation).await {
+        let clock = timing.map(|t| t.start());
+        let invoked = invoke(&self.hub, invocation).await;
+        stop_clock(timing, clock);
+        report.invoke = started.elapsed();
+        let op_id = match invoked {
             Ok(response) => response.operation_id,
             Err(e) => {
                 report.problems.push(Problem::Invocation(e.to_string()));
@@ -550,7 +593,9 @@ impl Fleet {
         };
         let hub = &self.hub;
         let route = |m: Vec<(String, String)>| async move {
+            let clock = timing.map(|t| t.start());
             let outcome = router_batch(hub, &m).await;
+            stop_clock(timing, clock);
             (m, outcome)
         };
         // Retried messages go back on the memory queue as new messages, so every delivery here
@@ -560,7 +605,9 @@ impl Fleet {
                 .iter()
                 .map(|(id, body)| Delivery::first(id.clone(), body.clone()))
                 .collect();
+            let clock = timing.map(|t| t.start());
             let outcome = worker_batch(hub, &deliveries).await;
+            stop_clock(timing, clock);
             (m, outcome)
         };
         let concurrency = self.shape.concurrency;
@@ -631,6 +678,7 @@ impl Fleet {
                 report.rate_bound = slow.rate_bound();
                 report.spoke_traffic = slow.traffic();
             }
+            report.sourced = Some((routed.clone(), worked.clone()));
             (Worked::from(routed), Worked::from(worked))
         } else {
             let routed = work_queue(&self.router_q, concurrency, route).await;
@@ -638,6 +686,11 @@ impl Fleet {
             let started = Instant::now();
             let worked = work_queue(&self.task_q, concurrency, work).await;
             report.work = started.elapsed();
+            report.cpu = Some(CpuSplit {
+                process: process_cpu() - cpu_before.0,
+                handlers: self.handler_time.totals().since(&cpu_before.1),
+                fakes: self.fake_time.totals().since(&cpu_before.2),
+            });
             (routed, worked)
         };
 

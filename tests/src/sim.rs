@@ -403,6 +403,12 @@ pub struct Sourced {
     pub first_receive: Option<Duration>,
     /// Causes of messages rejected as unfixable (they would go to the DLQ).
     pub rejected: Vec<String>,
+    /// Messages the handler finished (not reported failed): the event source mapping deletes
+    /// them from the queue.
+    pub deleted: usize,
+    /// Invocations that finished at least one message: the event source mapping deletes a
+    /// batch's finished messages with one DeleteMessageBatch call.
+    pub delete_batches: usize,
 }
 
 /// How an event source mapping works a queue.
@@ -582,6 +588,10 @@ where
                     .scope((source.lambda, slot), handler(messages))
                     .await;
                 let took = started.elapsed();
+                let deleted = messages
+                    .iter()
+                    .filter(|(id, _)| !outcome.failed.contains(id))
+                    .count();
                 let retry: Vec<Message> = messages
                     .into_iter()
                     .zip(&tenants)
@@ -606,6 +616,8 @@ where
                         .unwrap_or(started - began)
                         .min(started - began),
                 );
+                s.deleted += deleted;
+                s.delete_batches += usize::from(deleted > 0);
                 s.rejected
                     .extend(outcome.rejected.into_iter().map(|(_, cause)| cause));
             }

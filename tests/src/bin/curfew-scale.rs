@@ -11,7 +11,12 @@
 //! `curfew-scale [--targets N] [--accounts N] [--regions N] [--concurrency N] [--asleep-every N]`.
 
 use curfew_tests::bench::{arg, record, results_path};
+use curfew_tests::counting::cpu::ClockCost;
 use curfew_tests::scale::{run, FleetShape, ScaleReport, WaveReport};
+use curfew_tests::traffic::WaveTraffic;
+
+/// Empty timed calls measured to learn what reading the CPU clock costs.
+const CLOCK_ROUNDS: u32 = 200_000;
 
 /// Problems printed before the rest are only counted.
 const SHOWN_PROBLEMS: usize = 20;
@@ -43,10 +48,26 @@ async fn main() {
         }
     );
     let report = run(&shape).await;
+    // Measured after the run, on a warm CPU, as the run's timed calls were.
+    let clock = ClockCost::measure(CLOCK_ROUNDS);
     print_report(&report);
+    print_cpu(&report, &clock);
     let wave = |w: &WaveReport| {
         let n = report.seeded.max(1) as f64;
+        let cpu = w.cpu.map(|c| {
+            let us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / n;
+            serde_json::json!({
+                "ours_us_per_target": us(c.ours(&clock)),
+                "fakes_us_per_target": us(c.fakes.cpu),
+                "harness_us_per_target": us(c.harness()),
+                "process_us_per_target": us(c.process),
+                "fake_calls_timed": c.fakes.calls,
+                "handler_calls_timed": c.handlers.calls,
+            })
+        });
         serde_json::json!({
+            "per_target": WaveTraffic::of(w, report.seeded).to_json(),
+            "cpu": cpu,
             "routing_s": w.route.as_secs_f64(),
             "working_s": w.work.as_secs_f64(),
             "state_store_calls_per_target": w.store.total() as f64 / n,
@@ -59,6 +80,10 @@ async fn main() {
     };
     let path = results_path();
     let figures = serde_json::json!({
+        "clock_read_ns": {
+            "pair": clock.pair.as_nanos() as u64,
+            "inside": clock.inside.as_nanos() as u64,
+        },
         "targets": shape.targets,
         "accounts": shape.accounts,
         "regions": shape.regions,
@@ -66,7 +91,17 @@ async fn main() {
         "stop": wave(&report.stop),
         "start": wave(&report.start),
     });
-    match record(&path, "scale", figures) {
+    let per_target = |w: &WaveReport| {
+        w.cpu
+            .map(|c| c.ours(&clock).as_secs_f64() * 1e6 / report.seeded.max(1) as f64)
+    };
+    // Per target and wave: the mean of the stop's and the start's.
+    let cpu_us = per_target(&report.stop)
+        .zip(per_target(&report.start))
+        .map(|(stop, start)| (stop + start) / 2.0);
+    let recorded = record(&path, "scale", figures)
+        .and_then(|()| record(&path, "cpu_us_per_target", serde_json::json!(cpu_us)));
+    match recorded {
         Ok(()) => eprintln!("recorded in {}", path.display()),
         Err(e) => eprintln!("curfew-scale: could not record {}: {e}", path.display()),
     }
@@ -116,6 +151,10 @@ fn print_report(r: &ScaleReport) {
     );
     for w in [&r.stop, &r.start] {
         print_wave(w, n);
+        println!(
+            "| {} |",
+            WaveTraffic::of(w, r.seeded).line(&format!("{} wave", w.action))
+        );
     }
 }
 
@@ -161,4 +200,27 @@ fn print_wave(w: &WaveReport, n: f64) {
         w.spoke_calls,
         w.spoke_calls as f64 / n
     );
+}
+
+fn print_cpu(r: &ScaleReport, clock: &ClockCost) {
+    let n = r.seeded.max(1) as f64;
+    let us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / n;
+    println!(
+        "| CPU clock: one timed call's start + stop / of it inside the interval | {} ns / {} ns |",
+        clock.pair.as_nanos(),
+        clock.inside.as_nanos()
+    );
+    for w in [&r.stop, &r.start] {
+        let Some(c) = w.cpu else { continue };
+        println!(
+            "| {} wave: CPU per target: our code / fakes (and counting) / harness / process | {:.1} µs / {:.1} µs / {:.1} µs / {:.1} µs ({} fake calls, {} handler calls timed) |",
+            w.action,
+            us(c.ours(clock)),
+            us(c.fakes.cpu),
+            us(c.harness()),
+            us(c.process),
+            c.fakes.calls,
+            c.handlers.calls,
+        );
+    }
 }

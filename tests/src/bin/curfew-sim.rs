@@ -19,6 +19,9 @@ use curfew_tests::bench::{arg, record, results_path};
 use curfew_tests::scale::{run_with, FleetShape, ScaleReport, WaveReport};
 use curfew_tests::sim::{concurrency_bound, Latency, RateLimit, Simulation};
 use serde_json::{json, Value};
+// The traffic and cost block (at the end of the file).
+use curfew_tests::cost::{cost_per_1k_targets, CycleUse, LambdaMemory, Prices};
+use curfew_tests::traffic::WaveTraffic;
 
 /// The lower bound of a simulated wave's makespan: no target is worked before the first task
 /// reaches a worker, and after that the work cannot take less than the workers' busy time over
@@ -174,6 +177,8 @@ async fn suite(sim: Simulation) -> Vec<ScaleReport> {
     summary.push(("makespan_ratio_100k", json!(clean.ratio)));
     summary.push(("sts_calls_per_account_100k", json!(sts)));
     sections.insert("100k".into(), clean.figures);
+    // Traffic and cost are the fault-free 100,000-target cycle's.
+    record_traffic_and_cost(&clean.report, &path);
     reports.push(clean.report);
 
     // 5% of spoke call attempts throttled, held to the fault-free run's bound (a valid lower
@@ -296,7 +301,9 @@ async fn main() {
             big_account: arg("--big-account", defaults.big_account),
             ..defaults
         };
-        vec![run("custom", shape, sim, None).await.report]
+        let report = run("custom", shape, sim, None).await.report;
+        record_traffic_and_cost(&report, &results_path());
+        vec![report]
     } else {
         suite(sim).await
     };
@@ -310,5 +317,74 @@ async fn main() {
     }
     if !clean {
         std::process::exit(1);
+    }
+}
+
+// --- Per-target DynamoDB and SQS traffic, and the cost of a cycle (issue 9) -----------------
+// One block, kept apart from the makespan figures above: it prints each wave's traffic per
+// target and prices the stop + start cycle (`curfew_tests::cost`), recording the `traffic` and
+// `cost` sections and the top-level `cost_usd_per_1k_targets_cycle`.
+
+fn record_traffic_and_cost(report: &ScaleReport, path: &std::path::Path) {
+    let targets = report.seeded;
+    let stop = WaveTraffic::of(&report.stop, targets);
+    let start = WaveTraffic::of(&report.start, targets);
+    println!("{}", stop.line("stop"));
+    println!("{}", start.line("start"));
+    let traffic = serde_json::json!({"stop": stop.to_json(), "start": start.to_json()});
+    let Some(cycle) = CycleUse::from_waves(targets, &report.stop, &report.start) else {
+        eprintln!("curfew-sim: a wave did not run simulated; no cost to price");
+        return;
+    };
+    let (prices, memory) = (Prices::US_EAST_1, LambdaMemory::from_hub_stack());
+    let cost = cost_per_1k_targets(&cycle, &prices, &memory);
+    println!(
+        "cost of a stop + start cycle per 1,000 targets: ${:.5} (Lambda {:.5} duration + {:.5} \
+         requests, DynamoDB {:.5} writes + {:.5} reads, SQS {:.5}); us-east-1 on-demand prices",
+        cost.total(),
+        cost.lambda_duration,
+        cost.lambda_requests,
+        cost.dynamo_writes,
+        cost.dynamo_reads,
+        cost.sqs,
+    );
+    let per_1k = 1000.0 / targets.max(1) as f64;
+    let section = serde_json::json!({
+        "usd_per_1k_targets": {
+            "total": cost.total(),
+            "lambda_duration": cost.lambda_duration,
+            "lambda_requests": cost.lambda_requests,
+            "dynamodb_writes": cost.dynamo_writes,
+            "dynamodb_reads": cost.dynamo_reads,
+            "sqs": cost.sqs,
+        },
+        "per_1k_targets": {
+            "lambda_gb_seconds": cycle.gb_seconds(&memory) * per_1k,
+            "lambda_invocations": (cycle.worker_invocations + cycle.router_invocations) as f64 * per_1k,
+            "dynamodb_write_units": cycle.write_units as f64 * per_1k,
+            "dynamodb_read_units": cycle.read_units * per_1k,
+            "sqs_requests": cycle.sqs_requests() as f64 * per_1k,
+        },
+        "memory_mb": {"router": memory.router_mb, "worker": memory.worker_mb},
+        "prices_usd": {
+            "lambda_arm64_gb_second": prices.lambda_gb_second,
+            "lambda_request": prices.lambda_request,
+            "dynamodb_write_unit": prices.dynamo_write_unit,
+            "dynamodb_read_unit": prices.dynamo_read_unit,
+            "sqs_request": prices.sqs_request,
+        },
+        "excluded": "poller, idle queues' empty receives, CloudWatch Logs, free tiers, per-invocation 1 ms rounding",
+    });
+    let recorded = record(path, "traffic", traffic)
+        .and_then(|()| record(path, "cost", section))
+        .and_then(|()| {
+            record(
+                path,
+                "cost_usd_per_1k_targets_cycle",
+                serde_json::json!(cost.total()),
+            )
+        });
+    if let Err(e) = recorded {
+        eprintln!("curfew-sim: could not record {}: {e}", path.display());
     }
 }

@@ -1,0 +1,599 @@
+//! What the DynamoDB adapter (`curfew-aws`, `src/dynamo/`) sends for each state-store port call,
+//! as one table ([`TABLE`]): requests per DynamoDB API, items read and written, and the request
+//! units DynamoDB on-demand bills for them. [`super::CountingStore`] applies the table to every
+//! call it observes, with what the call handled ([`Seen`]) taken from its arguments and its
+//! result, so a wave over the in-memory fakes reports the DynamoDB traffic the real adapter
+//! would make for the same calls.
+//!
+//! The capacity rules (DynamoDB developer guide, "Read/write capacity mode" and "Managing
+//! capacity for transactions"):
+//! - a strongly consistent read of up to 4 KB is 1 read request unit (RRU), an eventually
+//!   consistent one half a unit; GetItem and each key of a BatchGetItem are billed per item,
+//!   found or not; a Query is billed on the summed size of the items it reads, rounded up to
+//!   4 KB (at least one read);
+//! - a write of up to 1 KB is 1 write request unit (WRU), whether its condition holds or not;
+//!   each item of a TransactWriteItems is 2 WRU;
+//! - a write that adds, changes or removes an item's entry in a global secondary index is
+//!   billed on the index too: 1 WRU per entry written, 2 when an index key attribute changes
+//!   (the old entry is deleted and a new one put).
+//!
+//! Assumptions, kept here and named in docs/PERFORMANCE.md: every item is at most 1 KB (a task
+//! item is a few hundred bytes; no item curfew writes carries more than a target's tags), so a
+//! write is 1 WRU and a Query of n items reads ceil(n / 4) units and one 1 MB page per 1,024
+//! items; a ConditionCheck in a transaction is billed like its other items (2 WRU); a call that
+//! failed is counted as sending its first request only.
+
+use super::StoreCall;
+
+/// A DynamoDB API the adapter calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DynamoApi {
+    /// GetItem.
+    GetItem,
+    /// BatchGetItem (up to 100 keys).
+    BatchGetItem,
+    /// Query (one request per 1 MB page).
+    Query,
+    /// PutItem.
+    PutItem,
+    /// UpdateItem.
+    UpdateItem,
+    /// DeleteItem.
+    DeleteItem,
+    /// TransactWriteItems.
+    TransactWriteItems,
+    /// BatchWriteItem (up to 25 items).
+    BatchWriteItem,
+}
+
+impl DynamoApi {
+    /// Every API, in declaration order.
+    pub const ALL: [DynamoApi; 8] = [
+        DynamoApi::GetItem,
+        DynamoApi::BatchGetItem,
+        DynamoApi::Query,
+        DynamoApi::PutItem,
+        DynamoApi::UpdateItem,
+        DynamoApi::DeleteItem,
+        DynamoApi::TransactWriteItems,
+        DynamoApi::BatchWriteItem,
+    ];
+
+    /// The API's name, as AWS spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DynamoApi::GetItem => "GetItem",
+            DynamoApi::BatchGetItem => "BatchGetItem",
+            DynamoApi::Query => "Query",
+            DynamoApi::PutItem => "PutItem",
+            DynamoApi::UpdateItem => "UpdateItem",
+            DynamoApi::DeleteItem => "DeleteItem",
+            DynamoApi::TransactWriteItems => "TransactWriteItems",
+            DynamoApi::BatchWriteItem => "BatchWriteItem",
+        }
+    }
+}
+
+/// Counter stripes a running operation's counts are summed from (`STRIPES` in the adapter's
+/// `dynamo/operations.rs`; private there, so repeated here).
+pub const STRIPES: u64 = 32;
+
+/// Items per 1 MB Query page at the assumed 1 KB per item.
+const ITEMS_PER_PAGE: u64 = 1024;
+
+/// Items per read unit of a Query at the assumed 1 KB per item (a unit reads 4 KB).
+const ITEMS_PER_READ_UNIT: u64 = 4;
+
+/// How consistent a read is: it sets its price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// `ConsistentRead` (the adapter's table reads): a full unit per 4 KB.
+    Strong,
+    /// A global secondary index read (always eventually consistent): half a unit per 4 KB.
+    Eventual,
+}
+
+/// What DynamoDB is asked for: requests per API, items read and written, request units.
+/// Add two with [`DynamoUse::add`]; subtract with [`DynamoUse::since`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DynamoUse {
+    requests: [u64; 8],
+    /// Items read (an item returned by a Query, a key of a GetItem or BatchGetItem).
+    pub items_read: u64,
+    /// Items written in the table (puts, updates, deletes, transaction items and
+    /// ConditionChecks).
+    pub items_written: u64,
+    /// Read request units, in halves (an eventually consistent read is half a unit).
+    pub read_half_units: u64,
+    /// Write request units, the index entries' included.
+    pub write_units: u64,
+    /// Of `write_units`: global secondary index entries written.
+    pub index_writes: u64,
+}
+
+impl DynamoUse {
+    /// Requests to `api`.
+    pub fn requests(&self, api: DynamoApi) -> u64 {
+        self.requests[api as usize]
+    }
+
+    /// Every request.
+    pub fn total_requests(&self) -> u64 {
+        self.requests.iter().sum()
+    }
+
+    /// Read request units.
+    pub fn read_units(&self) -> f64 {
+        self.read_half_units as f64 / 2.0
+    }
+
+    /// This and `other` together.
+    pub fn add(&self, other: &DynamoUse) -> DynamoUse {
+        let mut sum = *self;
+        for (mine, theirs) in sum.requests.iter_mut().zip(other.requests) {
+            *mine += theirs;
+        }
+        sum.items_read += other.items_read;
+        sum.items_written += other.items_written;
+        sum.read_half_units += other.read_half_units;
+        sum.write_units += other.write_units;
+        sum.index_writes += other.index_writes;
+        sum
+    }
+
+    /// What was asked for after `earlier`.
+    pub fn since(&self, earlier: &DynamoUse) -> DynamoUse {
+        let mut diff = *self;
+        for (mine, theirs) in diff.requests.iter_mut().zip(earlier.requests) {
+            *mine -= theirs;
+        }
+        diff.items_read -= earlier.items_read;
+        diff.items_written -= earlier.items_written;
+        diff.read_half_units -= earlier.read_half_units;
+        diff.write_units -= earlier.write_units;
+        diff.index_writes -= earlier.index_writes;
+        diff
+    }
+
+    /// The APIs asked at least once, with their request counts, in declaration order.
+    pub fn nonzero(&self) -> Vec<(DynamoApi, u64)> {
+        DynamoApi::ALL
+            .iter()
+            .map(|a| (*a, self.requests(*a)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// The counters as one array (for [`super::CountingStore`]'s atomics), and back.
+    pub(super) fn to_array(self) -> [u64; 13] {
+        let r = self.requests;
+        [
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            self.items_read,
+            self.items_written,
+            self.read_half_units,
+            self.write_units,
+            self.index_writes,
+        ]
+    }
+
+    pub(super) fn from_array(a: [u64; 13]) -> DynamoUse {
+        let mut requests = [0; 8];
+        requests.copy_from_slice(&a[..8]);
+        DynamoUse {
+            requests,
+            items_read: a[8],
+            items_written: a[9],
+            read_half_units: a[10],
+            write_units: a[11],
+            index_writes: a[12],
+        }
+    }
+
+    fn request(mut self, api: DynamoApi, n: u64) -> Self {
+        self.requests[api as usize] += n;
+        self
+    }
+
+    /// One consistent GetItem (1 RRU, found or not).
+    fn get(self) -> Self {
+        let mut u = self.request(DynamoApi::GetItem, 1);
+        u.items_read += 1;
+        u.read_half_units += 2;
+        u
+    }
+
+    /// A consistent BatchGetItem of `keys` keys (each billed as a GetItem), 100 keys a call.
+    fn batch_get(self, keys: u64) -> Self {
+        let mut u = self.request(DynamoApi::BatchGetItem, keys.div_ceil(100).max(1));
+        u.items_read += keys;
+        u.read_half_units += 2 * keys;
+        u
+    }
+
+    /// A Query (every page of it) reading `items` items.
+    fn query(self, items: u64, consistency: Consistency) -> Self {
+        let pages = items.div_ceil(ITEMS_PER_PAGE).max(1);
+        let mut u = self.request(DynamoApi::Query, pages);
+        u.items_read += items;
+        let units = items.div_ceil(ITEMS_PER_READ_UNIT).max(1);
+        u.read_half_units += match consistency {
+            Consistency::Strong => 2 * units,
+            Consistency::Eventual => units,
+        };
+        u
+    }
+
+    fn write(self, api: DynamoApi) -> Self {
+        let mut u = self.request(api, 1);
+        u.items_written += 1;
+        u.write_units += 1;
+        u
+    }
+
+    /// One PutItem.
+    fn put(self) -> Self {
+        self.write(DynamoApi::PutItem)
+    }
+
+    /// `n` PutItems.
+    fn puts(self, n: u64) -> Self {
+        let mut u = self.request(DynamoApi::PutItem, n);
+        u.items_written += n;
+        u.write_units += n;
+        u
+    }
+
+    /// One UpdateItem.
+    fn update(self) -> Self {
+        self.write(DynamoApi::UpdateItem)
+    }
+
+    /// One DeleteItem.
+    fn delete(self) -> Self {
+        self.write(DynamoApi::DeleteItem)
+    }
+
+    /// One TransactWriteItems of `items` items (2 WRU each).
+    fn transact(self, items: u64) -> Self {
+        let mut u = self.request(DynamoApi::TransactWriteItems, 1);
+        u.items_written += items;
+        u.write_units += 2 * items;
+        u
+    }
+
+    /// BatchWriteItem calls for `items` items, 25 a call.
+    fn batch_write(self, items: u64) -> Self {
+        let mut u = self.request(DynamoApi::BatchWriteItem, items.div_ceil(25));
+        u.items_written += items;
+        u.write_units += items;
+        u
+    }
+
+    /// `n` global secondary index entries written (1 WRU each).
+    fn index(mut self, n: u64) -> Self {
+        self.index_writes += n;
+        self.write_units += n;
+        self
+    }
+}
+
+/// What one port call handled, read by the decorator from the call's arguments and its result.
+/// A failed call is seen as [`Seen::default`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Items the call returned or was given (schedules, operations, tasks, baselines,
+    /// overrides, inventory targets).
+    pub items: u64,
+    /// Operations among them still running (each read with its counter stripes).
+    pub running: u64,
+    /// Task partitions (account-regions) among the returned tasks.
+    pub partitions: u64,
+    /// The call found what it looked for, or changed what it meant to (a `bool` or `Some`
+    /// result; for a lease, `Acquired`).
+    pub found: bool,
+}
+
+/// The adapter's requests for one port call, given what it handled.
+pub type Model = fn(&Seen) -> DynamoUse;
+
+fn none() -> DynamoUse {
+    DynamoUse::default()
+}
+
+/// Every port method with what the adapter sends for it, in [`StoreCall::ALL`]'s order. Each
+/// entry names the adapter function it follows (`mod.rs`, `operations.rs`, `targets.rs`,
+/// `dead_letters.rs` under `crates/aws/src/dynamo/`). Where the result cannot tell which path
+/// the adapter took, the entry says which one it counts.
+pub const TABLE: [(StoreCall, Model); 40] = [
+    // mod.rs `put_account` -> `put`: one unconditional PutItem.
+    (StoreCall::PutAccount, |_| none().put()),
+    // mod.rs `get_account` -> `get`: one consistent GetItem.
+    (StoreCall::GetAccount, |_| none().get()),
+    // mod.rs `list_accounts` -> `query("ACCOUNTS", ..)`: the returned accounts.
+    (StoreCall::ListAccounts, |s| {
+        none().query(s.items, Consistency::Strong)
+    }),
+    // mod.rs `delete_account` -> `delete`: one conditional DeleteItem.
+    (StoreCall::DeleteAccount, |_| none().delete()),
+    // mod.rs `create_schedule` -> `put_new`: one conditional PutItem, and its gsi1 (due index)
+    // entry when it is enabled with a next fire (`items`: 1 then, else 0).
+    (StoreCall::CreateSchedule, |s| none().put().index(s.items)),
+    // mod.rs `get_schedule` -> `get`.
+    (StoreCall::GetSchedule, |_| none().get()),
+    // mod.rs `list_schedules` -> `query("SCHEDULES", ..)`: valid and broken items alike.
+    (StoreCall::ListSchedules, |s| {
+        none().query(s.items, Consistency::Strong)
+    }),
+    // mod.rs `delete_schedule` -> `delete`; counted with a due-index entry removed (an
+    // enabled schedule's; a disabled one has none, so this is an upper bound).
+    (StoreCall::DeleteSchedule, |_| none().delete().index(1)),
+    // mod.rs `set_schedule_enabled`: `get_schedule`, then (found) a whole-item `put` that
+    // rewrites its due-index entry.
+    (StoreCall::SetScheduleEnabled, |s| {
+        if s.found {
+            none().get().put().index(1)
+        } else {
+            none().get()
+        }
+    }),
+    // mod.rs `due_schedules`: a Query on gsi1 (eventually consistent), then a consistent
+    // GetItem of each schedule it returned. The fake's index is never stale, so the Query's
+    // items are the due schedules returned; against DynamoDB a stale index can return more.
+    (StoreCall::DueSchedules, |s| {
+        let mut u = none().query(s.items, Consistency::Eventual);
+        for _ in 0..s.items {
+            u = u.get();
+        }
+        u
+    }),
+    // mod.rs `advance_schedule`: one conditional UpdateItem that moves the gsi1 sort key (old
+    // index entry deleted, new one put).
+    (StoreCall::AdvanceSchedule, |_| none().update().index(2)),
+    // operations.rs `create_operation` -> `put_new`, with its gsi2 (operations list) entry.
+    (StoreCall::CreateOperation, |_| none().put().index(1)),
+    // operations.rs `get_operation` -> `read_operation`: GetItem of the operation, and for a
+    // running one `with_task_counts`' BatchGetItem of its 32 counter stripes.
+    (StoreCall::GetOperation, |s| {
+        none().get().batch_get(STRIPES * s.running)
+    }),
+    // operations.rs `list_operations_page`: one Query page on gsi2, then `with_task_counts`
+    // for each running operation on it.
+    (StoreCall::ListOperationsPage, |s| {
+        let mut u = none().query(s.items, Consistency::Eventual);
+        for _ in 0..s.running {
+            u = u.batch_get(STRIPES);
+        }
+        u
+    }),
+    // operations.rs `fix_shards`: a conditional PutItem of the shard set, then a conditional
+    // UpdateItem of the operation item (rewriting its gsi2 entry). Counted as the first
+    // delivery; a redelivery also reads the stored set back (one more GetItem).
+    (StoreCall::FixShards, |_| none().put().update().index(1)),
+    // operations.rs `shard_planned` -> `get` of the shard marker.
+    (StoreCall::ShardPlanned, |_| none().get()),
+    // operations.rs `plan_shard`: one conditional PutItem per task (`items`), then one
+    // transaction of the shard marker's Put and the operation item's Update (its gsi2 entry
+    // rewritten).
+    (StoreCall::PlanShard, |s| {
+        none().puts(s.items).transact(2).index(1)
+    }),
+    // operations.rs `unfinished_tasks` -> `query` of the shard's task partition, filtered
+    // after reading: counted as the tasks returned, a lower bound (the partition's finished
+    // tasks are read too).
+    (StoreCall::UnfinishedTasks, |s| {
+        none().query(s.items, Consistency::Strong)
+    }),
+    // operations.rs `list_tasks`: a Query of the operation's shard markers (one per task
+    // partition seen), then a Query of each partition.
+    (StoreCall::ListTasks, |s| {
+        let mut u = none().query(s.partitions, Consistency::Strong);
+        let per_partition = s.items / s.partitions.max(1);
+        for p in 0..s.partitions {
+            let extra = u64::from(p < s.items % s.partitions.max(1));
+            u = u.query(per_partition + extra, Consistency::Strong);
+        }
+        u
+    }),
+    // operations.rs `get_task` -> `get`.
+    (StoreCall::GetTask, |_| none().get()),
+    // operations.rs `mark_applying` -> `fenced(Mark::Applying)`: one transaction of the lease
+    // item's Update (the mark) and the task's Update.
+    (StoreCall::MarkApplying, |_| none().transact(2)),
+    // operations.rs `record_update`: one conditional UpdateItem of the task.
+    (StoreCall::RecordUpdate, |_| none().update()),
+    // operations.rs `finish_task` -> `transact`: the task's Update and its counter stripe's.
+    (StoreCall::FinishTask, |_| none().transact(2)),
+    // dead_letters.rs `dead_letter`: one transaction of the lease's ConditionCheck, the task's
+    // Update and the stripe's.
+    (StoreCall::DeadLetterTask, |_| none().transact(3)),
+    // dead_letters.rs `reopen`: one transaction of the task, the stripe and the operation item
+    // (its gsi2 entry rewritten).
+    (StoreCall::ReopenTask, |_| none().transact(3).index(1)),
+    // operations.rs `finalize_operation`: `read_operation` (GetItem, and the stripes'
+    // BatchGetItem while running), then, when every task is final, a conditional UpdateItem
+    // settling it (its gsi2 entry rewritten). `found` (a status returned) is counted as the
+    // settling path, `running` as the read of a running operation; a lost race (another worker
+    // settled it first: one more GetItem) is not told apart.
+    (StoreCall::FinalizeOperation, |s| {
+        let u = none().get().batch_get(STRIPES * s.running);
+        if s.found {
+            u.update().index(1)
+        } else {
+            u
+        }
+    }),
+    // targets.rs `get_baseline` -> `get`.
+    (StoreCall::GetBaseline, |_| none().get()),
+    // targets.rs `save_baseline` -> `fenced(Mark::Saving)`: the lease item's Update and the
+    // baseline's conditional Put, which adds its gsi1 (asleep index) entry.
+    (StoreCall::SaveBaseline, |_| none().transact(2).index(1)),
+    // targets.rs `retire_baseline` -> `fenced(Mark::Keep)`: the lease's ConditionCheck and the
+    // baseline's conditional Delete, which removes its gsi1 entry.
+    (StoreCall::RetireBaseline, |_| none().transact(2).index(1)),
+    // targets.rs `asleep_baselines`: a Query on gsi1 (eventually consistent).
+    (StoreCall::AsleepBaselines, |s| {
+        none().query(s.items, Consistency::Eventual)
+    }),
+    // targets.rs `get_cluster_hold` -> `get`.
+    (StoreCall::GetClusterHold, |_| none().get()),
+    // targets.rs `put_cluster_hold` -> `fenced(Mark::Keep)`: ConditionCheck and Put.
+    (StoreCall::PutClusterHold, |_| none().transact(2)),
+    // targets.rs `acquire_lease`: one conditional UpdateItem; refused (`Held` or
+    // `Superseded`, not `found`), a GetItem of the lease to say why.
+    (StoreCall::AcquireLease, |s| {
+        if s.found {
+            none().update()
+        } else {
+            none().update().get()
+        }
+    }),
+    // targets.rs `release_lease`: one conditional UpdateItem.
+    (StoreCall::ReleaseLease, |_| none().update()),
+    // targets.rs `put_override` -> `put`.
+    (StoreCall::PutOverride, |_| none().put()),
+    // targets.rs `active_overrides` -> `query("OVERRIDES", "")`, filtered after reading:
+    // counted as the active overrides returned, a lower bound (expired ones are read too).
+    (StoreCall::ActiveOverrides, |s| {
+        none().query(s.items, Consistency::Strong)
+    }),
+    // targets.rs `remove_override` -> `delete`.
+    (StoreCall::RemoveOverride, |_| none().delete()),
+    // targets.rs `put_inventory`: a Query of the partition's target items, BatchWriteItem of
+    // the targets given (`items`) and of deletes for targets gone, and a PutItem of the META
+    // marker. The Query's items and the deletes are the previous listing's, which the call does
+    // not show: counted as none (a lower bound).
+    (StoreCall::PutInventory, |s| {
+        none()
+            .query(0, Consistency::Strong)
+            .batch_write(s.items)
+            .put()
+    }),
+    // targets.rs `invalidate_inventory` -> `delete` of the META marker.
+    (StoreCall::InvalidateInventory, |_| none().delete()),
+    // targets.rs `get_inventory` -> `query` of the whole partition: the targets returned and
+    // the META marker (`found`).
+    (StoreCall::GetInventory, |s| {
+        none().query(s.items + u64::from(s.found), Consistency::Strong)
+    }),
+];
+
+/// What the adapter sends for `call` having handled `seen`.
+pub fn dynamo_use(call: StoreCall, seen: &Seen) -> DynamoUse {
+    (TABLE[call as usize].1)(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_store_call_has_exactly_one_entry_in_its_own_slot() {
+        assert_eq!(TABLE.len(), StoreCall::ALL.len());
+        for (i, (call, _)) in TABLE.iter().enumerate() {
+            assert_eq!(
+                *call,
+                StoreCall::ALL[i],
+                "entry {i} maps {} where {} belongs",
+                call.name(),
+                StoreCall::ALL[i].name()
+            );
+        }
+    }
+
+    #[test]
+    fn store_call_all_lists_every_method_of_the_ports() {
+        // A method added to StoreCall after the last one gets the next discriminant: ALL (and
+        // so TABLE, checked above) must then grow to cover it.
+        assert_eq!(StoreCall::GetInventory as usize + 1, StoreCall::ALL.len());
+        let names: std::collections::BTreeSet<_> =
+            StoreCall::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), StoreCall::ALL.len());
+    }
+
+    #[test]
+    fn a_two_item_transaction_writes_two_items_at_double_units() {
+        let u = dynamo_use(StoreCall::FinishTask, &Seen::default());
+        assert_eq!(u.requests(DynamoApi::TransactWriteItems), 1);
+        assert_eq!((u.items_written, u.write_units), (2, 4));
+    }
+
+    #[test]
+    fn planning_a_shard_writes_one_item_per_task_and_a_two_item_transaction() {
+        let seen = Seen {
+            items: 30,
+            ..Seen::default()
+        };
+        let u = dynamo_use(StoreCall::PlanShard, &seen);
+        assert_eq!(u.requests(DynamoApi::PutItem), 30);
+        assert_eq!(u.requests(DynamoApi::TransactWriteItems), 1);
+        assert_eq!(u.items_written, 32);
+        assert_eq!(u.write_units, 30 + 4 + 1, "puts, transaction, gsi2 entry");
+    }
+
+    #[test]
+    fn a_query_reads_its_items_and_is_billed_on_their_summed_size() {
+        let ten = Seen {
+            items: 10,
+            ..Seen::default()
+        };
+        let u = dynamo_use(StoreCall::ListAccounts, &ten);
+        assert_eq!((u.requests(DynamoApi::Query), u.items_read), (1, 10));
+        assert_eq!(
+            u.read_units(),
+            3.0,
+            "10 KB in 4 KB units, strongly consistent"
+        );
+        let due = dynamo_use(StoreCall::DueSchedules, &ten);
+        assert_eq!(due.requests(DynamoApi::GetItem), 10);
+        assert_eq!(due.items_read, 20, "the index's items and each one re-read");
+        assert_eq!(due.read_units(), 1.5 + 10.0);
+        let empty = dynamo_use(StoreCall::ListAccounts, &Seen::default());
+        assert_eq!((empty.items_read, empty.read_units()), (0, 1.0));
+    }
+
+    #[test]
+    fn reading_a_running_operation_also_reads_its_counter_stripes() {
+        let running = Seen {
+            running: 1,
+            found: true,
+            ..Seen::default()
+        };
+        let u = dynamo_use(StoreCall::GetOperation, &running);
+        assert_eq!(u.requests(DynamoApi::BatchGetItem), 1);
+        assert_eq!(u.items_read, 1 + STRIPES);
+        let settled = dynamo_use(StoreCall::GetOperation, &Seen::default());
+        assert_eq!(settled.items_read, 1);
+    }
+
+    #[test]
+    fn a_refused_lease_is_read_back_to_say_why() {
+        let refused = dynamo_use(StoreCall::AcquireLease, &Seen::default());
+        assert_eq!(refused.total_requests(), 2);
+        let taken = dynamo_use(
+            StoreCall::AcquireLease,
+            &Seen {
+                found: true,
+                ..Seen::default()
+            },
+        );
+        assert_eq!(taken.total_requests(), 1);
+    }
+
+    #[test]
+    fn uses_add_and_subtract_field_by_field() {
+        let a = dynamo_use(StoreCall::SaveBaseline, &Seen::default());
+        let b = dynamo_use(StoreCall::GetBaseline, &Seen::default());
+        let sum = a.add(&b);
+        assert_eq!(sum.total_requests(), 2);
+        assert_eq!(sum.since(&b), a);
+        assert_eq!(DynamoUse::from_array(sum.to_array()), sum);
+    }
+}
