@@ -639,6 +639,7 @@ impl Fleet {
             // The worker's event source polls while the router still fans out, as in AWS:
             // the first shards' tasks are worked before the last shard is planned.
             let routing_done = AtomicBool::new(false);
+            let sources_began = started.elapsed();
             let routing = async {
                 let routed = event_source(
                     &self.router_q,
@@ -671,7 +672,9 @@ impl Fleet {
             let ((routed, route_end), (worked, end)) = futures::join!(routing, working);
             report.route = route_end;
             report.work = end.saturating_sub(route_end);
-            report.first_task = worked.first_receive.unwrap_or(route_end);
+            report.first_task = worked
+                .first_receive
+                .map_or(route_end, |first| sources_began + first);
             report.done = Some(done.into_inner().expect("not poisoned"));
             report.worker_busy = worked.busy;
             if let Some(slow) = &self.slow_spokes {
