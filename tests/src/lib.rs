@@ -54,6 +54,33 @@ pub fn emulator_requests() -> usize {
         .unwrap_or(0)
 }
 
+/// Everything the emulator holds, as moto's `GET /moto-api/data.json` reports it (every model
+/// instance by service and model, with its attributes: e.g. each STS assumed role's
+/// credentials).
+pub fn emulator_state() -> serde_json::Value {
+    use std::io::{Read, Write};
+    let endpoint = emulator()
+        .endpoint
+        .trim_start_matches("http://")
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&endpoint).expect("the emulator listens");
+    // HTTP/1.0 with no keep-alive: the server closes the connection after the body.
+    write!(
+        stream,
+        "GET /moto-api/data.json HTTP/1.0\r\nHost: {endpoint}\r\n\r\n"
+    )
+    .expect("the request is sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("the response is read");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .expect("a response with a body");
+    serde_json::from_str(body).expect("moto's state is JSON")
+}
+
 /// A hub on the emulator, with a clock the test controls.
 pub struct TestHub {
     /// SDK config pointing at the emulator with the hub's credentials.

@@ -4,12 +4,65 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use curfew_core::service::Delivery;
 
-/// JSON logs, filtered by `RUST_LOG` (CloudWatch Logs Insights reads the fields).
+/// JSON logs, one object per line (CloudWatch Logs Insights reads the fields), filtered by
+/// [`log_filter`]. A line logged while working a task or a shard carries the operation, account,
+/// region and target in its `span` object. Credentials and ExternalIds are never logged (a test
+/// scans a whole stop and start for them).
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
+    tracing::subscriber::set_global_default(json_logs(log_filter(), std::io::stdout))
+        .expect("tracing is set up once, at cold start");
+}
+
+/// The Lambdas' log format writing to `writer`: JSON lines with the current span's fields,
+/// filtered by `filter`, never with the AWS SDK's HTTP debug and trace lines (see
+/// [`is_wire_detail`]).
+pub fn json_logs<W>(
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::prelude::*;
+    let lines = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(writer)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            !is_wire_detail(meta)
+        }));
+    tracing_subscriber::registry().with(filter).with(lines)
+}
+
+/// The SDK's, the Kubernetes client's and their HTTP stack's debug and trace lines carry whole
+/// requests and responses (bearer tokens too):
+/// an AssumeRole response's credentials, the session token header, the ExternalId in the
+/// request and in the accounts read from the table. They are dropped whatever the filter
+/// asks for, so `CURFEW_LOG=trace` cannot put a secret in CloudWatch Logs.
+pub fn is_wire_detail(meta: &tracing::Metadata<'_>) -> bool {
+    const WIRE: [&str; 10] = [
+        "aws_smithy",
+        "aws_sigv4",
+        "aws_runtime",
+        "aws_config",
+        "aws_credential_types",
+        "aws_sdk_",
+        "hyper",
+        "h2",
+        // The Kubernetes client: its requests carry the EKS bearer token.
+        "kube",
+        "tower",
+    ];
+    *meta.level() >= tracing::Level::DEBUG && WIRE.iter().any(|w| meta.target().starts_with(w))
+}
+
+/// The log level and filters: `CURFEW_LOG` (as `RUST_LOG` is read, e.g. `info` or
+/// `curfew_core=debug,warn`), else `RUST_LOG`, else `info`.
+pub fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("CURFEW_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
 /// `(message id, body)` pairs of an SQS event, as the batch handlers take them.

@@ -37,7 +37,7 @@ Environment (a flag overrides its variable):
   CURFEW_TASK_MAX_RECEIVES local worker: the task queue's maxReceiveCount; on that receive a task still
                            waiting is dead-lettered (1-1000, default 5, as `local up` provisions it)
   CURFEW_LOCAL_DIR         `curfew local up|down` state (default <project>/.curfew/local)
-  CURFEW_LOG               diagnostics on stderr, a tracing filter such as info (default error)
+  CURFEW_LOG               diagnostics on stderr as JSON lines, a tracing filter such as info (default error)
 
 Local mode:
   eval \"$(curfew local up)\"     start the emulator with a demo fleet and export its variables

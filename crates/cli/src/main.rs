@@ -12,7 +12,6 @@ mod local;
 mod output;
 mod progress;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -80,15 +79,14 @@ fn missing_subcommand_line(e: &clap::Error) -> String {
     format!("error: `{command}` needs a subcommand: {choices} (see `{command} --help`)")
 }
 
-/// Logs from the shared services go to stderr, filtered by `CURFEW_LOG` (default `error`),
-/// so tables and JSON on stdout stay clean; colour only when stderr is a terminal.
+/// Logs from the shared services go to stderr as the Lambdas write them (JSON lines with the
+/// task's operation, account, region and target; never the SDK's wire detail, see
+/// `curfew_aws::lambda::json_logs`), filtered by `CURFEW_LOG` (default `error`), so tables and
+/// JSON on stdout stay clean.
 fn init_diagnostics() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CURFEW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    let logs = curfew_aws::lambda::json_logs(filter, std::io::stderr);
+    // A second subscriber can only be refused (tests that run main twice); logging stays on.
+    let _ = tracing::subscriber::set_global_default(logs);
 }

@@ -474,15 +474,34 @@ fn an_emulator_that_is_not_running_is_one_line_with_a_hint() {
 }
 
 #[test]
-fn curfew_log_writes_plain_text_when_stderr_is_not_a_terminal() {
+fn curfew_log_never_writes_the_sdks_wire_detail_even_at_trace() {
+    // At `trace` the SDK logs every request and response (credentials, session tokens and
+    // ExternalIds among them); the CLI's diagnostics drop those lines whatever the filter.
     let out = curfew()
-        .env("CURFEW_LOG", "debug")
+        .env("CURFEW_LOG", "trace")
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .env("CURFEW_TABLE", "t")
         .args(["schedule", "list"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("DEBUG"), "no diagnostics: {stderr}");
+    assert!(
+        stderr.contains("could not reach the service"),
+        "the one-line error: {stderr}"
+    );
+    for line in stderr.lines().filter(|l| l.starts_with('{')) {
+        let line: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        let target = line["target"].as_str().unwrap_or_default();
+        let detail = matches!(line["level"].as_str(), Some("DEBUG" | "TRACE"));
+        assert!(
+            !(detail && (target.starts_with("aws_") || target.starts_with("hyper"))),
+            "wire detail logged: {line}"
+        );
+    }
+    // Plain-text lines would be the SDK's too (the old format named its targets).
+    assert!(
+        !stderr.contains("aws_smithy"),
+        "wire detail logged: {stderr}"
+    );
     assert!(!stderr.contains('\x1b'), "colour codes in: {stderr}");
 }

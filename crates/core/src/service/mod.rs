@@ -13,6 +13,8 @@ pub mod worker;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use chrono::Duration;
 
 use crate::clock::Clock;
@@ -162,8 +164,16 @@ pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
         None
     };
     let overrides = overrides.as_deref();
-    let results = futures::future::join_all(parsed.into_iter().map(
-        |(delivery, message)| async move {
+    let results = futures::future::join_all(parsed.into_iter().map(|(delivery, message)| {
+        // Every log line of a task's work carries its operation, account, region and target
+        // (the task's id is the operation and the target together).
+        let span = match &message {
+            Ok(m) => tracing::info_span!("task", op_id = %m.op_id, account = %m.target.account,
+                                         region = %m.target.region, target = %m.target.key(),
+                                         message_id = %delivery.message_id),
+            Err(_) => tracing::info_span!("task", message_id = %delivery.message_id),
+        };
+        async move {
             let id = &delivery.message_id;
             let message = match message {
                 Ok(m) => m,
@@ -190,8 +200,9 @@ pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
                 verdict
             };
             (id, Some(message.op_id), verdict)
-        },
-    ))
+        }
+        .instrument(span)
+    }))
     .await;
     // Settle each operation once per batch rather than once per task (two reads each). If that
     // fails, its finished messages stay on the queue: their redelivery settles it.

@@ -59,6 +59,8 @@ pub fn shards_for(selector: &Selector, accounts: &[Account]) -> Vec<Shard> {
 /// First level: one shard message per account and region. The shard set is fixed by the first
 /// delivery; a redelivery re-sends exactly that set (the router skips shards already planned),
 /// so the operation's shard count always matches the shards it waits for.
+// Every log line of the fan-out carries the operation it is for.
+#[tracing::instrument(name = "operation", skip(hub))]
 pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
     let op = load(hub, op_id).await?;
     if op.status.is_final() {
@@ -159,6 +161,9 @@ pub async fn spoke_changed(hub: &Hub, account: &str, region: &str) -> PortResult
 
 /// Second level: resolve one shard's targets, write their tasks, send their messages.
 /// Safe to run twice: a planned shard only re-sends the messages of its unfinished tasks.
+// Every log line of a shard's planning carries the operation, account and region.
+#[tracing::instrument(name = "shard", skip(hub, shard),
+                      fields(account = %shard.account, region = %shard.region))]
 pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()> {
     let op = load(hub, op_id).await?;
     if op.status.is_final() {
