@@ -5,7 +5,10 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod coldstart;
 pub mod counting;
+pub mod criterion_estimates;
+pub mod runtime_api;
 pub mod scale;
 pub mod sim;
 
