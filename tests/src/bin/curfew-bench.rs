@@ -6,8 +6,9 @@
 //! client, `--ceiling-calls` calls, before and after the waves), then runs a stop and a start
 //! wave through the real router and worker with the local dispatcher at `--concurrency`, and,
 //! with `--serial 1`, first at concurrency 1 too. For each wave: wall time, emulator requests
-//! per target, and its request rate as a fraction of the ceiling (how much of what the emulator
-//! can answer curfew used). Also the counts that carry over to AWS: task messages per
+//! per target, its request rate as a fraction of the ceiling, and the share of its wall time moto
+//! was busy (CPU time from /proc): a wave at a small fraction of the ceiling with moto busy all
+//! along is made of requests dearer to moto than the ceiling's, not of moto waiting on curfew. Also the counts that carry over to AWS: task messages per
 //! SendMessageBatch call, STS AssumeRole calls per credential lookup. Prints a table and records
 //! the `emulator` section of `target/curfew-bench.json`. Usage: `curfew-bench [--accounts N]
 //! [--asgs-per-account N] [--concurrency N] [--serial 0|1] [--ceiling-calls N]`.
@@ -24,7 +25,7 @@ use curfew_core::operation::OpStatus;
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::Hub;
 use curfew_tests::bench::{arg, record, results_path, CountingQueue};
-use curfew_tests::{emulator_requests, spawn_hub, TestHub};
+use curfew_tests::{emulator_cpu_seconds, emulator_requests, spawn_hub, TestHub};
 use serde_json::json;
 
 /// One wave, measured.
@@ -34,6 +35,8 @@ struct Wave {
     secs: f64,
     targets: u64,
     requests: usize,
+    /// Seconds of CPU moto used during the wave.
+    emulator_cpu: f64,
 }
 
 impl Wave {
@@ -44,10 +47,20 @@ impl Wave {
     fn requests_per_s(&self) -> f64 {
         self.requests as f64 / self.secs
     }
+
+    /// The share of the wave's wall time moto spent computing (1.0: never waiting for curfew).
+    fn emulator_busy(&self) -> f64 {
+        self.emulator_cpu / self.secs
+    }
+}
+
+fn emulator_cpu() -> f64 {
+    emulator_cpu_seconds().unwrap_or(f64::NAN)
 }
 
 async fn wave(hub: &Hub, dispatcher: &Dispatcher, action: &'static str) -> Wave {
     let requests = emulator_requests();
+    let cpu = emulator_cpu();
     let started = Instant::now();
     let payload = json!({"action": action, "select": "kind=asg"});
     let response = invoke(hub, Invocation::parse(&payload).unwrap())
@@ -55,6 +68,7 @@ async fn wave(hub: &Hub, dispatcher: &Dispatcher, action: &'static str) -> Wave 
         .unwrap();
     dispatcher.drain().await.unwrap();
     let secs = started.elapsed().as_secs_f64();
+    let emulator_cpu = emulator_cpu() - cpu;
     let op = hub
         .store
         .get_operation(&response.operation_id)
@@ -75,6 +89,7 @@ async fn wave(hub: &Hub, dispatcher: &Dispatcher, action: &'static str) -> Wave 
         secs,
         targets: op.counts.succeeded,
         requests: emulator_requests() - requests,
+        emulator_cpu,
     }
 }
 
@@ -83,11 +98,12 @@ async fn wave(hub: &Hub, dispatcher: &Dispatcher, action: &'static str) -> Wave 
 /// worker builds it (assumed-role credentials, same endpoint). moto answers one request at a
 /// time (`scripts/moto_server.py`), so a loop of its cheapest write is about the most requests
 /// per second it can serve; curfew's waves cannot go faster than that here. Returns
-/// requests per second.
-async fn ceiling(t: &TestHub, target: &FleetTarget, calls: usize) -> f64 {
+/// requests per second and the share of the loop's wall time moto was busy.
+async fn ceiling(t: &TestHub, target: &FleetTarget, calls: usize) -> (f64, f64) {
     let sizes = t.sizes(target).await;
     let client = t.autoscaling(&target.account, &target.region).await;
     let requests = emulator_requests();
+    let cpu = emulator_cpu();
     let started = Instant::now();
     for _ in 0..calls {
         client
@@ -101,9 +117,10 @@ async fn ceiling(t: &TestHub, target: &FleetTarget, calls: usize) -> f64 {
             .expect("UpdateAutoScalingGroup on the emulator");
     }
     let secs = started.elapsed().as_secs_f64();
+    let busy = (emulator_cpu() - cpu) / secs;
     let answered = emulator_requests() - requests;
     assert_eq!(answered, calls, "one emulator request per call, no retries");
-    calls as f64 / secs
+    (calls as f64 / secs, busy)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +145,7 @@ async fn main() {
     let seed_secs = seeding.elapsed().as_secs_f64();
     eprintln!("seeded in {seed_secs:.1}s");
 
-    let ceiling_before = ceiling(&t, &fleet[0], ceiling_calls).await;
+    let (ceiling_before, busy_before) = ceiling(&t, &fleet[0], ceiling_calls).await;
     eprintln!("emulator ceiling: {ceiling_before:.0} requests/s");
 
     let spokes = Arc::new(AwsSpokes::new(
@@ -171,7 +188,7 @@ async fn main() {
             waves.push(w);
         }
     }
-    let ceiling_after = ceiling(&t, &fleet[0], ceiling_calls).await;
+    let (ceiling_after, busy_after) = ceiling(&t, &fleet[0], ceiling_calls).await;
     // The better of the two: a wave's fraction is then never flattered by a slow measurement.
     let ceiling = ceiling_before.max(ceiling_after);
     let task_messages = tasks.messages();
@@ -185,18 +202,21 @@ async fn main() {
         fleet.len()
     );
     println!(
-        "| emulator ceiling (UpdateAutoScalingGroup loop, {ceiling_calls} calls; before / after the waves) | {ceiling_before:.0} / {ceiling_after:.0} requests/s |"
+        "| emulator ceiling (UpdateAutoScalingGroup loop, {ceiling_calls} calls; before / after the waves) | {ceiling_before:.0} / {ceiling_after:.0} requests/s (moto busy {:.0}% / {:.0}% of the loop) |",
+        100.0 * busy_before,
+        100.0 * busy_after
     );
     for w in &waves {
         println!(
-            "| {} wave, concurrency {} | {:.1} s ({:.1} targets/s), {:.1} requests per target, {:.0} requests/s = {:.0}% of the ceiling |",
+            "| {} wave, concurrency {} | {:.1} s ({:.1} targets/s), {:.1} requests per target, {:.0} requests/s = {:.0}% of the ceiling; moto busy {:.0}% of the wave |",
             w.action,
             w.concurrency,
             w.secs,
             w.targets as f64 / w.secs,
             w.requests_per_target(),
             w.requests_per_s(),
-            100.0 * w.requests_per_s() / ceiling
+            100.0 * w.requests_per_s() / ceiling,
+            100.0 * w.emulator_busy()
         );
     }
     println!(
@@ -224,6 +244,8 @@ async fn main() {
                 "requests_per_target": w.requests_per_target(),
                 "requests_per_s": w.requests_per_s(),
                 "fraction_of_ceiling": w.requests_per_s() / ceiling,
+                "emulator_cpu_s": w.emulator_cpu,
+                "emulator_busy": w.emulator_busy(),
             })
         })
         .collect();
@@ -236,6 +258,8 @@ async fn main() {
             "requests_per_s_before": ceiling_before,
             "requests_per_s_after": ceiling_after,
             "requests_per_s": ceiling,
+            "emulator_busy_before": busy_before,
+            "emulator_busy_after": busy_after,
         },
         "waves": waves,
         "task_messages": task_messages,

@@ -23,6 +23,7 @@ use curfew_core::schedule::{Schedule, ScheduleRecord};
 use curfew_core::service::invocation::{invoke, Invocation as DirectInvocation};
 use curfew_tests::bench::{arg, record, results_path};
 use curfew_tests::coldstart::{measure, median, sqs_event, ColdStart};
+use curfew_tests::emulator_requests;
 use curfew_tests::runtime_api::Invocation;
 use curfew_tests::{spawn_hub, TestHub};
 use serde_json::{json, Value};
@@ -101,10 +102,18 @@ fn queue_arn(url: &str) -> String {
     format!("arn:aws:sqs:{REGION}:{HUB_ACCOUNT}:{name}")
 }
 
+/// One run: the cold start and the emulator requests the handler made for its event (each is
+/// part of the time to the result, at the emulator's speed).
+struct Run {
+    cold: ColdStart,
+    requests: usize,
+}
+
 /// Runs `function` once on `event`, exiting the process with the cause if it fails.
-async fn cold_start(function: &Function, t: &TestHub, event: Value) -> ColdStart {
+async fn cold_start(function: &Function, t: &TestHub, event: Value) -> Run {
     let binary = binary_dir().join(function.name);
-    measure(
+    let before = emulator_requests();
+    let cold = measure(
         &binary,
         &function.env(t),
         &function.arn(),
@@ -118,7 +127,11 @@ async fn cold_start(function: &Function, t: &TestHub, event: Value) -> ColdStart
             binary.display()
         );
         std::process::exit(1)
-    })
+    });
+    Run {
+        cold,
+        requests: emulator_requests() - before,
+    }
 }
 
 fn binary_dir() -> PathBuf {
@@ -171,12 +184,15 @@ async fn due_schedule(t: &TestHub, run: usize) {
     t.hub.store.create_schedule(&schedule).await.unwrap();
 }
 
-fn summary(runs: &[ColdStart]) -> Value {
-    let pick = |f: fn(&ColdStart) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
-    let first = pick(|c| c.first_event_ms);
-    let init = pick(|c| c.init_ms);
-    let rss = pick(|c| c.peak_rss_kib as f64 / 1024.0);
+fn summary(runs: &[Run]) -> Value {
+    let pick = |f: fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
+    let first = pick(|r| r.cold.first_event_ms);
+    let init = pick(|r| r.cold.init_ms);
+    let rss = pick(|r| r.cold.peak_rss_kib as f64 / 1024.0);
+    let requests = pick(|r| r.requests as f64);
     json!({
+        "emulator_requests_median": median(&requests),
+        "emulator_requests": requests,
         "runs": runs.len(),
         "first_event_ms_median": median(&first),
         "init_ms_median": median(&init),
@@ -219,7 +235,7 @@ async fn main() {
             let body = serde_json::to_string(task).unwrap();
             let c = cold_start(&WORKER, &t, sqs_event(&queue, &[body])).await;
             assert_eq!(
-                c.response,
+                c.cold.response,
                 json!({"batchItemFailures": []}),
                 "the task was worked"
             );
@@ -236,7 +252,7 @@ async fn main() {
         let body = operation_message(&t).await;
         let c = cold_start(&ROUTER, &t, sqs_event(&queue, &[body])).await;
         assert_eq!(
-            c.response,
+            c.cold.response,
             json!({"batchItemFailures": []}),
             "the operation was routed"
         );
@@ -258,21 +274,22 @@ async fn main() {
             "detail": {}
         });
         let c = cold_start(&POLLER, &t, event).await;
-        let created = c.response["created"].as_array().map_or(0, Vec::len);
-        assert!(created >= 1, "the due schedule fired: {}", c.response);
+        let created = c.cold.response["created"].as_array().map_or(0, Vec::len);
+        assert!(created >= 1, "the due schedule fired: {}", c.cold.response);
         poller.push(c);
     }
 
-    println!("| Lambda (x86_64 release build, {runs} runs) | spawn -> first poll (median) | spawn -> first result (median) | peak RSS (median / max) |");
-    println!("|---|---|---|---|");
+    println!("| Lambda (x86_64 release build, {runs} runs) | spawn -> first poll (median) | spawn -> first result (median) | emulator requests for the event (median) | peak RSS (median / max) |");
+    println!("|---|---|---|---|---|");
     let mut section = serde_json::Map::new();
     for (f, runs) in [(&WORKER, &worker), (&ROUTER, &router), (&POLLER, &poller)] {
         let s = summary(runs);
         println!(
-            "| {} | {:.1} ms | {:.1} ms | {:.1} / {:.1} MiB |",
+            "| {} | {:.1} ms | {:.1} ms | {} | {:.1} / {:.1} MiB |",
             f.name,
             s["init_ms_median"].as_f64().unwrap(),
             s["first_event_ms_median"].as_f64().unwrap(),
+            s["emulator_requests_median"],
             s["peak_rss_mib_median"].as_f64().unwrap(),
             s["peak_rss_mib_max"].as_f64().unwrap(),
         );
