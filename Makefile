@@ -1,5 +1,5 @@
 # curfew — the front door. `make demo` and `make test` do all set-up on a fresh machine.
-.PHONY: demo test lint unit integration infra-test bench chaos build synth deploy emulator clean-local help
+.PHONY: demo test lint unit integration infra-test bench chaos build sizes synth deploy emulator clean-local help
 
 CARGO ?= cargo
 INFRA_NPM := infra/node_modules/.package-lock.json
@@ -35,12 +35,15 @@ $(INFRA_NPM): infra/package.json infra/package-lock.json
 infra-test: $(INFRA_NPM) ## CDK assertion tests + cdk-nag, offline synth, cfn-lint and checkov (no AWS, no cross-compile)
 	cd infra && npm test
 
-bench: emulator ## Benchmarks: request counts and waves on the emulator, 100,000 targets over in-memory ports and simulated (virtual-time) AWS latencies, poller reads per due schedule, next-fire evaluation (docs/PERFORMANCE.md)
+bench: emulator ## Benchmarks: 1,000 emulator targets against moto's ceiling, Lambda cold starts and peak RSS, 100,000 targets in memory and simulated, poller reads per due schedule, next-fire; figures in target/curfew-bench.json (docs/PERFORMANCE.md)
 	$(CARGO) run --release -p curfew-tests --bin curfew-bench -- $(BENCH_ARGS)
+	$(CARGO) build --release $(LAMBDA_PACKAGES)
+	$(CARGO) run --release -p curfew-tests --bin curfew-coldstart -- $(COLDSTART_ARGS)
 	$(CARGO) run --release -p curfew-tests --bin curfew-scale -- $(SCALE_ARGS)
 	$(CARGO) run --release -p curfew-tests --bin curfew-sim -- $(SIM_ARGS)
 	$(CARGO) run --release -p curfew-tests --bin curfew-poll-bench -- $(POLL_ARGS)
 	$(CARGO) bench -p curfew-core --bench next_fire
+	$(CARGO) run --release -p curfew-tests --bin curfew-next-fire
 
 SEEDS ?= 10000
 FIRST_SEED ?= 1
@@ -53,7 +56,11 @@ endif
 
 build: ## Build the poller, router and worker as arm64 Lambda bootstraps with cargo-lambda (zig, no Docker)
 	rustup target add aarch64-unknown-linux-gnu
-	infra/scripts/with-cargo-lambda.sh cargo lambda build --release --arm64 $(LAMBDA_PACKAGES)
+	infra/scripts/with-cargo-lambda.sh cargo lambda build --release --arm64 $(LAMBDA_PACKAGES) $(BUILD_ARGS)
+
+sizes: ## Build the arm64 Lambdas as zips (make build) and record each bootstrap.zip's size in target/curfew-bench.json
+	$(MAKE) build BUILD_ARGS="--output-format zip"
+	$(CARGO) run --release -p curfew-tests --bin curfew-zip-sizes
 
 synth: $(INFRA_NPM) ## Synthesize the hub and spoke templates into infra/cdk.out with the real arm64 Lambda assets
 	cd infra && CDK_DISABLE_CLI_TELEMETRY=true ./scripts/with-cargo-lambda.sh npx cdk synth --no-notices --quiet

@@ -3,11 +3,23 @@
 moto's threaded server mutates DynamoDB items without locking, so two concurrent UpdateItem
 ADDs (or TransactWriteItems) on one item can lose an update; in AWS each request is atomic.
 Serializing requests gives the emulator the same per-request atomicity, which curfew's
-counters and conditional writes rely on. Usage: moto_server.py HOST PORT
+counters and conditional writes rely on.
+
+It also makes TransactWriteItems cost what the items it writes cost. moto 5.2 backs up the
+whole table before every transaction item (`copy.deepcopy(self.tables[name])`, for the rollback
+of a cancelled transaction), so each transaction's time and garbage grow with the table: at
+1,000 targets (`make bench`) requests slowed to ~10/s and moto grew by ~2.5 MB per request,
+past 9 GB before the first wave ended. Here the backup is of the items the transaction names,
+restored the same way on any failure; a transaction writes only the items it names, so the
+state after a cancelled transaction is the same as with moto's backup (streams aside: curfew's
+table has none, and a cancelled write may leave its stream record here).
+Usage: moto_server.py HOST PORT
 """
+import copy
 import signal
 import sys
 import threading
+import types
 
 from werkzeug.serving import run_simple
 
@@ -18,10 +30,55 @@ from moto.moto_server.werkzeug_app import (
 )
 
 
+def _back_up_named_items_only() -> None:
+    import moto.dynamodb.models as dynamodb
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    # moto's transact_write_items reaches `copy` through its module: hand it one whose deepcopy
+    # of a Table is the table itself (so its backup and "rollback" are no-ops), and of anything
+    # else (update_item's copy of one item) a real deep copy.
+    shim = types.ModuleType("copy")
+    shim.__dict__.update(copy.__dict__)
+    shim.deepcopy = lambda x, memo=None: x if isinstance(x, Table) else copy.deepcopy(x, memo)
+    dynamodb.copy = shim
+    transact = dynamodb.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        backups = []
+        for entry in transact_items:
+            try:
+                _, op = next(iter(entry.items()))
+                table = self.tables[op["TableName"]]
+                key = op["Item"] if "Item" in op else op["Key"]
+                hash_key = DynamoType(key[table.hash_key_attr])
+                range_key = (
+                    DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+                )
+            except (KeyError, TypeError, StopIteration, AttributeError):
+                continue  # an item moto refuses before writing anything
+            current = table.get_item(hash_key, range_key)
+            backups.append((table, hash_key, range_key, copy.deepcopy(current)))
+        try:
+            return transact(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(backups):
+                items = table.items[hash_key] if range_key is not None else table.items
+                slot = range_key if range_key is not None else hash_key
+                if item is None:
+                    items.pop(slot, None)
+                else:
+                    items[slot] = item
+            raise
+
+    dynamodb.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    _back_up_named_items_only()
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
 

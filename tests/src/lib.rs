@@ -5,9 +5,12 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod coldstart;
 pub mod cost;
 pub mod counting;
+pub mod criterion_estimates;
 pub mod poll;
+pub mod runtime_api;
 pub mod scale;
 pub mod sim;
 pub mod traffic;
@@ -79,6 +82,34 @@ pub fn emulator_state() -> serde_json::Value {
         .map(|(_, body)| body)
         .expect("a response with a body");
     serde_json::from_str(body).expect("moto's state is JSON")
+}
+
+/// CPU time (user + system, seconds) the emulator has used so far in this process, read from
+/// `/proc`: with the wall time of a stretch of work, how busy moto was during it. `None` before
+/// the emulator started or where `/proc` does not say.
+pub fn emulator_cpu_seconds() -> Option<f64> {
+    let watcher = EMULATOR.get()?.pid;
+    // The emulator's pid is the `sh` that stops it with this process; the server is its child
+    // (with the watcher's `sleep 1`, whose CPU time is nil).
+    let children =
+        std::fs::read_to_string(format!("/proc/{watcher}/task/{watcher}/children")).ok()?;
+    let ticks: u64 = children
+        .split_whitespace()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| cpu_ticks(&stat))
+        .sum();
+    // /proc counts in USER_HZ, which Linux fixes at 100 for its user-facing interfaces.
+    Some(ticks as f64 / 100.0)
+}
+
+/// utime + stime of a `/proc/PID/stat` line (fields 14 and 15; the command name in field 2 is
+/// in parentheses and may hold spaces, so fields are counted after its closing one).
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// A hub on the emulator, with a clock the test controls.
@@ -351,5 +382,17 @@ impl TestHub {
             .await
             .unwrap()
             .expect("the operation exists")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_after_the_command_name_even_with_spaces_in_it() {
+        let stat = "22710 (python moto) S 22709 22710 22701 0 -1 4194560 2550 0 0 0 3380 260 0 0 20 0 3 0 1851 1 1";
+        assert_eq!(cpu_ticks(stat), Some(3640));
+        assert_eq!(cpu_ticks("22710 (python) S 1 2"), None);
     }
 }
