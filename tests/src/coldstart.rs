@@ -20,6 +20,12 @@ pub struct ColdStart {
     pub first_event_ms: f64,
     /// Peak resident set (`VmHWM`) after the first event, in KiB.
     pub peak_rss_kib: u64,
+    /// Of the resident set after the first event, the anonymous pages (heap, stacks:
+    /// `RssAnon`) and the file-backed ones (the binary's and libraries' pages: `RssFile`), in
+    /// KiB: where the memory goes.
+    pub rss_anon_kib: u64,
+    /// See [`ColdStart::rss_anon_kib`].
+    pub rss_file_kib: u64,
     /// What the handler returned.
     pub response: serde_json::Value,
 }
@@ -88,6 +94,8 @@ pub async fn measure(
                         init_ms: init_ms.unwrap_or(ms),
                         first_event_ms: ms,
                         peak_rss_kib,
+                        rss_anon_kib: status_kib(&status, "RssAnon").unwrap_or(0),
+                        rss_file_kib: status_kib(&status, "RssFile").unwrap_or(0),
                         response: report.body,
                     }),
                     None => Err(ColdStartError::NoPeakRss(pid)),
@@ -108,8 +116,16 @@ pub async fn measure(
 
 /// The `VmHWM` (peak resident set) of a `/proc/PID/status` text, in KiB.
 pub fn vm_hwm_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let mut words = line["VmHWM:".len()..].split_whitespace();
+    status_kib(status, "VmHWM")
+}
+
+/// The `field` (a line `field:   123 kB`) of a `/proc/PID/status` text, in KiB.
+pub fn status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| {
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    let mut words = line[field.len() + 1..].split_whitespace();
     let value = words.next()?.parse().ok()?;
     (words.next() == Some("kB")).then_some(value)
 }
@@ -168,6 +184,18 @@ mod tests {
         assert_eq!(vm_hwm_kib(status), Some(14336));
         assert_eq!(vm_hwm_kib("Name:\tx\nVmRSS:\t 1 kB\n"), None);
         assert_eq!(vm_hwm_kib("VmHWM:\t 12 MB\n"), None, "only kB is known");
+    }
+
+    #[test]
+    fn the_anonymous_and_file_backed_resident_pages_are_read_by_their_field_name() {
+        let status = "RssAnon:\t    9000 kB\nRssFile:\t   11000 kB\nRssShmem:\t       0 kB\n";
+        assert_eq!(status_kib(status, "RssAnon"), Some(9000));
+        assert_eq!(status_kib(status, "RssFile"), Some(11000));
+        assert_eq!(
+            status_kib(status, "Rss"),
+            None,
+            "a field's name, not a prefix of one"
+        );
     }
 
     #[test]

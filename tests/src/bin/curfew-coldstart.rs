@@ -189,6 +189,8 @@ fn summary(runs: &[Run]) -> Value {
     let first = pick(|r| r.cold.first_event_ms);
     let init = pick(|r| r.cold.init_ms);
     let rss = pick(|r| r.cold.peak_rss_kib as f64 / 1024.0);
+    let anon = pick(|r| r.cold.rss_anon_kib as f64 / 1024.0);
+    let file = pick(|r| r.cold.rss_file_kib as f64 / 1024.0);
     let requests = pick(|r| r.requests as f64);
     json!({
         "emulator_requests_median": median(&requests),
@@ -198,6 +200,8 @@ fn summary(runs: &[Run]) -> Value {
         "init_ms_median": median(&init),
         "peak_rss_mib_median": median(&rss),
         "peak_rss_mib_max": rss.iter().copied().fold(0.0, f64::max),
+        "rss_anon_mib_median": median(&anon),
+        "rss_file_mib_median": median(&file),
         "first_event_ms": first,
         "init_ms": init,
         "peak_rss_mib": rss,
@@ -279,19 +283,21 @@ async fn main() {
         poller.push(c);
     }
 
-    println!("| Lambda (x86_64 release build, {runs} runs) | spawn -> first poll (median) | spawn -> first result (median) | emulator requests for the event (median) | peak RSS (median / max) |");
-    println!("|---|---|---|---|---|");
+    println!("| Lambda (x86_64 release build, {runs} runs) | spawn -> first poll (median) | spawn -> first result (median) | emulator requests for the event (median) | peak RSS (median / max) | resident after the event: anonymous / file-backed (medians) |");
+    println!("|---|---|---|---|---|---|");
     let mut section = serde_json::Map::new();
     for (f, runs) in [(&WORKER, &worker), (&ROUTER, &router), (&POLLER, &poller)] {
         let s = summary(runs);
         println!(
-            "| {} | {:.1} ms | {:.1} ms | {} | {:.1} / {:.1} MiB |",
+            "| {} | {:.1} ms | {:.1} ms | {} | {:.1} / {:.1} MiB | {:.1} / {:.1} MiB |",
             f.name,
             s["init_ms_median"].as_f64().unwrap(),
             s["first_event_ms_median"].as_f64().unwrap(),
             s["emulator_requests_median"],
             s["peak_rss_mib_median"].as_f64().unwrap(),
             s["peak_rss_mib_max"].as_f64().unwrap(),
+            s["rss_anon_mib_median"].as_f64().unwrap(),
+            s["rss_file_mib_median"].as_f64().unwrap(),
         );
         section.insert(f.name.trim_start_matches("curfew-").to_string(), s);
     }
