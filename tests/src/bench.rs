@@ -44,7 +44,8 @@ impl SendCounts {
 pub struct CountingQueue {
     inner: Arc<dyn Queue>,
     /// How long each SendMessageBatch call takes (the simulation's SQS latency; zero in the
-    /// plain runs). A send of n bodies makes ceil(n / 10) calls, one after the other.
+    /// plain runs). A send of n bodies makes ceil(n / 10) calls, up to
+    /// `curfew_aws::sqs::SEND_CONCURRENCY` at once, as the SQS adapter makes them.
     latency: std::time::Duration,
     sends: AtomicU64,
     messages: AtomicU64,

@@ -21,19 +21,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::Account;
-use curfew_core::account::SpokeRole;
 use curfew_core::cluster_hold::ClusterHold;
-use curfew_core::hold::CaTag;
 use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
+use curfew_core::ports::Spokes;
 use curfew_core::ports::{
     AccountStore, Baseline, Lease, LeaseToken, OperationPage, OperationStore, Override, PortResult,
     ScheduleStore, StateStore, TargetStore,
 };
-use curfew_core::ports::{Spokes, UpdateState};
 use curfew_core::schedule::{Schedule, ScheduleList};
-use curfew_core::target::{LiveState, Processes, Sizes, Target};
+use curfew_core::target::{Sizes, Target};
 use futures::future::BoxFuture;
 
+use crate::around::{AroundCall, AroundSpokes, InnerCall};
 use cpu::FakeTime;
 use dynamo::{dynamo_use, DynamoUse, Seen};
 
@@ -790,88 +789,29 @@ impl TargetStore for CountingStore {
 /// The spoke clients with the thread CPU time of every call added to a [`FakeTime`]: in a plain
 /// run the spokes are [`curfew_core::fakes::FakeSpokes`], whose cost is not curfew's.
 pub struct TimedSpokes {
-    inner: Arc<dyn Spokes>,
     timer: Arc<FakeTime>,
 }
 
 impl TimedSpokes {
     /// Times `inner`'s calls into `timer`.
-    pub fn new(inner: Arc<dyn Spokes>, timer: Arc<FakeTime>) -> TimedSpokes {
-        TimedSpokes { inner, timer }
-    }
-
-    async fn time<'a, T>(&'a self, call: BoxFuture<'a, PortResult<T>>) -> PortResult<T> {
-        let started = self.timer.start();
-        let result = call.await;
-        self.timer.stop(started);
-        result
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(inner: Arc<dyn Spokes>, timer: Arc<FakeTime>) -> AroundSpokes<TimedSpokes> {
+        AroundSpokes::new(inner, TimedSpokes { timer })
     }
 }
 
 #[async_trait]
-impl Spokes for TimedSpokes {
-    async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
-        self.time(self.inner.discover(role, region)).await
-    }
-    async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
-        self.time(self.inner.live_state(role, target)).await
-    }
-    async fn set_sizes(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        sizes: Sizes,
-    ) -> PortResult<Option<String>> {
-        self.time(self.inner.set_sizes(role, target, sizes)).await
-    }
-    async fn suspend_processes(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        processes: Processes,
-    ) -> PortResult<()> {
-        self.time(self.inner.suspend_processes(role, target, processes))
-            .await
-    }
-    async fn resume_processes(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        processes: Processes,
-    ) -> PortResult<()> {
-        self.time(self.inner.resume_processes(role, target, processes))
-            .await
-    }
-    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
-        self.time(self.inner.ca_tags(role, target)).await
-    }
-    async fn remove_ca_tags(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        tags: &[CaTag],
-    ) -> PortResult<()> {
-        self.time(self.inner.remove_ca_tags(role, target, tags))
-            .await
-    }
-    async fn restore_ca_tags(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        tags: &[CaTag],
-    ) -> PortResult<()> {
-        self.time(self.inner.restore_ca_tags(role, target, tags))
-            .await
-    }
-    async fn update_state(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        update_id: &str,
-        planned: Sizes,
-    ) -> PortResult<UpdateState> {
-        self.time(self.inner.update_state(role, target, update_id, planned))
-            .await
+impl AroundCall for TimedSpokes {
+    async fn around<'a, T: Send + 'a>(
+        &'a self,
+        _account: &'a str,
+        _region: &'a str,
+        call: &'a InnerCall<'a, T>,
+    ) -> PortResult<T> {
+        let started = self.timer.start();
+        let result = call().await;
+        self.timer.stop(started);
+        result
     }
 }
 
@@ -944,7 +884,7 @@ mod tests {
         let target = crate::scale::seeded_target("123456789012", "eu-west-1", 0);
         fake.add(target.clone(), Sizes::new(1, 3, 2));
         let spokes = TimedSpokes::new(fake.clone(), timer.clone());
-        let role = SpokeRole {
+        let role = curfew_core::account::SpokeRole {
             account: target.account.clone(),
             role_arn: "arn:aws:iam::123456789012:role/curfew-spoke".into(),
             external_id: None,

@@ -3,6 +3,7 @@
 //! test a hub with its own table and queues and spoke accounts with their own random ids, so
 //! tests never see each other's state.
 
+pub mod around;
 pub mod bench;
 pub mod chaos;
 pub mod coldstart;
@@ -110,6 +111,30 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// A valid enabled stop schedule: `cron` in UTC over `selector`, next firing at `next_fire`.
+pub fn stop_schedule(
+    name: &str,
+    cron: &str,
+    selector: &str,
+    next_fire: DateTime<Utc>,
+) -> curfew_core::schedule::Schedule {
+    curfew_core::schedule::Schedule::try_from(curfew_core::schedule::ScheduleRecord {
+        name: name.into(),
+        cron: cron.into(),
+        tz: "UTC".into(),
+        action: "stop".into(),
+        selector: selector.into(),
+        enabled: true,
+        dry_run: false,
+        prewarm_minutes: 0,
+        skip_dates: vec![],
+        default_start: None,
+        next_fire: Some(next_fire),
+        hold: None,
+    })
+    .expect("a valid schedule")
 }
 
 /// A hub on the emulator, with a clock the test controls.

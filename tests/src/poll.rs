@@ -20,7 +20,7 @@ use curfew_aws::DynamoStore;
 use curfew_core::clock::ManualClock;
 use curfew_core::fakes;
 use curfew_core::ports::{PortResult, ScheduleStore, StateStore};
-use curfew_core::schedule::{Schedule, ScheduleRecord};
+use curfew_core::schedule::Schedule;
 use curfew_core::service::poller::{self, TickReport};
 use futures::{StreamExt, TryStreamExt};
 
@@ -45,21 +45,7 @@ pub fn tick_time() -> DateTime<Utc> {
 /// nothing; the first `due` are due at `now`, the others next fire a day later.
 pub fn schedules(shape: &PollShape, now: DateTime<Utc>) -> Vec<Schedule> {
     // Parsed once and copied: parsing 100,000 cron expressions would be most of the bench.
-    let daily = Schedule::try_from(ScheduleRecord {
-        name: "poll".into(),
-        cron: "0 18 * * *".into(),
-        tz: "UTC".into(),
-        action: "stop".into(),
-        selector: "name=nothing-matches".into(),
-        enabled: true,
-        dry_run: false,
-        prewarm_minutes: 0,
-        skip_dates: vec![],
-        default_start: None,
-        next_fire: Some(now),
-        hold: None,
-    })
-    .expect("a valid schedule");
+    let daily = crate::stop_schedule("poll", "0 18 * * *", "name=nothing-matches", now);
     (0..shape.defined)
         .map(|i| {
             let mut schedule = daily.clone();

@@ -31,6 +31,7 @@ use curfew_core::operation::{Discovery, OpCounts, OpStatus, Task, TaskMessage, T
 use curfew_core::ports::{AccountStore, OperationStore, Queue};
 use curfew_core::selector::Selector;
 
+use crate::around::AroundSpokes;
 use crate::sim::{event_source, Latency, Simulation, SlowSpokes, Source, Sourced, SpokeTraffic};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Delivery, Hub};
@@ -38,7 +39,7 @@ use curfew_core::target::{Processes, Sizes, Target, TargetKind};
 use futures::stream::{self, StreamExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::bench::{CountingQueue, SendCounts, BATCH};
+use crate::bench::{arg, CountingQueue, SendCounts, BATCH};
 use crate::counting::cpu::{process_cpu, CpuSplit, FakeTime};
 use crate::counting::{CountingStore, StoreCounts, TimedSpokes};
 
@@ -88,6 +89,20 @@ impl Default for FleetShape {
 }
 
 impl FleetShape {
+    /// The fleet the command line asks for (`--targets`, `--accounts`, `--regions`,
+    /// `--concurrency`, `--asleep-every`, `--big-account`), the default's for what it leaves out.
+    pub fn from_args() -> FleetShape {
+        let d = FleetShape::default();
+        FleetShape {
+            targets: arg("--targets", d.targets),
+            accounts: arg("--accounts", d.accounts),
+            regions: arg("--regions", d.regions),
+            concurrency: arg("--concurrency", d.concurrency),
+            asleep_every: arg("--asleep-every", d.asleep_every),
+            big_account: arg("--big-account", d.big_account),
+        }
+    }
+
     /// Account-regions (the router's shards).
     pub fn shards(&self) -> usize {
         self.accounts * self.regions
@@ -352,9 +367,6 @@ pub struct WaveReport {
     pub task_sends: SendCounts,
     /// Spoke calls during the wave (discovery, describe, update, processes, update status).
     pub spoke_calls: usize,
-    /// Simulated runs only: the task queue's handler invocations, summed (the work the pollers
-    /// shared; see [`crate::sim::concurrency_bound`]).
-    pub worker_busy: Duration,
     /// Simulated runs with a spoke rate limit only: the bound it puts on the wave (see
     /// [`SlowSpokes::rate_bound`]).
     pub rate_bound: Duration,
@@ -379,6 +391,14 @@ pub struct WaveReport {
 }
 
 impl WaveReport {
+    /// Simulated runs only (zero otherwise): the task queue's handler invocations, summed (the
+    /// work the pollers shared; see [`crate::sim::concurrency_bound`]).
+    pub fn worker_busy(&self) -> Duration {
+        self.sourced
+            .as_ref()
+            .map_or(Duration::ZERO, |(_, worked)| worked.busy)
+    }
+
     fn new(action: Action) -> WaveReport {
         WaveReport {
             action,
@@ -396,7 +416,6 @@ impl WaveReport {
             router_sends: SendCounts::default(),
             task_sends: SendCounts::default(),
             spoke_calls: 0,
-            worker_busy: Duration::ZERO,
             rate_bound: Duration::ZERO,
             done: None,
             first_task: Duration::ZERO,
@@ -460,7 +479,7 @@ pub struct Fleet {
     /// Simulated: every call takes its latency and the queues are worked as event sources.
     sim: Option<Simulation>,
     /// The paced spokes of a simulated run.
-    slow_spokes: Option<Arc<SlowSpokes>>,
+    slow_spokes: Option<Arc<AroundSpokes<SlowSpokes>>>,
     /// Thread CPU time inside the fakes' calls (plain runs only).
     fake_time: Arc<FakeTime>,
     /// Thread CPU time inside the handlers (plain runs only).
@@ -612,7 +631,7 @@ impl Fleet {
         };
         let concurrency = self.shape.concurrency;
         if let Some(slow) = &self.slow_spokes {
-            slow.reset_counts();
+            slow.around().reset_counts();
         }
         let (routed, worked) = if let Some(sim) = self.sim {
             let first_account = self.seeded.first().map(|s| s.target.account.clone());
@@ -676,10 +695,9 @@ impl Fleet {
                 .first_receive
                 .map_or(route_end, |first| sources_began + first);
             report.done = Some(done.into_inner().expect("not poisoned"));
-            report.worker_busy = worked.busy;
             if let Some(slow) = &self.slow_spokes {
-                report.rate_bound = slow.rate_bound();
-                report.spoke_traffic = slow.traffic();
+                report.rate_bound = slow.around().rate_bound();
+                report.spoke_traffic = slow.around().traffic();
             }
             report.sourced = Some((routed.clone(), worked.clone()));
             (Worked::from(routed), Worked::from(worked))

@@ -1,14 +1,15 @@
-//! The simulation (issue 9, first part): the real router and worker over the in-memory ports,
-//! with every call taking the time its AWS counterpart takes ([`Latency`]), queues worked the
-//! way an SQS event source mapping works them (up to `concurrency` pollers, each receiving up to
-//! 10 messages as soon as it is free), on tokio's clock. Run on a paused clock (a
-//! `current_thread` runtime with `start_paused`), time is virtual: a 100,000-target wave takes
-//! seconds of real time, and its makespan is what it would be with those latencies.
+//! The simulation (issue 9): the real router and worker over the in-memory ports, with every
+//! call taking the time its AWS counterpart takes ([`Latency`]), spoke calls made through an STS
+//! session cache per Lambda execution environment, paced by per-account-region token buckets
+//! and throttled at a set rate if asked ([`SlowSpokes`]), and queues worked the way SQS event
+//! source mappings work them, fair-queue receives included ([`event_source`]), on tokio's
+//! clock. Run on a paused clock (a `current_thread` runtime with `start_paused`), time is
+//! virtual: a 100,000-target wave takes seconds of real time, and its makespan is what it would
+//! be with those latencies.
 //!
-//! The report puts the makespan against its lower bound: the workers' busy time divided by the
-//! concurrency cap (no schedule of that work on that many pollers can finish sooner). Rate
-//! limits (per-account token buckets), injected throttling and the makespan bound they add are
-//! the next part of the issue; they are not modelled here yet.
+//! `curfew-sim` puts each makespan against its lower bound: the first task's arrival plus the
+//! larger of the workers' busy time over the concurrency cap ([`concurrency_bound`]) and the
+//! busiest account-region's calls over its rate ([`SlowSpokes::rate_bound`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,18 +19,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use curfew_aws::config::{SDK_INITIAL_BACKOFF, SDK_MAX_ATTEMPTS, SDK_MAX_BACKOFF};
 use curfew_aws::error::retrying;
-use curfew_core::account::SpokeRole;
 use curfew_core::clock::Clock;
 use curfew_core::fakes::MemoryQueue;
-use curfew_core::hold::CaTag;
-use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
+use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes};
 use curfew_core::service::BatchOutcome;
 use curfew_core::session::{Session, SessionCache};
-use curfew_core::target::{LiveState, Processes, Sizes, Target};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::time::Instant;
 
+use crate::around::{AroundCall, AroundSpokes, InnerCall};
 use crate::bench::BATCH;
 
 /// How long each kind of call takes.
@@ -138,7 +137,6 @@ pub struct SpokeTraffic {
 /// [`curfew_aws::config::SDK_INITIAL_BACKOFF`]) inside curfew's jittered backoff
 /// ([`curfew_aws::error::retrying`], the real function).
 pub struct SlowSpokes {
-    inner: Arc<dyn Spokes>,
     latency: Latency,
     limit: Option<RateLimit>,
     throttled: f64,
@@ -151,10 +149,14 @@ pub struct SlowSpokes {
 }
 
 impl SlowSpokes {
-    /// `inner`'s calls as `sim` models them; `clock` is the hub's (session expiry).
-    pub fn new(inner: Arc<dyn Spokes>, sim: &Simulation, clock: Arc<dyn Clock>) -> Self {
-        SlowSpokes {
-            inner,
+    /// Spoke calls as `sim` models them, around `inner`'s; `clock` is the hub's (session
+    /// expiry).
+    pub fn new(
+        inner: Arc<dyn Spokes>,
+        sim: &Simulation,
+        clock: Arc<dyn Clock>,
+    ) -> AroundSpokes<SlowSpokes> {
+        let slow = SlowSpokes {
             latency: sim.latency,
             limit: sim.spoke_limit,
             throttled: sim.throttled,
@@ -164,7 +166,8 @@ impl SlowSpokes {
             faults: Mutex::new(StdRng::seed_from_u64(FAULT_SEED)),
             sessions: Mutex::new(HashMap::new()),
             traffic: Mutex::new((SpokeTraffic::default(), HashSet::new())),
-        }
+        };
+        AroundSpokes::new(inner, slow)
     }
 
     /// The calling environment's session for `account`, assumed if it has none.
@@ -232,11 +235,12 @@ impl SlowSpokes {
 
     /// One call as the SDK makes it: up to [`SDK_MAX_ATTEMPTS`] attempts, the next after a
     /// full-jitter backoff, a throttling error when every attempt was throttled.
-    async fn sdk_call<T, F, Fut>(&self, account: &str, region: &str, call: &F) -> PortResult<T>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = PortResult<T>>,
-    {
+    async fn sdk_call<'a, T>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        call: &'a InnerCall<'a, T>,
+    ) -> PortResult<T> {
         for attempt in 1..=SDK_MAX_ATTEMPTS {
             self.wait(account, region).await;
             let (throttled, jitter) = {
@@ -257,16 +261,6 @@ impl SlowSpokes {
             ErrorKind::Throttled,
             "Rate exceeded (simulated throttling)",
         ))
-    }
-
-    /// A spoke call through the environment's session, retried as the adapter retries.
-    async fn call<T, F, Fut>(&self, account: &str, region: &str, call: F) -> PortResult<T>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = PortResult<T>>,
-    {
-        self.session(account).await;
-        retrying(|| self.sdk_call(account, region, &call)).await
     }
 
     /// Forgets the calls counted so far and the environments' sessions (a new wave: the next
@@ -305,90 +299,17 @@ impl SlowSpokes {
     }
 }
 
+/// A spoke call through the environment's session, retried as the adapter retries.
 #[async_trait]
-impl Spokes for SlowSpokes {
-    async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
-        self.call(&role.account, region, || self.inner.discover(role, region))
-            .await
-    }
-    async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
-        self.call(&target.account, &target.region, || {
-            self.inner.live_state(role, target)
-        })
-        .await
-    }
-    async fn set_sizes(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        sizes: Sizes,
-    ) -> PortResult<Option<String>> {
-        self.call(&target.account, &target.region, || {
-            self.inner.set_sizes(role, target, sizes)
-        })
-        .await
-    }
-    async fn suspend_processes(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        processes: Processes,
-    ) -> PortResult<()> {
-        self.call(&target.account, &target.region, || {
-            self.inner.suspend_processes(role, target, processes)
-        })
-        .await
-    }
-    async fn resume_processes(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        processes: Processes,
-    ) -> PortResult<()> {
-        self.call(&target.account, &target.region, || {
-            self.inner.resume_processes(role, target, processes)
-        })
-        .await
-    }
-    async fn ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
-        self.call(&target.account, &target.region, || {
-            self.inner.ca_tags(role, target)
-        })
-        .await
-    }
-    async fn remove_ca_tags(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        tags: &[CaTag],
-    ) -> PortResult<()> {
-        self.call(&target.account, &target.region, || {
-            self.inner.remove_ca_tags(role, target, tags)
-        })
-        .await
-    }
-    async fn restore_ca_tags(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        tags: &[CaTag],
-    ) -> PortResult<()> {
-        self.call(&target.account, &target.region, || {
-            self.inner.restore_ca_tags(role, target, tags)
-        })
-        .await
-    }
-    async fn update_state(
-        &self,
-        role: &SpokeRole,
-        target: &Target,
-        update_id: &str,
-        planned: Sizes,
-    ) -> PortResult<UpdateState> {
-        self.call(&target.account, &target.region, || {
-            self.inner.update_state(role, target, update_id, planned)
-        })
-        .await
+impl AroundCall for SlowSpokes {
+    async fn around<'a, T: Send + 'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        call: &'a InnerCall<'a, T>,
+    ) -> PortResult<T> {
+        self.session(account).await;
+        retrying(|| self.sdk_call(account, region, call)).await
     }
 }
 

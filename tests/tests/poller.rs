@@ -4,9 +4,8 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeZone, Utc};
 use curfew_core::operation::Operation;
-use curfew_core::schedule::{Schedule, ScheduleRecord};
 use curfew_core::service::poller;
-use curfew_tests::{spawn_hub, TestHub};
+use curfew_tests::{spawn_hub, stop_schedule, TestHub};
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
@@ -57,21 +56,7 @@ async fn schedules_that_no_longer_decode_are_reported_and_the_others_still_fire(
     // Names sort the broken ones before and after the good one.
     put_raw_schedule(&t, "a-bad-cron", now, &[("cron", Some("61 * * * *"))]).await;
     put_raw_schedule(&t, "b-bad-zone", now, &[("tz", Some("Mars/Olympus"))]).await;
-    let good = Schedule::try_from(ScheduleRecord {
-        name: "c-good".into(),
-        cron: "0 18 * * *".into(),
-        tz: "UTC".into(),
-        action: "stop".into(),
-        selector: "name=nothing-matches".into(),
-        enabled: true,
-        dry_run: false,
-        prewarm_minutes: 0,
-        skip_dates: vec![],
-        default_start: None,
-        next_fire: Some(now),
-        hold: None,
-    })
-    .unwrap();
+    let good = stop_schedule("c-good", "0 18 * * *", "name=nothing-matches", now);
     t.hub.store.create_schedule(&good).await.unwrap();
     put_raw_schedule(&t, "d-no-action", now, &[("action", None)]).await;
 

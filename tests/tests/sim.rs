@@ -22,8 +22,8 @@ async fn a_simulated_fleet_sleeps_and_wakes_exactly_and_no_wave_beats_its_bound(
     let problems: Vec<String> = report.problems().map(ToString::to_string).collect();
     assert!(report.is_clean(), "{problems:#?}");
     for wave in [&report.stop, &report.start] {
-        assert!(wave.worker_busy > Duration::ZERO, "{:?}", wave.action);
-        let bound = concurrency_bound(wave.worker_busy, shape.concurrency);
+        assert!(wave.worker_busy() > Duration::ZERO, "{:?}", wave.action);
+        let bound = concurrency_bound(wave.worker_busy(), shape.concurrency);
         assert!(
             wave.work >= bound,
             "{:?}: makespan {:?} below the bound {bound:?}",
@@ -144,11 +144,11 @@ async fn throttled_spoke_calls_are_retried_and_every_target_still_checks_out() {
             stormy.spoke_traffic
         );
         assert!(
-            stormy.worker_busy > calm.worker_busy,
+            stormy.worker_busy() > calm.worker_busy(),
             "{:?}: retries take time ({:?} vs {:?})",
             stormy.action,
-            stormy.worker_busy,
-            calm.worker_busy
+            stormy.worker_busy(),
+            calm.worker_busy()
         );
     }
 }

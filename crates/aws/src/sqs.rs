@@ -170,6 +170,15 @@ mod tests {
         assert_eq!(rule.num_calls(), 3);
     }
 
+    /// A SendMessageBatch answer with no failed entry.
+    fn all_sent() -> SendMessageBatchOutput {
+        SendMessageBatchOutput::builder()
+            .set_successful(Some(vec![]))
+            .set_failed(Some(vec![]))
+            .build()
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_tenants_messages_carry_its_message_group_id_and_plain_sends_none() {
         let grouped = mock!(Client::send_message_batch)
@@ -179,25 +188,13 @@ mod tests {
                     .all(|e| e.message_group_id() == Some("111122223333"))
             })
             .sequence()
-            .output(|| {
-                SendMessageBatchOutput::builder()
-                    .set_successful(Some(vec![]))
-                    .set_failed(Some(vec![]))
-                    .build()
-                    .unwrap()
-            })
+            .output(all_sent)
             .repeatedly()
             .build();
         let plain = mock!(Client::send_message_batch)
             .match_requests(|r| r.entries().iter().all(|e| e.message_group_id().is_none()))
             .sequence()
-            .output(|| {
-                SendMessageBatchOutput::builder()
-                    .set_successful(Some(vec![]))
-                    .set_failed(Some(vec![]))
-                    .build()
-                    .unwrap()
-            })
+            .output(all_sent)
             .repeatedly()
             .build();
         let client = mock_client!(

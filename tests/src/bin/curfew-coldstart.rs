@@ -19,13 +19,12 @@ use std::path::PathBuf;
 
 use chrono::{Duration, DurationRound, Utc};
 use curfew_aws::local::demo_fleet;
-use curfew_core::schedule::{Schedule, ScheduleRecord};
 use curfew_core::service::invocation::{invoke, Invocation as DirectInvocation};
 use curfew_tests::bench::{arg, record, results_path};
 use curfew_tests::coldstart::{measure, median, sqs_event, ColdStart};
 use curfew_tests::emulator_requests;
 use curfew_tests::runtime_api::Invocation;
-use curfew_tests::{spawn_hub, TestHub};
+use curfew_tests::{spawn_hub, stop_schedule, TestHub};
 use serde_json::{json, Value};
 
 /// The hub account of the emulator (moto's default account for the `test` keys).
@@ -166,21 +165,7 @@ async fn operation_message(t: &TestHub) -> String {
 /// A schedule of its own, due now: the poller's tick fires it.
 async fn due_schedule(t: &TestHub, run: usize) {
     let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
-    let schedule = Schedule::try_from(ScheduleRecord {
-        name: format!("coldstart-{run}"),
-        cron: "* * * * *".into(),
-        tz: "UTC".into(),
-        action: "stop".into(),
-        selector: "kind=asg".into(),
-        enabled: true,
-        dry_run: false,
-        prewarm_minutes: 0,
-        skip_dates: vec![],
-        default_start: None,
-        next_fire: Some(now),
-        hold: None,
-    })
-    .unwrap();
+    let schedule = stop_schedule(&format!("coldstart-{run}"), "* * * * *", "kind=asg", now);
     t.hub.store.create_schedule(&schedule).await.unwrap();
 }
 

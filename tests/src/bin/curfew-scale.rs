@@ -8,9 +8,9 @@
 //! the start it is at exactly its seeded sizes with no baseline left; targets seeded already
 //! asleep (`--asleep-every N`) are skipped with that reason and left alone. Exits 1, listing
 //! what did not check out, if anything did not. Usage:
-//! `curfew-scale [--targets N] [--accounts N] [--regions N] [--concurrency N] [--asleep-every N]`.
+//! `curfew-scale [--targets N] [--accounts N] [--regions N] [--concurrency N] [--asleep-every N] [--big-account N]`.
 
-use curfew_tests::bench::{arg, record, results_path};
+use curfew_tests::bench::{record, results_path};
 use curfew_tests::counting::cpu::ClockCost;
 use curfew_tests::scale::{run, FleetShape, ScaleReport, WaveReport};
 use curfew_tests::traffic::WaveTraffic;
@@ -23,15 +23,7 @@ const SHOWN_PROBLEMS: usize = 20;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let defaults = FleetShape::default();
-    let shape = FleetShape {
-        targets: arg("--targets", defaults.targets),
-        accounts: arg("--accounts", defaults.accounts),
-        regions: arg("--regions", defaults.regions),
-        concurrency: arg("--concurrency", defaults.concurrency),
-        asleep_every: arg("--asleep-every", defaults.asleep_every),
-        big_account: 0,
-    };
+    let shape = FleetShape::from_args();
     if let Err(e) = shape.validate() {
         eprintln!("curfew-scale: {e}");
         std::process::exit(2);

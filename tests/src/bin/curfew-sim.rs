@@ -9,7 +9,7 @@
 //! account holds half the targets, and that fleet under a spoke rate limit with and without
 //! fair-queue receives) and records the figures in `target/curfew-bench.json`. With
 //! `--targets N` it runs that one fleet:
-//! `curfew-sim [--targets N] [--accounts N] [--regions N] [--concurrency N] [--big-account N]
+//! `curfew-sim [--targets N] [--accounts N] [--regions N] [--concurrency N] [--asleep-every N] [--big-account N]
 //! [--spoke-ms N] [--state-ms N] [--queue-ms N] [--sts-ms N] [--spoke-rate N [--spoke-burst N]]
 //! [--throttled-pct N] [--unfair]`.
 
@@ -27,7 +27,7 @@ use curfew_tests::traffic::WaveTraffic;
 /// reaches a worker, and after that the work cannot take less than the workers' busy time over
 /// the concurrency cap, nor less than the busiest account-region's calls allow at its rate.
 fn bound(wave: &WaveReport, concurrency: usize) -> Duration {
-    wave.first_task + concurrency_bound(wave.worker_busy, concurrency).max(wave.rate_bound)
+    wave.first_task + concurrency_bound(wave.worker_busy(), concurrency).max(wave.rate_bound)
 }
 
 fn makespan(wave: &WaveReport) -> Duration {
@@ -44,8 +44,8 @@ fn wave_json(wave: &WaveReport, concurrency: usize, bound: Duration, accounts: u
         "makespan_over_bound": makespan.as_secs_f64() / bound.as_secs_f64().max(f64::EPSILON),
         "routing_s": wave.route.as_secs_f64(),
         "first_task_s": wave.first_task.as_secs_f64(),
-        "worker_busy_s": wave.worker_busy.as_secs_f64(),
-        "concurrency_bound_s": concurrency_bound(wave.worker_busy, concurrency).as_secs_f64(),
+        "worker_busy_s": wave.worker_busy().as_secs_f64(),
+        "concurrency_bound_s": concurrency_bound(wave.worker_busy(), concurrency).as_secs_f64(),
         "rate_bound_s": wave.rate_bound.as_secs_f64(),
         "invocations": wave.task_rounds,
         "sts_calls": traffic.sts_calls,
@@ -69,8 +69,8 @@ fn print_wave(name: &str, wave: &WaveReport, concurrency: usize, bound: Duration
         wave.route.as_secs_f64(),
         wave.first_task.as_secs_f64(),
         bound.as_secs_f64(),
-        concurrency_bound(wave.worker_busy, concurrency).as_secs_f64(),
-        wave.worker_busy.as_secs_f64(),
+        concurrency_bound(wave.worker_busy(), concurrency).as_secs_f64(),
+        wave.worker_busy().as_secs_f64(),
         wave.rate_bound.as_secs_f64(),
         makespan.as_secs_f64() / bound.as_secs_f64().max(f64::EPSILON),
         wave.task_rounds,
@@ -292,16 +292,9 @@ async fn main() {
     };
     let real = Instant::now();
     let reports = if std::env::args().any(|a| a == "--targets") {
-        let defaults = FleetShape::default();
-        let shape = FleetShape {
-            targets: arg("--targets", defaults.targets),
-            accounts: arg("--accounts", defaults.accounts),
-            regions: arg("--regions", defaults.regions),
-            concurrency: arg("--concurrency", defaults.concurrency),
-            big_account: arg("--big-account", defaults.big_account),
-            ..defaults
-        };
-        let report = run("custom", shape, sim, None).await.report;
+        let report = run("custom", FleetShape::from_args(), sim, None)
+            .await
+            .report;
         record_traffic_and_cost(&report, &results_path());
         vec![report]
     } else {
