@@ -30,6 +30,7 @@ use curfew_core::ports::{
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{Sizes, Target};
+use curfew_core::trail::{AuditLog, AuditRecord, ChainHead, Link};
 use futures::future::BoxFuture;
 
 use crate::around::{AroundCall, AroundSpokes, InnerCall};
@@ -119,11 +120,21 @@ pub enum StoreCall {
     InvalidateInventory,
     /// `get_inventory`.
     GetInventory,
+    /// `audit_head`.
+    AuditHead,
+    /// `append_audit`.
+    AppendAudit,
+    /// `audit_heads`.
+    AuditHeads,
+    /// `audit_chain`.
+    AuditChain,
+    /// `audit_between`.
+    AuditBetween,
 }
 
 impl StoreCall {
     /// Every method, in declaration order (the index of a call in [`StoreCounts`]).
-    pub const ALL: [StoreCall; 40] = [
+    pub const ALL: [StoreCall; 45] = [
         StoreCall::PutAccount,
         StoreCall::GetAccount,
         StoreCall::ListAccounts,
@@ -164,6 +175,11 @@ impl StoreCall {
         StoreCall::PutInventory,
         StoreCall::InvalidateInventory,
         StoreCall::GetInventory,
+        StoreCall::AuditHead,
+        StoreCall::AppendAudit,
+        StoreCall::AuditHeads,
+        StoreCall::AuditChain,
+        StoreCall::AuditBetween,
     ];
 
     /// The port method's name.
@@ -209,6 +225,11 @@ impl StoreCall {
             StoreCall::PutInventory => "put_inventory",
             StoreCall::InvalidateInventory => "invalidate_inventory",
             StoreCall::GetInventory => "get_inventory",
+            StoreCall::AuditHead => "audit_head",
+            StoreCall::AppendAudit => "append_audit",
+            StoreCall::AuditHeads => "audit_heads",
+            StoreCall::AuditChain => "audit_chain",
+            StoreCall::AuditBetween => "audit_between",
         }
     }
 
@@ -231,6 +252,10 @@ impl StoreCall {
                 | StoreCall::GetBaseline
                 | StoreCall::ActiveOverrides
                 | StoreCall::GetInventory
+                | StoreCall::AuditHead
+                | StoreCall::AuditHeads
+                | StoreCall::AuditChain
+                | StoreCall::AuditBetween
         )
     }
 
@@ -783,6 +808,44 @@ impl TargetStore for CountingStore {
                 })
         })
         .await
+    }
+}
+
+#[async_trait]
+impl AuditLog for CountingStore {
+    async fn audit_head(&self, chain: &str) -> PortResult<Option<ChainHead>> {
+        let request = self.inner.audit_head(chain);
+        self.observe(StoreCall::AuditHead, request, |h| found(h.is_some()))
+            .await
+    }
+    async fn append_audit(
+        &self,
+        link: &Link,
+        expected: u64,
+        at: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        let request = self.inner.append_audit(link, expected, at);
+        self.observe(StoreCall::AppendAudit, request, |a| found(*a))
+            .await
+    }
+    async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {
+        let request = self.inner.audit_heads();
+        self.observe(StoreCall::AuditHeads, request, |h| items(h.len()))
+            .await
+    }
+    async fn audit_chain(&self, chain: &str) -> PortResult<Vec<AuditRecord>> {
+        let request = self.inner.audit_chain(chain);
+        self.observe(StoreCall::AuditChain, request, |r| items(r.len()))
+            .await
+    }
+    async fn audit_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<Vec<AuditRecord>> {
+        let request = self.inner.audit_between(since, until);
+        self.observe(StoreCall::AuditBetween, request, |r| items(r.len()))
+            .await
     }
 }
 

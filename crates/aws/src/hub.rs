@@ -8,6 +8,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use curfew_core::clock::Clock;
 use curfew_core::ports::{PortError, PortResult};
 use curfew_core::service::{Hub, Settings};
+use curfew_core::trail::{AuditKey, AuditSigner};
 
 use crate::error::classify;
 use crate::{AwsSpokes, DynamoStore, SqsQueue};
@@ -175,8 +176,27 @@ pub fn settings_from(env: impl Fn(&str) -> Option<String>) -> Result<Settings, C
             1..=1000,
             "receives",
         )? as u32,
+        audit: audit_signer(env)?,
         ..Settings::default()
     })
+}
+
+/// The audit trail's actor and signing key: `CURFEW_AUDIT_ACTOR` (the hub stack sets each
+/// function's role ARN; else `lambda:<function name>`, else `curfew`) and `CURFEW_AUDIT_KEY`
+/// (at least 32 bytes; unset: chain heads are not signed).
+pub fn audit_signer(env: &dyn Fn(&str) -> Option<String>) -> Result<AuditSigner, ConfigError> {
+    let actor = env("CURFEW_AUDIT_ACTOR")
+        .filter(|a| !a.trim().is_empty())
+        .or_else(|| env("AWS_LAMBDA_FUNCTION_NAME").map(|f| format!("lambda:{f}")))
+        .unwrap_or_else(|| "curfew".into());
+    let key = match env("CURFEW_AUDIT_KEY").filter(|k| !k.is_empty()) {
+        None => None,
+        Some(k) => Some(AuditKey::new(k.into_bytes()).map_err(|e| ConfigError {
+            name: "CURFEW_AUDIT_KEY",
+            reason: e.to_string(),
+        })?),
+    };
+    Ok(AuditSigner { actor, key })
 }
 
 /// Builds the hub's adapters once (SDK clients are cheap to clone and share connections).

@@ -43,3 +43,4 @@ pub mod selector;
 pub mod service;
 pub mod session;
 pub mod target;
+pub mod trail;

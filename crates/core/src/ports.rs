@@ -12,6 +12,7 @@ use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use crate::schedule::{Schedule, ScheduleList};
 use crate::selector::Selector;
 use crate::target::{LiveState, Processes, Sizes, Target};
+use crate::trail::AuditLog;
 
 /// How a call to the outside world failed, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -456,8 +457,11 @@ pub trait TargetStore: Send + Sync {
 }
 
 /// Everything the services need from the state table.
-pub trait StateStore: AccountStore + ScheduleStore + OperationStore + TargetStore {}
-impl<T: AccountStore + ScheduleStore + OperationStore + TargetStore> StateStore for T {}
+pub trait StateStore:
+    AccountStore + ScheduleStore + OperationStore + TargetStore + AuditLog
+{
+}
+impl<T: AccountStore + ScheduleStore + OperationStore + TargetStore + AuditLog> StateStore for T {}
 
 /// A queue of JSON messages.
 #[async_trait]

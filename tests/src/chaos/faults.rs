@@ -24,6 +24,7 @@ use curfew_core::ports::{
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
+use curfew_core::trail::{AuditLog, AuditRecord, ChainHead, Link};
 use rand::rngs::StdRng;
 use rand::RngExt;
 use tokio::sync::Notify;
@@ -240,6 +241,42 @@ macro_rules! hooked {
         $self.faults.after($name).await?;
         answer
     }};
+}
+
+#[async_trait]
+impl AuditLog for ChaosStore {
+    async fn audit_head(&self, chain: &str) -> PortResult<Option<ChainHead>> {
+        hooked!(self, "audit_head", self.inner.audit_head(chain))
+    }
+    async fn append_audit(
+        &self,
+        link: &Link,
+        expected: u64,
+        at: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        hooked!(
+            self,
+            "append_audit",
+            self.inner.append_audit(link, expected, at)
+        )
+    }
+    async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {
+        hooked!(self, "audit_heads", self.inner.audit_heads())
+    }
+    async fn audit_chain(&self, chain: &str) -> PortResult<Vec<AuditRecord>> {
+        hooked!(self, "audit_chain", self.inner.audit_chain(chain))
+    }
+    async fn audit_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<Vec<AuditRecord>> {
+        hooked!(
+            self,
+            "audit_between",
+            self.inner.audit_between(since, until)
+        )
+    }
 }
 
 /// The state table with faults.

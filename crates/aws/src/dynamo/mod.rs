@@ -20,6 +20,7 @@ mod dead_letters;
 mod operations;
 mod provision;
 mod targets;
+mod trail;
 
 use std::collections::HashMap;
 

@@ -17,6 +17,7 @@ mod clusters;
 mod queue;
 mod spokes;
 mod store;
+mod trail;
 
 pub use clusters::{ClusterCall, ClusterObjects, FakeClusters, PoolNodes};
 pub use queue::MemoryQueue;

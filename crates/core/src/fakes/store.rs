@@ -69,6 +69,8 @@ pub struct MemoryStore {
     state: Mutex<State>,
     /// Calls of `finalize_operation` still to fail as throttled (fault injection).
     finalize_faults: AtomicUsize,
+    /// The audit chains, apart: appends never wait on the rest of the table.
+    pub(super) trail: Mutex<super::trail::Chains>,
 }
 
 impl MemoryStore {

@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::cluster::ClusterApi;
 use crate::operation::{TaskMessage, TaskStatus};
 use crate::ports::{Queue, Spokes, StateStore};
+use crate::trail::AuditSigner;
 use worker::TaskStep;
 
 /// Receives of a task message before SQS moves it to the dead-letter queue, unless configured
@@ -46,6 +47,9 @@ pub struct Settings {
     /// How often the poller checks the targets curfew holds asleep for drift (one drift-check
     /// operation per interval); zero: never.
     pub drift_interval: Duration,
+    /// Who the audit trail names as the actor of the handlers' changes, and the key that signs
+    /// its chain heads.
+    pub audit: AuditSigner,
 }
 
 impl Default for Settings {
@@ -57,6 +61,7 @@ impl Default for Settings {
             inventory_ttl: Duration::minutes(15),
             task_max_receives: DEFAULT_MAX_RECEIVES,
             drift_interval: Duration::zero(),
+            audit: AuditSigner::default(),
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::ports::{
     UpdateState,
 };
 use crate::target::{LiveState, Processes, Sizes, TargetKind};
+use crate::trail::{self, AuditEntry, ChangeKind};
 
 /// What became of one task message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -810,6 +811,19 @@ fn skipped_at(reason: String, live: Sizes) -> TaskOutcome {
 
 async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResult<TaskStep> {
     let now = hub.clock.now();
+    // Recorded before the task is final: a crash in between leaves the task open, so a
+    // redelivery comes back here, and the chain's last change (this operation) keeps it once.
+    if let Some(entry) = audit_entry(msg, outcome, &hub.settings.audit.actor, now) {
+        let chain = trail::target_chain(&msg.target.key());
+        trail::record(
+            hub.store.as_ref(),
+            &hub.settings.audit,
+            &chain,
+            &msg.op_id,
+            &entry,
+        )
+        .await?;
+    }
     if hub
         .store
         .finish_task(&msg.op_id, &msg.target.key(), outcome, now)
@@ -858,6 +872,43 @@ async fn spoke_failure(
         steps: Default::default(),
     };
     finish(hub, msg, &outcome).await
+}
+
+/// The audit trail's record of what a finished task changed on its target, if it changed
+/// anything: a real (not dry-run, not drift-check) delivery that succeeded with new sizes or
+/// holds.
+fn audit_entry(
+    msg: &TaskMessage,
+    outcome: &TaskOutcome,
+    actor: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<AuditEntry> {
+    if msg.dry_run || msg.check || outcome.status != TaskStatus::Succeeded {
+        return None;
+    }
+    let (before, after) = (outcome.before?, outcome.after?);
+    if before == after && outcome.steps.is_empty() {
+        return None;
+    }
+    let (kind, baseline) = match msg.action {
+        Action::Stop => (ChangeKind::TargetStopped, "baseline saved"),
+        Action::Start => (ChangeKind::TargetStarted, "baseline retired"),
+    };
+    let key = msg.target.key();
+    let mut entry = AuditEntry::new(kind, key.clone(), actor, now);
+    entry.operation = Some(msg.op_id.clone());
+    entry.task = Some(format!("{}/{key}", msg.op_id));
+    entry.before = Some(sizes_json(before));
+    entry.after = Some(sizes_json(after));
+    entry.detail = std::iter::once(baseline.to_string())
+        .chain(outcome.steps.iter().cloned())
+        .chain(outcome.reason.iter().cloned())
+        .collect();
+    Some(entry)
+}
+
+fn sizes_json(sizes: Sizes) -> serde_json::Value {
+    serde_json::json!({ "min": sizes.min, "max": sizes.max, "desired": sizes.desired })
 }
 
 fn succeeded(before: Sizes, after: Sizes) -> TaskOutcome {

@@ -1,0 +1,261 @@
+//! The audit trail's chains in the state table. A chain's records and its head share one
+//! partition (`AUDIT#<chain>`): records under `REC#<seq>` (zero-padded, so key order is chain
+//! order) and the head under `HEAD`. An append writes the record and the new head in one
+//! transaction, conditioned on the head still naming the record it follows, so two appends to
+//! one chain cannot both take the same place. Heads are in gsi1 (`AUDITHEADS#<bucket>`) and
+//! records in gsi2 by day (`AUDIT#<date>#<bucket>`), spread over [`BUCKETS`] partitions so a
+//! wave's appends never crowd one index key.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use curfew_core::ports::{ErrorKind, PortError, PortResult};
+use curfew_core::trail::{bucket, AuditLog, AuditRecord, ChainHead, Link};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::{conditional, index_time, n, s, DynamoStore, Item};
+use crate::error::{classify, classify_transaction, retrying};
+
+/// Index partitions the heads and each day's records are spread over.
+pub const BUCKETS: u8 = 8;
+
+/// Index queries in flight at once when reading every bucket.
+const CONCURRENCY: usize = 8;
+
+fn chain_pk(chain: &str) -> String {
+    format!("AUDIT#{chain}")
+}
+
+fn record_sk(seq: u64) -> String {
+    format!("REC#{seq:012}")
+}
+
+fn day_pk(day: NaiveDate, bucket: u8) -> String {
+    format!("AUDIT#{}#{bucket}", day.format("%Y-%m-%d"))
+}
+
+fn record_item(record: &AuditRecord, at: DateTime<Utc>) -> Item {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(chain_pk(&record.chain)));
+    item.insert("sk".into(), s(record_sk(record.seq)));
+    item.insert("chain".into(), s(&record.chain));
+    item.insert("seq".into(), n(record.seq));
+    item.insert("prev".into(), s(&record.prev));
+    item.insert("hash".into(), s(&record.hash));
+    item.insert("body".into(), s(&record.body));
+    item.insert("at".into(), s(index_time(at)));
+    let b = bucket(&record.chain, BUCKETS);
+    item.insert("gsi2pk".into(), s(day_pk(at.date_naive(), b)));
+    item.insert(
+        "gsi2sk".into(),
+        s(format!(
+            "{}#{}#{}",
+            index_time(at),
+            record.chain,
+            record_sk(record.seq)
+        )),
+    );
+    item
+}
+
+fn head_item(head: &ChainHead) -> Item {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(chain_pk(&head.chain)));
+    item.insert("sk".into(), s("HEAD"));
+    item.insert("chain".into(), s(&head.chain));
+    item.insert("seq".into(), n(head.seq));
+    item.insert("hash".into(), s(&head.hash));
+    item.insert("last_key".into(), s(&head.last_key));
+    if let Some(signature) = &head.signature {
+        item.insert("signature".into(), s(signature));
+    }
+    item.insert(
+        "gsi1pk".into(),
+        s(format!("AUDITHEADS#{}", bucket(&head.chain, BUCKETS))),
+    );
+    item.insert("gsi1sk".into(), s(&head.chain));
+    item
+}
+
+fn text(item: &Item, name: &str) -> PortResult<String> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .ok_or_else(|| missing(name))
+}
+
+fn number(item: &Item, name: &str) -> PortResult<u64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| missing(name))
+}
+
+fn missing(name: &str) -> PortError {
+    PortError::new(
+        ErrorKind::Other,
+        format!("an audit item has no readable `{name}`"),
+    )
+}
+
+fn decode_record(item: &Item) -> PortResult<AuditRecord> {
+    Ok(AuditRecord {
+        chain: text(item, "chain")?,
+        seq: number(item, "seq")?,
+        prev: text(item, "prev")?,
+        hash: text(item, "hash")?,
+        body: text(item, "body")?,
+    })
+}
+
+fn decode_head(item: &Item) -> PortResult<ChainHead> {
+    Ok(ChainHead {
+        chain: text(item, "chain")?,
+        seq: number(item, "seq")?,
+        hash: text(item, "hash")?,
+        last_key: text(item, "last_key")?,
+        signature: text(item, "signature").ok(),
+    })
+}
+
+impl DynamoStore {
+    /// Every item of one index partition, following pages (`range`: a sort key interval).
+    async fn index_items(
+        &self,
+        index: &str,
+        pk: String,
+        range: Option<(String, String)>,
+    ) -> PortResult<Vec<Item>> {
+        retrying(|| async {
+            let request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .expression_attribute_values(":pk", s(pk.clone()));
+            let request = match &range {
+                Some((from, to)) => request
+                    .key_condition_expression(format!(
+                        "{index}pk = :pk AND {index}sk BETWEEN :from AND :to"
+                    ))
+                    .expression_attribute_values(":from", s(from))
+                    .expression_attribute_values(":to", s(to)),
+                None => request.key_condition_expression(format!("{index}pk = :pk")),
+            };
+            request
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("querying the audit trail", e))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditLog for DynamoStore {
+    async fn audit_head(&self, chain: &str) -> PortResult<Option<ChainHead>> {
+        self.get(&chain_pk(chain), "HEAD")
+            .await?
+            .map(|item| decode_head(&item))
+            .transpose()
+    }
+
+    async fn append_audit(
+        &self,
+        link: &Link,
+        expected: u64,
+        at: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        let building =
+            |e| PortError::with_source(ErrorKind::Invalid, "building an audit append", e);
+        let record = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(record_item(&link.record, at)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(building)?;
+        let head = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(head_item(&link.head)));
+        // The head moves only from the record this one follows: a concurrent append that got
+        // there first makes this transaction fail, and the caller re-reads the head.
+        let head = if expected == 0 {
+            head.condition_expression("attribute_not_exists(pk)")
+        } else {
+            head.condition_expression("seq = :expected")
+                .expression_attribute_values(":expected", n(expected))
+        }
+        .build()
+        .map_err(building)?;
+        let items = vec![
+            TransactWriteItem::builder().put(record).build(),
+            TransactWriteItem::builder().put(head).build(),
+        ];
+        let result = retrying(|| async {
+            self.client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await
+                .map_err(|e| classify_transaction("appending to the audit trail", e))
+        })
+        .await;
+        conditional(result)
+    }
+
+    async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {
+        let pages: Vec<Vec<Item>> = stream::iter(0..BUCKETS)
+            .map(|b| self.index_items("gsi1", format!("AUDITHEADS#{b}"), None))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut heads: Vec<ChainHead> = pages
+            .iter()
+            .flatten()
+            .map(decode_head)
+            .collect::<PortResult<_>>()?;
+        heads.sort_by(|a, b| a.chain.cmp(&b.chain));
+        Ok(heads)
+    }
+
+    async fn audit_chain(&self, chain: &str) -> PortResult<Vec<AuditRecord>> {
+        self.query(&chain_pk(chain), "REC#")
+            .await?
+            .iter()
+            .map(decode_record)
+            .collect()
+    }
+
+    async fn audit_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<Vec<AuditRecord>> {
+        if until < since {
+            return Ok(Vec::new());
+        }
+        let mut partitions = Vec::new();
+        let mut day = since.date_naive();
+        while day <= until.date_naive() {
+            partitions.extend((0..BUCKETS).map(|b| day_pk(day, b)));
+            day += Duration::days(1);
+        }
+        // '$' sorts after '#', so every record stamped `until` is inside the interval.
+        let range = (index_time(since), format!("{}$", index_time(until)));
+        let pages: Vec<Vec<Item>> = stream::iter(partitions)
+            .map(|pk| self.index_items("gsi2", pk, Some(range.clone())))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut found: Vec<(String, AuditRecord)> = pages
+            .iter()
+            .flatten()
+            .map(|item| Ok((text(item, "gsi2sk")?, decode_record(item)?)))
+            .collect::<PortResult<_>>()?;
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found.into_iter().map(|(_, r)| r).collect())
+    }
+}

@@ -1,0 +1,78 @@
+//! The audit chains of [`MemoryStore`], with the DynamoDB store's append condition.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::ports::PortResult;
+use crate::trail::{AuditLog, AuditRecord, ChainHead, Link};
+
+use super::{lock, MemoryStore};
+
+/// One chain: its head and its records with their times.
+#[derive(Default)]
+struct Chain {
+    head: Option<ChainHead>,
+    records: Vec<(DateTime<Utc>, AuditRecord)>,
+}
+
+/// Every chain, by name.
+#[derive(Default)]
+pub(super) struct Chains(BTreeMap<String, Chain>);
+
+#[async_trait]
+impl AuditLog for MemoryStore {
+    async fn audit_head(&self, chain: &str) -> PortResult<Option<ChainHead>> {
+        Ok(lock(&self.trail).0.get(chain).and_then(|c| c.head.clone()))
+    }
+
+    async fn append_audit(
+        &self,
+        link: &Link,
+        expected: u64,
+        at: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        let mut chains = lock(&self.trail);
+        let chain = chains.0.entry(link.head.chain.clone()).or_default();
+        if chain.head.as_ref().map_or(0, |h| h.seq) != expected {
+            return Ok(false);
+        }
+        chain.head = Some(link.head.clone());
+        chain.records.push((at, link.record.clone()));
+        Ok(true)
+    }
+
+    async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {
+        Ok(lock(&self.trail)
+            .0
+            .values()
+            .filter_map(|c| c.head.clone())
+            .collect())
+    }
+
+    async fn audit_chain(&self, chain: &str) -> PortResult<Vec<AuditRecord>> {
+        Ok(lock(&self.trail)
+            .0
+            .get(chain)
+            .map(|c| c.records.iter().map(|(_, r)| r.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn audit_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<Vec<AuditRecord>> {
+        let chains = lock(&self.trail);
+        let mut found: Vec<(DateTime<Utc>, AuditRecord)> = chains
+            .0
+            .values()
+            .flat_map(|c| c.records.iter())
+            .filter(|(at, _)| (since..=until).contains(at))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.0, &a.1.chain, a.1.seq).cmp(&(b.0, &b.1.chain, b.1.seq)));
+        Ok(found.into_iter().map(|(_, r)| r).collect())
+    }
+}
