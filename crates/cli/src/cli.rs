@@ -543,36 +543,77 @@ pub struct AuditArgs {
 /// `curfew audit ...`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Finished operations with every task's change, newest first
-    #[command(after_help = "Example:\n  curfew audit list --limit 10")]
+    /// The audit trail: every change curfew made, newest first, with who, before and after
+    #[command(after_help = "\
+Examples:
+  curfew audit list
+  curfew audit list --since 24h --actor alice
+  curfew audit list --target '111111111111#eu-west-1#asg#web' --output json
+  curfew audit list --operation manual-20270104T180000Z-1a2b3c --since 30d
+
+Each record is one change: a target a stop scaled to zero or a start restored (by the worker,
+with its operation and task), or a schedule, account or override an operator changed (with
+the caller's IAM principal). --since and --until take an RFC 3339 time or a duration ago
+(`90m`, `24h`, `7d`); without --since, the last 7 days (with --target, the target's whole
+chain). JSON: an array of {\"chain\", \"seq\", \"hash\", \"at\", \"actor\", \"kind\",
+\"subject\", \"operation\", \"task\", \"before\", \"after\", \"detail\"}.")]
     List {
-        /// How many operations
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000), value_name = "N")]
+        /// Records from this time on (RFC 3339, or a duration ago such as 24h)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Records up to this time (RFC 3339, or a duration ago)
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// One target's changes (its key, as `audit list` prints it)
+        #[arg(long, value_name = "TARGET_KEY")]
+        target: Option<String>,
+        /// One operation's changes
+        #[arg(long, value_name = "OP_ID")]
+        operation: Option<String>,
+        /// Changes by actors whose IAM principal contains this text
+        #[arg(long, value_name = "TEXT")]
+        actor: Option<String>,
+        /// How many records at most
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=10000), value_name = "N")]
         limit: u16,
     },
-    /// Check the trail is consistent and agrees with the saved baselines; exit 1 on a problem
+    /// Check the trail's hash chains and the operations' records; exit 1 on a problem
     #[command(after_help = "\
-Example:
+Examples:
+  curfew audit verify
   curfew audit verify --output json
+  curfew audit verify --file audit.jsonl     an export, offline: no AWS access needed
 
-Checks every finished operation: its counts equal its task records, its status follows from
-its counts, no task is left pending, each stop ended at its kind's stopped sizes (ASG 0/0/0,
-node group 0/max/0) and no start shrank desired. Then, for each target, its last successful
-change must agree with the saved state: after a stop a baseline is saved, after a start none
-is left. Dry runs change nothing and are not counted as changes; targets with work in flight
-are not compared with their baseline. JSON:
-  {\"operations\": N, \"tasks\": M, \"problems\": [{\"operation\", \"target\", \"problem\"}]}")]
-    Verify,
-    /// Write the whole trail to FILE as JSON Lines, one finished operation per line
+Every chain is read and re-hashed: an edited, deleted, inserted or reordered record, records
+cut off its end, or a head that does not name its last record is reported with the first bad
+record and its chain. With CURFEW_AUDIT_KEY set (the hub's audit key), each chain head's
+signature is checked too, so a rewritten chain and head show as well.
+
+Then every finished operation is checked against its task records: its counts equal its task
+records, its status follows from its counts, no task is left pending, each stop ended at its
+kind's stopped sizes and no start shrank desired; and each target's last successful change
+must agree with the saved state (after a stop a baseline is saved, after a start none is).
+JSON: {\"chains\", \"records\", \"signatures_checked\", \"chain_problems\": [{\"chain\",
+\"seq\", \"problem\"}], \"operations\", \"tasks\", \"problems\": [{\"operation\",
+\"target\", \"problem\"}]} (with --file: the chain fields and \"sha256\" of the file).")]
+    Verify {
+        /// Verify an export written by `curfew audit export` instead of the table
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Write the whole trail to FILE as JSON Lines, then print its SHA-256 and the chain heads
     #[command(after_help = "\
 Examples:
   curfew audit export audit.jsonl
-  curfew audit export - | jq -c '.operation.id'
+  curfew audit export audit.jsonl --output json
+  curfew audit verify --file audit.jsonl
 
-Every finished operation, newest first, with all of its tasks; each line is one element of
-`curfew audit list --output json`. The file is written beside FILE and renamed into place, so
-a failed export leaves no partial file. The summary goes to stderr (with --output json, as
-{\"path\", \"operations\", \"tasks\"} on stdout, or on stderr when FILE is -).")]
+One line per record ({\"type\": \"record\", \"chain\", \"seq\", \"prev\", \"hash\", \"body\"}, each
+chain in order), then one per chain head ({\"type\": \"head\", \"chain\", \"seq\", \"hash\",
+\"last_key\", \"signature\"}). docs/OPERATIONS.md gives the recipe to re-check it without curfew.
+The file is written beside FILE and renamed into place, so a failed export leaves no partial
+file. The summary (SHA-256 and heads) goes to stdout, or to stderr when FILE is -. JSON:
+{\"path\", \"sha256\", \"records\", \"chains\", \"heads\": [...]}.")]
     Export {
         /// Where to write (`-` for stdout)
         #[arg(value_name = "FILE")]

@@ -4,6 +4,7 @@
 //! failure into one line on stderr with exit code 2 (bad input) or 1 (run time). A reader that
 //! closes stdout early (`curfew ops | head -1`) ends the command quietly.
 
+mod changes;
 mod cli;
 mod commands;
 mod connect;

@@ -2,7 +2,9 @@
 
 use anyhow::{anyhow, Context, Result};
 use curfew_core::account::Account;
+use curfew_core::trail::ChangeKind;
 
+use crate::changes;
 use crate::cli::{AccountCommand, GlobalOpts, Output};
 use crate::connect;
 use crate::error::bad_input;
@@ -30,10 +32,23 @@ pub async fn run(command: AccountCommand, opts: &GlobalOpts) -> Result<()> {
             let account = Account::new(&account_id, &role, external_id.as_deref(), &regions)
                 .map_err(|e| bad_input(format!("{}: {e}", flag(e.field))))?;
             let store = connect::store(opts).await?;
+            let before = store
+                .get_account(&account.id)
+                .await
+                .with_context(|| format!("reading account {}", account.id))?;
             store
                 .put_account(&account)
                 .await
                 .with_context(|| format!("registering account {}", account.id))?;
+            changes::record(
+                opts,
+                store.as_ref(),
+                ChangeKind::AccountAdded,
+                &account.id,
+                before.as_ref().and_then(changes::account_json),
+                changes::account_json(&account),
+            )
+            .await?;
             match opts.output {
                 Output::Json => output::print_json(&account),
                 Output::Table => {
@@ -75,6 +90,10 @@ pub async fn run(command: AccountCommand, opts: &GlobalOpts) -> Result<()> {
             curfew_core::account::validate_account_id(&account_id)
                 .map_err(|e| bad_input(format!("ACCOUNT_ID: {e}")))?;
             let store = connect::store(opts).await?;
+            let before = store
+                .get_account(&account_id)
+                .await
+                .with_context(|| format!("reading account {account_id}"))?;
             let removed = store
                 .delete_account(&account_id)
                 .await
@@ -82,6 +101,15 @@ pub async fn run(command: AccountCommand, opts: &GlobalOpts) -> Result<()> {
             if !removed {
                 return Err(anyhow!("no account {account_id} is registered"));
             }
+            changes::record(
+                opts,
+                store.as_ref(),
+                ChangeKind::AccountRemoved,
+                &account_id,
+                before.as_ref().and_then(changes::account_json),
+                None,
+            )
+            .await?;
             match opts.output {
                 Output::Json => output::print_json(&serde_json::json!({"removed": account_id})),
                 Output::Table => {

@@ -4,7 +4,9 @@ use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, SubsecRound, Utc};
 use curfew_core::ports::Override;
 use curfew_core::schedule::parse_duration;
+use curfew_core::trail::ChangeKind;
 
+use crate::changes;
 use crate::cli::{GlobalOpts, Output, OverrideArgs};
 use crate::connect;
 use crate::error::bad_input;
@@ -86,6 +88,15 @@ pub async fn run(args: OverrideArgs, opts: &GlobalOpts) -> Result<()> {
         .put_override(&o)
         .await
         .context("storing the override")?;
+    changes::record(
+        opts,
+        store.as_ref(),
+        ChangeKind::OverrideAdded,
+        &o.id,
+        None,
+        changes::json(&o),
+    )
+    .await?;
     match opts.output {
         Output::Json => output::print_json(&o),
         Output::Table => {
@@ -102,6 +113,13 @@ pub async fn run(args: OverrideArgs, opts: &GlobalOpts) -> Result<()> {
 /// Ends an override before it expires.
 async fn remove(id: &str, opts: &GlobalOpts) -> Result<()> {
     let store = connect::store(opts).await?;
+    let before = store
+        .active_overrides(Utc::now())
+        .await
+        .context("reading the overrides")?
+        .into_iter()
+        .find(|o| o.id == id)
+        .and_then(|o| changes::json(&o));
     let removed = store
         .remove_override(id)
         .await
@@ -111,6 +129,15 @@ async fn remove(id: &str, opts: &GlobalOpts) -> Result<()> {
             "no override with id {id:?} (see `curfew override --list`)"
         ));
     }
+    changes::record(
+        opts,
+        store.as_ref(),
+        ChangeKind::OverrideRemoved,
+        id,
+        before,
+        None,
+    )
+    .await?;
     match opts.output {
         Output::Json => output::print_json(&serde_json::json!({ "removed": id })),
         Output::Table => outln!("override {id} removed: stops no longer skip its targets"),

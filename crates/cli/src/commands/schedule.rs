@@ -7,8 +7,10 @@ use curfew_core::schedule::{
     parse_duration, validate_name, BrokenSchedule, Schedule, ScheduleList, ScheduleRecord,
 };
 use curfew_core::target::Sizes;
+use curfew_core::trail::ChangeKind;
 use serde::Serialize;
 
+use crate::changes;
 use crate::cli::{GlobalOpts, Output, ScheduleAddArgs, ScheduleCommand};
 use crate::connect;
 use crate::error::bad_input;
@@ -104,15 +106,36 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
             let schedule = get(store.as_ref(), &name).await?;
             let next = schedule.next_fire_after(Utc::now()).map(|f| f.utc);
             set_enabled(store.as_ref(), &name, true, next).await?;
-            show(get(store.as_ref(), &name).await?, opts.output)
+            let after = get(store.as_ref(), &name).await?;
+            record(
+                opts,
+                store.as_ref(),
+                ChangeKind::ScheduleEnabled,
+                &schedule,
+                Some(&after),
+            )
+            .await?;
+            show(after, opts.output)
         }
         ScheduleCommand::Disable { name } => {
             let store = connect::store(opts).await?;
+            let schedule = get(store.as_ref(), &name).await?;
             set_enabled(store.as_ref(), &name, false, None).await?;
-            show(get(store.as_ref(), &name).await?, opts.output)
+            let after = get(store.as_ref(), &name).await?;
+            record(
+                opts,
+                store.as_ref(),
+                ChangeKind::ScheduleDisabled,
+                &schedule,
+                Some(&after),
+            )
+            .await?;
+            show(after, opts.output)
         }
         ScheduleCommand::Delete { name } => {
             let store = connect::store(opts).await?;
+            // A broken schedule can still be deleted: its record is then not in the trail.
+            let before = store.get_schedule(&name).await.ok().flatten();
             let deleted = store
                 .delete_schedule(&name)
                 .await
@@ -120,6 +143,15 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
             if !deleted {
                 return Err(anyhow!("no schedule named {name:?}"));
             }
+            changes::record(
+                opts,
+                store.as_ref(),
+                ChangeKind::ScheduleDeleted,
+                &name,
+                before.as_ref().and_then(changes::schedule_json),
+                None,
+            )
+            .await?;
             match opts.output {
                 Output::Json => output::print_json(&serde_json::json!({"deleted": name})),
                 Output::Table => {
@@ -192,7 +224,35 @@ async fn add(args: ScheduleAddArgs, opts: &GlobalOpts) -> Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("creating schedule {}", schedule.name)),
     }
+    changes::record(
+        opts,
+        store.as_ref(),
+        ChangeKind::ScheduleAdded,
+        &schedule.name,
+        None,
+        changes::schedule_json(&schedule),
+    )
+    .await?;
     show(schedule, opts.output)
+}
+
+/// Records an enable or disable: the schedule before and after.
+async fn record(
+    opts: &GlobalOpts,
+    store: &dyn StateStore,
+    kind: ChangeKind,
+    before: &Schedule,
+    after: Option<&Schedule>,
+) -> Result<()> {
+    changes::record(
+        opts,
+        store,
+        kind,
+        &before.name,
+        changes::schedule_json(before),
+        after.and_then(changes::schedule_json),
+    )
+    .await
 }
 
 async fn get(store: &dyn StateStore, name: &str) -> Result<Schedule> {

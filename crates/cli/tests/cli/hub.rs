@@ -458,10 +458,26 @@ fn start_restores_exactly_what_stop_saved_and_both_reach_the_audit_list() {
     let ops = hub.json(&["ops", "list"]);
     assert_eq!(ops[0]["id"], start["operation"]["id"], "newest first");
     assert_eq!(ops[1]["id"], stop["operation"]["id"]);
+    // Newest first: both targets' starts, their stops, then the account `with_fleet` added.
     let audit = hub.json(&["audit", "list"]);
-    assert_eq!(audit.as_array().unwrap().len(), 2);
-    assert_eq!(audit[0]["operation"]["action"], "start");
-    assert_eq!(audit[0]["tasks"].as_array().unwrap().len(), 2);
+    let kinds: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "target_started",
+            "target_started",
+            "target_stopped",
+            "target_stopped",
+            "account_added"
+        ]
+    );
+    assert_eq!(audit[0]["operation"], start["operation"]["id"]);
+    assert_eq!(audit[3]["operation"], stop["operation"]["id"]);
     hub.cmd()
         .args(["audit", "list"])
         .assert()
@@ -624,259 +640,6 @@ fn start_without_a_baseline_skips_and_the_table_says_why() {
         .success()
         .stdout(predicates::str::contains("SKIPPED"))
         .stdout(predicates::str::contains("no saved baseline"));
-}
-
-// ---- audit verify and export ----
-
-/// A directory of its own under the system's temp dir, removed when dropped.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("curfew-audit-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).expect("a scratch dir");
-        Scratch(dir)
-    }
-
-    fn entries(&self) -> BTreeSet<String> {
-        std::fs::read_dir(&self.0)
-            .expect("the scratch dir")
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The state table of `hub` through curfew's own adapter.
-fn store(hub: &TestHub) -> curfew_aws::DynamoStore {
-    let sdk = common::block_on(common::sdk(&hub.endpoint));
-    curfew_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &hub.config.table)
-}
-
-/// `count` finished manual operations that matched no target, created before now (oldest last).
-fn add_empty_finished_operations(hub: &TestHub, count: usize) {
-    use curfew_core::decision::Action;
-    use curfew_core::operation::{Discovery, OpCounts, OpSource, OpStatus, Operation};
-    use curfew_core::ports::OperationStore;
-    use curfew_core::selector::Selector;
-
-    let store = store(hub);
-    common::block_on(async {
-        for i in 0..count {
-            let created_at = Utc::now() - Duration::hours(1) - Duration::minutes(i as i64);
-            let op = Operation {
-                id: Operation::manual_id(created_at),
-                action: Action::Stop,
-                selector: Selector::parse("name=nothing-matches").unwrap(),
-                source: OpSource::Manual,
-                created_at,
-                dry_run: false,
-                default_start: None,
-                discovery: Discovery::Cached,
-                status: OpStatus::Succeeded,
-                counts: OpCounts::default(),
-                shards_total: Some(0),
-                shards_done: 0,
-                notes: vec![],
-                hold: None,
-                check: false,
-            };
-            assert!(store.create_operation(&op).await.unwrap());
-        }
-    });
-}
-
-/// Runs `args` with `--output json`, expecting exit `code`; returns stdout as JSON and stderr.
-fn json_exit(hub: &TestHub, args: &[&str], code: i32) -> (Value, String) {
-    let out = hub
-        .cmd()
-        .args(args)
-        .args(["--output", "json"])
-        .output()
-        .expect("curfew runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "curfew {args:?}: {stderr}");
-    let stdout = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "curfew {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    (stdout, stderr)
-}
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|line| serde_json::from_str(line).expect("each line is one JSON value"))
-        .collect()
-}
-
-#[test]
-fn audit_export_writes_every_finished_operation_as_the_entries_audit_list_prints() {
-    let (hub, account) = TestHub::with_fleet(2, 1);
-    let select = format!("account={account},tag:env=dev");
-    hub.json(&["stop", "--select", &select, "--wait"]);
-    hub.json(&["start", "--select", &select, "--wait"]);
-    // More than one page of the operations index (100), and far more than `audit list` shows.
-    add_empty_finished_operations(&hub, 105);
-    let scratch = Scratch::new();
-    let file = scratch.0.join("audit.jsonl");
-    let file_arg = file.to_str().unwrap();
-
-    let summary = hub.json(&["audit", "export", file_arg]);
-    assert_eq!(
-        summary,
-        json!({"path": file_arg, "operations": 107, "tasks": 4})
-    );
-    let exported = json_lines(&std::fs::read_to_string(&file).unwrap());
-    let listed = hub.json(&["audit", "list", "--limit", "1000"]);
-    assert_eq!(
-        &exported,
-        listed.as_array().unwrap(),
-        "same entries, same order"
-    );
-    assert_eq!(exported.len(), 107);
-    assert_eq!(exported[0]["operation"]["action"], "start", "newest first");
-    assert_eq!(exported[0]["tasks"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        hub.json(&["audit", "list"]).as_array().unwrap().len(),
-        20,
-        "list still shows the last 20 by default"
-    );
-    assert_eq!(
-        scratch.entries(),
-        BTreeSet::from(["audit.jsonl".to_string()]),
-        "no temp file left"
-    );
-
-    let out = hub.cmd().args(["audit", "export", "-"]).output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(json_lines(&String::from_utf8_lossy(&out.stdout)), exported);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("exported 107 operations (4 tasks) to -"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let (verified, _) = json_exit(&hub, &["audit", "verify"], 0);
-    assert_eq!(
-        verified,
-        json!({"operations": 107, "tasks": 4, "problems": []})
-    );
-}
-
-#[test]
-fn audit_verify_finds_no_problem_in_a_clean_stop_and_start() {
-    let (hub, account) = TestHub::with_fleet(2, 1);
-    let select = format!("account={account},tag:env=dev");
-    hub.json(&["stop", "--select", &select, "--wait"]);
-    let (stopped, _) = json_exit(&hub, &["audit", "verify"], 0);
-    assert_eq!(
-        stopped,
-        json!({"operations": 1, "tasks": 2, "problems": []})
-    );
-    hub.json(&["start", "--select", &select, "--wait"]);
-    let (started, _) = json_exit(&hub, &["audit", "verify"], 0);
-    assert_eq!(
-        started,
-        json!({"operations": 2, "tasks": 4, "problems": []})
-    );
-    hub.cmd()
-        .args(["audit", "verify"])
-        .assert()
-        .success()
-        .stdout(predicates::str::contains(
-            "verified 2 operations, 4 tasks: no problems",
-        ));
-}
-
-#[test]
-fn audit_verify_names_a_stopped_target_whose_baseline_was_deleted_behind_curfews_back() {
-    let (hub, account) = TestHub::with_fleet(2, 1);
-    let stop = hub.json(&[
-        "stop",
-        "--select",
-        &format!("account={account},tag:env=dev"),
-        "--wait",
-    ]);
-    let op_id = stop["operation"]["id"].as_str().unwrap();
-    let key = format!("{account}#eu-west-1#asg#dev-web-00");
-    assert!(stop["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["key"] == key.as_str() && t["status"] == "SUCCEEDED"));
-    common::block_on(async {
-        aws_sdk_dynamodb::Client::new(&common::sdk(&hub.endpoint).await)
-            .delete_item()
-            .table_name(&hub.config.table)
-            .key("pk", AttributeValue::S(format!("TARGET#{key}")))
-            .key("sk", AttributeValue::S("BASELINE".into()))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await
-            .expect("the baseline item existed and is deleted")
-    });
-
-    let (report, stderr) = json_exit(&hub, &["audit", "verify"], 1);
-    assert_eq!(
-        report,
-        json!({"operations": 1, "tasks": 2, "problems": [{
-            "operation": op_id,
-            "target": key,
-            "problem": "asleep with no baseline: a start cannot restore it",
-        }]})
-    );
-    assert_eq!(
-        stderr.trim(),
-        "error: verified 1 operation, 2 tasks: 1 problem"
-    );
-    let out = hub.cmd().args(["audit", "verify"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("asleep with no baseline"), "{table}");
-    assert!(table.contains("dev-web-00"), "{table}");
-}
-
-#[test]
-fn audit_export_to_an_unwritable_path_fails_naming_it_and_leaves_nothing() {
-    let hub = TestHub::new();
-    add_empty_finished_operations(&hub, 3);
-    let scratch = Scratch::new();
-    std::fs::write(scratch.0.join("plain-file"), "not a directory").unwrap();
-    std::fs::create_dir(scratch.0.join("a-directory")).unwrap();
-    let before = scratch.entries();
-
-    // Under a file: the staged file cannot even be created.
-    let under_a_file = scratch.0.join("plain-file").join("audit.jsonl");
-    let under_a_file = under_a_file.to_str().unwrap();
-    assert_fails(
-        hub.cmd().args(["audit", "export", under_a_file]),
-        1,
-        &[under_a_file],
-    );
-    // Onto a directory: the trail is written, then the rename fails and the staged file goes.
-    let onto_a_dir = scratch.0.join("a-directory");
-    let onto_a_dir = onto_a_dir.to_str().unwrap();
-    assert_fails(
-        hub.cmd().args(["audit", "export", onto_a_dir]),
-        1,
-        &[onto_a_dir],
-    );
-
-    assert_eq!(scratch.entries(), before, "nothing left behind");
-    assert_eq!(
-        std::fs::read_dir(scratch.0.join("a-directory"))
-            .unwrap()
-            .count(),
-        0
-    );
 }
 
 // ---- the local poller ----
