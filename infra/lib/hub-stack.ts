@@ -5,6 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { acknowledge } from './acknowledge';
 import { ALARM_PERIOD, Notifications } from './hub/notifications';
@@ -91,6 +92,8 @@ export class CurfewHub extends Stack {
   public readonly router: RustLambda;
   public readonly worker: RustLambda;
   public readonly spokeEvents: SpokeEventBus;
+  /** The key that signs the audit trail's chain heads; the worker reads it at cold start. */
+  public readonly auditKey: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: CurfewHubProps = {}) {
     super(scope, id, {
@@ -248,6 +251,24 @@ export class CurfewHub extends Stack {
       },
     });
 
+    // --- Audit trail -------------------------------------------------------------------------
+    // The worker records each target change in the audit trail under its own role, and signs
+    // each chain's head with this key (HMAC-SHA256; docs/OPERATIONS.md "Audit trail"). It reads
+    // the key once at cold start, so the key is never in the function's configuration.
+    this.auditKey = new secretsmanager.Secret(this, 'AuditKey', {
+      description: 'curfew: the key that signs the audit trail chain heads (HMAC-SHA256)',
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+    });
+    this.auditKey.grantRead(workerRole);
+    this.worker.function.addEnvironment('CURFEW_AUDIT_KEY_SECRET', this.auditKey.secretArn);
+    this.worker.function.addEnvironment('CURFEW_AUDIT_ACTOR', workerRole.roleArn);
+    acknowledge(
+      this.auditKey,
+      'AwsSolutions-SMG4',
+      'The audit key signs chain heads; a rotated key could no longer verify heads signed before, ' +
+        'so it is replaced deliberately (docs/OPERATIONS.md), never on a timer',
+    );
+
     new events.Rule(this, 'PollerSchedule', {
       description: 'Runs the curfew poller every minute',
       schedule: POLL_SCHEDULE,
@@ -318,6 +339,7 @@ export class CurfewHub extends Stack {
       ['RouterRoleArn', routerRole.roleArn, 'Trusted by every spoke role'],
       ['WorkerRoleArn', workerRole.roleArn, 'Trusted by every spoke role'],
       ['SpokeRoleName', spokeRoleName, 'The role name every spoke must use'],
+      ['AuditKeySecretArn', this.auditKey.secretArn, 'export CURFEW_AUDIT_KEY=$(aws secretsmanager get-secret-value --secret-id <this> --query SecretString --output text) for curfew audit verify'],
     ];
     for (const [name, value, description] of outputs) new CfnOutput(this, name, { value, description });
   }

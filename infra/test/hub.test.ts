@@ -194,6 +194,23 @@ describe('functions', () => {
     assert.equal(fn.body.Properties.Environment.Variables.CURFEW_TASK_MAX_RECEIVES, String(redrive.maxReceiveCount));
   });
 
+  test('the worker reads the audit key from its secret, may read only that one, and names its role as actor', () => {
+    const env = functionNamed(FUNCTION_NAMES.worker).body.Properties.Environment.Variables;
+    const secret = resource(hub(), 'AWS::SecretsManager::Secret', 'AuditKey');
+    assert.deepEqual(env.CURFEW_AUDIT_KEY_SECRET, { Ref: secret.id });
+    assert.equal(env.CURFEW_AUDIT_KEY, undefined, 'the key itself is never in the configuration');
+    assert.deepEqual(env.CURFEW_AUDIT_ACTOR['Fn::GetAtt'][1], 'Arn');
+    const reads = Object.values(json().Resources as Record<string, any>)
+      .filter((r) => r.Type === 'AWS::IAM::Policy')
+      .flatMap((p) => p.Properties.PolicyDocument.Statement)
+      .filter((st: any) => [st.Action].flat().includes('secretsmanager:GetSecretValue'));
+    assert.equal(reads.length, 1);
+    assert.deepEqual(reads[0].Resource, { Ref: secret.id });
+    for (const name of [FUNCTION_NAMES.poller, FUNCTION_NAMES.router]) {
+      assert.equal(functionNamed(name).body.Properties.Environment.Variables.CURFEW_AUDIT_KEY_SECRET, undefined);
+    }
+  });
+
   test('a lease shorter than the worker timeout plus the margin is refused at synth', () => {
     const app = () => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
     assert.throws(() => new CurfewHub(app(), 'ShortLease', { leaseSeconds: 120 }), /at least 180/);

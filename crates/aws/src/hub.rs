@@ -181,6 +181,38 @@ pub fn settings_from(env: impl Fn(&str) -> Option<String>) -> Result<Settings, C
     })
 }
 
+/// The variable naming the Secrets Manager secret that holds the audit key (the hub stack sets
+/// it on the worker, which records target changes): read once, at cold start, so the key is
+/// never in the function's configuration.
+pub const AUDIT_KEY_SECRET: &str = "CURFEW_AUDIT_KEY_SECRET";
+
+/// The audit key held in the Secrets Manager secret `secret` (its ARN or name), as its string
+/// value's bytes.
+pub async fn audit_key_from_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    secret: &str,
+) -> Result<AuditKey, ConfigError> {
+    let failed = |reason: String| ConfigError {
+        name: AUDIT_KEY_SECRET,
+        reason,
+    };
+    let value = client
+        .get_secret_value()
+        .secret_id(secret)
+        .send()
+        .await
+        .map_err(|e| {
+            failed(format!(
+                "reading secret {secret}: {}",
+                classify("reading the audit key", e)
+            ))
+        })?;
+    let text = value
+        .secret_string()
+        .ok_or_else(|| failed(format!("secret {secret} has no string value")))?;
+    AuditKey::new(text.as_bytes().to_vec()).map_err(|e| failed(format!("secret {secret}: {e}")))
+}
+
 /// The audit trail's actor and signing key: `CURFEW_AUDIT_ACTOR` (the hub stack sets each
 /// function's role ARN; else `lambda:<function name>`, else `curfew`) and `CURFEW_AUDIT_KEY`
 /// (at least 32 bytes; unset: chain heads are not signed).
@@ -306,8 +338,12 @@ pub async fn provision(sdk: &SdkConfig, prefix: &str) -> PortResult<HubConfig> {
 /// naming the variable.
 pub async fn hub_from_env() -> Result<Hub, ConfigError> {
     let config = HubConfig::from_env()?;
-    let settings = settings_from_env()?;
+    let mut settings = settings_from_env()?;
     let sdk = crate::config::load_sdk_config(None, None).await;
+    if let Ok(secret) = std::env::var(AUDIT_KEY_SECRET) {
+        let client = aws_sdk_secretsmanager::Client::new(&sdk);
+        settings.audit.key = Some(audit_key_from_secret(&client, &secret).await?);
+    }
     Ok(build_hub(
         &sdk,
         &config,
@@ -321,6 +357,63 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[tokio::test]
+    async fn the_audit_key_is_read_from_the_named_secret_and_a_short_one_is_refused() {
+        use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+        use aws_sdk_secretsmanager::Client;
+        use aws_smithy_mocks::{mock, mock_client};
+
+        let long = mock!(Client::get_secret_value)
+            .match_requests(|r| {
+                r.secret_id() == Some("arn:aws:secretsmanager:eu-west-1:1:secret:k")
+            })
+            .then_output(|| {
+                GetSecretValueOutput::builder()
+                    .secret_string("k".repeat(64))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_secretsmanager, [&long]);
+        let key = audit_key_from_secret(&client, "arn:aws:secretsmanager:eu-west-1:1:secret:k")
+            .await
+            .unwrap();
+        assert_eq!(key, AuditKey::new("k".repeat(64).into_bytes()).unwrap());
+        assert_eq!(long.num_calls(), 1);
+
+        let short = mock!(Client::get_secret_value).then_output(|| {
+            GetSecretValueOutput::builder()
+                .secret_string("short")
+                .build()
+        });
+        let client = mock_client!(aws_sdk_secretsmanager, [&short]);
+        let e = audit_key_from_secret(&client, "s").await.unwrap_err();
+        assert_eq!(e.name, AUDIT_KEY_SECRET);
+        assert!(e.reason.contains("at least 32 bytes"), "{}", e.reason);
+    }
+
+    #[test]
+    fn the_audit_actor_falls_back_to_the_function_name_and_a_short_key_is_refused() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let signer = audit_signer(&env(&[("AWS_LAMBDA_FUNCTION_NAME", "curfew-worker")])).unwrap();
+        assert_eq!(
+            (signer.actor.as_str(), signer.key),
+            ("lambda:curfew-worker", None)
+        );
+        let signer = audit_signer(&env(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "curfew-worker"),
+            ("CURFEW_AUDIT_ACTOR", "arn:aws:iam::1:role/curfew-worker"),
+        ]))
+        .unwrap();
+        assert_eq!(signer.actor, "arn:aws:iam::1:role/curfew-worker");
+        let e = audit_signer(&env(&[("CURFEW_AUDIT_KEY", "too-short")])).unwrap_err();
+        assert_eq!(e.name, "CURFEW_AUDIT_KEY");
+    }
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars: HashMap<String, String> = vars
