@@ -38,6 +38,8 @@ Environment (a flag overrides its variable):
                            waiting is dead-lettered (1-1000, default 5, as `local up` provisions it)
   CURFEW_LOCAL_DIR         `curfew local up|down` state (default <project>/.curfew/local)
   CURFEW_LOG               diagnostics on stderr as JSON lines, a tracing filter such as info (default error)
+  CURFEW_AUDIT_KEY         the hub's audit key (32+ bytes; the stack's AuditKey secret): `audit verify`
+                           checks chain heads' signatures with it; changes made with it set are signed
 
 Local mode:
   eval \"$(curfew local up)\"     start the emulator with a demo fleet and export its variables

@@ -13,6 +13,8 @@
 //! | shard set | `OP#<id>` | `SHARDS` | |
 //! | override | `OVERRIDES` | `<id>` | TTL `expires_at` |
 //! | inventory | `INV#<account>#<region>` | `META` / `T#<kind>#<name>` | |
+//! | audit record | `AUDIT#<chain>` | `REC#<seq, 12 digits>` | gsi2: `AUDIT#<day>#<bucket>` / at#chain#seq |
+//! | audit chain head | `AUDIT#<chain>` | `HEAD` | gsi1: `AUDITHEADS#<bucket>` / chain |
 //!
 //! Every read is a GetItem, a BatchGetItem or a Query on a key or index: no Scan anywhere.
 
