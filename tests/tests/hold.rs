@@ -15,13 +15,14 @@ use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::service::Hub;
 use curfew_core::target::{Processes, Sizes, TargetKind};
+use curfew_core::trail::{target_chain, verify_chain, AuditLog, ChangeKind};
 use curfew_tests::chaos::faults::{invoke_once, ChaosSpokes, ChaosStore, Faults};
 use curfew_tests::{key, spawn_hub, TestHub};
 use serde_json::json;
 
 const SIZES: Sizes = Sizes::new(1, 4, 2);
 /// Port calls a stop or start of one ASG makes, settling its operation included, and one more.
-const CRASH_POINTS: usize = 14;
+const CRASH_POINTS: usize = 16;
 
 async fn suspended(t: &TestHub, target: &FleetTarget) -> Processes {
     let out = t
@@ -170,6 +171,18 @@ async fn an_asg_stop_and_start_that_crash_after_any_call_end_as_if_nothing_had_c
             "{}: the owners' suspension stays, curfew's is gone",
             target.name
         );
+        // The trail holds each change once, whichever call the crash followed.
+        let chain = target_chain(&key(target));
+        let records = t.hub.store.audit_chain(&chain).await.unwrap();
+        let kinds: Vec<_> = records.iter().map(|r| r.entry().unwrap().kind).collect();
+        assert_eq!(
+            kinds,
+            [ChangeKind::TargetStopped, ChangeKind::TargetStarted],
+            "{} crashed after call {crash_after}",
+            target.name
+        );
+        let head = t.hub.store.audit_head(&chain).await.unwrap();
+        assert_eq!(verify_chain(&chain, &records, head.as_ref(), None), Ok(()));
         assert!(t
             .hub
             .store
@@ -178,8 +191,9 @@ async fn an_asg_stop_and_start_that_crash_after_any_call_end_as_if_nothing_had_c
             .unwrap()
             .is_none());
     }
-    // A stop makes 13 port calls and a start 12: every one of them was a crash point.
-    assert_eq!(crashes, 13 + 12);
+    // A stop makes 15 port calls and a start 14 (each with the audit chain's head read and the
+    // append): every one of them was a crash point.
+    assert_eq!(crashes, 15 + 14);
 }
 
 /// The Cluster Autoscaler tags on `asg`, sorted.
@@ -207,7 +221,7 @@ async fn tags_on(t: &TestHub, target: &FleetTarget, asg: &str) -> Vec<(String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_group_stop_and_start_in_ca_tags_mode_that_crash_after_any_call_restore_the_tags() {
-    const NG_CRASH_POINTS: usize = 17;
+    const NG_CRASH_POINTS: usize = 19;
     let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
     t.register_accounts(&["eu-west-1"]).await;
     let cluster_tags = [("curfew/hold".to_string(), "ca-tags".to_string())].into();
@@ -334,7 +348,8 @@ async fn a_node_group_stop_and_start_in_ca_tags_mode_that_crash_after_any_call_r
             .unwrap()
             .is_none());
     }
-    // A node group stop makes 16 port calls (its CA tags read and removed, the EKS update
-    // recorded and read back) and a start 14: every one of them was a crash point.
-    assert_eq!(crashes, 16 + 14);
+    // A node group stop makes 18 port calls (its CA tags read and removed, the EKS update
+    // recorded and read back, the audit chain's head read and the append) and a start 16:
+    // every one of them was a crash point.
+    assert_eq!(crashes, 18 + 16);
 }
