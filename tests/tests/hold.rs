@@ -15,7 +15,7 @@ use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::service::Hub;
 use curfew_core::target::{Processes, Sizes, TargetKind};
-use curfew_core::trail::{target_chain, verify_chain, AuditLog, ChangeKind};
+use curfew_core::trail::{target_chain, verify_chain, ChangeKind};
 use curfew_tests::chaos::faults::{invoke_once, ChaosSpokes, ChaosStore, Faults};
 use curfew_tests::{key, spawn_hub, TestHub};
 use serde_json::json;
