@@ -30,7 +30,7 @@ use curfew_core::ports::{
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{Sizes, Target};
-use curfew_core::trail::{AuditLog, AuditRecord, ChainHead, Link};
+use curfew_core::trail::{Append, AuditLog, AuditRecord, ChainHead, Link};
 use futures::future::BoxFuture;
 
 use crate::around::{AroundCall, AroundSpokes, InnerCall};
@@ -823,10 +823,12 @@ impl AuditLog for CountingStore {
         link: &Link,
         expected: u64,
         at: DateTime<Utc>,
-    ) -> PortResult<bool> {
+    ) -> PortResult<Append> {
         let request = self.inner.append_audit(link, expected, at);
-        self.observe(StoreCall::AppendAudit, request, |a| found(*a))
-            .await
+        self.observe(StoreCall::AppendAudit, request, |a| {
+            found(*a == Append::Appended)
+        })
+        .await
     }
     async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {
         let request = self.inner.audit_heads();

@@ -425,11 +425,16 @@ pub fn verify_chain(
 pub trait AuditLog: Send + Sync {
     /// A chain's head, read consistently (`None`: nothing recorded in it yet).
     async fn audit_head(&self, chain: &str) -> PortResult<Option<ChainHead>>;
-    /// Stores `link`'s record and head together, only if the chain's head is still at record
-    /// `expected` (0: the chain is empty). False if another append got there first: read the
-    /// head again. `at` (the entry's time) places the record in the by-time index.
-    async fn append_audit(&self, link: &Link, expected: u64, at: DateTime<Utc>)
-        -> PortResult<bool>;
+    /// Stores `link`'s record, its head and the mark of its change (`link.head.last_key`)
+    /// together, only if the chain's head is still at record `expected` (0: the chain is
+    /// empty) and that change is not in the chain yet. `at` (the entry's time) places the
+    /// record in the by-time index.
+    async fn append_audit(
+        &self,
+        link: &Link,
+        expected: u64,
+        at: DateTime<Utc>,
+    ) -> PortResult<Append>;
     /// Every chain's head (a query of the heads index, never a scan).
     async fn audit_heads(&self) -> PortResult<Vec<ChainHead>>;
     /// Every stored record of one chain, in order.
@@ -442,13 +447,27 @@ pub trait AuditLog: Send + Sync {
     ) -> PortResult<Vec<AuditRecord>>;
 }
 
+/// What became of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Append {
+    /// The record is the chain's new last record.
+    Appended,
+    /// Another append got there first: read the head again.
+    HeadMoved,
+    /// The change is in the chain already (a redelivery, or a retry after a lost answer):
+    /// nothing was written.
+    AlreadyRecorded,
+}
+
 /// Appends to a trail whose chains others append to as well.
 const APPEND_ATTEMPTS: u32 = 50;
 
-/// Records `entry` at the end of `chain`, once: `key_of_change` names the change (an operation
-/// and target, a command run), and when the chain's last record is already that change — a
-/// redelivered task, a retried command — nothing is appended. Another append getting in first
-/// is retried on the new head, so concurrent appends to one chain all land, in some order.
+/// Records `entry` at the end of `chain`, once: `key_of_change` names the change (the
+/// operation, in a target's chain; a command run, in the config chain), and a change already in
+/// the chain — a redelivered task, a retry, a superseded delivery recording what it began — is
+/// not appended again (the chain's head names its last change, and a mark per change guards
+/// the rest). Another append getting in first is retried on the new head, so concurrent
+/// appends to one chain all land, in some order.
 pub async fn record(
     log: &dyn AuditLog,
     signer: &AuditSigner,
@@ -469,8 +488,9 @@ pub async fn record(
             signer.key.as_ref(),
         );
         let expected = head.map_or(0, |h| h.seq);
-        if log.append_audit(&link, expected, entry.at).await? {
-            return Ok(());
+        match log.append_audit(&link, expected, entry.at).await? {
+            Append::Appended | Append::AlreadyRecorded => return Ok(()),
+            Append::HeadMoved => continue,
         }
     }
     Err(PortError::new(

@@ -24,7 +24,7 @@ use curfew_core::ports::{
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
-use curfew_core::trail::{AuditLog, AuditRecord, ChainHead, Link};
+use curfew_core::trail::{Append, AuditLog, AuditRecord, ChainHead, Link};
 use rand::rngs::StdRng;
 use rand::RngExt;
 use tokio::sync::Notify;
@@ -253,7 +253,7 @@ impl AuditLog for ChaosStore {
         link: &Link,
         expected: u64,
         at: DateTime<Utc>,
-    ) -> PortResult<bool> {
+    ) -> PortResult<Append> {
         hooked!(
             self,
             "append_audit",

@@ -4,7 +4,8 @@
 //! operations that changed it ask for, newest last; no start shrank a group; every operation is
 //! final with counts equal to its task records; every failure, skip and dead-lettered task
 //! carries its reason, and an operation with a dead-lettered task did not succeed; dry
-//! runs never acted, never took a lease; a target kept awake was never stopped.
+//! runs never acted, never took a lease; a target kept awake was never stopped; every target's
+//! audit chain verifies and holds each change a task made, once.
 
 use chrono::{DateTime, Utc};
 use curfew_core::cluster::WorkloadKind;
@@ -13,6 +14,7 @@ use curfew_core::decision::Action;
 use curfew_core::fakes::{FakeClusters, FakeSpokes, MemoryStore};
 use curfew_core::operation::{OpStatus, Operation, Task, TaskStatus};
 use curfew_core::ports::{OperationStore, TargetStore};
+use curfew_core::trail::{target_chain, verify_chain, AuditLog};
 
 use super::scenario::{Model, Scenario, CA_REPLICAS};
 
@@ -117,6 +119,7 @@ pub async fn check(
         }
     }
     check_cluster_holds(scenario, store, clusters, &mut violations).await;
+    check_trail(scenario, store, &operations, &mut violations).await;
     for (key, from, to) in spokes.changes() {
         let Some(t) = scenario.targets.get(&key) else {
             continue;
@@ -195,6 +198,82 @@ fn expected_state(
         }
     }
     Some(t.initial)
+}
+
+/// Every target's audit chain verifies and records each change a task made exactly once: the
+/// operations in the chain are those whose task on the target SUCCEEDED with new sizes or
+/// holds, or was superseded after it began scaling (not dry runs, not drift checks), however
+/// often its messages were delivered and wherever its deliveries crashed.
+async fn check_trail(
+    scenario: &Scenario,
+    store: &MemoryStore,
+    operations: &[(Operation, Vec<Task>)],
+    violations: &mut Vec<String>,
+) {
+    for key in scenario.targets.keys() {
+        let chain = target_chain(key);
+        let (records, head) = match (
+            store.audit_chain(&chain).await,
+            store.audit_head(&chain).await,
+        ) {
+            (Ok(records), Ok(head)) => (records, head),
+            _ => {
+                violations.push(format!("the audit chain of {key} cannot be read back"));
+                continue;
+            }
+        };
+        if !records.is_empty() || head.is_some() {
+            if let Err(p) = verify_chain(&chain, &records, head.as_ref(), None) {
+                violations.push(format!("the audit chain of {key} is broken: {}", p.problem));
+            }
+        }
+        let mut recorded: Vec<String> = records
+            .iter()
+            .filter_map(|r| r.entry()?.operation)
+            .collect();
+        recorded.sort();
+        let mut changed: Vec<String> = operations
+            .iter()
+            .filter(|(op, _)| !op.dry_run && !op.check)
+            .filter_map(|(op, tasks)| {
+                let task = tasks.iter().find(|task| &task.target.key() == key)?;
+                // Superseded after beginning a change: SKIPPED with the sizes it was setting.
+                let superseded = task.status == TaskStatus::Skipped
+                    && task
+                        .reason
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with("superseded"));
+                let began = task.status == TaskStatus::Succeeded || superseded;
+                let changed = began
+                    && task.after.is_some()
+                    && (task.before != task.after || !task.steps.is_empty());
+                changed.then(|| op.id.clone())
+            })
+            .collect();
+        changed.sort();
+        if recorded != changed {
+            let tasks: Vec<String> = operations
+                .iter()
+                .filter_map(|(op, tasks)| {
+                    let t = tasks.iter().find(|task| &task.target.key() == key)?;
+                    Some(format!(
+                        "{} {}: {} {:?} -> {:?} {}",
+                        op.id,
+                        op.action,
+                        t.status,
+                        t.before,
+                        t.after,
+                        t.reason.as_deref().unwrap_or("-")
+                    ))
+                })
+                .collect();
+            violations.push(format!(
+                "the audit chain of {key} records operations {recorded:?}, but the tasks that \
+                 changed it are those of {changed:?}; its tasks: [{}]",
+                tasks.join(" | ")
+            ));
+        }
+    }
 }
 
 fn check_operation(op: &Operation, tasks: &[Task], violations: &mut Vec<String>) {

@@ -481,9 +481,9 @@ pub const TABLE: [(StoreCall, Model); 45] = [
     }),
     // trail.rs `audit_head` -> `get` of the chain's HEAD item.
     (StoreCall::AuditHead, |_| none().get()),
-    // trail.rs `append_audit`: a transaction of two Puts (the record and the head), each with
-    // its index entry (gsi2 by day, gsi1 heads).
-    (StoreCall::AppendAudit, |_| none().transact(2).index(2)),
+    // trail.rs `append_audit`: a transaction of three Puts (the record and the head, each with
+    // its index entry: gsi2 by day, gsi1 heads; and the change's mark, in no index).
+    (StoreCall::AppendAudit, |_| none().transact(3).index(2)),
     // trail.rs `audit_heads`: a gsi1 Query per bucket; counted as the heads returned.
     (StoreCall::AuditHeads, |s| {
         none().query(s.items, Consistency::Eventual)

@@ -1,19 +1,22 @@
 //! The audit trail's chains in the state table. A chain's records and its head share one
 //! partition (`AUDIT#<chain>`): records under `REC#<seq>` (zero-padded, so key order is chain
-//! order) and the head under `HEAD`. An append writes the record and the new head in one
-//! transaction, conditioned on the head still naming the record it follows, so two appends to
-//! one chain cannot both take the same place. Heads are in gsi1 (`AUDITHEADS#<bucket>`) and
+//! order), the head under `HEAD`, and a mark per change under `KEY#<change>`. An append writes
+//! the record, the new head and the mark in one transaction, conditioned on the head still
+//! naming the record it follows (two appends to one chain cannot both take the same place) and
+//! on the mark being new (a change is never recorded twice). Heads are in gsi1 (`AUDITHEADS#<bucket>`) and
 //! records in gsi2 by day (`AUDIT#<date>#<bucket>`), spread over [`BUCKETS`] partitions so a
 //! wave's appends never crowd one index key.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use curfew_core::ports::{ErrorKind, PortError, PortResult};
-use curfew_core::trail::{bucket, AuditLog, AuditRecord, ChainHead, Link};
+use curfew_core::trail::{bucket, Append, AuditLog, AuditRecord, ChainHead, Link};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::{conditional, index_time, n, s, DynamoStore, Item};
+use super::{index_time, n, s, DynamoStore, Item};
 use crate::error::{classify, classify_transaction, retrying};
 
 /// Index partitions the heads and each day's records are spread over.
@@ -118,6 +121,21 @@ fn decode_head(item: &Item) -> PortResult<ChainHead> {
     })
 }
 
+/// Which of an append's three items failed their condition, when the transaction was
+/// cancelled for a failed condition (`None`: it failed for another reason).
+fn failed_conditions<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<[bool; 3]> {
+    let SdkError::ServiceError(service) = err else {
+        return None;
+    };
+    let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() else {
+        return None;
+    };
+    let reasons = cancelled.cancellation_reasons();
+    let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+    let conditions = [failed(0), failed(1), failed(2)];
+    conditions.contains(&true).then_some(conditions)
+}
+
 impl DynamoStore {
     /// Every item of one index partition, following pages (`range`: a sort key interval).
     async fn index_items(
@@ -168,7 +186,7 @@ impl AuditLog for DynamoStore {
         link: &Link,
         expected: u64,
         at: DateTime<Utc>,
-    ) -> PortResult<bool> {
+    ) -> PortResult<Append> {
         let building =
             |e| PortError::with_source(ErrorKind::Invalid, "building an audit append", e);
         let record = Put::builder()
@@ -190,20 +208,41 @@ impl AuditLog for DynamoStore {
         }
         .build()
         .map_err(building)?;
+        // The mark of the change: a change already in the chain is never appended twice,
+        // whoever appended in between.
+        let mut mark = Item::new();
+        mark.insert("pk".into(), s(chain_pk(&link.head.chain)));
+        mark.insert("sk".into(), s(format!("KEY#{}", link.head.last_key)));
+        mark.insert("seq".into(), n(link.record.seq));
+        let mark = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(mark))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(building)?;
         let items = vec![
             TransactWriteItem::builder().put(record).build(),
             TransactWriteItem::builder().put(head).build(),
+            TransactWriteItem::builder().put(mark).build(),
         ];
-        let result = retrying(|| async {
-            self.client
+        retrying(|| async {
+            let sent = self
+                .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
                 .send()
-                .await
-                .map_err(|e| classify_transaction("appending to the audit trail", e))
+                .await;
+            match sent {
+                Ok(_) => Ok(Append::Appended),
+                Err(e) => match failed_conditions(&e) {
+                    // The mark's condition: the change is in the chain already.
+                    Some([_, _, true]) => Ok(Append::AlreadyRecorded),
+                    Some(_) => Ok(Append::HeadMoved),
+                    None => Err(classify_transaction("appending to the audit trail", e)),
+                },
+            }
         })
-        .await;
-        conditional(result)
+        .await
     }
 
     async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {

@@ -1,12 +1,12 @@
 //! The audit chains of [`MemoryStore`], with the DynamoDB store's append condition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::ports::PortResult;
-use crate::trail::{AuditLog, AuditRecord, ChainHead, Link};
+use crate::trail::{Append, AuditLog, AuditRecord, ChainHead, Link};
 
 use super::{lock, MemoryStore};
 
@@ -15,6 +15,8 @@ use super::{lock, MemoryStore};
 struct Chain {
     head: Option<ChainHead>,
     records: Vec<(DateTime<Utc>, AuditRecord)>,
+    /// The changes recorded (each append's key).
+    changes: BTreeSet<String>,
 }
 
 /// Every chain, by name.
@@ -32,15 +34,19 @@ impl AuditLog for MemoryStore {
         link: &Link,
         expected: u64,
         at: DateTime<Utc>,
-    ) -> PortResult<bool> {
+    ) -> PortResult<Append> {
         let mut chains = lock(&self.trail);
         let chain = chains.0.entry(link.head.chain.clone()).or_default();
+        if chain.changes.contains(&link.head.last_key) {
+            return Ok(Append::AlreadyRecorded);
+        }
         if chain.head.as_ref().map_or(0, |h| h.seq) != expected {
-            return Ok(false);
+            return Ok(Append::HeadMoved);
         }
         chain.head = Some(link.head.clone());
         chain.records.push((at, link.record.clone()));
-        Ok(true)
+        chain.changes.insert(link.head.last_key.clone());
+        Ok(Append::Appended)
     }
 
     async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {

@@ -812,7 +812,7 @@ fn skipped_at(reason: String, live: Sizes) -> TaskOutcome {
 async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResult<TaskStep> {
     let now = hub.clock.now();
     // Recorded before the task is final: a crash in between leaves the task open, so a
-    // redelivery comes back here, and the chain's last change (this operation) keeps it once.
+    // redelivery comes back here, and the change's mark in the chain keeps it once.
     if let Some(entry) = audit_entry(msg, outcome, &hub.settings.audit.actor, now) {
         let chain = trail::target_chain(&msg.target.key());
         trail::record(
@@ -876,14 +876,20 @@ async fn spoke_failure(
 
 /// The audit trail's record of what a finished task changed on its target, if it changed
 /// anything: a real (not dry-run, not drift-check) delivery that succeeded with new sizes or
-/// holds.
+/// holds, or one superseded after an earlier delivery began scaling the target (its reason,
+/// in the detail, says the change began and its end was not seen).
 fn audit_entry(
     msg: &TaskMessage,
     outcome: &TaskOutcome,
     actor: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<AuditEntry> {
-    if msg.dry_run || msg.check || outcome.status != TaskStatus::Succeeded {
+    let changed = match outcome.status {
+        TaskStatus::Succeeded => true,
+        TaskStatus::Skipped => outcome.after.is_some(),
+        _ => false,
+    };
+    if msg.dry_run || msg.check || !changed {
         return None;
     }
     let (before, after) = (outcome.before?, outcome.after?);
