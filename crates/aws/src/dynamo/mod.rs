@@ -15,6 +15,7 @@
 //! | inventory | `INV#<account>#<region>` | `META` / `T#<kind>#<name>` | |
 //! | audit record | `AUDIT#<chain>` | `REC#<seq, 12 digits>` | gsi2: `AUDIT#<day>#<bucket>` / at#chain#seq |
 //! | audit chain head | `AUDIT#<chain>` | `HEAD` | gsi1: `AUDITHEADS#<bucket>` / chain |
+//! | audit change mark | `AUDIT#<chain>` | `KEY#<change>` | |
 //!
 //! Every read is a GetItem, a BatchGetItem or a Query on a key or index: no Scan anywhere.
 
