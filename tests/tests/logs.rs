@@ -1,12 +1,14 @@
-//! What the log lines of a whole stop and start say, on the emulator (issue 10, logs): every line
-//! is one JSON object; a line logged while a task is worked carries its operation, account,
-//! region and target; and no line holds a credential, a session token or an ExternalId, at any
-//! level (the capture takes everything down to `trace`, the SDK's own lines included).
+//! What the log lines of a whole stop and start say, on the emulator (issue 10, logs and
+//! metrics): every line is one JSON object; a line logged while a task is worked carries its
+//! operation, account, region and target; the metrics are CloudWatch EMF lines with only the
+//! action and kind as dimensions; and no line holds a credential, a session token or an
+//! ExternalId, at any level (the capture takes everything down to `trace`, the SDK's own lines
+//! included).
 
 use std::sync::{Arc, Mutex};
 
 use chrono::{TimeZone, Utc};
-use curfew_aws::lambda::json_logs;
+use curfew_aws::lambda::lambda_logs;
 use curfew_aws::local::{demo_fleet, spoke_role_arn};
 use curfew_core::account::Account;
 use curfew_core::operation::OpStatus;
@@ -50,7 +52,7 @@ fn assumed_role_secrets(state: &Value) -> Vec<String> {
 async fn a_stop_and_start_log_json_lines_naming_their_task_and_never_a_secret() {
     let capture = Capture::default();
     let writer = capture.clone();
-    let _logs = tracing::subscriber::set_default(json_logs(
+    let _logs = tracing::subscriber::set_default(lambda_logs(
         tracing_subscriber::EnvFilter::new("trace"),
         move || writer.clone(),
     ));
@@ -112,6 +114,39 @@ async fn a_stop_and_start_log_json_lines_naming_their_task_and_never_a_secret() 
                 "{line}"
             );
             assert_eq!(span["region"], "eu-west-1");
+        }
+    }
+    // The metrics: EMF lines, counted once per task, with low-cardinality dimensions only.
+    let emf: Vec<&Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    let count = |name: &str, action: &str| {
+        emf.iter()
+            .filter(|l| l[name].is_number() && l["Action"] == action && l["Kind"] == "asg")
+            .map(|l| l[name].as_f64().unwrap())
+            .sum::<f64>()
+    };
+    assert_eq!(count("TargetsStopped", "stop"), 6.0);
+    assert_eq!(count("TargetsStarted", "start"), 6.0);
+    let misses = emf
+        .iter()
+        .filter(|l| l["StsCacheMisses"].is_number())
+        .count();
+    assert!(misses >= 2, "an AssumeRole per account at least: {misses}");
+    for line in &emf {
+        let spec = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(spec["Namespace"], "curfew");
+        for dimension in spec["Dimensions"][0].as_array().unwrap() {
+            assert!(
+                ["Action", "Kind"].contains(&dimension.as_str().unwrap()),
+                "{line}"
+            );
+        }
+        let name = spec["Metrics"][0]["Name"].as_str().unwrap();
+        assert!(line[name].is_number(), "{line}");
+        for target in &fleet {
+            assert!(
+                !line.to_string().contains(&target.name),
+                "a target in a metric: {line}"
+            );
         }
     }
     let fanned_out = lines

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use backon::{ExponentialBuilder, Retryable};
+use curfew_core::metrics::{self, Metric};
 use curfew_core::ports::{ErrorKind, PortError, PortResult};
 
 /// Maps an AWS error code to how curfew treats it.
@@ -197,6 +198,7 @@ where
 {
     call.retry(backoff())
         .when(|e: &PortError| e.kind == ErrorKind::Throttled)
+        .notify(|_, _| metrics::emit(Metric::ThrottleRetries, 1.0, None, None))
         .await
 }
 

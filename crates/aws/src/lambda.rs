@@ -2,6 +2,7 @@
 //! (ReportBatchItemFailures).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use curfew_core::metrics;
 use curfew_core::service::Delivery;
 
 /// JSON logs, one object per line (CloudWatch Logs Insights reads the fields), filtered by
@@ -9,13 +10,31 @@ use curfew_core::service::Delivery;
 /// region and target in its `span` object. Credentials and ExternalIds are never logged (a test
 /// scans a whole stop and start for them).
 pub fn init_tracing() {
-    tracing::subscriber::set_global_default(json_logs(log_filter(), std::io::stdout))
+    tracing::subscriber::set_global_default(lambda_logs(log_filter(), std::io::stdout))
         .expect("tracing is set up once, at cold start");
 }
 
-/// The Lambdas' log format writing to `writer`: JSON lines with the current span's fields,
-/// filtered by `filter`, never with the AWS SDK's HTTP debug and trace lines (see
-/// [`is_wire_detail`]).
+/// The Lambdas' output: [`json_logs`] and, whatever the log filter says, every metric of
+/// `curfew_core::metrics` as a CloudWatch Embedded Metric Format line ([`crate::emf`]).
+pub fn lambda_logs<W>(
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Clone + Send + Sync + 'static,
+{
+    use tracing_subscriber::prelude::*;
+    let metrics = crate::emf::EmfLayer::new(writer.clone()).with_filter(
+        tracing_subscriber::filter::filter_fn(|meta| meta.target() == metrics::TARGET),
+    );
+    tracing_subscriber::registry()
+        .with(lines(filter, writer))
+        .with(metrics)
+}
+
+/// The log format writing to `writer`: JSON lines with the current span's fields, filtered by
+/// `filter`, never with the AWS SDK's HTTP debug and trace lines (see [`is_wire_detail`]) nor
+/// the metric events (a Lambda writes those as EMF lines, see [`lambda_logs`]).
 pub fn json_logs<W>(
     filter: tracing_subscriber::EnvFilter,
     writer: W,
@@ -24,15 +43,28 @@ where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     use tracing_subscriber::prelude::*;
-    let lines = tracing_subscriber::fmt::layer()
+    tracing_subscriber::registry().with(lines(filter, writer))
+}
+
+fn lines<S, W>(
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+) -> impl tracing_subscriber::Layer<S> + Send + Sync
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::prelude::*;
+    // Per-layer filters: the level filter must not hide the metric events from the EMF layer.
+    tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(true)
         .with_span_list(false)
         .with_writer(writer)
+        .with_filter(filter)
         .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            !is_wire_detail(meta)
-        }));
-    tracing_subscriber::registry().with(filter).with(lines)
+            !is_wire_detail(meta) && meta.target() != metrics::TARGET
+        }))
 }
 
 /// The SDK's, the Kubernetes client's and their HTTP stack's debug and trace lines carry whole

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod dispatch;
 pub mod dynamo;
+pub mod emf;
 pub mod error;
 pub mod hub;
 pub mod lambda;

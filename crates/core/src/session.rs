@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::clock::Clock;
+use crate::metrics::{self, Metric};
 
 /// Credentials (or anything derived from them, such as SDK clients) with their expiry.
 #[derive(Clone, Debug)]
@@ -54,9 +55,11 @@ impl<C: Clone + Send> SessionCache<C> {
         let mut session = slot.lock().await;
         if let Some(s) = session.as_ref() {
             if s.expires_at - self.refresh_before > self.clock.now() {
+                metrics::emit(Metric::StsCacheHits, 1.0, None, None);
                 return Ok(s.value.clone());
             }
         }
+        metrics::emit(Metric::StsCacheMisses, 1.0, None, None);
         let fresh = assume().await?;
         let value = fresh.value.clone();
         *session = Some(fresh);

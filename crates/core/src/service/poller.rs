@@ -6,6 +6,7 @@ use tracing::{error, info, warn};
 
 use super::{to_body, Hub};
 use crate::decision::Action;
+use crate::metrics::{self, Metric};
 use crate::operation::{Discovery, OpCounts, OpSource, OpStatus, Operation, RouterMessage};
 use crate::ports::{PortError, PortResult};
 use crate::schedule::{BrokenSchedule, Schedule};
@@ -285,6 +286,8 @@ async fn fire(
     };
     if create_and_send(hub, &op).await? {
         info!(op_id = %op.id, schedule = %schedule.name, %fire_time, "schedule fired");
+        let lag = (hub.clock.now() - fire_time).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::emit(Metric::PollerLag, lag, Some(schedule.action), None);
         report.created.push(op.id);
     } else {
         report.already_fired.push(op.id);

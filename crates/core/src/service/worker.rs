@@ -22,6 +22,7 @@ use super::Hub;
 use crate::cluster_hold::{cluster_key, cluster_of, cluster_wide};
 use crate::decision::{decide, Action, Decision, DecisionInput, SkipReason};
 use crate::hold::{hold_steps, CaTag, HoldModes};
+use crate::metrics::{self, Metric};
 use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
 use crate::ports::{
     Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError, PortResult,
@@ -118,6 +119,7 @@ pub async fn give_up(
         .await?
     {
         warn!(op_id = %msg.op_id, target = %key, %reason, "task dead-lettered");
+        count_finished(msg, TaskStatus::DeadLettered);
         return Ok(TaskStep::Finished(TaskStatus::DeadLettered));
     }
     let task = load_task(hub, msg).await?;
@@ -831,8 +833,24 @@ async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResu
     {
         info!(op_id = %msg.op_id, target = %msg.target.key(), status = %outcome.status,
               reason = outcome.reason.as_deref().unwrap_or(""), "task finished");
+        count_finished(msg, outcome.status);
     }
     Ok(TaskStep::Finished(outcome.status))
+}
+
+/// Counts a task that just became final (once: `finish_task` said this call finished it).
+/// Drift checks change nothing and count only their own `Drift` lines.
+fn count_finished(msg: &TaskMessage, status: TaskStatus) {
+    let metric = match (status, msg.action) {
+        _ if msg.check => return,
+        (TaskStatus::Succeeded, Action::Stop) => Metric::TargetsStopped,
+        (TaskStatus::Succeeded, Action::Start) => Metric::TargetsStarted,
+        (TaskStatus::Skipped, _) => Metric::TargetsSkipped,
+        (TaskStatus::Failed, _) => Metric::TargetsFailed,
+        (TaskStatus::DeadLettered, _) => Metric::TargetsDeadLettered,
+        _ => return,
+    };
+    metrics::emit(metric, 1.0, Some(msg.action), Some(msg.target.kind));
 }
 
 /// A spoke error either sends the task back to the queue or fails it for good. A stop whose
