@@ -455,9 +455,17 @@ pub trait TargetStore: Send + Sync {
     ) -> PortResult<Option<(DateTime<Utc>, Vec<Target>)>>;
 }
 
-/// Everything the services need from the state table.
-pub trait StateStore: AccountStore + ScheduleStore + OperationStore + TargetStore {}
-impl<T: AccountStore + ScheduleStore + OperationStore + TargetStore> StateStore for T {}
+/// Everything the services need from the state table (the health records included: the
+/// poller writes its heartbeat through the same store, see [`crate::health::HealthStore`]).
+pub trait StateStore:
+    AccountStore + ScheduleStore + OperationStore + TargetStore + crate::health::HealthStore
+{
+}
+impl<
+        T: AccountStore + ScheduleStore + OperationStore + TargetStore + crate::health::HealthStore,
+    > StateStore for T
+{
+}
 
 /// A queue of JSON messages.
 #[async_trait]

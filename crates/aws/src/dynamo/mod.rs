@@ -13,10 +13,13 @@
 //! | shard set | `OP#<id>` | `SHARDS` | |
 //! | override | `OVERRIDES` | `<id>` | TTL `expires_at` |
 //! | inventory | `INV#<account>#<region>` | `META` / `T#<kind>#<name>` | |
+//! | poller heartbeat | `HEALTH` | `POLLER` | |
+//! | account's last contact | `HEALTH` | `CONTACT#<account>` | |
 //!
 //! Every read is a GetItem, a BatchGetItem or a Query on a key or index: no Scan anywhere.
 
 mod dead_letters;
+mod health;
 mod operations;
 mod provision;
 mod targets;
