@@ -454,13 +454,14 @@ pub fn poller_check(
             ),
         )
     } else {
+        let lag = if tick.due == 0 {
+            "nothing was due".to_string()
+        } else {
+            format!("{} late on its oldest due fire", human(lag))
+        };
         (
             Light::Green,
-            format!(
-                "last tick {} ago, {} late on its oldest due fire; {enabled}",
-                human(age),
-                human(lag)
-            ),
+            format!("last tick {} ago, {lag}; {enabled}", human(age)),
         )
     };
     Check::new("poller", status, detail, data)
@@ -523,7 +524,7 @@ pub fn accounts_check(accounts: &[String], contacts: &[AccountContact]) -> Check
         (
             Light::Amber,
             format!(
-                "{} of {} never contacted (no operation has reached it yet): {}",
+                "{} of {} not contacted by any operation yet: {}",
                 never.len(),
                 count(accounts.len() as u64, "account"),
                 never.join(", ")

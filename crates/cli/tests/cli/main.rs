@@ -4,6 +4,7 @@
 mod aws_mode;
 mod common;
 mod dlq;
+mod health;
 mod hub;
 mod local;
 mod next;

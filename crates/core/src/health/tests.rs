@@ -114,6 +114,16 @@ fn a_recent_tick_is_green() {
     assert_eq!(check.status, Light::Green, "{}", check.detail);
     assert_eq!(check.data["lag_seconds"], 20);
     assert_eq!(check.data["age_seconds"], 60);
+    assert_eq!(
+        check.detail,
+        "last tick 1m ago, 20s late on its oldest due fire; 3 enabled schedules"
+    );
+    let quiet = PollerTick::new(now() - minutes(2), 0, None);
+    let check = poller_check(Some(&quiet), 1, now(), minutes(5));
+    assert_eq!(
+        check.detail,
+        "last tick 2m ago, nothing was due; 1 enabled schedule"
+    );
 }
 
 #[test]
