@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::Account;
 use curfew_core::cluster_hold::ClusterHold;
+use curfew_core::health::{AccountContact, HealthStore, PollerTick};
 use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::Spokes;
 use curfew_core::ports::{
@@ -130,11 +131,19 @@ pub enum StoreCall {
     AuditChain,
     /// `audit_between`.
     AuditBetween,
+    /// `record_poller_tick`.
+    RecordPollerTick,
+    /// `poller_tick`.
+    PollerTick,
+    /// `record_account_contact`.
+    RecordAccountContact,
+    /// `account_contacts`.
+    AccountContacts,
 }
 
 impl StoreCall {
     /// Every method, in declaration order (the index of a call in [`StoreCounts`]).
-    pub const ALL: [StoreCall; 45] = [
+    pub const ALL: [StoreCall; 49] = [
         StoreCall::PutAccount,
         StoreCall::GetAccount,
         StoreCall::ListAccounts,
@@ -180,6 +189,10 @@ impl StoreCall {
         StoreCall::AuditHeads,
         StoreCall::AuditChain,
         StoreCall::AuditBetween,
+        StoreCall::RecordPollerTick,
+        StoreCall::PollerTick,
+        StoreCall::RecordAccountContact,
+        StoreCall::AccountContacts,
     ];
 
     /// The port method's name.
@@ -230,6 +243,10 @@ impl StoreCall {
             StoreCall::AuditHeads => "audit_heads",
             StoreCall::AuditChain => "audit_chain",
             StoreCall::AuditBetween => "audit_between",
+            StoreCall::RecordPollerTick => "record_poller_tick",
+            StoreCall::PollerTick => "poller_tick",
+            StoreCall::RecordAccountContact => "record_account_contact",
+            StoreCall::AccountContacts => "account_contacts",
         }
     }
 
@@ -256,6 +273,8 @@ impl StoreCall {
                 | StoreCall::AuditHeads
                 | StoreCall::AuditChain
                 | StoreCall::AuditBetween
+                | StoreCall::PollerTick
+                | StoreCall::AccountContacts
         )
     }
 
@@ -877,6 +896,30 @@ impl AroundCall for TimedSpokes {
         let result = call().await;
         self.timer.stop(started);
         result
+    }
+}
+
+#[async_trait]
+impl HealthStore for CountingStore {
+    async fn record_poller_tick(&self, tick: &PollerTick) -> PortResult<()> {
+        let request = self.inner.record_poller_tick(tick);
+        self.observe(StoreCall::RecordPollerTick, request, nothing)
+            .await
+    }
+    async fn poller_tick(&self) -> PortResult<Option<PollerTick>> {
+        let request = self.inner.poller_tick();
+        self.observe(StoreCall::PollerTick, request, |t| found(t.is_some()))
+            .await
+    }
+    async fn record_account_contact(&self, contact: &AccountContact) -> PortResult<()> {
+        let request = self.inner.record_account_contact(contact);
+        self.observe(StoreCall::RecordAccountContact, request, nothing)
+            .await
+    }
+    async fn account_contacts(&self) -> PortResult<Vec<AccountContact>> {
+        let request = self.inner.account_contacts();
+        self.observe(StoreCall::AccountContacts, request, |c| items(c.len()))
+            .await
     }
 }
 

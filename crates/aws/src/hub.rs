@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
 use curfew_core::clock::Clock;
+use curfew_core::health::ContactRecorder;
 use curfew_core::ports::{PortError, PortResult};
 use curfew_core::service::{Hub, Settings};
 use curfew_core::trail::{AuditKey, AuditSigner};
@@ -239,16 +240,17 @@ pub fn build_hub(
     settings: Settings,
 ) -> Hub {
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    // Credentials expire in real time, whatever the hub's (possibly simulated) clock says.
-    let spokes = Arc::new(AwsSpokes::new(
-        sdk.clone(),
-        Arc::new(curfew_core::clock::SystemClock),
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        &config.table,
     ));
+    // Credentials expire in real time, whatever the hub's (possibly simulated) clock says.
+    let spokes = Arc::new(
+        AwsSpokes::new(sdk.clone(), Arc::new(curfew_core::clock::SystemClock))
+            .recording_contacts(Arc::new(ContactRecorder::new(store.clone(), clock.clone()))),
+    );
     Hub {
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            &config.table,
-        )),
+        store,
         router_queue: Arc::new(SqsQueue::new(sqs.clone(), &config.router_queue_url)),
         task_queue: Arc::new(SqsQueue::new(sqs, &config.task_queue_url)),
         clusters: crate::clusters::kube_clusters(spokes.clone()),

@@ -17,10 +17,12 @@ pub mod error;
 pub mod hub;
 pub mod lambda;
 pub mod local;
+pub mod queue_health;
 pub mod spokes;
 pub mod sqs;
 
 pub use dead_letters::SqsDeadLetters;
 pub use dynamo::DynamoStore;
+pub use queue_health::SqsQueueInspector;
 pub use spokes::AwsSpokes;
 pub use sqs::SqsQueue;

@@ -9,6 +9,7 @@ use aws_credential_types::Credentials;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::SpokeRole;
 use curfew_core::clock::Clock;
+use curfew_core::health::ContactRecorder;
 use curfew_core::hold::{ca_tag_keys, CaTag};
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::session::{Session, SessionCache};
@@ -26,6 +27,8 @@ pub struct AwsSpokes {
     sessions: SessionCache<Credentials>,
     assume_role_calls: std::sync::atomic::AtomicU64,
     credential_lookups: std::sync::atomic::AtomicU64,
+    /// Where each AssumeRole's outcome is recorded per account (`curfew health`), if anywhere.
+    contacts: Option<Arc<ContactRecorder>>,
 }
 
 impl AwsSpokes {
@@ -37,6 +40,16 @@ impl AwsSpokes {
             sessions: SessionCache::new(clock, Duration::minutes(5)),
             assume_role_calls: std::sync::atomic::AtomicU64::new(0),
             credential_lookups: std::sync::atomic::AtomicU64::new(0),
+            contacts: None,
+        }
+    }
+
+    /// The same, recording the outcome of every AssumeRole with `contacts`: at the session
+    /// cache's pace (about once an hour per role while it works), never once per target.
+    pub fn recording_contacts(self, contacts: Arc<ContactRecorder>) -> Self {
+        AwsSpokes {
+            contacts: Some(contacts),
+            ..self
         }
     }
 
@@ -91,7 +104,13 @@ impl AwsSpokes {
                         .await
                         .map_err(|e| classify(&format!("assuming {}", role.role_arn), e))
                 })
-                .await?;
+                .await;
+                if let Some(contacts) = &self.contacts {
+                    contacts
+                        .record(&role.account, out.as_ref().map(|_| ()))
+                        .await;
+                }
+                let out = out?;
                 let c = out.credentials.ok_or_else(|| {
                     PortError::new(
                         ErrorKind::Other,
@@ -1092,5 +1111,50 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(update.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn each_assume_roles_outcome_is_recorded_for_its_account_once_per_assume() {
+        use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+        use curfew_core::fakes::MemoryStore;
+        use curfew_core::health::{ContactOutcome, HealthStore};
+        let assume = mock!(aws_sdk_sts::Client::assume_role)
+            .sequence()
+            .error(|| {
+                AssumeRoleError::generic(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("AccessDenied")
+                        .message("not authorized to perform: sts:AssumeRole")
+                        .build(),
+                )
+            })
+            .output(assumed)
+            .build();
+        let store = Arc::new(MemoryStore::new());
+        let spokes = spokes_with_sts(mock_client!(aws_sdk_sts, [&assume])).recording_contacts(
+            Arc::new(ContactRecorder::new(store.clone(), Arc::new(SystemClock))),
+        );
+        let role = spoke_role();
+
+        let denied = spokes.credentials(&role).await.unwrap_err();
+        assert_eq!(denied.kind, ErrorKind::AccessDenied);
+        let contacts = store.account_contacts().await.unwrap();
+        assert_eq!(contacts.len(), 1);
+        assert_eq!(
+            (contacts[0].account.as_str(), contacts[0].outcome),
+            ("111111111111", ContactOutcome::Denied)
+        );
+        assert!(contacts[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("AccessDenied")));
+
+        spokes.credentials(&role).await.unwrap();
+        let reachable = store.account_contacts().await.unwrap();
+        assert_eq!(reachable[0].outcome, ContactOutcome::Reachable);
+        // Served by the session cache: no AssumeRole, so nothing recorded again.
+        spokes.credentials(&role).await.unwrap();
+        assert_eq!(store.account_contacts().await.unwrap(), reachable);
+        assert_eq!(assume.num_calls(), 2);
     }
 }

@@ -15,6 +15,7 @@ Examples:
   eval \"$(curfew local up)\"
   curfew stop --select tag:env=dev,region=eu-west-1 --wait
   curfew dlq list
+  curfew health
 
 Environment (a flag overrides its variable):
   AWS_ENDPOINT_URL         --endpoint: an emulator; stop/start/trigger then run in-process
@@ -244,6 +245,27 @@ UPDATING, a target leased by another operation, an error) is DEAD_LETTERED and i
 in the task dead-letter queue (--task-dlq-url / CURFEW_TASK_DLQ_URL)."
     )]
     Dlq(DlqCommand),
+    /// Traffic lights for the hub: queues and their DLQs, the poller, accounts, operations, schedules
+    #[command(after_help = "\
+Examples:
+  curfew health
+  curfew health --output json | jq -r '.checks[] | select(.status != \"green\") | .detail'
+  curfew health --stuck-after 2h --lag-bound 10m
+
+Checks (each green, amber or red):
+  router-queue, task-queue  depth; red when its dead-letter queue (found from the queue's
+                            RedrivePolicy) holds a message, amber without a redrive policy
+  poller                    red when its last tick is older than --lag-bound while a schedule is
+                            enabled; amber when it never ticked and none is, or ran late on a fire
+  accounts                  red when an account's last contact (AssumeRole) failed; amber when
+                            one was never contacted
+  operations                red when one is PENDING or RUNNING longer than --stuck-after
+  schedules                 red for every stored schedule that no longer reads (it never fires)
+
+Needs the state table and both queue URLs (--router-queue-url, --task-queue-url). Exits 1 when a
+light is red (the report is still printed). JSON:
+  {\"status\": \"green|amber|red\", \"checks\": [{\"check\", \"status\", \"detail\", ...readings}]}")]
+    Health(HealthArgs),
     /// The embedded emulator and demo fleet
     #[command(subcommand)]
     #[command(
@@ -621,6 +643,24 @@ file. The summary (SHA-256 and heads) goes to stdout, or to stderr when FILE is 
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+fn parse_bound(s: &str) -> Result<chrono::Duration, String> {
+    curfew_core::schedule::parse_duration(s)
+        .filter(|d| *d > chrono::Duration::zero())
+        .ok_or_else(|| "expected a duration such as 90s, 10m or 1h".to_string())
+}
+
+/// `curfew health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// An operation still PENDING or RUNNING this long after it was created is red
+    #[arg(long, value_parser = parse_bound, default_value = "30m", value_name = "DURATION")]
+    pub stuck_after: chrono::Duration,
+    /// The poller is red when its last tick is older than this (while a schedule is enabled),
+    /// and amber when a tick ran this late on a due fire
+    #[arg(long, value_parser = parse_bound, default_value = "5m", value_name = "DURATION")]
+    pub lag_bound: chrono::Duration,
 }
 
 /// `curfew dlq ...`.

@@ -10,6 +10,7 @@ use aws_config::SdkConfig;
 use curfew_aws::dispatch::Dispatcher;
 use curfew_aws::{AwsSpokes, DynamoStore, SqsDeadLetters, SqsQueue};
 use curfew_core::clock::{Clock, SystemClock};
+use curfew_core::health::ContactRecorder;
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Queue, StateStore};
 use curfew_core::service::Hub;
 
@@ -143,9 +144,12 @@ pub fn build_hub(
         ),
     };
     let settings = curfew_aws::hub::settings_from_env().map_err(|e| bad_input(e.to_string()))?;
-    let spokes = Arc::new(AwsSpokes::new(sdk.clone(), Arc::new(SystemClock)));
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table));
+    let contacts = Arc::new(ContactRecorder::new(store.clone(), clock.clone()));
+    let spokes =
+        Arc::new(AwsSpokes::new(sdk.clone(), Arc::new(SystemClock)).recording_contacts(contacts));
     Ok(Hub {
-        store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)),
+        store,
         router_queue,
         task_queue,
         clusters: curfew_aws::clusters::kube_clusters(spokes.clone()),

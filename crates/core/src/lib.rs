@@ -35,6 +35,7 @@ pub mod cluster_hold;
 pub mod cron;
 pub mod decision;
 pub mod fakes;
+pub mod health;
 pub mod hold;
 pub mod metrics;
 pub mod operation;

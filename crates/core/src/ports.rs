@@ -456,12 +456,22 @@ pub trait TargetStore: Send + Sync {
     ) -> PortResult<Option<(DateTime<Utc>, Vec<Target>)>>;
 }
 
-/// Everything the services need from the state table.
+/// Everything the services need from the state table (the audit trail and the health records
+/// included: see [`AuditLog`] and [`crate::health::HealthStore`]).
 pub trait StateStore:
-    AccountStore + ScheduleStore + OperationStore + TargetStore + AuditLog
+    AccountStore + ScheduleStore + OperationStore + TargetStore + AuditLog + crate::health::HealthStore
 {
 }
-impl<T: AccountStore + ScheduleStore + OperationStore + TargetStore + AuditLog> StateStore for T {}
+impl<
+        T: AccountStore
+            + ScheduleStore
+            + OperationStore
+            + TargetStore
+            + AuditLog
+            + crate::health::HealthStore,
+    > StateStore for T
+{
+}
 
 /// A queue of JSON messages.
 #[async_trait]

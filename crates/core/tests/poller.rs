@@ -272,3 +272,40 @@ async fn a_broken_schedule_is_listed_apart_refused_when_read_and_can_be_deleted(
     assert!(store.list_schedules().await.unwrap().broken.is_empty());
     assert!(!store.delete_schedule("broken").await.unwrap());
 }
+
+#[tokio::test]
+async fn every_tick_leaves_a_heartbeat_with_its_lag_behind_the_oldest_due_fire() {
+    use curfew_core::health::{HealthStore, PollerTick};
+    let now = monday_evening();
+    let (hub, store, _router_q) = hub_at(now);
+    assert_eq!(store.poller_tick().await.unwrap(), None);
+    store
+        .create_schedule(&schedule("late", "* * * * *", now - Duration::minutes(3)))
+        .await
+        .unwrap();
+    store
+        .create_schedule(&schedule("on-time", "0 18 * * *", now))
+        .await
+        .unwrap();
+
+    poller::tick(&hub).await.unwrap();
+    assert_eq!(
+        store.poller_tick().await.unwrap(),
+        Some(PollerTick {
+            at: now,
+            lag_seconds: 180,
+            due: 2
+        })
+    );
+
+    // A quiet tick is a heartbeat too: nothing due, no lag.
+    poller::tick(&hub).await.unwrap();
+    assert_eq!(
+        store.poller_tick().await.unwrap(),
+        Some(PollerTick {
+            at: now,
+            lag_seconds: 0,
+            due: 0
+        })
+    );
+}

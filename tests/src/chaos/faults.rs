@@ -16,6 +16,7 @@ use curfew_core::cluster::{
     ClusterApi, ClusterRef, CronJob, Hpa, Namespace, NodePool, Workload, WorkloadKind,
 };
 use curfew_core::cluster_hold::ClusterHold;
+use curfew_core::health::{AccountContact, HealthStore, PollerTick};
 use curfew_core::hold::CaTag;
 use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::{
@@ -480,6 +481,24 @@ impl OperationStore for ChaosStore {
             "finalize_operation",
             self.inner.finalize_operation(op_id, now)
         )
+    }
+}
+
+/// The health records are outside the chaos model (nothing the invariants check depends on
+/// them): forwarded without faults, so the seeded runs draw the same faults as before.
+#[async_trait]
+impl HealthStore for ChaosStore {
+    async fn record_poller_tick(&self, tick: &PollerTick) -> PortResult<()> {
+        self.inner.record_poller_tick(tick).await
+    }
+    async fn poller_tick(&self) -> PortResult<Option<PollerTick>> {
+        self.inner.poller_tick().await
+    }
+    async fn record_account_contact(&self, contact: &AccountContact) -> PortResult<()> {
+        self.inner.record_account_contact(contact).await
+    }
+    async fn account_contacts(&self) -> PortResult<Vec<AccountContact>> {
+        self.inner.account_contacts().await
     }
 }
 

@@ -312,7 +312,7 @@ fn none() -> DynamoUse {
 /// entry names the adapter function it follows (`mod.rs`, `operations.rs`, `targets.rs`,
 /// `dead_letters.rs` under `crates/aws/src/dynamo/`). Where the result cannot tell which path
 /// the adapter took, the entry says which one it counts.
-pub const TABLE: [(StoreCall, Model); 45] = [
+pub const TABLE: [(StoreCall, Model); 49] = [
     // mod.rs `put_account` -> `put`: one unconditional PutItem.
     (StoreCall::PutAccount, |_| none().put()),
     // mod.rs `get_account` -> `get`: one consistent GetItem.
@@ -496,6 +496,16 @@ pub const TABLE: [(StoreCall, Model); 45] = [
     (StoreCall::AuditBetween, |s| {
         none().query(s.items, Consistency::Eventual)
     }),
+    // dynamo/health.rs `record_poller_tick` -> `put`: the heartbeat item, replaced each tick.
+    (StoreCall::RecordPollerTick, |_| none().put()),
+    // dynamo/health.rs `poller_tick` -> `get`.
+    (StoreCall::PollerTick, |_| none().get()),
+    // dynamo/health.rs `record_account_contact` -> `put`.
+    (StoreCall::RecordAccountContact, |_| none().put()),
+    // dynamo/health.rs `account_contacts` -> `query("HEALTH", "CONTACT#")`.
+    (StoreCall::AccountContacts, |s| {
+        none().query(s.items, Consistency::Strong)
+    }),
 ];
 
 /// What the adapter sends for `call` having handled `seen`.
@@ -525,7 +535,10 @@ mod tests {
     fn store_call_all_lists_every_method_of_the_ports() {
         // A method added to StoreCall after the last one gets the next discriminant: ALL (and
         // so TABLE, checked above) must then grow to cover it.
-        assert_eq!(StoreCall::AuditBetween as usize + 1, StoreCall::ALL.len());
+        assert_eq!(
+            StoreCall::AccountContacts as usize + 1,
+            StoreCall::ALL.len()
+        );
         let names: std::collections::BTreeSet<_> =
             StoreCall::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(names.len(), StoreCall::ALL.len());

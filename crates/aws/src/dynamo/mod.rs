@@ -16,10 +16,13 @@
 //! | audit record | `AUDIT#<chain>` | `REC#<seq, 12 digits>` | gsi2: `AUDIT#<day>#<bucket>` / at#chain#seq |
 //! | audit chain head | `AUDIT#<chain>` | `HEAD` | gsi1: `AUDITHEADS#<bucket>` / chain |
 //! | audit change mark | `AUDIT#<chain>` | `KEY#<change>` | |
+//! | poller heartbeat | `HEALTH` | `POLLER` | |
+//! | account's last contact | `HEALTH` | `CONTACT#<account>` | |
 //!
 //! Every read is a GetItem, a BatchGetItem or a Query on a key or index: no Scan anywhere.
 
 mod dead_letters;
+mod health;
 mod operations;
 mod provision;
 mod targets;

@@ -3,6 +3,7 @@
 mod account;
 mod audit;
 mod dlq;
+mod health;
 mod next;
 mod ops;
 mod overrides;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Override(args) => overrides::run(args, opts).await,
         Command::Audit(args) => audit::run(args, opts).await,
         Command::Dlq(command) => dlq::run(command, opts).await,
+        Command::Health(args) => health::run(args, opts).await,
         Command::Local(LocalCommand::Up {
             empty,
             no_poller,

@@ -5,6 +5,7 @@ mod audit;
 mod aws_mode;
 mod common;
 mod dlq;
+mod health;
 mod hub;
 mod local;
 mod next;

@@ -4,7 +4,7 @@
 use crate::common::{assert_fails, curfew};
 use predicates::str::contains;
 
-const COMMANDS: [&[&str]; 33] = [
+const COMMANDS: [&[&str]; 34] = [
     &[],
     &["next"],
     &["account"],
@@ -33,6 +33,7 @@ const COMMANDS: [&[&str]; 33] = [
     &["dlq"],
     &["dlq", "list"],
     &["dlq", "redrive"],
+    &["health"],
     &["local"],
     &["local", "up"],
     &["local", "down"],

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::account::Account;
 use crate::cluster_hold::ClusterHold;
+use crate::health::{AccountContact, HealthStore, PollerTick};
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use crate::ports::{
     AccountStore, Baseline, ErrorKind, Interrupted, Lease, LeaseToken, OperationPage,
@@ -59,6 +60,8 @@ struct State {
     leases: BTreeMap<String, LeaseRecord>,
     overrides: BTreeMap<String, Override>,
     inventory: BTreeMap<(String, String), Inventory>,
+    poller_tick: Option<PollerTick>,
+    contacts: BTreeMap<String, AccountContact>,
 }
 
 /// The state table in memory: implements every store port with the DynamoDB adapter's
@@ -834,6 +837,29 @@ impl TargetStore for MemoryStore {
             .inventory
             .get(&(account.to_string(), region.to_string()))
             .and_then(|inv| inv.refreshed_at.map(|at| (at, inv.targets.clone()))))
+    }
+}
+
+#[async_trait]
+impl HealthStore for MemoryStore {
+    async fn record_poller_tick(&self, tick: &PollerTick) -> PortResult<()> {
+        lock(&self.state).poller_tick = Some(tick.clone());
+        Ok(())
+    }
+
+    async fn poller_tick(&self) -> PortResult<Option<PollerTick>> {
+        Ok(lock(&self.state).poller_tick.clone())
+    }
+
+    async fn record_account_contact(&self, contact: &AccountContact) -> PortResult<()> {
+        lock(&self.state)
+            .contacts
+            .insert(contact.account.clone(), contact.clone());
+        Ok(())
+    }
+
+    async fn account_contacts(&self) -> PortResult<Vec<AccountContact>> {
+        Ok(lock(&self.state).contacts.values().cloned().collect())
     }
 }
 

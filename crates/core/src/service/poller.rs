@@ -6,6 +6,7 @@ use tracing::{error, info, warn};
 
 use super::{to_body, Hub};
 use crate::decision::Action;
+use crate::health::PollerTick;
 use crate::metrics::{self, Metric};
 use crate::operation::{Discovery, OpCounts, OpSource, OpStatus, Operation, RouterMessage};
 use crate::ports::{PortError, PortResult};
@@ -105,10 +106,23 @@ pub async fn tick(hub: &Hub) -> PortResult<TickReport> {
         error!(metric = "DriftCheckFailed", error = %e,
                "the drift check could not start; the next tick tries again");
     }
+    record_heartbeat(hub, now, &due.schedules).await;
     if !failed.is_empty() {
         return Err(tick_failed(failed, due.schedules.len()));
     }
     drift.map(|()| report)
+}
+
+/// Records that this tick ran (`curfew health` reads it), with its lag behind the oldest due
+/// fire, even when some fire failed: the poller is alive, and the failure is the tick's error.
+/// A failed write is logged, not returned: failing the tick for it would only re-run fires
+/// that already happened, and a missing heartbeat shows in `curfew health` on its own.
+async fn record_heartbeat(hub: &Hub, now: DateTime<Utc>, due: &[Schedule]) {
+    let oldest_due = due.iter().filter_map(|s| s.next_fire).min();
+    let heartbeat = PollerTick::new(now, due.len(), oldest_due);
+    if let Err(e) = hub.store.record_poller_tick(&heartbeat).await {
+        warn!(error = %e, "recording the poller's heartbeat failed");
+    }
 }
 
 /// Starts the drift check of the interval `now` is in (`Settings::drift_interval`), once per
