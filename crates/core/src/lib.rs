@@ -36,6 +36,7 @@ pub mod cron;
 pub mod decision;
 pub mod fakes;
 pub mod hold;
+pub mod notice;
 pub mod operation;
 pub mod ports;
 pub mod schedule;

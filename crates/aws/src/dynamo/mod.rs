@@ -13,10 +13,12 @@
 //! | shard set | `OP#<id>` | `SHARDS` | |
 //! | override | `OVERRIDES` | `<id>` | TTL `expires_at` |
 //! | inventory | `INV#<account>#<region>` | `META` / `T#<kind>#<name>` | |
+//! | notice sent | `NOTICE#<notice key>` | `NOTICE` | TTL `expires_at` |
 //!
 //! Every read is a GetItem, a BatchGetItem or a Query on a key or index: no Scan anywhere.
 
 mod dead_letters;
+mod notices;
 mod operations;
 mod provision;
 mod targets;

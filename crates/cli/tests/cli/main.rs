@@ -7,5 +7,6 @@ mod dlq;
 mod hub;
 mod local;
 mod next;
+mod notices;
 mod overrides;
 mod usage;

@@ -6,6 +6,7 @@ pub mod dlq;
 mod drift;
 mod hold;
 pub mod invocation;
+mod notify;
 pub mod poller;
 pub mod router;
 pub mod worker;
@@ -46,6 +47,9 @@ pub struct Settings {
     /// How often the poller checks the targets curfew holds asleep for drift (one drift-check
     /// operation per interval); zero: never.
     pub drift_interval: Duration,
+    /// How long a task may wait on a node group that stays UPDATING before a `stuck_updating`
+    /// notice tells a person; zero: never.
+    pub stuck_updating: Duration,
 }
 
 impl Default for Settings {
@@ -57,6 +61,7 @@ impl Default for Settings {
             inventory_ttl: Duration::minutes(15),
             task_max_receives: DEFAULT_MAX_RECEIVES,
             drift_interval: Duration::zero(),
+            stuck_updating: Duration::minutes(30),
         }
     }
 }
@@ -78,6 +83,8 @@ pub struct Hub {
     pub clock: Arc<dyn Clock>,
     /// Tunables.
     pub settings: Settings,
+    /// Where notices for people go (`Notices::none()` when no topic is configured).
+    pub notices: crate::notice::Notices,
 }
 
 /// Serializes a message for a queue. Our message types always serialize.
@@ -213,7 +220,7 @@ pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
         .collect();
     let mut unsettled = BTreeSet::new();
     for op_id in settling {
-        if let Err(e) = hub.store.finalize_operation(op_id, hub.clock.now()).await {
+        if let Err(e) = notify::settle(hub, op_id).await {
             tracing::warn!(op_id, error = %e, "settling the operation failed; will be retried");
             unsettled.insert(op_id.to_string());
         }
