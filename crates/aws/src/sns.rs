@@ -122,6 +122,12 @@ mod tests {
             PublishError::AuthorizationErrorException(
                 AuthorizationErrorException::builder()
                     .message("not authorized to perform SNS:Publish")
+                    .meta(
+                        aws_smithy_types::error::ErrorMetadata::builder()
+                            .code("AuthorizationError")
+                            .message("not authorized to perform SNS:Publish")
+                            .build(),
+                    )
                     .build(),
             )
         });

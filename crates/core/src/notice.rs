@@ -322,6 +322,19 @@ impl OperationEnded {
     }
 }
 
+impl OperationEnded {
+    /// False for a drift check that found every hold in place (SUCCEEDED, nothing skipped):
+    /// the poller starts one every interval (hourly in the hub stack), and a notice each time
+    /// would bury the ones that matter. A check that found drift (its targets are skipped with
+    /// the drift as the reason) or failed is told like any operation.
+    pub fn is_worth_telling(&self) -> bool {
+        let quiet_check = self.source == NoticeSource::DriftCheck
+            && self.status == OpStatus::Succeeded
+            && self.counts.skipped == 0;
+        !quiet_check
+    }
+}
+
 /// True for the reason a stop records when an override kept the target awake
 /// ([`SkipReason::KeptAwake`]).
 fn kept_awake(reason: &str) -> bool {
@@ -644,6 +657,29 @@ mod tests {
             first.once_key(),
             Notice::OperationEnded(redriven).once_key()
         );
+    }
+
+    #[test]
+    fn a_drift_check_is_told_only_when_it_found_drift_or_failed() {
+        let mut check = ended();
+        check.source = NoticeSource::DriftCheck;
+        check.status = OpStatus::Succeeded;
+        check.counts = OpCounts {
+            total: 3,
+            succeeded: 3,
+            ..Default::default()
+        };
+        assert!(!check.is_worth_telling(), "every hold in place");
+        check.counts.succeeded = 2;
+        check.counts.skipped = 1;
+        assert!(check.is_worth_telling(), "one target drifted");
+        check.counts.skipped = 0;
+        check.status = OpStatus::Partial;
+        assert!(check.is_worth_telling());
+        let mut manual = check.clone();
+        manual.source = NoticeSource::Manual;
+        manual.status = OpStatus::Succeeded;
+        assert!(manual.is_worth_telling(), "only drift checks are quiet");
     }
 
     #[test]

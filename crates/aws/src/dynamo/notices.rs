@@ -43,7 +43,13 @@ mod tests {
             .then_output(|| PutItemOutput::builder().build());
         let again = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
             PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder().build(),
+                ConditionalCheckFailedException::builder()
+                    .meta(
+                        aws_smithy_types::error::ErrorMetadata::builder()
+                            .code("ConditionalCheckFailedException")
+                            .build(),
+                    )
+                    .build(),
             )
         });
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&first, &again]);

@@ -42,6 +42,9 @@ async fn operation_ended(hub: &Hub, op_id: &str, status: OpStatus) {
     // The key depends on the counts alone: claim it before listing the tasks, so a
     // redelivery after the end costs one read and one refused write, not a listing.
     let mut notice = OperationEnded::new(&op, status, &[], now);
+    if !notice.is_worth_telling() {
+        return;
+    }
     if !first_send(hub, &Notice::OperationEnded(notice.clone())).await {
         return;
     }
