@@ -61,12 +61,12 @@ async fn operation_ended(hub: &Hub, op_id: &str, status: OpStatus) {
 
 /// The spoke refused the role (AssumeRole denied, or a call the role may not make): tell a
 /// person, once per operation, account and region.
-pub(crate) async fn spoke_role_denied(hub: &Hub, op_id: &str, msg_role: RoleAt<'_>, e: &PortError) {
+pub(crate) async fn spoke_role_denied(hub: &Hub, op_id: &str, role: RoleAt<'_>, e: &PortError) {
     let notice = Notice::SpokeRoleDenied(SpokeRoleDenied {
         operation_id: op_id.to_string(),
-        account: msg_role.account.to_string(),
-        role_arn: msg_role.role_arn.to_string(),
-        region: msg_role.region.to_string(),
+        account: role.account.to_string(),
+        role_arn: role.role_arn.to_string(),
+        region: role.region.to_string(),
         error: e.to_string(),
         at: hub.clock.now(),
     });
