@@ -175,7 +175,11 @@ export class CurfewHub extends Stack {
     this.routerQueue.queue.grantSendMessages(pollerRole);
     this.routerQueue.queue.grantSendMessages(routerRole);
     this.taskQueue.queue.grantSendMessages(routerRole);
+    // The router and the worker settle operations and meet refused spoke roles, and the worker
+    // gives tasks up and waits on UPDATING node groups: both publish notices
+    // (docs/NOTIFICATIONS.md). The poller publishes none.
     this.notifications.grantPublish(routerRole);
+    this.notifications.grantPublish(workerRole);
 
     // Spoke accounts are registered at run time (`curfew account add`), so the account is a
     // wildcard; the role name is fixed and each spoke's trust policy demands an ExternalId.
@@ -248,6 +252,7 @@ export class CurfewHub extends Stack {
         // On this receive of a task message the worker gives a still-waiting task up
         // (DEAD_LETTERED) so its operation can end: SQS moves the message to the DLQ next.
         CURFEW_TASK_MAX_RECEIVES: String(this.taskQueue.maxReceiveCount),
+        CURFEW_NOTIFY_TOPIC_ARN: this.notifications.topic.topicArn,
       },
     });
 
@@ -334,7 +339,7 @@ export class CurfewHub extends Stack {
       ['RouterDeadLetterQueueUrl', this.routerQueue.deadLetterQueue.queueUrl, 'Router DLQ (redrive from here)'],
       ['TaskDeadLetterQueueUrl', this.taskQueue.deadLetterQueue.queueUrl, 'export CURFEW_TASK_DLQ_URL=<this> (curfew dlq list | redrive)'],
       ['RouterFunctionName', this.router.function.functionName, 'aws lambda invoke --function-name <this> ...'],
-      ['NotificationTopicArn', this.notifications.topic.topicArn, 'Subscribe for alarms and operation notices'],
+      ['NotificationTopicArn', this.notifications.topic.topicArn, 'Subscribe for alarms and notices (docs/NOTIFICATIONS.md)'],
       ['HubEventBusArn', this.spokeEvents.bus.eventBusArn, 'The spoke stacks\' HubEventBusArn parameter'],
       ['RouterRoleArn', routerRole.roleArn, 'Trusted by every spoke role'],
       ['WorkerRoleArn', workerRole.roleArn, 'Trusted by every spoke role'],

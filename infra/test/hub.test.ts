@@ -167,14 +167,15 @@ describe('functions', () => {
     });
   }
 
-  test('the poller has its catch-up window and drift interval, the worker its lease, the router the topic', () => {
+  test('the poller has its catch-up window and drift interval, the worker its lease, the router and worker the topic', () => {
     const env = (name: string) => functionNamed(name).body.Properties.Environment.Variables;
     assert.equal(env(FUNCTION_NAMES.poller).CURFEW_CATCHUP_MINUTES, '60');
     assert.equal(env(FUNCTION_NAMES.poller).CURFEW_DRIFT_MINUTES, '60');
     assert.equal(env(FUNCTION_NAMES.worker).CURFEW_LEASE_SECONDS, '900');
-    assert.deepEqual(env(FUNCTION_NAMES.router).CURFEW_NOTIFY_TOPIC_ARN, {
-      Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id,
-    });
+    const topic = { Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id };
+    assert.deepEqual(env(FUNCTION_NAMES.router).CURFEW_NOTIFY_TOPIC_ARN, topic);
+    assert.deepEqual(env(FUNCTION_NAMES.worker).CURFEW_NOTIFY_TOPIC_ARN, topic);
+    assert.equal(env(FUNCTION_NAMES.poller).CURFEW_NOTIFY_TOPIC_ARN, undefined);
   });
 
   test('the worker knows its timeout, and its lease outlasts that timeout by the margin', () => {
@@ -332,6 +333,20 @@ describe('hub roles', () => {
     for (const name of [FUNCTION_NAMES.poller, FUNCTION_NAMES.router, FUNCTION_NAMES.worker]) {
       const table = statementsOfRole(hub(), roleOf(name)).find((s) => s.Sid === 'StateTable');
       assert.ok(actionsOf(table).includes('dynamodb:BatchGetItem'), `${name} lacks dynamodb:BatchGetItem`);
+    }
+  });
+
+  test('the router and worker may publish to the notification topic only; the poller may not publish', () => {
+    const topic = `\${${resource(hub(), 'AWS::SNS::Topic', 'Notifications').id}}`;
+    for (const name of Object.values(FUNCTION_NAMES)) {
+      const publish = statementsOfRole(hub(), roleOf(name)).filter((s) => actionsOf(s).includes('sns:Publish'));
+      if (name === FUNCTION_NAMES.poller) {
+        assert.equal(publish.length, 0);
+        continue;
+      }
+      assert.equal(publish.length, 1, name);
+      assert.deepEqual(actionsOf(publish[0]), ['sns:Publish']);
+      assert.deepEqual(resourcesOf(publish[0]).map(render), [topic]);
     }
   });
 

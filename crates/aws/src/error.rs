@@ -28,19 +28,24 @@ pub fn kind_of_code(code: Option<&str>) -> ErrorKind {
         | "InternalServerError"
         | "InternalError"
         | "ServerException"
-        | "TransactionConflictException" => ErrorKind::Throttled,
+        | "TransactionConflictException"
+        // SNS's own spellings.
+        | "Throttled"
+        | "KMSThrottling" => ErrorKind::Throttled,
         "AccessDenied"
         | "AccessDeniedException"
         | "UnauthorizedOperation"
         | "UnrecognizedClientException"
         | "InvalidClientTokenId"
         | "AuthFailure"
-        | "RegionDisabledException" => ErrorKind::AccessDenied,
+        | "RegionDisabledException"
+        | "AuthorizationError" => ErrorKind::AccessDenied,
         "ResourceNotFoundException"
         | "NotFoundException"
         | "NoSuchEntity"
         | "AWS.SimpleQueueService.NonExistentQueue"
-        | "QueueDoesNotExist" => ErrorKind::NotFound,
+        | "QueueDoesNotExist"
+        | "NotFound" => ErrorKind::NotFound,
         "ResourceInUseException"
         | "ResourceInUse"
         | "ScalingActivityInProgress"
@@ -52,7 +57,8 @@ pub fn kind_of_code(code: Option<&str>) -> ErrorKind {
         | "InvalidParameterValue"
         | "InvalidRequestException"
         | "MalformedPolicyDocument"
-        | "InvalidParameterValueException" => ErrorKind::Invalid,
+        | "InvalidParameterValueException"
+        | "InvalidParameter" => ErrorKind::Invalid,
         "ConditionalCheckFailedException" => ErrorKind::ConditionFailed,
         // A session that expired early (revoked, or the clock ran ahead): the spoke adapter
         // drops it from the session cache and tries once more with a fresh one.
@@ -220,6 +226,26 @@ mod tests {
         );
         assert_eq!(kind_of_code(Some("ValidationError")), ErrorKind::Invalid);
         assert_eq!(kind_of_code(None), ErrorKind::Other);
+    }
+
+    #[test]
+    fn sns_codes_are_classified_like_the_other_services() {
+        let codes = [
+            "AuthorizationError",
+            "NotFound",
+            "InvalidParameter",
+            "Throttled",
+        ];
+        let kinds: Vec<ErrorKind> = codes.iter().map(|c| kind_of_code(Some(c))).collect();
+        assert_eq!(
+            kinds,
+            [
+                ErrorKind::AccessDenied,
+                ErrorKind::NotFound,
+                ErrorKind::Invalid,
+                ErrorKind::Throttled
+            ]
+        );
     }
 
     #[test]

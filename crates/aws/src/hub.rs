@@ -12,7 +12,8 @@ use curfew_core::service::{Hub, Settings};
 use curfew_core::trail::{AuditKey, AuditSigner};
 
 use crate::error::classify;
-use crate::{AwsSpokes, DynamoStore, SqsQueue};
+use crate::{AwsSpokes, DynamoStore, SnsNotifier, SqsQueue};
+use curfew_core::notice::Notices;
 
 /// A required environment variable is missing or invalid.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,9 @@ pub struct HubConfig {
     /// The task queue's dead-letter queue URL (`CURFEW_TASK_DLQ_URL`), if known: only the
     /// operator's `curfew dlq` commands read it, so the Lambdas' configuration leaves it out.
     pub task_dlq_url: Option<String>,
+    /// The notification topic's ARN (`CURFEW_NOTIFY_TOPIC_ARN`), if notices are wanted: without
+    /// one nothing is published (docs/NOTIFICATIONS.md).
+    pub notify_topic_arn: Option<String>,
 }
 
 fn var(name: &'static str) -> Result<String, ConfigError> {
@@ -92,20 +96,23 @@ const DEFAULT_LEASE_SECONDS: i64 = 900;
 
 impl HubConfig {
     /// Reads `CURFEW_TABLE`, `CURFEW_ROUTER_QUEUE_URL` and `CURFEW_TASK_QUEUE_URL` (required)
-    /// and `CURFEW_TASK_DLQ_URL` (optional).
+    /// and `CURFEW_TASK_DLQ_URL` and `CURFEW_NOTIFY_TOPIC_ARN` (optional).
     pub fn from_env() -> Result<HubConfig, ConfigError> {
         Ok(HubConfig {
             table: var("CURFEW_TABLE")?,
             router_queue_url: var("CURFEW_ROUTER_QUEUE_URL")?,
             task_queue_url: var("CURFEW_TASK_QUEUE_URL")?,
             task_dlq_url: var("CURFEW_TASK_DLQ_URL").ok(),
+            notify_topic_arn: var("CURFEW_NOTIFY_TOPIC_ARN").ok(),
         })
     }
 }
 
 /// Reads the tunables: `CURFEW_CATCHUP_MINUTES` (default 60) and `CURFEW_INVENTORY_MINUTES`
 /// (default 15), each at most a week, `CURFEW_LEASE_SECONDS` (1 to 86400, default 900 or
-/// the minimum below if longer), and `CURFEW_TASK_MAX_RECEIVES` (the task queue's
+/// the minimum below if longer), `CURFEW_STUCK_MINUTES` (how long a task may wait on a node
+/// group that stays UPDATING before a `stuck_updating` notice, 0 to a week, 0 never, default
+/// 30), and `CURFEW_TASK_MAX_RECEIVES` (the task queue's
 /// `maxReceiveCount`, 1 to 1000 as SQS allows, default [`MAX_RECEIVES`]): on that receive of a
 /// task message the worker gives the task up rather than leave it for a retry SQS will never
 /// make.
@@ -167,6 +174,13 @@ pub fn settings_from(env: impl Fn(&str) -> Option<String>) -> Result<Settings, C
             env,
             "CURFEW_DRIFT_MINUTES",
             0,
+            0..=WEEK_MINUTES,
+            "minutes",
+        )?),
+        stuck_updating: chrono::Duration::minutes(bounded(
+            env,
+            "CURFEW_STUCK_MINUTES",
+            30,
             0..=WEEK_MINUTES,
             "minutes",
         )?),
@@ -257,7 +271,26 @@ pub fn build_hub(
         spokes,
         clock,
         settings,
+        notices: notices(sdk, &config.table, config.notify_topic_arn.as_deref()),
     }
+}
+
+/// Notices to the topic `topic_arn`, kept to one send each in the state table `table`; none
+/// without a topic.
+pub fn notices(sdk: &SdkConfig, table: &str, topic_arn: Option<&str>) -> Notices {
+    match topic_arn {
+        Some(arn) => Notices::new(
+            Arc::new(SnsNotifier::new(aws_sdk_sns::Client::new(sdk), arn)),
+            Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)),
+        ),
+        None => Notices::none(),
+    }
+}
+
+/// Creates the notification topic named after `prefix` (as [`provision`] names the table and
+/// queues) and returns its ARN. Idempotent.
+pub async fn provision_topic(sdk: &SdkConfig, prefix: &str) -> PortResult<String> {
+    crate::sns::create_topic(&aws_sdk_sns::Client::new(sdk), &format!("{prefix}-notices")).await
 }
 
 /// Receives before a message goes to its queue's DLQ (as in the hub stack, whose worker gets
@@ -332,6 +365,7 @@ pub async fn provision(sdk: &SdkConfig, prefix: &str) -> PortResult<HubConfig> {
         router_queue_url,
         task_queue_url,
         task_dlq_url: Some(task_dlq_url),
+        notify_topic_arn: None,
     })
 }
 

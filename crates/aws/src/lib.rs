@@ -1,6 +1,7 @@
 //! # curfew-aws
 //!
-//! Adapters from curfew-core's ports to AWS: the DynamoDB state store, SQS queues, and spoke
+//! Adapters from curfew-core's ports to AWS: the DynamoDB state store, SQS queues, the SNS
+//! notification topic, and spoke
 //! access (STS AssumeRole through the session cache, Auto Scaling, EKS, and the clusters'
 //! Kubernetes APIs through `curfew-kube`). SDK errors are
 //! classified ([`error::classify`]) with their source kept, and throttles are retried with
@@ -18,11 +19,13 @@ pub mod hub;
 pub mod lambda;
 pub mod local;
 pub mod queue_health;
+pub mod sns;
 pub mod spokes;
 pub mod sqs;
 
 pub use dead_letters::SqsDeadLetters;
 pub use dynamo::DynamoStore;
 pub use queue_health::SqsQueueInspector;
+pub use sns::SnsNotifier;
 pub use spokes::AwsSpokes;
 pub use sqs::SqsQueue;

@@ -25,6 +25,8 @@ Environment (a flag overrides its variable):
   CURFEW_TASK_QUEUE_URL    --task-queue-url: the task queue (local mode; and where `dlq redrive` sends)
   CURFEW_TASK_DLQ_URL      --task-dlq-url: the task dead-letter queue (`curfew dlq`)
   CURFEW_ROUTER_FUNCTION   --router-function: the router Lambda (AWS mode)
+  CURFEW_NOTIFY_TOPIC_ARN  --notify-topic-arn: the SNS topic local mode publishes notices to, as the
+                           Lambdas do (`local up` exports it; docs/NOTIFICATIONS.md); unset: none
   CURFEW_OUTPUT            --output: table or json
   CURFEW_MAX_CONCURRENCY   --max-concurrency: worker batches at once in local mode (default 50)
   CURFEW_CATCHUP_MINUTES   local poller: how far back missed fires are caught up (default 60, max 10080)
@@ -37,6 +39,8 @@ Environment (a flag overrides its variable):
                            local worker: the longest a worker runs (default and maximum 900, as Lambda)
   CURFEW_TASK_MAX_RECEIVES local worker: the task queue's maxReceiveCount; on that receive a task still
                            waiting is dead-lettered (1-1000, default 5, as `local up` provisions it)
+  CURFEW_STUCK_MINUTES     local worker: a node group UPDATING this long while a task waits on it sends a
+                           stuck_updating notice (default 30, 0 never, max 10080)
   CURFEW_LOCAL_DIR         `curfew local up|down` state (default <project>/.curfew/local)
   CURFEW_LOG               diagnostics on stderr as JSON lines, a tracing filter such as info (default error)
   CURFEW_AUDIT_KEY         the hub's audit key (32+ bytes; the stack's AuditKey secret): `audit verify`
@@ -139,6 +143,15 @@ pub struct GlobalOpts {
         value_name = "NAME"
     )]
     pub router_function: Option<String>,
+    /// The SNS topic notices go to (local mode; the Lambdas read the same variable)
+    #[arg(
+        long,
+        env = "CURFEW_NOTIFY_TOPIC_ARN",
+        global = true,
+        hide_env_values = true,
+        value_name = "ARN"
+    )]
+    pub notify_topic_arn: Option<String>,
     /// Tables for people or JSON for scripts
     #[arg(long, env = "CURFEW_OUTPUT", global = true, hide_env_values = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,

@@ -64,6 +64,11 @@ impl GlobalOpts {
         })
     }
 
+    /// The notification topic, if one is set (no topic: no notices).
+    pub fn notify_topic(&self) -> Option<&str> {
+        set(&self.notify_topic_arn)
+    }
+
     /// The router Lambda, or an error naming the flag and the variable.
     pub fn router_function(&self) -> Result<&str> {
         set(&self.router_function).ok_or_else(|| {
@@ -156,6 +161,8 @@ pub fn build_hub(
         spokes,
         clock,
         settings,
+        // A command that wants notices sets them from the options (`hub`, `task_hub`).
+        notices: curfew_core::notice::Notices::none(),
     })
 }
 
@@ -166,6 +173,7 @@ pub async fn task_hub(opts: &GlobalOpts) -> Result<Hub> {
     let task = opts.task_queue()?;
     let sdk = sdk(opts).await?;
     let mut hub = build_hub(&sdk, table, None, Arc::new(SystemClock))?;
+    hub.notices = curfew_aws::hub::notices(&sdk, table, opts.notify_topic());
     hub.task_queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), task));
     Ok(hub)
 }
@@ -187,7 +195,9 @@ pub async fn hub(opts: &GlobalOpts, with_queues: bool) -> Result<(Hub, SdkConfig
         None
     };
     let sdk = sdk(opts).await?;
-    let hub = build_hub(&sdk, table, queues.as_ref(), Arc::new(SystemClock))?;
+    let mut hub = build_hub(&sdk, table, queues.as_ref(), Arc::new(SystemClock))?;
+    // The in-process router and worker publish what the Lambdas would, where the Lambdas would.
+    hub.notices = curfew_aws::hub::notices(&sdk, table, opts.notify_topic());
     Ok((hub, sdk))
 }
 

@@ -38,6 +38,7 @@ pub mod fakes;
 pub mod health;
 pub mod hold;
 pub mod metrics;
+pub mod notice;
 pub mod operation;
 pub mod ports;
 pub mod schedule;

@@ -157,6 +157,7 @@ async fn run(seed: u64) -> SeedReport {
             task_max_receives: NEVER_DEAD_LETTERED,
             ..Settings::default()
         },
+        notices: curfew_core::notice::Notices::none(),
     };
     let world = World {
         hub,

@@ -18,11 +18,13 @@
 //! | audit change mark | `AUDIT#<chain>` | `KEY#<change>` | |
 //! | poller heartbeat | `HEALTH` | `POLLER` | |
 //! | account's last contact | `HEALTH` | `CONTACT#<account>` | |
+//! | notice sent | `NOTICE#<notice key>` | `NOTICE` | TTL `expires_at` |
 //!
 //! Every read is a GetItem, a BatchGetItem or a Query on a key or index: no Scan anywhere.
 
 mod dead_letters;
 mod health;
+mod notices;
 mod operations;
 mod provision;
 mod targets;

@@ -86,7 +86,7 @@ fn shell_value(value: &str) -> String {
 
 /// The variables `local up` exports, in order (new ones go at the end: scripts may read the
 /// lines by position).
-pub const EXPORTED: [&str; 8] = [
+pub const EXPORTED: [&str; 9] = [
     "AWS_ENDPOINT_URL",
     "AWS_REGION",
     "AWS_ACCESS_KEY_ID",
@@ -95,6 +95,7 @@ pub const EXPORTED: [&str; 8] = [
     "CURFEW_ROUTER_QUEUE_URL",
     "CURFEW_TASK_QUEUE_URL",
     "CURFEW_TASK_DLQ_URL",
+    "CURFEW_NOTIFY_TOPIC_ARN",
 ];
 
 fn exports(endpoint: &str, hub: &HubConfig) -> String {
@@ -107,6 +108,7 @@ fn exports(endpoint: &str, hub: &HubConfig) -> String {
         Some(hub.router_queue_url.as_str()),
         Some(hub.task_queue_url.as_str()),
         hub.task_dlq_url.as_deref(),
+        hub.notify_topic_arn.as_deref(),
     ];
     EXPORTED
         .iter()
@@ -199,10 +201,17 @@ pub async fn up(empty: bool, poller: bool, local_dir: Option<PathBuf>) -> Result
     // Until the state is recorded, a failure stops the emulator (stop_on_drop): nothing is
     // left running that `local down` would not know about.
     let sdk = connect::sdk_config(Some(&emulator.endpoint), Some(LOCAL_REGION)).await;
-    let hub = curfew_aws::hub::provision(&sdk, "curfew")
+    let mut hub = curfew_aws::hub::provision(&sdk, "curfew")
         .await
         .context("provisioning the hub's table and queues")?;
-    eprintln!("curfew local: hub table {} and queues ready", hub.table);
+    let topic = curfew_aws::hub::provision_topic(&sdk, "curfew")
+        .await
+        .context("creating the notification topic")?;
+    eprintln!(
+        "curfew local: hub table {}, queues and notification topic {topic} ready",
+        hub.table
+    );
+    hub.notify_topic_arn = Some(topic);
     if !empty {
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &hub.table);
         let accounts = register_demo_accounts(&store).await?;
@@ -268,15 +277,20 @@ mod tests {
             router_queue_url: "http://127.0.0.1:5000/123456789012/curfew-router".into(),
             task_queue_url: "http://127.0.0.1:5000/123456789012/curfew-tasks".into(),
             task_dlq_url: Some("http://127.0.0.1:5000/123456789012/curfew-tasks-dlq".into()),
+            notify_topic_arn: Some("arn:aws:sns:eu-west-1:123456789012:curfew-notices".into()),
         };
         let text = exports("http://127.0.0.1:5000", &hub);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 8);
+        assert_eq!(lines.len(), 9);
         assert_eq!(lines[0], "export AWS_ENDPOINT_URL=http://127.0.0.1:5000");
         assert_eq!(lines[4], "export CURFEW_TABLE=curfew-state");
         assert_eq!(
             lines[7],
             "export CURFEW_TASK_DLQ_URL=http://127.0.0.1:5000/123456789012/curfew-tasks-dlq"
+        );
+        assert_eq!(
+            lines[8],
+            "export CURFEW_NOTIFY_TOPIC_ARN=arn:aws:sns:eu-west-1:123456789012:curfew-notices"
         );
         assert_eq!(shell_value("it's"), r"'it'\''s'");
     }

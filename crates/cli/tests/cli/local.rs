@@ -101,8 +101,13 @@ fn local_up_prints_only_exports_survives_is_found_again_and_local_down_stops_it(
             "CURFEW_TABLE",
             "CURFEW_ROUTER_QUEUE_URL",
             "CURFEW_TASK_QUEUE_URL",
-            "CURFEW_TASK_DLQ_URL"
+            "CURFEW_TASK_DLQ_URL",
+            "CURFEW_NOTIFY_TOPIC_ARN"
         ]
+    );
+    assert!(
+        vars[8].1.starts_with("arn:aws:sns:eu-west-1:") && vars[8].1.ends_with(":curfew-notices"),
+        "{vars:?}"
     );
     assert!(vars[0].1.starts_with("http://127.0.0.1:"), "{vars:?}");
     assert_eq!(vars[1].1, "eu-west-1");
@@ -175,6 +180,7 @@ fn local_up_prints_only_exports_survives_is_found_again_and_local_down_stops_it(
     );
     assert!(String::from_utf8_lossy(&down.stdout).contains("unset CURFEW_TABLE"));
     assert!(String::from_utf8_lossy(&down.stdout).contains("unset CURFEW_TASK_DLQ_URL"));
+    assert!(String::from_utf8_lossy(&down.stdout).contains("unset CURFEW_NOTIFY_TOPIC_ARN"));
     assert!(!alive(pid), "local down stops the emulator");
     assert!(!local.0.exists(), "local down removes the state");
 

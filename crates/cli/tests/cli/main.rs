@@ -9,5 +9,6 @@ mod health;
 mod hub;
 mod local;
 mod next;
+mod notices;
 mod overrides;
 mod usage;

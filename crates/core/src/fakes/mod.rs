@@ -14,12 +14,14 @@
 //! ```
 
 mod clusters;
+mod notifier;
 mod queue;
 mod spokes;
 mod store;
 mod trail;
 
 pub use clusters::{ClusterCall, ClusterObjects, FakeClusters, PoolNodes};
+pub use notifier::{MemoryNotifier, MemorySentNotices};
 pub use queue::MemoryQueue;
 pub use spokes::FakeSpokes;
 pub use store::MemoryStore;
@@ -32,6 +34,14 @@ use crate::service::{self, Hub, Settings};
 /// A fake's state behind its lock (a poisoned lock means a test already panicked).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().expect("fake lock poisoned")
+}
+
+/// Notices to a fresh [`MemoryNotifier`], kept to one send each by a fresh record: put them
+/// in a fake hub's `notices` to see what the services publish.
+pub fn notices() -> (crate::notice::Notices, Arc<MemoryNotifier>) {
+    let notifier = Arc::new(MemoryNotifier::new());
+    let notices = crate::notice::Notices::new(notifier.clone(), Arc::new(MemorySentNotices::new()));
+    (notices, notifier)
 }
 
 /// A hub over fresh fakes and `clock`, with default settings. Returns the hub and the fakes
@@ -58,6 +68,7 @@ pub fn hub(
         clusters: Arc::new(FakeClusters::new()),
         clock,
         settings: Settings::default(),
+        notices: crate::notice::Notices::none(),
     };
     (hub, store, router_q, task_q, spokes)
 }

@@ -6,6 +6,7 @@ pub mod dlq;
 mod drift;
 mod hold;
 pub mod invocation;
+mod notify;
 pub mod poller;
 pub mod router;
 pub mod worker;
@@ -50,6 +51,9 @@ pub struct Settings {
     /// Who the audit trail names as the actor of the handlers' changes, and the key that signs
     /// its chain heads.
     pub audit: AuditSigner,
+    /// How long a task may wait on a node group that stays UPDATING before a `stuck_updating`
+    /// notice tells a person; zero: never.
+    pub stuck_updating: Duration,
 }
 
 impl Default for Settings {
@@ -62,6 +66,7 @@ impl Default for Settings {
             task_max_receives: DEFAULT_MAX_RECEIVES,
             drift_interval: Duration::zero(),
             audit: AuditSigner::default(),
+            stuck_updating: Duration::minutes(30),
         }
     }
 }
@@ -83,6 +88,8 @@ pub struct Hub {
     pub clock: Arc<dyn Clock>,
     /// Tunables.
     pub settings: Settings,
+    /// Where notices for people go (`Notices::none()` when no topic is configured).
+    pub notices: crate::notice::Notices,
 }
 
 /// Serializes a message for a queue. Our message types always serialize.
@@ -218,7 +225,7 @@ pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
         .collect();
     let mut unsettled = BTreeSet::new();
     for op_id in settling {
-        if let Err(e) = hub.store.finalize_operation(op_id, hub.clock.now()).await {
+        if let Err(e) = notify::settle(hub, op_id).await {
             tracing::warn!(op_id, error = %e, "settling the operation failed; will be retried");
             unsettled.insert(op_id.to_string());
         }

@@ -82,7 +82,7 @@ pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
         .collect();
     info!(op_id, shards = bodies.len(), "operation fanned out");
     hub.router_queue.send(&bodies).await?;
-    hub.store.finalize_operation(op_id, hub.clock.now()).await?;
+    super::notify::settle(hub, op_id).await?;
     Ok(())
 }
 
@@ -193,6 +193,14 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
                     Err(e) if e.kind == ErrorKind::Throttled => return Err(e),
                     Err(e) => {
                         warn!(op_id, account = %shard.account, region = %shard.region, error = %e, "discovery failed");
+                        if e.kind == ErrorKind::AccessDenied {
+                            let role = super::notify::RoleAt {
+                                account: &account.id,
+                                role_arn: &account.role.role_arn,
+                                region: &shard.region,
+                            };
+                            super::notify::spoke_role_denied(hub, op_id, role, &e).await;
+                        }
                         (
                             Vec::new(),
                             Some(format!(
@@ -226,7 +234,7 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
             .collect();
         hub.task_queue.send_as(&account.id, &bodies).await?;
     }
-    hub.store.finalize_operation(op_id, hub.clock.now()).await?;
+    super::notify::settle(hub, op_id).await?;
     Ok(())
 }
 

@@ -44,9 +44,7 @@ pub enum TaskStep {
 pub async fn handle(hub: &Hub, msg: &TaskMessage) -> PortResult<TaskStep> {
     let step = work(hub, msg, None).await?;
     if let TaskStep::Finished(_) = step {
-        hub.store
-            .finalize_operation(&msg.op_id, hub.clock.now())
-            .await?;
+        super::notify::settle(hub, &msg.op_id).await?;
     }
     Ok(step)
 }
@@ -120,6 +118,7 @@ pub async fn give_up(
     {
         warn!(op_id = %msg.op_id, target = %key, %reason, "task dead-lettered");
         count_finished(msg, TaskStatus::DeadLettered);
+        super::notify::dead_lettered(hub, msg, &reason).await;
         return Ok(TaskStep::Finished(TaskStatus::DeadLettered));
     }
     let task = load_task(hub, msg).await?;
@@ -304,7 +303,12 @@ async fn leased(
         Decision::Skip(reason) => {
             finish(hub, msg, &skipped_at(reason.to_string(), live.sizes)).await
         }
-        Decision::RetryLater(why) => Ok(TaskStep::RetryLater(why)),
+        Decision::RetryLater(why) => {
+            if live.busy {
+                super::notify::if_stuck_updating(hub, msg, task.updated_at).await;
+            }
+            Ok(TaskStep::RetryLater(why))
+        }
         Decision::RetireBaseline => {
             let mut outcome = succeeded(live.sizes, live.sizes);
             outcome.reason = Some("already at its baseline sizes".into());
@@ -431,11 +435,13 @@ async fn resume(
     };
     let before = task.before.unwrap_or(live.sizes);
     if let Some(update_id) = &task.update_id {
-        return settle_update(hub, msg, lease, update_id, before, planned, baseline)
+        let since = task.updated_at;
+        return settle_update(hub, msg, lease, update_id, since, before, planned, baseline)
             .await
             .map(Some);
     }
     if live.busy {
+        super::notify::if_stuck_updating(hub, msg, task.updated_at).await;
         return Ok(Some(TaskStep::RetryLater(
             "an update is in progress on the node group".into(),
         )));
@@ -498,18 +504,22 @@ async fn scale(
             hub.store
                 .record_update(&msg.op_id, &key, &update_id)
                 .await?;
-            settle_update(hub, msg, lease, &update_id, before, to, holds).await
+            let since = hub.clock.now();
+            settle_update(hub, msg, lease, &update_id, since, before, to, holds).await
         }
     }
 }
 
 /// Where an asynchronous (EKS) update stands decides the task: done completes it, in progress
-/// comes back later, failed fails it and keeps the target's old state consistent.
+/// comes back later (telling a person once it has waited since `since` past the bound), failed
+/// fails it and keeps the target's old state consistent.
+#[allow(clippy::too_many_arguments)]
 async fn settle_update(
     hub: &Hub,
     msg: &TaskMessage,
     lease: &LeaseToken,
     update_id: &str,
+    since: chrono::DateTime<chrono::Utc>,
     before: Sizes,
     planned: Sizes,
     holds: Option<&Baseline>,
@@ -524,9 +534,12 @@ async fn settle_update(
     };
     match state {
         UpdateState::Done => complete(hub, msg, lease, before, planned, holds).await,
-        UpdateState::InProgress => Ok(TaskStep::RetryLater(format!(
-            "update {update_id} is still in progress"
-        ))),
+        UpdateState::InProgress => {
+            super::notify::if_stuck_updating(hub, msg, since).await;
+            Ok(TaskStep::RetryLater(format!(
+                "update {update_id} is still in progress"
+            )))
+        }
         UpdateState::Failed(reason) => {
             let e = PortError::new(
                 ErrorKind::Invalid,
@@ -868,6 +881,14 @@ async fn spoke_failure(
     if e.kind.is_retryable() {
         warn!(op_id = %msg.op_id, target = %msg.target.key(), error = %e, "{what} failed; will retry");
         return Ok(TaskStep::RetryLater(format!("{what}: {e}")));
+    }
+    if e.kind == ErrorKind::AccessDenied {
+        let role = super::notify::RoleAt {
+            account: &msg.role.account,
+            role_arn: &msg.role.role_arn,
+            region: &msg.target.region,
+        };
+        super::notify::spoke_role_denied(hub, &msg.op_id, role, &e).await;
     }
     let mut reason = format!("{what}: {e}");
     if let (Action::Stop, Some(lease)) = (msg.action, unscaled) {
