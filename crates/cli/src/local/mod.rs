@@ -86,7 +86,7 @@ fn shell_value(value: &str) -> String {
 
 /// The variables `local up` exports, in order (new ones go at the end: scripts may read the
 /// lines by position).
-pub const EXPORTED: [&str; 9] = [
+pub const EXPORTED: [&str; 10] = [
     "AWS_ENDPOINT_URL",
     "AWS_REGION",
     "AWS_ACCESS_KEY_ID",
@@ -96,9 +96,21 @@ pub const EXPORTED: [&str; 9] = [
     "CURFEW_TASK_QUEUE_URL",
     "CURFEW_TASK_DLQ_URL",
     "CURFEW_NOTIFY_TOPIC_ARN",
+    "CURFEW_AUDIT_KEY",
 ];
 
-fn exports(endpoint: &str, hub: &HubConfig) -> String {
+/// A fresh audit key for one local hub (64 hex digits from two random UUIDs): the local
+/// dispatcher and the CLI sign the audit trail's chain heads with it, as the hub's Secrets
+/// Manager key does in AWS, so `curfew audit verify` checks signatures locally too.
+fn local_audit_key() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn exports(endpoint: &str, hub: &HubConfig, audit_key: &str) -> String {
     let values = [
         Some(endpoint),
         Some(LOCAL_REGION),
@@ -109,6 +121,7 @@ fn exports(endpoint: &str, hub: &HubConfig) -> String {
         Some(hub.task_queue_url.as_str()),
         hub.task_dlq_url.as_deref(),
         hub.notify_topic_arn.as_deref(),
+        Some(audit_key),
     ];
     EXPORTED
         .iter()
@@ -223,7 +236,7 @@ pub async fn up(empty: bool, poller: bool, local_dir: Option<PathBuf>) -> Result
             DEMO_REGIONS.join(",")
         );
     }
-    let text = exports(&emulator.endpoint, &hub);
+    let text = exports(&emulator.endpoint, &hub, &local_audit_key());
     state.record(emulator.pid, &text)?;
     if poller {
         let pid = start_poller(&state, &text)?;
@@ -279,9 +292,12 @@ mod tests {
             task_dlq_url: Some("http://127.0.0.1:5000/123456789012/curfew-tasks-dlq".into()),
             notify_topic_arn: Some("arn:aws:sns:eu-west-1:123456789012:curfew-notices".into()),
         };
-        let text = exports("http://127.0.0.1:5000", &hub);
+        let text = exports("http://127.0.0.1:5000", &hub, &local_audit_key());
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 9);
+        assert_eq!(lines.len(), 10);
+        let key = lines[9].strip_prefix("export CURFEW_AUDIT_KEY=").unwrap();
+        assert_eq!(key.len(), 64);
+        assert!(key.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
         assert_eq!(lines[0], "export AWS_ENDPOINT_URL=http://127.0.0.1:5000");
         assert_eq!(lines[4], "export CURFEW_TABLE=curfew-state");
         assert_eq!(

@@ -102,9 +102,11 @@ fn local_up_prints_only_exports_survives_is_found_again_and_local_down_stops_it(
             "CURFEW_ROUTER_QUEUE_URL",
             "CURFEW_TASK_QUEUE_URL",
             "CURFEW_TASK_DLQ_URL",
-            "CURFEW_NOTIFY_TOPIC_ARN"
+            "CURFEW_NOTIFY_TOPIC_ARN",
+            "CURFEW_AUDIT_KEY"
         ]
     );
+    assert_eq!(vars[9].1.len(), 64, "a fresh 32-byte key in hex: {vars:?}");
     assert!(
         vars[8].1.starts_with("arn:aws:sns:eu-west-1:") && vars[8].1.ends_with(":curfew-notices"),
         "{vars:?}"
@@ -172,6 +174,21 @@ fn local_up_prints_only_exports_survives_is_found_again_and_local_down_stops_it(
         "the task DLQ is exported"
     );
 
+    // The exported audit key signs what the local dispatcher records, and verify checks it.
+    let out = sh(
+        &local.0,
+        r#"eval "$("$CURFEW" local up 2>/dev/null)" && "$CURFEW" stop --select 'tag:env=dev,kind=asg,account=111111111111' --wait >/dev/null && "$CURFEW" audit verify --output json"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verified["signatures_checked"], true, "{verified}");
+    assert_eq!(verified["chain_problems"], serde_json::json!([]));
+    assert!(verified["chains"].as_u64().unwrap() >= 3, "{verified}");
+
     let down = local.curfew().args(["local", "down"]).output().unwrap();
     assert!(
         down.status.success(),
@@ -181,6 +198,7 @@ fn local_up_prints_only_exports_survives_is_found_again_and_local_down_stops_it(
     assert!(String::from_utf8_lossy(&down.stdout).contains("unset CURFEW_TABLE"));
     assert!(String::from_utf8_lossy(&down.stdout).contains("unset CURFEW_TASK_DLQ_URL"));
     assert!(String::from_utf8_lossy(&down.stdout).contains("unset CURFEW_NOTIFY_TOPIC_ARN"));
+    assert!(String::from_utf8_lossy(&down.stdout).contains("unset CURFEW_AUDIT_KEY"));
     assert!(!alive(pid), "local down stops the emulator");
     assert!(!local.0.exists(), "local down removes the state");
 
