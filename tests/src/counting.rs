@@ -16,14 +16,15 @@ pub mod dynamo;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::Account;
 use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::health::{AccountContact, HealthStore, PollerTick};
-use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
+use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
+use curfew_core::ports::Finalized;
 use curfew_core::ports::Spokes;
 use curfew_core::ports::{
     AccountStore, Baseline, Lease, LeaseToken, OperationPage, OperationStore, Override, PortResult,
@@ -354,9 +355,6 @@ pub struct CountingStore {
     /// [`DynamoUse`]'s counters (`DynamoUse::to_array` order).
     dynamo: [AtomicU64; 13],
     items_returned: AtomicU64,
-    /// Operations this store has seen settled by `finalize_operation`: a later call that finds
-    /// one final only reads it (see the table's entry).
-    settled: Mutex<HashSet<String>>,
     /// How long every call takes before it reaches `inner` (the simulation's DynamoDB
     /// latency; zero in the plain in-memory runs).
     latency: std::time::Duration,
@@ -374,7 +372,6 @@ impl CountingStore {
             planned_tasks: AtomicU64::new(0),
             dynamo: Default::default(),
             items_returned: AtomicU64::new(0),
-            settled: Mutex::new(HashSet::new()),
             latency: std::time::Duration::ZERO,
             timer: OnceLock::new(),
         }
@@ -684,18 +681,12 @@ impl OperationStore for CountingStore {
         &self,
         op_id: &str,
         now: DateTime<Utc>,
-    ) -> PortResult<Option<OpStatus>> {
+    ) -> PortResult<Option<Finalized>> {
         let request = self.inner.finalize_operation(op_id, now);
-        // A status returned the first time for an operation is this call settling it (it read
-        // the running operation and wrote the final one); later, the operation was already
-        // final and was only read. No status: the operation is running (or gone).
+        // `by_this_call`: it read the running operation and wrote the final one; otherwise
+        // the operation was already final and was only read. None: it is running (or gone).
         self.observe(StoreCall::FinalizeOperation, request, |status| {
-            let settled_now = status.is_some()
-                && self
-                    .settled
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(op_id.to_string());
+            let settled_now = status.is_some_and(|f| f.by_this_call);
             Seen {
                 found: settled_now,
                 running: u64::from(status.is_none() || settled_now),

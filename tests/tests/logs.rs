@@ -126,6 +126,16 @@ async fn a_stop_and_start_log_json_lines_naming_their_task_and_never_a_secret() 
     };
     assert_eq!(count("TargetsStopped", "stop"), 6.0);
     assert_eq!(count("TargetsStarted", "start"), 6.0);
+    let durations: Vec<&str> = emf
+        .iter()
+        .filter(|l| l["OperationDuration"].is_number())
+        .map(|l| l["Action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        durations,
+        ["stop", "start"],
+        "one duration per operation, once"
+    );
     let misses = emf
         .iter()
         .filter(|l| l["StsCacheMisses"].is_number())

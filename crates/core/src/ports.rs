@@ -194,6 +194,16 @@ pub struct Interrupted {
     pub planned: Option<Sizes>,
 }
 
+/// An operation found final by [`OperationStore::finalize_operation`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finalized {
+    /// Its final status.
+    pub status: OpStatus,
+    /// True for the one call that moved it to final (false: it was final already), so what
+    /// happens once per operation end (its duration metric) happens once.
+    pub by_this_call: bool,
+}
+
 /// Result of asking for a target's lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lease {
@@ -364,12 +374,12 @@ pub trait OperationStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> PortResult<bool>;
     /// Sets the operation's final status (and `finished_at = now`) if all its work is done;
-    /// returns it.
+    /// returns it, and whether this call is the one that set it.
     async fn finalize_operation(
         &self,
         op_id: &str,
         now: DateTime<Utc>,
-    ) -> PortResult<Option<OpStatus>>;
+    ) -> PortResult<Option<Finalized>>;
 }
 
 /// Per-target state: baselines, leases, overrides and the inventory cache.

@@ -144,7 +144,8 @@ async fn a_redrive_resumes_the_dead_lettered_task_and_the_operation_finishes_suc
         w.store
             .finalize_operation(&id, w.clock.now())
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|f| f.status),
         Some(OpStatus::Succeeded)
     );
 }

@@ -18,7 +18,8 @@ use curfew_core::cluster::{
 use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::health::{AccountContact, HealthStore, PollerTick};
 use curfew_core::hold::CaTag;
-use curfew_core::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
+use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
+use curfew_core::ports::Finalized;
 use curfew_core::ports::{
     AccountStore, Baseline, ErrorKind, Lease, LeaseToken, OperationPage, OperationStore, Override,
     PortError, PortResult, ScheduleStore, Spokes, StateStore, TargetStore, UpdateState,
@@ -475,7 +476,7 @@ impl OperationStore for ChaosStore {
         &self,
         op_id: &str,
         now: DateTime<Utc>,
-    ) -> PortResult<Option<OpStatus>> {
+    ) -> PortResult<Option<Finalized>> {
         hooked!(
             self,
             "finalize_operation",

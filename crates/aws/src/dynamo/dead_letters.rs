@@ -338,8 +338,12 @@ mod tests {
         let store = DynamoStore::new(client, "curfew-state");
 
         assert_eq!(
-            store.finalize_operation("op-1", now()).await.unwrap(),
-            Some(OpStatus::Succeeded)
+            store
+                .finalize_operation("op-1", now())
+                .await
+                .unwrap()
+                .map(|f| (f.status, f.by_this_call)),
+            Some((OpStatus::Succeeded, true))
         );
         assert_eq!(settle.num_calls(), 1);
     }

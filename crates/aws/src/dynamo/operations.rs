@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use curfew_core::operation::{OpCounts, OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
+use curfew_core::ports::Finalized;
 use curfew_core::ports::{
     ErrorKind, LeaseToken, OperationPage, OperationStore, PortError, PortResult,
 };
@@ -584,12 +585,16 @@ impl OperationStore for DynamoStore {
         &self,
         op_id: &str,
         now: DateTime<Utc>,
-    ) -> PortResult<Option<OpStatus>> {
+    ) -> PortResult<Option<Finalized>> {
         let Some((op, reopens)) = self.read_operation(op_id).await? else {
             return Ok(None);
         };
+        let already = |status| Finalized {
+            status,
+            by_this_call: false,
+        };
         if op.status.is_final() {
-            return Ok(Some(op.status));
+            return Ok(Some(already(op.status)));
         }
         let Some(status) = op.final_status() else {
             return Ok(None);
@@ -632,14 +637,18 @@ impl OperationStore for DynamoStore {
         })
         .await;
         if conditional(result)? {
-            return Ok(Some(status));
+            return Ok(Some(Finalized {
+                status,
+                by_this_call: true,
+            }));
         }
         // Another worker settled it first, or a redrive reopened it: read what holds now.
         Ok(self
             .get_operation(op_id)
             .await?
             .map(|op| op.status)
-            .filter(|status| status.is_final()))
+            .filter(|status| status.is_final())
+            .map(already))
     }
 }
 

@@ -12,7 +12,7 @@ use crate::cluster_hold::ClusterHold;
 use crate::health::{AccountContact, HealthStore, PollerTick};
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use crate::ports::{
-    AccountStore, Baseline, ErrorKind, Interrupted, Lease, LeaseToken, OperationPage,
+    AccountStore, Baseline, ErrorKind, Finalized, Interrupted, Lease, LeaseToken, OperationPage,
     OperationStore, Override, PortError, PortResult, ScheduleStore, TargetStore,
 };
 use crate::schedule::{BrokenSchedule, Schedule, ScheduleList};
@@ -612,7 +612,7 @@ impl OperationStore for MemoryStore {
         &self,
         op_id: &str,
         _now: DateTime<Utc>,
-    ) -> PortResult<Option<OpStatus>> {
+    ) -> PortResult<Option<Finalized>> {
         let faults = &self.finalize_faults;
         if faults
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -628,14 +628,20 @@ impl OperationStore for MemoryStore {
             return Ok(None);
         };
         if op.status.is_final() {
-            return Ok(Some(op.status));
+            return Ok(Some(Finalized {
+                status: op.status,
+                by_this_call: false,
+            }));
         }
         let Some(status) = op.final_status() else {
             return Ok(None);
         };
         // `Operation` has no `finished_at` field; the adapter's extra attribute is not kept.
         op.status = status;
-        Ok(Some(status))
+        Ok(Some(Finalized {
+            status,
+            by_this_call: true,
+        }))
     }
 }
 
@@ -1059,7 +1065,10 @@ mod tests {
         );
         assert_eq!(
             store.finalize_operation("a", t0()).await.unwrap(),
-            Some(OpStatus::Succeeded)
+            Some(Finalized {
+                status: OpStatus::Succeeded,
+                by_this_call: true
+            })
         );
     }
 
@@ -1081,7 +1090,10 @@ mod tests {
             .unwrap());
         assert_eq!(
             store.finalize_operation("a", t0()).await.unwrap(),
-            Some(OpStatus::Failed)
+            Some(Finalized {
+                status: OpStatus::Failed,
+                by_this_call: true
+            })
         );
         let a = store.get_operation("a").await.unwrap().unwrap();
         assert_eq!(a.counts.dead_lettered, 1);

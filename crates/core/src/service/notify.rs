@@ -7,6 +7,7 @@ use chrono::Duration;
 use tracing::{info, warn};
 
 use super::Hub;
+use crate::metrics::{self, Metric};
 use crate::notice::{DeadLettered, Notice, OperationEnded, SpokeRoleDenied, StuckUpdating};
 use crate::operation::{OpStatus, TaskMessage};
 use crate::ports::{PortError, PortResult};
@@ -14,15 +15,18 @@ use crate::ports::{PortError, PortResult};
 /// Settles the operation (`finalize_operation`) and, when it is final, sends its
 /// `operation_ended` notice unless it was sent already.
 pub(crate) async fn settle(hub: &Hub, op_id: &str) -> PortResult<Option<OpStatus>> {
-    let status = hub.store.finalize_operation(op_id, hub.clock.now()).await?;
-    if let Some(status) = status {
-        operation_ended(hub, op_id, status).await;
-    }
-    Ok(status)
+    let settled = hub.store.finalize_operation(op_id, hub.clock.now()).await?;
+    let Some(settled) = settled else {
+        return Ok(None);
+    };
+    operation_ended(hub, op_id, settled.status, settled.by_this_call).await;
+    Ok(Some(settled.status))
 }
 
-async fn operation_ended(hub: &Hub, op_id: &str, status: OpStatus) {
-    if !hub.notices.is_enabled() {
+/// What an operation's end sets off: its duration metric (once: `ended_here` is true only for
+/// the call that made it final) and its notice (once, see [`first_send`]).
+async fn operation_ended(hub: &Hub, op_id: &str, status: OpStatus, ended_here: bool) {
+    if !hub.notices.is_enabled() && !ended_here {
         return;
     }
     let now = hub.clock.now();
@@ -34,6 +38,13 @@ async fn operation_ended(hub: &Hub, op_id: &str, status: OpStatus) {
             return;
         }
     };
+    if ended_here {
+        let seconds = (now - op.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::emit(Metric::OperationDuration, seconds, Some(op.action), None);
+    }
+    if !hub.notices.is_enabled() {
+        return;
+    }
     let status = if op.status.is_final() {
         op.status
     } else {
