@@ -8,6 +8,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { acknowledge } from './acknowledge';
+import { CurfewMetrics, HubDashboard } from './hub/dashboard';
 import { ALARM_PERIOD, Notifications } from './hub/notifications';
 import { RustLambda } from './hub/rust-lambda';
 import { SpokeEventBus } from './hub/spoke-event-bus';
@@ -42,6 +43,8 @@ export const DEFAULT_LEASE = Duration.seconds(900);
 
 /** Namespace of the metrics curfew derives from its logs. */
 export const METRIC_NAMESPACE = 'curfew';
+/** The poller runs every minute: a fire more than five minutes late means it was down or stuck. */
+export const POLLER_LAG_ALARM_SECONDS = 300;
 
 /** Messages per SQS batch for the router and the worker (SendMessageBatch's own maximum is 10). */
 export const SQS_BATCH_SIZE = 10;
@@ -330,6 +333,21 @@ export class CurfewHub extends Stack {
     });
     alarm('BrokenSchedulesAlarm', 'A stored schedule no longer reads as a schedule and does not fire: see the poller log (metric BrokenSchedule) or curfew schedule list',
       brokenSchedules.metric({ period: ALARM_PERIOD, statistic: 'Sum' }));
+
+    // --- Metrics: the Lambdas' EMF lines (curfew_core::metrics) ---------------------------
+    const metrics = new CurfewMetrics({ namespace: METRIC_NAMESPACE });
+    alarm('TargetFailuresAlarm', 'Targets failed or were dead-lettered (curfew ops show / curfew dlq list say which and why)',
+      metrics.failures());
+    this.notifications.alarmAbove(this, 'PollerLagAlarm',
+      `The poller fired a schedule more than ${POLLER_LAG_ALARM_SECONDS} s after its fire time: it was down or throttled (curfew health)`,
+      metrics.pollerLag(), POLLER_LAG_ALARM_SECONDS);
+    new HubDashboard(this, 'Dashboard', {
+      metrics,
+      dashboardName: `curfew-${this.stackName}`,
+      taskQueue: this.taskQueue.queue,
+      taskDeadLetters: this.taskQueue.deadLetterQueue,
+      routerDeadLetters: this.routerQueue.deadLetterQueue,
+    });
 
     // --- Outputs ----------------------------------------------------------------------------
     const outputs: [string, string, string][] = [

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { DELETION_PROTECTION_CONTEXT, SPOKE_ROLE_NAME_CONTEXT } from '../lib/app';
-import { CurfewHub, DEFAULT_LEASE, LEASE_MARGIN, TIMEOUTS } from '../lib/hub-stack';
+import { CurfewHub, DEFAULT_LEASE, LEASE_MARGIN, POLLER_LAG_ALARM_SECONDS, TIMEOUTS } from '../lib/hub-stack';
 import { FUNCTION_NAMES, HUB_EVENT_BUS_NAME, HUB_ROUTER_ROLE_NAME, HUB_WORKER_ROLE_NAME } from '../lib/names';
 import { actionsOf, buildForTest, render, resource, resourcesOf, statementsOfRole, templates } from './support';
 
@@ -452,6 +452,36 @@ describe('spoke events, notifications and alarms', () => {
       Threshold: 0,
       AlarmActions: [{ Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id }],
     });
+  });
+
+  test('failed targets and a late poller raise alarms on the EMF metrics that notify the topic', () => {
+    const topic = { Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id };
+    const alarms = Object.values(hub().findResources('AWS::CloudWatch::Alarm')) as any[];
+    const named = (part: string) => alarms.find((a) => a.Properties.AlarmDescription.includes(part));
+    const failures = named('Targets failed or were dead-lettered');
+    assert.ok(failures, 'a failure alarm');
+    assert.deepEqual(failures.Properties.AlarmActions, [topic]);
+    const failed = failures.Properties.Metrics.filter((q: any) => q.MetricStat);
+    assert.equal(failed.length, 8, 'failed and dead-lettered, by action and kind');
+    for (const q of failed) {
+      assert.equal(q.MetricStat.Metric.Namespace, 'curfew');
+      assert.deepEqual(q.MetricStat.Metric.Dimensions.map((d: any) => d.Name).sort(), ['Action', 'Kind']);
+    }
+    const lag = named('The poller fired a schedule more than');
+    assert.equal(lag.Properties.Threshold, POLLER_LAG_ALARM_SECONDS);
+    assert.deepEqual(lag.Properties.AlarmActions, [topic]);
+    const lagged = lag.Properties.Metrics.filter((q: any) => q.MetricStat);
+    assert.deepEqual(lagged.map((q: any) => q.MetricStat.Metric.MetricName), ['PollerLag', 'PollerLag']);
+  });
+
+  test('a dashboard graphs the EMF metrics the Lambdas write, by the names they use', () => {
+    const [dashboard] = Object.values(hub().findResources('AWS::CloudWatch::Dashboard')) as any[];
+    assert.ok(dashboard, 'a dashboard');
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const name of ['TargetsStopped', 'TargetsStarted', 'TargetsSkipped', 'TargetsFailed', 'TargetsDeadLettered',
+      'OperationDuration', 'PollerLag', 'ThrottleRetries', 'StsCacheHits', 'StsCacheMisses']) {
+      assert.ok(body.includes(name), `the dashboard shows ${name}`);
+    }
   });
 
   test('outputs give a user the table, queues, router function, bus and topic', () => {

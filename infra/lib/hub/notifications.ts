@@ -59,10 +59,15 @@ export class Notifications extends Construct {
 
   /** An alarm, notifying this topic when raised and when cleared, on any positive value of `metric`. */
   public alarmWhenPositive(scope: Construct, id: string, description: string, metric: cloudwatch.IMetric): cloudwatch.Alarm {
+    return this.alarmAbove(scope, id, description, metric, 0);
+  }
+
+  /** An alarm, notifying this topic when raised and when cleared, on a value of `metric` above `threshold`. */
+  public alarmAbove(scope: Construct, id: string, description: string, metric: cloudwatch.IMetric, threshold: number): cloudwatch.Alarm {
     const alarm = new cloudwatch.Alarm(scope, id, {
       alarmDescription: description,
       metric,
-      threshold: 0,
+      threshold,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       evaluationPeriods: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
