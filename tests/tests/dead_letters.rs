@@ -180,6 +180,7 @@ async fn the_last_receive_worked_twice_is_counted_once_in_the_table() {
         message_id: "m-last".into(),
         body: serde_json::to_string(&messages[0]).unwrap(),
         receive_count: curfew_aws::hub::MAX_RECEIVES,
+        trace_header: None,
     };
 
     let first = worker_batch(&t.hub, std::slice::from_ref(&last)).await;

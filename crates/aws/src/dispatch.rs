@@ -75,6 +75,7 @@ impl Dispatcher {
             // The worker gives a task up on its message's last receive, as the Lambda event
             // source mapping passes it in each record's attributes.
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .send()
             .await
             .map_err(|e| classify("receiving from SQS", e))?;
@@ -188,6 +189,10 @@ impl Dispatcher {
                         .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                         .map(String::as_str),
                 ),
+                trace_header: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader))
+                    .cloned(),
             })
             .collect()
     }

@@ -125,6 +125,7 @@ pub fn sqs_deliveries(event: &SqsEvent) -> Vec<Delivery> {
                     .get("ApproximateReceiveCount")
                     .map(String::as_str),
             ),
+            trace_header: r.attributes.get("AWSTraceHeader").cloned(),
         })
         .collect()
 }

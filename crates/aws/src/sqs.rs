@@ -1,13 +1,61 @@
 //! SQS queues: SendMessageBatch, 10 messages a call, failed entries retried with backoff.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, SendMessageBatchRequestEntry,
+};
 use aws_sdk_sqs::Client;
 use backon::BackoffBuilder;
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Queue};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::error::{backoff, classify, retrying};
+
+/// The X-Ray trace header of the invocation being handled: the Lambda runtime sets
+/// `_X_AMZN_TRACE_ID` for each event (with active tracing on). `None` outside Lambda.
+fn trace_header() -> Option<String> {
+    std::env::var("_X_AMZN_TRACE_ID")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+}
+
+/// The batch's entries: each carries its tenant as `MessageGroupId` and, within a traced
+/// invocation, its trace header as the `AWSTraceHeader` system attribute, so the worker's
+/// invocation continues the router's trace (Lambda links an SQS-triggered invocation to the
+/// trace in the message).
+fn entries(
+    pending: &[(usize, &String)],
+    tenant: Option<&str>,
+    trace: Option<&str>,
+) -> PortResult<Vec<SendMessageBatchRequestEntry>> {
+    let building = |e| PortError::with_source(ErrorKind::Invalid, "building a message", e);
+    let trace = trace
+        .map(|t| {
+            MessageSystemAttributeValue::builder()
+                .data_type("String")
+                .string_value(t)
+                .build()
+                .map_err(building)
+        })
+        .transpose()?;
+    pending
+        .iter()
+        .map(|(i, body)| {
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(body.as_str())
+                .set_message_group_id(tenant.map(str::to_string));
+            let entry = match &trace {
+                Some(t) => entry.message_system_attributes(
+                    MessageSystemAttributeNameForSends::AwsTraceHeader,
+                    t.clone(),
+                ),
+                None => entry,
+            };
+            entry.build().map_err(building)
+        })
+        .collect()
+}
 
 /// One SQS queue.
 #[derive(Clone, Debug)]
@@ -33,20 +81,9 @@ impl SqsQueue {
     async fn send_batch(&self, tenant: Option<&str>, batch: &[String]) -> PortResult<()> {
         let mut pending: Vec<(usize, &String)> = batch.iter().enumerate().collect();
         let mut delays = backoff().build();
+        let trace = trace_header();
         loop {
-            let entries: Vec<SendMessageBatchRequestEntry> = pending
-                .iter()
-                .map(|(i, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body.as_str())
-                        .set_message_group_id(tenant.map(str::to_string))
-                        .build()
-                        .map_err(|e| {
-                            PortError::with_source(ErrorKind::Invalid, "building a message", e)
-                        })
-                })
-                .collect::<PortResult<_>>()?;
+            let entries = entries(&pending, tenant, trace.as_deref())?;
             let out = retrying(|| async {
                 self.client
                     .send_message_batch()
@@ -177,6 +214,26 @@ mod tests {
             .set_failed(Some(vec![]))
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn every_entry_of_a_traced_invocation_carries_its_trace_header_and_untraced_ones_none() {
+        let (a, b) = ("a".to_string(), "b".to_string());
+        let pending = [(0, &a), (1, &b)];
+        let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let traced = entries(&pending, Some("111122223333"), Some(trace)).unwrap();
+        for entry in &traced {
+            let header = entry
+                .message_system_attributes()
+                .and_then(|m| m.get(&MessageSystemAttributeNameForSends::AwsTraceHeader))
+                .and_then(|v| v.string_value());
+            assert_eq!(header, Some(trace));
+            assert_eq!(entry.message_group_id(), Some("111122223333"));
+        }
+        let plain = entries(&pending, None, None).unwrap();
+        assert!(plain
+            .iter()
+            .all(|e| e.message_system_attributes().is_none()));
     }
 
     #[tokio::test]

@@ -38,6 +38,7 @@ async fn node_group_message(w: &World, receive_count: u32) -> Delivery {
         message_id: "ng".into(),
         body,
         receive_count,
+        trace_header: None,
     }
 }
 

@@ -41,6 +41,12 @@ mod tests {
             [1, 5],
             "from each record's ApproximateReceiveCount"
         );
+        assert_eq!(
+            deliveries[0].trace_header.as_deref(),
+            Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"),
+            "the router's trace, from the record's AWSTraceHeader"
+        );
+        assert_eq!(deliveries[1].trace_header, None);
         let task: curfew_core::operation::TaskMessage =
             serde_json::from_str(&deliveries[0].body).unwrap();
         assert_eq!(task.action, curfew_core::decision::Action::Stop);

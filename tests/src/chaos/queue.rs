@@ -87,6 +87,7 @@ impl ChaosQueue {
                     message_id: format!("{}-{}", self.name, message.id),
                     body: message.body.clone(),
                     receive_count: message.receives,
+                    trace_header: None,
                 }
             })
             .collect()

@@ -131,6 +131,7 @@ impl MemoryQueue {
                             message_id: message.message_id(),
                             body: message.body.clone(),
                             receive_count: message.receives,
+                            trace_header: None,
                         });
                         messages.in_flight.insert(message.message_id(), message);
                     }

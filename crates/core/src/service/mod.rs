@@ -107,6 +107,9 @@ pub struct Delivery {
     /// How many times the queue has handed the message out, this time included (SQS's
     /// `ApproximateReceiveCount`; 1 on the first receive).
     pub receive_count: u32,
+    /// The X-Ray trace header the sender's invocation gave the message (SQS's
+    /// `AWSTraceHeader`), if it was traced: the worker's log lines for the task carry it.
+    pub trace_header: Option<String>,
 }
 
 impl Delivery {
@@ -116,6 +119,7 @@ impl Delivery {
             message_id: message_id.into(),
             body: body.into(),
             receive_count: 1,
+            trace_header: None,
         }
     }
 }
@@ -182,7 +186,8 @@ pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
         let span = match &message {
             Ok(m) => tracing::info_span!("task", op_id = %m.op_id, account = %m.target.account,
                                          region = %m.target.region, target = %m.target.key(),
-                                         message_id = %delivery.message_id),
+                                         message_id = %delivery.message_id,
+                                         trace = delivery.trace_header.as_deref()),
             Err(_) => tracing::info_span!("task", message_id = %delivery.message_id),
         };
         async move {
