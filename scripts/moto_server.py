@@ -13,6 +13,9 @@ past 9 GB before the first wave ended. Here the backup is of the items the trans
 restored the same way on any failure; a transaction writes only the items it names, so the
 state after a cancelled transaction is the same as with moto's backup (streams aside: curfew's
 table has none, and a cancelled write may leave its stream record here).
+And it keeps a batched message's system attributes. moto 5.2's SendMessageBatch drops each
+entry's MessageSystemAttributes (its SendMessage keeps them); SQS keeps `AWSTraceHeader` either
+way, and curfew sends every task message in a batch with the router's trace header on it.
 Usage: moto_server.py HOST PORT
 """
 import copy
@@ -74,11 +77,38 @@ def _back_up_named_items_only() -> None:
     dynamodb.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def _keep_batched_system_attributes() -> None:
+    import moto.sqs.models as sqs
+
+    send_message = sqs.SQSBackend.send_message
+    send_batch = sqs.SQSBackend.send_message_batch
+
+    def send_message_batch(self, queue_name, entries):
+        # moto's batch calls send_message once per entry, in order: hand each call its entry's
+        # system attributes, as SendMessage's own handler would.
+        pending = [e.get("MessageSystemAttributes") for e in entries.values()]
+
+        def with_attributes(backend, *args, **kwargs):
+            attributes = pending.pop(0) if pending else None
+            if attributes and "system_attributes" not in kwargs:
+                kwargs["system_attributes"] = attributes
+            return send_message(backend, *args, **kwargs)
+
+        self.send_message = types.MethodType(with_attributes, self)
+        try:
+            return send_batch(self, queue_name, entries)
+        finally:
+            del self.send_message
+
+    sqs.SQSBackend.send_message_batch = send_message_batch
+
+
 def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     _back_up_named_items_only()
+    _keep_batched_system_attributes()
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
 

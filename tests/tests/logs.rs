@@ -1,6 +1,7 @@
 //! What the log lines of a whole stop and start say, on the emulator (issue 10, logs and
 //! metrics): every line is one JSON object; a line logged while a task is worked carries its
-//! operation, account, region and target; the metrics are CloudWatch EMF lines with only the
+//! operation, account, region and target, and the X-Ray trace header the router's invocation
+//! put on its message; the metrics are CloudWatch EMF lines with only the
 //! action and kind as dimensions; and no line holds a credential, a session token or an
 //! ExternalId, at any level (the capture takes everything down to `trace`, the SDK's own lines
 //! included).
@@ -14,6 +15,9 @@ use curfew_core::account::Account;
 use curfew_core::operation::OpStatus;
 use curfew_tests::{emulator_state, spawn_hub};
 use serde_json::{json, Value};
+
+/// An X-Ray trace header, as Lambda hands one to an invocation.
+const TRACE: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
 
 /// Log output kept in memory.
 #[derive(Clone, Default)]
@@ -50,6 +54,9 @@ fn assumed_role_secrets(state: &Value) -> Vec<String> {
 // of the waves runs on this thread.
 #[tokio::test]
 async fn a_stop_and_start_log_json_lines_naming_their_task_and_never_a_secret() {
+    // As the Lambda runtime sets it for the router's invocation: the SQS adapter puts it on
+    // every task message, and the worker's task lines carry it.
+    std::env::set_var("_X_AMZN_TRACE_ID", TRACE);
     let capture = Capture::default();
     let writer = capture.clone();
     let _logs = tracing::subscriber::set_default(lambda_logs(
@@ -109,6 +116,10 @@ async fn a_stop_and_start_log_json_lines_naming_their_task_and_never_a_secret() 
             for field in ["account", "region", "target", "message_id"] {
                 assert!(span[field].is_string(), "{field} missing: {line}");
             }
+            assert_eq!(
+                span["trace"], TRACE,
+                "the router's trace reached the worker: {line}"
+            );
             assert!(
                 t.accounts.iter().any(|a| span["account"] == a.as_str()),
                 "{line}"
