@@ -2,7 +2,7 @@
 //! commands record, `list` and its filters, `verify` catching an edited, deleted or
 //! reordered record in the table or in an export, signed heads, and `export`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
@@ -215,9 +215,11 @@ fn the_worker_and_the_operators_commands_record_every_change_with_its_actor() {
         "tag:env=dev",
     ]);
     hub.json(&["schedule", "disable", "nightly"]);
+    hub.json(&["schedule", "enable", "nightly"]);
     hub.json(&["schedule", "delete", "nightly"]);
     let o = hub.json(&["override", "--select", "tag:env=dev", "--awake-until", "2h"]);
     hub.json(&["override", "--remove", o["id"].as_str().unwrap()]);
+    hub.json(&["account", "remove", &account]);
 
     let config = hub.json(&["audit", "list", "--target", "x", "--actor", "moto"]);
     assert_eq!(config, json!([]), "--target reads that target's chain only");
@@ -231,9 +233,11 @@ fn the_worker_and_the_operators_commands_record_every_change_with_its_actor() {
     assert_eq!(
         kinds,
         [
+            "account_removed",
             "override_removed",
             "override_added",
             "schedule_deleted",
+            "schedule_enabled",
             "schedule_disabled",
             "schedule_added",
             "target_started",
@@ -245,7 +249,10 @@ fn the_worker_and_the_operators_commands_record_every_change_with_its_actor() {
     );
     // The operators' changes name the caller's principal (moto's default user); the
     // worker's name the handler and the operation.
-    let added = &all[9];
+    let removed = &all[0];
+    assert_eq!(removed["before"]["id"], account.as_str());
+    assert_eq!(removed["after"], Value::Null);
+    let added = &all[11];
     assert_eq!(added["chain"], "config");
     assert_eq!(added["subject"], account.as_str());
     assert!(
@@ -253,10 +260,15 @@ fn the_worker_and_the_operators_commands_record_every_change_with_its_actor() {
         "{added}"
     );
     assert_eq!(added["after"]["id"], account.as_str());
-    let disabled = &all[3];
+    let enabled = &all[4];
+    assert_eq!(enabled["before"]["enabled"], false);
+    assert_eq!(enabled["after"]["enabled"], true);
+    let disabled = &all[5];
     assert_eq!(disabled["before"]["enabled"], true);
     assert_eq!(disabled["after"]["enabled"], false);
-    let started = &all[5];
+    let overridden = &all[2];
+    assert_eq!(overridden["after"]["selector"], "tag:env=dev");
+    let started = &all[7];
     assert!(started["chain"].as_str().unwrap().starts_with("target/"));
     assert_eq!(started["before"], json!({"min": 0, "max": 0, "desired": 0}));
     assert!(started["task"]
@@ -300,7 +312,7 @@ fn the_worker_and_the_operators_commands_record_every_change_with_its_actor() {
 
     let (verified, _) = json_exit(&hub, &["audit", "verify"], 0);
     assert_eq!(verified["chains"], 3);
-    assert_eq!(verified["records"], 10);
+    assert_eq!(verified["records"], 12);
     assert_eq!(verified["chain_problems"], json!([]));
     assert_eq!(verified["signatures_checked"], false);
 }
@@ -379,6 +391,126 @@ fn verify_names_a_deleted_record_and_records_cut_off_the_end() {
             .as_str()
             .unwrap()
             .contains("ends at record 1"),
+        "{report}"
+    );
+}
+
+/// The stored record at `seq` of `chain`, every attribute.
+fn record_item(hub: &TestHub, chain: &str, seq: u64) -> HashMap<String, AttributeValue> {
+    let client = client(hub);
+    common::block_on(async {
+        client
+            .get_item()
+            .table_name(&hub.config.table)
+            .key("pk", AttributeValue::S(format!("AUDIT#{chain}")))
+            .key("sk", AttributeValue::S(format!("REC#{seq:012}")))
+            .send()
+            .await
+            .expect("reading a record")
+            .item
+            .expect("the record exists")
+    })
+}
+
+/// Writes `item` as the record at `seq` (its key and `seq` set to that place).
+fn put_record(hub: &TestHub, mut item: HashMap<String, AttributeValue>, seq: u64) {
+    item.insert("sk".into(), AttributeValue::S(format!("REC#{seq:012}")));
+    item.insert("seq".into(), AttributeValue::N(seq.to_string()));
+    let client = client(hub);
+    common::block_on(async {
+        client
+            .put_item()
+            .table_name(&hub.config.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("writing a record")
+    });
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    item[name].as_s().expect("a string attribute").clone()
+}
+
+/// A hub whose config chain holds three records: the account, a schedule added and disabled.
+fn three_config_records() -> TestHub {
+    let (hub, _) = TestHub::with_fleet(0, 0);
+    hub.json(&[
+        "schedule",
+        "add",
+        "s1",
+        "--cron",
+        "0 19 * * *",
+        "--tz",
+        "UTC",
+        "--action",
+        "stop",
+        "--select",
+        "tag:env=dev",
+    ]);
+    hub.json(&["schedule", "disable", "s1"]);
+    let (report, _) = json_exit(&hub, &["audit", "verify"], 0);
+    assert_eq!(report["records"], 3, "{report}");
+    hub
+}
+
+#[test]
+fn verify_names_a_record_inserted_into_the_table_even_with_a_correct_hash() {
+    let hub = three_config_records();
+    let (second, third) = (
+        record_item(&hub, "config", 2),
+        record_item(&hub, "config", 3),
+    );
+    let first = record_item(&hub, "config", 1);
+    // Make room at 2: the old 2 and 3 move to 3 and 4, as they are.
+    put_record(&hub, third, 4);
+    put_record(&hub, second.clone(), 3);
+    // A forged record at 2 that links to record 1 and carries a hash of its own content.
+    let body = json!({"at": "2027-01-04T18:00:00Z", "actor": "arn:aws:iam::1:user/mallory",
+                      "kind": "schedule_added", "subject": "backdoor"})
+    .to_string();
+    let prev = text(&first, "hash");
+    let mut forged = second;
+    forged.insert("body".into(), AttributeValue::S(body.clone()));
+    forged.insert("prev".into(), AttributeValue::S(prev.clone()));
+    forged.insert(
+        "hash".into(),
+        AttributeValue::S(curfew_core::trail::record_hash("config", 2, &prev, &body)),
+    );
+    put_record(&hub, forged, 2);
+
+    let (report, _) = json_exit(&hub, &["audit", "verify"], 1);
+    let first_problem = &report["chain_problems"][0];
+    assert_eq!(first_problem["chain"], "config");
+    assert_eq!(first_problem["seq"], 3, "{report}");
+    assert!(
+        first_problem["problem"]
+            .as_str()
+            .unwrap()
+            .contains("does not follow record 2"),
+        "{report}"
+    );
+}
+
+#[test]
+fn verify_names_two_records_swapped_in_the_table() {
+    let hub = three_config_records();
+    let (second, third) = (
+        record_item(&hub, "config", 2),
+        record_item(&hub, "config", 3),
+    );
+    put_record(&hub, third, 2);
+    put_record(&hub, second, 3);
+
+    let (report, _) = json_exit(&hub, &["audit", "verify"], 1);
+    let first_problem = &report["chain_problems"][0];
+    assert_eq!(first_problem["chain"], "config");
+    assert_eq!(first_problem["seq"], 2, "{report}");
+    assert!(
+        first_problem["problem"]
+            .as_str()
+            .unwrap()
+            .contains("does not follow record 1"),
         "{report}"
     );
 }
