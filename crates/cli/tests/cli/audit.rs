@@ -201,19 +201,7 @@ const KEY: &str = "an-audit-key-of-more-than-32-bytes-for-tests";
 #[test]
 fn the_worker_and_the_operators_commands_record_every_change_with_its_actor() {
     let (hub, account) = stopped_and_started();
-    hub.json(&[
-        "schedule",
-        "add",
-        "nightly",
-        "--cron",
-        "0 19 * * 1-5",
-        "--tz",
-        "Europe/Berlin",
-        "--action",
-        "stop",
-        "--select",
-        "tag:env=dev",
-    ]);
+    add_schedule(&hub, "nightly");
     hub.json(&["schedule", "disable", "nightly"]);
     hub.json(&["schedule", "enable", "nightly"]);
     hub.json(&["schedule", "delete", "nightly"]);
@@ -345,22 +333,7 @@ fn verify_names_an_edited_record_and_its_chain() {
 
 #[test]
 fn verify_names_a_deleted_record_and_records_cut_off_the_end() {
-    let (hub, _) = stopped_and_started();
-    // The config chain: account added, then two schedule changes.
-    hub.json(&[
-        "schedule",
-        "add",
-        "s1",
-        "--cron",
-        "0 19 * * *",
-        "--tz",
-        "UTC",
-        "--action",
-        "stop",
-        "--select",
-        "tag:env=dev",
-    ]);
-    hub.json(&["schedule", "disable", "s1"]);
+    let hub = three_config_records();
     delete_record(&hub, "config", 2);
     let (report, _) = json_exit(&hub, &["audit", "verify"], 1);
     assert_eq!(report["chain_problems"][0]["chain"], "config");
@@ -370,27 +343,14 @@ fn verify_names_a_deleted_record_and_records_cut_off_the_end() {
         .unwrap()
         .contains("missing"));
 
-    let (hub, _) = stopped_and_started();
-    hub.json(&[
-        "schedule",
-        "add",
-        "s1",
-        "--cron",
-        "0 19 * * *",
-        "--tz",
-        "UTC",
-        "--action",
-        "stop",
-        "--select",
-        "tag:env=dev",
-    ]);
-    delete_record(&hub, "config", 2);
+    let hub = three_config_records();
+    delete_record(&hub, "config", 3);
     let (report, _) = json_exit(&hub, &["audit", "verify"], 1);
     assert!(
         report["chain_problems"][0]["problem"]
             .as_str()
             .unwrap()
-            .contains("ends at record 1"),
+            .contains("ends at record 2"),
         "{report}"
     );
 }
@@ -432,22 +392,27 @@ fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
     item[name].as_s().expect("a string attribute").clone()
 }
 
-/// A hub whose config chain holds three records: the account, a schedule added and disabled.
-fn three_config_records() -> TestHub {
-    let (hub, _) = TestHub::with_fleet(0, 0);
+/// Adds a weekday-evening stop schedule named `name` (a `schedule_added` record).
+fn add_schedule(hub: &TestHub, name: &str) {
     hub.json(&[
         "schedule",
         "add",
-        "s1",
+        name,
         "--cron",
-        "0 19 * * *",
+        "0 19 * * 1-5",
         "--tz",
-        "UTC",
+        "Europe/Berlin",
         "--action",
         "stop",
         "--select",
         "tag:env=dev",
     ]);
+}
+
+/// A hub whose config chain holds three records: the account, a schedule added and disabled.
+fn three_config_records() -> TestHub {
+    let (hub, _) = TestHub::with_fleet(0, 0);
+    add_schedule(&hub, "s1");
     hub.json(&["schedule", "disable", "s1"]);
     let (report, _) = json_exit(&hub, &["audit", "verify"], 0);
     assert_eq!(report["records"], 3, "{report}");
