@@ -227,12 +227,18 @@ Examples:
   curfew ops show 20270104T1800Z-dev-evening-stop --watch")]
     Ops(OpsArgs),
     /// Keep matching targets awake: stops skip them until a time
-    #[command(after_help = "\
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "\
 Examples:
-  curfew override --select name=dev-web-01 --awake-until 3h
-  curfew override --select tag:team=data --awake-until 2027-01-04T22:00:00Z
-  curfew override --list
-  curfew override --remove 20270104T180000Z-4f2a9c0e1b7d")]
+  curfew override add --select name=dev-web-01 --awake-until 3h
+  curfew override add --select tag:team=data --awake-until 2027-01-04T22:00:00Z
+  curfew override list
+  curfew override remove 20270104T180000Z-4f2a9c0e1b7d
+
+The flag forms `curfew override --select S --awake-until T`, `--list` and `--remove ID` are kept
+as aliases of add, list and remove for one release."
+    )]
     Override(OverrideArgs),
     /// The audit trail of finished operations: list, verify or export it
     #[command(after_help = "\
@@ -548,6 +554,9 @@ pub enum OpsCommand {
 /// `curfew override`.
 #[derive(Debug, Args)]
 pub struct OverrideArgs {
+    /// add, list or remove (or the flags below, kept as their aliases for one release)
+    #[command(subcommand)]
+    pub command: Option<OverrideCommand>,
     /// Which targets stay awake
     #[arg(long, value_parser = parse_selector, value_name = "SELECTOR",
           required_unless_present_any = ["list", "remove"], requires = "awake_until")]
@@ -567,6 +576,34 @@ pub struct OverrideArgs {
     /// End the override with this id now (ids are in `--list`); stops no longer skip its targets
     #[arg(long, value_name = "ID", conflicts_with_all = ["select", "awake_until", "list"])]
     pub remove: Option<String>,
+}
+
+/// `curfew override ...`.
+#[derive(Debug, Subcommand)]
+pub enum OverrideCommand {
+    /// Keep targets awake until a time: stops skip them with a reason
+    #[command(after_help = "\
+Examples:
+  curfew override add --select name=dev-web-01 --awake-until 3h
+  curfew override add --select tag:team=data --awake-until 2027-01-04T22:00:00Z --output json")]
+    Add {
+        /// Which targets stay awake
+        #[arg(long, value_parser = parse_selector, value_name = "SELECTOR")]
+        select: Selector,
+        /// Until when: an RFC 3339 time or a duration from now (e.g. 3h, 90m)
+        #[arg(long, value_name = "RFC3339|DURATION", allow_hyphen_values = true)]
+        awake_until: String,
+    },
+    /// The overrides in force, soonest to expire first
+    #[command(after_help = "Example:\n  curfew override list --output json")]
+    List,
+    /// End an override now (ids are in `override list`): stops no longer skip its targets
+    #[command(after_help = "Example:\n  curfew override remove 20270104T180000Z-4f2a9c0e1b7d")]
+    Remove {
+        /// The override's id
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 /// `curfew audit`.

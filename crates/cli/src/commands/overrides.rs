@@ -4,10 +4,11 @@ use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, SubsecRound, Utc};
 use curfew_core::ports::Override;
 use curfew_core::schedule::parse_duration;
+use curfew_core::selector::Selector;
 use curfew_core::trail::ChangeKind;
 
 use crate::changes;
-use crate::cli::{GlobalOpts, Output, OverrideArgs};
+use crate::cli::{GlobalOpts, Output, OverrideArgs, OverrideCommand};
 use crate::connect;
 use crate::error::bad_input;
 use crate::output::{self, outln};
@@ -40,42 +41,64 @@ fn awake_until(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     Ok(until)
 }
 
-/// Stores an override, or lists those in force.
+/// Runs `override add|list|remove`, or its flag aliases (`--select`/`--awake-until`, `--list`,
+/// `--remove ID`).
 pub async fn run(args: OverrideArgs, opts: &GlobalOpts) -> Result<()> {
-    let now = Utc::now();
-    if args.list {
-        let store = connect::store(opts).await?;
-        let mut overrides = store
-            .active_overrides(now)
-            .await
-            .context("listing overrides")?;
-        overrides.sort_by_key(|o| o.awake_until);
-        return match opts.output {
-            Output::Json => output::print_json(&overrides),
-            Output::Table => {
-                let mut table =
-                    output::table(["id", "select", "awake until (UTC)", "set at (UTC)"]);
-                for o in &overrides {
-                    table.add_row(vec![
-                        o.id.clone(),
-                        o.selector.to_string(),
-                        output::utc(o.awake_until),
-                        output::utc(o.created_at),
-                    ]);
-                }
-                outln!("{table}")
+    let command = match args.command {
+        Some(command) => command,
+        None if args.list => OverrideCommand::List,
+        None => match (args.remove, args.select, args.awake_until) {
+            (Some(id), _, _) => OverrideCommand::Remove { id },
+            (None, Some(select), Some(awake_until)) => OverrideCommand::Add {
+                select,
+                awake_until,
+            },
+            _ => {
+                return Err(bad_input(
+                    "give add --select S --awake-until T, list, or remove ID",
+                ))
             }
-        };
-    }
-    if let Some(id) = args.remove {
-        return remove(&id, opts).await;
-    }
-    let (Some(selector), Some(until)) = (args.select, args.awake_until) else {
-        return Err(bad_input(
-            "give --select and --awake-until, or --list, or --remove ID",
-        ));
+        },
     };
-    let awake_until = awake_until(&until, now)?;
+    match command {
+        OverrideCommand::List => list(opts).await,
+        OverrideCommand::Remove { id } => remove(&id, opts).await,
+        OverrideCommand::Add {
+            select,
+            awake_until,
+        } => add(select, &awake_until, opts).await,
+    }
+}
+
+/// The overrides in force, soonest to expire first.
+async fn list(opts: &GlobalOpts) -> Result<()> {
+    let store = connect::store(opts).await?;
+    let mut overrides = store
+        .active_overrides(Utc::now())
+        .await
+        .context("listing overrides")?;
+    overrides.sort_by_key(|o| o.awake_until);
+    match opts.output {
+        Output::Json => output::print_json(&overrides),
+        Output::Table => {
+            let mut table = output::table(["id", "select", "awake until (UTC)", "set at (UTC)"]);
+            for o in &overrides {
+                table.add_row(vec![
+                    o.id.clone(),
+                    o.selector.to_string(),
+                    output::utc(o.awake_until),
+                    output::utc(o.created_at),
+                ]);
+            }
+            outln!("{table}")
+        }
+    }
+}
+
+/// Stores an override keeping `selector`'s targets awake until `until`.
+async fn add(selector: Selector, until: &str, opts: &GlobalOpts) -> Result<()> {
+    let now = Utc::now();
+    let awake_until = awake_until(until, now)?;
     let store = connect::store(opts).await?;
     let uuid = uuid::Uuid::now_v7().simple().to_string();
     let o = Override {
@@ -126,7 +149,7 @@ async fn remove(id: &str, opts: &GlobalOpts) -> Result<()> {
         .with_context(|| format!("removing override {id}"))?;
     if !removed {
         return Err(anyhow!(
-            "no override with id {id:?} (see `curfew override --list`)"
+            "no override with id {id:?} (see `curfew override list`)"
         ));
     }
     changes::record(
