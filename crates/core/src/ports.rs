@@ -202,6 +202,11 @@ pub struct Finalized {
     /// True for the one call that moved it to final (false: it was final already), so what
     /// happens once per operation end (its duration metric) happens once.
     pub by_this_call: bool,
+    /// Its action and creation time, from the read the call made anyway (what the duration
+    /// metric needs, without reading the operation again).
+    pub action: Action,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
 }
 
 /// Result of asking for a target's lease.

@@ -589,9 +589,12 @@ impl OperationStore for DynamoStore {
         let Some((op, reopens)) = self.read_operation(op_id).await? else {
             return Ok(None);
         };
+        let (action, created_at) = (op.action, op.created_at);
         let already = |status| Finalized {
             status,
             by_this_call: false,
+            action,
+            created_at,
         };
         if op.status.is_final() {
             return Ok(Some(already(op.status)));
@@ -640,6 +643,8 @@ impl OperationStore for DynamoStore {
             return Ok(Some(Finalized {
                 status,
                 by_this_call: true,
+                action,
+                created_at,
             }));
         }
         // Another worker settled it first, or a redrive reopened it: read what holds now.

@@ -631,6 +631,8 @@ impl OperationStore for MemoryStore {
             return Ok(Some(Finalized {
                 status: op.status,
                 by_this_call: false,
+                action: op.action,
+                created_at: op.created_at,
             }));
         }
         let Some(status) = op.final_status() else {
@@ -641,6 +643,8 @@ impl OperationStore for MemoryStore {
         Ok(Some(Finalized {
             status,
             by_this_call: true,
+            action: op.action,
+            created_at: op.created_at,
         }))
     }
 }
@@ -1064,11 +1068,12 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(
-            store.finalize_operation("a", t0()).await.unwrap(),
-            Some(Finalized {
-                status: OpStatus::Succeeded,
-                by_this_call: true
-            })
+            store
+                .finalize_operation("a", t0())
+                .await
+                .unwrap()
+                .map(|f| (f.status, f.by_this_call)),
+            Some((OpStatus::Succeeded, true))
         );
     }
 
@@ -1089,11 +1094,12 @@ mod tests {
             .await
             .unwrap());
         assert_eq!(
-            store.finalize_operation("a", t0()).await.unwrap(),
-            Some(Finalized {
-                status: OpStatus::Failed,
-                by_this_call: true
-            })
+            store
+                .finalize_operation("a", t0())
+                .await
+                .unwrap()
+                .map(|f| (f.status, f.by_this_call)),
+            Some((OpStatus::Failed, true))
         );
         let a = store.get_operation("a").await.unwrap().unwrap();
         assert_eq!(a.counts.dead_lettered, 1);

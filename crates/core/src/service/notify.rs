@@ -19,14 +19,25 @@ pub(crate) async fn settle(hub: &Hub, op_id: &str) -> PortResult<Option<OpStatus
     let Some(settled) = settled else {
         return Ok(None);
     };
-    operation_ended(hub, op_id, settled.status, settled.by_this_call).await;
+    // The duration metric once per operation: only the call that made it final emits it.
+    if settled.by_this_call {
+        let seconds = (hub.clock.now() - settled.created_at)
+            .num_milliseconds()
+            .max(0) as f64
+            / 1000.0;
+        metrics::emit(
+            Metric::OperationDuration,
+            seconds,
+            Some(settled.action),
+            None,
+        );
+    }
+    operation_ended(hub, op_id, settled.status).await;
     Ok(Some(settled.status))
 }
 
-/// What an operation's end sets off: its duration metric (once: `ended_here` is true only for
-/// the call that made it final) and its notice (once, see [`first_send`]).
-async fn operation_ended(hub: &Hub, op_id: &str, status: OpStatus, ended_here: bool) {
-    if !hub.notices.is_enabled() && !ended_here {
+async fn operation_ended(hub: &Hub, op_id: &str, status: OpStatus) {
+    if !hub.notices.is_enabled() {
         return;
     }
     let now = hub.clock.now();
@@ -38,13 +49,6 @@ async fn operation_ended(hub: &Hub, op_id: &str, status: OpStatus, ended_here: b
             return;
         }
     };
-    if ended_here {
-        let seconds = (now - op.created_at).num_milliseconds().max(0) as f64 / 1000.0;
-        metrics::emit(Metric::OperationDuration, seconds, Some(op.action), None);
-    }
-    if !hub.notices.is_enabled() {
-        return;
-    }
     let status = if op.status.is_final() {
         op.status
     } else {
