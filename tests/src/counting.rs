@@ -21,6 +21,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::Account;
+use curfew_core::calendar::Calendar;
 use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::health::{AccountContact, HealthStore, PollerTick};
 use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
@@ -64,6 +65,16 @@ pub enum StoreCall {
     DueSchedules,
     /// `advance_schedule`.
     AdvanceSchedule,
+    /// `enforced_schedules`.
+    EnforcedSchedules,
+    /// `create_calendar`.
+    CreateCalendar,
+    /// `get_calendar`.
+    GetCalendar,
+    /// `list_calendars`.
+    ListCalendars,
+    /// `delete_calendar`.
+    DeleteCalendar,
     /// `create_operation`.
     CreateOperation,
     /// `get_operation`.
@@ -144,7 +155,7 @@ pub enum StoreCall {
 
 impl StoreCall {
     /// Every method, in declaration order (the index of a call in [`StoreCounts`]).
-    pub const ALL: [StoreCall; 49] = [
+    pub const ALL: [StoreCall; 54] = [
         StoreCall::PutAccount,
         StoreCall::GetAccount,
         StoreCall::ListAccounts,
@@ -156,6 +167,11 @@ impl StoreCall {
         StoreCall::SetScheduleEnabled,
         StoreCall::DueSchedules,
         StoreCall::AdvanceSchedule,
+        StoreCall::EnforcedSchedules,
+        StoreCall::CreateCalendar,
+        StoreCall::GetCalendar,
+        StoreCall::ListCalendars,
+        StoreCall::DeleteCalendar,
         StoreCall::CreateOperation,
         StoreCall::GetOperation,
         StoreCall::ListOperationsPage,
@@ -210,6 +226,11 @@ impl StoreCall {
             StoreCall::SetScheduleEnabled => "set_schedule_enabled",
             StoreCall::DueSchedules => "due_schedules",
             StoreCall::AdvanceSchedule => "advance_schedule",
+            StoreCall::EnforcedSchedules => "enforced_schedules",
+            StoreCall::CreateCalendar => "create_calendar",
+            StoreCall::GetCalendar => "get_calendar",
+            StoreCall::ListCalendars => "list_calendars",
+            StoreCall::DeleteCalendar => "delete_calendar",
             StoreCall::CreateOperation => "create_operation",
             StoreCall::GetOperation => "get_operation",
             StoreCall::ListOperationsPage => "list_operations_page",
@@ -261,6 +282,9 @@ impl StoreCall {
                 | StoreCall::GetSchedule
                 | StoreCall::ListSchedules
                 | StoreCall::DueSchedules
+                | StoreCall::EnforcedSchedules
+                | StoreCall::GetCalendar
+                | StoreCall::ListCalendars
                 | StoreCall::GetOperation
                 | StoreCall::ListOperationsPage
                 | StoreCall::ShardPlanned
@@ -483,8 +507,10 @@ impl AccountStore for CountingStore {
 #[async_trait]
 impl ScheduleStore for CountingStore {
     async fn create_schedule(&self, schedule: &Schedule) -> PortResult<()> {
-        // Only an enabled schedule with a next fire is written to the due index.
-        let indexed = usize::from(schedule.enabled && schedule.next_fire.is_some());
+        // Only an enabled schedule with a next fire is written to the due index, and only an
+        // enabled enforced one to the enforce index.
+        let indexed = usize::from(schedule.enabled && schedule.next_fire.is_some())
+            + usize::from(schedule.enabled && schedule.enforce);
         let request = self.inner.create_schedule(schedule);
         self.observe(StoreCall::CreateSchedule, request, move |_| items(indexed))
             .await
@@ -531,6 +557,33 @@ impl ScheduleStore for CountingStore {
     ) -> PortResult<bool> {
         let request = self.inner.advance_schedule(name, expected, next);
         self.observe(StoreCall::AdvanceSchedule, request, |a| found(*a))
+            .await
+    }
+    async fn enforced_schedules(&self) -> PortResult<ScheduleList> {
+        let request = self.inner.enforced_schedules();
+        self.observe(StoreCall::EnforcedSchedules, request, |l| {
+            items(l.schedules.len() + l.broken.len())
+        })
+        .await
+    }
+    async fn create_calendar(&self, calendar: &Calendar) -> PortResult<()> {
+        let request = self.inner.create_calendar(calendar);
+        self.observe(StoreCall::CreateCalendar, request, |_| items(0))
+            .await
+    }
+    async fn get_calendar(&self, name: &str) -> PortResult<Option<Calendar>> {
+        let request = self.inner.get_calendar(name);
+        self.observe(StoreCall::GetCalendar, request, |c| found(c.is_some()))
+            .await
+    }
+    async fn list_calendars(&self) -> PortResult<Vec<Calendar>> {
+        let request = self.inner.list_calendars();
+        self.observe(StoreCall::ListCalendars, request, |l| items(l.len()))
+            .await
+    }
+    async fn delete_calendar(&self, name: &str) -> PortResult<bool> {
+        let request = self.inner.delete_calendar(name);
+        self.observe(StoreCall::DeleteCalendar, request, |d| found(*d))
             .await
     }
 }

@@ -234,6 +234,7 @@ async fn a_stop_wave_with_a_refused_role_sends_one_denial_and_one_end_notice() {
         default_start: None,
         hold: None,
         check: false,
+        enforce: false,
     };
     let step = curfew_core::service::worker::handle(&t.hub, &duplicate)
         .await

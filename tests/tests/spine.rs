@@ -24,20 +24,26 @@ const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
 fn schedule(name: &str, cron: &str, action: &str, now: chrono::DateTime<Utc>) -> Schedule {
     let mut s = Schedule::try_from(ScheduleRecord {
         name: name.into(),
-        cron: cron.into(),
+        cron: Some(cron.into()),
         tz: "Europe/Berlin".into(),
-        action: action.into(),
+        action: Some(action.into()),
+        asleep: None,
         selector: "tag:env=dev".into(),
         enabled: true,
         dry_run: false,
         prewarm_minutes: 0,
         skip_dates: vec![],
+        skip_calendars: vec![],
+        awake_calendars: vec![],
+        enforce: false,
         default_start: None,
         next_fire: None,
         hold: None,
     })
     .unwrap();
-    s.next_fire = s.next_fire_after(now).map(|f| f.utc);
+    s.next_fire = s
+        .next_fire_after(now, &curfew_core::calendar::Calendars::none())
+        .map(|f| f.time.utc);
     s
 }
 
@@ -404,14 +410,18 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     let items = t.table_items().await;
     let base = ScheduleRecord {
         name: "bad".into(),
-        cron: "0 19 * * 1-5".into(),
+        cron: Some("0 19 * * 1-5".into()),
         tz: "Europe/Berlin".into(),
-        action: "stop".into(),
+        action: Some("stop".into()),
+        asleep: None,
         selector: "tag:env=dev".into(),
         enabled: true,
         dry_run: false,
         prewarm_minutes: 0,
         skip_dates: vec![],
+        skip_calendars: vec![],
+        awake_calendars: vec![],
+        enforce: false,
         default_start: None,
         next_fire: None,
         hold: None,
@@ -419,7 +429,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     for (record, field) in [
         (
             ScheduleRecord {
-                cron: "0 25 * * *".into(),
+                cron: Some("0 25 * * *".into()),
                 ..base.clone()
             },
             "cron",

@@ -177,6 +177,13 @@ pub fn settings_from(env: impl Fn(&str) -> Option<String>) -> Result<Settings, C
             0..=WEEK_MINUTES,
             "minutes",
         )?),
+        enforce_interval: chrono::Duration::minutes(bounded(
+            env,
+            "CURFEW_ENFORCE_MINUTES",
+            1,
+            0..=WEEK_MINUTES,
+            "minutes",
+        )?),
         stuck_updating: chrono::Duration::minutes(bounded(
             env,
             "CURFEW_STUCK_MINUTES",

@@ -166,11 +166,15 @@ pub struct GlobalOpts {
 pub enum Command {
     /// Preview a schedule: its next fire times in UTC and local time
     #[command(after_help = "\
-Example:
+Examples:
   curfew next --cron '30 2 * * *' --tz Europe/Berlin --after 2027-03-27T12:00:00Z --count 3
+  curfew next --cron '0 19 * * 1-5' --tz Europe/Berlin --skip-calendar de-holidays
+  curfew next --schedule dev-nights --count 10 --output json
 
 Fixed-time schedules (no * in minute or hour) fire once right after a spring-forward jump and
-once at the first occurrence of a repeated fall-back time; others follow real time.")]
+once at the first occurrence of a repeated fall-back time; others follow real time. Fires on a
+skipped date are listed too, marked skipped with the reason (`calendar de-holidays`); --count
+counts the fires that happen.")]
     Next(NextArgs),
     /// Register, list and remove spoke accounts
     #[command(subcommand)]
@@ -189,12 +193,31 @@ Examples:
         arg_required_else_help = false,
         after_help = "\
 Examples:
+  curfew schedule add dev-nights --asleep 'Mon-Fri 19:00-07:00, Sat-Sun all-day' \\
+      --tz Europe/Berlin --select tag:env=dev --skip-calendar de-holidays
   curfew schedule add dev-evening-stop --cron '0 19 * * 1-5' --tz Europe/Berlin \\
       --action stop --select tag:env=dev
+  curfew schedule grid dev-nights
   curfew schedule list
   curfew schedule disable dev-evening-stop"
     )]
     Schedule(ScheduleCommand),
+    /// Holiday calendars: dates schedules skip or stay awake on
+    #[command(subcommand)]
+    #[command(
+        arg_required_else_help = false,
+        after_help = "\
+Examples:
+  curfew calendar add de-holidays --dates 2027-12-24,2027-12-25,2027-12-26
+  curfew calendar add de-holidays --file holidays.ics
+  curfew calendar list
+  curfew calendar show de-holidays
+  curfew calendar delete de-holidays
+
+A schedule refers to calendars by name (schedule add --skip-calendar, --awake-on-calendar);
+a date is read in each schedule's own zone. A calendar a schedule uses cannot be deleted."
+    )]
+    Calendar(CalendarCommand),
     /// What a stop or start would change, target by target; changes nothing
     #[command(after_help = "\
 Example:
@@ -212,9 +235,15 @@ invoked (see docs/INVOKE.md).")]
     Stop(RunArgs),
     /// Start every target matching a selector now, restoring its saved sizes
     #[command(after_help = "\
-Example:
-  curfew start --select tag:env=dev --wait")]
-    Start(RunArgs),
+Examples:
+  curfew start --select tag:env=dev --wait
+  curfew start --select tag:env=dev --for 3h --wait
+
+--for wakes the targets now and keeps them awake until then: one start operation, and an
+override (see `curfew override list`) that scheduled stops skip until it expires. Then the next
+scheduled stop applies, or, for an --enforce window schedule in its asleep time, the next
+poller tick puts them back to sleep.")]
+    Start(StartArgs),
     /// Run a schedule's action now
     #[command(after_help = "\
 Example:
@@ -302,11 +331,26 @@ Examples:
 #[derive(Debug, Args)]
 pub struct NextArgs {
     /// A 5-field cron expression (L, W and # supported)
-    #[arg(long, value_name = "EXPR")]
-    pub cron: String,
+    #[arg(
+        long,
+        value_name = "EXPR",
+        required_unless_present = "schedule",
+        requires = "tz"
+    )]
+    pub cron: Option<String>,
     /// An IANA time zone, e.g. Europe/Berlin
-    #[arg(long, value_name = "ZONE")]
-    pub tz: String,
+    #[arg(long, value_name = "ZONE", required_unless_present = "schedule")]
+    pub tz: Option<String>,
+    /// A stored schedule instead of --cron/--tz: its fires, both kinds for a window, with the
+    /// dates and calendars it skips (reads the state table)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["cron", "tz", "skip_calendar", "skip_dates"])]
+    pub schedule: Option<String>,
+    /// Mark fires on this calendar's dates as skipped (reads the state table; repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub skip_calendar: Vec<String>,
+    /// Mark fires on these local dates as skipped, comma-separated YYYY-MM-DD
+    #[arg(long, value_delimiter = ',', value_name = "DATES")]
+    pub skip_dates: Vec<String>,
     /// Fire times strictly after this RFC 3339 instant (default: now)
     #[arg(long, value_name = "RFC3339")]
     pub after: Option<String>,
@@ -361,9 +405,21 @@ Example:
     /// List schedules with their next fire time
     #[command(after_help = "Example:\n  curfew schedule list --output json")]
     List,
-    /// Show a schedule and its next fire times
-    #[command(after_help = "Example:\n  curfew schedule show dev-evening-stop")]
+    /// Show a schedule, its week (for a window) and its next fire times
+    #[command(after_help = "Example:\n  curfew schedule show dev-nights")]
     Show {
+        /// Schedule name
+        name: String,
+    },
+    /// Print a window schedule's week as a grid: 7 rows Mon..Sun, '#' asleep, '.' awake
+    #[command(after_help = "\
+Examples:
+  curfew schedule grid dev-nights > week.txt
+  curfew schedule add dev-copy --grid week.txt --tz Europe/Berlin --select tag:env=dev
+
+Hours (24 cells a row), or half hours (48) when the window changes on a half hour; the text
+reads back with --grid. --output json prints the rows as a JSON array of 7 strings.")]
+    Grid {
         /// Schedule name
         name: String,
     },
@@ -392,15 +448,33 @@ Example:
 pub struct ScheduleAddArgs {
     /// Unique name: 1-64 letters, digits, '-' or '_'
     pub name: String,
-    /// A 5-field cron expression
+    /// A 5-field cron expression (with --action)
     #[arg(long, value_name = "EXPR")]
-    pub cron: String,
+    pub cron: Option<String>,
     /// An IANA time zone
     #[arg(long, value_name = "ZONE")]
     pub tz: String,
-    /// stop or start
+    /// stop or start (with --cron)
     #[arg(long, value_name = "stop|start")]
-    pub action: String,
+    pub action: Option<String>,
+    /// The asleep part of the week, e.g. 'Mon-Fri 19:00-07:00, Sat-Sun all-day': one schedule
+    /// that stops where sleep begins and starts where it ends (docs/SCHEDULES.md)
+    #[arg(long, value_name = "WINDOW", conflicts_with = "grid")]
+    pub asleep: Option<String>,
+    /// The week as a 7x24 (or 7x48) grid, rows Mon..Sun, '#' asleep, '.' awake, as text or
+    /// JSON, from a file or '-' for stdin: the same schedule as --asleep
+    #[arg(long, value_name = "FILE|-")]
+    pub grid: Option<PathBuf>,
+    /// Do not fire on this calendar's dates (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub skip_calendar: Vec<String>,
+    /// Keep the targets awake on this calendar's dates (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub awake_on_calendar: Vec<String>,
+    /// In the window's asleep time, put back to sleep what is found awake without an override
+    /// (every poller tick), recording it as drift; without it drift is only recorded
+    #[arg(long)]
+    pub enforce: bool,
     /// Which targets, e.g. kind=nodegroup,tag:env=dev
     #[arg(long, value_name = "SELECTOR")]
     pub select: String,
@@ -506,6 +580,65 @@ pub struct RunArgs {
     /// Waiting.
     #[command(flatten)]
     pub wait: WaitArgs,
+}
+
+/// `curfew start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// What to start and how.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Keep the targets awake this long (e.g. 3h, 90m; at most 7d): scheduled stops skip them
+    /// until then
+    #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true)]
+    pub awake_for: Option<String>,
+}
+
+/// `curfew calendar ...`.
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Add a calendar of dates (validated in full before anything is written)
+    #[command(after_help = "\
+Examples:
+  curfew calendar add de-holidays --dates 2027-12-24,2027-12-25,2027-12-26
+  curfew calendar add de-holidays --file dates.txt     # one YYYY-MM-DD per line, # comments
+  curfew calendar add de-holidays --file holidays.ics  # all-day events of an iCalendar file")]
+    Add(CalendarAddArgs),
+    /// List calendars with their date counts and the schedules that use them
+    #[command(after_help = "Example:\n  curfew calendar list --output json")]
+    List,
+    /// Show a calendar's dates
+    #[command(after_help = "Example:\n  curfew calendar show de-holidays")]
+    Show {
+        /// Calendar name
+        name: String,
+    },
+    /// Delete a calendar (refused while a schedule uses it)
+    #[command(after_help = "Example:\n  curfew calendar delete de-holidays")]
+    Delete {
+        /// Calendar name
+        name: String,
+    },
+}
+
+/// `curfew calendar add`.
+#[derive(Debug, Args)]
+pub struct CalendarAddArgs {
+    /// Unique name: 1-64 letters, digits, '-' or '_'
+    pub name: String,
+    /// Dates, comma-separated YYYY-MM-DD (with the year)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "DATES",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    pub dates: Vec<String>,
+    /// A file of dates: one YYYY-MM-DD per line, or an iCalendar (.ics) file whose all-day
+    /// events are the dates ('-' for stdin)
+    #[arg(long, value_name = "FILE|-")]
+    pub file: Option<PathBuf>,
 }
 
 /// `curfew trigger`.

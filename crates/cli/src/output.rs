@@ -13,7 +13,9 @@ use chrono::{DateTime, FixedOffset, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use curfew_core::cron::FireTime;
+use curfew_core::decision::Action;
 use curfew_core::operation::{OpSource, Operation, Task, TaskStatus};
+use curfew_core::schedule::Fire;
 use curfew_core::target::Sizes;
 use serde::Serialize;
 
@@ -88,13 +90,20 @@ pub fn sizes(s: Option<Sizes>) -> String {
     s.map_or_else(|| "-".to_string(), |s| s.to_string())
 }
 
-/// A fire time as the contract's JSON: `{"utc": "...Z", "local": "...+hh:mm"}`.
+/// A fire time as the contract's JSON: `{"utc": "...Z", "local": "...+hh:mm"}`, with what it
+/// does where that is known (a stored schedule's fires) and why it is skipped if it is.
 #[derive(Debug, Serialize)]
 pub struct FireJson {
     /// The instant in UTC.
     pub utc: String,
     /// The same instant in the schedule's zone, with its offset.
     pub local: String,
+    /// `stop` or `start`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Why it does not fire (`calendar de-holidays`, `skip date`), when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl From<&FireTime> for FireJson {
@@ -102,6 +111,18 @@ impl From<&FireTime> for FireJson {
         FireJson {
             utc: utc(fire.utc),
             local: local(fire.local),
+            action: None,
+            skipped: None,
+        }
+    }
+}
+
+impl From<&Fire> for FireJson {
+    fn from(fire: &Fire) -> Self {
+        FireJson {
+            action: Some(fire.action),
+            skipped: fire.skipped.as_ref().map(ToString::to_string),
+            ..FireJson::from(&fire.time)
         }
     }
 }
@@ -171,6 +192,7 @@ pub fn source(op: &Operation) -> String {
         OpSource::Schedule { name, .. } => format!("schedule {name}"),
         OpSource::Manual => "manual".to_string(),
         OpSource::Check => "drift check".to_string(),
+        OpSource::Enforce { name } => format!("enforce {name}"),
     }
 }
 

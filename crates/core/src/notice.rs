@@ -223,6 +223,11 @@ pub enum NoticeSource {
     Manual,
     /// The poller's drift check of the targets held asleep.
     DriftCheck,
+    /// An enforced schedule's pass in its asleep time.
+    Enforce {
+        /// The schedule's name.
+        schedule: String,
+    },
 }
 
 impl From<&OpSource> for NoticeSource {
@@ -234,6 +239,9 @@ impl From<&OpSource> for NoticeSource {
             },
             OpSource::Manual => NoticeSource::Manual,
             OpSource::Check => NoticeSource::DriftCheck,
+            OpSource::Enforce { name } => NoticeSource::Enforce {
+                schedule: name.clone(),
+            },
         }
     }
 }

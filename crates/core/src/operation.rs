@@ -26,6 +26,12 @@ pub enum OpSource {
     Manual,
     /// The poller's periodic drift check of the targets curfew holds asleep.
     Check,
+    /// An enforced window schedule's pass in its asleep time: a stop of what it finds awake
+    /// (with no override), recorded as drift.
+    Enforce {
+        /// Schedule name.
+        name: String,
+    },
 }
 
 /// Where the router reads targets from.
@@ -168,6 +174,12 @@ impl Operation {
     /// many poller invocations see it.
     pub fn check_id(slot: DateTime<Utc>) -> String {
         format!("{}-drift-check", slot.format("%Y%m%dT%H%MZ"))
+    }
+
+    /// The id of an enforced schedule's pass in the interval starting at `slot`: one per
+    /// interval, however many poller invocations see it.
+    pub fn enforce_id(schedule: &str, slot: DateTime<Utc>) -> String {
+        format!("{}-enforce-{schedule}", slot.format("%Y%m%dT%H%MZ"))
     }
 
     /// A fresh id for a manual operation (time-ordered).
@@ -339,6 +351,10 @@ pub struct TaskMessage {
     /// A drift check (see [`Operation::check`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub check: bool,
+    /// An enforce pass ([`OpSource::Enforce`]): a target it finds awake is drift, recorded
+    /// before it is put back to sleep.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enforce: bool,
 }
 
 /// One account and region of an operation: the unit of the router's second fan-out level.

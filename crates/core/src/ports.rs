@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::account::{Account, SpokeRole};
+use crate::calendar::Calendar;
 use crate::cluster_hold::ClusterHold;
 use crate::decision::Action;
 use crate::hold::CaTag;
@@ -272,6 +273,18 @@ pub trait ScheduleStore: Send + Sync {
         expected: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
     ) -> PortResult<bool>;
+    /// The enabled schedules with `--enforce`, from an index of their own (the poller reads
+    /// them every tick, so never all schedules); the broken ones apart.
+    async fn enforced_schedules(&self) -> PortResult<ScheduleList>;
+    /// Creates a holiday calendar; fails with `ConditionFailed` if the name is taken.
+    async fn create_calendar(&self, calendar: &Calendar) -> PortResult<()>;
+    /// One calendar.
+    async fn get_calendar(&self, name: &str) -> PortResult<Option<Calendar>>;
+    /// Every calendar, by name.
+    async fn list_calendars(&self) -> PortResult<Vec<Calendar>>;
+    /// Deletes a calendar; false if it did not exist. Refusing to delete one a schedule uses
+    /// is the caller's job (it knows the schedules).
+    async fn delete_calendar(&self, name: &str) -> PortResult<bool>;
 }
 
 /// Operations, their shards and tasks.

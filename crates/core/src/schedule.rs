@@ -1,14 +1,18 @@
-//! Schedules: a cron expression in a time zone, an action and a selector.
+//! Schedules: when (a cron expression and an action, or a sleep window that both stops and
+//! starts) in a time zone, and to what (a selector), with the dates it skips or stays awake on.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::Calendars;
 use crate::cron::{CronError, CronSpec, FireTime};
 use crate::decision::Action;
 use crate::hold::{HoldError, HoldModes, Source};
 use crate::ports::{ErrorKind, PortError};
 use crate::selector::{Selector, SelectorError};
 use crate::target::Sizes;
+use crate::window::{Week, Window, WindowError};
 
 /// A schedule field that failed validation.
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -37,6 +41,18 @@ pub enum ScheduleError {
     /// Hold modes that do not parse.
     #[error(transparent)]
     Hold(#[from] HoldError),
+    /// A sleep window that does not parse.
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    /// Fields that do not go together (a window with an action, `--enforce` on a cron
+    /// schedule), or a calendar name that is not a name.
+    #[error("{reason}")]
+    Conflict {
+        /// The flag at fault, as operators type it.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl ScheduleError {
@@ -51,6 +67,9 @@ impl ScheduleError {
             ScheduleError::SkipDate(_) => "skip-dates",
             ScheduleError::DefaultStart(_) => "default-start",
             ScheduleError::Hold(_) => "hold",
+            ScheduleError::Window(WindowError::Grid(_)) => "grid",
+            ScheduleError::Window(_) => "asleep",
+            ScheduleError::Conflict { field, .. } => field,
         }
     }
 }
@@ -60,12 +79,17 @@ impl ScheduleError {
 pub struct ScheduleRecord {
     /// Unique name.
     pub name: String,
-    /// 5-field cron expression.
-    pub cron: String,
+    /// 5-field cron expression (a cron schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
     /// IANA time zone.
     pub tz: String,
-    /// `stop` or `start`.
-    pub action: String,
+    /// `stop` or `start` (a cron schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The asleep part of the week as window text (a window schedule, which stops and starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asleep: Option<String>,
     /// Selector.
     pub selector: String,
     /// Disabled schedules never fire.
@@ -80,6 +104,15 @@ pub struct ScheduleRecord {
     /// Local dates on which the schedule does not fire.
     #[serde(default)]
     pub skip_dates: Vec<String>,
+    /// Calendars whose dates it does not fire on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_calendars: Vec<String>,
+    /// Calendars whose dates it keeps its targets awake on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub awake_calendars: Vec<String>,
+    /// A window schedule that puts back to sleep what it finds awake in its asleep time.
+    #[serde(default)]
+    pub enforce: bool,
     /// Sizes a start uses for targets with no baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_start: Option<Sizes>,
@@ -102,10 +135,8 @@ fn yes() -> bool {
 pub struct Schedule {
     /// Unique name.
     pub name: String,
-    /// When, in which zone.
-    pub cron: CronSpec,
-    /// What to do.
-    pub action: Action,
+    /// When, in which zone, doing what.
+    pub when: When,
     /// To what.
     pub selector: Selector,
     /// Disabled schedules never fire.
@@ -116,12 +147,70 @@ pub struct Schedule {
     pub prewarm: Duration,
     /// Local dates on which it does not fire.
     pub skip_dates: Vec<NaiveDate>,
+    /// Calendars whose dates it does not fire on.
+    pub skip_calendars: Vec<String>,
+    /// Calendars whose dates it keeps its targets awake on.
+    pub awake_calendars: Vec<String>,
+    /// Puts back to sleep what it finds awake in its asleep time (window schedules only).
+    pub enforce: bool,
     /// Sizes a start uses for targets with no baseline.
     pub default_start: Option<Sizes>,
     /// Hold modes for its node groups, winning over their clusters' tags.
     pub hold: Option<HoldModes>,
     /// The next instant it fires.
     pub next_fire: Option<DateTime<Utc>>,
+}
+
+/// When a schedule fires and what each fire does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum When {
+    /// A cron expression; every fire does the one action.
+    Cron {
+        /// The expression in its zone.
+        cron: CronSpec,
+        /// What each fire does.
+        action: Action,
+    },
+    /// A sleep window: a stop where sleep begins, a start where it ends.
+    Window(Window),
+}
+
+/// Why a fire does not happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Its local date is one of the schedule's skip dates.
+    Date,
+    /// Its local date is in a calendar the schedule skips.
+    Calendar(String),
+    /// A stop on a date in a calendar the schedule stays awake on.
+    AwakeOn(String),
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::Date => f.write_str("skip date"),
+            Skip::Calendar(name) => write!(f, "calendar {name}"),
+            Skip::AwakeOn(name) => write!(f, "awake on calendar {name}"),
+        }
+    }
+}
+
+impl Serialize for Skip {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// One occurrence of a schedule: when, doing what, and whether it is skipped (and why).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fire {
+    /// The instant.
+    pub time: FireTime,
+    /// What it does.
+    pub action: Action,
+    /// Why it does not happen, if it does not.
+    pub skipped: Option<Skip>,
 }
 
 /// A stored schedule that no longer reads as a valid one: a field became invalid (a cron
@@ -205,14 +294,83 @@ pub fn validate_name(name: &str) -> Result<(), ScheduleError> {
     }
 }
 
+fn conflict(field: &'static str, reason: impl Into<String>) -> ScheduleError {
+    ScheduleError::Conflict {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Reads the record's when: a cron expression with an action, or a window, never both.
+fn when(r: &ScheduleRecord) -> Result<When, ScheduleError> {
+    match (&r.cron, &r.asleep) {
+        (Some(_), Some(_)) => Err(conflict(
+            "asleep",
+            "--asleep (or --grid) and --cron are two kinds of schedule: give one",
+        )),
+        (None, None) => Err(conflict(
+            "cron",
+            "a schedule needs --cron with --action, or a sleep window (--asleep or --grid)",
+        )),
+        (Some(expression), None) => {
+            let cron = CronSpec::parse(expression, &r.tz)?;
+            let action = r.action.as_deref().unwrap_or_default();
+            let action =
+                Action::parse(action).ok_or_else(|| ScheduleError::Action(action.to_string()))?;
+            Ok(When::Cron { cron, action })
+        }
+        (None, Some(text)) => {
+            if r.action.is_some() {
+                return Err(conflict(
+                    "action",
+                    "a window schedule both stops and starts: drop --action",
+                ));
+            }
+            if r.prewarm_minutes != 0 {
+                return Err(conflict(
+                    "prewarm",
+                    "a window schedule takes no --prewarm: end the window earlier instead",
+                ));
+            }
+            let week = Week::parse(text)?;
+            Ok(When::Window(Window::new(week, &r.tz)?))
+        }
+    }
+}
+
+/// Checks calendar references: names, none twice, none both skipped and awake on.
+fn calendars(r: &ScheduleRecord) -> Result<(), ScheduleError> {
+    for (field, names) in [
+        ("skip-calendar", &r.skip_calendars),
+        ("awake-on-calendar", &r.awake_calendars),
+    ] {
+        for (i, name) in names.iter().enumerate() {
+            validate_name(name)
+                .map_err(|_| conflict(field, format!("invalid calendar name {name:?}")))?;
+            if names[..i].contains(name) {
+                return Err(conflict(field, format!("calendar {name:?} is named twice")));
+            }
+        }
+    }
+    if let Some(both) = r
+        .awake_calendars
+        .iter()
+        .find(|n| r.skip_calendars.contains(n))
+    {
+        return Err(conflict(
+            "awake-on-calendar",
+            format!("calendar {both:?} cannot be both skipped and stayed awake on"),
+        ));
+    }
+    Ok(())
+}
+
 impl TryFrom<ScheduleRecord> for Schedule {
     type Error = ScheduleError;
 
     fn try_from(r: ScheduleRecord) -> Result<Self, Self::Error> {
         validate_name(&r.name)?;
-        let cron = CronSpec::parse(&r.cron, &r.tz)?;
-        let action =
-            Action::parse(&r.action).ok_or_else(|| ScheduleError::Action(r.action.clone()))?;
+        let when = when(&r)?;
         let selector = Selector::parse(&r.selector)?;
         if !(0..=24 * 60).contains(&r.prewarm_minutes) {
             return Err(ScheduleError::Prewarm(format!("{}m", r.prewarm_minutes)));
@@ -220,11 +378,15 @@ impl TryFrom<ScheduleRecord> for Schedule {
         let skip_dates = r
             .skip_dates
             .iter()
-            .map(|d| {
-                NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
-                    .map_err(|_| ScheduleError::SkipDate(d.clone()))
-            })
+            .map(|d| crate::calendar::parse_date(d).map_err(|_| ScheduleError::SkipDate(d.clone())))
             .collect::<Result<Vec<_>, _>>()?;
+        calendars(&r)?;
+        if r.enforce && matches!(when, When::Cron { .. }) {
+            return Err(conflict(
+                "enforce",
+                "--enforce needs a sleep window (--asleep or --grid): a cron schedule has no asleep time to enforce",
+            ));
+        }
         if let Some(sizes) = r.default_start {
             if !sizes.is_valid() {
                 return Err(ScheduleError::DefaultStart(sizes));
@@ -237,13 +399,15 @@ impl TryFrom<ScheduleRecord> for Schedule {
             .transpose()?;
         Ok(Schedule {
             name: r.name,
-            cron,
-            action,
+            when,
             selector,
             enabled: r.enabled,
             dry_run: r.dry_run,
             prewarm: Duration::minutes(r.prewarm_minutes),
             skip_dates,
+            skip_calendars: r.skip_calendars,
+            awake_calendars: r.awake_calendars,
+            enforce: r.enforce,
             default_start: r.default_start,
             hold,
             next_fire: r.next_fire,
@@ -253,16 +417,29 @@ impl TryFrom<ScheduleRecord> for Schedule {
 
 impl From<Schedule> for ScheduleRecord {
     fn from(s: Schedule) -> Self {
+        let (cron, action, asleep) = match &s.when {
+            When::Cron { cron, action } => (
+                Some(cron.expression().to_string()),
+                Some(action.as_str().to_string()),
+                None,
+            ),
+            When::Window(w) => (None, None, Some(w.week().to_text())),
+        };
+        let tz = s.zone().name().to_string();
         ScheduleRecord {
             name: s.name,
-            cron: s.cron.expression().to_string(),
-            tz: s.cron.zone_name().to_string(),
-            action: s.action.as_str().to_string(),
+            tz,
+            cron,
+            action,
+            asleep,
             selector: s.selector.as_str().to_string(),
             enabled: s.enabled,
             dry_run: s.dry_run,
             prewarm_minutes: s.prewarm.num_minutes(),
             skip_dates: s.skip_dates.iter().map(|d| d.to_string()).collect(),
+            skip_calendars: s.skip_calendars,
+            awake_calendars: s.awake_calendars,
+            enforce: s.enforce,
             default_start: s.default_start,
             hold: s.hold.map(|m| m.to_string().replace('+', ",")),
             next_fire: s.next_fire,
@@ -270,33 +447,234 @@ impl From<Schedule> for ScheduleRecord {
     }
 }
 
+/// Occurrences a walk looks through for the next one that is not skipped: a skip list and
+/// calendars can only hide a bounded number of fires in a row; bound the walk anyway.
+const WALK_LIMIT: usize = 10_000;
+
 impl Schedule {
-    /// The first instant strictly after `after` at which this schedule fires: the cron fire
-    /// minus the prewarm, skipping fires whose local date is a skip date.
-    pub fn next_fire_after(&self, after: DateTime<Utc>) -> Option<FireTime> {
-        let mut cursor = after + self.prewarm;
-        // A skip list can only hide a bounded number of fires in a row; bound the walk anyway.
-        for _ in 0..10_000 {
-            let fire = self.cron.next_after(cursor)?;
-            if !self.skip_dates.contains(&fire.local.date_naive()) {
+    /// The zone the schedule reads its times and dates in.
+    pub fn zone(&self) -> Tz {
+        match &self.when {
+            When::Cron { cron, .. } => cron.zone(),
+            When::Window(w) => w.zone(),
+        }
+    }
+
+    /// The window, for a window schedule.
+    pub fn window(&self) -> Option<&Window> {
+        match &self.when {
+            When::Window(w) => Some(w),
+            When::Cron { .. } => None,
+        }
+    }
+
+    /// The first awake-on calendar holding `date`, if any.
+    fn awake_on(&self, date: NaiveDate, calendars: &Calendars) -> Option<&str> {
+        self.awake_calendars
+            .iter()
+            .find(|c| calendars.holds(c, date))
+            .map(String::as_str)
+    }
+
+    /// Why a fire on local `date` doing `action` does not happen, if it does not.
+    fn skip(&self, date: NaiveDate, action: Action, calendars: &Calendars) -> Option<Skip> {
+        if self.skip_dates.contains(&date) {
+            return Some(Skip::Date);
+        }
+        if let Some(c) = self
+            .skip_calendars
+            .iter()
+            .find(|c| calendars.holds(c, date))
+        {
+            return Some(Skip::Calendar(c.clone()));
+        }
+        match (&self.when, action) {
+            // A window stays awake on such a date by its effective week (`asleep_at`); a cron
+            // stop schedule, which has no week, by not stopping.
+            (When::Cron { .. }, Action::Stop) => self
+                .awake_on(date, calendars)
+                .map(|c| Skip::AwakeOn(c.to_string())),
+            _ => None,
+        }
+    }
+
+    /// Whether the local date at `at` is one the schedule skips (a skip date or a date in a
+    /// calendar it skips): it does not act that day.
+    pub fn skips_date(&self, at: DateTime<Utc>, calendars: &Calendars) -> bool {
+        let date = at.with_timezone(&self.zone()).date_naive();
+        self.skip_dates.contains(&date)
+            || self.skip_calendars.iter().any(|c| calendars.holds(c, date))
+    }
+
+    /// For a window schedule, whether its targets should be asleep at `at`: the week read in
+    /// its zone, awake all day on the dates of its awake-on calendars. `None` for a cron
+    /// schedule, which has no asleep time.
+    pub fn asleep_at(&self, at: DateTime<Utc>, calendars: &Calendars) -> Option<bool> {
+        let window = self.window()?;
+        let local = at.with_timezone(&window.zone()).date_naive();
+        Some(window.asleep_at(at) && self.awake_on(local, calendars).is_none())
+    }
+
+    /// What running the schedule at `at` does: a cron schedule's action; for a window, stop
+    /// when it is asleep then and start when it is awake.
+    pub fn action_at(&self, at: DateTime<Utc>, calendars: &Calendars) -> Action {
+        match &self.when {
+            When::Cron { action, .. } => *action,
+            When::Window(_) => match self.asleep_at(at, calendars) {
+                Some(true) => Action::Stop,
+                _ => Action::Start,
+            },
+        }
+    }
+
+    /// Every occurrence strictly after `after`, the skipped ones too, oldest first. Endless
+    /// for most schedules: bound it.
+    pub fn occurrences_after<'a>(
+        &'a self,
+        after: DateTime<Utc>,
+        calendars: &'a Calendars,
+    ) -> impl Iterator<Item = Fire> + 'a {
+        let mut cursor = after;
+        std::iter::from_fn(move || {
+            for _ in 0..WALK_LIMIT {
+                let (fire, next_cursor) = self.occurrence_after(cursor, calendars)?;
+                cursor = next_cursor;
+                if fire.is_some() {
+                    return fire;
+                }
+            }
+            None
+        })
+    }
+
+    /// The next candidate instant after `cursor`: the occurrence there, if any (a window edge
+    /// an awake-on date cancels out may be none), and where to look from next.
+    fn occurrence_after(
+        &self,
+        cursor: DateTime<Utc>,
+        calendars: &Calendars,
+    ) -> Option<(Option<Fire>, DateTime<Utc>)> {
+        match &self.when {
+            When::Cron { cron, action } => {
+                let fire = cron.next_after(cursor + self.prewarm)?;
                 // The prewarmed instant's local time carries the offset in force then, which
                 // differs from the cron fire's when a DST change falls in between.
                 let utc = fire.utc - self.prewarm;
-                return Some(FireTime {
+                let time = FireTime {
                     utc,
-                    local: utc.with_timezone(&self.cron.zone()).fixed_offset(),
-                });
+                    local: utc.with_timezone(&cron.zone()).fixed_offset(),
+                };
+                let skipped = self.skip(fire.local.date_naive(), *action, calendars);
+                Some((
+                    Some(Fire {
+                        time,
+                        action: *action,
+                        skipped,
+                    }),
+                    utc,
+                ))
             }
-            cursor = fire.utc;
+            When::Window(window) => self.window_occurrence(window, cursor, calendars),
         }
-        None
     }
 
-    /// Every fire instant strictly after `after`, oldest first. Endless for most schedules:
-    /// bound it (`take_while`, `take`).
-    pub fn fires_after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
-        std::iter::successors(self.next_fire_after(after).map(|f| f.utc), |fire| {
-            self.next_fire_after(*fire).map(|f| f.utc)
+    /// A window's next candidate: its next edge, or, with awake-on calendars, the next local
+    /// midnight (where such a date begins or ends), whichever is first. It fires where the
+    /// effective week (`asleep_at`) changes; an edge an awake-on date cancels is reported as
+    /// skipped for that calendar.
+    fn window_occurrence(
+        &self,
+        window: &Window,
+        cursor: DateTime<Utc>,
+        calendars: &Calendars,
+    ) -> Option<(Option<Fire>, DateTime<Utc>)> {
+        let edge = window.next_edge_after(cursor);
+        let midnight = if self.awake_calendars.is_empty() {
+            None
+        } else {
+            CronSpec::parse("0 0 * * *", window.zone().name())
+                .expect("a valid expression in a valid zone")
+                .next_after(cursor)
+        };
+        let time = match (edge, midnight) {
+            (Some((e, _)), Some(m)) => {
+                if m.utc < e.utc {
+                    m
+                } else {
+                    e
+                }
+            }
+            (Some((e, _)), None) => e,
+            (None, Some(m)) => m,
+            (None, None) => return None,
+        };
+        let at_edge = edge.filter(|(e, _)| e.utc == time.utc).map(|(_, a)| a);
+        let before = self.asleep_at(time.utc - Duration::minutes(1), calendars);
+        let now = self.asleep_at(time.utc, calendars);
+        let date = time.local.date_naive();
+        let fire = if before != now {
+            let action = if now == Some(true) {
+                Action::Stop
+            } else {
+                Action::Start
+            };
+            Some(Fire {
+                time,
+                action,
+                skipped: self.skip(date, action, calendars),
+            })
+        } else {
+            // An edge whose change an awake-on date cancelled: shown as skipped for it.
+            at_edge.and_then(|action| {
+                let previous = (time.utc - Duration::minutes(1))
+                    .with_timezone(&window.zone())
+                    .date_naive();
+                let calendar = self
+                    .awake_on(date, calendars)
+                    .or_else(|| self.awake_on(previous, calendars))?;
+                Some(Fire {
+                    time,
+                    action,
+                    skipped: Some(Skip::AwakeOn(calendar.to_string())),
+                })
+            })
+        };
+        Some((fire, time.utc))
+    }
+
+    /// The first fire strictly after `after` that is not skipped.
+    pub fn next_fire_after(&self, after: DateTime<Utc>, calendars: &Calendars) -> Option<Fire> {
+        self.occurrences_after(after, calendars)
+            .take(WALK_LIMIT)
+            .find(|f| f.skipped.is_none())
+    }
+
+    /// The last fire doing `action` at or before `at` within the week before it, if any.
+    pub fn last_fire_before(
+        &self,
+        at: DateTime<Utc>,
+        action: Action,
+        calendars: &Calendars,
+    ) -> Option<DateTime<Utc>> {
+        self.fires_after(at - Duration::days(8), calendars)
+            .take_while(|f| f.time.utc <= at)
+            .filter(|f| f.action == action)
+            .last()
+            .map(|f| f.time.utc)
+    }
+
+    /// Every fire strictly after `after` that is not skipped, oldest first. Endless for most
+    /// schedules: bound it (`take_while`, `take`).
+    pub fn fires_after<'a>(
+        &'a self,
+        after: DateTime<Utc>,
+        calendars: &'a Calendars,
+    ) -> impl Iterator<Item = Fire> + 'a {
+        let mut cursor = after;
+        std::iter::from_fn(move || {
+            let fire = self.next_fire_after(cursor, calendars)?;
+            cursor = fire.time.utc;
+            Some(fire)
         })
     }
 }
@@ -309,14 +687,18 @@ mod tests {
     fn record() -> ScheduleRecord {
         ScheduleRecord {
             name: "dev-nights".into(),
-            cron: "0 19 * * 1-5".into(),
+            cron: Some("0 19 * * 1-5".into()),
             tz: "Europe/Berlin".into(),
-            action: "stop".into(),
+            action: Some("stop".into()),
+            asleep: None,
             selector: "tag:env=dev".into(),
             enabled: true,
             dry_run: false,
             prewarm_minutes: 0,
             skip_dates: vec![],
+            skip_calendars: vec![],
+            awake_calendars: vec![],
+            enforce: false,
             default_start: None,
             next_fire: None,
             hold: None,
@@ -328,9 +710,9 @@ mod tests {
         type Mutation = fn(&mut ScheduleRecord);
         let cases: Vec<(Mutation, &str)> = vec![
             (|r| r.name = "bad name".into(), "name"),
-            (|r| r.cron = "61 * * * *".into(), "cron"),
+            (|r| r.cron = Some("61 * * * *".into()), "cron"),
             (|r| r.tz = "Mars/Olympus".into(), "tz"),
-            (|r| r.action = "pause".into(), "action"),
+            (|r| r.action = Some("pause".into()), "action"),
             (|r| r.selector = "env=dev".into(), "select"),
             (|r| r.skip_dates = vec!["24.12.2027".into()], "skip-dates"),
             (
@@ -348,13 +730,17 @@ mod tests {
     #[test]
     fn a_prewarmed_fire_across_a_dst_change_shows_the_offset_in_force_then() {
         let mut r = record();
-        r.cron = "30 3 28 3 *".into();
+        r.cron = Some("30 3 28 3 *".into());
         r.tz = "Europe/Berlin".into();
         r.prewarm_minutes = 120;
         let s = Schedule::try_from(r).unwrap();
         let fire = s
-            .next_fire_after(Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap())
-            .unwrap();
+            .next_fire_after(
+                Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap(),
+                &Calendars::none(),
+            )
+            .unwrap()
+            .time;
         assert_eq!(fire.utc.to_rfc3339(), "2027-03-27T23:30:00+00:00");
         assert_eq!(fire.local.to_rfc3339(), "2027-03-28T00:30:00+01:00");
     }
@@ -376,7 +762,10 @@ mod tests {
         let after = Utc.with_ymd_and_hms(2027, 1, 4, 0, 0, 0).unwrap();
         // Monday 4 January is skipped; Tuesday 19:00 CET = 18:00Z, minus 15 minutes.
         assert_eq!(
-            s.next_fire_after(after).unwrap().utc,
+            s.next_fire_after(after, &Calendars::none())
+                .unwrap()
+                .time
+                .utc,
             Utc.with_ymd_and_hms(2027, 1, 5, 17, 45, 0).unwrap()
         );
     }

@@ -74,6 +74,13 @@ pub enum ChangeKind {
     OverrideAdded,
     /// An override was ended before it expired.
     OverrideRemoved,
+    /// A target was found changed by something other than curfew while curfew held it asleep
+    /// (a drift check), or awake in an enforced schedule's asleep time (an enforce pass).
+    DriftFound,
+    /// A holiday calendar was created.
+    CalendarAdded,
+    /// A holiday calendar was deleted.
+    CalendarDeleted,
 }
 
 impl ChangeKind {
@@ -90,6 +97,9 @@ impl ChangeKind {
             ChangeKind::AccountRemoved => "account_removed",
             ChangeKind::OverrideAdded => "override_added",
             ChangeKind::OverrideRemoved => "override_removed",
+            ChangeKind::DriftFound => "drift_found",
+            ChangeKind::CalendarAdded => "calendar_added",
+            ChangeKind::CalendarDeleted => "calendar_deleted",
         }
     }
 }

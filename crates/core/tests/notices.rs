@@ -112,6 +112,7 @@ async fn a_refused_account_is_told_once_and_the_end_once_however_often_it_is_set
         default_start: None,
         hold: None,
         check: false,
+        enforce: false,
     };
     let step = worker::handle(&w.hub, &duplicate).await.unwrap();
     assert_eq!(step, TaskStep::Finished(TaskStatus::Succeeded));

@@ -41,6 +41,8 @@ mod tests {
                 problem: "unknown time zone \"Moon/Tranquility\"".into(),
             }],
             drift_check: None,
+            skipped: vec![],
+            enforce_passes: vec![],
         };
         assert_eq!(
             serde_json::to_value(&report).unwrap(),

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::account::{Account, SpokeRole};
+use curfew_core::calendar::Calendar;
 use curfew_core::clock::{Clock, ManualClock};
 use curfew_core::cluster::{
     ClusterApi, ClusterRef, CronJob, Hpa, Namespace, NodePool, Workload, WorkloadKind,
@@ -349,6 +350,25 @@ impl ScheduleStore for ChaosStore {
             "advance_schedule",
             self.inner.advance_schedule(name, expected, next)
         )
+    }
+    async fn enforced_schedules(&self) -> PortResult<ScheduleList> {
+        hooked!(self, "enforced_schedules", self.inner.enforced_schedules())
+    }
+    async fn create_calendar(&self, calendar: &Calendar) -> PortResult<()> {
+        hooked!(
+            self,
+            "create_calendar",
+            self.inner.create_calendar(calendar)
+        )
+    }
+    async fn get_calendar(&self, name: &str) -> PortResult<Option<Calendar>> {
+        hooked!(self, "get_calendar", self.inner.get_calendar(name))
+    }
+    async fn list_calendars(&self) -> PortResult<Vec<Calendar>> {
+        hooked!(self, "list_calendars", self.inner.list_calendars())
+    }
+    async fn delete_calendar(&self, name: &str) -> PortResult<bool> {
+        hooked!(self, "delete_calendar", self.inner.delete_calendar(name))
     }
 }
 

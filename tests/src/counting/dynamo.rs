@@ -312,7 +312,7 @@ fn none() -> DynamoUse {
 /// entry names the adapter function it follows (`mod.rs`, `operations.rs`, `targets.rs`,
 /// `dead_letters.rs` under `crates/aws/src/dynamo/`). Where the result cannot tell which path
 /// the adapter took, the entry says which one it counts.
-pub const TABLE: [(StoreCall, Model); 49] = [
+pub const TABLE: [(StoreCall, Model); 54] = [
     // mod.rs `put_account` -> `put`: one unconditional PutItem.
     (StoreCall::PutAccount, |_| none().put()),
     // mod.rs `get_account` -> `get`: one consistent GetItem.
@@ -353,6 +353,21 @@ pub const TABLE: [(StoreCall, Model); 49] = [
     // mod.rs `advance_schedule`: one conditional UpdateItem that moves the gsi1 sort key (old
     // index entry deleted, new one put).
     (StoreCall::AdvanceSchedule, |_| none().update().index(2)),
+    // mod.rs `enforced_schedules`: one Query on gsi2 (eventually consistent), whose projected
+    // items are the enforced schedules.
+    (StoreCall::EnforcedSchedules, |s| {
+        none().query(s.items, Consistency::Eventual)
+    }),
+    // mod.rs `create_calendar` -> `put_new`.
+    (StoreCall::CreateCalendar, |_| none().put()),
+    // mod.rs `get_calendar` -> `get`.
+    (StoreCall::GetCalendar, |_| none().get()),
+    // mod.rs `list_calendars` -> `query("CALENDARS", ..)`.
+    (StoreCall::ListCalendars, |s| {
+        none().query(s.items, Consistency::Strong)
+    }),
+    // mod.rs `delete_calendar` -> `delete`.
+    (StoreCall::DeleteCalendar, |_| none().delete()),
     // operations.rs `create_operation` -> `put_new`, with its gsi2 (operations list) entry.
     (StoreCall::CreateOperation, |_| none().put().index(1)),
     // operations.rs `get_operation` -> `read_operation`: GetItem of the operation, and for a

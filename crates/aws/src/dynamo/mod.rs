@@ -3,7 +3,8 @@
 //! | item | pk | sk | indexes |
 //! |---|---|---|---|
 //! | account | `ACCOUNTS` | `ACCOUNT#<id>` | |
-//! | schedule | `SCHEDULES` | `SCHEDULE#<name>` | gsi1: `DUE` / next fire (enabled only) |
+//! | schedule | `SCHEDULES` | `SCHEDULE#<name>` | gsi1: `DUE` / next fire (enabled only); gsi2: `ENFORCE` / name (enabled, `--enforce` only) |
+//! | calendar | `CALENDARS` | `CALENDAR#<name>` | |
 //! | operation | `OP#<id>` | `OP` | gsi2: `OPS` / created_at#id (newest first) |
 //! | shard marker | `OP#<id>` | `SHARD#<account>#<region>` | |
 //! | task | `OP#<id>#<account>#<region>` | `TASK#<target key>` | |
@@ -39,6 +40,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use curfew_core::account::Account;
+use curfew_core::calendar::{Calendar, CalendarRecord};
 use curfew_core::ports::{
     AccountStore, ErrorKind, LeaseToken, PortError, PortResult, ScheduleStore,
 };
@@ -339,6 +341,11 @@ fn schedule_item(schedule: &Schedule) -> PortResult<Item> {
         item.insert("gsi1pk".into(), s("DUE"));
         item.insert("gsi1sk".into(), s(index_time(next)));
     }
+    // The poller reads the enforced schedules every tick: an index of just those, never all.
+    if schedule.enabled && schedule.enforce {
+        item.insert("gsi2pk".into(), s("ENFORCE"));
+        item.insert("gsi2sk".into(), s(schedule.name.clone()));
+    }
     Ok(item)
 }
 
@@ -505,6 +512,57 @@ impl ScheduleStore for DynamoStore {
         // second) fires by its state of that instant before, as if the change had come later.
         let due: Vec<Item> = items.into_iter().filter(|item| due_at(item, now)).collect();
         Ok(schedule_list(due.into_iter().map(decode_schedule)))
+    }
+
+    async fn enforced_schedules(&self) -> PortResult<ScheduleList> {
+        let items: Vec<Item> = retrying(|| async {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi2")
+                .key_condition_expression("gsi2pk = :enforce")
+                .expression_attribute_values(":enforce", s("ENFORCE"))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("querying enforced schedules", e))
+        })
+        .await?;
+        Ok(schedule_list(items.into_iter().map(decode_schedule)))
+    }
+
+    async fn create_calendar(&self, calendar: &Calendar) -> PortResult<()> {
+        let sk = format!("CALENDAR#{}", calendar.name);
+        let item = encode(&CalendarRecord::from(calendar.clone()))?;
+        if self.put_new(item, "CALENDARS", &sk).await? {
+            Ok(())
+        } else {
+            Err(PortError::new(
+                ErrorKind::ConditionFailed,
+                format!("a calendar named {:?} already exists", calendar.name),
+            ))
+        }
+    }
+
+    async fn get_calendar(&self, name: &str) -> PortResult<Option<Calendar>> {
+        self.get("CALENDARS", &format!("CALENDAR#{name}"))
+            .await?
+            .map(decode::<Calendar>)
+            .transpose()
+    }
+
+    async fn list_calendars(&self) -> PortResult<Vec<Calendar>> {
+        self.query("CALENDARS", "CALENDAR#")
+            .await?
+            .into_iter()
+            .map(decode::<Calendar>)
+            .collect()
+    }
+
+    async fn delete_calendar(&self, name: &str) -> PortResult<bool> {
+        self.delete("CALENDARS", &format!("CALENDAR#{name}")).await
     }
 
     async fn advance_schedule(

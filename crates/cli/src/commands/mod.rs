@@ -2,6 +2,7 @@
 
 mod account;
 mod audit;
+mod calendar;
 mod dlq;
 mod health;
 mod next;
@@ -21,16 +22,15 @@ use crate::error::bad_input;
 pub async fn run(cli: Cli) -> Result<()> {
     let opts = &cli.global;
     match cli.command {
-        Command::Next(args) => next::run(&args, opts.output),
+        Command::Next(args) => next::run(&args, opts).await,
+        Command::Calendar(command) => calendar::run(command, opts).await,
         Command::Account(command) => account::run(command, opts).await,
         Command::Schedule(command) => schedule::run(command, opts).await,
         Command::Plan(args) => plan::run(args, opts).await,
         Command::Stop(args) => {
             run::stop_or_start(curfew_core::decision::Action::Stop, args, opts).await
         }
-        Command::Start(args) => {
-            run::stop_or_start(curfew_core::decision::Action::Start, args, opts).await
-        }
+        Command::Start(args) => run::start(args, opts).await,
         Command::Trigger(args) => run::trigger(args, opts).await,
         Command::Ops(args) => ops::run(args, opts).await,
         Command::Override(args) => overrides::run(args, opts).await,

@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, SubsecRound, Utc};
-use curfew_core::ports::Override;
+use curfew_core::ports::{Override, StateStore};
 use curfew_core::schedule::parse_duration;
 use curfew_core::selector::Selector;
 use curfew_core::trail::ChangeKind;
@@ -95,16 +95,20 @@ async fn list(opts: &GlobalOpts) -> Result<()> {
     }
 }
 
-/// Stores an override keeping `selector`'s targets awake until `until`.
-async fn add(selector: Selector, until: &str, opts: &GlobalOpts) -> Result<()> {
-    let now = Utc::now();
-    let awake_until = awake_until(until, now)?;
-    let store = connect::store(opts).await?;
+/// Stores (and records in the audit trail) an override keeping `selector`'s targets awake
+/// until `awake_until`.
+pub(crate) async fn keep_awake(
+    store: &dyn StateStore,
+    opts: &GlobalOpts,
+    selector: Selector,
+    awake_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Override> {
     let uuid = uuid::Uuid::now_v7().simple().to_string();
     let o = Override {
         id: format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &uuid[20..]),
         selector,
-        awake_until,
+        awake_until: awake_until.trunc_subsecs(0),
         created_at: now,
     };
     store
@@ -113,13 +117,22 @@ async fn add(selector: Selector, until: &str, opts: &GlobalOpts) -> Result<()> {
         .context("storing the override")?;
     changes::record(
         opts,
-        store.as_ref(),
+        store,
         ChangeKind::OverrideAdded,
         &o.id,
         None,
         changes::json(&o),
     )
     .await?;
+    Ok(o)
+}
+
+/// Stores an override keeping `selector`'s targets awake until `until`.
+async fn add(selector: Selector, until: &str, opts: &GlobalOpts) -> Result<()> {
+    let now = Utc::now();
+    let awake_until = awake_until(until, now)?;
+    let store = connect::store(opts).await?;
+    let o = keep_awake(store.as_ref(), opts, selector, awake_until, now).await?;
     match opts.output {
         Output::Json => output::print_json(&o),
         Output::Table => {

@@ -7,12 +7,14 @@
 
 use anyhow::{anyhow, Context, Result};
 use aws_sdk_lambda::primitives::Blob;
+use chrono::Utc;
 use curfew_core::decision::Action;
 use curfew_core::operation::{OpStatus, Operation};
 use curfew_core::ports::StateStore;
+use curfew_core::schedule::parse_duration;
 use curfew_core::service::invocation::{invoke, Invocation, InvocationError, InvocationResponse};
 
-use crate::cli::{GlobalOpts, Output, RunArgs, TriggerArgs, WaitArgs};
+use crate::cli::{GlobalOpts, Output, RunArgs, StartArgs, TriggerArgs, WaitArgs};
 use crate::connect::{self, Queues};
 use crate::error::bad_input;
 use crate::output::{self, outln, OperationJson};
@@ -37,6 +39,57 @@ pub async fn stop_or_start(action: Action, args: RunArgs, opts: &GlobalOpts) -> 
         },
     };
     execute(invocation, &args.wait, opts).await
+}
+
+/// The longest `start --for`: a week. Longer is a schedule's job (or `override add`).
+const LONGEST_AWAKE: chrono::Duration = chrono::Duration::days(7);
+
+/// `--for`: a whole number of seconds, more than zero, at most a week.
+fn awake_for(value: &str) -> Result<chrono::Duration> {
+    let duration = parse_duration(value).ok_or_else(|| {
+        bad_input(format!(
+            "--for: {value:?} is not a duration such as 3h, 90m or 1h30m"
+        ))
+    })?;
+    if duration <= chrono::Duration::zero() || duration > LONGEST_AWAKE {
+        return Err(bad_input(format!(
+            "--for: {value:?} must be more than zero and at most 7d (use `curfew override add` or a schedule for longer)"
+        )));
+    }
+    Ok(duration)
+}
+
+/// `curfew start`, and with `--for` the override that keeps its targets awake until then:
+/// stored before the start, so no stop in between can catch them awake without it.
+pub async fn start(args: StartArgs, opts: &GlobalOpts) -> Result<()> {
+    let Some(value) = &args.awake_for else {
+        return stop_or_start(Action::Start, args.run, opts).await;
+    };
+    let duration = awake_for(value)?;
+    if args.run.dry_run {
+        return Err(bad_input(
+            "--for: a dry run changes nothing, so there is nothing to keep awake; drop --dry-run or --for",
+        ));
+    }
+    let store = connect::store(opts).await?;
+    let now = Utc::now();
+    let o = super::overrides::keep_awake(
+        store.as_ref(),
+        opts,
+        args.run.select.clone(),
+        now + duration,
+        now,
+    )
+    .await?;
+    if opts.output == Output::Table {
+        outln!(
+            "targets matching {} stay awake until {}: scheduled stops skip them (override {})",
+            o.selector,
+            output::utc(o.awake_until),
+            o.id
+        )?;
+    }
+    stop_or_start(Action::Start, args.run, opts).await
 }
 
 /// `curfew trigger NAME`.

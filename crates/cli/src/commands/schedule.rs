@@ -2,12 +2,14 @@
 
 use anyhow::{anyhow, Context, Result};
 use chrono::Utc;
+use curfew_core::calendar::Calendars;
 use curfew_core::ports::{ErrorKind, StateStore};
 use curfew_core::schedule::{
-    parse_duration, validate_name, BrokenSchedule, Schedule, ScheduleList, ScheduleRecord,
+    parse_duration, validate_name, BrokenSchedule, Schedule, ScheduleList, ScheduleRecord, When,
 };
 use curfew_core::target::Sizes;
 use curfew_core::trail::ChangeKind;
+use curfew_core::window::{Week, DAYS};
 use serde::Serialize;
 
 use crate::changes;
@@ -22,14 +24,6 @@ fn flag(field: &str) -> String {
         "name" => "NAME".to_string(),
         other => format!("--{other}"),
     }
-}
-
-/// A schedule with its coming fire times, as `schedule show` prints it.
-#[derive(Serialize)]
-struct ScheduleJson {
-    #[serde(flatten)]
-    record: ScheduleRecord,
-    upcoming: Vec<FireJson>,
 }
 
 /// One row of `schedule list --output json`: a schedule's record as `schedule show` prints it,
@@ -99,12 +93,31 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
         ScheduleCommand::Show { name } => {
             let store = connect::store(opts).await?;
             let schedule = get(store.as_ref(), &name).await?;
-            show(schedule, opts.output)
+            let calendars = super::next::calendars(store.as_ref(), &schedule).await?;
+            show(schedule, &calendars, opts.output)
+        }
+        ScheduleCommand::Grid { name } => {
+            let store = connect::store(opts).await?;
+            let schedule = get(store.as_ref(), &name).await?;
+            let window = schedule.window().ok_or_else(|| {
+                anyhow!("schedule {name:?} is a cron schedule: only a window schedule has a week to draw")
+            })?;
+            let week = window.week();
+            match opts.output {
+                Output::Json => output::print_json(&week.grid_rows()?),
+                Output::Table => {
+                    let grid = week.to_grid()?;
+                    outln!("{}", grid.trim_end())
+                }
+            }
         }
         ScheduleCommand::Enable { name } => {
             let store = connect::store(opts).await?;
             let schedule = get(store.as_ref(), &name).await?;
-            let next = schedule.next_fire_after(Utc::now()).map(|f| f.utc);
+            let calendars = super::next::calendars(store.as_ref(), &schedule).await?;
+            let next = schedule
+                .next_fire_after(Utc::now(), &calendars)
+                .map(|f| f.time.utc);
             set_enabled(store.as_ref(), &name, true, next).await?;
             let after = get(store.as_ref(), &name).await?;
             record(
@@ -115,7 +128,8 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
                 Some(&after),
             )
             .await?;
-            show(after, opts.output)
+            let calendars = super::next::calendars(store.as_ref(), &after).await?;
+            show(after, &calendars, opts.output)
         }
         ScheduleCommand::Disable { name } => {
             let store = connect::store(opts).await?;
@@ -130,7 +144,8 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
                 Some(&after),
             )
             .await?;
-            show(after, opts.output)
+            let calendars = super::next::calendars(store.as_ref(), &after).await?;
+            show(after, &calendars, opts.output)
         }
         ScheduleCommand::Delete { name } => {
             let store = connect::store(opts).await?;
@@ -174,6 +189,24 @@ fn parse_sizes(value: &str) -> Option<Sizes> {
     }
 }
 
+/// The window text of `--asleep`, or of the week `--grid` draws (read from the file or stdin).
+fn asleep_text(args: &ScheduleAddArgs) -> Result<Option<String>> {
+    let Some(path) = &args.grid else {
+        return Ok(args.asleep.clone());
+    };
+    let text = if path == std::path::Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading the grid from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| bad_input(format!("--grid: cannot read {}: {e}", path.display())))?
+    };
+    let week = Week::parse_grid(&text).map_err(|e| bad_input(format!("--grid: {e}")))?;
+    Ok(Some(week.to_text()))
+}
+
 /// Validates every field (nothing is written on bad input), then creates the schedule with its
 /// next fire time.
 async fn add(args: ScheduleAddArgs, opts: &GlobalOpts) -> Result<()> {
@@ -196,24 +229,55 @@ async fn add(args: ScheduleAddArgs, opts: &GlobalOpts) -> Result<()> {
             ))
         })?),
     };
+    let asleep = asleep_text(&args)?;
     let record = ScheduleRecord {
         hold: args.hold.map(|m| m.to_string().replace('+', ",")),
         name: args.name,
         cron: args.cron,
         tz: args.tz,
         action: args.action,
+        asleep,
         selector: args.select,
         enabled: true,
         dry_run: args.dry_run,
         prewarm_minutes,
         skip_dates: args.skip_dates,
+        skip_calendars: args.skip_calendar,
+        awake_calendars: args.awake_on_calendar,
+        enforce: args.enforce,
         default_start,
         next_fire: None,
     };
-    let mut schedule =
-        Schedule::try_from(record).map_err(|e| bad_input(format!("{}: {e}", flag(e.field()))))?;
-    schedule.next_fire = schedule.next_fire_after(Utc::now()).map(|f| f.utc);
+    let mut schedule = Schedule::try_from(record).map_err(|e| {
+        // A grid's week is checked as window text: name the flag the operator used.
+        let field = match (e.field(), args.grid.is_some()) {
+            ("asleep", true) => "grid",
+            (field, _) => field,
+        };
+        bad_input(format!("{}: {e}", flag(field)))
+    })?;
     let store = connect::store(opts).await?;
+    let mut calendars = Calendars::none();
+    for (field, names) in [
+        ("skip-calendar", &schedule.skip_calendars),
+        ("awake-on-calendar", &schedule.awake_calendars),
+    ] {
+        for name in names {
+            let calendar = store
+                .get_calendar(name)
+                .await
+                .with_context(|| format!("reading calendar {name}"))?
+                .ok_or_else(|| {
+                    bad_input(format!(
+                        "--{field}: no calendar named {name:?} (add it with `curfew calendar add`)"
+                    ))
+                })?;
+            calendars.insert(calendar);
+        }
+    }
+    schedule.next_fire = schedule
+        .next_fire_after(Utc::now(), &calendars)
+        .map(|f| f.time.utc);
     match store.create_schedule(&schedule).await {
         Ok(()) => {}
         Err(e) if e.kind == ErrorKind::ConditionFailed => {
@@ -233,7 +297,7 @@ async fn add(args: ScheduleAddArgs, opts: &GlobalOpts) -> Result<()> {
         changes::schedule_json(&schedule),
     )
     .await?;
-    show(schedule, opts.output)
+    show(schedule, &calendars, opts.output)
 }
 
 /// Records an enable or disable: the schedule before and after.
@@ -285,9 +349,20 @@ fn next_fire(schedule: &Schedule) -> String {
         Some(t) => format!(
             "{} ({})",
             output::utc(t),
-            output::local(t.with_timezone(&schedule.cron.zone()).fixed_offset())
+            output::local(t.with_timezone(&schedule.zone()).fixed_offset())
         ),
         None => "-".to_string(),
+    }
+}
+
+/// What fires: a cron schedule's action and expression, or a window's asleep time.
+fn action_and_when(s: &Schedule) -> (String, String) {
+    match &s.when {
+        When::Cron { cron, action } => (action.to_string(), cron.expression().to_string()),
+        When::Window(w) => (
+            "stop+start".to_string(),
+            format!("asleep {}", w.week().to_text()),
+        ),
     }
 }
 
@@ -298,7 +373,7 @@ fn print_list(schedules: &[Schedule], broken: &[BrokenSchedule]) -> Result<()> {
         "name",
         "enabled",
         "action",
-        "cron",
+        "when",
         "zone",
         "select",
         "next fire (UTC, local)",
@@ -307,12 +382,13 @@ fn print_list(schedules: &[Schedule], broken: &[BrokenSchedule]) -> Result<()> {
     let mut rows: Vec<(&str, Vec<String>)> = schedules
         .iter()
         .map(|s| {
+            let (action, when) = action_and_when(s);
             let row = vec![
                 s.name.clone(),
                 if s.enabled { "yes" } else { "no" }.to_string(),
-                s.action.to_string(),
-                s.cron.expression().to_string(),
-                s.cron.zone_name().to_string(),
+                action,
+                when,
+                s.zone().name().to_string(),
                 s.selector.to_string(),
                 next_fire(s),
                 options(s),
@@ -338,11 +414,20 @@ fn options(s: &Schedule) -> String {
     if s.dry_run {
         o.push("dry run".to_string());
     }
+    if s.enforce {
+        o.push("enforce".to_string());
+    }
     if !s.prewarm.is_zero() {
         o.push(format!("prewarm {}m", s.prewarm.num_minutes()));
     }
     if !s.skip_dates.is_empty() {
         o.push(format!("{} skip dates", s.skip_dates.len()));
+    }
+    for c in &s.skip_calendars {
+        o.push(format!("skip calendar {c}"));
+    }
+    for c in &s.awake_calendars {
+        o.push(format!("awake on calendar {c}"));
     }
     if let Some(sizes) = s.default_start {
         o.push(format!("default start {sizes}"));
@@ -353,25 +438,35 @@ fn options(s: &Schedule) -> String {
     o.join(", ")
 }
 
-fn show(schedule: Schedule, out: Output) -> Result<()> {
-    let upcoming: Vec<_> = if schedule.enabled {
-        let mut fires = Vec::new();
-        let mut cursor = Utc::now();
-        while fires.len() < 5 {
-            match schedule.next_fire_after(cursor) {
-                Some(f) => {
-                    cursor = f.utc;
-                    fires.push(f);
-                }
-                None => break,
-            }
-        }
-        fires
+/// A schedule with its coming fires (the skipped ones marked) and, for a window, its week.
+#[derive(Serialize)]
+struct ScheduleJson {
+    #[serde(flatten)]
+    record: ScheduleRecord,
+    /// A window's week as 7 rows Mon..Sun, `#` asleep (absent when it changes off the half
+    /// hour, or for a cron schedule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grid: Option<Vec<String>>,
+    /// A window's edges as the cron expressions they fire as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crons: Option<serde_json::Value>,
+    upcoming: Vec<FireJson>,
+}
+
+fn show(schedule: Schedule, calendars: &Calendars, out: Output) -> Result<()> {
+    let upcoming = if schedule.enabled {
+        super::next::upcoming(&schedule, Utc::now(), 6, calendars)
     } else {
         Vec::new()
     };
+    let window = schedule.window().cloned();
     match out {
         Output::Json => output::print_json(&ScheduleJson {
+            grid: window.as_ref().and_then(|w| w.week().grid_rows().ok()),
+            crons: window.as_ref().map(|w| {
+                let (stop, start) = w.crons();
+                serde_json::json!({ "stop": stop, "start": start })
+            }),
             upcoming: upcoming.iter().map(FireJson::from).collect(),
             record: ScheduleRecord::from(schedule),
         }),
@@ -382,16 +477,51 @@ fn show(schedule: Schedule, out: Output) -> Result<()> {
                     schedule.skip_dates.iter().map(|d| d.to_string()).collect();
                 outln!("skip dates: {}", dates.join(", "))?;
             }
+            if let Some(w) = &window {
+                print_week(w.week())?;
+                let (stop, start) = w.crons();
+                outln!(
+                    "fires as: stop {}; start {} (in {})",
+                    stop.join(" | "),
+                    start.join(" | "),
+                    w.zone().name()
+                )?;
+            }
             if !upcoming.is_empty() {
-                let mut table = output::table(["next fires (UTC)", "local"]);
+                let mut table = output::table(["next fires (UTC)", "local", "action", "note"]);
                 for f in &upcoming {
-                    table.add_row(vec![output::utc(f.utc), output::local(f.local)]);
+                    table.add_row(vec![
+                        output::utc(f.time.utc),
+                        output::local(f.time.local),
+                        f.action.to_string(),
+                        f.skipped
+                            .as_ref()
+                            .map(|s| format!("skipped: {s}"))
+                            .unwrap_or_default(),
+                    ]);
                 }
                 outln!("{table}")?;
             }
             Ok(())
         }
     }
+}
+
+/// The week for people: an hour ruler over the grid rows, `#` asleep and `.` awake.
+fn print_week(week: &Week) -> Result<()> {
+    let Ok(rows) = week.grid_rows() else {
+        return outln!("week: asleep {}", week.to_text());
+    };
+    let per_hour = rows[0].len() / 24;
+    let ruler: String = (0..24)
+        .map(|h| format!("{:<width$}", h % 10, width = per_hour))
+        .collect();
+    outln!("week (local time, '#' asleep):")?;
+    outln!("    {ruler}")?;
+    for (day, row) in DAYS.iter().zip(&rows) {
+        outln!("{day} {row}")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -190,20 +190,26 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
     for (name, cron, action) in SCHEDULES {
         let mut schedule = Schedule::try_from(ScheduleRecord {
             name: name.into(),
-            cron: cron.into(),
+            cron: Some(cron.into()),
             tz: ZONE.into(),
-            action: action.into(),
+            action: Some(action.into()),
+            asleep: None,
             selector: SELECT.into(),
             enabled: true,
             dry_run: false,
             prewarm_minutes: 0,
             skip_dates: Vec::new(),
+            skip_calendars: vec![],
+            awake_calendars: vec![],
+            enforce: false,
             default_start: None,
             next_fire: None,
             hold: None,
         })
         .context("building a demo schedule")?;
-        schedule.next_fire = schedule.next_fire_after(clock.now()).map(|f| f.utc);
+        schedule.next_fire = schedule
+            .next_fire_after(clock.now(), &curfew_core::calendar::Calendars::none())
+            .map(|f| f.time.utc);
         hub.store
             .create_schedule(&schedule)
             .await

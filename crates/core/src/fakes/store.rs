@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::account::Account;
+use crate::calendar::Calendar;
 use crate::cluster_hold::ClusterHold;
 use crate::health::{AccountContact, HealthStore, PollerTick};
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
@@ -46,6 +47,7 @@ struct Inventory {
 struct State {
     accounts: BTreeMap<String, Account>,
     schedules: BTreeMap<String, Schedule>,
+    calendars: BTreeMap<String, Calendar>,
     /// Schedule items that no longer decode: their problem and where they sit in the due index.
     broken_schedules: BTreeMap<String, (String, Option<DateTime<Utc>>)>,
     operations: BTreeMap<String, Operation>,
@@ -329,6 +331,45 @@ impl ScheduleStore for MemoryStore {
         }
         schedule.next_fire = next;
         Ok(true)
+    }
+
+    async fn enforced_schedules(&self) -> PortResult<ScheduleList> {
+        let state = lock(&self.state);
+        Ok(ScheduleList {
+            schedules: state
+                .schedules
+                .values()
+                .filter(|s| s.enabled && s.enforce)
+                .cloned()
+                .collect(),
+            broken: Vec::new(),
+        })
+    }
+
+    async fn create_calendar(&self, calendar: &Calendar) -> PortResult<()> {
+        let mut state = lock(&self.state);
+        if state.calendars.contains_key(&calendar.name) {
+            return Err(PortError::new(
+                ErrorKind::ConditionFailed,
+                format!("a calendar named {:?} already exists", calendar.name),
+            ));
+        }
+        state
+            .calendars
+            .insert(calendar.name.clone(), calendar.clone());
+        Ok(())
+    }
+
+    async fn get_calendar(&self, name: &str) -> PortResult<Option<Calendar>> {
+        Ok(lock(&self.state).calendars.get(name).cloned())
+    }
+
+    async fn list_calendars(&self) -> PortResult<Vec<Calendar>> {
+        Ok(lock(&self.state).calendars.values().cloned().collect())
+    }
+
+    async fn delete_calendar(&self, name: &str) -> PortResult<bool> {
+        Ok(lock(&self.state).calendars.remove(name).is_some())
     }
 }
 

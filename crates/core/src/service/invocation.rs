@@ -109,8 +109,10 @@ pub async fn invoke(
                 name: s.name.clone(),
                 fire_time: now,
             };
+            // A window schedule run now does what its week says for now.
+            let calendars = super::poller::calendars_of(hub, &s).await?;
             (
-                s.action,
+                s.action_at(now, &calendars),
                 s.selector,
                 s.dry_run,
                 Discovery::Cached,

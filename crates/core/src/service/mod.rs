@@ -48,6 +48,9 @@ pub struct Settings {
     /// How often the poller checks the targets curfew holds asleep for drift (one drift-check
     /// operation per interval); zero: never.
     pub drift_interval: Duration,
+    /// How often the poller starts a pass of each enforced window schedule in its asleep
+    /// time; zero: never.
+    pub enforce_interval: Duration,
     /// Who the audit trail names as the actor of the handlers' changes, and the key that signs
     /// its chain heads.
     pub audit: AuditSigner,
@@ -65,6 +68,7 @@ impl Default for Settings {
             inventory_ttl: Duration::minutes(15),
             task_max_receives: DEFAULT_MAX_RECEIVES,
             drift_interval: Duration::zero(),
+            enforce_interval: Duration::minutes(1),
             audit: AuditSigner::default(),
             stuck_updating: Duration::minutes(30),
         }

@@ -5,12 +5,14 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use super::{to_body, Hub};
+use crate::calendar::Calendars;
+use crate::cron::FireTime;
 use crate::decision::Action;
 use crate::health::PollerTick;
 use crate::metrics::{self, Metric};
 use crate::operation::{Discovery, OpCounts, OpSource, OpStatus, Operation, RouterMessage};
 use crate::ports::{PortError, PortResult};
-use crate::schedule::{BrokenSchedule, Schedule};
+use crate::schedule::{BrokenSchedule, Fire, Schedule, When};
 use crate::selector::Selector;
 
 /// Missed fires counted per schedule at most: past it a report says "at least" this many.
@@ -51,6 +53,20 @@ impl std::fmt::Display for MissedFires {
     }
 }
 
+/// A fire a tick did not fire: its date is skipped, in a calendar the schedule skips, or (a
+/// stop) in one it stays awake on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SkippedFire {
+    /// The schedule.
+    pub schedule: String,
+    /// When it would have fired.
+    pub fire_time: DateTime<Utc>,
+    /// What it would have done.
+    pub action: Action,
+    /// Why not (`calendar de-holidays`, `skip date`, `awake on calendar release-days`).
+    pub reason: String,
+}
+
 /// What one tick did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TickReport {
@@ -58,6 +74,9 @@ pub struct TickReport {
     pub created: Vec<String>,
     /// Fires whose operation already existed (a duplicated or retried tick).
     pub already_fired: Vec<String>,
+    /// Fires not fired because their date is skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedFire>,
     /// Per schedule, the fires older than the catch-up window: counted, not fired.
     pub missed: Vec<MissedFires>,
     /// Due schedules whose stored item no longer reads as a schedule: not fired, reported on
@@ -66,6 +85,9 @@ pub struct TickReport {
     /// The drift check this tick started, if the drift interval turned over.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift_check: Option<String>,
+    /// The enforce passes this tick started.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enforce_passes: Vec<String>,
 }
 
 /// Fires every due schedule once per fire time, catching up on missed fires inside the
@@ -106,11 +128,90 @@ pub async fn tick(hub: &Hub) -> PortResult<TickReport> {
         error!(metric = "DriftCheckFailed", error = %e,
                "the drift check could not start; the next tick tries again");
     }
+    let enforce = start_enforce_passes(hub, now, &mut report).await;
+    if let Err(e) = &enforce {
+        error!(metric = "EnforcePassFailed", error = %e,
+               "an enforce pass could not start; the next tick tries again");
+    }
     record_heartbeat(hub, now, &due.schedules).await;
     if !failed.is_empty() {
         return Err(tick_failed(failed, due.schedules.len()));
     }
-    drift.map(|()| report)
+    drift.and(enforce).map(|()| report)
+}
+
+/// The start of the `step` long interval `now` is in.
+fn slot_of(now: DateTime<Utc>, step: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(now.timestamp().div_euclid(step) * step, 0)
+        .expect("an interval start before now is a valid time")
+}
+
+/// Whether the stop that began the schedule's current asleep time is still under way: a pass
+/// now would race it to its targets and record as drift what the stop has not reached yet.
+async fn stop_wave_running(
+    hub: &Hub,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+    calendars: &Calendars,
+) -> PortResult<bool> {
+    let Some(stop) = schedule.last_fire_before(now, Action::Stop, calendars) else {
+        return Ok(false);
+    };
+    let op = hub
+        .store
+        .get_operation(&Operation::schedule_id(&schedule.name, stop))
+        .await?;
+    Ok(op.is_some_and(|op| !op.status.is_final()))
+}
+
+/// Starts, once per `Settings::enforce_interval`, a pass of every enforced window schedule that
+/// is in its asleep time now: a stop of its selector that puts back to sleep whatever it finds
+/// awake without an override, recording it as drift. Targets still asleep are skipped by the
+/// stop's own decision. Not on a date the schedule skips: it does not act that day.
+async fn start_enforce_passes(
+    hub: &Hub,
+    now: DateTime<Utc>,
+    report: &mut TickReport,
+) -> PortResult<()> {
+    let step = hub.settings.enforce_interval.num_seconds();
+    if step <= 0 {
+        return Ok(());
+    }
+    let slot = slot_of(now, step);
+    let enforced = hub.store.enforced_schedules().await?;
+    for schedule in &enforced.schedules {
+        let calendars = calendars_of(hub, schedule).await?;
+        if schedule.asleep_at(now, &calendars) != Some(true)
+            || schedule.skips_date(now, &calendars)
+            || stop_wave_running(hub, schedule, now, &calendars).await?
+        {
+            continue;
+        }
+        let op = Operation {
+            id: Operation::enforce_id(&schedule.name, slot),
+            action: Action::Stop,
+            selector: schedule.selector.clone(),
+            source: OpSource::Enforce {
+                name: schedule.name.clone(),
+            },
+            created_at: slot,
+            dry_run: schedule.dry_run,
+            default_start: None,
+            discovery: Discovery::Cached,
+            hold: schedule.hold,
+            status: OpStatus::Pending,
+            counts: OpCounts::default(),
+            shards_total: None,
+            shards_done: 0,
+            notes: Vec::new(),
+            check: false,
+        };
+        if create_and_send(hub, &op).await? {
+            info!(op_id = %op.id, schedule = %schedule.name, "enforce pass started");
+            report.enforce_passes.push(op.id);
+        }
+    }
+    Ok(())
 }
 
 /// Records that this tick ran (`curfew health` reads it), with its lag behind the oldest due
@@ -137,8 +238,7 @@ async fn start_drift_check(
     if step <= 0 {
         return Ok(());
     }
-    let slot = DateTime::from_timestamp(now.timestamp().div_euclid(step) * step, 0)
-        .expect("an interval start before now is a valid time");
+    let slot = slot_of(now, step);
     let op = Operation {
         id: Operation::check_id(slot),
         action: Action::Stop,
@@ -209,16 +309,17 @@ async fn tick_schedule(
     let Some(expected) = schedule.next_fire else {
         return Ok(());
     };
+    // Read at fire time, not when the next fire was stored: a date added to a calendar since
+    // is skipped all the same.
+    let calendars = calendars_of(hub, schedule).await?;
     // Fires from the window's edge on are fired; older ones are only counted. Enumeration
     // starts at the edge, not at the stored next fire, so however long the poller was down it
     // never walks through the outage to reach the window (and the window bounds the walk).
     let edge = now - hub.settings.catchup;
-    let fires: Vec<DateTime<Utc>> = if expected >= edge {
-        std::iter::once(expected)
-            .chain(schedule.fires_after(expected).take_while(|t| *t <= now))
-            .collect()
+    let from = if expected >= edge {
+        expected
     } else {
-        let missed = count_missed(schedule, expected, edge);
+        let missed = count_missed(schedule, expected, edge, &calendars);
         warn!(
             metric = "MissedFires",
             schedule = %schedule.name,
@@ -229,17 +330,48 @@ async fn tick_schedule(
             "fires older than the catch-up window were missed; not fired"
         );
         report.missed.push(missed);
-        // A fire exactly at the edge is inside the window.
-        schedule
-            .fires_after(edge - Duration::milliseconds(1))
-            .skip_while(|t| *t < edge)
-            .take_while(|t| *t <= now)
-            .collect()
+        edge
     };
-    for fire_time in fires {
-        fire(hub, schedule, fire_time, report).await?;
+    // A fire exactly at `from` is due.
+    let mut fires: Vec<Fire> = schedule
+        .occurrences_after(from - Duration::milliseconds(1), &calendars)
+        .take_while(|f| f.time.utc <= now)
+        .collect();
+    // The stored next fire is a fire even if the cron would no longer give it (a schedule
+    // stored by an older version): a cron schedule fires it with its action.
+    if let (true, When::Cron { action, .. }) = (from == expected, &schedule.when) {
+        if fires.first().is_none_or(|f| f.time.utc != expected) {
+            fires.insert(
+                0,
+                Fire {
+                    time: FireTime {
+                        utc: expected,
+                        local: expected.with_timezone(&schedule.zone()).fixed_offset(),
+                    },
+                    action: *action,
+                    skipped: None,
+                },
+            );
+        }
     }
-    let next = schedule.next_fire_after(now).map(|f| f.utc);
+    for f in fires {
+        match f.skipped {
+            None => fire(hub, schedule, f.time.utc, f.action, report).await?,
+            Some(skip) => {
+                info!(schedule = %schedule.name, fire_time = %f.time.utc, action = %f.action,
+                      reason = %skip, "fire skipped");
+                report.skipped.push(SkippedFire {
+                    schedule: schedule.name.clone(),
+                    fire_time: f.time.utc,
+                    action: f.action,
+                    reason: skip.to_string(),
+                });
+            }
+        }
+    }
+    let next = schedule
+        .next_fire_after(now, &calendars)
+        .map(|f| f.time.utc);
     // Conditional on the value we read: a concurrent poller that got here first wins and
     // this one changes nothing (its fires were no-ops too, by operation id).
     hub.store
@@ -248,9 +380,32 @@ async fn tick_schedule(
     Ok(())
 }
 
+/// The calendars `schedule` refers to. One that no longer exists (deleted in a race with the
+/// check that refuses to delete a calendar in use) skips nothing and is logged.
+pub(crate) async fn calendars_of(hub: &Hub, schedule: &Schedule) -> PortResult<Calendars> {
+    let mut calendars = Calendars::none();
+    for name in schedule
+        .skip_calendars
+        .iter()
+        .chain(&schedule.awake_calendars)
+    {
+        match hub.store.get_calendar(name).await? {
+            Some(c) => calendars.insert(c),
+            None => warn!(schedule = %schedule.name, calendar = %name,
+                          "a schedule refers to a calendar that does not exist; it skips nothing"),
+        }
+    }
+    Ok(calendars)
+}
+
 /// Counts the fires in [`first`, `edge`): `first` (the stored next fire, a fire even if the
 /// cron would not give it) and those after it, up to [`MISSED_COUNT_LIMIT`].
-fn count_missed(schedule: &Schedule, first: DateTime<Utc>, edge: DateTime<Utc>) -> MissedFires {
+fn count_missed(
+    schedule: &Schedule,
+    first: DateTime<Utc>,
+    edge: DateTime<Utc>,
+    calendars: &Calendars,
+) -> MissedFires {
     let mut missed = MissedFires {
         schedule: schedule.name.clone(),
         count: 1,
@@ -258,14 +413,17 @@ fn count_missed(schedule: &Schedule, first: DateTime<Utc>, edge: DateTime<Utc>) 
         first,
         last: Some(first),
     };
-    for fire_time in schedule.fires_after(first).take_while(|t| *t < edge) {
+    for f in schedule
+        .fires_after(first, calendars)
+        .take_while(|f| f.time.utc < edge)
+    {
         if missed.count == MISSED_COUNT_LIMIT {
             missed.at_least = true;
             missed.last = None;
             break;
         }
         missed.count += 1;
-        missed.last = Some(fire_time);
+        missed.last = Some(f.time.utc);
     }
     missed
 }
@@ -275,11 +433,12 @@ async fn fire(
     hub: &Hub,
     schedule: &Schedule,
     fire_time: DateTime<Utc>,
+    action: Action,
     report: &mut TickReport,
 ) -> PortResult<()> {
     let op = Operation {
         id: Operation::schedule_id(&schedule.name, fire_time),
-        action: schedule.action,
+        action,
         selector: schedule.selector.clone(),
         source: OpSource::Schedule {
             name: schedule.name.clone(),
@@ -301,7 +460,7 @@ async fn fire(
     if create_and_send(hub, &op).await? {
         info!(op_id = %op.id, schedule = %schedule.name, %fire_time, "schedule fired");
         let lag = (hub.clock.now() - fire_time).num_milliseconds().max(0) as f64 / 1000.0;
-        metrics::emit(Metric::PollerLag, lag, Some(schedule.action), None);
+        metrics::emit(Metric::PollerLag, lag, Some(action), None);
         report.created.push(op.id);
     } else {
         report.already_fired.push(op.id);

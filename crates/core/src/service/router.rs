@@ -13,7 +13,7 @@ use crate::account::Account;
 use crate::cluster_hold::{cluster_wide, planned_cluster_steps};
 use crate::decision::{decide, Action, Decision, DecisionInput};
 use crate::hold::{hold_steps, HoldModes};
-use crate::operation::{Discovery, Operation, RouterMessage, Shard, Task, TaskMessage};
+use crate::operation::{Discovery, OpSource, Operation, RouterMessage, Shard, Task, TaskMessage};
 use crate::ports::{Baseline, ErrorKind, Override, PlannedChange, PortError, PortResult};
 use crate::selector::Selector;
 use crate::target::{LiveState, Processes, Target, TargetKind};
@@ -229,6 +229,7 @@ pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()>
                     default_start: op.default_start,
                     hold: op.hold,
                     check: op.check,
+                    enforce: matches!(op.source, OpSource::Enforce { .. }),
                 })
             })
             .collect();

@@ -208,6 +208,9 @@ async fn check(hub: &Hub, msg: &TaskMessage) -> PortResult<TaskStep> {
     let drift = found.join("; ");
     warn!(metric = "Drift", op_id = %msg.op_id, target = %msg.target.key(), %drift,
           "a target curfew holds asleep was changed by something else");
+    let mut detail = found;
+    detail.push("recorded, not acted on: the next stop puts it back to sleep".into());
+    record_drift(hub, msg, live.sizes, detail).await?;
     finish(hub, msg, &skipped_at(format!("drift: {drift}"), live.sizes)).await
 }
 
@@ -324,6 +327,20 @@ async fn leased(
             to,
             retire_baseline,
         } => {
+            if msg.enforce {
+                let found = format!(
+                    "found awake at {} in an enforced schedule's asleep time, with no override; \
+                     put back to sleep{}",
+                    live.sizes,
+                    baseline
+                        .as_ref()
+                        .map(|b| format!(" (its saved baseline {} kept)", b.sizes))
+                        .unwrap_or_default()
+                );
+                warn!(metric = "Drift", op_id = %msg.op_id, target = %msg.target.key(),
+                      drift = %found, "an enforce pass found a target awake");
+                record_drift(hub, msg, live.sizes, vec![found]).await?;
+            }
             if !to.is_valid() {
                 let outcome = TaskOutcome {
                     status: TaskStatus::Failed,
@@ -822,6 +839,37 @@ fn skipped_at(reason: String, live: Sizes) -> TaskOutcome {
         before: Some(live),
         ..skipped(reason)
     }
+}
+
+/// Appends a `drift_found` record to the target's chain: the sizes found and what was found.
+/// Keyed by operation apart from the task's own change, so a redelivery records it once.
+async fn record_drift(
+    hub: &Hub,
+    msg: &TaskMessage,
+    found: Sizes,
+    detail: Vec<String>,
+) -> PortResult<()> {
+    let key = msg.target.key();
+    let mut entry = AuditEntry::new(
+        ChangeKind::DriftFound,
+        key.clone(),
+        &hub.settings.audit.actor,
+        hub.clock.now(),
+    );
+    entry.operation = Some(msg.op_id.clone());
+    entry.task = Some(format!("{}/{key}", msg.op_id));
+    entry.before = Some(sizes_json(found));
+    entry.detail = detail;
+    let chain = trail::target_chain(&key);
+    let change = format!("{}#drift", msg.op_id);
+    trail::record(
+        hub.store.as_ref(),
+        &hub.settings.audit,
+        &chain,
+        &change,
+        &entry,
+    )
+    .await
 }
 
 async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResult<TaskStep> {
