@@ -455,7 +455,7 @@ struct ScheduleJson {
 
 fn show(schedule: Schedule, calendars: &Calendars, out: Output) -> Result<()> {
     let upcoming = if schedule.enabled {
-        super::next::upcoming(&schedule, Utc::now(), 6, calendars)
+        super::next::upcoming(&schedule, Utc::now(), 5, calendars)
     } else {
         Vec::new()
     };

@@ -12,3 +12,4 @@ mod next;
 mod notices;
 mod overrides;
 mod usage;
+mod windows;

@@ -61,9 +61,13 @@ fn every_command_has_help_with_an_example() {
 #[test]
 fn a_missing_subcommand_is_one_line_naming_the_choices() {
     for (command, choices) in [
-        (&[][..], "next, account, schedule, plan, stop"),
+        (&[][..], "next, account, schedule, calendar, plan, stop"),
         (&["account"], "add, list, remove"),
-        (&["schedule"], "add, list, show, enable, disable, delete"),
+        (
+            &["schedule"],
+            "add, list, show, grid, enable, disable, delete",
+        ),
+        (&["calendar"], "add, list, show, delete"),
         (&["dlq"], "list, redrive"),
         (&["local"], "up, down, run, demo"),
     ] {
