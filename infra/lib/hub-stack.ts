@@ -69,6 +69,12 @@ export interface CurfewHubProps extends StackProps {
    */
   readonly driftMinutes?: number;
   /**
+   * How often the poller starts a pass of each `--enforce` window schedule in its asleep time,
+   * in minutes (`CURFEW_ENFORCE_MINUTES`; 0 turns enforcement off). Each pass reads every
+   * target of the schedule's selector. @default 1
+   */
+  readonly enforceMinutes?: number;
+  /**
    * Worker per-target lease, in seconds (`CURFEW_LEASE_SECONDS`): at least the worker's timeout
    * plus `LEASE_MARGIN` (180 s). @default 900
    */
@@ -165,8 +171,9 @@ export class CurfewHub extends Stack {
     // TransactWriteItems action either: a transaction is authorized by the actions inside it
     // (PutItem, UpdateItem, DeleteItem, ConditionCheckItem).
     const { schedulesByNextFire: gsi1, operationsByTime: gsi2 } = TABLE_LAYOUT;
-    // BatchGetItem: reading a running operation sums its counter stripes in one call.
-    this.stateTable.grant(pollerRole, [gsi1.indexName],
+    // BatchGetItem: reading a running operation sums its counter stripes in one call. The poller
+    // queries gsi1 for the due schedules and gsi2 for the enforced ones (`ENFORCE`).
+    this.stateTable.grant(pollerRole, [gsi1.indexName, gsi2.indexName],
       ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem']);
     this.stateTable.grant(routerRole, [gsi1.indexName, gsi2.indexName],
       ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'BatchWriteItem', 'ConditionCheckItem']);
@@ -227,6 +234,7 @@ export class CurfewHub extends Stack {
         ...environment,
         CURFEW_CATCHUP_MINUTES: String(props.catchupMinutes ?? 60),
         CURFEW_DRIFT_MINUTES: String(props.driftMinutes ?? 60),
+        CURFEW_ENFORCE_MINUTES: String(props.enforceMinutes ?? 1),
       },
     });
     this.router = new RustLambda(this, 'Router', {

@@ -304,12 +304,12 @@ describe('hub roles', () => {
     }
   });
 
-  test('the poller reads gsi1 and sends only to the router queue', () => {
+  test('the poller reads gsi1 (due schedules) and gsi2 (enforced schedules) and sends only to the router queue', () => {
     const statements = statementsOfRole(hub(), roleOf(FUNCTION_NAMES.poller));
     const table = statements.find((s) => s.Sid === 'StateTable');
     assert.deepEqual(
       resourcesOf(table).map(render).map((r) => r.replace(/^\$\{StateTable[0-9A-F]{8}\.Arn\}/, 'TABLE')),
-      ['TABLE', 'TABLE/index/gsi1'],
+      ['TABLE', 'TABLE/index/gsi1', 'TABLE/index/gsi2'],
     );
     assert.ok(actionsOf(table).includes('dynamodb:Query'));
     const send = statements.filter((s) => actionsOf(s).includes('sqs:SendMessage'));

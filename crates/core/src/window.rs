@@ -15,8 +15,8 @@
 //! let week = Week::parse("Mon-Fri 19:00-07:00, Sat-Sun all-day").unwrap();
 //! let (stops, starts) = week.edge_crons();
 //! // One sleep from Friday 19:00 to Monday 07:00, and every weeknight: the classic pair.
-//! assert_eq!(stops, ["0 19 * * 1,2,3,4,5"]);
-//! assert_eq!(starts, ["0 7 * * 1,2,3,4,5"]);
+//! assert_eq!(stops, ["0 19 * * 1-5"]);
+//! assert_eq!(starts, ["0 7 * * 1-5"]);
 //! ```
 
 mod grid;
@@ -146,13 +146,31 @@ impl Week {
                 .into_iter()
                 .map(|(time, mut days)| {
                     days.sort_unstable();
-                    let days: Vec<String> = days.iter().map(|d| d.to_string()).collect();
-                    format!("{} {} * * {}", time % 60, time / 60, days.join(","))
+                    format!("{} {} * * {}", time % 60, time / 60, day_list(&days))
                 })
                 .collect::<Vec<_>>()
         };
         (crons(Action::Stop), crons(Action::Start))
     }
+}
+
+/// Sorted cron weekdays as a cron list, runs of three or more as ranges: `1-5`, `0,6`.
+fn day_list(days: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < days.len() {
+        let mut j = i;
+        while j + 1 < days.len() && days[j + 1] == days[j] + 1 {
+            j += 1;
+        }
+        if j >= i + 2 {
+            parts.push(format!("{}-{}", days[i], days[j]));
+        } else {
+            parts.extend(days[i..=j].iter().map(|d| d.to_string()));
+        }
+        i = j + 1;
+    }
+    parts.join(",")
 }
 
 /// A week bound to a time zone: the fires of a window schedule.

@@ -15,6 +15,7 @@ use chrono_tz::Europe::Berlin;
 use curfew_aws::local::emulator::Emulator;
 use curfew_aws::local::{spoke_role_arn, FleetTarget};
 use curfew_core::account::SpokeRole;
+use curfew_core::calendar::{Calendar, Calendars};
 use curfew_core::clock::{Clock, ManualClock};
 use curfew_core::operation::{Operation, TaskStatus};
 use curfew_core::ports::Override;
@@ -33,10 +34,11 @@ const ZONE: &str = "Europe/Berlin";
 const SELECT: &str = "tag:env=dev";
 /// One dev ASG someone is still using tonight: an override keeps it awake until 21:00.
 const KEPT_AWAKE: &str = "account=222222222222,region=eu-west-1,name=dev-web-02";
-const SCHEDULES: [(&str, &str, &str); 2] = [
-    ("dev-evening-stop", "0 19 * * 1-5", "stop"),
-    ("dev-morning-start", "0 7 * * 1-5", "start"),
-];
+/// One sleep-window schedule: asleep weeknights and all weekend.
+const SCHEDULE: &str = "dev-nights";
+const ASLEEP: &str = "Mon-Fri 19:00-07:00, Sat-Sun all-day";
+/// The holiday calendar the schedule skips: the Friday after the simulated day.
+const CALENDAR: &str = "demo-holidays";
 
 /// Runs the demo and stops its emulator whatever happens.
 pub async fn run(opts: &GlobalOpts) -> Result<()> {
@@ -186,39 +188,51 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
     outln!("  accounts {} (role curfew-spoke each)", ids.join(", "))?;
     print_fleet_overview(&fleet)?;
 
-    step(&format!("Adding two weekday schedules in {ZONE}"))?;
-    for (name, cron, action) in SCHEDULES {
-        let mut schedule = Schedule::try_from(ScheduleRecord {
-            name: name.into(),
-            cron: Some(cron.into()),
-            tz: ZONE.into(),
-            action: Some(action.into()),
-            asleep: None,
-            selector: SELECT.into(),
-            enabled: true,
-            dry_run: false,
-            prewarm_minutes: 0,
-            skip_dates: Vec::new(),
-            skip_calendars: vec![],
-            awake_calendars: vec![],
-            enforce: false,
-            default_start: None,
-            next_fire: None,
-            hold: None,
-        })
-        .context("building a demo schedule")?;
-        schedule.next_fire = schedule
-            .next_fire_after(clock.now(), &curfew_core::calendar::Calendars::none())
-            .map(|f| f.time.utc);
-        hub.store
-            .create_schedule(&schedule)
-            .await
-            .with_context(|| format!("creating schedule {name}"))?;
-        outln!(
-            "  {name:<18} {cron:<13} {action:<5} select {SELECT:<12} next fire {}",
-            schedule.next_fire.map(berlin).unwrap_or_default()
-        )?;
-    }
+    // The Friday after the simulated day is a holiday: the schedule skips both its fires.
+    let holiday = (start + Duration::days(2))
+        .with_timezone(&Berlin)
+        .date_naive();
+    let calendar =
+        Calendar::new(CALENDAR, &[holiday.to_string()]).context("building the demo calendar")?;
+    hub.store
+        .create_calendar(&calendar)
+        .await
+        .context("creating the demo calendar")?;
+    let calendars: Calendars = std::iter::once(calendar).collect();
+    step(&format!(
+        "Adding one sleep-window schedule in {ZONE}, skipping the holidays of calendar {CALENDAR}"
+    ))?;
+    let mut schedule = Schedule::try_from(ScheduleRecord {
+        name: SCHEDULE.into(),
+        cron: None,
+        tz: ZONE.into(),
+        action: None,
+        asleep: Some(ASLEEP.into()),
+        selector: SELECT.into(),
+        enabled: true,
+        dry_run: false,
+        prewarm_minutes: 0,
+        skip_dates: Vec::new(),
+        skip_calendars: vec![CALENDAR.into()],
+        awake_calendars: vec![],
+        enforce: false,
+        default_start: None,
+        next_fire: None,
+        hold: None,
+    })
+    .context("building the demo schedule")?;
+    schedule.next_fire = schedule
+        .next_fire_after(clock.now(), &calendars)
+        .map(|f| f.time.utc);
+    hub.store
+        .create_schedule(&schedule)
+        .await
+        .with_context(|| format!("creating schedule {SCHEDULE}"))?;
+    outln!("  {SCHEDULE}: asleep {ASLEEP}, select {SELECT}, skip calendar {CALENDAR} ({holiday})")?;
+    outln!(
+        "  (curfew calendar add {CALENDAR} --dates {holiday}; curfew schedule add {SCHEDULE} --asleep '{ASLEEP}' --tz {ZONE} --select {SELECT} --skip-calendar {CALENDAR})"
+    )?;
+    print_week(&schedule, &calendars, start)?;
 
     let kept_awake = Selector::parse(KEPT_AWAKE).context("the demo override's selector")?;
     let awake_until = at_berlin(start, 21);
@@ -232,7 +246,7 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
         .await
         .context("storing the demo override")?;
     outln!(
-        "  override: {KEPT_AWAKE} stays awake until {} (curfew override --select ... --awake-until ...)",
+        "  override: {KEPT_AWAKE} stays awake until {} (curfew override add --select ... --awake-until ...)",
         berlin(awake_until)
     )?;
 
@@ -309,9 +323,54 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
 
     print_results(&ops)?;
     check_and_print(&targets, &snapshots, &kept_awake)?;
+    print_holiday(&schedule, &calendars, end)?;
     outln!(
         "\nTry it yourself, with curfew on your PATH (README, \"The command line\"):\n  eval \"$(curfew local up)\"; curfew plan --action stop --select {SELECT}"
     )
+}
+
+/// The schedule's week as a grid, and its fires over the simulated day.
+fn print_week(schedule: &Schedule, calendars: &Calendars, start: DateTime<Utc>) -> Result<()> {
+    let window = schedule.window().expect("the demo schedule is a window");
+    outln!("  its week ('#' asleep; curfew schedule grid {SCHEDULE}):")?;
+    for line in window.week().to_grid()?.lines() {
+        outln!("    {line}")?;
+    }
+    let (stops, starts) = window.crons();
+    outln!(
+        "  it fires as the cron pair stop '{}' / start '{}'; the next two: {}",
+        stops.join("' '"),
+        starts.join("' '"),
+        schedule
+            .fires_after(start, calendars)
+            .take(2)
+            .map(|f| format!("{} {}", f.action, berlin(f.time.utc)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// The fires after the simulated day, the holiday's marked skipped (`curfew next`).
+fn print_holiday(schedule: &Schedule, calendars: &Calendars, end: DateTime<Utc>) -> Result<()> {
+    step(&format!(
+        "The holiday: curfew next --schedule {SCHEDULE} after the simulated day"
+    ))?;
+    let mut table = output::table(["local", "action", "note"]);
+    let mut happening = 0;
+    for fire in schedule.occurrences_after(end, calendars) {
+        happening += usize::from(fire.skipped.is_none());
+        table.add_row(vec![
+            berlin(fire.time.utc),
+            fire.action.to_string(),
+            fire.skipped
+                .map(|s| format!("skipped: {s}"))
+                .unwrap_or_default(),
+        ]);
+        if happening == 3 {
+            break;
+        }
+    }
+    outln!("{table}")
 }
 
 /// The earliest next fire of any enabled schedule.

@@ -62,7 +62,7 @@ fn a_window_schedule_is_one_schedule_that_stops_and_starts_and_shows_its_week() 
     assert!(added.get("cron").is_none() && added.get("action").is_none());
     assert_eq!(
         added["crons"],
-        json!({"stop": ["0 19 * * 1,2,3,4,5"], "start": ["0 7 * * 1,2,3,4,5"]})
+        json!({"stop": ["0 19 * * 1-5"], "start": ["0 7 * * 1-5"]})
     );
     let grid = added["grid"].as_array().unwrap();
     assert_eq!(grid[0], "#######............#####");

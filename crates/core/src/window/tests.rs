@@ -21,8 +21,8 @@ fn weeknights_and_the_weekend_are_the_classic_cron_pair() {
     assert_eq!(
         week.edge_crons(),
         (
-            vec!["0 19 * * 1,2,3,4,5".to_string()],
-            vec!["0 7 * * 1,2,3,4,5".to_string()]
+            vec!["0 19 * * 1-5".to_string()],
+            vec!["0 7 * * 1-5".to_string()]
         )
     );
 }
