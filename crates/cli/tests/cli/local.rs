@@ -267,8 +267,12 @@ fn the_demo_runs_a_day_of_stop_and_start_and_leaves_nothing_running() {
         stdout.contains("kept awake by an override until"),
         "{stdout}"
     );
-    assert!(stdout.contains("dev-evening-stop"));
-    assert!(stdout.contains("dev-morning-start"));
+    assert!(stdout.contains("dev-nights: asleep Mon-Fri 19:00-07:00, Sat-Sun all-day"));
+    assert!(stdout.contains("Sat ########################"), "the week's grid");
+    assert!(
+        stdout.contains("skipped: calendar demo-holidays"),
+        "the holiday's fires, skipped: {stdout}"
+    );
     let endpoint = stdout
         .lines()
         .find_map(|l| l.trim().strip_prefix("moto on "))
