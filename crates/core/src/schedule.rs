@@ -786,4 +786,157 @@ mod tests {
         assert_eq!(json["tz"], "Europe/Berlin");
         assert_eq!(serde_json::from_value::<Schedule>(json).unwrap(), s);
     }
+
+    fn window_record(asleep: &str) -> ScheduleRecord {
+        ScheduleRecord {
+            cron: None,
+            action: None,
+            asleep: Some(asleep.into()),
+            ..record()
+        }
+    }
+
+    fn listed(s: &Schedule, after: DateTime<Utc>, n: usize, cals: &Calendars) -> Vec<String> {
+        s.occurrences_after(after, cals)
+            .take(n)
+            .map(|f| {
+                let skip = f.skipped.map(|k| format!(" ({k})")).unwrap_or_default();
+                format!("{} {}{skip}", f.time.local.format("%a %d %H:%M"), f.action)
+            })
+            .collect()
+    }
+
+    fn calendar(name: &str, dates: &[&str]) -> Calendars {
+        std::iter::once(crate::calendar::Calendar::new(name, dates).unwrap()).collect()
+    }
+
+    #[test]
+    fn an_awake_on_date_wakes_a_window_at_its_first_minute_and_puts_it_back_after() {
+        let mut r = window_record("Mon-Fri 19:00-07:00, Sat-Sun all-day");
+        r.awake_calendars = vec!["release".into()];
+        let s = Schedule::try_from(r).unwrap();
+        // Saturday 9 January 2027 is a release day.
+        let cals = calendar("release", &["2027-01-09"]);
+        let friday_noon = Utc.with_ymd_and_hms(2027, 1, 8, 11, 0, 0).unwrap();
+        assert_eq!(
+            listed(&s, friday_noon, 4, &cals),
+            [
+                "Fri 08 19:00 stop",
+                "Sat 09 00:00 start",
+                "Sun 10 00:00 stop",
+                "Mon 11 07:00 start"
+            ]
+        );
+        assert_eq!(
+            s.asleep_at(Utc.with_ymd_and_hms(2027, 1, 9, 11, 0, 0).unwrap(), &cals),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn on_an_awake_on_weekday_the_windows_own_edges_show_as_skipped() {
+        let mut r = window_record("Mon-Fri 19:00-07:00, Sat-Sun all-day");
+        r.awake_calendars = vec!["release".into()];
+        let s = Schedule::try_from(r).unwrap();
+        let cals = calendar("release", &["2027-01-06"]);
+        let tuesday_noon = Utc.with_ymd_and_hms(2027, 1, 5, 11, 0, 0).unwrap();
+        assert_eq!(
+            listed(&s, tuesday_noon, 6, &cals),
+            [
+                "Tue 05 19:00 stop",
+                "Wed 06 00:00 start",
+                "Wed 06 07:00 start (awake on calendar release)",
+                "Wed 06 19:00 stop (awake on calendar release)",
+                "Thu 07 00:00 stop",
+                "Thu 07 07:00 start"
+            ]
+        );
+        let next: Vec<Action> = s
+            .fires_after(tuesday_noon, &cals)
+            .take(3)
+            .map(|f| f.action)
+            .collect();
+        assert_eq!(next, [Action::Stop, Action::Start, Action::Stop]);
+    }
+
+    #[test]
+    fn a_cron_stop_schedule_skips_its_stops_on_awake_on_and_skip_calendar_dates() {
+        let mut r = record();
+        r.skip_calendars = vec!["holidays".into()];
+        r.awake_calendars = vec!["release".into()];
+        let s = Schedule::try_from(r).unwrap();
+        let mut cals = calendar("holidays", &["2027-01-05"]);
+        cals.insert(crate::calendar::Calendar::new("release", &["2027-01-06"]).unwrap());
+        let monday = Utc.with_ymd_and_hms(2027, 1, 4, 11, 0, 0).unwrap();
+        assert_eq!(
+            listed(&s, monday, 4, &cals),
+            [
+                "Mon 04 19:00 stop",
+                "Tue 05 19:00 stop (calendar holidays)",
+                "Wed 06 19:00 stop (awake on calendar release)",
+                "Thu 07 19:00 stop"
+            ]
+        );
+        // A calendar the store no longer has skips nothing.
+        assert_eq!(
+            listed(&s, monday, 2, &Calendars::none()),
+            ["Mon 04 19:00 stop", "Tue 05 19:00 stop"]
+        );
+    }
+
+    #[test]
+    fn window_skip_dates_suppress_both_fires_and_trigger_does_what_the_week_says() {
+        let mut r = window_record("Mon-Fri 19:00-07:00, Sat-Sun all-day");
+        r.skip_dates = vec!["2027-01-06".into()];
+        let s = Schedule::try_from(r).unwrap();
+        let none = Calendars::none();
+        let tuesday_noon = Utc.with_ymd_and_hms(2027, 1, 5, 11, 0, 0).unwrap();
+        assert_eq!(
+            listed(&s, tuesday_noon, 4, &none),
+            [
+                "Tue 05 19:00 stop",
+                "Wed 06 07:00 start (skip date)",
+                "Wed 06 19:00 stop (skip date)",
+                "Thu 07 07:00 start"
+            ]
+        );
+        assert_eq!(s.action_at(tuesday_noon, &none), Action::Start);
+        let night = Utc.with_ymd_and_hms(2027, 1, 5, 22, 0, 0).unwrap();
+        assert_eq!(s.action_at(night, &none), Action::Stop);
+    }
+
+    #[test]
+    fn window_fields_that_do_not_go_together_are_named() {
+        type Mutation = fn(&mut ScheduleRecord);
+        let cases: Vec<(Mutation, &str)> = vec![
+            (|r| r.cron = Some("0 19 * * *".into()), "asleep"),
+            (|r| r.action = Some("stop".into()), "action"),
+            (|r| r.prewarm_minutes = 15, "prewarm"),
+            (|r| r.asleep = Some("Mon 25:00-07:00".into()), "asleep"),
+            (|r| r.asleep = None, "cron"),
+            (|r| r.skip_calendars = vec!["a b".into()], "skip-calendar"),
+            (
+                |r| r.skip_calendars = vec!["x".into(), "x".into()],
+                "skip-calendar",
+            ),
+            (
+                |r| {
+                    r.skip_calendars = vec!["x".into()];
+                    r.awake_calendars = vec!["x".into()];
+                },
+                "awake-on-calendar",
+            ),
+        ];
+        for (mutate, field) in cases {
+            let mut r = window_record("Mon-Fri 19:00-07:00");
+            mutate(&mut r);
+            assert_eq!(Schedule::try_from(r).unwrap_err().field(), field);
+        }
+        let mut cron_enforced = record();
+        cron_enforced.enforce = true;
+        assert_eq!(
+            Schedule::try_from(cron_enforced).unwrap_err().field(),
+            "enforce"
+        );
+    }
 }

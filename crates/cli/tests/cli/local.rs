@@ -268,7 +268,10 @@ fn the_demo_runs_a_day_of_stop_and_start_and_leaves_nothing_running() {
         "{stdout}"
     );
     assert!(stdout.contains("dev-nights: asleep Mon-Fri 19:00-07:00, Sat-Sun all-day"));
-    assert!(stdout.contains("Sat ########################"), "the week's grid");
+    assert!(
+        stdout.contains("Sat ########################"),
+        "the week's grid"
+    );
     assert!(
         stdout.contains("skipped: calendar demo-holidays"),
         "the holiday's fires, skipped: {stdout}"
