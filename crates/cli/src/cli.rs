@@ -32,6 +32,8 @@ Environment (a flag overrides its variable):
   CURFEW_CATCHUP_MINUTES   local poller: how far back missed fires are caught up (default 60, max 10080)
   CURFEW_DRIFT_MINUTES     local poller: start a drift check of the targets held asleep this often
                            (default 0: never; the hub stack sets 60; max 10080)
+  CURFEW_ENFORCE_MINUTES   local poller: pass over each --enforce window schedule in its asleep time
+                           this often (default 1: every tick; 0 never; max 10080)
   CURFEW_INVENTORY_MINUTES local router: trust the inventory cache this long (default 15, max 10080)
   CURFEW_LEASE_SECONDS     local worker: lease on a target if never released (1-86400; at least
                            CURFEW_WORKER_TIMEOUT_SECONDS + 60; default that or 900, the larger)

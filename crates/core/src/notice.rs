@@ -334,12 +334,17 @@ impl OperationEnded {
     /// False for a drift check that found every hold in place (SUCCEEDED, nothing skipped):
     /// the poller starts one every interval (hourly in the hub stack), and a notice each time
     /// would bury the ones that matter. A check that found drift (its targets are skipped with
-    /// the drift as the reason) or failed is told like any operation.
+    /// the drift as the reason) or failed is told like any operation. Likewise an enforce
+    /// pass (every poller tick in its schedule's asleep time) that put nothing back to sleep:
+    /// its targets were asleep or kept awake, so all it did was skip them.
     pub fn is_worth_telling(&self) -> bool {
         let quiet_check = self.source == NoticeSource::DriftCheck
             && self.status == OpStatus::Succeeded
             && self.counts.skipped == 0;
-        !quiet_check
+        let quiet_pass = matches!(self.source, NoticeSource::Enforce { .. })
+            && self.status == OpStatus::Succeeded
+            && self.counts.succeeded == 0;
+        !(quiet_check || quiet_pass)
     }
 }
 
@@ -665,6 +670,27 @@ mod tests {
             first.once_key(),
             Notice::OperationEnded(redriven).once_key()
         );
+    }
+
+    #[test]
+    fn an_enforce_pass_is_told_only_when_it_put_something_back_to_sleep_or_failed() {
+        let mut pass = ended();
+        pass.source = NoticeSource::Enforce {
+            schedule: "dev-nights".into(),
+        };
+        pass.status = OpStatus::Succeeded;
+        pass.counts = OpCounts {
+            total: 3,
+            skipped: 3,
+            ..OpCounts::default()
+        };
+        assert!(!pass.is_worth_telling(), "everything asleep or kept awake");
+        pass.counts.succeeded = 1;
+        pass.counts.skipped = 2;
+        assert!(pass.is_worth_telling(), "one target put back to sleep");
+        pass.counts.succeeded = 0;
+        pass.status = OpStatus::Partial;
+        assert!(pass.is_worth_telling());
     }
 
     #[test]

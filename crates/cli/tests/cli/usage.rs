@@ -104,6 +104,7 @@ fn the_top_level_help_documents_every_variable() {
         "CURFEW_MAX_CONCURRENCY",
         "CURFEW_CATCHUP_MINUTES",
         "CURFEW_DRIFT_MINUTES",
+        "CURFEW_ENFORCE_MINUTES",
         "CURFEW_LEASE_SECONDS",
         "CURFEW_WORKER_TIMEOUT_SECONDS",
         "CURFEW_LOCAL_DIR",
