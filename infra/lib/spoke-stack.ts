@@ -120,7 +120,8 @@ export class CurfewSpoke extends Stack {
     acknowledge(
       this.role,
       'AwsSolutions-IAM5[Resource::*]',
-      'autoscaling:DescribeAutoScalingGroups and eks:ListClusters do not support resource-level ' +
+      'autoscaling:DescribeAutoScalingGroups, autoscaling:DescribeScalingActivities and ' +
+        'eks:ListClusters do not support resource-level ' +
         'permissions (the Service Authorization Reference lists no resource type for them).',
     );
     for (const arn of [
@@ -192,7 +193,8 @@ function scalePolicy(): iam.PolicyDocument {
     statements: [
       new iam.PolicyStatement({
         sid: 'DescribeAutoScalingGroups',
-        actions: ['autoscaling:DescribeAutoScalingGroups'],
+        // DescribeScalingActivities: a drift record says what Auto Scaling last did and why.
+        actions: ['autoscaling:DescribeAutoScalingGroups', 'autoscaling:DescribeScalingActivities'],
         resources: ['*'],
       }),
       new iam.PolicyStatement({

@@ -66,6 +66,7 @@ describe('spoke role permissions', () => {
       'autoscaling:CreateOrUpdateTags',
       'autoscaling:DeleteTags',
       'autoscaling:DescribeAutoScalingGroups',
+      'autoscaling:DescribeScalingActivities',
       'autoscaling:ResumeProcesses',
       'autoscaling:SuspendProcesses',
       'autoscaling:UpdateAutoScalingGroup',
@@ -80,7 +81,11 @@ describe('spoke role permissions', () => {
 
   test('Resource "*" only where the service has no resource-level permissions', () => {
     const star = [...grants()].filter(([, resources]) => resources.includes('*')).map(([a]) => a).sort();
-    assert.deepEqual(star, ['autoscaling:DescribeAutoScalingGroups', 'eks:ListClusters']);
+    assert.deepEqual(star, [
+      'autoscaling:DescribeAutoScalingGroups',
+      'autoscaling:DescribeScalingActivities',
+      'eks:ListClusters',
+    ]);
   });
 
   test('updates are scoped to this account\'s Auto Scaling groups and node groups', () => {

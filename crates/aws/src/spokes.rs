@@ -354,8 +354,45 @@ fn cluster_of(target: &Target) -> PortResult<&str> {
     })
 }
 
+/// The newest Auto Scaling activity of `asg`, as "at <time>: <cause>": Auto Scaling's own
+/// account of why its sizes last changed ("a user request update of AutoScalingGroup
+/// constraints to min: 1, max: 5, desired: 3 ...", an alarm's policy, a scheduled action).
+pub(crate) async fn last_asg_activity(
+    client: &aws_sdk_autoscaling::Client,
+    asg: &str,
+) -> PortResult<Option<String>> {
+    let out = retrying(|| async {
+        client
+            .describe_scaling_activities()
+            .auto_scaling_group_name(asg)
+            .max_records(1)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("reading the scaling activities of {asg}"), e))
+    })
+    .await?;
+    Ok(out.activities().first().map(|a| {
+        let at = a
+            .start_time()
+            .map(|t| format!("at {t}: "))
+            .unwrap_or_default();
+        format!("{at}{}", a.cause().unwrap_or("no cause given"))
+    }))
+}
+
 #[async_trait]
 impl Spokes for AwsSpokes {
+    async fn last_change(&self, role: &SpokeRole, target: &Target) -> PortResult<Option<String>> {
+        if target.kind != TargetKind::Asg {
+            return Ok(None);
+        }
+        self.fresh_on_expiry(role, || async {
+            let client = self.autoscaling(role, &target.region).await?;
+            last_asg_activity(&client, &target.name).await
+        })
+        .await
+    }
+
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
         self.fresh_on_expiry(role, || async {
             let (mut asgs, nodegroups) = futures::try_join!(
@@ -838,6 +875,38 @@ mod tests {
     use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
     use aws_smithy_mocks::{mock, mock_client};
     use curfew_core::clock::SystemClock;
+
+    #[tokio::test]
+    async fn the_last_asg_activity_reads_the_newest_one_with_its_time_and_cause() {
+        use aws_sdk_autoscaling::operation::describe_scaling_activities::DescribeScalingActivitiesOutput;
+        use aws_sdk_autoscaling::types::Activity;
+        let newest = mock!(aws_sdk_autoscaling::Client::describe_scaling_activities)
+            .match_requests(|r| {
+                r.auto_scaling_group_name() == Some("dev-web") && r.max_records() == Some(1)
+            })
+            .then_output(|| {
+                DescribeScalingActivitiesOutput::builder()
+                    .activities(
+                        Activity::builder()
+                            .activity_id("a-1")
+                            .auto_scaling_group_name("dev-web")
+                            .cause("a user request update of AutoScalingGroup constraints to min: 1, max: 5, desired: 3")
+                            .start_time(aws_smithy_types::DateTime::from_secs(1_799_000_000))
+                            .status_code(aws_sdk_autoscaling::types::ScalingActivityStatusCode::Successful)
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_autoscaling, [&newest]);
+        assert_eq!(
+            last_asg_activity(&client, "dev-web").await.unwrap().as_deref(),
+            Some("at 2027-01-03T18:13:20Z: a user request update of AutoScalingGroup constraints to min: 1, max: 5, desired: 3")
+        );
+        let none = mock!(aws_sdk_autoscaling::Client::describe_scaling_activities)
+            .then_output(|| DescribeScalingActivitiesOutput::builder().build());
+        let client = mock_client!(aws_sdk_autoscaling, [&none]);
+        assert_eq!(last_asg_activity(&client, "dev-web").await.unwrap(), None);
+    }
 
     #[tokio::test]
     async fn assume_role_sends_the_external_id_and_a_session_name() {

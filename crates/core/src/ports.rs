@@ -601,6 +601,13 @@ pub trait Spokes: Send + Sync {
         update_id: &str,
         expected: Sizes,
     ) -> PortResult<UpdateState>;
+    /// What the spoke can tell about the target's last change (when, and by what: a user
+    /// request, an alarm's policy, a scheduled action), for a drift record. `None` where the
+    /// spoke keeps no such record (EKS updates do not name their cause) or the implementation
+    /// reads none.
+    async fn last_change(&self, _role: &SpokeRole, _target: &Target) -> PortResult<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Where an asynchronous update of a target stands.

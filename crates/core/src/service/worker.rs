@@ -841,14 +841,22 @@ fn skipped_at(reason: String, live: Sizes) -> TaskOutcome {
     }
 }
 
-/// Appends a `drift_found` record to the target's chain: the sizes found and what was found.
-/// Keyed by operation apart from the task's own change, so a redelivery records it once.
+/// Appends a `drift_found` record to the target's chain: the sizes found, what was found, and
+/// what the spoke can tell of the last change (when, and by what). Keyed by operation apart
+/// from the task's own change, so a redelivery records it once. Reading the spoke's account of
+/// the change is best effort: without it the record still says what was found.
 async fn record_drift(
     hub: &Hub,
     msg: &TaskMessage,
     found: Sizes,
-    detail: Vec<String>,
+    mut detail: Vec<String>,
 ) -> PortResult<()> {
+    match hub.spokes.last_change(&msg.role, &msg.target).await {
+        Ok(Some(change)) => detail.push(format!("last change in the spoke: {change}")),
+        Ok(None) => {}
+        Err(e) => warn!(target = %msg.target.key(), error = %e,
+                        "could not read the spoke's last change for a drift record"),
+    }
     let key = msg.target.key();
     let mut entry = AuditEntry::new(
         ChangeKind::DriftFound,
