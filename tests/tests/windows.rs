@@ -64,6 +64,23 @@ async fn fleet_hub(now: DateTime<Utc>) -> (TestHub, Vec<FleetTarget>) {
     (t, fleet)
 }
 
+/// A fleet hub at `start` with the `dev-nights` window schedule over its dev targets, and the
+/// fleet's sizes as seeded.
+async fn window_hub(
+    start: DateTime<Utc>,
+    enforce: bool,
+    skip_calendars: &[&str],
+) -> (TestHub, Vec<FleetTarget>, BTreeMap<String, Sizes>) {
+    let (t, fleet) = fleet_hub(start).await;
+    let seeded = t.fleet_sizes(&fleet).await;
+    t.hub
+        .store
+        .create_schedule(&window("dev-nights", start, enforce, skip_calendars))
+        .await
+        .unwrap();
+    (t, fleet, seeded)
+}
+
 fn asleep(f: &FleetTarget, awake: Sizes) -> Sizes {
     match f.kind {
         TargetKind::Asg => Sizes::new(0, 0, 0),
@@ -104,13 +121,7 @@ async fn a_window_sleeps_and_wakes_the_fleet_over_a_dst_week_exactly_as_its_cron
     // Monday 2027-03-22 12:00 UTC; Berlin springs forward on Sunday 2027-03-28.
     let start = utc(2027, 3, 22, 12, 0);
     let end = utc(2027, 3, 30, 12, 0);
-    let (t, fleet) = fleet_hub(start).await;
-    let seeded = t.fleet_sizes(&fleet).await;
-    t.hub
-        .store
-        .create_schedule(&window("dev-nights", start, false, &[]))
-        .await
-        .unwrap();
+    let (t, fleet, seeded) = window_hub(start, false, &[]).await;
     // The equivalent cron pair's fires, merged in time order.
     let stop = CronSpec::parse("0 19 * * 1-5", ZONE).unwrap();
     let wake = CronSpec::parse("0 7 * * 1-5", ZONE).unwrap();
@@ -162,13 +173,7 @@ async fn a_window_sleeps_and_wakes_the_fleet_over_a_dst_week_exactly_as_its_cron
 async fn a_holiday_suppresses_both_fires_of_its_day_and_the_fleet_sleeps_through_it() {
     // Tuesday 2027-01-05; Wednesday 6 January is the holiday.
     let start = utc(2027, 1, 5, 17, 0);
-    let (t, fleet) = fleet_hub(start).await;
-    let seeded = t.fleet_sizes(&fleet).await;
-    t.hub
-        .store
-        .create_schedule(&window("dev-nights", start, false, &["holidays"]))
-        .await
-        .unwrap();
+    let (t, fleet, seeded) = window_hub(start, false, &["holidays"]).await;
     // Tuesday 19:00 CET stops.
     let report = tick_at(&t, &t.hub, utc(2027, 1, 5, 18, 0)).await;
     assert_eq!(report.created.len(), 1);
@@ -256,13 +261,7 @@ async fn drift_records(t: &TestHub, f: &FleetTarget) -> Vec<(String, serde_json:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enforced_window_puts_a_hand_woken_target_back_to_sleep_and_records_the_drift() {
     let start = utc(2027, 1, 4, 17, 0);
-    let (t, fleet) = fleet_hub(start).await;
-    let seeded = t.fleet_sizes(&fleet).await;
-    t.hub
-        .store
-        .create_schedule(&window("dev-nights", start, true, &[]))
-        .await
-        .unwrap();
+    let (t, fleet, seeded) = window_hub(start, true, &[]).await;
     let hub = poller_hub(&t, Duration::minutes(1), Duration::zero());
     // Awake time: no pass. 19:00 CET: the stop fires.
     let day = tick_at(&t, &hub, utc(2027, 1, 4, 17, 30)).await;
@@ -321,13 +320,7 @@ async fn an_enforced_window_puts_a_hand_woken_target_back_to_sleep_and_records_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_enforce_a_hand_woken_target_is_recorded_as_drift_and_left_awake() {
     let start = utc(2027, 1, 4, 17, 0);
-    let (t, fleet) = fleet_hub(start).await;
-    let seeded = t.fleet_sizes(&fleet).await;
-    t.hub
-        .store
-        .create_schedule(&window("dev-nights", start, false, &[]))
-        .await
-        .unwrap();
+    let (t, fleet, _) = window_hub(start, false, &[]).await;
     let hub = poller_hub(&t, Duration::minutes(1), Duration::hours(1));
     tick_at(&t, &hub, utc(2027, 1, 4, 18, 0)).await;
     let woken = fleet
@@ -344,20 +337,13 @@ async fn without_enforce_a_hand_woken_target_is_recorded_as_drift_and_left_awake
         drift_records(&t, woken).await,
         vec![(check, serde_json::json!({"min": 1, "max": 5, "desired": 3}))]
     );
-    let _ = seeded;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_override_keeps_targets_awake_through_a_stop_and_the_next_stop_applies_after_it_expires()
 {
     let start = utc(2027, 1, 4, 16, 0);
-    let (t, fleet) = fleet_hub(start).await;
-    let seeded = t.fleet_sizes(&fleet).await;
-    t.hub
-        .store
-        .create_schedule(&window("dev-nights", start, false, &[]))
-        .await
-        .unwrap();
+    let (t, fleet, seeded) = window_hub(start, false, &[]).await;
     // Monday 18:30 CET: wake-for-3h (an override until 21:30 CET, as `start --for 3h` stores).
     let o = Override {
         id: "wake-3h".into(),
@@ -382,13 +368,7 @@ async fn an_override_keeps_targets_awake_through_a_stop_and_the_next_stop_applie
 async fn with_enforce_a_target_kept_awake_goes_back_to_sleep_within_a_tick_of_its_override_expiring(
 ) {
     let start = utc(2027, 1, 4, 16, 0);
-    let (t, fleet) = fleet_hub(start).await;
-    let seeded = t.fleet_sizes(&fleet).await;
-    t.hub
-        .store
-        .create_schedule(&window("dev-nights", start, true, &[]))
-        .await
-        .unwrap();
+    let (t, fleet, seeded) = window_hub(start, true, &[]).await;
     let hub = poller_hub(&t, Duration::minutes(1), Duration::zero());
     t.hub
         .store

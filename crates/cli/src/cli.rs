@@ -403,7 +403,7 @@ pub enum ScheduleCommand {
 Example:
   curfew schedule add dev-evening-stop --cron '0 19 * * 1-5' --tz Europe/Berlin \\
       --action stop --select tag:env=dev --skip-dates 2027-12-24,2027-12-31")]
-    Add(ScheduleAddArgs),
+    Add(Box<ScheduleAddArgs>),
     /// List schedules with their next fire time
     #[command(after_help = "Example:\n  curfew schedule list --output json")]
     List,

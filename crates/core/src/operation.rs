@@ -164,6 +164,35 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// A new PENDING operation with nothing counted yet: not a dry run, no default start
+    /// sizes or hold modes, read from the inventory cache, not a drift check. Callers set what
+    /// differs.
+    pub fn pending(
+        id: String,
+        action: Action,
+        selector: Selector,
+        source: OpSource,
+        created_at: DateTime<Utc>,
+    ) -> Operation {
+        Operation {
+            id,
+            action,
+            selector,
+            source,
+            created_at,
+            dry_run: false,
+            default_start: None,
+            discovery: Discovery::Cached,
+            hold: None,
+            status: OpStatus::Pending,
+            counts: OpCounts::default(),
+            shards_total: None,
+            shards_done: 0,
+            notes: Vec::new(),
+            check: false,
+        }
+    }
+
     /// The id of the operation a schedule fire creates: the same fire always gives the same id,
     /// so a retried or duplicated poller cannot fire twice.
     pub fn schedule_id(schedule: &str, fire_time: DateTime<Utc>) -> String {

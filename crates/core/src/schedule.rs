@@ -166,8 +166,9 @@ pub struct Schedule {
 pub enum When {
     /// A cron expression; every fire does the one action.
     Cron {
-        /// The expression in its zone.
-        cron: CronSpec,
+        /// The expression in its zone (boxed: a parsed expression is several times the size of
+        /// a window's handles on its heap data).
+        cron: Box<CronSpec>,
         /// What each fire does.
         action: Action,
     },
@@ -317,7 +318,10 @@ fn when(r: &ScheduleRecord) -> Result<When, ScheduleError> {
             let action = r.action.as_deref().unwrap_or_default();
             let action =
                 Action::parse(action).ok_or_else(|| ScheduleError::Action(action.to_string()))?;
-            Ok(When::Cron { cron, action })
+            Ok(When::Cron {
+                cron: Box::new(cron),
+                action,
+            })
         }
         (None, Some(text)) => {
             if r.action.is_some() {

@@ -31,7 +31,7 @@ fn flag(field: &str) -> String {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum ListedJson {
-    Schedule(ScheduleRecord),
+    Schedule(Box<ScheduleRecord>),
     Broken {
         name: String,
         broken: bool,
@@ -64,7 +64,7 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
         check_name(name)?;
     }
     match command {
-        ScheduleCommand::Add(args) => add(args, opts).await,
+        ScheduleCommand::Add(args) => add(*args, opts).await,
         ScheduleCommand::List => {
             let store = connect::store(opts).await?;
             let ScheduleList {
@@ -77,7 +77,7 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
                 Output::Json => {
                     let mut rows: Vec<ListedJson> = schedules
                         .into_iter()
-                        .map(|s| ListedJson::Schedule(s.into()))
+                        .map(|s| ListedJson::Schedule(Box::new(s.into())))
                         .chain(broken.into_iter().map(|b| ListedJson::Broken {
                             name: b.name,
                             broken: true,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{router, Hub};
 use crate::decision::Action;
 use crate::hold::HoldModes;
-use crate::operation::{Discovery, OpCounts, OpSource, OpStatus, Operation};
+use crate::operation::{Discovery, OpSource, OpStatus, Operation};
 use crate::ports::PortError;
 use crate::selector::Selector;
 
@@ -151,21 +151,11 @@ pub async fn invoke(
         ),
     };
     let op = Operation {
-        id: Operation::manual_id(now),
-        action,
-        selector,
-        source,
-        created_at: now,
         dry_run,
         default_start,
         discovery,
         hold,
-        status: OpStatus::Pending,
-        counts: OpCounts::default(),
-        shards_total: None,
-        shards_done: 0,
-        notes: Vec::new(),
-        check: false,
+        ..Operation::pending(Operation::manual_id(now), action, selector, source, now)
     };
     hub.store.create_operation(&op).await?;
     router::fan_out(hub, &op.id).await?;

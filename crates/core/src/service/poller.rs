@@ -10,7 +10,7 @@ use crate::cron::FireTime;
 use crate::decision::Action;
 use crate::health::PollerTick;
 use crate::metrics::{self, Metric};
-use crate::operation::{Discovery, OpCounts, OpSource, OpStatus, Operation, RouterMessage};
+use crate::operation::{OpSource, OpStatus, Operation, RouterMessage};
 use crate::ports::{PortError, PortResult};
 use crate::schedule::{BrokenSchedule, Fire, Schedule, When};
 use crate::selector::Selector;
@@ -188,23 +188,17 @@ async fn start_enforce_passes(
             continue;
         }
         let op = Operation {
-            id: Operation::enforce_id(&schedule.name, slot),
-            action: Action::Stop,
-            selector: schedule.selector.clone(),
-            source: OpSource::Enforce {
-                name: schedule.name.clone(),
-            },
-            created_at: slot,
             dry_run: schedule.dry_run,
-            default_start: None,
-            discovery: Discovery::Cached,
             hold: schedule.hold,
-            status: OpStatus::Pending,
-            counts: OpCounts::default(),
-            shards_total: None,
-            shards_done: 0,
-            notes: Vec::new(),
-            check: false,
+            ..Operation::pending(
+                Operation::enforce_id(&schedule.name, slot),
+                Action::Stop,
+                schedule.selector.clone(),
+                OpSource::Enforce {
+                    name: schedule.name.clone(),
+                },
+                slot,
+            )
         };
         if create_and_send(hub, &op).await? {
             info!(op_id = %op.id, schedule = %schedule.name, "enforce pass started");
@@ -240,21 +234,14 @@ async fn start_drift_check(
     }
     let slot = slot_of(now, step);
     let op = Operation {
-        id: Operation::check_id(slot),
-        action: Action::Stop,
-        selector: Selector::parse("name=*").expect("a valid selector"),
-        source: OpSource::Check,
-        created_at: slot,
-        dry_run: false,
-        default_start: None,
-        discovery: Discovery::Cached,
-        hold: None,
-        status: OpStatus::Pending,
-        counts: OpCounts::default(),
-        shards_total: None,
-        shards_done: 0,
-        notes: Vec::new(),
         check: true,
+        ..Operation::pending(
+            Operation::check_id(slot),
+            Action::Stop,
+            Selector::parse("name=*").expect("a valid selector"),
+            OpSource::Check,
+            slot,
+        )
     };
     if create_and_send(hub, &op).await? {
         info!(op_id = %op.id, "drift check started");
@@ -437,25 +424,20 @@ async fn fire(
     report: &mut TickReport,
 ) -> PortResult<()> {
     let op = Operation {
-        id: Operation::schedule_id(&schedule.name, fire_time),
-        action,
-        selector: schedule.selector.clone(),
-        source: OpSource::Schedule {
-            name: schedule.name.clone(),
-            fire_time,
-        },
-        // The fire time, not the wall clock: a caught-up stop and start keep their order.
-        created_at: fire_time,
         dry_run: schedule.dry_run,
         default_start: schedule.default_start,
         hold: schedule.hold,
-        discovery: Discovery::Cached,
-        status: OpStatus::Pending,
-        counts: OpCounts::default(),
-        shards_total: None,
-        shards_done: 0,
-        notes: Vec::new(),
-        check: false,
+        ..Operation::pending(
+            Operation::schedule_id(&schedule.name, fire_time),
+            action,
+            schedule.selector.clone(),
+            OpSource::Schedule {
+                name: schedule.name.clone(),
+                fire_time,
+            },
+            // The fire time, not the wall clock: a caught-up stop and start keep their order.
+            fire_time,
+        )
     };
     if create_and_send(hub, &op).await? {
         info!(op_id = %op.id, schedule = %schedule.name, %fire_time, "schedule fired");

@@ -110,7 +110,7 @@ fn text_rows(input: &str) -> Result<Vec<Vec<bool>>, GridError> {
         .iter()
         .enumerate()
         .map(|(i, line)| {
-            let cells = match line.find(|c: char| c == '#' || c == '.') {
+            let cells = match line.find(['#', '.']) {
                 Some(0) => *line,
                 Some(at) => {
                     let label = line[..at].trim();
