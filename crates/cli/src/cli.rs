@@ -172,6 +172,7 @@ Examples:
   curfew next --cron '30 2 * * *' --tz Europe/Berlin --after 2027-03-27T12:00:00Z --count 3
   curfew next --cron '0 19 * * 1-5' --tz Europe/Berlin --skip-calendar de-holidays
   curfew next --schedule dev-nights --count 10 --output json
+  curfew next dev-nights                    # the same as --schedule dev-nights
 
 Fixed-time schedules (no * in minute or hour) fire once right after a spring-forward jump and
 once at the first occurrence of a repeated fall-back time; others follow real time. Fires on a
@@ -332,16 +333,19 @@ Examples:
 /// `curfew next`.
 #[derive(Debug, Args)]
 pub struct NextArgs {
+    /// A stored schedule's name: the same as --schedule NAME
+    #[arg(value_name = "SCHEDULE", conflicts_with_all = ["schedule", "cron", "tz", "skip_calendar", "skip_dates"])]
+    pub name: Option<String>,
     /// A 5-field cron expression (L, W and # supported)
     #[arg(
         long,
         value_name = "EXPR",
-        required_unless_present = "schedule",
+        required_unless_present_any = ["schedule", "name"],
         requires = "tz"
     )]
     pub cron: Option<String>,
     /// An IANA time zone, e.g. Europe/Berlin
-    #[arg(long, value_name = "ZONE", required_unless_present = "schedule")]
+    #[arg(long, value_name = "ZONE", required_unless_present_any = ["schedule", "name"])]
     pub tz: Option<String>,
     /// A stored schedule instead of --cron/--tz: its fires, both kinds for a window, with the
     /// dates and calendars it skips (reads the state table)

@@ -82,7 +82,8 @@ pub async fn run(args: &NextArgs, opts: &GlobalOpts) -> Result<()> {
         Some(value) => parse_instant(value, "--after")?,
         None => Utc::now(),
     };
-    let (schedule, calendars) = match &args.schedule {
+    let stored = args.schedule.as_ref().or(args.name.as_ref());
+    let (schedule, calendars) = match stored {
         Some(name) => {
             curfew_core::schedule::validate_name(name)
                 .map_err(|e| bad_input(format!("--schedule: {e}")))?;
@@ -110,7 +111,7 @@ pub async fn run(args: &NextArgs, opts: &GlobalOpts) -> Result<()> {
     };
     let fires = upcoming(&schedule, after, usize::from(args.count), &calendars);
     // A --cron preview has no action to show: it prints the contract's {utc, local} only.
-    let with_action = args.schedule.is_some();
+    let with_action = stored.is_some();
     match opts.output {
         Output::Json => output::print_json(
             &fires

@@ -151,6 +151,18 @@ fn a_grid_round_trips_and_fires_as_its_window_text() {
             "20",
         ])
     };
+    assert_eq!(
+        hub.json(&[
+            "next",
+            "from-grid",
+            "--after",
+            "2027-03-22T00:00:00Z",
+            "--count",
+            "20"
+        ]),
+        fires("from-text"),
+        "the name as the argument is --schedule"
+    );
     assert_eq!(fires("from-grid"), fires("from-text"));
     // JSON rows read too, from stdin.
     let rows = hub.json(&["schedule", "grid", "from-text"]);
