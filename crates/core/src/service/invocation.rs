@@ -110,7 +110,8 @@ pub async fn invoke(
                 fire_time: now,
             };
             // A window schedule run now does what its week says for now.
-            let calendars = super::poller::calendars_of(hub, &s).await?;
+            let mut reads = super::poller::CalendarReads::default();
+            let calendars = super::poller::calendars_of(hub, &s, &mut reads).await?;
             (
                 s.action_at(now, &calendars),
                 s.selector,

@@ -1,11 +1,13 @@
 //! The poller: every minute, fire the schedules that are due, each fire exactly once.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use tracing::{error, info, warn};
 
 use super::{to_body, Hub};
-use crate::calendar::Calendars;
+use crate::calendar::{Calendar, Calendars};
 use crate::cron::FireTime;
 use crate::decision::Action;
 use crate::health::PollerTick;
@@ -112,8 +114,9 @@ pub async fn tick(hub: &Hub) -> PortResult<TickReport> {
         );
     }
     let mut failed = Vec::new();
+    let mut calendars = CalendarReads::default();
     for schedule in &due.schedules {
-        if let Err(e) = tick_schedule(hub, schedule, now, &mut report).await {
+        if let Err(e) = tick_schedule(hub, schedule, now, &mut calendars, &mut report).await {
             error!(
                 metric = "ScheduleFireFailed",
                 schedule = %schedule.name,
@@ -128,7 +131,7 @@ pub async fn tick(hub: &Hub) -> PortResult<TickReport> {
         error!(metric = "DriftCheckFailed", error = %e,
                "the drift check could not start; the next tick tries again");
     }
-    let enforce = start_enforce_passes(hub, now, &mut report).await;
+    let enforce = start_enforce_passes(hub, now, &mut calendars, &mut report).await;
     if let Err(e) = &enforce {
         error!(metric = "EnforcePassFailed", error = %e,
                "an enforce pass could not start; the next tick tries again");
@@ -171,6 +174,7 @@ async fn stop_wave_running(
 async fn start_enforce_passes(
     hub: &Hub,
     now: DateTime<Utc>,
+    reads: &mut CalendarReads,
     report: &mut TickReport,
 ) -> PortResult<()> {
     let step = hub.settings.enforce_interval.num_seconds();
@@ -180,7 +184,7 @@ async fn start_enforce_passes(
     let slot = slot_of(now, step);
     let enforced = hub.store.enforced_schedules().await?;
     for schedule in &enforced.schedules {
-        let calendars = calendars_of(hub, schedule).await?;
+        let calendars = calendars_of(hub, schedule, reads).await?;
         if schedule.asleep_at(now, &calendars) != Some(true)
             || schedule.skips_date(now, &calendars)
             || stop_wave_running(hub, schedule, now, &calendars).await?
@@ -291,6 +295,7 @@ async fn tick_schedule(
     hub: &Hub,
     schedule: &Schedule,
     now: DateTime<Utc>,
+    reads: &mut CalendarReads,
     report: &mut TickReport,
 ) -> PortResult<()> {
     let Some(expected) = schedule.next_fire else {
@@ -298,7 +303,7 @@ async fn tick_schedule(
     };
     // Read at fire time, not when the next fire was stored: a date added to a calendar since
     // is skipped all the same.
-    let calendars = calendars_of(hub, schedule).await?;
+    let calendars = calendars_of(hub, schedule, reads).await?;
     // Fires from the window's edge on are fired; older ones are only counted. Enumeration
     // starts at the edge, not at the stored next fire, so however long the poller was down it
     // never walks through the outage to reach the window (and the window bounds the walk).
@@ -367,17 +372,32 @@ async fn tick_schedule(
     Ok(())
 }
 
+/// The calendars one tick has read, by name (`None`: not found): a holiday calendar many
+/// schedules name is read once per tick, not once per schedule.
+#[derive(Default)]
+pub(crate) struct CalendarReads {
+    read: BTreeMap<String, Option<Calendar>>,
+}
+
 /// The calendars `schedule` refers to. One that no longer exists (deleted in a race with the
 /// check that refuses to delete a calendar in use) skips nothing and is logged.
-pub(crate) async fn calendars_of(hub: &Hub, schedule: &Schedule) -> PortResult<Calendars> {
+pub(crate) async fn calendars_of(
+    hub: &Hub,
+    schedule: &Schedule,
+    reads: &mut CalendarReads,
+) -> PortResult<Calendars> {
     let mut calendars = Calendars::none();
     for name in schedule
         .skip_calendars
         .iter()
         .chain(&schedule.awake_calendars)
     {
-        match hub.store.get_calendar(name).await? {
-            Some(c) => calendars.insert(c),
+        if !reads.read.contains_key(name) {
+            let calendar = hub.store.get_calendar(name).await?;
+            reads.read.insert(name.clone(), calendar);
+        }
+        match &reads.read[name] {
+            Some(c) => calendars.insert(c.clone()),
             None => warn!(schedule = %schedule.name, calendar = %name,
                           "a schedule refers to a calendar that does not exist; it skips nothing"),
         }
