@@ -566,8 +566,8 @@ impl ScheduleStore for CountingStore {
         })
         .await
     }
-    async fn create_calendar(&self, calendar: &Calendar) -> PortResult<()> {
-        let request = self.inner.create_calendar(calendar);
+    async fn create_calendar(&self, calendar: &Calendar, replace: bool) -> PortResult<()> {
+        let request = self.inner.create_calendar(calendar, replace);
         self.observe(StoreCall::CreateCalendar, request, |_| items(0))
             .await
     }

@@ -189,7 +189,7 @@ async fn a_holiday_suppresses_both_fires_of_its_day_and_the_fleet_sleeps_through
     // The calendar arrives after that next fire was stored: it is read at fire time.
     t.hub
         .store
-        .create_calendar(&Calendar::new("holidays", &["2027-01-06"]).unwrap())
+        .create_calendar(&Calendar::new("holidays", &["2027-01-06"]).unwrap(), false)
         .await
         .unwrap();
     let report = tick_at(&t, &t.hub, utc(2027, 1, 6, 6, 0)).await;

@@ -608,7 +608,8 @@ pub enum CalendarCommand {
 Examples:
   curfew calendar add de-holidays --dates 2027-12-24,2027-12-25,2027-12-26
   curfew calendar add de-holidays --file dates.txt     # one YYYY-MM-DD per line, # comments
-  curfew calendar add de-holidays --file holidays.ics  # all-day events of an iCalendar file")]
+  curfew calendar add de-holidays --file holidays.ics  # all-day events of an iCalendar file
+  curfew calendar add de-holidays --file holidays-2028.ics --replace")]
     Add(CalendarAddArgs),
     /// List calendars with their date counts and the schedules that use them
     #[command(after_help = "Example:\n  curfew calendar list --output json")]
@@ -645,6 +646,9 @@ pub struct CalendarAddArgs {
     /// events are the dates ('-' for stdin)
     #[arg(long, value_name = "FILE|-")]
     pub file: Option<PathBuf>,
+    /// Replace the calendar of that name (the schedules that use it move their next fire)
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// `curfew trigger`.

@@ -276,8 +276,9 @@ pub trait ScheduleStore: Send + Sync {
     /// The enabled schedules with `--enforce`, from an index of their own (the poller reads
     /// them every tick, so never all schedules); the broken ones apart.
     async fn enforced_schedules(&self) -> PortResult<ScheduleList>;
-    /// Creates a holiday calendar; fails with `ConditionFailed` if the name is taken.
-    async fn create_calendar(&self, calendar: &Calendar) -> PortResult<()>;
+    /// Creates a holiday calendar, or with `replace` replaces the one of that name; without
+    /// `replace` fails with `ConditionFailed` if the name is taken.
+    async fn create_calendar(&self, calendar: &Calendar, replace: bool) -> PortResult<()>;
     /// One calendar.
     async fn get_calendar(&self, name: &str) -> PortResult<Option<Calendar>>;
     /// Every calendar, by name.

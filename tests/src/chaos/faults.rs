@@ -354,11 +354,11 @@ impl ScheduleStore for ChaosStore {
     async fn enforced_schedules(&self) -> PortResult<ScheduleList> {
         hooked!(self, "enforced_schedules", self.inner.enforced_schedules())
     }
-    async fn create_calendar(&self, calendar: &Calendar) -> PortResult<()> {
+    async fn create_calendar(&self, calendar: &Calendar, replace: bool) -> PortResult<()> {
         hooked!(
             self,
             "create_calendar",
-            self.inner.create_calendar(calendar)
+            self.inner.create_calendar(calendar, replace)
         )
     }
     async fn get_calendar(&self, name: &str) -> PortResult<Option<Calendar>> {

@@ -358,7 +358,7 @@ pub const TABLE: [(StoreCall, Model); 54] = [
     (StoreCall::EnforcedSchedules, |s| {
         none().query(s.items, Consistency::Eventual)
     }),
-    // mod.rs `create_calendar` -> `put_new`.
+    // mod.rs `create_calendar` -> `put_new` (or `put`, replacing).
     (StoreCall::CreateCalendar, |_| none().put()),
     // mod.rs `get_calendar` -> `get`.
     (StoreCall::GetCalendar, |_| none().get()),

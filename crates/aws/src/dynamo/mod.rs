@@ -533,9 +533,12 @@ impl ScheduleStore for DynamoStore {
         Ok(schedule_list(items.into_iter().map(decode_schedule)))
     }
 
-    async fn create_calendar(&self, calendar: &Calendar) -> PortResult<()> {
+    async fn create_calendar(&self, calendar: &Calendar, replace: bool) -> PortResult<()> {
         let sk = format!("CALENDAR#{}", calendar.name);
         let item = encode(&CalendarRecord::from(calendar.clone()))?;
+        if replace {
+            return self.put(item, "CALENDARS", &sk).await;
+        }
         if self.put_new(item, "CALENDARS", &sk).await? {
             Ok(())
         } else {

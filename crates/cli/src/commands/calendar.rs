@@ -95,11 +95,19 @@ async fn add(args: CalendarAddArgs, opts: &GlobalOpts) -> Result<()> {
         (_, e) => bad(e),
     })?;
     let store = connect::store(opts).await?;
-    match store.create_calendar(&calendar).await {
+    let before = if args.replace {
+        store
+            .get_calendar(&calendar.name)
+            .await
+            .with_context(|| format!("reading calendar {}", calendar.name))?
+    } else {
+        None
+    };
+    match store.create_calendar(&calendar, args.replace).await {
         Ok(()) => {}
         Err(e) if e.kind == ErrorKind::ConditionFailed => {
             return Err(anyhow!(
-                "a calendar named {:?} already exists (delete it first, or add under another name)",
+                "a calendar named {:?} already exists (--replace replaces it)",
                 calendar.name
             ))
         }
@@ -110,10 +118,13 @@ async fn add(args: CalendarAddArgs, opts: &GlobalOpts) -> Result<()> {
         store.as_ref(),
         ChangeKind::CalendarAdded,
         &calendar.name,
-        None,
+        before.as_ref().and_then(changes::json),
         changes::json(&calendar),
     )
     .await?;
+    if args.replace {
+        move_next_fires(store.as_ref(), &calendar.name).await?;
+    }
     match opts.output {
         Output::Json => output::print_json(&calendar),
         Output::Table => outln!(
@@ -124,6 +135,39 @@ async fn add(args: CalendarAddArgs, opts: &GlobalOpts) -> Result<()> {
             calendar.dates.last().expect("a calendar has dates")
         ),
     }
+}
+
+/// Recomputes the next fire of every enabled schedule that names `calendar`, with the calendars
+/// as they are now: a date taken out of a calendar can be the next fire again. Conditional on
+/// the stored next fire, so a poller that moved it meanwhile wins (and read the new dates).
+async fn move_next_fires(store: &dyn StateStore, calendar: &str) -> Result<()> {
+    let schedules = store
+        .list_schedules()
+        .await
+        .context("listing schedules")?
+        .schedules;
+    let now = chrono::Utc::now();
+    for s in schedules.iter().filter(|s| {
+        s.enabled
+            && s.skip_calendars
+                .iter()
+                .chain(&s.awake_calendars)
+                .any(|c| c == calendar)
+    }) {
+        // A fire already due is the poller's: it reads the new dates when it fires.
+        let Some(stored) = s.next_fire.filter(|t| *t > now) else {
+            continue;
+        };
+        let calendars = super::next::calendars(store, s).await?;
+        let next = s.next_fire_after(now, &calendars).map(|f| f.time.utc);
+        if next != Some(stored) {
+            store
+                .advance_schedule(&s.name, stored, next)
+                .await
+                .with_context(|| format!("moving the next fire of schedule {}", s.name))?;
+        }
+    }
+    Ok(())
 }
 
 async fn list(opts: &GlobalOpts) -> Result<()> {

@@ -195,7 +195,7 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
     let calendar =
         Calendar::new(CALENDAR, &[holiday.to_string()]).context("building the demo calendar")?;
     hub.store
-        .create_calendar(&calendar)
+        .create_calendar(&calendar, false)
         .await
         .context("creating the demo calendar")?;
     let calendars: Calendars = std::iter::once(calendar).collect();

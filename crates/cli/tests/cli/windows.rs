@@ -421,3 +421,53 @@ fn start_for_wakes_now_keeps_awake_through_a_stop_and_the_stop_applies_once_the_
         "{applied}"
     );
 }
+
+#[test]
+fn replacing_a_calendar_moves_the_next_fire_of_the_schedules_that_use_it() {
+    let hub = TestHub::new();
+    let today = chrono::Utc::now().date_naive();
+    let days: Vec<String> = (0..3)
+        .map(|d| (today + chrono::Duration::days(d)).to_string())
+        .collect();
+    hub.json(&["calendar", "add", "busy", "--dates", &days.join(",")]);
+    hub.json(&[
+        "schedule",
+        "add",
+        "nights",
+        "--asleep",
+        "daily 19:00-07:00",
+        "--tz",
+        "UTC",
+        "--select",
+        "tag:env=dev",
+        "--skip-calendar",
+        "busy",
+    ]);
+    let next_fire = || hub.json(&["schedule", "show", "nights"])["next_fire"].clone();
+    let after_three_days = format!("{}T07:00:00Z", today + chrono::Duration::days(3));
+    assert_eq!(next_fire(), json!(after_three_days), "three days skipped");
+    let replaced = hub.json(&[
+        "calendar",
+        "add",
+        "busy",
+        "--dates",
+        "2030-01-01",
+        "--replace",
+    ]);
+    assert_eq!(replaced["dates"], json!(["2030-01-01"]));
+    let moved = next_fire();
+    assert!(
+        moved.as_str().unwrap() < after_three_days.as_str(),
+        "{moved}"
+    );
+    assert_eq!(
+        moved,
+        hub.json(&["next", "nights", "--count", "1"])[0]["utc"]
+    );
+    assert_fails(
+        hub.cmd()
+            .args(["calendar", "add", "busy", "--dates", "2030-01-02"]),
+        1,
+        &["already exists", "--replace"],
+    );
+}

@@ -346,9 +346,9 @@ impl ScheduleStore for MemoryStore {
         })
     }
 
-    async fn create_calendar(&self, calendar: &Calendar) -> PortResult<()> {
+    async fn create_calendar(&self, calendar: &Calendar, replace: bool) -> PortResult<()> {
         let mut state = lock(&self.state);
-        if state.calendars.contains_key(&calendar.name) {
+        if !replace && state.calendars.contains_key(&calendar.name) {
             return Err(PortError::new(
                 ErrorKind::ConditionFailed,
                 format!("a calendar named {:?} already exists", calendar.name),
