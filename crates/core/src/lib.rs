@@ -47,3 +47,4 @@ pub mod service;
 pub mod session;
 pub mod target;
 pub mod trail;
+pub mod view;

@@ -1,0 +1,215 @@
+//! The JSON API under `/api/`, in the shapes `curfew ... --output json` prints (docs/UI.md).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use curfew_core::decision::Action;
+use curfew_core::operation::{Discovery, Operation};
+use curfew_core::schedule::ScheduleRecord;
+use curfew_core::selector::Selector;
+use curfew_core::service::invocation::{Invocation, InvocationResponse};
+use curfew_core::service::router;
+use curfew_core::view::{FireJson, OperationJson, PlannedChangeJson};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::console::{stop_or_start, Console};
+use crate::error::Problem;
+use crate::fleet::{fleet, Fleet};
+
+/// Every `/api/` route.
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/targets", get(targets))
+        .route("/schedules", get(schedules))
+        .route("/schedules/{name}", get(schedule))
+        .route("/schedules/{name}/trigger", post(trigger))
+        .route("/operations", get(operations))
+        .route("/operations/{id}", get(operation))
+        .route("/plan", post(plan))
+        .route("/stop", post(stop))
+        .route("/start", post(start))
+}
+
+type ApiResult<T> = Result<Json<T>, Problem>;
+
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        // serde names the missing or unknown field in its message; point at it when it does.
+        let field = if message.contains("`select`") {
+            "select"
+        } else if message.contains("`action`") || message.contains("unknown variant") {
+            "action"
+        } else {
+            "body"
+        };
+        Problem::bad_input(field, format!("invalid request body: {message}"))
+    })
+}
+
+fn selector(text: &str) -> Result<Selector, Problem> {
+    Selector::parse(text).map_err(|e| Problem::bad_input("select", e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct TargetsQuery {
+    select: Option<String>,
+}
+
+/// `GET /api/targets[?select=SELECTOR]`.
+async fn targets(State(c): State<Console>, Query(q): Query<TargetsQuery>) -> ApiResult<Fleet> {
+    let text = q.select.filter(|s| !s.trim().is_empty());
+    let selector = selector(text.as_deref().unwrap_or(crate::pages::EVERYTHING))?;
+    Ok(Json(fleet(&c.hub, &selector).await?))
+}
+
+/// One row of the list: a schedule's record, or a stored schedule that no longer reads as one
+/// (as `curfew schedule list --output json` prints them).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ListedJson {
+    Schedule(ScheduleRecord),
+    Broken {
+        name: String,
+        broken: bool,
+        problem: String,
+    },
+}
+
+/// `GET /api/schedules`.
+async fn schedules(State(c): State<Console>) -> ApiResult<Vec<ListedJson>> {
+    let listed = c.hub.store.list_schedules().await?;
+    let mut rows: Vec<(String, ListedJson)> = listed
+        .schedules
+        .into_iter()
+        .map(|s| (s.name.clone(), ListedJson::Schedule(s.into())))
+        .chain(listed.broken.into_iter().map(|b| {
+            (
+                b.name.clone(),
+                ListedJson::Broken {
+                    name: b.name,
+                    broken: true,
+                    problem: b.problem,
+                },
+            )
+        }))
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Json(rows.into_iter().map(|(_, row)| row).collect()))
+}
+
+/// A schedule with its coming fires, as `curfew schedule show --output json` prints it.
+#[derive(Serialize)]
+struct ScheduleJson {
+    #[serde(flatten)]
+    record: ScheduleRecord,
+    upcoming: Vec<FireJson>,
+}
+
+/// `GET /api/schedules/{name}`.
+async fn schedule(State(c): State<Console>, Path(name): Path<String>) -> ApiResult<ScheduleJson> {
+    let s = c
+        .hub
+        .store
+        .get_schedule(&name)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no schedule named {name:?}")))?;
+    let mut upcoming = Vec::new();
+    let mut cursor = c.hub.clock.now();
+    while s.enabled && upcoming.len() < 5 {
+        let Some(fire) = s.next_fire_after(cursor) else {
+            break;
+        };
+        cursor = fire.utc;
+        upcoming.push(FireJson::from(&fire));
+    }
+    Ok(Json(ScheduleJson {
+        record: s.into(),
+        upcoming,
+    }))
+}
+
+/// `POST /api/schedules/{name}/trigger`.
+async fn trigger(
+    State(c): State<Console>,
+    Path(name): Path<String>,
+) -> ApiResult<InvocationResponse> {
+    curfew_core::schedule::validate_name(&name)
+        .map_err(|e| Problem::bad_input("name", e.to_string()))?;
+    Ok(Json(c.start(Invocation::Trigger { schedule: name }).await?))
+}
+
+#[derive(Deserialize)]
+struct OperationsQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/operations[?limit=N]`: newest first (20 unless told).
+async fn operations(
+    State(c): State<Console>,
+    Query(q): Query<OperationsQuery>,
+) -> ApiResult<Vec<Operation>> {
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    Ok(Json(c.hub.store.list_operations(limit).await?))
+}
+
+/// `GET /api/operations/{id}`: the operation and its tasks.
+async fn operation(State(c): State<Console>, Path(id): Path<String>) -> ApiResult<Value> {
+    let op = c
+        .hub
+        .store
+        .get_operation(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no operation {id:?}")))?;
+    let tasks = c.hub.store.list_tasks(&id).await?;
+    let json = serde_json::to_value(OperationJson::new(&op, &tasks))
+        .map_err(|e| Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanBody {
+    action: Action,
+    select: String,
+}
+
+/// `POST /api/plan` `{"action": "stop", "select": "..."}`: what it would change; writes nothing.
+async fn plan(State(c): State<Console>, bytes: Bytes) -> ApiResult<Value> {
+    let b: PlanBody = body(&bytes)?;
+    let selector = selector(&b.select)?;
+    let plan = router::plan(&c.hub, b.action, &selector, Discovery::Cached, None).await?;
+    let changes: Vec<PlannedChangeJson> =
+        plan.changes.iter().map(PlannedChangeJson::from).collect();
+    let json = serde_json::to_value(changes)
+        .map_err(|e| Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    select: String,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn run(c: Console, action: Action, bytes: &Bytes) -> ApiResult<InvocationResponse> {
+    let b: RunBody = body(bytes)?;
+    let selector = selector(&b.select)?;
+    let invocation = stop_or_start(action, &selector, b.dry_run)?;
+    Ok(Json(c.start(invocation).await?))
+}
+
+/// `POST /api/stop` `{"select": "...", "dry_run": false}`.
+async fn stop(State(c): State<Console>, bytes: Bytes) -> ApiResult<InvocationResponse> {
+    run(c, Action::Stop, &bytes).await
+}
+
+/// `POST /api/start` `{"select": "...", "dry_run": false}`.
+async fn start(State(c): State<Console>, bytes: Bytes) -> ApiResult<InvocationResponse> {
+    run(c, Action::Start, &bytes).await
+}
