@@ -8,8 +8,8 @@ function localizeTimes(root) {
     const t = new Date(el.getAttribute("datetime"));
     if (isNaN(t)) continue;
     el.textContent = t.toLocaleString(undefined, {
-      year: "numeric", month: "short", day: "2-digit",
-      hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+      weekday: "short", month: "short", day: "numeric",
+      hour: "2-digit", minute: "2-digit", hour12: false,
     });
     el.title = el.getAttribute("datetime").replace("T", " ").replace("Z", " UTC");
   }

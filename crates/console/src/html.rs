@@ -87,6 +87,7 @@ pub fn page(title: &str, current: &str, body: &str) -> String {
 <h1>{title}</h1>
 {body}
 </main>
+<footer class="muted">Times are in your time zone (hover one for UTC); without JavaScript they are in UTC.</footer>
 </body>
 </html>
 "#,

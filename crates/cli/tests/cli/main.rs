@@ -11,4 +11,5 @@ mod local;
 mod next;
 mod notices;
 mod overrides;
+mod ui;
 mod usage;

@@ -114,7 +114,9 @@ fn render(fleet: &Fleet) -> String {
         return out;
     }
     out.push_str(r#"<div class="scroll"><table class="sortable" id="fleet">"#);
-    out.push_str(&html::header(&[
+    // The override column only when an override is in force: it is empty otherwise.
+    let overrides = fleet.targets.iter().any(|r| r.awake_until.is_some());
+    let mut columns = vec![
         "Kind",
         "Account",
         "Region",
@@ -124,10 +126,13 @@ fn render(fleet: &Fleet) -> String {
         "Sizes (min/max/desired)",
         "State",
         "Baseline",
-        "Awake until",
         "Next stop",
         "Next start",
-    ]));
+    ];
+    if overrides {
+        columns.push("Awake until");
+    }
+    out.push_str(&html::header(&columns));
     out.push_str("<tbody>");
     for row in &fleet.targets {
         let target = &row.target;
@@ -148,7 +153,7 @@ fn render(fleet: &Fleet) -> String {
         };
         let _ = write!(
             out,
-            r#"<tr data-key="{key}"><td>{kind}</td><td>{account}</td><td>{region}</td><td>{cluster}</td><td class="name">{name}</td><td class="tags">{tags}</td><td class="sizes">{sizes}</td><td class="state">{state}</td><td class="baseline">{baseline}</td><td>{until}</td><td>{stop}</td><td>{start}</td></tr>"#,
+            r#"<tr data-key="{key}"><td>{kind}</td><td>{account}</td><td>{region}</td><td>{cluster}</td><td class="name">{name}</td><td class="tags">{tags}</td><td class="sizes">{sizes}</td><td class="state">{state}</td><td class="baseline">{baseline}</td><td>{stop}</td><td>{start}</td>{until}</tr>"#,
             key = esc(&row.key),
             kind = target.kind,
             account = esc(&target.account),
@@ -159,7 +164,11 @@ fn render(fleet: &Fleet) -> String {
             baseline = row
                 .baseline
                 .map_or_else(|| "–".to_string(), |b| b.to_string()),
-            until = html::maybe_time(row.awake_until),
+            until = if overrides {
+                format!("<td>{}</td>", html::maybe_time(row.awake_until))
+            } else {
+                String::new()
+            },
             stop = next(&row.next_stop),
             start = next(&row.next_start),
         );

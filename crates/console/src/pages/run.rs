@@ -129,7 +129,12 @@ pub async fn plan(State(console): State<Console>, Form(f): Form<RunForm>) -> Pag
     } else {
         body.push_str(&run_form(&console, &f, None));
     }
-    Ok(Html(html::page("Plan", "Stop / start", &body)).into_response())
+    let title = format!(
+        "Plan: {action} {}{}",
+        selector.as_str(),
+        if f.dry_run() { " (dry run)" } else { "" }
+    );
+    Ok(Html(html::page(&title, "Stop / start", &body)).into_response())
 }
 
 /// A plan as a table (also the trigger confirmation's).

@@ -1,0 +1,497 @@
+//! `curfew ui` in a real browser: headless Chromium driven through chromedriver (WebDriver)
+//! against the console on the emulator with a seeded fleet. Each test saves a 1280x800
+//! screenshot of its page to `target/ui-screens/`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use curfew_aws::local::{demo_fleet, FleetTarget};
+use curfew_core::schedule::Schedule;
+use curfew_core::target::{Sizes, TargetKind};
+use curfew_tests::{is_dev, key, spawn_hub, TestHub};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::common::root;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A process this test started, stopped by its pid when the test ends (passing or not),
+/// together with the processes it started (chromedriver's Chromium).
+struct Started(Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        if let Ok(out) = Command::new("pgrep").args(["-P", &pid]).output() {
+            for child in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").arg(child).status();
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+/// The console on `hub`, as `curfew ui` serves it after `eval "$(curfew local up)"`.
+struct Console {
+    _process: Started,
+    base: String,
+    token: String,
+}
+
+fn console(th: &TestHub) -> Console {
+    let endpoint = th.sdk.endpoint_url().expect("an emulator endpoint");
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("curfew"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("AWS_") || name.starts_with("CURFEW_") {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    cmd.env("AWS_CONFIG_FILE", "/nonexistent/curfew-test")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/curfew-test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("CURFEW_TABLE", &th.config.table)
+        .env("CURFEW_ROUTER_QUEUE_URL", &th.config.router_queue_url)
+        .env("CURFEW_TASK_QUEUE_URL", &th.config.task_queue_url)
+        .arg("ui")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("curfew ui starts");
+    let stdout = child.stdout.take().expect("its stdout");
+    let process = Started(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("curfew ui prints its URL");
+    let url = line.trim();
+    let (base, token) = url
+        .split_once("/?token=")
+        .unwrap_or_else(|| panic!("not a console URL: {url:?}"));
+    assert!(base.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(token.len(), 32, "{url}");
+    Console {
+        _process: process,
+        base: base.to_string(),
+        token: token.to_string(),
+    }
+}
+
+/// Headless Chromium through a chromedriver of its own.
+struct Browser {
+    client: Client,
+    _driver: Started,
+    _profile: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn browser() -> Browser {
+    for binary in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            std::path::Path::new(binary).exists(),
+            "{binary} is missing: run scripts/browser.sh (make test does)"
+        );
+    }
+    let port = free_port();
+    let driver = Started(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let profile = TempDir(
+        std::env::temp_dir().join(format!("curfew-chromium-{}", uuid::Uuid::now_v7().simple())),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1280,800",
+                format!("--user-data-dir={}", profile.0.display()),
+            ],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session");
+    // The screenshots are of a 1280x800 viewport: the window is that plus whatever the
+    // browser keeps for itself.
+    let chrome = client
+        .execute("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];", vec![])
+        .await
+        .expect("the window's measurements");
+    let extra = |i: usize| chrome[i].as_u64().unwrap_or(0) as u32;
+    client
+        .set_window_size(1280 + extra(0), 800 + extra(1))
+        .await
+        .expect("a 1280x800 viewport");
+    Browser {
+        client,
+        _driver: driver,
+        _profile: profile,
+    }
+}
+
+impl Browser {
+    async fn css(&self, selector: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no {selector} on the page: {e}"))
+    }
+
+    async fn text(&self, selector: &str) -> String {
+        self.css(selector).await.text().await.expect("its text")
+    }
+
+    /// Saves the page as `target/ui-screens/NAME.png` (1280x800).
+    async fn screenshot(&self, name: &str) {
+        let dir = root().join("target/ui-screens");
+        std::fs::create_dir_all(&dir).expect("the screenshot folder");
+        let png = self.client.screenshot().await.expect("a screenshot");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot is saved");
+    }
+
+    async fn close(self) {
+        self.client.close().await.expect("the session closes");
+    }
+}
+
+/// A hub with one account in eu-west-1 holding 4 ASGs and a dev and a prod cluster with one
+/// node group each (half of it env=dev), and that fleet.
+async fn seeded() -> (TestHub, Vec<FleetTarget>) {
+    let th = spawn_hub(Utc::now(), 1).await;
+    th.register_accounts(&["eu-west-1"]).await;
+    let fleet = demo_fleet(&th.accounts, &["eu-west-1".to_string()], 4, 1);
+    th.seed(&fleet).await;
+    (th, fleet)
+}
+
+/// Opens the console's URL with the token, as the operator does (which sets the cookie).
+async fn signed_in(console: &Console) -> Browser {
+    let b = browser().await;
+    b.client
+        .goto(&format!("{}/?token={}", console.base, console.token))
+        .await
+        .expect("the console opens");
+    b
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fleet_page_lists_the_seeded_targets_with_their_real_sizes() {
+    let (th, fleet) = seeded().await;
+    let console = console(&th);
+    let b = signed_in(&console).await;
+    b.css("table#fleet").await;
+    let rows = b
+        .client
+        .find_all(Locator::Css("table#fleet tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), fleet.len());
+    for t in &fleet {
+        let row = format!("tr[data-key=\"{}\"]", key(t));
+        let real = th.sizes(t).await;
+        assert_eq!(
+            b.text(&format!("{row} td.sizes")).await,
+            real.to_string(),
+            "{}",
+            t.name
+        );
+        assert_eq!(b.text(&format!("{row} td.state")).await, "awake");
+    }
+    assert_eq!(b.text("#total-targets").await, fleet.len().to_string());
+    assert_eq!(b.text("#total-asleep").await, "0");
+    b.screenshot("fleet").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_from_the_page_shows_the_plan_then_puts_the_targets_asleep() {
+    let (th, fleet) = seeded().await;
+    let before = th.fleet_sizes(&fleet).await;
+    let console = console(&th);
+    let b = signed_in(&console).await;
+    b.client
+        .goto(&format!("{}/run", console.base))
+        .await
+        .unwrap();
+    b.css("#select")
+        .await
+        .send_keys("tag:env=dev")
+        .await
+        .unwrap();
+    b.css("#show-plan").await.click().await.unwrap();
+    b.css("table#plan").await;
+    let dev: Vec<&FleetTarget> = fleet.iter().filter(|t| is_dev(t)).collect();
+    let planned = b
+        .client
+        .find_all(Locator::Css("table#plan tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(planned.len(), dev.len());
+    assert!(
+        b.text("#plan-summary")
+            .await
+            .starts_with(&format!("{} of {}", dev.len(), dev.len())),
+        "{}",
+        b.text("#plan-summary").await
+    );
+    // Nothing has changed yet: the plan writes nothing.
+    assert_eq!(th.fleet_sizes(&fleet).await, before);
+    b.screenshot("plan").await;
+    b.css("#confirm").await.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        // The page follows the operation over Server-Sent Events and reloads once it ends.
+        let status = b.text("#op-status").await;
+        if status == "SUCCEEDED" {
+            break;
+        }
+        assert!(!status.contains("FAIL"), "the operation ended {status}");
+        assert!(Instant::now() < deadline, "still {status} after 90 s");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(b
+        .client
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .starts_with("/operations/"));
+    let tasks = b
+        .client
+        .find_all(Locator::Css("table#tasks tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), dev.len());
+    b.screenshot("operation").await;
+    for t in &fleet {
+        let now = th.sizes(t).await;
+        let was = before[&key(t)];
+        let expected = match (is_dev(t), t.kind) {
+            (false, _) => was,
+            (true, TargetKind::Asg) => Sizes::new(0, 0, 0),
+            (true, TargetKind::Nodegroup) => Sizes::new(0, was.max, 0),
+        };
+        assert_eq!(now, expected, "{}", t.name);
+    }
+    // The fleet page now shows them asleep, with the baselines a start restores.
+    b.client.goto(&format!("{}/", console.base)).await.unwrap();
+    assert_eq!(b.text("#total-asleep").await, dev.len().to_string());
+    for t in &dev {
+        let row = format!("tr[data-key=\"{}\"]", key(t));
+        assert_eq!(b.text(&format!("{row} td.state")).await, "asleep");
+        assert_eq!(
+            b.text(&format!("{row} td.baseline")).await,
+            before[&key(t)].to_string()
+        );
+    }
+    b.screenshot("fleet-after-stop").await;
+    b.close().await;
+}
+
+fn schedule(name: &str, cron: &str, action: &str) -> Schedule {
+    let mut s: Schedule = serde_json::from_value(json!({
+        "name": name, "cron": cron, "tz": "Asia/Kolkata", "action": action,
+        "selector": "tag:env=dev", "enabled": true,
+    }))
+    .expect("a valid schedule");
+    s.next_fire = s.next_fire_after(Utc::now()).map(|f| f.utc);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedules_week_grid_shows_its_asleep_hours() {
+    let (th, _fleet) = seeded().await;
+    // Every night from 19:00 to 07:00 in Kolkata (UTC+05:30, no DST: every day alike).
+    for s in [
+        schedule("nightly-stop", "0 19 * * *", "stop"),
+        schedule("nightly-start", "0 7 * * *", "start"),
+    ] {
+        th.hub.store.create_schedule(&s).await.unwrap();
+    }
+    let console = console(&th);
+    let b = signed_in(&console).await;
+    b.client
+        .goto(&format!("{}/schedules/nightly-stop", console.base))
+        .await
+        .unwrap();
+    let days = b
+        .client
+        .find_all(Locator::Css("table#week tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 7);
+    for day in &days {
+        let cells = day.find_all(Locator::Css("td")).await.unwrap();
+        assert_eq!(cells.len(), 24);
+        for (hour, cell) in cells.iter().enumerate() {
+            let class = cell.attr("class").await.unwrap().unwrap_or_default();
+            let expected = if !(7..19).contains(&hour) {
+                "asleep"
+            } else {
+                "awake"
+            };
+            assert_eq!(class, expected, "hour {hour}");
+        }
+    }
+    assert_eq!(
+        b.client
+            .find_all(Locator::Css("table#fires tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    b.screenshot("schedule").await;
+    b.close().await;
+}
+
+/// A raw HTTP/1.1 request; returns the status code.
+fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).expect("the console answers");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_without_the_token_is_refused_and_changes_nothing() {
+    let (th, fleet) = seeded().await;
+    let before = th.fleet_sizes(&fleet).await;
+    let console = console(&th);
+    let stop = r#"{"select": "tag:env=dev"}"#;
+    assert_eq!(http(&console.base, "POST", "/api/stop", &[], stop), 403);
+    assert_eq!(
+        http(
+            &console.base,
+            "POST",
+            "/api/stop",
+            &[("X-Curfew-Token", "0123456789abcdef0123456789abcdef")],
+            stop
+        ),
+        403
+    );
+    // A browser that never opened the token URL has no cookie: its form post is refused too.
+    let b = browser().await;
+    b.client
+        .goto(&format!("{}/run", console.base))
+        .await
+        .unwrap();
+    b.css("#select")
+        .await
+        .send_keys("tag:env=dev")
+        .await
+        .unwrap();
+    b.css("#show-plan").await.click().await.unwrap();
+    assert_eq!(b.text("h1").await, "Forbidden");
+    b.screenshot("forbidden").await;
+    b.close().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(th.hub.store.list_operations(10).await.unwrap().is_empty());
+    assert_eq!(th.fleet_sizes(&fleet).await, before);
+    // The same request with the token is served: the refusal was the token's doing.
+    let with_token = [("X-Curfew-Token", console.token.as_str())];
+    let dry_run = r#"{"select": "tag:env=dev", "dry_run": true}"#;
+    assert_eq!(
+        http(&console.base, "POST", "/api/stop", &with_token, dry_run),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_selector_shows_the_error_next_to_the_field_and_writes_nothing() {
+    let (th, fleet) = seeded().await;
+    let before = th.fleet_sizes(&fleet).await;
+    let console = console(&th);
+    let b = signed_in(&console).await;
+    b.client
+        .goto(&format!("{}/run", console.base))
+        .await
+        .unwrap();
+    b.css("#select").await.send_keys("env=dev").await.unwrap();
+    b.css("#show-plan").await.click().await.unwrap();
+    // The message sits beside the field it is about, and names the bad term.
+    let error = b.text(".field #select ~ #select-error").await;
+    assert!(error.contains("unknown term \"env\""), "{error}");
+    assert_eq!(
+        b.css("#select")
+            .await
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        b.css("#select")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("env=dev")
+    );
+    b.screenshot("bad-selector").await;
+    b.close().await;
+    assert!(th.hub.store.list_operations(10).await.unwrap().is_empty());
+    assert_eq!(th.fleet_sizes(&fleet).await, before);
+}
