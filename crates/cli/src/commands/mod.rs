@@ -10,7 +10,7 @@ mod overrides;
 mod plan;
 mod run;
 mod schedule;
-mod ui;
+pub(crate) mod ui;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
