@@ -8,6 +8,7 @@
 //! jittered backoff ([`error::retrying`]).
 #![warn(missing_docs)]
 
+pub mod changes;
 pub mod clusters;
 pub mod config;
 pub mod dead_letters;

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use anyhow::Result;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
-use curfew_core::operation::{OpSource, Operation, Task};
+use curfew_core::operation::{Operation, Task};
 use curfew_core::target::Sizes;
 use serde::Serialize;
 
@@ -71,20 +71,11 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
         .map_err(stdout_error)
 }
 
-pub use curfew_core::view::{dead_lettered, local, utc, FireJson, OperationJson};
+pub use curfew_core::view::{dead_lettered, local, source, utc, FireJson, OperationJson};
 
 /// `0/4/2` (min/max/desired), or `-`.
 pub fn sizes(s: Option<Sizes>) -> String {
     s.map_or_else(|| "-".to_string(), |s| s.to_string())
-}
-
-/// Who started an operation, in a word.
-pub fn source(op: &Operation) -> String {
-    match &op.source {
-        OpSource::Schedule { name, .. } => format!("schedule {name}"),
-        OpSource::Manual => "manual".to_string(),
-        OpSource::Check => "drift check".to_string(),
-    }
 }
 
 /// The operation's one-row summary columns.

@@ -2,10 +2,11 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use curfew_core::decision::Action;
 use curfew_core::operation::{Discovery, Operation};
+use curfew_core::ports::Override;
 use curfew_core::schedule::ScheduleRecord;
 use curfew_core::selector::Selector;
 use curfew_core::service::invocation::{Invocation, InvocationResponse};
@@ -26,6 +27,10 @@ pub fn routes() -> Router<Console> {
         .route("/schedules", get(schedules))
         .route("/schedules/{name}", get(schedule))
         .route("/schedules/{name}/trigger", post(trigger))
+        .route("/schedules/{name}/enable", post(enable))
+        .route("/schedules/{name}/disable", post(disable))
+        .route("/overrides", get(overrides).post(add_override))
+        .route("/overrides/{id}", delete(remove_override))
         .route("/operations", get(operations))
         .route("/operations/{id}", get(operation))
         .route("/plan", post(plan))
@@ -117,19 +122,51 @@ async fn schedule(State(c): State<Console>, Path(name): Path<String>) -> ApiResu
         .get_schedule(&name)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no schedule named {name:?}")))?;
-    let mut upcoming = Vec::new();
-    let mut cursor = c.hub.clock.now();
-    while s.enabled && upcoming.len() < 5 {
-        let Some(fire) = s.next_fire_after(cursor) else {
-            break;
-        };
-        cursor = fire.utc;
-        upcoming.push(FireJson::from(&fire));
-    }
-    Ok(Json(ScheduleJson {
+    Ok(Json(shown(&c, s)))
+}
+
+fn shown(c: &Console, s: curfew_core::schedule::Schedule) -> ScheduleJson {
+    let upcoming = crate::week::upcoming(&s, c.hub.clock.now(), 5);
+    ScheduleJson {
+        upcoming: upcoming.iter().map(FireJson::from).collect(),
         record: s.into(),
-        upcoming,
-    }))
+    }
+}
+
+/// `POST /api/schedules/{name}/enable`: the schedule as `GET` shows it.
+async fn enable(State(c): State<Console>, Path(name): Path<String>) -> ApiResult<ScheduleJson> {
+    let s = c.set_schedule_enabled(&name, true).await?;
+    Ok(Json(shown(&c, s)))
+}
+
+/// `POST /api/schedules/{name}/disable`: the schedule as `GET` shows it.
+async fn disable(State(c): State<Console>, Path(name): Path<String>) -> ApiResult<ScheduleJson> {
+    let s = c.set_schedule_enabled(&name, false).await?;
+    Ok(Json(shown(&c, s)))
+}
+
+/// `GET /api/overrides`: in force, soonest to expire first.
+async fn overrides(State(c): State<Console>) -> ApiResult<Vec<Override>> {
+    Ok(Json(c.overrides().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideBody {
+    select: String,
+    awake_until: String,
+}
+
+/// `POST /api/overrides` `{"select": "...", "awake_until": "3h"}`: the override stored.
+async fn add_override(State(c): State<Console>, bytes: Bytes) -> ApiResult<Override> {
+    let b: OverrideBody = body(&bytes)?;
+    Ok(Json(c.add_override(&b.select, &b.awake_until).await?))
+}
+
+/// `DELETE /api/overrides/{id}`: `{"removed": ID}`.
+async fn remove_override(State(c): State<Console>, Path(id): Path<String>) -> ApiResult<Value> {
+    c.remove_override(&id).await?;
+    Ok(Json(serde_json::json!({ "removed": id })))
 }
 
 /// `POST /api/schedules/{name}/trigger`.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use curfew_aws::changes::ChangeRecorder;
 use curfew_aws::dispatch::Dispatcher;
 use curfew_aws::router_function::{invoke_router, RouterFunctionError};
 use curfew_core::ports::PortError;
@@ -94,18 +95,22 @@ pub struct Console {
     pub(crate) hub: Hub,
     runner: Arc<Runner>,
     pub(crate) token: Token,
+    /// Records configuration changes in the audit trail.
+    pub(crate) recorder: ChangeRecorder,
     /// When true, only requests naming a loopback host are served: a page elsewhere cannot
     /// point a DNS name at 127.0.0.1 and read the console through the operator's browser.
     pub(crate) loopback_hosts_only: bool,
 }
 
 impl Console {
-    /// A console over `hub`, starting operations with `runner`, guarded by `token`.
-    pub fn new(hub: Hub, runner: Runner, token: Token) -> Console {
+    /// A console over `hub`, starting operations with `runner`, recording configuration
+    /// changes with `recorder`, guarded by `token`.
+    pub fn new(hub: Hub, runner: Runner, recorder: ChangeRecorder, token: Token) -> Console {
         Console {
             hub,
             runner: Arc::new(runner),
             token,
+            recorder,
             loopback_hosts_only: true,
         }
     }

@@ -70,6 +70,32 @@ impl From<RunError> for Problem {
     }
 }
 
+impl From<crate::config::ConfigError> for Problem {
+    fn from(e: crate::config::ConfigError) -> Self {
+        use crate::config::ConfigError;
+        match e {
+            ConfigError::Invalid { field, message } => Problem::bad_input(field, message),
+            ConfigError::NotFound(message) => Problem::not_found(message),
+            ConfigError::Port(e) => e.into(),
+            e @ ConfigError::Trail(_) => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, error_chain(&e))
+            }
+        }
+    }
+}
+
+/// An error with its causes, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = ProblemJson {

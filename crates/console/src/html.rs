@@ -52,11 +52,12 @@ pub fn maybe_time(t: Option<DateTime<Utc>>) -> String {
 }
 
 /// The sections in the header, with their paths.
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 5] = [
     ("Fleet", "/"),
     ("Schedules", "/schedules"),
     ("Operations", "/operations"),
     ("Stop / start", "/run"),
+    ("Overrides", "/overrides"),
 ];
 
 /// A whole page: `title`, the header with `current` marked, and `body`.

@@ -12,11 +12,13 @@
 //! sets), so no other web page can change the fleet through the operator's browser.
 //!
 //! ```no_run
-//! # async fn example(hub: curfew_core::service::Hub) -> std::io::Result<()> {
+//! # async fn example(hub: curfew_core::service::Hub, sdk: aws_config::SdkConfig) -> std::io::Result<()> {
+//! use curfew_aws::changes::ChangeRecorder;
 //! use curfew_console::{Console, Runner, Token};
 //!
 //! let token = Token::generate().expect("the OS has a random source");
-//! let console = Console::new(hub, Runner::ReadOnly("no queues configured".into()), token);
+//! let runner = Runner::ReadOnly("no queues configured".into());
+//! let console = Console::new(hub, runner, ChangeRecorder::new(&sdk, None), token);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! println!("{}", console.url(listener.local_addr()?));
 //! curfew_console::serve(listener, console, std::future::pending()).await
@@ -25,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod config;
 mod console;
 mod error;
 pub mod fleet;
@@ -36,6 +39,7 @@ pub mod week;
 
 use std::future::Future;
 
+pub use config::ConfigError;
 pub use console::{Console, RunError, Runner};
 pub use token::Token;
 

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, LocalResult, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
+use curfew_core::cron::FireTime;
 use curfew_core::decision::Action;
 use curfew_core::schedule::Schedule;
 use serde::Serialize;
@@ -86,6 +87,20 @@ pub fn week(schedules: &[&Schedule], zone: Tz, now: DateTime<Utc>) -> WeekGrid {
         zone: zone.name().to_string(),
         days,
     }
+}
+
+/// The next `count` fires of `schedule` after `after` (none when it is disabled).
+pub fn upcoming(schedule: &Schedule, after: DateTime<Utc>, count: usize) -> Vec<FireTime> {
+    let mut fires = Vec::new();
+    let mut cursor = after;
+    while schedule.enabled && fires.len() < count {
+        let Some(fire) = schedule.next_fire_after(cursor) else {
+            break;
+        };
+        cursor = fire.utc;
+        fires.push(fire);
+    }
+    fires
 }
 
 /// The schedules that make up `schedule`'s week: itself and the enabled schedules with the

@@ -37,6 +37,7 @@ pub mod decision;
 pub mod fakes;
 pub mod health;
 pub mod hold;
+pub mod keep_awake;
 pub mod metrics;
 pub mod notice;
 pub mod operation;

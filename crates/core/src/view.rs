@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cron::FireTime;
 use crate::decision::Action;
-use crate::operation::{Operation, Task, TaskStatus};
+use crate::operation::{OpSource, Operation, Task, TaskStatus};
 use crate::ports::PlannedChange;
 use crate::target::{Sizes, Target};
 
@@ -97,6 +97,15 @@ pub fn dead_lettered(tasks: &[Task]) -> impl Iterator<Item = &Task> {
     tasks
         .iter()
         .filter(|task| task.status == TaskStatus::DeadLettered)
+}
+
+/// Who started an operation, in a word.
+pub fn source(op: &Operation) -> String {
+    match &op.source {
+        OpSource::Schedule { name, .. } => format!("schedule {name}"),
+        OpSource::Manual => "manual".to_string(),
+        OpSource::Check => "drift check".to_string(),
+    }
 }
 
 /// One planned change as `curfew plan --output json` prints it.

@@ -4,6 +4,7 @@
 //! against AWS.
 
 use anyhow::{Context, Result};
+use curfew_aws::changes::ChangeRecorder;
 use curfew_console::{Console, Runner, Token};
 
 use crate::cli::{GlobalOpts, UiArgs};
@@ -48,7 +49,13 @@ pub async fn console(opts: &GlobalOpts) -> Result<Console> {
             let (hub, sdk) = connect::hub(opts, true).await?;
             let dispatcher =
                 connect::dispatcher(&hub, &sdk, &Queues { router, task }, opts.max_concurrency);
-            return Ok(Console::new(hub, Runner::local(dispatcher), token));
+            let recorder = recorder(&sdk)?;
+            return Ok(Console::new(
+                hub,
+                Runner::local(dispatcher),
+                recorder,
+                token,
+            ));
         }
     }
     let (hub, sdk) = connect::hub(opts, false).await?;
@@ -63,7 +70,13 @@ pub async fn console(opts: &GlobalOpts) -> Result<Console> {
         },
         (false, Err(e)) => Runner::ReadOnly(e.to_string()),
     };
-    Ok(Console::new(hub, runner, token))
+    Ok(Console::new(hub, runner, recorder(&sdk)?, token))
+}
+
+/// Records the console's configuration changes as the operator, signed with the audit key when
+/// `CURFEW_AUDIT_KEY` is set.
+pub fn recorder(sdk: &aws_config::SdkConfig) -> Result<ChangeRecorder> {
+    Ok(ChangeRecorder::new(sdk, crate::changes::audit_key()?))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -175,6 +175,7 @@ fn berlin(t: DateTime<Utc>) -> String {
 /// What the demo leaves for the console: its hub, the dispatcher over its queues, and its clock.
 struct AfterTheDay {
     hub: Hub,
+    sdk: aws_config::SdkConfig,
     dispatcher: curfew_aws::dispatch::Dispatcher,
     clock: Arc<ManualClock>,
 }
@@ -185,6 +186,7 @@ struct AfterTheDay {
 async fn console(after: AfterTheDay) -> Result<()> {
     let AfterTheDay {
         hub,
+        sdk,
         dispatcher,
         clock,
     } = after;
@@ -195,8 +197,9 @@ async fn console(after: AfterTheDay) -> Result<()> {
         }
     });
     let token = curfew_console::Token::generate().context("drawing the console's token")?;
-    let console =
-        curfew_console::Console::new(hub, curfew_console::Runner::local(dispatcher), token);
+    let recorder = crate::commands::ui::recorder(&sdk)?;
+    let runner = curfew_console::Runner::local(dispatcher);
+    let console = curfew_console::Console::new(hub, runner, recorder, token);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .context("listening for the console on 127.0.0.1")?;
@@ -352,6 +355,7 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<AfterTheDay> {
     )?;
     Ok(AfterTheDay {
         hub,
+        sdk,
         dispatcher,
         clock,
     })

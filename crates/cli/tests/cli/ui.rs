@@ -182,8 +182,34 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no {selector} on the page: {e}"))
     }
 
+    /// The text of the element at `selector`, read again if the page changed under it (a
+    /// live page reloads itself).
     async fn text(&self, selector: &str) -> String {
-        self.css(selector).await.text().await.expect("its text")
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.css(selector).await.text().await {
+                Ok(text) => return text,
+                Err(e) => assert!(Instant::now() < deadline, "reading {selector}: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (up to 30 s) until the element at `selector` reads `expected`: after a click, the
+    /// old page may still be showing.
+    async fn wait_for_text(&self, selector: &str, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.text(selector).await;
+            if text == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{selector} reads {text:?}, not {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Saves the page as `target/ui-screens/NAME.png` (1280x800).
@@ -192,6 +218,16 @@ impl Browser {
         std::fs::create_dir_all(&dir).expect("the screenshot folder");
         let png = self.client.screenshot().await.expect("a screenshot");
         std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot is saved");
+    }
+
+    /// Asks the stop/start page for the plan of a stop of `selector`.
+    async fn ask_for_a_stop(&self, console: &Console, selector: &str) {
+        self.client
+            .goto(&format!("{}/run", console.base))
+            .await
+            .expect("the stop/start page opens");
+        self.css("#select").await.send_keys(selector).await.unwrap();
+        self.css("#show-plan").await.click().await.unwrap();
     }
 
     async fn close(self) {
@@ -254,16 +290,7 @@ async fn a_stop_from_the_page_shows_the_plan_then_puts_the_targets_asleep() {
     let before = th.fleet_sizes(&fleet).await;
     let console = console(&th);
     let b = signed_in(&console).await;
-    b.client
-        .goto(&format!("{}/run", console.base))
-        .await
-        .unwrap();
-    b.css("#select")
-        .await
-        .send_keys("tag:env=dev")
-        .await
-        .unwrap();
-    b.css("#show-plan").await.click().await.unwrap();
+    b.ask_for_a_stop(&console, "tag:env=dev").await;
     b.css("table#plan").await;
     let dev: Vec<&FleetTarget> = fleet.iter().filter(|t| is_dev(t)).collect();
     let planned = b
@@ -294,13 +321,11 @@ async fn a_stop_from_the_page_shows_the_plan_then_puts_the_targets_asleep() {
         assert!(Instant::now() < deadline, "still {status} after 90 s");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(b
-        .client
-        .current_url()
-        .await
-        .unwrap()
-        .path()
-        .starts_with("/operations/"));
+    let page = b.client.current_url().await.unwrap();
+    assert!(page.path().starts_with("/operations/"), "{page}");
+    // Read the finished operation's page afresh (the live one reloads itself as it ends).
+    b.client.goto(page.as_str()).await.unwrap();
+    assert_eq!(b.text("#op-status").await, "SUCCEEDED");
     let tasks = b
         .client
         .find_all(Locator::Css("table#tasks tbody tr"))
@@ -392,6 +417,17 @@ async fn a_schedules_week_grid_shows_its_asleep_hours() {
 
 /// A raw HTTP/1.1 request; returns the status code.
 fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+    exchange(base, method, path, headers, body).0
+}
+
+/// A raw HTTP/1.1 request; returns the status code and the body.
+fn exchange(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let addr = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).expect("the console answers");
     let mut request = format!(
@@ -406,11 +442,16 @@ fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &s
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    answer
+    let code = answer
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (code, body)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -432,17 +473,8 @@ async fn a_change_without_the_token_is_refused_and_changes_nothing() {
     );
     // A browser that never opened the token URL has no cookie: its form post is refused too.
     let b = browser().await;
-    b.client
-        .goto(&format!("{}/run", console.base))
-        .await
-        .unwrap();
-    b.css("#select")
-        .await
-        .send_keys("tag:env=dev")
-        .await
-        .unwrap();
-    b.css("#show-plan").await.click().await.unwrap();
-    assert_eq!(b.text("h1").await, "Forbidden");
+    b.ask_for_a_stop(&console, "tag:env=dev").await;
+    b.wait_for_text("h1", "Forbidden").await;
     b.screenshot("forbidden").await;
     b.close().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -463,12 +495,7 @@ async fn a_malformed_selector_shows_the_error_next_to_the_field_and_writes_nothi
     let before = th.fleet_sizes(&fleet).await;
     let console = console(&th);
     let b = signed_in(&console).await;
-    b.client
-        .goto(&format!("{}/run", console.base))
-        .await
-        .unwrap();
-    b.css("#select").await.send_keys("env=dev").await.unwrap();
-    b.css("#show-plan").await.click().await.unwrap();
+    b.ask_for_a_stop(&console, "env=dev").await;
     // The message sits beside the field it is about, and names the bad term.
     let error = b.text(".field #select ~ #select-error").await;
     assert!(error.contains("unknown term \"env\""), "{error}");
@@ -494,4 +521,132 @@ async fn a_malformed_selector_shows_the_error_next_to_the_field_and_writes_nothi
     b.close().await;
     assert!(th.hub.store.list_operations(10).await.unwrap().is_empty());
     assert_eq!(th.fleet_sizes(&fleet).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_override_added_on_the_page_keeps_its_targets_awake_through_a_stop() {
+    let (th, fleet) = seeded().await;
+    let before = th.fleet_sizes(&fleet).await;
+    let console = console(&th);
+    let b = signed_in(&console).await;
+    b.client
+        .goto(&format!("{}/overrides", console.base))
+        .await
+        .unwrap();
+    b.css("#select")
+        .await
+        .send_keys("tag:env=dev")
+        .await
+        .unwrap();
+    b.css("#awake_until").await.send_keys("3h").await.unwrap();
+    b.css("#add-override").await.click().await.unwrap();
+    b.css("table#overrides tbody tr").await;
+    let stored = th.hub.store.active_overrides(Utc::now()).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].selector.as_str(), "tag:env=dev");
+    let minutes = (stored[0].awake_until - Utc::now()).num_minutes();
+    assert!((175..=180).contains(&minutes), "awake for {minutes} minutes");
+    b.screenshot("overrides").await;
+    // A stop of everything now skips the dev targets: the override is in force.
+    let token = [("X-Curfew-Token", console.token.as_str())];
+    let (code, started) = exchange(
+        &console.base,
+        "POST",
+        "/api/stop",
+        &token,
+        r#"{"select": "name=*"}"#,
+    );
+    assert_eq!(code, 200, "{started}");
+    let op_id = serde_json::from_str::<serde_json::Value>(&started).unwrap()["operation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let op = loop {
+        let (_, shown) = exchange(
+            &console.base,
+            "GET",
+            &format!("/api/operations/{op_id}"),
+            &[],
+            "",
+        );
+        let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        if shown["operation"]["status"] == "SUCCEEDED" {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "not done: {shown}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(
+        op["operation"]["counts"]["skipped"],
+        fleet.iter().filter(|t| is_dev(t)).count()
+    );
+    for t in &fleet {
+        let now = th.sizes(t).await;
+        if is_dev(t) {
+            assert_eq!(now, before[&key(t)], "{} was kept awake", t.name);
+        } else {
+            assert_ne!(now, before[&key(t)], "{} was stopped", t.name);
+        }
+    }
+    // Removing it on the page ends it.
+    b.client
+        .goto(&format!("{}/overrides", console.base))
+        .await
+        .unwrap();
+    b.css("table#overrides button").await.click().await.unwrap();
+    b.css("#add-override").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !th
+        .hub
+        .store
+        .active_overrides(Utc::now())
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the override is still in force");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabling_a_schedule_on_its_page_stops_it_firing() {
+    let (th, _fleet) = seeded().await;
+    th.hub
+        .store
+        .create_schedule(&schedule("nightly-stop", "0 19 * * *", "stop"))
+        .await
+        .unwrap();
+    let console = console(&th);
+    let b = signed_in(&console).await;
+    b.client
+        .goto(&format!("{}/schedules/nightly-stop", console.base))
+        .await
+        .unwrap();
+    b.wait_for_text("#toggle", "Disable").await;
+    b.css("#toggle").await.click().await.unwrap();
+    b.wait_for_text("#toggle", "Enable").await;
+    let stored = th
+        .hub
+        .store
+        .get_schedule("nightly-stop")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.enabled);
+    assert_eq!(stored.next_fire, None);
+    b.css("#toggle").await.click().await.unwrap();
+    b.wait_for_text("#toggle", "Disable").await;
+    let stored = th
+        .hub
+        .store
+        .get_schedule("nightly-stop")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.enabled);
+    assert!(stored.next_fire.is_some_and(|t| t > Utc::now()));
+    b.close().await;
 }

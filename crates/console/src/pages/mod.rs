@@ -4,6 +4,7 @@
 mod fleet;
 pub use fleet::EVERYTHING;
 mod operations;
+mod overrides;
 mod run;
 mod schedules;
 
@@ -26,6 +27,10 @@ pub fn routes() -> Router<Console> {
             "/schedules/{name}/trigger",
             get(schedules::confirm_trigger).post(schedules::trigger),
         )
+        .route("/schedules/{name}/enable", post(schedules::enable))
+        .route("/schedules/{name}/disable", post(schedules::disable))
+        .route("/overrides", get(overrides::list).post(overrides::add))
+        .route("/overrides/{id}/remove", post(overrides::remove))
         .route("/operations", get(operations::list))
         .route("/operations/{id}", get(operations::show))
         .route("/operations/{id}/events", get(operations::events))
@@ -75,6 +80,16 @@ impl From<PortError> for PageError {
 
 impl From<RunError> for PageError {
     fn from(e: RunError) -> Self {
+        let problem = crate::error::Problem::from(e);
+        PageError {
+            status: problem.status,
+            message: problem.error,
+        }
+    }
+}
+
+impl From<crate::config::ConfigError> for PageError {
+    fn from(e: crate::config::ConfigError) -> Self {
         let problem = crate::error::Problem::from(e);
         PageError {
             status: problem.status,

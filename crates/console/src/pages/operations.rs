@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse};
 use curfew_core::operation::{OpStatus, Operation};
+use curfew_core::view::source;
 use futures::stream::{self, Stream};
 use serde::Serialize;
 
@@ -84,15 +85,6 @@ fn action(op: &Operation) -> String {
             op.action,
             if op.dry_run { " (dry run)" } else { "" }
         )
-    }
-}
-
-fn source(op: &Operation) -> String {
-    use curfew_core::operation::OpSource;
-    match &op.source {
-        OpSource::Schedule { name, .. } => format!("schedule {name}"),
-        OpSource::Manual => "manual".to_string(),
-        OpSource::Check => "drift check".to_string(),
     }
 }
 

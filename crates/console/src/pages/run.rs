@@ -76,22 +76,19 @@ fn run_form(console: &Console, f: &RunForm, error: Option<&str>) -> String {
     )
 }
 
-fn parse(f: &RunForm) -> Result<Selector, String> {
-    Selector::parse(&f.select).map_err(|e| e.to_string())
+/// The form's selector, or the form again with the error beside the field.
+fn parse(console: &Console, f: &RunForm) -> Result<Selector, Html<String>> {
+    Selector::parse(&f.select).map_err(|e| {
+        let body = run_form(console, f, Some(&e.to_string()));
+        Html(html::page("Stop / start", "Stop / start", &body))
+    })
 }
 
 /// `POST /run/plan`: what the stop or start would do, and a button to do it.
 pub async fn plan(State(console): State<Console>, Form(f): Form<RunForm>) -> PageResult {
-    let selector = match parse(&f) {
+    let selector = match parse(&console, &f) {
         Ok(s) => s,
-        Err(e) => {
-            let body = run_form(&console, &f, Some(&e));
-            return Ok((
-                StatusCode::BAD_REQUEST,
-                Html(html::page("Stop / start", "Stop / start", &body)),
-            )
-                .into_response());
-        }
+        Err(refused) => return Ok((StatusCode::BAD_REQUEST, refused).into_response()),
     };
     let action = f.action();
     let plan = router::plan(&console.hub, action, &selector, Discovery::Cached, None).await?;
@@ -169,16 +166,9 @@ pub fn plan_table(changes: &[PlannedChange], problems: &[String]) -> String {
 
 /// `POST /run`: starts the operation and goes to its page.
 pub async fn start(State(console): State<Console>, Form(f): Form<RunForm>) -> PageResult {
-    let selector = match parse(&f) {
+    let selector = match parse(&console, &f) {
         Ok(s) => s,
-        Err(e) => {
-            let body = run_form(&console, &f, Some(&e));
-            return Ok((
-                StatusCode::BAD_REQUEST,
-                Html(html::page("Stop / start", "Stop / start", &body)),
-            )
-                .into_response());
-        }
+        Err(refused) => return Ok((StatusCode::BAD_REQUEST, refused).into_response()),
     };
     let invocation = crate::console::stop_or_start(f.action(), &selector, f.dry_run())?;
     let response = console.start(invocation).await?;

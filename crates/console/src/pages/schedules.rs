@@ -95,8 +95,11 @@ pub async fn show(State(console): State<Console>, Path(name): Path<String>) -> P
     );
     let _ = write!(
         out,
-        r#"<p><a class="button" id="trigger" href="/schedules/{}/trigger">Trigger now…</a></p>"#,
-        html::url(&s.name)
+        r#"<div class="actions"><a class="button" id="trigger" href="/schedules/{name}/trigger">Trigger now…</a>
+<form method="post" action="/schedules/{name}/{toggle}"><button type="submit" id="toggle">{label}</button></form></div>"#,
+        name = html::url(&s.name),
+        toggle = if s.enabled { "disable" } else { "enable" },
+        label = if s.enabled { "Disable" } else { "Enable" },
     );
     let partners = week::partners(&s, &all);
     let grid = week::week(&partners, s.cron.zone(), now);
@@ -114,12 +117,7 @@ pub async fn show(State(console): State<Console>, Path(name): Path<String>) -> P
         &format!("Local ({})", s.cron.zone_name()),
     ]));
     out.push_str("<tbody>");
-    let mut cursor = now;
-    for _ in 0..if s.enabled { 5 } else { 0 } {
-        let Some(fire) = s.next_fire_after(cursor) else {
-            break;
-        };
-        cursor = fire.utc;
+    for fire in week::upcoming(&s, now, 5) {
         let json = FireJson::from(&fire);
         let _ = write!(
             out,
@@ -228,4 +226,26 @@ pub async fn trigger(State(console): State<Console>, Path(name): Path<String>) -
         .start(Invocation::Trigger { schedule: name })
         .await?;
     Ok(super::run::see_operation(&response.operation_id))
+}
+
+async fn set_enabled(console: &Console, name: &str, enabled: bool) -> PageResult {
+    console.set_schedule_enabled(name, enabled).await?;
+    Ok((
+        axum::http::StatusCode::SEE_OTHER,
+        [(
+            axum::http::header::LOCATION,
+            format!("/schedules/{}", html::url(name)),
+        )],
+    )
+        .into_response())
+}
+
+/// `POST /schedules/{name}/enable`.
+pub async fn enable(State(console): State<Console>, Path(name): Path<String>) -> PageResult {
+    set_enabled(&console, &name, true).await
+}
+
+/// `POST /schedules/{name}/disable`.
+pub async fn disable(State(console): State<Console>, Path(name): Path<String>) -> PageResult {
+    set_enabled(&console, &name, false).await
 }
