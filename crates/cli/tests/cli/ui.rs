@@ -545,7 +545,10 @@ async fn an_override_added_on_the_page_keeps_its_targets_awake_through_a_stop() 
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].selector.as_str(), "tag:env=dev");
     let minutes = (stored[0].awake_until - Utc::now()).num_minutes();
-    assert!((175..=180).contains(&minutes), "awake for {minutes} minutes");
+    assert!(
+        (175..=180).contains(&minutes),
+        "awake for {minutes} minutes"
+    );
     b.screenshot("overrides").await;
     // A stop of everything now skips the dev targets: the override is in force.
     let token = [("X-Curfew-Token", console.token.as_str())];
