@@ -33,6 +33,7 @@ pub fn routes() -> Router<Console> {
         .route("/overrides/{id}", delete(remove_override))
         .route("/operations", get(operations))
         .route("/operations/{id}", get(operation))
+        .route("/audit", get(audit))
         .route("/plan", post(plan))
         .route("/stop", post(stop))
         .route("/start", post(start))
@@ -205,6 +206,20 @@ async fn operation(State(c): State<Console>, Path(id): Path<String>) -> ApiResul
     let json = serde_json::to_value(OperationJson::new(&op, &tasks))
         .map_err(|e| Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json))
+}
+
+/// `GET /api/audit[?since=&until=&target=&operation=&actor=&limit=]`: as `curfew audit list
+/// --output json`, newest first.
+async fn audit(
+    State(c): State<Console>,
+    Query(q): Query<crate::audit::AuditQuery>,
+) -> ApiResult<Vec<curfew_core::audit_list::ListedRecord>> {
+    let filter = q
+        .filter()
+        .map_err(|(field, message)| Problem::bad_input(field, message))?;
+    let records =
+        curfew_core::audit_list::list(c.hub.store.as_ref(), &filter, c.hub.clock.now()).await?;
+    Ok(Json(records))
 }
 
 #[derive(Deserialize)]

@@ -52,12 +52,13 @@ pub fn maybe_time(t: Option<DateTime<Utc>>) -> String {
 }
 
 /// The sections in the header, with their paths.
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 6] = [
     ("Fleet", "/"),
     ("Schedules", "/schedules"),
     ("Operations", "/operations"),
     ("Stop / start", "/run"),
     ("Overrides", "/overrides"),
+    ("Audit", "/audit"),
 ];
 
 /// A whole page: `title`, the header with `current` marked, and `body`.

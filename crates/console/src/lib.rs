@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod audit;
 mod config;
 mod console;
 mod error;

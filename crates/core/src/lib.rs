@@ -29,6 +29,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod audit_list;
 pub mod clock;
 pub mod cluster;
 pub mod cluster_hold;

@@ -550,6 +550,25 @@ async fn an_override_added_on_the_page_keeps_its_targets_awake_through_a_stop() 
         "awake for {minutes} minutes"
     );
     b.screenshot("overrides").await;
+    // The audit trail names the change, made as the operator's principal.
+    b.client
+        .goto(&format!("{}/audit", console.base))
+        .await
+        .unwrap();
+    let added = format!(
+        "//table[@id='audit']//tr[td[@class='subject'][.='{}']]",
+        stored[0].id
+    );
+    let row = b
+        .client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::XPath(&added))
+        .await
+        .expect("the override's audit record");
+    let change = row.find(Locator::Css("td.change")).await.unwrap();
+    assert_eq!(change.text().await.unwrap(), "override_added");
+    b.screenshot("audit").await;
     // A stop of everything now skips the dev targets: the override is in force.
     let token = [("X-Curfew-Token", console.token.as_str())];
     let (code, started) = exchange(

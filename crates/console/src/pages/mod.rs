@@ -1,6 +1,7 @@
 //! The pages: server-rendered HTML that reads without JavaScript; forms post with the session
 //! cookie the token URL set.
 
+mod audit;
 mod fleet;
 pub use fleet::EVERYTHING;
 mod operations;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<Console> {
         .route("/schedules/{name}/disable", post(schedules::disable))
         .route("/overrides", get(overrides::list).post(overrides::add))
         .route("/overrides/{id}/remove", post(overrides::remove))
+        .route("/audit", get(audit::page))
         .route("/operations", get(operations::list))
         .route("/operations/{id}", get(operations::show))
         .route("/operations/{id}/events", get(operations::events))
