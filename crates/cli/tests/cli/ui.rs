@@ -258,6 +258,7 @@ async fn signed_in(console: &Console) -> Browser {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fleet_page_lists_the_seeded_targets_with_their_real_sizes() {
     let (th, fleet) = seeded().await;
+    nightly(&th).await;
     let console = console(&th);
     let b = signed_in(&console).await;
     b.css("table#fleet").await;
@@ -277,6 +278,17 @@ async fn the_fleet_page_lists_the_seeded_targets_with_their_real_sizes() {
             t.name
         );
         assert_eq!(b.text(&format!("{row} td.state")).await, "awake");
+        // The schedules covering it, by name: only the dev targets have them.
+        let (stop, start) = (
+            b.text(&format!("{row} td.next-stop")).await,
+            b.text(&format!("{row} td.next-start")).await,
+        );
+        if is_dev(t) {
+            assert!(stop.ends_with("nightly-stop"), "{stop}");
+            assert!(start.ends_with("nightly-start"), "{start}");
+        } else {
+            assert_eq!((stop.as_str(), start.as_str()), ("–", "–"));
+        }
     }
     assert_eq!(b.text("#total-targets").await, fleet.len().to_string());
     assert_eq!(b.text("#total-asleep").await, "0");
@@ -287,6 +299,7 @@ async fn the_fleet_page_lists_the_seeded_targets_with_their_real_sizes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_from_the_page_shows_the_plan_then_puts_the_targets_asleep() {
     let (th, fleet) = seeded().await;
+    nightly(&th).await;
     let before = th.fleet_sizes(&fleet).await;
     let console = console(&th);
     let b = signed_in(&console).await;
@@ -368,16 +381,21 @@ fn schedule(name: &str, cron: &str, action: &str) -> Schedule {
     s
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_schedules_week_grid_shows_its_asleep_hours() {
-    let (th, _fleet) = seeded().await;
-    // Every night from 19:00 to 07:00 in Kolkata (UTC+05:30, no DST: every day alike).
+/// Every night from 19:00 to 07:00 in Kolkata (UTC+05:30, no DST: every day alike), for the
+/// dev targets.
+async fn nightly(th: &TestHub) {
     for s in [
         schedule("nightly-stop", "0 19 * * *", "stop"),
         schedule("nightly-start", "0 7 * * *", "start"),
     ] {
         th.hub.store.create_schedule(&s).await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedules_week_grid_shows_its_asleep_hours() {
+    let (th, _fleet) = seeded().await;
+    nightly(&th).await;
     let console = console(&th);
     let b = signed_in(&console).await;
     b.client

@@ -123,7 +123,7 @@ fn render(fleet: &Fleet) -> String {
         "Cluster",
         "Name",
         "Tags",
-        "Sizes (min/max/desired)",
+        "Min/max/desired",
         "State",
         "Baseline",
         "Next stop",
@@ -153,7 +153,7 @@ fn render(fleet: &Fleet) -> String {
         };
         let _ = write!(
             out,
-            r#"<tr data-key="{key}"><td>{kind}</td><td>{account}</td><td>{region}</td><td>{cluster}</td><td class="name">{name}</td><td class="tags">{tags}</td><td class="sizes">{sizes}</td><td class="state">{state}</td><td class="baseline">{baseline}</td><td>{stop}</td><td>{start}</td>{until}</tr>"#,
+            r#"<tr data-key="{key}"><td>{kind}</td><td>{account}</td><td>{region}</td><td>{cluster}</td><td class="name">{name}</td><td class="tags">{tags}</td><td class="sizes">{sizes}</td><td class="state">{state}</td><td class="baseline">{baseline}</td><td class="next-stop">{stop}</td><td class="next-start">{start}</td>{until}</tr>"#,
             key = esc(&row.key),
             kind = target.kind,
             account = esc(&target.account),
