@@ -117,11 +117,11 @@ fn render(fleet: &Fleet) -> String {
     // The override column only when an override is in force: it is empty otherwise.
     let overrides = fleet.targets.iter().any(|r| r.awake_until.is_some());
     let mut columns = vec![
+        "Name",
+        "Cluster",
         "Kind",
         "Account",
         "Region",
-        "Cluster",
-        "Name",
         "Tags",
         "Min/max/desired",
         "State",
@@ -153,7 +153,7 @@ fn render(fleet: &Fleet) -> String {
         };
         let _ = write!(
             out,
-            r#"<tr data-key="{key}"><td>{kind}</td><td>{account}</td><td>{region}</td><td>{cluster}</td><td class="name">{name}</td><td class="tags">{tags}</td><td class="sizes">{sizes}</td><td class="state">{state}</td><td class="baseline">{baseline}</td><td class="next-stop">{stop}</td><td class="next-start">{start}</td>{until}</tr>"#,
+            r#"<tr data-key="{key}"><td class="name">{name}</td><td>{cluster}</td><td>{kind}</td><td>{account}</td><td>{region}</td><td class="tags">{tags}</td><td class="sizes">{sizes}</td><td class="state">{state}</td><td class="baseline">{baseline}</td><td class="next-stop">{stop}</td><td class="next-start">{start}</td>{until}</tr>"#,
             key = esc(&row.key),
             kind = target.kind,
             account = esc(&target.account),
