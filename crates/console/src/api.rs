@@ -34,6 +34,7 @@ pub fn routes() -> Router<Console> {
         .route("/operations", get(operations))
         .route("/operations/{id}", get(operation))
         .route("/audit", get(audit))
+        .route("/savings", get(savings))
         .route("/plan", post(plan))
         .route("/stop", post(stop))
         .route("/start", post(start))
@@ -220,6 +221,11 @@ async fn audit(
     let records =
         curfew_core::audit_list::list(c.hub.store.as_ref(), &filter, c.hub.clock.now()).await?;
     Ok(Json(records))
+}
+
+/// `GET /api/savings`: capacity kept asleep over the last 7 days.
+async fn savings(State(c): State<Console>) -> ApiResult<crate::savings::Savings> {
+    Ok(Json(c.savings().await?))
 }
 
 #[derive(Deserialize)]

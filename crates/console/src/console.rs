@@ -168,3 +168,25 @@ impl Console {
         }
     }
 }
+
+/// How far back savings look.
+const SAVINGS_DAYS: i64 = 7;
+/// The newest operations read for savings (a stop older than the window may still be asleep
+/// in it, so the read reaches further back than the window).
+const SAVINGS_OPERATIONS: usize = 500;
+
+impl Console {
+    /// Capacity kept asleep over the last week, from the operations' tasks.
+    pub async fn savings(&self) -> Result<crate::savings::Savings, PortError> {
+        let now = self.hub.clock.now();
+        let ops = self.hub.store.list_operations(SAVINGS_OPERATIONS).await?;
+        let horizon = now - chrono::Duration::days(2 * SAVINGS_DAYS);
+        let mut history = Vec::new();
+        for op in ops.into_iter().filter(|op| op.created_at >= horizon) {
+            let tasks = self.hub.store.list_tasks(&op.id).await?;
+            history.push((op, tasks));
+        }
+        let intervals = crate::savings::asleep(&history, now);
+        Ok(crate::savings::savings(&intervals, now, SAVINGS_DAYS))
+    }
+}

@@ -52,13 +52,14 @@ pub fn maybe_time(t: Option<DateTime<Utc>>) -> String {
 }
 
 /// The sections in the header, with their paths.
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("Fleet", "/"),
     ("Schedules", "/schedules"),
     ("Operations", "/operations"),
     ("Stop / start", "/run"),
     ("Overrides", "/overrides"),
     ("Audit", "/audit"),
+    ("Savings", "/savings"),
 ];
 
 /// A whole page: `title`, the header with `current` marked, and `body`.

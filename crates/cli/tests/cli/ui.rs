@@ -368,6 +368,14 @@ async fn a_stop_from_the_page_shows_the_plan_then_puts_the_targets_asleep() {
         );
     }
     b.screenshot("fleet-after-stop").await;
+    // Savings count the manual stop's capacity from the moment it slept.
+    b.client
+        .goto(&format!("{}/savings", console.base))
+        .await
+        .unwrap();
+    assert_eq!(b.text("table#per-schedule tbody tr td").await, "manual");
+    b.css("svg#savings-chart").await;
+    b.screenshot("savings").await;
     b.close().await;
 }
 

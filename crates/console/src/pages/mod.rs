@@ -7,6 +7,7 @@ pub use fleet::EVERYTHING;
 mod operations;
 mod overrides;
 mod run;
+mod savings;
 mod schedules;
 
 use axum::http::{header, StatusCode};
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Console> {
         .route("/overrides", get(overrides::list).post(overrides::add))
         .route("/overrides/{id}/remove", post(overrides::remove))
         .route("/audit", get(audit::page))
+        .route("/savings", get(savings::page))
         .route("/operations", get(operations::list))
         .route("/operations/{id}", get(operations::show))
         .route("/operations/{id}/events", get(operations::events))
