@@ -83,15 +83,7 @@ pub fn operation_row(op: &Operation) -> Vec<String> {
     let c = op.counts;
     vec![
         op.id.clone(),
-        if op.check {
-            "check (drift)".to_string()
-        } else {
-            format!(
-                "{}{}",
-                op.action,
-                if op.dry_run { " (dry run)" } else { "" }
-            )
-        },
+        curfew_core::view::action(op),
         op.selector.to_string(),
         source(op),
         utc(op.created_at),

@@ -108,6 +108,19 @@ pub fn source(op: &Operation) -> String {
     }
 }
 
+/// What an operation does, in a word or two: `stop`, `start (dry run)`, `check (drift)`.
+pub fn action(op: &Operation) -> String {
+    if op.check {
+        "check (drift)".to_string()
+    } else {
+        format!(
+            "{}{}",
+            op.action,
+            if op.dry_run { " (dry run)" } else { "" }
+        )
+    }
+}
+
 /// One planned change as `curfew plan --output json` prints it.
 #[derive(Debug, Serialize)]
 pub struct PlannedChangeJson<'a> {

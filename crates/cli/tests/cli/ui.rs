@@ -220,6 +220,23 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot is saved");
     }
 
+    /// Opens the console's page at `path`.
+    async fn open(&self, console: &Console, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", console.base))
+            .await
+            .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    }
+
+    /// How many elements match `selector` now.
+    async fn count(&self, selector: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("finding {selector}: {e}"))
+            .len()
+    }
+
     /// Asks the stop/start page for the plan of a stop of `selector`.
     async fn ask_for_a_stop(&self, console: &Console, selector: &str) {
         self.client
@@ -262,12 +279,7 @@ async fn the_fleet_page_lists_the_seeded_targets_with_their_real_sizes() {
     let console = console(&th);
     let b = signed_in(&console).await;
     b.css("table#fleet").await;
-    let rows = b
-        .client
-        .find_all(Locator::Css("table#fleet tbody tr"))
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), fleet.len());
+    assert_eq!(b.count("table#fleet tbody tr").await, fleet.len());
     for t in &fleet {
         let row = format!("tr[data-key=\"{}\"]", key(t));
         let real = th.sizes(t).await;
@@ -306,12 +318,7 @@ async fn a_stop_from_the_page_shows_the_plan_then_puts_the_targets_asleep() {
     b.ask_for_a_stop(&console, "tag:env=dev").await;
     b.css("table#plan").await;
     let dev: Vec<&FleetTarget> = fleet.iter().filter(|t| is_dev(t)).collect();
-    let planned = b
-        .client
-        .find_all(Locator::Css("table#plan tbody tr"))
-        .await
-        .unwrap();
-    assert_eq!(planned.len(), dev.len());
+    assert_eq!(b.count("table#plan tbody tr").await, dev.len());
     assert!(
         b.text("#plan-summary")
             .await
@@ -339,12 +346,7 @@ async fn a_stop_from_the_page_shows_the_plan_then_puts_the_targets_asleep() {
     // Read the finished operation's page afresh (the live one reloads itself as it ends).
     b.client.goto(page.as_str()).await.unwrap();
     assert_eq!(b.text("#op-status").await, "SUCCEEDED");
-    let tasks = b
-        .client
-        .find_all(Locator::Css("table#tasks tbody tr"))
-        .await
-        .unwrap();
-    assert_eq!(tasks.len(), dev.len());
+    assert_eq!(b.count("table#tasks tbody tr").await, dev.len());
     b.screenshot("operation").await;
     for t in &fleet {
         let now = th.sizes(t).await;
@@ -357,7 +359,7 @@ async fn a_stop_from_the_page_shows_the_plan_then_puts_the_targets_asleep() {
         assert_eq!(now, expected, "{}", t.name);
     }
     // The fleet page now shows them asleep, with the baselines a start restores.
-    b.client.goto(&format!("{}/", console.base)).await.unwrap();
+    b.open(&console, "/").await;
     assert_eq!(b.text("#total-asleep").await, dev.len().to_string());
     for t in &dev {
         let row = format!("tr[data-key=\"{}\"]", key(t));
@@ -369,10 +371,7 @@ async fn a_stop_from_the_page_shows_the_plan_then_puts_the_targets_asleep() {
     }
     b.screenshot("fleet-after-stop").await;
     // Savings count the manual stop's capacity from the moment it slept.
-    b.client
-        .goto(&format!("{}/savings", console.base))
-        .await
-        .unwrap();
+    b.open(&console, "/savings").await;
     assert_eq!(b.text("table#per-schedule tbody tr td").await, "manual");
     b.css("svg#savings-chart").await;
     b.screenshot("savings").await;
@@ -406,10 +405,7 @@ async fn a_schedules_week_grid_shows_its_asleep_hours() {
     nightly(&th).await;
     let console = console(&th);
     let b = signed_in(&console).await;
-    b.client
-        .goto(&format!("{}/schedules/nightly-stop", console.base))
-        .await
-        .unwrap();
+    b.open(&console, "/schedules/nightly-stop").await;
     let days = b
         .client
         .find_all(Locator::Css("table#week tbody tr"))
@@ -429,14 +425,7 @@ async fn a_schedules_week_grid_shows_its_asleep_hours() {
             assert_eq!(class, expected, "hour {hour}");
         }
     }
-    assert_eq!(
-        b.client
-            .find_all(Locator::Css("table#fires tbody tr"))
-            .await
-            .unwrap()
-            .len(),
-        5
-    );
+    assert_eq!(b.count("table#fires tbody tr").await, 5);
     b.screenshot("schedule").await;
     b.close().await;
 }
@@ -555,10 +544,7 @@ async fn an_override_added_on_the_page_keeps_its_targets_awake_through_a_stop() 
     let before = th.fleet_sizes(&fleet).await;
     let console = console(&th);
     let b = signed_in(&console).await;
-    b.client
-        .goto(&format!("{}/overrides", console.base))
-        .await
-        .unwrap();
+    b.open(&console, "/overrides").await;
     b.css("#select")
         .await
         .send_keys("tag:env=dev")
@@ -577,10 +563,7 @@ async fn an_override_added_on_the_page_keeps_its_targets_awake_through_a_stop() 
     );
     b.screenshot("overrides").await;
     // The audit trail names the change, made as the operator's principal.
-    b.client
-        .goto(&format!("{}/audit", console.base))
-        .await
-        .unwrap();
+    b.open(&console, "/audit").await;
     let added = format!(
         "//table[@id='audit']//tr[td[@class='subject'][.='{}']]",
         stored[0].id
@@ -638,10 +621,7 @@ async fn an_override_added_on_the_page_keeps_its_targets_awake_through_a_stop() 
         }
     }
     // Removing it on the page ends it.
-    b.client
-        .goto(&format!("{}/overrides", console.base))
-        .await
-        .unwrap();
+    b.open(&console, "/overrides").await;
     b.css("table#overrides button").await.click().await.unwrap();
     b.css("#add-override").await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -659,6 +639,15 @@ async fn an_override_added_on_the_page_keeps_its_targets_awake_through_a_stop() 
     b.close().await;
 }
 
+async fn stored_schedule(th: &TestHub, name: &str) -> Schedule {
+    th.hub
+        .store
+        .get_schedule(name)
+        .await
+        .expect("the table answers")
+        .expect("the schedule exists")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn disabling_a_schedule_on_its_page_stops_it_firing() {
     let (th, _fleet) = seeded().await;
@@ -669,31 +658,16 @@ async fn disabling_a_schedule_on_its_page_stops_it_firing() {
         .unwrap();
     let console = console(&th);
     let b = signed_in(&console).await;
-    b.client
-        .goto(&format!("{}/schedules/nightly-stop", console.base))
-        .await
-        .unwrap();
+    b.open(&console, "/schedules/nightly-stop").await;
     b.wait_for_text("#toggle", "Disable").await;
     b.css("#toggle").await.click().await.unwrap();
     b.wait_for_text("#toggle", "Enable").await;
-    let stored = th
-        .hub
-        .store
-        .get_schedule("nightly-stop")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_schedule(&th, "nightly-stop").await;
     assert!(!stored.enabled);
     assert_eq!(stored.next_fire, None);
     b.css("#toggle").await.click().await.unwrap();
     b.wait_for_text("#toggle", "Disable").await;
-    let stored = th
-        .hub
-        .store
-        .get_schedule("nightly-stop")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_schedule(&th, "nightly-stop").await;
     assert!(stored.enabled);
     assert!(stored.next_fire.is_some_and(|t| t > Utc::now()));
     b.close().await;

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse};
 use curfew_core::operation::{OpStatus, Operation};
-use curfew_core::view::source;
+use curfew_core::view::{action, source};
 use futures::stream::{self, Stream};
 use serde::Serialize;
 
@@ -74,18 +74,6 @@ pub async fn list(State(console): State<Console>) -> PageResult {
         out.push_str("</tbody></table></div>");
     }
     Ok(Html(html::page("Operations", "Operations", &out)).into_response())
-}
-
-fn action(op: &Operation) -> String {
-    if op.check {
-        "check (drift)".to_string()
-    } else {
-        format!(
-            "{}{}",
-            op.action,
-            if op.dry_run { " (dry run)" } else { "" }
-        )
-    }
 }
 
 async fn load(console: &Console, id: &str) -> Result<Operation, PageError> {
