@@ -1,5 +1,5 @@
 # curfew — the front door. `make demo` and `make test` do all set-up on a fresh machine.
-.PHONY: demo test lint unit integration infra-test bench chaos build sizes synth deploy emulator clean-local help
+.PHONY: demo test lint unit browser integration infra-test bench chaos build sizes synth deploy emulator clean-local help
 
 CARGO ?= cargo
 INFRA_NPM := infra/node_modules/.package-lock.json
@@ -21,7 +21,10 @@ lint: ## cargo fmt --check and clippy -D warnings
 emulator: ## Install moto into the project-local virtualenv (.venv-moto) if missing
 	./scripts/moto-venv.sh >/dev/null
 
-unit: emulator ## Unit tests and the emulator integration suite (each test process starts its own moto)
+browser: ## Install Debian's chromium and chromium-driver for the console's browser tests, if missing
+	./scripts/browser.sh
+
+unit: emulator browser ## Unit tests and the emulator integration suite (each test process starts its own moto)
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc

@@ -8,6 +8,7 @@
 //! jittered backoff ([`error::retrying`]).
 #![warn(missing_docs)]
 
+pub mod changes;
 pub mod clusters;
 pub mod config;
 pub mod dead_letters;
@@ -19,6 +20,7 @@ pub mod hub;
 pub mod lambda;
 pub mod local;
 pub mod queue_health;
+pub mod router_function;
 pub mod sns;
 pub mod spokes;
 pub mod sqs;

@@ -317,6 +317,22 @@ Needs the state table and both queue URLs (--router-queue-url, --task-queue-url)
 light is red (the report is still printed). JSON:
   {\"status\": \"green|amber|red\", \"checks\": [{\"check\", \"status\", \"detail\", ...readings}]}")]
     Health(HealthArgs),
+    /// The web console: fleet, schedules and operations in a browser, on 127.0.0.1
+    #[command(after_help = "\
+Examples:
+  eval \"$(curfew local up)\" && curfew ui --open
+  curfew ui --port 8080
+  curl -s \"http://127.0.0.1:8080/api/targets?select=tag:env=dev\"
+  curl -s -X POST -H \"X-Curfew-Token: $TOKEN\" -d '{\"select\": \"tag:env=dev\"}' http://127.0.0.1:8080/api/stop
+
+Prints one line on stdout as soon as it listens, the URL to open with this run's token:
+  http://127.0.0.1:PORT/?token=TOKEN
+and serves until Ctrl-C. Reading needs no token; every change (POST/PUT/DELETE) needs it, in the
+X-Curfew-Token header or the cookie that opening the URL sets, and is refused with 403 without
+it. Uses the same endpoint, table and queues as every other command (against an emulator,
+stop/start/trigger run in-process; against AWS they invoke --router-function). docs/UI.md
+documents the pages and the /api/ routes.")]
+    Ui(UiArgs),
     /// The embedded emulator and demo fleet
     #[command(subcommand)]
     #[command(
@@ -854,6 +870,21 @@ pub struct HealthArgs {
     /// and amber when a tick ran this late on a due fire
     #[arg(long, value_parser = parse_bound, default_value = "5m", value_name = "DURATION")]
     pub lag_bound: chrono::Duration,
+}
+
+/// `curfew ui`.
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Port to listen on (0: any free port)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub port: u16,
+    /// Address to listen on; anything but a loopback address is reachable from other machines
+    /// (a warning says so)
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub listen: std::net::IpAddr,
+    /// Open the URL in the default browser (xdg-open / open)
+    #[arg(long)]
+    pub open: bool,
 }
 
 /// `curfew dlq ...`.

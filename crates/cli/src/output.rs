@@ -9,13 +9,9 @@ use std::fmt;
 use std::io::{self, Write};
 
 use anyhow::Result;
-use chrono::{DateTime, FixedOffset, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
-use curfew_core::cron::FireTime;
-use curfew_core::decision::Action;
-use curfew_core::operation::{OpSource, Operation, Task, TaskStatus};
-use curfew_core::schedule::Fire;
+use curfew_core::operation::{Operation, Task};
 use curfew_core::target::Sizes;
 use serde::Serialize;
 
@@ -75,125 +71,11 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
         .map_err(stdout_error)
 }
 
-/// `2027-03-28T01:00:00Z`.
-pub fn utc(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// `2027-03-28T03:00:00+02:00`.
-pub fn local(t: DateTime<FixedOffset>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
-}
+pub use curfew_core::view::{dead_lettered, local, source, utc, FireJson, OperationJson};
 
 /// `0/4/2` (min/max/desired), or `-`.
 pub fn sizes(s: Option<Sizes>) -> String {
     s.map_or_else(|| "-".to_string(), |s| s.to_string())
-}
-
-/// A fire time as the contract's JSON: `{"utc": "...Z", "local": "...+hh:mm"}`, with what it
-/// does where that is known (a stored schedule's fires) and why it is skipped if it is.
-#[derive(Debug, Serialize)]
-pub struct FireJson {
-    /// The instant in UTC.
-    pub utc: String,
-    /// The same instant in the schedule's zone, with its offset.
-    pub local: String,
-    /// `stop` or `start`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<Action>,
-    /// Why it does not fire (`calendar de-holidays`, `skip date`), when it does not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub skipped: Option<String>,
-}
-
-impl From<&FireTime> for FireJson {
-    fn from(fire: &FireTime) -> Self {
-        FireJson {
-            utc: utc(fire.utc),
-            local: local(fire.local),
-            action: None,
-            skipped: None,
-        }
-    }
-}
-
-impl From<&Fire> for FireJson {
-    fn from(fire: &Fire) -> Self {
-        FireJson {
-            action: Some(fire.action),
-            skipped: fire.skipped.as_ref().map(ToString::to_string),
-            ..FireJson::from(&fire.time)
-        }
-    }
-}
-
-/// A task with its target key, for scripts.
-#[derive(Debug, Serialize)]
-pub struct TaskJson<'a> {
-    /// `account#region#kind#[cluster/]name`.
-    pub key: String,
-    /// The task record.
-    #[serde(flatten)]
-    pub task: &'a Task,
-}
-
-/// A task given up for the dead-letter queue: which target, and why.
-#[derive(Debug, Serialize)]
-pub struct DeadLetteredJson<'a> {
-    /// `account#region#kind#[cluster/]name`.
-    pub key: String,
-    /// What its message's last receive was waiting for.
-    pub reason: Option<&'a str>,
-}
-
-/// An operation and its tasks: what `ops show`, `stop --wait` and `audit list` print as JSON.
-#[derive(Debug, Serialize)]
-pub struct OperationJson<'a> {
-    /// The operation.
-    pub operation: &'a Operation,
-    /// Its tasks, by target key.
-    pub tasks: Vec<TaskJson<'a>>,
-    /// Its DEAD_LETTERED tasks (also in `tasks`), by target key: their messages wait in the
-    /// task dead-letter queue for `curfew dlq redrive`.
-    pub dead_lettered: Vec<DeadLetteredJson<'a>>,
-}
-
-impl<'a> OperationJson<'a> {
-    /// The JSON view of `op` and `tasks`.
-    pub fn new(operation: &'a Operation, tasks: &'a [Task]) -> Self {
-        OperationJson {
-            operation,
-            tasks: tasks
-                .iter()
-                .map(|task| TaskJson {
-                    key: task.target.key(),
-                    task,
-                })
-                .collect(),
-            dead_lettered: dead_lettered(tasks)
-                .map(|task| DeadLetteredJson {
-                    key: task.target.key(),
-                    reason: task.reason.as_deref(),
-                })
-                .collect(),
-        }
-    }
-}
-
-fn dead_lettered(tasks: &[Task]) -> impl Iterator<Item = &Task> {
-    tasks
-        .iter()
-        .filter(|task| task.status == TaskStatus::DeadLettered)
-}
-
-/// Who started an operation, in a word.
-pub fn source(op: &Operation) -> String {
-    match &op.source {
-        OpSource::Schedule { name, .. } => format!("schedule {name}"),
-        OpSource::Manual => "manual".to_string(),
-        OpSource::Check => "drift check".to_string(),
-        OpSource::Enforce { name } => format!("enforce {name}"),
-    }
 }
 
 /// The operation's one-row summary columns.
@@ -201,15 +83,7 @@ pub fn operation_row(op: &Operation) -> Vec<String> {
     let c = op.counts;
     vec![
         op.id.clone(),
-        if op.check {
-            "check (drift)".to_string()
-        } else {
-            format!(
-                "{}{}",
-                op.action,
-                if op.dry_run { " (dry run)" } else { "" }
-            )
-        },
+        curfew_core::view::action(op),
         op.selector.to_string(),
         source(op),
         utc(op.created_at),
@@ -292,27 +166,5 @@ pub fn count(n: u64, noun: &str) -> String {
         format!("1 {noun}")
     } else {
         format!("{n} {noun}s")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn fire_times_print_in_the_contract_format() {
-        let utc_t = Utc.with_ymd_and_hms(2027, 3, 28, 1, 0, 0).unwrap();
-        let fire = FireTime {
-            utc: utc_t,
-            local: utc_t
-                .with_timezone(&chrono_tz::Europe::Berlin)
-                .fixed_offset(),
-        };
-        let json = serde_json::to_value(FireJson::from(&fire)).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"utc": "2027-03-28T01:00:00Z", "local": "2027-03-28T03:00:00+02:00"})
-        );
     }
 }

@@ -29,6 +29,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod audit_list;
 pub mod calendar;
 pub mod clock;
 pub mod cluster;
@@ -38,6 +39,7 @@ pub mod decision;
 pub mod fakes;
 pub mod health;
 pub mod hold;
+pub mod keep_awake;
 pub mod metrics;
 pub mod notice;
 pub mod operation;
@@ -48,4 +50,5 @@ pub mod service;
 pub mod session;
 pub mod target;
 pub mod trail;
+pub mod view;
 pub mod window;

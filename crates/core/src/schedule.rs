@@ -464,6 +464,44 @@ impl Schedule {
         }
     }
 
+    /// What its fires do, for people: `stop`, `start`, or `stop+start` for a window.
+    pub fn action_label(&self) -> String {
+        match &self.when {
+            When::Cron { action, .. } => action.to_string(),
+            When::Window(_) => "stop+start".to_string(),
+        }
+    }
+
+    /// When it fires, for people: the cron expression, or `asleep <window text>`.
+    pub fn when_label(&self) -> String {
+        match &self.when {
+            When::Cron { cron, .. } => cron.expression().to_string(),
+            When::Window(w) => format!("asleep {}", w.week().to_text()),
+        }
+    }
+
+    /// Whether its fires can do `action`: a cron schedule's one action, both for a window.
+    pub fn does(&self, action: Action) -> bool {
+        match &self.when {
+            When::Cron { action: a, .. } => *a == action,
+            When::Window(_) => true,
+        }
+    }
+
+    /// The first fire strictly after `after` that happens and does `action`, within the next
+    /// 64 fires.
+    pub fn next_fire_doing(
+        &self,
+        after: DateTime<Utc>,
+        action: Action,
+        calendars: &Calendars,
+    ) -> Option<DateTime<Utc>> {
+        self.fires_after(after, calendars)
+            .take(64)
+            .find(|f| f.action == action)
+            .map(|f| f.time.utc)
+    }
+
     /// The window, for a window schedule.
     pub fn window(&self) -> Option<&Window> {
         match &self.when {

@@ -11,6 +11,7 @@ mod overrides;
 mod plan;
 mod run;
 mod schedule;
+pub(crate) mod ui;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Audit(args) => audit::run(args, opts).await,
         Command::Dlq(command) => dlq::run(command, opts).await,
         Command::Health(args) => health::run(args, opts).await,
+        Command::Ui(args) => ui::run(args, opts).await,
         Command::Local(LocalCommand::Up {
             empty,
             no_poller,

@@ -3,7 +3,6 @@
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, SubsecRound, Utc};
 use curfew_core::ports::{Override, StateStore};
-use curfew_core::schedule::parse_duration;
 use curfew_core::selector::Selector;
 use curfew_core::trail::ChangeKind;
 
@@ -16,29 +15,8 @@ use crate::output::{self, outln};
 /// `--awake-until`: an RFC 3339 time, or a duration from `now` (a bare number is minutes).
 /// Must be in the future. Whole seconds: skip reasons quote it, and nobody needs nanoseconds.
 fn awake_until(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
-    let until = match DateTime::parse_from_rfc3339(value.trim()) {
-        Ok(t) => t.with_timezone(&Utc),
-        Err(_) => {
-            let duration = parse_duration(value).ok_or_else(|| {
-                bad_input(format!(
-                    "--awake-until: {value:?} is neither an RFC 3339 time (2027-01-04T22:00:00Z) nor a duration (3h, 90m)"
-                ))
-            })?;
-            now.checked_add_signed(duration).ok_or_else(|| {
-                bad_input(format!(
-                    "--awake-until: {value:?} from now is past the last time curfew can store"
-                ))
-            })?
-        }
-    }
-    .trunc_subsecs(0);
-    if until <= now {
-        return Err(bad_input(format!(
-            "--awake-until: {} is not in the future",
-            output::utc(until)
-        )));
-    }
-    Ok(until)
+    curfew_core::keep_awake::awake_until(value, now)
+        .map_err(|e| bad_input(format!("--awake-until: {e}")))
 }
 
 /// Runs `override add|list|remove`, or its flag aliases (`--select`/`--awake-until`, `--list`,
@@ -96,7 +74,7 @@ async fn list(opts: &GlobalOpts) -> Result<()> {
 }
 
 /// Stores (and records in the audit trail) an override keeping `selector`'s targets awake
-/// until `awake_until`.
+/// until `awake_until` (whole seconds).
 pub(crate) async fn keep_awake(
     store: &dyn StateStore,
     opts: &GlobalOpts,
@@ -104,13 +82,7 @@ pub(crate) async fn keep_awake(
     awake_until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Override> {
-    let uuid = uuid::Uuid::now_v7().simple().to_string();
-    let o = Override {
-        id: format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &uuid[20..]),
-        selector,
-        awake_until: awake_until.trunc_subsecs(0),
-        created_at: now,
-    };
+    let o = curfew_core::keep_awake::new_override(selector, awake_until.trunc_subsecs(0), now);
     store
         .put_override(&o)
         .await

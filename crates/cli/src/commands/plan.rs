@@ -2,45 +2,12 @@
 //! take. Writes nothing (`curfew_core::service::router::plan`).
 
 use anyhow::{anyhow, Context, Result};
-use curfew_core::decision::Action;
 use curfew_core::ports::PlannedChange;
-use curfew_core::target::{Sizes, Target};
-use serde::Serialize;
+use curfew_core::view::PlannedChangeJson;
 
 use crate::cli::{GlobalOpts, Output, PlanArgs};
 use crate::connect;
 use crate::output;
-
-/// One planned change as JSON.
-#[derive(Serialize)]
-struct ChangeJson<'a> {
-    /// `account#region#kind#[cluster/]name`.
-    key: String,
-    target: &'a Target,
-    action: Action,
-    /// True when the target would be scaled.
-    change: bool,
-    live: Sizes,
-    to: Option<Sizes>,
-    reason: Option<&'a str>,
-    /// What it would hold or undo besides sizes, one line each.
-    steps: &'a [String],
-}
-
-impl<'a> From<&'a PlannedChange> for ChangeJson<'a> {
-    fn from(c: &'a PlannedChange) -> Self {
-        ChangeJson {
-            key: c.target.key(),
-            target: &c.target,
-            action: c.action,
-            change: c.to.is_some(),
-            live: c.live,
-            to: c.to,
-            reason: c.reason.as_deref(),
-            steps: &c.steps,
-        }
-    }
-}
 
 /// Prints the plan.
 pub async fn run(args: PlanArgs, opts: &GlobalOpts) -> Result<()> {
@@ -71,9 +38,12 @@ pub async fn run(args: PlanArgs, opts: &GlobalOpts) -> Result<()> {
 
 fn print(changes: &[PlannedChange], args: &PlanArgs, opts: &GlobalOpts) -> Result<()> {
     match opts.output {
-        Output::Json => {
-            output::print_json(&changes.iter().map(ChangeJson::from).collect::<Vec<_>>())
-        }
+        Output::Json => output::print_json(
+            &changes
+                .iter()
+                .map(PlannedChangeJson::from)
+                .collect::<Vec<_>>(),
+        ),
         Output::Table => {
             let mut table = output::table([
                 "target", "account", "region", "kind", "now", "after", "holds", "note",

@@ -6,7 +6,6 @@
 //! same JSON payload `aws lambda invoke` would send (docs/INVOKE.md).
 
 use anyhow::{anyhow, Context, Result};
-use aws_sdk_lambda::primitives::Blob;
 use chrono::Utc;
 use curfew_core::decision::Action;
 use curfew_core::operation::{OpStatus, Operation};
@@ -177,37 +176,12 @@ async fn run_in_aws(invocation: Invocation, wait: &WaitArgs, opts: &GlobalOpts) 
         opts.table()?;
     }
     let sdk = connect::sdk(opts).await?;
-    let payload = serde_json::to_vec(&invocation).context("encoding the invocation")?;
-    let out = aws_sdk_lambda::Client::new(&sdk)
-        .invoke()
-        .function_name(function)
-        .payload(Blob::new(payload))
-        .send()
-        .await
-        .map_err(|e| curfew_aws::error::classify(&format!("invoking {function}"), e))?;
-    let body = out
-        .payload()
-        .map(|b| b.as_ref().to_vec())
-        .unwrap_or_default();
-    if let Some(kind) = out.function_error() {
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v.get("errorMessage")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        return Err(anyhow!(
-            "the router function {function} failed ({kind}): {message}"
-        ));
-    }
-    let response: InvocationResponse = serde_json::from_slice(&body).with_context(|| {
-        format!(
-            "the router function {function} answered {:?}, not an operation",
-            String::from_utf8_lossy(&body)
-        )
-    })?;
+    let response = curfew_aws::router_function::invoke_router(
+        &aws_sdk_lambda::Client::new(&sdk),
+        function,
+        &invocation,
+    )
+    .await?;
     if !wait.wait {
         return print_started(&response, opts.output);
     }

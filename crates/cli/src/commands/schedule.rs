@@ -5,10 +5,11 @@ use chrono::Utc;
 use curfew_core::calendar::Calendars;
 use curfew_core::ports::{ErrorKind, StateStore};
 use curfew_core::schedule::{
-    parse_duration, validate_name, BrokenSchedule, Schedule, ScheduleList, ScheduleRecord, When,
+    parse_duration, validate_name, BrokenSchedule, Schedule, ScheduleRecord,
 };
 use curfew_core::target::Sizes;
 use curfew_core::trail::ChangeKind;
+use curfew_core::view::ScheduleRowJson;
 use curfew_core::window::{Week, DAYS};
 use serde::Serialize;
 
@@ -23,28 +24,6 @@ fn flag(field: &str) -> String {
     match field {
         "name" => "NAME".to_string(),
         other => format!("--{other}"),
-    }
-}
-
-/// One row of `schedule list --output json`: a schedule's record as `schedule show` prints it,
-/// or a stored schedule that no longer reads as one, marked `"broken": true` with its problem.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ListedJson {
-    Schedule(Box<ScheduleRecord>),
-    Broken {
-        name: String,
-        broken: bool,
-        problem: String,
-    },
-}
-
-impl ListedJson {
-    fn name(&self) -> &str {
-        match self {
-            ListedJson::Schedule(record) => &record.name,
-            ListedJson::Broken { name, .. } => name,
-        }
     }
 }
 
@@ -67,27 +46,12 @@ pub async fn run(command: ScheduleCommand, opts: &GlobalOpts) -> Result<()> {
         ScheduleCommand::Add(args) => add(*args, opts).await,
         ScheduleCommand::List => {
             let store = connect::store(opts).await?;
-            let ScheduleList {
-                mut schedules,
-                mut broken,
-            } = store.list_schedules().await.context("listing schedules")?;
-            schedules.sort_by(|a, b| a.name.cmp(&b.name));
-            broken.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut list = store.list_schedules().await.context("listing schedules")?;
+            list.schedules.sort_by(|a, b| a.name.cmp(&b.name));
+            list.broken.sort_by(|a, b| a.name.cmp(&b.name));
             match opts.output {
-                Output::Json => {
-                    let mut rows: Vec<ListedJson> = schedules
-                        .into_iter()
-                        .map(|s| ListedJson::Schedule(Box::new(s.into())))
-                        .chain(broken.into_iter().map(|b| ListedJson::Broken {
-                            name: b.name,
-                            broken: true,
-                            problem: b.problem,
-                        }))
-                        .collect();
-                    rows.sort_by(|a, b| a.name().cmp(b.name()));
-                    output::print_json(&rows)
-                }
-                Output::Table => print_list(&schedules, &broken),
+                Output::Json => output::print_json(&ScheduleRowJson::rows(&list)),
+                Output::Table => print_list(&list.schedules, &list.broken),
             }
         }
         ScheduleCommand::Show { name } => {
@@ -355,17 +319,6 @@ fn next_fire(schedule: &Schedule) -> String {
     }
 }
 
-/// What fires: a cron schedule's action and expression, or a window's asleep time.
-fn action_and_when(s: &Schedule) -> (String, String) {
-    match &s.when {
-        When::Cron { cron, action } => (action.to_string(), cron.expression().to_string()),
-        When::Window(w) => (
-            "stop+start".to_string(),
-            format!("asleep {}", w.week().to_text()),
-        ),
-    }
-}
-
 /// The schedules and the broken ones, in one table by name; a broken one's row says so and
 /// what is wrong with it.
 fn print_list(schedules: &[Schedule], broken: &[BrokenSchedule]) -> Result<()> {
@@ -382,12 +335,11 @@ fn print_list(schedules: &[Schedule], broken: &[BrokenSchedule]) -> Result<()> {
     let mut rows: Vec<(&str, Vec<String>)> = schedules
         .iter()
         .map(|s| {
-            let (action, when) = action_and_when(s);
             let row = vec![
                 s.name.clone(),
                 if s.enabled { "yes" } else { "no" }.to_string(),
-                action,
-                when,
+                s.action_label(),
+                s.when_label(),
                 s.zone().name().to_string(),
                 s.selector.to_string(),
                 next_fire(s),

@@ -6,6 +6,7 @@
 //! the emulator on every path out (error and Ctrl-C included).
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -67,6 +68,13 @@ pub async fn run(opts: &GlobalOpts) -> Result<()> {
     let result = tokio::select! {
         result = demo => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    // On a terminal the console stays up over the demo's hub until Ctrl-C; scripts and CI
+    // (stdout not a terminal) end here, as before.
+    let result = match result {
+        Ok(after) if std::io::stdout().is_terminal() => console(after).await,
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
     };
     // The watchdog shell's children (moto itself) are looked up by parent pid before the
     // watchdog is stopped, so the demo can wait for them to be gone.
@@ -166,7 +174,46 @@ fn berlin(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
-async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
+/// What the demo leaves for the console: its hub, the dispatcher over its queues, and its clock.
+struct AfterTheDay {
+    hub: Hub,
+    sdk: aws_config::SdkConfig,
+    dispatcher: curfew_aws::dispatch::Dispatcher,
+    clock: Arc<ManualClock>,
+}
+
+/// Serves the console over the demo's hub until Ctrl-C. The demo's clock runs on from the end
+/// of the simulated day in real time, so what the console starts is newer than everything the
+/// day did (operations are ordered by their creation time).
+async fn console(after: AfterTheDay) -> Result<()> {
+    let AfterTheDay {
+        hub,
+        sdk,
+        dispatcher,
+        clock,
+    } = after;
+    let ticking = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            clock.advance(Duration::seconds(1));
+        }
+    });
+    let token = curfew_console::Token::generate().context("drawing the console's token")?;
+    let recorder = crate::commands::ui::recorder(&sdk)?;
+    let runner = curfew_console::Runner::local(dispatcher);
+    let console = curfew_console::Console::new(hub, runner, recorder, token);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("listening for the console on 127.0.0.1")?;
+    let addr = listener.local_addr().context("the console's address")?;
+    step("The console on the demo fleet (Ctrl-C stops it and the emulator)")?;
+    outln!("  {}", console.url(addr))?;
+    let served = curfew_console::serve(listener, console, crate::commands::ui::shutdown()).await;
+    ticking.abort();
+    served.context("serving the console")
+}
+
+async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<AfterTheDay> {
     let sdk = connect::sdk_config(Some(&emulator.endpoint), Some(LOCAL_REGION)).await;
     step("Provisioning the hub: state table, router and task queues (each with a DLQ)")?;
     let config = curfew_aws::hub::provision(&sdk, "curfew-demo")
@@ -326,7 +373,13 @@ async fn day(emulator: &Emulator, max_concurrency: u16) -> Result<()> {
     print_holiday(&schedule, &calendars, end)?;
     outln!(
         "\nTry it yourself, with curfew on your PATH (README, \"The command line\"):\n  eval \"$(curfew local up)\"; curfew plan --action stop --select {SELECT}"
-    )
+    )?;
+    Ok(AfterTheDay {
+        hub,
+        sdk,
+        dispatcher,
+        clock,
+    })
 }
 
 /// The schedule's week as a grid, and its fires over the simulated day.

@@ -11,5 +11,6 @@ mod local;
 mod next;
 mod notices;
 mod overrides;
+mod ui;
 mod usage;
 mod windows;

@@ -372,6 +372,12 @@ async fn tick_schedule(
     Ok(())
 }
 
+/// The calendars `schedule` names, as they are stored now (one that no longer exists skips
+/// nothing): for callers outside a tick, such as the console.
+pub async fn schedule_calendars(hub: &Hub, schedule: &Schedule) -> PortResult<Calendars> {
+    calendars_of(hub, schedule, &mut CalendarReads::default()).await
+}
+
 /// The calendars one tick has read, by name (`None`: not found): a holiday calendar many
 /// schedules name is read once per tick, not once per schedule.
 #[derive(Default)]
