@@ -108,6 +108,12 @@ async fn assert_fleet(
     }
 }
 
+/// The `dev-nights` schedule's stored next fire.
+async fn next_fire(t: &TestHub) -> Option<DateTime<Utc>> {
+    let stored = t.hub.store.get_schedule("dev-nights").await.unwrap();
+    stored.expect("the schedule exists").next_fire
+}
+
 /// Ticks the poller at `at` and drains the queues; the operations it created.
 async fn tick_at(t: &TestHub, hub: &Hub, at: DateTime<Utc>) -> poller::TickReport {
     t.clock.set(at);
@@ -178,14 +184,7 @@ async fn a_holiday_suppresses_both_fires_of_its_day_and_the_fleet_sleeps_through
     let report = tick_at(&t, &t.hub, utc(2027, 1, 5, 18, 0)).await;
     assert_eq!(report.created.len(), 1);
     assert_fleet(&t, &fleet, &seeded, true, "Tuesday night").await;
-    let stored = t
-        .hub
-        .store
-        .get_schedule("dev-nights")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.next_fire, Some(utc(2027, 1, 6, 6, 0)));
+    assert_eq!(next_fire(&t).await, Some(utc(2027, 1, 6, 6, 0)));
     // The calendar arrives after that next fire was stored: it is read at fire time.
     t.hub
         .store
@@ -204,14 +203,7 @@ async fn a_holiday_suppresses_both_fires_of_its_day_and_the_fleet_sleeps_through
         vec![(utc(2027, 1, 6, 6, 0), Action::Start, "calendar holidays")]
     );
     // The next fire stored skips Wednesday 19:00 too: Thursday 07:00.
-    let stored = t
-        .hub
-        .store
-        .get_schedule("dev-nights")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.next_fire, Some(utc(2027, 1, 7, 6, 0)));
+    assert_eq!(next_fire(&t).await, Some(utc(2027, 1, 7, 6, 0)));
     let evening = tick_at(&t, &t.hub, utc(2027, 1, 6, 18, 0)).await;
     assert!(evening.created.is_empty(), "Wednesday 19:00 does not fire");
     assert_fleet(&t, &fleet, &seeded, true, "through the holiday").await;

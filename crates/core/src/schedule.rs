@@ -852,13 +852,17 @@ mod tests {
         std::iter::once(crate::calendar::Calendar::new(name, dates).unwrap()).collect()
     }
 
-    #[test]
-    fn an_awake_on_date_wakes_a_window_at_its_first_minute_and_puts_it_back_after() {
+    /// Weeknights and weekends asleep, awake on the dates of calendar `release`: `date`.
+    fn release_nights(date: &str) -> (Schedule, Calendars) {
         let mut r = window_record("Mon-Fri 19:00-07:00, Sat-Sun all-day");
         r.awake_calendars = vec!["release".into()];
-        let s = Schedule::try_from(r).unwrap();
+        (Schedule::try_from(r).unwrap(), calendar("release", &[date]))
+    }
+
+    #[test]
+    fn an_awake_on_date_wakes_a_window_at_its_first_minute_and_puts_it_back_after() {
         // Saturday 9 January 2027 is a release day.
-        let cals = calendar("release", &["2027-01-09"]);
+        let (s, cals) = release_nights("2027-01-09");
         let friday_noon = Utc.with_ymd_and_hms(2027, 1, 8, 11, 0, 0).unwrap();
         assert_eq!(
             listed(&s, friday_noon, 4, &cals),
@@ -877,10 +881,7 @@ mod tests {
 
     #[test]
     fn on_an_awake_on_weekday_the_windows_own_edges_show_as_skipped() {
-        let mut r = window_record("Mon-Fri 19:00-07:00, Sat-Sun all-day");
-        r.awake_calendars = vec!["release".into()];
-        let s = Schedule::try_from(r).unwrap();
-        let cals = calendar("release", &["2027-01-06"]);
+        let (s, cals) = release_nights("2027-01-06");
         let tuesday_noon = Utc.with_ymd_and_hms(2027, 1, 5, 11, 0, 0).unwrap();
         assert_eq!(
             listed(&s, tuesday_noon, 6, &cals),
