@@ -30,6 +30,7 @@
 pub mod account;
 pub mod audit;
 pub mod audit_list;
+pub mod audit_verify;
 pub mod calendar;
 pub mod clock;
 pub mod cluster;

@@ -12,13 +12,9 @@ use chrono::{DateTime, Utc};
 use curfew_core::ports::StateStore;
 use curfew_core::schedule::parse_duration;
 use curfew_core::trail::{AuditRecord, ChainHead};
-use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::cli::{AuditArgs, AuditCommand, GlobalOpts};
 use crate::error::bad_input;
-
-/// Chain reads (one Query each, paged) or baseline reads in flight at once.
-const CONCURRENCY: usize = 8;
 
 /// Runs an audit command.
 pub async fn run(args: AuditArgs, opts: &GlobalOpts) -> Result<()> {
@@ -80,18 +76,7 @@ enum ExportLine {
 
 /// Every chain with its stored records, in chain order.
 async fn chains(store: &dyn StateStore) -> Result<Vec<(ChainHead, Vec<AuditRecord>)>> {
-    let heads = store
-        .audit_heads()
+    curfew_core::audit_verify::chains(store)
         .await
-        .context("listing the audit trail's chains")?;
-    stream::iter(heads.into_iter().map(|head| async move {
-        let records = store
-            .audit_chain(&head.chain)
-            .await
-            .with_context(|| format!("reading audit chain {}", head.chain))?;
-        Ok::<_, anyhow::Error>((head, records))
-    }))
-    .buffered(CONCURRENCY)
-    .try_collect()
-    .await
+        .context("reading the audit trail's chains")
 }

@@ -6,83 +6,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
-use curfew_core::audit::{self, LastChanges, Problem};
-use curfew_core::operation::{Operation, Task};
-use curfew_core::ports::StateStore;
-use curfew_core::trail::{verify_chain, AuditKey, AuditRecord, ChainHead, ChainProblem};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use curfew_core::audit_verify::{check_chains, verify_store, VerifyReport};
+use curfew_core::trail::{AuditKey, AuditRecord, ChainHead, ChainProblem};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{chains, ExportLine, CONCURRENCY};
+use super::ExportLine;
 use crate::changes::audit_key;
 use crate::cli::{GlobalOpts, Output};
 use crate::connect;
 use crate::output::{self, outln};
-
-/// Operations read per Query of the operations index.
-const PAGE: usize = 100;
-
-/// Every operation, newest first, one page at a time.
-struct Pages<'a> {
-    store: &'a dyn StateStore,
-    next: Option<String>,
-    done: bool,
-}
-
-impl<'a> Pages<'a> {
-    fn new(store: &'a dyn StateStore) -> Self {
-        Pages {
-            store,
-            next: None,
-            done: false,
-        }
-    }
-
-    /// The next page with each operation's tasks, or `None` after the last.
-    async fn next_page(&mut self) -> Result<Option<Vec<(Operation, Vec<Task>)>>> {
-        if self.done {
-            return Ok(None);
-        }
-        let page = self
-            .store
-            .list_operations_page(PAGE, self.next.as_deref())
-            .await
-            .context("listing operations")?;
-        self.done = page.next.is_none();
-        self.next = page.next;
-        with_tasks(self.store, page.operations).await.map(Some)
-    }
-}
-
-/// Each operation with its tasks, in the order given.
-async fn with_tasks(
-    store: &dyn StateStore,
-    ops: Vec<Operation>,
-) -> Result<Vec<(Operation, Vec<Task>)>> {
-    stream::iter(ops.into_iter().map(|op| async move {
-        let tasks = store
-            .list_tasks(&op.id)
-            .await
-            .with_context(|| format!("listing the tasks of {}", op.id))?;
-        Ok::<_, anyhow::Error>((op, tasks))
-    }))
-    .buffered(CONCURRENCY)
-    .try_collect()
-    .await
-}
-
-/// What `verify --output json` prints.
-#[derive(Serialize)]
-struct VerifyJson<'a> {
-    chains: u64,
-    records: u64,
-    signatures_checked: bool,
-    chain_problems: &'a [ChainProblem],
-    operations: u64,
-    tasks: u64,
-    problems: &'a [Problem],
-}
 
 /// What `verify --file FILE --output json` prints.
 #[derive(Serialize)]
@@ -93,17 +26,6 @@ struct FileJson<'a> {
     records: u64,
     signatures_checked: bool,
     chain_problems: &'a [ChainProblem],
-}
-
-/// Every chain's first problem. `chains`: each chain's head (if any) and records.
-fn check_chains<'a>(
-    chains: impl IntoIterator<Item = (&'a str, Option<&'a ChainHead>, &'a [AuditRecord])>,
-    key: Option<&AuditKey>,
-) -> Vec<ChainProblem> {
-    chains
-        .into_iter()
-        .filter_map(|(chain, head, records)| verify_chain(chain, records, head, key).err())
-        .collect()
 }
 
 fn chain_table(problems: &[ChainProblem]) -> String {
@@ -197,54 +119,25 @@ pub fn verify_file(file: &Path, opts: &GlobalOpts) -> Result<()> {
 pub async fn verify(opts: &GlobalOpts) -> Result<()> {
     let key = audit_key()?;
     let store = connect::store(opts).await?;
-    let store = store.as_ref();
-    let chains = chains(store).await?;
-    let chain_problems = check_chains(
-        chains
-            .iter()
-            .map(|(head, records)| (head.chain.as_str(), Some(head), records.as_slice())),
-        key.as_ref(),
-    );
-    let records: u64 = chains.iter().map(|(_, r)| r.len() as u64).sum();
-    let (mut operations, mut tasks) = (0u64, 0u64);
-    let mut problems = Vec::new();
-    let mut changes = LastChanges::default();
-    let mut pages = Pages::new(store);
-    while let Some(page) = pages.next_page().await? {
-        for (op, op_tasks) in page {
-            // Unfinished operations are not in the trail, but their tasks say which targets
-            // are changing now and which changes already happened.
-            if op.status.is_final() {
-                operations += 1;
-                tasks += op_tasks.len() as u64;
-                problems.extend(audit::check_operation(&op, &op_tasks));
-            }
-            changes.record(&op, &op_tasks);
-        }
-    }
-    let settled: Vec<_> = changes.settled().collect();
-    let baselines: Vec<_> = stream::iter(settled.iter().map(|(key, _)| async move {
-        store
-            .get_baseline(key)
-            .await
-            .with_context(|| format!("reading the baseline of {key}"))
-    }))
-    .buffered(CONCURRENCY)
-    .try_collect()
-    .await?;
-    problems.extend(
-        settled
-            .iter()
-            .zip(&baselines)
-            .filter_map(|((key, last), baseline)| {
-                changes.check_baseline(key, last, baseline.as_ref())
-            }),
-    );
+    let report = verify_store(store.as_ref(), key.as_ref())
+        .await
+        .context("reading the audit trail, the operations and the baselines")?;
+    let VerifyReport {
+        chains,
+        records,
+        chain_problems,
+        operations,
+        tasks,
+        problems,
+        in_flight,
+        ..
+    } = &report;
+    let (records, operations, tasks) = (*records, *operations, *tasks);
     let broken = chain_problems.len() + problems.len();
     let summary = format!(
         "verified {} in {}, {}, {}: {}",
         output::count(records, "audit record"),
-        output::count(chains.len() as u64, "chain"),
+        output::count(*chains, "chain"),
         output::count(operations, "operation"),
         output::count(tasks, "task"),
         match broken {
@@ -253,23 +146,15 @@ pub async fn verify(opts: &GlobalOpts) -> Result<()> {
         }
     );
     match opts.output {
-        Output::Json => output::print_json(&VerifyJson {
-            chains: chains.len() as u64,
-            records,
-            signatures_checked: key.is_some(),
-            chain_problems: &chain_problems,
-            operations,
-            tasks,
-            problems: &problems,
-        })?,
+        Output::Json => output::print_json(&report)?,
         Output::Table => {
             signature_note(key.as_ref());
             if !chain_problems.is_empty() {
-                outln!("{}", chain_table(&chain_problems))?;
+                outln!("{}", chain_table(chain_problems))?;
             }
             if !problems.is_empty() {
                 let mut table = output::table(["operation", "target", "problem"]);
-                for p in &problems {
+                for p in problems {
                     table.add_row(vec![
                         p.operation.clone(),
                         p.target.clone().unwrap_or_else(|| "-".into()),
@@ -278,7 +163,7 @@ pub async fn verify(opts: &GlobalOpts) -> Result<()> {
                 }
                 outln!("{table}")?;
             }
-            let unchecked = changes.in_flight();
+            let unchecked = *in_flight;
             if unchecked > 0 {
                 eprintln!(
                     "note: {unchecked} targets with work in flight were not compared with their baseline"
