@@ -34,6 +34,7 @@ pub fn routes() -> Router<Console> {
         .route("/operations", get(operations))
         .route("/operations/{id}", get(operation))
         .route("/audit", get(audit))
+        .route("/audit/verify", get(audit_verify))
         .route("/savings", get(savings))
         .route("/plan", post(plan))
         .route("/stop", post(stop))
@@ -197,6 +198,17 @@ async fn audit(
     let records =
         curfew_core::audit_list::list(c.hub.store.as_ref(), &filter, c.hub.clock.now()).await?;
     Ok(Json(records))
+}
+
+/// `GET /api/audit/verify`: as `curfew audit verify --output json` (the chains, with their heads'
+/// signatures when `CURFEW_AUDIT_KEY` is set, then the operations, tasks and baselines).
+async fn audit_verify(
+    State(c): State<Console>,
+) -> ApiResult<curfew_core::audit_verify::VerifyReport> {
+    let key = c.hub.settings.audit.key.as_ref();
+    Ok(Json(
+        curfew_core::audit_verify::verify_store(c.hub.store.as_ref(), key).await?,
+    ))
 }
 
 /// `GET /api/savings`: capacity kept asleep over the last 7 days.

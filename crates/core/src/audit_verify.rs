@@ -121,10 +121,16 @@ pub async fn verify_store(
         }
     }
     let settled: Vec<_> = changes.settled().collect();
-    let baselines: Vec<_> = stream::iter(settled.iter().map(|(key, _)| store.get_baseline(key)))
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await?;
+    // Owned keys: a future borrowing from `settled` would not be `Send` for every lifetime, which
+    // a web handler (the console's) needs.
+    let keys: Vec<String> = settled.iter().map(|(key, _)| key.to_string()).collect();
+    let baselines: Vec<_> = stream::iter(
+        keys.into_iter()
+            .map(|key| async move { store.get_baseline(&key).await }),
+    )
+    .buffered(CONCURRENCY)
+    .try_collect()
+    .await?;
     report.problems.extend(
         settled
             .iter()

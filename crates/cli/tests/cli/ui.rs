@@ -579,6 +579,10 @@ async fn an_override_added_on_the_page_keeps_its_targets_awake_through_a_stop() 
         .expect("the override's audit record");
     let change = row.find(Locator::Css("td.change")).await.unwrap();
     assert_eq!(change.text().await.unwrap(), "override_added");
+    // The page verifies the trail as `curfew audit verify` does: intact.
+    let verified = b.text("#verify-summary").await;
+    assert!(verified.contains(": no problems"), "{verified}");
+    assert!(!verified.starts_with("0 records"), "{verified}");
     b.screenshot("audit").await;
     // A stop of everything now skips the dev targets: the override is in force.
     let token = [("X-Curfew-Token", console.token.as_str())];

@@ -6,8 +6,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
 use curfew_core::audit_list::{compact, list};
+use curfew_core::audit_verify::verify_store;
 
-use super::PageResult;
+use super::{PageError, PageResult};
 use crate::audit::AuditQuery;
 use crate::console::Console;
 use crate::html::{self, esc};
@@ -30,6 +31,64 @@ fn input(name: &str, label: &str, value: &str, placeholder: &str, error: Option<
 }
 
 /// `GET /audit[?since=&until=&target=&operation=&actor=&limit=]`.
+/// The trail verified as `curfew audit verify` does: a summary, and every problem found.
+async fn verify_section(console: &Console) -> Result<String, PageError> {
+    let key = console.hub.settings.audit.key.as_ref();
+    let report = verify_store(console.hub.store.as_ref(), key).await?;
+    let count = |n: u64, what: &str| match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    };
+    let mut out = format!(
+        r#"<h2>Verify</h2><p id="verify-summary" class="{}">{} in {}, {} with {}: {}{}</p>"#,
+        if report.problem_count() == 0 {
+            "ok"
+        } else {
+            "error"
+        },
+        count(report.records, "record"),
+        count(report.chains, "chain"),
+        count(report.operations, "finished operation"),
+        count(report.tasks, "task"),
+        match report.problem_count() {
+            0 => "no problems".to_string(),
+            n => count(n as u64, "problem"),
+        },
+        if report.signatures_checked {
+            ""
+        } else {
+            " (CURFEW_AUDIT_KEY is not set: the heads' signatures were not checked)"
+        },
+    );
+    if report.problem_count() > 0 {
+        out.push_str(r#"<ul id="verify-problems">"#);
+        for p in &report.chain_problems {
+            let _ = write!(
+                out,
+                "<li>chain {} record {}: {}</li>",
+                esc(&p.chain),
+                p.seq,
+                esc(&p.problem)
+            );
+        }
+        for p in &report.problems {
+            let _ = write!(
+                out,
+                "<li>operation {}{}: {}</li>",
+                esc(&p.operation),
+                p.target
+                    .as_ref()
+                    .map(|t| format!(" target {}", esc(t)))
+                    .unwrap_or_default(),
+                esc(&p.problem)
+            );
+        }
+        out.push_str("</ul>");
+    }
+    Ok(out)
+}
+
+/// `GET /audit`: the trail with filters, and the verify result.
 pub async fn page(State(console): State<Console>, Query(q): Query<AuditQuery>) -> PageResult {
     let (filter, error) = match q.filter() {
         Ok(filter) => (Some(filter), None),
@@ -105,6 +164,6 @@ pub async fn page(State(console): State<Console>, Query(q): Query<AuditQuery>) -
         }
         out.push_str("</tbody></table></div>");
     }
-    out.push_str(r#"<p class="muted">Whether the trail's hash chains are intact: <code>curfew audit verify</code>.</p>"#);
+    out.push_str(&verify_section(&console).await?);
     Ok(Html(html::page("Audit trail", "Audit", &out)).into_response())
 }
