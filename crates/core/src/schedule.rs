@@ -464,6 +464,34 @@ impl Schedule {
         }
     }
 
+    /// Every calendar it names, skipped ones first.
+    pub fn calendar_names(&self) -> impl Iterator<Item = &str> {
+        self.skip_calendars
+            .iter()
+            .chain(&self.awake_calendars)
+            .map(String::as_str)
+    }
+
+    /// Whether it names the calendar `name` (to skip or to stay awake on).
+    pub fn names_calendar(&self, name: &str) -> bool {
+        self.calendar_names().any(|c| c == name)
+    }
+
+    /// The next `count` fires strictly after `after` that happen, with the skipped ones among
+    /// them (marked): what `curfew next` and `schedule show` list.
+    pub fn upcoming(&self, after: DateTime<Utc>, count: usize, calendars: &Calendars) -> Vec<Fire> {
+        let mut fires = Vec::new();
+        let mut happening = 0;
+        for fire in self.occurrences_after(after, calendars) {
+            happening += usize::from(fire.skipped.is_none());
+            fires.push(fire);
+            if happening == count {
+                break;
+            }
+        }
+        fires
+    }
+
     /// What its fires do, for people: `stop`, `start`, or `stop+start` for a window.
     pub fn action_label(&self) -> String {
         match &self.when {
@@ -634,9 +662,7 @@ impl Schedule {
         let midnight = if self.awake_calendars.is_empty() {
             None
         } else {
-            CronSpec::parse("0 0 * * *", window.zone().name())
-                .expect("a valid expression in a valid zone")
-                .next_after(cursor)
+            window.next_midnight_after(cursor)
         };
         let time = match (edge, midnight) {
             (Some((e, _)), Some(m)) => {

@@ -180,6 +180,9 @@ pub struct Window {
     zone: Tz,
     stops: Vec<CronSpec>,
     starts: Vec<CronSpec>,
+    /// Local midnight, where a date on an awake-on calendar begins and ends (boxed: a parsed
+    /// expression is large, and a window sits in every schedule that has one).
+    midnight: Box<CronSpec>,
 }
 
 impl Window {
@@ -191,16 +194,13 @@ impl Window {
         };
         let stops = bind(stops)?;
         let starts = bind(starts)?;
-        let zone = stops
-            .first()
-            .or(starts.first())
-            .map(CronSpec::zone)
-            .expect("a week that is neither always awake nor always asleep has edges");
+        let midnight = Box::new(CronSpec::parse("0 0 * * *", zone)?);
         Ok(Window {
             week,
-            zone,
+            zone: midnight.zone(),
             stops,
             starts,
+            midnight,
         })
     }
 
@@ -228,9 +228,17 @@ impl Window {
             .asleep_at(at.with_timezone(&self.zone).naive_local())
     }
 
+    /// The first local midnight strictly after `after` (with the fixed-time DST rules: a zone
+    /// whose clocks jump at midnight has it right after the jump).
+    pub fn next_midnight_after(&self, after: DateTime<Utc>) -> Option<FireTime> {
+        self.midnight.next_after(after)
+    }
+
     /// The first edge strictly after `after`, with what it does. Edges that land on the same
     /// instant (daylight saving can push a stop and a start inside a skipped hour onto the
-    /// first minute after the jump) are one fire, doing what the week says for that minute.
+    /// first minute after the jump) are one edge, doing what the week says for that minute; a
+    /// schedule fires there only if the week differs from the minute before (see
+    /// [`crate::schedule::Schedule::occurrences_after`]), so two such edges cancel out.
     pub fn next_edge_after(&self, after: DateTime<Utc>) -> Option<(FireTime, Action)> {
         let next = |specs: &[CronSpec]| {
             specs

@@ -147,13 +147,10 @@ async fn move_next_fires(store: &dyn StateStore, calendar: &str) -> Result<()> {
         .context("listing schedules")?
         .schedules;
     let now = chrono::Utc::now();
-    for s in schedules.iter().filter(|s| {
-        s.enabled
-            && s.skip_calendars
-                .iter()
-                .chain(&s.awake_calendars)
-                .any(|c| c == calendar)
-    }) {
+    for s in schedules
+        .iter()
+        .filter(|s| s.enabled && s.names_calendar(calendar))
+    {
         // A fire already due is the poller's: it reads the new dates when it fires.
         let Some(stored) = s.next_fire.filter(|t| *t > now) else {
             continue;
@@ -183,9 +180,7 @@ async fn list(opts: &GlobalOpts) -> Result<()> {
         .map(|c| {
             let mut used_by: Vec<String> = schedules
                 .iter()
-                .filter(|s| {
-                    s.skip_calendars.contains(&c.name) || s.awake_calendars.contains(&c.name)
-                })
+                .filter(|s| s.names_calendar(&c.name))
                 .map(|s| s.name.clone())
                 .collect();
             used_by.sort();
@@ -267,12 +262,7 @@ async fn users(store: &dyn StateStore, name: &str) -> Result<Vec<String>> {
         .context("listing schedules")?
         .schedules
         .into_iter()
-        .filter(|s| {
-            s.skip_calendars
-                .iter()
-                .chain(&s.awake_calendars)
-                .any(|c| c == name)
-        })
+        .filter(|s| s.names_calendar(name))
         .map(|s| s.name)
         .collect();
     names.sort();

@@ -41,11 +41,7 @@ fn cron_schedule(args: &NextArgs) -> Result<Schedule> {
 /// The calendars `schedule` names, each of which must exist.
 pub(crate) async fn calendars(store: &dyn StateStore, schedule: &Schedule) -> Result<Calendars> {
     let mut calendars = Calendars::none();
-    for name in schedule
-        .skip_calendars
-        .iter()
-        .chain(&schedule.awake_calendars)
-    {
+    for name in schedule.calendar_names() {
         let calendar = store
             .get_calendar(name)
             .await
@@ -54,26 +50,6 @@ pub(crate) async fn calendars(store: &dyn StateStore, schedule: &Schedule) -> Re
         calendars.insert(calendar);
     }
     Ok(calendars)
-}
-
-/// The next `count` fires strictly after `after` that happen, with the skipped ones among
-/// them.
-pub(crate) fn upcoming(
-    schedule: &Schedule,
-    after: chrono::DateTime<Utc>,
-    count: usize,
-    calendars: &Calendars,
-) -> Vec<Fire> {
-    let mut fires = Vec::new();
-    let mut happening = 0;
-    for fire in schedule.occurrences_after(after, calendars) {
-        happening += usize::from(fire.skipped.is_none());
-        fires.push(fire);
-        if happening == count {
-            break;
-        }
-    }
-    fires
 }
 
 /// Prints the next `--count` fire times strictly after `--after`.
@@ -109,7 +85,7 @@ pub async fn run(args: &NextArgs, opts: &GlobalOpts) -> Result<()> {
             (schedule, calendars)
         }
     };
-    let fires = upcoming(&schedule, after, usize::from(args.count), &calendars);
+    let fires = schedule.upcoming(after, usize::from(args.count), &calendars);
     // A --cron preview has no action to show: it prints the contract's {utc, local} only.
     let with_action = stored.is_some();
     match opts.output {

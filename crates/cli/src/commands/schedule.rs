@@ -407,7 +407,7 @@ struct ScheduleJson {
 
 fn show(schedule: Schedule, calendars: &Calendars, out: Output) -> Result<()> {
     let upcoming = if schedule.enabled {
-        super::next::upcoming(&schedule, Utc::now(), 5, calendars)
+        schedule.upcoming(Utc::now(), 5, calendars)
     } else {
         Vec::new()
     };

@@ -409,9 +409,7 @@ fn print_holiday(schedule: &Schedule, calendars: &Calendars, end: DateTime<Utc>)
         "The holiday: curfew next --schedule {SCHEDULE} after the simulated day"
     ))?;
     let mut table = output::table(["local", "action", "note"]);
-    let mut happening = 0;
-    for fire in schedule.occurrences_after(end, calendars) {
-        happening += usize::from(fire.skipped.is_none());
+    for fire in schedule.upcoming(end, 3, calendars) {
         table.add_row(vec![
             berlin(fire.time.utc),
             fire.action.to_string(),
@@ -419,9 +417,6 @@ fn print_holiday(schedule: &Schedule, calendars: &Calendars, end: DateTime<Utc>)
                 .map(|s| format!("skipped: {s}"))
                 .unwrap_or_default(),
         ]);
-        if happening == 3 {
-            break;
-        }
     }
     outln!("{table}")
 }

@@ -393,14 +393,10 @@ pub(crate) async fn calendars_of(
     reads: &mut CalendarReads,
 ) -> PortResult<Calendars> {
     let mut calendars = Calendars::none();
-    for name in schedule
-        .skip_calendars
-        .iter()
-        .chain(&schedule.awake_calendars)
-    {
+    for name in schedule.calendar_names() {
         if !reads.read.contains_key(name) {
             let calendar = hub.store.get_calendar(name).await?;
-            reads.read.insert(name.clone(), calendar);
+            reads.read.insert(name.to_string(), calendar);
         }
         match &reads.read[name] {
             Some(c) => calendars.insert(c.clone()),
