@@ -46,8 +46,14 @@ export const METRIC_NAMESPACE = 'curfew';
 /** The poller runs every minute: a fire more than five minutes late means it was down or stuck. */
 export const POLLER_LAG_ALARM_SECONDS = 300;
 
-/** Messages per SQS batch for the router and the worker (SendMessageBatch's own maximum is 10). */
+/** Messages per SQS batch for the router (SendMessageBatch's own maximum is 10). */
 export const SQS_BATCH_SIZE = 10;
+
+/**
+ * Messages per batch for the worker: one task chunk of up to 100 targets of one account
+ * (`TASK_BATCH_SIZE` in crates/core/src/service/mod.rs), so invocations stay about the same size.
+ */
+export const TASK_BATCH_SIZE = 1;
 
 /** How often the poller looks for due schedules. */
 export const POLL_SCHEDULE = events.Schedule.rate(Duration.minutes(1));
@@ -298,7 +304,7 @@ export class CurfewHub extends Stack {
     );
     this.worker.function.addEventSource(
       new SqsEventSource(this.taskQueue.queue, {
-        batchSize: SQS_BATCH_SIZE,
+        batchSize: TASK_BATCH_SIZE,
         reportBatchItemFailures: true,
         maxConcurrency: workerMaxConcurrency.valueAsNumber,
       }),

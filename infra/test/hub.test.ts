@@ -232,9 +232,9 @@ describe('functions', () => {
 });
 
 describe('event sources', () => {
-  test('the worker takes batches of 10, reports item failures and is capped by WorkerMaxConcurrency', () => {
+  test('the worker takes one task chunk at a time, reports item failures and is capped by WorkerMaxConcurrency', () => {
     const mapping = mappingFor(functionNamed(FUNCTION_NAMES.worker).id);
-    assert.equal(mapping.BatchSize, 10);
+    assert.equal(mapping.BatchSize, 1);
     assert.deepEqual(mapping.FunctionResponseTypes, ['ReportBatchItemFailures']);
     assert.deepEqual(mapping.ScalingConfig, { MaximumConcurrency: { Ref: 'WorkerMaxConcurrency' } });
   });

@@ -363,7 +363,7 @@ pub fn is_dev(t: &FleetTarget) -> bool {
 
 impl TestHub {
     /// Routes every queued operation, then takes every task message off the task queue
-    /// without working it (the test delivers them itself).
+    /// without working it, one per target of each chunk (the test delivers them itself).
     pub async fn route_and_take_tasks(&self) -> Vec<curfew_core::operation::TaskMessage> {
         let mut router = self.dispatcher();
         router.work_tasks = false;
@@ -383,7 +383,7 @@ impl TestHub {
                 return messages;
             }
             for m in batch {
-                messages.push(serde_json::from_str(m.body().unwrap()).unwrap());
+                messages.extend(curfew_core::chunk::read_task_body(m.body().unwrap()).unwrap());
                 sqs.delete_message()
                     .queue_url(&self.config.task_queue_url)
                     .receipt_handle(m.receipt_handle().unwrap())

@@ -24,17 +24,20 @@ use tokio::time::Instant;
 
 use chrono::{TimeZone, Utc};
 use curfew_core::account::Account;
+use curfew_core::chunk::read_task_body;
 use curfew_core::clock::ManualClock;
 use curfew_core::decision::{Action, SkipReason};
 use curfew_core::fakes::{self, FakeSpokes, MemoryQueue, MemoryStore};
-use curfew_core::operation::{Discovery, OpCounts, OpStatus, Task, TaskMessage, TaskStatus};
+use curfew_core::operation::{Discovery, OpCounts, OpStatus, Task, TaskStatus};
 use curfew_core::ports::{AccountStore, OperationStore, Queue};
 use curfew_core::selector::Selector;
 
 use crate::around::AroundSpokes;
 use crate::sim::{event_source, Latency, Simulation, SlowSpokes, Source, Sourced, SpokeTraffic};
 use curfew_core::service::invocation::{invoke, Invocation};
-use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Delivery, Hub};
+use curfew_core::service::{
+    router_batch, worker_batch, BatchOutcome, Delivery, Hub, TASK_BATCH_SIZE,
+};
 use curfew_core::target::{Processes, Sizes, Target, TargetKind};
 use futures::stream::{self, StreamExt};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -521,6 +524,9 @@ impl Fleet {
             task_sends.time_into(fake_time.clone());
             hub.spokes = Arc::new(TimedSpokes::new(spokes.clone(), fake_time.clone()));
         }
+        if let Some(chunk) = sim.and_then(|s| s.chunk_targets) {
+            hub.settings.chunk_targets = chunk;
+        }
         let slow_spokes = sim.map(|s| Arc::new(SlowSpokes::new(spokes.clone(), &s, clock.clone())));
         if let Some(slow) = &slow_spokes {
             hub.spokes = slow.clone();
@@ -646,8 +652,11 @@ impl Fleet {
                         if outcome.failed.contains(id) {
                             continue;
                         }
-                        let first = serde_json::from_str::<TaskMessage>(body)
-                            .is_ok_and(|t| Some(&t.target.account) == first_account.as_ref());
+                        let first = read_task_body(body).is_ok_and(|tasks| {
+                            tasks
+                                .first()
+                                .is_some_and(|t| Some(&t.target.account) == first_account.as_ref())
+                        });
                         let slot = if first { &mut done.0 } else { &mut done.1 };
                         *slot = (*slot).max(at);
                     }
@@ -665,6 +674,7 @@ impl Fleet {
                     Source {
                         lambda: "router",
                         concurrency,
+                        batch: BATCH,
                         fair: !sim.unfair,
                         upstream_done: None,
                     },
@@ -680,6 +690,7 @@ impl Fleet {
                     Source {
                         lambda: "worker",
                         concurrency,
+                        batch: TASK_BATCH_SIZE,
                         fair: !sim.unfair,
                         upstream_done: Some(&routing_done),
                     },
@@ -702,10 +713,10 @@ impl Fleet {
             report.sourced = Some((routed.clone(), worked.clone()));
             (Worked::from(routed), Worked::from(worked))
         } else {
-            let routed = work_queue(&self.router_q, concurrency, route).await;
+            let routed = work_queue(&self.router_q, BATCH, concurrency, route).await;
             report.route = started.elapsed();
             let started = Instant::now();
-            let worked = work_queue(&self.task_q, concurrency, work).await;
+            let worked = work_queue(&self.task_q, TASK_BATCH_SIZE, concurrency, work).await;
             report.work = started.elapsed();
             report.cpu = Some(CpuSplit {
                 process: process_cpu() - cpu_before.0,
@@ -949,10 +960,15 @@ impl From<Sourced> for Worked {
     }
 }
 
-/// Works `queue` in batches of [`BATCH`], `concurrency` batches at once, until it is empty or
+/// Works `queue` in batches of `batch` messages, `concurrency` batches at once, until it is empty or
 /// [`MAX_ROUNDS`] rounds have passed; failed messages go back on the queue, rejected ones are
 /// reported and dropped (they would go to the DLQ).
-async fn work_queue<F, Fut>(queue: &MemoryQueue, concurrency: usize, handler: F) -> Worked
+async fn work_queue<F, Fut>(
+    queue: &MemoryQueue,
+    batch: usize,
+    concurrency: usize,
+    handler: F,
+) -> Worked
 where
     F: Fn(Vec<(String, String)>) -> Fut,
     Fut: std::future::Future<Output = (Vec<(String, String)>, BatchOutcome)>,
@@ -971,7 +987,7 @@ where
         let rounds = worked.rounds;
         let bodies = queue.take_all();
         let batches: Vec<Vec<(String, String)>> = bodies
-            .chunks(BATCH)
+            .chunks(batch)
             .enumerate()
             .map(|(b, chunk)| {
                 chunk

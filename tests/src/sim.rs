@@ -29,7 +29,6 @@ use rand::{RngExt, SeedableRng};
 use tokio::time::Instant;
 
 use crate::around::{AroundCall, AroundSpokes, InnerCall};
-use crate::bench::BATCH;
 
 /// How long each kind of call takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +76,8 @@ pub struct Simulation {
     /// alike) instead of as the fair queue curfew's task messages make it (their account is
     /// their `MessageGroupId`): the "before" of the fairness measurement.
     pub unfair: bool,
+    /// Targets per task message (the router's `chunk_targets`; `None`: its default, 100).
+    pub chunk_targets: Option<usize>,
 }
 
 /// The seed of the receives' sampling.
@@ -316,7 +317,7 @@ impl AroundCall for SlowSpokes {
 /// What working a queue as an event source mapping took.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sourced {
-    /// Handler invocations (receives of up to 10 messages).
+    /// Handler invocations (receives of up to a batch of messages).
     pub invocations: usize,
     /// The sum of every invocation's duration: the work the pollers shared.
     pub busy: Duration,
@@ -339,6 +340,9 @@ pub struct Source<'a> {
     pub lambda: &'static str,
     /// Its maximum concurrency.
     pub concurrency: usize,
+    /// Messages one invocation receives at most (the mapping's batch size: ten for the
+    /// router, one chunk for the worker).
+    pub batch: usize,
     /// Receive as a fair queue (see [`Backlog`]).
     pub fair: bool,
     /// Set once nothing more will be sent to the queue (`None`: everything is already there).
@@ -454,8 +458,8 @@ impl Backlog {
 }
 
 /// Works `queue` the way an SQS event source mapping does: `source.concurrency` pollers (each
-/// one execution environment of `source.lambda`), each receiving up to 10 messages whenever it
-/// is free and handing them to `handler`; failed messages come back after [`RETRY_AFTER`],
+/// one execution environment of `source.lambda`), each receiving up to `source.batch` messages
+/// whenever it is free and handing them to `handler`; failed messages come back after [`RETRY_AFTER`],
 /// rejected ones are dropped (reported). Returns once nothing more will be sent, the queue is
 /// empty, nothing is in flight and nothing waits to come back.
 pub async fn event_source<F, Fut>(queue: &MemoryQueue, source: Source<'_>, handler: F) -> Sourced
@@ -486,7 +490,7 @@ where
                     while waiting.front().is_some_and(|(at, _)| *at <= now) {
                         backlog.add(waiting.pop_front().expect("checked").1);
                     }
-                    let batch = backlog.receive(BATCH, source.fair);
+                    let batch = backlog.receive(source.batch, source.fair);
                     if batch.is_empty() && backlog.is_idle() && waiting.is_empty() && upstream_done
                     {
                         return;

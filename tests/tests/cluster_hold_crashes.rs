@@ -153,7 +153,9 @@ impl Fleet {
         }
         let bodies = self.task_q.take_all();
         assert_eq!(bodies.len(), 1);
-        (op.operation_id, serde_json::from_str(&bodies[0]).unwrap())
+        let mut tasks = curfew_core::chunk::read_task_body(&bodies[0]).unwrap();
+        assert_eq!(tasks.len(), 1);
+        (op.operation_id, tasks.remove(0))
     }
 
     /// Runs one operation: the first delivery dies right after its `crash_after`-th port call;

@@ -3,9 +3,12 @@
 //! targets seeded asleep with DESIGN.md's reasons, and count one task per target. The full-size
 //! runs are `make bench`'s.
 
+use std::collections::BTreeMap;
+
+use curfew_core::chunk::MAX_CHUNK_TARGETS;
 use curfew_core::decision::Action;
 use curfew_core::operation::OpStatus;
-use curfew_tests::scale::{run, Fleet, FleetShape, Problem};
+use curfew_tests::scale::{run, seed_plan, Fleet, FleetShape, Problem};
 use proptest::prelude::*;
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -30,6 +33,13 @@ proptest! {
     ) {
         let shape = FleetShape { targets, accounts, regions, concurrency, asleep_every, big_account: 0 };
         let report = block_on(run(&shape));
+        // One task message per account, or one per hundred of its targets.
+        let (_, seeded) = seed_plan(&shape);
+        let mut per_account: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &seeded {
+            *per_account.entry(s.target.account.as_str()).or_default() += 1;
+        }
+        let chunks: u64 = per_account.values().map(|n| n.div_ceil(MAX_CHUNK_TARGETS) as u64).sum();
         let problems: Vec<String> = report.problems().take(5).map(|p| p.to_string()).collect();
         prop_assert!(problems.is_empty(), "{:?}: {:?}", shape, problems);
         // One in `asleep_every` (none for 0).
@@ -43,7 +53,7 @@ proptest! {
             prop_assert_eq!(wave.counts.skipped, asleep as u64);
             prop_assert_eq!(wave.counts.failed + wave.counts.dead_lettered, 0);
             prop_assert_eq!((wave.checked, wave.checked_asleep), (targets, asleep));
-            prop_assert_eq!(wave.task_sends.messages, targets as u64);
+            prop_assert_eq!(wave.task_sends.messages, chunks);
             prop_assert!(wave.store.total() > 0 && wave.spoke_calls > 0);
         }
         prop_assert!(report.is_clean());

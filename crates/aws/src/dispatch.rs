@@ -10,7 +10,9 @@ use aws_sdk_sqs::types::{
 };
 use aws_sdk_sqs::Client;
 use curfew_core::ports::{ErrorKind, PortError, PortResult};
-use curfew_core::service::{router_batch, worker_batch, BatchOutcome, Delivery, Hub};
+use curfew_core::service::{
+    router_batch, worker_batch, BatchOutcome, Delivery, Hub, TASK_BATCH_SIZE,
+};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::classify;
@@ -20,7 +22,8 @@ use crate::error::classify;
 pub struct DrainReport {
     /// Router messages handled successfully.
     pub router_messages: usize,
-    /// Task messages handled successfully (counting duplicate deliveries).
+    /// Task messages (chunks of up to a hundred targets of one account) handled successfully
+    /// (counting duplicate deliveries).
     pub task_messages: usize,
     /// Deliveries left on a queue for a retry.
     pub retries: usize,
@@ -65,12 +68,14 @@ impl Dispatcher {
         }
     }
 
-    async fn receive(&self, url: &str) -> PortResult<Vec<Message>> {
+    /// Up to `max` messages of `url`: the router's source takes ten, the worker's one chunk
+    /// ([`curfew_core::service::TASK_BATCH_SIZE`]), as the hub's event source mappings do.
+    async fn receive(&self, url: &str, max: usize) -> PortResult<Vec<Message>> {
         let out = self
             .sqs
             .receive_message()
             .queue_url(url)
-            .max_number_of_messages(crate::sqs::MAX_BATCH as i32)
+            .max_number_of_messages(max as i32)
             .wait_time_seconds(0)
             // The worker gives a task up on its message's last receive, as the Lambda event
             // source mapping passes it in each record's attributes.
@@ -201,7 +206,9 @@ impl Dispatcher {
     pub async fn drain(&self) -> PortResult<DrainReport> {
         let mut report = DrainReport::default();
         loop {
-            let router_messages = self.receive(&self.router_url).await?;
+            let router_messages = self
+                .receive(&self.router_url, crate::sqs::MAX_BATCH)
+                .await?;
             if !router_messages.is_empty() {
                 let outcome = router_batch(&self.hub, &Self::pairs(&router_messages)).await;
                 report.router_messages += self
@@ -237,7 +244,7 @@ impl Dispatcher {
         let mut queue_empty = false;
         loop {
             while !queue_empty && running.len() < self.max_concurrency {
-                let batch = self.receive(&self.task_url).await?;
+                let batch = self.receive(&self.task_url, TASK_BATCH_SIZE).await?;
                 if batch.is_empty() {
                     queue_empty = true;
                     break;

@@ -198,6 +198,13 @@ pub fn settings_from(env: impl Fn(&str) -> Option<String>) -> Result<Settings, C
             1..=1000,
             "receives",
         )? as u32,
+        chunk_targets: bounded(
+            env,
+            "CURFEW_CHUNK_TARGETS",
+            curfew_core::chunk::MAX_CHUNK_TARGETS as i64,
+            1..=curfew_core::chunk::MAX_CHUNK_TARGETS as i64,
+            "targets",
+        )? as usize,
         audit: audit_signer(env)?,
         ..Settings::default()
     })

@@ -152,10 +152,34 @@ impl Queue for SqsQueue {
     }
 }
 
+/// The most bytes of message bodies one SendMessageBatch call carries: SQS refuses a call
+/// whose messages add up to more than 256 KiB, and the router's task chunks are up to
+/// 200 KiB each ([`curfew_core::chunk::MAX_CHUNK_BYTES`]). The rest of the limit is left to
+/// the message attributes (the tenant, the trace header).
+pub const MAX_BATCH_BYTES: usize = 240 * 1024;
+
+/// `bodies` cut into SendMessageBatch calls of at most [`MAX_BATCH`] messages and
+/// [`MAX_BATCH_BYTES`] bytes, in order (a body larger than that goes alone; SQS judges it).
+pub fn batches(bodies: &[String]) -> Vec<&[String]> {
+    let mut calls = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, body) in bodies.iter().enumerate() {
+        if i > start && (i - start == MAX_BATCH || bytes + body.len() > MAX_BATCH_BYTES) {
+            calls.push(&bodies[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += body.len();
+    }
+    if start < bodies.len() {
+        calls.push(&bodies[start..]);
+    }
+    calls
+}
+
 impl SqsQueue {
     async fn send_all(&self, tenant: Option<&str>, bodies: &[String]) -> PortResult<()> {
-        let sends: Vec<_> = bodies
-            .chunks(MAX_BATCH)
+        let sends: Vec<_> = batches(bodies)
+            .into_iter()
             .map(|batch| self.send_batch(tenant, batch))
             .collect();
         stream::iter(sends)
@@ -205,6 +229,27 @@ mod tests {
         let bodies: Vec<String> = (0..25).map(|i| format!("{{\"n\":{i}}}")).collect();
         queue.send(&bodies).await.unwrap();
         assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[test]
+    fn batches_hold_ten_messages_and_at_most_240_kib() {
+        let small: Vec<String> = (0..25).map(|i| i.to_string()).collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        let chunk = "x".repeat(100 * 1024);
+        let large = vec![
+            chunk.clone(),
+            chunk.clone(),
+            chunk.clone(),
+            "y".repeat(300 * 1024),
+        ];
+        let sizes: Vec<usize> = batches(&large).iter().map(|b| b.len()).collect();
+        assert_eq!(
+            sizes,
+            [2, 1, 1],
+            "two 100 KiB bodies fit, a third does not; 300 KiB goes alone"
+        );
+        assert!(batches(&[]).is_empty());
     }
 
     /// A SendMessageBatch answer with no failed entry.

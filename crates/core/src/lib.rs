@@ -32,6 +32,7 @@ pub mod audit;
 pub mod audit_list;
 pub mod audit_verify;
 pub mod calendar;
+pub mod chunk;
 pub mod clock;
 pub mod cluster;
 pub mod cluster_hold;

@@ -411,12 +411,21 @@ pub enum RouterMessage {
         /// The operation id.
         op_id: String,
     },
-    /// Plan one shard's tasks and send them.
+    /// Plan one shard's tasks and send them (what the router sent before [`Self::Account`];
+    /// still read, so messages in flight across an upgrade are planned).
     Shard {
         /// The operation id.
         op_id: String,
         /// The shard.
         shard: Shard,
+    },
+    /// Plan the tasks of every shard of one account and send them together, in chunks that
+    /// span its regions ([`crate::chunk`]).
+    Account {
+        /// The operation id.
+        op_id: String,
+        /// The account's shards, one per region.
+        shards: Vec<Shard>,
     },
 }
 

@@ -5,12 +5,13 @@ mod common;
 
 use chrono::Duration;
 use common::*;
+use curfew_core::chunk::read_task_body;
 use curfew_core::clock::Clock;
 use curfew_core::operation::{OpStatus, Operation, TaskStatus};
-use curfew_core::ports::{OperationStore, ScheduleStore, TargetStore};
+use curfew_core::ports::{AccountStore, OperationStore, ScheduleStore, TargetStore};
 use curfew_core::schedule::{Schedule, ScheduleRecord};
 use curfew_core::service::{poller, router_batch, worker_batch};
-use curfew_core::target::Sizes;
+use curfew_core::target::{Sizes, Target};
 
 #[tokio::test]
 async fn a_stop_saves_baselines_and_scales_asgs_to_zero_and_node_groups_to_zero_keeping_max() {
@@ -292,4 +293,110 @@ async fn a_batch_whose_operation_could_not_be_settled_leaves_its_messages_for_re
         (op.status, op.counts.succeeded, op.counts.total),
         (OpStatus::Succeeded, 2, 2)
     );
+}
+
+#[tokio::test]
+async fn an_accounts_targets_in_every_region_travel_as_one_chunk_and_finish_together() {
+    let w = world(&[]).await;
+    let mut account = w.store.get_account(DEV).await.unwrap().unwrap();
+    account.regions.push("us-east-1".into());
+    w.store.put_account(&account).await.unwrap();
+    let far = Target {
+        region: "us-east-1".into(),
+        ..asg(DEV)
+    };
+    w.spokes.add(far.clone(), ASG_SIZES);
+    let id = w.begin(true, false).await;
+
+    let chunks = w.route_chunks().await;
+    assert_eq!(chunks.len(), 1, "one message for the account's two regions");
+    let targets: Vec<String> = read_task_body(&chunks[0])
+        .unwrap()
+        .iter()
+        .map(|t| t.target.key())
+        .collect();
+    assert_eq!(targets.len(), 3, "{targets:?}");
+    assert!(targets.contains(&far.key()), "{targets:?}");
+
+    let outcome = worker_batch(&w.hub, &deliveries(chunks)).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    let op = w.op(&id).await;
+    assert_eq!(
+        (op.status, op.counts.succeeded, op.shards_total),
+        (OpStatus::Succeeded, 3, Some(2))
+    );
+    assert_eq!(w.sizes(&far), Sizes::new(0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_chunk_with_a_busy_target_comes_back_whole_and_its_redelivery_finishes_only_that_one() {
+    let w = world(&[]).await;
+    w.spokes.set_busy(&nodegroup(DEV).key(), true);
+    let id = w.begin(true, false).await;
+    let chunk = deliveries(w.route_chunks().await);
+    assert_eq!(chunk.len(), 1);
+
+    let outcome = worker_batch(&w.hub, &chunk).await;
+    assert_eq!(outcome.failed, [chunk[0].message_id.clone()], "{outcome:?}");
+    assert!(outcome.rejected.is_empty() && outcome.dead_lettered.is_empty());
+    assert_eq!(w.sizes(&asg(DEV)), Sizes::new(0, 0, 0), "the ASG is done");
+    assert_eq!(w.op(&id).await.status, OpStatus::Running);
+
+    w.spokes.set_busy(&nodegroup(DEV).key(), false);
+    let changes_before = w.spokes.changes().len();
+    let outcome = worker_batch(&w.hub, &chunk).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    let op = w.op(&id).await;
+    assert_eq!(
+        (op.status, op.counts.succeeded, op.counts.total),
+        (OpStatus::Succeeded, 2, 2),
+        "the ASG is counted once"
+    );
+    assert_eq!(
+        w.spokes.changes().len(),
+        changes_before + 1,
+        "the redelivery changed only the node group"
+    );
+    assert_eq!(w.baseline(&asg(DEV)).await, Some(ASG_SIZES));
+}
+
+#[tokio::test]
+async fn a_hundred_and_fifty_targets_of_one_account_go_out_as_two_chunks() {
+    let w = world(&[]).await;
+    for i in 0..148 {
+        w.spokes.add(
+            Target {
+                name: format!("dev-asg-{i}"),
+                ..asg(DEV)
+            },
+            ASG_SIZES,
+        );
+    }
+    let id = w.begin(true, false).await;
+    let chunks = w.route_chunks().await;
+    let sizes: Vec<usize> = chunks
+        .iter()
+        .map(|c| read_task_body(c).unwrap().len())
+        .collect();
+    assert_eq!(sizes, [100, 50]);
+    let outcome = worker_batch(&w.hub, &deliveries(chunks)).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    let op = w.op(&id).await;
+    assert_eq!((op.status, op.counts.succeeded), (OpStatus::Succeeded, 150));
+}
+
+#[tokio::test]
+async fn a_malformed_chunk_is_rejected_naming_the_field_and_changes_nothing() {
+    let w = world(&[]).await;
+    w.begin(true, false).await;
+    let mut chunk: serde_json::Value = serde_json::from_str(&w.route_chunks().await[0]).unwrap();
+    chunk["targets"][0]["kind"] = serde_json::json!("lambda");
+    let outcome = worker_batch(&w.hub, &deliveries(vec![chunk.to_string()])).await;
+    assert_eq!(outcome.rejected.len(), 1, "{outcome:?}");
+    assert!(
+        outcome.rejected[0].1.contains("malformed task chunk"),
+        "{outcome:?}"
+    );
+    assert!(outcome.rejected[0].1.contains("lambda"), "{outcome:?}");
+    assert_eq!(w.sizes(&asg(DEV)), ASG_SIZES);
 }

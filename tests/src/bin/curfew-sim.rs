@@ -289,6 +289,8 @@ async fn main() {
         }),
         throttled: arg("--throttled-pct", 0) as f64 / 100.0,
         unfair: std::env::args().any(|a| a == "--unfair"),
+        // Targets per task message, 0: the router's default (100).
+        chunk_targets: Some(arg("--chunk", 0)).filter(|&n| n > 0),
     };
     let real = Instant::now();
     let reports = if std::env::args().any(|a| a == "--targets") {

@@ -6,6 +6,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::Hub;
+use crate::chunk::read_task_body;
 use crate::decision::Action;
 use crate::operation::{TaskMessage, TaskStatus};
 use crate::ports::{DeadLetter, DeadLetterQueue, PortResult, StateStore};
@@ -13,7 +14,9 @@ use crate::ports::{DeadLetter, DeadLetterQueue, PortResult, StateStore};
 /// Task records read at once while listing.
 const LOOKUPS: usize = 8;
 
-/// One message in the task dead-letter queue, with its task as the state table has it.
+/// One target of a message in the task dead-letter queue, with its task as the state table has
+/// it. A chunk lists the targets whose tasks did not end (dead-lettered or still open); one
+/// whose every task ended lists them all.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeadLetterEntry {
     /// The SQS message id.
@@ -34,7 +37,8 @@ pub struct DeadLetterEntry {
     pub problem: Option<String>,
 }
 
-/// Up to `limit` messages of the dead-letter queue with their tasks; nothing is deleted or
+/// The targets of up to `limit` messages of the dead-letter queue with their tasks, one entry
+/// per target (a message with no readable target is one entry naming its problem); nothing is deleted or
 /// changed (the queue's [`DeadLetterQueue::peek`] says how it reads without taking).
 pub async fn list(
     store: &dyn StateStore,
@@ -42,14 +46,17 @@ pub async fn list(
     limit: usize,
 ) -> PortResult<Vec<DeadLetterEntry>> {
     let letters = dlq.peek(limit).await?;
-    stream::iter(letters.into_iter().map(|letter| entry(store, letter)))
-        .buffered(LOOKUPS)
-        .try_collect()
-        .await
+    let per_letter: Vec<Vec<DeadLetterEntry>> =
+        stream::iter(letters.into_iter().map(|letter| entries(store, letter)))
+            .buffered(LOOKUPS)
+            .try_collect()
+            .await?;
+    Ok(per_letter.into_iter().flatten().collect())
 }
 
-async fn entry(store: &dyn StateStore, letter: DeadLetter) -> PortResult<DeadLetterEntry> {
-    let mut entry = DeadLetterEntry {
+/// One entry per target of the letter's chunk (one with the problem if it names none).
+async fn entries(store: &dyn StateStore, letter: DeadLetter) -> PortResult<Vec<DeadLetterEntry>> {
+    let entry = DeadLetterEntry {
         message_id: letter.message_id,
         receive_count: letter.receive_count,
         op_id: None,
@@ -59,13 +66,37 @@ async fn entry(store: &dyn StateStore, letter: DeadLetter) -> PortResult<DeadLet
         reason: None,
         problem: None,
     };
-    let message: TaskMessage = match serde_json::from_str(&letter.body) {
-        Ok(message) => message,
+    let messages = match read_task_body(&letter.body) {
+        Ok(messages) => messages,
         Err(e) => {
-            entry.problem = Some(format!("not a task message: {e}"));
-            return Ok(entry);
+            return Ok(vec![DeadLetterEntry {
+                problem: Some(format!("not a task message: {e}")),
+                ..entry
+            }]);
         }
     };
+    let mut found = Vec::with_capacity(messages.len());
+    for message in messages {
+        found.push(task_entry(store, entry.clone(), message).await?);
+    }
+    // A chunk's targets whose tasks ended (succeeded, skipped, failed) are not what waits
+    // here, and a redrive leaves them as they are: list the rest, or all if none is left.
+    let waiting: Vec<DeadLetterEntry> = found
+        .iter()
+        .filter(|e| {
+            e.task_status
+                .is_none_or(|s| !s.is_final() || s == TaskStatus::DeadLettered)
+        })
+        .cloned()
+        .collect();
+    Ok(if waiting.is_empty() { found } else { waiting })
+}
+
+async fn task_entry(
+    store: &dyn StateStore,
+    mut entry: DeadLetterEntry,
+    message: TaskMessage,
+) -> PortResult<DeadLetterEntry> {
     let key = message.target.key();
     match store.get_task(&message.op_id, &key).await? {
         Some(task) => {
@@ -122,21 +153,23 @@ pub async fn redrive(hub: &Hub, dlq: &dyn DeadLetterQueue) -> PortResult<Redrive
             return Ok(report);
         }
         for letter in &batch {
-            let Ok(message) = serde_json::from_str::<TaskMessage>(&letter.body) else {
+            let Ok(messages) = read_task_body(&letter.body) else {
                 report.not_tasks += 1;
                 continue;
             };
-            let key = message.target.key();
-            if hub
-                .store
-                .reopen_task(&message.op_id, &key, hub.clock.now())
-                .await?
-            {
-                tracing::info!(op_id = %message.op_id, target = %key, "dead-lettered task reopened");
-                report.reopened.push(ReopenedTask {
-                    op_id: message.op_id,
-                    target: key,
-                });
+            for message in messages {
+                let key = message.target.key();
+                if hub
+                    .store
+                    .reopen_task(&message.op_id, &key, hub.clock.now())
+                    .await?
+                {
+                    tracing::info!(op_id = %message.op_id, target = %key, "dead-lettered task reopened");
+                    report.reopened.push(ReopenedTask {
+                        op_id: message.op_id,
+                        target: key,
+                    });
+                }
             }
         }
         let bodies: Vec<String> = batch.iter().map(|letter| letter.body.clone()).collect();

@@ -14,6 +14,7 @@ pub mod worker;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use tracing::Instrument;
 
 use chrono::Duration;
@@ -57,6 +58,10 @@ pub struct Settings {
     /// How long a task may wait on a node group that stays UPDATING before a `stuck_updating`
     /// notice tells a person; zero: never.
     pub stuck_updating: Duration,
+    /// Targets the router puts in one task message at most (1 to
+    /// [`crate::chunk::MAX_CHUNK_TARGETS`]): fewer spreads an account over more worker
+    /// invocations, at one AssumeRole each.
+    pub chunk_targets: usize,
 }
 
 impl Default for Settings {
@@ -71,6 +76,7 @@ impl Default for Settings {
             enforce_interval: Duration::minutes(1),
             audit: AuditSigner::default(),
             stuck_updating: Duration::minutes(30),
+            chunk_targets: crate::chunk::MAX_CHUNK_TARGETS,
         }
     }
 }
@@ -106,7 +112,7 @@ pub(crate) fn to_body<T: serde::Serialize>(message: &T) -> String {
 pub struct Delivery {
     /// The message id (what a partial batch failure names).
     pub message_id: String,
-    /// The body, a [`TaskMessage`] in JSON.
+    /// The body: a [`crate::chunk::TaskChunk`] (or one target's [`TaskMessage`]) in JSON.
     pub body: String,
     /// How many times the queue has handed the message out, this time included (SQS's
     /// `ApproximateReceiveCount`; 1 on the first receive).
@@ -142,7 +148,7 @@ pub struct BatchOutcome {
     pub dead_lettered: Vec<String>,
 }
 
-/// What became of one task message in a batch.
+/// What became of one target's task (or of a message that names none) in a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Verdict {
     /// Its task is final: delete the message once its operation is settled.
@@ -155,28 +161,41 @@ enum Verdict {
     Rejected(String),
 }
 
-/// Works a batch of task messages concurrently.
+/// A target's operation (none for a message that names no target) and what became of it.
+type TargetVerdict = (Option<String>, Verdict);
+
+/// Targets one worker invocation works at once. A chunk holds up to a hundred targets of one
+/// account ([`crate::chunk`]); ten at a time keeps one account's API calls from bursting and a
+/// full chunk well inside the worker's timeout.
+pub const TARGETS_AT_ONCE: usize = 10;
+
+/// Task messages the worker's event source hands one invocation: one chunk, so the
+/// invocations of a wave stay about the same size and the last one to finish is short (with
+/// ten chunks an invocation could hold a thousand targets).
+pub const TASK_BATCH_SIZE: usize = 1;
+
+/// Works a batch of task messages: every target of every chunk ([`crate::chunk`]), up to
+/// [`TARGETS_AT_ONCE`] at a time.
 ///
-/// A message on its last receive (`receive_count >= settings.task_max_receives`) that would be
-/// left for a retry — its task not done yet, or an error — gives its task up
-/// ([`worker::give_up`]: DEAD_LETTERED, counted once) and is still reported failed, so SQS
-/// moves it to the dead-letter queue; the operation then settles instead of waiting forever.
-/// A message whose task is already dead-lettered is reported failed too, so every message of
-/// a given-up task gathers in the dead-letter queue for `curfew dlq redrive`.
+/// A message is deleted only when every one of its targets' tasks is final; otherwise it is
+/// reported failed and comes back whole (its finished targets then find their tasks final and
+/// change nothing). A target on its message's last receive
+/// (`receive_count >= settings.task_max_receives`) that would be left for a retry — its task
+/// not done yet, or an error — gives its task up ([`worker::give_up`]: DEAD_LETTERED, counted
+/// once) and the message is still reported failed, so SQS moves it to the dead-letter queue;
+/// the operation then settles instead of waiting forever. A message with a dead-lettered task
+/// is reported failed too, so every message of a given-up task gathers in the dead-letter queue
+/// for `curfew dlq redrive`.
 pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
-    let parsed: Vec<(&Delivery, Result<TaskMessage, String>)> = deliveries
+    let parsed: Vec<(&Delivery, Result<Vec<TaskMessage>, String>)> = deliveries
         .iter()
-        .map(|delivery| {
-            let message = serde_json::from_str(&delivery.body)
-                .map_err(|e| format!("malformed task message: {e}"));
-            (delivery, message)
-        })
+        .map(|delivery| (delivery, crate::chunk::read_task_body(&delivery.body)))
         .collect();
     // Stops consult the overrides: read them once for the batch, not once per target. If the
     // read fails, each stop reads them itself (and retries through the queue if that fails).
     let any_stop = parsed.iter().any(|(_, m)| {
         m.as_ref()
-            .is_ok_and(|m| m.action == crate::decision::Action::Stop)
+            .is_ok_and(|m| m.iter().any(|m| m.action == crate::decision::Action::Stop))
     });
     let overrides = if any_stop {
         hub.store.active_overrides(hub.clock.now()).await.ok()
@@ -184,53 +203,39 @@ pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
         None
     };
     let overrides = overrides.as_deref();
-    let results = futures::future::join_all(parsed.into_iter().map(|(delivery, message)| {
-        // Every log line of a task's work carries its operation, account, region and target
-        // (the task's id is the operation and the target together).
-        let span = match &message {
-            Ok(m) => tracing::info_span!("task", op_id = %m.op_id, account = %m.target.account,
-                                         region = %m.target.region, target = %m.target.key(),
-                                         message_id = %delivery.message_id,
-                                         trace = delivery.trace_header.as_deref()),
-            Err(_) => tracing::info_span!("task", message_id = %delivery.message_id),
-        };
-        async move {
-            let id = &delivery.message_id;
-            let message = match message {
-                Ok(m) => m,
-                Err(cause) => return (id, None, Verdict::Rejected(cause)),
-            };
-            let (verdict, why) = match worker::work(hub, &message, overrides).await {
-                Ok(TaskStep::Finished(TaskStatus::DeadLettered)) => {
-                    return (id, Some(message.op_id), Verdict::DeadLettered)
-                }
-                Ok(TaskStep::Finished(_)) => return (id, Some(message.op_id), Verdict::Done),
-                Ok(TaskStep::RetryLater(why)) => {
-                    tracing::info!(message_id = %id, op_id = %message.op_id, target = %message.target.key(), %why, "task will be retried");
-                    (Verdict::Retry, why)
-                }
-                Err(e) if e.kind.is_retryable() => {
-                    tracing::warn!(message_id = %id, error = %e, "task failed; will be retried");
-                    (Verdict::Retry, e.to_string())
-                }
-                Err(e) => (Verdict::Rejected(e.to_string()), e.to_string()),
-            };
-            let verdict = if delivery.receive_count >= hub.settings.task_max_receives {
-                last_receive(hub, &message, delivery, &why, verdict).await
-            } else {
-                verdict
-            };
-            (id, Some(message.op_id), verdict)
+    let mut per_message: Vec<(&String, Vec<TargetVerdict>)> = Vec::new();
+    let mut work = Vec::new();
+    for (index, (delivery, messages)) in parsed.into_iter().enumerate() {
+        match messages {
+            Ok(messages) => {
+                per_message.push((&delivery.message_id, Vec::new()));
+                work.extend(messages.into_iter().map(|m| (index, delivery, m)));
+            }
+            Err(cause) => {
+                per_message.push((&delivery.message_id, vec![(None, Verdict::Rejected(cause))]))
+            }
         }
-        .instrument(span)
-    }))
-    .await;
+    }
+    // The futures are made up front, not by a closure inside the stream, so the batch's
+    // future stays `Send` for the console's spawned dispatcher.
+    let jobs: Vec<_> = work
+        .into_iter()
+        .map(|(index, delivery, message)| work_one(hub, index, delivery, message, overrides))
+        .collect();
+    let worked: Vec<(usize, String, Verdict)> = futures::stream::iter(jobs)
+        .buffer_unordered(TARGETS_AT_ONCE)
+        .collect()
+        .await;
+    for (index, op_id, verdict) in worked {
+        per_message[index].1.push((Some(op_id), verdict));
+    }
     // Settle each operation once per batch rather than once per task (two reads each). If that
     // fails, its finished messages stay on the queue: their redelivery settles it.
-    let settling: BTreeSet<&str> = results
+    let settling: BTreeSet<&str> = per_message
         .iter()
-        .filter(|(_, _, v)| matches!(v, Verdict::Done | Verdict::DeadLettered))
-        .filter_map(|(_, op, _)| op.as_deref())
+        .flat_map(|(_, verdicts)| verdicts)
+        .filter(|(_, v)| matches!(v, Verdict::Done | Verdict::DeadLettered))
+        .filter_map(|(op, _)| op.as_deref())
         .collect();
     let mut unsettled = BTreeSet::new();
     for op_id in settling {
@@ -240,22 +245,83 @@ pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
         }
     }
     let mut outcome = BatchOutcome::default();
-    for (id, op, verdict) in results {
-        match verdict {
-            Verdict::Done if !op.is_some_and(|op| unsettled.contains(&op)) => {}
-            Verdict::Done | Verdict::Retry => outcome.failed.push(id.clone()),
-            Verdict::DeadLettered => {
-                outcome.failed.push(id.clone());
-                outcome.dead_lettered.push(id.clone());
-            }
-            Verdict::Rejected(cause) => {
-                tracing::error!(message_id = %id, %cause, "message rejected");
-                outcome.failed.push(id.clone());
-                outcome.rejected.push((id.clone(), cause));
-            }
+    for (id, verdicts) in &per_message {
+        let retry = verdicts.iter().any(|(op, v)| {
+            *v == Verdict::Retry
+                || (*v == Verdict::Done && op.as_ref().is_some_and(|op| unsettled.contains(op)))
+        });
+        let rejected: Vec<&str> = verdicts
+            .iter()
+            .filter_map(|(_, v)| match v {
+                Verdict::Rejected(cause) => Some(cause.as_str()),
+                _ => None,
+            })
+            .collect();
+        let dead_lettered = verdicts.iter().any(|(_, v)| *v == Verdict::DeadLettered);
+        if retry || dead_lettered || !rejected.is_empty() {
+            outcome.failed.push((*id).clone());
+        }
+        if dead_lettered {
+            outcome.dead_lettered.push((*id).clone());
+        }
+        // A message with a target still to retry is not given up on for another's sake.
+        if !retry && !rejected.is_empty() {
+            let cause = rejected.join("; ");
+            tracing::error!(message_id = %id, %cause, "message rejected");
+            outcome.rejected.push(((*id).clone(), cause));
         }
     }
     outcome
+}
+
+/// Works one target of the batch's message `index`: its operation, and what its message
+/// should do about it.
+async fn work_one(
+    hub: &Hub,
+    index: usize,
+    delivery: &Delivery,
+    message: TaskMessage,
+    overrides: Option<&[crate::ports::Override]>,
+) -> (usize, String, Verdict) {
+    let verdict = target_verdict(hub, delivery, &message, overrides).await;
+    (index, message.op_id, verdict)
+}
+
+async fn target_verdict(
+    hub: &Hub,
+    delivery: &Delivery,
+    message: &TaskMessage,
+    overrides: Option<&[crate::ports::Override]>,
+) -> Verdict {
+    // Every log line of a task's work carries its operation, account, region and target
+    // (the task's id is the operation and the target together).
+    let span = tracing::info_span!("task", op_id = %message.op_id, account = %message.target.account,
+                                   region = %message.target.region, target = %message.target.key(),
+                                   message_id = %delivery.message_id,
+                                   trace = delivery.trace_header.as_deref());
+    async move {
+        let id = &delivery.message_id;
+        let (verdict, why) = match worker::work(hub, message, overrides).await {
+            Ok(TaskStep::Finished(TaskStatus::DeadLettered)) => return Verdict::DeadLettered,
+            Ok(TaskStep::Finished(_)) => return Verdict::Done,
+            Ok(TaskStep::RetryLater(why)) => {
+                tracing::info!(message_id = %id, op_id = %message.op_id, target = %message.target.key(), %why, "task will be retried");
+                (Verdict::Retry, why)
+            }
+            Err(e) if e.kind.is_retryable() => {
+                tracing::warn!(message_id = %id, error = %e, "task failed; will be retried");
+                (Verdict::Retry, e.to_string())
+            }
+            Err(e) => (Verdict::Rejected(e.to_string()), e.to_string()),
+        };
+        if delivery.receive_count >= hub.settings.task_max_receives {
+            last_receive(hub, message, delivery, &why, verdict).await
+        } else {
+            verdict
+        }
+    }
+    .instrument(span)
+    .await
 }
 
 /// The message's last receive would leave its task open: give the task up. If another delivery

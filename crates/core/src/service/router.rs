@@ -1,6 +1,7 @@
-//! The router: an operation fans out to one shard per account and region, and each shard
-//! resolves its targets, writes their tasks and sends one task message per target. Two levels,
-//! so no single invocation does a whole 100,000-target fleet's work.
+//! The router: an operation fans out to one message per account, which resolves the targets of
+//! the account's shards (one per region), writes their tasks and sends them in chunks of up to
+//! a hundred targets of that account. Two levels, so no single invocation does a whole
+//! 100,000-target fleet's work.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -10,10 +11,11 @@ use tracing::{info, warn};
 
 use super::{to_body, Hub};
 use crate::account::Account;
+use crate::chunk::chunk_targets;
 use crate::cluster_hold::{cluster_wide, planned_cluster_steps};
 use crate::decision::{decide, Action, Decision, DecisionInput};
 use crate::hold::{hold_steps, HoldModes};
-use crate::operation::{Discovery, OpSource, Operation, RouterMessage, Shard, Task, TaskMessage};
+use crate::operation::{Discovery, Operation, RouterMessage, Shard, Task};
 use crate::ports::{Baseline, ErrorKind, Override, PlannedChange, PortError, PortResult};
 use crate::selector::Selector;
 use crate::target::{LiveState, Processes, Target, TargetKind};
@@ -22,7 +24,10 @@ use crate::target::{LiveState, Processes, Target, TargetKind};
 pub async fn handle(hub: &Hub, message: &RouterMessage) -> PortResult<()> {
     match message {
         RouterMessage::Operation { op_id } => fan_out(hub, op_id).await,
-        RouterMessage::Shard { op_id, shard } => plan_shard(hub, op_id, shard).await,
+        RouterMessage::Shard { op_id, shard } => {
+            plan_account(hub, op_id, std::slice::from_ref(shard)).await
+        }
+        RouterMessage::Account { op_id, shards } => plan_account(hub, op_id, shards).await,
     }
 }
 
@@ -56,9 +61,9 @@ pub fn shards_for(selector: &Selector, accounts: &[Account]) -> Vec<Shard> {
     shards
 }
 
-/// First level: one shard message per account and region. The shard set is fixed by the first
-/// delivery; a redelivery re-sends exactly that set (the router skips shards already planned),
-/// so the operation's shard count always matches the shards it waits for.
+/// First level: one message per account, naming its shards (one per region). The shard set is
+/// fixed by the first delivery; a redelivery re-sends exactly that set (the router skips shards
+/// already planned), so the operation's shard count always matches the shards it waits for.
 // Every log line of the fan-out carries the operation it is for.
 #[tracing::instrument(name = "operation", skip(hub))]
 pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
@@ -71,19 +76,37 @@ pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
         .store
         .fix_shards(op_id, &shards_for(&op.selector, &accounts))
         .await?;
-    let bodies: Vec<String> = shards
+    let shard_count = shards.len();
+    let bodies: Vec<String> = by_account(shards)
         .into_iter()
-        .map(|shard| {
-            to_body(&RouterMessage::Shard {
+        .map(|shards| {
+            to_body(&RouterMessage::Account {
                 op_id: op_id.to_string(),
-                shard,
+                shards,
             })
         })
         .collect();
-    info!(op_id, shards = bodies.len(), "operation fanned out");
+    info!(
+        op_id,
+        shards = shard_count,
+        accounts = bodies.len(),
+        "operation fanned out"
+    );
     hub.router_queue.send(&bodies).await?;
     super::notify::settle(hub, op_id).await?;
     Ok(())
+}
+
+/// Shards grouped by account, in the order each account first appears.
+fn by_account(shards: Vec<Shard>) -> Vec<Vec<Shard>> {
+    let mut groups: Vec<Vec<Shard>> = Vec::new();
+    for shard in shards {
+        match groups.iter_mut().find(|g| g[0].account == shard.account) {
+            Some(group) => group.push(shard),
+            None => groups.push(vec![shard]),
+        }
+    }
+    groups
 }
 
 /// Whether listing targets live may refresh the inventory cache.
@@ -159,84 +182,111 @@ pub async fn spoke_changed(hub: &Hub, account: &str, region: &str) -> PortResult
     hub.store.invalidate_inventory(account, region).await
 }
 
-/// Second level: resolve one shard's targets, write their tasks, send their messages.
-/// Safe to run twice: a planned shard only re-sends the messages of its unfinished tasks.
-// Every log line of a shard's planning carries the operation, account and region.
-#[tracing::instrument(name = "shard", skip(hub, shard),
-                      fields(account = %shard.account, region = %shard.region))]
-pub async fn plan_shard(hub: &Hub, op_id: &str, shard: &Shard) -> PortResult<()> {
+/// Second level: resolve the targets of one account's shards (its regions, listed at once),
+/// write their tasks, and send them in chunks that span the account's regions
+/// ([`crate::chunk`]), so a worker invocation assumes the account's role once for up to a
+/// hundred targets. Nothing is sent until every shard is planned: a shard that must be retried
+/// (throttled discovery) fails the message before any task goes out, and the retry sends each
+/// task once.
+///
+/// Safe to run twice: a planned shard only re-sends its unfinished tasks.
+// Every log line of an account's planning carries the operation and account.
+#[tracing::instrument(name = "account", skip(hub, shards),
+                      fields(account = %shards.first().map_or("", |s| s.account.as_str())))]
+pub async fn plan_account(hub: &Hub, op_id: &str, shards: &[Shard]) -> PortResult<()> {
     let op = load(hub, op_id).await?;
     if op.status.is_final() {
         return Ok(());
     }
-    let account = hub.store.get_account(&shard.account).await?;
-    let tasks = if hub.store.shard_planned(op_id, shard).await? {
-        hub.store.unfinished_tasks(op_id, shard).await?
-    } else {
-        let now = hub.clock.now();
-        let (tasks, note) = match &account {
-            None => (
-                Vec::new(),
-                Some(format!("account {} is no longer registered", shard.account)),
-            ),
-            Some(account) => {
-                match shard_targets(hub, &op, account, &shard.region).await {
-                    Ok(targets) => (
-                        targets
-                            .into_iter()
-                            .map(|t| Task::pending(op_id, t, now))
-                            .collect(),
-                        None,
-                    ),
-                    // Throttling: let the queue retry this shard. Anything else is reported on
-                    // the operation and never blocks the other accounts.
-                    Err(e) if e.kind == ErrorKind::Throttled => return Err(e),
-                    Err(e) => {
-                        warn!(op_id, account = %shard.account, region = %shard.region, error = %e, "discovery failed");
-                        if e.kind == ErrorKind::AccessDenied {
-                            let role = super::notify::RoleAt {
-                                account: &account.id,
-                                role_arn: &account.role.role_arn,
-                                region: &shard.region,
-                            };
-                            super::notify::spoke_role_denied(hub, op_id, role, &e).await;
-                        }
-                        (
-                            Vec::new(),
-                            Some(format!(
-                                "account {} region {}: could not list targets: {e}",
-                                shard.account, shard.region
-                            )),
-                        )
-                    }
-                }
-            }
-        };
-        hub.store.plan_shard(op_id, shard, &tasks, note).await?;
-        tasks
+    let Some(first) = shards.first() else {
+        return Ok(());
     };
+    if let Some(other) = shards.iter().find(|s| s.account != first.account) {
+        return Err(PortError::new(
+            ErrorKind::Invalid,
+            format!(
+                "shards: one message names accounts {} and {}",
+                first.account, other.account
+            ),
+        ));
+    }
+    let account = hub.store.get_account(&first.account).await?;
+    // The futures are made up front, not by a closure inside the stream, so the router's
+    // future stays `Send` for the console's spawned dispatcher.
+    let planning: Vec<_> = shards
+        .iter()
+        .map(|shard| shard_tasks(hub, &op, account.as_ref(), shard))
+        .collect();
+    let planned: Vec<Vec<Task>> = stream::iter(planning)
+        .buffered(hub.settings.discovery_concurrency)
+        .try_collect()
+        .await?;
     if let Some(account) = account {
-        let bodies: Vec<String> = tasks
-            .into_iter()
-            .map(|task| {
-                to_body(&TaskMessage {
-                    op_id: op.id.clone(),
-                    op_created_at: op.created_at,
-                    action: op.action,
-                    target: task.target,
-                    role: account.role.clone(),
-                    dry_run: op.dry_run,
-                    default_start: op.default_start,
-                    hold: op.hold,
-                    check: op.check,
-                    enforce: matches!(op.source, OpSource::Enforce { .. }),
-                })
-            })
-            .collect();
+        let targets: Vec<Target> = planned.into_iter().flatten().map(|t| t.target).collect();
+        let bodies: Vec<String> =
+            chunk_targets(&op, &account.role, targets, hub.settings.chunk_targets)
+                .iter()
+                .map(to_body)
+                .collect();
         hub.task_queue.send_as(&account.id, &bodies).await?;
     }
     super::notify::settle(hub, op_id).await?;
     Ok(())
+}
+
+/// One shard's open tasks: planned now (its targets resolved and their tasks written), or, if
+/// an earlier delivery planned it, its unfinished tasks.
+async fn shard_tasks(
+    hub: &Hub,
+    op: &Operation,
+    account: Option<&Account>,
+    shard: &Shard,
+) -> PortResult<Vec<Task>> {
+    let op_id = op.id.as_str();
+    if hub.store.shard_planned(op_id, shard).await? {
+        return hub.store.unfinished_tasks(op_id, shard).await;
+    }
+    let now = hub.clock.now();
+    let (tasks, note) = match account {
+        None => (
+            Vec::new(),
+            Some(format!("account {} is no longer registered", shard.account)),
+        ),
+        Some(account) => {
+            match shard_targets(hub, op, account, &shard.region).await {
+                Ok(targets) => (
+                    targets
+                        .into_iter()
+                        .map(|t| Task::pending(op_id, t, now))
+                        .collect(),
+                    None,
+                ),
+                // Throttling: let the queue retry this shard. Anything else is reported on
+                // the operation and never blocks the other accounts.
+                Err(e) if e.kind == ErrorKind::Throttled => return Err(e),
+                Err(e) => {
+                    warn!(op_id, account = %shard.account, region = %shard.region, error = %e, "discovery failed");
+                    if e.kind == ErrorKind::AccessDenied {
+                        let role = super::notify::RoleAt {
+                            account: &account.id,
+                            role_arn: &account.role.role_arn,
+                            region: &shard.region,
+                        };
+                        super::notify::spoke_role_denied(hub, op_id, role, &e).await;
+                    }
+                    (
+                        Vec::new(),
+                        Some(format!(
+                            "account {} region {}: could not list targets: {e}",
+                            shard.account, shard.region
+                        )),
+                    )
+                }
+            }
+        }
+    };
+    hub.store.plan_shard(op_id, shard, &tasks, note).await?;
+    Ok(tasks)
 }
 
 /// The hold steps a planned change would take (see [`hold_steps`]): a stop that saves its

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use curfew_core::account::Account;
+use curfew_core::chunk::read_task_body;
 use curfew_core::clock::ManualClock;
 use curfew_core::fakes::{self, FakeSpokes, MemoryQueue, MemoryStore};
 use curfew_core::operation::{Discovery, Operation, Task};
@@ -129,7 +130,20 @@ impl World {
     }
 
     /// Works only the router queue, returning the task messages it produced.
+    /// Routes every queued operation and takes its task messages off the queue as one message
+    /// per target (the worker still reads those), so a test can deliver each target's alone.
     pub async fn route(&self) -> Vec<String> {
+        self.route_chunks()
+            .await
+            .iter()
+            .flat_map(|body| read_task_body(body).expect("the router sends task chunks"))
+            .map(|task| serde_json::to_string(&task).unwrap())
+            .collect()
+    }
+
+    /// Routes every queued operation and takes its task messages off the queue as sent: one
+    /// chunk of up to a hundred targets per account.
+    pub async fn route_chunks(&self) -> Vec<String> {
         while !self.router_q.is_empty() {
             let messages = ids(self.router_q.take_all());
             let outcome = router_batch(&self.hub, &messages).await;
