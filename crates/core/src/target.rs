@@ -92,6 +92,11 @@ pub struct Target {
     /// Tags on the node group's cluster (empty for ASGs); selectors match these too.
     #[serde(default)]
     pub cluster_tags: BTreeMap<String, String>,
+    /// The EC2 instance types it runs, as discovery found them (a node group's
+    /// `instanceTypes`; an ASG's mixed-instances overrides, else its running instances' types);
+    /// empty when not known. Savings price its hours by them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_types: Vec<String>,
 }
 
 impl Target {
@@ -253,6 +258,7 @@ mod tests {
             name: "workers".into(),
             tags: BTreeMap::new(),
             cluster_tags: BTreeMap::new(),
+            instance_types: Vec::new(),
         };
         assert_eq!(ng.key(), "111111111111#eu-west-1#nodegroup#prod/workers");
     }
