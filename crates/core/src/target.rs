@@ -264,6 +264,20 @@ mod tests {
     }
 
     #[test]
+    fn a_target_stored_before_instance_types_reads_with_none_and_none_is_not_written() {
+        let old = serde_json::json!({
+            "account": "111111111111", "region": "eu-west-1", "kind": "asg", "name": "web",
+            "tags": {}, "cluster_tags": {},
+        });
+        let mut t: Target = serde_json::from_value(old.clone()).unwrap();
+        assert!(t.instance_types.is_empty());
+        assert_eq!(serde_json::to_value(&t).unwrap(), old);
+        t.instance_types = vec!["m5.large".into()];
+        let back: Target = serde_json::from_value(serde_json::to_value(&t).unwrap()).unwrap();
+        assert_eq!(back.instance_types, ["m5.large"]);
+    }
+
+    #[test]
     fn only_the_held_processes_are_read_from_a_groups_suspended_processes() {
         let found = Processes::from_names(["Launch", "AlarmNotification", "AZRebalance"]);
         assert_eq!(
