@@ -885,6 +885,10 @@ pub struct UiArgs {
     /// Open the URL in the default browser (xdg-open / open)
     #[arg(long)]
     pub open: bool,
+    /// A price table (TOML: `currency` and a `[prices]` table of instance type = price per
+    /// instance-hour) to show what the savings page's hours saved; without it, hours only
+    #[arg(long, value_name = "FILE", env = "CURFEW_PRICES")]
+    pub prices: Option<std::path::PathBuf>,
 }
 
 /// `curfew dlq ...`.
