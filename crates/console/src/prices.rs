@@ -318,6 +318,7 @@ currency = "USD"
 m5a.large = 0.096
 t3.micro = 0.0114
 t3a.micro = 0.0114
+t3.medium = 0.0456
 c5.metal = 4
 "#;
 
@@ -328,6 +329,7 @@ c5.metal = 4
         assert_eq!(table.price(&types(&["m5.large"])), Ok(0.107));
         assert_eq!(table.price(&types(&["m5a.large"])), Ok(0.096));
         assert_eq!(table.price(&types(&["c5.metal"])), Ok(4.0));
+        assert_eq!(table.price(&types(&["t3.medium"])), Ok(0.0456));
     }
 
     #[test]

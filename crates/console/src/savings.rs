@@ -258,7 +258,7 @@ pub fn savings(
 
 /// Capacity awake at each of `middles`: for every target the fleet lists now that was not
 /// asleep then, its desired capacity as curfew next saw it, from a task's reading of its sizes
-/// (`before`: every task reads them, dry runs and drift checks included) or its live sizes now.
+/// (`before`: what a stop, start, dry run or drift check found) or its live sizes now.
 /// curfew reads sizes only when it acts or is asked, so between two readings this assumes the
 /// later one held; a target with no reading after an hour (unreadable now) counts nothing there.
 pub fn awake(
