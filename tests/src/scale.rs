@@ -172,6 +172,7 @@ pub fn seeded_target(account: &str, region: &str, i: usize) -> Target {
         name: format!("group-{i}"),
         tags: BTreeMap::from([("fleet".to_string(), "scale".to_string())]),
         cluster_tags: BTreeMap::new(),
+        instance_types: Vec::new(),
     }
 }
 

@@ -50,6 +50,7 @@ fn node_group() -> Target {
             HOLD_TAG.to_string(),
             "ca-tags+ca-deployment+karpenter+workloads".to_string(),
         )]),
+        instance_types: Vec::new(),
     }
 }
 

@@ -185,105 +185,163 @@ impl AwsSpokes {
 
     async fn discover_asgs(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
         let client = self.autoscaling(role, region).await?;
-        let groups: Vec<_> = retrying(|| async {
-            client
-                .describe_auto_scaling_groups()
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| classify("listing Auto Scaling groups", e))
-        })
-        .await?;
-        Ok(groups
-            .into_iter()
-            .filter(|g| !g.tags().iter().any(|t| t.key() == Some(NODEGROUP_TAG)))
-            .map(|g| Target {
-                account: role.account.clone(),
-                region: region.to_string(),
-                kind: TargetKind::Asg,
-                cluster: None,
-                name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
-                tags: g
-                    .tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                    .collect(),
-                cluster_tags: Default::default(),
-            })
-            .collect())
+        discovered_asgs(&client, &role.account, region).await
     }
 
     async fn discover_nodegroups(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
         let client = self.eks(role, region).await?;
-        let clusters: Vec<String> = retrying(|| async {
+        discovered_nodegroups(&client, &role.account, region).await
+    }
+}
+
+/// The ASGs of one account and region (not the ones EKS manages for node groups).
+async fn discovered_asgs(
+    client: &aws_sdk_autoscaling::Client,
+    account: &str,
+    region: &str,
+) -> PortResult<Vec<Target>> {
+    let groups: Vec<_> = retrying(|| async {
+        client
+            .describe_auto_scaling_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("listing Auto Scaling groups", e))
+    })
+    .await?;
+    Ok(groups
+        .into_iter()
+        .filter(|g| !g.tags().iter().any(|t| t.key() == Some(NODEGROUP_TAG)))
+        .map(|g| Target {
+            account: account.to_string(),
+            region: region.to_string(),
+            kind: TargetKind::Asg,
+            cluster: None,
+            name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+            tags: g
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                .collect(),
+            cluster_tags: Default::default(),
+            instance_types: asg_instance_types(&g),
+        })
+        .collect())
+}
+
+/// The EKS managed node groups of one account and region, with their clusters' tags.
+async fn discovered_nodegroups(
+    client: &aws_sdk_eks::Client,
+    account: &str,
+    region: &str,
+) -> PortResult<Vec<Target>> {
+    let clusters: Vec<String> = retrying(|| async {
+        client
+            .list_clusters()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("listing EKS clusters", e))
+    })
+    .await?;
+    let mut targets = Vec::new();
+    for cluster in clusters {
+        let described = retrying(|| async {
             client
-                .list_clusters()
+                .describe_cluster()
+                .name(&cluster)
+                .send()
+                .await
+                .map_err(|e| classify(&format!("describing cluster {cluster}"), e))
+        })
+        .await?;
+        let cluster_tags = described
+            .cluster
+            .and_then(|c| c.tags)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let names: Vec<String> = retrying(|| async {
+            client
+                .list_nodegroups()
+                .cluster_name(&cluster)
                 .into_paginator()
                 .items()
                 .send()
                 .try_collect()
                 .await
-                .map_err(|e| classify("listing EKS clusters", e))
+                .map_err(|e| classify(&format!("listing node groups of {cluster}"), e))
         })
         .await?;
-        let mut targets = Vec::new();
-        for cluster in clusters {
-            let described = retrying(|| async {
+        for name in names {
+            let ng = retrying(|| async {
                 client
-                    .describe_cluster()
-                    .name(&cluster)
-                    .send()
-                    .await
-                    .map_err(|e| classify(&format!("describing cluster {cluster}"), e))
-            })
-            .await?;
-            let cluster_tags = described
-                .cluster
-                .and_then(|c| c.tags)
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            let names: Vec<String> = retrying(|| async {
-                client
-                    .list_nodegroups()
+                    .describe_nodegroup()
                     .cluster_name(&cluster)
-                    .into_paginator()
-                    .items()
+                    .nodegroup_name(&name)
                     .send()
-                    .try_collect()
                     .await
-                    .map_err(|e| classify(&format!("listing node groups of {cluster}"), e))
+                    .map_err(|e| classify(&format!("describing node group {cluster}/{name}"), e))
             })
             .await?;
-            for name in names {
-                let ng = retrying(|| async {
-                    client
-                        .describe_nodegroup()
-                        .cluster_name(&cluster)
-                        .nodegroup_name(&name)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            classify(&format!("describing node group {cluster}/{name}"), e)
-                        })
-                })
-                .await?;
-                let tags = ng.nodegroup.and_then(|n| n.tags).unwrap_or_default();
-                targets.push(Target {
-                    account: role.account.clone(),
-                    region: region.to_string(),
-                    kind: TargetKind::Nodegroup,
-                    cluster: Some(cluster.clone()),
-                    name,
-                    tags: tags.into_iter().collect(),
-                    cluster_tags: std::collections::BTreeMap::clone(&cluster_tags),
-                });
-            }
+            let (tags, types) = ng
+                .nodegroup
+                .map(|n| (n.tags, n.instance_types))
+                .unwrap_or_default();
+            targets.push(Target {
+                account: account.to_string(),
+                region: region.to_string(),
+                kind: TargetKind::Nodegroup,
+                cluster: Some(cluster.clone()),
+                name,
+                tags: tags.unwrap_or_default().into_iter().collect(),
+                cluster_tags: std::collections::BTreeMap::clone(&cluster_tags),
+                // Null for a node group whose launch template names the type: unknown here
+                // (reading the template would need EC2 permissions the spoke role lacks).
+                instance_types: sorted_types(types.unwrap_or_default()),
+            });
         }
-        Ok(targets)
     }
+    Ok(targets)
+}
+
+/// The instance types an ASG runs: its mixed-instances policy's overrides when it has some
+/// (what it launches), else the types of the instances it runs now. Empty when neither says, as
+/// for a group at zero launched from a launch template or configuration: those name the type,
+/// but reading them needs `ec2:DescribeLaunchTemplateVersions` or
+/// `autoscaling:DescribeLaunchConfigurations`, which the spoke role does not grant.
+fn asg_instance_types(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Vec<String> {
+    let overrides: Vec<String> = g
+        .mixed_instances_policy()
+        .and_then(|p| p.launch_template())
+        .map(|t| t.overrides())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|o| o.instance_type())
+        .map(str::to_string)
+        .collect();
+    if !overrides.is_empty() {
+        return sorted_types(overrides);
+    }
+    sorted_types(
+        g.instances()
+            .iter()
+            .filter_map(|i| i.instance_type())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Types in a stable order, each once: the inventory compares equal however AWS ordered them.
+fn sorted_types(mut types: Vec<String>) -> Vec<String> {
+    types.retain(|t| !t.is_empty());
+    types.sort();
+    types.dedup();
+    types
 }
 
 /// How to reach one EKS cluster's API server with a spoke session: see
@@ -909,6 +967,150 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn discovery_reads_an_asgs_instance_types_from_its_overrides_else_its_instances() {
+        use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+        use aws_sdk_autoscaling::types::{
+            AutoScalingGroup, Instance, LaunchTemplate, LaunchTemplateOverrides,
+            MixedInstancesPolicy, TagDescription,
+        };
+        let group = |name: &str| AutoScalingGroup::builder().auto_scaling_group_name(name);
+        let instance = |id: &str, kind: &str| {
+            Instance::builder()
+                .instance_id(id)
+                .instance_type(kind)
+                .build()
+        };
+        let described = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups)
+            .then_output(move || {
+                DescribeAutoScalingGroupsOutput::builder()
+                    .auto_scaling_groups(
+                        group("mixed")
+                            .mixed_instances_policy(
+                                MixedInstancesPolicy::builder()
+                                    .launch_template(
+                                        LaunchTemplate::builder()
+                                            .overrides(
+                                                LaunchTemplateOverrides::builder()
+                                                    .instance_type("m5a.large")
+                                                    .build(),
+                                            )
+                                            .overrides(
+                                                LaunchTemplateOverrides::builder()
+                                                    .instance_type("m5.large")
+                                                    .build(),
+                                            )
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            // The overrides say what it launches; a leftover instance does not.
+                            .instances(instance("i-0", "t2.nano"))
+                            .build(),
+                    )
+                    .auto_scaling_groups(
+                        group("running")
+                            .instances(instance("i-1", "t3.small"))
+                            .instances(instance("i-2", "t3.micro"))
+                            .instances(instance("i-3", "t3.small"))
+                            .build(),
+                    )
+                    .auto_scaling_groups(group("at-zero").build())
+                    .auto_scaling_groups(
+                        group("eks-workers")
+                            .tags(
+                                TagDescription::builder()
+                                    .key(NODEGROUP_TAG)
+                                    .value("w")
+                                    .build(),
+                            )
+                            .instances(instance("i-4", "m5.large"))
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_autoscaling, [&described]);
+
+        let found = discovered_asgs(&client, "111111111111", "eu-west-1")
+            .await
+            .unwrap();
+
+        let types: Vec<(&str, Vec<&str>)> = found
+            .iter()
+            .map(|t| {
+                let types = t.instance_types.iter().map(String::as_str).collect();
+                (t.name.as_str(), types)
+            })
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("mixed", vec!["m5.large", "m5a.large"]),
+                ("running", vec!["t3.micro", "t3.small"]),
+                ("at-zero", vec![]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn discovery_reads_a_node_groups_instance_types_from_describe_nodegroup() {
+        use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
+        use aws_sdk_eks::operation::describe_nodegroup::DescribeNodegroupOutput;
+        use aws_sdk_eks::operation::list_clusters::ListClustersOutput;
+        use aws_sdk_eks::operation::list_nodegroups::ListNodegroupsOutput;
+        use aws_sdk_eks::types::{Cluster, Nodegroup};
+        let clusters = mock!(aws_sdk_eks::Client::list_clusters)
+            .then_output(|| ListClustersOutput::builder().clusters("dev").build());
+        let cluster = mock!(aws_sdk_eks::Client::describe_cluster).then_output(|| {
+            DescribeClusterOutput::builder()
+                .cluster(Cluster::builder().name("dev").tags("env", "dev").build())
+                .build()
+        });
+        let names = mock!(aws_sdk_eks::Client::list_nodegroups).then_output(|| {
+            ListNodegroupsOutput::builder()
+                .nodegroups("general")
+                .nodegroups("templated")
+                .build()
+        });
+        let general = mock!(aws_sdk_eks::Client::describe_nodegroup)
+            .match_requests(|r| r.nodegroup_name() == Some("general"))
+            .then_output(|| {
+                DescribeNodegroupOutput::builder()
+                    .nodegroup(
+                        Nodegroup::builder()
+                            .nodegroup_name("general")
+                            .instance_types("m5.xlarge")
+                            .instance_types("m5.large")
+                            .tags("pool", "general")
+                            .build(),
+                    )
+                    .build()
+            });
+        // A node group whose launch template names the type: DescribeNodegroup says none.
+        let templated = mock!(aws_sdk_eks::Client::describe_nodegroup)
+            .match_requests(|r| r.nodegroup_name() == Some("templated"))
+            .then_output(|| {
+                DescribeNodegroupOutput::builder()
+                    .nodegroup(Nodegroup::builder().nodegroup_name("templated").build())
+                    .build()
+            });
+        let client = mock_client!(
+            aws_sdk_eks,
+            [&clusters, &cluster, &names, &general, &templated]
+        );
+
+        let found = discovered_nodegroups(&client, "111111111111", "eu-west-1")
+            .await
+            .unwrap();
+
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].name, "general");
+        assert_eq!(found[0].instance_types, ["m5.large", "m5.xlarge"]);
+        assert_eq!(found[0].tag("env"), Some("dev"));
+        assert_eq!(found[1].name, "templated");
+        assert!(found[1].instance_types.is_empty());
+    }
+
+    #[tokio::test]
     async fn assume_role_sends_the_external_id_and_a_session_name() {
         let assume = mock!(aws_sdk_sts::Client::assume_role)
             .match_requests(|r| {
@@ -1144,6 +1346,7 @@ mod tests {
             name: "workers".into(),
             tags: Default::default(),
             cluster_tags: Default::default(),
+            instance_types: Vec::new(),
         };
         let Some(UpdateState::Failed(reason)) =
             described_update(&client, &target, "u-1").await.unwrap()

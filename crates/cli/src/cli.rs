@@ -47,6 +47,7 @@ Environment (a flag overrides its variable):
   CURFEW_LOG               diagnostics on stderr as JSON lines, a tracing filter such as info (default error)
   CURFEW_AUDIT_KEY         the hub's audit key (32+ bytes; the stack's AuditKey secret): `audit verify`
                            checks chain heads' signatures with it; changes made with it set are signed
+  CURFEW_PRICES            `curfew ui --prices`: a price table for the savings page's money
 
 Local mode:
   eval \"$(curfew local up)\"     start the emulator with a demo fleet and export its variables
@@ -322,6 +323,7 @@ light is red (the report is still printed). JSON:
 Examples:
   eval \"$(curfew local up)\" && curfew ui --open
   curfew ui --port 8080
+  curfew ui --prices prices.toml    # savings in money, from a price per instance-hour per type
   curl -s \"http://127.0.0.1:8080/api/targets?select=tag:env=dev\"
   curl -s -X POST -H \"X-Curfew-Token: $TOKEN\" -d '{\"select\": \"tag:env=dev\"}' http://127.0.0.1:8080/api/stop
 
@@ -331,7 +333,11 @@ and serves until Ctrl-C. Reading needs no token; every change (POST/PUT/DELETE) 
 X-Curfew-Token header or the cookie that opening the URL sets, and is refused with 403 without
 it. Uses the same endpoint, table and queues as every other command (against an emulator,
 stop/start/trigger run in-process; against AWS they invoke --router-function). docs/UI.md
-documents the pages and the /api/ routes.")]
+documents the pages, the /api/ routes and the price table:
+  currency = \"EUR\"
+  [prices]
+  \"m5.large\" = 0.107
+A price file that does not read stops it before it listens (exit 1, naming the line and field).")]
     Ui(UiArgs),
     /// The embedded emulator and demo fleet
     #[command(subcommand)]
@@ -885,6 +891,10 @@ pub struct UiArgs {
     /// Open the URL in the default browser (xdg-open / open)
     #[arg(long)]
     pub open: bool,
+    /// A price table (TOML: `currency` and a `[prices]` table of instance type = price per
+    /// instance-hour) to show what the savings page's hours saved; without it, hours only
+    #[arg(long, value_name = "FILE", env = "CURFEW_PRICES")]
+    pub prices: Option<std::path::PathBuf>,
 }
 
 /// `curfew dlq ...`.

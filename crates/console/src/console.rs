@@ -5,10 +5,13 @@ use std::sync::Arc;
 use curfew_aws::changes::ChangeRecorder;
 use curfew_aws::dispatch::Dispatcher;
 use curfew_aws::router_function::{invoke_router, RouterFunctionError};
-use curfew_core::ports::PortError;
+use curfew_core::ports::{ErrorKind, PortError};
+use curfew_core::selector::Selector;
 use curfew_core::service::invocation::{invoke, Invocation, InvocationError, InvocationResponse};
 use curfew_core::service::Hub;
 
+use crate::prices::PriceTable;
+use crate::savings::Listed;
 use crate::token::Token;
 
 /// How the console starts an operation: the same two paths as `curfew stop|start|trigger`.
@@ -100,6 +103,8 @@ pub struct Console {
     /// When true, only requests naming a loopback host are served: a page elsewhere cannot
     /// point a DNS name at 127.0.0.1 and read the console through the operator's browser.
     pub(crate) loopback_hosts_only: bool,
+    /// Prices per instance-hour for the savings page's money (`None`: hours only).
+    prices: Option<Arc<PriceTable>>,
 }
 
 impl Console {
@@ -112,7 +117,14 @@ impl Console {
             token,
             recorder,
             loopback_hosts_only: true,
+            prices: None,
         }
+    }
+
+    /// Prices the savings with `prices` (`curfew ui --prices FILE`).
+    pub fn with_prices(mut self, prices: PriceTable) -> Console {
+        self.prices = Some(Arc::new(prices));
+        self
     }
 
     /// Serves requests for any `Host` (for `--listen` on a non-loopback address, where the
@@ -176,7 +188,8 @@ const SAVINGS_DAYS: i64 = 7;
 const SAVINGS_OPERATIONS: usize = 500;
 
 impl Console {
-    /// Capacity kept asleep over the last week, from the operations' tasks.
+    /// What sleeping saved over the last week, from the operations' tasks, priced with the
+    /// console's price table if it has one, beside the capacity awake of the fleet listed now.
     pub async fn savings(&self) -> Result<crate::savings::Savings, PortError> {
         let now = self.hub.clock.now();
         let ops = self.hub.store.list_operations(SAVINGS_OPERATIONS).await?;
@@ -186,7 +199,24 @@ impl Console {
             let tasks = self.hub.store.list_tasks(&op.id).await?;
             history.push((op, tasks));
         }
-        let intervals = crate::savings::asleep(&history, now);
-        Ok(crate::savings::savings(&intervals, now, SAVINGS_DAYS))
+        // The fleet page's reads: every target, with its live sizes.
+        let everything = Selector::parse(crate::pages::EVERYTHING)
+            .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?;
+        let listed: Vec<Listed> = crate::fleet::fleet(&self.hub, &everything)
+            .await?
+            .targets
+            .into_iter()
+            .map(|t| Listed {
+                key: t.key,
+                desired: t.sizes.map(|s| i64::from(s.desired)),
+            })
+            .collect();
+        Ok(crate::savings::savings(
+            &history,
+            &listed,
+            self.prices.as_deref(),
+            now,
+            SAVINGS_DAYS,
+        ))
     }
 }

@@ -35,6 +35,7 @@ pub mod fleet;
 mod guard;
 mod html;
 mod pages;
+pub mod prices;
 pub mod savings;
 mod token;
 pub mod week;

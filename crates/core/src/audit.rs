@@ -293,6 +293,7 @@ mod tests {
             name: name.into(),
             tags: Default::default(),
             cluster_tags: Default::default(),
+            instance_types: Vec::new(),
         }
     }
 

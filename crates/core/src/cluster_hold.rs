@@ -336,6 +336,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            instance_types: Vec::new(),
         }
     }
 

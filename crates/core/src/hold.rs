@@ -217,6 +217,7 @@ mod tests {
             cluster_tags: tag
                 .map(|t| BTreeMap::from([(HOLD_TAG.to_string(), t.to_string())]))
                 .unwrap_or_default(),
+            instance_types: Vec::new(),
         }
     }
 

@@ -186,6 +186,7 @@ mod tests {
             name: "spot-workers".into(),
             tags: BTreeMap::from([("team".into(), "data".into())]),
             cluster_tags: BTreeMap::from([("env".into(), "dev".into())]),
+            instance_types: Vec::new(),
         }
     }
 

@@ -92,6 +92,11 @@ pub struct Target {
     /// Tags on the node group's cluster (empty for ASGs); selectors match these too.
     #[serde(default)]
     pub cluster_tags: BTreeMap<String, String>,
+    /// The EC2 instance types it runs, as discovery found them (a node group's
+    /// `instanceTypes`; an ASG's mixed-instances overrides, else its running instances' types);
+    /// empty when not known. Savings price its hours by them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_types: Vec<String>,
 }
 
 impl Target {
@@ -253,8 +258,23 @@ mod tests {
             name: "workers".into(),
             tags: BTreeMap::new(),
             cluster_tags: BTreeMap::new(),
+            instance_types: Vec::new(),
         };
         assert_eq!(ng.key(), "111111111111#eu-west-1#nodegroup#prod/workers");
+    }
+
+    #[test]
+    fn a_target_stored_before_instance_types_reads_with_none_and_none_is_not_written() {
+        let old = serde_json::json!({
+            "account": "111111111111", "region": "eu-west-1", "kind": "asg", "name": "web",
+            "tags": {}, "cluster_tags": {},
+        });
+        let mut t: Target = serde_json::from_value(old.clone()).unwrap();
+        assert!(t.instance_types.is_empty());
+        assert_eq!(serde_json::to_value(&t).unwrap(), old);
+        t.instance_types = vec!["m5.large".into()];
+        let back: Target = serde_json::from_value(serde_json::to_value(&t).unwrap()).unwrap();
+        assert_eq!(back.instance_types, ["m5.large"]);
     }
 
     #[test]

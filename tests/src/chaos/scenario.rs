@@ -185,6 +185,7 @@ impl Scenario {
                         name: format!("t{n}"),
                         tags,
                         cluster_tags: BTreeMap::new(),
+                        instance_types: Vec::new(),
                     };
                     let roll = rng.random_range(0..100);
                     let initial = match roll {

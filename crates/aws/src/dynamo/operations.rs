@@ -749,6 +749,7 @@ mod tests {
                 name: name.into(),
                 tags: Default::default(),
                 cluster_tags: Default::default(),
+                instance_types: Vec::new(),
             };
             encode(&Task::pending("op-a", target, Utc::now())).unwrap()
         };

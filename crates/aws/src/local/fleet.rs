@@ -42,6 +42,7 @@ impl FleetTarget {
             name: self.name.clone(),
             tags: self.tags.clone(),
             cluster_tags: self.cluster_tags.clone(),
+            instance_types: Vec::new(),
         }
     }
 }

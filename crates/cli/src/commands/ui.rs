@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use curfew_aws::changes::ChangeRecorder;
+use curfew_console::prices::PriceTable;
 use curfew_console::{Console, Runner, Token};
 
 use crate::cli::{GlobalOpts, UiArgs};
@@ -13,7 +14,12 @@ use crate::output::outln;
 
 /// Runs `curfew ui`.
 pub async fn run(args: UiArgs, opts: &GlobalOpts) -> Result<()> {
+    // A bad price table stops here, before anything listens: nothing half-priced is served.
+    let prices = args.prices.as_deref().map(PriceTable::load).transpose()?;
     let mut console = console(opts).await?;
+    if let Some(prices) = prices {
+        console = console.with_prices(prices);
+    }
     let listener = tokio::net::TcpListener::bind((args.listen, args.port))
         .await
         .with_context(|| format!("listening on {}:{}", args.listen, args.port))?;

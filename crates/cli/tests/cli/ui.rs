@@ -53,7 +53,11 @@ struct Console {
 }
 
 fn console(th: &TestHub) -> Console {
-    let endpoint = th.sdk.endpoint_url().expect("an emulator endpoint");
+    console_with(th, &[])
+}
+
+/// `curfew` with no AWS or curfew variable of the environment the tests run in.
+fn curfew() -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("curfew"));
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
@@ -61,6 +65,13 @@ fn console(th: &TestHub) -> Console {
             cmd.env_remove(name.as_ref());
         }
     }
+    cmd
+}
+
+/// The console as `curfew ui ARGS...` serves it.
+fn console_with(th: &TestHub, args: &[&str]) -> Console {
+    let endpoint = th.sdk.endpoint_url().expect("an emulator endpoint");
+    let mut cmd = curfew();
     cmd.env("AWS_CONFIG_FILE", "/nonexistent/curfew-test")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/curfew-test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -72,6 +83,7 @@ fn console(th: &TestHub) -> Console {
         .env("CURFEW_ROUTER_QUEUE_URL", &th.config.router_queue_url)
         .env("CURFEW_TASK_QUEUE_URL", &th.config.task_queue_url)
         .arg("ui")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("curfew ui starts");
@@ -374,6 +386,10 @@ async fn a_stop_from_the_page_shows_the_plan_then_puts_the_targets_asleep() {
     b.open(&console, "/savings").await;
     assert_eq!(b.text("table#per-schedule tbody tr td").await, "manual");
     b.css("svg#savings-chart").await;
+    assert!(
+        b.text("#money-note").await.starts_with("No money shown"),
+        "without --prices the page says why there is no money"
+    );
     b.screenshot("savings").await;
     b.close().await;
 }
@@ -677,4 +693,187 @@ async fn disabling_a_schedule_on_its_page_stops_it_firing() {
     assert!(stored.enabled);
     assert!(stored.next_fire.is_some_and(|t| t > Utc::now()));
     b.close().await;
+}
+
+/// A price table of the ASGs' type only: the emulator launches the demo ASGs' instances as the
+/// launch configuration's t3.micro and gives node groups its default t3.medium, so the node
+/// groups' hours stay unpriced.
+const PRICES: &str = "# example figures\ncurrency = \"EUR\"\n\n[prices]\nt3.micro = 0.0104\n";
+
+fn price_file(text: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir(
+        std::env::temp_dir().join(format!("curfew-prices-{}", uuid::Uuid::now_v7().simple())),
+    );
+    std::fs::create_dir_all(&dir.0).expect("a temporary folder");
+    let file = dir.0.join("prices.toml");
+    std::fs::write(&file, text).expect("the price file is written");
+    (dir, file)
+}
+
+/// A stop that took a target to zero (not one that skipped it).
+fn slept(t: &curfew_core::operation::Task) -> bool {
+    matches!((t.before, t.after), (Some(b), Some(a)) if b.desired > 0 && a.desired == 0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_savings_page_prices_the_hours_it_can_and_charts_awake_and_asleep_capacity() {
+    // The dev targets went to sleep ten hours ago (the hub's clock) and sleep still.
+    let th = spawn_hub(Utc::now() - chrono::Duration::hours(10), 1).await;
+    th.register_accounts(&["eu-west-1"]).await;
+    let fleet = demo_fleet(&th.accounts, &["eu-west-1".to_string()], 4, 1);
+    th.seed(&fleet).await;
+    nightly(&th).await;
+    let before = th.fleet_sizes(&fleet).await;
+    let op = th
+        .run(json!({"action": "trigger", "schedule": "nightly-stop"}))
+        .await;
+    let tasks = th.hub.store.list_tasks(&op.id).await.unwrap();
+    let stopped: Vec<_> = tasks.iter().filter(|t| slept(t)).collect();
+    assert!(
+        stopped.iter().any(|t| t.target.kind == TargetKind::Asg)
+            && stopped
+                .iter()
+                .any(|t| t.target.kind == TargetKind::Nodegroup),
+        "{tasks:?}"
+    );
+    // Discovery recorded what each one runs, and the stop's task carries it.
+    for t in &stopped {
+        let expected = match t.target.kind {
+            TargetKind::Asg => ["t3.micro"],
+            TargetKind::Nodegroup => ["t3.medium"],
+        };
+        assert_eq!(t.target.instance_types, expected, "{}", t.target.key());
+    }
+    let (_dir, file) = price_file(PRICES);
+    let console = console_with(&th, &["--prices", file.to_str().unwrap()]);
+    let b = signed_in(&console).await;
+    b.open(&console, "/savings").await;
+    let saved = b.text("#money-saved").await;
+    let until = Utc::now();
+    let capacity_hours = |kind: TargetKind| -> f64 {
+        stopped
+            .iter()
+            .filter(|t| t.target.kind == kind)
+            .map(|t| {
+                let hours = (until - t.updated_at).num_seconds() as f64 / 3600.0;
+                f64::from(t.before.unwrap().desired) * hours
+            })
+            .sum()
+    };
+    // The ASGs' instance-hours at 0.0104 EUR; the node groups' hours have no price.
+    let expected = capacity_hours(TargetKind::Asg) * 0.0104;
+    assert!(expected > 0.1, "{expected}");
+    let shown: f64 = saved
+        .strip_suffix(" EUR")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not an amount in EUR: {saved:?}"));
+    assert!(
+        (shown - expected).abs() < 0.011,
+        "{saved} shown, {expected:.4} expected"
+    );
+    let node_hours = b.text("#node-hours").await;
+    assert_eq!(b.text("#unpriced-node-hours").await, node_hours);
+    let node_hours: f64 = node_hours.parse().unwrap();
+    assert!(
+        (node_hours - capacity_hours(TargetKind::Nodegroup)).abs() < 0.05,
+        "{node_hours}"
+    );
+    assert_eq!(b.text("#unpriced-instance-hours").await, "0.00");
+    assert_eq!(
+        b.text("table#per-schedule tbody tr td").await,
+        "nightly-stop"
+    );
+    assert_eq!(b.text("table#per-schedule tbody tr td.saved").await, saved);
+    // Each node group is named with the reason its hours have no price.
+    let nodegroups = stopped
+        .iter()
+        .filter(|t| t.target.kind == TargetKind::Nodegroup)
+        .count();
+    assert_eq!(b.count("table#unpriced tbody tr").await, nodegroups);
+    assert_eq!(
+        b.text("table#unpriced tbody tr td.why").await,
+        "no price for t3.medium"
+    );
+    // The chart: a bar for each hour asleep, and the awake line over the whole week, peaking
+    // before the stop at the whole fleet's desired capacity.
+    let bars = b.count("svg#savings-chart g.asleep rect").await;
+    assert!((10..=11).contains(&bars), "{bars} bars");
+    let line = b
+        .css("svg#savings-chart path.awake")
+        .await
+        .attr("d")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(line.starts_with("M0,") && line.contains('V'), "{line}");
+    let fleet_desired: i32 = before.values().map(|s| s.desired).sum();
+    let asleep: i32 = stopped.iter().map(|t| t.before.unwrap().desired).sum();
+    let legend = b.text("svg#savings-chart g.legend").await;
+    assert!(
+        legend.contains(&format!("awake (peak {fleet_desired})"))
+            && legend.contains(&format!("asleep (peak {asleep})")),
+        "{legend}"
+    );
+    b.screenshot("savings-money").await;
+    b.close().await;
+    // The JSON carries the same, for scripts.
+    let (code, body) = exchange(&console.base, "GET", "/api/savings", &[], "");
+    assert_eq!(code, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["money"]["currency"], "EUR");
+    assert!(json["money"]["saved"].as_f64().unwrap() > 0.1, "{json}");
+    assert_eq!(
+        json["money"]["unpriced"][0]["reason"],
+        "no price for t3.medium"
+    );
+    assert_eq!(json["awake_hourly"].as_array().unwrap().len(), 7 * 24);
+    assert_eq!(json["awake_targets"], fleet.len());
+}
+
+#[test]
+fn a_bad_price_file_stops_curfew_ui_before_it_serves_anything() {
+    let (_dir, file) = price_file("currency = \"EUR\"\n[prices]\nt3.micro = \"cheap\"\n");
+    let mut child = Started(
+        curfew()
+            .arg("ui")
+            .env("CURFEW_PRICES", &file)
+            .env("AWS_REGION", "eu-west-1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("curfew ui starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "curfew ui is serving");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    assert_eq!(out, "", "no URL is printed");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: the price file {}, line 3, field prices.t3.micro: a price must be a number of EUR per instance-hour, not string",
+            file.display()
+        )
+    );
 }

@@ -936,6 +936,7 @@ mod tests {
             name: "web".into(),
             tags: BTreeMap::new(),
             cluster_tags: BTreeMap::new(),
+            instance_types: Vec::new(),
         }
     }
 

@@ -35,6 +35,7 @@ pub fn target(account: &str, kind: TargetKind, cluster: Option<&str>, name: &str
         name: name.into(),
         tags: BTreeMap::from([("env".to_string(), "dev".to_string())]),
         cluster_tags: BTreeMap::new(),
+        instance_types: Vec::new(),
     }
 }
 

@@ -219,6 +219,7 @@ async fn the_worker_sleeps_and_wakes_a_held_cluster_through_the_api_server_in_or
             HOLD_TAG.to_string(),
             "ca-deployment+karpenter".to_string(),
         )]),
+        instance_types: Vec::new(),
     };
     let sizes = Sizes::new(2, 5, 3);
     spokes.add(workers.clone(), sizes);
