@@ -121,6 +121,8 @@ tokio::task_local! {
 pub struct SpokeTraffic {
     /// AssumeRole calls (session cache misses, one cache per execution environment).
     pub sts_calls: u64,
+    /// Those the worker's environments made (the rest: the router's, listing targets live).
+    pub worker_sts_calls: u64,
     /// Distinct accounts assumed into.
     pub sts_accounts: usize,
     /// Spoke call attempts answered with a throttling error.
@@ -191,6 +193,7 @@ impl SlowSpokes {
                 {
                     let mut traffic = self.traffic.lock().expect("not poisoned");
                     traffic.0.sts_calls += 1;
+                    traffic.0.worker_sts_calls += u64::from(environment.0 == "worker");
                     traffic.1.insert(account.to_string());
                 }
                 tokio::time::sleep(self.latency.sts).await;

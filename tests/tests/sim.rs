@@ -113,6 +113,11 @@ async fn a_wave_assumes_each_accounts_role_once_however_many_environments_work_i
         "one message per account"
     );
     assert_eq!(report.start.spoke_traffic.sts_calls, 6);
+    assert_eq!(
+        report.stop.spoke_traffic.worker_sts_calls, 6,
+        "the router's live listing adds the rest: {:?}",
+        report.stop.spoke_traffic
+    );
 
     let small_chunks = Simulation {
         chunk_targets: Some(5),

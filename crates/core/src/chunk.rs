@@ -207,6 +207,7 @@ mod tests {
                 .map(|t| (format!("key-{t}"), "v".repeat(200)))
                 .collect(),
             cluster_tags: BTreeMap::new(),
+            instance_types: Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use curfew_core::clock::Clock;
 use curfew_core::operation::{OpStatus, Operation, TaskStatus};
 use curfew_core::ports::{AccountStore, OperationStore, ScheduleStore, TargetStore};
 use curfew_core::schedule::{Schedule, ScheduleRecord};
-use curfew_core::service::{poller, router_batch, worker_batch};
+use curfew_core::service::{poller, router_batch, worker_batch, worker_batch_until};
 use curfew_core::target::{Sizes, Target};
 
 #[tokio::test]
@@ -399,4 +399,24 @@ async fn a_malformed_chunk_is_rejected_naming_the_field_and_changes_nothing() {
     );
     assert!(outcome.rejected[0].1.contains("lambda"), "{outcome:?}");
     assert_eq!(w.sizes(&asg(DEV)), ASG_SIZES);
+}
+
+#[tokio::test]
+async fn a_worker_about_to_time_out_starts_no_target_and_leaves_its_chunk_for_a_retry() {
+    let w = world(&[]).await;
+    let id = w.begin(true, false).await;
+    let chunk = deliveries(w.route_chunks().await);
+
+    // Ten seconds left: less than the margin a target's work needs.
+    let soon = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let outcome = worker_batch_until(&w.hub, &chunk, Some(soon)).await;
+    assert_eq!(outcome.failed, [chunk[0].message_id.clone()], "{outcome:?}");
+    assert_eq!(w.sizes(&asg(DEV)), ASG_SIZES, "nothing was started");
+    assert_eq!(w.baseline(&asg(DEV)).await, None);
+    assert_eq!(w.op(&id).await.status, OpStatus::Running);
+
+    let later = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let outcome = worker_batch_until(&w.hub, &chunk, Some(later)).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    assert_eq!(w.op(&id).await.status, OpStatus::Succeeded);
 }

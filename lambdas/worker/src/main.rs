@@ -3,11 +3,18 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use curfew_aws::lambda::{batch_response, init_tracing, sqs_deliveries};
-use curfew_core::service::{worker_batch, Hub};
+use curfew_core::service::{worker_batch_until, Hub};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 async fn handler(event: LambdaEvent<SqsEvent>, hub: &Hub) -> Result<SqsBatchResponse, Error> {
-    let outcome = worker_batch(hub, &sqs_deliveries(&event.payload)).await;
+    // The invocation's deadline as an instant of this process's clock.
+    let left = event
+        .context
+        .deadline()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    let deadline = std::time::Instant::now() + left;
+    let outcome = worker_batch_until(hub, &sqs_deliveries(&event.payload), Some(deadline)).await;
     Ok(batch_response(outcome.failed))
 }
 

@@ -187,6 +187,23 @@ pub const TASK_BATCH_SIZE: usize = 1;
 /// is reported failed too, so every message of a given-up task gathers in the dead-letter queue
 /// for `curfew dlq redrive`.
 pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
+    worker_batch_until(hub, deliveries, None).await
+}
+
+/// How long before its invocation's deadline the worker stops starting targets: a target's
+/// work (its spoke and state calls, retries included) fits in it, so the function is not cut
+/// off mid-target with the target's lease held until it expires.
+pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// [`worker_batch`] in an invocation that must end by `deadline` (the Lambda's): once less than
+/// [`DEADLINE_MARGIN`] is left, no more targets are started; their message comes back whole, and
+/// the targets already finished find their tasks final on the redelivery.
+pub async fn worker_batch_until(
+    hub: &Hub,
+    deliveries: &[Delivery],
+    deadline: Option<std::time::Instant>,
+) -> BatchOutcome {
+    let cutoff = deadline.map(|d| d.checked_sub(DEADLINE_MARGIN).unwrap_or(d));
     let parsed: Vec<(&Delivery, Result<Vec<TaskMessage>, String>)> = deliveries
         .iter()
         .map(|delivery| (delivery, crate::chunk::read_task_body(&delivery.body)))
@@ -220,7 +237,9 @@ pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
     // future stays `Send` for the console's spawned dispatcher.
     let jobs: Vec<_> = work
         .into_iter()
-        .map(|(index, delivery, message)| work_one(hub, index, delivery, message, overrides))
+        .map(|(index, delivery, message)| {
+            work_one(hub, index, delivery, message, overrides, cutoff)
+        })
         .collect();
     let worked: Vec<(usize, String, Verdict)> = futures::stream::iter(jobs)
         .buffer_unordered(TARGETS_AT_ONCE)
@@ -282,8 +301,9 @@ async fn work_one(
     delivery: &Delivery,
     message: TaskMessage,
     overrides: Option<&[crate::ports::Override]>,
+    cutoff: Option<std::time::Instant>,
 ) -> (usize, String, Verdict) {
-    let verdict = target_verdict(hub, delivery, &message, overrides).await;
+    let verdict = target_verdict(hub, delivery, &message, overrides, cutoff).await;
     (index, message.op_id, verdict)
 }
 
@@ -292,6 +312,7 @@ async fn target_verdict(
     delivery: &Delivery,
     message: &TaskMessage,
     overrides: Option<&[crate::ports::Override]>,
+    cutoff: Option<std::time::Instant>,
 ) -> Verdict {
     // Every log line of a task's work carries its operation, account, region and target
     // (the task's id is the operation and the target together).
@@ -301,7 +322,15 @@ async fn target_verdict(
                                    trace = delivery.trace_header.as_deref());
     async move {
         let id = &delivery.message_id;
-        let (verdict, why) = match worker::work(hub, message, overrides).await {
+        let out_of_time = cutoff.is_some_and(|cutoff| std::time::Instant::now() >= cutoff);
+        let worked = if out_of_time {
+            Ok(TaskStep::RetryLater(
+                "the worker's invocation was about to time out before this target".to_string(),
+            ))
+        } else {
+            worker::work(hub, message, overrides).await
+        };
+        let (verdict, why) = match worked {
             Ok(TaskStep::Finished(TaskStatus::DeadLettered)) => return Verdict::DeadLettered,
             Ok(TaskStep::Finished(_)) => return Verdict::Done,
             Ok(TaskStep::RetryLater(why)) => {
