@@ -29,6 +29,11 @@ pub struct Day {
     pub date: NaiveDate,
     /// Hours 0 to 23.
     pub hours: Vec<Hour>,
+    /// Why the day is not an ordinary one of these schedules, if it is not: `skip date`,
+    /// `calendar NAME` (a calendar it skips) or `awake on calendar NAME`, with the schedule's
+    /// name first when the grid draws several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Seven local days from today.
@@ -85,7 +90,15 @@ pub fn week(
                     }
                 })
                 .collect();
-            Day { date, hours }
+            let note = schedules.iter().filter(|s| s.enabled).find_map(|s| {
+                let skip = s.day_skip(date, calendars)?;
+                Some(if schedules.len() > 1 {
+                    format!("{}: {skip}", s.name)
+                } else {
+                    skip.to_string()
+                })
+            });
+            Day { date, hours, note }
         })
         .collect();
     WeekGrid {
@@ -130,6 +143,7 @@ pub fn partners<'a>(schedule: &'a Schedule, all: &'a [Schedule]) -> Vec<&'a Sche
 #[cfg(test)]
 mod tests {
     use super::*;
+    use curfew_core::calendar::Calendar;
 
     fn schedule(name: &str, cron: &str, action: &str) -> Schedule {
         // From JSON, as the table stores it: fields added later take their defaults.
@@ -189,6 +203,40 @@ mod tests {
         );
         assert_eq!(row(&grid.days[0]), "#######............#####");
         assert_eq!(row(&grid.days[6]), "#".repeat(24));
+    }
+
+    #[test]
+    fn days_a_calendar_skips_or_keeps_awake_carry_a_note() {
+        let window: Schedule = serde_json::from_value(serde_json::json!({
+            "name": "nights", "asleep": "Mon-Fri 19:00-07:00, Sat-Sun all-day",
+            "tz": "Europe/Berlin", "selector": "tag:env=dev", "enabled": true,
+            "skip_calendars": ["holidays"], "awake_calendars": ["release"],
+            "skip_dates": ["2027-01-08"],
+        }))
+        .unwrap();
+        let mut calendars = Calendars::none();
+        calendars.insert(Calendar::new("holidays", &["2027-01-06"]).unwrap());
+        calendars.insert(Calendar::new("release", &["2027-01-07"]).unwrap());
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 9, 0, 0).unwrap();
+        let grid = week(&[&window], &calendars, chrono_tz::Europe::Berlin, now);
+        let notes: Vec<Option<&str>> = grid.days.iter().map(|d| d.note.as_deref()).collect();
+        assert_eq!(
+            notes,
+            [
+                None,
+                None,
+                Some("calendar holidays"),
+                Some("awake on calendar release"),
+                Some("skip date"),
+                None,
+                None
+            ]
+        );
+        assert_eq!(
+            row(&grid.days[3]),
+            ".".repeat(24),
+            "awake all day on the release date"
+        );
     }
 
     #[test]

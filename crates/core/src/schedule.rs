@@ -568,6 +568,16 @@ impl Schedule {
         }
     }
 
+    /// Why local `date` is not an ordinary day of the schedule, if it is not: a skip date, a
+    /// date of a calendar it skips (it does not act that day), or a date of an awake-on calendar
+    /// (its targets stay awake). What the console marks on its week grid.
+    pub fn day_skip(&self, date: NaiveDate, calendars: &Calendars) -> Option<Skip> {
+        self.skip(date, Action::Start, calendars).or_else(|| {
+            self.awake_on(date, calendars)
+                .map(|c| Skip::AwakeOn(c.to_string()))
+        })
+    }
+
     /// Whether the local date at `at` is one the schedule skips (a skip date or a date in a
     /// calendar it skips): it does not act that day.
     pub fn skips_date(&self, at: DateTime<Utc>, calendars: &Calendars) -> bool {

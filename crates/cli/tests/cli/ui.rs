@@ -448,6 +448,44 @@ async fn a_schedules_week_grid_shows_its_asleep_hours() {
     b.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_a_calendar_skips_is_named_on_the_week_grid() {
+    let (th, _fleet) = seeded().await;
+    let zone = chrono_tz::Asia::Kolkata;
+    let holiday = (Utc::now().with_timezone(&zone) + chrono::Duration::days(3)).date_naive();
+    let calendar =
+        curfew_core::calendar::Calendar::new("holidays", &[holiday.to_string()]).unwrap();
+    th.hub
+        .store
+        .create_calendar(&calendar, false)
+        .await
+        .unwrap();
+    let mut nights: Schedule = serde_json::from_value(json!({
+        "name": "nights", "asleep": "daily 19:00-07:00", "tz": "Asia/Kolkata",
+        "selector": "tag:env=dev", "enabled": true, "skip_calendars": ["holidays"],
+    }))
+    .expect("a valid schedule");
+    let mut calendars = curfew_core::calendar::Calendars::none();
+    calendars.insert(calendar);
+    nights.next_fire = nights
+        .next_fire_after(Utc::now(), &calendars)
+        .map(|f| f.time.utc);
+    th.hub.store.create_schedule(&nights).await.unwrap();
+    let console = console(&th);
+    let b = signed_in(&console).await;
+    b.open(&console, "/schedules/nights").await;
+    let notes = b
+        .client
+        .find_all(Locator::Css("table#week tbody tr .day-note"))
+        .await
+        .unwrap();
+    assert_eq!(notes.len(), 1, "one day of the week is a holiday");
+    let row = format!("table#week tbody tr[data-date='{holiday}'] .day-note");
+    assert_eq!(b.text(&row).await, "calendar holidays");
+    b.screenshot("schedule-holiday").await;
+    b.close().await;
+}
+
 /// A raw HTTP/1.1 request; returns the status code.
 fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
     exchange(base, method, path, headers, body).0

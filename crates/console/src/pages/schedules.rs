@@ -143,9 +143,12 @@ fn grid_table(grid: &week::WeekGrid) -> String {
     }
     out.push_str("</tr></thead><tbody>");
     for day in &grid.days {
+        let note = day.note.as_deref().map_or_else(String::new, |note| {
+            format!(r#" <span class="day-note">{}</span>"#, esc(note))
+        });
         let _ = write!(
             out,
-            r#"<tr data-date="{}"><th scope="row">{} {}</th>"#,
+            r#"<tr data-date="{}"><th scope="row">{} {}{note}</th>"#,
             day.date,
             day.date.weekday(),
             day.date.format("%d %b")
