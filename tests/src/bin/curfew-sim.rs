@@ -11,7 +11,8 @@
 //! `--targets N` it runs that one fleet:
 //! `curfew-sim [--targets N] [--accounts N] [--regions N] [--concurrency N] [--asleep-every N] [--big-account N]
 //! [--spoke-ms N] [--state-ms N] [--queue-ms N] [--sts-ms N] [--spoke-rate N [--spoke-burst N]]
-//! [--throttled-pct N] [--unfair]`.
+//! [--throttled-pct N] [--unfair] [--chunk N]` (`--chunk`: targets per task message, default
+//! the router's 100).
 
 use std::time::{Duration, Instant};
 
