@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use curfew_aws::config::{SDK_INITIAL_BACKOFF, SDK_MAX_ATTEMPTS, SDK_MAX_BACKOFF};
-use curfew_aws::error::retrying;
+use curfew_aws::error::{backoff, retrying_with};
 use curfew_core::clock::Clock;
 use curfew_core::fakes::MemoryQueue;
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes};
@@ -138,7 +138,8 @@ pub struct SpokeTraffic {
 /// error and retried as the AWS adapter retries: the SDK's own attempts
 /// ([`curfew_aws::config::SDK_MAX_ATTEMPTS`], full-jitter backoff from
 /// [`curfew_aws::config::SDK_INITIAL_BACKOFF`]) inside curfew's jittered backoff
-/// ([`curfew_aws::error::retrying`], the real function).
+/// ([`curfew_aws::error::retrying_with`] and [`curfew_aws::error::backoff`], the real ones, the
+/// jitter seeded from the run's faults).
 pub struct SlowSpokes {
     latency: Latency,
     limit: Option<RateLimit>,
@@ -313,7 +314,13 @@ impl AroundCall for SlowSpokes {
         call: &'a InnerCall<'a, T>,
     ) -> PortResult<T> {
         self.session(account).await;
-        retrying(|| self.sdk_call(account, region, call)).await
+        // curfew's own backoff, as the adapter builds it, with its jitter drawn from the
+        // run's seeded faults so a throttled run repeats exactly.
+        let seed = self.faults.lock().expect("not poisoned").random::<u64>();
+        retrying_with(backoff().with_jitter_seed(seed), || {
+            self.sdk_call(account, region, call)
+        })
+        .await
     }
 }
 

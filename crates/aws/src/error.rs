@@ -202,7 +202,17 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = PortResult<T>>,
 {
-    call.retry(backoff())
+    retrying_with(backoff(), call).await
+}
+
+/// [`retrying`] with a backoff of the caller's: the simulation passes [`backoff`] with a seeded
+/// jitter (`with_jitter_seed`), so its throttled runs repeat exactly.
+pub async fn retrying_with<T, F, Fut>(backoff: ExponentialBuilder, call: F) -> PortResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PortResult<T>>,
+{
+    call.retry(backoff)
         .when(|e: &PortError| e.kind == ErrorKind::Throttled)
         .notify(|_, _| metrics::emit(Metric::ThrottleRetries, 1.0, None, None))
         .await
