@@ -260,15 +260,33 @@ async fn an_enforced_window_puts_a_hand_woken_target_back_to_sleep_and_records_t
     assert!(day.enforce_passes.is_empty());
     tick_at(&t, &hub, utc(2027, 1, 4, 18, 0)).await;
     assert_fleet(&t, &fleet, &seeded, true, "after the stop").await;
+    // A pass over a fleet held asleep reads each target and plans no task: nothing to undo.
+    let quiet = tick_at(&t, &hub, utc(2027, 1, 4, 18, 1)).await;
+    let quiet_pass = Operation::enforce_id("dev-nights", utc(2027, 1, 4, 18, 1));
+    assert_eq!(quiet.enforce_passes, vec![quiet_pass.clone()]);
+    let op = t
+        .hub
+        .store
+        .get_operation(&quiet_pass)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((op.status, op.counts.total), (OpStatus::Succeeded, 0));
     // Someone wakes one dev ASG by hand; the next tick's pass puts it back, keeping its baseline.
     let woken = fleet
         .iter()
         .find(|f| is_dev(f) && f.kind == TargetKind::Asg)
         .unwrap();
     t.set_by_hand(woken, Sizes::new(1, 5, 3)).await;
-    let report = tick_at(&t, &hub, utc(2027, 1, 4, 18, 1)).await;
-    let pass = Operation::enforce_id("dev-nights", utc(2027, 1, 4, 18, 1));
+    let report = tick_at(&t, &hub, utc(2027, 1, 4, 18, 2)).await;
+    let pass = Operation::enforce_id("dev-nights", utc(2027, 1, 4, 18, 2));
     assert_eq!(report.enforce_passes, vec![pass.clone()]);
+    let op = t.hub.store.get_operation(&pass).await.unwrap().unwrap();
+    assert_eq!(
+        (op.counts.total, op.counts.succeeded),
+        (1, 1),
+        "only the woken target gets a task"
+    );
     assert_fleet(&t, &fleet, &seeded, true, "after the enforce pass").await;
     let task = t
         .hub
@@ -305,7 +323,7 @@ async fn an_enforced_window_puts_a_hand_woken_target_back_to_sleep_and_records_t
         assert!(drift_records(&t, f).await.is_empty(), "{}", key(f));
     }
     // The same minute again starts nothing new.
-    let again = tick_at(&t, &hub, utc(2027, 1, 4, 18, 1)).await;
+    let again = tick_at(&t, &hub, utc(2027, 1, 4, 18, 2)).await;
     assert!(again.enforce_passes.is_empty());
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::target::{LiveState, Sizes, TargetKind};
+use crate::target::{LiveState, Processes, Sizes, TargetKind};
 
 /// Stop (scale to zero, saving a baseline) or start (restore the baseline).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -199,6 +199,19 @@ pub fn decide(input: &DecisionInput) -> Decision {
 pub fn start_sizes(baseline: Sizes, live: Sizes) -> Sizes {
     let desired = baseline.desired.max(live.desired);
     Sizes::new(baseline.min, baseline.max.max(desired), desired)
+}
+
+/// Whether a target read as `live` is asleep the way a stop holds it, as far as its sizes and
+/// processes show: at its stopped sizes, not UPDATING, and an ASG with every process a stop
+/// suspends still suspended. `holds_more`: the target opts into a hold mode (Cluster Autoscaler
+/// tags, a cluster-wide hold) whose state a size read cannot show, so it never counts as held
+/// here. An enforce pass gives no task to a target held asleep (the router's pre-read); the
+/// worker decides every target it gets on its own read under the lease.
+pub fn held_asleep(kind: TargetKind, live: LiveState, holds_more: bool) -> bool {
+    !holds_more
+        && !live.busy
+        && live.sizes == kind.stopped_sizes(live.sizes)
+        && (kind != TargetKind::Asg || live.suspended.contains(Processes::HELD))
 }
 
 #[cfg(test)]
@@ -467,5 +480,48 @@ mod tests {
             prop_assert!(to.desired >= live.desired);
             prop_assert_eq!(to.min, b.min);
         }
+    }
+
+    #[test]
+    fn held_asleep_needs_stopped_sizes_the_held_processes_and_no_other_hold() {
+        let asleep = LiveState {
+            sizes: Sizes::new(0, 0, 0),
+            busy: false,
+            suspended: Processes::HELD,
+        };
+        assert!(held_asleep(TargetKind::Asg, asleep, false));
+        assert!(
+            !held_asleep(TargetKind::Asg, asleep, true),
+            "a hold mode it cannot see"
+        );
+        let resumed = LiveState {
+            suspended: Processes::NONE,
+            ..asleep
+        };
+        assert!(
+            !held_asleep(TargetKind::Asg, resumed, false),
+            "processes resumed by hand"
+        );
+        let woken = LiveState {
+            sizes: Sizes::new(1, 5, 3),
+            ..asleep
+        };
+        assert!(!held_asleep(TargetKind::Asg, woken, false));
+        let node_group = LiveState {
+            sizes: Sizes::new(0, 5, 0),
+            busy: false,
+            suspended: Processes::NONE,
+        };
+        assert!(held_asleep(TargetKind::Nodegroup, node_group, false));
+        let updating = LiveState {
+            busy: true,
+            ..node_group
+        };
+        assert!(!held_asleep(TargetKind::Nodegroup, updating, false));
+        let scaled = LiveState {
+            sizes: Sizes::new(0, 5, 1),
+            ..node_group
+        };
+        assert!(!held_asleep(TargetKind::Nodegroup, scaled, false));
     }
 }

@@ -13,9 +13,9 @@ use super::{to_body, Hub};
 use crate::account::Account;
 use crate::chunk::chunk_targets;
 use crate::cluster_hold::{cluster_wide, planned_cluster_steps};
-use crate::decision::{decide, Action, Decision, DecisionInput};
+use crate::decision::{decide, held_asleep, Action, Decision, DecisionInput};
 use crate::hold::{hold_steps, HoldModes};
-use crate::operation::{Discovery, Operation, RouterMessage, Shard, Task};
+use crate::operation::{Discovery, OpSource, Operation, RouterMessage, Shard, Task};
 use crate::ports::{Baseline, ErrorKind, Override, PlannedChange, PortError, PortResult};
 use crate::selector::Selector;
 use crate::target::{LiveState, Processes, Target, TargetKind};
@@ -176,6 +176,39 @@ async fn shard_targets(
         .collect())
 }
 
+/// The targets of an enforce pass that may need putting back to sleep: each is read now, and
+/// one held asleep ([`held_asleep`]) gets no task. A pass over a sleeping fleet then writes
+/// nothing per target, where a task and its lease cost some 8 write units (docs/PERFORMANCE.md,
+/// "Enforce passes"). The worker decides every target it gets on its own read under the lease,
+/// so this read only chooses which to look at; one woken after it is caught by the next pass,
+/// and one that cannot be read gets a task (its worker reports why).
+async fn needing_enforcement(
+    hub: &Hub,
+    op: &Operation,
+    account: &Account,
+    targets: Vec<Target>,
+) -> Vec<Target> {
+    // The futures are made up front, not by a closure inside the stream, so the router's
+    // future stays `Send` for the console's spawned dispatcher.
+    let reads: Vec<_> = targets
+        .into_iter()
+        .map(|target| async move {
+            // A mode it opts into (or a tag that cannot be read) may hold more than sizes show.
+            let sizes_tell_all =
+                HoldModes::of_target(&target, op.hold).is_ok_and(|modes| modes == HoldModes::NONE);
+            match hub.spokes.live_state(&account.role, &target).await {
+                Ok(live) if held_asleep(target.kind, live, !sizes_tell_all) => None,
+                _ => Some(target),
+            }
+        })
+        .collect();
+    let read: Vec<Option<Target>> = stream::iter(reads)
+        .buffered(super::TARGETS_AT_ONCE)
+        .collect()
+        .await;
+    read.into_iter().flatten().collect()
+}
+
 /// A spoke reported an Auto Scaling or EKS change in `account` and `region` (forwarded by its
 /// EventBridge rule to the hub bus): the next operation there lists the targets live.
 pub async fn spoke_changed(hub: &Hub, account: &str, region: &str) -> PortResult<()> {
@@ -253,7 +286,13 @@ async fn shard_tasks(
             Some(format!("account {} is no longer registered", shard.account)),
         ),
         Some(account) => {
-            match shard_targets(hub, op, account, &shard.region).await {
+            let listed = match shard_targets(hub, op, account, &shard.region).await {
+                Ok(targets) if matches!(op.source, OpSource::Enforce { .. }) => {
+                    Ok(needing_enforcement(hub, op, account, targets).await)
+                }
+                listed => listed,
+            };
+            match listed {
                 Ok(targets) => (
                     targets
                         .into_iter()
