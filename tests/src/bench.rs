@@ -21,9 +21,9 @@ pub struct SendCounts {
     /// The most bodies seen in one `send`.
     pub largest_send: u64,
     /// SendMessageBatch calls the SQS adapter makes for the sends observed: it splits each send
-    /// into calls of at most [`BATCH`] (`curfew_aws::sqs`), so this is the sum over the observed
-    /// sends of their size divided by 10, rounded up. Derived from what was observed, not
-    /// observed itself: below the port there is no SQS in the in-memory runs.
+    /// into calls of at most [`BATCH`] messages and 240 KiB (`curfew_aws::sqs::batches`, the
+    /// adapter's own packing, applied to the observed bodies). Derived from what was observed,
+    /// not observed itself: below the port there is no SQS in the in-memory runs.
     pub batch_calls: u64,
 }
 
@@ -137,7 +137,8 @@ impl CountingQueue {
         self.sends.fetch_add(1, Ordering::Relaxed);
         self.messages.fetch_add(n, Ordering::Relaxed);
         self.largest_send.fetch_max(n, Ordering::Relaxed);
-        let calls = n.div_ceil(BATCH as u64);
+        // As the SQS adapter packs them: ten messages and 240 KiB a call at most.
+        let calls = curfew_aws::sqs::batches(bodies).len() as u64;
         self.batch_calls.fetch_add(calls, Ordering::Relaxed);
         if !self.latency.is_zero() {
             // The SQS adapter makes up to SEND_CONCURRENCY calls at once.

@@ -353,8 +353,9 @@ pub struct TaskOutcome {
     pub steps: Vec<String>,
 }
 
-/// The message the router sends the worker for one target. It carries everything the worker
-/// needs, so the worker reads no operation or account record on its hot path.
+/// The worker's unit of work: one target of a [`crate::chunk::TaskChunk`] (what the router
+/// sends), or a one-target message as the router sent before chunks. It carries everything the
+/// worker needs, so the worker reads no operation or account record on its hot path.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskMessage {

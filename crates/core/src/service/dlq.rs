@@ -75,10 +75,14 @@ async fn entries(store: &dyn StateStore, letter: DeadLetter) -> PortResult<Vec<D
             }]);
         }
     };
-    let mut found = Vec::with_capacity(messages.len());
-    for message in messages {
-        found.push(task_entry(store, entry.clone(), message).await?);
-    }
+    let lookups: Vec<_> = messages
+        .into_iter()
+        .map(|message| task_entry(store, entry.clone(), message))
+        .collect();
+    let found: Vec<DeadLetterEntry> = stream::iter(lookups)
+        .buffered(LOOKUPS)
+        .try_collect()
+        .await?;
     // A chunk's targets whose tasks ended (succeeded, skipped, failed) are not what waits
     // here, and a redrive leaves them as they are: list the rest, or all if none is left.
     let waiting: Vec<DeadLetterEntry> = found
