@@ -12,6 +12,11 @@ export const DELETION_PROTECTION_CONTEXT = 'curfew:deletionProtection';
 export const SPOKE_ROLE_NAME_CONTEXT = 'curfew:spokeRoleName';
 /** Context key: `arm64` (default) or `x86_64`, the functions' architecture. */
 export const ARCHITECTURE_CONTEXT = 'curfew:architecture';
+/**
+ * Context key: minutes the router trusts the inventory cache (`CURFEW_INVENTORY_MINUTES`, 0 to
+ * 10080). Raise it above the time between waves where every spoke forwards its change events.
+ */
+export const INVENTORY_MINUTES_CONTEXT = 'curfew:inventoryMinutes';
 
 export interface CurfewAppOptions {
   /** Extra context (wins over cdk.json's). */
@@ -61,6 +66,7 @@ export function buildCurfewApp(options: CurfewAppOptions = {}): CurfewApp {
     deletionProtection: parseBoolean(app.node.tryGetContext(DELETION_PROTECTION_CONTEXT), true),
     spokeRoleName,
     architecture: parseArchitecture(app.node.tryGetContext(ARCHITECTURE_CONTEXT)),
+    inventoryMinutes: parseMinutes(app.node.tryGetContext(INVENTORY_MINUTES_CONTEXT), INVENTORY_MINUTES_CONTEXT),
   });
   const spoke = new CurfewSpoke(app, 'CurfewSpoke', { spokeRoleName });
   return { app, hub, spoke };
@@ -81,6 +87,16 @@ export function parseArchitecture(value: unknown): lambda.Architecture {
   if (value === undefined || value === null || value === 'arm64') return lambda.Architecture.ARM_64;
   if (value === 'x86_64') return lambda.Architecture.X86_64;
   throw new Error(`${ARCHITECTURE_CONTEXT}: expected arm64 or x86_64, got ${JSON.stringify(value)}`);
+}
+
+/** Whole minutes from 0 to a week (what the functions accept), or `undefined` when not set. */
+export function parseMinutes(value: unknown, key: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const minutes = typeof value === 'number' ? value : Number(String(value));
+  if (!Number.isInteger(minutes) || minutes < 0 || minutes > 10080) {
+    throw new Error(`${key}: expected whole minutes from 0 to 10080, got ${JSON.stringify(value)}`);
+  }
+  return minutes;
 }
 
 /** Context from `-c key=value` arrives as a string; from cdk.json or code as a boolean. */

@@ -81,6 +81,15 @@ export interface CurfewHubProps extends StackProps {
    */
   readonly enforceMinutes?: number;
   /**
+   * How long the router trusts an account and region's inventory cache, in minutes
+   * (`CURFEW_INVENTORY_MINUTES`, at most 10080) before it lists them live again. The spokes'
+   * change events clear an entry at once, so with CloudTrail in every spoke and the spoke stack in
+   * every managed region this only bounds a missed event: raise it above the time between waves
+   * (1440) and a wave lists nothing live, assuming each spoke role once, in the worker. Without
+   * change events, it is how late a new group can be seen. @default 15
+   */
+  readonly inventoryMinutes?: number;
+  /**
    * Worker per-target lease, in seconds (`CURFEW_LEASE_SECONDS`): at least the worker's timeout
    * plus `LEASE_MARGIN` (180 s). @default 900
    */
@@ -251,7 +260,11 @@ export class CurfewHub extends Stack {
       role: routerRole,
       timeout: TIMEOUTS.router,
       memorySize: 512,
-      environment: { ...environment, CURFEW_NOTIFY_TOPIC_ARN: this.notifications.topic.topicArn },
+      environment: {
+        ...environment,
+        CURFEW_NOTIFY_TOPIC_ARN: this.notifications.topic.topicArn,
+        CURFEW_INVENTORY_MINUTES: String(props.inventoryMinutes ?? 15),
+      },
     });
     this.worker = new RustLambda(this, 'Worker', {
       ...common,

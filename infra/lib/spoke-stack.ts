@@ -9,16 +9,17 @@ import { acknowledge } from './acknowledge';
 import { DEFAULT_SPOKE_ROLE_NAME, HUB_ROUTER_ROLE_NAME, HUB_WORKER_ROLE_NAME } from './names';
 
 /**
- * The API calls, recorded by CloudTrail, that change what curfew manages in a spoke: groups and
- * node groups appearing, disappearing, resizing or being retagged. Forwarding only these keeps
- * instance launch/terminate chatter off the hub bus.
+ * The API calls, recorded by CloudTrail, that change what curfew's inventory cache holds in a
+ * spoke: groups and node groups appearing, disappearing or being retagged. Forwarding only these
+ * keeps instance launch/terminate chatter and resizes off the hub bus: the cache holds no sizes,
+ * so a resize (curfew's own stops and starts among them) must not make the next wave list the
+ * account live again. `curfew_core::spoke_event` makes the same call for events from older
+ * spoke stacks.
  */
 export const FORWARDED_EVENT_NAMES = {
   autoscaling: [
     'CreateAutoScalingGroup',
-    'UpdateAutoScalingGroup',
     'DeleteAutoScalingGroup',
-    'SetDesiredCapacity',
     'CreateOrUpdateTags',
     'DeleteTags',
   ],
@@ -27,11 +28,30 @@ export const FORWARDED_EVENT_NAMES = {
     'DeleteCluster',
     'CreateNodegroup',
     'DeleteNodegroup',
-    'UpdateNodegroupConfig',
     'TagResource',
     'UntagResource',
   ],
 } as const;
+
+/**
+ * `UpdateAutoScalingGroup` is forwarded only with one of these request parameters: they decide
+ * the instance types discovery records. Other updates only resize.
+ */
+export const INSTANCE_TYPE_PARAMETERS = ['mixedInstancesPolicy', 'launchTemplate', 'launchConfigurationName'] as const;
+
+/** The forwarding rule's `detail` pattern: the calls above, or an update of a group's instances. */
+export function forwardedDetail(): Record<string, unknown> {
+  return {
+    eventSource: ['autoscaling.amazonaws.com', 'eks.amazonaws.com'],
+    $or: [
+      { eventName: [...FORWARDED_EVENT_NAMES.autoscaling, ...FORWARDED_EVENT_NAMES.eks] },
+      ...INSTANCE_TYPE_PARAMETERS.map((parameter) => ({
+        eventName: ['UpdateAutoScalingGroup'],
+        requestParameters: { [parameter]: [{ exists: true }] },
+      })),
+    ],
+  };
+}
 
 export interface CurfewSpokeProps extends StackProps {
   /** Default of the SpokeRoleName parameter. @default curfew-spoke */
@@ -148,10 +168,7 @@ export class CurfewSpoke extends Stack {
       eventPattern: {
         source: ['aws.autoscaling', 'aws.eks'],
         detailType: ['AWS API Call via CloudTrail'],
-        detail: {
-          eventSource: ['autoscaling.amazonaws.com', 'eks.amazonaws.com'],
-          eventName: [...FORWARDED_EVENT_NAMES.autoscaling, ...FORWARDED_EVENT_NAMES.eks],
-        },
+        detail: forwardedDetail(),
       },
       targets: [new targets.EventBus(hubBus, { role: forwardingRole })],
     });

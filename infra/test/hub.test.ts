@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { DELETION_PROTECTION_CONTEXT, SPOKE_ROLE_NAME_CONTEXT } from '../lib/app';
+import { DELETION_PROTECTION_CONTEXT, INVENTORY_MINUTES_CONTEXT, SPOKE_ROLE_NAME_CONTEXT } from '../lib/app';
 import { CurfewHub, DEFAULT_LEASE, LEASE_MARGIN, POLLER_LAG_ALARM_SECONDS, TIMEOUTS } from '../lib/hub-stack';
 import { FUNCTION_NAMES, HUB_EVENT_BUS_NAME, HUB_ROUTER_ROLE_NAME, HUB_WORKER_ROLE_NAME } from '../lib/names';
 import { actionsOf, buildForTest, render, resource, resourcesOf, statementsOfRole, templates } from './support';
@@ -167,15 +167,27 @@ describe('functions', () => {
     });
   }
 
-  test('the poller has its catch-up window and drift interval, the worker its lease, the router and worker the topic', () => {
+  test('the poller has its catch-up window and drift interval, the worker its lease, the router its inventory age, the router and worker the topic', () => {
     const env = (name: string) => functionNamed(name).body.Properties.Environment.Variables;
     assert.equal(env(FUNCTION_NAMES.poller).CURFEW_CATCHUP_MINUTES, '60');
     assert.equal(env(FUNCTION_NAMES.poller).CURFEW_DRIFT_MINUTES, '60');
     assert.equal(env(FUNCTION_NAMES.worker).CURFEW_LEASE_SECONDS, '900');
+    assert.equal(env(FUNCTION_NAMES.router).CURFEW_INVENTORY_MINUTES, '15');
     const topic = { Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id };
     assert.deepEqual(env(FUNCTION_NAMES.router).CURFEW_NOTIFY_TOPIC_ARN, topic);
     assert.deepEqual(env(FUNCTION_NAMES.worker).CURFEW_NOTIFY_TOPIC_ARN, topic);
     assert.equal(env(FUNCTION_NAMES.poller).CURFEW_NOTIFY_TOPIC_ARN, undefined);
+  });
+
+  test('the router trusts the inventory cache as long as the context says, and refuses nonsense', () => {
+    const { hub: stack } = buildForTest({ [INVENTORY_MINUTES_CONTEXT]: '1440' });
+    const router = Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function')).find(
+      (f: any) => f.Properties.FunctionName === FUNCTION_NAMES.router,
+    ) as any;
+    assert.equal(router.Properties.Environment.Variables.CURFEW_INVENTORY_MINUTES, '1440');
+    for (const bad of ['-1', '10081', '1.5', 'a day']) {
+      assert.throws(() => buildForTest({ [INVENTORY_MINUTES_CONTEXT]: bad }), /curfew:inventoryMinutes/);
+    }
   });
 
   test('the worker knows its timeout, and its lease outlasts that timeout by the margin', () => {

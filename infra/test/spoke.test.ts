@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
-import { FORWARDED_EVENT_NAMES } from '../lib/spoke-stack';
+import { FORWARDED_EVENT_NAMES, INSTANCE_TYPE_PARAMETERS } from '../lib/spoke-stack';
 import { actionsOf, render, resource, resourcesOf, statementsOfRole, templates } from './support';
 
 const spoke = () => templates().spoke;
@@ -131,11 +131,32 @@ describe('change-event forwarding', () => {
       EventPattern: {
         source: ['aws.autoscaling', 'aws.eks'],
         detail: {
-          eventName: [...FORWARDED_EVENT_NAMES.autoscaling, ...FORWARDED_EVENT_NAMES.eks],
+          $or: [
+            { eventName: [...FORWARDED_EVENT_NAMES.autoscaling, ...FORWARDED_EVENT_NAMES.eks] },
+            ...INSTANCE_TYPE_PARAMETERS.map((p) => ({
+              eventName: ['UpdateAutoScalingGroup'],
+              requestParameters: { [p]: [{ exists: true }] },
+            })),
+          ],
         },
       },
       Targets: [Match.objectLike({ Arn: { Ref: 'HubEventBusArn' }, RoleArn: { 'Fn::GetAtt': [role.id, 'Arn'] } })],
     });
+  });
+
+  test('resizes are not forwarded: the inventory cache holds no sizes', () => {
+    const rule = resource(spoke(), 'AWS::Events::Rule', 'ForwardChanges');
+    const pattern = JSON.stringify(rule.body.Properties.EventPattern);
+    for (const call of ['SetDesiredCapacity', 'UpdateNodegroupConfig']) {
+      assert.ok(!pattern.includes(call), `${call} is forwarded`);
+    }
+    const updates = rule.body.Properties.EventPattern.detail.$or.filter((p: any) =>
+      p.eventName.includes('UpdateAutoScalingGroup'),
+    );
+    assert.equal(updates.length, INSTANCE_TYPE_PARAMETERS.length);
+    for (const update of updates) {
+      assert.deepEqual(Object.values(update.requestParameters), [[{ exists: true }]]);
+    }
   });
 
   test('the forwarding role may only put events on the hub bus', () => {

@@ -50,6 +50,7 @@ pub mod schedule;
 pub mod selector;
 pub mod service;
 pub mod session;
+pub mod spoke_event;
 pub mod target;
 pub mod trail;
 pub mod view;

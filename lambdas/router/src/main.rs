@@ -5,6 +5,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use curfew_aws::lambda::{batch_response, init_tracing, sqs_messages};
 use curfew_core::service::invocation::{invoke, Invocation, InvocationError};
 use curfew_core::service::{router_batch, Hub};
+use curfew_core::spoke_event::SpokeEvent;
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -56,15 +57,7 @@ enum Event {
     /// From the CLI or `aws lambda invoke`.
     Direct(Invocation),
     /// An Auto Scaling or EKS change in a spoke, forwarded to the hub bus by the spoke's rule.
-    SpokeChange(SpokeChange),
-}
-
-/// The fields of an EventBridge event the router needs.
-#[derive(Debug, serde::Deserialize)]
-struct SpokeChange {
-    account: String,
-    region: String,
-    source: String,
+    SpokeChange(SpokeEvent),
 }
 
 fn parse(payload: Value) -> Result<Event, RouterError> {
@@ -83,9 +76,15 @@ async fn handler(event: LambdaEvent<Value>, hub: &Hub) -> Result<Value, RouterEr
             let outcome = router_batch(hub, &sqs_messages(&sqs)).await;
             Ok(serde_json::to_value(batch_response(outcome.failed))?)
         }
+        Event::SpokeChange(change) if !change.changes_inventory() => {
+            // A resize (curfew's own stops and starts among them): the cache holds no sizes.
+            tracing::debug!(account = %change.account, region = %change.region, call = change.call(),
+                "spoke change leaves the inventory as it was");
+            Ok(serde_json::json!({"ignored": format!("{}/{}", change.account, change.region)}))
+        }
         Event::SpokeChange(change) => {
             tracing::info!(account = %change.account, region = %change.region, source = %change.source,
-                "spoke change; inventory will be listed live");
+                call = change.call(), "spoke change; inventory will be listed live");
             curfew_core::service::router::spoke_changed(hub, &change.account, &change.region)
                 .await
                 .map_err(|e| RouterError {
