@@ -103,16 +103,26 @@ impl Target {
     /// The stable key of this target: `account#region#kind#[cluster/]name`. Sorting by it groups
     /// targets by account and region, which is how tasks are sharded.
     pub fn key(&self) -> String {
-        match &self.cluster {
-            Some(cluster) => format!(
-                "{}#{}#{}#{}/{}",
-                self.account, self.region, self.kind, cluster, self.name
-            ),
-            None => format!(
-                "{}#{}#{}#{}",
-                self.account, self.region, self.kind, self.name
-            ),
+        // Built by hand, not with `format!`: the worker asks for it a dozen times per target.
+        let kind = self.kind.as_str();
+        let cluster = self.cluster.as_deref();
+        let mut key = String::with_capacity(
+            self.account.len()
+                + self.region.len()
+                + kind.len()
+                + cluster.map_or(0, |c| c.len() + 1)
+                + self.name.len()
+                + 3,
+        );
+        for part in [self.account.as_str(), "#", &self.region, "#", kind, "#"] {
+            key.push_str(part);
         }
+        if let Some(cluster) = cluster {
+            key.push_str(cluster);
+            key.push('/');
+        }
+        key.push_str(&self.name);
+        key
     }
 
     /// A short human name: `cluster/nodegroup` or the ASG name.
@@ -261,6 +271,13 @@ mod tests {
             instance_types: Vec::new(),
         };
         assert_eq!(ng.key(), "111111111111#eu-west-1#nodegroup#prod/workers");
+        let asg = Target {
+            kind: TargetKind::Asg,
+            cluster: None,
+            name: "web".into(),
+            ..ng
+        };
+        assert_eq!(asg.key(), "111111111111#eu-west-1#asg#web");
     }
 
     #[test]
