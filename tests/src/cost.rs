@@ -114,11 +114,17 @@ impl CycleUse {
     /// The cycle of a simulated run's `stop` and `start` waves over `targets` targets; `None`
     /// unless both waves were simulated (a plain run has no event sources nor virtual time).
     pub fn from_waves(targets: usize, stop: &WaveReport, start: &WaveReport) -> Option<CycleUse> {
+        CycleUse::of(targets, &[stop, start])
+    }
+
+    /// What `waves` (simulated) used together over `targets` targets; `None` unless every one
+    /// was simulated. One wave alone prices a single pass (an enforce pass).
+    pub fn of(targets: usize, waves: &[&WaveReport]) -> Option<CycleUse> {
         let mut cycle = CycleUse {
             targets: targets as u64,
             ..CycleUse::default()
         };
-        for wave in [stop, start] {
+        for wave in waves {
             let (routed, worked) = wave.sourced.as_ref()?;
             cycle.worker_invocations += worked.invocations as u64;
             cycle.worker_seconds += worked.busy.as_secs_f64();

@@ -29,14 +29,15 @@ use curfew_core::clock::ManualClock;
 use curfew_core::decision::{Action, SkipReason};
 use curfew_core::fakes::{self, FakeSpokes, MemoryQueue, MemoryStore};
 use curfew_core::operation::{Discovery, OpCounts, OpStatus, Task, TaskStatus};
-use curfew_core::ports::{AccountStore, OperationStore, Queue};
+use curfew_core::ports::{AccountStore, ErrorKind, OperationStore, Queue, ScheduleStore};
+use curfew_core::schedule::{Schedule, ScheduleRecord};
 use curfew_core::selector::Selector;
 
 use crate::around::AroundSpokes;
 use crate::sim::{event_source, Latency, Simulation, SlowSpokes, Source, Sourced, SpokeTraffic};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{
-    router_batch, worker_batch, BatchOutcome, Delivery, Hub, TASK_BATCH_SIZE,
+    poller, router_batch, worker_batch, BatchOutcome, Delivery, Hub, TASK_BATCH_SIZE,
 };
 use curfew_core::target::{Processes, Sizes, Target, TargetKind};
 use futures::stream::{self, StreamExt};
@@ -392,6 +393,9 @@ pub struct WaveReport {
     pub sourced: Option<(Sourced, Sourced)>,
     /// Plain (not simulated) runs only: where the wave's CPU time went.
     pub cpu: Option<CpuSplit>,
+    /// An enforce pass ([`Fleet::enforce_pass`]) over the fleet the stop operation named here
+    /// left asleep: it must plan no task, and every target must still be as that stop left it.
+    pub pass_after: Option<String>,
 }
 
 impl WaveReport {
@@ -428,6 +432,7 @@ impl WaveReport {
             invoke: Duration::ZERO,
             sourced: None,
             cpu: None,
+            pass_after: None,
         }
     }
 }
@@ -576,7 +581,54 @@ impl Fleet {
 
     /// Runs one wave over every `fleet=scale` target and checks every target after it.
     pub async fn wave(&self, action: Action) -> WaveReport {
+        self.run_wave(action, None).await
+    }
+
+    /// Runs one pass of an enforced window schedule over every `fleet=scale` target, started by
+    /// a real poller tick in the schedule's asleep time, after the stop operation `stop_op` put
+    /// them to sleep: what a fleet held asleep costs each pass (`--enforce`, docs/SCHEDULES.md).
+    /// Checked like that stop (every target as it left it) and for planning no task.
+    pub async fn enforce_pass(&self, stop_op: &str) -> WaveReport {
+        self.run_wave(Action::Stop, Some(stop_op)).await
+    }
+
+    /// An enforced window schedule over the fleet, asleep at the fleet's clock (Monday 18:00
+    /// UTC), written straight to the store, then one poller tick: the pass it starts.
+    async fn start_enforce_pass(&self) -> Result<String, String> {
+        let schedule = Schedule::try_from(ScheduleRecord {
+            name: "scale-enforced".into(),
+            cron: None,
+            tz: "UTC".into(),
+            action: None,
+            asleep: Some("daily 17:00-23:00".into()),
+            selector: "tag:fleet=scale".into(),
+            enabled: true,
+            dry_run: false,
+            prewarm_minutes: 0,
+            skip_dates: vec![],
+            skip_calendars: vec![],
+            awake_calendars: vec![],
+            enforce: true,
+            default_start: None,
+            hold: None,
+            next_fire: None,
+        })
+        .map_err(|e| e.to_string())?;
+        match self.store.create_schedule(&schedule).await {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::ConditionFailed => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let tick = poller::tick(&self.hub).await.map_err(|e| e.to_string())?;
+        tick.enforce_passes
+            .into_iter()
+            .next()
+            .ok_or_else(|| "the poller's tick started no enforce pass".to_string())
+    }
+
+    async fn run_wave(&self, action: Action, pass_after: Option<&str>) -> WaveReport {
         let mut report = WaveReport::new(action);
+        report.pass_after = pass_after.map(str::to_string);
         let store_before = self.counted_store.counts();
         let router_before = self.router_sends.counts();
         let tasks_before = self.task_sends.counts();
@@ -607,13 +659,19 @@ impl Fleet {
         };
         let started = Instant::now();
         let clock = timing.map(|t| t.start());
-        let invoked = invoke(&self.hub, invocation).await;
+        let began = match pass_after {
+            None => invoke(&self.hub, invocation)
+                .await
+                .map(|response| response.operation_id)
+                .map_err(|e| e.to_string()),
+            Some(_) => self.start_enforce_pass().await,
+        };
         stop_clock(timing, clock);
         report.invoke = started.elapsed();
-        let op_id = match invoked {
-            Ok(response) => response.operation_id,
+        let op_id = match began {
+            Ok(op_id) => op_id,
             Err(e) => {
-                report.problems.push(Problem::Invocation(e.to_string()));
+                report.problems.push(Problem::Invocation(e));
                 return report;
             }
         };
@@ -771,12 +829,16 @@ impl Fleet {
             });
         }
         let asleep = self.seeded.iter().filter(|s| s.asleep).count() as u64;
-        let expected = OpCounts {
-            total: self.seeded.len() as u64,
-            succeeded: self.seeded.len() as u64 - asleep,
-            failed: 0,
-            skipped: asleep,
-            dead_lettered: 0,
+        let expected = match &report.pass_after {
+            // The stop left every target held asleep: the pass has nothing to look at.
+            Some(_) => OpCounts::default(),
+            None => OpCounts {
+                total: self.seeded.len() as u64,
+                succeeded: self.seeded.len() as u64 - asleep,
+                failed: 0,
+                skipped: asleep,
+                dead_lettered: 0,
+            },
         };
         if report.counts != expected {
             report.problems.push(Problem::OperationCounts {
@@ -793,6 +855,24 @@ impl Fleet {
             }
         };
         report.tasks = tasks.len();
+        let tasks = match &report.pass_after {
+            None => tasks,
+            Some(stop_op) => {
+                if !tasks.is_empty() {
+                    report
+                        .problems
+                        .push(Problem::StrayTasks { count: tasks.len() });
+                }
+                // Every target as the stop left it, its task included.
+                match self.store.list_tasks(stop_op).await {
+                    Ok(tasks) => tasks,
+                    Err(e) => {
+                        report.problems.push(Problem::Store(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        };
         let mut tasks: HashMap<String, Task> =
             tasks.into_iter().map(|t| (t.target.key(), t)).collect();
         let baselines = self.store.baselines();

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use curfew_tests::scale::{run_with, FleetShape};
+use curfew_core::decision::Action;
+use curfew_tests::scale::{run_with, Fleet, FleetShape};
 use curfew_tests::sim::{concurrency_bound, Latency, RateLimit, Simulation};
 
 #[tokio::test(start_paused = true)]
@@ -207,5 +208,39 @@ async fn a_large_rate_limited_account_does_not_starve_the_small_ones() {
     assert!(
         small * 3 < big,
         "small accounts done at {small:?}, the large one at {big:?}"
+    );
+}
+
+/// An enforce pass over a fleet its stop left asleep, started by a poller tick as in the hub:
+/// the router reads each target once and plans nothing, so the pass writes nothing per target
+/// (only its operation and each account and region's shard), and every target stays as the
+/// stop left it.
+#[tokio::test(start_paused = true)]
+async fn an_enforce_pass_over_a_sleeping_fleet_plans_nothing_and_writes_nothing_per_target() {
+    let shape = FleetShape {
+        targets: 300,
+        accounts: 6,
+        regions: 2,
+        concurrency: 10,
+        asleep_every: 0,
+        big_account: 0,
+    };
+    let fleet = Fleet::seed_with(&shape, Some(Simulation::default()))
+        .await
+        .unwrap();
+    let stop = fleet.wave(Action::Stop).await;
+    assert!(stop.problems.is_empty(), "{:#?}", stop.problems);
+    let pass = fleet.enforce_pass(stop.op_id.as_deref().unwrap()).await;
+    assert!(pass.problems.is_empty(), "{:#?}", pass.problems);
+    assert_eq!((pass.tasks, pass.checked), (0, fleet.seeded.len()));
+    // One Describe per target in the router, and no worker invocation.
+    assert_eq!(pass.spoke_calls, fleet.seeded.len());
+    assert_eq!(pass.sourced.as_ref().unwrap().1.invocations, 0);
+    let shards = (shape.accounts * shape.regions) as u64;
+    let writes = pass.store.dynamo.write_units;
+    assert!(
+        writes < 10 * shards && writes < stop.store.dynamo.write_units / 100,
+        "{writes} write units for {} targets in {shards} shards",
+        fleet.seeded.len()
     );
 }

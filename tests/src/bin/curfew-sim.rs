@@ -11,13 +11,16 @@
 //! `--targets N` it runs that one fleet:
 //! `curfew-sim [--targets N] [--accounts N] [--regions N] [--concurrency N] [--asleep-every N] [--big-account N]
 //! [--spoke-ms N] [--state-ms N] [--queue-ms N] [--sts-ms N] [--spoke-rate N [--spoke-burst N]]
-//! [--throttled-pct N] [--unfair] [--chunk N]` (`--chunk`: targets per task message, default
-//! the router's 100).
+//! [--throttled-pct N] [--unfair] [--chunk N] [--enforce]` (`--chunk`: targets per task message,
+//! default the router's 100; `--enforce`: after the stop, one pass of an enforced window schedule
+//! over the sleeping fleet, priced per million target-passes, instead of the start). The suite
+//! prices such a pass over 10,000 targets in 100 accounts (the `enforce_pass` section).
 
 use std::time::{Duration, Instant};
 
+use curfew_core::decision::Action;
 use curfew_tests::bench::{arg, record, results_path};
-use curfew_tests::scale::{run_with, FleetShape, ScaleReport, WaveReport};
+use curfew_tests::scale::{run_with, Fleet, FleetShape, ScaleReport, WaveReport};
 use curfew_tests::sim::{concurrency_bound, Latency, RateLimit, Simulation};
 use serde_json::{json, Value};
 // The traffic and cost block (at the end of the file).
@@ -156,8 +159,9 @@ fn fleet(targets: usize, accounts: usize) -> FleetShape {
     }
 }
 
-/// Issue 9's suite; returns the runs' reports (for the exit status).
-async fn suite(sim: Simulation) -> Vec<ScaleReport> {
+/// Issue 9's suite; returns the runs' reports and whether the enforce pass checked out (for
+/// the exit status).
+async fn suite(sim: Simulation) -> (Vec<ScaleReport>, bool) {
     let path = results_path();
     let mut sections = serde_json::Map::new();
     let mut summary: Vec<(&str, Value)> = Vec::new();
@@ -272,6 +276,13 @@ async fn suite(sim: Simulation) -> Vec<ScaleReport> {
         reports.push(f.report);
     }
 
+    // What a sleeping fleet costs each enforce pass (issue 11's `--enforce`, one a minute by
+    // default): priced per million target-passes.
+    let (pass, pass_clean) = enforce_pass(enforce_fleet(), sim).await;
+    if let Err(e) = record(&path, "enforce_pass", pass) {
+        eprintln!("curfew-sim: could not record the enforce pass: {e}");
+    }
+
     sections.insert(
         "assumptions".into(),
         json!(
@@ -289,7 +300,7 @@ async fn suite(sim: Simulation) -> Vec<ScaleReport> {
         Ok(()) => println!("recorded in {}", path.display()),
         Err(e) => eprintln!("curfew-sim: could not record {}: {e}", path.display()),
     }
-    reports
+    (reports, pass_clean)
 }
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -319,17 +330,28 @@ async fn main() {
         chunk_targets: Some(arg("--chunk", 0)).filter(|&n| n > 0),
     };
     let real = Instant::now();
-    let reports = if std::env::args().any(|a| a == "--targets") {
+    let reports = if std::env::args().any(|a| a == "--enforce") {
+        let shape = if std::env::args().any(|a| a == "--targets") {
+            FleetShape::from_args()
+        } else {
+            enforce_fleet()
+        };
+        let (section, clean) = enforce_pass(shape, sim).await;
+        if let Err(e) = record(&results_path(), "enforce_pass", section) {
+            eprintln!("curfew-sim: {e}");
+        }
+        (Vec::new(), clean)
+    } else if std::env::args().any(|a| a == "--targets") {
         let report = run("custom", FleetShape::from_args(), sim, None)
             .await
             .report;
         record_traffic_and_cost(&report, &results_path());
-        vec![report]
+        (vec![report], true)
     } else {
         suite(sim).await
     };
+    let (reports, mut clean) = reports;
     println!("real time in all: {:.1} s", real.elapsed().as_secs_f64());
-    let mut clean = true;
     for report in &reports {
         for p in report.problems().take(20) {
             eprintln!("problem: {p}");
@@ -339,6 +361,89 @@ async fn main() {
     if !clean {
         std::process::exit(1);
     }
+}
+
+// --- An enforce pass over a sleeping fleet ------------------------------------------------
+
+/// The suite's enforce-pass fleet: 10,000 targets in 100 accounts.
+fn enforce_fleet() -> FleetShape {
+    fleet(10_000, 100)
+}
+
+/// Seeds `shape`, stops it, then runs one enforce pass over it (started by a poller tick, as in
+/// the hub), checks both, prints the pass's traffic per target and its price per million
+/// target-passes, and returns the `enforce_pass` section and whether everything checked out.
+async fn enforce_pass(shape: FleetShape, sim: Simulation) -> (Value, bool) {
+    println!("enforce_pass: {shape:?}, {sim:?}");
+    let fleet = match Fleet::seed_with(&shape, Some(sim)).await {
+        Ok(fleet) => fleet,
+        Err(problem) => {
+            eprintln!("problem: {problem}");
+            return (json!({"error": problem.to_string()}), false);
+        }
+    };
+    let stop = fleet.wave(Action::Stop).await;
+    let c = shape.concurrency;
+    print_wave("stop", &stop, c, bound(&stop, c));
+    let Some(stop_op) = stop.op_id.clone() else {
+        for p in &stop.problems {
+            eprintln!("problem: {p}");
+        }
+        return (json!({"error": "the stop did not start"}), false);
+    };
+    let pass = fleet.enforce_pass(&stop_op).await;
+    let targets = fleet.seeded.len();
+    println!(
+        "  enforce pass: makespan {:.1} s (virtual); {} tasks planned; {} spoke calls ({:.2} per \
+         target); {} AssumeRole calls for {} accounts; {} targets checked, {} problems",
+        makespan(&pass).as_secs_f64(),
+        pass.tasks,
+        pass.spoke_calls,
+        pass.spoke_calls as f64 / targets.max(1) as f64,
+        pass.spoke_traffic.sts_calls,
+        pass.spoke_traffic.sts_accounts,
+        pass.checked,
+        pass.problems.len(),
+    );
+    let clean = stop.problems.is_empty()
+        && pass.problems.is_empty()
+        && stop.checked == targets
+        && pass.checked == targets;
+    for p in stop.problems.iter().chain(&pass.problems).take(20) {
+        eprintln!("problem: {p}");
+    }
+    let traffic = WaveTraffic::of(&pass, targets);
+    println!("{}", traffic.line("enforce pass"));
+    let Some(used) = CycleUse::of(targets, &[&pass]) else {
+        return (json!({"error": "the pass did not run simulated"}), false);
+    };
+    let (prices, memory) = (Prices::US_EAST_1, LambdaMemory::from_hub_stack());
+    let cost = cost_per_1k_targets(&used, &prices, &memory);
+    // Per 1,000 targets and one pass, so per million target-passes is 1,000 times that.
+    let per_million = cost.total() * 1000.0;
+    println!(
+        "  enforce pass per million target-passes: ${per_million:.4} (DynamoDB {:.4} writes + \
+         {:.4} reads, Lambda {:.4}, SQS {:.4}); spoke Describe calls not priced",
+        cost.dynamo_writes * 1000.0,
+        cost.dynamo_reads * 1000.0,
+        (cost.lambda_duration + cost.lambda_requests) * 1000.0,
+        cost.sqs * 1000.0,
+    );
+    let section = json!({
+        "targets": targets,
+        "accounts": shape.accounts,
+        "regions": shape.regions,
+        "tasks_planned": pass.tasks,
+        "makespan_s": makespan(&pass).as_secs_f64(),
+        "spoke_calls_per_target": pass.spoke_calls as f64 / targets.max(1) as f64,
+        "sts_calls": pass.spoke_traffic.sts_calls,
+        "traffic_per_target": traffic.to_json(),
+        "usd_per_million_target_passes": per_million,
+        "lambda_invocations": used.worker_invocations + used.router_invocations,
+        "checked": pass.checked,
+        "problems": pass.problems.len(),
+    });
+    (section, clean)
 }
 
 // --- Per-target DynamoDB and SQS traffic, and the cost of a cycle (issue 9) -----------------
