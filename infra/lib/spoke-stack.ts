@@ -39,15 +39,39 @@ export const FORWARDED_EVENT_NAMES = {
  */
 export const INSTANCE_TYPE_PARAMETERS = ['mixedInstancesPolicy', 'launchTemplate', 'launchConfigurationName'] as const;
 
+/**
+ * Where those parameters carry a value, as paths into CloudTrail's `requestParameters`.
+ * EventBridge's `exists` matches leaves only (an object such as `launchTemplate` never matches),
+ * so each parameter is named by the leaves an update of it carries; an array of objects
+ * (`overrides`) is matched through its elements, as EventBridge flattens arrays. Checked once
+ * against moto's matcher with sample CloudTrail records (resizes not forwarded; creates, tags,
+ * launch template and launch configuration updates forwarded); moto does not look inside arrays,
+ * so the `overrides` leaf was not confirmed there. An update this misses costs only instance
+ * types until the cache's next listing.
+ */
+export const INSTANCE_TYPE_LEAVES: readonly (readonly string[])[] = [
+  ['launchConfigurationName'],
+  ['launchTemplate', 'launchTemplateId'],
+  ['launchTemplate', 'launchTemplateName'],
+  ['mixedInstancesPolicy', 'launchTemplate', 'launchTemplateSpecification', 'launchTemplateId'],
+  ['mixedInstancesPolicy', 'launchTemplate', 'launchTemplateSpecification', 'launchTemplateName'],
+  ['mixedInstancesPolicy', 'launchTemplate', 'overrides', 'instanceType'],
+];
+
+/** `{a: {b: [{exists: true}]}}` for the path `[a, b]`. */
+function existsAt(path: readonly string[]): Record<string, unknown> {
+  return path.reduceRight<unknown>((inner, key) => ({ [key]: inner }), [{ exists: true }]) as Record<string, unknown>;
+}
+
 /** The forwarding rule's `detail` pattern: the calls above, or an update of a group's instances. */
 export function forwardedDetail(): Record<string, unknown> {
   return {
     eventSource: ['autoscaling.amazonaws.com', 'eks.amazonaws.com'],
     $or: [
       { eventName: [...FORWARDED_EVENT_NAMES.autoscaling, ...FORWARDED_EVENT_NAMES.eks] },
-      ...INSTANCE_TYPE_PARAMETERS.map((parameter) => ({
+      ...INSTANCE_TYPE_LEAVES.map((path) => ({
         eventName: ['UpdateAutoScalingGroup'],
-        requestParameters: { [parameter]: [{ exists: true }] },
+        requestParameters: existsAt(path),
       })),
     ],
   };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
-import { FORWARDED_EVENT_NAMES, INSTANCE_TYPE_PARAMETERS } from '../lib/spoke-stack';
+import { FORWARDED_EVENT_NAMES, INSTANCE_TYPE_LEAVES, INSTANCE_TYPE_PARAMETERS } from '../lib/spoke-stack';
 import { actionsOf, render, resource, resourcesOf, statementsOfRole, templates } from './support';
 
 const spoke = () => templates().spoke;
@@ -133,9 +133,9 @@ describe('change-event forwarding', () => {
         detail: {
           $or: [
             { eventName: [...FORWARDED_EVENT_NAMES.autoscaling, ...FORWARDED_EVENT_NAMES.eks] },
-            ...INSTANCE_TYPE_PARAMETERS.map((p) => ({
+            ...INSTANCE_TYPE_LEAVES.map((path) => ({
               eventName: ['UpdateAutoScalingGroup'],
-              requestParameters: { [p]: [{ exists: true }] },
+              requestParameters: path.reduceRight<unknown>((inner, key) => ({ [key]: inner }), [{ exists: true }]),
             })),
           ],
         },
@@ -153,10 +153,23 @@ describe('change-event forwarding', () => {
     const updates = rule.body.Properties.EventPattern.detail.$or.filter((p: any) =>
       p.eventName.includes('UpdateAutoScalingGroup'),
     );
-    assert.equal(updates.length, INSTANCE_TYPE_PARAMETERS.length);
+    // EventBridge's `exists` matches leaves only: every update pattern ends in one, under one
+    // of the parameters that decide instance types, and every such parameter has one.
+    const roots = new Set<string>();
     for (const update of updates) {
-      assert.deepEqual(Object.values(update.requestParameters), [[{ exists: true }]]);
+      let node: any = update.requestParameters;
+      const path: string[] = [];
+      while (!Array.isArray(node)) {
+        const keys = Object.keys(node);
+        assert.equal(keys.length, 1, JSON.stringify(update));
+        path.push(keys[0]);
+        node = node[keys[0]];
+      }
+      assert.deepEqual(node, [{ exists: true }], path.join('.'));
+      assert.ok(!['launchTemplate', 'mixedInstancesPolicy'].includes(path[path.length - 1]), `${path.join('.')} is not a leaf`);
+      roots.add(path[0]);
     }
+    assert.deepEqual([...roots].sort(), [...INSTANCE_TYPE_PARAMETERS].sort());
   });
 
   test('the forwarding role may only put events on the hub bus', () => {
