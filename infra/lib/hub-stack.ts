@@ -85,8 +85,9 @@ export interface CurfewHubProps extends StackProps {
    * (`CURFEW_INVENTORY_MINUTES`, at most 10080) before it lists them live again. The spokes'
    * change events clear an entry at once, so with CloudTrail in every spoke and the spoke stack in
    * every managed region this only bounds a missed event: raise it above the time between waves
-   * (1440) and a wave lists nothing live, assuming each spoke role once, in the worker. Without
-   * change events, it is how late a new group can be seen. @default 15
+   * (1440) and a wave lists live only where something changed, elsewhere assuming each spoke role
+   * once, in the worker. Without change events, it is how late a new group can be seen.
+   * @default 15
    */
   readonly inventoryMinutes?: number;
   /**
