@@ -30,7 +30,7 @@ use curfew_core::decision::{Action, SkipReason};
 use curfew_core::fakes::{self, FakeSpokes, MemoryQueue, MemoryStore};
 use curfew_core::operation::{Discovery, OpCounts, OpStatus, Task, TaskStatus};
 use curfew_core::ports::{AccountStore, ErrorKind, OperationStore, Queue, ScheduleStore};
-use curfew_core::schedule::{Schedule, ScheduleRecord};
+use curfew_core::schedule::Schedule;
 use curfew_core::selector::Selector;
 
 use crate::around::AroundSpokes;
@@ -595,24 +595,11 @@ impl Fleet {
     /// An enforced window schedule over the fleet, asleep at the fleet's clock (Monday 18:00
     /// UTC), written straight to the store, then one poller tick: the pass it starts.
     async fn start_enforce_pass(&self) -> Result<String, String> {
-        let schedule = Schedule::try_from(ScheduleRecord {
-            name: "scale-enforced".into(),
-            cron: None,
-            tz: "UTC".into(),
-            action: None,
-            asleep: Some("daily 17:00-23:00".into()),
-            selector: "tag:fleet=scale".into(),
-            enabled: true,
-            dry_run: false,
-            prewarm_minutes: 0,
-            skip_dates: vec![],
-            skip_calendars: vec![],
-            awake_calendars: vec![],
-            enforce: true,
-            default_start: None,
-            hold: None,
-            next_fire: None,
-        })
+        // From JSON, as the table stores it: every field not named takes its default.
+        let schedule: Schedule = serde_json::from_value(serde_json::json!({
+            "name": "scale-enforced", "asleep": "daily 17:00-23:00", "tz": "UTC",
+            "selector": "tag:fleet=scale", "enabled": true, "enforce": true,
+        }))
         .map_err(|e| e.to_string())?;
         match self.store.create_schedule(&schedule).await {
             Ok(()) => {}

@@ -8,7 +8,7 @@
 //! wave assumes each account's role about once.
 //!
 //! The worker still works, leases and records every target on its own
-//! ([`TaskChunk::tasks`] yields one [`TaskMessage`] per target), so everything that holds for
+//! ([`TaskChunk::into_tasks`] makes one [`TaskMessage`] per target), so everything that holds for
 //! one target's message holds for each target of a chunk; a chunk is retried whole, and a
 //! redelivery finds its finished targets' tasks final and leaves them as they are.
 
@@ -166,8 +166,8 @@ fn json_len(value: &impl Serialize) -> usize {
 /// sent before chunks; a redrive or a person may still send one). The error names the field
 /// serde could not read.
 pub fn read_task_body(body: &str) -> Result<Vec<TaskMessage>, String> {
-    // Every body the router sends is a well-formed chunk: read it straight into its type, which
-    // costs a worker about half of going through a JSON value first. Anything else (a one-target
+    // Every body the router sends is a well-formed chunk: read it straight into its type,
+    // without a JSON value in between (the worker's hot path). Anything else (a one-target
     // message, or a malformed body whose error must name the field) takes the path below.
     if let Ok(chunk) = serde_json::from_str::<TaskChunk>(body) {
         if !chunk.targets.is_empty() {

@@ -38,8 +38,8 @@ pub struct DeadLetterEntry {
 }
 
 /// The targets of up to `limit` messages of the dead-letter queue with their tasks, one entry
-/// per target (a message with no readable target is one entry naming its problem); nothing is deleted or
-/// changed (the queue's [`DeadLetterQueue::peek`] says how it reads without taking).
+/// per target (a message with no readable target is one entry naming its problem); nothing is
+/// deleted or changed (the queue's [`DeadLetterQueue::peek`] says how it reads without taking).
 pub async fn list(
     store: &dyn StateStore,
     dlq: &dyn DeadLetterQueue,

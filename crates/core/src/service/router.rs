@@ -100,10 +100,14 @@ pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
 /// Shards grouped by account, in the order each account first appears.
 fn by_account(shards: Vec<Shard>) -> Vec<Vec<Shard>> {
     let mut groups: Vec<Vec<Shard>> = Vec::new();
+    let mut place: HashMap<String, usize> = HashMap::new();
     for shard in shards {
-        match groups.iter_mut().find(|g| g[0].account == shard.account) {
-            Some(group) => group.push(shard),
-            None => groups.push(vec![shard]),
+        match place.get(&shard.account) {
+            Some(&at) => groups[at].push(shard),
+            None => {
+                place.insert(shard.account.clone(), groups.len());
+                groups.push(vec![shard]);
+            }
         }
     }
     groups

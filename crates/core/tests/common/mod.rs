@@ -130,7 +130,6 @@ impl World {
         self.op(&id).await
     }
 
-    /// Works only the router queue, returning the task messages it produced.
     /// Routes every queued operation and takes its task messages off the queue as one message
     /// per target (the worker still reads those), so a test can deliver each target's alone.
     pub async fn route(&self) -> Vec<String> {
