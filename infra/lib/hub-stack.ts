@@ -186,12 +186,14 @@ export class CurfewHub extends Stack {
     // No dynamodb:Scan for any function: every hot-path read is a GetItem or a Query. There is no
     // TransactWriteItems action either: a transaction is authorized by the actions inside it
     // (PutItem, UpdateItem, DeleteItem, ConditionCheckItem).
-    const { schedulesByNextFire: gsi1, operationsByTime: gsi2 } = TABLE_LAYOUT;
+    const { schedulesByNextFire: gsi1, operationsByTime: gsi2, asleepTargets: gsi3 } = TABLE_LAYOUT;
     // BatchGetItem: reading a running operation sums its counter stripes in one call. The poller
     // queries gsi1 for the due schedules and gsi2 for the enforced ones (`ENFORCE`).
     this.stateTable.grant(pollerRole, [gsi1.indexName, gsi2.indexName],
       ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem']);
-    this.stateTable.grant(routerRole, [gsi1.indexName, gsi2.indexName],
+    // The router's drift-check shards query gsi3 for the targets held asleep (and gsi1 for
+    // baseline items of the earlier layout).
+    this.stateTable.grant(routerRole, [gsi1.indexName, gsi2.indexName, gsi3.indexName],
       ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'BatchWriteItem', 'ConditionCheckItem']);
     // The worker reads and writes items by key only (its one Query is the overrides partition of
     // the table itself), so it gets no index.

@@ -46,7 +46,7 @@ describe('state table', () => {
     });
   });
 
-  test('has gsi1 (schedules by next fire) and gsi2 (operations by time), projecting all attributes', () => {
+  test('has gsi1 (schedules by next fire) and gsi2 (operations by time), projecting all attributes, and gsi3 (targets asleep), projecting only the baseline', () => {
     hub().hasResourceProperties('AWS::DynamoDB::Table', {
       GlobalSecondaryIndexes: [
         {
@@ -65,12 +65,22 @@ describe('state table', () => {
           ],
           Projection: { ProjectionType: 'ALL' },
         },
+        {
+          IndexName: 'gsi3',
+          KeySchema: [
+            { AttributeName: 'gsi3pk', KeyType: 'HASH' },
+            { AttributeName: 'gsi3sk', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['baseline'] },
+        },
       ],
       AttributeDefinitions: Match.arrayWith([
         { AttributeName: 'gsi1pk', AttributeType: 'S' },
         { AttributeName: 'gsi1sk', AttributeType: 'S' },
         { AttributeName: 'gsi2pk', AttributeType: 'S' },
         { AttributeName: 'gsi2sk', AttributeType: 'S' },
+        { AttributeName: 'gsi3pk', AttributeType: 'S' },
+        { AttributeName: 'gsi3sk', AttributeType: 'S' },
       ]),
     });
   });
@@ -328,6 +338,14 @@ describe('hub roles', () => {
     assert.deepEqual(send.flatMap(resourcesOf).map(render).map((r) => r.replace(/[0-9A-F]{8}\.Arn/, '.Arn')), [
       '${RouterQueue.Arn}',
     ]);
+  });
+
+  test('the router reads the targets held asleep from gsi3, and the earlier layout\'s baselines from gsi1', () => {
+    const table = statementsOfRole(hub(), roleOf(FUNCTION_NAMES.router)).find((s) => s.Sid === 'StateTable');
+    assert.deepEqual(
+      resourcesOf(table).map(render).map((r) => r.replace(/^\$\{StateTable[0-9A-F]{8}\.Arn\}/, 'TABLE')),
+      ['TABLE', 'TABLE/index/gsi1', 'TABLE/index/gsi2', 'TABLE/index/gsi3'],
+    );
   });
 
   test('the worker reaches the state table by key only: no index', () => {

@@ -119,6 +119,8 @@ pub enum StoreCall {
     PutClusterHold,
     /// `acquire_lease`.
     AcquireLease,
+    /// `mark_in_flight`.
+    MarkInFlight,
     /// `release_lease`.
     ReleaseLease,
     /// `put_override`.
@@ -155,7 +157,7 @@ pub enum StoreCall {
 
 impl StoreCall {
     /// Every method, in declaration order (the index of a call in [`StoreCounts`]).
-    pub const ALL: [StoreCall; 54] = [
+    pub const ALL: [StoreCall; 55] = [
         StoreCall::PutAccount,
         StoreCall::GetAccount,
         StoreCall::ListAccounts,
@@ -194,6 +196,7 @@ impl StoreCall {
         StoreCall::GetClusterHold,
         StoreCall::PutClusterHold,
         StoreCall::AcquireLease,
+        StoreCall::MarkInFlight,
         StoreCall::ReleaseLease,
         StoreCall::PutOverride,
         StoreCall::ActiveOverrides,
@@ -253,6 +256,7 @@ impl StoreCall {
             StoreCall::GetClusterHold => "get_cluster_hold",
             StoreCall::PutClusterHold => "put_cluster_hold",
             StoreCall::AcquireLease => "acquire_lease",
+            StoreCall::MarkInFlight => "mark_in_flight",
             StoreCall::ReleaseLease => "release_lease",
             StoreCall::PutOverride => "put_override",
             StoreCall::ActiveOverrides => "active_overrides",
@@ -813,6 +817,16 @@ impl TargetStore for CountingStore {
             found(matches!(l, Lease::Acquired { .. }))
         })
         .await
+    }
+    async fn mark_in_flight(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        planned: Sizes,
+    ) -> PortResult<()> {
+        let request = self.inner.mark_in_flight(target_key, lease, planned);
+        self.observe(StoreCall::MarkInFlight, request, nothing)
+            .await
     }
     async fn release_lease(
         &self,

@@ -60,6 +60,11 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
         .unwrap());
     t.hub
         .store
+        .mark_in_flight(&k, &lease, Sizes::new(0, 0, 0))
+        .await
+        .unwrap();
+    t.hub
+        .store
         .mark_applying(&lease, &k, before, Sizes::new(0, 0, 0), now)
         .await
         .unwrap();
@@ -336,6 +341,11 @@ async fn the_next_lease_holder_reads_the_change_an_interrupted_delivery_left_in_
         .unwrap();
     assert_eq!(granted, Lease::Acquired { interrupted: None });
     let before = t.sizes(&fleet[0]).await;
+    t.hub
+        .store
+        .mark_in_flight(&k, &crashed, Sizes::new(0, 0, 0))
+        .await
+        .unwrap();
     t.hub
         .store
         .mark_applying(&crashed, &k, before, Sizes::new(0, 0, 0), now)

@@ -1,4 +1,4 @@
-//! The drift check on the emulator: baselines are indexed per account and region (gsi1,
+//! The drift check on the emulator: baselines are indexed per account and region (gsi3,
 //! `ASLEEP#account#region`), the poller's check finds the targets held asleep through that
 //! index and records the one someone woke by hand, and a start removes them from it.
 

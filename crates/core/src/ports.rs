@@ -342,10 +342,11 @@ pub trait OperationStore: Send + Sync {
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>>;
     /// One task.
     async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>>;
-    /// Records the sizes the worker is about to set (so a redelivery after a crash knows), only
-    /// while `lease` still holds the target and the task is not final. Fails with
-    /// [`ErrorKind::LeaseLost`] when the lease moved on, and [`ErrorKind::ConditionFailed`]
-    /// when the task is already final: in both cases the caller must not touch the target.
+    /// Records on the task (APPLYING) the sizes `lease`'s delivery is about to set, so a
+    /// redelivery after a crash knows, while the task is not final; [`ErrorKind::ConditionFailed`]
+    /// when it is, and the caller must not touch the target. Not fenced by the lease itself:
+    /// the caller marks the lease first ([`TargetStore::mark_in_flight`], which fails once the
+    /// lease moved on), and a lease outlasts the delivery that holds it.
     async fn mark_applying(
         &self,
         lease: &LeaseToken,
@@ -438,6 +439,15 @@ pub trait TargetStore: Send + Sync {
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> PortResult<Lease>;
+    /// Marks the lease with the change in flight (see [`Interrupted`]): `lease`'s operation is
+    /// about to set `planned`. Only while `lease` holds the target; [`ErrorKind::LeaseLost`] if
+    /// the lease moved on, and then the caller must not touch the target.
+    async fn mark_in_flight(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        planned: Sizes,
+    ) -> PortResult<()>;
     /// Releases the lease if `lease` still holds it. `finished`: the task is final, so the mark
     /// of a change in flight (see [`Interrupted`]) is cleared too.
     async fn release_lease(

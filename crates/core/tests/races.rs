@@ -437,6 +437,10 @@ async fn a_baseline_spent_by_an_interrupted_start_is_retired_by_the_next_operati
     w.route().await;
     let lease = crashed_delivery(&w, &start, Action::Start, &asg(DEV)).await;
     w.store
+        .mark_in_flight(&asg(DEV).key(), &lease, ASG_SIZES)
+        .await
+        .unwrap();
+    w.store
         .mark_applying(
             &lease,
             &asg(DEV).key(),

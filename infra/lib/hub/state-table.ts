@@ -9,12 +9,21 @@ export const TABLE_LAYOUT = {
   sortKey: 'sk',
   /**
    * Schedules by next fire time: the poller queries only the due ones (never a Scan). The same
-   * index holds the baselines under `ASLEEP#<account>#<region>`: the router's drift-check shards
-   * query the targets held asleep there.
+   * index holds the baseline items of the earlier layout under `ASLEEP#<account>#<region>`
+   * (still read, never written).
    */
   schedulesByNextFire: { indexName: 'gsi1', partitionKey: 'gsi1pk', sortKey: 'gsi1sk' },
   /** Operations, newest first. */
   operationsByTime: { indexName: 'gsi2', partitionKey: 'gsi2pk', sortKey: 'gsi2sk' },
+  /**
+   * The targets held asleep, under `ASLEEP#<account>#<region>`: each target's lease item while
+   * it carries a baseline. It projects only `baseline`, so the lease's own writes never rewrite
+   * an entry (a write that changes no projected attribute costs the index nothing). The
+   * router's drift-check shards query it.
+   */
+  asleepTargets: {
+    indexName: 'gsi3', partitionKey: 'gsi3pk', sortKey: 'gsi3sk', nonKeyAttributes: ['baseline'],
+  },
   /** Epoch seconds after which DynamoDB may delete an item (leases, finished tasks, fire keys). */
   ttlAttribute: 'expires_at',
 } as const;
@@ -57,6 +66,14 @@ export class StateTable extends Construct {
         projectionType: dynamodb.ProjectionType.ALL,
       });
     }
+    const asleep = TABLE_LAYOUT.asleepTargets;
+    this.table.addGlobalSecondaryIndex({
+      indexName: asleep.indexName,
+      partitionKey: { name: asleep.partitionKey, type: s },
+      sortKey: { name: asleep.sortKey, type: s },
+      projectionType: dynamodb.ProjectionType.INCLUDE,
+      nonKeyAttributes: [...asleep.nonKeyAttributes],
+    });
   }
 
   /** ARN of one of the table's indexes (an explicit ARN, so policies need no `index/*`). */

@@ -594,6 +594,18 @@ impl TargetStore for ChaosStore {
                 .acquire_lease(target_key, lease, op_created_at, now, ttl)
         )
     }
+    async fn mark_in_flight(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        planned: Sizes,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "mark_in_flight",
+            self.inner.mark_in_flight(target_key, lease, planned)
+        )
+    }
     async fn release_lease(
         &self,
         target_key: &str,

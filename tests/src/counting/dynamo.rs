@@ -312,7 +312,7 @@ fn none() -> DynamoUse {
 /// entry names the adapter function it follows (`mod.rs`, `operations.rs`, `targets.rs`,
 /// `dead_letters.rs` under `crates/aws/src/dynamo/`). Where the result cannot tell which path
 /// the adapter took, the entry says which one it counts.
-pub const TABLE: [(StoreCall, Model); 54] = [
+pub const TABLE: [(StoreCall, Model); 55] = [
     // mod.rs `put_account` -> `put`: one unconditional PutItem.
     (StoreCall::PutAccount, |_| none().put()),
     // mod.rs `get_account` -> `get`: one consistent GetItem.
@@ -415,9 +415,8 @@ pub const TABLE: [(StoreCall, Model); 54] = [
     }),
     // operations.rs `get_task` -> `get`.
     (StoreCall::GetTask, |_| none().get()),
-    // operations.rs `mark_applying` -> `fenced(Mark::Applying)`: one transaction of the lease
-    // item's Update (the mark) and the task's Update.
-    (StoreCall::MarkApplying, |_| none().transact(2)),
+    // operations.rs `mark_applying`: one conditional UpdateItem of the task.
+    (StoreCall::MarkApplying, |_| none().update()),
     // operations.rs `record_update`: one conditional UpdateItem of the task.
     (StoreCall::RecordUpdate, |_| none().update()),
     // operations.rs `finish_task` -> `transact`: the task's Update and its counter stripe's.
@@ -441,17 +440,36 @@ pub const TABLE: [(StoreCall, Model); 54] = [
             u
         }
     }),
-    // targets.rs `get_baseline` -> `get`.
-    (StoreCall::GetBaseline, |_| none().get()),
-    // targets.rs `save_baseline` -> `fenced(Mark::Saving)`: the lease item's Update and the
-    // baseline's conditional Put, which adds its gsi1 (asleep index) entry.
-    (StoreCall::SaveBaseline, |_| none().transact(2).index(1)),
-    // targets.rs `retire_baseline` -> `fenced(Mark::Keep)`: the lease's ConditionCheck and the
-    // baseline's conditional Delete, which removes its gsi1 entry.
-    (StoreCall::RetireBaseline, |_| none().transact(2).index(1)),
-    // targets.rs `asleep_baselines`: a Query on gsi1 (eventually consistent).
+    // baselines.rs `read_baseline`: a consistent Query of the target's partition (its lease
+    // item; a baseline item of the earlier layout is not counted).
+    (StoreCall::GetBaseline, |_| {
+        none().query(1, Consistency::Strong)
+    }),
+    // baselines.rs `write_baseline`: one conditional UpdateItem of the lease item, which adds
+    // its gsi3 (asleep index) entry; refused, a GetItem of the lease to say why.
+    (StoreCall::SaveBaseline, |s| {
+        if s.found {
+            none().update().index(1)
+        } else {
+            none().update().get()
+        }
+    }),
+    // baselines.rs `remove_baseline`: one conditional UpdateItem of the lease item, which
+    // removes its gsi3 entry; refused, a GetItem of the lease and the fenced delete of a
+    // baseline item of the earlier layout (ConditionCheck and Delete).
+    (StoreCall::RetireBaseline, |s| {
+        if s.found {
+            none().update().index(1)
+        } else {
+            none().update().get().transact(2)
+        }
+    }),
+    // baselines.rs `baselines_asleep`: a Query on gsi3 and one on gsi1 for baseline items of
+    // the earlier layout (counted empty), both eventually consistent.
     (StoreCall::AsleepBaselines, |s| {
-        none().query(s.items, Consistency::Eventual)
+        none()
+            .query(s.items, Consistency::Eventual)
+            .query(0, Consistency::Eventual)
     }),
     // targets.rs `get_cluster_hold` -> `get`.
     (StoreCall::GetClusterHold, |_| none().get()),
@@ -466,6 +484,8 @@ pub const TABLE: [(StoreCall, Model); 54] = [
             none().update().get()
         }
     }),
+    // targets.rs `mark_in_flight`: one conditional UpdateItem of the lease item.
+    (StoreCall::MarkInFlight, |_| none().update()),
     // targets.rs `release_lease`: one conditional UpdateItem.
     (StoreCall::ReleaseLease, |_| none().update()),
     // targets.rs `put_override` -> `put`.
@@ -630,7 +650,11 @@ mod tests {
 
     #[test]
     fn uses_add_and_subtract_field_by_field() {
-        let a = dynamo_use(StoreCall::SaveBaseline, &Seen::default());
+        let saved = Seen {
+            found: true,
+            ..Seen::default()
+        };
+        let a = dynamo_use(StoreCall::SaveBaseline, &saved);
         let b = dynamo_use(StoreCall::GetBaseline, &Seen::default());
         let sum = a.add(&b);
         assert_eq!(sum.total_requests(), 2);

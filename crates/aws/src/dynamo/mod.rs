@@ -9,8 +9,8 @@
 //! | shard marker | `OP#<id>` | `SHARD#<account>#<region>` | |
 //! | task | `OP#<id>#<account>#<region>` | `TASK#<target key>` | |
 //! | counter stripe | `OP#<id>#COUNT#00` … `#31` | `COUNT` | |
-//! | baseline | `TARGET#<target key>` | `BASELINE` | |
-//! | lease | `TARGET#<target key>` | `LEASE` | |
+//! | lease, and the baseline it carries | `TARGET#<target key>` | `LEASE` | gsi3: `ASLEEP#<account>#<region>` / target key (while a baseline is saved; projects `baseline` only) |
+//! | baseline of the earlier layout (read, retired and listed; never written) | `TARGET#<target key>` | `BASELINE` | gsi1: `ASLEEP#<account>#<region>` / target key |
 //! | shard set | `OP#<id>` | `SHARDS` | |
 //! | override | `OVERRIDES` | `<id>` | TTL `expires_at` |
 //! | inventory | `INV#<account>#<region>` | `META` / `T#<kind>#<name>` | |
@@ -23,6 +23,7 @@
 //!
 //! Every read is a GetItem, a BatchGetItem or a Query on a key or index: no Scan anywhere.
 
+mod baselines;
 mod dead_letters;
 mod health;
 mod notices;
@@ -35,7 +36,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, KeysAndAttributes, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -207,71 +208,32 @@ impl DynamoStore {
     }
 }
 
-/// How a fenced write marks the lease item with the change in flight (see
-/// [`curfew_core::ports::Interrupted`]).
-pub(crate) enum Mark {
-    /// Leaves the mark as it is.
-    Keep,
-    /// A baseline is being saved: the change has begun, no sizes are set yet.
-    Saving,
-    /// These sizes are about to be set.
-    Applying(curfew_core::target::Sizes),
-}
-
 impl DynamoStore {
     /// Runs `write` only while the lease item of `target_key` still holds `lease`'s token: one
-    /// transaction of the lease item (its condition, and the mark of the change in flight) and
-    /// the write. This fencing keeps a delivery whose lease moved on from changing anything.
-    /// True if written; false if the write's own condition failed; [`ErrorKind::LeaseLost`] if
-    /// the lease moved on.
+    /// transaction of the lease item's condition and the write. This fencing keeps a delivery
+    /// whose lease moved on from changing anything. True if written; false if the write's own
+    /// condition failed; [`ErrorKind::LeaseLost`] if the lease moved on. (The writes of the
+    /// lease item itself — the baseline it carries, the mark of a change in flight — are
+    /// conditioned on the token directly, one item and no transaction.)
     pub(crate) async fn fenced(
         &self,
         what: &str,
         target_key: &str,
         lease: &LeaseToken,
-        mark: Mark,
         write: TransactWriteItem,
     ) -> PortResult<bool> {
-        let (pk, sk) = (target_pk(target_key), "LEASE");
-        let building = |e| PortError::with_source(ErrorKind::Invalid, "building a lease check", e);
-        let check = match mark {
-            Mark::Keep => TransactWriteItem::builder()
-                .condition_check(
-                    ConditionCheck::builder()
-                        .table_name(&self.table)
-                        .key("pk", s(pk))
-                        .key("sk", s(sk))
-                        .condition_expression("holder = :token")
-                        .expression_attribute_values(":token", s(lease.token.clone()))
-                        .build()
-                        .map_err(building)?,
-                )
-                .build(),
-            Mark::Saving | Mark::Applying(_) => {
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .key("pk", s(pk))
-                    .key("sk", s(sk))
-                    .condition_expression("holder = :token")
-                    .expression_attribute_values(":token", s(lease.token.clone()))
-                    .expression_attribute_values(":op", s(lease.op_id.clone()))
-                    .expression_attribute_values(":action", s(lease.action.as_str()));
-                let update = match mark {
-                    Mark::Applying(sizes) => update
-                        .update_expression(
-                            "SET inflight_op = :op, inflight_action = :action, inflight_to = :to",
-                        )
-                        .expression_attribute_values(":to", sizes_value(sizes)?),
-                    _ => update.update_expression(
-                        "SET inflight_op = :op, inflight_action = :action REMOVE inflight_to",
-                    ),
-                };
-                TransactWriteItem::builder()
-                    .update(update.build().map_err(building)?)
-                    .build()
-            }
-        };
-        let items = vec![check, write];
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(target_pk(target_key)))
+            .key("sk", s("LEASE"))
+            .condition_expression("holder = :token")
+            .expression_attribute_values(":token", s(lease.token.clone()))
+            .build()
+            .map_err(|e| PortError::with_source(ErrorKind::Invalid, "building a lease check", e))?;
+        let items = vec![
+            TransactWriteItem::builder().condition_check(check).build(),
+            write,
+        ];
         let result = retrying(|| async {
             self.client
                 .transact_write_items()

@@ -14,9 +14,7 @@ use curfew_core::target::Sizes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::dead_letters::REOPENS;
-use super::{
-    conditional, decode, encode, index_time, key, n, s, sizes_value, DynamoStore, Item, Mark,
-};
+use super::{conditional, decode, encode, index_time, key, n, s, sizes_value, DynamoStore, Item};
 use crate::error::{classify, classify_transaction, retrying};
 
 /// Counters live in top-level number attributes so DynamoDB can ADD to them atomically.
@@ -422,8 +420,9 @@ impl OperationStore for DynamoStore {
         planned: Sizes,
         now: DateTime<Utc>,
     ) -> PortResult<()> {
-        let update = build(
-            Update::builder()
+        let result = retrying(|| async {
+            self.client
+                .update_item()
                 .table_name(&self.table)
                 .key("pk", s(task_pk(&lease.op_id, target_key)))
                 .key("sk", s(task_sk(target_key)))
@@ -440,18 +439,12 @@ impl OperationStore for DynamoStore {
                 .expression_attribute_values(":before", sizes_value(before)?)
                 .expression_attribute_values(":after", sizes_value(planned)?)
                 .expression_attribute_values(":now", s(now.to_rfc3339()))
-                .build(),
-        )?;
-        let written = self
-            .fenced(
-                "recording a task's progress",
-                target_key,
-                lease,
-                Mark::Applying(planned),
-                TransactWriteItem::builder().update(update).build(),
-            )
-            .await?;
-        if written {
+                .send()
+                .await
+                .map_err(|e| classify("recording a task's progress", e))
+        })
+        .await;
+        if conditional(result)? {
             Ok(())
         } else {
             Err(PortError::new(

@@ -1,30 +1,24 @@
-//! Per-target state in the state table: baselines, leases, overrides, the inventory cache.
+//! Per-target state in the state table: leases (and the baselines they carry, see
+//! `baselines.rs`), cluster holds, overrides, the inventory cache.
 
 use std::collections::HashSet;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, Put, PutRequest, ReturnValue, TransactWriteItem,
-    WriteRequest,
+    AttributeValue, DeleteRequest, Put, PutRequest, ReturnValue, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::decision::Action;
 use curfew_core::ports::{
-    Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortResult, TargetStore,
+    Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError, PortResult,
+    TargetStore,
 };
+use curfew_core::target::Sizes;
 use curfew_core::target::Target;
 
-use super::{conditional, decode, encode, n, s, target_pk, DynamoStore, Item, Mark};
+use super::{conditional, decode, encode, n, s, sizes_value, target_pk, DynamoStore, Item};
 use crate::error::{classify, retrying};
-
-/// The index entry of a baseline (`ASLEEP#account#region`, the target key), from its target key
-/// `account#region#...`.
-fn asleep_index(target_key: &str) -> Option<(String, String)> {
-    let mut parts = target_key.splitn(3, '#');
-    let (account, region) = (parts.next()?, parts.next()?);
-    Some((format!("ASLEEP#{account}#{region}"), target_key.to_string()))
-}
 
 /// The partition of a cluster's hold record.
 fn cluster_pk(cluster_key: &str) -> String {
@@ -109,10 +103,7 @@ fn key_of(pk: &str, sk: &str) -> Item {
 #[async_trait]
 impl TargetStore for DynamoStore {
     async fn get_baseline(&self, target_key: &str) -> PortResult<Option<Baseline>> {
-        self.get(&target_pk(target_key), "BASELINE")
-            .await?
-            .map(decode)
-            .transpose()
+        self.read_baseline(target_key).await
     }
 
     async fn save_baseline(
@@ -121,40 +112,7 @@ impl TargetStore for DynamoStore {
         lease: &LeaseToken,
         replacing_own: bool,
     ) -> PortResult<bool> {
-        let mut item = encode(baseline)?;
-        item.insert("pk".into(), s(target_pk(&baseline.target_key)));
-        item.insert("sk".into(), s("BASELINE"));
-        // Indexed per account and region so the drift check finds the targets held asleep
-        // with a Query per shard (no Scan, and no one hot index key at 100,000 targets).
-        if let Some((pk, sk)) = asleep_index(&baseline.target_key) {
-            item.insert("gsi1pk".into(), s(pk));
-            item.insert("gsi1sk".into(), s(sk));
-        }
-        // attribute_not_exists: a second stop, or a redelivered one, never overwrites the
-        // sizes saved by the first. The one exception is an operation refreshing its own
-        // baseline before it ever scaled the target.
-        let put = Put::builder().table_name(&self.table).set_item(Some(item));
-        let put = if replacing_own {
-            put.condition_expression("attribute_not_exists(pk) OR op_id = :op")
-                .expression_attribute_values(":op", s(baseline.op_id.clone()))
-        } else {
-            put.condition_expression("attribute_not_exists(pk)")
-        };
-        let put = put.build().map_err(|e| {
-            curfew_core::ports::PortError::with_source(
-                ErrorKind::Invalid,
-                "building a baseline write",
-                e,
-            )
-        })?;
-        self.fenced(
-            "saving a baseline",
-            &baseline.target_key,
-            lease,
-            Mark::Saving,
-            TransactWriteItem::builder().put(put).build(),
-        )
-        .await
+        self.write_baseline(baseline, lease, replacing_own).await
     }
 
     async fn retire_baseline(
@@ -163,48 +121,11 @@ impl TargetStore for DynamoStore {
         saved_by: &str,
         lease: &LeaseToken,
     ) -> PortResult<bool> {
-        // Only the baseline the named operation saved: never one a later stop saved afresh.
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .key("pk", s(target_pk(target_key)))
-            .key("sk", s("BASELINE"))
-            .condition_expression("op_id = :op")
-            .expression_attribute_values(":op", s(saved_by))
-            .build()
-            .map_err(|e| {
-                curfew_core::ports::PortError::with_source(
-                    ErrorKind::Invalid,
-                    "building a baseline delete",
-                    e,
-                )
-            })?;
-        self.fenced(
-            "retiring a baseline",
-            target_key,
-            lease,
-            Mark::Keep,
-            TransactWriteItem::builder().delete(delete).build(),
-        )
-        .await
+        self.remove_baseline(target_key, saved_by, lease).await
     }
 
     async fn asleep_baselines(&self, account: &str, region: &str) -> PortResult<Vec<Baseline>> {
-        let items: Vec<Item> = retrying(|| async {
-            self.client
-                .query()
-                .table_name(&self.table)
-                .index_name("gsi1")
-                .key_condition_expression("gsi1pk = :asleep")
-                .expression_attribute_values(":asleep", s(format!("ASLEEP#{account}#{region}")))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| classify("querying the baselines held asleep", e))
-        })
-        .await?;
-        items.into_iter().map(decode).collect()
+        self.baselines_asleep(account, region).await
     }
 
     async fn get_cluster_hold(&self, cluster_key: &str) -> PortResult<Option<ClusterHold>> {
@@ -245,7 +166,6 @@ impl TargetStore for DynamoStore {
             "writing a cluster's hold",
             target_key,
             lease,
-            Mark::Keep,
             TransactWriteItem::builder().put(put).build(),
         )
         .await
@@ -307,6 +227,42 @@ impl TargetStore for DynamoStore {
                 }
             }
             Err(e) => Err(e),
+        }
+    }
+
+    async fn mark_in_flight(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        planned: Sizes,
+    ) -> PortResult<()> {
+        let to = sizes_value(planned)?;
+        let result = retrying(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(target_pk(target_key)))
+                .key("sk", s("LEASE"))
+                .update_expression(
+                    "SET inflight_op = :op, inflight_action = :action, inflight_to = :to",
+                )
+                .condition_expression("holder = :token")
+                .expression_attribute_values(":op", s(lease.op_id.clone()))
+                .expression_attribute_values(":action", s(lease.action.as_str()))
+                .expression_attribute_values(":to", to.clone())
+                .expression_attribute_values(":token", s(lease.token.clone()))
+                .send()
+                .await
+                .map_err(|e| classify("marking a change in flight", e))
+        })
+        .await;
+        if conditional(result)? {
+            Ok(())
+        } else {
+            Err(PortError::new(
+                ErrorKind::LeaseLost,
+                "marking a change in flight: the target's lease is no longer this delivery's",
+            ))
         }
     }
 
@@ -453,28 +409,10 @@ impl TargetStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_dynamodb::operation::transact_write_items::{
-        TransactWriteItemsError, TransactWriteItemsOutput,
-    };
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
-    use aws_sdk_dynamodb::types::CancellationReason;
     use aws_sdk_dynamodb::Client;
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_smithy_mocks::{mock, mock_client};
     use chrono::TimeZone;
-    use curfew_core::target::Sizes;
-
-    fn baseline() -> Baseline {
-        Baseline {
-            target_key: "111111111111#eu-west-1#asg#web".into(),
-            sizes: Sizes::new(1, 4, 2),
-            op_id: "op-1".into(),
-            saved_at: Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
-            held: Default::default(),
-            ca_tags: Vec::new(),
-            cluster_hold: false,
-        }
-    }
 
     fn lease() -> LeaseToken {
         LeaseToken {
@@ -482,75 +420,6 @@ mod tests {
             action: Action::Stop,
             token: "op-1/t1".into(),
         }
-    }
-
-    fn cancelled(reasons: &'static [&'static str]) -> TransactWriteItemsError {
-        TransactWriteItemsError::TransactionCanceledException(
-            TransactionCanceledException::builder()
-                .set_cancellation_reasons(Some(
-                    reasons
-                        .iter()
-                        .map(|code| CancellationReason::builder().code(*code).build())
-                        .collect(),
-                ))
-                .meta(
-                    aws_smithy_types::error::ErrorMetadata::builder()
-                        .code("TransactionCanceledException")
-                        .build(),
-                )
-                .build(),
-        )
-    }
-
-    #[tokio::test]
-    async fn a_baseline_is_saved_only_if_none_exists_and_only_under_the_lease() {
-        let saved = mock!(Client::transact_write_items)
-            .match_requests(|r| {
-                let items = r.transact_items();
-                let mark = items[0].update().unwrap();
-                let put = items[1].put().unwrap();
-                mark.key().get("sk") == Some(&s("LEASE"))
-                    && mark.condition_expression() == Some("holder = :token")
-                    && mark.update_expression().contains("inflight_op = :op")
-                    && mark
-                        .expression_attribute_values()
-                        .and_then(|v| v.get(":token"))
-                        == Some(&s("op-1/t1"))
-                    && put.condition_expression() == Some("attribute_not_exists(pk)")
-                    && put.item().get("pk") == Some(&s("TARGET#111111111111#eu-west-1#asg#web"))
-                    && put.item().get("sk") == Some(&s("BASELINE"))
-            })
-            .then_output(|| TransactWriteItemsOutput::builder().build());
-        let taken = mock!(Client::transact_write_items)
-            .then_error(|| cancelled(&["None", "ConditionalCheckFailed"]));
-        let lost = mock!(Client::transact_write_items)
-            .then_error(|| cancelled(&["ConditionalCheckFailed", "None"]));
-        let client = mock_client!(
-            aws_sdk_dynamodb,
-            RuleMode::Sequential,
-            [&saved, &taken, &lost]
-        );
-        let store = DynamoStore::new(client, "curfew-state");
-        assert!(store
-            .save_baseline(&baseline(), &lease(), false)
-            .await
-            .unwrap());
-        assert!(
-            !store
-                .save_baseline(&baseline(), &lease(), false)
-                .await
-                .unwrap(),
-            "a second save keeps the first"
-        );
-        let e = store
-            .save_baseline(&baseline(), &lease(), false)
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::LeaseLost, "{e}");
-        assert_eq!(
-            (saved.num_calls(), taken.num_calls(), lost.num_calls()),
-            (1, 1, 1)
-        );
     }
 
     #[tokio::test]

@@ -80,14 +80,15 @@ fn audit_verify_names_a_stopped_target_whose_baseline_was_deleted_behind_curfews
         .any(|t| t["key"] == key.as_str() && t["status"] == "SUCCEEDED"));
     common::block_on(async {
         aws_sdk_dynamodb::Client::new(&common::sdk(&hub.endpoint).await)
-            .delete_item()
+            .update_item()
             .table_name(&hub.config.table)
             .key("pk", AttributeValue::S(format!("TARGET#{key}")))
-            .key("sk", AttributeValue::S("BASELINE".into()))
-            .condition_expression("attribute_exists(pk)")
+            .key("sk", AttributeValue::S("LEASE".into()))
+            .update_expression("REMOVE baseline, gsi3pk, gsi3sk")
+            .condition_expression("attribute_exists(baseline)")
             .send()
             .await
-            .expect("the baseline item existed and is deleted")
+            .expect("the lease item carried the baseline, and no longer does")
     });
 
     let (report, stderr) = json_exit(&hub, &["audit", "verify"], 1);

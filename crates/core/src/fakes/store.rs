@@ -506,14 +506,6 @@ impl OperationStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> PortResult<()> {
         let mut state = lock(&self.state);
-        if state
-            .tasks
-            .get(&(lease.op_id.clone(), target_key.to_string()))
-            .is_none_or(|task| task.status.is_final())
-        {
-            return Err(task_not_open(&lease.op_id, target_key));
-        }
-        state.fenced(target_key, lease, Mark::Applying(planned))?;
         let task = state
             .tasks
             .get_mut(&(lease.op_id.clone(), target_key.to_string()))
@@ -809,6 +801,15 @@ impl TargetStore for MemoryStore {
                 by: lease.holder_op.clone().unwrap_or(last_op),
             })
         }
+    }
+
+    async fn mark_in_flight(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        planned: Sizes,
+    ) -> PortResult<()> {
+        lock(&self.state).fenced(target_key, lease, Mark::Applying(planned))
     }
 
     async fn release_lease(

@@ -483,6 +483,13 @@ async fn scale(
 ) -> PortResult<TaskStep> {
     let key = msg.target.key();
     // The last fenced write before the spoke is touched: past it, this delivery owns the change.
+    // The lease's mark comes first, so whoever takes the target next after a crash settles what
+    // this change may have left; the task's record then tells this operation's redelivery what
+    // to finish. Two writes of one item each, not a transaction of both: a crash between them
+    // leaves the mark on an untouched target and the task PENDING, which every later delivery
+    // already handles (this operation's decides afresh; another's removes a baseline the stop
+    // saved, as the target is still at its sizes).
+    hub.store.mark_in_flight(&key, lease, to).await?;
     match hub
         .store
         .mark_applying(lease, &key, before, to, hub.clock.now())

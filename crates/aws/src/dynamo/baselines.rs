@@ -1,0 +1,424 @@
+//! Baselines, kept on the target's lease item.
+//!
+//! A baseline is an attribute (`baseline`, a map) of the item that holds the target's lease,
+//! so saving or retiring it is one conditional UpdateItem whose condition is the lease itself:
+//! 1 write unit where a transaction of the lease and a separate baseline item costs 4. The
+//! item carries `gsi3pk` / `gsi3sk` (`ASLEEP#<account>#<region>` / the target key) while a
+//! baseline is saved; gsi3 projects only `baseline`, so the lease's own writes (taking,
+//! releasing, marking a change in flight) never rewrite the index entry.
+//!
+//! Tables written before this layout hold baselines as items of their own (`sk = BASELINE`,
+//! indexed in gsi1): those are still read, retired and listed, so a fleet stopped before an
+//! upgrade wakes from the sizes it saved. Nothing writes them any more.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
+use curfew_core::ports::{Baseline, ErrorKind, LeaseToken, PortError, PortResult};
+
+use super::{conditional, decode, s, target_pk, DynamoStore, Item};
+use crate::error::{classify, retrying};
+
+/// The lease item's attribute that holds the baseline.
+const BASELINE: &str = "baseline";
+
+/// The sort key of a baseline item of the earlier layout.
+const LEGACY_SK: &str = "BASELINE";
+
+/// The asleep-index partition of a target (`ASLEEP#account#region`), from its key
+/// `account#region#...`.
+pub(crate) fn asleep_partition(target_key: &str) -> Option<String> {
+    let mut parts = target_key.splitn(3, '#');
+    let (account, region) = (parts.next()?, parts.next()?);
+    Some(format!("ASLEEP#{account}#{region}"))
+}
+
+fn decoding(e: serde_dynamo::Error) -> PortError {
+    PortError::with_source(ErrorKind::Other, "decoding a baseline", e)
+}
+
+/// The baseline a lease item carries, if any.
+fn carried(item: &Item) -> PortResult<Option<Baseline>> {
+    item.get(BASELINE)
+        .map(|v| serde_dynamo::from_attribute_value(v.clone()).map_err(decoding))
+        .transpose()
+}
+
+fn holder(item: &Item) -> Option<&str> {
+    item.get("holder")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn lease_lost(what: &str) -> PortError {
+    PortError::new(
+        ErrorKind::LeaseLost,
+        format!("{what}: the target's lease is no longer this delivery's"),
+    )
+}
+
+impl DynamoStore {
+    /// The target's baseline: one consistent Query of its partition (the lease item and, on a
+    /// table of the earlier layout, a baseline item), 1 read unit like the GetItem it replaces.
+    pub(crate) async fn read_baseline(&self, target_key: &str) -> PortResult<Option<Baseline>> {
+        let items = self.query(&target_pk(target_key), "").await?;
+        let mut legacy = None;
+        for item in items {
+            match item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+            {
+                Some("LEASE") => {
+                    if let Some(baseline) = carried(&item)? {
+                        return Ok(Some(baseline));
+                    }
+                }
+                Some(LEGACY_SK) => legacy = Some(decode(item)?),
+                _ => {}
+            }
+        }
+        Ok(legacy)
+    }
+
+    /// Puts `baseline` on the lease item while `lease` holds it, marking the change in flight
+    /// (a baseline is being saved, no sizes set yet) in the same write. False when a baseline
+    /// is kept (another operation's, or ours unless `replacing_own`).
+    pub(crate) async fn write_baseline(
+        &self,
+        baseline: &Baseline,
+        lease: &LeaseToken,
+        replacing_own: bool,
+    ) -> PortResult<bool> {
+        let value: AttributeValue = serde_dynamo::to_attribute_value(baseline)
+            .map_err(|e| PortError::with_source(ErrorKind::Invalid, "encoding a baseline", e))?;
+        let partition = asleep_partition(&baseline.target_key).ok_or_else(|| {
+            PortError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "target key {} names no account and region",
+                    baseline.target_key
+                ),
+            )
+        })?;
+        // attribute_not_exists: a second stop, or a redelivered one, never overwrites the
+        // sizes saved by the first. The one exception is an operation refreshing its own
+        // baseline before it ever scaled the target.
+        let kept = if replacing_own {
+            "(attribute_not_exists(baseline) OR baseline.op_id = :op)"
+        } else {
+            "attribute_not_exists(baseline)"
+        };
+        let pk = target_pk(&baseline.target_key);
+        let result = retrying(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(pk.clone()))
+                .key("sk", s("LEASE"))
+                .update_expression(
+                    "SET baseline = :baseline, gsi3pk = :asleep, gsi3sk = :key, \
+                     inflight_op = :op, inflight_action = :action REMOVE inflight_to",
+                )
+                .condition_expression(format!("holder = :token AND {kept}"))
+                .expression_attribute_values(":baseline", value.clone())
+                .expression_attribute_values(":asleep", s(partition.clone()))
+                .expression_attribute_values(":key", s(baseline.target_key.clone()))
+                .expression_attribute_values(":op", s(lease.op_id.clone()))
+                .expression_attribute_values(":action", s(lease.action.as_str()))
+                .expression_attribute_values(":token", s(lease.token.clone()))
+                .send()
+                .await
+                .map_err(|e| classify("saving a baseline", e))
+        })
+        .await;
+        if !conditional(result)? {
+            return self.refused("saving a baseline", &pk, lease).await;
+        }
+        if replacing_own {
+            // A baseline this operation saved under the earlier layout (before an upgrade,
+            // then interrupted) would outlive the one just written: it goes.
+            self.delete_legacy(&baseline.target_key, &baseline.op_id, None)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Removes the baseline operation `saved_by` saved, while `lease` holds the target. False
+    /// when there is none of that operation's (already retired, or a later stop's).
+    pub(crate) async fn remove_baseline(
+        &self,
+        target_key: &str,
+        saved_by: &str,
+        lease: &LeaseToken,
+    ) -> PortResult<bool> {
+        let pk = target_pk(target_key);
+        let result = retrying(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(pk.clone()))
+                .key("sk", s("LEASE"))
+                .update_expression("REMOVE baseline, gsi3pk, gsi3sk")
+                // Only the baseline the named operation saved: never one a later stop saved.
+                .condition_expression("holder = :token AND baseline.op_id = :op")
+                .expression_attribute_values(":token", s(lease.token.clone()))
+                .expression_attribute_values(":op", s(saved_by))
+                .send()
+                .await
+                .map_err(|e| classify("retiring a baseline", e))
+        })
+        .await;
+        if conditional(result)? {
+            return Ok(true);
+        }
+        if !self.refused("retiring a baseline", &pk, lease).await? {
+            // Still ours: the baseline may be an item of the earlier layout.
+            return self.delete_legacy(target_key, saved_by, Some(lease)).await;
+        }
+        Ok(false)
+    }
+
+    /// Why a conditional write of the lease item was refused: the lease moved on
+    /// ([`ErrorKind::LeaseLost`]), or (false) the lease holds and the baseline's own
+    /// condition did not.
+    async fn refused(&self, what: &str, pk: &str, lease: &LeaseToken) -> PortResult<bool> {
+        let item = self.get(pk, "LEASE").await?.unwrap_or_default();
+        if holder(&item) == Some(lease.token.as_str()) {
+            Ok(false)
+        } else {
+            Err(lease_lost(what))
+        }
+    }
+
+    /// Deletes a baseline item of the earlier layout if operation `saved_by` saved it; fenced
+    /// by `lease` when given (a retire), plain when the caller has just written under the
+    /// lease (a save replacing its own). False if there was none.
+    async fn delete_legacy(
+        &self,
+        target_key: &str,
+        saved_by: &str,
+        lease: Option<&LeaseToken>,
+    ) -> PortResult<bool> {
+        let pk = target_pk(target_key);
+        let Some(lease) = lease else {
+            let result = retrying(|| async {
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key("pk", s(pk.clone()))
+                    .key("sk", s(LEGACY_SK))
+                    .condition_expression("op_id = :op")
+                    .expression_attribute_values(":op", s(saved_by))
+                    .send()
+                    .await
+                    .map_err(|e| classify("removing an earlier baseline item", e))
+            })
+            .await;
+            return conditional(result);
+        };
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(LEGACY_SK))
+            .condition_expression("op_id = :op")
+            .expression_attribute_values(":op", s(saved_by))
+            .build()
+            .map_err(|e| {
+                PortError::with_source(ErrorKind::Invalid, "building a baseline delete", e)
+            })?;
+        self.fenced(
+            "retiring a baseline",
+            target_key,
+            lease,
+            TransactWriteItem::builder().delete(delete).build(),
+        )
+        .await
+    }
+
+    /// The baselines saved in one account and region: gsi3's entries, and gsi1's baseline
+    /// items of the earlier layout.
+    pub(crate) async fn baselines_asleep(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> PortResult<Vec<Baseline>> {
+        let partition = format!("ASLEEP#{account}#{region}");
+        let (carried_items, legacy_items) = futures::try_join!(
+            self.asleep_entries("gsi3", &partition),
+            self.asleep_entries("gsi1", &partition)
+        )?;
+        let mut baselines = Vec::with_capacity(carried_items.len() + legacy_items.len());
+        for item in &carried_items {
+            baselines.extend(carried(item)?);
+        }
+        for item in legacy_items {
+            let baseline: Baseline = decode(item)?;
+            // A target with both keeps the one on its lease item, as `read_baseline` does.
+            if !baselines
+                .iter()
+                .any(|b| b.target_key == baseline.target_key)
+            {
+                baselines.push(baseline);
+            }
+        }
+        Ok(baselines)
+    }
+
+    async fn asleep_entries(&self, index: &str, partition: &str) -> PortResult<Vec<Item>> {
+        retrying(|| async {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(format!("{index}pk = :asleep"))
+                .expression_attribute_values(":asleep", s(partition))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("querying the baselines held asleep", e))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use chrono::{TimeZone, Utc};
+    use curfew_core::decision::Action;
+    use curfew_core::target::Sizes;
+
+    const KEY: &str = "111111111111#eu-west-1#asg#web";
+
+    fn baseline() -> Baseline {
+        Baseline {
+            target_key: KEY.into(),
+            sizes: Sizes::new(1, 4, 2),
+            op_id: "op-1".into(),
+            saved_at: Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
+            held: Default::default(),
+            ca_tags: Vec::new(),
+            cluster_hold: false,
+        }
+    }
+
+    fn lease() -> LeaseToken {
+        LeaseToken {
+            op_id: "op-1".into(),
+            action: Action::Stop,
+            token: "op-1/t1".into(),
+        }
+    }
+
+    fn refused() -> UpdateItemError {
+        UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .meta(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("ConditionalCheckFailedException")
+                        .build(),
+                )
+                .build(),
+        )
+    }
+
+    /// The lease item as a GetItem returns it, held by `token`.
+    fn lease_item(token: &'static str) -> GetItemOutput {
+        GetItemOutput::builder()
+            .item("pk", s(format!("TARGET#{KEY}")))
+            .item("sk", s("LEASE"))
+            .item("holder", s(token))
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_baseline_is_saved_on_the_lease_item_only_if_none_is_kept_and_only_under_the_lease() {
+        let saved = mock!(Client::update_item)
+            .match_requests(|r| {
+                let values = r.expression_attribute_values().unwrap();
+                r.key().and_then(|k| k.get("sk")) == Some(&s("LEASE"))
+                    && r.key().and_then(|k| k.get("pk")) == Some(&s(format!("TARGET#{KEY}")))
+                    && r.condition_expression()
+                        == Some("holder = :token AND attribute_not_exists(baseline)")
+                    && values.get(":token") == Some(&s("op-1/t1"))
+                    && values.get(":asleep") == Some(&s("ASLEEP#111111111111#eu-west-1"))
+                    && values.get(":baseline").is_some_and(|b| b.as_m().is_ok())
+                    && r.update_expression()
+                        .unwrap_or_default()
+                        .contains("inflight_op = :op")
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let kept = mock!(Client::update_item).then_error(refused);
+        let ours = mock!(Client::get_item).then_output(|| lease_item("op-1/t1"));
+        let lost = mock!(Client::update_item).then_error(refused);
+        let theirs = mock!(Client::get_item).then_output(|| lease_item("op-2/t9"));
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&saved, &kept, &ours, &lost, &theirs]
+        );
+        let store = DynamoStore::new(client, "curfew-state");
+        assert!(store
+            .write_baseline(&baseline(), &lease(), false)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .write_baseline(&baseline(), &lease(), false)
+                .await
+                .unwrap(),
+            "a second save keeps the first"
+        );
+        let e = store
+            .write_baseline(&baseline(), &lease(), false)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::LeaseLost, "{e}");
+        assert_eq!(
+            (saved.num_calls(), kept.num_calls(), lost.num_calls()),
+            (1, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retire_removes_only_the_named_operations_baseline_and_its_index_entry() {
+        let retired = mock!(Client::update_item)
+            .match_requests(|r| {
+                r.condition_expression() == Some("holder = :token AND baseline.op_id = :op")
+                    && r.update_expression() == Some("REMOVE baseline, gsi3pk, gsi3sk")
+                    && r.expression_attribute_values().and_then(|v| v.get(":op"))
+                        == Some(&s("op-1"))
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let lost = mock!(Client::update_item).then_error(refused);
+        let theirs = mock!(Client::get_item).then_output(|| lease_item("op-2/t9"));
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&retired, &lost, &theirs]
+        );
+        let store = DynamoStore::new(client, "curfew-state");
+        assert!(store.remove_baseline(KEY, "op-1", &lease()).await.unwrap());
+        let e = store
+            .remove_baseline(KEY, "op-1", &lease())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::LeaseLost, "{e}");
+        assert_eq!(theirs.num_calls(), 1);
+    }
+
+    #[test]
+    fn the_asleep_partition_is_the_targets_account_and_region() {
+        assert_eq!(
+            asleep_partition(KEY).as_deref(),
+            Some("ASLEEP#111111111111#eu-west-1")
+        );
+        assert_eq!(asleep_partition("no-account"), None);
+    }
+}

@@ -1,0 +1,196 @@
+//! Baselines on the emulator: a stop keeps them on the target's lease item (indexed in gsi3
+//! while saved), and a baseline an earlier version saved as an item of its own is still read,
+//! listed and retired, so a fleet stopped before an upgrade wakes from what it saved.
+
+use aws_sdk_dynamodb::types::AttributeValue as Av;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use chrono::{TimeZone, Utc};
+use curfew_aws::local::FleetTarget;
+use curfew_core::target::{Sizes, TargetKind};
+use curfew_tests::{key, spawn_hub, TestHub};
+use serde_json::json;
+use std::collections::HashMap;
+
+fn asg(t: &TestHub, name: &str, sizes: Sizes) -> FleetTarget {
+    FleetTarget {
+        account: t.accounts[0].clone(),
+        region: "eu-west-1".into(),
+        kind: TargetKind::Asg,
+        cluster: None,
+        name: name.into(),
+        sizes,
+        tags: Default::default(),
+        cluster_tags: Default::default(),
+    }
+}
+
+fn n(v: i32) -> Av {
+    Av::N(v.to_string())
+}
+
+/// The baseline item an earlier version wrote for `target` (its own item, indexed in gsi1).
+async fn put_earlier_baseline(t: &TestHub, target: &FleetTarget, sizes: Sizes, op_id: &str) {
+    let k = key(target);
+    let item = HashMap::from([
+        ("pk".to_string(), Av::S(format!("TARGET#{k}"))),
+        ("sk".to_string(), Av::S("BASELINE".into())),
+        (
+            "gsi1pk".to_string(),
+            Av::S(format!("ASLEEP#{}#{}", target.account, target.region)),
+        ),
+        ("gsi1sk".to_string(), Av::S(k.clone())),
+        ("target_key".to_string(), Av::S(k)),
+        (
+            "sizes".to_string(),
+            Av::M(HashMap::from([
+                ("min".to_string(), n(sizes.min)),
+                ("max".to_string(), n(sizes.max)),
+                ("desired".to_string(), n(sizes.desired)),
+            ])),
+        ),
+        ("op_id".to_string(), Av::S(op_id.into())),
+        ("saved_at".to_string(), Av::S("2027-01-03T18:00:00Z".into())),
+    ]);
+    aws_sdk_dynamodb::Client::new(&t.sdk)
+        .put_item()
+        .table_name(&t.config.table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("the earlier layout's baseline item written");
+}
+
+async fn asleep_keys(t: &TestHub) -> Vec<String> {
+    let mut keys: Vec<String> = t
+        .hub
+        .store
+        .asleep_baselines(&t.accounts[0], "eu-west-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.target_key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_stopped_before_the_upgrade_wakes_from_the_baselines_it_saved_then() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 7, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let old = asg(&t, "upgraded-old", Sizes::new(0, 0, 0));
+    let new = asg(&t, "upgraded-new", Sizes::new(2, 6, 3));
+    t.seed(&[old.clone(), new.clone()]).await;
+    put_earlier_baseline(&t, &old, Sizes::new(1, 4, 2), "op-before-upgrade").await;
+
+    let read = t.hub.store.get_baseline(&key(&old)).await.unwrap();
+    assert_eq!(read.map(|b| b.sizes), Some(Sizes::new(1, 4, 2)));
+    assert_eq!(asleep_keys(&t).await, vec![key(&old)]);
+
+    // A stop puts the other to sleep under the new layout and leaves the old baseline be.
+    t.run(json!({"action": "stop", "select": "name=upgraded-*"}))
+        .await;
+    assert_eq!(t.sizes(&new).await, Sizes::new(0, 0, 0));
+    assert_eq!(t.sizes(&old).await, Sizes::new(0, 0, 0));
+    let kept = t.hub.store.get_baseline(&key(&old)).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.sizes, kept.op_id.as_str()),
+        (Sizes::new(1, 4, 2), "op-before-upgrade")
+    );
+    assert_eq!(asleep_keys(&t).await, {
+        let mut both = vec![key(&old), key(&new)];
+        both.sort();
+        both
+    });
+
+    t.run(json!({"action": "start", "select": "name=upgraded-*"}))
+        .await;
+    assert_eq!(t.sizes(&old).await, Sizes::new(1, 4, 2));
+    assert_eq!(t.sizes(&new).await, Sizes::new(2, 6, 3));
+    for target in [&old, &new] {
+        assert!(
+            t.hub
+                .store
+                .get_baseline(&key(target))
+                .await
+                .unwrap()
+                .is_none(),
+            "{} keeps no baseline after its start",
+            target.name
+        );
+    }
+    assert!(asleep_keys(&t).await.is_empty());
+}
+
+fn schema(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .unwrap()
+}
+
+fn string_attr(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_table_made_before_the_asleep_index_gains_it() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 7, 0, 0).unwrap(), 0).await;
+    let client = aws_sdk_dynamodb::Client::new(&t.sdk);
+    let table = format!("{}-earlier", t.config.table);
+    let gsi1 = GlobalSecondaryIndex::builder()
+        .index_name("gsi1")
+        .key_schema(schema("gsi1pk", KeyType::Hash))
+        .key_schema(schema("gsi1sk", KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .unwrap();
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(schema("pk", KeyType::Hash))
+        .key_schema(schema("sk", KeyType::Range))
+        .attribute_definitions(string_attr("pk"))
+        .attribute_definitions(string_attr("sk"))
+        .attribute_definitions(string_attr("gsi1pk"))
+        .attribute_definitions(string_attr("gsi1sk"))
+        .global_secondary_indexes(gsi1)
+        .send()
+        .await
+        .unwrap();
+
+    curfew_aws::dynamo::create_table(&client, &table)
+        .await
+        .expect("an existing table is upgraded, not refused");
+    let described = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let indexes = described.table().unwrap().global_secondary_indexes();
+    let asleep = indexes
+        .iter()
+        .find(|i| i.index_name() == Some("gsi3"))
+        .expect("gsi3 added");
+    let projection = asleep.projection().unwrap();
+    assert_eq!(projection.projection_type(), Some(&ProjectionType::Include));
+    assert_eq!(projection.non_key_attributes(), ["baseline".to_string()]);
+    // Asked again, the table is left as it is.
+    curfew_aws::dynamo::create_table(&client, &table)
+        .await
+        .unwrap();
+}
