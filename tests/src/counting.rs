@@ -902,8 +902,11 @@ impl AuditLog for CountingStore {
         at: DateTime<Utc>,
     ) -> PortResult<Append> {
         let request = self.inner.append_audit(link, expected, at);
-        self.observe(StoreCall::AppendAudit, request, |a| {
-            found(*a == Append::Appended)
+        self.observe(StoreCall::AppendAudit, request, |a| Seen {
+            found: *a == Append::Appended,
+            // The chain's first record creates its head.
+            items: u64::from(*a == Append::Appended && expected == 0),
+            ..Seen::default()
         })
         .await
     }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use curfew_core::decision::Action;
+use curfew_tests::cost::CycleUse;
 use curfew_tests::scale::{run_with, Fleet, FleetShape};
 use curfew_tests::sim::{concurrency_bound, Latency, RateLimit, Simulation};
 
@@ -243,5 +244,38 @@ async fn an_enforce_pass_over_a_sleeping_fleet_plans_nothing_and_writes_nothing_
     assert!(
         writes < 10 * shards && 2 * writes < targets,
         "{writes} write units for {targets} targets in {shards} shards"
+    );
+}
+
+/// A fleet's second stop + start cycle writes less than its first: what is written once per
+/// target (its audit chain's head and that head's index entry, the inventory cache) is not
+/// written again, and every target checks out after all four waves.
+#[tokio::test(start_paused = true)]
+async fn a_later_cycle_writes_less_than_the_first_and_leaves_every_target_as_it_should() {
+    let shape = FleetShape {
+        targets: 200,
+        accounts: 4,
+        regions: 2,
+        concurrency: 10,
+        ..FleetShape::default()
+    };
+    let fleet = Fleet::seed_with(&shape, Some(Simulation::default()))
+        .await
+        .unwrap();
+    let targets = fleet.seeded.len();
+    let mut writes = Vec::new();
+    for _ in 0..2 {
+        let stop = fleet.wave(Action::Stop).await;
+        let start = fleet.wave(Action::Start).await;
+        assert!(stop.problems.is_empty(), "{:#?}", stop.problems);
+        assert!(start.problems.is_empty(), "{:#?}", start.problems);
+        assert_eq!((stop.checked, start.checked), (targets, targets));
+        let used = CycleUse::from_waves(targets, &stop, &start).expect("simulated waves");
+        writes.push(used.write_units);
+    }
+    // At least the heads' index entries: one write unit per target.
+    assert!(
+        writes[1] + targets as u64 <= writes[0],
+        "write units per cycle: {writes:?} for {targets} targets"
     );
 }

@@ -17,9 +17,10 @@ export const TABLE_LAYOUT = {
   operationsByTime: { indexName: 'gsi2', partitionKey: 'gsi2pk', sortKey: 'gsi2sk' },
   /**
    * The targets held asleep, under `ASLEEP#<account>#<region>`: each target's lease item while
-   * it carries a baseline. It projects only `baseline`, so the lease's own writes never rewrite
+   * it carries a baseline; and the audit chains' heads, under `AUDITHEADS#<bucket>` (keys only).
+   * It projects only `baseline`, so neither the lease's own writes nor an audit append rewrite
    * an entry (a write that changes no projected attribute costs the index nothing). The
-   * router's drift-check shards query it.
+   * router's drift-check shards query it; `curfew audit verify` lists the heads from it.
    */
   asleepTargets: {
     indexName: 'gsi3', partitionKey: 'gsi3pk', sortKey: 'gsi3sk', nonKeyAttributes: ['baseline'],

@@ -11,10 +11,12 @@
 //! `--targets N` it runs that one fleet:
 //! `curfew-sim [--targets N] [--accounts N] [--regions N] [--concurrency N] [--asleep-every N] [--big-account N]
 //! [--spoke-ms N] [--state-ms N] [--queue-ms N] [--sts-ms N] [--spoke-rate N [--spoke-burst N]]
-//! [--throttled-pct N] [--unfair] [--chunk N] [--enforce]` (`--chunk`: targets per task message,
-//! default the router's 100; `--enforce`: after the stop, one pass of an enforced window schedule
-//! over the sleeping fleet, priced per million target-passes, instead of the start). The suite
-//! prices such a pass over 10,000 targets in 100 accounts (the `enforce_pass` section).
+//! [--throttled-pct N] [--unfair] [--chunk N] [--enforce | --later]` (`--chunk`: targets per task
+//! message, default the router's 100; `--enforce`: after the stop, one pass of an enforced window
+//! schedule over the sleeping fleet, priced per million target-passes, instead of the start;
+//! `--later`: two stop + start cycles, the second priced, as every night after a fleet's first
+//! is). The suite prices such a pass and a later cycle over 10,000 targets in 100 accounts (the
+//! `enforce_pass` section, `cost_usd_per_1k_targets_later_cycle`).
 
 use std::time::{Duration, Instant};
 
@@ -276,6 +278,13 @@ async fn suite(sim: Simulation) -> (Vec<ScaleReport>, bool) {
         reports.push(f.report);
     }
 
+    // A fleet's first cycle creates each target's audit chain head; the nights after it do
+    // not: what a later cycle costs.
+    let later = later_cycle(enforce_fleet(), sim).await;
+    if let Some(cost) = later {
+        summary.push(("cost_usd_per_1k_targets_later_cycle", json!(cost)));
+    }
+
     // What a sleeping fleet costs each enforce pass (issue 11's `--enforce`, one a minute by
     // default): priced per million target-passes.
     let (pass, pass_clean) = enforce_pass(enforce_fleet(), sim).await;
@@ -300,7 +309,7 @@ async fn suite(sim: Simulation) -> (Vec<ScaleReport>, bool) {
         Ok(()) => println!("recorded in {}", path.display()),
         Err(e) => eprintln!("curfew-sim: could not record {}: {e}", path.display()),
     }
-    (reports, pass_clean)
+    (reports, pass_clean && later.is_some())
 }
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -330,7 +339,24 @@ async fn main() {
         chunk_targets: Some(arg("--chunk", 0)).filter(|&n| n > 0),
     };
     let real = Instant::now();
-    let reports = if std::env::args().any(|a| a == "--enforce") {
+    let reports = if std::env::args().any(|a| a == "--later") {
+        let shape = if std::env::args().any(|a| a == "--targets") {
+            FleetShape::from_args()
+        } else {
+            enforce_fleet()
+        };
+        let later = later_cycle(shape, sim).await;
+        if let Some(cost) = later {
+            if let Err(e) = record(
+                &results_path(),
+                "cost_usd_per_1k_targets_later_cycle",
+                json!(cost),
+            ) {
+                eprintln!("curfew-sim: {e}");
+            }
+        }
+        (Vec::new(), later.is_some())
+    } else if std::env::args().any(|a| a == "--enforce") {
         let shape = if std::env::args().any(|a| a == "--targets") {
             FleetShape::from_args()
         } else {
@@ -361,6 +387,51 @@ async fn main() {
     if !clean {
         std::process::exit(1);
     }
+}
+
+// --- A later cycle -------------------------------------------------------------------------
+
+/// Seeds `shape`, runs two stop + start cycles, checks every wave, and prices each cycle per
+/// 1,000 targets; returns the second's price (`None` if anything failed). The first cycle
+/// writes what a fleet writes once (each target's audit chain head and its index entry); the
+/// second is what every night after costs.
+async fn later_cycle(shape: FleetShape, sim: Simulation) -> Option<f64> {
+    println!("later_cycle: {shape:?}, {sim:?}");
+    let fleet = match Fleet::seed_with(&shape, Some(sim)).await {
+        Ok(fleet) => fleet,
+        Err(problem) => {
+            eprintln!("problem: {problem}");
+            return None;
+        }
+    };
+    let targets = fleet.seeded.len();
+    let (prices, memory) = (Prices::US_EAST_1, LambdaMemory::from_hub_stack());
+    let mut last = None;
+    for cycle in ["first", "second"] {
+        let stop = fleet.wave(Action::Stop).await;
+        let start = fleet.wave(Action::Start).await;
+        for p in stop.problems.iter().chain(&start.problems).take(20) {
+            eprintln!("problem: {p}");
+        }
+        if !(stop.problems.is_empty() && start.problems.is_empty())
+            || stop.checked != targets
+            || start.checked != targets
+        {
+            return None;
+        }
+        let used = CycleUse::from_waves(targets, &stop, &start)?;
+        let cost = cost_per_1k_targets(&used, &prices, &memory);
+        println!(
+            "  {cycle} cycle: ${:.5} per 1,000 targets ({:.0} WRU, {:.0} RRU)",
+            cost.total(),
+            used.write_units as f64 * 1000.0 / targets.max(1) as f64,
+            used.read_units * 1000.0 / targets.max(1) as f64,
+        );
+        println!("    {}", WaveTraffic::of(&stop, targets).line("stop"));
+        println!("    {}", WaveTraffic::of(&start, targets).line("start"));
+        last = Some(cost.total());
+    }
+    last
 }
 
 // --- An enforce pass over a sleeping fleet ------------------------------------------------

@@ -516,12 +516,24 @@ pub const TABLE: [(StoreCall, Model); 55] = [
     }),
     // trail.rs `audit_head` -> `get` of the chain's HEAD item.
     (StoreCall::AuditHead, |_| none().get()),
-    // trail.rs `append_audit`: a transaction of three Puts (the record and the head, each with
-    // its index entry: gsi2 by day, gsi1 heads; and the change's mark, in no index).
-    (StoreCall::AppendAudit, |_| none().transact(3).index(2)),
-    // trail.rs `audit_heads`: a gsi1 Query per bucket; counted as the heads returned.
+    // trail.rs `append_audit`: a transaction of three Puts: the record with its gsi2 entry (by
+    // day), the head, and the change's mark (in no index). The head's gsi3 entry holds keys
+    // only, so it is written when the chain's first append creates the head (`items` 1) and
+    // never again.
+    (StoreCall::AppendAudit, |s| {
+        none().transact(3).index(1 + s.items)
+    }),
+    // trail.rs `audit_heads`: a gsi3 Query per bucket for the heads' keys, a consistent
+    // BatchGetItem of the heads, and a gsi1 Query per bucket for heads of the earlier layout
+    // (counted empty).
     (StoreCall::AuditHeads, |s| {
-        none().query(s.items, Consistency::Eventual)
+        let keys = none().query(s.items, Consistency::Eventual);
+        let heads = if s.items > 0 {
+            keys.batch_get(s.items)
+        } else {
+            keys
+        };
+        heads.query(0, Consistency::Eventual)
     }),
     // trail.rs `audit_chain` -> `query` of the chain's partition: the records returned.
     (StoreCall::AuditChain, |s| {

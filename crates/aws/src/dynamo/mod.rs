@@ -15,7 +15,7 @@
 //! | override | `OVERRIDES` | `<id>` | TTL `expires_at` |
 //! | inventory | `INV#<account>#<region>` | `META` / `T#<kind>#<name>` | |
 //! | audit record | `AUDIT#<chain>` | `REC#<seq, 12 digits>` | gsi2: `AUDIT#<day>#<bucket>` / at#chain#seq |
-//! | audit chain head | `AUDIT#<chain>` | `HEAD` | gsi1: `AUDITHEADS#<bucket>` / chain |
+//! | audit chain head | `AUDIT#<chain>` | `HEAD` | gsi3: `AUDITHEADS#<bucket>` / chain (keys only; a head not appended to since an earlier version: gsi1) |
 //! | audit change mark | `AUDIT#<chain>` | `KEY#<change>` | |
 //! | poller heartbeat | `HEALTH` | `POLLER` | |
 //! | account's last contact | `HEALTH` | `CONTACT#<account>` | |

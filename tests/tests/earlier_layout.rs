@@ -1,6 +1,8 @@
-//! Baselines on the emulator: a stop keeps them on the target's lease item (indexed in gsi3
-//! while saved), and a baseline an earlier version saved as an item of its own is still read,
-//! listed and retired, so a fleet stopped before an upgrade wakes from what it saved.
+//! A state table written by an earlier version, on the emulator. A stop keeps baselines on the
+//! target's lease item (indexed in gsi3 while saved), and a baseline an earlier version saved
+//! as an item of its own is still read, listed and retired, so a fleet stopped before an
+//! upgrade wakes from what it saved. Audit chain heads are indexed in gsi3 (keys only), and a
+//! head still in gsi1 is listed and verified, and moves with its chain's next append.
 
 use aws_sdk_dynamodb::types::AttributeValue as Av;
 use aws_sdk_dynamodb::types::{
@@ -193,4 +195,80 @@ async fn a_state_table_made_before_the_asleep_index_gains_it() {
     curfew_aws::dynamo::create_table(&client, &table)
         .await
         .unwrap();
+}
+
+/// A chain head as an earlier version left it: indexed in gsi1, not gsi3.
+async fn move_head_to_gsi1(t: &TestHub, chain: &str) {
+    let bucket = curfew_core::trail::bucket(chain, 8);
+    aws_sdk_dynamodb::Client::new(&t.sdk)
+        .update_item()
+        .table_name(&t.config.table)
+        .key("pk", Av::S(format!("AUDIT#{chain}")))
+        .key("sk", Av::S("HEAD".into()))
+        .update_expression("SET gsi1pk = :p, gsi1sk = :c REMOVE gsi3pk, gsi3sk")
+        .condition_expression("attribute_exists(gsi3pk)")
+        .expression_attribute_values(":p", Av::S(format!("AUDITHEADS#{bucket}")))
+        .expression_attribute_values(":c", Av::S(chain.into()))
+        .send()
+        .await
+        .expect("the head was in gsi3 and is now where an earlier version kept it");
+}
+
+async fn head_item(t: &TestHub, chain: &str) -> HashMap<String, Av> {
+    aws_sdk_dynamodb::Client::new(&t.sdk)
+        .get_item()
+        .table_name(&t.config.table)
+        .key("pk", Av::S(format!("AUDIT#{chain}")))
+        .key("sk", Av::S("HEAD".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the chain has a head")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_head_an_earlier_version_indexed_is_listed_verified_and_moved_by_its_next_append() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let target = asg(&t, "audited", Sizes::new(1, 4, 2));
+    t.seed(std::slice::from_ref(&target)).await;
+    t.run(json!({"action": "stop", "select": "name=audited"}))
+        .await;
+    let chain = curfew_core::trail::target_chain(&key(&target));
+    let item = head_item(&t, &chain).await;
+    assert!(item.contains_key("gsi3pk") && !item.contains_key("gsi1pk"));
+
+    move_head_to_gsi1(&t, &chain).await;
+    let heads = t.hub.store.audit_heads().await.unwrap();
+    let listed: Vec<(&str, u64)> = heads.iter().map(|h| (h.chain.as_str(), h.seq)).collect();
+    assert!(listed.contains(&(chain.as_str(), 1)), "{listed:?}");
+    let report = curfew_core::audit_verify::verify_store(t.hub.store.as_ref(), None)
+        .await
+        .unwrap();
+    assert!(
+        report.chain_problems.is_empty() && report.problems.is_empty(),
+        "{report:?}"
+    );
+
+    t.clock.advance(chrono::Duration::hours(12));
+    t.run(json!({"action": "start", "select": "name=audited"}))
+        .await;
+    let item = head_item(&t, &chain).await;
+    assert!(
+        item.contains_key("gsi3pk") && !item.contains_key("gsi1pk"),
+        "the append rewrote the head where this version keeps it: {item:?}"
+    );
+    let heads = t.hub.store.audit_heads().await.unwrap();
+    let ours: Vec<u64> = heads
+        .iter()
+        .filter(|h| h.chain == chain)
+        .map(|h| h.seq)
+        .collect();
+    assert_eq!(ours, vec![2], "listed once, at its new last record");
+    let report = curfew_core::audit_verify::verify_store(t.hub.store.as_ref(), None)
+        .await
+        .unwrap();
+    assert!(report.chain_problems.is_empty(), "{report:?}");
 }
