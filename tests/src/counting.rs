@@ -29,7 +29,7 @@ use curfew_core::ports::Finalized;
 use curfew_core::ports::Spokes;
 use curfew_core::ports::{
     AccountStore, Baseline, Lease, LeaseToken, OperationPage, OperationStore, Override, PortResult,
-    ScheduleStore, StateStore, TargetStore,
+    RecordedFinish, ScheduleStore, StateStore, TargetStore,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{Sizes, Target};
@@ -99,6 +99,8 @@ pub enum StoreCall {
     RecordUpdate,
     /// `finish_task`.
     FinishTask,
+    /// `finish_task_recorded`.
+    FinishTaskRecorded,
     /// `dead_letter_task`.
     DeadLetterTask,
     /// `reopen_task`.
@@ -139,6 +141,8 @@ pub enum StoreCall {
     AuditHead,
     /// `append_audit`.
     AppendAudit,
+    /// `change_recorded`.
+    ChangeRecorded,
     /// `audit_heads`.
     AuditHeads,
     /// `audit_chain`.
@@ -157,7 +161,7 @@ pub enum StoreCall {
 
 impl StoreCall {
     /// Every method, in declaration order (the index of a call in [`StoreCounts`]).
-    pub const ALL: [StoreCall; 55] = [
+    pub const ALL: [StoreCall; 57] = [
         StoreCall::PutAccount,
         StoreCall::GetAccount,
         StoreCall::ListAccounts,
@@ -186,6 +190,7 @@ impl StoreCall {
         StoreCall::MarkApplying,
         StoreCall::RecordUpdate,
         StoreCall::FinishTask,
+        StoreCall::FinishTaskRecorded,
         StoreCall::DeadLetterTask,
         StoreCall::ReopenTask,
         StoreCall::FinalizeOperation,
@@ -206,6 +211,7 @@ impl StoreCall {
         StoreCall::GetInventory,
         StoreCall::AuditHead,
         StoreCall::AppendAudit,
+        StoreCall::ChangeRecorded,
         StoreCall::AuditHeads,
         StoreCall::AuditChain,
         StoreCall::AuditBetween,
@@ -246,6 +252,7 @@ impl StoreCall {
             StoreCall::MarkApplying => "mark_applying",
             StoreCall::RecordUpdate => "record_update",
             StoreCall::FinishTask => "finish_task",
+            StoreCall::FinishTaskRecorded => "finish_task_recorded",
             StoreCall::DeadLetterTask => "dead_letter_task",
             StoreCall::ReopenTask => "reopen_task",
             StoreCall::FinalizeOperation => "finalize_operation",
@@ -266,6 +273,7 @@ impl StoreCall {
             StoreCall::GetInventory => "get_inventory",
             StoreCall::AuditHead => "audit_head",
             StoreCall::AppendAudit => "append_audit",
+            StoreCall::ChangeRecorded => "change_recorded",
             StoreCall::AuditHeads => "audit_heads",
             StoreCall::AuditChain => "audit_chain",
             StoreCall::AuditBetween => "audit_between",
@@ -713,6 +721,26 @@ impl OperationStore for CountingStore {
         self.observe(StoreCall::FinishTask, request, |f| found(*f))
             .await
     }
+    async fn finish_task_recorded(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        outcome: &TaskOutcome,
+        now: DateTime<Utc>,
+        link: &Link,
+        expected: u64,
+    ) -> PortResult<RecordedFinish> {
+        let request = self
+            .inner
+            .finish_task_recorded(op_id, target_key, outcome, now, link, expected);
+        self.observe(StoreCall::FinishTaskRecorded, request, |r| Seen {
+            found: *r == RecordedFinish::Finished,
+            // The chain's first record creates its head.
+            items: u64::from(*r == RecordedFinish::Finished && expected == 0),
+            ..Seen::default()
+        })
+        .await
+    }
     async fn dead_letter_task(
         &self,
         op_id: &str,
@@ -909,6 +937,11 @@ impl AuditLog for CountingStore {
             ..Seen::default()
         })
         .await
+    }
+    async fn change_recorded(&self, chain: &str, key_of_change: &str) -> PortResult<bool> {
+        let request = self.inner.change_recorded(chain, key_of_change);
+        self.observe(StoreCall::ChangeRecorded, request, |r| found(*r))
+            .await
     }
     async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {
         let request = self.inner.audit_heads();

@@ -272,3 +272,111 @@ async fn a_chain_head_an_earlier_version_indexed_is_listed_verified_and_moved_by
         .unwrap();
     assert!(report.chain_problems.is_empty(), "{report:?}");
 }
+
+/// A delivery of an earlier version recorded its change (with the change's mark) and stopped
+/// before finishing its task; a drift record then moved the chain's head. This version's
+/// redelivery finishes the task and finds the mark: the change is in the chain once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_an_earlier_version_recorded_before_finishing_its_task_is_not_recorded_again() {
+    use curfew_core::clock::Clock;
+    use curfew_core::ports::{Lease, LeaseToken};
+    use curfew_core::service::invocation::{invoke, Invocation};
+    use curfew_core::service::worker::{self, TaskStep};
+    use curfew_core::trail::{record, target_chain, verify_chain, AuditEntry, ChangeKind};
+
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let target = asg(&t, "recorded-once", Sizes::new(1, 4, 2));
+    t.seed(std::slice::from_ref(&target)).await;
+    let op = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "name=recorded-once"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let messages = t.route_and_take_tasks().await;
+    let msg = &messages[0];
+    let k = key(&target);
+    let chain = target_chain(&k);
+
+    // The earlier version's delivery: leased, scaled, recorded the change, then stopped.
+    let now = t.clock.now();
+    let lease = LeaseToken::new(&op.operation_id, msg.action);
+    let ttl = t.hub.settings.lease_ttl;
+    let granted = t
+        .hub
+        .store
+        .acquire_lease(&k, &lease, msg.op_created_at, now, ttl)
+        .await
+        .unwrap();
+    assert!(matches!(granted, Lease::Acquired { .. }));
+    let baseline = curfew_core::ports::Baseline {
+        target_key: k.clone(),
+        sizes: Sizes::new(1, 4, 2),
+        op_id: op.operation_id.clone(),
+        saved_at: now,
+        held: Default::default(),
+        ca_tags: Vec::new(),
+        cluster_hold: false,
+    };
+    assert!(t
+        .hub
+        .store
+        .save_baseline(&baseline, &lease, false)
+        .await
+        .unwrap());
+    let stopped = Sizes::new(0, 0, 0);
+    t.hub
+        .store
+        .mark_in_flight(&k, &lease, stopped)
+        .await
+        .unwrap();
+    t.hub
+        .store
+        .mark_applying(&lease, &k, Sizes::new(1, 4, 2), stopped, now)
+        .await
+        .unwrap();
+    t.hub
+        .spokes
+        .set_sizes(&msg.role, &msg.target, stopped)
+        .await
+        .unwrap();
+    let mut change = AuditEntry::new(ChangeKind::TargetStopped, &k, "worker", now);
+    change.operation = Some(op.operation_id.clone());
+    let store = t.hub.store.as_ref();
+    record(
+        store,
+        &t.hub.settings.audit,
+        &chain,
+        &op.operation_id,
+        &change,
+    )
+    .await
+    .unwrap();
+    let drift = AuditEntry::new(ChangeKind::DriftFound, &k, "worker", now);
+    record(
+        store,
+        &t.hub.settings.audit,
+        &chain,
+        "a-check#drift",
+        &drift,
+    )
+    .await
+    .unwrap();
+
+    t.clock.advance(ttl + chrono::Duration::seconds(1));
+    assert_eq!(
+        worker::handle(&t.hub, msg).await.unwrap(),
+        TaskStep::Finished(curfew_core::operation::TaskStatus::Succeeded)
+    );
+    let records = t.hub.store.audit_chain(&chain).await.unwrap();
+    let ours = records
+        .iter()
+        .filter(|r| {
+            r.entry().and_then(|e| e.operation).as_deref() == Some(op.operation_id.as_str())
+        })
+        .count();
+    assert_eq!(ours, 1, "the change is recorded once: {records:?}");
+    let head = t.hub.store.audit_head(&chain).await.unwrap();
+    assert_eq!(verify_chain(&chain, &records, head.as_ref(), None), Ok(()));
+}

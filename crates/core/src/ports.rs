@@ -13,7 +13,7 @@ use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
 use crate::schedule::{Schedule, ScheduleList};
 use crate::selector::Selector;
 use crate::target::{LiveState, Processes, Sizes, Target};
-use crate::trail::AuditLog;
+use crate::trail::{AuditLog, Link};
 
 /// How a call to the outside world failed, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +118,17 @@ impl Override {
             .map(|o| o.awake_until)
             .max()
     }
+}
+
+/// What became of [`OperationStore::finish_task_recorded`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordedFinish {
+    /// The task is final, counted, and its change is the chain's new last record.
+    Finished,
+    /// The task was final already (and its change recorded then): nothing was written.
+    AlreadyFinal,
+    /// Another append moved the chain's head first: read it again and retry.
+    HeadMoved,
 }
 
 /// A saved baseline.
@@ -369,6 +380,20 @@ pub trait OperationStore: Send + Sync {
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool>;
+    /// [`OperationStore::finish_task`] and, in the same atomic write, the append of `link` (the
+    /// record of the change the task made) to its chain, if the chain's head is still at record
+    /// `expected` (0: the chain is empty); `now` places the record in the by-time index. A task
+    /// is then final only with its change in the chain, so a redelivery, which finds it final,
+    /// never records the change again.
+    async fn finish_task_recorded(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        outcome: &TaskOutcome,
+        now: DateTime<Utc>,
+        link: &Link,
+        expected: u64,
+    ) -> PortResult<RecordedFinish>;
     /// Gives a task up after its message's last receive: moves it from PENDING or APPLYING to
     /// DEAD_LETTERED with `reason` (remembering which of the two it was in `reopens_as`) and
     /// counts it on the operation, atomically and once. Refused (false) when the task is already

@@ -445,6 +445,10 @@ pub trait AuditLog: Send + Sync {
         expected: u64,
         at: DateTime<Utc>,
     ) -> PortResult<Append>;
+    /// True when `key_of_change` was appended to `chain` by [`AuditLog::append_audit`] (its
+    /// mark is stored). Changes recorded with their task's final state
+    /// ([`crate::ports::OperationStore::finish_task_recorded`]) leave no mark: their task says it.
+    async fn change_recorded(&self, chain: &str, key_of_change: &str) -> PortResult<bool>;
     /// Every chain's head (a query of the heads index, never a scan).
     async fn audit_heads(&self) -> PortResult<Vec<ChainHead>>;
     /// Every stored record of one chain, in order.
@@ -470,7 +474,7 @@ pub enum Append {
 }
 
 /// Appends to a trail whose chains others append to as well.
-const APPEND_ATTEMPTS: u32 = 50;
+pub(crate) const APPEND_ATTEMPTS: u32 = 50;
 
 /// Records `entry` at the end of `chain`, once: `key_of_change` names the change (the
 /// operation, in a target's chain; a command run, in the config chain), and a change already in

@@ -23,7 +23,8 @@ use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::Finalized;
 use curfew_core::ports::{
     AccountStore, Baseline, ErrorKind, Lease, LeaseToken, OperationPage, OperationStore, Override,
-    PortError, PortResult, ScheduleStore, Spokes, StateStore, TargetStore, UpdateState,
+    PortError, PortResult, RecordedFinish, ScheduleStore, Spokes, StateStore, TargetStore,
+    UpdateState,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
@@ -263,6 +264,13 @@ impl AuditLog for ChaosStore {
             self.inner.append_audit(link, expected, at)
         )
     }
+    async fn change_recorded(&self, chain: &str, key_of_change: &str) -> PortResult<bool> {
+        hooked!(
+            self,
+            "change_recorded",
+            self.inner.change_recorded(chain, key_of_change)
+        )
+    }
     async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {
         hooked!(self, "audit_heads", self.inner.audit_heads())
     }
@@ -465,6 +473,22 @@ impl OperationStore for ChaosStore {
             self,
             "finish_task",
             self.inner.finish_task(op_id, target_key, outcome, now)
+        )
+    }
+    async fn finish_task_recorded(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        outcome: &TaskOutcome,
+        now: DateTime<Utc>,
+        link: &Link,
+        expected: u64,
+    ) -> PortResult<RecordedFinish> {
+        hooked!(
+            self,
+            "finish_task_recorded",
+            self.inner
+                .finish_task_recorded(op_id, target_key, outcome, now, link, expected)
         )
     }
     async fn dead_letter_task(

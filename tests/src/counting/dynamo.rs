@@ -312,7 +312,7 @@ fn none() -> DynamoUse {
 /// entry names the adapter function it follows (`mod.rs`, `operations.rs`, `targets.rs`,
 /// `dead_letters.rs` under `crates/aws/src/dynamo/`). Where the result cannot tell which path
 /// the adapter took, the entry says which one it counts.
-pub const TABLE: [(StoreCall, Model); 55] = [
+pub const TABLE: [(StoreCall, Model); 57] = [
     // mod.rs `put_account` -> `put`: one unconditional PutItem.
     (StoreCall::PutAccount, |_| none().put()),
     // mod.rs `get_account` -> `get`: one consistent GetItem.
@@ -421,6 +421,12 @@ pub const TABLE: [(StoreCall, Model); 55] = [
     (StoreCall::RecordUpdate, |_| none().update()),
     // operations.rs `finish_task` -> `transact`: the task's Update and its counter stripe's.
     (StoreCall::FinishTask, |_| none().transact(2)),
+    // operations.rs `finish_task_recorded` -> trail.rs `finish_and_append`: one transaction
+    // of the task, its counter stripe, the record and the head; the record's gsi2 entry when
+    // it lands, and the head's gsi3 entry when it creates the head (`items` 1).
+    (StoreCall::FinishTaskRecorded, |s| {
+        none().transact(4).index(u64::from(s.found) + s.items)
+    }),
     // dead_letters.rs `dead_letter`: one transaction of the lease's ConditionCheck, the task's
     // Update and the stripe's.
     (StoreCall::DeadLetterTask, |_| none().transact(3)),
@@ -523,6 +529,8 @@ pub const TABLE: [(StoreCall, Model); 55] = [
     (StoreCall::AppendAudit, |s| {
         none().transact(3).index(1 + s.items)
     }),
+    // trail.rs `change_recorded` -> `get` of the change's mark.
+    (StoreCall::ChangeRecorded, |_| none().get()),
     // trail.rs `audit_heads`: a gsi3 Query per bucket for the heads' keys, a consistent
     // BatchGetItem of the heads, and a gsi1 Query per bucket for heads of the earlier layout
     // (counted empty).

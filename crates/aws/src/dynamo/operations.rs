@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 use curfew_core::operation::{OpCounts, OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use curfew_core::ports::Finalized;
 use curfew_core::ports::{
-    ErrorKind, LeaseToken, OperationPage, OperationStore, PortError, PortResult,
+    ErrorKind, LeaseToken, OperationPage, OperationStore, PortError, PortResult, RecordedFinish,
 };
 use curfew_core::target::Sizes;
+use curfew_core::trail::Link;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::dead_letters::REOPENS;
@@ -231,6 +232,79 @@ impl DynamoStore {
         .await;
         conditional(result)
     }
+}
+
+/// The two items of a task's finishing transaction: the task's final state (only from PENDING
+/// or APPLYING) and its count on the operation's counter stripe.
+pub(super) fn finish_items(
+    table: &str,
+    op_id: &str,
+    target_key: &str,
+    outcome: &TaskOutcome,
+    now: DateTime<Utc>,
+) -> PortResult<Vec<TransactWriteItem>> {
+    let mut sets = vec!["#status = :status", "updated_at = :now"];
+    let mut task = Update::builder()
+        .table_name(table)
+        .key("pk", s(task_pk(op_id, target_key)))
+        .key("sk", s(task_sk(target_key)))
+        .condition_expression("#status IN (:pending, :applying)")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":status", s(outcome.status.as_str()))
+        .expression_attribute_values(":now", s(now.to_rfc3339()))
+        .expression_attribute_values(":pending", s(TaskStatus::Pending.as_str()))
+        .expression_attribute_values(":applying", s(TaskStatus::Applying.as_str()));
+    if let Some(reason) = &outcome.reason {
+        sets.push("reason = :reason");
+        task = task.expression_attribute_values(":reason", s(reason.clone()));
+    }
+    if let Some(before) = outcome.before {
+        sets.push("#before = :before");
+        task = task
+            .expression_attribute_names("#before", "before")
+            .expression_attribute_values(":before", sizes_value(before)?);
+    }
+    if let Some(after) = outcome.after {
+        sets.push("#after = :after");
+        task = task
+            .expression_attribute_names("#after", "after")
+            .expression_attribute_values(":after", sizes_value(after)?);
+    }
+    if !outcome.steps.is_empty() {
+        sets.push("steps = :steps");
+        task = task.expression_attribute_values(
+            ":steps",
+            AttributeValue::L(outcome.steps.iter().map(|step| s(step.clone())).collect()),
+        );
+    }
+    let task = task.update_expression(format!("SET {}", sets.join(", ")));
+    let counter = match outcome.status {
+        TaskStatus::Succeeded => "n_succeeded",
+        TaskStatus::Failed => "n_failed",
+        TaskStatus::Skipped => "n_skipped",
+        // Giving a task up is `dead_letter_task`'s, with its own condition on the lease.
+        other => {
+            return Err(PortError::new(
+                ErrorKind::Invalid,
+                format!("{other} is not an outcome a delivery records"),
+            ))
+        }
+    };
+    let count = Update::builder()
+        .table_name(table)
+        .key("pk", s(stripe_pk(op_id, stripe_of(target_key))))
+        .key("sk", s(STRIPE_SK))
+        .update_expression(format!("ADD {counter} :one"))
+        .expression_attribute_values(":one", n(1));
+    let items = vec![
+        TransactWriteItem::builder()
+            .update(build(task.build())?)
+            .build(),
+        TransactWriteItem::builder()
+            .update(build(count.build())?)
+            .build(),
+    ];
+    Ok(items)
 }
 
 #[async_trait]
@@ -489,70 +563,21 @@ impl OperationStore for DynamoStore {
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        let mut sets = vec!["#status = :status", "updated_at = :now"];
-        let mut task = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(task_pk(op_id, target_key)))
-            .key("sk", s(task_sk(target_key)))
-            .condition_expression("#status IN (:pending, :applying)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(outcome.status.as_str()))
-            .expression_attribute_values(":now", s(now.to_rfc3339()))
-            .expression_attribute_values(":pending", s(TaskStatus::Pending.as_str()))
-            .expression_attribute_values(":applying", s(TaskStatus::Applying.as_str()));
-        if let Some(reason) = &outcome.reason {
-            sets.push("reason = :reason");
-            task = task.expression_attribute_values(":reason", s(reason.clone()));
-        }
-        if let Some(before) = outcome.before {
-            sets.push("#before = :before");
-            task = task
-                .expression_attribute_names("#before", "before")
-                .expression_attribute_values(":before", sizes_value(before)?);
-        }
-        if let Some(after) = outcome.after {
-            sets.push("#after = :after");
-            task = task
-                .expression_attribute_names("#after", "after")
-                .expression_attribute_values(":after", sizes_value(after)?);
-        }
-        if !outcome.steps.is_empty() {
-            sets.push("steps = :steps");
-            task = task.expression_attribute_values(
-                ":steps",
-                AttributeValue::L(outcome.steps.iter().map(|step| s(step.clone())).collect()),
-            );
-        }
-        let task = task.update_expression(format!("SET {}", sets.join(", ")));
-        let counter = match outcome.status {
-            TaskStatus::Succeeded => "n_succeeded",
-            TaskStatus::Failed => "n_failed",
-            TaskStatus::Skipped => "n_skipped",
-            // Giving a task up is `dead_letter_task`'s, with its own condition on the lease.
-            other => {
-                return Err(PortError::new(
-                    ErrorKind::Invalid,
-                    format!("{other} is not an outcome a delivery records"),
-                ))
-            }
-        };
-        let count = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(stripe_pk(op_id, stripe_of(target_key))))
-            .key("sk", s(STRIPE_SK))
-            .update_expression(format!("ADD {counter} :one"))
-            .expression_attribute_values(":one", n(1));
-        // One transaction: the task's final state and its count on the operation's counter
-        // stripe happen together, exactly once, whatever is retried or redelivered.
-        let items = vec![
-            TransactWriteItem::builder()
-                .update(build(task.build())?)
-                .build(),
-            TransactWriteItem::builder()
-                .update(build(count.build())?)
-                .build(),
-        ];
+        let items = finish_items(&self.table, op_id, target_key, outcome, now)?;
         self.transact("finishing a task", items).await
+    }
+
+    async fn finish_task_recorded(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        outcome: &TaskOutcome,
+        now: DateTime<Utc>,
+        link: &Link,
+        expected: u64,
+    ) -> PortResult<RecordedFinish> {
+        let items = finish_items(&self.table, op_id, target_key, outcome, now)?;
+        self.finish_and_append(items, link, expected, now).await
     }
 
     async fn dead_letter_task(

@@ -3,7 +3,9 @@
 //! order), the head under `HEAD`, and a mark per change under `KEY#<change>`. An append writes
 //! the record, the new head and the mark in one transaction, conditioned on the head still
 //! naming the record it follows (two appends to one chain cannot both take the same place) and
-//! on the mark being new (a change is never recorded twice). Heads are in gsi3
+//! on the mark being new (a change is never recorded twice). A target's change is instead
+//! appended in its task's finishing transaction (the task, its counter stripe, the record and
+//! the head), where the task's condition (not final yet) keeps it once, and leaves no mark. Heads are in gsi3
 //! (`AUDITHEADS#<bucket>`, keys only; heads not appended to since an earlier version are still
 //! in gsi1) and records in gsi2 by day (`AUDIT#<date>#<bucket>`), spread over [`BUCKETS`]
 //! partitions so a wave's appends never crowd one index key.
@@ -13,7 +15,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use curfew_core::ports::{ErrorKind, PortError, PortResult};
+use curfew_core::ports::{ErrorKind, PortError, PortResult, RecordedFinish};
 use curfew_core::trail::{bucket, Append, AuditLog, AuditRecord, ChainHead, Link};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -126,22 +128,95 @@ fn decode_head(item: &Item) -> PortResult<ChainHead> {
     })
 }
 
-/// Which of an append's three items failed their condition, when the transaction was
-/// cancelled for a failed condition (`None`: it failed for another reason).
-fn failed_conditions<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<[bool; 3]> {
+/// Which of a transaction's items failed their condition, when it was cancelled for a failed
+/// condition (`None`: it failed for another reason).
+fn failed_conditions<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<bool>> {
     let SdkError::ServiceError(service) = err else {
         return None;
     };
     let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() else {
         return None;
     };
-    let reasons = cancelled.cancellation_reasons();
-    let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-    let conditions = [failed(0), failed(1), failed(2)];
+    let conditions: Vec<bool> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+        .collect();
     conditions.contains(&true).then_some(conditions)
 }
 
+fn building(e: aws_sdk_dynamodb::error::BuildError) -> PortError {
+    PortError::with_source(ErrorKind::Invalid, "building an audit append", e)
+}
+
+fn mark_sk(key_of_change: &str) -> String {
+    format!("KEY#{key_of_change}")
+}
+
 impl DynamoStore {
+    /// The record's Put (only if its place is free) and the head's (only if the head still
+    /// names the record this one follows: a concurrent append that got there first makes the
+    /// transaction fail, and the caller reads the head again).
+    fn append_puts(
+        &self,
+        link: &Link,
+        expected: u64,
+        at: DateTime<Utc>,
+    ) -> PortResult<[TransactWriteItem; 2]> {
+        let record = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(record_item(&link.record, at)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(building)?;
+        let head = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(head_item(&link.head)));
+        let head = if expected == 0 {
+            head.condition_expression("attribute_not_exists(pk)")
+        } else {
+            head.condition_expression("seq = :expected")
+                .expression_attribute_values(":expected", n(expected))
+        }
+        .build()
+        .map_err(building)?;
+        Ok([
+            TransactWriteItem::builder().put(record).build(),
+            TransactWriteItem::builder().put(head).build(),
+        ])
+    }
+
+    /// A task's finishing items (`finish`: its final state, then its count) and the append of
+    /// `link` in one transaction: the change is in the chain exactly when the task is final.
+    pub(super) async fn finish_and_append(
+        &self,
+        finish: Vec<TransactWriteItem>,
+        link: &Link,
+        expected: u64,
+        at: DateTime<Utc>,
+    ) -> PortResult<RecordedFinish> {
+        let mut items = finish;
+        items.extend(self.append_puts(link, expected, at)?);
+        retrying(|| async {
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            match sent {
+                Ok(_) => Ok(RecordedFinish::Finished),
+                Err(e) => match failed_conditions(&e).as_deref() {
+                    // The task's own condition: it is final already, with its change recorded.
+                    Some([true, ..]) => Ok(RecordedFinish::AlreadyFinal),
+                    Some(_) => Ok(RecordedFinish::HeadMoved),
+                    None => Err(classify_transaction("finishing a task and recording it", e)),
+                },
+            }
+        })
+        .await
+    }
+
     /// Every item of one index partition, following pages (`range`: a sort key interval).
     async fn index_items(
         &self,
@@ -192,32 +267,12 @@ impl AuditLog for DynamoStore {
         expected: u64,
         at: DateTime<Utc>,
     ) -> PortResult<Append> {
-        let building =
-            |e| PortError::with_source(ErrorKind::Invalid, "building an audit append", e);
-        let record = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(record_item(&link.record, at)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(building)?;
-        let head = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(head_item(&link.head)));
-        // The head moves only from the record this one follows: a concurrent append that got
-        // there first makes this transaction fail, and the caller re-reads the head.
-        let head = if expected == 0 {
-            head.condition_expression("attribute_not_exists(pk)")
-        } else {
-            head.condition_expression("seq = :expected")
-                .expression_attribute_values(":expected", n(expected))
-        }
-        .build()
-        .map_err(building)?;
+        let [record, head] = self.append_puts(link, expected, at)?;
         // The mark of the change: a change already in the chain is never appended twice,
         // whoever appended in between.
         let mut mark = Item::new();
         mark.insert("pk".into(), s(chain_pk(&link.head.chain)));
-        mark.insert("sk".into(), s(format!("KEY#{}", link.head.last_key)));
+        mark.insert("sk".into(), s(mark_sk(&link.head.last_key)));
         mark.insert("seq".into(), n(link.record.seq));
         let mark = Put::builder()
             .table_name(&self.table)
@@ -225,11 +280,7 @@ impl AuditLog for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(building)?;
-        let items = vec![
-            TransactWriteItem::builder().put(record).build(),
-            TransactWriteItem::builder().put(head).build(),
-            TransactWriteItem::builder().put(mark).build(),
-        ];
+        let items = vec![record, head, TransactWriteItem::builder().put(mark).build()];
         retrying(|| async {
             let sent = self
                 .client
@@ -239,7 +290,7 @@ impl AuditLog for DynamoStore {
                 .await;
             match sent {
                 Ok(_) => Ok(Append::Appended),
-                Err(e) => match failed_conditions(&e) {
+                Err(e) => match failed_conditions(&e).as_deref() {
                     // The mark's condition: the change is in the chain already.
                     Some([_, _, true]) => Ok(Append::AlreadyRecorded),
                     Some(_) => Ok(Append::HeadMoved),
@@ -248,6 +299,13 @@ impl AuditLog for DynamoStore {
             }
         })
         .await
+    }
+
+    async fn change_recorded(&self, chain: &str, key_of_change: &str) -> PortResult<bool> {
+        Ok(self
+            .get(&chain_pk(chain), &mark_sk(key_of_change))
+            .await?
+            .is_some())
     }
 
     async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {

@@ -14,10 +14,11 @@ use crate::health::{AccountContact, HealthStore, PollerTick};
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use crate::ports::{
     AccountStore, Baseline, ErrorKind, Finalized, Interrupted, Lease, LeaseToken, OperationPage,
-    OperationStore, Override, PortError, PortResult, ScheduleStore, TargetStore,
+    OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore, TargetStore,
 };
 use crate::schedule::{BrokenSchedule, Schedule, ScheduleList};
 use crate::target::{Sizes, Target};
+use crate::trail::Link;
 
 use super::lock;
 
@@ -153,6 +154,54 @@ impl State {
         });
         Ok(())
     }
+}
+
+/// [`OperationStore::finish_task`] on the locked state.
+fn finish_locked(
+    state: &mut State,
+    op_id: &str,
+    target_key: &str,
+    outcome: &TaskOutcome,
+    now: DateTime<Utc>,
+) -> PortResult<bool> {
+    if !outcome.status.is_final() || outcome.status == TaskStatus::DeadLettered {
+        // The adapter counts only these three here; giving up is `dead_letter_task`'s.
+        return Err(PortError::new(
+            ErrorKind::Invalid,
+            format!("{} is not an outcome a delivery records", outcome.status),
+        ));
+    }
+    let Some(task) = state
+        .tasks
+        .get_mut(&(op_id.to_string(), target_key.to_string()))
+    else {
+        return Ok(false);
+    };
+    if task.status.is_final() {
+        return Ok(false);
+    }
+    task.status = outcome.status;
+    task.updated_at = now;
+    if let Some(reason) = &outcome.reason {
+        task.reason = Some(reason.clone());
+    }
+    if let Some(before) = outcome.before {
+        task.before = Some(before);
+    }
+    if let Some(after) = outcome.after {
+        task.after = Some(after);
+    }
+    if !outcome.steps.is_empty() {
+        task.steps = outcome.steps.clone();
+    }
+    if let Some(op) = state.operations.get_mut(op_id) {
+        match outcome.status {
+            TaskStatus::Succeeded => op.counts.succeeded += 1,
+            TaskStatus::Failed => op.counts.failed += 1,
+            _ => op.counts.skipped += 1,
+        }
+    }
+    Ok(true)
 }
 
 fn lease_lost(target_key: &str) -> PortError {
@@ -542,45 +591,36 @@ impl OperationStore for MemoryStore {
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        if !outcome.status.is_final() || outcome.status == TaskStatus::DeadLettered {
-            // The adapter counts only these three here; giving up is `dead_letter_task`'s.
-            return Err(PortError::new(
-                ErrorKind::Invalid,
-                format!("{} is not an outcome a delivery records", outcome.status),
-            ));
-        }
+        finish_locked(&mut lock(&self.state), op_id, target_key, outcome, now)
+    }
+
+    async fn finish_task_recorded(
+        &self,
+        op_id: &str,
+        target_key: &str,
+        outcome: &TaskOutcome,
+        now: DateTime<Utc>,
+        link: &Link,
+        expected: u64,
+    ) -> PortResult<RecordedFinish> {
+        // One transaction in the adapter: the task's condition decides first, then the head's.
         let mut state = lock(&self.state);
-        let Some(task) = state
+        let open = state
             .tasks
-            .get_mut(&(op_id.to_string(), target_key.to_string()))
-        else {
-            return Ok(false);
-        };
-        if task.status.is_final() {
-            return Ok(false);
+            .get(&(op_id.to_string(), target_key.to_string()))
+            .is_some_and(|task| !task.status.is_final());
+        if !open {
+            return Ok(RecordedFinish::AlreadyFinal);
         }
-        task.status = outcome.status;
-        task.updated_at = now;
-        if let Some(reason) = &outcome.reason {
-            task.reason = Some(reason.clone());
+        let mut chains = lock(&self.trail);
+        if chains.head_seq(&link.head.chain) != expected {
+            return Ok(RecordedFinish::HeadMoved);
         }
-        if let Some(before) = outcome.before {
-            task.before = Some(before);
+        if !finish_locked(&mut state, op_id, target_key, outcome, now)? {
+            return Ok(RecordedFinish::AlreadyFinal);
         }
-        if let Some(after) = outcome.after {
-            task.after = Some(after);
-        }
-        if !outcome.steps.is_empty() {
-            task.steps = outcome.steps.clone();
-        }
-        if let Some(op) = state.operations.get_mut(op_id) {
-            match outcome.status {
-                TaskStatus::Succeeded => op.counts.succeeded += 1,
-                TaskStatus::Failed => op.counts.failed += 1,
-                _ => op.counts.skipped += 1,
-            }
-        }
-        Ok(true)
+        chains.push(link, now);
+        Ok(RecordedFinish::Finished)
     }
 
     async fn dead_letter_task(

@@ -23,6 +23,24 @@ struct Chain {
 #[derive(Default)]
 pub(super) struct Chains(BTreeMap<String, Chain>);
 
+impl Chains {
+    /// The place of `chain`'s last record (0: empty), what an append is conditioned on.
+    pub(super) fn head_seq(&self, chain: &str) -> u64 {
+        self.0
+            .get(chain)
+            .and_then(|c| c.head.as_ref())
+            .map_or(0, |h| h.seq)
+    }
+
+    /// Appends `link` as `finish_task_recorded` does: no mark of the change (its task's final
+    /// state is the record of it).
+    pub(super) fn push(&mut self, link: &Link, at: DateTime<Utc>) {
+        let chain = self.0.entry(link.head.chain.clone()).or_default();
+        chain.head = Some(link.head.clone());
+        chain.records.push((at, link.record.clone()));
+    }
+}
+
 #[async_trait]
 impl AuditLog for MemoryStore {
     async fn audit_head(&self, chain: &str) -> PortResult<Option<ChainHead>> {
@@ -47,6 +65,13 @@ impl AuditLog for MemoryStore {
         chain.records.push((at, link.record.clone()));
         chain.changes.insert(link.head.last_key.clone());
         Ok(Append::Appended)
+    }
+
+    async fn change_recorded(&self, chain: &str, key_of_change: &str) -> PortResult<bool> {
+        Ok(lock(&self.trail)
+            .0
+            .get(chain)
+            .is_some_and(|c| c.changes.contains(key_of_change)))
     }
 
     async fn audit_heads(&self) -> PortResult<Vec<ChainHead>> {

@@ -26,10 +26,10 @@ use crate::metrics::{self, Metric};
 use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
 use crate::ports::{
     Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError, PortResult,
-    UpdateState,
+    RecordedFinish, UpdateState,
 };
 use crate::target::{LiveState, Processes, Sizes, TargetKind};
-use crate::trail::{self, AuditEntry, ChangeKind};
+use crate::trail::{self, AuditEntry, ChangeKind, Link};
 
 /// What became of one task message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -889,29 +889,70 @@ async fn record_drift(
 
 async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResult<TaskStep> {
     let now = hub.clock.now();
-    // Recorded before the task is final: a crash in between leaves the task open, so a
-    // redelivery comes back here, and the change's mark in the chain keeps it once.
-    if let Some(entry) = audit_entry(msg, outcome, &hub.settings.audit.actor, now) {
-        let chain = trail::target_chain(&msg.target.key());
-        trail::record(
-            hub.store.as_ref(),
-            &hub.settings.audit,
-            &chain,
-            &msg.op_id,
-            &entry,
-        )
-        .await?;
-    }
-    if hub
-        .store
-        .finish_task(&msg.op_id, &msg.target.key(), outcome, now)
-        .await?
-    {
-        info!(op_id = %msg.op_id, target = %msg.target.key(), status = %outcome.status,
+    let key = msg.target.key();
+    let finished = match audit_entry(msg, outcome, &hub.settings.audit.actor, now) {
+        Some(entry) => finish_recorded(hub, msg, outcome, &entry, now).await?,
+        None => {
+            hub.store
+                .finish_task(&msg.op_id, &key, outcome, now)
+                .await?
+        }
+    };
+    if finished {
+        info!(op_id = %msg.op_id, target = %key, status = %outcome.status,
               reason = outcome.reason.as_deref().unwrap_or(""), "task finished");
         count_finished(msg, outcome.status);
     }
     Ok(TaskStep::Finished(outcome.status))
+}
+
+/// Finishes the task and records its change in the target's chain in one write, so the change
+/// is in the chain exactly when the task is final: a redelivery finds the task final and
+/// records nothing. Another append moving the head first (a drift check's) is retried on the
+/// new head. True for the call that finished the task.
+async fn finish_recorded(
+    hub: &Hub,
+    msg: &TaskMessage,
+    outcome: &TaskOutcome,
+    entry: &AuditEntry,
+    now: chrono::DateTime<chrono::Utc>,
+) -> PortResult<bool> {
+    let key = msg.target.key();
+    let chain = trail::target_chain(&key);
+    for _ in 0..trail::APPEND_ATTEMPTS {
+        let head = hub.store.audit_head(&chain).await?;
+        // A delivery of an earlier version appended the change before finishing the task (and
+        // stopped in between): its mark says so, and the task only needs finishing.
+        let appended = head.as_ref().is_some_and(|h| h.last_key == msg.op_id)
+            || hub.store.change_recorded(&chain, &msg.op_id).await?;
+        if appended {
+            return hub.store.finish_task(&msg.op_id, &key, outcome, now).await;
+        }
+        let link = Link::after(
+            head.as_ref(),
+            &chain,
+            &msg.op_id,
+            entry,
+            hub.settings.audit.key.as_ref(),
+        );
+        let expected = head.map_or(0, |h| h.seq);
+        match hub
+            .store
+            .finish_task_recorded(&msg.op_id, &key, outcome, now, &link, expected)
+            .await?
+        {
+            RecordedFinish::Finished => return Ok(true),
+            RecordedFinish::AlreadyFinal => return Ok(false),
+            RecordedFinish::HeadMoved => continue,
+        }
+    }
+    Err(PortError::new(
+        ErrorKind::Throttled,
+        format!(
+            "audit chain {chain}: {} appends in a row lost to others; try again",
+            trail::APPEND_ATTEMPTS
+        ),
+    ))
 }
 
 /// Counts a task that just became final (once: `finish_task` said this call finished it).
