@@ -6,9 +6,11 @@
 //!   operation has (it is superseded);
 //! - everything is read *after* the lease is taken, so no decision rests on reads older than
 //!   the last change curfew made to the target;
-//! - every write curfew owns (baseline save and retire, the task's APPLYING record just before
-//!   the spoke is changed) is conditioned on the lease still holding that token (fencing), so a
-//!   delivery that lost its lease changes nothing;
+//! - every write that guards the target (baseline save and retire, the lease's mark of the
+//!   change in flight just before the spoke is changed, a cluster's hold) is conditioned on the
+//!   lease still holding that token (fencing), so a delivery that lost its lease changes
+//!   nothing; the task's own records follow a fenced write and are conditioned on the task not
+//!   being final;
 //! - the task record says how far an earlier delivery got (APPLYING with the planned sizes and,
 //!   for EKS, the update id), so a redelivery finishes that work instead of redoing it blindly.
 //!
