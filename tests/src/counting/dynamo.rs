@@ -446,11 +446,9 @@ pub const TABLE: [(StoreCall, Model); 57] = [
             u
         }
     }),
-    // baselines.rs `read_baseline`: a consistent Query of the target's partition (its lease
-    // item; a baseline item of the earlier layout is not counted).
-    (StoreCall::GetBaseline, |_| {
-        none().query(1, Consistency::Strong)
-    }),
+    // baselines.rs `read_baseline` -> `batch_get` of the lease item and the earlier layout's
+    // baseline item (each key billed, found or not).
+    (StoreCall::GetBaseline, |_| none().batch_get(2)),
     // baselines.rs `write_baseline`: one conditional UpdateItem of the lease item, which adds
     // its gsi3 (asleep index) entry; refused, a GetItem of the lease to say why.
     (StoreCall::SaveBaseline, |s| {
