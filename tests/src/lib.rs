@@ -362,6 +362,54 @@ pub fn is_dev(t: &FleetTarget) -> bool {
 }
 
 impl TestHub {
+    /// Plays a delivery of the stop task `msg` that took the target's lease, saved `before` as
+    /// its baseline, marked the change on the lease and the task APPLYING, scaled the target
+    /// to 0/0/0, and crashed before recording the result. Returns the lease it holds.
+    pub async fn crash_after_scaling(
+        &self,
+        msg: &curfew_core::operation::TaskMessage,
+        before: Sizes,
+    ) -> curfew_core::ports::LeaseToken {
+        use curfew_core::clock::Clock;
+        use curfew_core::ports::{Baseline, Lease, LeaseToken};
+        let (key, now) = (msg.target.key(), self.clock.now());
+        let lease = LeaseToken::new(&msg.op_id, msg.action);
+        let store = &self.hub.store;
+        let granted = store
+            .acquire_lease(
+                &key,
+                &lease,
+                msg.op_created_at,
+                now,
+                self.hub.settings.lease_ttl,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(granted, Lease::Acquired { .. }), "{granted:?}");
+        let baseline = Baseline {
+            target_key: key.clone(),
+            sizes: before,
+            op_id: msg.op_id.clone(),
+            saved_at: now,
+            held: Default::default(),
+            ca_tags: Vec::new(),
+            cluster_hold: false,
+        };
+        assert!(store.save_baseline(&baseline, &lease, false).await.unwrap());
+        let stopped = Sizes::new(0, 0, 0);
+        store.mark_in_flight(&key, &lease, stopped).await.unwrap();
+        store
+            .mark_applying(&lease, &key, before, stopped, now)
+            .await
+            .unwrap();
+        self.hub
+            .spokes
+            .set_sizes(&msg.role, &msg.target, stopped)
+            .await
+            .unwrap();
+        lease
+    }
+
     /// Routes every queued operation, then takes every task message off the task queue
     /// without working it, one per target of each chunk (the test delivers them itself).
     pub async fn route_and_take_tasks(&self) -> Vec<curfew_core::operation::TaskMessage> {

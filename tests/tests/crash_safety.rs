@@ -5,7 +5,7 @@ use curfew_aws::local::demo_fleet;
 use curfew_core::clock::Clock;
 use curfew_core::decision::Action;
 use curfew_core::operation::{OpStatus, TaskStatus};
-use curfew_core::ports::{Baseline, Interrupted, Lease, LeaseToken};
+use curfew_core::ports::{Interrupted, Lease, LeaseToken};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::target::Sizes;
@@ -33,46 +33,8 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
     // The first delivery got as far as taking the lease, saving the baseline, recording
     // APPLYING and scaling, then crashed before recording the result.
     let k = key(target);
-    let now = t.clock.now();
-    let lease = LeaseToken::new(&op.operation_id, msg.action);
     let ttl = t.hub.settings.lease_ttl;
-    let granted = t
-        .hub
-        .store
-        .acquire_lease(&k, &lease, msg.op_created_at, now, ttl)
-        .await
-        .unwrap();
-    assert!(matches!(granted, Lease::Acquired { .. }));
-    let baseline = Baseline {
-        target_key: k.clone(),
-        sizes: before,
-        op_id: op.operation_id.clone(),
-        saved_at: now,
-        held: Default::default(),
-        ca_tags: Vec::new(),
-        cluster_hold: false,
-    };
-    assert!(t
-        .hub
-        .store
-        .save_baseline(&baseline, &lease, false)
-        .await
-        .unwrap());
-    t.hub
-        .store
-        .mark_in_flight(&k, &lease, Sizes::new(0, 0, 0))
-        .await
-        .unwrap();
-    t.hub
-        .store
-        .mark_applying(&lease, &k, before, Sizes::new(0, 0, 0), now)
-        .await
-        .unwrap();
-    t.hub
-        .spokes
-        .set_sizes(&msg.role, &msg.target, Sizes::new(0, 0, 0))
-        .await
-        .unwrap();
+    t.crash_after_scaling(msg, before).await;
 
     // Until the crashed delivery's lease expires, a redelivery waits; then it takes over.
     assert!(matches!(

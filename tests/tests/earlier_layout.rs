@@ -279,7 +279,6 @@ async fn a_chain_head_an_earlier_version_indexed_is_listed_verified_and_moved_by
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_an_earlier_version_recorded_before_finishing_its_task_is_not_recorded_again() {
     use curfew_core::clock::Clock;
-    use curfew_core::ports::{Lease, LeaseToken};
     use curfew_core::service::invocation::{invoke, Invocation};
     use curfew_core::service::worker::{self, TaskStep};
     use curfew_core::trail::{record, target_chain, verify_chain, AuditEntry, ChangeKind};
@@ -301,46 +300,8 @@ async fn a_change_an_earlier_version_recorded_before_finishing_its_task_is_not_r
 
     // The earlier version's delivery: leased, scaled, recorded the change, then stopped.
     let now = t.clock.now();
-    let lease = LeaseToken::new(&op.operation_id, msg.action);
     let ttl = t.hub.settings.lease_ttl;
-    let granted = t
-        .hub
-        .store
-        .acquire_lease(&k, &lease, msg.op_created_at, now, ttl)
-        .await
-        .unwrap();
-    assert!(matches!(granted, Lease::Acquired { .. }));
-    let baseline = curfew_core::ports::Baseline {
-        target_key: k.clone(),
-        sizes: Sizes::new(1, 4, 2),
-        op_id: op.operation_id.clone(),
-        saved_at: now,
-        held: Default::default(),
-        ca_tags: Vec::new(),
-        cluster_hold: false,
-    };
-    assert!(t
-        .hub
-        .store
-        .save_baseline(&baseline, &lease, false)
-        .await
-        .unwrap());
-    let stopped = Sizes::new(0, 0, 0);
-    t.hub
-        .store
-        .mark_in_flight(&k, &lease, stopped)
-        .await
-        .unwrap();
-    t.hub
-        .store
-        .mark_applying(&lease, &k, Sizes::new(1, 4, 2), stopped, now)
-        .await
-        .unwrap();
-    t.hub
-        .spokes
-        .set_sizes(&msg.role, &msg.target, stopped)
-        .await
-        .unwrap();
+    t.crash_after_scaling(msg, Sizes::new(1, 4, 2)).await;
     let mut change = AuditEntry::new(ChangeKind::TargetStopped, &k, "worker", now);
     change.operation = Some(op.operation_id.clone());
     let store = t.hub.store.as_ref();

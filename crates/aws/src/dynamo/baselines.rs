@@ -12,6 +12,8 @@
 //! listed, so a fleet stopped before an upgrade wakes from the sizes it saved. Nothing writes
 //! them any more.
 
+use std::collections::HashSet;
+
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
 use curfew_core::ports::{Baseline, ErrorKind, LeaseToken, PortError, PortResult};
 
@@ -49,7 +51,8 @@ fn holder(item: &Item) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn lease_lost(what: &str) -> PortError {
+/// The error of a write refused because the lease moved on.
+pub(super) fn lease_lost(what: &str) -> PortError {
     PortError::new(
         ErrorKind::LeaseLost,
         format!("{what}: the target's lease is no longer this delivery's"),
@@ -257,13 +260,11 @@ impl DynamoStore {
         for item in &carried_items {
             baselines.extend(carried(item)?);
         }
+        // A target with both keeps the one on its lease item, as `read_baseline` does.
+        let carrying: HashSet<String> = baselines.iter().map(|b| b.target_key.clone()).collect();
         for item in legacy_items {
             let baseline: Baseline = decode(item)?;
-            // A target with both keeps the one on its lease item, as `read_baseline` does.
-            if !baselines
-                .iter()
-                .any(|b| b.target_key == baseline.target_key)
-            {
+            if !carrying.contains(&baseline.target_key) {
                 baselines.push(baseline);
             }
         }

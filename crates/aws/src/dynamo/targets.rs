@@ -11,12 +11,12 @@ use chrono::{DateTime, Duration, Utc};
 use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::decision::Action;
 use curfew_core::ports::{
-    Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError, PortResult,
-    TargetStore,
+    Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortResult, TargetStore,
 };
 use curfew_core::target::Sizes;
 use curfew_core::target::Target;
 
+use super::baselines::lease_lost;
 use super::{conditional, decode, encode, n, s, sizes_value, target_pk, DynamoStore, Item};
 use crate::error::{classify, retrying};
 
@@ -259,10 +259,7 @@ impl TargetStore for DynamoStore {
         if conditional(result)? {
             Ok(())
         } else {
-            Err(PortError::new(
-                ErrorKind::LeaseLost,
-                "marking a change in flight: the target's lease is no longer this delivery's",
-            ))
+            Err(lease_lost("marking a change in flight"))
         }
     }
 

@@ -10,6 +10,8 @@
 //! in gsi1) and records in gsi2 by day (`AUDIT#<date>#<bucket>`), spread over [`BUCKETS`]
 //! partitions so a wave's appends never crowd one index key.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -197,20 +199,36 @@ impl DynamoStore {
     ) -> PortResult<RecordedFinish> {
         let mut items = finish;
         items.extend(self.append_puts(link, expected, at)?);
+        let failed = self
+            .transact_conditioned("finishing a task and recording it", items)
+            .await?;
+        Ok(match failed.as_deref() {
+            None => RecordedFinish::Finished,
+            // The task's own condition: it is final already, with its change recorded.
+            Some([true, ..]) => RecordedFinish::AlreadyFinal,
+            Some(_) => RecordedFinish::HeadMoved,
+        })
+    }
+
+    /// Sends one transaction: `None` once written, or which of its items failed their
+    /// condition when it was cancelled for that (any other failure is an error).
+    async fn transact_conditioned(
+        &self,
+        what: &str,
+        items: Vec<TransactWriteItem>,
+    ) -> PortResult<Option<Vec<bool>>> {
         retrying(|| async {
-            let sent = self
+            match self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
                 .send()
-                .await;
-            match sent {
-                Ok(_) => Ok(RecordedFinish::Finished),
-                Err(e) => match failed_conditions(&e).as_deref() {
-                    // The task's own condition: it is final already, with its change recorded.
-                    Some([true, ..]) => Ok(RecordedFinish::AlreadyFinal),
-                    Some(_) => Ok(RecordedFinish::HeadMoved),
-                    None => Err(classify_transaction("finishing a task and recording it", e)),
+                .await
+            {
+                Ok(_) => Ok(None),
+                Err(e) => match failed_conditions(&e) {
+                    Some(failed) => Ok(Some(failed)),
+                    None => Err(classify_transaction(what, e)),
                 },
             }
         })
@@ -281,24 +299,15 @@ impl AuditLog for DynamoStore {
             .build()
             .map_err(building)?;
         let items = vec![record, head, TransactWriteItem::builder().put(mark).build()];
-        retrying(|| async {
-            let sent = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            match sent {
-                Ok(_) => Ok(Append::Appended),
-                Err(e) => match failed_conditions(&e).as_deref() {
-                    // The mark's condition: the change is in the chain already.
-                    Some([_, _, true]) => Ok(Append::AlreadyRecorded),
-                    Some(_) => Ok(Append::HeadMoved),
-                    None => Err(classify_transaction("appending to the audit trail", e)),
-                },
-            }
+        let failed = self
+            .transact_conditioned("appending to the audit trail", items)
+            .await?;
+        Ok(match failed.as_deref() {
+            None => Append::Appended,
+            // The mark's condition: the change is in the chain already.
+            Some([_, _, true]) => Append::AlreadyRecorded,
+            Some(_) => Append::HeadMoved,
         })
-        .await
     }
 
     async fn change_recorded(&self, chain: &str, key_of_change: &str) -> PortResult<bool> {
@@ -338,10 +347,11 @@ impl AuditLog for DynamoStore {
             .flatten()
             .map(decode_head)
             .collect::<PortResult<_>>()?;
+        // An entry gsi1 still shows for a head that has since moved (the index lags).
+        let moved: HashSet<String> = heads.iter().map(|h| h.chain.clone()).collect();
         for item in earlier.iter().flatten() {
             let head = decode_head(item)?;
-            // An entry gsi1 still shows for a head that has since moved (the index lags).
-            if !heads.iter().any(|h| h.chain == head.chain) {
+            if !moved.contains(&head.chain) {
                 heads.push(head);
             }
         }
