@@ -794,8 +794,11 @@ impl TargetStore for CountingStore {
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
+        planned: Sizes,
     ) -> PortResult<bool> {
-        let request = self.inner.save_baseline(baseline, lease, replacing_own);
+        let request = self
+            .inner
+            .save_baseline(baseline, lease, replacing_own, planned);
         self.observe(StoreCall::SaveBaseline, request, |s| found(*s))
             .await
     }

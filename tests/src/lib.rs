@@ -395,9 +395,11 @@ impl TestHub {
             ca_tags: Vec::new(),
             cluster_hold: false,
         };
-        assert!(store.save_baseline(&baseline, &lease, false).await.unwrap());
         let stopped = Sizes::new(0, 0, 0);
-        store.mark_in_flight(&key, &lease, stopped).await.unwrap();
+        assert!(store
+            .save_baseline(&baseline, &lease, false, stopped)
+            .await
+            .unwrap());
         store
             .mark_applying(&lease, &key, before, stopped, now)
             .await

@@ -356,8 +356,9 @@ pub trait OperationStore: Send + Sync {
     /// Records on the task (APPLYING) the sizes `lease`'s delivery is about to set, so a
     /// redelivery after a crash knows, while the task is not final; [`ErrorKind::ConditionFailed`]
     /// when it is, and the caller must not touch the target. Not fenced by the lease itself:
-    /// the caller marks the lease first ([`TargetStore::mark_in_flight`], which fails once the
-    /// lease moved on), and a lease outlasts the delivery that holds it.
+    /// the caller marks the lease first ([`TargetStore::mark_in_flight`] or
+    /// [`TargetStore::save_baseline`], which fail once the lease moved on), and a lease outlasts
+    /// the delivery that holds it.
     async fn mark_applying(
         &self,
         lease: &LeaseToken,
@@ -434,13 +435,17 @@ pub trait TargetStore: Send + Sync {
     async fn get_baseline(&self, target_key: &str) -> PortResult<Option<Baseline>>;
     /// Saves a baseline only if none is saved, or if the saved one was written by
     /// `replacing_own` (an operation refreshing the baseline it saved before it ever scaled the
-    /// target), and only while `lease` holds the target. False if another baseline is kept;
-    /// [`ErrorKind::LeaseLost`] if the lease moved on.
+    /// target), and only while `lease` holds the target. The same write marks the lease with
+    /// the change in flight, as [`TargetStore::mark_in_flight`] does: `lease`'s operation is
+    /// about to set `planned` (a stop saves its baseline just before it scales). False if
+    /// another baseline is kept (nothing is written); [`ErrorKind::LeaseLost`] if the lease
+    /// moved on.
     async fn save_baseline(
         &self,
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
+        planned: Sizes,
     ) -> PortResult<bool>;
     /// The baselines saved in one account and region: the targets curfew holds asleep there
     /// (an index query, never a scan).

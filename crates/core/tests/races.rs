@@ -503,7 +503,7 @@ async fn a_baseline_left_by_an_interrupted_stop_does_not_outlive_a_failed_stop()
     };
     assert!(w
         .store
-        .save_baseline(&baseline, &lease, false)
+        .save_baseline(&baseline, &lease, false, Sizes::new(0, NG_SIZES.max, 0))
         .await
         .unwrap());
 

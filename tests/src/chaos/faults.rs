@@ -557,11 +557,13 @@ impl TargetStore for ChaosStore {
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
+        planned: Sizes,
     ) -> PortResult<bool> {
         hooked!(
             self,
             "save_baseline",
-            self.inner.save_baseline(baseline, lease, replacing_own)
+            self.inner
+                .save_baseline(baseline, lease, replacing_own, planned)
         )
     }
     async fn retire_baseline(

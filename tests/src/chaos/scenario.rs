@@ -353,7 +353,10 @@ impl Scenario {
                     ca_tags: t.ca_tags.clone(),
                     cluster_hold: t.cluster_hold,
                 };
-                store.save_baseline(&baseline, &lease, false).await?;
+                let stopped = t.sizes_in(t.initial);
+                store
+                    .save_baseline(&baseline, &lease, false, stopped)
+                    .await?;
                 if t.cluster_hold {
                     join_cluster_hold(store, &t.target, &lease, yesterday).await?;
                 }

@@ -16,8 +16,9 @@ use std::collections::HashSet;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
 use curfew_core::ports::{Baseline, ErrorKind, LeaseToken, PortError, PortResult};
+use curfew_core::target::Sizes;
 
-use super::{conditional, decode, key, s, target_pk, DynamoStore, Item};
+use super::{conditional, decode, key, s, sizes_value, target_pk, DynamoStore, Item};
 use crate::error::{classify, retrying};
 
 /// The lease item's attribute that holds the baseline.
@@ -90,14 +91,17 @@ impl DynamoStore {
     }
 
     /// Puts `baseline` on the lease item while `lease` holds it, marking the change in flight
-    /// (a baseline is being saved, no sizes set yet) in the same write. False when a baseline
-    /// is kept (another operation's, or ours unless `replacing_own`).
+    /// (`lease`'s operation is about to set `planned`) in the same write, as `mark_in_flight`
+    /// does: one write unit for both. False when a baseline is kept (another operation's, or
+    /// ours unless `replacing_own`).
     pub(crate) async fn write_baseline(
         &self,
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
+        planned: Sizes,
     ) -> PortResult<bool> {
+        let to = sizes_value(planned)?;
         let value: AttributeValue = serde_dynamo::to_attribute_value(baseline)
             .map_err(|e| PortError::with_source(ErrorKind::Invalid, "encoding a baseline", e))?;
         let partition = asleep_partition(&baseline.target_key).ok_or_else(|| {
@@ -126,7 +130,7 @@ impl DynamoStore {
                 .key("sk", s("LEASE"))
                 .update_expression(
                     "SET baseline = :baseline, gsi3pk = :asleep, gsi3sk = :key, \
-                     inflight_op = :op, inflight_action = :action REMOVE inflight_to",
+                     inflight_op = :op, inflight_action = :action, inflight_to = :to",
                 )
                 .condition_expression(format!("holder = :token AND {kept}"))
                 .expression_attribute_values(":baseline", value.clone())
@@ -134,6 +138,7 @@ impl DynamoStore {
                 .expression_attribute_values(":key", s(baseline.target_key.clone()))
                 .expression_attribute_values(":op", s(lease.op_id.clone()))
                 .expression_attribute_values(":action", s(lease.action.as_str()))
+                .expression_attribute_values(":to", to.clone())
                 .expression_attribute_values(":token", s(lease.token.clone()))
                 .send()
                 .await
@@ -292,6 +297,7 @@ impl DynamoStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::n;
     use super::*;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
@@ -346,7 +352,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_baseline_is_saved_on_the_lease_item_only_if_none_is_kept_and_only_under_the_lease() {
+    async fn a_baseline_is_saved_on_the_lease_item_with_the_change_in_flight_only_if_none_is_kept_and_only_under_the_lease(
+    ) {
         let saved = mock!(Client::update_item)
             .match_requests(|r| {
                 let values = r.expression_attribute_values().unwrap();
@@ -360,6 +367,12 @@ mod tests {
                     && r.update_expression()
                         .unwrap_or_default()
                         .contains("inflight_op = :op")
+                    && r.update_expression()
+                        .unwrap_or_default()
+                        .contains("inflight_to = :to")
+                    && values
+                        .get(":to")
+                        .is_some_and(|to| to.as_m().is_ok_and(|m| m.get("max") == Some(&n(0))))
             })
             .then_output(|| UpdateItemOutput::builder().build());
         let kept = mock!(Client::update_item).then_error(refused);
@@ -373,18 +386,18 @@ mod tests {
         );
         let store = DynamoStore::new(client, "curfew-state");
         assert!(store
-            .write_baseline(&baseline(), &lease(), false)
+            .write_baseline(&baseline(), &lease(), false, Sizes::new(0, 0, 0))
             .await
             .unwrap());
         assert!(
             !store
-                .write_baseline(&baseline(), &lease(), false)
+                .write_baseline(&baseline(), &lease(), false, Sizes::new(0, 0, 0))
                 .await
                 .unwrap(),
             "a second save keeps the first"
         );
         let e = store
-            .write_baseline(&baseline(), &lease(), false)
+            .write_baseline(&baseline(), &lease(), false, Sizes::new(0, 0, 0))
             .await
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::LeaseLost, "{e}");

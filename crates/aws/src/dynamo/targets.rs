@@ -111,8 +111,10 @@ impl TargetStore for DynamoStore {
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
+        planned: Sizes,
     ) -> PortResult<bool> {
-        self.write_baseline(baseline, lease, replacing_own).await
+        self.write_baseline(baseline, lease, replacing_own, planned)
+            .await
     }
 
     async fn retire_baseline(

@@ -125,8 +125,6 @@ impl MemoryStore {
 enum Mark {
     /// Leaves the mark as it is.
     Keep,
-    /// A baseline is being saved: the change has begun, no sizes are set yet.
-    Saving,
     /// These sizes are about to be set.
     Applying(Sizes),
 }
@@ -144,7 +142,6 @@ impl State {
         };
         let planned = match mark {
             Mark::Keep => return Ok(()),
-            Mark::Saving => None,
             Mark::Applying(sizes) => Some(sizes),
         };
         lease.inflight = Some(Interrupted {
@@ -733,6 +730,7 @@ impl TargetStore for MemoryStore {
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
+        planned: Sizes,
     ) -> PortResult<bool> {
         let mut state = lock(&self.state);
         state.fenced(&baseline.target_key, lease, Mark::Keep)?;
@@ -743,7 +741,7 @@ impl TargetStore for MemoryStore {
         if !replaceable {
             return Ok(false);
         }
-        state.fenced(&baseline.target_key, lease, Mark::Saving)?;
+        state.fenced(&baseline.target_key, lease, Mark::Applying(planned))?;
         state
             .baselines
             .insert(baseline.target_key.clone(), baseline.clone());
@@ -1035,15 +1033,27 @@ mod tests {
         let store = MemoryStore::new();
         let lease = leased(&store, "op").await;
         let first = baseline("op", Sizes::new(1, 4, 2));
-        assert!(store.save_baseline(&first, &lease, false).await.unwrap());
+        assert!(store
+            .save_baseline(&first, &lease, false, Sizes::new(0, 0, 0))
+            .await
+            .unwrap());
         let other = baseline("other", Sizes::new(9, 9, 9));
-        assert!(!store.save_baseline(&other, &lease, true).await.unwrap());
+        assert!(!store
+            .save_baseline(&other, &lease, true, Sizes::new(0, 0, 0))
+            .await
+            .unwrap());
         let again = baseline("op", Sizes::new(9, 9, 9));
-        assert!(!store.save_baseline(&again, &lease, false).await.unwrap());
+        assert!(!store
+            .save_baseline(&again, &lease, false, Sizes::new(0, 0, 0))
+            .await
+            .unwrap());
         let kept = store.get_baseline(&web().key()).await.unwrap().unwrap();
         assert_eq!(kept.sizes, Sizes::new(1, 4, 2));
         assert!(
-            store.save_baseline(&again, &lease, true).await.unwrap(),
+            store
+                .save_baseline(&again, &lease, true, Sizes::new(0, 0, 0))
+                .await
+                .unwrap(),
             "an operation may refresh the baseline it saved itself"
         );
     }
@@ -1061,11 +1071,21 @@ mod tests {
             .unwrap();
         assert!(matches!(granted, Lease::Acquired { .. }), "{granted:?}");
         let saved = store
-            .save_baseline(&baseline("op", Sizes::new(0, 0, 0)), &stale, false)
+            .save_baseline(
+                &baseline("op", Sizes::new(0, 0, 0)),
+                &stale,
+                false,
+                Sizes::new(0, 0, 0),
+            )
             .await;
         assert_eq!(saved.unwrap_err().kind, ErrorKind::LeaseLost);
         assert!(store
-            .save_baseline(&baseline("op", Sizes::new(1, 4, 2)), &fresh, false)
+            .save_baseline(
+                &baseline("op", Sizes::new(1, 4, 2)),
+                &fresh,
+                false,
+                Sizes::new(0, 0, 0)
+            )
             .await
             .unwrap());
         let retired = store.retire_baseline(&web().key(), "op", &stale).await;

@@ -376,18 +376,29 @@ async fn leased(
                 ca_tags: hold.ca_tags.clone(),
                 cluster_hold: hold.cluster_hold,
             });
-            if let Some(new) = &saving {
-                let saved = hub.store.save_baseline(new, lease, own_unused).await?;
-                if !saved {
-                    // Only a writer holding the lease may save one, and we hold it: another
-                    // baseline appearing means the state moved under us. Read it all again.
-                    return Err(PortError::new(
-                        ErrorKind::Other,
-                        format!(
-                            "a baseline of {} appeared while its lease was held; will retry",
-                            msg.target.key()
-                        ),
-                    ));
+            // The last fenced write before the spoke is touched: past it, this delivery owns the
+            // change. The lease's mark of the change in flight comes first, so whoever takes the
+            // target next after a crash settles what this change may have left; a stop that
+            // saves a baseline marks the lease in the same write (one write unit, not two).
+            match &saving {
+                Some(new) => {
+                    let saved = hub.store.save_baseline(new, lease, own_unused, to).await?;
+                    if !saved {
+                        // Only a writer holding the lease may save one, and we hold it: another
+                        // baseline appearing means the state moved under us. Read it all again.
+                        return Err(PortError::new(
+                            ErrorKind::Other,
+                            format!(
+                                "a baseline of {} appeared while its lease was held; will retry",
+                                msg.target.key()
+                            ),
+                        ));
+                    }
+                }
+                None => {
+                    hub.store
+                        .mark_in_flight(&msg.target.key(), lease, to)
+                        .await?
                 }
             }
             // The baseline whose holds this change applies (a stop) or undoes (a start).
@@ -473,7 +484,8 @@ async fn resume(
     Ok(None)
 }
 
-/// Records the change, tells the spoke, and completes the task once the change has taken.
+/// Records the change on the task (the lease is already marked with it), tells the spoke, and
+/// completes the task once the change has taken.
 async fn scale(
     hub: &Hub,
     msg: &TaskMessage,
@@ -484,14 +496,11 @@ async fn scale(
     holds: Option<&Baseline>,
 ) -> PortResult<TaskStep> {
     let key = msg.target.key();
-    // The last fenced write before the spoke is touched: past it, this delivery owns the change.
-    // The lease's mark comes first, so whoever takes the target next after a crash settles what
-    // this change may have left; the task's record then tells this operation's redelivery what
-    // to finish. Two writes of one item each, not a transaction of both: a crash between them
-    // leaves the mark on an untouched target and the task PENDING, which every later delivery
-    // already handles (this operation's decides afresh; another's removes a baseline the stop
-    // saved, as the target is still at its sizes).
-    hub.store.mark_in_flight(&key, lease, to).await?;
+    // The lease is marked with this change (the caller's last fenced write); the task's record
+    // now tells this operation's redelivery what to finish. Two writes of one item each, not a
+    // transaction of both: a crash between them leaves the mark on an untouched target and the
+    // task PENDING, which every later delivery already handles (this operation's decides
+    // afresh; another's removes a baseline the stop saved, as the target is still at its sizes).
     match hub
         .store
         .mark_applying(lease, &key, before, to, hub.clock.now())
