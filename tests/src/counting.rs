@@ -28,8 +28,8 @@ use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::Finalized;
 use curfew_core::ports::Spokes;
 use curfew_core::ports::{
-    AccountStore, Baseline, Lease, LeaseToken, OperationPage, OperationStore, Override, PortResult,
-    RecordedFinish, ScheduleStore, StateStore, TargetStore,
+    AccountStore, Baseline, ChangeInFlight, Lease, LeaseToken, OperationPage, OperationStore,
+    Override, PortResult, RecordedFinish, ScheduleStore, StateStore, TargetStore,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{Sizes, Target};
@@ -93,10 +93,8 @@ pub enum StoreCall {
     ListTasks,
     /// `get_task`.
     GetTask,
-    /// `mark_applying`.
-    MarkApplying,
-    /// `record_update`.
-    RecordUpdate,
+    /// `mark_interrupted`.
+    MarkInterrupted,
     /// `finish_task`.
     FinishTask,
     /// `finish_task_recorded`.
@@ -123,6 +121,8 @@ pub enum StoreCall {
     AcquireLease,
     /// `mark_in_flight`.
     MarkInFlight,
+    /// `record_update`.
+    RecordUpdate,
     /// `release_lease`.
     ReleaseLease,
     /// `put_override`.
@@ -187,8 +187,7 @@ impl StoreCall {
         StoreCall::UnfinishedTasks,
         StoreCall::ListTasks,
         StoreCall::GetTask,
-        StoreCall::MarkApplying,
-        StoreCall::RecordUpdate,
+        StoreCall::MarkInterrupted,
         StoreCall::FinishTask,
         StoreCall::FinishTaskRecorded,
         StoreCall::DeadLetterTask,
@@ -202,6 +201,7 @@ impl StoreCall {
         StoreCall::PutClusterHold,
         StoreCall::AcquireLease,
         StoreCall::MarkInFlight,
+        StoreCall::RecordUpdate,
         StoreCall::ReleaseLease,
         StoreCall::PutOverride,
         StoreCall::ActiveOverrides,
@@ -249,8 +249,7 @@ impl StoreCall {
             StoreCall::UnfinishedTasks => "unfinished_tasks",
             StoreCall::ListTasks => "list_tasks",
             StoreCall::GetTask => "get_task",
-            StoreCall::MarkApplying => "mark_applying",
-            StoreCall::RecordUpdate => "record_update",
+            StoreCall::MarkInterrupted => "mark_interrupted",
             StoreCall::FinishTask => "finish_task",
             StoreCall::FinishTaskRecorded => "finish_task_recorded",
             StoreCall::DeadLetterTask => "dead_letter_task",
@@ -264,6 +263,7 @@ impl StoreCall {
             StoreCall::PutClusterHold => "put_cluster_hold",
             StoreCall::AcquireLease => "acquire_lease",
             StoreCall::MarkInFlight => "mark_in_flight",
+            StoreCall::RecordUpdate => "record_update",
             StoreCall::ReleaseLease => "release_lease",
             StoreCall::PutOverride => "put_override",
             StoreCall::ActiveOverrides => "active_overrides",
@@ -676,6 +676,7 @@ impl OperationStore for CountingStore {
             Seen {
                 items: tasks.len() as u64,
                 partitions: partitions.len() as u64,
+                open: tasks.iter().filter(|t| !t.status.is_final()).count() as u64,
                 ..Seen::default()
             }
         })
@@ -686,28 +687,18 @@ impl OperationStore for CountingStore {
         self.observe(StoreCall::GetTask, request, |t| found(t.is_some()))
             .await
     }
-    async fn mark_applying(
+    async fn mark_interrupted(
         &self,
-        lease: &LeaseToken,
+        op_id: &str,
         target_key: &str,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
-    ) -> PortResult<()> {
+    ) -> PortResult<bool> {
         let request = self
             .inner
-            .mark_applying(lease, target_key, before, planned, now);
-        self.observe(StoreCall::MarkApplying, request, nothing)
-            .await
-    }
-    async fn record_update(
-        &self,
-        op_id: &str,
-        target_key: &str,
-        update_id: &str,
-    ) -> PortResult<()> {
-        let request = self.inner.record_update(op_id, target_key, update_id);
-        self.observe(StoreCall::RecordUpdate, request, nothing)
+            .mark_interrupted(op_id, target_key, before, planned, now);
+        self.observe(StoreCall::MarkInterrupted, request, |b| found(*b))
             .await
     }
     async fn finish_task(
@@ -794,11 +785,11 @@ impl TargetStore for CountingStore {
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
-        planned: Sizes,
+        change: &ChangeInFlight,
     ) -> PortResult<bool> {
         let request = self
             .inner
-            .save_baseline(baseline, lease, replacing_own, planned);
+            .save_baseline(baseline, lease, replacing_own, change);
         self.observe(StoreCall::SaveBaseline, request, |s| found(*s))
             .await
     }
@@ -853,10 +844,20 @@ impl TargetStore for CountingStore {
         &self,
         target_key: &str,
         lease: &LeaseToken,
-        planned: Sizes,
+        change: &ChangeInFlight,
     ) -> PortResult<()> {
-        let request = self.inner.mark_in_flight(target_key, lease, planned);
+        let request = self.inner.mark_in_flight(target_key, lease, change);
         self.observe(StoreCall::MarkInFlight, request, nothing)
+            .await
+    }
+    async fn record_update(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        update_id: &str,
+    ) -> PortResult<()> {
+        let request = self.inner.record_update(target_key, lease, update_id);
+        self.observe(StoreCall::RecordUpdate, request, nothing)
             .await
     }
     async fn release_lease(
@@ -1087,7 +1088,7 @@ mod tests {
         store.get_baseline("k").await.unwrap();
         let fake = Arc::new(curfew_core::fakes::FakeSpokes::new());
         let target = crate::scale::seeded_target("123456789012", "eu-west-1", 0);
-        fake.add(target.clone(), Sizes::new(1, 3, 2));
+        fake.add(target.clone(), curfew_core::target::Sizes::new(1, 3, 2));
         let spokes = TimedSpokes::new(fake.clone(), timer.clone());
         let role = curfew_core::account::SpokeRole {
             account: target.account.clone(),

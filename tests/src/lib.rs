@@ -363,15 +363,15 @@ pub fn is_dev(t: &FleetTarget) -> bool {
 
 impl TestHub {
     /// Plays a delivery of the stop task `msg` that took the target's lease, saved `before` as
-    /// its baseline, marked the change on the lease and the task APPLYING, scaled the target
-    /// to 0/0/0, and crashed before recording the result. Returns the lease it holds.
+    /// its baseline with the change marked on the lease (the task shows APPLYING), scaled the
+    /// target to 0/0/0, and crashed before recording the result. Returns the lease it holds.
     pub async fn crash_after_scaling(
         &self,
         msg: &curfew_core::operation::TaskMessage,
         before: Sizes,
     ) -> curfew_core::ports::LeaseToken {
         use curfew_core::clock::Clock;
-        use curfew_core::ports::{Baseline, Lease, LeaseToken};
+        use curfew_core::ports::{Baseline, ChangeInFlight, Lease, LeaseToken};
         let (key, now) = (msg.target.key(), self.clock.now());
         let lease = LeaseToken::new(&msg.op_id, msg.action);
         let store = &self.hub.store;
@@ -396,14 +396,15 @@ impl TestHub {
             cluster_hold: false,
         };
         let stopped = Sizes::new(0, 0, 0);
+        let change = ChangeInFlight {
+            before,
+            planned: stopped,
+            at: now,
+        };
         assert!(store
-            .save_baseline(&baseline, &lease, false, stopped)
+            .save_baseline(&baseline, &lease, false, &change)
             .await
             .unwrap());
-        store
-            .mark_applying(&lease, &key, before, stopped, now)
-            .await
-            .unwrap();
         self.hub
             .spokes
             .set_sizes(&msg.role, &msg.target, stopped)

@@ -5,7 +5,7 @@ use curfew_aws::local::demo_fleet;
 use curfew_core::clock::Clock;
 use curfew_core::decision::Action;
 use curfew_core::operation::{OpStatus, TaskStatus};
-use curfew_core::ports::{Interrupted, Lease, LeaseToken};
+use curfew_core::ports::{ChangeInFlight, Interrupted, Lease, LeaseToken};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::target::Sizes;
@@ -278,7 +278,8 @@ async fn two_workers_working_copies_of_the_same_messages_act_once_per_target() {
 }
 
 /// The mark of a change in flight survives in the table: the next holder of the lease, from
-/// another operation, reads which operation was changing the target, how, and to what sizes.
+/// another operation, reads which operation was changing the target, how, from and to what
+/// sizes, and its update; meanwhile the operation's listing shows the task APPLYING.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_lease_holder_reads_the_change_an_interrupted_delivery_left_in_flight() {
     let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
@@ -303,16 +304,39 @@ async fn the_next_lease_holder_reads_the_change_an_interrupted_delivery_left_in_
         .unwrap();
     assert_eq!(granted, Lease::Acquired { interrupted: None });
     let before = t.sizes(&fleet[0]).await;
+    let change = ChangeInFlight {
+        before,
+        planned: Sizes::new(0, 0, 0),
+        at: now,
+    };
     t.hub
         .store
-        .mark_in_flight(&k, &crashed, Sizes::new(0, 0, 0))
+        .mark_in_flight(&k, &crashed, &change)
         .await
         .unwrap();
     t.hub
         .store
-        .mark_applying(&crashed, &k, before, Sizes::new(0, 0, 0), now)
+        .record_update(&k, &crashed, "update-1")
         .await
         .unwrap();
+    // The task is stored PENDING; a listing shows it as the lease's mark says it stands.
+    let stored = t.hub.store.get_task(&op.operation_id, &k).await.unwrap();
+    assert_eq!(stored.map(|task| task.status), Some(TaskStatus::Pending));
+    let listed = t.hub.store.list_tasks(&op.operation_id).await.unwrap();
+    assert_eq!(
+        (
+            listed[0].status,
+            listed[0].before,
+            listed[0].after,
+            listed[0].update_id.as_deref()
+        ),
+        (
+            TaskStatus::Applying,
+            Some(before),
+            Some(Sizes::new(0, 0, 0)),
+            Some("update-1")
+        )
+    );
 
     t.clock.advance(ttl + Duration::seconds(1));
     let next = LeaseToken::new("a-newer-start", Action::Start);
@@ -329,6 +353,9 @@ async fn the_next_lease_holder_reads_the_change_an_interrupted_delivery_left_in_
                 op_id: op.operation_id.clone(),
                 action: Action::Stop,
                 planned: Some(Sizes::new(0, 0, 0)),
+                before: Some(before),
+                marked_at: Some(now),
+                update_id: Some("update-1".into()),
             })
         }
     );

@@ -191,11 +191,10 @@ async fn an_asg_stop_and_start_that_crash_after_any_call_end_as_if_nothing_had_c
             .unwrap()
             .is_none());
     }
-    // A stop makes 15 port calls (its baseline saved with the lease's mark of the change in
-    // flight in one write) and a start 15 (the lease's mark on its own), each with the task's
-    // APPLYING record, the audit chain's head read and the append: every one of them was a
-    // crash point.
-    assert_eq!(crashes, 15 + 15);
+    // A stop makes 14 port calls (its baseline saved with the lease's mark of the change in
+    // flight in one write) and a start 14 (the lease's mark on its own), each with the audit
+    // chain's head read and the append: every one of them was a crash point.
+    assert_eq!(crashes, 14 + 14);
 }
 
 /// The Cluster Autoscaler tags on `asg`, sorted.
@@ -350,9 +349,9 @@ async fn a_node_group_stop_and_start_in_ca_tags_mode_that_crash_after_any_call_r
             .unwrap()
             .is_none());
     }
-    // A node group stop makes 18 port calls (its CA tags read and removed, the baseline saved
-    // with the lease's mark, the task's APPLYING record, the EKS update recorded and read back,
-    // the audit chain's head read and the append) and a start 17 (the lease's mark on its
-    // own): every one of them was a crash point.
-    assert_eq!(crashes, 18 + 17);
+    // A node group stop makes 17 port calls (its CA tags read and removed, the baseline saved
+    // with the lease's mark, the EKS update recorded on the mark and read back, the audit
+    // chain's head read and the append) and a start 16 (the lease's mark on its own): every
+    // one of them was a crash point.
+    assert_eq!(crashes, 17 + 16);
 }

@@ -9,7 +9,7 @@ use crate::calendar::Calendar;
 use crate::cluster_hold::ClusterHold;
 use crate::decision::Action;
 use crate::hold::CaTag;
-use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome};
+use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use crate::schedule::{Schedule, ScheduleList};
 use crate::selector::Selector;
 use crate::target::{LiveState, Processes, Sizes, Target};
@@ -168,8 +168,8 @@ pub struct OperationPage {
 
 /// The proof that one delivery holds a target's lease: every acquisition draws a new token, so
 /// two copies of one task message never both hold the lease, and every write made under it
-/// (baseline save and retire, the task's APPLYING record) is conditioned on the lease item still
-/// holding this token (a fencing token). A delivery whose lease expired and was taken by
+/// (baseline save and retire, the mark of the change in flight) is conditioned on the lease
+/// item still holding this token (a fencing token). A delivery whose lease expired and was taken by
 /// another can therefore change nothing curfew owns.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LeaseToken {
@@ -192,18 +192,64 @@ impl LeaseToken {
     }
 }
 
-/// A change a delivery began under the lease and never saw through (it crashed, or its
-/// function timed out): every fenced write marks the lease with it, and a release after the
-/// task finished clears the mark. The next holder settles what it left before deciding.
+/// A change a delivery began under the lease and never saw through (it crashed, its function
+/// timed out, or it left the change to finish on a later delivery: an EKS update under way):
+/// the last fenced write before the spoke is touched marks the lease with it, and a release
+/// after the task finished clears the mark. The next holder settles what it left before
+/// deciding: another operation's delivery the baseline it may have spent, a delivery of the same
+/// operation the change itself (it is that task's change in flight, shown as APPLYING).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interrupted {
     /// The operation whose delivery was interrupted.
     pub op_id: String,
     /// What it was doing.
     pub action: Action,
-    /// The sizes it was setting, once it had recorded them (`None`: it had only saved a
-    /// baseline, so the target was never touched).
+    /// The sizes it was setting (`None`: a mark an earlier version left when it had only saved
+    /// a baseline, so the target was never touched).
     pub planned: Option<Sizes>,
+    /// The sizes read before the change (`None` in marks earlier versions left: their task
+    /// record holds them).
+    pub before: Option<Sizes>,
+    /// When the change was marked (`None` in marks earlier versions left).
+    pub marked_at: Option<DateTime<Utc>>,
+    /// The spoke's id for the change's asynchronous update (EKS), once it is known.
+    pub update_id: Option<String>,
+}
+
+impl Interrupted {
+    /// Shows `task` as this mark says it stands: APPLYING, with the change's sizes and update
+    /// id, when the mark is the task's own change in flight (its operation's, with sizes) and
+    /// the task is not final.
+    pub fn show_on(&self, task: &mut Task) {
+        let Some(planned) = self.planned else {
+            return;
+        };
+        if task.status.is_final() || task.op_id != self.op_id {
+            return;
+        }
+        task.status = TaskStatus::Applying;
+        task.after = Some(planned);
+        task.before = self.before.or(task.before);
+        if let Some(update_id) = &self.update_id {
+            task.update_id = Some(update_id.clone());
+        }
+        if let Some(at) = self.marked_at {
+            task.updated_at = at;
+        }
+    }
+}
+
+/// The change a delivery is about to make to its target, as the lease's mark records it (see
+/// [`Interrupted`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeInFlight {
+    /// The sizes read before the change.
+    pub before: Sizes,
+    /// The sizes about to be set.
+    pub planned: Sizes,
+    /// Now: the mark's time, and the moment the lease must still be unexpired at (a delivery
+    /// whose lease ran out may have had its task given up meanwhile).
+    pub at: DateTime<Utc>,
 }
 
 /// An operation found final by [`OperationStore::finalize_operation`].
@@ -238,6 +284,10 @@ pub enum Lease {
     Superseded {
         /// The newer operation.
         by: String,
+        /// The lease's mark of a change in flight as it was read (see [`Interrupted`]): this
+        /// operation's own while the newer one has not yet settled a change a delivery of
+        /// this operation began.
+        mark: Option<Interrupted>,
     },
 }
 
@@ -349,28 +399,25 @@ pub trait OperationStore: Send + Sync {
     ) -> PortResult<()>;
     /// A shard's tasks that are not final yet.
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>>;
-    /// Every task of an operation (adapters follow every page of the Query).
+    /// Every task of an operation (adapters follow every page of the Query). A task not final
+    /// whose target's lease is marked with its change in flight (see [`Interrupted`]) is shown
+    /// APPLYING, with the mark's sizes and update id: the worker records a change in flight on
+    /// the lease only, not on the task.
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>>;
-    /// One task.
+    /// One task, as stored (a change in flight is on the target's lease, not here).
     async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>>;
-    /// Records on the task (APPLYING) the sizes `lease`'s delivery is about to set, so a
-    /// redelivery after a crash knows, while the task is not final; [`ErrorKind::ConditionFailed`]
-    /// when it is, and the caller must not touch the target. Not fenced by the lease itself:
-    /// the caller marks the lease first ([`TargetStore::mark_in_flight`] or
-    /// [`TargetStore::save_baseline`], which fail once the lease moved on), and a lease outlasts
-    /// the delivery that holds it.
-    async fn mark_applying(
+    /// Records on a task that a delivery of it began a change another operation then found in
+    /// flight on the target's lease (see [`Interrupted`]): APPLYING, with the sizes `before` and
+    /// `planned`, so the task's own later delivery, superseded, says what it had begun. False,
+    /// writing nothing, if the task is final.
+    async fn mark_interrupted(
         &self,
-        lease: &LeaseToken,
+        op_id: &str,
         target_key: &str,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
-    ) -> PortResult<()>;
-    /// Records the id of the spoke's asynchronous update (EKS) on an APPLYING task, so a later
-    /// delivery can ask how it ended. [`ErrorKind::ConditionFailed`] if the task is not APPLYING.
-    async fn record_update(&self, op_id: &str, target_key: &str, update_id: &str)
-        -> PortResult<()>;
+    ) -> PortResult<bool>;
     /// Moves a task to its final state (SUCCEEDED, FAILED or SKIPPED; giving a task up is
     /// [`OperationStore::dead_letter_task`]) and counts it on the operation, atomically and
     /// once. False if it was already final.
@@ -436,16 +483,15 @@ pub trait TargetStore: Send + Sync {
     /// Saves a baseline only if none is saved, or if the saved one was written by
     /// `replacing_own` (an operation refreshing the baseline it saved before it ever scaled the
     /// target), and only while `lease` holds the target. The same write marks the lease with
-    /// the change in flight, as [`TargetStore::mark_in_flight`] does: `lease`'s operation is
-    /// about to set `planned` (a stop saves its baseline just before it scales). False if
-    /// another baseline is kept (nothing is written); [`ErrorKind::LeaseLost`] if the lease
-    /// moved on.
+    /// `change`, as [`TargetStore::mark_in_flight`] does (a stop saves its baseline just before
+    /// it scales). False if another baseline is kept (nothing is written);
+    /// [`ErrorKind::LeaseLost`] if the lease moved on or expired.
     async fn save_baseline(
         &self,
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
-        planned: Sizes,
+        change: &ChangeInFlight,
     ) -> PortResult<bool>;
     /// The baselines saved in one account and region: the targets curfew holds asleep there
     /// (an index query, never a scan).
@@ -469,14 +515,24 @@ pub trait TargetStore: Send + Sync {
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> PortResult<Lease>;
-    /// Marks the lease with the change in flight (see [`Interrupted`]): `lease`'s operation is
-    /// about to set `planned`. Only while `lease` holds the target; [`ErrorKind::LeaseLost`] if
-    /// the lease moved on, and then the caller must not touch the target.
+    /// Marks the lease with `change`, the change in flight (see [`Interrupted`]): `lease`'s
+    /// operation is about to set its sizes. Only while `lease` holds the target and has not
+    /// expired at `change.at`; [`ErrorKind::LeaseLost`] otherwise, and then the caller must not
+    /// touch the target.
     async fn mark_in_flight(
         &self,
         target_key: &str,
         lease: &LeaseToken,
-        planned: Sizes,
+        change: &ChangeInFlight,
+    ) -> PortResult<()>;
+    /// Adds the id of the spoke's asynchronous update (EKS) to the lease's mark of the change in
+    /// flight, so a later delivery can ask how it ended. Only while `lease` holds the target;
+    /// [`ErrorKind::LeaseLost`] otherwise.
+    async fn record_update(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        update_id: &str,
     ) -> PortResult<()>;
     /// Releases the lease if `lease` still holds it. `finished`: the task is final, so the mark
     /// of a change in flight (see [`Interrupted`]) is cleared too.

@@ -16,7 +16,7 @@ use curfew_core::fakes::FakeSpokes;
 use curfew_core::hold::CaTag;
 use curfew_core::operation::{OpStatus, RouterMessage, TaskStatus};
 use curfew_core::ports::{
-    AccountStore, Lease, LeaseToken, OperationStore, PortResult, Spokes, TargetStore, UpdateState,
+    AccountStore, ChangeInFlight, Lease, LeaseToken, PortResult, Spokes, TargetStore, UpdateState,
 };
 use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::service::{router_batch, worker_batch, Hub};
@@ -436,18 +436,13 @@ async fn a_baseline_spent_by_an_interrupted_start_is_retired_by_the_next_operati
     let start = w.begin(false, false).await;
     w.route().await;
     let lease = crashed_delivery(&w, &start, Action::Start, &asg(DEV)).await;
+    let change = ChangeInFlight {
+        before: Sizes::new(0, 0, 0),
+        planned: ASG_SIZES,
+        at: w.clock.now(),
+    };
     w.store
-        .mark_in_flight(&asg(DEV).key(), &lease, ASG_SIZES)
-        .await
-        .unwrap();
-    w.store
-        .mark_applying(
-            &lease,
-            &asg(DEV).key(),
-            Sizes::new(0, 0, 0),
-            ASG_SIZES,
-            w.clock.now(),
-        )
+        .mark_in_flight(&asg(DEV).key(), &lease, &change)
         .await
         .unwrap();
     let role = SpokeRole {
@@ -503,7 +498,16 @@ async fn a_baseline_left_by_an_interrupted_stop_does_not_outlive_a_failed_stop()
     };
     assert!(w
         .store
-        .save_baseline(&baseline, &lease, false, Sizes::new(0, NG_SIZES.max, 0))
+        .save_baseline(
+            &baseline,
+            &lease,
+            false,
+            &ChangeInFlight {
+                before: NG_SIZES,
+                planned: Sizes::new(0, NG_SIZES.max, 0),
+                at: w.clock.now(),
+            },
+        )
         .await
         .unwrap());
 

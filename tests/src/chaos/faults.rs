@@ -22,9 +22,9 @@ use curfew_core::hold::CaTag;
 use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::Finalized;
 use curfew_core::ports::{
-    AccountStore, Baseline, ErrorKind, Lease, LeaseToken, OperationPage, OperationStore, Override,
-    PortError, PortResult, RecordedFinish, ScheduleStore, Spokes, StateStore, TargetStore,
-    UpdateState,
+    AccountStore, Baseline, ChangeInFlight, ErrorKind, Lease, LeaseToken, OperationPage,
+    OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore, Spokes,
+    StateStore, TargetStore, UpdateState,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
@@ -435,31 +435,19 @@ impl OperationStore for ChaosStore {
     async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>> {
         hooked!(self, "get_task", self.inner.get_task(op_id, target_key))
     }
-    async fn mark_applying(
+    async fn mark_interrupted(
         &self,
-        lease: &LeaseToken,
+        op_id: &str,
         target_key: &str,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
-    ) -> PortResult<()> {
+    ) -> PortResult<bool> {
         hooked!(
             self,
-            "mark_applying",
+            "mark_interrupted",
             self.inner
-                .mark_applying(lease, target_key, before, planned, now)
-        )
-    }
-    async fn record_update(
-        &self,
-        op_id: &str,
-        target_key: &str,
-        update_id: &str,
-    ) -> PortResult<()> {
-        hooked!(
-            self,
-            "record_update",
-            self.inner.record_update(op_id, target_key, update_id)
+                .mark_interrupted(op_id, target_key, before, planned, now)
         )
     }
     async fn finish_task(
@@ -557,13 +545,13 @@ impl TargetStore for ChaosStore {
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
-        planned: Sizes,
+        change: &ChangeInFlight,
     ) -> PortResult<bool> {
         hooked!(
             self,
             "save_baseline",
             self.inner
-                .save_baseline(baseline, lease, replacing_own, planned)
+                .save_baseline(baseline, lease, replacing_own, change)
         )
     }
     async fn retire_baseline(
@@ -624,12 +612,24 @@ impl TargetStore for ChaosStore {
         &self,
         target_key: &str,
         lease: &LeaseToken,
-        planned: Sizes,
+        change: &ChangeInFlight,
     ) -> PortResult<()> {
         hooked!(
             self,
             "mark_in_flight",
-            self.inner.mark_in_flight(target_key, lease, planned)
+            self.inner.mark_in_flight(target_key, lease, change)
+        )
+    }
+    async fn record_update(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        update_id: &str,
+    ) -> PortResult<()> {
+        hooked!(
+            self,
+            "record_update",
+            self.inner.record_update(target_key, lease, update_id)
         )
     }
     async fn release_lease(

@@ -14,7 +14,7 @@ use curfew_core::decision::Action;
 use curfew_core::fakes::{FakeClusters, FakeSpokes, MemoryStore};
 use curfew_core::hold::{ca_tag_keys, CaTag, HoldModes, Source, HOLD_TAG};
 use curfew_core::ports::{
-    AccountStore, Baseline, Lease, LeaseToken, Override, PortResult, TargetStore,
+    AccountStore, Baseline, ChangeInFlight, Lease, LeaseToken, Override, PortResult, TargetStore,
 };
 use curfew_core::selector::Selector;
 use curfew_core::target::{Processes, Sizes, Target, TargetKind};
@@ -353,9 +353,13 @@ impl Scenario {
                     ca_tags: t.ca_tags.clone(),
                     cluster_hold: t.cluster_hold,
                 };
-                let stopped = t.sizes_in(t.initial);
+                let change = ChangeInFlight {
+                    before: t.own,
+                    planned: t.sizes_in(t.initial),
+                    at: yesterday,
+                };
                 store
-                    .save_baseline(&baseline, &lease, false, stopped)
+                    .save_baseline(&baseline, &lease, false, &change)
                     .await?;
                 if t.cluster_hold {
                     join_cluster_hold(store, &t.target, &lease, yesterday).await?;

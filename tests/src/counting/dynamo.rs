@@ -296,6 +296,8 @@ pub struct Seen {
     pub running: u64,
     /// Task partitions (account-regions) among the returned tasks.
     pub partitions: u64,
+    /// Tasks among them not final (each one's lease item read to show a change in flight).
+    pub open: u64,
     /// The call found what it looked for, or changed what it meant to (a `bool` or `Some`
     /// result; for a lease, `Acquired`).
     pub found: bool,
@@ -403,7 +405,8 @@ pub const TABLE: [(StoreCall, Model); 57] = [
         none().query(s.items, Consistency::Strong)
     }),
     // operations.rs `list_tasks`: a Query of the operation's shard markers (one per task
-    // partition seen), then a Query of each partition.
+    // partition seen), then a Query of each partition, then `show_changes_in_flight`: a
+    // BatchGetItem of the lease items of up to 100 open tasks at a time.
     (StoreCall::ListTasks, |s| {
         let mut u = none().query(s.partitions, Consistency::Strong);
         let per_partition = s.items / s.partitions.max(1);
@@ -411,14 +414,15 @@ pub const TABLE: [(StoreCall, Model); 57] = [
             let extra = u64::from(p < s.items % s.partitions.max(1));
             u = u.query(per_partition + extra, Consistency::Strong);
         }
+        for batch in 0..s.open.div_ceil(100) {
+            u = u.batch_get((s.open - batch * 100).min(100));
+        }
         u
     }),
     // operations.rs `get_task` -> `get`.
     (StoreCall::GetTask, |_| none().get()),
-    // operations.rs `mark_applying`: one conditional UpdateItem of the task.
-    (StoreCall::MarkApplying, |_| none().update()),
-    // operations.rs `record_update`: one conditional UpdateItem of the task.
-    (StoreCall::RecordUpdate, |_| none().update()),
+    // operations.rs `mark_interrupted`: one conditional UpdateItem of the task.
+    (StoreCall::MarkInterrupted, |_| none().update()),
     // operations.rs `finish_task` -> `transact`: the task's Update and its counter stripe's.
     (StoreCall::FinishTask, |_| none().transact(2)),
     // operations.rs `finish_task_recorded` -> trail.rs `finish_and_append`: one transaction
@@ -490,6 +494,8 @@ pub const TABLE: [(StoreCall, Model); 57] = [
     }),
     // targets.rs `mark_in_flight`: one conditional UpdateItem of the lease item.
     (StoreCall::MarkInFlight, |_| none().update()),
+    // targets.rs `record_update`: one conditional UpdateItem of the lease item.
+    (StoreCall::RecordUpdate, |_| none().update()),
     // targets.rs `release_lease`: one conditional UpdateItem.
     (StoreCall::ReleaseLease, |_| none().update()),
     // targets.rs `put_override` -> `put`.

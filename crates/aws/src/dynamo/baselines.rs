@@ -15,10 +15,11 @@
 use std::collections::HashSet;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
-use curfew_core::ports::{Baseline, ErrorKind, LeaseToken, PortError, PortResult};
-use curfew_core::target::Sizes;
+use chrono::{DateTime, Utc};
+use curfew_core::ports::{Baseline, ChangeInFlight, ErrorKind, LeaseToken, PortError, PortResult};
 
-use super::{conditional, decode, key, s, sizes_value, target_pk, DynamoStore, Item};
+use super::targets::{change_values, HELD_AT_CHANGE, MARK_UPDATE, SET_CHANGE};
+use super::{conditional, decode, key, s, target_pk, DynamoStore, Item};
 use crate::error::{classify, retrying};
 
 /// The lease item's attribute that holds the baseline.
@@ -91,17 +92,16 @@ impl DynamoStore {
     }
 
     /// Puts `baseline` on the lease item while `lease` holds it, marking the change in flight
-    /// (`lease`'s operation is about to set `planned`) in the same write, as `mark_in_flight`
-    /// does: one write unit for both. False when a baseline is kept (another operation's, or
-    /// ours unless `replacing_own`).
+    /// (`change`) in the same write, as `mark_in_flight` does: one write unit for both. False
+    /// when a baseline is kept (another operation's, or ours unless `replacing_own`).
     pub(crate) async fn write_baseline(
         &self,
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
-        planned: Sizes,
+        change: &ChangeInFlight,
     ) -> PortResult<bool> {
-        let to = sizes_value(planned)?;
+        let mut values = change_values(lease, change)?;
         let value: AttributeValue = serde_dynamo::to_attribute_value(baseline)
             .map_err(|e| PortError::with_source(ErrorKind::Invalid, "encoding a baseline", e))?;
         let partition = asleep_partition(&baseline.target_key).ok_or_else(|| {
@@ -121,6 +121,9 @@ impl DynamoStore {
         } else {
             "attribute_not_exists(baseline)"
         };
+        values.insert(":baseline".into(), value);
+        values.insert(":asleep".into(), s(partition));
+        values.insert(":key".into(), s(baseline.target_key.clone()));
         let pk = target_pk(&baseline.target_key);
         let result = retrying(|| async {
             self.client
@@ -128,25 +131,21 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .key("pk", s(pk.clone()))
                 .key("sk", s("LEASE"))
-                .update_expression(
-                    "SET baseline = :baseline, gsi3pk = :asleep, gsi3sk = :key, \
-                     inflight_op = :op, inflight_action = :action, inflight_to = :to",
-                )
-                .condition_expression(format!("holder = :token AND {kept}"))
-                .expression_attribute_values(":baseline", value.clone())
-                .expression_attribute_values(":asleep", s(partition.clone()))
-                .expression_attribute_values(":key", s(baseline.target_key.clone()))
-                .expression_attribute_values(":op", s(lease.op_id.clone()))
-                .expression_attribute_values(":action", s(lease.action.as_str()))
-                .expression_attribute_values(":to", to.clone())
-                .expression_attribute_values(":token", s(lease.token.clone()))
+                .update_expression(format!(
+                    "SET baseline = :baseline, gsi3pk = :asleep, gsi3sk = :key, {SET_CHANGE} \
+                     REMOVE {MARK_UPDATE}"
+                ))
+                .condition_expression(format!("{HELD_AT_CHANGE} AND {kept}"))
+                .set_expression_attribute_values(Some(values.clone()))
                 .send()
                 .await
                 .map_err(|e| classify("saving a baseline", e))
         })
         .await;
         if !conditional(result)? {
-            return self.refused("saving a baseline", &pk, lease).await;
+            return self
+                .refused("saving a baseline", &pk, lease, Some(change.at))
+                .await;
         }
         if replacing_own {
             // A baseline this operation saved under the earlier layout (before an upgrade,
@@ -185,19 +184,34 @@ impl DynamoStore {
         if conditional(result)? {
             return Ok(true);
         }
-        if !self.refused("retiring a baseline", &pk, lease).await? {
+        if !self
+            .refused("retiring a baseline", &pk, lease, None)
+            .await?
+        {
             // Still ours: the baseline may be an item of the earlier layout.
             return self.delete_legacy(target_key, saved_by, Some(lease)).await;
         }
         Ok(false)
     }
 
-    /// Why a conditional write of the lease item was refused: the lease moved on
-    /// ([`ErrorKind::LeaseLost`]), or (false) the lease holds and the baseline's own
-    /// condition did not.
-    async fn refused(&self, what: &str, pk: &str, lease: &LeaseToken) -> PortResult<bool> {
+    /// Why a conditional write of the lease item was refused: the lease moved on, or expired
+    /// before `unexpired_at` when the write required it ([`ErrorKind::LeaseLost`]), or (false)
+    /// the lease holds and the baseline's own condition did not.
+    async fn refused(
+        &self,
+        what: &str,
+        pk: &str,
+        lease: &LeaseToken,
+        unexpired_at: Option<DateTime<Utc>>,
+    ) -> PortResult<bool> {
         let item = self.get(pk, "LEASE").await?.unwrap_or_default();
-        if holder(&item) == Some(lease.token.as_str()) {
+        let expires = item
+            .get("lease_expires")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        let expired =
+            unexpired_at.is_some_and(|at| expires.is_none_or(|e| e < at.timestamp_millis()));
+        if holder(&item) == Some(lease.token.as_str()) && !expired {
             Ok(false)
         } else {
             Err(lease_lost(what))
@@ -304,7 +318,7 @@ mod tests {
     use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
     use aws_sdk_dynamodb::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use chrono::{TimeZone, Utc};
+    use chrono::TimeZone;
     use curfew_core::decision::Action;
     use curfew_core::target::Sizes;
 
@@ -330,6 +344,15 @@ mod tests {
         }
     }
 
+    /// A stop's change, at the baseline's time.
+    fn stopping() -> ChangeInFlight {
+        ChangeInFlight {
+            before: Sizes::new(1, 4, 2),
+            planned: Sizes::new(0, 0, 0),
+            at: baseline().saved_at,
+        }
+    }
+
     fn refused() -> UpdateItemError {
         UpdateItemError::ConditionalCheckFailedException(
             ConditionalCheckFailedException::builder()
@@ -348,6 +371,10 @@ mod tests {
             .item("pk", s(format!("TARGET#{KEY}")))
             .item("sk", s("LEASE"))
             .item("holder", s(token))
+            .item(
+                "lease_expires",
+                n((baseline().saved_at + chrono::Duration::minutes(15)).timestamp_millis()),
+            )
             .build()
     }
 
@@ -360,7 +387,11 @@ mod tests {
                 r.key().and_then(|k| k.get("sk")) == Some(&s("LEASE"))
                     && r.key().and_then(|k| k.get("pk")) == Some(&s(format!("TARGET#{KEY}")))
                     && r.condition_expression()
-                        == Some("holder = :token AND attribute_not_exists(baseline)")
+                        == Some(
+                            "holder = :token AND lease_expires >= :at \
+                             AND attribute_not_exists(baseline)",
+                        )
+                    && values.get(":at") == Some(&n(baseline().saved_at.timestamp_millis()))
                     && values.get(":token") == Some(&s("op-1/t1"))
                     && values.get(":asleep") == Some(&s("ASLEEP#111111111111#eu-west-1"))
                     && values.get(":baseline").is_some_and(|b| b.as_m().is_ok())
@@ -386,18 +417,18 @@ mod tests {
         );
         let store = DynamoStore::new(client, "curfew-state");
         assert!(store
-            .write_baseline(&baseline(), &lease(), false, Sizes::new(0, 0, 0))
+            .write_baseline(&baseline(), &lease(), false, &stopping())
             .await
             .unwrap());
         assert!(
             !store
-                .write_baseline(&baseline(), &lease(), false, Sizes::new(0, 0, 0))
+                .write_baseline(&baseline(), &lease(), false, &stopping())
                 .await
                 .unwrap(),
             "a second save keeps the first"
         );
         let e = store
-            .write_baseline(&baseline(), &lease(), false, Sizes::new(0, 0, 0))
+            .write_baseline(&baseline(), &lease(), false, &stopping())
             .await
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::LeaseLost, "{e}");

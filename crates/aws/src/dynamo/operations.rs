@@ -1,21 +1,25 @@
 //! Operations, shards and tasks in the state table.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use curfew_core::operation::{OpCounts, OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
-use curfew_core::ports::Finalized;
 use curfew_core::ports::{
-    ErrorKind, LeaseToken, OperationPage, OperationStore, PortError, PortResult, RecordedFinish,
+    ErrorKind, OperationPage, OperationStore, PortError, PortResult, RecordedFinish,
 };
+use curfew_core::ports::{Finalized, Interrupted};
 use curfew_core::target::Sizes;
 use curfew_core::trail::Link;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::dead_letters::REOPENS;
-use super::{conditional, decode, encode, index_time, key, n, s, sizes_value, DynamoStore, Item};
+use super::targets::interrupted;
+use super::{
+    conditional, decode, encode, index_time, key, n, s, sizes_value, target_pk, DynamoStore, Item,
+};
 use crate::error::{classify, classify_transaction, retrying};
 
 /// Counters live in top-level number attributes so DynamoDB can ADD to them atomically.
@@ -214,6 +218,34 @@ impl DynamoStore {
         };
         let op = self.with_task_counts(decode_op(item)?).await?;
         Ok(Some((op, reopens)))
+    }
+
+    /// Shows each open task as its target's lease says it stands (see
+    /// [`OperationStore::list_tasks`]): one consistent BatchGetItem per 100 open tasks, so a
+    /// finished operation's listing reads nothing more.
+    async fn show_changes_in_flight(&self, tasks: &mut [Task]) -> PortResult<()> {
+        let open: Vec<usize> = (0..tasks.len())
+            .filter(|&i| !tasks[i].status.is_final())
+            .collect();
+        // BatchGetItem takes at most 100 keys.
+        for batch in open.chunks(100) {
+            let keys = batch
+                .iter()
+                .map(|&i| key(&target_pk(&tasks[i].target.key()), "LEASE"))
+                .collect();
+            let marks: HashMap<String, Interrupted> = self
+                .batch_get(keys)
+                .await?
+                .iter()
+                .filter_map(|item| Some((item.get("pk")?.as_s().ok()?.clone(), interrupted(item)?)))
+                .collect();
+            for &i in batch {
+                if let Some(mark) = marks.get(&target_pk(&tasks[i].target.key())) {
+                    mark.show_on(&mut tasks[i]);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn transact(
@@ -476,7 +508,13 @@ impl OperationStore for DynamoStore {
             .buffered(8)
             .try_collect()
             .await?;
-        partitions.into_iter().flatten().map(decode).collect()
+        let mut tasks: Vec<Task> = partitions
+            .into_iter()
+            .flatten()
+            .map(decode)
+            .collect::<PortResult<_>>()?;
+        self.show_changes_in_flight(&mut tasks).await?;
+        Ok(tasks)
     }
 
     async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>> {
@@ -486,23 +524,23 @@ impl OperationStore for DynamoStore {
             .transpose()
     }
 
-    async fn mark_applying(
+    async fn mark_interrupted(
         &self,
-        lease: &LeaseToken,
+        op_id: &str,
         target_key: &str,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
-    ) -> PortResult<()> {
+    ) -> PortResult<bool> {
         let result = retrying(|| async {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", s(task_pk(&lease.op_id, target_key)))
+                .key("pk", s(task_pk(op_id, target_key)))
                 .key("sk", s(task_sk(target_key)))
                 .update_expression(
                     "SET #status = :applying, #before = :before, #after = :after, \
-                     updated_at = :now REMOVE update_id",
+                     updated_at = :now",
                 )
                 .condition_expression("#status IN (:pending, :applying)")
                 .expression_attribute_names("#status", "status")
@@ -515,45 +553,10 @@ impl OperationStore for DynamoStore {
                 .expression_attribute_values(":now", s(now.to_rfc3339()))
                 .send()
                 .await
-                .map_err(|e| classify("recording a task's progress", e))
+                .map_err(|e| classify("recording an interrupted change on its task", e))
         })
         .await;
-        if conditional(result)? {
-            Ok(())
-        } else {
-            Err(PortError::new(
-                ErrorKind::ConditionFailed,
-                format!(
-                    "task {target_key} of operation {} is already final",
-                    lease.op_id
-                ),
-            ))
-        }
-    }
-
-    async fn record_update(
-        &self,
-        op_id: &str,
-        target_key: &str,
-        update_id: &str,
-    ) -> PortResult<()> {
-        let result = retrying(|| async {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(task_pk(op_id, target_key)))
-                .key("sk", s(task_sk(target_key)))
-                .update_expression("SET update_id = :update")
-                .condition_expression("#status = :applying")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":applying", s(TaskStatus::Applying.as_str()))
-                .expression_attribute_values(":update", s(update_id))
-                .send()
-                .await
-                .map_err(|e| classify("recording a task's update", e))
-        })
-        .await;
-        result.map(|_| ())
+        conditional(result)
     }
 
     async fn finish_task(
@@ -678,6 +681,7 @@ impl OperationStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
     use aws_sdk_dynamodb::operation::query::QueryOutput;
     use aws_sdk_dynamodb::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
@@ -757,7 +761,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn listing_tasks_follows_every_page_of_the_partition() {
+    async fn listing_tasks_follows_every_page_of_the_partition_and_shows_changes_in_flight() {
         let task = |name: &str| {
             let target = curfew_core::target::Target {
                 account: "111111111111".into(),
@@ -804,20 +808,58 @@ mod tests {
                     .set_items(Some(last_items.clone()))
                     .build()
             });
+        // Both tasks are open: their lease items are read in one request, and web's is marked
+        // with this operation's change in flight.
+        let web_lease = Item::from([
+            ("pk".into(), s("TARGET#111111111111#eu-west-1#asg#web")),
+            ("sk".into(), s("LEASE")),
+            ("inflight_op".into(), s("op-a")),
+            ("inflight_action".into(), s("stop")),
+            (
+                "inflight_to".into(),
+                sizes_value(Sizes::new(0, 0, 0)).unwrap(),
+            ),
+            (
+                "inflight_from".into(),
+                sizes_value(Sizes::new(1, 4, 2)).unwrap(),
+            ),
+        ]);
+        let leases = mock!(Client::batch_get_item)
+            .match_requests(|r| {
+                r.request_items()
+                    .and_then(|items| items.get("curfew-state"))
+                    .is_some_and(|k| k.keys().len() == 2 && k.consistent_read() == Some(true))
+            })
+            .then_output(move || {
+                BatchGetItemOutput::builder()
+                    .responses("curfew-state", vec![web_lease.clone()])
+                    .build()
+            });
         let client = mock_client!(
             aws_sdk_dynamodb,
             RuleMode::Sequential,
-            [&markers, &first, &second]
+            [&markers, &first, &second, &leases]
         );
         let store = DynamoStore::new(client, "curfew-state");
-        let names: Vec<String> = store
+        let tasks: Vec<(String, TaskStatus, Option<Sizes>)> = store
             .list_tasks("op-a")
             .await
             .unwrap()
             .into_iter()
-            .map(|t| t.target.name)
+            .map(|t| (t.target.name, t.status, t.after))
             .collect();
-        assert_eq!(names, ["web", "worker"]);
+        assert_eq!(
+            tasks,
+            [
+                (
+                    "web".to_string(),
+                    TaskStatus::Applying,
+                    Some(Sizes::new(0, 0, 0))
+                ),
+                ("worker".to_string(), TaskStatus::Pending, None)
+            ]
+        );
+        assert_eq!(leases.num_calls(), 1);
     }
 
     #[test]

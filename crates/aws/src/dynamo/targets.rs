@@ -11,9 +11,9 @@ use chrono::{DateTime, Duration, Utc};
 use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::decision::Action;
 use curfew_core::ports::{
-    Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortResult, TargetStore,
+    Baseline, ChangeInFlight, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortResult,
+    TargetStore,
 };
-use curfew_core::target::Sizes;
 use curfew_core::target::Target;
 
 use super::baselines::lease_lost;
@@ -86,15 +86,46 @@ impl DynamoStore {
 }
 
 /// The change in flight a lease item is marked with, if any.
-fn interrupted(item: &Item) -> Option<Interrupted> {
+pub(super) fn interrupted(item: &Item) -> Option<Interrupted> {
+    let sizes = |name: &str| {
+        item.get(name)
+            .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok())
+    };
     Some(Interrupted {
         op_id: string(item, "inflight_op")?,
         action: Action::parse(&string(item, "inflight_action")?)?,
-        planned: item
-            .get("inflight_to")
-            .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok()),
+        planned: sizes("inflight_to"),
+        before: sizes("inflight_from"),
+        marked_at: millis(item, "inflight_at").and_then(DateTime::from_timestamp_millis),
+        update_id: string(item, "inflight_update"),
     })
 }
+
+/// The attributes of the lease's mark of a change in flight, and the condition that the lease
+/// is `lease`'s and unexpired at the change's time: the values shared by every write that
+/// marks a change (`mark_in_flight`, `save_baseline`).
+pub(super) fn change_values(lease: &LeaseToken, change: &ChangeInFlight) -> PortResult<Item> {
+    Ok(Item::from([
+        (":op".to_string(), s(lease.op_id.clone())),
+        (":action".to_string(), s(lease.action.as_str())),
+        (":to".to_string(), sizes_value(change.planned)?),
+        (":from".to_string(), sizes_value(change.before)?),
+        (":at".to_string(), n(change.at.timestamp_millis())),
+        (":token".to_string(), s(lease.token.clone())),
+    ]))
+}
+
+/// Sets the mark of a change in flight from [`change_values`]; a new mark has no update id yet.
+pub(super) const SET_CHANGE: &str = "inflight_op = :op, inflight_action = :action, \
+     inflight_to = :to, inflight_from = :from, inflight_at = :at";
+
+/// The mark's attributes a new mark or a finished task's release removes.
+pub(super) const MARK_UPDATE: &str = "inflight_update";
+
+/// The lease is this delivery's and has not expired at the change's time: a delivery whose
+/// lease ran out may have had its task given up meanwhile (`dead_letter_task` waits for that),
+/// and must not touch the target then.
+pub(super) const HELD_AT_CHANGE: &str = "holder = :token AND lease_expires >= :at";
 
 fn key_of(pk: &str, sk: &str) -> Item {
     Item::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
@@ -111,9 +142,9 @@ impl TargetStore for DynamoStore {
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
-        planned: Sizes,
+        change: &ChangeInFlight,
     ) -> PortResult<bool> {
-        self.write_baseline(baseline, lease, replacing_own, planned)
+        self.write_baseline(baseline, lease, replacing_own, change)
             .await
     }
 
@@ -221,7 +252,10 @@ impl TargetStore for DynamoStore {
                     .is_some_and(|at| at > op_created_at.timestamp_millis());
                 let last_op = string(&item, "last_op").unwrap_or_default();
                 if newer && last_op != lease.op_id {
-                    Ok(Lease::Superseded { by: last_op })
+                    Ok(Lease::Superseded {
+                        by: last_op,
+                        mark: interrupted(&item),
+                    })
                 } else {
                     Ok(Lease::Held {
                         by: string(&item, "holder_op").unwrap_or(last_op),
@@ -236,23 +270,18 @@ impl TargetStore for DynamoStore {
         &self,
         target_key: &str,
         lease: &LeaseToken,
-        planned: Sizes,
+        change: &ChangeInFlight,
     ) -> PortResult<()> {
-        let to = sizes_value(planned)?;
+        let values = change_values(lease, change)?;
         let result = retrying(|| async {
             self.client
                 .update_item()
                 .table_name(&self.table)
                 .key("pk", s(target_pk(target_key)))
                 .key("sk", s("LEASE"))
-                .update_expression(
-                    "SET inflight_op = :op, inflight_action = :action, inflight_to = :to",
-                )
-                .condition_expression("holder = :token")
-                .expression_attribute_values(":op", s(lease.op_id.clone()))
-                .expression_attribute_values(":action", s(lease.action.as_str()))
-                .expression_attribute_values(":to", to.clone())
-                .expression_attribute_values(":token", s(lease.token.clone()))
+                .update_expression(format!("SET {SET_CHANGE} REMOVE {MARK_UPDATE}"))
+                .condition_expression(HELD_AT_CHANGE)
+                .set_expression_attribute_values(Some(values.clone()))
                 .send()
                 .await
                 .map_err(|e| classify("marking a change in flight", e))
@@ -265,6 +294,34 @@ impl TargetStore for DynamoStore {
         }
     }
 
+    async fn record_update(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        update_id: &str,
+    ) -> PortResult<()> {
+        let result = retrying(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(target_pk(target_key)))
+                .key("sk", s("LEASE"))
+                .update_expression(format!("SET {MARK_UPDATE} = :update"))
+                .condition_expression("holder = :token")
+                .expression_attribute_values(":update", s(update_id))
+                .expression_attribute_values(":token", s(lease.token.clone()))
+                .send()
+                .await
+                .map_err(|e| classify("recording a change's update", e))
+        })
+        .await;
+        if conditional(result)? {
+            Ok(())
+        } else {
+            Err(lease_lost("recording a change's update"))
+        }
+    }
+
     async fn release_lease(
         &self,
         target_key: &str,
@@ -273,7 +330,8 @@ impl TargetStore for DynamoStore {
     ) -> PortResult<()> {
         // A finished task's change is seen through: its mark goes with the lease.
         let removed = if finished {
-            "REMOVE holder, holder_op, lease_expires, inflight_op, inflight_action, inflight_to"
+            "REMOVE holder, holder_op, lease_expires, inflight_op, inflight_action, inflight_to, \
+             inflight_from, inflight_at, inflight_update"
         } else {
             "REMOVE holder, holder_op, lease_expires"
         };

@@ -13,8 +13,9 @@ use crate::cluster_hold::ClusterHold;
 use crate::health::{AccountContact, HealthStore, PollerTick};
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use crate::ports::{
-    AccountStore, Baseline, ErrorKind, Finalized, Interrupted, Lease, LeaseToken, OperationPage,
-    OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore, TargetStore,
+    AccountStore, Baseline, ChangeInFlight, ErrorKind, Finalized, Interrupted, Lease, LeaseToken,
+    OperationPage, OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore,
+    TargetStore,
 };
 use crate::schedule::{BrokenSchedule, Schedule, ScheduleList};
 use crate::target::{Sizes, Target};
@@ -122,11 +123,13 @@ impl MemoryStore {
 }
 
 /// How a fenced write marks the lease with the change in flight.
-enum Mark {
+enum Mark<'a> {
     /// Leaves the mark as it is.
     Keep,
-    /// These sizes are about to be set.
-    Applying(Sizes),
+    /// This change is about to be made (only while the lease is unexpired at its time).
+    Change(&'a ChangeInFlight),
+    /// The change in flight's asynchronous update.
+    Update(&'a str),
 }
 
 impl State {
@@ -140,16 +143,45 @@ impl State {
         else {
             return Err(lease_lost(target_key));
         };
-        let planned = match mark {
-            Mark::Keep => return Ok(()),
-            Mark::Applying(sizes) => Some(sizes),
-        };
-        lease.inflight = Some(Interrupted {
-            op_id: token.op_id.clone(),
-            action: token.action,
-            planned,
-        });
+        match mark {
+            Mark::Keep => {}
+            Mark::Change(change) => {
+                // As the adapter compares epoch milliseconds: expired once before `at`.
+                if lease
+                    .expires_ms
+                    .is_some_and(|e| e < change.at.timestamp_millis())
+                {
+                    return Err(lease_lost(target_key));
+                }
+                lease.inflight = Some(Interrupted {
+                    op_id: token.op_id.clone(),
+                    action: token.action,
+                    planned: Some(change.planned),
+                    before: Some(change.before),
+                    marked_at: Some(change.at),
+                    update_id: None,
+                });
+            }
+            Mark::Update(update_id) => {
+                if let Some(mark) = &mut lease.inflight {
+                    mark.update_id = Some(update_id.to_string());
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// `task` as the lease's mark of its change in flight shows it (see
+    /// [`Interrupted::show_on`]).
+    fn shown(&self, mut task: Task) -> Task {
+        if let Some(mark) = self
+            .leases
+            .get(&task.target.key())
+            .and_then(|l| l.inflight.as_ref())
+        {
+            mark.show_on(&mut task);
+        }
+        task
     }
 }
 
@@ -205,13 +237,6 @@ fn lease_lost(target_key: &str) -> PortError {
     PortError::new(
         ErrorKind::LeaseLost,
         format!("the lease on {target_key} is no longer this delivery's"),
-    )
-}
-
-fn task_not_open(op_id: &str, target_key: &str) -> PortError {
-    PortError::new(
-        ErrorKind::ConditionFailed,
-        format!("task {target_key} of operation {op_id} is not open"),
     )
 }
 
@@ -528,11 +553,12 @@ impl OperationStore for MemoryStore {
     }
 
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>> {
-        Ok(lock(&self.state)
+        let state = lock(&self.state);
+        Ok(state
             .tasks
             .iter()
             .filter(|((op, _), _)| op == op_id)
-            .map(|(_, task)| task.clone())
+            .map(|(_, task)| state.shown(task.clone()))
             .collect())
     }
 
@@ -543,42 +569,27 @@ impl OperationStore for MemoryStore {
             .cloned())
     }
 
-    async fn mark_applying(
+    async fn mark_interrupted(
         &self,
-        lease: &LeaseToken,
+        op_id: &str,
         target_key: &str,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
-    ) -> PortResult<()> {
+    ) -> PortResult<bool> {
         let mut state = lock(&self.state);
-        let task = state
+        let Some(task) = state
             .tasks
-            .get_mut(&(lease.op_id.clone(), target_key.to_string()))
+            .get_mut(&(op_id.to_string(), target_key.to_string()))
             .filter(|task| !task.status.is_final())
-            .ok_or_else(|| task_not_open(&lease.op_id, target_key))?;
+        else {
+            return Ok(false);
+        };
         task.status = TaskStatus::Applying;
         task.before = Some(before);
         task.after = Some(planned);
-        task.update_id = None;
         task.updated_at = now;
-        Ok(())
-    }
-
-    async fn record_update(
-        &self,
-        op_id: &str,
-        target_key: &str,
-        update_id: &str,
-    ) -> PortResult<()> {
-        let mut state = lock(&self.state);
-        let task = state
-            .tasks
-            .get_mut(&(op_id.to_string(), target_key.to_string()))
-            .filter(|task| task.status == TaskStatus::Applying)
-            .ok_or_else(|| task_not_open(op_id, target_key))?;
-        task.update_id = Some(update_id.to_string());
-        Ok(())
+        Ok(true)
     }
 
     async fn finish_task(
@@ -730,7 +741,7 @@ impl TargetStore for MemoryStore {
         baseline: &Baseline,
         lease: &LeaseToken,
         replacing_own: bool,
-        planned: Sizes,
+        change: &ChangeInFlight,
     ) -> PortResult<bool> {
         let mut state = lock(&self.state);
         state.fenced(&baseline.target_key, lease, Mark::Keep)?;
@@ -741,7 +752,7 @@ impl TargetStore for MemoryStore {
         if !replaceable {
             return Ok(false);
         }
-        state.fenced(&baseline.target_key, lease, Mark::Applying(planned))?;
+        state.fenced(&baseline.target_key, lease, Mark::Change(change))?;
         state
             .baselines
             .insert(baseline.target_key.clone(), baseline.clone());
@@ -833,7 +844,10 @@ impl TargetStore for MemoryStore {
         let last_op = lease.last_op.clone().unwrap_or_default();
         let newer = lease.last_op_at_ms.is_some_and(|last| last > at);
         if newer && last_op != token.op_id {
-            Ok(Lease::Superseded { by: last_op })
+            Ok(Lease::Superseded {
+                by: last_op,
+                mark: lease.inflight.clone(),
+            })
         } else {
             Ok(Lease::Held {
                 by: lease.holder_op.clone().unwrap_or(last_op),
@@ -845,9 +859,18 @@ impl TargetStore for MemoryStore {
         &self,
         target_key: &str,
         lease: &LeaseToken,
-        planned: Sizes,
+        change: &ChangeInFlight,
     ) -> PortResult<()> {
-        lock(&self.state).fenced(target_key, lease, Mark::Applying(planned))
+        lock(&self.state).fenced(target_key, lease, Mark::Change(change))
+    }
+
+    async fn record_update(
+        &self,
+        target_key: &str,
+        lease: &LeaseToken,
+        update_id: &str,
+    ) -> PortResult<()> {
+        lock(&self.state).fenced(target_key, lease, Mark::Update(update_id))
     }
 
     async fn release_lease(
@@ -1016,6 +1039,19 @@ mod tests {
         token
     }
 
+    fn change(before: Sizes, planned: Sizes) -> ChangeInFlight {
+        ChangeInFlight {
+            before,
+            planned,
+            at: t0(),
+        }
+    }
+
+    /// A stop's change of `web()`.
+    fn stopping() -> ChangeInFlight {
+        change(Sizes::new(1, 4, 2), Sizes::new(0, 0, 0))
+    }
+
     fn baseline(op_id: &str, sizes: Sizes) -> Baseline {
         Baseline {
             target_key: web().key(),
@@ -1034,24 +1070,24 @@ mod tests {
         let lease = leased(&store, "op").await;
         let first = baseline("op", Sizes::new(1, 4, 2));
         assert!(store
-            .save_baseline(&first, &lease, false, Sizes::new(0, 0, 0))
+            .save_baseline(&first, &lease, false, &stopping())
             .await
             .unwrap());
         let other = baseline("other", Sizes::new(9, 9, 9));
         assert!(!store
-            .save_baseline(&other, &lease, true, Sizes::new(0, 0, 0))
+            .save_baseline(&other, &lease, true, &stopping())
             .await
             .unwrap());
         let again = baseline("op", Sizes::new(9, 9, 9));
         assert!(!store
-            .save_baseline(&again, &lease, false, Sizes::new(0, 0, 0))
+            .save_baseline(&again, &lease, false, &stopping())
             .await
             .unwrap());
         let kept = store.get_baseline(&web().key()).await.unwrap().unwrap();
         assert_eq!(kept.sizes, Sizes::new(1, 4, 2));
         assert!(
             store
-                .save_baseline(&again, &lease, true, Sizes::new(0, 0, 0))
+                .save_baseline(&again, &lease, true, &stopping())
                 .await
                 .unwrap(),
             "an operation may refresh the baseline it saved itself"
@@ -1075,7 +1111,7 @@ mod tests {
                 &baseline("op", Sizes::new(0, 0, 0)),
                 &stale,
                 false,
-                Sizes::new(0, 0, 0),
+                &stopping(),
             )
             .await;
         assert_eq!(saved.unwrap_err().kind, ErrorKind::LeaseLost);
@@ -1084,7 +1120,7 @@ mod tests {
                 &baseline("op", Sizes::new(1, 4, 2)),
                 &fresh,
                 false,
-                Sizes::new(0, 0, 0)
+                &stopping()
             )
             .await
             .unwrap());
@@ -1219,7 +1255,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_task_given_up_while_applying_reopens_applying() {
+    async fn a_task_given_up_with_its_change_in_flight_shows_applying_again_once_reopened() {
         let store = MemoryStore::new();
         store.create_operation(&op("a")).await.unwrap();
         store.fix_shards("a", &[shard()]).await.unwrap();
@@ -1228,9 +1264,20 @@ mod tests {
         let lease = leased(&store, "a").await;
         let key = web().key();
         store
-            .mark_applying(&lease, &key, Sizes::new(1, 4, 2), Sizes::new(0, 0, 0), t0())
+            .mark_in_flight(
+                &key,
+                &lease,
+                &change(Sizes::new(1, 4, 2), Sizes::new(0, 0, 0)),
+            )
             .await
             .unwrap();
+        let shown = store.list_tasks("a").await.unwrap();
+        assert_eq!(shown[0].status, TaskStatus::Applying);
+        assert_eq!(
+            store.get_task("a", &key).await.unwrap().unwrap().status,
+            TaskStatus::Pending,
+            "the change in flight is on the lease, not on the task"
+        );
         assert!(
             !store
                 .dead_letter_task("a", &key, "busy", t0())
@@ -1243,15 +1290,34 @@ mod tests {
             .dead_letter_task("a", &key, "busy", t0())
             .await
             .unwrap());
+        assert_eq!(
+            store.list_tasks("a").await.unwrap()[0].status,
+            TaskStatus::DeadLettered
+        );
 
         assert!(store.reopen_task("a", &key, t0()).await.unwrap());
-        let task = store.get_task("a", &key).await.unwrap().unwrap();
+        let task = store.list_tasks("a").await.unwrap().remove(0);
         assert_eq!(task.status, TaskStatus::Applying);
         assert_eq!(
-            task.after,
-            Some(Sizes::new(0, 0, 0)),
-            "the planned sizes kept"
+            (task.before, task.after),
+            (Some(Sizes::new(1, 4, 2)), Some(Sizes::new(0, 0, 0))),
+            "the change's sizes kept on the lease"
         );
+    }
+
+    #[tokio::test]
+    async fn a_change_is_marked_only_under_a_lease_not_yet_expired() {
+        let store = MemoryStore::new();
+        let lease = leased(&store, "op").await;
+        let mut late = change(Sizes::new(1, 4, 2), Sizes::new(0, 0, 0));
+        late.at = t0() + Duration::minutes(16);
+        let marked = store.mark_in_flight(&web().key(), &lease, &late).await;
+        assert_eq!(marked.unwrap_err().kind, ErrorKind::LeaseLost);
+        let saved = store
+            .save_baseline(&baseline("op", Sizes::new(1, 4, 2)), &lease, false, &late)
+            .await;
+        assert_eq!(saved.unwrap_err().kind, ErrorKind::LeaseLost);
+        assert!(store.baselines().is_empty(), "nothing saved");
     }
 
     #[tokio::test]
@@ -1296,7 +1362,10 @@ mod tests {
                 t0() + Duration::minutes(17)
             )
             .await,
-            Lease::Superseded { by: "new".into() }
+            Lease::Superseded {
+                by: "new".into(),
+                mark: None
+            }
         );
     }
 

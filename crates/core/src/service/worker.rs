@@ -8,11 +8,12 @@
 //!   the last change curfew made to the target;
 //! - every write that guards the target (baseline save and retire, the lease's mark of the
 //!   change in flight just before the spoke is changed, a cluster's hold) is conditioned on the
-//!   lease still holding that token (fencing), so a delivery that lost its lease changes
-//!   nothing; the task's own records follow a fenced write and are conditioned on the task not
-//!   being final;
-//! - the task record says how far an earlier delivery got (APPLYING with the planned sizes and,
-//!   for EKS, the update id), so a redelivery finishes that work instead of redoing it blindly.
+//!   lease still holding that token (fencing; the mark also on the lease not having expired), so
+//!   a delivery that lost its lease changes nothing; the task's own record follows a fenced
+//!   write and is conditioned on the task not being final;
+//! - the lease's mark says how far an earlier delivery got (the change in flight: its sizes
+//!   and, for EKS, the update id; listings show the task APPLYING), so a redelivery finishes that
+//!   work instead of redoing it blindly.
 //!
 //! Dry runs read and decide, and never take a lease: they can neither delay nor supersede a
 //! real operation.
@@ -27,8 +28,8 @@ use crate::hold::{hold_steps, CaTag, HoldModes};
 use crate::metrics::{self, Metric};
 use crate::operation::{Task, TaskMessage, TaskOutcome, TaskStatus};
 use crate::ports::{
-    Baseline, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError, PortResult,
-    RecordedFinish, UpdateState,
+    Baseline, ChangeInFlight, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError,
+    PortResult, RecordedFinish, UpdateState,
 };
 use crate::target::{LiveState, Processes, Sizes, TargetKind};
 use crate::trail::{self, AuditEntry, ChangeKind, Link};
@@ -83,7 +84,18 @@ pub async fn work(
         Lease::Held { by } => Ok(TaskStep::RetryLater(format!(
             "operation {by} is working on this target"
         ))),
-        Lease::Superseded { by } => finish(hub, msg, &superseded(&task, &by)).await,
+        Lease::Superseded { by, mark } => {
+            // What a delivery of this task had begun, if anything: the lease's mark while it is
+            // still this operation's; once the newer operation has taken it up, this task's
+            // record, which it wrote before anything else (`mark_interrupted`), read again now.
+            let own = mark.filter(|m| m.op_id == msg.op_id);
+            let task = match own {
+                Some(_) => task,
+                None => load_task(hub, msg).await?,
+            };
+            let begun = change_begun(&task, own.as_ref());
+            finish(hub, msg, &superseded(&by, begun.as_ref())).await
+        }
         Lease::Acquired { interrupted } => {
             let result = leased(hub, msg, &lease, interrupted.as_ref(), overrides).await;
             // Released on error too; a crash instead leaves the lease to expire. The release is
@@ -145,9 +157,9 @@ async fn load_task(hub: &Hub, msg: &TaskMessage) -> PortResult<Task> {
 
 /// A newer operation has acted on the target. If an earlier delivery of this task had begun
 /// changing it, the record says so rather than pretending nothing happened.
-fn superseded(task: &Task, by: &str) -> TaskOutcome {
-    match (task.status, task.before, task.after) {
-        (TaskStatus::Applying, Some(before), Some(after)) => TaskOutcome {
+fn superseded(by: &str, begun: Option<&Begun>) -> TaskOutcome {
+    match begun.and_then(|b| Some((b.before?, b.planned))) {
+        Some((before, after)) => TaskOutcome {
             status: TaskStatus::Skipped,
             reason: Some(format!(
                 "superseded by newer operation {by}; an earlier delivery of this task began \
@@ -157,7 +169,7 @@ fn superseded(task: &Task, by: &str) -> TaskOutcome {
             after: Some(after),
             steps: Default::default(),
         },
-        _ => skipped(format!("superseded by newer operation {by}")),
+        None => skipped(format!("superseded by newer operation {by}")),
     }
 }
 
@@ -266,19 +278,20 @@ async fn leased(
     if task.status.is_final() {
         return Ok(TaskStep::Finished(task.status));
     }
-    if task.status == TaskStatus::Applying {
-        if let Some(step) = resume(hub, msg, lease, &task, live, baseline.as_ref()).await? {
+    let begun = change_begun(&task, interrupted.filter(|i| i.op_id == msg.op_id));
+    if let Some(begun) = &begun {
+        if let Some(step) = resume(hub, msg, lease, begun, live, baseline.as_ref()).await? {
             return Ok(step);
         }
     }
-    // A baseline this stop saved on an earlier delivery that never put the target to sleep (its
-    // task is still PENDING, or the target is still at the sizes it saved) stands for nothing
-    // yet: decide as if there were none, save it again from what is read now, and remove it if
-    // the stop ends up leaving the target awake (kept awake by an override).
+    // A baseline this stop saved on an earlier delivery that never put the target to sleep (it
+    // began no change, or the target is still at the sizes it saved) stands for nothing yet:
+    // decide as if there were none, save it again from what is read now, and remove it if the
+    // stop ends up leaving the target awake (kept awake by an override).
     let own_unused = msg.action == Action::Stop
-        && baseline.as_ref().is_some_and(|b| {
-            b.op_id == msg.op_id && (task.status == TaskStatus::Pending || b.sizes == live.sizes)
-        });
+        && baseline
+            .as_ref()
+            .is_some_and(|b| b.op_id == msg.op_id && (begun.is_none() || b.sizes == live.sizes));
     let decision = decide(&DecisionInput {
         action: msg.action,
         kind: msg.target.kind,
@@ -377,12 +390,21 @@ async fn leased(
                 cluster_hold: hold.cluster_hold,
             });
             // The last fenced write before the spoke is touched: past it, this delivery owns the
-            // change. The lease's mark of the change in flight comes first, so whoever takes the
-            // target next after a crash settles what this change may have left; a stop that
-            // saves a baseline marks the lease in the same write (one write unit, not two).
+            // change. The lease's mark of the change in flight is all that records it: whoever
+            // takes the target next after a crash settles what it may have left (this
+            // operation's redelivery finishes it), and a listing shows the task APPLYING. A stop
+            // that saves a baseline marks the lease in the same write.
+            let change = ChangeInFlight {
+                before: live.sizes,
+                planned: to,
+                at: hub.clock.now(),
+            };
             match &saving {
                 Some(new) => {
-                    let saved = hub.store.save_baseline(new, lease, own_unused, to).await?;
+                    let saved = hub
+                        .store
+                        .save_baseline(new, lease, own_unused, &change)
+                        .await?;
                     if !saved {
                         // Only a writer holding the lease may save one, and we hold it: another
                         // baseline appearing means the state moved under us. Read it all again.
@@ -397,7 +419,7 @@ async fn leased(
                 }
                 None => {
                     hub.store
-                        .mark_in_flight(&msg.target.key(), lease, to)
+                        .mark_in_flight(&msg.target.key(), lease, &change)
                         .await?
                 }
             }
@@ -427,6 +449,19 @@ async fn settle_interrupted(
     live: &mut LiveState,
     baseline: &mut Option<Baseline>,
 ) -> PortResult<Option<TaskStep>> {
+    // Its own task says what it had begun, for when its delivery comes back superseded. (A
+    // mark an earlier version left has no sizes before: its task says so already.)
+    if let (Some(before), Some(planned)) = (interrupted.before, interrupted.planned) {
+        hub.store
+            .mark_interrupted(
+                &interrupted.op_id,
+                &msg.target.key(),
+                before,
+                planned,
+                hub.clock.now(),
+            )
+            .await?;
+    }
     if live.busy {
         return Ok(Some(TaskStep::RetryLater(format!(
             "an update begun by operation {} is still in progress",
@@ -449,29 +484,61 @@ async fn settle_interrupted(
     Ok(None)
 }
 
-/// An earlier delivery marked the task APPLYING (and may have changed the target, and for EKS
-/// recorded its update): finish that work if it is done or under way. `None`: it never took
-/// effect, so decide afresh.
+/// A change an earlier delivery of this task began (the task's APPLYING state).
+#[derive(Clone, Debug, PartialEq)]
+struct Begun {
+    /// The sizes read before it, if known.
+    before: Option<Sizes>,
+    /// The sizes it was setting.
+    planned: Sizes,
+    /// The spoke's id for its asynchronous update (EKS), once recorded.
+    update_id: Option<String>,
+    /// When it began.
+    since: chrono::DateTime<chrono::Utc>,
+}
+
+/// The change an earlier delivery of this task began and did not see through: the lease's mark
+/// of this operation's change in flight (`own`), or, for a delivery an earlier version made, the
+/// APPLYING record it kept on the task.
+fn change_begun(task: &Task, own: Option<&Interrupted>) -> Option<Begun> {
+    if let Some((mark, planned)) = own.and_then(|m| Some((m, m.planned?))) {
+        return Some(Begun {
+            before: mark.before.or(task.before),
+            planned,
+            update_id: mark.update_id.clone().or_else(|| task.update_id.clone()),
+            since: mark.marked_at.unwrap_or(task.updated_at),
+        });
+    }
+    let planned = task.after.filter(|_| task.status == TaskStatus::Applying)?;
+    Some(Begun {
+        before: task.before,
+        planned,
+        update_id: task.update_id.clone(),
+        since: task.updated_at,
+    })
+}
+
+/// An earlier delivery of this task began a change (and may have changed the target, and for
+/// EKS recorded its update): finish that work if it is done or under way. `None`: it never
+/// took effect, so decide afresh.
 async fn resume(
     hub: &Hub,
     msg: &TaskMessage,
     lease: &LeaseToken,
-    task: &Task,
+    begun: &Begun,
     live: LiveState,
     baseline: Option<&Baseline>,
 ) -> PortResult<Option<TaskStep>> {
-    let Some(planned) = task.after else {
-        return Ok(None);
-    };
-    let before = task.before.unwrap_or(live.sizes);
-    if let Some(update_id) = &task.update_id {
-        let since = task.updated_at;
+    let planned = begun.planned;
+    let before = begun.before.unwrap_or(live.sizes);
+    if let Some(update_id) = &begun.update_id {
+        let since = begun.since;
         return settle_update(hub, msg, lease, update_id, since, before, planned, baseline)
             .await
             .map(Some);
     }
     if live.busy {
-        super::notify::if_stuck_updating(hub, msg, task.updated_at).await;
+        super::notify::if_stuck_updating(hub, msg, begun.since).await;
         return Ok(Some(TaskStep::RetryLater(
             "an update is in progress on the node group".into(),
         )));
@@ -484,8 +551,8 @@ async fn resume(
     Ok(None)
 }
 
-/// Records the change on the task (the lease is already marked with it), tells the spoke, and
-/// completes the task once the change has taken.
+/// Tells the spoke (the lease is already marked with the change), and completes the task once
+/// the change has taken.
 async fn scale(
     hub: &Hub,
     msg: &TaskMessage,
@@ -496,23 +563,6 @@ async fn scale(
     holds: Option<&Baseline>,
 ) -> PortResult<TaskStep> {
     let key = msg.target.key();
-    // The lease is marked with this change (the caller's last fenced write); the task's record
-    // now tells this operation's redelivery what to finish. Two writes of one item each, not a
-    // transaction of both: a crash between them leaves the mark on an untouched target and the
-    // task PENDING, which every later delivery already handles (this operation's decides
-    // afresh; another's removes a baseline the stop saved, as the target is still at its sizes).
-    match hub
-        .store
-        .mark_applying(lease, &key, before, to, hub.clock.now())
-        .await
-    {
-        Ok(()) => {}
-        Err(e) if e.kind == ErrorKind::ConditionFailed => {
-            let task = load_task(hub, msg).await?;
-            return Ok(TaskStep::Finished(task.status));
-        }
-        Err(e) => return Err(e),
-    }
     // Sleep pauses what could wake the group before it shrinks it: the cluster's own
     // autoscalers and workloads first (waiting for Karpenter's nodes to go), then the group's.
     if hold.cluster_hold {
@@ -536,9 +586,7 @@ async fn scale(
     match update_id {
         None => complete(hub, msg, lease, before, to, holds).await,
         Some(update_id) => {
-            hub.store
-                .record_update(&msg.op_id, &key, &update_id)
-                .await?;
+            hub.store.record_update(&key, lease, &update_id).await?;
             let since = hub.clock.now();
             settle_update(hub, msg, lease, &update_id, since, before, to, holds).await
         }

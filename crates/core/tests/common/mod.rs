@@ -171,11 +171,16 @@ impl World {
         self.store.get_operation(id).await.unwrap().unwrap()
     }
 
+    /// The task as a listing shows it (a change in flight, kept on the target's lease, shows
+    /// APPLYING).
     pub async fn task(&self, op_id: &str, target: &Target) -> Task {
+        let key = target.key();
         self.store
-            .get_task(op_id, &target.key())
+            .list_tasks(op_id)
             .await
             .unwrap()
+            .into_iter()
+            .find(|task| task.target.key() == key)
             .unwrap()
     }
 
