@@ -2,7 +2,9 @@
 //! target's lease item (indexed in gsi3 while saved), and a baseline an earlier version saved
 //! as an item of its own is still read, listed and retired, so a fleet stopped before an
 //! upgrade wakes from what it saved. Audit chain heads are indexed in gsi3 (keys only), and a
-//! head still in gsi1 is listed and verified, and moves with its chain's next append.
+//! head still in gsi1 is listed and verified, and moves with its chain's next append. A change
+//! in flight is recorded on the lease's mark only, and one an earlier version left (recorded
+//! APPLYING on its task) is finished from the task's record.
 
 use aws_sdk_dynamodb::types::AttributeValue as Av;
 use aws_sdk_dynamodb::types::{
@@ -340,4 +342,95 @@ async fn a_change_an_earlier_version_recorded_before_finishing_its_task_is_not_r
     assert_eq!(ours, 1, "the change is recorded once: {records:?}");
     let head = t.hub.store.audit_head(&chain).await.unwrap();
     assert_eq!(verify_chain(&chain, &records, head.as_ref(), None), Ok(()));
+}
+
+/// A delivery of an earlier version marked the lease with its change (the operation, the
+/// action and the sizes planned, nothing more), recorded the task APPLYING with the sizes
+/// before, scaled the target and stopped. This version's redelivery finishes that change from
+/// the task's record: the sizes before are the task's, not the target's now (without them the
+/// change would read 0/0/0 -> 0/0/0 and go unrecorded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_an_earlier_version_left_in_flight_is_finished_from_its_task_record() {
+    use curfew_core::operation::TaskStatus;
+    use curfew_core::service::invocation::{invoke, Invocation};
+    use curfew_core::service::worker::{self, TaskStep};
+    use curfew_core::trail::target_chain;
+
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let target = asg(&t, "in-flight", Sizes::new(1, 4, 2));
+    t.seed(std::slice::from_ref(&target)).await;
+    let op = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "name=in-flight"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let msg = &t.route_and_take_tasks().await[0];
+    let k = key(&target);
+    t.crash_after_scaling(msg, Sizes::new(1, 4, 2)).await;
+
+    // What the earlier version left instead: a mark without the sizes before or its time, and
+    // the task APPLYING with them.
+    let client = aws_sdk_dynamodb::Client::new(&t.sdk);
+    client
+        .update_item()
+        .table_name(&t.config.table)
+        .key("pk", Av::S(format!("TARGET#{k}")))
+        .key("sk", Av::S("LEASE".into()))
+        .update_expression("REMOVE inflight_from, inflight_at")
+        .send()
+        .await
+        .unwrap();
+    let sizes = |s: Sizes| {
+        Av::M(HashMap::from([
+            ("min".to_string(), n(s.min)),
+            ("max".to_string(), n(s.max)),
+            ("desired".to_string(), n(s.desired)),
+        ]))
+    };
+    client
+        .update_item()
+        .table_name(&t.config.table)
+        .key(
+            "pk",
+            Av::S(format!(
+                "OP#{}#{}#{}",
+                op.operation_id, target.account, target.region
+            )),
+        )
+        .key("sk", Av::S(format!("TASK#{k}")))
+        .update_expression("SET #status = :applying, #before = :before, #after = :after")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#before", "before")
+        .expression_attribute_names("#after", "after")
+        .expression_attribute_values(":applying", Av::S("APPLYING".into()))
+        .expression_attribute_values(":before", sizes(Sizes::new(1, 4, 2)))
+        .expression_attribute_values(":after", sizes(Sizes::new(0, 0, 0)))
+        .condition_expression("attribute_exists(pk)")
+        .send()
+        .await
+        .unwrap();
+
+    t.clock
+        .advance(t.hub.settings.lease_ttl + chrono::Duration::seconds(1));
+    assert_eq!(
+        worker::handle(&t.hub, msg).await.unwrap(),
+        TaskStep::Finished(TaskStatus::Succeeded)
+    );
+    let task = t
+        .hub
+        .store
+        .get_task(&op.operation_id, &k)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (task.before, task.after),
+        (Some(Sizes::new(1, 4, 2)), Some(Sizes::new(0, 0, 0)))
+    );
+    let records = t.hub.store.audit_chain(&target_chain(&k)).await.unwrap();
+    assert_eq!(records.len(), 1, "the change is recorded: {records:?}");
+    let baseline = t.hub.store.get_baseline(&k).await.unwrap();
+    assert_eq!(baseline.map(|b| b.sizes), Some(Sizes::new(1, 4, 2)));
 }
