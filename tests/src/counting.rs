@@ -28,8 +28,8 @@ use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::Finalized;
 use curfew_core::ports::Spokes;
 use curfew_core::ports::{
-    AccountStore, Baseline, ChangeInFlight, Lease, LeaseToken, OperationPage, OperationStore,
-    Override, PortResult, RecordedFinish, ScheduleStore, StateStore, TargetStore,
+    AccountStore, Baseline, ChangeInFlight, Interrupted, Lease, LeaseToken, OperationPage,
+    OperationStore, Override, PortResult, RecordedFinish, ScheduleStore, StateStore, TargetStore,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{Sizes, Target};
@@ -123,6 +123,8 @@ pub enum StoreCall {
     MarkInFlight,
     /// `record_update`.
     RecordUpdate,
+    /// `change_in_flight`.
+    ChangeInFlight,
     /// `release_lease`.
     ReleaseLease,
     /// `put_override`.
@@ -161,7 +163,7 @@ pub enum StoreCall {
 
 impl StoreCall {
     /// Every method, in declaration order (the index of a call in [`StoreCounts`]).
-    pub const ALL: [StoreCall; 57] = [
+    pub const ALL: [StoreCall; 58] = [
         StoreCall::PutAccount,
         StoreCall::GetAccount,
         StoreCall::ListAccounts,
@@ -202,6 +204,7 @@ impl StoreCall {
         StoreCall::AcquireLease,
         StoreCall::MarkInFlight,
         StoreCall::RecordUpdate,
+        StoreCall::ChangeInFlight,
         StoreCall::ReleaseLease,
         StoreCall::PutOverride,
         StoreCall::ActiveOverrides,
@@ -264,6 +267,7 @@ impl StoreCall {
             StoreCall::AcquireLease => "acquire_lease",
             StoreCall::MarkInFlight => "mark_in_flight",
             StoreCall::RecordUpdate => "record_update",
+            StoreCall::ChangeInFlight => "change_in_flight",
             StoreCall::ReleaseLease => "release_lease",
             StoreCall::PutOverride => "put_override",
             StoreCall::ActiveOverrides => "active_overrides",
@@ -858,6 +862,11 @@ impl TargetStore for CountingStore {
     ) -> PortResult<()> {
         let request = self.inner.record_update(target_key, lease, update_id);
         self.observe(StoreCall::RecordUpdate, request, nothing)
+            .await
+    }
+    async fn change_in_flight(&self, target_key: &str) -> PortResult<Option<Interrupted>> {
+        let request = self.inner.change_in_flight(target_key);
+        self.observe(StoreCall::ChangeInFlight, request, |m| found(m.is_some()))
             .await
     }
     async fn release_lease(

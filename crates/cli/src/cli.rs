@@ -923,8 +923,8 @@ Examples:
   curfew dlq redrive --output json
 
 Fix the cause first (see `curfew dlq list`). For each batch of messages: each dead-lettered
-task is reopened (PENDING again, or APPLYING if a change was under way; no longer counted as
-dead-lettered; its operation RUNNING again if it had ended), the batch is sent to the task
+task is reopened (PENDING again; a change under way stays marked on the target's lease, so
+the task shows APPLYING and is resumed; no longer counted as dead-lettered; its operation RUNNING again if it had ended), the batch is sent to the task
 queue (--task-queue-url / CURFEW_TASK_QUEUE_URL), then deleted from the dead-letter queue. The
 workers resume the tasks and the operations end again. In local mode the queues are then
 drained through the worker here. Safe to run again after a failure.

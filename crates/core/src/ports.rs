@@ -534,6 +534,9 @@ pub trait TargetStore: Send + Sync {
         lease: &LeaseToken,
         update_id: &str,
     ) -> PortResult<()>;
+    /// The change in flight the target's lease is marked with, if any (see [`Interrupted`]):
+    /// what shows a task APPLYING where it is read on its own.
+    async fn change_in_flight(&self, target_key: &str) -> PortResult<Option<Interrupted>>;
     /// Releases the lease if `lease` still holds it. `finished`: the task is final, so the mark
     /// of a change in flight (see [`Interrupted`]) is cleared too.
     async fn release_lease(

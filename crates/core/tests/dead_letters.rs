@@ -275,3 +275,30 @@ async fn the_last_receive_of_a_task_another_delivery_finished_is_done_not_dead_l
     );
     assert_eq!(w.op(&id).await.counts.dead_lettered, 0);
 }
+
+/// A message in the dead-letter queue whose task had a change under way lists the task
+/// APPLYING: the change is marked on the target's lease, the task itself is still PENDING.
+#[tokio::test]
+async fn a_dead_letter_whose_task_has_a_change_in_flight_lists_it_applying() {
+    let w = world(&[]).await;
+    w.spokes.script_next_update(&nodegroup(DEV).key(), 3, None);
+    w.begin(true, false).await;
+    let message = node_group_message(&w, 1).await;
+    let outcome = worker_batch(&w.hub, std::slice::from_ref(&message)).await;
+    assert_eq!(
+        outcome.failed.len(),
+        1,
+        "the node group's update is in flight"
+    );
+    w.task_dlq
+        .send(std::slice::from_ref(&message.body))
+        .await
+        .unwrap();
+
+    let entries = dlq::list(w.store.as_ref(), w.task_dlq.as_ref(), 100)
+        .await
+        .unwrap();
+
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].task_status, Some(TaskStatus::Applying));
+}

@@ -22,9 +22,9 @@ use curfew_core::hold::CaTag;
 use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::Finalized;
 use curfew_core::ports::{
-    AccountStore, Baseline, ChangeInFlight, ErrorKind, Lease, LeaseToken, OperationPage,
-    OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore, Spokes,
-    StateStore, TargetStore, UpdateState,
+    AccountStore, Baseline, ChangeInFlight, ErrorKind, Interrupted, Lease, LeaseToken,
+    OperationPage, OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore,
+    Spokes, StateStore, TargetStore, UpdateState,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
@@ -630,6 +630,13 @@ impl TargetStore for ChaosStore {
             self,
             "record_update",
             self.inner.record_update(target_key, lease, update_id)
+        )
+    }
+    async fn change_in_flight(&self, target_key: &str) -> PortResult<Option<Interrupted>> {
+        hooked!(
+            self,
+            "change_in_flight",
+            self.inner.change_in_flight(target_key)
         )
     }
     async fn release_lease(

@@ -314,7 +314,7 @@ fn none() -> DynamoUse {
 /// entry names the adapter function it follows (`mod.rs`, `operations.rs`, `targets.rs`,
 /// `dead_letters.rs` under `crates/aws/src/dynamo/`). Where the result cannot tell which path
 /// the adapter took, the entry says which one it counts.
-pub const TABLE: [(StoreCall, Model); 57] = [
+pub const TABLE: [(StoreCall, Model); 58] = [
     // mod.rs `put_account` -> `put`: one unconditional PutItem.
     (StoreCall::PutAccount, |_| none().put()),
     // mod.rs `get_account` -> `get`: one consistent GetItem.
@@ -496,6 +496,8 @@ pub const TABLE: [(StoreCall, Model); 57] = [
     (StoreCall::MarkInFlight, |_| none().update()),
     // targets.rs `record_update`: one conditional UpdateItem of the lease item.
     (StoreCall::RecordUpdate, |_| none().update()),
+    // targets.rs `change_in_flight` -> `get`: one consistent GetItem of the lease item.
+    (StoreCall::ChangeInFlight, |_| none().get()),
     // targets.rs `release_lease`: one conditional UpdateItem.
     (StoreCall::ReleaseLease, |_| none().update()),
     // targets.rs `put_override` -> `put`.

@@ -322,6 +322,11 @@ impl TargetStore for DynamoStore {
         }
     }
 
+    async fn change_in_flight(&self, target_key: &str) -> PortResult<Option<Interrupted>> {
+        let item = self.get(&target_pk(target_key), "LEASE").await?;
+        Ok(item.as_ref().and_then(interrupted))
+    }
+
     async fn release_lease(
         &self,
         target_key: &str,

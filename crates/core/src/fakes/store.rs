@@ -873,6 +873,13 @@ impl TargetStore for MemoryStore {
         lock(&self.state).fenced(target_key, lease, Mark::Update(update_id))
     }
 
+    async fn change_in_flight(&self, target_key: &str) -> PortResult<Option<Interrupted>> {
+        Ok(lock(&self.state)
+            .leases
+            .get(target_key)
+            .and_then(|l| l.inflight.clone()))
+    }
+
     async fn release_lease(
         &self,
         target_key: &str,

@@ -103,7 +103,13 @@ async fn task_entry(
 ) -> PortResult<DeadLetterEntry> {
     let key = message.target.key();
     match store.get_task(&message.op_id, &key).await? {
-        Some(task) => {
+        Some(mut task) => {
+            if !task.status.is_final() {
+                // A change a delivery began is marked on the target's lease, not on the task.
+                if let Some(mark) = store.change_in_flight(&key).await? {
+                    mark.show_on(&mut task);
+                }
+            }
             entry.task_status = Some(task.status);
             entry.reason = task.reason;
         }
