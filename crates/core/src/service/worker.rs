@@ -498,24 +498,27 @@ struct Begun {
 }
 
 /// The change an earlier delivery of this task began and did not see through: the lease's mark
-/// of this operation's change in flight (`own`), or, for a delivery an earlier version made, the
-/// APPLYING record it kept on the task.
+/// of this operation's change in flight (`own`). A mark an earlier version made names only the
+/// sizes planned and was followed by an APPLYING record on the task, which holds the rest: for
+/// such a mark the task's record is what counts (none: it never reached the spoke).
 fn change_begun(task: &Task, own: Option<&Interrupted>) -> Option<Begun> {
-    if let Some((mark, planned)) = own.and_then(|m| Some((m, m.planned?))) {
-        return Some(Begun {
-            before: mark.before.or(task.before),
-            planned,
-            update_id: mark.update_id.clone().or_else(|| task.update_id.clone()),
-            since: mark.marked_at.unwrap_or(task.updated_at),
-        });
+    match own {
+        Some(mark) if mark.marked_at.is_some() => Some(Begun {
+            before: mark.before,
+            planned: mark.planned?,
+            update_id: mark.update_id.clone(),
+            since: mark.marked_at?,
+        }),
+        _ => {
+            let planned = task.after.filter(|_| task.status == TaskStatus::Applying)?;
+            Some(Begun {
+                before: task.before,
+                planned,
+                update_id: task.update_id.clone(),
+                since: task.updated_at,
+            })
+        }
     }
-    let planned = task.after.filter(|_| task.status == TaskStatus::Applying)?;
-    Some(Begun {
-        before: task.before,
-        planned,
-        update_id: task.update_id.clone(),
-        since: task.updated_at,
-    })
 }
 
 /// An earlier delivery of this task began a change (and may have changed the target, and for
