@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use curfew_core::ports::{Baseline, ChangeInFlight, ErrorKind, LeaseToken, PortError, PortResult};
 
-use super::targets::{change_values, HELD_AT_CHANGE, MARK_UPDATE, SET_CHANGE};
+use super::targets::{change_values, millis, token_value, HELD_AT_CHANGE, MARK_UPDATE, SET_CHANGE};
 use super::{conditional, decode, key, s, target_pk, DynamoStore, Item};
 use crate::error::{classify, retrying};
 
@@ -124,27 +124,18 @@ impl DynamoStore {
         values.insert(":baseline".into(), value);
         values.insert(":asleep".into(), s(partition));
         values.insert(":key".into(), s(baseline.target_key.clone()));
-        let pk = target_pk(&baseline.target_key);
-        let result = retrying(|| async {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(pk.clone()))
-                .key("sk", s("LEASE"))
-                .update_expression(format!(
-                    "SET baseline = :baseline, gsi3pk = :asleep, gsi3sk = :key, {SET_CHANGE} \
-                     REMOVE {MARK_UPDATE}"
-                ))
-                .condition_expression(format!("{HELD_AT_CHANGE} AND {kept}"))
-                .set_expression_attribute_values(Some(values.clone()))
-                .send()
-                .await
-                .map_err(|e| classify("saving a baseline", e))
-        })
-        .await;
-        if !conditional(result)? {
+        let what = "saving a baseline";
+        let update = format!(
+            "SET baseline = :baseline, gsi3pk = :asleep, gsi3sk = :key, {SET_CHANGE} \
+             REMOVE {MARK_UPDATE}"
+        );
+        let condition = format!("{HELD_AT_CHANGE} AND {kept}");
+        if !self
+            .update_lease(&baseline.target_key, what, &update, &condition, values)
+            .await?
+        {
             return self
-                .refused("saving a baseline", &pk, lease, Some(change.at))
+                .refused(what, &baseline.target_key, lease, Some(change.at))
                 .await;
         }
         if replacing_own {
@@ -164,30 +155,18 @@ impl DynamoStore {
         saved_by: &str,
         lease: &LeaseToken,
     ) -> PortResult<bool> {
-        let pk = target_pk(target_key);
-        let result = retrying(|| async {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(pk.clone()))
-                .key("sk", s("LEASE"))
-                .update_expression("REMOVE baseline, gsi3pk, gsi3sk")
-                // Only the baseline the named operation saved: never one a later stop saved.
-                .condition_expression("holder = :token AND baseline.op_id = :op")
-                .expression_attribute_values(":token", s(lease.token.clone()))
-                .expression_attribute_values(":op", s(saved_by))
-                .send()
-                .await
-                .map_err(|e| classify("retiring a baseline", e))
-        })
-        .await;
-        if conditional(result)? {
-            return Ok(true);
-        }
-        if !self
-            .refused("retiring a baseline", &pk, lease, None)
+        let what = "retiring a baseline";
+        let values = Item::from([(":op".to_string(), s(saved_by)), token_value(lease)]);
+        // Only the baseline the named operation saved: never one a later stop saved.
+        let condition = "holder = :token AND baseline.op_id = :op";
+        let removed = "REMOVE baseline, gsi3pk, gsi3sk";
+        if self
+            .update_lease(target_key, what, removed, condition, values)
             .await?
         {
+            return Ok(true);
+        }
+        if !self.refused(what, target_key, lease, None).await? {
             // Still ours: the baseline may be an item of the earlier layout.
             return self.delete_legacy(target_key, saved_by, Some(lease)).await;
         }
@@ -200,15 +179,15 @@ impl DynamoStore {
     async fn refused(
         &self,
         what: &str,
-        pk: &str,
+        target_key: &str,
         lease: &LeaseToken,
         unexpired_at: Option<DateTime<Utc>>,
     ) -> PortResult<bool> {
-        let item = self.get(pk, "LEASE").await?.unwrap_or_default();
-        let expires = item
-            .get("lease_expires")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<i64>().ok());
+        let item = self
+            .get(&target_pk(target_key), "LEASE")
+            .await?
+            .unwrap_or_default();
+        let expires = millis(&item, "lease_expires");
         let expired =
             unexpired_at.is_some_and(|at| expires.is_none_or(|e| e < at.timestamp_millis()));
         if holder(&item) == Some(lease.token.as_str()) && !expired {

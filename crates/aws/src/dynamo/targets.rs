@@ -33,7 +33,7 @@ fn inventory_sk(target: &Target) -> String {
     format!("T#{}#{}", target.kind, target.display_name())
 }
 
-fn millis(item: &Item, name: &str) -> Option<i64> {
+pub(super) fn millis(item: &Item, name: &str) -> Option<i64> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v.parse().ok(),
         _ => None,
@@ -111,7 +111,7 @@ pub(super) fn change_values(lease: &LeaseToken, change: &ChangeInFlight) -> Port
         (":to".to_string(), sizes_value(change.planned)?),
         (":from".to_string(), sizes_value(change.before)?),
         (":at".to_string(), n(change.at.timestamp_millis())),
-        (":token".to_string(), s(lease.token.clone())),
+        token_value(lease),
     ]))
 }
 
@@ -119,13 +119,53 @@ pub(super) fn change_values(lease: &LeaseToken, change: &ChangeInFlight) -> Port
 pub(super) const SET_CHANGE: &str = "inflight_op = :op, inflight_action = :action, \
      inflight_to = :to, inflight_from = :from, inflight_at = :at";
 
-/// The mark's attributes a new mark or a finished task's release removes.
+/// The mark's attribute a new mark starts without: the update id of the change it replaces.
 pub(super) const MARK_UPDATE: &str = "inflight_update";
+
+/// Every attribute of the mark, removed when a finished task's lease is released.
+const MARK: &str =
+    "inflight_op, inflight_action, inflight_to, inflight_from, inflight_at, inflight_update";
 
 /// The lease is this delivery's and has not expired at the change's time: a delivery whose
 /// lease ran out may have had its task given up meanwhile (`dead_letter_task` waits for that),
 /// and must not touch the target then.
 pub(super) const HELD_AT_CHANGE: &str = "holder = :token AND lease_expires >= :at";
+
+impl DynamoStore {
+    /// One conditional `UpdateItem` of the target's lease item (throttling retried); false when
+    /// `condition` did not hold. Every write of the lease after it is taken is one of these,
+    /// fenced by the delivery's token in `values` (`:token`).
+    pub(super) async fn update_lease(
+        &self,
+        target_key: &str,
+        what: &str,
+        update: &str,
+        condition: &str,
+        values: Item,
+    ) -> PortResult<bool> {
+        let pk = target_pk(target_key);
+        let result = retrying(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(pk.clone()))
+                .key("sk", s("LEASE"))
+                .update_expression(update)
+                .condition_expression(condition)
+                .set_expression_attribute_values(Some(values.clone()))
+                .send()
+                .await
+                .map_err(|e| classify(what, e))
+        })
+        .await;
+        conditional(result)
+    }
+}
+
+/// The fencing token's expression value, for [`DynamoStore::update_lease`].
+pub(super) fn token_value(lease: &LeaseToken) -> (String, AttributeValue) {
+    (":token".to_string(), s(lease.token.clone()))
+}
 
 fn key_of(pk: &str, sk: &str) -> Item {
     Item::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
@@ -272,25 +312,16 @@ impl TargetStore for DynamoStore {
         lease: &LeaseToken,
         change: &ChangeInFlight,
     ) -> PortResult<()> {
+        let what = "marking a change in flight";
+        let update = format!("SET {SET_CHANGE} REMOVE {MARK_UPDATE}");
         let values = change_values(lease, change)?;
-        let result = retrying(|| async {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(target_pk(target_key)))
-                .key("sk", s("LEASE"))
-                .update_expression(format!("SET {SET_CHANGE} REMOVE {MARK_UPDATE}"))
-                .condition_expression(HELD_AT_CHANGE)
-                .set_expression_attribute_values(Some(values.clone()))
-                .send()
-                .await
-                .map_err(|e| classify("marking a change in flight", e))
-        })
-        .await;
-        if conditional(result)? {
+        if self
+            .update_lease(target_key, what, &update, HELD_AT_CHANGE, values)
+            .await?
+        {
             Ok(())
         } else {
-            Err(lease_lost("marking a change in flight"))
+            Err(lease_lost(what))
         }
     }
 
@@ -300,25 +331,16 @@ impl TargetStore for DynamoStore {
         lease: &LeaseToken,
         update_id: &str,
     ) -> PortResult<()> {
-        let result = retrying(|| async {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(target_pk(target_key)))
-                .key("sk", s("LEASE"))
-                .update_expression(format!("SET {MARK_UPDATE} = :update"))
-                .condition_expression("holder = :token")
-                .expression_attribute_values(":update", s(update_id))
-                .expression_attribute_values(":token", s(lease.token.clone()))
-                .send()
-                .await
-                .map_err(|e| classify("recording a change's update", e))
-        })
-        .await;
-        if conditional(result)? {
+        let what = "recording a change's update";
+        let update = format!("SET {MARK_UPDATE} = :update");
+        let values = Item::from([(":update".to_string(), s(update_id)), token_value(lease)]);
+        if self
+            .update_lease(target_key, what, &update, "holder = :token", values)
+            .await?
+        {
             Ok(())
         } else {
-            Err(lease_lost("recording a change's update"))
+            Err(lease_lost(what))
         }
     }
 
@@ -335,26 +357,21 @@ impl TargetStore for DynamoStore {
     ) -> PortResult<()> {
         // A finished task's change is seen through: its mark goes with the lease.
         let removed = if finished {
-            "REMOVE holder, holder_op, lease_expires, inflight_op, inflight_action, inflight_to, \
-             inflight_from, inflight_at, inflight_update"
+            format!("REMOVE holder, holder_op, lease_expires, {MARK}")
         } else {
-            "REMOVE holder, holder_op, lease_expires"
+            "REMOVE holder, holder_op, lease_expires".to_string()
         };
-        let result = retrying(|| async {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(target_pk(target_key)))
-                .key("sk", s("LEASE"))
-                .update_expression(removed)
-                .condition_expression("holder = :token")
-                .expression_attribute_values(":token", s(lease.token.clone()))
-                .send()
-                .await
-                .map_err(|e| classify("releasing a target lease", e))
-        })
-        .await;
-        conditional(result).map(|_| ())
+        let values = Item::from([token_value(lease)]);
+        // Refused: the lease moved on, and is its new holder's to release.
+        self.update_lease(
+            target_key,
+            "releasing a target lease",
+            &removed,
+            "holder = :token",
+            values,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn put_override(&self, o: &Override) -> PortResult<()> {
