@@ -227,6 +227,30 @@ impl ClusterSaved {
     }
 }
 
+/// The wake restoring a cluster: the node group whose start left the hold last (or took an
+/// unfinished restore over), and until when the others leave the cluster to it.
+///
+/// While it lasts, no stop pauses the cluster: a pause landing between the restore's calls, or
+/// a restore call landing after a pause, would leave a node group asleep in a cluster that is
+/// awake again. The claim ends with the restore (the record reset) or at `until`, the end of
+/// the claimant's lease, after which its delivery is dead or no longer trusted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreClaim {
+    /// The key of the claimant's node group.
+    pub by: String,
+    /// When the claim lapses.
+    pub until: DateTime<Utc>,
+}
+
+impl RestoreClaim {
+    fn new(by: &str, until: DateTime<Utc>) -> Self {
+        RestoreClaim {
+            by: by.to_string(),
+            until,
+        }
+    }
+}
+
 /// One cluster's hold record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterHold {
@@ -243,6 +267,10 @@ pub struct ClusterHold {
     /// When it was last written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// Who is restoring the cluster, while a restore is pending (absent in records an earlier
+    /// version wrote: their pending restore is anyone's to finish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restoring: Option<RestoreClaim>,
 }
 
 impl ClusterHold {
@@ -254,6 +282,7 @@ impl ClusterHold {
             members: BTreeSet::new(),
             saved: None,
             updated_at: None,
+            restoring: None,
         }
     }
 
@@ -274,25 +303,49 @@ impl ClusterHold {
         self.members.is_empty() && self.saved.is_some()
     }
 
-    /// The next generation with `member` in.
+    /// The node group whose wake is restoring the cluster at `now`: a restore is pending and
+    /// its claim has not lapsed. A stop must not join (and pause) until this is `None`.
+    pub fn restorer(&self, now: DateTime<Utc>) -> Option<&str> {
+        self.restoring
+            .as_ref()
+            .filter(|claim| self.restore_pending() && claim.until > now)
+            .map(|claim| claim.by.as_str())
+    }
+
+    /// The next generation with `member` in. A lapsed restore claim goes: the cluster is held
+    /// again, with what was saved.
     pub fn with_member(&self, member: &str) -> ClusterHold {
         let mut next = self.next();
         next.members.insert(member.to_string());
+        next.restoring = None;
         next
     }
 
-    /// The next generation with `member` out.
-    pub fn without_member(&self, member: &str) -> ClusterHold {
+    /// The next generation with `member` out. The last one out claims the restore until
+    /// `until` in the same write, so no stop pauses the cluster while it restores.
+    pub fn without_member(&self, member: &str, until: DateTime<Utc>) -> ClusterHold {
         let mut next = self.next();
         next.members.remove(member);
+        if next.restore_pending() {
+            next.restoring = Some(RestoreClaim::new(member, until));
+        }
         next
     }
 
-    /// The next generation, restored: nothing saved, nobody held.
+    /// The next generation, with the pending restore claimed by `by` until `until` (taking
+    /// over a restore its claimant left unfinished past its claim, or one without a claim).
+    pub fn claimed(&self, by: &str, until: DateTime<Utc>) -> ClusterHold {
+        let mut next = self.next();
+        next.restoring = Some(RestoreClaim::new(by, until));
+        next
+    }
+
+    /// The next generation, restored: nothing saved, nobody held, nobody restoring.
     pub fn restored(&self) -> ClusterHold {
         let mut next = self.next();
         next.members.clear();
         next.saved = None;
+        next.restoring = None;
         next
     }
 
@@ -367,14 +420,33 @@ mod tests {
         });
         let missing = hold.missing(both);
         assert!(missing.ca_deployment && !missing.karpenter);
+        let now = Utc::now();
+        let until = now + chrono::Duration::minutes(15);
         let left = hold
             .with_member("b")
-            .without_member("a")
-            .without_member("b");
+            .without_member("a", until)
+            .without_member("b", until);
         assert_eq!(left.generation, 4);
         assert!(left.restore_pending());
         let done = left.restored();
-        assert!(!done.restore_pending() && done.saved.is_none());
+        assert!(!done.restore_pending() && done.saved.is_none() && done.restoring.is_none());
+    }
+
+    #[test]
+    fn the_last_one_out_claims_the_restore_until_its_lease_ends() {
+        let now = Utc::now();
+        let until = now + chrono::Duration::minutes(15);
+        let mut hold = ClusterHold::idle("k").with_member("a").with_member("b");
+        hold.saved = Some(ClusterSaved::default());
+        let one_left = hold.without_member("a", until);
+        assert_eq!(one_left.restoring, None, "b still holds the cluster");
+        let last = one_left.without_member("b", until);
+        assert_eq!(last.restorer(now), Some("b"));
+        assert_eq!(last.restorer(until), None, "lapsed with b's lease");
+        let taken = last.claimed("c", until + chrono::Duration::minutes(15));
+        assert_eq!(taken.restorer(until), Some("c"));
+        let joined = last.with_member("d");
+        assert_eq!((&joined.restoring, joined.restorer(now)), (&None, None));
     }
 
     #[test]

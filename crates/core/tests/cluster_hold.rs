@@ -674,18 +674,24 @@ async fn two_node_groups_stopping_at_once_never_save_the_paused_cluster() {
     assert_eq!(c.w.sizes(&batch), Sizes::new(1, 3, 1));
 }
 
-/// The last node group of a cluster wakes and restores Cluster Autoscaler; while its restore is
-/// in flight another node group's stop joins the hold and pauses the cluster. The restore then
-/// lands after that pause, its reset of the record fails on the generation, and it pauses the
-/// cluster again for the node group now asleep: Cluster Autoscaler ends at 0, not 2.
-#[tokio::test(flavor = "current_thread")]
-async fn a_stop_joining_while_the_last_wake_restores_leaves_the_cluster_paused() {
+/// The last node group of a cluster wakes and is stopped in its restore of Cluster
+/// Autoscaler (its first Kubernetes call waits on a gate) while another node group's stop is
+/// delivered: the wake's messages, and a hub whose cluster calls pass the gate.
+struct Overlap {
+    c: ClusterWorld,
+    batch: Target,
+    wake: TaskMessage,
+    sleep: TaskMessage,
+}
+
+async fn overlap() -> Overlap {
     let c = cluster_world("ca-deployment").await;
     let batch = member("batch", "ca-deployment");
     c.w.spokes.add(batch.clone(), Sizes::new(1, 3, 1));
-    let invocation = |stop: bool, name: &str| {
+    let run = |stop: bool, name: &str| {
+        let hub = c.w.hub.clone();
         let select = curfew_core::selector::Selector::parse(&format!("name={name}")).unwrap();
-        if stop {
+        let invocation = if stop {
             curfew_core::service::invocation::Invocation::Stop {
                 select,
                 dry_run: false,
@@ -699,12 +705,9 @@ async fn a_stop_joining_while_the_last_wake_restores_leaves_the_cluster_paused()
                 discovery: Default::default(),
                 hold: None,
             }
-        }
-    };
-    let run = |stop: bool, name: &'static str| {
-        let hub = c.w.hub.clone();
+        };
         async move {
-            curfew_core::service::invocation::invoke(&hub, invocation(stop, name))
+            curfew_core::service::invocation::invoke(&hub, invocation)
                 .await
                 .unwrap();
         }
@@ -718,29 +721,146 @@ async fn a_stop_joining_while_the_last_wake_restores_leaves_the_cluster_paused()
     c.w.clock.advance(Duration::seconds(1));
     run(true, "batch").await;
     let sleep: TaskMessage = serde_json::from_str(&c.w.route().await[0]).unwrap();
+    Overlap {
+        c,
+        batch,
+        wake,
+        sleep,
+    }
+}
 
-    let gated = Arc::new(GatedClusters::new(c.clusters.clone(), true));
-    let slow = Hub {
-        clusters: gated.clone(),
-        ..c.w.hub.clone()
-    };
-    let waking = worker::work(&slow, &wake, None);
-    let rest = async {
-        let step = worker::work(&c.w.hub, &sleep, None).await.unwrap();
-        assert_eq!(step, TaskStep::Finished(TaskStatus::Succeeded));
-        gated.gate.add_permits(1);
-    };
-    let (step, ()) = tokio::join!(waking, rest);
-    assert_eq!(step.unwrap(), TaskStep::Finished(TaskStatus::Succeeded));
-    assert_eq!(c.w.sizes(&c.ng), NG_SIZES);
-    assert_eq!(c.w.sizes(&batch), Sizes::new(0, 3, 0));
-    assert_eq!(c.ca_replicas(), 0, "batch sleeps: the cluster stays paused");
-    let hold = c.w.store.cluster_holds()[&format!("{DEV}#{REGION}#dev")].clone();
-    assert_eq!(hold.members.into_iter().collect::<Vec<_>>(), [batch.key()]);
-    assert_eq!(hold.saved.unwrap().ca_deployment.unwrap().replicas, 2);
+impl Overlap {
+    /// Runs the wake until its restore waits at the gate, then `meanwhile`, then lets the
+    /// restore go on; returns what the wake's delivery and `meanwhile` came to.
+    async fn during_restore<T>(
+        &self,
+        meanwhile: impl std::future::Future<Output = T>,
+    ) -> (PortResult<TaskStep>, T) {
+        let gated = Arc::new(GatedClusters::new(self.c.clusters.clone(), true));
+        let slow = Hub {
+            clusters: gated.clone(),
+            ..self.c.w.hub.clone()
+        };
+        let waking = worker::work(&slow, &self.wake, None);
+        let rest = async {
+            let out = meanwhile.await;
+            gated.gate.add_permits(1);
+            out
+        };
+        tokio::join!(waking, rest)
+    }
 
-    c.w.clock.advance(Duration::hours(1));
-    run(false, "batch").await;
-    assert!(c.w.drain().await.settled);
-    assert_eq!(c.ca_replicas(), 2);
+    async fn stop_batch(&self) -> TaskStep {
+        worker::work(&self.c.w.hub, &self.sleep, None)
+            .await
+            .unwrap()
+    }
+
+    /// `batch` asleep alone in the hold, which saved Cluster Autoscaler's 2 replicas and keeps
+    /// it at 0; its wake puts the 2 back.
+    async fn assert_batch_holds_the_cluster(&self) {
+        let c = &self.c;
+        assert_eq!(c.w.sizes(&c.ng), NG_SIZES);
+        assert_eq!(c.w.sizes(&self.batch), Sizes::new(0, 3, 0));
+        assert_eq!(c.ca_replicas(), 0, "batch sleeps: the cluster stays paused");
+        let hold = c.w.store.cluster_holds()[&format!("{DEV}#{REGION}#dev")].clone();
+        assert_eq!(
+            hold.members.into_iter().collect::<Vec<_>>(),
+            [self.batch.key()]
+        );
+        assert_eq!(hold.saved.unwrap().ca_deployment.unwrap().replicas, 2);
+        c.w.clock.advance(Duration::hours(1));
+        let select = curfew_core::selector::Selector::parse("name=batch").unwrap();
+        curfew_core::service::invocation::invoke(
+            &c.w.hub,
+            curfew_core::service::invocation::Invocation::Start {
+                select,
+                dry_run: false,
+                discovery: Default::default(),
+                hold: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(c.w.drain().await.settled);
+        assert_eq!(c.ca_replicas(), 2);
+    }
+}
+
+fn waits_for_the_restore(step: &TaskStep) -> bool {
+    matches!(step, TaskStep::RetryLater(why) if why.contains("is restoring cluster"))
+}
+
+/// A stop delivered while the last wake restores the cluster does not pause it under the
+/// restore: it comes back later, then saves what it finds (the restored 2 replicas) and pauses.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stop_arriving_while_the_last_wake_restores_waits_and_then_pauses_the_cluster() {
+    let o = overlap().await;
+    let (woke, stopped) = o.during_restore(o.stop_batch()).await;
+    assert!(waits_for_the_restore(&stopped), "{stopped:?}");
+    assert_eq!(woke.unwrap(), TaskStep::Finished(TaskStatus::Succeeded));
+    assert_eq!(o.c.ca_replicas(), 2, "the wake restored the cluster");
+    assert_eq!(
+        o.stop_batch().await,
+        TaskStep::Finished(TaskStatus::Succeeded)
+    );
+    o.assert_batch_holds_the_cluster().await;
+}
+
+/// Chaos seed 39040: the last wake's reset of the record fails after its restore. Its claim
+/// stays, so a stop still waits; the wake's next delivery restores again and resets the
+/// record, and only then does the stop pause the cluster. (Before the claim, the stop paused
+/// during the restore, the restore landed after it, and the wake's retry found nothing to do:
+/// batch asleep with Cluster Autoscaler at 2.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_wake_whose_reset_of_the_hold_fails_restores_again_before_any_stop_pauses() {
+    let o = overlap().await;
+    let (woke, stopped) = o
+        .during_restore(async {
+            let step = o.stop_batch().await;
+            o.c.w.store.fail_next_cluster_hold_writes(1);
+            step
+        })
+        .await;
+    assert!(woke.is_err(), "the reset failed: {woke:?}");
+    assert!(waits_for_the_restore(&stopped), "{stopped:?}");
+    let again = o.stop_batch().await;
+    assert!(waits_for_the_restore(&again), "still claimed: {again:?}");
+    assert_eq!(
+        worker::work(&o.c.w.hub, &o.wake, None).await.unwrap(),
+        TaskStep::Finished(TaskStatus::Succeeded)
+    );
+    assert_eq!(
+        o.stop_batch().await,
+        TaskStep::Finished(TaskStatus::Succeeded)
+    );
+    o.assert_batch_holds_the_cluster().await;
+}
+
+/// A wake that dies after leaving the hold last leaves its claim; once the claim lapses with
+/// its lease, a stop joins, keeps what was saved and pauses the cluster, and the wake's next
+/// delivery leaves the cluster to it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_restore_claim_lapses_with_the_lease_of_a_wake_that_died() {
+    let o = overlap().await;
+    let (woke, stopped) = o
+        .during_restore(async {
+            let step = o.stop_batch().await;
+            o.c.w.store.fail_next_cluster_hold_writes(1);
+            step
+        })
+        .await;
+    assert!(woke.is_err() && waits_for_the_restore(&stopped));
+    o.c.w
+        .clock
+        .advance(o.c.w.hub.settings.lease_ttl + Duration::seconds(1));
+    assert_eq!(
+        o.stop_batch().await,
+        TaskStep::Finished(TaskStatus::Succeeded)
+    );
+    assert_eq!(
+        worker::work(&o.c.w.hub, &o.wake, None).await.unwrap(),
+        TaskStep::Finished(TaskStatus::Succeeded)
+    );
+    o.assert_batch_holds_the_cluster().await;
 }

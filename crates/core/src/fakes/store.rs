@@ -76,6 +76,8 @@ pub struct MemoryStore {
     state: Mutex<State>,
     /// Calls of `finalize_operation` still to fail as throttled (fault injection).
     finalize_faults: AtomicUsize,
+    /// Calls of `put_cluster_hold` still to fail as throttled, writing nothing.
+    cluster_hold_faults: AtomicUsize,
     /// The audit chains, apart: appends never wait on the rest of the table.
     pub(super) trail: Mutex<super::trail::Chains>,
 }
@@ -89,6 +91,11 @@ impl MemoryStore {
     /// Makes the next `n` calls of `finalize_operation` fail as throttled, as DynamoDB may.
     pub fn fail_next_finalizes(&self, n: usize) {
         self.finalize_faults.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` calls of `put_cluster_hold` fail as throttled without writing.
+    pub fn fail_next_cluster_hold_writes(&self, n: usize) {
+        self.cluster_hold_faults.store(n, Ordering::SeqCst);
     }
 
     /// The operation that last took each target's lease, by target key (for assertions).
@@ -694,11 +701,7 @@ impl OperationStore for MemoryStore {
         op_id: &str,
         _now: DateTime<Utc>,
     ) -> PortResult<Option<Finalized>> {
-        let faults = &self.finalize_faults;
-        if faults
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
+        if take_one(&self.finalize_faults) {
             return Err(PortError::new(
                 ErrorKind::Throttled,
                 "finalizing an operation: throttled (injected)",
@@ -799,6 +802,12 @@ impl TargetStore for MemoryStore {
         target_key: &str,
         lease: &LeaseToken,
     ) -> PortResult<bool> {
+        if take_one(&self.cluster_hold_faults) {
+            return Err(PortError::new(
+                ErrorKind::Throttled,
+                "writing a cluster's hold: throttled (injected)",
+            ));
+        }
         let mut state = lock(&self.state);
         state.fenced(target_key, lease, Mark::Keep)?;
         let stored = state
@@ -981,6 +990,13 @@ impl HealthStore for MemoryStore {
     async fn account_contacts(&self) -> PortResult<Vec<AccountContact>> {
         Ok(lock(&self.state).contacts.values().cloned().collect())
     }
+}
+
+/// Takes one injected fault from `faults`, if any are left.
+fn take_one(faults: &AtomicUsize) -> bool {
+    faults
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 #[cfg(test)]

@@ -70,6 +70,9 @@ async fn join(
     let me = msg.target.key();
     for _ in 0..ATTEMPTS {
         let current = read(hub, key).await?;
+        if let Some(by) = current.restorer(hub.clock.now()) {
+            return Err(restoring(key, by));
+        }
         let missing = current.missing(modes);
         if current.members.contains(&me) && missing.is_empty() {
             return Ok(current.saved.unwrap_or_default());
@@ -95,6 +98,15 @@ async fn join(
 /// Leaves the cluster's hold (if the node group is in it) and, when no node group is left,
 /// restores what the hold saved and resets the record. Returns the restore's steps when this
 /// call restored the cluster. Also finishes a restore that a crash cut short.
+///
+/// The last one out claims the restore in the same write (see [`RestoreClaim`]): until the
+/// record is reset, or the claim lapses with this delivery's lease, no stop joins, so no pause
+/// interleaves with the restore's calls. A retry after a failed reset finds its own claim and
+/// restores again (every step sets an absolute value); a restore whose claimant died is taken
+/// over by the next wake once the claim lapses, or joined by the next stop (which keeps what
+/// was saved and pauses the cluster again).
+///
+/// [`RestoreClaim`]: crate::cluster_hold::RestoreClaim
 pub(super) async fn release_cluster(
     hub: &Hub,
     target_key: &str,
@@ -104,9 +116,11 @@ pub(super) async fn release_cluster(
 ) -> Result<Option<Vec<String>>, StepError> {
     for _ in 0..ATTEMPTS {
         let mut current = read(hub, key).await?;
+        let now = hub.clock.now();
+        let until = now + hub.settings.lease_ttl;
         if current.members.contains(target_key) {
-            let mut next = current.without_member(target_key);
-            next.updated_at = Some(hub.clock.now());
+            let mut next = current.without_member(target_key, until);
+            next.updated_at = Some(now);
             if !write(hub, &next, current.generation, target_key, lease).await? {
                 continue;
             }
@@ -114,6 +128,19 @@ pub(super) async fn release_cluster(
         }
         if !current.restore_pending() {
             return Ok(None);
+        }
+        match current.restorer(now) {
+            // Another node group's wake is restoring it: that wake finishes it.
+            Some(by) if by != target_key => return Ok(None),
+            Some(_) => {}
+            None => {
+                let mut next = current.claimed(target_key, until);
+                next.updated_at = Some(now);
+                if !write(hub, &next, current.generation, target_key, lease).await? {
+                    continue;
+                }
+                current = next;
+            }
         }
         let saved = current.saved.clone().unwrap_or_default();
         restore(hub, at, &saved).await?;
@@ -123,8 +150,9 @@ pub(super) async fn release_cluster(
             info!(cluster = %key, "restored what the cluster's hold saved");
             return Ok(Some(saved.steps(false)));
         }
-        // A stop joined while this restored: its pause may have come before the restore, so the
-        // cluster is paused again for it (without waiting for drains: that stop waits).
+        // Only once the claim lapsed can the record change under it: a stop that joined then
+        // may have paused before this restore's calls landed, so the cluster is paused again
+        // for it (without waiting for drains: that stop waits).
         let now = read(hub, key).await?;
         if let (false, Some(saved)) = (now.members.is_empty(), &now.saved) {
             pause(hub, at, saved, false).await?;
@@ -180,6 +208,21 @@ fn busy(key: &str) -> StepError {
         PortError::new(
             ErrorKind::Throttled,
             format!("the hold of cluster {key} kept changing; will retry"),
+        ),
+    )
+}
+
+/// A stop that finds another node group's wake restoring the cluster comes back later, and
+/// joins once the restore is done (saving what it then finds) or the claim lapses.
+fn restoring(key: &str, by: &str) -> StepError {
+    (
+        "joining the cluster's hold",
+        PortError::new(
+            ErrorKind::InUse,
+            format!(
+                "the wake of node group {by} is restoring cluster {key}; this stop pauses it \
+                 once that is done"
+            ),
         ),
     )
 }
