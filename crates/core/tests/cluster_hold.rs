@@ -17,7 +17,7 @@ use curfew_core::cluster_hold::{closed_limits, ClusterHold, ClusterSaved, SavedD
 use curfew_core::fakes::FakeClusters;
 use curfew_core::hold::{HoldModes, Source, HOLD_TAG};
 use curfew_core::operation::{TaskMessage, TaskStatus};
-use curfew_core::ports::{LeaseToken, PortResult, TargetStore};
+use curfew_core::ports::{ErrorKind, LeaseToken, PortResult, TargetStore};
 use curfew_core::service::worker::{self, TaskStep};
 use curfew_core::service::Hub;
 use curfew_core::target::{Sizes, Target, TargetKind};
@@ -860,6 +860,35 @@ async fn a_restore_claim_lapses_with_the_lease_of_a_wake_that_died() {
     );
     assert_eq!(
         worker::work(&o.c.w.hub, &o.wake, None).await.unwrap(),
+        TaskStep::Finished(TaskStatus::Succeeded)
+    );
+    o.assert_batch_holds_the_cluster().await;
+}
+
+/// A wake whose restore keeps failing claims the restore again on every delivery, until that
+/// delivery's lease ends: a stop waits for as long as the wake is still trying, not only for
+/// its first delivery's lease.
+#[tokio::test(flavor = "current_thread")]
+async fn a_wake_retrying_its_restore_claims_it_again_on_every_delivery() {
+    let o = overlap().await;
+    let ttl = o.c.w.hub.settings.lease_ttl;
+    for _ in 0..2 {
+        o.c.clusters.fail_next(ErrorKind::Throttled);
+        let woke = worker::work(&o.c.w.hub, &o.wake, None).await;
+        assert!(woke.is_err(), "the restore failed: {woke:?}");
+        o.c.w.clock.advance(ttl * 2 / 3);
+    }
+    let stopped = o.stop_batch().await;
+    assert!(
+        waits_for_the_restore(&stopped),
+        "past the first delivery's lease, within the second's: {stopped:?}"
+    );
+    assert_eq!(
+        worker::work(&o.c.w.hub, &o.wake, None).await.unwrap(),
+        TaskStep::Finished(TaskStatus::Succeeded)
+    );
+    assert_eq!(
+        o.stop_batch().await,
         TaskStep::Finished(TaskStatus::Succeeded)
     );
     o.assert_batch_holds_the_cluster().await;

@@ -524,4 +524,62 @@ mod tests {
             .unwrap();
         assert_eq!(got, Lease::Acquired { interrupted: None });
     }
+
+    /// The restore claim travels with the hold record, conditioned on the generation read and
+    /// fenced by the lease; a record an earlier version wrote (no `restoring`) reads unclaimed.
+    #[tokio::test]
+    async fn a_cluster_holds_restore_claim_is_written_and_read_back_with_the_record() {
+        use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+        use std::sync::{Arc, Mutex};
+
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
+        let mut hold = ClusterHold::idle("111111111111#eu-west-1#dev")
+            .with_member("a")
+            .with_member("b");
+        hold.saved = Some(Default::default());
+        let hold = hold
+            .without_member("a", now)
+            .without_member("b", now + Duration::minutes(15));
+        let written = Arc::new(Mutex::new(None));
+        let seen = written.clone();
+        let put_rule = mock!(Client::transact_write_items)
+            .match_requests(move |r| {
+                let put = r.transact_items()[1].put().unwrap();
+                *seen.lock().unwrap() = Some(put.item().clone());
+                put.condition_expression() == Some("generation = :g")
+                    && r.transact_items()[0].condition_check().is_some()
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, [&put_rule]);
+        let store = DynamoStore::new(client, "curfew-state");
+        assert!(store
+            .put_cluster_hold(&hold, 3, "b-key", &lease())
+            .await
+            .unwrap());
+        let item = written.lock().unwrap().take().unwrap();
+        let claim = item["restoring"].as_m().unwrap();
+        assert_eq!(claim["by"], s("b"));
+
+        let mut earlier = item.clone();
+        earlier.remove("restoring");
+        let reads = [item, earlier].map(|item| {
+            mock!(Client::get_item).then_output(move || {
+                GetItemOutput::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+            })
+        });
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            aws_smithy_mocks::RuleMode::Sequential,
+            [&reads[0], &reads[1]]
+        );
+        let store = DynamoStore::new(client, "curfew-state");
+        let read = store.get_cluster_hold(&hold.cluster_key).await.unwrap();
+        assert_eq!(read.as_ref(), Some(&hold));
+        assert_eq!(hold.restorer(now), Some("b"));
+        let earlier = store.get_cluster_hold(&hold.cluster_key).await.unwrap();
+        assert_eq!(earlier.unwrap().restoring, None);
+    }
 }

@@ -118,12 +118,14 @@ pub(super) async fn release_cluster(
         let mut current = read(hub, key).await?;
         let now = hub.clock.now();
         let until = now + hub.settings.lease_ttl;
+        let mut left_last = false;
         if current.members.contains(target_key) {
             let mut next = current.without_member(target_key, until);
             next.updated_at = Some(now);
             if !write(hub, &next, current.generation, target_key, lease).await? {
                 continue;
             }
+            left_last = next.restore_pending();
             current = next;
         }
         if !current.restore_pending() {
@@ -132,8 +134,11 @@ pub(super) async fn release_cluster(
         match current.restorer(now) {
             // Another node group's wake is restoring it: that wake finishes it.
             Some(by) if by != target_key => return Ok(None),
-            Some(_) => {}
-            None => {
+            Some(_) if left_last => {}
+            // Unclaimed, lapsed, or claimed by an earlier delivery of this node group's wake:
+            // claimed again until this delivery's lease ends, so a wake that keeps retrying
+            // its restore never has a stop pause the cluster under it.
+            _ => {
                 let mut next = current.claimed(target_key, until);
                 next.updated_at = Some(now);
                 if !write(hub, &next, current.generation, target_key, lease).await? {
