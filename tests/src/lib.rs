@@ -10,6 +10,7 @@ pub mod coldstart;
 pub mod cost;
 pub mod counting;
 pub mod criterion_estimates;
+pub mod item_size;
 pub mod poll;
 pub mod runtime_api;
 pub mod scale;
@@ -201,6 +202,51 @@ impl TestHub {
     /// Creates `fleet` in the emulated spokes.
     pub async fn seed(&self, fleet: &[FleetTarget]) {
         seed_fleet(&self.sdk, fleet).await.expect("fleet seeded");
+    }
+
+    /// The largest billed size ([`item_size::item_size`]) of each kind of item in the state
+    /// table now, by kind: the partition key's and sort key's first `#`-separated parts
+    /// (`TARGET/LEASE`, `OP/TASK`, `AUDIT/REC`, ...), a counter stripe as `OP/COUNT`. A test's
+    /// own table: read with a Scan, never on a hot path.
+    pub async fn item_sizes(&self) -> BTreeMap<String, usize> {
+        let client = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let mut sizes = BTreeMap::new();
+        let mut pages = client
+            .scan()
+            .table_name(&self.config.table)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.expect("state table scanned");
+            let part = |key: &str| {
+                item.get(key)
+                    .and_then(|v| v.as_s().ok())
+                    .map(|v| v.split('#').next().unwrap_or_default().to_string())
+                    .unwrap_or_default()
+            };
+            let stripe = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.contains("#COUNT#"));
+            let kind = if stripe {
+                "OP/COUNT".to_string()
+            } else {
+                format!("{}/{}", part("pk"), part("sk"))
+            };
+            let size = item_size::item_size(&item);
+            let max = sizes.entry(kind).or_insert(0);
+            *max = size.max(*max);
+        }
+        sizes
+    }
+
+    /// Adds `now` to `seen`, keeping the larger size of each kind.
+    pub fn keep_largest(seen: &mut BTreeMap<String, usize>, now: BTreeMap<String, usize>) {
+        for (kind, size) in now {
+            let max = seen.entry(kind).or_insert(0);
+            *max = size.max(*max);
+        }
     }
 
     /// A dispatcher over this hub's queues.

@@ -5,6 +5,7 @@
 //! Both hold even when the worker dies right after any one of its calls and the message is
 //! delivered again, twice.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -17,6 +18,7 @@ use curfew_core::service::Hub;
 use curfew_core::target::{Processes, Sizes, TargetKind};
 use curfew_core::trail::{target_chain, verify_chain, ChangeKind};
 use curfew_tests::chaos::faults::{invoke_once, ChaosSpokes, ChaosStore, Faults};
+use curfew_tests::item_size::WRITE_UNIT_BYTES;
 use curfew_tests::{key, spawn_hub, TestHub};
 use serde_json::json;
 
@@ -42,8 +44,15 @@ async fn suspended(t: &TestHub, target: &FleetTarget) -> Processes {
 }
 
 /// Runs one operation on `target`: the first delivery dies right after its `crash_after`-th
-/// port call; after the lease expires the message is delivered again, twice.
-async fn run_crashing(t: &TestHub, target: &FleetTarget, action: &str, crash_after: u64) -> bool {
+/// port call; after the lease expires the message is delivered again, twice. The largest item
+/// of each kind in the table, after the crash and once done, is kept in `sizes`.
+async fn run_crashing(
+    t: &TestHub,
+    target: &FleetTarget,
+    action: &str,
+    crash_after: u64,
+    sizes: &mut BTreeMap<String, usize>,
+) -> bool {
     let op = invoke(
         &t.hub,
         Invocation::parse(&json!({"action": action, "select": format!("name={}", target.name)}))
@@ -75,6 +84,7 @@ async fn run_crashing(t: &TestHub, target: &FleetTarget, action: &str, crash_aft
             "an invocation past its crash point must not return"
         );
     }
+    TestHub::keep_largest(sizes, t.item_sizes().await);
     t.clock
         .advance(t.hub.settings.lease_ttl + Duration::seconds(1));
     for _ in 0..2 {
@@ -96,6 +106,7 @@ async fn run_crashing(t: &TestHub, target: &FleetTarget, action: &str, crash_aft
         (OpStatus::Succeeded, 1, 1),
         "{action} crashed after call {crash_after}"
     );
+    TestHub::keep_largest(sizes, t.item_sizes().await);
     crashed
 }
 
@@ -132,9 +143,10 @@ async fn an_asg_stop_and_start_that_crash_after_any_call_end_as_if_nothing_had_c
     }
 
     let mut crashes = 0;
+    let mut sizes = BTreeMap::new();
     for (i, target) in fleet.iter().enumerate() {
         let crash_after = i as u64 + 1;
-        let stop_crashed = run_crashing(&t, target, "stop", crash_after).await;
+        let stop_crashed = run_crashing(&t, target, "stop", crash_after, &mut sizes).await;
         assert_eq!(
             t.sizes(target).await,
             Sizes::new(0, 0, 0),
@@ -162,7 +174,7 @@ async fn an_asg_stop_and_start_that_crash_after_any_call_end_as_if_nothing_had_c
         );
 
         t.clock.advance(Duration::hours(1));
-        let start_crashed = run_crashing(&t, target, "start", crash_after).await;
+        let start_crashed = run_crashing(&t, target, "start", crash_after, &mut sizes).await;
         crashes += u64::from(stop_crashed) + u64::from(start_crashed);
         assert_eq!(t.sizes(target).await, SIZES, "{}", target.name);
         assert_eq!(
@@ -195,6 +207,26 @@ async fn an_asg_stop_and_start_that_crash_after_any_call_end_as_if_nothing_had_c
     // flight in one write) and a start 14 (the lease's mark on its own), each with the audit
     // chain's head read and the append: every one of them was a crash point.
     assert_eq!(crashes, 14 + 14);
+    assert_each_target_write_fits_a_unit(&sizes);
+}
+
+/// The items a wave writes for each target (its lease item with the baseline and the change in
+/// flight, its task, its counter stripe, its audit record and chain head) fit in one write unit
+/// in every state the crash points left, as the cost model (`counting::dynamo`) assumes.
+fn assert_each_target_write_fits_a_unit(sizes: &BTreeMap<String, usize>) {
+    for kind in [
+        "TARGET/LEASE",
+        "OP/TASK",
+        "OP/COUNT",
+        "AUDIT/REC",
+        "AUDIT/HEAD",
+    ] {
+        let size = sizes.get(kind).copied();
+        assert!(
+            size.is_some_and(|s| s <= WRITE_UNIT_BYTES),
+            "{kind}: {size:?} bytes at most (all: {sizes:?})"
+        );
+    }
 }
 
 /// The Cluster Autoscaler tags on `asg`, sorted.
@@ -305,10 +337,11 @@ async fn a_node_group_stop_and_start_in_ca_tags_mode_that_crash_after_any_call_r
     }
 
     let mut crashes = 0;
+    let mut sizes = BTreeMap::new();
     for (i, target) in fleet.iter().enumerate() {
         let asg = &asg_of[&target.name];
         let crash_after = i as u64 + 1;
-        let stop_crashed = run_crashing(&t, target, "stop", crash_after).await;
+        let stop_crashed = run_crashing(&t, target, "stop", crash_after, &mut sizes).await;
         assert_eq!(
             t.sizes(target).await,
             Sizes::new(0, 5, 0),
@@ -332,7 +365,7 @@ async fn a_node_group_stop_and_start_in_ca_tags_mode_that_crash_after_any_call_r
         assert_eq!(saved, owned, "{}", target.name);
 
         t.clock.advance(Duration::hours(1));
-        let start_crashed = run_crashing(&t, target, "start", crash_after).await;
+        let start_crashed = run_crashing(&t, target, "start", crash_after, &mut sizes).await;
         crashes += u64::from(stop_crashed) + u64::from(start_crashed);
         assert_eq!(
             t.sizes(target).await,
@@ -354,4 +387,7 @@ async fn a_node_group_stop_and_start_in_ca_tags_mode_that_crash_after_any_call_r
     // chain's head read and the append) and a start 16 (the lease's mark on its own): every
     // one of them was a crash point.
     assert_eq!(crashes, 17 + 16);
+    // With this test's short names (cluster "ca", group "ng-09") the node group's lease item,
+    // which carries its Cluster Autoscaler tags, is the largest: 955 bytes (docs/PERFORMANCE.md).
+    assert_each_target_write_fits_a_unit(&sizes);
 }
