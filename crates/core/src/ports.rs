@@ -143,8 +143,9 @@ pub struct Baseline {
     /// When.
     pub saved_at: DateTime<Utc>,
     /// The Auto Scaling processes the stop suspended (those that were running before it): a
-    /// start resumes exactly these, never one its owners had suspended themselves.
-    #[serde(default)]
+    /// start resumes exactly these, never one its owners had suspended themselves. Left out
+    /// when none (every node group): it keeps the lease item carrying the baseline smaller.
+    #[serde(default, skip_serializing_if = "holds_no_process")]
     pub held: Processes,
     /// The Cluster Autoscaler tags the stop removed from the node group's ASGs (`ca-tags`
     /// mode): a wake puts exactly these back.
@@ -154,6 +155,10 @@ pub struct Baseline {
     /// leaves it once the node group is back, and the last to leave restores the cluster.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cluster_hold: bool,
+}
+
+fn holds_no_process(held: &Processes) -> bool {
+    held.is_empty()
 }
 
 /// One page of operations, newest first.
