@@ -388,6 +388,6 @@ async fn a_node_group_stop_and_start_in_ca_tags_mode_that_crash_after_any_call_r
     // one of them was a crash point.
     assert_eq!(crashes, 17 + 16);
     // With this test's short names (cluster "ca", group "ng-09") the node group's lease item,
-    // which carries its Cluster Autoscaler tags, is the largest: 955 bytes (docs/PERFORMANCE.md).
+    // which carries its Cluster Autoscaler tags, is the largest: 908 bytes (docs/PERFORMANCE.md).
     assert_each_target_write_fits_a_unit(&sizes);
 }
