@@ -50,11 +50,12 @@ bench: emulator ## Benchmarks: 1,000 emulator targets against moto's ceiling, La
 
 SEEDS ?= 10000
 FIRST_SEED ?= 1
-chaos: ## Chaos suite: SEEDS seeded runs (default 10000; SEED=S replays one) of faults over the real handlers, checked against the model
+MIX ?= fleet
+chaos: ## Chaos suite: SEEDS seeded runs (default 10000; SEED=S replays one; MIX=holds for held clusters racing) of faults over the real handlers, checked against the model
 ifdef SEED
-	$(CARGO) run --release -p curfew-tests --bin curfew-chaos -- --seed $(SEED)
+	$(CARGO) run --release -p curfew-tests --bin curfew-chaos -- --seed $(SEED) --mix $(MIX)
 else
-	$(CARGO) run --release -p curfew-tests --bin curfew-chaos -- --seeds $(SEEDS) --first $(FIRST_SEED)
+	$(CARGO) run --release -p curfew-tests --bin curfew-chaos -- --seeds $(SEEDS) --first $(FIRST_SEED) --mix $(MIX)
 endif
 
 build: ## Build the poller, router and worker as arm64 Lambda bootstraps with cargo-lambda (zig, no Docker)

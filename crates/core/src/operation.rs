@@ -211,10 +211,10 @@ impl Operation {
         format!("{}-enforce-{schedule}", slot.format("%Y%m%dT%H%MZ"))
     }
 
-    /// A fresh id for a manual operation (time-ordered).
-    pub fn manual_id(now: DateTime<Utc>) -> String {
-        let uuid = uuid::Uuid::now_v7().simple().to_string();
-        format!("{}-m{}", now.format("%Y%m%dT%H%MZ"), &uuid[20..])
+    /// A fresh id for a manual operation made at `now` (time-ordered to the minute; `unique`
+    /// tells apart those of one minute, see [`crate::clock::Clock::unique`]).
+    pub fn manual_id(now: DateTime<Utc>, unique: &str) -> String {
+        format!("{}-m{unique}", now.format("%Y%m%dT%H%MZ"))
     }
 
     /// The status once every shard and task is done, or `None` while work remains. A

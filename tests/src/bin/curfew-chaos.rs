@@ -2,16 +2,18 @@
 //! `chaos: N seeds, V violations, F faults injected` (exit 1 when V > 0). Each failing seed
 //! prints its violations and the command that replays it.
 //!
-//! Usage: `curfew-chaos [--seeds N] [--first S] [--seed S]`; `CURFEW_CHAOS_TRACE=1` also
-//! prints the handlers' log lines.
+//! Usage: `curfew-chaos [--seeds N] [--first S] [--seed S] [--mix fleet|holds]`
+//! (`holds`: mostly node groups in held clusters, more operations overlapping);
+//! `CURFEW_CHAOS_TRACE=1` also prints the handlers' log lines.
 
 use std::time::Instant;
 
-use curfew_tests::chaos::{replay_command, run_seed};
+use curfew_tests::chaos::{replay_command, run_seed_in, Mix};
 
 fn main() {
     let mut seeds: u64 = 1000;
     let mut first: u64 = 1;
+    let mut mix = Mix::Fleet;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |flag: &str| -> u64 {
@@ -28,8 +30,18 @@ fn main() {
                 first = number("--seed");
                 seeds = 1;
             }
+            "--mix" => {
+                let value = args.next().unwrap_or_default();
+                mix = Mix::parse(&value).unwrap_or_else(|| {
+                    eprintln!("curfew-chaos: --mix is fleet or holds, got {value:?}");
+                    std::process::exit(2)
+                });
+            }
             other => {
-                eprintln!("curfew-chaos: unknown argument {other:?} (use --seeds N, --first S or --seed S)");
+                eprintln!(
+                    "curfew-chaos: unknown argument {other:?} (use --seeds N, --first S, --seed S \
+                     or --mix fleet|holds)"
+                );
                 std::process::exit(2)
             }
         }
@@ -45,7 +57,7 @@ fn main() {
     let started = Instant::now();
     let (mut violations, mut faults, mut invocations) = (0usize, 0u64, 0u64);
     for seed in first..first + seeds {
-        let report = run_seed(seed);
+        let report = run_seed_in(seed, mix);
         faults += report.faults;
         invocations += report.invocations;
         if !report.violations.is_empty() {
@@ -54,7 +66,7 @@ fn main() {
             for v in &report.violations {
                 eprintln!("  {v}");
             }
-            eprintln!("  replay: {}", replay_command(seed));
+            eprintln!("  replay: {}", replay_command(seed, mix));
         }
     }
     println!(

@@ -32,7 +32,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 pub use faults::Rates;
-pub use scenario::{Model, Scenario};
+pub use scenario::{Mix, Model, Scenario};
 
 use faults::{invoke_once, ChaosClusters, ChaosSpokes, ChaosStore, Faults};
 use queue::ChaosQueue;
@@ -72,17 +72,26 @@ const QUIESCE_STEPS: usize = 200;
 const NEVER_DEAD_LETTERED: u32 = (STEPS + QUIESCE_STEPS + 1) as u32;
 
 /// The command that replays one seed.
-pub fn replay_command(seed: u64) -> String {
-    format!("make chaos SEED={seed}")
+pub fn replay_command(seed: u64, mix: Mix) -> String {
+    match mix {
+        Mix::Fleet => format!("make chaos SEED={seed}"),
+        Mix::Holds => format!("make chaos SEED={seed} MIX=holds"),
+    }
 }
 
-/// Runs one seed on a fresh single-threaded runtime (so the run is deterministic).
+/// Runs one seed of the suite's mix on a fresh single-threaded runtime (so the run is
+/// deterministic).
 pub fn run_seed(seed: u64) -> SeedReport {
+    run_seed_in(seed, Mix::Fleet)
+}
+
+/// Runs one seed of `mix` on a fresh single-threaded runtime.
+pub fn run_seed_in(seed: u64, mix: Mix) -> SeedReport {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("a tokio runtime")
-        .block_on(run(seed))
+        .block_on(run(seed, mix))
 }
 
 struct World {
@@ -96,16 +105,16 @@ struct World {
     clock: Arc<ManualClock>,
 }
 
-async fn run(seed: u64) -> SeedReport {
+async fn run(seed: u64, mix: Mix) -> SeedReport {
     let mut rng = StdRng::seed_from_u64(seed);
     let start = Utc.with_ymd_and_hms(2027, 3, 1, 18, 0, 0).unwrap();
-    let clock = Arc::new(ManualClock::new(start));
+    let clock = Arc::new(ManualClock::replayable(start));
     let faults = Arc::new(Faults::new(
         StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         RATES,
         clock.clone(),
     ));
-    let scenario = Scenario::generate(&mut rng);
+    let scenario = Scenario::generate(&mut rng, mix);
     let store = Arc::new(MemoryStore::new());
     let spokes = Arc::new(FakeSpokes::new());
     let clusters = Arc::new(FakeClusters::new());

@@ -143,9 +143,60 @@ fn awake_sizes(rng: &mut StdRng) -> Sizes {
     Sizes::new(min, max, desired)
 }
 
+/// What a seed's fleet and operations lean towards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mix {
+    /// ASGs and node groups alike, half the account-regions' clusters held (the suite).
+    #[default]
+    Fleet,
+    /// Mostly node groups, nearly every cluster held, more operations overlapping: the
+    /// cluster hold's joins, leaves and restores racing each other (`make chaos MIX=holds`).
+    Holds,
+}
+
+impl Mix {
+    /// Parses `fleet` or `holds`.
+    pub fn parse(name: &str) -> Option<Mix> {
+        match name {
+            "fleet" => Some(Mix::Fleet),
+            "holds" => Some(Mix::Holds),
+            _ => None,
+        }
+    }
+
+    fn cluster_held(self) -> f64 {
+        match self {
+            Mix::Fleet => 0.5,
+            Mix::Holds => 0.9,
+        }
+    }
+
+    fn targets_per_region(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Mix::Fleet => 1..=4,
+            Mix::Holds => 2..=5,
+        }
+    }
+
+    fn asg(self) -> f64 {
+        match self {
+            Mix::Fleet => 0.5,
+            Mix::Holds => 0.15,
+        }
+    }
+
+    fn operations(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Mix::Fleet => 2..=6,
+            Mix::Holds => 4..=9,
+        }
+    }
+}
+
 impl Scenario {
-    /// Draws a scenario from `rng`.
-    pub fn generate(rng: &mut StdRng) -> Scenario {
+    /// Draws a scenario from `rng`, leaning as `mix` says (the same draws as ever for
+    /// [`Mix::Fleet`], so a seed replays the same scenario).
+    pub fn generate(rng: &mut StdRng, mix: Mix) -> Scenario {
         let accounts: Vec<Account> = (1..=rng.random_range(1..=3))
             .map(|i| {
                 let id = format!("1000000000{i:02}");
@@ -159,10 +210,10 @@ impl Scenario {
         let mut n = 0;
         for account in &accounts {
             for region in &account.regions {
-                let cluster_hold = rng.random_bool(0.5);
-                for _ in 0..rng.random_range(1..=4) {
+                let cluster_hold = rng.random_bool(mix.cluster_held());
+                for _ in 0..rng.random_range(mix.targets_per_region()) {
                     n += 1;
-                    let kind = if rng.random_bool(0.5) {
+                    let kind = if rng.random_bool(mix.asg()) {
                         TargetKind::Asg
                     } else {
                         TargetKind::Nodegroup
@@ -259,7 +310,7 @@ impl Scenario {
             })
             .flatten()
             .map(|key| (key, rng.random_range(0..40)));
-        let mut operations: Vec<PlannedOperation> = (0..rng.random_range(2..=6))
+        let mut operations: Vec<PlannedOperation> = (0..rng.random_range(mix.operations()))
             .map(|_| PlannedOperation {
                 step: rng.random_range(0..40),
                 action: if rng.random_bool(0.5) {

@@ -156,7 +156,13 @@ pub async fn invoke(
         default_start,
         discovery,
         hold,
-        ..Operation::pending(Operation::manual_id(now), action, selector, source, now)
+        ..Operation::pending(
+            Operation::manual_id(now, &hub.clock.unique()),
+            action,
+            selector,
+            source,
+            now,
+        )
     };
     hub.store.create_operation(&op).await?;
     router::fan_out(hub, &op.id).await?;
