@@ -8,8 +8,9 @@
 //! Cluster Autoscaler, then the workloads and CronJobs.
 //!
 //! Every step sets an absolute value (replicas, limits, `suspend`), so repeating one after a
-//! crash changes nothing; the record says which node groups are in and what was saved, and a
-//! restore that a crash cut short is finished by whoever finds it pending.
+//! crash changes nothing; the record says which node groups are in, what was saved and which
+//! wake is restoring it (no stop joins meanwhile), and a restore that a crash cut short is
+//! finished by that wake's next delivery, or by whoever finds it pending once its claim lapses.
 
 use tracing::info;
 
