@@ -14,8 +14,12 @@ pub trait Clock: Send + Sync {
     /// Twelve hex digits that tell apart ids made in the same minute (a manual operation's):
     /// random, unless the clock is a replayable one.
     fn unique(&self) -> String {
-        uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+        random_suffix()
     }
+}
+
+fn random_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
 /// The real clock.
@@ -76,7 +80,7 @@ impl Clock for ManualClock {
     fn unique(&self) -> String {
         match &self.counted {
             Some(last) => format!("{:012x}", last.fetch_add(1, Ordering::SeqCst) + 1),
-            None => uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            None => random_suffix(),
         }
     }
 }

@@ -688,38 +688,14 @@ async fn overlap() -> Overlap {
     let c = cluster_world("ca-deployment").await;
     let batch = member("batch", "ca-deployment");
     c.w.spokes.add(batch.clone(), Sizes::new(1, 3, 1));
-    let run = |stop: bool, name: &str| {
-        let hub = c.w.hub.clone();
-        let select = curfew_core::selector::Selector::parse(&format!("name={name}")).unwrap();
-        let invocation = if stop {
-            curfew_core::service::invocation::Invocation::Stop {
-                select,
-                dry_run: false,
-                discovery: Default::default(),
-                hold: None,
-            }
-        } else {
-            curfew_core::service::invocation::Invocation::Start {
-                select,
-                dry_run: false,
-                discovery: Default::default(),
-                hold: None,
-            }
-        };
-        async move {
-            curfew_core::service::invocation::invoke(&hub, invocation)
-                .await
-                .unwrap();
-        }
-    };
-    run(true, "workers").await;
+    c.w.begin_on("name=workers", true, false).await;
     assert!(c.w.drain().await.settled);
     assert_eq!(c.ca_replicas(), 0);
     c.w.clock.advance(Duration::hours(1));
-    run(false, "workers").await;
+    c.w.begin_on("name=workers", false, false).await;
     let wake: TaskMessage = serde_json::from_str(&c.w.route().await[0]).unwrap();
     c.w.clock.advance(Duration::seconds(1));
-    run(true, "batch").await;
+    c.w.begin_on("name=batch", true, false).await;
     let sleep: TaskMessage = serde_json::from_str(&c.w.route().await[0]).unwrap();
     Overlap {
         c,
@@ -750,6 +726,17 @@ impl Overlap {
         tokio::join!(waking, rest)
     }
 
+    /// The wake's restore, with its reset of the record failing, while `batch`'s stop is
+    /// delivered: what the wake's delivery and the stop came to.
+    async fn restore_whose_reset_fails(&self) -> (PortResult<TaskStep>, TaskStep) {
+        self.during_restore(async {
+            let step = self.stop_batch().await;
+            self.c.w.store.fail_next_cluster_hold_writes(1);
+            step
+        })
+        .await
+    }
+
     async fn stop_batch(&self) -> TaskStep {
         worker::work(&self.c.w.hub, &self.sleep, None)
             .await
@@ -770,18 +757,7 @@ impl Overlap {
         );
         assert_eq!(hold.saved.unwrap().ca_deployment.unwrap().replicas, 2);
         c.w.clock.advance(Duration::hours(1));
-        let select = curfew_core::selector::Selector::parse("name=batch").unwrap();
-        curfew_core::service::invocation::invoke(
-            &c.w.hub,
-            curfew_core::service::invocation::Invocation::Start {
-                select,
-                dry_run: false,
-                discovery: Default::default(),
-                hold: None,
-            },
-        )
-        .await
-        .unwrap();
+        c.w.begin_on("name=batch", false, false).await;
         assert!(c.w.drain().await.settled);
         assert_eq!(c.ca_replicas(), 2);
     }
@@ -815,13 +791,7 @@ async fn a_stop_arriving_while_the_last_wake_restores_waits_and_then_pauses_the_
 #[tokio::test(flavor = "current_thread")]
 async fn a_wake_whose_reset_of_the_hold_fails_restores_again_before_any_stop_pauses() {
     let o = overlap().await;
-    let (woke, stopped) = o
-        .during_restore(async {
-            let step = o.stop_batch().await;
-            o.c.w.store.fail_next_cluster_hold_writes(1);
-            step
-        })
-        .await;
+    let (woke, stopped) = o.restore_whose_reset_fails().await;
     assert!(woke.is_err(), "the reset failed: {woke:?}");
     assert!(waits_for_the_restore(&stopped), "{stopped:?}");
     let again = o.stop_batch().await;
@@ -843,13 +813,7 @@ async fn a_wake_whose_reset_of_the_hold_fails_restores_again_before_any_stop_pau
 #[tokio::test(flavor = "current_thread")]
 async fn a_restore_claim_lapses_with_the_lease_of_a_wake_that_died() {
     let o = overlap().await;
-    let (woke, stopped) = o
-        .during_restore(async {
-            let step = o.stop_batch().await;
-            o.c.w.store.fail_next_cluster_hold_writes(1);
-            step
-        })
-        .await;
+    let (woke, stopped) = o.restore_whose_reset_fails().await;
     assert!(woke.is_err() && waits_for_the_restore(&stopped));
     o.c.w
         .clock

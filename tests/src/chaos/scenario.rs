@@ -154,6 +154,18 @@ pub enum Mix {
     Holds,
 }
 
+/// How a [`Mix`] draws its fleet and operations.
+struct Leaning {
+    /// The chance an account-region's cluster is held (`ca-deployment`).
+    cluster_held: f64,
+    /// Targets per account-region.
+    targets_per_region: std::ops::RangeInclusive<i32>,
+    /// The chance a target is an ASG (else a node group).
+    asg: f64,
+    /// Operations per seed.
+    operations: std::ops::RangeInclusive<i32>,
+}
+
 impl Mix {
     /// Parses `fleet` or `holds`.
     pub fn parse(name: &str) -> Option<Mix> {
@@ -164,31 +176,20 @@ impl Mix {
         }
     }
 
-    fn cluster_held(self) -> f64 {
+    fn leaning(self) -> Leaning {
         match self {
-            Mix::Fleet => 0.5,
-            Mix::Holds => 0.9,
-        }
-    }
-
-    fn targets_per_region(self) -> std::ops::RangeInclusive<i32> {
-        match self {
-            Mix::Fleet => 1..=4,
-            Mix::Holds => 2..=5,
-        }
-    }
-
-    fn asg(self) -> f64 {
-        match self {
-            Mix::Fleet => 0.5,
-            Mix::Holds => 0.15,
-        }
-    }
-
-    fn operations(self) -> std::ops::RangeInclusive<i32> {
-        match self {
-            Mix::Fleet => 2..=6,
-            Mix::Holds => 4..=9,
+            Mix::Fleet => Leaning {
+                cluster_held: 0.5,
+                targets_per_region: 1..=4,
+                asg: 0.5,
+                operations: 2..=6,
+            },
+            Mix::Holds => Leaning {
+                cluster_held: 0.9,
+                targets_per_region: 2..=5,
+                asg: 0.15,
+                operations: 4..=9,
+            },
         }
     }
 }
@@ -197,6 +198,7 @@ impl Scenario {
     /// Draws a scenario from `rng`, leaning as `mix` says (the same draws as ever for
     /// [`Mix::Fleet`], so a seed replays the same scenario).
     pub fn generate(rng: &mut StdRng, mix: Mix) -> Scenario {
+        let mix = mix.leaning();
         let accounts: Vec<Account> = (1..=rng.random_range(1..=3))
             .map(|i| {
                 let id = format!("1000000000{i:02}");
@@ -210,10 +212,10 @@ impl Scenario {
         let mut n = 0;
         for account in &accounts {
             for region in &account.regions {
-                let cluster_hold = rng.random_bool(mix.cluster_held());
-                for _ in 0..rng.random_range(mix.targets_per_region()) {
+                let cluster_hold = rng.random_bool(mix.cluster_held);
+                for _ in 0..rng.random_range(mix.targets_per_region.clone()) {
                     n += 1;
-                    let kind = if rng.random_bool(mix.asg()) {
+                    let kind = if rng.random_bool(mix.asg) {
                         TargetKind::Asg
                     } else {
                         TargetKind::Nodegroup
@@ -310,7 +312,7 @@ impl Scenario {
             })
             .flatten()
             .map(|key| (key, rng.random_range(0..40)));
-        let mut operations: Vec<PlannedOperation> = (0..rng.random_range(mix.operations()))
+        let mut operations: Vec<PlannedOperation> = (0..rng.random_range(mix.operations))
             .map(|_| PlannedOperation {
                 step: rng.random_range(0..40),
                 action: if rng.random_bool(0.5) {

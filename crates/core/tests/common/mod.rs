@@ -90,7 +90,12 @@ pub async fn world(more_accounts: &[&str]) -> World {
 impl World {
     /// Creates a manual stop or start over env=dev and fans it out, without working any queue.
     pub async fn begin(&self, stop: bool, dry_run: bool) -> String {
-        let select = Selector::parse("tag:env=dev").unwrap();
+        self.begin_on("tag:env=dev", stop, dry_run).await
+    }
+
+    /// [`World::begin`] over the targets `selector` names.
+    pub async fn begin_on(&self, selector: &str, stop: bool, dry_run: bool) -> String {
+        let select = Selector::parse(selector).unwrap();
         let invocation = if stop {
             Invocation::Stop {
                 select,
