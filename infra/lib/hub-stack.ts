@@ -195,14 +195,18 @@ export class CurfewHub extends Stack {
     // baseline items of the earlier layout).
     this.stateTable.grant(routerRole, [gsi1.indexName, gsi2.indexName, gsi3.indexName],
       ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'BatchWriteItem', 'ConditionCheckItem']);
-    // The worker reads and writes items by key only (its one Query is the overrides partition of
-    // the table itself), so it gets no index.
-    this.stateTable.grant(workerRole, [],
-      ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'ConditionCheckItem']);
+    // The worker plans each account it is sent (an account plan: it lists the account, writes
+    // the tasks and caches the listing with BatchWriteItem), so it needs what the router's
+    // planning needs: gsi3 (and gsi1) for a drift check's targets held asleep. Its per-target
+    // work reads and writes items by key only.
+    this.stateTable.grant(workerRole, [gsi1.indexName, gsi3.indexName],
+      ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'BatchWriteItem', 'ConditionCheckItem']);
 
     this.routerQueue.queue.grantSendMessages(pollerRole);
     this.routerQueue.queue.grantSendMessages(routerRole);
     this.taskQueue.queue.grantSendMessages(routerRole);
+    // A worker that plans an account sends the account's other chunks on.
+    this.taskQueue.queue.grantSendMessages(workerRole);
     // The router and the worker settle operations and meet refused spoke roles, and the worker
     // gives tasks up and waits on UPDATING node groups: both publish notices
     // (docs/NOTIFICATIONS.md). The poller publishes none.
@@ -286,6 +290,8 @@ export class CurfewHub extends Stack {
         // (DEAD_LETTERED) so its operation can end: SQS moves the message to the DLQ next.
         CURFEW_TASK_MAX_RECEIVES: String(this.taskQueue.maxReceiveCount),
         CURFEW_NOTIFY_TOPIC_ARN: this.notifications.topic.topicArn,
+        // The worker plans accounts (their targets from the inventory cache while it is fresh).
+        CURFEW_INVENTORY_MINUTES: String(props.inventoryMinutes ?? 15),
       },
     });
 

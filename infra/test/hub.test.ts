@@ -177,12 +177,13 @@ describe('functions', () => {
     });
   }
 
-  test('the poller has its catch-up window and drift interval, the worker its lease, the router its inventory age, the router and worker the topic', () => {
+  test('the poller has its catch-up window and drift interval, the worker its lease, the router and worker their inventory age and the topic', () => {
     const env = (name: string) => functionNamed(name).body.Properties.Environment.Variables;
     assert.equal(env(FUNCTION_NAMES.poller).CURFEW_CATCHUP_MINUTES, '60');
     assert.equal(env(FUNCTION_NAMES.poller).CURFEW_DRIFT_MINUTES, '60');
     assert.equal(env(FUNCTION_NAMES.worker).CURFEW_LEASE_SECONDS, '900');
     assert.equal(env(FUNCTION_NAMES.router).CURFEW_INVENTORY_MINUTES, '15');
+    assert.equal(env(FUNCTION_NAMES.worker).CURFEW_INVENTORY_MINUTES, '15');
     const topic = { Ref: resource(hub(), 'AWS::SNS::Topic', 'Notifications').id };
     assert.deepEqual(env(FUNCTION_NAMES.router).CURFEW_NOTIFY_TOPIC_ARN, topic);
     assert.deepEqual(env(FUNCTION_NAMES.worker).CURFEW_NOTIFY_TOPIC_ARN, topic);
@@ -348,14 +349,14 @@ describe('hub roles', () => {
     );
   });
 
-  test('the worker reaches the state table by key only: no index', () => {
+  test('the worker, which plans accounts, reads the targets held asleep from gsi3 and gsi1, and no other index', () => {
     const table = statementsOfRole(hub(), roleOf(FUNCTION_NAMES.worker)).find((s) => s.Sid === 'StateTable');
     assert.deepEqual(
       resourcesOf(table).map(render).map((r) => r.replace(/^\$\{StateTable[0-9A-F]{8}\.Arn\}/, 'TABLE')),
-      ['TABLE'],
+      ['TABLE', 'TABLE/index/gsi1', 'TABLE/index/gsi3'],
     );
-    for (const action of ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:ConditionCheckItem']) {
-      assert.ok(actionsOf(table).includes(action), `the worker's fenced transactions need ${action}`);
+    for (const action of ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:ConditionCheckItem', 'dynamodb:BatchWriteItem']) {
+      assert.ok(actionsOf(table).includes(action), `the worker's fenced transactions and planning need ${action}`);
     }
   });
 
@@ -380,13 +381,14 @@ describe('hub roles', () => {
     }
   });
 
-  test('the router may batch-write and send to both queues; the worker may not send', () => {
+  test('the router may batch-write and send to both queues; the worker sends only to the task queue', () => {
     const router = statementsOfRole(hub(), roleOf(FUNCTION_NAMES.router));
     assert.ok(actionsOf(router.find((s) => s.Sid === 'StateTable')).includes('dynamodb:BatchWriteItem'));
     const routerSends = router.filter((s) => actionsOf(s).includes('sqs:SendMessage')).flatMap(resourcesOf).map(render);
     assert.equal(routerSends.length, 2);
     const worker = statementsOfRole(hub(), roleOf(FUNCTION_NAMES.worker));
-    assert.equal(worker.filter((s) => actionsOf(s).includes('sqs:SendMessage')).length, 0);
+    const workerSends = worker.filter((s) => actionsOf(s).includes('sqs:SendMessage')).flatMap(resourcesOf).map(render);
+    assert.deepEqual(workerSends.map((r) => r.replace(/[0-9A-F]{8}\.Arn/, '.Arn')), ['${TaskQueue.Arn}']);
   });
 });
 

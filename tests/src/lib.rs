@@ -459,8 +459,9 @@ impl TestHub {
         lease
     }
 
-    /// Routes every queued operation, then takes every task message off the task queue
-    /// without working it, one per target of each chunk (the test delivers them itself).
+    /// Routes every queued operation, plans each account, then takes every task message off
+    /// the task queue without working it, one per target of each chunk (the test delivers them
+    /// itself).
     pub async fn route_and_take_tasks(&self) -> Vec<curfew_core::operation::TaskMessage> {
         let mut router = self.dispatcher();
         router.work_tasks = false;
@@ -480,7 +481,20 @@ impl TestHub {
                 return messages;
             }
             for m in batch {
-                messages.extend(curfew_core::chunk::read_task_body(m.body().unwrap()).unwrap());
+                match curfew_core::chunk::read_body(m.body().unwrap()).unwrap() {
+                    // Planned as the router planned before plans went to the workers: every
+                    // chunk sent to the task queue (the next receive takes them), none worked.
+                    curfew_core::chunk::TaskBody::Plan(plan) => {
+                        curfew_core::service::router::plan_account(
+                            &self.hub,
+                            &plan.op_id,
+                            &plan.shards,
+                        )
+                        .await
+                        .unwrap()
+                    }
+                    curfew_core::chunk::TaskBody::Targets(tasks) => messages.extend(tasks),
+                }
                 sqs.delete_message()
                     .queue_url(&self.config.task_queue_url)
                     .receipt_handle(m.receipt_handle().unwrap())

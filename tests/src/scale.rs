@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use chrono::{TimeZone, Utc};
 use curfew_core::account::Account;
-use curfew_core::chunk::read_task_body;
+use curfew_core::chunk::{read_body, TaskBody};
 use curfew_core::clock::ManualClock;
 use curfew_core::decision::{Action, SkipReason};
 use curfew_core::fakes::{self, FakeSpokes, MemoryQueue, MemoryStore};
@@ -698,11 +698,14 @@ impl Fleet {
                         if outcome.failed.contains(id) {
                             continue;
                         }
-                        let first = read_task_body(body).is_ok_and(|tasks| {
-                            tasks
-                                .first()
-                                .is_some_and(|t| Some(&t.target.account) == first_account.as_ref())
-                        });
+                        let account = match read_body(body) {
+                            Ok(TaskBody::Targets(tasks)) => {
+                                tasks.first().map(|t| t.target.account.clone())
+                            }
+                            Ok(TaskBody::Plan(plan)) => Some(plan.account().to_string()),
+                            Err(_) => None,
+                        };
+                        let first = account.is_some() && account == *first_account;
                         let slot = if first { &mut done.0 } else { &mut done.1 };
                         *slot = (*slot).max(at);
                     }

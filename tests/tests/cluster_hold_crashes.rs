@@ -152,7 +152,7 @@ impl Fleet {
                 .collect();
             assert!(router_batch(&self.hub, &messages).await.failed.is_empty());
         }
-        let bodies = self.task_q.take_all();
+        let bodies = curfew_core::fakes::plan_all(&self.hub, &self.task_q).await;
         assert_eq!(bodies.len(), 1);
         let mut tasks = curfew_core::chunk::read_task_body(&bodies[0]).unwrap();
         assert_eq!(tasks.len(), 1);

@@ -213,7 +213,7 @@ async fn a_large_rate_limited_account_does_not_starve_the_small_ones() {
 }
 
 /// An enforce pass over a fleet its stop left asleep, started by a poller tick as in the hub:
-/// the router reads each target once and plans nothing, so the pass writes nothing per target
+/// the worker planning each account reads each target once and plans nothing, so the pass writes nothing per target
 /// (only its operation and each account and region's shard), and every target stays as the
 /// stop left it.
 #[tokio::test(start_paused = true)]
@@ -234,9 +234,9 @@ async fn an_enforce_pass_over_a_sleeping_fleet_plans_nothing_and_writes_nothing_
     let pass = fleet.enforce_pass(stop.op_id.as_deref().unwrap()).await;
     assert!(pass.problems.is_empty(), "{:#?}", pass.problems);
     assert_eq!((pass.tasks, pass.checked), (0, fleet.seeded.len()));
-    // One Describe per target in the router, and no worker invocation.
+    // One Describe per target by the worker that plans its account, and no other invocation.
     assert_eq!(pass.spoke_calls, fleet.seeded.len());
-    assert_eq!(pass.sourced.as_ref().unwrap().1.invocations, 0);
+    assert_eq!(pass.sourced.as_ref().unwrap().1.invocations, shape.accounts);
     let shards = (shape.accounts * shape.regions) as u64;
     let writes = pass.store.dynamo.write_units;
     // Per shard, and under half a unit per target where any write per target costs one.

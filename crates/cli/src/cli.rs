@@ -928,7 +928,8 @@ the task shows APPLYING and is resumed; no longer counted as dead-lettered; its 
 queue (--task-queue-url / CURFEW_TASK_QUEUE_URL), then deleted from the dead-letter queue. The
 workers resume the tasks and the operations end again. In local mode the queues are then
 drained through the worker here. Safe to run again after a failure.
-JSON: {\"moved\": N, \"reopened\": [{\"op_id\", \"target\"}], \"not_tasks\": N}.")]
+An account plan (an account whose targets were never listed) is moved as it is and planned
+again. JSON: {\"moved\": N, \"reopened\": [{\"op_id\", \"target\"}], \"plans\": N, \"not_tasks\": N}.")]
     Redrive,
 }
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::account::SpokeRole;
 use crate::decision::Action;
 use crate::hold::HoldModes;
-use crate::operation::{OpSource, Operation, TaskMessage};
+use crate::operation::{OpSource, Operation, Shard, TaskMessage};
 use crate::target::{Sizes, Target};
 
 /// Targets in one chunk at most. An account with up to this many targets in an operation is
@@ -162,9 +162,79 @@ fn json_len(value: &impl Serialize) -> usize {
     counter.0
 }
 
-/// Reads a task-queue body: a [`TaskChunk`], or one target's [`TaskMessage`] (what the router
-/// sent before chunks; a redrive or a person may still send one). The error names the field
-/// serde could not read.
+/// A request to plan one account's targets in an operation (its shards, one per region), sent
+/// by the router's fan-out to the task queue: the worker that takes it lists the account,
+/// writes the tasks, sends all but the first chunk on and works the first itself. The
+/// environment that assumed the account's role to list it is the one that scales what it
+/// found, so a wave that lists accounts live still assumes each role about once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPlan {
+    /// The operation.
+    pub op_id: String,
+    /// The account's shards, one per region (all in one account).
+    pub shards: Vec<Shard>,
+}
+
+impl AccountPlan {
+    /// The account the shards are in.
+    pub fn account(&self) -> &str {
+        self.shards.first().map_or("", |s| s.account.as_str())
+    }
+
+    /// The body that carries it on the task queue: `{"plan": {...}}`.
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(&PlanBody { plan: self.clone() })
+            .expect("account plans serialize to JSON")
+    }
+}
+
+/// How an [`AccountPlan`] travels: a key no chunk or task message has.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanBody {
+    plan: AccountPlan,
+}
+
+/// What a task-queue body asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskBody {
+    /// Work these targets (a chunk, or one target's message).
+    Targets(Vec<TaskMessage>),
+    /// Plan one account's targets, then work them.
+    Plan(AccountPlan),
+}
+
+/// Reads a task-queue body: a [`TaskChunk`], one target's [`TaskMessage`], or an
+/// [`AccountPlan`]. The error names the field serde could not read.
+pub fn read_body(body: &str) -> Result<TaskBody, String> {
+    // Chunks are the hot path: only a body that may be a plan is read as JSON first.
+    if !body.contains("\"plan\"") {
+        return read_task_body(body).map(TaskBody::Targets);
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("malformed task message: {e}"))?;
+    if value.get("plan").is_none() {
+        return read_task_body(body).map(TaskBody::Targets);
+    }
+    let PlanBody { plan } =
+        serde_json::from_value(value).map_err(|e| format!("malformed account plan: {e}"))?;
+    if plan.shards.is_empty() {
+        return Err("malformed account plan: `plan.shards` is empty".to_string());
+    }
+    if let Some(other) = plan.shards.iter().find(|s| s.account != plan.account()) {
+        return Err(format!(
+            "malformed account plan: `plan.shards` names accounts {} and {}",
+            plan.account(),
+            other.account
+        ));
+    }
+    Ok(TaskBody::Plan(plan))
+}
+
+/// Reads a task-queue body that names targets: a [`TaskChunk`], or one target's [`TaskMessage`]
+/// (what the router sent before chunks; a redrive or a person may still send one). The error
+/// names the field serde could not read.
 pub fn read_task_body(body: &str) -> Result<Vec<TaskMessage>, String> {
     // Every body the router sends is a well-formed chunk: read it straight into its type,
     // without a JSON value in between (the worker's hot path). Anything else (a one-target
@@ -312,5 +382,62 @@ mod tests {
         let e = read_task_body("{\"op_id\": 1}").unwrap_err();
         assert!(e.starts_with("malformed task message"), "{e}");
         assert!(read_task_body("nope").is_err());
+    }
+
+    fn shard(account: &str, region: &str) -> Shard {
+        Shard {
+            account: account.to_string(),
+            region: region.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_account_plan_reads_back_as_a_plan_and_a_chunk_still_as_its_targets() {
+        let plan = AccountPlan {
+            op_id: "op-1".to_string(),
+            shards: vec![
+                shard("111111111111", "eu-west-1"),
+                shard("111111111111", "us-east-1"),
+            ],
+        };
+        let body = plan.to_body();
+        assert!(body.starts_with("{\"plan\":"), "{body}");
+        assert_eq!(read_body(&body).unwrap(), TaskBody::Plan(plan.clone()));
+        assert_eq!(plan.account(), "111111111111");
+        // A chunk whose target carries a tag named `plan` is still a chunk.
+        let mut chunk = TaskChunk::empty(&op(), &role());
+        let mut tagged = target(0, 0);
+        tagged.tags.insert("plan".to_string(), "b".to_string());
+        chunk.targets = vec![tagged.clone()];
+        match read_body(&serde_json::to_string(&chunk).unwrap()).unwrap() {
+            TaskBody::Targets(tasks) => assert_eq!(tasks[0].target, tagged),
+            other => panic!("read as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_account_plan_names_what_is_wrong() {
+        let e = read_body("{\"plan\": {\"op_id\": \"op-1\", \"shards\": []}}").unwrap_err();
+        assert!(e.contains("`plan.shards` is empty"), "{e}");
+        let two = AccountPlan {
+            op_id: "op-1".to_string(),
+            shards: vec![
+                shard("111111111111", "eu-west-1"),
+                shard("222222222222", "eu-west-1"),
+            ],
+        };
+        let e = read_body(&two.to_body()).unwrap_err();
+        assert!(
+            e.contains("names accounts 111111111111 and 222222222222"),
+            "{e}"
+        );
+        let e = read_body("{\"plan\": {\"op_id\": \"op-1\"}}").unwrap_err();
+        assert!(
+            e.starts_with("malformed account plan") && e.contains("shards"),
+            "{e}"
+        );
+        let e = read_body("{\"plan\": {\"op_id\": \"op-1\", \"shards\": [{\"account\": \"1\"}]}}")
+            .unwrap_err();
+        assert!(e.contains("region"), "{e}");
     }
 }

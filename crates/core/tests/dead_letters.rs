@@ -302,3 +302,32 @@ async fn a_dead_letter_whose_task_has_a_change_in_flight_lists_it_applying() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].task_status, Some(TaskStatus::Applying));
 }
+
+#[tokio::test]
+async fn an_account_plan_in_the_dead_letter_queue_is_listed_by_its_account_and_redriven_to_be_planned(
+) {
+    let w = world(&[]).await;
+    let id = w.begin(true, false).await;
+    // An account plan whose every receive failed (its listing throttled, say) waits here.
+    let plans = w.route_plans().await;
+    w.task_dlq.send(&plans).await.unwrap();
+
+    let entries = dlq::list(w.store.as_ref(), w.task_dlq.as_ref(), 10)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].op_id.as_deref(), Some(id.as_str()));
+    assert_eq!(entries[0].target, None);
+    let problem = entries[0].problem.clone().unwrap_or_default();
+    assert!(
+        problem.contains("the plan of account 111111111111 (regions eu-west-1)"),
+        "{problem}"
+    );
+
+    let report = dlq::redrive(&w.hub, w.task_dlq.as_ref()).await.unwrap();
+    assert_eq!((report.moved, report.plans, report.not_tasks), (1, 1, 0));
+    assert!(report.reopened.is_empty());
+    assert!(w.drain().await.settled);
+    let op = w.op(&id).await;
+    assert_eq!((op.status, op.counts.succeeded), (OpStatus::Succeeded, 2));
+}

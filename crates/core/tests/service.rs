@@ -5,9 +5,10 @@ mod common;
 
 use chrono::Duration;
 use common::*;
-use curfew_core::chunk::read_task_body;
+use curfew_core::chunk::AccountPlan;
+use curfew_core::chunk::{read_body, read_task_body, TaskBody};
 use curfew_core::clock::Clock;
-use curfew_core::operation::{OpStatus, Operation, TaskStatus};
+use curfew_core::operation::{OpStatus, Operation, Shard, TaskStatus};
 use curfew_core::ports::{AccountStore, OperationStore, ScheduleStore, TargetStore};
 use curfew_core::schedule::{Schedule, ScheduleRecord};
 use curfew_core::service::{poller, router_batch, worker_batch, worker_batch_until};
@@ -419,4 +420,137 @@ async fn a_worker_about_to_time_out_starts_no_target_and_leaves_its_chunk_for_a_
     let outcome = worker_batch_until(&w.hub, &chunk, Some(later)).await;
     assert!(outcome.failed.is_empty(), "{outcome:?}");
     assert_eq!(w.op(&id).await.status, OpStatus::Succeeded);
+}
+
+/// The router's fan-out sends one account plan per account; the worker that takes it lists the
+/// account, writes its tasks, sends every chunk but the first on and works the first itself.
+async fn hundred_and_fifty_asgs_planned_by_one_worker(w: &World) -> String {
+    for i in 0..148 {
+        w.spokes.add(
+            Target {
+                name: format!("dev-asg-{i}"),
+                ..asg(DEV)
+            },
+            ASG_SIZES,
+        );
+    }
+    let id = w.begin(true, false).await;
+    let plans = w.route_plans().await;
+    assert_eq!(plans.len(), 1, "one plan for the one account");
+    match read_body(&plans[0]).unwrap() {
+        TaskBody::Plan(plan) => {
+            assert_eq!((plan.op_id.as_str(), plan.account()), (id.as_str(), DEV))
+        }
+        other => panic!("the router sent {other:?}"),
+    }
+    let outcome = worker_batch(&w.hub, &deliveries(plans)).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    id
+}
+
+#[tokio::test]
+async fn the_worker_that_plans_an_account_works_its_first_chunk_and_sends_the_rest_on() {
+    let w = world(&[]).await;
+    let id = hundred_and_fifty_asgs_planned_by_one_worker(&w).await;
+
+    let sent = w.task_q.take_all();
+    let sizes: Vec<usize> = sent
+        .iter()
+        .map(|c| read_task_body(c).unwrap().len())
+        .collect();
+    assert_eq!(sizes, [50], "only the second chunk went on");
+    let op = w.op(&id).await;
+    assert_eq!(
+        (op.status, op.counts.succeeded, op.counts.total),
+        (OpStatus::Running, 100, 150)
+    );
+
+    let outcome = worker_batch(&w.hub, &deliveries(sent)).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    let op = w.op(&id).await;
+    assert_eq!((op.status, op.counts.succeeded), (OpStatus::Succeeded, 150));
+}
+
+#[tokio::test]
+async fn an_account_plan_delivered_twice_plans_once_and_changes_each_target_once() {
+    let w = world(&[]).await;
+    let id = hundred_and_fifty_asgs_planned_by_one_worker(&w).await;
+    let changes = w.spokes.changes().len();
+    let plan = AccountPlan {
+        op_id: id.clone(),
+        shards: vec![Shard {
+            account: DEV.to_string(),
+            region: REGION.to_string(),
+        }],
+    };
+
+    // The same plan again (SQS delivered it twice): the planned shard yields its open tasks.
+    let outcome = worker_batch(&w.hub, &deliveries(vec![plan.to_body()])).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    assert!(w.drain().await.settled);
+    let op = w.op(&id).await;
+    assert_eq!(
+        (op.status, op.counts.total, op.counts.succeeded),
+        (OpStatus::Succeeded, 150, 150)
+    );
+    assert_eq!(
+        w.spokes.changes().len(),
+        changes + 50,
+        "each target changed once"
+    );
+}
+
+#[tokio::test]
+async fn what_is_left_of_a_planned_first_chunk_goes_on_as_a_message_and_the_plan_is_done() {
+    let w = world(&[]).await;
+    w.spokes.set_busy(&nodegroup(DEV).key(), true);
+    let id = w.begin(true, false).await;
+    let plans = deliveries(w.route_plans().await);
+
+    let outcome = worker_batch(&w.hub, &plans).await;
+    assert!(
+        outcome.failed.is_empty(),
+        "the plan is not retried: {outcome:?}"
+    );
+    assert_eq!(w.sizes(&asg(DEV)), Sizes::new(0, 0, 0), "the ASG is done");
+    let sent = w.task_q.take_all();
+    assert_eq!(sent.len(), 1);
+    let left: Vec<String> = read_task_body(&sent[0])
+        .unwrap()
+        .iter()
+        .map(|t| t.target.key())
+        .collect();
+    assert_eq!(
+        left,
+        [nodegroup(DEV).key()],
+        "only the busy node group went on"
+    );
+    assert_eq!(w.op(&id).await.status, OpStatus::Running);
+
+    w.spokes.set_busy(&nodegroup(DEV).key(), false);
+    let outcome = worker_batch(&w.hub, &deliveries(sent)).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    let op = w.op(&id).await;
+    assert_eq!((op.status, op.counts.succeeded), (OpStatus::Succeeded, 2));
+}
+
+#[tokio::test]
+async fn an_account_plan_for_an_operation_that_does_not_exist_is_rejected_and_writes_nothing() {
+    let w = world(&[]).await;
+    let plan = AccountPlan {
+        op_id: "no-such-op".to_string(),
+        shards: vec![Shard {
+            account: DEV.to_string(),
+            region: REGION.to_string(),
+        }],
+    };
+    let outcome = worker_batch(&w.hub, &deliveries(vec![plan.to_body()])).await;
+    assert_eq!(outcome.rejected.len(), 1, "{outcome:?}");
+    assert!(
+        outcome.rejected[0].1.contains("planning account")
+            && outcome.rejected[0].1.contains("no-such-op"),
+        "{outcome:?}"
+    );
+    assert!(w.task_q.is_empty());
+    assert_eq!(w.sizes(&asg(DEV)), ASG_SIZES);
 }

@@ -106,9 +106,17 @@ fn print_report(report: &RedriveReport, out: Output) -> Result<()> {
         Output::Json => output::print_json(report),
         Output::Table => {
             outln!(
-                "moved {} to the task queue; reopened {}{}",
+                "moved {} to the task queue; reopened {}{}{}",
                 output::count(report.moved, "message"),
                 output::count(report.reopened.len() as u64, "dead-lettered task"),
+                if report.plans > 0 {
+                    format!(
+                        "; {} to plan again",
+                        output::count(report.plans, "account plan")
+                    )
+                } else {
+                    String::new()
+                },
                 if report.not_tasks > 0 {
                     format!(
                         "; {} not task messages (moved as they are)",

@@ -120,7 +120,7 @@ fn a_task_dead_lettered_by_a_stop_is_listed_and_a_redrive_resumes_it() {
     let redriven = json_exit(&hub, &["dlq", "redrive"], 0);
     assert_eq!(
         redriven,
-        json!({"moved": 1, "reopened": [{"op_id": op_id, "target": blocked}], "not_tasks": 0})
+        json!({"moved": 1, "reopened": [{"op_id": op_id, "target": blocked}], "plans": 0, "not_tasks": 0})
     );
     let op = json_exit(&hub, &["ops", "show", &op_id], 0);
     assert_eq!(op["operation"]["status"], "SUCCEEDED");
@@ -138,7 +138,7 @@ fn a_redrive_of_an_empty_dead_letter_queue_moves_nothing() {
     let hub = TestHub::new();
     assert_eq!(
         json_exit(&hub, &["dlq", "redrive"], 0),
-        json!({"moved": 0, "reopened": [], "not_tasks": 0})
+        json!({"moved": 0, "reopened": [], "plans": 0, "not_tasks": 0})
     );
     assert!(stdout(&hub, &["dlq", "redrive"]).contains("moved 0 messages"));
 }

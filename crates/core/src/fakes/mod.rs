@@ -132,6 +132,26 @@ pub async fn drain_rounds(
     drained
 }
 
+/// Takes every message off `task_q` and returns the task bodies among them, each account plan
+/// planned first the way the router planned before plans went to the workers
+/// ([`service::router::plan_account`]: every chunk sent, the first too, nothing worked): what
+/// a test that delivers chunks by hand starts from.
+pub async fn plan_all(hub: &Hub, task_q: &MemoryQueue) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for body in task_q.take_all() {
+        match crate::chunk::read_body(&body) {
+            Ok(crate::chunk::TaskBody::Plan(plan)) => {
+                service::router::plan_account(hub, &plan.op_id, &plan.shards)
+                    .await
+                    .expect("an account plan plans");
+                bodies.extend(task_q.take_all());
+            }
+            _ => bodies.push(body),
+        }
+    }
+    bodies
+}
+
 /// Receives every message on `queue`, works them as one batch, puts the failed ones back and
 /// drops the rejected ones; returns the batch's outcome with bodies in place of message ids
 /// in `rejected`.

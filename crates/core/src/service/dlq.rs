@@ -6,7 +6,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::Hub;
-use crate::chunk::read_task_body;
+use crate::chunk::{read_body, TaskBody};
 use crate::decision::Action;
 use crate::operation::{TaskMessage, TaskStatus};
 use crate::ports::{DeadLetter, DeadLetterQueue, PortResult, StateStore};
@@ -66,8 +66,21 @@ async fn entries(store: &dyn StateStore, letter: DeadLetter) -> PortResult<Vec<D
         reason: None,
         problem: None,
     };
-    let messages = match read_task_body(&letter.body) {
-        Ok(messages) => messages,
+    let messages = match read_body(&letter.body) {
+        Ok(TaskBody::Targets(messages)) => messages,
+        Ok(TaskBody::Plan(plan)) => {
+            let regions: Vec<&str> = plan.shards.iter().map(|s| s.region.as_str()).collect();
+            return Ok(vec![DeadLetterEntry {
+                op_id: Some(plan.op_id.clone()),
+                problem: Some(format!(
+                    "the plan of account {} (regions {}): its targets were never listed, and \
+                     the operation waits for them; a redrive plans them again",
+                    plan.account(),
+                    regions.join(", ")
+                )),
+                ..entry
+            }]);
+        }
         Err(e) => {
             return Ok(vec![DeadLetterEntry {
                 problem: Some(format!("not a task message: {e}")),
@@ -142,6 +155,9 @@ pub struct RedriveReport {
     pub moved: u64,
     /// Dead-lettered tasks reopened, in the order their messages were moved.
     pub reopened: Vec<ReopenedTask>,
+    /// Moved messages that are account plans ([`crate::chunk::AccountPlan`]): the worker
+    /// plans them again.
+    pub plans: u64,
     /// Moved messages that are not task messages (they are moved as they are).
     pub not_tasks: u64,
 }
@@ -163,9 +179,16 @@ pub async fn redrive(hub: &Hub, dlq: &dyn DeadLetterQueue) -> PortResult<Redrive
             return Ok(report);
         }
         for letter in &batch {
-            let Ok(messages) = read_task_body(&letter.body) else {
-                report.not_tasks += 1;
-                continue;
+            let messages = match read_body(&letter.body) {
+                Ok(TaskBody::Targets(messages)) => messages,
+                Ok(TaskBody::Plan(_)) => {
+                    report.plans += 1;
+                    continue;
+                }
+                Err(_) => {
+                    report.not_tasks += 1;
+                    continue;
+                }
             };
             for message in messages {
                 let key = message.target.key();

@@ -11,7 +11,7 @@ pub mod poller;
 pub mod router;
 pub mod worker;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use chrono::Duration;
 
+use crate::chunk::{AccountPlan, TaskBody, TaskChunk};
 use crate::clock::Clock;
 use crate::cluster::ClusterApi;
 use crate::operation::{TaskMessage, TaskStatus};
@@ -112,7 +113,8 @@ pub(crate) fn to_body<T: serde::Serialize>(message: &T) -> String {
 pub struct Delivery {
     /// The message id (what a partial batch failure names).
     pub message_id: String,
-    /// The body: a [`crate::chunk::TaskChunk`] (or one target's [`TaskMessage`]) in JSON.
+    /// The body: a [`crate::chunk::TaskChunk`], an [`AccountPlan`] (or one target's
+    /// [`TaskMessage`]) in JSON.
     pub body: String,
     /// How many times the queue has handed the message out, this time included (SQS's
     /// `ApproximateReceiveCount`; 1 on the first receive).
@@ -159,6 +161,9 @@ enum Verdict {
     DeadLettered,
     /// Unfixable (malformed body, unknown task): leave it for the dead-letter queue.
     Rejected(String),
+    /// Not done, but sent on in a message of its own (what was left of an account plan's
+    /// first chunk): nothing more for this message to do.
+    HandedOn,
 }
 
 /// A target's operation (none for a message that names no target) and what became of it.
@@ -175,7 +180,10 @@ pub const TARGETS_AT_ONCE: usize = 10;
 pub const TASK_BATCH_SIZE: usize = 1;
 
 /// Works a batch of task messages: every target of every chunk ([`crate::chunk`]), up to
-/// [`TARGETS_AT_ONCE`] at a time.
+/// [`TARGETS_AT_ONCE`] at a time. An account plan ([`AccountPlan`]) is planned first
+/// ([`router::plan_chunks`]): its chunks but the first are sent on, and the first is worked
+/// here as a chunk on its first receive; what is left of it goes on as a chunk message of its
+/// own, and the plan's message is done (retried only if planning or sending failed).
 ///
 /// A message is deleted only when every one of its targets' tasks is final; otherwise it is
 /// reported failed and comes back whole (its finished targets then find their tasks final and
@@ -204,35 +212,68 @@ pub async fn worker_batch_until(
     deadline: Option<std::time::Instant>,
 ) -> BatchOutcome {
     let cutoff = deadline.map(|d| d.checked_sub(DEADLINE_MARGIN).unwrap_or(d));
-    let parsed: Vec<(&Delivery, Result<Vec<TaskMessage>, String>)> = deliveries
+    let parsed: Vec<(&Delivery, Result<TaskBody, String>)> = deliveries
         .iter()
-        .map(|delivery| (delivery, crate::chunk::read_task_body(&delivery.body)))
+        .map(|delivery| (delivery, crate::chunk::read_body(&delivery.body)))
         .collect();
+    // Account plans first: each lists its account and writes its tasks, and its first chunk
+    // joins this batch's work, in the environment that assumed the account's role to list it.
+    let plans: Vec<_> = parsed
+        .iter()
+        .enumerate()
+        .filter_map(|(index, (delivery, body))| match body {
+            Ok(TaskBody::Plan(plan)) => Some(plan_inline(hub, index, delivery, plan)),
+            _ => None,
+        })
+        .collect();
+    let mut planned: HashMap<usize, Result<Option<TaskChunk>, Verdict>> =
+        futures::future::join_all(plans).await.into_iter().collect();
+    // A plan's first chunk was sent by no one: its targets are on their first receive.
+    let fresh: Vec<Delivery> = deliveries
+        .iter()
+        .map(|d| Delivery {
+            receive_count: 1,
+            ..d.clone()
+        })
+        .collect();
+    let mut handing_on: HashMap<usize, TaskChunk> = HashMap::new();
+    let mut per_message: Vec<(&String, Vec<TargetVerdict>)> = Vec::new();
+    let mut work = Vec::new();
+    for (index, (delivery, body)) in parsed.into_iter().enumerate() {
+        let id = &delivery.message_id;
+        match body {
+            Ok(TaskBody::Targets(messages)) => {
+                per_message.push((id, Vec::new()));
+                work.extend(messages.into_iter().map(|m| (index, delivery, m)));
+            }
+            Ok(TaskBody::Plan(_)) => match planned.remove(&index).expect("every plan planned") {
+                Ok(Some(first)) => {
+                    per_message.push((id, Vec::new()));
+                    handing_on.insert(index, first.clone());
+                    work.extend(
+                        first
+                            .into_tasks()
+                            .into_iter()
+                            .map(|m| (index, &fresh[index], m)),
+                    );
+                }
+                Ok(None) => per_message.push((id, Vec::new())),
+                Err(verdict) => per_message.push((id, vec![(None, verdict)])),
+            },
+            Err(cause) => per_message.push((id, vec![(None, Verdict::Rejected(cause))])),
+        }
+    }
     // Stops consult the overrides: read them once for the batch, not once per target. If the
     // read fails, each stop reads them itself (and retries through the queue if that fails).
-    let any_stop = parsed.iter().any(|(_, m)| {
-        m.as_ref()
-            .is_ok_and(|m| m.iter().any(|m| m.action == crate::decision::Action::Stop))
-    });
+    let any_stop = work
+        .iter()
+        .any(|(_, _, m)| m.action == crate::decision::Action::Stop);
     let overrides = if any_stop {
         hub.store.active_overrides(hub.clock.now()).await.ok()
     } else {
         None
     };
     let overrides = overrides.as_deref();
-    let mut per_message: Vec<(&String, Vec<TargetVerdict>)> = Vec::new();
-    let mut work = Vec::new();
-    for (index, (delivery, messages)) in parsed.into_iter().enumerate() {
-        match messages {
-            Ok(messages) => {
-                per_message.push((&delivery.message_id, Vec::new()));
-                work.extend(messages.into_iter().map(|m| (index, delivery, m)));
-            }
-            Err(cause) => {
-                per_message.push((&delivery.message_id, vec![(None, Verdict::Rejected(cause))]))
-            }
-        }
-    }
     // The futures are made up front, not by a closure inside the stream, so the batch's
     // future stays `Send` for the console's spawned dispatcher.
     let jobs: Vec<_> = work
@@ -241,12 +282,41 @@ pub async fn worker_batch_until(
             work_one(hub, index, delivery, message, overrides, cutoff)
         })
         .collect();
-    let worked: Vec<(usize, String, Verdict)> = futures::stream::iter(jobs)
+    let worked: Vec<(usize, String, String, Verdict)> = futures::stream::iter(jobs)
         .buffer_unordered(TARGETS_AT_ONCE)
         .collect()
         .await;
-    for (index, op_id, verdict) in worked {
+    let mut open: HashMap<usize, BTreeSet<String>> = HashMap::new();
+    for (index, op_id, target, verdict) in worked {
+        if verdict != Verdict::Done {
+            open.entry(index).or_default().insert(target);
+        }
         per_message[index].1.push((Some(op_id), verdict));
+    }
+    // A plan's message is not retried for its first chunk's sake (that would plan again and
+    // send the other chunks twice): what is left of the chunk goes on as a message of its own.
+    for (index, mut rest) in handing_on {
+        let Some(left) = open.get(&index) else {
+            continue;
+        };
+        rest.targets.retain(|t| left.contains(&t.key()));
+        match hub
+            .task_queue
+            .send_as(&rest.role.account, &[to_body(&rest)])
+            .await
+        {
+            Ok(()) => {
+                for (_, verdict) in per_message[index].1.iter_mut() {
+                    if *verdict != Verdict::Done {
+                        *verdict = Verdict::HandedOn;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(op_id = %rest.op_id, account = %rest.role.account, error = %e,
+                               "sending on the rest of a planned chunk failed; the plan will be retried")
+            }
+        }
     }
     // Settle each operation once per batch rather than once per task (two reads each). If that
     // fails, its finished messages stay on the queue: their redelivery settles it.
@@ -302,9 +372,51 @@ async fn work_one(
     message: TaskMessage,
     overrides: Option<&[crate::ports::Override]>,
     cutoff: Option<std::time::Instant>,
-) -> (usize, String, Verdict) {
+) -> (usize, String, String, Verdict) {
     let verdict = target_verdict(hub, delivery, &message, overrides, cutoff).await;
-    (index, message.op_id, verdict)
+    (index, message.op_id, message.target.key(), verdict)
+}
+
+/// Plans the account of the batch's message `index` ([`router::plan_chunks`]), sends every
+/// chunk but the first on, and returns the first for this batch to work (`None`: nothing to
+/// work, the operation settled). A failure is the message's verdict: retried (throttled
+/// listing, a queue or table fault) or rejected (the operation does not exist).
+async fn plan_inline(
+    hub: &Hub,
+    index: usize,
+    delivery: &Delivery,
+    plan: &AccountPlan,
+) -> (usize, Result<Option<TaskChunk>, Verdict>) {
+    let span = tracing::info_span!("account", op_id = %plan.op_id, account = %plan.account(),
+                                   message_id = %delivery.message_id,
+                                   trace = delivery.trace_header.as_deref());
+    let planned = async {
+        let mut chunks = router::plan_chunks(hub, &plan.op_id, &plan.shards)
+            .await?
+            .into_iter();
+        let Some(first) = chunks.next() else {
+            notify::settle(hub, &plan.op_id).await?;
+            return Ok(None);
+        };
+        let rest: Vec<String> = chunks.map(|chunk| to_body(&chunk)).collect();
+        if !rest.is_empty() {
+            hub.task_queue.send_as(&first.role.account, &rest).await?;
+        }
+        Ok(Some(first))
+    }
+    .instrument(span)
+    .await;
+    let verdict = planned.map_err(|e: crate::ports::PortError| {
+        if e.kind.is_retryable() {
+            tracing::warn!(message_id = %delivery.message_id, op_id = %plan.op_id,
+                           account = %plan.account(), error = %e,
+                           "planning the account failed; will be retried");
+            Verdict::Retry
+        } else {
+            Verdict::Rejected(format!("planning account {}: {e}", plan.account()))
+        }
+    });
+    (index, verdict)
 }
 
 async fn target_verdict(

@@ -1,7 +1,9 @@
-//! The router: an operation fans out to one message per account, which resolves the targets of
-//! the account's shards (one per region), writes their tasks and sends them in chunks of up to
-//! a hundred targets of that account. Two levels, so no single invocation does a whole
-//! 100,000-target fleet's work.
+//! The router: an operation fans out to one [`AccountPlan`] per account on the task queue; the
+//! worker that takes it resolves the targets of the account's shards (one per region), writes
+//! their tasks and cuts them into chunks of up to a hundred targets of that account
+//! ([`plan_chunks`]), sends all but the first on and works the first itself. Two levels, so no
+//! single invocation does a whole 100,000-target fleet's work, and the environment that lists
+//! an account is the one that scales it (one AssumeRole for both).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -11,7 +13,7 @@ use tracing::{info, warn};
 
 use super::{to_body, Hub};
 use crate::account::Account;
-use crate::chunk::chunk_targets;
+use crate::chunk::{chunk_targets, AccountPlan, TaskChunk};
 use crate::cluster_hold::{cluster_wide, planned_cluster_steps};
 use crate::decision::{decide, held_asleep, Action, Decision, DecisionInput};
 use crate::hold::{hold_steps, HoldModes};
@@ -61,9 +63,10 @@ pub fn shards_for(selector: &Selector, accounts: &[Account]) -> Vec<Shard> {
     shards
 }
 
-/// First level: one message per account, naming its shards (one per region). The shard set is
-/// fixed by the first delivery; a redelivery re-sends exactly that set (the router skips shards
-/// already planned), so the operation's shard count always matches the shards it waits for.
+/// First level: one [`AccountPlan`] per account on the task queue, naming its shards (one per
+/// region); the worker that takes it plans them ([`plan_chunks`]). The shard set is fixed by the
+/// first delivery; a redelivery re-sends exactly that set (shards already planned are skipped),
+/// so the operation's shard count always matches the shards it waits for.
 // Every log line of the fan-out carries the operation it is for.
 #[tracing::instrument(name = "operation", skip(hub))]
 pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
@@ -80,10 +83,11 @@ pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
     let bodies: Vec<String> = by_account(shards)
         .into_iter()
         .map(|shards| {
-            to_body(&RouterMessage::Account {
+            AccountPlan {
                 op_id: op_id.to_string(),
                 shards,
-            })
+            }
+            .to_body()
         })
         .collect();
     info!(
@@ -92,7 +96,9 @@ pub async fn fan_out(hub: &Hub, op_id: &str) -> PortResult<()> {
         accounts = bodies.len(),
         "operation fanned out"
     );
-    hub.router_queue.send(&bodies).await?;
+    // To the task queue: the worker that lists an account works what it found (see
+    // [`AccountPlan`]), so its environment assumes the account's role once for both.
+    hub.task_queue.send(&bodies).await?;
     super::notify::settle(hub, op_id).await?;
     Ok(())
 }
@@ -219,24 +225,38 @@ pub async fn spoke_changed(hub: &Hub, account: &str, region: &str) -> PortResult
     hub.store.invalidate_inventory(account, region).await
 }
 
-/// Second level: resolve the targets of one account's shards (its regions, listed at once),
-/// write their tasks, and send them in chunks that span the account's regions
-/// ([`crate::chunk`]), so a worker invocation assumes the account's role once for up to a
-/// hundred targets. Nothing is sent until every shard is planned: a shard that must be retried
-/// (throttled discovery) fails the message before any task goes out, and the retry sends each
-/// task once.
-///
-/// Safe to run twice: a planned shard only re-sends its unfinished tasks.
+/// Second level, as the router did it before [`AccountPlan`]s (still read, so messages in
+/// flight across an upgrade are planned): [`plan_chunks`], then every chunk sent.
 // Every log line of an account's planning carries the operation and account.
 #[tracing::instrument(name = "account", skip(hub, shards),
                       fields(account = %shards.first().map_or("", |s| s.account.as_str())))]
 pub async fn plan_account(hub: &Hub, op_id: &str, shards: &[Shard]) -> PortResult<()> {
+    let chunks = plan_chunks(hub, op_id, shards).await?;
+    if let Some(first) = chunks.first() {
+        let bodies: Vec<String> = chunks.iter().map(to_body).collect();
+        hub.task_queue.send_as(&first.role.account, &bodies).await?;
+    }
+    super::notify::settle(hub, op_id).await?;
+    Ok(())
+}
+
+/// Second level: resolve the targets of one account's shards (its regions, listed at once),
+/// write their tasks, and cut them into chunks that span the account's regions
+/// ([`crate::chunk`]), so a worker invocation assumes the account's role once for up to a
+/// hundred targets. Nothing is returned until every shard is planned: a shard that must be
+/// retried (throttled discovery) fails the call before any chunk exists, and the retry returns
+/// each task once. The caller sends the chunks (and settles the operation when there are none:
+/// an account with nothing to do may be what it waited for).
+///
+/// Safe to run twice: a planned shard only yields its unfinished tasks. Empty when the
+/// operation is final or the account is no longer registered (its shards are noted).
+pub async fn plan_chunks(hub: &Hub, op_id: &str, shards: &[Shard]) -> PortResult<Vec<TaskChunk>> {
     let op = load(hub, op_id).await?;
     if op.status.is_final() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let Some(first) = shards.first() else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     if let Some(other) = shards.iter().find(|s| s.account != first.account) {
         return Err(PortError::new(
@@ -258,17 +278,16 @@ pub async fn plan_account(hub: &Hub, op_id: &str, shards: &[Shard]) -> PortResul
         .buffered(hub.settings.discovery_concurrency)
         .try_collect()
         .await?;
-    if let Some(account) = account {
-        let targets: Vec<Target> = planned.into_iter().flatten().map(|t| t.target).collect();
-        let bodies: Vec<String> =
-            chunk_targets(&op, &account.role, targets, hub.settings.chunk_targets)
-                .iter()
-                .map(to_body)
-                .collect();
-        hub.task_queue.send_as(&account.id, &bodies).await?;
-    }
-    super::notify::settle(hub, op_id).await?;
-    Ok(())
+    let Some(account) = account else {
+        return Ok(Vec::new());
+    };
+    let targets: Vec<Target> = planned.into_iter().flatten().map(|t| t.target).collect();
+    Ok(chunk_targets(
+        &op,
+        &account.role,
+        targets,
+        hub.settings.chunk_targets,
+    ))
 }
 
 /// One shard's open tasks: planned now (its targets resolved and their tasks written), or, if

@@ -146,9 +146,21 @@ impl World {
             .collect()
     }
 
-    /// Routes every queued operation and takes its task messages off the queue as sent: one
-    /// chunk of up to a hundred targets per account.
+    /// Routes every queued operation, plans each account (as a worker does with the plan it is
+    /// sent, but sending every chunk, the first too) and takes the task messages off the queue:
+    /// one chunk of up to a hundred targets per account.
     pub async fn route_chunks(&self) -> Vec<String> {
+        while !self.router_q.is_empty() {
+            let messages = ids(self.router_q.take_all());
+            let outcome = router_batch(&self.hub, &messages).await;
+            assert!(outcome.failed.is_empty(), "{outcome:?}");
+        }
+        fakes::plan_all(&self.hub, &self.task_q).await
+    }
+
+    /// Routes every queued operation and takes what the router sends the workers off the task
+    /// queue: one account plan per account, not yet planned.
+    pub async fn route_plans(&self) -> Vec<String> {
         while !self.router_q.is_empty() {
             let messages = ids(self.router_q.take_all());
             let outcome = router_batch(&self.hub, &messages).await;
