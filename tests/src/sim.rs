@@ -331,6 +331,8 @@ pub struct Sourced {
     pub invocations: usize,
     /// The sum of every invocation's duration: the work the pollers shared.
     pub busy: Duration,
+    /// The longest invocation (what a function timeout must cover; the simulation has none).
+    pub longest: Duration,
     /// When the first message was received, from the start of the source.
     pub first_receive: Option<Duration>,
     /// Causes of messages rejected as unfixable (they would go to the DLQ).
@@ -546,6 +548,7 @@ where
                 let mut s = sourced.lock().expect("not poisoned");
                 s.invocations += 1;
                 s.busy += took;
+                s.longest = s.longest.max(took);
                 s.first_receive = Some(
                     s.first_receive
                         .unwrap_or(started - began)

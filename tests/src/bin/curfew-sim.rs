@@ -40,6 +40,14 @@ fn makespan(wave: &WaveReport) -> Duration {
     wave.route + wave.work
 }
 
+/// The wave's longest worker invocation (an account plan's planning and first chunk, or a
+/// chunk), in virtual time.
+fn longest_invocation(wave: &WaveReport) -> Duration {
+    wave.sourced
+        .as_ref()
+        .map_or(Duration::ZERO, |(_, worked)| worked.longest)
+}
+
 /// One wave's figures; `bound` is the one to hold it to (its own, or a fault-free run's).
 fn wave_json(wave: &WaveReport, concurrency: usize, bound: Duration, accounts: usize) -> Value {
     let makespan = makespan(wave);
@@ -54,6 +62,7 @@ fn wave_json(wave: &WaveReport, concurrency: usize, bound: Duration, accounts: u
         "concurrency_bound_s": concurrency_bound(wave.worker_busy(), concurrency).as_secs_f64(),
         "rate_bound_s": wave.rate_bound.as_secs_f64(),
         "invocations": wave.task_rounds,
+        "longest_worker_invocation_s": longest_invocation(wave).as_secs_f64(),
         "sts_calls": traffic.sts_calls,
         "sts_calls_per_account": traffic.sts_calls as f64 / accounts.max(1) as f64,
         "worker_sts_calls_per_account": traffic.worker_sts_calls as f64 / accounts.max(1) as f64,
@@ -70,7 +79,7 @@ fn print_wave(name: &str, wave: &WaveReport, concurrency: usize, bound: Duration
     println!(
         "  {name}: makespan {:.1} s (virtual; routing done at {:.1} s, first task at {:.2} s); \
          bound {:.1} s (concurrency {:.1} s = worker busy {:.1} s / {concurrency}, rate {:.1} s); \
-         makespan / bound {:.3}; {} invocations; {} AssumeRole calls ({} by the worker) for {} \
+         makespan / bound {:.3}; {} invocations (longest {:.1} s); {} AssumeRole calls ({} by the worker) for {} \
          accounts; {} throttled \
          attempts; {} targets checked, {} problems",
         makespan.as_secs_f64(),
@@ -82,6 +91,7 @@ fn print_wave(name: &str, wave: &WaveReport, concurrency: usize, bound: Duration
         wave.rate_bound.as_secs_f64(),
         makespan.as_secs_f64() / bound.as_secs_f64().max(f64::EPSILON),
         wave.task_rounds,
+        longest_invocation(wave).as_secs_f64(),
         wave.spoke_traffic.sts_calls,
         wave.spoke_traffic.worker_sts_calls,
         wave.spoke_traffic.sts_accounts,
