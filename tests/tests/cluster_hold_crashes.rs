@@ -204,6 +204,22 @@ impl Fleet {
         );
         let op = self.hub.store.get_operation(&op_id).await.unwrap().unwrap();
         assert_eq!(op.status, OpStatus::Succeeded);
+        if action == "start" {
+            // The node group is its cluster's only member: its wake's steps never say that
+            // others keep the cluster paused, even when the delivery that restored it died.
+            let task = self
+                .hub
+                .store
+                .get_task(&op_id, &node_group().key())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                !task.steps.iter().any(|s| s.contains("keep it paused")),
+                "start crashed after call {crash_after}: {:?}",
+                task.steps
+            );
+        }
         crashed
     }
 

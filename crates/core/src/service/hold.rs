@@ -96,9 +96,45 @@ async fn join(
     Err(busy(key))
 }
 
+/// What a wake's leave of its cluster's hold came to ([`release_cluster`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Released {
+    /// This wake restored the cluster: the steps it took.
+    Restored(Vec<String>),
+    /// Other node groups still hold the cluster paused.
+    StillHeld,
+    /// Another node group's wake (this key) is restoring the cluster.
+    RestoringBy(String),
+    /// Nothing holds the cluster any more: a wake restored it (an earlier delivery of this one
+    /// whose answer was lost, or another's).
+    NotHeld,
+    /// Node groups joined while this wake's claim had lapsed: the cluster is paused again for
+    /// them.
+    PausedAgain,
+}
+
+impl Released {
+    /// The task's steps for it, naming `cluster`.
+    pub(super) fn steps(self, cluster: &str) -> Vec<String> {
+        let left = |why: String| vec![format!("cluster hold: left; {why}")];
+        match self {
+            Released::Restored(steps) => steps,
+            Released::StillHeld => left(format!("other node groups of {cluster} keep it paused")),
+            Released::RestoringBy(by) => left(format!(
+                "the wake of node group {by} restores cluster {cluster}"
+            )),
+            Released::NotHeld => left(format!("nothing holds cluster {cluster} any more")),
+            Released::PausedAgain => left(format!(
+                "node groups that joined meanwhile keep {cluster} paused (paused again)"
+            )),
+        }
+    }
+}
+
 /// Leaves the cluster's hold (if the node group is in it) and, when no node group is left,
 /// restores what the hold saved and resets the record. Returns the restore's steps when this
-/// call restored the cluster. Also finishes a restore that a crash cut short.
+/// call restored the cluster, else why it did not ([`Released`]). Also finishes a restore that a
+/// crash cut short.
 ///
 /// The last one out claims the restore in the same write (see [`RestoreClaim`]): until the
 /// record is reset, or the claim lapses with this delivery's lease, no stop joins, so no pause
@@ -114,7 +150,7 @@ pub(super) async fn release_cluster(
     lease: &LeaseToken,
     at: &ClusterRef,
     key: &str,
-) -> Result<Option<Vec<String>>, StepError> {
+) -> Result<Released, StepError> {
     for _ in 0..ATTEMPTS {
         let mut current = read(hub, key).await?;
         let now = hub.clock.now();
@@ -129,12 +165,15 @@ pub(super) async fn release_cluster(
             left_last = next.restore_pending();
             current = next;
         }
+        if !current.members.is_empty() {
+            return Ok(Released::StillHeld);
+        }
         if !current.restore_pending() {
-            return Ok(None);
+            return Ok(Released::NotHeld);
         }
         match current.restorer(now) {
             // Another node group's wake is restoring it: that wake finishes it.
-            Some(by) if by != target_key => return Ok(None),
+            Some(by) if by != target_key => return Ok(Released::RestoringBy(by.to_string())),
             Some(_) if left_last => {}
             // Unclaimed, lapsed, or claimed by an earlier delivery of this node group's wake:
             // claimed again until this delivery's lease ends, so a wake that keeps retrying
@@ -154,7 +193,7 @@ pub(super) async fn release_cluster(
         done.updated_at = Some(hub.clock.now());
         if write(hub, &done, current.generation, target_key, lease).await? {
             info!(cluster = %key, "restored what the cluster's hold saved");
-            return Ok(Some(saved.steps(false)));
+            return Ok(Released::Restored(saved.steps(false)));
         }
         // Only once the claim lapsed can the record change under it: a stop that joined then
         // may have paused before this restore's calls landed, so the cluster is paused again
@@ -162,7 +201,7 @@ pub(super) async fn release_cluster(
         let now = read(hub, key).await?;
         if let (false, Some(saved)) = (now.members.is_empty(), &now.saved) {
             pause(hub, at, saved, false).await?;
-            return Ok(None);
+            return Ok(Released::PausedAgain);
         }
     }
     Err(busy(key))

@@ -710,12 +710,7 @@ async fn drop_baseline(
                     message: format!("{what}: {}", e.message),
                     ..e
                 })?;
-            cluster_steps = restored.unwrap_or_else(|| {
-                vec![format!(
-                    "cluster hold: left; other node groups of {} keep it paused",
-                    at.cluster
-                )]
-            });
+            cluster_steps = restored.steps(&at.cluster);
         }
     }
     let retired = hub
