@@ -293,31 +293,7 @@ pub async fn worker_batch_until(
         }
         per_message[index].1.push((Some(op_id), verdict));
     }
-    // A plan's message is not retried for its first chunk's sake (that would plan again and
-    // send the other chunks twice): what is left of the chunk goes on as a message of its own.
-    for (index, mut rest) in handing_on {
-        let Some(left) = open.get(&index) else {
-            continue;
-        };
-        rest.targets.retain(|t| left.contains(&t.key()));
-        match hub
-            .task_queue
-            .send_as(&rest.role.account, &[to_body(&rest)])
-            .await
-        {
-            Ok(()) => {
-                for (_, verdict) in per_message[index].1.iter_mut() {
-                    if *verdict != Verdict::Done {
-                        *verdict = Verdict::HandedOn;
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(op_id = %rest.op_id, account = %rest.role.account, error = %e,
-                               "sending on the rest of a planned chunk failed; the plan will be retried")
-            }
-        }
-    }
+    hand_on(hub, handing_on, &open, &mut per_message).await;
     // Settle each operation once per batch rather than once per task (two reads each). If that
     // fails, its finished messages stay on the queue: their redelivery settles it.
     let settling: BTreeSet<&str> = per_message
@@ -375,6 +351,42 @@ async fn work_one(
 ) -> (usize, String, String, Verdict) {
     let verdict = target_verdict(hub, delivery, &message, overrides, cutoff).await;
     (index, message.op_id, message.target.key(), verdict)
+}
+
+/// A plan's message is not retried for its first chunk's sake (that would plan again and send
+/// the other chunks twice): what is left of each plan's first chunk (`handing_on`, by message
+/// index; `open`: the targets not done) goes on as a chunk message of its own, and its targets'
+/// verdicts become [`Verdict::HandedOn`]. If that send fails they stay as they are, and the
+/// plan comes back.
+async fn hand_on(
+    hub: &Hub,
+    handing_on: HashMap<usize, TaskChunk>,
+    open: &HashMap<usize, BTreeSet<String>>,
+    per_message: &mut [(&String, Vec<TargetVerdict>)],
+) {
+    for (index, mut rest) in handing_on {
+        let Some(left) = open.get(&index) else {
+            continue;
+        };
+        rest.targets.retain(|t| left.contains(&t.key()));
+        match hub
+            .task_queue
+            .send_as(&rest.role.account, &[to_body(&rest)])
+            .await
+        {
+            Ok(()) => {
+                for (_, verdict) in per_message[index].1.iter_mut() {
+                    if *verdict != Verdict::Done {
+                        *verdict = Verdict::HandedOn;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(op_id = %rest.op_id, account = %rest.role.account, error = %e,
+                               "sending on the rest of a planned chunk failed; the plan will be retried")
+            }
+        }
+    }
 }
 
 /// Plans the account of the batch's message `index` ([`router::plan_chunks`]), sends every
