@@ -1,6 +1,8 @@
-//! Task chunks: what travels on the task queue. One message carries up to
-//! [`MAX_CHUNK_TARGETS`] targets of one operation in one spoke account (any of its regions),
-//! so the worker invocation that receives it assumes the account's role once for all of them.
+//! Task chunks and account plans: what travels on the task queue. An [`AccountPlan`] asks a
+//! worker to plan one account's targets (it works the first chunk and sends the rest on); a
+//! chunk carries up to [`MAX_CHUNK_TARGETS`] targets of one operation in one spoke account (any
+//! of its regions), so the worker invocation that receives it assumes the account's role once
+//! for all of them.
 //!
 //! One message per target made every execution environment that met an account assume its
 //! role: with 50 environments sampling one queue, 45 AssumeRole calls per account in a
