@@ -25,6 +25,13 @@ pub trait AroundCall: Send + Sync + 'static {
         region: &'a str,
         call: &'a InnerCall<'a, T>,
     ) -> PortResult<T>;
+
+    /// After a `discover` in `account` and `region` that found `found` (one call here): a
+    /// decorator that models the adapter's requests adds those the listing takes beyond the
+    /// first (see `crate::sim::DiscoveryRequests`). Nothing by default.
+    async fn discovered(&self, _account: &str, _region: &str, _found: &[Target]) -> PortResult<()> {
+        Ok(())
+    }
 }
 
 /// `inner`'s spokes with `around` around every call.
@@ -49,7 +56,11 @@ impl<A: AroundCall> AroundSpokes<A> {
 impl<A: AroundCall> Spokes for AroundSpokes<A> {
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
         let call = || self.inner.discover(role, region);
-        self.around.around(&role.account, region, &call).await
+        let found = self.around.around(&role.account, region, &call).await?;
+        self.around
+            .discovered(&role.account, region, &found)
+            .await?;
+        Ok(found)
     }
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
         let call = || self.inner.live_state(role, target);

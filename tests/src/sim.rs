@@ -19,11 +19,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use curfew_aws::config::{SDK_INITIAL_BACKOFF, SDK_MAX_ATTEMPTS, SDK_MAX_BACKOFF};
 use curfew_aws::error::{backoff, retrying_with};
+use curfew_aws::spokes::{ASG_PAGE, EKS_DESCRIBE_CONCURRENCY};
 use curfew_core::clock::Clock;
 use curfew_core::fakes::MemoryQueue;
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes};
 use curfew_core::service::BatchOutcome;
 use curfew_core::session::{Session, SessionCache};
+use curfew_core::target::{Target, TargetKind};
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::time::Instant;
@@ -304,9 +308,56 @@ impl SlowSpokes {
     }
 }
 
+impl SlowSpokes {
+    /// One spoke request that returns nothing: its time, its token and its throttling.
+    async fn request(&self, account: &str, region: &str) -> PortResult<()> {
+        let nothing = || -> BoxFuture<'_, PortResult<()>> { Box::pin(async { Ok(()) }) };
+        self.around(account, region, &nothing).await
+    }
+
+    /// `n` requests one after the other.
+    async fn requests(&self, account: &str, region: &str, n: usize) -> PortResult<()> {
+        for _ in 0..n {
+            self.request(account, region).await?;
+        }
+        Ok(())
+    }
+}
+
 /// A spoke call through the environment's session, retried as the adapter retries.
 #[async_trait]
 impl AroundCall for SlowSpokes {
+    /// The discovery's requests beyond the one its call took (the first ASG page), made the
+    /// way the adapter makes them ([`DiscoveryRequests`]).
+    async fn discovered(&self, account: &str, region: &str, found: &[Target]) -> PortResult<()> {
+        let plan = DiscoveryRequests::of(found);
+        let asgs = self.requests(account, region, plan.asg_pages - 1);
+        let eks = async {
+            self.requests(account, region, plan.cluster_pages).await?;
+            // The futures are made up front (not by a closure in the stream) so this one
+            // stays `Send`.
+            let clusters: Vec<_> = plan
+                .nodegroup_pages
+                .iter()
+                .map(|pages| self.requests(account, region, 1 + pages))
+                .collect();
+            stream::iter(clusters)
+                .buffered(EKS_DESCRIBE_CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await?;
+            let nodegroups: Vec<_> = (0..plan.nodegroups)
+                .map(|_| self.request(account, region))
+                .collect();
+            stream::iter(nodegroups)
+                .buffered(EKS_DESCRIBE_CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await?;
+            Ok::<_, PortError>(())
+        };
+        futures::try_join!(asgs, eks)?;
+        Ok(())
+    }
+
     async fn around<'a, T: Send + 'a>(
         &'a self,
         account: &'a str,
@@ -321,6 +372,52 @@ impl AroundCall for SlowSpokes {
             self.sdk_call(account, region, call)
         })
         .await
+    }
+}
+
+/// The spoke requests the AWS adapter (`curfew_aws::spokes`) makes to discover one account and
+/// region that holds `found`: DescribeAutoScalingGroups pages of [`ASG_PAGE`] one after the
+/// other; beside them, ListClusters pages of 100, then each cluster's DescribeCluster and
+/// ListNodegroups pages (100 node groups a page), [`EKS_DESCRIBE_CONCURRENCY`] clusters at a
+/// time, then one DescribeNodegroup per node group, as many at a time. Clusters without node
+/// groups are not in `found`, and are not counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiscoveryRequests {
+    /// DescribeAutoScalingGroups pages (at least one).
+    pub asg_pages: usize,
+    /// ListClusters pages (at least one).
+    pub cluster_pages: usize,
+    /// ListNodegroups pages of each cluster.
+    pub nodegroup_pages: Vec<usize>,
+    /// DescribeNodegroup requests.
+    pub nodegroups: usize,
+}
+
+impl DiscoveryRequests {
+    /// The requests that list `found`.
+    pub fn of(found: &[Target]) -> DiscoveryRequests {
+        let pages = |n: usize, per: usize| n.div_ceil(per).max(1);
+        let asgs = found.iter().filter(|t| t.kind == TargetKind::Asg).count();
+        let mut clusters: HashMap<&str, usize> = HashMap::new();
+        for target in found.iter().filter(|t| t.kind == TargetKind::Nodegroup) {
+            *clusters
+                .entry(target.cluster.as_deref().unwrap_or_default())
+                .or_default() += 1;
+        }
+        DiscoveryRequests {
+            asg_pages: pages(asgs, ASG_PAGE as usize),
+            cluster_pages: pages(clusters.len(), 100),
+            nodegroup_pages: clusters.values().map(|&n| pages(n, 100)).collect(),
+            nodegroups: clusters.values().sum(),
+        }
+    }
+
+    /// Every request.
+    pub fn total(&self) -> usize {
+        self.asg_pages
+            + self.cluster_pages
+            + self.nodegroup_pages.iter().map(|p| 1 + p).sum::<usize>()
+            + self.nodegroups
     }
 }
 
@@ -570,4 +667,78 @@ where
 /// idle (1.0: none).
 pub fn concurrency_bound(busy: Duration, concurrency: usize) -> Duration {
     busy / concurrency.max(1) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use curfew_core::account::SpokeRole;
+    use curfew_core::clock::ManualClock;
+    use curfew_core::fakes::FakeSpokes;
+    use curfew_core::ports::Spokes;
+
+    use super::*;
+    use crate::scale::{awake_sizes, seeded_target};
+
+    /// `n` targets of one account and region as the fleets seed them: seven ASGs in ten, node
+    /// groups three to a cluster.
+    fn account_region(n: usize) -> Vec<Target> {
+        (0..n)
+            .map(|i| seeded_target("111111111111", "eu-west-1", i))
+            .collect()
+    }
+
+    #[test]
+    fn a_listing_is_counted_in_the_pages_and_describes_the_adapter_asks_for() {
+        let requests = DiscoveryRequests::of(&account_region(1_000));
+        // 700 ASGs in pages of 100; 300 node groups in 100 clusters of three.
+        assert_eq!(requests.asg_pages, 7);
+        assert_eq!(requests.cluster_pages, 1);
+        assert_eq!(requests.nodegroup_pages, vec![1; 100]);
+        assert_eq!(requests.nodegroups, 300);
+        assert_eq!(requests.total(), 7 + 1 + 200 + 300);
+        // An empty account and region still asks once for each kind.
+        assert_eq!(DiscoveryRequests::of(&[]).total(), 2);
+    }
+
+    /// EKS's default quotas allow 3,000 node groups in an account and region (100 clusters of
+    /// 30); here they are 1,000 clusters of three, with 7,000 ASGs beside them. One after the
+    /// other, the listing's 5,000-odd spoke requests would take 250 s at 50 ms each, past the
+    /// worker's 120 s timeout. Made the way the adapter makes them, it takes what its longest
+    /// chain of requests takes.
+    #[tokio::test(start_paused = true)]
+    async fn listing_a_large_account_region_live_fits_well_inside_the_workers_timeout() {
+        let spokes = Arc::new(FakeSpokes::new());
+        let found = account_region(10_000);
+        for (i, target) in found.iter().enumerate() {
+            spokes.add(target.clone(), awake_sizes(target.kind, i));
+        }
+        let clock = Arc::new(ManualClock::new(
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2027, 1, 4, 18, 0, 0).unwrap(),
+        ));
+        let slow = SlowSpokes::new(spokes, &Simulation::default(), clock);
+        let role = SpokeRole {
+            account: "111111111111".into(),
+            role_arn: "arn:aws:iam::111111111111:role/curfew-spoke".into(),
+            external_id: None,
+        };
+
+        let started = Instant::now();
+        let listed = slow.discover(&role, "eu-west-1").await.unwrap();
+        let took = started.elapsed();
+
+        assert_eq!(listed.len(), found.len());
+        let requests = DiscoveryRequests::of(&found);
+        let spoke = Latency::default().spoke;
+        // EKS's chain: the cluster pages, then rounds of clusters, then of node groups.
+        let rounds = |n: usize| n.div_ceil(EKS_DESCRIBE_CONCURRENCY) as u32;
+        let eks_chain = spoke
+            * (requests.cluster_pages as u32
+                + 2 * rounds(requests.nodegroup_pages.len())
+                + rounds(requests.nodegroups));
+        assert!(took >= eks_chain, "{took:?} < {eks_chain:?}");
+        assert!(took < Duration::from_secs(30), "{took:?}");
+        assert!(spoke * requests.total() as u32 > Duration::from_secs(120));
+    }
 }

@@ -15,6 +15,8 @@ use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::session::{Session, SessionCache};
 use curfew_core::target::{LiveState, Processes, Sizes, Target, TargetKind};
 
+use futures::stream::{self, StreamExt, TryStreamExt};
+
 use crate::error::{classify, retrying};
 
 /// Tag AWS puts on a node group's own ASG: those are managed through EKS, not as ASGs.
@@ -203,6 +205,7 @@ async fn discovered_asgs(
     let groups: Vec<_> = retrying(|| async {
         client
             .describe_auto_scaling_groups()
+            .max_records(ASG_PAGE)
             .into_paginator()
             .items()
             .send()
@@ -231,13 +234,32 @@ async fn discovered_asgs(
         .collect())
 }
 
-/// The EKS managed node groups of one account and region, with their clusters' tags.
+/// DescribeCluster and DescribeNodegroup requests one discovery keeps in flight at once. EKS
+/// has no batch describe: an account and region with 3,000 node groups (EKS's default quotas:
+/// 100 clusters of 30) takes 3,000 DescribeNodegroup calls, 150 s one after the other at 50 ms
+/// each, past the worker's 120 s timeout; 16 at a time take about 10 s. EKS does not publish
+/// its rate limits: a throttled request is retried like any other (`retrying`).
+pub const EKS_DESCRIBE_CONCURRENCY: usize = 16;
+
+/// The largest page DescribeAutoScalingGroups returns (its default is 50).
+pub const ASG_PAGE: i32 = 100;
+
+/// One cluster as discovery sees it: its name, its tags and its node groups' names.
+struct ListedCluster {
+    name: String,
+    tags: std::collections::BTreeMap<String, String>,
+    nodegroups: Vec<String>,
+}
+
+/// The EKS managed node groups of one account and region, with their clusters' tags, in the
+/// order EKS lists them. Clusters, then node groups, are described
+/// [`EKS_DESCRIBE_CONCURRENCY`] at a time.
 async fn discovered_nodegroups(
     client: &aws_sdk_eks::Client,
     account: &str,
     region: &str,
 ) -> PortResult<Vec<Target>> {
-    let clusters: Vec<String> = retrying(|| async {
+    let names: Vec<String> = retrying(|| async {
         client
             .list_clusters()
             .into_paginator()
@@ -248,65 +270,101 @@ async fn discovered_nodegroups(
             .map_err(|e| classify("listing EKS clusters", e))
     })
     .await?;
-    let mut targets = Vec::new();
-    for cluster in clusters {
-        let described = retrying(|| async {
-            client
-                .describe_cluster()
-                .name(&cluster)
-                .send()
-                .await
-                .map_err(|e| classify(&format!("describing cluster {cluster}"), e))
-        })
+    // The futures are made up front, not by a closure inside the stream, so the caller's
+    // future stays `Send`.
+    let listing: Vec<_> = names
+        .into_iter()
+        .map(|name| listed_cluster(client, name))
+        .collect();
+    let clusters: Vec<ListedCluster> = stream::iter(listing)
+        .buffered(EKS_DESCRIBE_CONCURRENCY)
+        .try_collect()
         .await?;
-        let cluster_tags = described
-            .cluster
-            .and_then(|c| c.tags)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let names: Vec<String> = retrying(|| async {
-            client
-                .list_nodegroups()
-                .cluster_name(&cluster)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| classify(&format!("listing node groups of {cluster}"), e))
+    let describing: Vec<_> = clusters
+        .iter()
+        .flat_map(|cluster| {
+            cluster
+                .nodegroups
+                .iter()
+                .map(move |name| described_nodegroup(client, account, region, cluster, name))
         })
-        .await?;
-        for name in names {
-            let ng = retrying(|| async {
-                client
-                    .describe_nodegroup()
-                    .cluster_name(&cluster)
-                    .nodegroup_name(&name)
-                    .send()
-                    .await
-                    .map_err(|e| classify(&format!("describing node group {cluster}/{name}"), e))
-            })
-            .await?;
-            let (tags, types) = ng
-                .nodegroup
-                .map(|n| (n.tags, n.instance_types))
-                .unwrap_or_default();
-            targets.push(Target {
-                account: account.to_string(),
-                region: region.to_string(),
-                kind: TargetKind::Nodegroup,
-                cluster: Some(cluster.clone()),
-                name,
-                tags: tags.unwrap_or_default().into_iter().collect(),
-                cluster_tags: std::collections::BTreeMap::clone(&cluster_tags),
-                // Null for a node group whose launch template names the type: unknown here
-                // (reading the template would need EC2 permissions the spoke role lacks).
-                instance_types: sorted_types(types.unwrap_or_default()),
-            });
-        }
-    }
-    Ok(targets)
+        .collect();
+    stream::iter(describing)
+        .buffered(EKS_DESCRIBE_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// A cluster's tags and the names of its node groups.
+async fn listed_cluster(client: &aws_sdk_eks::Client, name: String) -> PortResult<ListedCluster> {
+    let described = retrying(|| async {
+        client
+            .describe_cluster()
+            .name(&name)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("describing cluster {name}"), e))
+    })
+    .await?;
+    let tags = described
+        .cluster
+        .and_then(|c| c.tags)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let nodegroups = retrying(|| async {
+        client
+            .list_nodegroups()
+            .cluster_name(&name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify(&format!("listing node groups of {name}"), e))
+    })
+    .await?;
+    Ok(ListedCluster {
+        name,
+        tags,
+        nodegroups,
+    })
+}
+
+/// One node group of `cluster`, described.
+async fn described_nodegroup(
+    client: &aws_sdk_eks::Client,
+    account: &str,
+    region: &str,
+    cluster: &ListedCluster,
+    name: &str,
+) -> PortResult<Target> {
+    let ng = retrying(|| async {
+        client
+            .describe_nodegroup()
+            .cluster_name(&cluster.name)
+            .nodegroup_name(name)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("describing node group {}/{name}", cluster.name), e))
+    })
+    .await?;
+    let (tags, types) = ng
+        .nodegroup
+        .map(|n| (n.tags, n.instance_types))
+        .unwrap_or_default();
+    Ok(Target {
+        account: account.to_string(),
+        region: region.to_string(),
+        kind: TargetKind::Nodegroup,
+        cluster: Some(cluster.name.clone()),
+        name: name.to_string(),
+        tags: tags.unwrap_or_default().into_iter().collect(),
+        cluster_tags: cluster.tags.clone(),
+        // Null for a node group whose launch template names the type: unknown here (reading
+        // the template would need EC2 permissions the spoke role lacks).
+        instance_types: sorted_types(types.unwrap_or_default()),
+    })
 }
 
 /// The instance types an ASG runs: its mixed-instances policy's overrides when it has some
@@ -1093,8 +1151,10 @@ mod tests {
                     .nodegroup(Nodegroup::builder().nodegroup_name("templated").build())
                     .build()
             });
+        // Node groups are described concurrently: any order of requests.
         let client = mock_client!(
             aws_sdk_eks,
+            aws_smithy_mocks::RuleMode::MatchAny,
             [&clusters, &cluster, &names, &general, &templated]
         );
 
@@ -1108,6 +1168,91 @@ mod tests {
         assert_eq!(found[0].tag("env"), Some("dev"));
         assert_eq!(found[1].name, "templated");
         assert!(found[1].instance_types.is_empty());
+    }
+
+    #[tokio::test]
+    async fn discovery_describes_every_node_group_of_every_cluster_once_in_listing_order() {
+        use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
+        use aws_sdk_eks::operation::describe_nodegroup::DescribeNodegroupOutput;
+        use aws_sdk_eks::operation::list_clusters::ListClustersOutput;
+        use aws_sdk_eks::operation::list_nodegroups::ListNodegroupsOutput;
+        use aws_sdk_eks::types::{Cluster, Nodegroup};
+        // More node groups than are described at once, in three clusters.
+        const PER_CLUSTER: usize = 2 * EKS_DESCRIBE_CONCURRENCY + 3;
+        let clusters = mock!(aws_sdk_eks::Client::list_clusters).then_output(|| {
+            ListClustersOutput::builder()
+                .clusters("a")
+                .clusters("b")
+                .clusters("c")
+                .build()
+        });
+        let cluster = mock!(aws_sdk_eks::Client::describe_cluster).then_compute_output(|r| {
+            let name = r.name().unwrap_or_default();
+            DescribeClusterOutput::builder()
+                .cluster(Cluster::builder().name(name).tags("cluster", name).build())
+                .build()
+        });
+        let names = mock!(aws_sdk_eks::Client::list_nodegroups).then_compute_output(|r| {
+            let cluster = r.cluster_name().unwrap_or_default().to_string();
+            ListNodegroupsOutput::builder()
+                .set_nodegroups(Some(
+                    (0..PER_CLUSTER).map(|i| format!("{cluster}-{i}")).collect(),
+                ))
+                .build()
+        });
+        let described = mock!(aws_sdk_eks::Client::describe_nodegroup).then_compute_output(|r| {
+            DescribeNodegroupOutput::builder()
+                .nodegroup(
+                    Nodegroup::builder()
+                        .nodegroup_name(r.nodegroup_name().unwrap_or_default())
+                        .tags("in", r.cluster_name().unwrap_or_default())
+                        .build(),
+                )
+                .build()
+        });
+        let client = mock_client!(
+            aws_sdk_eks,
+            aws_smithy_mocks::RuleMode::MatchAny,
+            [&clusters, &cluster, &names, &described]
+        );
+
+        let found = discovered_nodegroups(&client, "111111111111", "eu-west-1")
+            .await
+            .unwrap();
+
+        let expected: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .flat_map(|c| (0..PER_CLUSTER).map(move |i| format!("{c}-{i}")))
+            .collect();
+        let listed: Vec<&str> = found.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(listed, expected);
+        assert_eq!(described.num_calls(), 3 * PER_CLUSTER);
+        assert_eq!(cluster.num_calls(), 3);
+        for target in &found {
+            let cluster = target.cluster.as_deref().unwrap();
+            assert!(target.name.starts_with(cluster));
+            assert_eq!(target.tag("in"), Some(cluster), "{}", target.name);
+            assert_eq!(
+                target.cluster_tags.get("cluster").map(String::as_str),
+                Some(cluster)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_asks_for_the_largest_page_of_auto_scaling_groups() {
+        use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+        let described = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups)
+            .match_requests(|r| r.max_records() == Some(ASG_PAGE))
+            .then_output(|| DescribeAutoScalingGroupsOutput::builder().build());
+        let client = mock_client!(aws_sdk_autoscaling, [&described]);
+
+        let found = discovered_asgs(&client, "111111111111", "eu-west-1")
+            .await
+            .unwrap();
+
+        assert!(found.is_empty());
+        assert_eq!(described.num_calls(), 1);
     }
 
     #[tokio::test]
