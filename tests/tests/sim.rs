@@ -38,7 +38,7 @@ async fn a_simulated_fleet_sleeps_and_wakes_exactly_and_no_wave_beats_its_bound(
 }
 
 /// With a token bucket of 5 spoke calls a second per account and region, a shard's 150 or so
-/// calls a wave cannot take less than about 28 s: the wave never beats that bound, and every
+/// calls a wave (the stop's live listing adds 26 more) cannot take less than about 28 s: the wave never beats that bound, and every
 /// target still checks out (calls wait for their tokens, none fails).
 #[tokio::test(start_paused = true)]
 async fn a_rate_limited_wave_is_held_to_its_rate_bound_and_still_exact() {
