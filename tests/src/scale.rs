@@ -34,7 +34,10 @@ use curfew_core::schedule::Schedule;
 use curfew_core::selector::Selector;
 
 use crate::around::AroundSpokes;
-use crate::sim::{event_source, Latency, Simulation, SlowSpokes, Source, Sourced, SpokeTraffic};
+use crate::sim::{
+    event_source, Latency, Simulation, SlowSpokes, Source, Sourced, SpokeTraffic, ROUTER_TIMEOUT,
+    WORKER_TIMEOUT,
+};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{
     poller, router_batch, worker_batch, BatchOutcome, Delivery, Hub, TASK_BATCH_SIZE,
@@ -725,6 +728,7 @@ impl Fleet {
                         concurrency,
                         batch: BATCH,
                         fair: !sim.unfair,
+                        timeout: ROUTER_TIMEOUT,
                         upstream_done: None,
                     },
                     route,
@@ -741,6 +745,7 @@ impl Fleet {
                         concurrency,
                         batch: TASK_BATCH_SIZE,
                         fair: !sim.unfair,
+                        timeout: WORKER_TIMEOUT,
                         upstream_done: Some(&routing_done),
                     },
                     timed,

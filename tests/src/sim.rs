@@ -84,6 +84,12 @@ pub struct Simulation {
     pub chunk_targets: Option<usize>,
 }
 
+/// The router function's timeout in the hub stack (`infra/lib/hub-stack.ts`).
+pub const ROUTER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The worker function's timeout in the hub stack (`infra/lib/hub-stack.ts`).
+pub const WORKER_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The seed of the receives' sampling.
 const SAMPLING_SEED: u64 = 9;
 
@@ -428,8 +434,12 @@ pub struct Sourced {
     pub invocations: usize,
     /// The sum of every invocation's duration: the work the pollers shared.
     pub busy: Duration,
-    /// The longest invocation (what a function timeout must cover; the simulation has none).
+    /// The longest invocation (what a function timeout must cover).
     pub longest: Duration,
+    /// Invocations longer than the function's timeout ([`Source::timeout`]): Lambda would have
+    /// stopped each, and its messages would have come back after their visibility timeout. The
+    /// simulation lets them run on, so this counts what would not have fitted.
+    pub over_timeout: usize,
     /// When the first message was received, from the start of the source.
     pub first_receive: Option<Duration>,
     /// Causes of messages rejected as unfixable (they would go to the DLQ).
@@ -454,6 +464,8 @@ pub struct Source<'a> {
     pub batch: usize,
     /// Receive as a fair queue (see [`Backlog`]).
     pub fair: bool,
+    /// The function's timeout (the hub stack's: [`ROUTER_TIMEOUT`], [`WORKER_TIMEOUT`]).
+    pub timeout: Duration,
     /// Set once nothing more will be sent to the queue (`None`: everything is already there).
     /// Until then an empty queue only means the producer has not sent the rest yet.
     pub upstream_done: Option<&'a AtomicBool>,
@@ -646,6 +658,7 @@ where
                 s.invocations += 1;
                 s.busy += took;
                 s.longest = s.longest.max(took);
+                s.over_timeout += usize::from(took > source.timeout);
                 s.first_receive = Some(
                     s.first_receive
                         .unwrap_or(started - began)

@@ -48,6 +48,13 @@ fn longest_invocation(wave: &WaveReport) -> Duration {
         .map_or(Duration::ZERO, |(_, worked)| worked.longest)
 }
 
+/// The wave's worker invocations longer than the worker's timeout (none should be).
+fn over_timeout(wave: &WaveReport) -> usize {
+    wave.sourced
+        .as_ref()
+        .map_or(0, |(_, worked)| worked.over_timeout)
+}
+
 /// One wave's figures; `bound` is the one to hold it to (its own, or a fault-free run's).
 fn wave_json(wave: &WaveReport, concurrency: usize, bound: Duration, accounts: usize) -> Value {
     let makespan = makespan(wave);
@@ -63,6 +70,7 @@ fn wave_json(wave: &WaveReport, concurrency: usize, bound: Duration, accounts: u
         "rate_bound_s": wave.rate_bound.as_secs_f64(),
         "invocations": wave.task_rounds,
         "longest_worker_invocation_s": longest_invocation(wave).as_secs_f64(),
+        "worker_invocations_over_timeout": over_timeout(wave),
         "sts_calls": traffic.sts_calls,
         "sts_calls_per_account": traffic.sts_calls as f64 / accounts.max(1) as f64,
         "worker_sts_calls_per_account": traffic.worker_sts_calls as f64 / accounts.max(1) as f64,
@@ -79,7 +87,7 @@ fn print_wave(name: &str, wave: &WaveReport, concurrency: usize, bound: Duration
     println!(
         "  {name}: makespan {:.1} s (virtual; routing done at {:.1} s, first task at {:.2} s); \
          bound {:.1} s (concurrency {:.1} s = worker busy {:.1} s / {concurrency}, rate {:.1} s); \
-         makespan / bound {:.3}; {} invocations (longest {:.1} s); {} AssumeRole calls ({} by the worker) for {} \
+         makespan / bound {:.3}; {} invocations (longest {:.1} s, {} over the worker's timeout); {} AssumeRole calls ({} by the worker) for {} \
          accounts; {} throttled \
          attempts; {} targets checked, {} problems",
         makespan.as_secs_f64(),
@@ -92,6 +100,7 @@ fn print_wave(name: &str, wave: &WaveReport, concurrency: usize, bound: Duration
         makespan.as_secs_f64() / bound.as_secs_f64().max(f64::EPSILON),
         wave.task_rounds,
         longest_invocation(wave).as_secs_f64(),
+        over_timeout(wave),
         wave.spoke_traffic.sts_calls,
         wave.spoke_traffic.worker_sts_calls,
         wave.spoke_traffic.sts_accounts,
