@@ -35,7 +35,11 @@ async fn a_simulated_fleet_sleeps_and_wakes_exactly_and_no_wave_beats_its_bound(
         // Every batch of 10 waits on at least one spoke call: virtual time did pass.
         assert!(wave.work >= Latency::default().spoke, "{:?}", wave.action);
         let worked = &wave.sourced.as_ref().expect("simulated").1;
-        assert_eq!(worked.over_timeout, 0, "{:?}: {:?}", wave.action, worked.longest);
+        assert_eq!(
+            worked.over_timeout, 0,
+            "{:?}: {:?}",
+            wave.action, worked.longest
+        );
     }
 }
 
