@@ -312,9 +312,7 @@ impl SlowSpokes {
             .unwrap_or(0) as f64;
         Duration::from_secs_f64(((busiest - limit.burst).max(0.0)) / limit.rate)
     }
-}
 
-impl SlowSpokes {
     /// One spoke request that returns nothing: its time, its token and its throttling.
     async fn request(&self, account: &str, region: &str) -> PortResult<()> {
         let nothing = || -> BoxFuture<'_, PortResult<()>> { Box::pin(async { Ok(()) }) };

@@ -236,9 +236,11 @@ async fn discovered_asgs(
 
 /// DescribeCluster and DescribeNodegroup requests one discovery keeps in flight at once. EKS
 /// has no batch describe: an account and region with 3,000 node groups (EKS's default quotas:
-/// 100 clusters of 30) takes 3,000 DescribeNodegroup calls, 150 s one after the other at 50 ms
-/// each, past the worker's 120 s timeout; 16 at a time take about 10 s. EKS does not publish
-/// its rate limits: a throttled request is retried like any other (`retrying`).
+/// 100 clusters of 30) takes 3,000 DescribeNodegroup calls, past the worker's 120 s timeout one
+/// after the other at 50 ms each. The simulation lists 3,000 node groups in 1,000 clusters,
+/// with 7,000 ASGs, in 16.4 s of virtual time 16 at a time and 250.7 s one at a time
+/// (`curfew_tests::sim`). EKS does not publish its rate limits: a throttled request is retried
+/// like any other (`retrying`).
 pub const EKS_DESCRIBE_CONCURRENCY: usize = 16;
 
 /// The largest page DescribeAutoScalingGroups returns (its default is 50).
