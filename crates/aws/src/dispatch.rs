@@ -171,6 +171,23 @@ impl Dispatcher {
         .sum())
     }
 
+    /// True when neither queue holds a message, visible or in flight, in two readings one
+    /// after the other. One reading is not enough: the emulator counts visible and in-flight
+    /// messages at two different instants, so a message whose visibility timeout ends between
+    /// them is counted by neither (a drain once ended with a rejected message still on the
+    /// task queue, before its move to the dead-letter queue). The second reading comes after
+    /// that instant, so it sees the message as visible.
+    async fn queues_empty(&self) -> PortResult<bool> {
+        for _ in 0..2 {
+            let waiting =
+                self.in_flight(&self.router_url).await? + self.in_flight(&self.task_url).await?;
+            if waiting > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn pairs(messages: &[Message]) -> Vec<(String, String)> {
         messages
             .iter()
@@ -227,9 +244,7 @@ impl Dispatcher {
             if worked {
                 continue;
             }
-            let waiting =
-                self.in_flight(&self.router_url).await? + self.in_flight(&self.task_url).await?;
-            if waiting == 0 {
+            if self.queues_empty().await? {
                 return Ok(report);
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
