@@ -19,7 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use curfew_aws::config::{SDK_INITIAL_BACKOFF, SDK_MAX_ATTEMPTS, SDK_MAX_BACKOFF};
 use curfew_aws::error::{backoff, retrying_with};
-use curfew_aws::spokes::{ASG_PAGE, EKS_DESCRIBE_CONCURRENCY};
+use curfew_aws::pacing::InFlight;
+use curfew_aws::spokes::{eks_describes_in_flight, ASG_PAGE, EKS_DESCRIBE_CEILING};
 use curfew_core::clock::Clock;
 use curfew_core::fakes::MemoryQueue;
 use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes};
@@ -314,17 +315,56 @@ impl SlowSpokes {
     }
 
     /// One spoke request that returns nothing: its time, its token and its throttling.
-    async fn request(&self, account: &str, region: &str) -> PortResult<()> {
+    /// Each attempt waits for its place among `in_flight`'s, if given, as the adapter's
+    /// describe requests do.
+    async fn request(
+        &self,
+        account: &str,
+        region: &str,
+        in_flight: Option<&InFlight>,
+    ) -> PortResult<()> {
         let nothing = || -> BoxFuture<'_, PortResult<()>> { Box::pin(async { Ok(()) }) };
-        self.around(account, region, &nothing).await
+        self.paced(account, region, &nothing, in_flight).await
     }
 
     /// `n` requests one after the other.
-    async fn requests(&self, account: &str, region: &str, n: usize) -> PortResult<()> {
+    async fn requests(
+        &self,
+        account: &str,
+        region: &str,
+        n: usize,
+        in_flight: Option<&InFlight>,
+    ) -> PortResult<()> {
         for _ in 0..n {
-            self.request(account, region).await?;
+            self.request(account, region, in_flight).await?;
         }
         Ok(())
+    }
+
+    /// A spoke call through the environment's session, retried as the adapter retries; each
+    /// attempt in its place among `in_flight`'s, if given.
+    async fn paced<'a, T: Send + 'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        call: &'a InnerCall<'a, T>,
+        in_flight: Option<&'a InFlight>,
+    ) -> PortResult<T> {
+        self.session(account).await;
+        // curfew's own backoff, as the adapter builds it, with its jitter drawn from the
+        // run's seeded faults so a throttled run repeats exactly.
+        let seed = self.faults.lock().expect("not poisoned").random::<u64>();
+        retrying_with(backoff().with_jitter_seed(seed), || async move {
+            match in_flight {
+                Some(places) => {
+                    places
+                        .request(|| self.sdk_call(account, region, call))
+                        .await
+                }
+                None => self.sdk_call(account, region, call).await,
+            }
+        })
+        .await
     }
 }
 
@@ -335,25 +375,27 @@ impl AroundCall for SlowSpokes {
     /// way the adapter makes them ([`DiscoveryRequests`]).
     async fn discovered(&self, account: &str, region: &str, found: &[Target]) -> PortResult<()> {
         let plan = DiscoveryRequests::of(found);
-        let asgs = self.requests(account, region, plan.asg_pages - 1);
+        let asgs = self.requests(account, region, plan.asg_pages - 1, None);
         let eks = async {
-            self.requests(account, region, plan.cluster_pages).await?;
+            self.requests(account, region, plan.cluster_pages, None)
+                .await?;
+            let in_flight = eks_describes_in_flight();
             // The futures are made up front (not by a closure in the stream) so this one
             // stays `Send`.
             let clusters: Vec<_> = plan
                 .nodegroup_pages
                 .iter()
-                .map(|pages| self.requests(account, region, 1 + pages))
+                .map(|pages| self.requests(account, region, 1 + pages, Some(&in_flight)))
                 .collect();
             stream::iter(clusters)
-                .buffered(EKS_DESCRIBE_CONCURRENCY)
+                .buffered(EKS_DESCRIBE_CEILING)
                 .try_collect::<Vec<()>>()
                 .await?;
             let nodegroups: Vec<_> = (0..plan.nodegroups)
-                .map(|_| self.request(account, region))
+                .map(|_| self.request(account, region, Some(&in_flight)))
                 .collect();
             stream::iter(nodegroups)
-                .buffered(EKS_DESCRIBE_CONCURRENCY)
+                .buffered(EKS_DESCRIBE_CEILING)
                 .try_collect::<Vec<()>>()
                 .await?;
             Ok::<_, PortError>(())
@@ -368,23 +410,18 @@ impl AroundCall for SlowSpokes {
         region: &'a str,
         call: &'a InnerCall<'a, T>,
     ) -> PortResult<T> {
-        self.session(account).await;
-        // curfew's own backoff, as the adapter builds it, with its jitter drawn from the
-        // run's seeded faults so a throttled run repeats exactly.
-        let seed = self.faults.lock().expect("not poisoned").random::<u64>();
-        retrying_with(backoff().with_jitter_seed(seed), || {
-            self.sdk_call(account, region, call)
-        })
-        .await
+        self.paced(account, region, call, None).await
     }
 }
 
 /// The spoke requests the AWS adapter (`curfew_aws::spokes`) makes to discover one account and
 /// region that holds `found`: DescribeAutoScalingGroups pages of [`ASG_PAGE`] one after the
 /// other; beside them, ListClusters pages of 100, then each cluster's DescribeCluster and
-/// ListNodegroups pages (100 node groups a page), [`EKS_DESCRIBE_CONCURRENCY`] clusters at a
-/// time, then one DescribeNodegroup per node group, as many at a time. Clusters without node
-/// groups are not in `found`, and are not counted.
+/// ListNodegroups pages (100 node groups a page), then one DescribeNodegroup per node group,
+/// as many in flight as [`eks_describes_in_flight`] allows (the simulation makes a cluster's
+/// pages one request each, where the adapter holds one place for them all; clusters of over
+/// 100 node groups are past EKS's default quota of 30). Clusters without node groups are not in
+/// `found`, and are not counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DiscoveryRequests {
     /// DescribeAutoScalingGroups pages (at least one).
@@ -684,6 +721,7 @@ pub fn concurrency_bound(busy: Duration, concurrency: usize) -> Duration {
 mod tests {
     use std::sync::Arc;
 
+    use curfew_aws::spokes::EKS_DESCRIBE_CONCURRENCY;
     use curfew_core::account::SpokeRole;
     use curfew_core::clock::ManualClock;
     use curfew_core::fakes::FakeSpokes;
@@ -742,13 +780,22 @@ mod tests {
         assert_eq!(listed.len(), found.len());
         let requests = DiscoveryRequests::of(&found);
         let spoke = Latency::default().spoke;
-        // EKS's chain: the cluster pages, then rounds of clusters, then of node groups.
-        let rounds = |n: usize| n.div_ceil(EKS_DESCRIBE_CONCURRENCY) as u32;
-        let eks_chain = spoke
-            * (requests.cluster_pages as u32
-                + 2 * rounds(requests.nodegroup_pages.len())
-                + rounds(requests.nodegroups));
-        assert!(took >= eks_chain, "{took:?} < {eks_chain:?}");
+        // EKS's chain: the cluster pages, then rounds of clusters, then of node groups, `at`
+        // requests in flight.
+        let eks_chain = |at: usize| {
+            let rounds = |n: usize| n.div_ceil(at) as u32;
+            spoke
+                * (requests.cluster_pages as u32
+                    + 2 * rounds(requests.nodegroup_pages.len())
+                    + rounds(requests.nodegroups))
+        };
+        let (fastest, first_limit) = (
+            eks_chain(EKS_DESCRIBE_CEILING),
+            eks_chain(EKS_DESCRIBE_CONCURRENCY),
+        );
+        assert!(took >= fastest, "{took:?} < {fastest:?}");
+        // The limit grew while EKS answered: faster than at the first limit throughout.
+        assert!(took < first_limit, "{took:?} >= {first_limit:?}");
         assert!(took < Duration::from_secs(30), "{took:?}");
         assert!(spoke * requests.total() as u32 > Duration::from_secs(120));
     }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod hub;
 pub mod lambda;
 pub mod local;
+pub mod pacing;
 pub mod queue_health;
 pub mod router_function;
 pub mod sns;

@@ -18,6 +18,7 @@ use curfew_core::target::{LiveState, Processes, Sizes, Target, TargetKind};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::error::{classify, retrying};
+use crate::pacing::InFlight;
 
 /// Tag AWS puts on a node group's own ASG: those are managed through EKS, not as ASGs.
 const NODEGROUP_TAG: &str = "eks:nodegroup-name";
@@ -234,14 +235,32 @@ async fn discovered_asgs(
         .collect())
 }
 
-/// DescribeCluster and DescribeNodegroup requests one discovery keeps in flight at once. EKS
-/// has no batch describe: an account and region with 3,000 node groups (EKS's default quotas:
-/// 100 clusters of 30) takes 3,000 DescribeNodegroup calls, past the worker's 120 s timeout one
+/// DescribeCluster and DescribeNodegroup requests one discovery starts with in flight. EKS has
+/// no batch describe: an account and region with 3,000 node groups (EKS's default quotas: 100
+/// clusters of 30) takes 3,000 DescribeNodegroup calls, past the worker's 120 s timeout one
 /// after the other at 50 ms each. The simulation lists 3,000 node groups in 1,000 clusters,
 /// with 7,000 ASGs, in 16.4 s of virtual time 16 at a time and 250.7 s one at a time
-/// (`curfew_tests::sim`). EKS does not publish its rate limits: a throttled request is retried
-/// like any other (`retrying`).
+/// (`curfew_tests::sim`).
 pub const EKS_DESCRIBE_CONCURRENCY: usize = 16;
+
+/// The most describe requests one discovery grows to in flight while EKS answers without
+/// throttling ([`InFlight`]: one more for every limit's worth of answers). EKS does not publish
+/// its rate limits, so the limit finds the account's: it halves at a throttling error, down to
+/// [`EKS_DESCRIBE_FLOOR`], and a throttled request is retried like any other (`retrying`).
+pub const EKS_DESCRIBE_CEILING: usize = 64;
+
+/// The fewest describe requests one discovery keeps in flight however often EKS throttles.
+pub const EKS_DESCRIBE_FLOOR: usize = 2;
+
+/// The pacing of one discovery's EKS describe requests: [`EKS_DESCRIBE_CONCURRENCY`] in
+/// flight at first, between [`EKS_DESCRIBE_FLOOR`] and [`EKS_DESCRIBE_CEILING`] as EKS answers.
+pub fn eks_describes_in_flight() -> InFlight {
+    InFlight::new(
+        EKS_DESCRIBE_CONCURRENCY,
+        EKS_DESCRIBE_FLOOR,
+        EKS_DESCRIBE_CEILING,
+    )
+}
 
 /// The largest page DescribeAutoScalingGroups returns (its default is 50).
 pub const ASG_PAGE: i32 = 100;
@@ -254,8 +273,8 @@ struct ListedCluster {
 }
 
 /// The EKS managed node groups of one account and region, with their clusters' tags, in the
-/// order EKS lists them. Clusters, then node groups, are described
-/// [`EKS_DESCRIBE_CONCURRENCY`] at a time.
+/// order EKS lists them. Clusters, then node groups, are described as many at a time as
+/// [`eks_describes_in_flight`] allows.
 async fn discovered_nodegroups(
     client: &aws_sdk_eks::Client,
     account: &str,
@@ -272,14 +291,16 @@ async fn discovered_nodegroups(
             .map_err(|e| classify("listing EKS clusters", e))
     })
     .await?;
+    let in_flight = eks_describes_in_flight();
     // The futures are made up front, not by a closure inside the stream, so the caller's
-    // future stays `Send`.
+    // future stays `Send`. The stream holds as many as the limit can grow to; each waits for
+    // its place in flight.
     let listing: Vec<_> = names
         .into_iter()
-        .map(|name| listed_cluster(client, name))
+        .map(|name| listed_cluster(client, &in_flight, name))
         .collect();
     let clusters: Vec<ListedCluster> = stream::iter(listing)
-        .buffered(EKS_DESCRIBE_CONCURRENCY)
+        .buffered(EKS_DESCRIBE_CEILING)
         .try_collect()
         .await?;
     let describing: Vec<_> = clusters
@@ -288,24 +309,30 @@ async fn discovered_nodegroups(
             cluster
                 .nodegroups
                 .iter()
-                .map(move |name| described_nodegroup(client, account, region, cluster, name))
+                .map(|name| described_nodegroup(client, &in_flight, account, region, cluster, name))
         })
         .collect();
     stream::iter(describing)
-        .buffered(EKS_DESCRIBE_CONCURRENCY)
+        .buffered(EKS_DESCRIBE_CEILING)
         .try_collect()
         .await
 }
 
 /// A cluster's tags and the names of its node groups.
-async fn listed_cluster(client: &aws_sdk_eks::Client, name: String) -> PortResult<ListedCluster> {
-    let described = retrying(|| async {
-        client
-            .describe_cluster()
-            .name(&name)
-            .send()
-            .await
-            .map_err(|e| classify(&format!("describing cluster {name}"), e))
+async fn listed_cluster(
+    client: &aws_sdk_eks::Client,
+    in_flight: &InFlight,
+    name: String,
+) -> PortResult<ListedCluster> {
+    let described = retrying(|| {
+        in_flight.request(|| async {
+            client
+                .describe_cluster()
+                .name(&name)
+                .send()
+                .await
+                .map_err(|e| classify(&format!("describing cluster {name}"), e))
+        })
     })
     .await?;
     let tags = described
@@ -314,16 +341,18 @@ async fn listed_cluster(client: &aws_sdk_eks::Client, name: String) -> PortResul
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let nodegroups = retrying(|| async {
-        client
-            .list_nodegroups()
-            .cluster_name(&name)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify(&format!("listing node groups of {name}"), e))
+    let nodegroups = retrying(|| {
+        in_flight.request(|| async {
+            client
+                .list_nodegroups()
+                .cluster_name(&name)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify(&format!("listing node groups of {name}"), e))
+        })
     })
     .await?;
     Ok(ListedCluster {
@@ -336,19 +365,22 @@ async fn listed_cluster(client: &aws_sdk_eks::Client, name: String) -> PortResul
 /// One node group of `cluster`, described.
 async fn described_nodegroup(
     client: &aws_sdk_eks::Client,
+    in_flight: &InFlight,
     account: &str,
     region: &str,
     cluster: &ListedCluster,
     name: &str,
 ) -> PortResult<Target> {
-    let ng = retrying(|| async {
-        client
-            .describe_nodegroup()
-            .cluster_name(&cluster.name)
-            .nodegroup_name(name)
-            .send()
-            .await
-            .map_err(|e| classify(&format!("describing node group {}/{name}", cluster.name), e))
+    let ng = retrying(|| {
+        in_flight.request(|| async {
+            client
+                .describe_nodegroup()
+                .cluster_name(&cluster.name)
+                .nodegroup_name(name)
+                .send()
+                .await
+                .map_err(|e| classify(&format!("describing node group {}/{name}", cluster.name), e))
+        })
     })
     .await?;
     let (tags, types) = ng
@@ -1172,15 +1204,21 @@ mod tests {
         assert!(found[1].instance_types.is_empty());
     }
 
-    #[tokio::test]
-    async fn discovery_describes_every_node_group_of_every_cluster_once_in_listing_order() {
+    /// Discovers three clusters of more node groups than can be described at once, EKS
+    /// answering the first `throttled` DescribeNodegroup requests with a throttling error, and
+    /// checks every node group is listed once, in order, with its tags and its cluster's.
+    /// Returns the DescribeNodegroup requests made.
+    async fn discover_three_clusters(throttled: usize) -> usize {
         use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
-        use aws_sdk_eks::operation::describe_nodegroup::DescribeNodegroupOutput;
+        use aws_sdk_eks::operation::describe_nodegroup::{
+            DescribeNodegroupError, DescribeNodegroupOutput,
+        };
         use aws_sdk_eks::operation::list_clusters::ListClustersOutput;
         use aws_sdk_eks::operation::list_nodegroups::ListNodegroupsOutput;
         use aws_sdk_eks::types::{Cluster, Nodegroup};
-        // More node groups than are described at once, in three clusters.
-        const PER_CLUSTER: usize = 2 * EKS_DESCRIBE_CONCURRENCY + 3;
+        use aws_smithy_mocks::MockResponse;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const PER_CLUSTER: usize = EKS_DESCRIBE_CEILING + 3;
         let clusters = mock!(aws_sdk_eks::Client::list_clusters).then_output(|| {
             ListClustersOutput::builder()
                 .clusters("a")
@@ -1202,20 +1240,34 @@ mod tests {
                 ))
                 .build()
         });
-        let described = mock!(aws_sdk_eks::Client::describe_nodegroup).then_compute_output(|r| {
-            DescribeNodegroupOutput::builder()
-                .nodegroup(
-                    Nodegroup::builder()
-                        .nodegroup_name(r.nodegroup_name().unwrap_or_default())
-                        .tags("in", r.cluster_name().unwrap_or_default())
+        let answered = AtomicUsize::new(0);
+        let described =
+            mock!(aws_sdk_eks::Client::describe_nodegroup).then_compute_response(move |r| {
+                if answered.fetch_add(1, Ordering::SeqCst) < throttled {
+                    return MockResponse::Error(DescribeNodegroupError::generic(
+                        aws_smithy_types::error::ErrorMetadata::builder()
+                            .code("ThrottlingException")
+                            .message("Rate exceeded")
+                            .build(),
+                    ));
+                }
+                MockResponse::Output(
+                    DescribeNodegroupOutput::builder()
+                        .nodegroup(
+                            Nodegroup::builder()
+                                .nodegroup_name(r.nodegroup_name().unwrap_or_default())
+                                .tags("in", r.cluster_name().unwrap_or_default())
+                                .build(),
+                        )
                         .build(),
                 )
-                .build()
-        });
+            });
+        // Each throttle reaches discovery's own retry (the mock cannot answer the SDK's).
         let client = mock_client!(
             aws_sdk_eks,
             aws_smithy_mocks::RuleMode::MatchAny,
-            [&clusters, &cluster, &names, &described]
+            [&clusters, &cluster, &names, &described],
+            |conf| conf.retry_config(aws_smithy_types::retry::RetryConfig::disabled())
         );
 
         let found = discovered_nodegroups(&client, "111111111111", "eu-west-1")
@@ -1228,7 +1280,6 @@ mod tests {
             .collect();
         let listed: Vec<&str> = found.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(listed, expected);
-        assert_eq!(described.num_calls(), 3 * PER_CLUSTER);
         assert_eq!(cluster.num_calls(), 3);
         for target in &found {
             let cluster = target.cluster.as_deref().unwrap();
@@ -1239,6 +1290,26 @@ mod tests {
                 Some(cluster)
             );
         }
+        described.num_calls()
+    }
+
+    #[tokio::test]
+    async fn discovery_describes_every_node_group_of_every_cluster_once_in_listing_order() {
+        assert_eq!(
+            discover_three_clusters(0).await,
+            3 * (EKS_DESCRIBE_CEILING + 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn throttled_node_group_describes_are_retried_and_the_listing_keeps_its_order() {
+        // More throttles than requests are in flight at first: the limit halves, the throttled
+        // requests are retried, and every node group is described once it is answered.
+        let throttled = EKS_DESCRIBE_CONCURRENCY + 8;
+        assert_eq!(
+            discover_three_clusters(throttled).await,
+            3 * (EKS_DESCRIBE_CEILING + 3) + throttled
+        );
     }
 
     #[tokio::test]
