@@ -11,7 +11,9 @@
 //! `--targets N` it runs that one fleet:
 //! `curfew-sim [--targets N] [--accounts N] [--regions N] [--concurrency N] [--asleep-every N] [--big-account N]
 //! [--spoke-ms N] [--state-ms N] [--queue-ms N] [--sts-ms N] [--spoke-rate N [--spoke-burst N]]
-//! [--throttled-pct N] [--unfair] [--chunk N] [--enforce | --later]` (`--chunk`: targets per task
+//! [--refuse-over N [--refuse-burst N]] [--throttled-pct N] [--unfair] [--chunk N] [--enforce | --later]`
+//! (`--refuse-over`: the spoke answers calls over N a second per account and region with a
+//! throttling error, as AWS APIs do, where `--spoke-rate` makes them wait; `--chunk`: targets per task
 //! message, default the router's 100; `--enforce`: after the stop, one pass of an enforced window
 //! schedule over the sleeping fleet, priced per million target-passes, instead of the start;
 //! `--later`: two stop + start cycles, the second priced, as every night after a fleet's first
@@ -353,6 +355,12 @@ async fn main() {
             burst: arg("--spoke-burst", 2 * rate) as f64,
         }),
         throttled: arg("--throttled-pct", 0) as f64 / 100.0,
+        spoke_refusals: Some(arg("--refuse-over", 0))
+            .filter(|&n| n > 0)
+            .map(|n| RateLimit {
+                rate: n as f64,
+                burst: arg("--refuse-burst", n) as f64,
+            }),
         unfair: std::env::args().any(|a| a == "--unfair"),
         // Targets per task message, 0: the router's default (100).
         chunk_targets: Some(arg("--chunk", 0)).filter(|&n| n > 0),
