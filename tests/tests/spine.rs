@@ -609,3 +609,64 @@ async fn a_spoke_change_event_makes_the_next_operation_list_the_account_live() {
     let op = t.run(stop).await;
     assert_eq!((op.counts.total, op.counts.succeeded), (2, 1), "{op:?}");
 }
+
+/// Live discovery through the real adapter and SDK, over HTTP: more node groups than discovery
+/// keeps in flight at its ceiling, so its describes run many at a time and the limit grows;
+/// every node group is found once, in the order EKS lists them, with its own tags and its
+/// cluster's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_discovery_finds_every_node_group_of_a_large_region_once_in_listing_order() {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 12, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let per_cluster = curfew_aws::spokes::EKS_DESCRIBE_CEILING + 36;
+    let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], 3, per_cluster);
+    t.seed(&fleet).await;
+    let account = t
+        .hub
+        .store
+        .get_account(&t.accounts[0])
+        .await
+        .unwrap()
+        .unwrap();
+
+    let found = t
+        .hub
+        .spokes
+        .discover(&account.role, "eu-west-1")
+        .await
+        .unwrap();
+
+    let nodegroups: Vec<(String, String)> = found
+        .iter()
+        .filter(|f| f.kind == TargetKind::Nodegroup)
+        .map(|f| (f.cluster.clone().unwrap(), f.name.clone()))
+        .collect();
+    let mut seeded: Vec<(String, String)> = fleet
+        .iter()
+        .filter(|f| f.kind == TargetKind::Nodegroup)
+        .map(|f| (f.cluster.clone().unwrap(), f.name.clone()))
+        .collect();
+    assert_eq!(nodegroups.len(), 2 * per_cluster);
+    // Each cluster's node groups come together, in the cluster order EKS lists.
+    let clusters: Vec<&String> = nodegroups
+        .iter()
+        .map(|(c, _)| c)
+        .collect::<Vec<_>>()
+        .chunk_by(|a, b| a == b)
+        .map(|run| run[0])
+        .collect();
+    assert_eq!(clusters.len(), 2, "{clusters:?}");
+    let mut sorted = nodegroups.clone();
+    sorted.sort();
+    seeded.sort();
+    assert_eq!(sorted, seeded, "every node group found once");
+    for f in &fleet {
+        let target = found
+            .iter()
+            .find(|d| d.kind == f.kind && d.cluster == f.cluster && d.name == f.name)
+            .unwrap_or_else(|| panic!("{} not found", f.name));
+        assert_eq!(target.tags, f.tags, "{}", f.name);
+        assert_eq!(target.cluster_tags, f.cluster_tags, "{}", f.name);
+    }
+    assert_eq!(found.len(), fleet.len());
+}
