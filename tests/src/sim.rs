@@ -164,6 +164,8 @@ pub struct SlowSpokes {
     clock: Arc<dyn Clock>,
     buckets: Mutex<HashMap<(String, String), Bucket>>,
     refusal_buckets: Mutex<HashMap<(String, String), Bucket>>,
+    /// Calls the refusing bucket let through, per account and region.
+    let_through: Mutex<HashMap<(String, String), u64>>,
     calls: Mutex<HashMap<(String, String), u64>>,
     faults: Mutex<StdRng>,
     sessions: Mutex<HashMap<Environment, Arc<SessionCache<()>>>>,
@@ -186,6 +188,7 @@ impl SlowSpokes {
             clock,
             buckets: Mutex::new(HashMap::new()),
             refusal_buckets: Mutex::new(HashMap::new()),
+            let_through: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
             faults: Mutex::new(StdRng::seed_from_u64(FAULT_SEED)),
             sessions: Mutex::new(HashMap::new()),
@@ -279,6 +282,12 @@ impl SlowSpokes {
             return true;
         }
         bucket.tokens -= 1.0;
+        *self
+            .let_through
+            .lock()
+            .expect("not poisoned")
+            .entry((account.to_string(), region.to_string()))
+            .or_default() += 1;
         false
     }
 
@@ -317,6 +326,7 @@ impl SlowSpokes {
     /// one comes hours later, after the credentials and the environments have expired).
     pub fn reset_counts(&self) {
         self.calls.lock().expect("not poisoned").clear();
+        self.let_through.lock().expect("not poisoned").clear();
         self.sessions.lock().expect("not poisoned").clear();
         *self.traffic.lock().expect("not poisoned") = (SpokeTraffic::default(), HashSet::new());
     }
@@ -330,22 +340,24 @@ impl SlowSpokes {
         }
     }
 
-    /// The lower bound the rate limit puts on the calls counted since the last reset: the
+    /// The lower bound the rate limits put on the calls counted since the last reset: the
     /// busiest account and region cannot make its calls faster than its bucket allows
-    /// (`(calls - burst) / rate`). Zero without a limit.
+    /// (`(calls - burst) / rate`), counting every call against a bucket calls wait on and the
+    /// calls let through against one that refuses. Zero without a limit.
     pub fn rate_bound(&self) -> Duration {
-        let Some(limit) = self.limit else {
-            return Duration::ZERO;
+        let bound = |calls: &Mutex<HashMap<(String, String), u64>>, limit: RateLimit| {
+            let busiest = calls
+                .lock()
+                .expect("not poisoned")
+                .values()
+                .copied()
+                .max()
+                .unwrap_or(0) as f64;
+            Duration::from_secs_f64(((busiest - limit.burst).max(0.0)) / limit.rate)
         };
-        let busiest = self
-            .calls
-            .lock()
-            .expect("not poisoned")
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(0) as f64;
-        Duration::from_secs_f64(((busiest - limit.burst).max(0.0)) / limit.rate)
+        let waited = self.limit.map(|l| bound(&self.calls, l));
+        let refused = self.refusals.map(|l| bound(&self.let_through, l));
+        waited.max(refused).unwrap_or(Duration::ZERO)
     }
 
     /// One spoke request that returns nothing: its time, its token and its throttling.
