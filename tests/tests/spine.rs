@@ -610,15 +610,15 @@ async fn a_spoke_change_event_makes_the_next_operation_list_the_account_live() {
     assert_eq!((op.counts.total, op.counts.succeeded), (2, 1), "{op:?}");
 }
 
-/// Live discovery through the real adapter and SDK, over HTTP: more node groups than discovery
-/// keeps in flight at its ceiling, so its describes run many at a time and the limit grows;
-/// every node group is found once, in the order EKS lists them, with its own tags and its
-/// cluster's.
+/// Live discovery through the real adapter and SDK, over HTTP: more than twice as many node
+/// groups per cluster as discovery starts with in flight, so its describes run many at a time
+/// and its limit grows; every node group is found once, each cluster's together, with its own
+/// tags and its cluster's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_discovery_finds_every_node_group_of_a_large_region_once_in_listing_order() {
+async fn live_discovery_finds_every_node_group_of_a_region_once_each_clusters_together() {
     let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 12, 0, 0).unwrap(), 1).await;
     t.register_accounts(&["eu-west-1"]).await;
-    let per_cluster = curfew_aws::spokes::EKS_DESCRIBE_CEILING + 36;
+    let per_cluster = 2 * curfew_aws::spokes::EKS_DESCRIBE_CONCURRENCY + 8;
     let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], 3, per_cluster);
     t.seed(&fleet).await;
     let account = t

@@ -135,12 +135,22 @@ async fn assume(sdk: &SdkConfig, account: &str) -> PortResult<Credentials> {
     ))
 }
 
-/// Creates every target of `fleet` in its account (through AssumeRole) and region.
+/// Creates every target of `fleet` in its account (through AssumeRole, once per account) and
+/// region.
 pub async fn seed_fleet(sdk: &SdkConfig, fleet: &[FleetTarget]) -> PortResult<()> {
     let mut clusters_made = std::collections::HashSet::new();
     let mut configs_made = std::collections::HashSet::new();
+    let mut sessions: std::collections::HashMap<&str, Credentials> =
+        std::collections::HashMap::new();
     for t in fleet {
-        let creds = assume(sdk, &t.account).await?;
+        let creds = match sessions.get(t.account.as_str()) {
+            Some(creds) => creds.clone(),
+            None => {
+                let creds = assume(sdk, &t.account).await?;
+                sessions.insert(&t.account, creds.clone());
+                creds
+            }
+        };
         let region = Region::new(t.region.clone());
         match t.kind {
             TargetKind::Asg => {
