@@ -17,13 +17,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use curfew_aws::config::{SDK_INITIAL_BACKOFF, SDK_MAX_ATTEMPTS, SDK_MAX_BACKOFF};
-use curfew_aws::error::{backoff, retrying_with};
+use aws_sdk_autoscaling::config::retry::RetryPartition;
+use aws_smithy_async::time::TimeSource;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use curfew_aws::config::sdk_retry_config;
+use curfew_aws::error::{backoff, classify, retrying_with};
 use curfew_aws::pacing::InFlight;
 use curfew_aws::spokes::{eks_describes_in_flight, ASG_PAGE, EKS_DESCRIBE_CEILING};
 use curfew_core::clock::Clock;
 use curfew_core::fakes::MemoryQueue;
-use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes};
+use curfew_core::ports::{PortError, PortResult, Spokes};
 use curfew_core::service::BatchOutcome;
 use curfew_core::session::{Session, SessionCache};
 use curfew_core::target::{Target, TargetKind};
@@ -157,20 +166,40 @@ pub struct SpokeTraffic {
 /// ([`curfew_aws::error::retrying_with`] and [`curfew_aws::error::backoff`], the real ones, the
 /// jitter seeded from the run's faults).
 pub struct SlowSpokes {
+    spoke: Arc<Spoke>,
+    clock: Arc<dyn Clock>,
+    sessions: Mutex<HashMap<Environment, Arc<SessionCache<()>>>>,
+    /// Each environment's SDK client of each account and region (see [`SpokeEndpoint`]).
+    clients: Mutex<HashMap<ClientKey, aws_sdk_autoscaling::Client>>,
+    /// This simulation's and its wave's number, in the clients' retry partitions: the SDK
+    /// keeps a partition's retry quota for the life of the process, and each
+    /// wave's environments are new ones.
+    run: u64,
+    wave: AtomicUsize,
+}
+
+/// The spoke's side of every call: its latency, its rate limits and throttling, and what it
+/// saw.
+#[derive(Debug)]
+struct Spoke {
     latency: Latency,
     limit: Option<RateLimit>,
     throttled: f64,
     refusals: Option<RateLimit>,
-    clock: Arc<dyn Clock>,
     buckets: Mutex<HashMap<(String, String), Bucket>>,
     refusal_buckets: Mutex<HashMap<(String, String), Bucket>>,
     /// Calls the refusing bucket let through, per account and region.
     let_through: Mutex<HashMap<(String, String), u64>>,
     calls: Mutex<HashMap<(String, String), u64>>,
     faults: Mutex<StdRng>,
-    sessions: Mutex<HashMap<Environment, Arc<SessionCache<()>>>>,
     traffic: Mutex<(SpokeTraffic, HashSet<String>)>,
 }
+
+/// An environment's client of one account and region.
+type ClientKey = (Environment, String, String);
+
+/// Simulations made in this process (each numbers its clients' retry partitions).
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl SlowSpokes {
     /// Spoke calls as `sim` models them, around `inner`'s; `clock` is the hub's (session
@@ -181,18 +210,23 @@ impl SlowSpokes {
         clock: Arc<dyn Clock>,
     ) -> AroundSpokes<SlowSpokes> {
         let slow = SlowSpokes {
-            latency: sim.latency,
-            limit: sim.spoke_limit,
-            throttled: sim.throttled,
-            refusals: sim.spoke_refusals,
+            spoke: Arc::new(Spoke {
+                latency: sim.latency,
+                limit: sim.spoke_limit,
+                throttled: sim.throttled,
+                refusals: sim.spoke_refusals,
+                buckets: Mutex::new(HashMap::new()),
+                refusal_buckets: Mutex::new(HashMap::new()),
+                let_through: Mutex::new(HashMap::new()),
+                calls: Mutex::new(HashMap::new()),
+                faults: Mutex::new(StdRng::seed_from_u64(FAULT_SEED)),
+                traffic: Mutex::new((SpokeTraffic::default(), HashSet::new())),
+            }),
             clock,
-            buckets: Mutex::new(HashMap::new()),
-            refusal_buckets: Mutex::new(HashMap::new()),
-            let_through: Mutex::new(HashMap::new()),
-            calls: Mutex::new(HashMap::new()),
-            faults: Mutex::new(StdRng::seed_from_u64(FAULT_SEED)),
             sessions: Mutex::new(HashMap::new()),
-            traffic: Mutex::new((SpokeTraffic::default(), HashSet::new())),
+            clients: Mutex::new(HashMap::new()),
+            run: RUNS.fetch_add(1, Ordering::Relaxed),
+            wave: AtomicUsize::new(0),
         };
         AroundSpokes::new(inner, slow)
     }
@@ -215,12 +249,12 @@ impl SlowSpokes {
         let assumed = cache
             .get_or_assume(account, || async {
                 {
-                    let mut traffic = self.traffic.lock().expect("not poisoned");
+                    let mut traffic = self.spoke.traffic.lock().expect("not poisoned");
                     traffic.0.sts_calls += 1;
                     traffic.0.worker_sts_calls += u64::from(environment.0 == "worker");
                     traffic.1.insert(account.to_string());
                 }
-                tokio::time::sleep(self.latency.sts).await;
+                tokio::time::sleep(self.spoke.latency.sts).await;
                 Ok::<_, std::convert::Infallible>(Session {
                     value: (),
                     expires_at: self.clock.now() + chrono::Duration::hours(1),
@@ -230,6 +264,217 @@ impl SlowSpokes {
         let Ok(()) = assumed;
     }
 
+    /// One call as the AWS adapter makes it: through an SDK client of the calling environment
+    /// that retries as the adapter's do ([`sdk_retry_config`]), in a retry partition of its own
+    /// per account and region (the adapter's are per service too), its requests answered by the
+    /// simulated spoke ([`SpokeEndpoint`]); `call` once the spoke answered. The SDK's attempts,
+    /// backoff and retry quota are the real ones.
+    async fn sdk_call<'a, T>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        call: &'a InnerCall<'a, T>,
+    ) -> PortResult<T> {
+        self.client(account, region)
+            .describe_account_limits()
+            .send()
+            .await
+            .map_err(|e| classify("calling the simulated spoke", e))?;
+        call().await
+    }
+
+    /// The calling environment's client of `account` and `region`.
+    fn client(&self, account: &str, region: &str) -> aws_sdk_autoscaling::Client {
+        let environment = ENVIRONMENT.try_with(|e| *e).unwrap_or(("outside", 0));
+        let key = (environment, account.to_string(), region.to_string());
+        let wave = self.wave.load(Ordering::Relaxed);
+        self.clients
+            .lock()
+            .expect("not poisoned")
+            .entry(key)
+            .or_insert_with(|| {
+                let endpoint = SpokeEndpoint {
+                    spoke: self.spoke.clone(),
+                    account: account.to_string(),
+                    region: region.to_string(),
+                };
+                let partition = format!(
+                    "sim{}-{wave}-{}{}-{account}-{region}",
+                    self.run, environment.0, environment.1
+                );
+                let conf = aws_sdk_autoscaling::Config::builder()
+                    .behavior_version(aws_sdk_autoscaling::config::BehaviorVersion::latest())
+                    .region(aws_sdk_autoscaling::config::Region::new(region.to_string()))
+                    .credentials_provider(aws_sdk_autoscaling::config::Credentials::new(
+                        "simulated",
+                        "simulated",
+                        None,
+                        None,
+                        "simulation",
+                    ))
+                    .http_client(endpoint)
+                    .time_source(VirtualTime::new())
+                    .retry_config(sdk_retry_config())
+                    .retry_partition(RetryPartition::new(partition))
+                    .stalled_stream_protection(
+                        aws_sdk_autoscaling::config::StalledStreamProtectionConfig::disabled(),
+                    )
+                    .build();
+                aws_sdk_autoscaling::Client::from_conf(conf)
+            })
+            .clone()
+    }
+
+    /// Forgets the calls counted so far and the environments' sessions (a new wave: the next
+    /// one comes hours later, after the credentials and the environments have expired).
+    pub fn reset_counts(&self) {
+        self.spoke.calls.lock().expect("not poisoned").clear();
+        self.clients.lock().expect("not poisoned").clear();
+        self.wave.fetch_add(1, Ordering::Relaxed);
+        self.spoke.let_through.lock().expect("not poisoned").clear();
+        self.sessions.lock().expect("not poisoned").clear();
+        *self.spoke.traffic.lock().expect("not poisoned") =
+            (SpokeTraffic::default(), HashSet::new());
+    }
+
+    /// What the spokes saw since the last reset.
+    pub fn traffic(&self) -> SpokeTraffic {
+        let traffic = self.spoke.traffic.lock().expect("not poisoned");
+        SpokeTraffic {
+            sts_accounts: traffic.1.len(),
+            ..traffic.0.clone()
+        }
+    }
+
+    /// The lower bound the rate limits put on the calls counted since the last reset: the
+    /// busiest account and region cannot make its calls faster than its bucket allows
+    /// (`(calls - burst) / rate`), counting every call against a bucket calls wait on and the
+    /// calls let through against one that refuses. Zero without a limit.
+    pub fn rate_bound(&self) -> Duration {
+        let bound = |calls: &Mutex<HashMap<(String, String), u64>>, limit: RateLimit| {
+            let busiest = calls
+                .lock()
+                .expect("not poisoned")
+                .values()
+                .copied()
+                .max()
+                .unwrap_or(0) as f64;
+            Duration::from_secs_f64(((busiest - limit.burst).max(0.0)) / limit.rate)
+        };
+        let waited = self.spoke.limit.map(|l| bound(&self.spoke.calls, l));
+        let refused = self
+            .spoke
+            .refusals
+            .map(|l| bound(&self.spoke.let_through, l));
+        waited.max(refused).unwrap_or(Duration::ZERO)
+    }
+
+    /// One spoke request that returns nothing: its time, its token and its throttling.
+    /// Each attempt waits for its place among `in_flight`'s, if given, as the adapter's
+    /// describe requests do.
+    async fn request(
+        &self,
+        account: &str,
+        region: &str,
+        in_flight: Option<&InFlight>,
+    ) -> PortResult<()> {
+        let nothing = || -> BoxFuture<'_, PortResult<()>> { Box::pin(async { Ok(()) }) };
+        self.paced(account, region, &nothing, in_flight).await
+    }
+
+    /// `n` requests one after the other.
+    async fn requests(
+        &self,
+        account: &str,
+        region: &str,
+        n: usize,
+        in_flight: Option<&InFlight>,
+    ) -> PortResult<()> {
+        for _ in 0..n {
+            self.request(account, region, in_flight).await?;
+        }
+        Ok(())
+    }
+
+    /// A spoke call through the environment's session, retried as the adapter retries; each
+    /// attempt in its place among `in_flight`'s, if given.
+    async fn paced<'a, T: Send + 'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        call: &'a InnerCall<'a, T>,
+        in_flight: Option<&'a InFlight>,
+    ) -> PortResult<T> {
+        self.session(account).await;
+        // curfew's own backoff, as the adapter builds it, with its jitter drawn from the
+        // run's seeded faults so a throttled run repeats exactly.
+        let seed = self
+            .spoke
+            .faults
+            .lock()
+            .expect("not poisoned")
+            .random::<u64>();
+        retrying_with(backoff().with_jitter_seed(seed), || async move {
+            match in_flight {
+                Some(places) => {
+                    places
+                        .request(|| self.sdk_call(account, region, call))
+                        .await
+                }
+                None => self.sdk_call(account, region, call).await,
+            }
+        })
+        .await
+    }
+}
+
+/// A spoke call through the environment's session, retried as the adapter retries.
+#[async_trait]
+impl AroundCall for SlowSpokes {
+    /// The discovery's requests beyond the one its call took (the first ASG page), made the
+    /// way the adapter makes them ([`DiscoveryRequests`]).
+    async fn discovered(&self, account: &str, region: &str, found: &[Target]) -> PortResult<()> {
+        let plan = DiscoveryRequests::of(found);
+        let asgs = self.requests(account, region, plan.asg_pages - 1, None);
+        let eks = async {
+            self.requests(account, region, plan.cluster_pages, None)
+                .await?;
+            let in_flight = eks_describes_in_flight();
+            // The futures are made up front (not by a closure in the stream) so this one
+            // stays `Send`.
+            let clusters: Vec<_> = plan
+                .nodegroup_pages
+                .iter()
+                .map(|pages| self.requests(account, region, 1 + pages, Some(&in_flight)))
+                .collect();
+            stream::iter(clusters)
+                .buffered(EKS_DESCRIBE_CEILING)
+                .try_collect::<Vec<()>>()
+                .await?;
+            let nodegroups: Vec<_> = (0..plan.nodegroups)
+                .map(|_| self.request(account, region, Some(&in_flight)))
+                .collect();
+            stream::iter(nodegroups)
+                .buffered(EKS_DESCRIBE_CEILING)
+                .try_collect::<Vec<()>>()
+                .await?;
+            Ok::<_, PortError>(())
+        };
+        futures::try_join!(asgs, eks)?;
+        Ok(())
+    }
+
+    async fn around<'a, T: Send + 'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        call: &'a InnerCall<'a, T>,
+    ) -> PortResult<T> {
+        self.paced(account, region, call, None).await
+    }
+}
+
+impl Spoke {
     async fn wait(&self, account: &str, region: &str) {
         let shard = (account.to_string(), region.to_string());
         *self
@@ -291,172 +536,83 @@ impl SlowSpokes {
         false
     }
 
-    /// One call as the SDK makes it: up to [`SDK_MAX_ATTEMPTS`] attempts, the next after a
-    /// full-jitter backoff, a throttling error when every attempt was throttled.
-    async fn sdk_call<'a, T>(
-        &'a self,
-        account: &'a str,
-        region: &'a str,
-        call: &'a InnerCall<'a, T>,
-    ) -> PortResult<T> {
-        for attempt in 1..=SDK_MAX_ATTEMPTS {
-            self.wait(account, region).await;
-            let (throttled, jitter) = {
-                let mut faults = self.faults.lock().expect("not poisoned");
-                let throttled = self.throttled > 0.0 && faults.random::<f64>() < self.throttled;
-                (throttled, faults.random::<f64>())
-            };
-            let throttled = throttled || self.refused(account, region);
-            if !throttled {
-                return call().await;
-            }
-            self.traffic.lock().expect("not poisoned").0.throttled += 1;
-            if attempt < SDK_MAX_ATTEMPTS {
-                let ceiling = (SDK_INITIAL_BACKOFF * 2u32.pow(attempt - 1)).min(SDK_MAX_BACKOFF);
-                tokio::time::sleep(ceiling.mul_f64(jitter)).await;
-            }
-        }
-        Err(PortError::new(
-            ErrorKind::Throttled,
-            "Rate exceeded (simulated throttling)",
-        ))
-    }
-
-    /// Forgets the calls counted so far and the environments' sessions (a new wave: the next
-    /// one comes hours later, after the credentials and the environments have expired).
-    pub fn reset_counts(&self) {
-        self.calls.lock().expect("not poisoned").clear();
-        self.let_through.lock().expect("not poisoned").clear();
-        self.sessions.lock().expect("not poisoned").clear();
-        *self.traffic.lock().expect("not poisoned") = (SpokeTraffic::default(), HashSet::new());
-    }
-
-    /// What the spokes saw since the last reset.
-    pub fn traffic(&self) -> SpokeTraffic {
-        let traffic = self.traffic.lock().expect("not poisoned");
-        SpokeTraffic {
-            sts_accounts: traffic.1.len(),
-            ..traffic.0.clone()
-        }
-    }
-
-    /// The lower bound the rate limits put on the calls counted since the last reset: the
-    /// busiest account and region cannot make its calls faster than its bucket allows
-    /// (`(calls - burst) / rate`), counting every call against a bucket calls wait on and the
-    /// calls let through against one that refuses. Zero without a limit.
-    pub fn rate_bound(&self) -> Duration {
-        let bound = |calls: &Mutex<HashMap<(String, String), u64>>, limit: RateLimit| {
-            let busiest = calls
-                .lock()
-                .expect("not poisoned")
-                .values()
-                .copied()
-                .max()
-                .unwrap_or(0) as f64;
-            Duration::from_secs_f64(((busiest - limit.burst).max(0.0)) / limit.rate)
-        };
-        let waited = self.limit.map(|l| bound(&self.calls, l));
-        let refused = self.refusals.map(|l| bound(&self.let_through, l));
-        waited.max(refused).unwrap_or(Duration::ZERO)
-    }
-
-    /// One spoke request that returns nothing: its time, its token and its throttling.
-    /// Each attempt waits for its place among `in_flight`'s, if given, as the adapter's
-    /// describe requests do.
-    async fn request(
-        &self,
-        account: &str,
-        region: &str,
-        in_flight: Option<&InFlight>,
-    ) -> PortResult<()> {
-        let nothing = || -> BoxFuture<'_, PortResult<()>> { Box::pin(async { Ok(()) }) };
-        self.paced(account, region, &nothing, in_flight).await
-    }
-
-    /// `n` requests one after the other.
-    async fn requests(
-        &self,
-        account: &str,
-        region: &str,
-        n: usize,
-        in_flight: Option<&InFlight>,
-    ) -> PortResult<()> {
-        for _ in 0..n {
-            self.request(account, region, in_flight).await?;
-        }
-        Ok(())
-    }
-
-    /// A spoke call through the environment's session, retried as the adapter retries; each
-    /// attempt in its place among `in_flight`'s, if given.
-    async fn paced<'a, T: Send + 'a>(
-        &'a self,
-        account: &'a str,
-        region: &'a str,
-        call: &'a InnerCall<'a, T>,
-        in_flight: Option<&'a InFlight>,
-    ) -> PortResult<T> {
-        self.session(account).await;
-        // curfew's own backoff, as the adapter builds it, with its jitter drawn from the
-        // run's seeded faults so a throttled run repeats exactly.
-        let seed = self.faults.lock().expect("not poisoned").random::<u64>();
-        retrying_with(backoff().with_jitter_seed(seed), || async move {
-            match in_flight {
-                Some(places) => {
-                    places
-                        .request(|| self.sdk_call(account, region, call))
-                        .await
-                }
-                None => self.sdk_call(account, region, call).await,
-            }
-        })
-        .await
+    /// Whether this attempt is one of the injected throttles ([`Simulation::throttled`]).
+    fn injected_throttle(&self) -> bool {
+        self.throttled > 0.0
+            && self.faults.lock().expect("not poisoned").random::<f64>() < self.throttled
     }
 }
 
-/// A spoke call through the environment's session, retried as the adapter retries.
-#[async_trait]
-impl AroundCall for SlowSpokes {
-    /// The discovery's requests beyond the one its call took (the first ASG page), made the
-    /// way the adapter makes them ([`DiscoveryRequests`]).
-    async fn discovered(&self, account: &str, region: &str, found: &[Target]) -> PortResult<()> {
-        let plan = DiscoveryRequests::of(found);
-        let asgs = self.requests(account, region, plan.asg_pages - 1, None);
-        let eks = async {
-            self.requests(account, region, plan.cluster_pages, None)
-                .await?;
-            let in_flight = eks_describes_in_flight();
-            // The futures are made up front (not by a closure in the stream) so this one
-            // stays `Send`.
-            let clusters: Vec<_> = plan
-                .nodegroup_pages
-                .iter()
-                .map(|pages| self.requests(account, region, 1 + pages, Some(&in_flight)))
-                .collect();
-            stream::iter(clusters)
-                .buffered(EKS_DESCRIBE_CEILING)
-                .try_collect::<Vec<()>>()
-                .await?;
-            let nodegroups: Vec<_> = (0..plan.nodegroups)
-                .map(|_| self.request(account, region, Some(&in_flight)))
-                .collect();
-            stream::iter(nodegroups)
-                .buffered(EKS_DESCRIBE_CEILING)
-                .try_collect::<Vec<()>>()
-                .await?;
-            Ok::<_, PortError>(())
-        };
-        futures::try_join!(asgs, eks)?;
-        Ok(())
-    }
+/// The spoke as an SDK client reaches it: each request takes its token and its latency, then
+/// is answered, with a throttling error (`Throttling`, as Auto Scaling answers) when it is one
+/// of the injected throttles or the spoke refuses it, else with an empty result. No request
+/// leaves the process.
+#[derive(Clone, Debug)]
+struct SpokeEndpoint {
+    spoke: Arc<Spoke>,
+    account: String,
+    region: String,
+}
 
-    async fn around<'a, T: Send + 'a>(
-        &'a self,
-        account: &'a str,
-        region: &'a str,
-        call: &'a InnerCall<'a, T>,
-    ) -> PortResult<T> {
-        self.paced(account, region, call, None).await
+impl HttpConnector for SpokeEndpoint {
+    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+        let this = self.clone();
+        HttpConnectorFuture::new(async move {
+            this.spoke.wait(&this.account, &this.region).await;
+            let throttled =
+                this.spoke.injected_throttle() || this.spoke.refused(&this.account, &this.region);
+            let (status, body) = if throttled {
+                this.spoke.traffic.lock().expect("not poisoned").0.throttled += 1;
+                (
+                    400,
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+                     <Message>Rate exceeded</Message></Error><RequestId>sim</RequestId>\
+                     </ErrorResponse>",
+                )
+            } else {
+                (
+                    200,
+                    "<DescribeAccountLimitsResponse><DescribeAccountLimitsResult>\
+                     </DescribeAccountLimitsResult><ResponseMetadata><RequestId>sim</RequestId>\
+                     </ResponseMetadata></DescribeAccountLimitsResponse>",
+                )
+            };
+            let status = StatusCode::try_from(status).expect("a valid status");
+            Ok(HttpResponse::new(status, SdkBody::from(body)))
+        })
+    }
+}
+
+impl HttpClient for SpokeEndpoint {
+    fn http_connector(
+        &self,
+        _settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
+
+/// The SDK's clock on tokio's: on a paused clock the SDK's retry timing (and its adaptive rate)
+/// runs in virtual time with everything else.
+#[derive(Debug)]
+struct VirtualTime {
+    at_start: std::time::SystemTime,
+    start: Instant,
+}
+
+impl VirtualTime {
+    fn new() -> Self {
+        VirtualTime {
+            at_start: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            start: Instant::now(),
+        }
+    }
+}
+
+impl TimeSource for VirtualTime {
+    fn now(&self) -> std::time::SystemTime {
+        self.at_start + self.start.elapsed()
     }
 }
 

@@ -17,6 +17,7 @@ use curfew_core::target::{LiveState, Processes, Sizes, Target, TargetKind};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use crate::config::spoke_retry_partition;
 use crate::error::{classify, retrying};
 use crate::pacing::InFlight;
 
@@ -143,22 +144,37 @@ impl AwsSpokes {
         region: &str,
     ) -> PortResult<aws_sdk_autoscaling::Client> {
         let creds = self.credentials(role).await?;
+        Ok(self.autoscaling_with(creds, &role.account, region))
+    }
+
+    /// An Auto Scaling client of `account` and `region`, retrying in their partition
+    /// ([`spoke_retry_partition`]).
+    fn autoscaling_with(
+        &self,
+        creds: Credentials,
+        account: &str,
+        region: &str,
+    ) -> aws_sdk_autoscaling::Client {
         let conf = aws_sdk_autoscaling::config::Builder::from(&self.sdk)
             .region(Region::new(region.to_string()))
             .credentials_provider(creds)
+            .retry_partition(spoke_retry_partition("autoscaling", account, region))
             .build();
-        Ok(aws_sdk_autoscaling::Client::from_conf(conf))
+        aws_sdk_autoscaling::Client::from_conf(conf)
     }
 
     async fn eks(&self, role: &SpokeRole, region: &str) -> PortResult<aws_sdk_eks::Client> {
         let creds = self.credentials(role).await?;
-        Ok(self.eks_with(creds, region))
+        Ok(self.eks_with(creds, &role.account, region))
     }
 
-    fn eks_with(&self, creds: Credentials, region: &str) -> aws_sdk_eks::Client {
+    /// An EKS client of `account` and `region`, retrying in their partition
+    /// ([`spoke_retry_partition`]).
+    fn eks_with(&self, creds: Credentials, account: &str, region: &str) -> aws_sdk_eks::Client {
         let conf = aws_sdk_eks::config::Builder::from(&self.sdk)
             .region(Region::new(region.to_string()))
             .credentials_provider(creds)
+            .retry_partition(spoke_retry_partition("eks", account, region))
             .build();
         aws_sdk_eks::Client::from_conf(conf)
     }
@@ -175,7 +191,7 @@ impl AwsSpokes {
     ) -> PortResult<ClusterConnection> {
         self.fresh_on_expiry(role, || async {
             let credentials = self.credentials(role).await?;
-            let client = self.eks_with(credentials.clone(), region);
+            let client = self.eks_with(credentials.clone(), &role.account, region);
             let (endpoint, certificate_authority) = described_endpoint(&client, cluster).await?;
             Ok(ClusterConnection {
                 endpoint,
@@ -1310,6 +1326,37 @@ mod tests {
             discover_three_clusters(throttled).await,
             3 * (EKS_DESCRIBE_CEILING + 3) + throttled
         );
+    }
+
+    #[test]
+    fn spoke_clients_retry_in_the_partition_of_their_service_account_and_region() {
+        use aws_sdk_autoscaling::config::retry::RetryPartition;
+        let spokes = spokes_with_sts(aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::Config::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .build(),
+        ));
+        let creds = || Credentials::new("a", "b", None, None, "test");
+        let partition = |client: &aws_sdk_autoscaling::Client| {
+            client.config().retry_partition().cloned().unwrap()
+        };
+        let asg = spokes.autoscaling_with(creds(), "111111111111", "eu-west-1");
+        let eks = spokes.eks_with(creds(), "111111111111", "eu-west-1");
+
+        assert_eq!(
+            partition(&asg),
+            RetryPartition::new("curfew-autoscaling-111111111111-eu-west-1")
+        );
+        assert_eq!(
+            eks.config().retry_partition().cloned().unwrap(),
+            RetryPartition::new("curfew-eks-111111111111-eu-west-1")
+        );
+        for (account, region) in [("222222222222", "eu-west-1"), ("111111111111", "us-east-1")] {
+            assert_ne!(
+                partition(&spokes.autoscaling_with(creds(), account, region)),
+                partition(&asg)
+            );
+        }
     }
 
     #[tokio::test]
