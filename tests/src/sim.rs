@@ -160,11 +160,11 @@ pub struct SpokeTraffic {
 /// environment calls it).
 ///
 /// With [`Simulation::throttled`], that fraction of call attempts is answered with a throttling
-/// error and retried as the AWS adapter retries: the SDK's own attempts
-/// ([`curfew_aws::config::SDK_MAX_ATTEMPTS`], full-jitter backoff from
-/// [`curfew_aws::config::SDK_INITIAL_BACKOFF`]) inside curfew's jittered backoff
-/// ([`curfew_aws::error::retrying_with`] and [`curfew_aws::error::backoff`], the real ones, the
-/// jitter seeded from the run's faults).
+/// error (and with [`Simulation::spoke_refusals`], every attempt over the rate), and retried as
+/// the AWS adapter retries: a real SDK client makes the attempts
+/// ([`curfew_aws::config::sdk_retry_config`], its requests answered by [`SpokeEndpoint`] on the
+/// virtual clock) inside curfew's jittered backoff ([`curfew_aws::error::retrying_with`] and
+/// [`curfew_aws::error::backoff`], the real ones, that jitter seeded from the run's faults).
 pub struct SlowSpokes {
     spoke: Arc<Spoke>,
     clock: Arc<dyn Clock>,
