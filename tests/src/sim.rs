@@ -593,8 +593,8 @@ impl HttpClient for SpokeEndpoint {
     }
 }
 
-/// The SDK's clock on tokio's: on a paused clock the SDK's retry timing (and its adaptive rate)
-/// runs in virtual time with everything else.
+/// The SDK's clock on tokio's: on a paused clock the SDK's retry timing runs in virtual time
+/// with everything else.
 #[derive(Debug)]
 struct VirtualTime {
     at_start: std::time::SystemTime,
