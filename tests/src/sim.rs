@@ -28,7 +28,7 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use curfew_aws::config::sdk_retry_config;
 use curfew_aws::error::{backoff, classify, retrying_with};
-use curfew_aws::pacing::InFlight;
+use curfew_aws::pacing::{InFlight, Pace};
 use curfew_aws::spokes::{eks_describes_in_flight, ASG_PAGE, EKS_DESCRIBE_CEILING};
 use curfew_core::clock::Clock;
 use curfew_core::fakes::MemoryQueue;
@@ -152,6 +152,9 @@ pub struct SpokeTraffic {
     pub sts_accounts: usize,
     /// Spoke call attempts answered with a throttling error.
     pub throttled: u64,
+    /// Environments' paces of an account and region that fell at least once (see
+    /// [`curfew_aws::pacing::Pace`]): where throttling persisted.
+    pub paced: usize,
 }
 
 /// Spoke calls that each take `latency` before reaching `inner`, paced by a [`RateLimit`] per
@@ -171,6 +174,8 @@ pub struct SlowSpokes {
     sessions: Mutex<HashMap<Environment, Arc<SessionCache<()>>>>,
     /// Each environment's SDK client of each account and region (see [`SpokeEndpoint`]).
     clients: Mutex<HashMap<ClientKey, aws_sdk_autoscaling::Client>>,
+    /// Each environment's pace of each account and region's calls about targets.
+    paces: Mutex<HashMap<ClientKey, Arc<Pace>>>,
     /// This simulation's and its wave's number, in the clients' retry partitions: the SDK
     /// keeps a partition's retry quota for the life of the process, and each
     /// wave's environments are new ones.
@@ -225,6 +230,7 @@ impl SlowSpokes {
             clock,
             sessions: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
+            paces: Mutex::new(HashMap::new()),
             run: RUNS.fetch_add(1, Ordering::Relaxed),
             wave: AtomicUsize::new(0),
         };
@@ -330,6 +336,7 @@ impl SlowSpokes {
     pub fn reset_counts(&self) {
         self.spoke.calls.lock().expect("not poisoned").clear();
         self.clients.lock().expect("not poisoned").clear();
+        self.paces.lock().expect("not poisoned").clear();
         self.wave.fetch_add(1, Ordering::Relaxed);
         self.spoke.let_through.lock().expect("not poisoned").clear();
         self.sessions.lock().expect("not poisoned").clear();
@@ -339,9 +346,17 @@ impl SlowSpokes {
 
     /// What the spokes saw since the last reset.
     pub fn traffic(&self) -> SpokeTraffic {
+        let paced = self
+            .paces
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .filter(|pace| pace.falls() > 0)
+            .count();
         let traffic = self.spoke.traffic.lock().expect("not poisoned");
         SpokeTraffic {
             sts_accounts: traffic.1.len(),
+            paced,
             ..traffic.0.clone()
         }
     }
@@ -379,7 +394,7 @@ impl SlowSpokes {
         in_flight: Option<&InFlight>,
     ) -> PortResult<()> {
         let nothing = || -> BoxFuture<'_, PortResult<()>> { Box::pin(async { Ok(()) }) };
-        self.paced(account, region, &nothing, in_flight).await
+        self.paced(account, region, &nothing, in_flight, None).await
     }
 
     /// `n` requests one after the other.
@@ -397,13 +412,15 @@ impl SlowSpokes {
     }
 
     /// A spoke call through the environment's session, retried as the adapter retries; each
-    /// attempt in its place among `in_flight`'s, if given.
+    /// attempt at its turn of `pace`, if given (as the adapter's calls about a target), and
+    /// in its place among `in_flight`'s, if given (as its describe requests).
     async fn paced<'a, T: Send + 'a>(
         &'a self,
         account: &'a str,
         region: &'a str,
         call: &'a InnerCall<'a, T>,
         in_flight: Option<&'a InFlight>,
+        pace: Option<Arc<Pace>>,
     ) -> PortResult<T> {
         self.session(account).await;
         // curfew's own backoff, as the adapter builds it, with its jitter drawn from the
@@ -414,17 +431,36 @@ impl SlowSpokes {
             .lock()
             .expect("not poisoned")
             .random::<u64>();
+        let pace = pace.as_deref();
         retrying_with(backoff().with_jitter_seed(seed), || async move {
-            match in_flight {
-                Some(places) => {
-                    places
-                        .request(|| self.sdk_call(account, region, call))
-                        .await
+            let attempt = || async move {
+                match in_flight {
+                    Some(places) => {
+                        places
+                            .request(|| self.sdk_call(account, region, call))
+                            .await
+                    }
+                    None => self.sdk_call(account, region, call).await,
                 }
-                None => self.sdk_call(account, region, call).await,
+            };
+            match pace {
+                Some(pace) => pace.request(attempt).await,
+                None => attempt().await,
             }
         })
         .await
+    }
+
+    /// The calling environment's pace of `account` and `region` (the adapter keeps one per
+    /// process, service, account and region).
+    fn pace(&self, account: &str, region: &str) -> Arc<Pace> {
+        let environment = ENVIRONMENT.try_with(|e| *e).unwrap_or(("outside", 0));
+        self.paces
+            .lock()
+            .expect("not poisoned")
+            .entry((environment, account.to_string(), region.to_string()))
+            .or_default()
+            .clone()
     }
 }
 
@@ -470,7 +506,8 @@ impl AroundCall for SlowSpokes {
         region: &'a str,
         call: &'a InnerCall<'a, T>,
     ) -> PortResult<T> {
-        self.paced(account, region, call, None).await
+        let pace = self.pace(account, region);
+        self.paced(account, region, call, None, Some(pace)).await
     }
 }
 

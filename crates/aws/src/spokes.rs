@@ -1,6 +1,7 @@
 //! Reaching spoke accounts: AssumeRole through the session cache, then Auto Scaling and EKS.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -19,10 +20,13 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::config::spoke_retry_partition;
 use crate::error::{classify, retrying};
-use crate::pacing::InFlight;
+use crate::pacing::{InFlight, Pace};
 
 /// Tag AWS puts on a node group's own ASG: those are managed through EKS, not as ASGs.
 const NODEGROUP_TAG: &str = "eks:nodegroup-name";
+
+/// A service (`autoscaling`, `eks`), an account and a region: what AWS throttles on its own.
+type PaceKey = (&'static str, String, String);
 
 /// Auto Scaling and EKS in spoke accounts, through assumed roles.
 pub struct AwsSpokes {
@@ -33,6 +37,8 @@ pub struct AwsSpokes {
     credential_lookups: std::sync::atomic::AtomicU64,
     /// Where each AssumeRole's outcome is recorded per account (`curfew health`), if anywhere.
     contacts: Option<Arc<ContactRecorder>>,
+    /// The pace of this process's requests about targets, per service, account and region.
+    paces: Mutex<HashMap<PaceKey, Arc<Pace>>>,
 }
 
 impl AwsSpokes {
@@ -45,6 +51,7 @@ impl AwsSpokes {
             assume_role_calls: std::sync::atomic::AtomicU64::new(0),
             credential_lookups: std::sync::atomic::AtomicU64::new(0),
             contacts: None,
+            paces: Mutex::new(HashMap::new()),
         }
     }
 
@@ -136,6 +143,17 @@ impl AwsSpokes {
                 })
             })
             .await
+    }
+
+    /// This process's pace of requests about targets to `service` in `account` and `region`:
+    /// AWS throttles each account and region of a service on its own.
+    fn pace(&self, service: &'static str, account: &str, region: &str) -> Arc<Pace> {
+        self.paces
+            .lock()
+            .expect("not poisoned")
+            .entry((service, account.to_string(), region.to_string()))
+            .or_default()
+            .clone()
     }
 
     async fn autoscaling(
@@ -503,6 +521,16 @@ async fn described_endpoint(
 }
 
 /// The session cache's key for a role: the role and the external id it is assumed with.
+/// Runs one request about a target, retried with [`retrying`]'s backoff, each attempt at its turn
+/// of `pace` (the process's pace of that service, account and region).
+async fn paced<T, F, Fut>(pace: &Pace, call: F) -> PortResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = PortResult<T>>,
+{
+    retrying(|| pace.request(&call)).await
+}
+
 fn session_key(role: &SpokeRole) -> String {
     format!(
         "{}|{}",
@@ -525,9 +553,10 @@ fn cluster_of(target: &Target) -> PortResult<&str> {
 /// constraints to min: 1, max: 5, desired: 3 ...", an alarm's policy, a scheduled action).
 pub(crate) async fn last_asg_activity(
     client: &aws_sdk_autoscaling::Client,
+    pace: &Pace,
     asg: &str,
 ) -> PortResult<Option<String>> {
-    let out = retrying(|| async {
+    let out = paced(pace, || async {
         client
             .describe_scaling_activities()
             .auto_scaling_group_name(asg)
@@ -554,7 +583,8 @@ impl Spokes for AwsSpokes {
         }
         self.fresh_on_expiry(role, || async {
             let client = self.autoscaling(role, &target.region).await?;
-            last_asg_activity(&client, &target.name).await
+            let pace = self.pace("autoscaling", &role.account, &target.region);
+            last_asg_activity(&client, &pace, &target.name).await
         })
         .await
     }
@@ -655,7 +685,8 @@ impl AwsSpokes {
     async fn read_ca_tags(&self, role: &SpokeRole, target: &Target) -> PortResult<Vec<CaTag>> {
         let cluster = cluster_of(target)?;
         let eks = self.eks(role, &target.region).await?;
-        let described = retrying(|| async {
+        let eks_pace = self.pace("eks", &role.account, &target.region);
+        let described = paced(&eks_pace, || async {
             eks.describe_nodegroup()
                 .cluster_name(cluster)
                 .nodegroup_name(&target.name)
@@ -684,7 +715,8 @@ impl AwsSpokes {
         }
         let keys = ca_tag_keys(cluster);
         let client = self.autoscaling(role, &target.region).await?;
-        let groups = retrying(|| async {
+        let pace = self.pace("autoscaling", &role.account, &target.region);
+        let groups = paced(&pace, || async {
             client
                 .describe_auto_scaling_groups()
                 .set_auto_scaling_group_names(Some(asgs.clone()))
@@ -733,6 +765,7 @@ impl AwsSpokes {
             return Ok(());
         }
         let client = self.autoscaling(role, &target.region).await?;
+        let pace = self.pace("autoscaling", &role.account, &target.region);
         let tags: Vec<aws_sdk_autoscaling::types::Tag> = tags
             .iter()
             .map(|t| {
@@ -754,7 +787,7 @@ impl AwsSpokes {
         } else {
             "removing Cluster Autoscaler tags"
         };
-        retrying(|| async {
+        paced(&pace, || async {
             let sent = if restore {
                 client
                     .create_or_update_tags()
@@ -789,8 +822,9 @@ impl AwsSpokes {
             return Ok(());
         }
         let client = self.autoscaling(role, &target.region).await?;
+        let pace = self.pace("autoscaling", &role.account, &target.region);
         let names: Vec<String> = processes.names().into_iter().map(String::from).collect();
-        retrying(|| async {
+        paced(&pace, || async {
             let what = if suspend { "suspending" } else { "resuming" };
             let result = if suspend {
                 client
@@ -820,7 +854,8 @@ impl AwsSpokes {
         match target.kind {
             TargetKind::Asg => {
                 let client = self.autoscaling(role, &target.region).await?;
-                let out = retrying(|| async {
+                let pace = self.pace("autoscaling", &role.account, &target.region);
+                let out = paced(&pace, || async {
                     client
                         .describe_auto_scaling_groups()
                         .auto_scaling_group_names(&target.name)
@@ -857,8 +892,9 @@ impl AwsSpokes {
             }
             TargetKind::Nodegroup => {
                 let client = self.eks(role, &target.region).await?;
+                let pace = self.pace("eks", &role.account, &target.region);
                 let cluster = cluster_of(target)?;
-                let out = retrying(|| async {
+                let out = paced(&pace, || async {
                     client
                         .describe_nodegroup()
                         .cluster_name(cluster)
@@ -911,7 +947,8 @@ impl AwsSpokes {
         match target.kind {
             TargetKind::Asg => {
                 let client = self.autoscaling(role, &target.region).await?;
-                retrying(|| async {
+                let pace = self.pace("autoscaling", &role.account, &target.region);
+                paced(&pace, || async {
                     client
                         .update_auto_scaling_group()
                         .auto_scaling_group_name(&target.name)
@@ -927,13 +964,14 @@ impl AwsSpokes {
             }
             TargetKind::Nodegroup => {
                 let client = self.eks(role, &target.region).await?;
+                let pace = self.pace("eks", &role.account, &target.region);
                 let cluster = cluster_of(target)?;
                 let scaling = aws_sdk_eks::types::NodegroupScalingConfig::builder()
                     .min_size(sizes.min)
                     .max_size(sizes.max)
                     .desired_size(sizes.desired)
                     .build();
-                retrying(|| async {
+                paced(&pace, || async {
                     client
                         .update_nodegroup_config()
                         .cluster_name(cluster)
@@ -962,7 +1000,8 @@ impl AwsSpokes {
         expected: Sizes,
     ) -> PortResult<UpdateState> {
         let client = self.eks(role, &target.region).await?;
-        match described_update(&client, target, update_id).await {
+        let pace = self.pace("eks", &role.account, &target.region);
+        match described_update(&client, &pace, target, update_id).await {
             Ok(Some(state)) => Ok(state),
             Err(e) if e.kind == ErrorKind::ExpiredCredentials => Err(e),
             Ok(None) | Err(_) => {
@@ -985,11 +1024,12 @@ impl AwsSpokes {
 /// How DescribeUpdate says an update of the node group stands; `None` if it answered without one.
 async fn described_update(
     client: &aws_sdk_eks::Client,
+    pace: &Pace,
     target: &Target,
     update_id: &str,
 ) -> PortResult<Option<UpdateState>> {
     let cluster = cluster_of(target)?;
-    let out = retrying(|| async {
+    let out = paced(pace, || async {
         client
             .describe_update()
             .name(cluster)
@@ -1065,13 +1105,18 @@ mod tests {
             });
         let client = mock_client!(aws_sdk_autoscaling, [&newest]);
         assert_eq!(
-            last_asg_activity(&client, "dev-web").await.unwrap().as_deref(),
+            last_asg_activity(&client, &Pace::new(), "dev-web").await.unwrap().as_deref(),
             Some("at 2027-01-03T18:13:20Z: a user request update of AutoScalingGroup constraints to min: 1, max: 5, desired: 3")
         );
         let none = mock!(aws_sdk_autoscaling::Client::describe_scaling_activities)
             .then_output(|| DescribeScalingActivitiesOutput::builder().build());
         let client = mock_client!(aws_sdk_autoscaling, [&none]);
-        assert_eq!(last_asg_activity(&client, "dev-web").await.unwrap(), None);
+        assert_eq!(
+            last_asg_activity(&client, &Pace::new(), "dev-web")
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
@@ -1614,7 +1659,9 @@ mod tests {
             instance_types: Vec::new(),
         };
         let Some(UpdateState::Failed(reason)) =
-            described_update(&client, &target, "u-1").await.unwrap()
+            described_update(&client, &Pace::new(), &target, "u-1")
+                .await
+                .unwrap()
         else {
             panic!("a failed update reads as failed");
         };
@@ -1623,7 +1670,9 @@ mod tests {
             "{reason}"
         );
         assert_eq!(
-            described_update(&client, &target, "u-1").await.unwrap(),
+            described_update(&client, &Pace::new(), &target, "u-1")
+                .await
+                .unwrap(),
             Some(UpdateState::InProgress)
         );
     }
@@ -1693,5 +1742,82 @@ mod tests {
         spokes.credentials(&role).await.unwrap();
         assert_eq!(store.account_contacts().await.unwrap(), reachable);
         assert_eq!(assume.num_calls(), 2);
+    }
+
+    /// A spoke's Auto Scaling refusing every request, as it does when the account's rate is
+    /// spent: each request answered with `Throttling`, and counted.
+    #[derive(Clone, Debug, Default)]
+    struct RefusingAutoScaling {
+        requests: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for RefusingAutoScaling {
+        fn call(
+            &self,
+            _request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(
+                aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
+                    400.try_into().expect("a valid status"),
+                    aws_smithy_types::body::SdkBody::from(
+                        "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+                         <Message>Rate exceeded</Message></Error><RequestId>r</RequestId>\
+                         </ErrorResponse>",
+                    ),
+                ),
+            ))
+        }
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpClient for RefusingAutoScaling {
+        fn http_connector(
+            &self,
+            _settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+            _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+            aws_smithy_runtime_api::client::http::SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_account_regions_refused_auto_scaling_calls_pace_its_later_ones_and_no_others() {
+        let assume = mock!(aws_sdk_sts::Client::assume_role).then_output(assumed);
+        let spoke = RefusingAutoScaling::default();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .http_client(spoke.clone())
+            .retry_config(crate::config::sdk_retry_config())
+            .build();
+        let mut spokes = AwsSpokes::new(sdk, Arc::new(SystemClock));
+        spokes.sts = mock_client!(aws_sdk_sts, [&assume]);
+        let role = spoke_role();
+        let asg = Target {
+            account: role.account.clone(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Asg,
+            cluster: None,
+            name: "web".into(),
+            tags: Default::default(),
+            cluster_tags: Default::default(),
+            instance_types: Vec::new(),
+        };
+
+        let refused = spokes
+            .set_sizes(&role, &asg, Sizes::new(0, 0, 0))
+            .await
+            .unwrap_err();
+
+        assert_eq!(refused.kind, ErrorKind::Throttled, "{refused}");
+        assert!(spoke.requests.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+        let pace = spokes.pace("autoscaling", &role.account, "eu-west-1");
+        assert!(pace.falls() > 0, "persisting refusals pace the calls");
+        assert!(pace.rate().is_some());
+        for (service, region) in [("eks", "eu-west-1"), ("autoscaling", "us-east-1")] {
+            let other = spokes.pace(service, &role.account, region);
+            assert_eq!(other.falls(), 0, "{service} in {region} is not paced");
+        }
     }
 }

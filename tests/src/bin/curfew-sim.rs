@@ -77,6 +77,7 @@ fn wave_json(wave: &WaveReport, concurrency: usize, bound: Duration, accounts: u
         "sts_calls_per_account": traffic.sts_calls as f64 / accounts.max(1) as f64,
         "worker_sts_calls_per_account": traffic.worker_sts_calls as f64 / accounts.max(1) as f64,
         "throttled_attempts": traffic.throttled,
+        "paced_environment_account_regions": traffic.paced,
         "targets_checked": wave.checked,
         "problems": wave.problems.len(),
         "first_account_done_s": wave.done.map(|d| d.0.as_secs_f64()),
@@ -91,7 +92,7 @@ fn print_wave(name: &str, wave: &WaveReport, concurrency: usize, bound: Duration
          bound {:.1} s (concurrency {:.1} s = worker busy {:.1} s / {concurrency}, rate {:.1} s); \
          makespan / bound {:.3}; {} invocations (longest {:.1} s, {} over the worker's timeout); {} AssumeRole calls ({} by the worker) for {} \
          accounts; {} throttled \
-         attempts; {} targets checked, {} problems",
+         attempts ({} environment-account-regions paced); {} targets checked, {} problems",
         makespan.as_secs_f64(),
         wave.route.as_secs_f64(),
         wave.first_task.as_secs_f64(),
@@ -107,6 +108,7 @@ fn print_wave(name: &str, wave: &WaveReport, concurrency: usize, bound: Duration
         wave.spoke_traffic.worker_sts_calls,
         wave.spoke_traffic.sts_accounts,
         wave.spoke_traffic.throttled,
+        wave.spoke_traffic.paced,
         wave.checked,
         wave.problems.len(),
     );
