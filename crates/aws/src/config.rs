@@ -39,9 +39,11 @@ pub fn sdk_retry_config() -> RetryConfig {
 /// The SDK's adaptive mode, which paces a partition's requests after a throttle, is not used:
 /// the simulation measured it against both kinds of throttling (docs/PERFORMANCE.md, "Refused
 /// calls"). Where the account's rate is what refuses, it cut the skewed fleet's stop to
-/// 3,535 s (12,340 s with the standard retry as the simulation modelled it at 11787ad); where throttles come regardless of curfew's own rate (5% of attempts),
-/// it slowed the 100,000-target wave to 11.6 times its bound, where the standard mode keeps
-/// 1.18.
+/// 3,535 s (12,340 s with the standard retry as the simulation modelled it at 11787ad); where
+/// throttles come regardless of curfew's own rate (5% of attempts), it slowed the
+/// 100,000-target wave to 11.6 times its bound, where the standard mode keeps 1.18. curfew
+/// paces its requests about targets itself instead, only once throttling persists
+/// ([`crate::pacing::Pace`]).
 pub fn spoke_retry_partition(service: &str, account: &str, region: &str) -> RetryPartition {
     RetryPartition::new(format!("curfew-{service}-{account}-{region}"))
 }

@@ -1077,7 +1077,6 @@ fn update_state_of(update: &aws_sdk_eks::types::Update) -> UpdateState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_autoscaling::operation::update_auto_scaling_group::UpdateAutoScalingGroupOutput;
     use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
     use aws_smithy_mocks::{mock, mock_client};
     use curfew_core::clock::SystemClock;
@@ -1679,24 +1678,30 @@ mod tests {
 
     #[tokio::test]
     async fn an_asg_update_sets_min_max_and_desired_together() {
-        let update = mock!(aws_sdk_autoscaling::Client::update_auto_scaling_group)
-            .match_requests(|r| {
-                r.auto_scaling_group_name() == Some("web")
-                    && (r.min_size(), r.max_size(), r.desired_capacity())
-                        == (Some(0), Some(0), Some(0))
-            })
-            .then_output(|| UpdateAutoScalingGroupOutput::builder().build());
-        let client = mock_client!(aws_sdk_autoscaling, [&update]);
-        client
-            .update_auto_scaling_group()
-            .auto_scaling_group_name("web")
-            .min_size(0)
-            .max_size(0)
-            .desired_capacity(0)
-            .send()
+        let spoke = AutoScalingSpoke::answering();
+        let (spokes, role) = spokes_reaching(&spoke);
+
+        let update_id = spokes
+            .set_sizes(&role, &asg_in("eu-west-1", "web"), Sizes::new(0, 0, 0))
             .await
             .unwrap();
-        assert_eq!(update.num_calls(), 1);
+
+        assert_eq!(update_id, None, "an ASG update is synchronous");
+        let sent = spoke.bodies();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        for field in [
+            "Action=UpdateAutoScalingGroup",
+            "AutoScalingGroupName=web",
+            "MinSize=0",
+            "MaxSize=0",
+            "DesiredCapacity=0",
+        ] {
+            assert!(
+                sent[0].split('&').any(|f| f == field),
+                "{field} in {}",
+                sent[0]
+            );
+        }
     }
 
     #[tokio::test]
@@ -1744,34 +1749,67 @@ mod tests {
         assert_eq!(assume.num_calls(), 2);
     }
 
-    /// A spoke's Auto Scaling refusing every request, as it does when the account's rate is
-    /// spent: each request answered with `Throttling`, and counted.
+    /// A spoke's Auto Scaling as the SDK reaches it over HTTP: it keeps each request's body
+    /// and answers an `UpdateAutoScalingGroup`, or (refusing) refuses every request with
+    /// `Throttling`, as it does when the account's rate is spent.
     #[derive(Clone, Debug, Default)]
-    struct RefusingAutoScaling {
-        requests: Arc<std::sync::atomic::AtomicUsize>,
+    struct AutoScalingSpoke {
+        refusing: bool,
+        bodies: Arc<Mutex<Vec<String>>>,
     }
 
-    impl aws_smithy_runtime_api::client::http::HttpConnector for RefusingAutoScaling {
+    impl AutoScalingSpoke {
+        fn answering() -> Self {
+            AutoScalingSpoke::default()
+        }
+
+        fn refusing() -> Self {
+            AutoScalingSpoke {
+                refusing: true,
+                ..AutoScalingSpoke::default()
+            }
+        }
+
+        /// The bodies of the requests it received (form-encoded Auto Scaling queries).
+        fn bodies(&self) -> Vec<String> {
+            self.bodies.lock().unwrap().clone()
+        }
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for AutoScalingSpoke {
         fn call(
             &self,
-            _request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+            request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
         ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
-            self.requests
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = request.body().bytes().unwrap_or_default();
+            self.bodies
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(body).into_owned());
+            let (status, body) = if self.refusing {
+                (
+                    400,
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+                     <Message>Rate exceeded</Message></Error><RequestId>r</RequestId>\
+                     </ErrorResponse>",
+                )
+            } else {
+                (
+                    200,
+                    "<UpdateAutoScalingGroupResponse><ResponseMetadata><RequestId>r</RequestId>\
+                     </ResponseMetadata></UpdateAutoScalingGroupResponse>",
+                )
+            };
             aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(
                 aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
-                    400.try_into().expect("a valid status"),
-                    aws_smithy_types::body::SdkBody::from(
-                        "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
-                         <Message>Rate exceeded</Message></Error><RequestId>r</RequestId>\
-                         </ErrorResponse>",
-                    ),
+                    status.try_into().expect("a valid status"),
+                    aws_smithy_types::body::SdkBody::from(body),
                 ),
             ))
         }
     }
 
-    impl aws_smithy_runtime_api::client::http::HttpClient for RefusingAutoScaling {
+    impl aws_smithy_runtime_api::client::http::HttpClient for AutoScalingSpoke {
         fn http_connector(
             &self,
             _settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
@@ -1781,10 +1819,10 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_account_regions_refused_auto_scaling_calls_pace_its_later_ones_and_no_others() {
+    /// An adapter whose spoke calls reach `spoke` (STS mocked to assume any role), and the
+    /// role it assumes.
+    fn spokes_reaching(spoke: &AutoScalingSpoke) -> (AwsSpokes, SpokeRole) {
         let assume = mock!(aws_sdk_sts::Client::assume_role).then_output(assumed);
-        let spoke = RefusingAutoScaling::default();
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(Region::new("eu-west-1"))
@@ -1793,17 +1831,27 @@ mod tests {
             .build();
         let mut spokes = AwsSpokes::new(sdk, Arc::new(SystemClock));
         spokes.sts = mock_client!(aws_sdk_sts, [&assume]);
-        let role = spoke_role();
-        let asg = Target {
-            account: role.account.clone(),
-            region: "eu-west-1".into(),
+        (spokes, spoke_role())
+    }
+
+    fn asg_in(region: &str, name: &str) -> Target {
+        Target {
+            account: spoke_role().account,
+            region: region.into(),
             kind: TargetKind::Asg,
             cluster: None,
-            name: "web".into(),
+            name: name.into(),
             tags: Default::default(),
             cluster_tags: Default::default(),
             instance_types: Vec::new(),
-        };
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_account_regions_refused_auto_scaling_calls_pace_its_later_ones_and_no_others() {
+        let spoke = AutoScalingSpoke::refusing();
+        let (spokes, role) = spokes_reaching(&spoke);
+        let asg = asg_in("eu-west-1", "web");
 
         let refused = spokes
             .set_sizes(&role, &asg, Sizes::new(0, 0, 0))
@@ -1811,7 +1859,7 @@ mod tests {
             .unwrap_err();
 
         assert_eq!(refused.kind, ErrorKind::Throttled, "{refused}");
-        assert!(spoke.requests.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+        assert!(spoke.bodies().len() >= 3);
         let pace = spokes.pace("autoscaling", &role.account, "eu-west-1");
         assert!(pace.falls() > 0, "persisting refusals pace the calls");
         assert!(pace.rate().is_some());

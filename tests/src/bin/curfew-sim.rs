@@ -6,8 +6,9 @@
 //!
 //! Without fleet flags it runs issue 9's suite (1,000 targets / 100 accounts, 10,000 / 300,
 //! 100,000 / 1,000, the last again with 5% of spoke calls throttled, a skewed fleet where one
-//! account holds half the targets, and that fleet under a spoke rate limit with and without
-//! fair-queue receives) and records the figures in `target/curfew-bench.json`. With
+//! account holds half the targets, a smaller skewed fleet whose spokes refuse calls over their
+//! rate (held to the same fleet whose calls wait for their tokens), and a skewed fleet under a
+//! spoke rate limit with and without fair-queue receives) and records the figures in `target/curfew-bench.json`. With
 //! `--targets N` it runs that one fleet:
 //! `curfew-sim [--targets N] [--accounts N] [--regions N] [--concurrency N] [--asleep-every N] [--big-account N]
 //! [--spoke-ms N] [--state-ms N] [--queue-ms N] [--sts-ms N] [--spoke-rate N [--spoke-burst N]]
@@ -265,6 +266,51 @@ async fn suite(sim: Simulation) -> (Vec<ScaleReport>, bool) {
     summary.push(("makespan_ratio_skewed", json!(s.ratio)));
     sections.insert("skewed".into(), s.figures);
     reports.push(s.report);
+
+    // A smaller skewed fleet (5,000 more targets in one account's first region, on top of
+    // 10,000 over 100 accounts) whose spokes refuse what comes over 50 calls a second per
+    // account and region, as AWS APIs do (a throttling error; the rate is an assumption). It is
+    // held to the calls the same fleet makes where calls wait for their tokens instead (each
+    // call let through once): the ratio counts the calls refusals made curfew repeat.
+    let refused_fleet = FleetShape {
+        targets: 10_000,
+        accounts: 100,
+        big_account: 5_000,
+        ..big
+    };
+    let spoke_rate = RateLimit {
+        rate: 50.0,
+        burst: 50.0,
+    };
+    let waited = run(
+        "skewed_rate_waited",
+        refused_fleet,
+        Simulation {
+            spoke_limit: Some(spoke_rate),
+            ..sim
+        },
+        None,
+    )
+    .await;
+    let rate_only = |w: &WaveReport| w.first_task + w.rate_bound;
+    let refused = run(
+        "makespan_ratio_skewed_refused",
+        refused_fleet,
+        Simulation {
+            spoke_refusals: Some(spoke_rate),
+            ..sim
+        },
+        Some((
+            rate_only(&waited.report.stop),
+            rate_only(&waited.report.start),
+        )),
+    )
+    .await;
+    summary.push(("makespan_ratio_skewed_refused", json!(refused.ratio)));
+    sections.insert("skewed_rate_waited".into(), waited.figures);
+    sections.insert("skewed_refused".into(), refused.figures);
+    reports.push(waited.report);
+    reports.push(refused.report);
 
     // The same fleet under a spoke rate limit (10 calls a second per account and region, an
     // assumption: AWS does not publish Auto Scaling's or EKS's), received fairly (the task
