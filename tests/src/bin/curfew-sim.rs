@@ -19,7 +19,8 @@
 //! schedule over the sleeping fleet, priced per million target-passes, instead of the start;
 //! `--later`: two stop + start cycles, the second priced, as every night after a fleet's first
 //! is). The suite prices such a pass and a later cycle over 10,000 targets in 100 accounts (the
-//! `enforce_pass` section, `cost_usd_per_1k_targets_later_cycle`).
+//! `enforce_pass` section, `cost_usd_per_1k_targets_later_cycle`). A run with `--targets`
+//! records under `custom_` names (`custom_traffic`, `custom_cost`, ...), never over the suite's.
 
 use std::time::{Duration, Instant};
 
@@ -234,7 +235,7 @@ async fn suite(sim: Simulation) -> (Vec<ScaleReport>, bool) {
     ));
     sections.insert("100k".into(), clean.figures);
     // Traffic and cost are the fault-free 100,000-target cycle's.
-    record_traffic_and_cost(&clean.report, &path);
+    record_traffic_and_cost(&clean.report, &path, "");
     reports.push(clean.report);
 
     // 5% of spoke call attempts throttled, held to the fault-free run's bound (a valid lower
@@ -414,8 +415,18 @@ async fn main() {
         chunk_targets: Some(arg("--chunk", 0)).filter(|&n| n > 0),
     };
     let real = Instant::now();
+    // A fleet of the caller's (`--targets`) is recorded under `custom_` names: the suite's
+    // sections and top-level keys are issue 9's figures, and a custom run must not replace them.
+    let custom = std::env::args().any(|a| a == "--targets");
+    let named = |name: &str| {
+        if custom {
+            format!("custom_{name}")
+        } else {
+            name.to_string()
+        }
+    };
     let reports = if std::env::args().any(|a| a == "--later") {
-        let shape = if std::env::args().any(|a| a == "--targets") {
+        let shape = if custom {
             FleetShape::from_args()
         } else {
             enforce_fleet()
@@ -424,7 +435,7 @@ async fn main() {
         if let Some(cost) = later {
             if let Err(e) = record(
                 &results_path(),
-                "cost_usd_per_1k_targets_later_cycle",
+                &named("cost_usd_per_1k_targets_later_cycle"),
                 json!(cost),
             ) {
                 eprintln!("curfew-sim: {e}");
@@ -432,21 +443,21 @@ async fn main() {
         }
         (Vec::new(), later.is_some())
     } else if std::env::args().any(|a| a == "--enforce") {
-        let shape = if std::env::args().any(|a| a == "--targets") {
+        let shape = if custom {
             FleetShape::from_args()
         } else {
             enforce_fleet()
         };
         let (section, clean) = enforce_pass(shape, sim).await;
-        if let Err(e) = record(&results_path(), "enforce_pass", section) {
+        if let Err(e) = record(&results_path(), &named("enforce_pass"), section) {
             eprintln!("curfew-sim: {e}");
         }
         (Vec::new(), clean)
-    } else if std::env::args().any(|a| a == "--targets") {
+    } else if custom {
         let report = run("custom", FleetShape::from_args(), sim, None)
             .await
             .report;
-        record_traffic_and_cost(&report, &results_path());
+        record_traffic_and_cost(&report, &results_path(), "custom_");
         (vec![report], true)
     } else {
         suite(sim).await
@@ -597,7 +608,9 @@ async fn enforce_pass(shape: FleetShape, sim: Simulation) -> (Value, bool) {
 // target and prices the stop + start cycle (`curfew_tests::cost`), recording the `traffic` and
 // `cost` sections and the top-level `cost_usd_per_1k_targets_cycle`.
 
-fn record_traffic_and_cost(report: &ScaleReport, path: &std::path::Path) {
+/// Records the `traffic` and `cost` sections and the top-level `cost_usd_per_1k_targets_cycle`,
+/// each name after `prefix` (a custom fleet's: `custom_`).
+fn record_traffic_and_cost(report: &ScaleReport, path: &std::path::Path, prefix: &str) {
     let targets = report.seeded;
     let stop = WaveTraffic::of(&report.stop, targets);
     let start = WaveTraffic::of(&report.start, targets);
@@ -647,12 +660,12 @@ fn record_traffic_and_cost(report: &ScaleReport, path: &std::path::Path) {
         },
         "excluded": "poller, idle queues' empty receives, CloudWatch Logs, free tiers, per-invocation 1 ms rounding",
     });
-    let recorded = record(path, "traffic", traffic)
-        .and_then(|()| record(path, "cost", section))
+    let recorded = record(path, &format!("{prefix}traffic"), traffic)
+        .and_then(|()| record(path, &format!("{prefix}cost"), section))
         .and_then(|()| {
             record(
                 path,
-                "cost_usd_per_1k_targets_cycle",
+                &format!("{prefix}cost_usd_per_1k_targets_cycle"),
                 serde_json::json!(cost.total()),
             )
         });
