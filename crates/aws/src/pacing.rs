@@ -150,6 +150,9 @@ pub const PACE_GROWTH: f64 = 0.2;
 pub const PACE_FLOOR: f64 = 0.2;
 /// A pace past this many requests a second paces nothing worth pacing: it lets go.
 pub const PACE_CEILING: f64 = 1000.0;
+/// A pace nothing asked through for this long lets go: the spoke's bucket has refilled since,
+/// and a process lives on between waves (a Lambda execution environment between invocations).
+pub const PACE_IDLE: Duration = Duration::from_secs(60);
 
 /// The requests one process sends to one account-region's API (one service), paced once the
 /// spoke's throttling persists. Wrap each attempt, inside the retry loop, so a retry waits its
@@ -217,6 +220,9 @@ impl Pace {
             let turn = {
                 let mut state = self.state.lock().expect("not poisoned");
                 let now = Instant::now();
+                if state.rate.is_some() && now - state.grown >= PACE_IDLE {
+                    state.let_go();
+                }
                 match state.rate {
                     None => None,
                     Some(_) if state.next <= now => {
@@ -276,6 +282,13 @@ impl PaceState {
                 .map(|rate| rate * (1.0 + PACE_GROWTH * seconds))
                 .filter(|&rate| rate <= PACE_CEILING);
         }
+    }
+
+    /// Sends at will again; answers to requests sent before say nothing of what comes next.
+    fn let_go(&mut self) {
+        self.rate = None;
+        self.recent.clear();
+        self.epoch += 1;
     }
 
     /// The time between request starts at the current rate.
@@ -586,5 +599,23 @@ mod tests {
             "let go after {:?}",
             paced_since.elapsed()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pace_left_idle_for_a_minute_lets_go() {
+        let pace = Pace::new();
+        for _ in 0..PERSISTING_THROTTLES {
+            let _ = pace.request(|| async { Err::<(), _>(throttled()) }).await;
+        }
+        assert!(pace.rate().is_some());
+        tokio::time::sleep(PACE_IDLE - Duration::from_secs(1)).await;
+        pace.request(|| async { Ok(()) }).await.unwrap();
+        assert!(pace.rate().is_some(), "not idle long enough");
+
+        tokio::time::sleep(PACE_IDLE).await;
+        let started = Instant::now();
+        pace.request(|| async { Ok(()) }).await.unwrap();
+        assert_eq!(pace.rate(), None);
+        assert_eq!(started.elapsed(), Duration::ZERO, "sent at once");
     }
 }
