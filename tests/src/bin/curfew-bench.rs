@@ -1,7 +1,9 @@
 //! `make bench`: stop and start waves over a seeded emulator fleet, set against the most the
 //! emulator itself can serve, measured in the same run.
 //!
-//! Seeds `--accounts` x `--asgs-per-account` ASGs (default 20 x 50 = 1,000), measures moto's
+//! Seeds `--accounts` x `--asgs-per-account` ASGs (default 20 x 50 = 1,000) and, with
+//! `--nodegroups-per-cluster N`, two EKS clusters of N managed node groups in every account
+//! (default none), measures moto's
 //! ceiling (requests/s of a bare UpdateAutoScalingGroup loop through the real Auto Scaling
 //! client, `--ceiling-calls` calls, before and after the waves), then runs a stop and a start
 //! wave through the real router and worker with the local dispatcher at `--concurrency`, and,
@@ -11,7 +13,8 @@
 //! along is made of requests dearer to moto than the ceiling's, not of moto waiting on curfew. Also the counts that carry over to AWS: task messages per
 //! SendMessageBatch call, STS AssumeRole calls per credential lookup. Prints a table and records
 //! the `emulator` section of `target/curfew-bench.json`. Usage: `curfew-bench [--accounts N]
-//! [--asgs-per-account N] [--concurrency N] [--serial 0|1] [--ceiling-calls N]`.
+//! [--asgs-per-account N] [--nodegroups-per-cluster N] [--concurrency N] [--serial 0|1]
+//! [--ceiling-calls N]`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,9 +27,13 @@ use curfew_core::clock::{Clock, SystemClock};
 use curfew_core::operation::OpStatus;
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::Hub;
+use curfew_core::target::TargetKind;
 use curfew_tests::bench::{arg, record, results_path, CountingQueue};
 use curfew_tests::{emulator_cpu_seconds, emulator_requests, spawn_hub, TestHub};
 use serde_json::json;
+
+/// What each wave selects: every target seeded (all in one region).
+const FLEET: &str = "region=eu-west-1";
 
 /// One wave, measured.
 struct Wave {
@@ -62,7 +69,7 @@ async fn wave(hub: &Hub, dispatcher: &Dispatcher, action: &'static str) -> Wave 
     let requests = emulator_requests();
     let cpu = emulator_cpu();
     let started = Instant::now();
-    let payload = json!({"action": action, "select": "kind=asg"});
+    let payload = json!({"action": action, "select": FLEET});
     let response = invoke(hub, Invocation::parse(&payload).unwrap())
         .await
         .unwrap();
@@ -127,6 +134,7 @@ async fn ceiling(t: &TestHub, target: &FleetTarget, calls: usize) -> (f64, f64) 
 async fn main() {
     let accounts = arg("--accounts", 20);
     let per_account = arg("--asgs-per-account", 50);
+    let nodegroups = arg("--nodegroups-per-cluster", 0);
     let concurrency = arg("--concurrency", 8);
     let serial = arg("--serial", 0) != 0;
     let ceiling_calls = arg("--ceiling-calls", 500);
@@ -137,9 +145,20 @@ async fn main() {
     )
     .await;
     t.register_accounts(&["eu-west-1"]).await;
-    let fleet: Vec<FleetTarget> =
-        demo_fleet(&t.accounts, &["eu-west-1".to_string()], per_account, 0);
-    eprintln!("seeding {} ASGs in {accounts} accounts...", fleet.len());
+    let fleet: Vec<FleetTarget> = demo_fleet(
+        &t.accounts,
+        &["eu-west-1".to_string()],
+        per_account,
+        nodegroups,
+    );
+    let node_groups = fleet
+        .iter()
+        .filter(|f| f.kind == TargetKind::Nodegroup)
+        .count();
+    eprintln!(
+        "seeding {} ASGs and {node_groups} node groups in {accounts} accounts...",
+        fleet.len() - node_groups
+    );
     let seeding = Instant::now();
     t.seed(&fleet).await;
     let seed_secs = seeding.elapsed().as_secs_f64();
@@ -169,7 +188,7 @@ async fn main() {
     curfew_core::service::router::plan(
         &t.hub,
         curfew_core::decision::Action::Stop,
-        &"kind=asg".parse().unwrap(),
+        &FLEET.parse().unwrap(),
         Default::default(),
         None,
     )
@@ -198,8 +217,9 @@ async fn main() {
     println!("| measure | value |");
     println!("|---|---|");
     println!(
-        "| targets (ASGs) x accounts | {} x {accounts} |",
-        fleet.len()
+        "| targets (ASGs + node groups) x accounts | {} ({} + {node_groups}) x {accounts} |",
+        fleet.len(),
+        fleet.len() - node_groups
     );
     println!(
         "| emulator ceiling (UpdateAutoScalingGroup loop, {ceiling_calls} calls; before / after the waves) | {ceiling_before:.0} / {ceiling_after:.0} requests/s (moto busy {:.0}% / {:.0}% of the loop) |",
@@ -252,6 +272,7 @@ async fn main() {
     let section = json!({
         "accounts": accounts,
         "targets": fleet.len(),
+        "node_groups": node_groups,
         "seed_s": seed_secs,
         "ceiling": {
             "calls": ceiling_calls,
