@@ -171,8 +171,11 @@ struct PaceState {
     /// The latest answers since the pace last fell: when each request was sent, and whether it
     /// was throttled.
     recent: VecDeque<(Instant, bool)>,
-    /// Bumped at every fall: an answer to a request sent before it says nothing of the new pace.
+    /// Bumped at every fall (and at letting go): an answer to a request sent before it says
+    /// nothing of the new pace.
     epoch: u64,
+    /// How many times the pace fell.
+    falls: u64,
     /// When the pace last grew (or fell).
     grown: Instant,
 }
@@ -192,6 +195,7 @@ impl Pace {
                 next: Instant::now(),
                 recent: VecDeque::with_capacity(PACE_WINDOW),
                 epoch: 0,
+                falls: 0,
                 grown: Instant::now(),
             }),
         }
@@ -204,7 +208,7 @@ impl Pace {
 
     /// How many times the pace fell (0: throttling never persisted).
     pub fn falls(&self) -> u64 {
-        self.state.lock().expect("not poisoned").epoch
+        self.state.lock().expect("not poisoned").falls
     }
 
     /// Makes one request at its turn: at once while unpaced, else one interval of the rate
@@ -273,6 +277,7 @@ impl PaceState {
             self.next = self.next.min(now + self.interval());
             self.recent.clear();
             self.epoch += 1;
+            self.falls += 1;
         } else if !throttled {
             // Growth by time, not by answers: a slow pace must not take minutes to recover.
             let seconds = (now - self.grown).as_secs_f64().min(1.0 / PACE_GROWTH);
@@ -617,5 +622,6 @@ mod tests {
         pace.request(|| async { Ok(()) }).await.unwrap();
         assert_eq!(pace.rate(), None);
         assert_eq!(started.elapsed(), Duration::ZERO, "sent at once");
+        assert_eq!(pace.falls(), 1, "letting go is not a fall");
     }
 }
