@@ -12,8 +12,8 @@
 //! - [`Pace`]: how many requests a second one process sends to one account-region's API. AWS
 //!   throttles each account and region with a token bucket and refuses what comes over it;
 //!   the worker's 50 execution environments each call a large account at once, and each one's
-//!   blind backoff retried refusals into 30 refused attempts for every call let through
-//!   (docs/PERFORMANCE.md, "Refused calls"). A [`Pace`] sends at will until throttling
+//!   blind backoff retried refusals into 30 refused attempts for every call let through (the
+//!   simulation's model of the SDK's retry at 11787ad; docs/PERFORMANCE.md, "Refused calls"). A [`Pace`] sends at will until throttling
 //!   *persists* (several of its latest answers refused), then paces its requests at a rate
 //!   that falls by a share at each persisting throttle and grows back while the spoke answers.
 //!   A throttle now and then (a busy moment of the service, which the SDK's own retry absorbs)
