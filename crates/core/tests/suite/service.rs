@@ -1,10 +1,8 @@
 //! The poller, router and worker end to end over the in-memory fakes: what stops and starts do
 //! to targets, baselines and operations, including redeliveries, busy and denied targets.
 
-mod common;
-
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use curfew_core::chunk::AccountPlan;
 use curfew_core::chunk::{read_body, read_task_body, TaskBody};
 use curfew_core::clock::Clock;

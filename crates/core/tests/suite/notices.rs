@@ -2,10 +2,8 @@
 //! each is sent once however often the event is seen again, and that a notice that cannot be
 //! sent changes nothing about the work.
 
-mod common;
-
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use curfew_core::notice::Notice;
 use curfew_core::operation::{OpStatus, TaskMessage, TaskStatus};
 use curfew_core::ports::{AccountStore, Queue};

@@ -2,13 +2,11 @@
 //! modes pause a node group's cluster before the node group shrinks and restore it, exactly,
 //! once the last node group curfew holds in it is back.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use curfew_core::clock::Clock;
 use curfew_core::cluster::{
     ClusterApi, ClusterRef, CronJob, Hpa, Namespace, NodePool, Workload, WorkloadKind,

@@ -2,9 +2,7 @@
 //! once, the operation settled), listed, and resumed by a redrive, over the in-memory fakes
 //! with SQS's receive counts and redrive policy.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use curfew_core::clock::Clock;
 use curfew_core::decision::Action;
 use curfew_core::operation::{OpStatus, TaskStatus};

@@ -1,12 +1,10 @@
 //! Drift (issue 8): every `drift_interval` the poller starts one drift check of the targets
 //! curfew holds asleep; it records what something else changed on each, and changes nothing.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use curfew_core::cluster::{ClusterRef, Workload, WorkloadKind};
 use curfew_core::fakes::FakeClusters;
 use curfew_core::hold::HOLD_TAG;

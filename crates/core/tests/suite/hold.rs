@@ -2,10 +2,8 @@
 //! could wake it (`ScheduledActions`, `AlarmNotification`), remembering which were running; a
 //! start resumes exactly those, after the sizes are back.
 
-mod common;
-
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use curfew_core::hold::{ca_tag_keys, CaTag, HoldModes, Source, HOLD_TAG};
 use curfew_core::operation::TaskStatus;
 use curfew_core::service::invocation::{invoke, Invocation};

@@ -2,13 +2,11 @@
 //! deliveries, dry runs next to real operations, redelivered fan-outs, asynchronous EKS updates
 //! and failed stops. Each names the defect it pins down.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use async_trait::async_trait;
 use chrono::Duration;
-use common::*;
 use curfew_core::account::{Account, SpokeRole};
 use curfew_core::clock::Clock;
 use curfew_core::decision::Action;

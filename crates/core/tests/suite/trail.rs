@@ -1,10 +1,8 @@
 //! The audit trail the worker writes, end to end over the in-memory fakes: one record per
 //! change per target, none for dry runs or redeliveries, and chains that verify.
 
-mod common;
-
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use curfew_core::service::{router_batch, worker_batch};
 use curfew_core::trail::{target_chain, verify_chain, AuditLog, ChangeKind};
 
