@@ -40,7 +40,7 @@ use crate::sim::{
 };
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::{
-    poller, router_batch, worker_batch, BatchOutcome, Delivery, Hub, TASK_BATCH_SIZE,
+    poller, router_batch, worker_batch_until, BatchOutcome, Delivery, Hub, TASK_BATCH_SIZE,
 };
 use curfew_core::target::{Processes, Sizes, Target, TargetKind};
 use futures::stream::{self, StreamExt};
@@ -673,14 +673,17 @@ impl Fleet {
             (m, outcome)
         };
         // Retried messages go back on the memory queue as new messages, so every delivery here
-        // is a first receive: no task is given up for the dead-letter queue.
+        // is a first receive: no task is given up for the dead-letter queue. A simulated
+        // invocation has the worker function's timeout, on virtual time, as in Lambda.
+        let simulated = self.sim.is_some();
         let work = |m: Vec<(String, String)>| async move {
             let deliveries: Vec<Delivery> = m
                 .iter()
                 .map(|(id, body)| Delivery::first(id.clone(), body.clone()))
                 .collect();
+            let deadline = simulated.then(|| tokio::time::Instant::now() + WORKER_TIMEOUT);
             let clock = timing.map(|t| t.start());
-            let outcome = worker_batch(hub, &deliveries).await;
+            let outcome = worker_batch_until(hub, &deliveries, deadline).await;
             stop_clock(timing, clock);
             (m, outcome)
         };

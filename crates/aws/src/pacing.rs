@@ -18,14 +18,17 @@
 //!   that falls by a share at each persisting throttle and grows back while the spoke answers.
 //!   A throttle now and then (a busy moment of the service, which the SDK's own retry absorbs)
 //!   never paces anything: the SDK's adaptive mode, which slows at every throttle, ran a wave
-//!   with 5% of attempts throttled at random to 11.6 times its bound.
+//!   with 5% of attempts throttled at random to 11.6 times its bound. In a worker invocation,
+//!   a request whose turn would come after the invocation's calls must start
+//!   ([`calls_start_by`]) is not sent: it fails at once with [`ErrorKind::OutOfTime`].
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use curfew_core::ports::{ErrorKind, PortResult};
+use curfew_core::ports::{ErrorKind, PortError, PortResult};
+use curfew_core::service::calls_start_by;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -237,6 +240,18 @@ impl Pace {
                 }
             };
             match turn {
+                // Waiting into the function's timeout would cut the task off mid-change with
+                // its lease held: it goes back to the queue instead.
+                Some(turn) if calls_start_by().is_some_and(|by| turn > by) => {
+                    return Err(PortError::new(
+                        ErrorKind::OutOfTime,
+                        format!(
+                            "paced at {:.1} calls a second: the next turn comes after this \
+                             invocation's calls must start",
+                            self.rate().unwrap_or_default()
+                        ),
+                    ));
+                }
                 Some(turn) => tokio::time::sleep_until(turn).await,
                 None => break,
             }
@@ -319,7 +334,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use curfew_core::ports::PortError;
     use futures::future::join_all;
     use tokio::sync::Barrier;
 
@@ -623,5 +637,43 @@ mod tests {
         assert_eq!(pace.rate(), None);
         assert_eq!(started.elapsed(), Duration::ZERO, "sent at once");
         assert_eq!(pace.falls(), 1, "letting go is not a fall");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_after_the_invocations_calls_must_start_is_refused_at_once_and_not_sent() {
+        let pace = Pace::new();
+        for _ in 0..PERSISTING_THROTTLES {
+            let _ = pace.request(|| async { Err::<(), _>(throttled()) }).await;
+        }
+        let interval = Duration::from_secs_f64(1.0 / pace.rate().expect("paced"));
+        let by = Instant::now() + interval * 3;
+        let sent = AtomicUsize::new(0);
+        let send = || async {
+            sent.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        };
+        let refused = curfew_core::service::calls_starting_by(by, async {
+            for _ in 0..20 {
+                if let Err(e) = pace.request(send).await {
+                    return Some(e);
+                }
+            }
+            None
+        })
+        .await
+        .expect("a request whose turn comes too late is refused");
+        assert_eq!(refused.kind, ErrorKind::OutOfTime, "{refused}");
+        assert!(Instant::now() <= by, "refused without waiting for its turn");
+        let before = sent.load(Ordering::SeqCst);
+        assert!(
+            (2..=4).contains(&before),
+            "{before} sent at the pace before the refusal"
+        );
+
+        // Outside such an invocation the same request waits its turn and is sent.
+        let waited = Instant::now();
+        pace.request(send).await.unwrap();
+        assert_eq!(sent.load(Ordering::SeqCst), before + 1);
+        assert!(waited.elapsed() > Duration::ZERO, "it waited for its turn");
     }
 }

@@ -37,6 +37,10 @@ pub enum ErrorKind {
     LeaseLost,
     /// The spoke rejected the session's credentials as expired: a fresh session may work.
     ExpiredCredentials,
+    /// The call's turn (a paced spoke's) would come after the invocation's calls must start
+    /// ([`crate::service::calls_start_by`]): it was not sent. Retryable: the task goes back to
+    /// the queue, for an invocation with time left.
+    OutOfTime,
     /// Anything else (network, unexpected response).
     Other,
 }
@@ -46,7 +50,11 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::Throttled | ErrorKind::InUse | ErrorKind::LeaseLost | ErrorKind::Other
+            ErrorKind::Throttled
+                | ErrorKind::InUse
+                | ErrorKind::LeaseLost
+                | ErrorKind::OutOfTime
+                | ErrorKind::Other
         )
     }
 }

@@ -7,13 +7,13 @@ use curfew_core::service::{worker_batch_until, Hub};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 async fn handler(event: LambdaEvent<SqsEvent>, hub: &Hub) -> Result<SqsBatchResponse, Error> {
-    // The invocation's deadline as an instant of this process's clock.
+    // The invocation's deadline as an instant of this process's (tokio's) clock.
     let left = event
         .context
         .deadline()
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
-    let deadline = std::time::Instant::now() + left;
+    let deadline = tokio::time::Instant::now() + left;
     let outcome = worker_batch_until(hub, &sqs_deliveries(&event.payload), Some(deadline)).await;
     Ok(batch_response(outcome.failed))
 }

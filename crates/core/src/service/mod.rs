@@ -203,13 +203,63 @@ pub async fn worker_batch(hub: &Hub, deliveries: &[Delivery]) -> BatchOutcome {
 /// off mid-target with the target's lease held until it expires.
 pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long before its invocation's deadline the worker's calls about targets must have
+/// started ([`calls_start_by`]): a call's answer and the task's record after it fit in it.
+pub const CALL_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+tokio::task_local! {
+    /// The latest start of a call about a target in this invocation ([`calls_start_by`]).
+    static CALLS_START_BY: tokio::time::Instant;
+}
+
+/// The latest time a call about a target may start in the worker invocation this runs in
+/// (its deadline less [`CALL_MARGIN`]); `None` outside an invocation with a deadline.
+///
+/// [`DEADLINE_MARGIN`] assumes a target started in time finishes in time. A spoke that
+/// refuses calls over its rate makes an adapter pace its calls (`curfew_aws::pacing`), and ten
+/// targets waiting their turns at a slow pace can outlast any margin. An adapter whose call
+/// would wait past this time fails it at once instead ([`ErrorKind::OutOfTime`]): the target's
+/// task goes back to the queue with its lease released and its mark kept, where the function's
+/// timeout would have cut it off mid-change with its lease held until it expires.
+///
+/// [`ErrorKind::OutOfTime`]: crate::ports::ErrorKind::OutOfTime
+pub fn calls_start_by() -> Option<tokio::time::Instant> {
+    CALLS_START_BY.try_with(|by| *by).ok()
+}
+
+/// Runs `work` with its calls about targets to start by `by` ([`calls_start_by`]).
+pub async fn calls_starting_by<F: std::future::Future>(
+    by: tokio::time::Instant,
+    work: F,
+) -> F::Output {
+    CALLS_START_BY.scope(by, work).await
+}
+
 /// [`worker_batch`] in an invocation that must end by `deadline` (the Lambda's): once less than
 /// [`DEADLINE_MARGIN`] is left, no more targets are started; their message comes back whole, and
-/// the targets already finished find their tasks final on the redelivery.
+/// the targets already finished find their tasks final on the redelivery. Calls about targets
+/// start by [`calls_start_by`].
+///
+/// The deadline is on tokio's clock (the system's, unless paused): the simulation runs
+/// invocations on virtual time.
 pub async fn worker_batch_until(
     hub: &Hub,
     deliveries: &[Delivery],
-    deadline: Option<std::time::Instant>,
+    deadline: Option<tokio::time::Instant>,
+) -> BatchOutcome {
+    match deadline {
+        Some(deadline) => {
+            let by = deadline.checked_sub(CALL_MARGIN).unwrap_or(deadline);
+            calls_starting_by(by, work_batch(hub, deliveries, Some(deadline))).await
+        }
+        None => work_batch(hub, deliveries, None).await,
+    }
+}
+
+async fn work_batch(
+    hub: &Hub,
+    deliveries: &[Delivery],
+    deadline: Option<tokio::time::Instant>,
 ) -> BatchOutcome {
     let cutoff = deadline.map(|d| d.checked_sub(DEADLINE_MARGIN).unwrap_or(d));
     let parsed: Vec<(&Delivery, Result<TaskBody, String>)> = deliveries
@@ -347,7 +397,7 @@ async fn work_one(
     delivery: &Delivery,
     message: TaskMessage,
     overrides: Option<&[crate::ports::Override]>,
-    cutoff: Option<std::time::Instant>,
+    cutoff: Option<tokio::time::Instant>,
 ) -> (usize, String, String, Verdict) {
     let verdict = target_verdict(hub, delivery, &message, overrides, cutoff).await;
     (index, message.op_id, message.target.key(), verdict)
@@ -436,7 +486,7 @@ async fn target_verdict(
     delivery: &Delivery,
     message: &TaskMessage,
     overrides: Option<&[crate::ports::Override]>,
-    cutoff: Option<std::time::Instant>,
+    cutoff: Option<tokio::time::Instant>,
 ) -> Verdict {
     // Every log line of a task's work carries its operation, account, region and target
     // (the task's id is the operation and the target together).
@@ -446,7 +496,7 @@ async fn target_verdict(
                                    trace = delivery.trace_header.as_deref());
     async move {
         let id = &delivery.message_id;
-        let out_of_time = cutoff.is_some_and(|cutoff| std::time::Instant::now() >= cutoff);
+        let out_of_time = cutoff.is_some_and(|cutoff| tokio::time::Instant::now() >= cutoff);
         let worked = if out_of_time {
             Ok(TaskStep::RetryLater(
                 "the worker's invocation was about to time out before this target".to_string(),

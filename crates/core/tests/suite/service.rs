@@ -407,14 +407,14 @@ async fn a_worker_about_to_time_out_starts_no_target_and_leaves_its_chunk_for_a_
     let chunk = deliveries(w.route_chunks().await);
 
     // Ten seconds left: less than the margin a target's work needs.
-    let soon = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let soon = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let outcome = worker_batch_until(&w.hub, &chunk, Some(soon)).await;
     assert_eq!(outcome.failed, [chunk[0].message_id.clone()], "{outcome:?}");
     assert_eq!(w.sizes(&asg(DEV)), ASG_SIZES, "nothing was started");
     assert_eq!(w.baseline(&asg(DEV)).await, None);
     assert_eq!(w.op(&id).await.status, OpStatus::Running);
 
-    let later = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let later = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
     let outcome = worker_batch_until(&w.hub, &chunk, Some(later)).await;
     assert!(outcome.failed.is_empty(), "{outcome:?}");
     assert_eq!(w.op(&id).await.status, OpStatus::Succeeded);
