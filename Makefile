@@ -24,12 +24,12 @@ emulator: ## Install moto into the project-local virtualenv (.venv-moto) if miss
 browser: ## Install Debian's chromium and chromium-driver for the console's browser tests, if missing
 	./scripts/browser.sh
 
-unit: emulator browser ## Unit tests and the emulator integration suite (each test process starts its own moto)
+unit: emulator browser ## Unit tests and the emulator integration suite (each test process has its own moto, forked from one zygote)
 ifeq ($(NEXTEST),yes)
-	$(CARGO) nextest run --workspace --no-fail-fast
+	./scripts/with-moto-zygote.sh $(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 else
-	$(CARGO) test --workspace
+	./scripts/with-moto-zygote.sh $(CARGO) test --workspace
 endif
 
 $(INFRA_NPM): infra/package.json infra/package-lock.json

@@ -16,10 +16,22 @@ table has none, and a cancelled write may leave its stream record here).
 And it keeps a batched message's system attributes. moto 5.2's SendMessageBatch drops each
 entry's MessageSystemAttributes (its SendMessage keeps them); SQS keeps `AWSTraceHeader` either
 way, and curfew sends every task message in a batch with the router's trace header on it.
+
 Usage: moto_server.py HOST PORT
+       moto_server.py --zygote SOCKET
+
+With --zygote it serves nothing itself: it imports moto and the services curfew calls once,
+then listens on the Unix socket SOCKET, and for each line `HOST<TAB>PORT<TAB>LOG` it reads
+there forks a server on HOST:PORT logging to LOG and answers with the server's process id.
+A test suite whose every test process starts an emulator of its own (`make test`, through
+scripts/with-moto-zygote.sh) saves each one the three seconds of CPU a fresh moto takes to
+import itself and its services: a forked server answers its first Auto Scaling call at once.
+A forked server is a fresh moto all the same: no request reached the zygote.
 """
 import copy
+import os
 import signal
+import socket
 import sys
 import threading
 import types
@@ -103,12 +115,23 @@ def _keep_batched_system_attributes() -> None:
     sqs.SQSBackend.send_message_batch = send_message_batch
 
 
-def main() -> None:
-    host, port = sys.argv[1], int(sys.argv[2])
+# The services curfew calls, imported by the zygote before it forks any server.
+SERVICES = (
+    "autoscaling",
+    "dynamodb",
+    "ec2",
+    "eks",
+    "lambda",
+    "secretsmanager",
+    "sns",
+    "sqs",
+    "sts",
+)
+
+
+def serve(host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
-    _back_up_named_items_only()
-    _keep_batched_system_attributes()
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
 
@@ -117,6 +140,63 @@ def main() -> None:
             return list(app(environ, start_response))
 
     run_simple(host, port, serialized, threaded=True, request_handler=MotoRequestHandler)
+
+
+def zygote(path: str) -> None:
+    from moto.backends import get_backend
+
+    for service in SERVICES:
+        backends = get_backend(service)
+        # One region's backend made once warms what every later one reads from moto's data
+        # files (EC2's instance types and images, behind each Auto Scaling backend). A
+        # service with no such region (a global one) is only imported.
+        try:
+            backends["000000000000"]["eu-west-1"]
+        except KeyError:
+            pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    # The servers are reaped as they end: none lingers as a zombie a `kill -0` would still find.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    print(f"moto zygote on {path}", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                host, port, log = conn.makefile("r").readline().rstrip("\n").split("\t")
+                port = int(port)
+            except ValueError as e:
+                conn.sendall(f"error: {e}\n".encode())
+                continue
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    listener.close()
+                    conn.close()
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    # Its own process group, as a server started on its own has.
+                    os.setpgid(0, 0)
+                    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    os.dup2(out, 1)
+                    os.dup2(out, 2)
+                    os.close(out)
+                    null = os.open(os.devnull, os.O_RDONLY)
+                    os.dup2(null, 0)
+                    os.close(null)
+                    serve(host, port)
+                finally:
+                    os._exit(0)
+            conn.sendall(f"{pid}\n".encode())
+
+
+def main() -> None:
+    _back_up_named_items_only()
+    _keep_batched_system_attributes()
+    if sys.argv[1] == "--zygote":
+        zygote(sys.argv[2])
+    else:
+        serve(sys.argv[1], int(sys.argv[2]))
 
 
 if __name__ == "__main__":
