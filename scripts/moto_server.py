@@ -29,6 +29,7 @@ import itself and its services: a forked server answers its first Auto Scaling c
 A forked server is a fresh moto all the same: no request reached the zygote.
 """
 import copy
+import gc
 import os
 import signal
 import socket
@@ -143,6 +144,10 @@ def serve(host: str, port: int) -> None:
 
 
 def zygote(path: str) -> None:
+    # Python's advice for a fork server: no collection in the parent while it loads, then every
+    # object it made frozen out of the collector, so a forked server's collections never walk
+    # (and copy) the inherited heap: without it a forked server answered about a quarter slower.
+    gc.disable()
     from moto.backends import get_backend
 
     for service in SERVICES:
@@ -159,6 +164,7 @@ def zygote(path: str) -> None:
     listener.listen(64)
     # The servers are reaped as they end: none lingers as a zombie a `kill -0` would still find.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    gc.freeze()
     print(f"moto zygote on {path}", flush=True)
     while True:
         conn, _ = listener.accept()
@@ -175,6 +181,7 @@ def zygote(path: str) -> None:
                     listener.close()
                     conn.close()
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    gc.enable()
                     # Its own process group, as a server started on its own has.
                     os.setpgid(0, 0)
                     out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
