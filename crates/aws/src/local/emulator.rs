@@ -88,9 +88,8 @@ kill -9 "$0" 2>/dev/null"#,
     Ok(child.id())
 }
 
-/// Installs moto if needed and starts a server of its own on `port`, under a watchdog when
-/// `die_with` is set; the process id to stop it by.
-fn spawn(root: &Path, log: &Path, port: u16, die_with: Option<u32>) -> Result<u32, EmulatorError> {
+/// Installs moto if needed and starts a server of its own on `port`; its process id.
+fn spawn(root: &Path, log: &Path, port: u16) -> Result<u32, EmulatorError> {
     let script = root.join("scripts/moto-venv.sh");
     let out = Command::new(&script)
         .output()
@@ -105,31 +104,10 @@ fn spawn(root: &Path, log: &Path, port: u16, die_with: Option<u32>) -> Result<u3
         });
     }
     let python = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let server = root.join("scripts/moto_server.py").display().to_string();
     let log_file = File::create(log)?;
-    let mut command = match die_with {
-        None => {
-            let mut c = Command::new(&python);
-            c.args([server.as_str(), "127.0.0.1", &port.to_string()]);
-            c
-        }
-        Some(parent) => {
-            let mut c = Command::new("sh");
-            c.args([
-                "-c",
-                r#""$0" "$3" 127.0.0.1 "$1" & m=$!
-trap 'kill -9 $m 2>/dev/null; exit 0' TERM INT
-while kill -0 "$2" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done
-kill -9 $m 2>/dev/null"#,
-                &python,
-                &port.to_string(),
-                &parent.to_string(),
-                &server,
-            ]);
-            c
-        }
-    };
-    let child = command
+    let child = Command::new(&python)
+        .arg(root.join("scripts/moto_server.py"))
+        .args(["127.0.0.1", &port.to_string()])
         // Never MOTO_ACCOUNT_ID: it would override the accounts of assumed-role credentials,
         // which is how spoke accounts are told apart.
         .env_remove("MOTO_ACCOUNT_ID")
@@ -186,12 +164,13 @@ impl Emulator {
                 })
                 .ok()
         });
-        let pid = match forked {
-            Some(server) => match die_with {
-                None => server,
-                Some(parent) => watch(server, parent)?,
-            },
-            None => spawn(root, log, port, die_with)?,
+        let server = match forked {
+            Some(server) => server,
+            None => spawn(root, log, port)?,
+        };
+        let pid = match die_with {
+            None => server,
+            Some(parent) => watch(server, parent)?,
         };
         let emulator = Emulator {
             endpoint: format!("http://127.0.0.1:{port}"),
