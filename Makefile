@@ -1,10 +1,16 @@
 # curfew — the front door. `make demo` and `make test` do all set-up on a fresh machine.
-.PHONY: demo test lint unit browser integration infra-test bench chaos build sizes synth deploy emulator clean-local help
+.PHONY: demo test setup test-build lint-venv lint unit browser integration infra-test bench chaos build sizes synth deploy emulator clean-local help
 
 CARGO ?= cargo
 INFRA_NPM := infra/node_modules/.package-lock.json
 LAMBDA_PACKAGES := -p curfew-poller -p curfew-router -p curfew-worker
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+# `make test` lints inside its test build: clippy-driver compiles the workspace's own crates with
+# clippy's lints (warnings denied), as `cargo clippy` would check them, while the dependencies are
+# built once instead of once checked for clippy and once more built for the tests. CLIPPY_ARGS is
+# how cargo-clippy hands its arguments to the driver: each followed by __CLIPPY_HACKERY__.
+CLIPPY_DRIVER := $(shell rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+LINTED := $(if $(LINT_IN_BUILD),RUSTC_WORKSPACE_WRAPPER="$(CLIPPY_DRIVER)" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -12,7 +18,21 @@ help: ## List the targets
 demo: ## The main job on the embedded emulator: hub + 3 spokes + ~60 targets, a simulated day of stop/start
 	$(CARGO) run -p curfew-cli -- local demo
 
-test: lint unit infra-test ## Everything CI runs: fmt, clippy, unit + emulator integration tests, infra tests and static checks
+test: ## Everything CI runs: fmt, clippy, unit + emulator integration tests, infra tests and static checks
+	@$(MAKE) --no-print-directory setup & setup=$$!; \
+	$(MAKE) --no-print-directory test-build LINT_IN_BUILD=1; built=$$?; \
+	wait $$setup; ready=$$?; \
+	if [ $$ready -ne 0 ]; then echo "make test: installing the tests' tools failed (make setup, above)" >&2; fi; \
+	[ $$built -eq 0 ] && [ $$ready -eq 0 ]
+	$(MAKE) --no-print-directory unit infra-test LINT_IN_BUILD=1
+
+setup: ## Install what the tests need, side by side: moto, chromium, the CDK's npm packages, cfn-lint and checkov
+	$(MAKE) --no-print-directory -j4 --output-sync=target emulator browser $(INFRA_NPM) lint-venv
+
+test-build: ## cargo fmt --check, then build every test, bench and example target (clippy's lints too with LINT_IN_BUILD=1)
+	$(CARGO) fmt --all -- --check
+	@test -z "$(LINT_IN_BUILD)" -o -n "$(CLIPPY_DRIVER)" || { echo "make test-build: clippy-driver not found (rustup component add clippy)" >&2; exit 1; }
+	$(LINTED) $(CARGO) test --workspace --all-targets --no-run
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
@@ -26,14 +46,17 @@ browser: ## Install Debian's chromium and chromium-driver for the console's brow
 
 unit: emulator browser ## Unit tests and the emulator integration suite (each test process has its own moto, forked from one zygote)
 ifeq ($(NEXTEST),yes)
-	./scripts/with-moto-zygote.sh $(CARGO) nextest run --workspace --no-fail-fast
-	$(CARGO) test --workspace --doc
+	$(LINTED) ./scripts/with-moto-zygote.sh $(CARGO) nextest run --workspace --no-fail-fast
+	$(LINTED) $(CARGO) test --workspace --doc
 else
-	./scripts/with-moto-zygote.sh $(CARGO) test --workspace
+	$(LINTED) ./scripts/with-moto-zygote.sh $(CARGO) test --workspace
 endif
 
 $(INFRA_NPM): infra/package.json infra/package-lock.json
 	cd infra && npm ci --no-audit --no-fund
+
+lint-venv: ## Install cfn-lint and checkov for the template checks into infra/.venv, if missing
+	infra/scripts/lint-templates.sh --install
 
 infra-test: $(INFRA_NPM) ## CDK assertion tests + cdk-nag, offline synth, cfn-lint and checkov (no AWS, no cross-compile)
 	cd infra && npm test

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Static checks of the synthesized CloudFormation templates: cfn-lint and checkov, offline.
 # Usage: scripts/lint-templates.sh [cloud-assembly-dir]   (default: infra/cdk.out)
-# Installs the pinned checkers (requirements-lint.txt) into infra/.venv the first time, and again
-# whenever that file changes.
+#        scripts/lint-templates.sh --install               (only install the checkers)
+# Installs the pinned checkers (requirements-lint.txt) into infra/.venv with uv (scripts/uv.sh)
+# the first time, and again whenever that file changes.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,9 +16,13 @@ stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$requirements" | cut -d' ' -f1)"
 if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "lint-templates: installing cfn-lint and checkov into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  uv="$("$infra/../scripts/uv.sh")"
+  UV_PYTHON_DOWNLOADS=never "$uv" venv --quiet --clear --python "$(command -v python3)" "$venv"
+  "$uv" pip install --quiet --python "$venv/bin/python" -r "$requirements"
   echo "$want" >"$stamp"
+fi
+if [[ "${1:-}" == "--install" ]]; then
+  exit 0
 fi
 
 shopt -s nullglob
