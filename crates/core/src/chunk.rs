@@ -101,6 +101,26 @@ impl TaskChunk {
             })
             .collect()
     }
+
+    /// The chunk of `tasks`, all read from one message (so of one operation and account):
+    /// [`Self::into_tasks`] undone, for sending on what is left of a chunk. `None` for no tasks.
+    pub fn of_tasks(tasks: Vec<TaskMessage>) -> Option<TaskChunk> {
+        let first = tasks.first()?;
+        let mut chunk = TaskChunk {
+            op_id: first.op_id.clone(),
+            op_created_at: first.op_created_at,
+            action: first.action,
+            role: first.role.clone(),
+            dry_run: first.dry_run,
+            default_start: first.default_start,
+            hold: first.hold,
+            check: first.check,
+            enforce: first.enforce,
+            targets: Vec::with_capacity(tasks.len()),
+        };
+        chunk.targets = tasks.into_iter().map(|task| task.target).collect();
+        Some(chunk)
+    }
 }
 
 /// `op`'s targets in one account cut into chunks: each holds at most `max_targets` (at most
@@ -368,6 +388,20 @@ mod tests {
         assert_eq!(tasks[1].role, role());
         let one = serde_json::to_string(&tasks[0]).unwrap();
         assert_eq!(read_task_body(&one).unwrap(), vec![tasks[0].clone()]);
+    }
+
+    #[test]
+    fn the_tasks_of_a_chunk_make_that_chunk_again() {
+        let mut chunk = TaskChunk::empty(&op(), &role());
+        chunk.default_start = Some(Sizes {
+            min: 1,
+            max: 3,
+            desired: 2,
+        });
+        chunk.check = true;
+        chunk.targets = vec![target(0, 2), target(1, 0), target(2, 1)];
+        assert_eq!(TaskChunk::of_tasks(chunk.clone().into_tasks()), Some(chunk));
+        assert_eq!(TaskChunk::of_tasks(Vec::new()), None);
     }
 
     #[test]

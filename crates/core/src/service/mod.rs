@@ -23,7 +23,7 @@ use crate::chunk::{AccountPlan, TaskBody, TaskChunk};
 use crate::clock::Clock;
 use crate::cluster::ClusterApi;
 use crate::operation::{TaskMessage, TaskStatus};
-use crate::ports::{Queue, Spokes, StateStore};
+use crate::ports::{ErrorKind, Queue, Spokes, StateStore};
 use crate::trail::AuditSigner;
 use worker::TaskStep;
 
@@ -162,8 +162,13 @@ enum Verdict {
     /// Unfixable (malformed body, unknown task): leave it for the dead-letter queue.
     Rejected(String),
     /// Not done, but sent on in a message of its own (what was left of an account plan's
-    /// first chunk): nothing more for this message to do.
+    /// first chunk, or of a chunk the invocation ran out of time for): nothing more for this
+    /// message to do.
     HandedOn,
+    /// Not done because the invocation is running out of time: it was not started, or one of
+    /// its calls could not start in time ([`ErrorKind::OutOfTime`]). Sent on with the rest of
+    /// its message's such targets ([`send_on_late`]) where it can be, else [`Verdict::Retry`].
+    OutOfTime,
 }
 
 /// A target's operation (none for a message that names no target) and what became of it.
@@ -221,8 +226,6 @@ tokio::task_local! {
 /// would wait past this time fails it at once instead ([`ErrorKind::OutOfTime`]): the target's
 /// task goes back to the queue with its lease released and its mark kept, where the function's
 /// timeout would have cut it off mid-change with its lease held until it expires.
-///
-/// [`ErrorKind::OutOfTime`]: crate::ports::ErrorKind::OutOfTime
 pub fn calls_start_by() -> Option<tokio::time::Instant> {
     CALLS_START_BY.try_with(|by| *by).ok()
 }
@@ -236,9 +239,9 @@ pub async fn calls_starting_by<F: std::future::Future>(
 }
 
 /// [`worker_batch`] in an invocation that must end by `deadline` (the Lambda's): once less than
-/// [`DEADLINE_MARGIN`] is left, no more targets are started; their message comes back whole, and
-/// the targets already finished find their tasks final on the redelivery. Calls about targets
-/// start by [`calls_start_by`].
+/// [`DEADLINE_MARGIN`] is left, no more targets are started, and calls about targets start by
+/// [`calls_start_by`]. The targets left for lack of time go on in a new message, received at
+/// once ([`send_on_late`]), where a failed message would wait out its visibility timeout.
 ///
 /// The deadline is on tokio's clock (the system's, unless paused): the simulation runs
 /// invocations on virtual time.
@@ -332,18 +335,40 @@ async fn work_batch(
             work_one(hub, index, delivery, message, overrides, cutoff)
         })
         .collect();
-    let worked: Vec<(usize, String, String, Verdict)> = futures::stream::iter(jobs)
+    let worked: Vec<Worked> = futures::stream::iter(jobs)
         .buffer_unordered(TARGETS_AT_ONCE)
         .collect()
         .await;
     let mut open: HashMap<usize, BTreeSet<String>> = HashMap::new();
-    for (index, op_id, target, verdict) in worked {
+    let mut late: HashMap<usize, Vec<TaskMessage>> = HashMap::new();
+    for Worked {
+        index,
+        op_id,
+        target,
+        verdict,
+        late: late_task,
+    } in worked
+    {
         if verdict != Verdict::Done {
             open.entry(index).or_default().insert(target);
         }
         per_message[index].1.push((Some(op_id), verdict));
+        if let Some(task) = late_task {
+            late.entry(index).or_default().push(task);
+        }
     }
+    // A plan's first chunk goes on whole (its late targets with it); a chunk's late targets go
+    // on by themselves.
+    late.retain(|index, _| !handing_on.contains_key(index));
     hand_on(hub, handing_on, &open, &mut per_message).await;
+    send_on_late(hub, late, &mut per_message).await;
+    for (_, verdicts) in per_message.iter_mut() {
+        for (_, verdict) in verdicts.iter_mut() {
+            if *verdict == Verdict::OutOfTime {
+                *verdict = Verdict::Retry;
+            }
+        }
+    }
     // Settle each operation once per batch rather than once per task (two reads each). If that
     // fails, its finished messages stay on the queue: their redelivery settles it.
     let settling: BTreeSet<&str> = per_message
@@ -389,8 +414,21 @@ async fn work_batch(
     outcome
 }
 
-/// Works one target of the batch's message `index`: its operation, and what its message
-/// should do about it.
+/// One target of a batch, worked.
+struct Worked {
+    /// Its message's index in the batch.
+    index: usize,
+    /// Its operation.
+    op_id: String,
+    /// Its key.
+    target: String,
+    /// What its message should do about it.
+    verdict: Verdict,
+    /// Its task, if the invocation ran out of time for it ([`Verdict::OutOfTime`]): to send on.
+    late: Option<TaskMessage>,
+}
+
+/// Works one target of the batch's message `index`.
 async fn work_one(
     hub: &Hub,
     index: usize,
@@ -398,9 +436,59 @@ async fn work_one(
     message: TaskMessage,
     overrides: Option<&[crate::ports::Override]>,
     cutoff: Option<tokio::time::Instant>,
-) -> (usize, String, String, Verdict) {
+) -> Worked {
     let verdict = target_verdict(hub, delivery, &message, overrides, cutoff).await;
-    (index, message.op_id, message.target.key(), verdict)
+    Worked {
+        index,
+        op_id: message.op_id.clone(),
+        target: message.target.key(),
+        late: (verdict == Verdict::OutOfTime).then_some(message),
+        verdict,
+    }
+}
+
+/// A chunk's message whose targets are done but for those the invocation ran out of time for
+/// (`late`, by message index) need not wait out its visibility timeout (the worker's timeout
+/// times six in the hub stack) to be received again: those targets go on as a chunk message of
+/// their own, received at once, and become [`Verdict::HandedOn`]. A message with a target to
+/// retry for another reason (a throttled call, a lease another delivery holds) comes back as
+/// it would have, late targets and all, counting its receives toward the dead-letter queue;
+/// so does one whose send fails. Sending on twice (a crash after the send) is a duplicate
+/// delivery, which every handler is safe to take: the targets done find their tasks final.
+async fn send_on_late(
+    hub: &Hub,
+    late: HashMap<usize, Vec<TaskMessage>>,
+    per_message: &mut [(&String, Vec<TargetVerdict>)],
+) {
+    for (index, tasks) in late {
+        let verdicts = &mut per_message[index].1;
+        if verdicts.iter().any(|(_, v)| *v == Verdict::Retry) {
+            continue;
+        }
+        let Some(rest) = TaskChunk::of_tasks(tasks) else {
+            continue;
+        };
+        match hub
+            .task_queue
+            .send_as(&rest.role.account, &[to_body(&rest)])
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(op_id = %rest.op_id, account = %rest.role.account,
+                               targets = rest.targets.len(),
+                               "out of time: the targets left are sent on in a message of their own");
+                for (_, verdict) in verdicts.iter_mut() {
+                    if *verdict == Verdict::OutOfTime {
+                        *verdict = Verdict::HandedOn;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(op_id = %rest.op_id, account = %rest.role.account, error = %e,
+                               "sending on the targets left for lack of time failed; their message will be retried")
+            }
+        }
+    }
 }
 
 /// A plan's message is not retried for its first chunk's sake (that would plan again and send
@@ -496,7 +584,13 @@ async fn target_verdict(
                                    trace = delivery.trace_header.as_deref());
     async move {
         let id = &delivery.message_id;
+        // On its message's last receive a target out of time is given up as any other retry
+        // would be, so that its task is final when the message reaches the dead-letter queue.
+        let last = delivery.receive_count >= hub.settings.task_max_receives;
         let out_of_time = cutoff.is_some_and(|cutoff| tokio::time::Instant::now() >= cutoff);
+        if out_of_time && !last {
+            return Verdict::OutOfTime;
+        }
         let worked = if out_of_time {
             Ok(TaskStep::RetryLater(
                 "the worker's invocation was about to time out before this target".to_string(),
@@ -507,6 +601,10 @@ async fn target_verdict(
         let (verdict, why) = match worked {
             Ok(TaskStep::Finished(TaskStatus::DeadLettered)) => return Verdict::DeadLettered,
             Ok(TaskStep::Finished(_)) => return Verdict::Done,
+            Err(e) if e.kind == ErrorKind::OutOfTime && !last => {
+                tracing::info!(message_id = %id, error = %e, "out of time for this target; it will be sent on");
+                return Verdict::OutOfTime;
+            }
             Ok(TaskStep::RetryLater(why)) => {
                 tracing::info!(message_id = %id, op_id = %message.op_id, target = %message.target.key(), %why, "task will be retried");
                 (Verdict::Retry, why)
@@ -517,7 +615,7 @@ async fn target_verdict(
             }
             Err(e) => (Verdict::Rejected(e.to_string()), e.to_string()),
         };
-        if delivery.receive_count >= hub.settings.task_max_receives {
+        if last {
             last_receive(hub, message, delivery, &why, verdict).await
         } else {
             verdict

@@ -401,7 +401,7 @@ async fn a_malformed_chunk_is_rejected_naming_the_field_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_worker_about_to_time_out_starts_no_target_and_leaves_its_chunk_for_a_retry() {
+async fn a_worker_about_to_time_out_starts_no_target_and_sends_its_chunk_on_at_once() {
     let w = world(&[]).await;
     let id = w.begin(true, false).await;
     let chunk = deliveries(w.route_chunks().await);
@@ -409,15 +409,46 @@ async fn a_worker_about_to_time_out_starts_no_target_and_leaves_its_chunk_for_a_
     // Ten seconds left: less than the margin a target's work needs.
     let soon = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let outcome = worker_batch_until(&w.hub, &chunk, Some(soon)).await;
-    assert_eq!(outcome.failed, [chunk[0].message_id.clone()], "{outcome:?}");
+    assert!(
+        outcome.failed.is_empty(),
+        "the message does not wait out its visibility timeout: {outcome:?}"
+    );
     assert_eq!(w.sizes(&asg(DEV)), ASG_SIZES, "nothing was started");
     assert_eq!(w.baseline(&asg(DEV)).await, None);
     assert_eq!(w.op(&id).await.status, OpStatus::Running);
+    let sent_on = w.task_q.take_all();
+    assert_eq!(sent_on.len(), 1, "one message of the targets left");
+    assert_eq!(
+        read_task_body(&sent_on[0]).unwrap(),
+        read_task_body(&chunk[0].body).unwrap(),
+        "every target of the chunk, as it was"
+    );
 
     let later = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
-    let outcome = worker_batch_until(&w.hub, &chunk, Some(later)).await;
+    let outcome = worker_batch_until(&w.hub, &deliveries(sent_on), Some(later)).await;
     assert!(outcome.failed.is_empty(), "{outcome:?}");
+    assert!(w.task_q.is_empty(), "nothing more was sent on");
     assert_eq!(w.op(&id).await.status, OpStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn on_its_last_receive_a_chunk_out_of_time_is_not_sent_on_but_given_up() {
+    let w = world(&[]).await;
+    let id = w.begin(true, false).await;
+    let mut chunk = deliveries(w.route_chunks().await);
+    chunk[0].receive_count = w.hub.settings.task_max_receives;
+
+    let soon = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let outcome = worker_batch_until(&w.hub, &chunk, Some(soon)).await;
+    assert_eq!(
+        outcome.dead_lettered,
+        [chunk[0].message_id.clone()],
+        "{outcome:?}"
+    );
+    assert!(w.task_q.is_empty(), "nothing was sent on");
+    assert_eq!(w.sizes(&asg(DEV)), ASG_SIZES, "nothing was started");
+    let op = w.op(&id).await;
+    assert_eq!(op.status, OpStatus::Failed, "{op:?}");
 }
 
 /// The router's fan-out sends one account plan per account; the worker that takes it lists the
