@@ -468,27 +468,34 @@ async fn send_on_late(
         let Some(rest) = TaskChunk::of_tasks(tasks) else {
             continue;
         };
-        match hub
-            .task_queue
-            .send_as(&rest.role.account, &[to_body(&rest)])
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(op_id = %rest.op_id, account = %rest.role.account,
-                               targets = rest.targets.len(),
-                               "out of time: the targets left are sent on in a message of their own");
-                for (_, verdict) in verdicts.iter_mut() {
-                    if *verdict == Verdict::OutOfTime {
-                        *verdict = Verdict::HandedOn;
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(op_id = %rest.op_id, account = %rest.role.account, error = %e,
-                               "sending on the targets left for lack of time failed; their message will be retried")
-            }
+        let sent = send_rest_on(hub, &rest, verdicts, |v| *v == Verdict::OutOfTime).await;
+        match sent {
+            Ok(()) => tracing::info!(op_id = %rest.op_id, account = %rest.role.account,
+                                     targets = rest.targets.len(),
+                                     "out of time: the targets left are sent on in a message of their own"),
+            Err(e) => tracing::warn!(op_id = %rest.op_id, account = %rest.role.account, error = %e,
+                                     "sending on the targets left for lack of time failed; their message will be retried"),
         }
     }
+}
+
+/// Sends `rest` on as a chunk message of its own; once it is sent, the `verdicts` that `sent_on`
+/// picks become [`Verdict::HandedOn`]. A failed send changes no verdict.
+async fn send_rest_on(
+    hub: &Hub,
+    rest: &TaskChunk,
+    verdicts: &mut [TargetVerdict],
+    sent_on: impl Fn(&Verdict) -> bool,
+) -> crate::ports::PortResult<()> {
+    hub.task_queue
+        .send_as(&rest.role.account, &[to_body(rest)])
+        .await?;
+    for (_, verdict) in verdicts.iter_mut() {
+        if sent_on(verdict) {
+            *verdict = Verdict::HandedOn;
+        }
+    }
+    Ok(())
 }
 
 /// A plan's message is not retried for its first chunk's sake (that would plan again and send
@@ -507,22 +514,10 @@ async fn hand_on(
             continue;
         };
         rest.targets.retain(|t| left.contains(&t.key()));
-        match hub
-            .task_queue
-            .send_as(&rest.role.account, &[to_body(&rest)])
-            .await
-        {
-            Ok(()) => {
-                for (_, verdict) in per_message[index].1.iter_mut() {
-                    if *verdict != Verdict::Done {
-                        *verdict = Verdict::HandedOn;
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(op_id = %rest.op_id, account = %rest.role.account, error = %e,
-                               "sending on the rest of a planned chunk failed; the plan will be retried")
-            }
+        let verdicts = &mut per_message[index].1;
+        if let Err(e) = send_rest_on(hub, &rest, verdicts, |v| *v != Verdict::Done).await {
+            tracing::warn!(op_id = %rest.op_id, account = %rest.role.account, error = %e,
+                           "sending on the rest of a planned chunk failed; the plan will be retried")
         }
     }
 }
