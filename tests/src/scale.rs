@@ -508,6 +508,12 @@ impl Fleet {
     /// clock for virtual time; see [`crate::sim`]).
     pub async fn seed_with(shape: &FleetShape, sim: Option<Simulation>) -> Result<Fleet, Problem> {
         shape.validate().map_err(Problem::Seeding)?;
+        if sim.is_some() {
+            // The SDK's standard retry draws its jitter from this thread's `fastrand`; a
+            // simulation runs on one thread (a `current_thread` runtime), so seeding it makes
+            // a run repeat exactly.
+            fastrand::seed(crate::sim::RETRY_JITTER_SEED);
+        }
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
         ));

@@ -108,8 +108,12 @@ pub const WORKER_TIMEOUT: Duration = Duration::from_secs(120);
 /// The seed of the receives' sampling.
 const SAMPLING_SEED: u64 = 9;
 
-/// The seed of the injected throttling and of the SDK retry's jitter.
+/// The seed of the injected throttling and of curfew's own retry jitter.
 const FAULT_SEED: u64 = 17;
+
+/// The seed of the SDK's standard retry jitter (its thread-local `fastrand`), set when a
+/// simulated fleet is seeded.
+pub const RETRY_JITTER_SEED: u64 = 23;
 
 /// How long an idle poller waits before receiving again (SQS long polling answers as soon as a
 /// message arrives; this is the granularity of that wait here).
