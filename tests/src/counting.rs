@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use curfew_aws::dynamo::finishing;
 use curfew_core::account::Account;
 use curfew_core::calendar::Calendar;
 use curfew_core::cluster_hold::ClusterHold;
@@ -30,6 +31,7 @@ use curfew_core::ports::Spokes;
 use curfew_core::ports::{
     AccountStore, Baseline, ChangeInFlight, Interrupted, Lease, LeaseToken, OperationPage,
     OperationStore, Override, PortResult, RecordedFinish, ScheduleStore, StateStore, TargetStore,
+    TaskEnd,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{Sizes, Target};
@@ -99,6 +101,8 @@ pub enum StoreCall {
     FinishTask,
     /// `finish_task_recorded`.
     FinishTaskRecorded,
+    /// `finish_tasks`.
+    FinishTasks,
     /// `dead_letter_task`.
     DeadLetterTask,
     /// `reopen_task`.
@@ -163,7 +167,7 @@ pub enum StoreCall {
 
 impl StoreCall {
     /// Every method, in declaration order (the index of a call in [`StoreCounts`]).
-    pub const ALL: [StoreCall; 58] = [
+    pub const ALL: [StoreCall; 59] = [
         StoreCall::PutAccount,
         StoreCall::GetAccount,
         StoreCall::ListAccounts,
@@ -192,6 +196,7 @@ impl StoreCall {
         StoreCall::MarkInterrupted,
         StoreCall::FinishTask,
         StoreCall::FinishTaskRecorded,
+        StoreCall::FinishTasks,
         StoreCall::DeadLetterTask,
         StoreCall::ReopenTask,
         StoreCall::FinalizeOperation,
@@ -255,6 +260,7 @@ impl StoreCall {
             StoreCall::MarkInterrupted => "mark_interrupted",
             StoreCall::FinishTask => "finish_task",
             StoreCall::FinishTaskRecorded => "finish_task_recorded",
+            StoreCall::FinishTasks => "finish_tasks",
             StoreCall::DeadLetterTask => "dead_letter_task",
             StoreCall::ReopenTask => "reopen_task",
             StoreCall::FinalizeOperation => "finalize_operation",
@@ -736,6 +742,17 @@ impl OperationStore for CountingStore {
         })
         .await
     }
+    async fn finish_tasks(
+        &self,
+        ends: &[TaskEnd],
+        now: DateTime<Utc>,
+    ) -> PortResult<Vec<RecordedFinish>> {
+        let request = self.inner.finish_tasks(ends, now);
+        self.observe(StoreCall::FinishTasks, request, |results| {
+            finishing_seen(ends, results)
+        })
+        .await
+    }
     async fn dead_letter_task(
         &self,
         op_id: &str,
@@ -1028,6 +1045,32 @@ impl HealthStore for CountingStore {
         self.observe(StoreCall::AccountContacts, request, |c| items(c.len()))
             .await
     }
+}
+
+/// What the adapter writes for `ends` finished as `results` say: each of its transactions
+/// ([`curfew_aws::dynamo::finishing::transactions`]) is written with the ends finished in it
+/// (the ends refused in a cancelled try are left out of the next), each change's record adds
+/// its by-time index entry, and a chain's first record creates its head's.
+fn finishing_seen(ends: &[TaskEnd], results: &[RecordedFinish]) -> Seen {
+    let mut seen = Seen::default();
+    for members in finishing::transactions(ends) {
+        let written: Vec<usize> = members
+            .into_iter()
+            .filter(|&i| results[i] == RecordedFinish::Finished)
+            .collect();
+        if written.is_empty() {
+            continue;
+        }
+        seen.transactions += 1;
+        seen.items += finishing::transaction_items(ends, &written) as u64;
+        for &i in &written {
+            if let Some((_, expected)) = &ends[i].record {
+                seen.index_entries += 1 + u64::from(*expected == 0);
+            }
+        }
+    }
+    seen.found = seen.transactions > 0;
+    seen
 }
 
 #[cfg(test)]

@@ -139,6 +139,21 @@ pub enum RecordedFinish {
     HeadMoved,
 }
 
+/// One task's end for [`OperationStore::finish_tasks`]: its final outcome and, when it changed
+/// its target, the record of that change (`record`: the link to append and the chain's record
+/// it follows, 0 for an empty chain).
+#[derive(Clone, Debug)]
+pub struct TaskEnd {
+    /// The task's operation.
+    pub op_id: String,
+    /// The task's target.
+    pub target_key: String,
+    /// How it ended (SUCCEEDED, FAILED or SKIPPED).
+    pub outcome: TaskOutcome,
+    /// The change it made, to append to the target's chain in the same write.
+    pub record: Option<(Link, u64)>,
+}
+
 /// A saved baseline.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Baseline {
@@ -455,6 +470,19 @@ pub trait OperationStore: Send + Sync {
         link: &Link,
         expected: u64,
     ) -> PortResult<RecordedFinish>;
+    /// [`OperationStore::finish_task`] and [`OperationStore::finish_task_recorded`] for many
+    /// tasks (a delivery's), each task final and counted once and with its change in its chain
+    /// exactly when it is final, in as few atomic writes as the store allows: the adapter
+    /// writes transactions of up to 100 items that count their tasks on one counter stripe per
+    /// operation, where a task finished alone takes its own transaction and its own count.
+    /// Returns each end's [`RecordedFinish`], in order (`Finished` for an end without a record
+    /// means it was finished). An end `AlreadyFinal` or `HeadMoved` wrote nothing; the others
+    /// are written all the same.
+    async fn finish_tasks(
+        &self,
+        ends: &[TaskEnd],
+        now: DateTime<Utc>,
+    ) -> PortResult<Vec<RecordedFinish>>;
     /// Gives a task up after its message's last receive: moves it from PENDING or APPLYING to
     /// DEAD_LETTERED with `reason` (remembering which of the two it was in `reopens_as`) and
     /// counts it on the operation, atomically and once. Refused (false) when the task is already

@@ -24,7 +24,7 @@ use curfew_core::ports::Finalized;
 use curfew_core::ports::{
     AccountStore, Baseline, ChangeInFlight, ErrorKind, Interrupted, Lease, LeaseToken,
     OperationPage, OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore,
-    Spokes, StateStore, TargetStore, UpdateState,
+    Spokes, StateStore, TargetStore, TaskEnd, UpdateState,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
@@ -478,6 +478,13 @@ impl OperationStore for ChaosStore {
             self.inner
                 .finish_task_recorded(op_id, target_key, outcome, now, link, expected)
         )
+    }
+    async fn finish_tasks(
+        &self,
+        ends: &[TaskEnd],
+        now: DateTime<Utc>,
+    ) -> PortResult<Vec<RecordedFinish>> {
+        hooked!(self, "finish_tasks", self.inner.finish_tasks(ends, now))
     }
     async fn dead_letter_task(
         &self,

@@ -269,6 +269,14 @@ impl DynamoUse {
         u
     }
 
+    /// `n` TransactWriteItems of `items` items in all.
+    fn transacts(self, n: u64, items: u64) -> Self {
+        let mut u = self.request(DynamoApi::TransactWriteItems, n);
+        u.items_written += items;
+        u.write_units += 2 * items;
+        u
+    }
+
     /// BatchWriteItem calls for `items` items, 25 a call.
     fn batch_write(self, items: u64) -> Self {
         let mut u = self.request(DynamoApi::BatchWriteItem, items.div_ceil(25));
@@ -301,6 +309,10 @@ pub struct Seen {
     /// The call found what it looked for, or changed what it meant to (a `bool` or `Some`
     /// result; for a lease, `Acquired`).
     pub found: bool,
+    /// Transactions written (`finish_tasks`).
+    pub transactions: u64,
+    /// Index entries written (`finish_tasks`: records, and heads a first record creates).
+    pub index_entries: u64,
 }
 
 /// The adapter's requests for one port call, given what it handled.
@@ -314,7 +326,7 @@ fn none() -> DynamoUse {
 /// entry names the adapter function it follows (`mod.rs`, `operations.rs`, `targets.rs`,
 /// `dead_letters.rs` under `crates/aws/src/dynamo/`). Where the result cannot tell which path
 /// the adapter took, the entry says which one it counts.
-pub const TABLE: [(StoreCall, Model); 58] = [
+pub const TABLE: [(StoreCall, Model); 59] = [
     // mod.rs `put_account` -> `put`: one unconditional PutItem.
     (StoreCall::PutAccount, |_| none().put()),
     // mod.rs `get_account` -> `get`: one consistent GetItem.
@@ -430,6 +442,15 @@ pub const TABLE: [(StoreCall, Model); 58] = [
     // it lands, and the head's gsi3 entry when it creates the head (`items` 1).
     (StoreCall::FinishTaskRecorded, |s| {
         none().transact(4).index(u64::from(s.found) + s.items)
+    }),
+    // finishing.rs `finish_ends`: its transactions (`transactions`) of `items` items in all,
+    // each a task's final state, a change's record and head, and an operation's counter
+    // stripe; the records' gsi2 entries and the heads' gsi3 entries when a record creates its
+    // chain (`index_entries`). A try cancelled by a condition is counted as not sent.
+    (StoreCall::FinishTasks, |s| {
+        none()
+            .transacts(s.transactions, s.items)
+            .index(s.index_entries)
     }),
     // dead_letters.rs `dead_letter`: one transaction of the lease's ConditionCheck, the task's
     // Update and the stripe's.

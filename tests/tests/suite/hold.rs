@@ -13,8 +13,7 @@ use curfew_aws::local::FleetTarget;
 use curfew_core::clock::Clock;
 use curfew_core::operation::{OpStatus, TaskStatus};
 use curfew_core::service::invocation::{invoke, Invocation};
-use curfew_core::service::worker::{self, TaskStep};
-use curfew_core::service::Hub;
+use curfew_core::service::{worker_batch, Delivery, Hub};
 use curfew_core::target::{Processes, Sizes, TargetKind};
 use curfew_core::trail::{target_chain, verify_chain, ChangeKind};
 use curfew_tests::chaos::faults::{invoke_once, ChaosSpokes, ChaosStore, Faults};
@@ -75,8 +74,16 @@ async fn run_crashing(
         }),
         ..t.hub.clone()
     };
+    // Delivered as the worker Lambda takes it: a batch, whose task ends are held and written
+    // together once its targets are worked.
+    let delivery = |receive_count| Delivery {
+        message_id: "m-1".into(),
+        body: serde_json::to_string(msg).unwrap(),
+        receive_count,
+        trace_header: None,
+    };
     let deadline = t.clock.now() + Duration::hours(1);
-    let first = invoke_once(deadline, worker::handle(&crashing, msg)).await;
+    let first = invoke_once(deadline, worker_batch(&crashing, &[delivery(1)])).await;
     let crashed = first.is_none();
     if !crashed {
         assert!(
@@ -87,12 +94,17 @@ async fn run_crashing(
     TestHub::keep_largest(sizes, t.item_sizes().await);
     t.clock
         .advance(t.hub.settings.lease_ttl + Duration::seconds(1));
-    for _ in 0..2 {
-        let step = worker::handle(&t.hub, msg).await.unwrap();
-        assert!(
-            matches!(step, TaskStep::Finished(TaskStatus::Succeeded)),
-            "{step:?}"
-        );
+    for receive in 2..4 {
+        let outcome = worker_batch(&t.hub, &[delivery(receive)]).await;
+        assert!(outcome.failed.is_empty(), "{outcome:?}");
+        let task = t
+            .hub
+            .store
+            .get_task(&msg.op_id, &msg.target.key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(task.status, TaskStatus::Succeeded, "{task:?}");
     }
     let op = t
         .hub

@@ -25,6 +25,7 @@
 
 mod baselines;
 mod dead_letters;
+pub mod finishing;
 mod health;
 mod notices;
 mod operations;

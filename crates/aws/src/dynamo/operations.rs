@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use curfew_core::operation::{OpCounts, OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use curfew_core::ports::{
-    ErrorKind, OperationPage, OperationStore, PortError, PortResult, RecordedFinish,
+    ErrorKind, OperationPage, OperationStore, PortError, PortResult, RecordedFinish, TaskEnd,
 };
 use curfew_core::ports::{Finalized, Interrupted};
 use curfew_core::target::Sizes;
@@ -275,6 +275,78 @@ pub(super) fn finish_items(
     outcome: &TaskOutcome,
     now: DateTime<Utc>,
 ) -> PortResult<Vec<TransactWriteItem>> {
+    let mut counts = OutcomeCounts::default();
+    counts.add(outcome.status)?;
+    Ok(vec![
+        final_state_item(table, op_id, target_key, outcome, now)?,
+        count_item(table, op_id, stripe_of(target_key), &counts)?,
+    ])
+}
+
+/// Tasks' outcomes a finishing transaction counts on one counter stripe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct OutcomeCounts {
+    succeeded: u64,
+    failed: u64,
+    skipped: u64,
+}
+
+impl OutcomeCounts {
+    /// Counts one task ending `status`: a delivery's outcome (giving a task up is
+    /// `dead_letter_task`'s, with its own condition on the lease).
+    pub(super) fn add(&mut self, status: TaskStatus) -> PortResult<()> {
+        match status {
+            TaskStatus::Succeeded => self.succeeded += 1,
+            TaskStatus::Failed => self.failed += 1,
+            TaskStatus::Skipped => self.skipped += 1,
+            other => {
+                return Err(PortError::new(
+                    ErrorKind::Invalid,
+                    format!("{other} is not an outcome a delivery records"),
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The update of a counter stripe that adds `counts` (at least one of them not zero).
+pub(super) fn count_item(
+    table: &str,
+    op_id: &str,
+    stripe: u64,
+    counts: &OutcomeCounts,
+) -> PortResult<TransactWriteItem> {
+    let mut adds = Vec::new();
+    let mut count = Update::builder()
+        .table_name(table)
+        .key("pk", s(stripe_pk(op_id, stripe)))
+        .key("sk", s(STRIPE_SK));
+    for (counter, value, n_of) in [
+        ("n_succeeded", ":succeeded", counts.succeeded),
+        ("n_failed", ":failed", counts.failed),
+        ("n_skipped", ":skipped", counts.skipped),
+    ] {
+        if n_of > 0 {
+            adds.push(format!("{counter} {value}"));
+            count = count.expression_attribute_values(value, n(n_of));
+        }
+    }
+    let count = count.update_expression(format!("ADD {}", adds.join(", ")));
+    Ok(TransactWriteItem::builder()
+        .update(build(count.build())?)
+        .build())
+}
+
+/// A task's final state, written only from PENDING or APPLYING (the condition that keeps a
+/// redelivery from finishing, counting or recording it twice).
+pub(super) fn final_state_item(
+    table: &str,
+    op_id: &str,
+    target_key: &str,
+    outcome: &TaskOutcome,
+    now: DateTime<Utc>,
+) -> PortResult<TransactWriteItem> {
     let mut sets = vec!["#status = :status", "updated_at = :now"];
     let mut task = Update::builder()
         .table_name(table)
@@ -310,33 +382,9 @@ pub(super) fn finish_items(
         );
     }
     let task = task.update_expression(format!("SET {}", sets.join(", ")));
-    let counter = match outcome.status {
-        TaskStatus::Succeeded => "n_succeeded",
-        TaskStatus::Failed => "n_failed",
-        TaskStatus::Skipped => "n_skipped",
-        // Giving a task up is `dead_letter_task`'s, with its own condition on the lease.
-        other => {
-            return Err(PortError::new(
-                ErrorKind::Invalid,
-                format!("{other} is not an outcome a delivery records"),
-            ))
-        }
-    };
-    let count = Update::builder()
-        .table_name(table)
-        .key("pk", s(stripe_pk(op_id, stripe_of(target_key))))
-        .key("sk", s(STRIPE_SK))
-        .update_expression(format!("ADD {counter} :one"))
-        .expression_attribute_values(":one", n(1));
-    let items = vec![
-        TransactWriteItem::builder()
-            .update(build(task.build())?)
-            .build(),
-        TransactWriteItem::builder()
-            .update(build(count.build())?)
-            .build(),
-    ];
-    Ok(items)
+    Ok(TransactWriteItem::builder()
+        .update(build(task.build())?)
+        .build())
 }
 
 #[async_trait]
@@ -581,6 +629,14 @@ impl OperationStore for DynamoStore {
     ) -> PortResult<RecordedFinish> {
         let items = finish_items(&self.table, op_id, target_key, outcome, now)?;
         self.finish_and_append(items, link, expected, now).await
+    }
+
+    async fn finish_tasks(
+        &self,
+        ends: &[TaskEnd],
+        now: DateTime<Utc>,
+    ) -> PortResult<Vec<RecordedFinish>> {
+        self.finish_ends(ends, now).await
     }
 
     async fn dead_letter_task(
@@ -912,7 +968,7 @@ mod counter_stripes {
                     && keys[1].1 == STRIPE_SK
                     && r.transact_items()[1]
                         .update()
-                        .is_some_and(|u| u.update_expression() == "ADD n_succeeded :one")
+                        .is_some_and(|u| u.update_expression() == "ADD n_succeeded :succeeded")
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&finish]);

@@ -164,7 +164,7 @@ impl DynamoStore {
     /// The record's Put (only if its place is free) and the head's (only if the head still
     /// names the record this one follows: a concurrent append that got there first makes the
     /// transaction fail, and the caller reads the head again).
-    fn append_puts(
+    pub(super) fn append_puts(
         &self,
         link: &Link,
         expected: u64,
@@ -217,7 +217,7 @@ impl DynamoStore {
 
     /// Sends one transaction: `None` once written, or which of its items failed their
     /// condition when it was cancelled for that (any other failure is an error).
-    async fn transact_conditioned(
+    pub(super) async fn transact_conditioned(
         &self,
         what: &str,
         items: Vec<TransactWriteItem>,

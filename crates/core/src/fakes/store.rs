@@ -15,7 +15,7 @@ use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus
 use crate::ports::{
     AccountStore, Baseline, ChangeInFlight, ErrorKind, Finalized, Interrupted, Lease, LeaseToken,
     OperationPage, OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore,
-    TargetStore,
+    TargetStore, TaskEnd,
 };
 use crate::schedule::{BrokenSchedule, Schedule, ScheduleList};
 use crate::target::{Sizes, Target};
@@ -636,6 +636,43 @@ impl OperationStore for MemoryStore {
         }
         chains.push(link, now);
         Ok(RecordedFinish::Finished)
+    }
+
+    async fn finish_tasks(
+        &self,
+        ends: &[TaskEnd],
+        now: DateTime<Utc>,
+    ) -> PortResult<Vec<RecordedFinish>> {
+        // The adapter's transactions leave out an end whose condition fails and write the
+        // rest: under one lock, each end decides alone, as in `finish_task_recorded`.
+        let mut state = lock(&self.state);
+        let mut chains = lock(&self.trail);
+        let mut results = Vec::with_capacity(ends.len());
+        for end in ends {
+            let open = state
+                .tasks
+                .get(&(end.op_id.clone(), end.target_key.clone()))
+                .is_some_and(|task| !task.status.is_final());
+            if !open {
+                results.push(RecordedFinish::AlreadyFinal);
+                continue;
+            }
+            if let Some((link, expected)) = &end.record {
+                if chains.head_seq(&link.head.chain) != *expected {
+                    results.push(RecordedFinish::HeadMoved);
+                    continue;
+                }
+            }
+            if !finish_locked(&mut state, &end.op_id, &end.target_key, &end.outcome, now)? {
+                results.push(RecordedFinish::AlreadyFinal);
+                continue;
+            }
+            if let Some((link, _)) = &end.record {
+                chains.push(link, now);
+            }
+            results.push(RecordedFinish::Finished);
+        }
+        Ok(results)
     }
 
     async fn dead_letter_task(

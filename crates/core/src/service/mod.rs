@@ -4,6 +4,7 @@
 
 pub mod dlq;
 mod drift;
+mod endings;
 mod hold;
 pub mod invocation;
 mod notify;
@@ -335,26 +336,43 @@ async fn work_batch(
             work_one(hub, index, delivery, message, overrides, cutoff)
         })
         .collect();
-    let worked: Vec<Worked> = futures::stream::iter(jobs)
-        .buffer_unordered(TARGETS_AT_ONCE)
-        .collect()
-        .await;
+    // The tasks' ends are held and written together once every target is worked (one
+    // counter write per operation and transaction instead of one per task).
+    let (worked, held): (Vec<Worked>, _) = endings::holding_ends(
+        futures::stream::iter(jobs)
+            .buffer_unordered(TARGETS_AT_ONCE)
+            .collect(),
+    )
+    .await;
+    let written = endings::write_ends(hub, held).await;
     let mut open: HashMap<usize, BTreeSet<String>> = HashMap::new();
     let mut late: HashMap<usize, Vec<TaskMessage>> = HashMap::new();
     for Worked {
         index,
-        op_id,
-        target,
-        verdict,
-        late: late_task,
+        message,
+        mut verdict,
     } in worked
     {
+        let target = message.target.key();
+        if verdict == Verdict::Done {
+            if let Some(Err(e)) = written.get(&(message.op_id.clone(), target.clone())) {
+                // A plan's first chunk was worked as on its first receive.
+                let delivery = if handing_on.contains_key(&index) {
+                    &fresh[index]
+                } else {
+                    &deliveries[index]
+                };
+                verdict = unwritten(hub, delivery, &message, e).await;
+            }
+        }
         if verdict != Verdict::Done {
             open.entry(index).or_default().insert(target);
         }
-        per_message[index].1.push((Some(op_id), verdict));
-        if let Some(task) = late_task {
-            late.entry(index).or_default().push(task);
+        per_message[index]
+            .1
+            .push((Some(message.op_id.clone()), verdict.clone()));
+        if verdict == Verdict::OutOfTime {
+            late.entry(index).or_default().push(message);
         }
     }
     // A plan's first chunk goes on whole (its late targets with it); a chunk's late targets go
@@ -418,14 +436,10 @@ async fn work_batch(
 struct Worked {
     /// Its message's index in the batch.
     index: usize,
-    /// Its operation.
-    op_id: String,
-    /// Its key.
-    target: String,
-    /// What its message should do about it.
+    /// Its task (sent on if the invocation ran out of time for it: [`Verdict::OutOfTime`]).
+    message: TaskMessage,
+    /// What its message should do about it (`Done` with its end held: once that is written).
     verdict: Verdict,
-    /// Its task, if the invocation ran out of time for it ([`Verdict::OutOfTime`]): to send on.
-    late: Option<TaskMessage>,
 }
 
 /// Works one target of the batch's message `index`.
@@ -440,10 +454,32 @@ async fn work_one(
     let verdict = target_verdict(hub, delivery, &message, overrides, cutoff).await;
     Worked {
         index,
-        op_id: message.op_id.clone(),
-        target: message.target.key(),
-        late: (verdict == Verdict::OutOfTime).then_some(message),
+        message,
         verdict,
+    }
+}
+
+/// The verdict on a target whose task's end was held and then not written (`e`): retried, or
+/// rejected for an error retrying will not mend, and given up on its message's last receive,
+/// as a target whose own write failed is.
+async fn unwritten(
+    hub: &Hub,
+    delivery: &Delivery,
+    message: &TaskMessage,
+    e: &crate::ports::PortError,
+) -> Verdict {
+    let verdict = if e.kind.is_retryable() {
+        tracing::warn!(message_id = %delivery.message_id, op_id = %message.op_id,
+                       target = %message.target.key(), error = %e,
+                       "writing the task's end failed; will be retried");
+        Verdict::Retry
+    } else {
+        Verdict::Rejected(e.to_string())
+    };
+    if delivery.receive_count >= hub.settings.task_max_receives {
+        last_receive(hub, message, delivery, &e.to_string(), verdict).await
+    } else {
+        verdict
     }
 }
 

@@ -102,6 +102,10 @@ pub async fn work(
             // conditional on our token, so a lease that moved on is left to its new holder.
             // Only a final task clears the mark of a change in flight.
             let finished = matches!(result, Ok(TaskStep::Finished(_)));
+            // A task end held for its batch's write keeps the lease until it is written.
+            if finished && super::endings::keep_lease(msg, &lease) {
+                return result;
+            }
             hub.store.release_lease(&key, &lease, finished).await?;
             result
         }
@@ -944,10 +948,16 @@ async fn record_drift(
     .await
 }
 
+/// Finishes the task with `outcome`: at once, or, inside a worker batch, held for the batch's
+/// one write of its task ends ([`super::endings`]), which then says whether it finished.
 async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResult<TaskStep> {
     let now = hub.clock.now();
     let key = msg.target.key();
-    let finished = match audit_entry(msg, outcome, &hub.settings.audit.actor, now) {
+    let entry = audit_entry(msg, outcome, &hub.settings.audit.actor, now);
+    if super::endings::hold(msg, outcome, entry.clone()) {
+        return Ok(TaskStep::Finished(outcome.status));
+    }
+    let finished = match entry {
         Some(entry) => finish_recorded(hub, msg, outcome, &entry, now).await?,
         None => {
             hub.store
@@ -1014,7 +1024,7 @@ async fn finish_recorded(
 
 /// Counts a task that just became final (once: `finish_task` said this call finished it).
 /// Drift checks change nothing and count only their own `Drift` lines.
-fn count_finished(msg: &TaskMessage, status: TaskStatus) {
+pub(super) fn count_finished(msg: &TaskMessage, status: TaskStatus) {
     let metric = match (status, msg.action) {
         _ if msg.check => return,
         (TaskStatus::Succeeded, Action::Stop) => Metric::TargetsStopped,
