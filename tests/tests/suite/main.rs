@@ -8,6 +8,7 @@ mod crash_safety;
 mod dead_letters;
 mod drift;
 mod earlier_layout;
+mod finishing;
 mod hold;
 mod logs;
 mod notices;

@@ -1,0 +1,135 @@
+//! A chunk's task ends written together through the real DynamoDB adapter, on the emulator:
+//! more changed targets than one transaction holds, one of them finished by another delivery
+//! first (its transaction is cancelled and sent again without it), every other task final,
+//! counted once and recorded once in its target's chain.
+
+use chrono::{TimeZone, Utc};
+use curfew_aws::local::FleetTarget;
+use curfew_core::clock::Clock;
+use curfew_core::operation::{OpStatus, TaskOutcome, TaskStatus};
+use curfew_core::ports::{RecordedFinish, TaskEnd};
+use curfew_core::service::invocation::{invoke, Invocation};
+use curfew_core::target::{Sizes, TargetKind};
+use curfew_core::trail::{target_chain, verify_chain, AuditEntry, ChangeKind, Link};
+use curfew_tests::spawn_hub;
+use serde_json::json;
+
+const SIZES: Sizes = Sizes::new(1, 4, 2);
+const TARGETS: usize = 40;
+
+#[tokio::test]
+async fn forty_changed_targets_are_finished_in_two_transactions_and_one_finished_first_is_left_out()
+{
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    t.register_accounts(&["eu-west-1"]).await;
+    let fleet: Vec<FleetTarget> = (0..TARGETS)
+        .map(|i| FleetTarget {
+            account: t.accounts[0].clone(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Asg,
+            cluster: None,
+            name: format!("end-{i:02}"),
+            sizes: SIZES,
+            tags: Default::default(),
+            cluster_tags: Default::default(),
+        })
+        .collect();
+    t.seed(&fleet).await;
+    let op = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "name=end-*"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let messages = t.route_and_take_tasks().await;
+    assert_eq!(messages.len(), TARGETS);
+    let now = t.clock.now();
+    let stopped = |skipped: bool| TaskOutcome {
+        status: if skipped {
+            TaskStatus::Skipped
+        } else {
+            TaskStatus::Succeeded
+        },
+        reason: skipped.then(|| "finished by another delivery".to_string()),
+        before: Some(SIZES),
+        after: Some(Sizes::new(0, 0, 0)),
+        steps: Default::default(),
+    };
+    // Another delivery finished the seventh task first.
+    let first = &messages[6];
+    assert!(t
+        .hub
+        .store
+        .finish_task(&first.op_id, &first.target.key(), &stopped(true), now)
+        .await
+        .unwrap());
+
+    let ends: Vec<TaskEnd> = messages
+        .iter()
+        .map(|m| {
+            let key = m.target.key();
+            let entry = AuditEntry::new(ChangeKind::TargetStopped, &key, "worker", now);
+            let link = Link::after(None, &target_chain(&key), &m.op_id, &entry, None);
+            TaskEnd {
+                op_id: m.op_id.clone(),
+                target_key: key,
+                outcome: stopped(false),
+                record: Some((link, 0)),
+            }
+        })
+        .collect();
+    let results = t.hub.store.finish_tasks(&ends, now).await.unwrap();
+    for (i, result) in results.iter().enumerate() {
+        let expected = if i == 6 {
+            RecordedFinish::AlreadyFinal
+        } else {
+            RecordedFinish::Finished
+        };
+        assert_eq!(*result, expected, "end {i}");
+    }
+
+    let settled = t
+        .hub
+        .store
+        .finalize_operation(&op.operation_id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(settled.status, OpStatus::Succeeded);
+    let op = t
+        .hub
+        .store
+        .get_operation(&op.operation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let counts = (
+        op.counts.total,
+        op.counts.succeeded,
+        op.counts.skipped,
+        op.counts.failed,
+    );
+    assert_eq!(counts, (TARGETS as u64, TARGETS as u64 - 1, 1, 0));
+    for (i, m) in messages.iter().enumerate() {
+        let chain = target_chain(&m.target.key());
+        let records = t.hub.store.audit_chain(&chain).await.unwrap();
+        assert_eq!(records.len(), usize::from(i != 6), "{chain}");
+        if i != 6 {
+            let head = t.hub.store.audit_head(&chain).await.unwrap();
+            assert_eq!(verify_chain(&chain, &records, head.as_ref(), None), Ok(()));
+        }
+        let task = t
+            .hub
+            .store
+            .get_task(&m.op_id, &m.target.key())
+            .await
+            .unwrap()
+            .unwrap();
+        let status = if i == 6 {
+            TaskStatus::Skipped
+        } else {
+            TaskStatus::Succeeded
+        };
+        assert_eq!(task.status, status, "{}", m.target.key());
+    }
+}
