@@ -165,14 +165,7 @@ pub(super) async fn write_ends(hub: &Hub, held: HeldEnds) -> HashMap<(String, St
     for ((end, result), release) in held.iter().zip(results).zip(released) {
         let key = end.msg.target.key();
         let result = match (result, release) {
-            (None, _) => Err(PortError::new(
-                ErrorKind::Throttled,
-                format!(
-                    "audit chain {}: {} appends in a row lost to others; try again",
-                    trail::target_chain(&key),
-                    trail::APPEND_ATTEMPTS
-                ),
-            )),
+            (None, _) => Err(appends_lost(&key)),
             (Some(Ok(_)), Err(e)) => Err(e),
             (Some(result), _) => result,
         };
@@ -188,10 +181,23 @@ pub(super) async fn write_ends(hub: &Hub, held: HeldEnds) -> HashMap<(String, St
     written
 }
 
+/// The error of a task whose change lost [`trail::APPEND_ATTEMPTS`] appends in a row to others
+/// moving its chain's head (a drift check's record, say): retried through the queue.
+pub(super) fn appends_lost(target_key: &str) -> PortError {
+    PortError::new(
+        ErrorKind::Throttled,
+        format!(
+            "audit chain {}: {} appends in a row lost to others; try again",
+            trail::target_chain(target_key),
+            trail::APPEND_ATTEMPTS
+        ),
+    )
+}
+
 /// The record of the change `entry` after its chain's head as it is now, or `None` when
 /// there is none to append: no change, or a delivery of an earlier version appended it before
 /// finishing the task (its mark says so), and the task only needs finishing.
-async fn link_for(
+pub(super) async fn link_for(
     hub: &Hub,
     msg: &TaskMessage,
     entry: Option<&AuditEntry>,

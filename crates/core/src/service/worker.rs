@@ -32,7 +32,7 @@ use crate::ports::{
     PortResult, RecordedFinish, UpdateState,
 };
 use crate::target::{LiveState, Processes, Sizes, TargetKind};
-use crate::trail::{self, AuditEntry, ChangeKind, Link};
+use crate::trail::{self, AuditEntry, ChangeKind};
 
 /// What became of one task message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -985,24 +985,10 @@ async fn finish_recorded(
     now: chrono::DateTime<chrono::Utc>,
 ) -> PortResult<bool> {
     let key = msg.target.key();
-    let chain = trail::target_chain(&key);
     for _ in 0..trail::APPEND_ATTEMPTS {
-        let head = hub.store.audit_head(&chain).await?;
-        // A delivery of an earlier version appended the change before finishing the task (and
-        // stopped in between): its mark says so, and the task only needs finishing.
-        let appended = head.as_ref().is_some_and(|h| h.last_key == msg.op_id)
-            || hub.store.change_recorded(&chain, &msg.op_id).await?;
-        if appended {
+        let Some((link, expected)) = super::endings::link_for(hub, msg, Some(entry)).await? else {
             return hub.store.finish_task(&msg.op_id, &key, outcome, now).await;
-        }
-        let link = Link::after(
-            head.as_ref(),
-            &chain,
-            &msg.op_id,
-            entry,
-            hub.settings.audit.key.as_ref(),
-        );
-        let expected = head.map_or(0, |h| h.seq);
+        };
         match hub
             .store
             .finish_task_recorded(&msg.op_id, &key, outcome, now, &link, expected)
@@ -1013,13 +999,7 @@ async fn finish_recorded(
             RecordedFinish::HeadMoved => continue,
         }
     }
-    Err(PortError::new(
-        ErrorKind::Throttled,
-        format!(
-            "audit chain {chain}: {} appends in a row lost to others; try again",
-            trail::APPEND_ATTEMPTS
-        ),
-    ))
+    Err(super::endings::appends_lost(&key))
 }
 
 /// Counts a task that just became final (once: `finish_task` said this call finished it).
