@@ -2,7 +2,7 @@
 //!
 //! Finishing a task alone is one transaction of its final state and its count on a counter
 //! stripe (and, for a change, the change's record and its chain's head): the count's write
-//! costs as much as the task's. Inside a worker batch ([`holding_ends`]) the worker instead
+//! costs as much as the task's. Inside a worker batch ([`work_then_write`]) the worker instead
 //! holds each task's end, and the target's lease with it, until the batch's targets are worked;
 //! then [`write_ends`] writes them all ([`crate::ports::OperationStore::finish_tasks`]), each
 //! operation counted once a transaction, and releases the leases.
@@ -24,13 +24,38 @@ use crate::ports::{ErrorKind, LeaseToken, PortError, PortResult, RecordedFinish,
 use crate::trail::{self, AuditEntry, Link};
 
 tokio::task_local! {
-    /// The ends held in the worker batch this runs in ([`holding_ends`]).
+    /// The ends held in the worker batch this runs in ([`work_then_write`]).
     static HELD: Held;
 }
 
-/// Task ends held for one write.
+/// Task ends held for one write, and what became of those an early write took.
 #[derive(Clone, Default)]
-struct Held(Arc<Mutex<Vec<Ending>>>);
+struct Held(Arc<Mutex<HeldState>>);
+
+#[derive(Default)]
+struct HeldState {
+    ends: Vec<Ending>,
+    /// Tasks whose ends were written before their targets' work returned (at the time for
+    /// calls to start, [`work_then_write`]): true if the task is final.
+    written_early: HashMap<(String, String), bool>,
+}
+
+impl Held {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HeldState> {
+        self.0.lock().expect("not poisoned")
+    }
+
+    /// Writes the ends held now ([`write_ends`]).
+    async fn write(&self, hub: &Hub) -> HashMap<(String, String), Written> {
+        let ends = std::mem::take(&mut self.lock().ends);
+        let written = write_ends(hub, ends).await;
+        let mut state = self.lock();
+        for (key, result) in &written {
+            state.written_early.insert(key.clone(), result.is_ok());
+        }
+        written
+    }
+}
 
 /// A task's end, held.
 struct Ending {
@@ -49,22 +74,39 @@ struct Ending {
 /// was final already.
 pub(super) type Written = PortResult<bool>;
 
-/// Runs `work` with the task ends it reaches held ([`hold`]) instead of written, and returns
-/// its output with the ends held.
-pub(super) async fn holding_ends<F: std::future::Future>(work: F) -> (F::Output, HeldEnds) {
+/// Runs `work` (a batch's targets) with the task ends it reaches held ([`hold`]) instead of
+/// written, then writes them ([`write_ends`]) and returns what became of each, by operation
+/// and target key. With `write_by` (the time calls about targets must start by, some seconds
+/// before the invocation's deadline), the ends held by then are written then, while targets
+/// still in flight go on: a function timeout that cuts the invocation off loses only their
+/// ends, not every end of the chunk with its lease held until it expires.
+pub(super) async fn work_then_write<F: std::future::Future>(
+    hub: &Hub,
+    work: F,
+    write_by: Option<tokio::time::Instant>,
+) -> (F::Output, HashMap<(String, String), Written>) {
     let held = Held::default();
-    let output = HELD.scope(held.clone(), work).await;
-    let ends = std::mem::take(&mut *held.0.lock().expect("not poisoned"));
-    (output, HeldEnds(ends))
+    let work = HELD.scope(held.clone(), work);
+    tokio::pin!(work);
+    let mut written = HashMap::new();
+    let output = match write_by {
+        None => work.await,
+        Some(at) => tokio::select! {
+            output = &mut work => output,
+            () = tokio::time::sleep_until(at) => {
+                written.extend(held.write(hub).await);
+                work.await
+            }
+        },
+    };
+    written.extend(held.write(hub).await);
+    (output, written)
 }
 
-/// The ends a batch held, to write with [`write_ends`].
-pub(super) struct HeldEnds(Vec<Ending>);
-
-/// Holds the end of `msg`'s task, if the caller runs inside [`holding_ends`]: true if held.
+/// Holds the end of `msg`'s task, if the caller runs inside [`work_then_write`]: true if held.
 pub(super) fn hold(msg: &TaskMessage, outcome: &TaskOutcome, entry: Option<AuditEntry>) -> bool {
     HELD.try_with(|held| {
-        held.0.lock().expect("not poisoned").push(Ending {
+        held.lock().ends.push(Ending {
             msg: msg.clone(),
             outcome: outcome.clone(),
             entry,
@@ -75,32 +117,43 @@ pub(super) fn hold(msg: &TaskMessage, outcome: &TaskOutcome, entry: Option<Audit
     .is_ok()
 }
 
-/// Keeps `lease` for release after the write of `msg`'s held end: false (the caller releases
-/// it now) if no end of that task is held.
-pub(super) fn keep_lease(msg: &TaskMessage, lease: &LeaseToken) -> bool {
+/// What to do with a lease whose task's end was reached ([`keep_lease`]).
+pub(super) enum LeaseAfterEnd {
+    /// Kept for release after the held end is written.
+    Kept,
+    /// Release it now, clearing its mark of the change in flight if `finished`: no end of
+    /// the task is held, or an early write already took it (`finished` if that made it final).
+    Release { finished: bool },
+}
+
+/// Keeps `lease` for release after the write of `msg`'s held end.
+pub(super) fn keep_lease(msg: &TaskMessage, lease: &LeaseToken) -> LeaseAfterEnd {
     HELD.try_with(|held| {
-        let mut ends = held.0.lock().expect("not poisoned");
+        let mut state = held.lock();
         let key = msg.target.key();
-        match ends
+        if let Some(end) = state
+            .ends
             .iter_mut()
             .find(|e| e.msg.op_id == msg.op_id && e.msg.target.key() == key && e.lease.is_none())
         {
-            Some(end) => {
-                end.lease = Some(lease.clone());
-                true
-            }
-            None => false,
+            end.lease = Some(lease.clone());
+            return LeaseAfterEnd::Kept;
         }
+        let finished = state
+            .written_early
+            .get(&(msg.op_id.clone(), key))
+            .copied()
+            .unwrap_or(true);
+        LeaseAfterEnd::Release { finished }
     })
-    .unwrap_or(false)
+    .unwrap_or(LeaseAfterEnd::Release { finished: true })
 }
 
 /// Writes the held ends ([`crate::ports::OperationStore::finish_tasks`]), links each change to
 /// its chain's head as read now (again, for a head another append moved), then releases each
 /// kept lease: clearing its mark of the change in flight only if the task is final. Returns
 /// what became of each task, by operation and target key.
-pub(super) async fn write_ends(hub: &Hub, held: HeldEnds) -> HashMap<(String, String), Written> {
-    let held = held.0;
+async fn write_ends(hub: &Hub, held: Vec<Ending>) -> HashMap<(String, String), Written> {
     let now = hub.clock.now();
     let mut results: Vec<Option<Written>> = (0..held.len()).map(|_| None).collect();
     let mut pending: Vec<usize> = (0..held.len()).collect();
@@ -221,4 +274,121 @@ pub(super) async fn link_for(
     );
     let expected = head.map_or(0, |h| h.seq);
     Ok(Some((link, expected)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::account::SpokeRole;
+    use crate::clock::ManualClock;
+    use crate::decision::Action;
+    use crate::operation::{
+        Discovery, OpCounts, OpSource, OpStatus, Operation, Shard, Task, TaskStatus,
+    };
+    use crate::ports::OperationStore;
+    use crate::selector::Selector;
+    use crate::target::{Target, TargetKind};
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ends_held_when_calls_must_start_are_written_then_though_a_target_still_hangs() {
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
+        let (hub, store, ..) = crate::fakes::hub(Arc::new(ManualClock::new(now)));
+        let op = Operation {
+            id: "op-1".into(),
+            action: Action::Stop,
+            selector: Selector::parse("kind=asg").unwrap(),
+            source: OpSource::Manual,
+            created_at: now,
+            dry_run: false,
+            default_start: None,
+            discovery: Discovery::Cached,
+            status: OpStatus::Pending,
+            counts: OpCounts::default(),
+            shards_total: None,
+            shards_done: 0,
+            notes: Vec::new(),
+            hold: None,
+            check: false,
+        };
+        store.create_operation(&op).await.unwrap();
+        let target = |name: &str| Target {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Asg,
+            cluster: None,
+            name: name.into(),
+            tags: Default::default(),
+            cluster_tags: Default::default(),
+            instance_types: Vec::new(),
+        };
+        let shard = Shard {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+        };
+        let tasks = [
+            Task::pending("op-1", target("done"), now),
+            Task::pending("op-1", target("hung"), now),
+        ];
+        store
+            .plan_shard("op-1", &shard, &tasks, None)
+            .await
+            .unwrap();
+        let done = TaskMessage {
+            op_id: "op-1".into(),
+            op_created_at: now,
+            action: Action::Stop,
+            target: target("done"),
+            role: SpokeRole {
+                account: "111111111111".into(),
+                role_arn: "arn:aws:iam::111111111111:role/curfew-spoke".into(),
+                external_id: None,
+            },
+            dry_run: false,
+            default_start: None,
+            hold: None,
+            check: false,
+            enforce: false,
+        };
+        let skipped = TaskOutcome {
+            status: TaskStatus::Skipped,
+            reason: Some("already stopped".into()),
+            before: None,
+            after: None,
+            steps: Default::default(),
+        };
+        // One target's end is reached at once; another target's work hangs past the deadline.
+        let work = async {
+            assert!(hold(&done, &skipped, None));
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        };
+        let write_by = tokio::time::Instant::now() + Duration::from_secs(110);
+        let deadline = Duration::from_secs(120);
+        let cut_off =
+            tokio::time::timeout(deadline, work_then_write(&hub, work, Some(write_by))).await;
+        assert!(
+            cut_off.is_err(),
+            "the invocation was cut off at its deadline"
+        );
+        let task = store
+            .get_task("op-1", &done.target.key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            task.status,
+            TaskStatus::Skipped,
+            "written before the deadline"
+        );
+        let hung = store
+            .get_task("op-1", &target("hung").key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hung.status, TaskStatus::Pending);
+    }
 }

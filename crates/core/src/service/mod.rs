@@ -338,13 +338,16 @@ async fn work_batch(
         .collect();
     // The tasks' ends are held and written together once every target is worked (one
     // counter write per operation and transaction instead of one per task).
-    let (worked, held): (Vec<Worked>, _) = endings::holding_ends(
+    // With a deadline, what is held by the time calls must start by is written then.
+    let write_by = deadline.map(|d| d.checked_sub(CALL_MARGIN).unwrap_or(d));
+    let (worked, written): (Vec<Worked>, _) = endings::work_then_write(
+        hub,
         futures::stream::iter(jobs)
             .buffer_unordered(TARGETS_AT_ONCE)
             .collect(),
+        write_by,
     )
     .await;
-    let written = endings::write_ends(hub, held).await;
     let mut open: HashMap<usize, BTreeSet<String>> = HashMap::new();
     let mut late: HashMap<usize, Vec<TaskMessage>> = HashMap::new();
     for Worked {

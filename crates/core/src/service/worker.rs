@@ -20,6 +20,7 @@
 
 use tracing::{info, warn};
 
+use super::endings::LeaseAfterEnd;
 use super::hold::{hold_cluster, rehold_cluster, release_cluster, Paused, StepError};
 use super::Hub;
 use crate::cluster_hold::{cluster_key, cluster_of, cluster_wide};
@@ -101,10 +102,13 @@ pub async fn work(
             // Released on error too; a crash instead leaves the lease to expire. The release is
             // conditional on our token, so a lease that moved on is left to its new holder.
             // Only a final task clears the mark of a change in flight.
-            let finished = matches!(result, Ok(TaskStep::Finished(_)));
+            let mut finished = matches!(result, Ok(TaskStep::Finished(_)));
             // A task end held for its batch's write keeps the lease until it is written.
-            if finished && super::endings::keep_lease(msg, &lease) {
-                return result;
+            if finished {
+                match super::endings::keep_lease(msg, &lease) {
+                    LeaseAfterEnd::Kept => return result,
+                    LeaseAfterEnd::Release { finished: written } => finished = written,
+                }
             }
             hub.store.release_lease(&key, &lease, finished).await?;
             result
