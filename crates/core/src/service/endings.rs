@@ -92,6 +92,8 @@ pub(super) async fn work_then_write<F: std::future::Future>(
     let output = match write_by {
         None => work.await,
         Some(at) => tokio::select! {
+            // Polled in order, not at random: a run repeats exactly (the simulation's).
+            biased;
             output = &mut work => output,
             () = tokio::time::sleep_until(at) => {
                 written.extend(held.write(hub).await);
