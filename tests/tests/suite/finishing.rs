@@ -4,12 +4,12 @@
 //! counted once and recorded once in its target's chain.
 
 use chrono::{TimeZone, Utc};
-use curfew_aws::local::FleetTarget;
+use curfew_aws::local::demo_fleet;
 use curfew_core::clock::Clock;
 use curfew_core::operation::{OpStatus, TaskOutcome, TaskStatus};
 use curfew_core::ports::{RecordedFinish, TaskEnd};
 use curfew_core::service::invocation::{invoke, Invocation};
-use curfew_core::target::{Sizes, TargetKind};
+use curfew_core::target::Sizes;
 use curfew_core::trail::{target_chain, verify_chain, AuditEntry, ChangeKind, Link};
 use curfew_tests::spawn_hub;
 use serde_json::json;
@@ -22,22 +22,11 @@ async fn forty_changed_targets_are_finished_in_two_transactions_and_one_finished
 {
     let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
     t.register_accounts(&["eu-west-1"]).await;
-    let fleet: Vec<FleetTarget> = (0..TARGETS)
-        .map(|i| FleetTarget {
-            account: t.accounts[0].clone(),
-            region: "eu-west-1".into(),
-            kind: TargetKind::Asg,
-            cluster: None,
-            name: format!("end-{i:02}"),
-            sizes: SIZES,
-            tags: Default::default(),
-            cluster_tags: Default::default(),
-        })
-        .collect();
+    let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], TARGETS, 0);
     t.seed(&fleet).await;
     let op = invoke(
         &t.hub,
-        Invocation::parse(&json!({"action": "stop", "select": "name=end-*"})).unwrap(),
+        Invocation::parse(&json!({"action": "stop", "select": "kind=asg"})).unwrap(),
     )
     .await
     .unwrap();

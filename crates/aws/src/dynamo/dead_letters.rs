@@ -135,12 +135,11 @@ impl DynamoStore {
 /// The transactions, as they reach DynamoDB (aws-smithy-mocks).
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::cancelled;
     use super::*;
     use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-    use aws_sdk_dynamodb::operation::transact_write_items::{
-        TransactWriteItemsError, TransactWriteItemsOutput,
-    };
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
     use aws_sdk_dynamodb::types::AttributeValue;
     use aws_sdk_dynamodb::Client;
@@ -206,27 +205,6 @@ mod tests {
             .await
             .unwrap());
         assert_eq!(give_up.num_calls(), 1);
-    }
-
-    fn cancelled(reasons: &'static [&'static str]) -> TransactWriteItemsError {
-        use aws_sdk_dynamodb::types::error::TransactionCanceledException;
-        use aws_sdk_dynamodb::types::CancellationReason;
-        TransactWriteItemsError::TransactionCanceledException(
-            TransactionCanceledException::builder()
-                .message("Transaction cancelled")
-                .set_cancellation_reasons(Some(
-                    reasons
-                        .iter()
-                        .map(|code| CancellationReason::builder().code(*code).build())
-                        .collect(),
-                ))
-                .meta(
-                    aws_smithy_types::error::ErrorMetadata::builder()
-                        .code("TransactionCanceledException")
-                        .build(),
-                )
-                .build(),
-        )
     }
 
     #[tokio::test]

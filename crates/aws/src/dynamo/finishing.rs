@@ -40,17 +40,19 @@ pub fn transaction_items(ends: &[TaskEnd], members: &[usize]) -> usize {
 pub fn transactions(ends: &[TaskEnd]) -> Vec<Vec<usize>> {
     let mut all = Vec::new();
     let mut members: Vec<usize> = Vec::new();
+    let mut items = 0;
+    let mut operations: BTreeSet<&str> = BTreeSet::new();
     let mut targets: BTreeSet<&str> = BTreeSet::new();
     for (i, end) in ends.iter().enumerate() {
-        let mut with = members.clone();
-        with.push(i);
-        let fits = transaction_items(ends, &with) <= TRANSACTION_ITEMS;
+        let count = usize::from(!operations.contains(end.op_id.as_str()));
+        let fits = items + end_items(end) + count <= TRANSACTION_ITEMS;
         if !members.is_empty() && (!fits || targets.contains(end.target_key.as_str())) {
             all.push(std::mem::take(&mut members));
-            targets.clear();
+            (items, operations, targets) = (0, BTreeSet::new(), BTreeSet::new());
         }
-        members.push(i);
+        items += end_items(end) + usize::from(operations.insert(end.op_id.as_str()));
         targets.insert(end.target_key.as_str());
+        members.push(i);
     }
     if !members.is_empty() {
         all.push(members);
@@ -153,12 +155,9 @@ impl DynamoStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::cancelled;
     use super::*;
-    use aws_sdk_dynamodb::operation::transact_write_items::{
-        TransactWriteItemsError, TransactWriteItemsOutput,
-    };
-    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
-    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
     use aws_sdk_dynamodb::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use chrono::TimeZone;
@@ -228,32 +227,13 @@ mod tests {
         assert_eq!(transactions(&ends), [vec![0], vec![1]]);
     }
 
-    fn cancelled(reasons: Vec<&'static str>) -> TransactWriteItemsError {
-        TransactWriteItemsError::TransactionCanceledException(
-            TransactionCanceledException::builder()
-                .message("Transaction cancelled")
-                .set_cancellation_reasons(Some(
-                    reasons
-                        .into_iter()
-                        .map(|code| CancellationReason::builder().code(code).build())
-                        .collect(),
-                ))
-                .meta(
-                    aws_smithy_types::error::ErrorMetadata::builder()
-                        .code("TransactionCanceledException")
-                        .build(),
-                )
-                .build(),
-        )
-    }
-
     #[tokio::test]
     async fn a_transaction_cancelled_by_some_ends_is_written_again_without_them() {
         // Items: end 0 (task, record, head), end 1 (task), end 2 (task, record, head), count.
         let refused = mock!(Client::transact_write_items)
             .match_requests(|r| r.transact_items().len() == 8)
             .then_error(|| {
-                cancelled(vec![
+                cancelled(&[
                     "None",
                     "None",
                     "None",

@@ -566,3 +566,34 @@ impl ScheduleStore for DynamoStore {
         conditional(result)
     }
 }
+
+/// What the adapters' unit tests share.
+#[cfg(test)]
+mod test_support {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+    use aws_sdk_dynamodb::types::CancellationReason;
+
+    /// A TransactWriteItems cancelled with one reason code per item, in order (`None`,
+    /// `ConditionalCheckFailed`, ...), as DynamoDB answers it.
+    pub(super) fn cancelled(reasons: &[&str]) -> TransactWriteItemsError {
+        TransactWriteItemsError::TransactionCanceledException(
+            TransactionCanceledException::builder()
+                .message(
+                    "Transaction cancelled, please refer cancellation reasons for specific reasons",
+                )
+                .set_cancellation_reasons(Some(
+                    reasons
+                        .iter()
+                        .map(|code| CancellationReason::builder().code(*code).build())
+                        .collect(),
+                ))
+                .meta(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("TransactionCanceledException")
+                        .build(),
+                )
+                .build(),
+        )
+    }
+}

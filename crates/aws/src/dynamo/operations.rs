@@ -930,10 +930,9 @@ mod tests {
 /// (aws-smithy-mocks).
 #[cfg(test)]
 mod counter_stripes {
+    use super::super::test_support::cancelled;
     use super::*;
-    use aws_sdk_dynamodb::operation::transact_write_items::{
-        TransactWriteItemsError, TransactWriteItemsOutput,
-    };
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
     use aws_sdk_dynamodb::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use chrono::TimeZone;
@@ -986,29 +985,6 @@ mod counter_stripes {
             .await
             .unwrap());
         assert_eq!(finish.num_calls(), 1);
-    }
-
-    fn cancelled(reasons: &'static [&'static str]) -> TransactWriteItemsError {
-        use aws_sdk_dynamodb::types::error::TransactionCanceledException;
-        use aws_sdk_dynamodb::types::CancellationReason;
-        TransactWriteItemsError::TransactionCanceledException(
-            TransactionCanceledException::builder()
-                .message(
-                    "Transaction cancelled, please refer cancellation reasons for specific reasons",
-                )
-                .set_cancellation_reasons(Some(
-                    reasons
-                        .iter()
-                        .map(|code| CancellationReason::builder().code(*code).build())
-                        .collect(),
-                ))
-                .meta(
-                    aws_smithy_types::error::ErrorMetadata::builder()
-                        .code("TransactionCanceledException")
-                        .build(),
-                )
-                .build(),
-        )
     }
 
     async fn finish_after(first: &'static [&'static str]) -> (PortResult<bool>, usize) {

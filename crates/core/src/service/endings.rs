@@ -289,9 +289,7 @@ mod tests {
     use crate::account::SpokeRole;
     use crate::clock::ManualClock;
     use crate::decision::Action;
-    use crate::operation::{
-        Discovery, OpCounts, OpSource, OpStatus, Operation, Shard, Task, TaskStatus,
-    };
+    use crate::operation::{OpSource, Operation, Shard, Task, TaskStatus};
     use crate::ports::OperationStore;
     use crate::selector::Selector;
     use crate::target::{Target, TargetKind};
@@ -300,23 +298,13 @@ mod tests {
     async fn the_ends_held_when_calls_must_start_are_written_then_though_a_target_still_hangs() {
         let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
         let (hub, store, ..) = crate::fakes::hub(Arc::new(ManualClock::new(now)));
-        let op = Operation {
-            id: "op-1".into(),
-            action: Action::Stop,
-            selector: Selector::parse("kind=asg").unwrap(),
-            source: OpSource::Manual,
-            created_at: now,
-            dry_run: false,
-            default_start: None,
-            discovery: Discovery::Cached,
-            status: OpStatus::Pending,
-            counts: OpCounts::default(),
-            shards_total: None,
-            shards_done: 0,
-            notes: Vec::new(),
-            hold: None,
-            check: false,
-        };
+        let op = Operation::pending(
+            "op-1".into(),
+            Action::Stop,
+            Selector::parse("kind=asg").unwrap(),
+            OpSource::Manual,
+            now,
+        );
         store.create_operation(&op).await.unwrap();
         let target = |name: &str| Target {
             account: "111111111111".into(),
