@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use curfew_aws::dynamo::finishing;
+use curfew_aws::dynamo::{finishing, shard_marker as dynamo_marker, LISTING_BYTES};
 use curfew_core::account::Account;
 use curfew_core::calendar::Calendar;
 use curfew_core::cluster_hold::ClusterHold;
@@ -39,6 +39,7 @@ use curfew_core::trail::{Append, AuditLog, AuditRecord, ChainHead, Link};
 use futures::future::BoxFuture;
 
 use crate::around::{AroundCall, AroundSpokes, InnerCall};
+use crate::item_size::{item_size, WRITE_UNIT_BYTES};
 use cpu::FakeTime;
 use dynamo::{dynamo_use, DynamoUse, Seen};
 
@@ -667,9 +668,19 @@ impl OperationStore for CountingStore {
         self.planned_tasks
             .fetch_add(tasks.len() as u64, Ordering::Relaxed);
         let planned = tasks.len();
+        // The marker the adapter would write for this plan, billed on its size.
+        let (marker, listed) = dynamo_marker(op_id, shard, tasks, LISTING_BYTES);
+        let listed_units = if listed {
+            item_size(&marker).div_ceil(WRITE_UNIT_BYTES) as u64
+        } else {
+            0
+        };
         let request = self.inner.plan_shard(op_id, shard, tasks, note);
-        self.observe(StoreCall::PlanShard, request, move |_| items(planned))
-            .await
+        self.observe(StoreCall::PlanShard, request, move |_| Seen {
+            listed_units,
+            ..items(planned)
+        })
+        .await
     }
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
         let request = self.inner.unfinished_tasks(op_id, shard);
@@ -700,32 +711,32 @@ impl OperationStore for CountingStore {
     async fn mark_interrupted(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
         let request = self
             .inner
-            .mark_interrupted(op_id, target_key, before, planned, now);
+            .mark_interrupted(op_id, target, before, planned, now);
         self.observe(StoreCall::MarkInterrupted, request, |b| found(*b))
             .await
     }
     async fn finish_task(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        let request = self.inner.finish_task(op_id, target_key, outcome, now);
+        let request = self.inner.finish_task(op_id, target, outcome, now);
         self.observe(StoreCall::FinishTask, request, |f| found(*f))
             .await
     }
     async fn finish_task_recorded(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
         link: &Link,
@@ -733,7 +744,7 @@ impl OperationStore for CountingStore {
     ) -> PortResult<RecordedFinish> {
         let request = self
             .inner
-            .finish_task_recorded(op_id, target_key, outcome, now, link, expected);
+            .finish_task_recorded(op_id, target, outcome, now, link, expected);
         self.observe(StoreCall::FinishTaskRecorded, request, |r| Seen {
             found: *r == RecordedFinish::Finished,
             // The chain's first record creates its head.
@@ -756,11 +767,11 @@ impl OperationStore for CountingStore {
     async fn dead_letter_task(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         reason: &str,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        let request = self.inner.dead_letter_task(op_id, target_key, reason, now);
+        let request = self.inner.dead_letter_task(op_id, target, reason, now);
         self.observe(StoreCall::DeadLetterTask, request, |d| found(*d))
             .await
     }

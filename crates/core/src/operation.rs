@@ -338,6 +338,20 @@ impl Task {
     }
 }
 
+impl Task {
+    /// The PENDING task of a target its shard's plan listed by key instead of writing its task
+    /// (see [`crate::ports::OperationStore::plan_shard`]): the target as its key names it, no
+    /// tags or instance types, `planned_at` as its last change. `None` if `target_key` is not
+    /// a target's key.
+    pub fn listed(op_id: &str, target_key: &str, planned_at: DateTime<Utc>) -> Option<Task> {
+        Some(Task::pending(
+            op_id,
+            Target::from_key(target_key)?,
+            planned_at,
+        ))
+    }
+}
+
 /// How a task ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskOutcome {

@@ -146,8 +146,9 @@ pub enum RecordedFinish {
 pub struct TaskEnd {
     /// The task's operation.
     pub op_id: String,
-    /// The task's target.
-    pub target_key: String,
+    /// The task's target (its task item may not exist yet: see
+    /// [`OperationStore::plan_shard`]).
+    pub target: Target,
     /// How it ended (SUCCEEDED, FAILED or SKIPPED).
     pub outcome: TaskOutcome,
     /// The change it made, to append to the target's chain in the same write.
@@ -416,8 +417,12 @@ pub trait OperationStore: Send + Sync {
     async fn fix_shards(&self, op_id: &str, shards: &[Shard]) -> PortResult<Vec<Shard>>;
     /// True if the shard's tasks were already planned.
     async fn shard_planned(&self, op_id: &str, shard: &Shard) -> PortResult<bool>;
-    /// Writes a shard's tasks and marks it planned, adding to the operation's totals once.
-    /// A note records a problem with the whole shard (e.g. discovery failed).
+    /// Plans a shard's tasks and marks it planned, adding to the operation's totals once. A
+    /// note records a problem with the whole shard (e.g. discovery failed). An adapter may
+    /// list the tasks' targets on the shard's marker instead of writing a task item for each
+    /// (the DynamoDB adapter does, while the listing fits one item): a planned task then has
+    /// no item until it is first written (finished, given up, or marked interrupted), and
+    /// every writer of a task creates it from its target if it is missing.
     async fn plan_shard(
         &self,
         op_id: &str,
@@ -425,14 +430,19 @@ pub trait OperationStore: Send + Sync {
         tasks: &[Task],
         note: Option<String>,
     ) -> PortResult<()>;
-    /// A shard's tasks that are not final yet.
+    /// A shard's tasks that are not final yet. A task listed but never written is PENDING, its
+    /// target named by its key alone ([`Target::from_key`]: no tags, no instance types).
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>>;
     /// Every task of an operation (adapters follow every page of the Query). A task not final
     /// whose target's lease is marked with its change in flight (see [`Interrupted`]) is shown
     /// APPLYING, with the mark's sizes and update id: the worker records a change in flight on
-    /// the lease only, not on the task.
+    /// the lease only, not on the task. A task listed but never written is shown PENDING, its
+    /// target named by its key alone, as in [`OperationStore::unfinished_tasks`].
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>>;
-    /// One task, as stored (a change in flight is on the target's lease, not here).
+    /// One task, as stored (a change in flight is on the target's lease, not here). `None`
+    /// when no item was written: a task its shard planned by listing it is PENDING until
+    /// its first write, so a caller that knows the task was planned (a worker holding its
+    /// message) reads `None` as PENDING.
     async fn get_task(&self, op_id: &str, target_key: &str) -> PortResult<Option<Task>>;
     /// Records on a task that a delivery of it began a change another operation then found in
     /// flight on the target's lease (see [`Interrupted`]): APPLYING, with the sizes `before` and
@@ -441,7 +451,7 @@ pub trait OperationStore: Send + Sync {
     async fn mark_interrupted(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
@@ -452,7 +462,7 @@ pub trait OperationStore: Send + Sync {
     async fn finish_task(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool>;
@@ -464,7 +474,7 @@ pub trait OperationStore: Send + Sync {
     async fn finish_task_recorded(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
         link: &Link,
@@ -492,7 +502,7 @@ pub trait OperationStore: Send + Sync {
     async fn dead_letter_task(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         reason: &str,
         now: DateTime<Utc>,
     ) -> PortResult<bool>;

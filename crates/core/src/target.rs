@@ -125,6 +125,37 @@ impl Target {
         key
     }
 
+    /// The target a [`Target::key`] names, with what a key does not carry (tags, instance
+    /// types) left empty: how a shard's listing names a planned target whose task has not been
+    /// written yet. `None` if `key` is not one. An ASG's name may hold `#` and `/`; a cluster's
+    /// name holds neither (EKS allows letters, digits, `-` and `_`), so the split is exact.
+    pub fn from_key(key: &str) -> Option<Target> {
+        let mut parts = key.splitn(4, '#');
+        let (account, region, kind, rest) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (kind, cluster, name) = match kind {
+            "asg" => (TargetKind::Asg, None, rest),
+            "nodegroup" => {
+                let (cluster, name) = rest.split_once('/')?;
+                (TargetKind::Nodegroup, Some(cluster.to_string()), name)
+            }
+            _ => return None,
+        };
+        if account.is_empty() || region.is_empty() || name.is_empty() {
+            return None;
+        }
+        Some(Target {
+            account: account.to_string(),
+            region: region.to_string(),
+            kind,
+            cluster,
+            name: name.to_string(),
+            tags: BTreeMap::new(),
+            cluster_tags: BTreeMap::new(),
+            instance_types: Vec::new(),
+        })
+    }
+
     /// A short human name: `cluster/nodegroup` or the ASG name.
     pub fn display_name(&self) -> String {
         match &self.cluster {
@@ -278,6 +309,39 @@ mod tests {
             ..ng
         };
         assert_eq!(asg.key(), "111111111111#eu-west-1#asg#web");
+    }
+
+    #[test]
+    fn a_key_names_its_target_back_without_its_tags() {
+        let ng = Target {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Nodegroup,
+            cluster: Some("prod".into()),
+            name: "workers".into(),
+            tags: BTreeMap::from([("team".into(), "a".into())]),
+            cluster_tags: BTreeMap::new(),
+            instance_types: vec!["m5.large".into()],
+        };
+        let back = Target::from_key(&ng.key()).unwrap();
+        assert_eq!(back.key(), ng.key());
+        assert!(back.tags.is_empty() && back.instance_types.is_empty());
+        // An ASG's name may hold the separators.
+        let odd = Target::from_key("111111111111#eu-west-1#asg#a#b/c").unwrap();
+        assert_eq!(
+            (odd.kind, odd.cluster, odd.name.as_str()),
+            (TargetKind::Asg, None, "a#b/c")
+        );
+        for bad in [
+            "",
+            "1#r",
+            "1#r#asg#",
+            "1#r#nodegroup#nocluster",
+            "1#r#lambda#x",
+            "#r#asg#x",
+        ] {
+            assert_eq!(Target::from_key(bad), None, "{bad}");
+        }
     }
 
     #[test]

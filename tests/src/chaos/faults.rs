@@ -438,7 +438,7 @@ impl OperationStore for ChaosStore {
     async fn mark_interrupted(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
@@ -447,26 +447,26 @@ impl OperationStore for ChaosStore {
             self,
             "mark_interrupted",
             self.inner
-                .mark_interrupted(op_id, target_key, before, planned, now)
+                .mark_interrupted(op_id, target, before, planned, now)
         )
     }
     async fn finish_task(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
         hooked!(
             self,
             "finish_task",
-            self.inner.finish_task(op_id, target_key, outcome, now)
+            self.inner.finish_task(op_id, target, outcome, now)
         )
     }
     async fn finish_task_recorded(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
         link: &Link,
@@ -476,7 +476,7 @@ impl OperationStore for ChaosStore {
             self,
             "finish_task_recorded",
             self.inner
-                .finish_task_recorded(op_id, target_key, outcome, now, link, expected)
+                .finish_task_recorded(op_id, target, outcome, now, link, expected)
         )
     }
     async fn finish_tasks(
@@ -489,14 +489,14 @@ impl OperationStore for ChaosStore {
     async fn dead_letter_task(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         reason: &str,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
         hooked!(
             self,
             "dead_letter_task",
-            self.inner.dead_letter_task(op_id, target_key, reason, now)
+            self.inner.dead_letter_task(op_id, target, reason, now)
         )
     }
     async fn reopen_task(

@@ -269,6 +269,15 @@ impl DynamoUse {
         u
     }
 
+    /// One TransactWriteItems of `items` items billed on `units` 1 KB units in all (2 WRU
+    /// each): for an item larger than 1 KB.
+    fn transact_units(self, items: u64, units: u64) -> Self {
+        let mut u = self.request(DynamoApi::TransactWriteItems, 1);
+        u.items_written += items;
+        u.write_units += 2 * units;
+        u
+    }
+
     /// `n` TransactWriteItems of `items` items in all.
     fn transacts(self, n: u64, items: u64) -> Self {
         let mut u = self.request(DynamoApi::TransactWriteItems, n);
@@ -313,6 +322,9 @@ pub struct Seen {
     pub transactions: u64,
     /// Index entries written (`finish_tasks`: records, and heads a first record creates).
     pub index_entries: u64,
+    /// `plan_shard`: the 1 KB write units of a shard marker that lists its targets, 0 when
+    /// the adapter writes a task item per target instead.
+    pub listed_units: u64,
 }
 
 /// The adapter's requests for one port call, given what it handled.
@@ -404,17 +416,22 @@ pub const TABLE: [(StoreCall, Model); 59] = [
     (StoreCall::FixShards, |_| none().put().update().index(1)),
     // operations.rs `shard_planned` -> `get` of the shard marker.
     (StoreCall::ShardPlanned, |_| none().get()),
-    // operations.rs `plan_shard`: one conditional PutItem per task (`items`), then one
-    // transaction of the shard marker's Put and the operation item's Update (its gsi2 entry
-    // rewritten).
+    // operations.rs `plan_shard`: one transaction of the shard marker's Put and the operation
+    // item's Update (its gsi2 entry rewritten). The marker (`shard_marker`) lists the targets
+    // while their keys fit, billed on its size (`listed_units`); a shard too large for that
+    // first writes one conditional PutItem per task (`items`).
     (StoreCall::PlanShard, |s| {
-        none().puts(s.items).transact(2).index(1)
+        if s.listed_units > 0 {
+            none().transact_units(2, s.listed_units + 1).index(1)
+        } else {
+            none().puts(s.items).transact(2).index(1)
+        }
     }),
     // operations.rs `unfinished_tasks` -> `query` of the shard's task partition, filtered
     // after reading: counted as the tasks returned, a lower bound (the partition's finished
     // tasks are read too).
     (StoreCall::UnfinishedTasks, |s| {
-        none().query(s.items, Consistency::Strong)
+        none().get().query(s.items, Consistency::Strong)
     }),
     // operations.rs `list_tasks`: a Query of the operation's shard markers (one per task
     // partition seen), then a Query of each partition, then `show_changes_in_flight`: a
@@ -634,7 +651,21 @@ mod tests {
     }
 
     #[test]
-    fn planning_a_shard_writes_one_item_per_task_and_a_two_item_transaction() {
+    fn planning_a_listed_shard_writes_only_its_marker_billed_on_its_size_and_the_operation() {
+        let seen = Seen {
+            items: 50,
+            listed_units: 2,
+            ..Seen::default()
+        };
+        let u = dynamo_use(StoreCall::PlanShard, &seen);
+        assert_eq!(u.requests(DynamoApi::PutItem), 0, "no task item");
+        assert_eq!(u.requests(DynamoApi::TransactWriteItems), 1);
+        assert_eq!(u.items_written, 2);
+        assert_eq!(u.write_units, 2 * (2 + 1) + 1, "marker, operation, gsi2 entry");
+    }
+
+    #[test]
+    fn planning_a_shard_too_large_to_list_writes_one_item_per_task_and_a_two_item_transaction() {
         let seen = Seen {
             items: 30,
             ..Seen::default()

@@ -49,7 +49,7 @@ async fn forty_changed_targets_are_finished_in_two_transactions_and_one_finished
     assert!(t
         .hub
         .store
-        .finish_task(&first.op_id, &first.target.key(), &stopped(true), now)
+        .finish_task(&first.op_id, &first.target, &stopped(true), now)
         .await
         .unwrap());
 
@@ -61,7 +61,7 @@ async fn forty_changed_targets_are_finished_in_two_transactions_and_one_finished
             let link = Link::after(None, &target_chain(&key), &m.op_id, &entry, None);
             TaskEnd {
                 op_id: m.op_id.clone(),
-                target_key: key,
+                target: m.target.clone(),
                 outcome: stopped(false),
                 record: Some((link, 0)),
             }

@@ -12,6 +12,7 @@ mod finishing;
 mod hold;
 mod logs;
 mod notices;
+mod planning;
 mod poll_reads;
 mod poller;
 mod scale_shapes;

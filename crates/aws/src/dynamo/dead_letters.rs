@@ -7,8 +7,12 @@ use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use curfew_core::operation::{OpStatus, TaskStatus};
 use curfew_core::ports::PortResult;
+use curfew_core::target::Target;
 
-use super::operations::{build, op_pk, stripe_of, stripe_pk, task_pk, task_sk, STRIPE_SK};
+use super::operations::{
+    build, op_pk, stripe_of, stripe_pk, task_bindings, task_pk, task_sk, STRIPE_SK, TASK_NAMED,
+    TASK_OPEN,
+};
 use super::{n, s, DynamoStore};
 
 /// How many times a redrive reopened an operation, on its item: `finalize_operation` settles
@@ -37,10 +41,12 @@ impl DynamoStore {
     pub(super) async fn dead_letter(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         reason: &str,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
+        let target_key = target.key();
+        let target_key = target_key.as_str();
         // A delivery of this operation holding the lease is working on this very task: giving
         // it up under it could mark a task DEAD_LETTERED whose target that delivery is about
         // to change. A target never leased has no lease item, which passes.
@@ -54,21 +60,23 @@ impl DynamoStore {
             .expression_attribute_values(":op", s(op_id))
             .expression_attribute_values(":now", n(now.timestamp_millis()));
         // Operands read the item as it was before the update: `reopens_as` keeps the status
-        // the task is given up in, so a redrive can resume an APPLYING task where it was.
+        // the task is given up in (PENDING for a task only listed until now), so a redrive can
+        // resume an APPLYING task where it was.
+        let (names, values) = task_bindings(op_id, target)?;
         let task = Update::builder()
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
             .table_name(&self.table)
             .key("pk", s(task_pk(op_id, target_key)))
             .key("sk", s(task_sk(target_key)))
-            .update_expression(
-                "SET reopens_as = #status, #status = :dead, reason = :reason, updated_at = :now",
-            )
-            .condition_expression("#status IN (:pending, :applying)")
-            .expression_attribute_names("#status", "status")
+            .update_expression(format!(
+                "SET {TASK_NAMED}, reopens_as = if_not_exists(#status, :pending), \
+                 #status = :dead, reason = :reason, updated_at = :now"
+            ))
+            .condition_expression(TASK_OPEN)
             .expression_attribute_values(":dead", s(TaskStatus::DeadLettered.as_str()))
             .expression_attribute_values(":reason", s(reason))
-            .expression_attribute_values(":now", s(now.to_rfc3339()))
-            .expression_attribute_values(":pending", s(TaskStatus::Pending.as_str()))
-            .expression_attribute_values(":applying", s(TaskStatus::Applying.as_str()));
+            .expression_attribute_values(":now", s(now.to_rfc3339()));
         let items = vec![
             TransactWriteItem::builder()
                 .condition_check(build(lease.build())?)
@@ -186,8 +194,10 @@ mod tests {
                     })
                     && key_of(&items[1]) == (task_pk("op-1", KEY), task_sk(KEY))
                     && items[1].update().is_some_and(|u| {
-                        u.condition_expression() == Some("#status IN (:pending, :applying)")
-                            && u.update_expression().starts_with("SET reopens_as = #status")
+                        u.condition_expression() == Some(TASK_OPEN)
+                            && u.update_expression().contains(
+                                "reopens_as = if_not_exists(#status, :pending), #status = :dead",
+                            )
                     })
                     && value(&items[1], ":reason") == Some(&s("busy"))
                     && key_of(&items[2]) == (stripe.clone(), STRIPE_SK.into())
@@ -201,7 +211,7 @@ mod tests {
         let store = DynamoStore::new(client, "curfew-state");
 
         assert!(store
-            .dead_letter_task("op-1", KEY, "busy", now())
+            .dead_letter_task("op-1", &Target::from_key(KEY).unwrap(), "busy", now())
             .await
             .unwrap());
         assert_eq!(give_up.num_calls(), 1);
@@ -218,7 +228,7 @@ mod tests {
             let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&refused]);
             let store = DynamoStore::new(client, "curfew-state");
             assert!(!store
-                .dead_letter_task("op-1", KEY, "busy", now())
+                .dead_letter_task("op-1", &Target::from_key(KEY).unwrap(), "busy", now())
                 .await
                 .unwrap());
             assert_eq!(refused.num_calls(), 1, "{reasons:?}");

@@ -42,16 +42,17 @@ pub fn transactions(ends: &[TaskEnd]) -> Vec<Vec<usize>> {
     let mut members: Vec<usize> = Vec::new();
     let mut items = 0;
     let mut operations: BTreeSet<&str> = BTreeSet::new();
-    let mut targets: BTreeSet<&str> = BTreeSet::new();
+    let mut targets: BTreeSet<String> = BTreeSet::new();
     for (i, end) in ends.iter().enumerate() {
         let count = usize::from(!operations.contains(end.op_id.as_str()));
         let fits = items + end_items(end) + count <= TRANSACTION_ITEMS;
-        if !members.is_empty() && (!fits || targets.contains(end.target_key.as_str())) {
+        let target = end.target.key();
+        if !members.is_empty() && (!fits || targets.contains(&target)) {
             all.push(std::mem::take(&mut members));
             (items, operations, targets) = (0, BTreeSet::new(), BTreeSet::new());
         }
         items += end_items(end) + usize::from(operations.insert(end.op_id.as_str()));
-        targets.insert(end.target_key.as_str());
+        targets.insert(target);
         members.push(i);
     }
     if !members.is_empty() {
@@ -130,7 +131,7 @@ impl DynamoStore {
             items.push(final_state_item(
                 &self.table,
                 &end.op_id,
-                &end.target_key,
+                &end.target,
                 &end.outcome,
                 now,
             )?);
@@ -141,7 +142,7 @@ impl DynamoStore {
             }
             counts
                 .entry(end.op_id.as_str())
-                .or_insert_with(|| (stripe_of(&end.target_key), OutcomeCounts::default()))
+                .or_insert_with(|| (stripe_of(&end.target.key()), OutcomeCounts::default()))
                 .1
                 .add(end.outcome.status)?;
         }
@@ -190,7 +191,7 @@ mod tests {
         });
         TaskEnd {
             op_id: op.into(),
-            target_key,
+            target: curfew_core::target::Target::from_key(&target_key).unwrap(),
             outcome,
             record,
         }

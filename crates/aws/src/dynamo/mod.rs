@@ -52,6 +52,7 @@ use serde::Serialize;
 
 use crate::error::{classify, classify_fenced, retrying};
 
+pub use operations::{shard_marker, LISTING_BYTES};
 pub use provision::create_table;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -61,6 +62,8 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     pub(crate) client: Client,
     pub(crate) table: String,
+    /// The most bytes of target keys a shard's marker lists ([`operations::LISTING_BYTES`]).
+    pub(crate) listing_bytes: usize,
 }
 
 impl DynamoStore {
@@ -69,7 +72,15 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.into(),
+            listing_bytes: operations::LISTING_BYTES,
         }
+    }
+
+    /// The same store, listing at most `bytes` of target keys on a shard's marker (a shard
+    /// with more writes a task item per target): for tests of both ways of planning.
+    pub fn with_listing_bytes(mut self, bytes: usize) -> Self {
+        self.listing_bytes = bytes;
+        self
     }
 
     /// The table name.

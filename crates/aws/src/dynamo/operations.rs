@@ -11,7 +11,7 @@ use curfew_core::ports::{
     ErrorKind, OperationPage, OperationStore, PortError, PortResult, RecordedFinish, TaskEnd,
 };
 use curfew_core::ports::{Finalized, Interrupted};
-use curfew_core::target::Sizes;
+use curfew_core::target::{Sizes, Target};
 use curfew_core::trail::Link;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -105,6 +105,141 @@ pub(super) fn task_sk(target_key: &str) -> String {
 }
 
 const SHARD_PREFIX: &str = "SHARD#";
+
+/// The most bytes of target keys a shard's marker lists (see `plan_shard`): well under
+/// DynamoDB's 400 KB item limit with the marker's other attributes. About 4,000 targets with
+/// 60-character names; a shard with more writes a task item per target, as before listings.
+pub const LISTING_BYTES: usize = 300 * 1024;
+
+/// What a shard's marker lists of each planned target: its key after the shard's
+/// `account#region#` (every key in the shard starts with it).
+fn listed_key<'a>(shard: &Shard, target_key: &'a str) -> Option<&'a str> {
+    target_key
+        .strip_prefix(shard.account.as_str())?
+        .strip_prefix('#')?
+        .strip_prefix(shard.region.as_str())?
+        .strip_prefix('#')
+}
+
+/// The marker `plan_shard` writes for a shard planned with `tasks`, and whether it lists their
+/// targets: it does while their keys fit in `listing_bytes`, and then a task item is first
+/// written when the task ends (or is given up, or marked interrupted), a write unit less per
+/// target and wave than writing each task at planning. Public so the traffic counters
+/// (`curfew-tests`) bill the item this writes.
+pub fn shard_marker(
+    op_id: &str,
+    shard: &Shard,
+    tasks: &[Task],
+    listing_bytes: usize,
+) -> (HashMap<String, AttributeValue>, bool) {
+    let mut marker = Item::from([
+        ("pk".to_string(), s(op_pk(op_id))),
+        ("sk".to_string(), s(shard_sk(shard))),
+        ("tasks".to_string(), n(tasks.len())),
+    ]);
+    let keys: Vec<String> = tasks.iter().map(|t| t.target.key()).collect();
+    let listed: Option<Vec<&str>> = keys.iter().map(|k| listed_key(shard, k)).collect();
+    let Some(listed) = listed.filter(|l| listing_size(l.iter().copied()) <= listing_bytes) else {
+        return (marker, false);
+    };
+    let planned_at = tasks.first().map_or_else(Utc::now, |t| t.updated_at);
+    marker.insert(
+        "listed".into(),
+        AttributeValue::L(listed.into_iter().map(s).collect()),
+    );
+    marker.insert("planned_at".into(), s(planned_at.to_rfc3339()));
+    (marker, true)
+}
+
+/// A listing's size as DynamoDB counts it: each string's bytes and one byte per element, with
+/// 3 for the list.
+fn listing_size<'a>(listed: impl IntoIterator<Item = &'a str>) -> usize {
+    3 + listed.into_iter().map(|k| k.len() + 1).sum::<usize>()
+}
+
+/// The PENDING tasks a shard's marker lists that have no item in `written` (key -> task).
+fn listed_tasks(
+    op_id: &str,
+    marker: &Item,
+    written: &HashMap<String, Task>,
+) -> PortResult<Vec<Task>> {
+    let (Some(AttributeValue::S(sk)), Some(AttributeValue::L(listed))) =
+        (marker.get("sk"), marker.get("listed"))
+    else {
+        // Planned with a task item per target: nothing is only listed.
+        return Ok(Vec::new());
+    };
+    let shard = sk.strip_prefix(SHARD_PREFIX).unwrap_or(sk);
+    let planned_at = match marker.get("planned_at") {
+        Some(AttributeValue::S(at)) => DateTime::parse_from_rfc3339(at)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|e| PortError::with_source(ErrorKind::Other, "reading a shard's plan", e))?,
+        _ => return Err(unreadable_listing(shard)),
+    };
+    let mut tasks = Vec::new();
+    for entry in listed {
+        let AttributeValue::S(rest) = entry else {
+            return Err(unreadable_listing(shard));
+        };
+        let key = format!("{shard}#{rest}");
+        if !written.contains_key(&key) {
+            tasks.push(
+                Task::listed(op_id, &key, planned_at).ok_or_else(|| unreadable_listing(shard))?,
+            );
+        }
+    }
+    Ok(tasks)
+}
+
+fn unreadable_listing(shard: &str) -> PortError {
+    PortError::new(
+        ErrorKind::Other,
+        format!("the plan of shard {shard} lists a target it cannot name"),
+    )
+}
+
+/// An operation's tasks as one list by target key: the written ones and the only listed ones.
+fn merged(op_id: &str, markers: &[Item], written: Vec<Task>) -> PortResult<Vec<Task>> {
+    let written: HashMap<String, Task> = written.into_iter().map(|t| (t.target.key(), t)).collect();
+    let mut tasks = Vec::new();
+    for marker in markers {
+        tasks.extend(listed_tasks(op_id, marker, &written)?);
+    }
+    tasks.extend(written.into_values());
+    tasks.sort_by_cached_key(|t| t.target.key());
+    Ok(tasks)
+}
+
+/// The condition of every write that moves a task on from open: the task is PENDING or
+/// APPLYING, or has no item yet (its shard's plan only listed it).
+pub(super) const TASK_OPEN: &str =
+    "attribute_not_exists(#status) OR #status IN (:pending, :applying)";
+
+/// The `SET` actions that name a task item's operation and target when the write creates it
+/// (a task only listed until now), leaving an existing item's as they are.
+pub(super) const TASK_NAMED: &str =
+    "op_id = if_not_exists(op_id, :op_id), #target = if_not_exists(#target, :target)";
+
+/// The expression names and values [`TASK_OPEN`] and [`TASK_NAMED`] use, to set first on a
+/// task's update (the update adds its own after them).
+pub(super) type Bindings = (HashMap<String, String>, HashMap<String, AttributeValue>);
+
+/// See [`Bindings`].
+pub(super) fn task_bindings(op_id: &str, target: &Target) -> PortResult<Bindings> {
+    let target = serde_dynamo::to_attribute_value(target)
+        .map_err(|e| PortError::with_source(ErrorKind::Invalid, "encoding a target", e))?;
+    let names = HashMap::from([
+        ("#status".to_string(), "status".to_string()),
+        ("#target".to_string(), "target".to_string()),
+    ]);
+    let values = HashMap::from([
+        (":op_id".to_string(), s(op_id)),
+        (":target".to_string(), target),
+        (":pending".to_string(), s(TaskStatus::Pending.as_str())),
+        (":applying".to_string(), s(TaskStatus::Applying.as_str())),
+    ]);
+    Ok((names, values))
+}
 
 fn shard_sk(shard: &Shard) -> String {
     format!("{SHARD_PREFIX}{}", shard.key())
@@ -271,15 +406,15 @@ impl DynamoStore {
 pub(super) fn finish_items(
     table: &str,
     op_id: &str,
-    target_key: &str,
+    target: &Target,
     outcome: &TaskOutcome,
     now: DateTime<Utc>,
 ) -> PortResult<Vec<TransactWriteItem>> {
     let mut counts = OutcomeCounts::default();
     counts.add(outcome.status)?;
     Ok(vec![
-        final_state_item(table, op_id, target_key, outcome, now)?,
-        count_item(table, op_id, stripe_of(target_key), &counts)?,
+        final_state_item(table, op_id, target, outcome, now)?,
+        count_item(table, op_id, stripe_of(&target.key()), &counts)?,
     ])
 }
 
@@ -338,26 +473,28 @@ pub(super) fn count_item(
         .build())
 }
 
-/// A task's final state, written only from PENDING or APPLYING (the condition that keeps a
-/// redelivery from finishing, counting or recording it twice).
+/// A task's final state, written only from PENDING or APPLYING, or onto no item (a task its
+/// shard's plan only listed): the condition that keeps a redelivery from finishing, counting
+/// or recording it twice.
 pub(super) fn final_state_item(
     table: &str,
     op_id: &str,
-    target_key: &str,
+    target: &Target,
     outcome: &TaskOutcome,
     now: DateTime<Utc>,
 ) -> PortResult<TransactWriteItem> {
-    let mut sets = vec!["#status = :status", "updated_at = :now"];
+    let target_key = target.key();
+    let (names, values) = task_bindings(op_id, target)?;
+    let mut sets = vec![TASK_NAMED, "#status = :status", "updated_at = :now"];
     let mut task = Update::builder()
+        .set_expression_attribute_names(Some(names))
+        .set_expression_attribute_values(Some(values))
         .table_name(table)
-        .key("pk", s(task_pk(op_id, target_key)))
-        .key("sk", s(task_sk(target_key)))
-        .condition_expression("#status IN (:pending, :applying)")
-        .expression_attribute_names("#status", "status")
+        .key("pk", s(task_pk(op_id, &target_key)))
+        .key("sk", s(task_sk(&target_key)))
+        .condition_expression(TASK_OPEN)
         .expression_attribute_values(":status", s(outcome.status.as_str()))
-        .expression_attribute_values(":now", s(now.to_rfc3339()))
-        .expression_attribute_values(":pending", s(TaskStatus::Pending.as_str()))
-        .expression_attribute_values(":applying", s(TaskStatus::Applying.as_str()));
+        .expression_attribute_values(":now", s(now.to_rfc3339()));
     if let Some(reason) = &outcome.reason {
         sets.push("reason = :reason");
         task = task.expression_attribute_values(":reason", s(reason.clone()));
@@ -480,33 +617,33 @@ impl OperationStore for DynamoStore {
         tasks: &[Task],
         note: Option<String>,
     ) -> PortResult<()> {
-        // Conditional puts, not BatchWriteItem: a duplicated shard message must never reset a
-        // task another worker already finished.
-        let puts = tasks
-            .iter()
-            .map(|task| Ok((encode(task)?, task_sk(&task.target.key()))))
-            .collect::<PortResult<Vec<_>>>()?;
-        let pk = shard_pk(op_id, &shard.key());
-        let writes: Vec<_> = puts
-            .into_iter()
-            .map(|(item, sk)| {
-                let pk = pk.clone();
-                async move { self.put_new(item, &pk, &sk).await }
-            })
-            .collect();
-        stream::iter(writes)
-            .buffer_unordered(25)
-            .try_collect::<Vec<bool>>()
-            .await?;
-        let marker = build(
-            Put::builder()
-                .table_name(&self.table)
-                .item("pk", s(op_pk(op_id)))
-                .item("sk", s(shard_sk(shard)))
-                .item("tasks", n(tasks.len()))
-                .condition_expression("attribute_not_exists(pk)")
-                .build(),
-        )?;
+        let (marker, listed) = shard_marker(op_id, shard, tasks, self.listing_bytes);
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(pk)");
+        if !listed {
+            // Too many to list in one item: a task item each, written before the marker.
+            // Conditional puts, not BatchWriteItem: a duplicated shard message must never
+            // reset a task another worker already finished.
+            let puts = tasks
+                .iter()
+                .map(|task| Ok((encode(task)?, task_sk(&task.target.key()))))
+                .collect::<PortResult<Vec<_>>>()?;
+            let pk = shard_pk(op_id, &shard.key());
+            let writes: Vec<_> = puts
+                .into_iter()
+                .map(|(item, sk)| {
+                    let pk = pk.clone();
+                    async move { self.put_new(item, &pk, &sk).await }
+                })
+                .collect();
+            stream::iter(writes)
+                .buffer_unordered(25)
+                .try_collect::<Vec<bool>>()
+                .await?;
+        }
+        let marker = build(marker.build())?;
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(op_pk(op_id)))
@@ -532,18 +669,23 @@ impl OperationStore for DynamoStore {
     }
 
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
-        let items = self.query(&shard_pk(op_id, &shard.key()), "TASK#").await?;
-        let tasks: Vec<Task> = items.into_iter().map(decode).collect::<PortResult<_>>()?;
+        let (marker_pk, marker_sk) = (op_pk(op_id), shard_sk(shard));
+        let tasks_pk = shard_pk(op_id, &shard.key());
+        let (marker, items) = futures::try_join!(
+            self.get(&marker_pk, &marker_sk),
+            self.query(&tasks_pk, "TASK#"),
+        )?;
+        let written: Vec<Task> = items.into_iter().map(decode).collect::<PortResult<_>>()?;
+        let tasks = merged(op_id, marker.as_slice(), written)?;
         Ok(tasks.into_iter().filter(|t| !t.status.is_final()).collect())
     }
 
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>> {
         // Shard markers name the task partitions; their sort order (and each partition's) is the
         // target key order.
-        let partitions: Vec<String> = self
-            .query(&op_pk(op_id), SHARD_PREFIX)
-            .await?
-            .into_iter()
+        let markers = self.query(&op_pk(op_id), SHARD_PREFIX).await?;
+        let partitions: Vec<String> = markers
+            .iter()
             .filter_map(|marker| match marker.get("sk") {
                 Some(AttributeValue::S(sk)) => sk
                     .strip_prefix(SHARD_PREFIX)
@@ -556,11 +698,12 @@ impl OperationStore for DynamoStore {
             .buffered(8)
             .try_collect()
             .await?;
-        let mut tasks: Vec<Task> = partitions
+        let written: Vec<Task> = partitions
             .into_iter()
             .flatten()
             .map(decode)
             .collect::<PortResult<_>>()?;
+        let mut tasks = merged(op_id, &markers, written)?;
         self.show_changes_in_flight(&mut tasks).await?;
         Ok(tasks)
     }
@@ -575,29 +718,32 @@ impl OperationStore for DynamoStore {
     async fn mark_interrupted(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
+        let target_key = target.key();
+        let (names, values) = task_bindings(op_id, target)?;
+        let (before, planned) = (sizes_value(before)?, sizes_value(planned)?);
         let result = retrying(|| async {
             self.client
                 .update_item()
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
                 .table_name(&self.table)
-                .key("pk", s(task_pk(op_id, target_key)))
-                .key("sk", s(task_sk(target_key)))
-                .update_expression(
-                    "SET #status = :applying, #before = :before, #after = :after, \
-                     updated_at = :now",
-                )
-                .condition_expression("#status IN (:pending, :applying)")
-                .expression_attribute_names("#status", "status")
+                .key("pk", s(task_pk(op_id, &target_key)))
+                .key("sk", s(task_sk(&target_key)))
+                .update_expression(format!(
+                    "SET {TASK_NAMED}, #status = :applying, #before = :before, \
+                     #after = :after, updated_at = :now"
+                ))
+                .condition_expression(TASK_OPEN)
                 .expression_attribute_names("#before", "before")
                 .expression_attribute_names("#after", "after")
                 .expression_attribute_values(":applying", s(TaskStatus::Applying.as_str()))
-                .expression_attribute_values(":pending", s(TaskStatus::Pending.as_str()))
-                .expression_attribute_values(":before", sizes_value(before)?)
-                .expression_attribute_values(":after", sizes_value(planned)?)
+                .expression_attribute_values(":before", before.clone())
+                .expression_attribute_values(":after", planned.clone())
                 .expression_attribute_values(":now", s(now.to_rfc3339()))
                 .send()
                 .await
@@ -610,24 +756,24 @@ impl OperationStore for DynamoStore {
     async fn finish_task(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        let items = finish_items(&self.table, op_id, target_key, outcome, now)?;
+        let items = finish_items(&self.table, op_id, target, outcome, now)?;
         self.transact("finishing a task", items).await
     }
 
     async fn finish_task_recorded(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
         link: &Link,
         expected: u64,
     ) -> PortResult<RecordedFinish> {
-        let items = finish_items(&self.table, op_id, target_key, outcome, now)?;
+        let items = finish_items(&self.table, op_id, target, outcome, now)?;
         self.finish_and_append(items, link, expected, now).await
     }
 
@@ -642,11 +788,11 @@ impl OperationStore for DynamoStore {
     async fn dead_letter_task(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         reason: &str,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        self.dead_letter(op_id, target_key, reason, now).await
+        self.dead_letter(op_id, target, reason, now).await
     }
 
     async fn reopen_task(
@@ -937,6 +1083,10 @@ mod counter_stripes {
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use chrono::TimeZone;
 
+    fn web() -> Target {
+        Target::from_key("111111111111#eu-west-1#asg#web").unwrap()
+    }
+
     /// The keys a TransactWriteItems request updates, in order.
     fn updated_keys(items: &[TransactWriteItem]) -> Vec<(String, String)> {
         items
@@ -981,7 +1131,7 @@ mod counter_stripes {
         };
         let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
         assert!(store
-            .finish_task("op-1", "111111111111#eu-west-1#asg#web", &outcome, now)
+            .finish_task("op-1", &web(), &outcome, now)
             .await
             .unwrap());
         assert_eq!(finish.num_calls(), 1);
@@ -1005,9 +1155,7 @@ mod counter_stripes {
             steps: Default::default(),
         };
         let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
-        let result = store
-            .finish_task("op-1", "111111111111#eu-west-1#asg#web", &outcome, now)
-            .await;
+        let result = store.finish_task("op-1", &web(), &outcome, now).await;
         (result, refused.num_calls() + accepted.num_calls())
     }
 

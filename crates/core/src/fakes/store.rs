@@ -57,8 +57,11 @@ struct State {
     shards: BTreeSet<(String, String)>,
     /// Each fanned-out operation's fixed shard set.
     shard_sets: BTreeMap<String, Vec<Shard>>,
-    /// `(op id, target key)` -> task.
+    /// `(op id, target key)` -> task, once written: a planned task is only listed (below)
+    /// until it is finished, given up or marked interrupted, as in the adapter.
     tasks: BTreeMap<(String, String), Task>,
+    /// `(op id, shard key)` -> the keys of the targets the shard's plan listed, and when.
+    listings: BTreeMap<(String, String), (Vec<String>, DateTime<Utc>)>,
     baselines: BTreeMap<String, Baseline>,
     cluster_holds: BTreeMap<String, ClusterHold>,
     leases: BTreeMap<String, LeaseRecord>,
@@ -190,13 +193,50 @@ impl State {
         }
         task
     }
+
+    /// The tasks of `op_id` whose keys start with `prefix`, by key: the written ones, and a
+    /// PENDING one for each target a plan listed that has no task written.
+    fn tasks_of(&self, op_id: &str, prefix: &str) -> Vec<Task> {
+        let mut found: BTreeMap<String, Task> = self
+            .tasks
+            .iter()
+            .filter(|((op, key), _)| op == op_id && key.starts_with(prefix))
+            .map(|((_, key), task)| (key.clone(), task.clone()))
+            .collect();
+        for ((op, _), (keys, at)) in &self.listings {
+            if op != op_id {
+                continue;
+            }
+            for key in keys.iter().filter(|k| k.starts_with(prefix)) {
+                if !found.contains_key(key) {
+                    if let Some(task) = Task::listed(op_id, key, *at) {
+                        found.insert(key.clone(), task);
+                    }
+                }
+            }
+        }
+        found.into_values().collect()
+    }
+}
+
+/// The task of `target` in `op_id`, written now from its target if only listed (every writer
+/// of a task does this: see [`OperationStore::plan_shard`]).
+fn task_to_write<'a>(
+    tasks: &'a mut BTreeMap<(String, String), Task>,
+    op_id: &str,
+    target: &Target,
+    now: DateTime<Utc>,
+) -> &'a mut Task {
+    tasks
+        .entry((op_id.to_string(), target.key()))
+        .or_insert_with(|| Task::pending(op_id, target.clone(), now))
 }
 
 /// [`OperationStore::finish_task`] on the locked state.
 fn finish_locked(
     state: &mut State,
     op_id: &str,
-    target_key: &str,
+    target: &Target,
     outcome: &TaskOutcome,
     now: DateTime<Utc>,
 ) -> PortResult<bool> {
@@ -207,12 +247,7 @@ fn finish_locked(
             format!("{} is not an outcome a delivery records", outcome.status),
         ));
     }
-    let Some(task) = state
-        .tasks
-        .get_mut(&(op_id.to_string(), target_key.to_string()))
-    else {
-        return Ok(false);
-    };
+    let task = task_to_write(&mut state.tasks, op_id, target, now);
     if task.status.is_final() {
         return Ok(false);
     }
@@ -529,16 +564,15 @@ impl OperationStore for MemoryStore {
         note: Option<String>,
     ) -> PortResult<()> {
         let mut state = lock(&self.state);
-        // Put-if-absent: a duplicated shard message never resets a finished task.
-        for task in tasks {
-            state
-                .tasks
-                .entry((op_id.to_string(), task.target.key()))
-                .or_insert_with(|| task.clone());
-        }
+        // The marker and the listing in one write: a duplicated shard message changes nothing.
         if !state.shards.insert((op_id.to_string(), shard.key())) {
             return Ok(());
         }
+        let now = tasks.first().map_or_else(Utc::now, |t| t.updated_at);
+        state.listings.insert(
+            (op_id.to_string(), shard.key()),
+            (tasks.iter().map(|t| t.target.key()).collect(), now),
+        );
         if let Some(op) = state.operations.get_mut(op_id) {
             op.counts.total += tasks.len() as u64;
             op.shards_done += 1;
@@ -550,22 +584,18 @@ impl OperationStore for MemoryStore {
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
         let prefix = format!("{}#", shard.key());
         Ok(lock(&self.state)
-            .tasks
-            .iter()
-            .filter(|((op, key), task)| {
-                op == op_id && key.starts_with(&prefix) && !task.status.is_final()
-            })
-            .map(|(_, task)| task.clone())
+            .tasks_of(op_id, &prefix)
+            .into_iter()
+            .filter(|task| !task.status.is_final())
             .collect())
     }
 
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>> {
         let state = lock(&self.state);
         Ok(state
-            .tasks
-            .iter()
-            .filter(|((op, _), _)| op == op_id)
-            .map(|(_, task)| state.shown(task.clone()))
+            .tasks_of(op_id, "")
+            .into_iter()
+            .map(|task| state.shown(task))
             .collect())
     }
 
@@ -579,19 +609,16 @@ impl OperationStore for MemoryStore {
     async fn mark_interrupted(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         before: Sizes,
         planned: Sizes,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
         let mut state = lock(&self.state);
-        let Some(task) = state
-            .tasks
-            .get_mut(&(op_id.to_string(), target_key.to_string()))
-            .filter(|task| !task.status.is_final())
-        else {
+        let task = task_to_write(&mut state.tasks, op_id, target, now);
+        if task.status.is_final() {
             return Ok(false);
-        };
+        }
         task.status = TaskStatus::Applying;
         task.before = Some(before);
         task.after = Some(planned);
@@ -602,17 +629,17 @@ impl OperationStore for MemoryStore {
     async fn finish_task(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
-        finish_locked(&mut lock(&self.state), op_id, target_key, outcome, now)
+        finish_locked(&mut lock(&self.state), op_id, target, outcome, now)
     }
 
     async fn finish_task_recorded(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         outcome: &TaskOutcome,
         now: DateTime<Utc>,
         link: &Link,
@@ -622,8 +649,8 @@ impl OperationStore for MemoryStore {
         let mut state = lock(&self.state);
         let open = state
             .tasks
-            .get(&(op_id.to_string(), target_key.to_string()))
-            .is_some_and(|task| !task.status.is_final());
+            .get(&(op_id.to_string(), target.key()))
+            .is_none_or(|task| !task.status.is_final());
         if !open {
             return Ok(RecordedFinish::AlreadyFinal);
         }
@@ -631,7 +658,7 @@ impl OperationStore for MemoryStore {
         if chains.head_seq(&link.head.chain) != expected {
             return Ok(RecordedFinish::HeadMoved);
         }
-        if !finish_locked(&mut state, op_id, target_key, outcome, now)? {
+        if !finish_locked(&mut state, op_id, target, outcome, now)? {
             return Ok(RecordedFinish::AlreadyFinal);
         }
         chains.push(link, now);
@@ -651,8 +678,8 @@ impl OperationStore for MemoryStore {
         for end in ends {
             let open = state
                 .tasks
-                .get(&(end.op_id.clone(), end.target_key.clone()))
-                .is_some_and(|task| !task.status.is_final());
+                .get(&(end.op_id.clone(), end.target.key()))
+                .is_none_or(|task| !task.status.is_final());
             if !open {
                 results.push(RecordedFinish::AlreadyFinal);
                 continue;
@@ -663,7 +690,7 @@ impl OperationStore for MemoryStore {
                     continue;
                 }
             }
-            if !finish_locked(&mut state, &end.op_id, &end.target_key, &end.outcome, now)? {
+            if !finish_locked(&mut state, &end.op_id, &end.target, &end.outcome, now)? {
                 results.push(RecordedFinish::AlreadyFinal);
                 continue;
             }
@@ -678,13 +705,13 @@ impl OperationStore for MemoryStore {
     async fn dead_letter_task(
         &self,
         op_id: &str,
-        target_key: &str,
+        target: &Target,
         reason: &str,
         now: DateTime<Utc>,
     ) -> PortResult<bool> {
         let mut state = lock(&self.state);
         // The adapter's lease check: no unexpired holder from this operation.
-        let worked_on = state.leases.get(target_key).is_some_and(|lease| {
+        let worked_on = state.leases.get(&target.key()).is_some_and(|lease| {
             lease.holder.is_some()
                 && lease.holder_op.as_deref() == Some(op_id)
                 && lease.expires_ms.is_none_or(|e| e >= now.timestamp_millis())
@@ -692,13 +719,10 @@ impl OperationStore for MemoryStore {
         if worked_on {
             return Ok(false);
         }
-        let Some(task) = state
-            .tasks
-            .get_mut(&(op_id.to_string(), target_key.to_string()))
-            .filter(|task| !task.status.is_final())
-        else {
+        let task = task_to_write(&mut state.tasks, op_id, target, now);
+        if task.status.is_final() {
             return Ok(false);
-        };
+        }
         task.reopens_as = Some(task.status);
         task.status = TaskStatus::DeadLettered;
         task.reason = Some(reason.to_string());
@@ -1246,12 +1270,12 @@ mod tests {
             steps: Default::default(),
         };
         assert!(store
-            .finish_task("a", &web().key(), &outcome, t0())
+            .finish_task("a", &web(), &outcome, t0())
             .await
             .unwrap());
         store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
         assert!(!store
-            .finish_task("a", &web().key(), &outcome, t0())
+            .finish_task("a", &web(), &outcome, t0())
             .await
             .unwrap());
 
@@ -1285,11 +1309,11 @@ mod tests {
         store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
         let key = web().key();
         assert!(store
-            .dead_letter_task("a", &key, "busy", t0())
+            .dead_letter_task("a", &web(), "busy", t0())
             .await
             .unwrap());
         assert!(!store
-            .dead_letter_task("a", &key, "busy again", t0())
+            .dead_letter_task("a", &web(), "busy again", t0())
             .await
             .unwrap());
         assert_eq!(
@@ -1334,20 +1358,20 @@ mod tests {
         let shown = store.list_tasks("a").await.unwrap();
         assert_eq!(shown[0].status, TaskStatus::Applying);
         assert_eq!(
-            store.get_task("a", &key).await.unwrap().unwrap().status,
-            TaskStatus::Pending,
-            "the change in flight is on the lease, not on the task"
+            store.get_task("a", &key).await.unwrap(),
+            None,
+            "the change in flight is on the lease, not on the task (written when it ends)"
         );
         assert!(
             !store
-                .dead_letter_task("a", &key, "busy", t0())
+                .dead_letter_task("a", &web(), "busy", t0())
                 .await
                 .unwrap(),
             "not while a delivery of the operation holds the lease"
         );
         store.release_lease(&key, &lease, false).await.unwrap();
         assert!(store
-            .dead_letter_task("a", &key, "busy", t0())
+            .dead_letter_task("a", &web(), "busy", t0())
             .await
             .unwrap());
         assert_eq!(

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Hub;
 use crate::chunk::{read_body, TaskBody};
 use crate::decision::Action;
-use crate::operation::{TaskMessage, TaskStatus};
+use crate::operation::{Task, TaskMessage, TaskStatus};
 use crate::ports::{DeadLetter, DeadLetterQueue, PortResult, StateStore};
 
 /// Task records read at once while listing.
@@ -115,7 +115,19 @@ async fn task_entry(
     message: TaskMessage,
 ) -> PortResult<DeadLetterEntry> {
     let key = message.target.key();
-    match store.get_task(&message.op_id, &key).await? {
+    // A planned task is only listed on its shard until it is first written (see
+    // `OperationStore::plan_shard`): PENDING, if its operation exists.
+    let task = match store.get_task(&message.op_id, &key).await? {
+        Some(task) => Some(task),
+        None => store.get_operation(&message.op_id).await?.map(|_| {
+            Task::pending(
+                &message.op_id,
+                message.target.clone(),
+                message.op_created_at,
+            )
+        }),
+    };
+    match task {
         Some(mut task) => {
             if !task.status.is_final() {
                 // A change a delivery began is marked on the target's lease, not on the task.
@@ -128,7 +140,7 @@ async fn task_entry(
         }
         None => {
             entry.problem = Some(format!(
-                "operation {} has no task for this target",
+                "operation {} is not recorded: nothing to redrive into",
                 message.op_id
             ))
         }

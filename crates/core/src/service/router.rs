@@ -300,7 +300,8 @@ async fn shard_tasks(
 ) -> PortResult<Vec<Task>> {
     let op_id = op.id.as_str();
     if hub.store.shard_planned(op_id, shard).await? {
-        return hub.store.unfinished_tasks(op_id, shard).await;
+        let open = hub.store.unfinished_tasks(op_id, shard).await?;
+        return described(hub, account, shard, open).await;
     }
     let now = hub.clock.now();
     let (tasks, note) = match account {
@@ -349,6 +350,47 @@ async fn shard_tasks(
     };
     hub.store.plan_shard(op_id, shard, &tasks, note).await?;
     Ok(tasks)
+}
+
+/// A planned shard's open tasks with their targets as discovery describes them: a task only
+/// listed on its shard (see `OperationStore::plan_shard`) names its target by key alone, and
+/// the worker needs its tags (a cluster's hold and Cluster Autoscaler tags). Read from the
+/// inventory cache the plan filled while it is fresh. A target no longer found keeps its key's
+/// description (its worker finds it gone); a failed discovery other than throttling leaves
+/// them all so (their workers report what the spoke says).
+async fn described(
+    hub: &Hub,
+    account: Option<&Account>,
+    shard: &Shard,
+    mut open: Vec<Task>,
+) -> PortResult<Vec<Task>> {
+    let Some(account) = account.filter(|_| !open.is_empty()) else {
+        return Ok(open);
+    };
+    let found = match targets_in(
+        hub,
+        account,
+        &shard.region,
+        Discovery::Cached,
+        Caching::Refresh,
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(e) if e.kind == ErrorKind::Throttled => return Err(e),
+        Err(e) => {
+            warn!(account = %shard.account, region = %shard.region, error = %e,
+                  "could not describe a planned shard's targets again; sending them by key");
+            return Ok(open);
+        }
+    };
+    let found: HashMap<String, Target> = found.into_iter().map(|t| (t.key(), t)).collect();
+    for task in &mut open {
+        if let Some(target) = found.get(&task.target.key()) {
+            task.target = target.clone();
+        }
+    }
+    Ok(open)
 }
 
 /// The hold steps a planned change would take (see [`hold_steps`]): a stop that saves its

@@ -135,7 +135,7 @@ pub async fn give_up(
     let reason = format!("dead-lettered after {receives} receives; the last was waiting: {why}");
     if hub
         .store
-        .dead_letter_task(&msg.op_id, &key, &reason, hub.clock.now())
+        .dead_letter_task(&msg.op_id, &msg.target, &reason, hub.clock.now())
         .await?
     {
         warn!(op_id = %msg.op_id, target = %key, %reason, "task dead-lettered");
@@ -153,14 +153,16 @@ pub async fn give_up(
     )))
 }
 
+/// The message's task as stored, or PENDING if none was written yet: its shard's plan may list
+/// its target instead of writing its task (see `OperationStore::plan_shard`), and only a
+/// plan sends a task message.
 async fn load_task(hub: &Hub, msg: &TaskMessage) -> PortResult<Task> {
     let key = msg.target.key();
-    hub.store.get_task(&msg.op_id, &key).await?.ok_or_else(|| {
-        PortError::new(
-            ErrorKind::Invalid,
-            format!("no task for target {key} in operation {}", msg.op_id),
-        )
-    })
+    Ok(hub
+        .store
+        .get_task(&msg.op_id, &key)
+        .await?
+        .unwrap_or_else(|| Task::pending(&msg.op_id, msg.target.clone(), msg.op_created_at)))
 }
 
 /// A newer operation has acted on the target. If an earlier delivery of this task had begun
@@ -463,7 +465,7 @@ async fn settle_interrupted(
         hub.store
             .mark_interrupted(
                 &interrupted.op_id,
-                &msg.target.key(),
+                &msg.target,
                 before,
                 planned,
                 hub.clock.now(),
@@ -965,7 +967,7 @@ async fn finish(hub: &Hub, msg: &TaskMessage, outcome: &TaskOutcome) -> PortResu
         Some(entry) => finish_recorded(hub, msg, outcome, &entry, now).await?,
         None => {
             hub.store
-                .finish_task(&msg.op_id, &key, outcome, now)
+                .finish_task(&msg.op_id, &msg.target, outcome, now)
                 .await?
         }
     };
@@ -991,11 +993,14 @@ async fn finish_recorded(
     let key = msg.target.key();
     for _ in 0..trail::APPEND_ATTEMPTS {
         let Some((link, expected)) = super::endings::link_for(hub, msg, Some(entry)).await? else {
-            return hub.store.finish_task(&msg.op_id, &key, outcome, now).await;
+            return hub
+                .store
+                .finish_task(&msg.op_id, &msg.target, outcome, now)
+                .await;
         };
         match hub
             .store
-            .finish_task_recorded(&msg.op_id, &key, outcome, now, &link, expected)
+            .finish_task_recorded(&msg.op_id, &msg.target, outcome, now, &link, expected)
             .await?
         {
             RecordedFinish::Finished => return Ok(true),
