@@ -661,7 +661,11 @@ mod tests {
         assert_eq!(u.requests(DynamoApi::PutItem), 0, "no task item");
         assert_eq!(u.requests(DynamoApi::TransactWriteItems), 1);
         assert_eq!(u.items_written, 2);
-        assert_eq!(u.write_units, 2 * (2 + 1) + 1, "marker, operation, gsi2 entry");
+        assert_eq!(
+            u.write_units,
+            2 * (2 + 1) + 1,
+            "marker, operation, gsi2 entry"
+        );
     }
 
     #[test]
