@@ -760,7 +760,7 @@ impl OperationStore for CountingStore {
     ) -> PortResult<Vec<RecordedFinish>> {
         let request = self.inner.finish_tasks(ends, now);
         self.observe(StoreCall::FinishTasks, request, |results| {
-            finishing_seen(ends, results)
+            finishing_seen(ends, results, now)
         })
         .await
     }
@@ -1062,7 +1062,7 @@ impl HealthStore for CountingStore {
 /// ([`curfew_aws::dynamo::finishing::transactions`]) is written with the ends finished in it
 /// (the ends refused in a cancelled try are left out of the next), each change's record adds
 /// its by-time index entry, and a chain's first record creates its head's.
-fn finishing_seen(ends: &[TaskEnd], results: &[RecordedFinish]) -> Seen {
+fn finishing_seen(ends: &[TaskEnd], results: &[RecordedFinish], now: DateTime<Utc>) -> Seen {
     let mut seen = Seen::default();
     for members in finishing::transactions(ends) {
         let written: Vec<usize> = members
@@ -1076,8 +1076,16 @@ fn finishing_seen(ends: &[TaskEnd], results: &[RecordedFinish]) -> Seen {
         seen.items += finishing::transaction_items(ends, &written) as u64;
         for &i in &written {
             if let Some((_, expected)) = &ends[i].record {
-                seen.index_entries += 1 + u64::from(*expected == 0);
+                // The chain's first record creates its head, indexed in gsi3.
+                seen.index_entries += u64::from(*expected == 0);
             }
+        }
+        // The records' one index entry (in gsi2, which projects it whole), billed on its size
+        // in the transaction and in the index.
+        if let Some(index) = finishing::records_index(ends, &written, now) {
+            let units = item_size(&index).div_ceil(WRITE_UNIT_BYTES) as u64;
+            seen.index_entries += units;
+            seen.extra_units += 2 * (units - 1);
         }
     }
     seen.found = seen.transactions > 0;

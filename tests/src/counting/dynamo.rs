@@ -294,6 +294,12 @@ impl DynamoUse {
         u
     }
 
+    /// `n` write units more (items over 1 KB).
+    fn units(mut self, n: u64) -> Self {
+        self.write_units += n;
+        self
+    }
+
     /// `n` global secondary index entries written (1 WRU each).
     fn index(mut self, n: u64) -> Self {
         self.index_writes += n;
@@ -325,6 +331,9 @@ pub struct Seen {
     /// `plan_shard`: the 1 KB write units of a shard marker that lists its targets, 0 when
     /// the adapter writes a task item per target instead.
     pub listed_units: u64,
+    /// `finish_tasks`: the write units of transaction items over 1 KB beyond the 2 their item
+    /// counts (the records' index entries).
+    pub extra_units: u64,
 }
 
 /// The adapter's requests for one port call, given what it handled.
@@ -461,12 +470,14 @@ pub const TABLE: [(StoreCall, Model); 59] = [
         none().transact(4).index(u64::from(s.found) + s.items)
     }),
     // finishing.rs `finish_ends`: its transactions (`transactions`) of `items` items in all,
-    // each a task's final state, a change's record and head, and an operation's counter
-    // stripe; the records' gsi2 entries and the heads' gsi3 entries when a record creates its
-    // chain (`index_entries`). A try cancelled by a condition is counted as not sent.
+    // each a task's final state, a change's record and head, an operation's counter stripe,
+    // and the records' one index entry (`records_index`, billed on its size: `extra_units`
+    // in the transaction, its units in gsi2); the heads' gsi3 entries when a record creates
+    // its chain (`index_entries`). A try cancelled by a condition is counted as not sent.
     (StoreCall::FinishTasks, |s| {
         none()
             .transacts(s.transactions, s.items)
+            .units(s.extra_units)
             .index(s.index_entries)
     }),
     // dead_letters.rs `dead_letter`: one transaction of the lease's ConditionCheck, the task's

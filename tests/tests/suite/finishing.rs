@@ -1,8 +1,10 @@
 //! A chunk's task ends written together through the real DynamoDB adapter, on the emulator:
 //! more changed targets than one transaction holds, one of them finished by another delivery
 //! first (its transaction is cancelled and sent again without it), every other task final,
-//! counted once and recorded once in its target's chain.
+//! counted once and recorded once in its target's chain, and listed by time through one index
+//! entry per transaction.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{TimeZone, Utc};
 use curfew_aws::local::demo_fleet;
 use curfew_core::clock::Clock;
@@ -121,4 +123,47 @@ async fn forty_changed_targets_are_finished_in_two_transactions_and_one_finished
         };
         assert_eq!(task.status, status, "{}", m.target.key());
     }
+
+    // Listed by time through their transactions' index entries: one for the 32 records of the
+    // first transaction, one for the 7 of the second; no record is indexed by itself.
+    let since = now - chrono::Duration::minutes(1);
+    let listed = t.hub.store.audit_between(since, now).await.unwrap();
+    assert_eq!(listed.len(), TARGETS - 1);
+    let client = aws_sdk_dynamodb::Client::new(&t.sdk);
+    let audit_items = client
+        .scan()
+        .table_name(&t.config.table)
+        .filter_expression("begins_with(pk, :audit)")
+        .expression_attribute_values(":audit", AttributeValue::S("AUDIT#".into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let kind = |item: &std::collections::HashMap<String, AttributeValue>, prefix: &str| {
+        item.get("sk")
+            .and_then(|sk| sk.as_s().ok())
+            .is_some_and(|sk| sk.starts_with(prefix))
+    };
+    let entries: Vec<_> = audit_items.iter().filter(|i| kind(i, "IDX#")).collect();
+    assert_eq!(entries.len(), 2, "one index entry per transaction");
+    assert!(audit_items
+        .iter()
+        .filter(|i| kind(i, "REC#"))
+        .all(|record| !record.contains_key("gsi2pk")));
+
+    // A record its entry lists that is gone (deleted by hand) is left out of the listing;
+    // `audit verify` names it in its chain.
+    let gone = &listed[0];
+    client
+        .delete_item()
+        .table_name(&t.config.table)
+        .key("pk", AttributeValue::S(format!("AUDIT#{}", gone.chain)))
+        .key("sk", AttributeValue::S(format!("REC#{:012}", gone.seq)))
+        .send()
+        .await
+        .unwrap();
+    let left = t.hub.store.audit_between(since, now).await.unwrap();
+    assert_eq!(left.len(), TARGETS - 2);
+    assert!(left.iter().all(|r| r.chain != gone.chain));
 }

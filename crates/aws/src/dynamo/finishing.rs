@@ -1,6 +1,7 @@
 //! A delivery's tasks finished together ([`OperationStore::finish_tasks`]): each task's final
 //! state, and the record and head of the change it made, in transactions of up to
-//! [`TRANSACTION_ITEMS`] items that count their tasks on one counter stripe per operation.
+//! [`TRANSACTION_ITEMS`] items that count their tasks on one counter stripe per operation and
+//! index their records by day in one entry (`trail::index_item`).
 //!
 //! A task finished alone pays a counter stripe's write for itself: 2 of its transaction's write
 //! units, as many as its final state. A delivery's transaction of 33 changed targets pays it
@@ -8,13 +9,15 @@
 //!
 //! [`OperationStore::finish_tasks`]: curfew_core::ports::OperationStore::finish_tasks
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
-use curfew_core::ports::{PortResult, RecordedFinish, TaskEnd};
+use curfew_core::ports::{ErrorKind, PortError, PortResult, RecordedFinish, TaskEnd};
+use curfew_core::trail::AuditRecord;
 
 use super::operations::{count_item, final_state_item, stripe_of, OutcomeCounts};
+use super::trail::index_item;
 use super::DynamoStore;
 
 /// DynamoDB's limit on the items of one TransactWriteItems.
@@ -26,11 +29,31 @@ pub fn end_items(end: &TaskEnd) -> usize {
     1 + 2 * usize::from(end.record.is_some())
 }
 
-/// The items of a transaction of `members` (indexes into `ends`): theirs, and one counter
-/// stripe for each operation among them.
+/// The items of a transaction of `members` (indexes into `ends`): theirs, one counter stripe
+/// for each operation among them, and the records' index entry if any records.
 pub fn transaction_items(ends: &[TaskEnd], members: &[usize]) -> usize {
     let operations: BTreeSet<&str> = members.iter().map(|&i| ends[i].op_id.as_str()).collect();
-    members.iter().map(|&i| end_items(&ends[i])).sum::<usize>() + operations.len()
+    let recorded = members.iter().any(|&i| ends[i].record.is_some());
+    members.iter().map(|&i| end_items(&ends[i])).sum::<usize>()
+        + operations.len()
+        + usize::from(recorded)
+}
+
+/// The by-day index entry of the records `members` append in one transaction, stamped `at`
+/// (none without records): what [`DynamoStore::finish_tasks`] writes, for the traffic
+/// counters to size.
+///
+/// [`DynamoStore::finish_tasks`]: curfew_core::ports::OperationStore::finish_tasks
+pub fn records_index(
+    ends: &[TaskEnd],
+    members: &[usize],
+    at: DateTime<Utc>,
+) -> Option<HashMap<String, AttributeValue>> {
+    let records: Vec<&AuditRecord> = members
+        .iter()
+        .filter_map(|&i| ends[i].record.as_ref().map(|(link, _)| &link.record))
+        .collect();
+    index_item(&records, at)
 }
 
 /// The transactions `ends` are written in, each as the indexes of its ends, in order. A
@@ -43,15 +66,21 @@ pub fn transactions(ends: &[TaskEnd]) -> Vec<Vec<usize>> {
     let mut items = 0;
     let mut operations: BTreeSet<&str> = BTreeSet::new();
     let mut targets: BTreeSet<String> = BTreeSet::new();
+    let mut recorded = false;
     for (i, end) in ends.iter().enumerate() {
         let count = usize::from(!operations.contains(end.op_id.as_str()));
-        let fits = items + end_items(end) + count <= TRANSACTION_ITEMS;
+        // The records' one index entry, with the first record.
+        let index = usize::from(!recorded && end.record.is_some());
+        let fits = items + end_items(end) + count + index <= TRANSACTION_ITEMS;
         let target = end.target.key();
         if !members.is_empty() && (!fits || targets.contains(&target)) {
             all.push(std::mem::take(&mut members));
             (items, operations, targets) = (0, BTreeSet::new(), BTreeSet::new());
+            recorded = false;
         }
-        items += end_items(end) + usize::from(operations.insert(end.op_id.as_str()));
+        let index = usize::from(!recorded && end.record.is_some());
+        recorded |= end.record.is_some();
+        items += end_items(end) + index + usize::from(operations.insert(end.op_id.as_str()));
         targets.insert(target);
         members.push(i);
     }
@@ -68,6 +97,8 @@ enum Part {
     FinalState(usize),
     /// End `.0`'s record or head: its condition failing means the head moved.
     Append(usize),
+    /// The records' index entry (no condition).
+    Index,
     /// A counter stripe (no condition).
     Count,
 }
@@ -102,7 +133,7 @@ impl DynamoStore {
                         Part::Append(end) => {
                             refused.entry(end).or_insert(RecordedFinish::HeadMoved);
                         }
-                        Part::Count => {}
+                        Part::Index | Part::Count => {}
                     }
                 }
                 for (&end, &result) in &refused {
@@ -137,7 +168,7 @@ impl DynamoStore {
             )?);
             parts.push(Part::FinalState(i));
             if let Some((link, expected)) = &end.record {
-                items.extend(self.append_puts(link, *expected, now)?);
+                items.extend(self.append_puts(link, *expected, now, false)?);
                 parts.extend([Part::Append(i), Part::Append(i)]);
             }
             counts
@@ -149,6 +180,17 @@ impl DynamoStore {
         for (op_id, (stripe, counted)) in &counts {
             items.push(count_item(&self.table, op_id, *stripe, counted)?);
             parts.push(Part::Count);
+        }
+        if let Some(index) = records_index(ends, members, now) {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(index))
+                .build()
+                .map_err(|e| {
+                    PortError::with_source(ErrorKind::Invalid, "building an audit index entry", e)
+                })?;
+            items.push(TransactWriteItem::builder().put(put).build());
+            parts.push(Part::Index);
         }
         Ok((items, parts))
     }
@@ -204,11 +246,12 @@ mod tests {
         let sizes: Vec<usize> = packed.iter().map(Vec::len).collect();
         assert_eq!(
             sizes,
-            [33, 7],
-            "33 changes of 3 items and their count make 100"
+            [32, 8],
+            "32 changes of 3 items, their count and their records' index entry make 98: a \
+             33rd would need 101"
         );
-        assert_eq!(transaction_items(&ends, &packed[0]), 100);
-        assert_eq!(transaction_items(&ends, &packed[1]), 22);
+        assert_eq!(transaction_items(&ends, &packed[0]), 98);
+        assert_eq!(transaction_items(&ends, &packed[1]), 26);
         let skips: Vec<TaskEnd> = (0..150).map(|n| end("op-1", n, false)).collect();
         let sizes: Vec<usize> = transactions(&skips).iter().map(Vec::len).collect();
         assert_eq!(sizes, [99, 51]);
@@ -222,7 +265,7 @@ mod tests {
             end("op-1", 3, false),
         ];
         assert_eq!(transactions(&ends), [vec![0, 1, 2]]);
-        assert_eq!(transaction_items(&ends, &[0, 1, 2]), 3 + 1 + 1 + 2);
+        assert_eq!(transaction_items(&ends, &[0, 1, 2]), 3 + 1 + 1 + 2 + 1);
         // The same target for two operations: its chain's head would be named twice.
         let ends = vec![end("op-1", 1, true), end("op-2", 1, true)];
         assert_eq!(transactions(&ends), [vec![0], vec![1]]);
@@ -230,9 +273,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_transaction_cancelled_by_some_ends_is_written_again_without_them() {
-        // Items: end 0 (task, record, head), end 1 (task), end 2 (task, record, head), count.
+        // Items: end 0 (task, record, head), end 1 (task), end 2 (task, record, head), count,
+        // the records' index entry (listing both records).
+        let listed = |item: &TransactWriteItem| -> usize {
+            item.put()
+                .and_then(|p| p.item().get("records"))
+                .and_then(|r| r.as_l().ok())
+                .map_or(0, Vec::len)
+        };
         let refused = mock!(Client::transact_write_items)
-            .match_requests(|r| r.transact_items().len() == 8)
+            .match_requests(move |r| {
+                r.transact_items().len() == 9 && listed(&r.transact_items()[8]) == 2
+            })
             .then_error(|| {
                 cancelled(&[
                     "None",
@@ -243,13 +295,15 @@ mod tests {
                     "None",
                     "ConditionalCheckFailed",
                     "None",
+                    "None",
                 ])
             });
-        // Without end 1 (final already) and end 2 (its head moved): end 0 and the count.
+        // Without end 1 (final already) and end 2 (its head moved): end 0, the count, and an
+        // index entry listing end 0's record alone.
         let accepted = mock!(Client::transact_write_items)
-            .match_requests(|r| {
+            .match_requests(move |r| {
                 let items = r.transact_items();
-                items.len() == 4
+                items.len() == 5
                     && items[3].update().is_some_and(|u| {
                         u.update_expression() == "ADD n_succeeded :succeeded"
                             && u.expression_attribute_values()
@@ -257,6 +311,7 @@ mod tests {
                                 .and_then(|v| v.as_n().ok())
                                 .is_some_and(|n| n == "1")
                     })
+                    && listed(&items[4]) == 1
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
         let client = mock_client!(
