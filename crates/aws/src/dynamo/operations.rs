@@ -137,12 +137,15 @@ pub fn shard_marker(
         ("sk".to_string(), s(shard_sk(shard))),
         ("tasks".to_string(), n(tasks.len())),
     ]);
+    // A shard with nothing to plan has nothing to list.
+    let Some(planned_at) = tasks.first().map(|t| t.updated_at) else {
+        return (marker, false);
+    };
     let keys: Vec<String> = tasks.iter().map(|t| t.target.key()).collect();
     let listed: Option<Vec<&str>> = keys.iter().map(|k| listed_key(shard, k)).collect();
     let Some(listed) = listed.filter(|l| listing_size(l.iter().copied()) <= listing_bytes) else {
         return (marker, false);
     };
-    let planned_at = tasks.first().map_or_else(Utc::now, |t| t.updated_at);
     marker.insert(
         "listed".into(),
         AttributeValue::L(listed.into_iter().map(s).collect()),

@@ -568,11 +568,12 @@ impl OperationStore for MemoryStore {
         if !state.shards.insert((op_id.to_string(), shard.key())) {
             return Ok(());
         }
-        let now = tasks.first().map_or_else(Utc::now, |t| t.updated_at);
-        state.listings.insert(
-            (op_id.to_string(), shard.key()),
-            (tasks.iter().map(|t| t.target.key()).collect(), now),
-        );
+        if let Some(at) = tasks.first().map(|t| t.updated_at) {
+            state.listings.insert(
+                (op_id.to_string(), shard.key()),
+                (tasks.iter().map(|t| t.target.key()).collect(), at),
+            );
+        }
         if let Some(op) = state.operations.get_mut(op_id) {
             op.counts.total += tasks.len() as u64;
             op.shards_done += 1;
