@@ -583,3 +583,43 @@ async fn an_account_plan_for_an_operation_that_does_not_exist_is_rejected_and_wr
     assert!(w.task_q.is_empty());
     assert_eq!(w.sizes(&asg(DEV)), ASG_SIZES);
 }
+
+/// A plan delivered again after its shard was planned (the worker that planned it stopped
+/// before sending its chunks) sends the open tasks with their targets described whole: the
+/// shard's marker lists their keys only, and a key carries no tags (the cluster's hold reads
+/// its tags).
+#[tokio::test]
+async fn a_plan_delivered_again_sends_its_open_targets_described_whole() {
+    let w = world(&[]).await;
+    let id = w.begin(true, false).await;
+    let first: Vec<Target> = w
+        .route()
+        .await
+        .iter()
+        .map(|body| serde_json::from_str::<curfew_core::operation::TaskMessage>(body).unwrap())
+        .map(|m| m.target)
+        .collect();
+    assert_eq!(first.len(), 2);
+    let listed = w.store.list_tasks(&id).await.unwrap();
+    assert!(
+        listed.iter().all(|t| t.target.tags.is_empty()),
+        "planned by key"
+    );
+
+    let shard = Shard {
+        account: DEV.into(),
+        region: REGION.into(),
+    };
+    let again = curfew_core::service::router::plan_chunks(&w.hub, &id, &[shard])
+        .await
+        .unwrap();
+    let mut resent: Vec<Target> = again.into_iter().flat_map(|c| c.targets).collect();
+    resent.sort_by_key(Target::key);
+    let mut first = first;
+    first.sort_by_key(Target::key);
+    assert_eq!(
+        resent, first,
+        "described as discovery has them, tags and all"
+    );
+    assert!(resent.iter().all(|t| t.tag("env") == Some("dev")));
+}
