@@ -90,16 +90,11 @@ pub fn emulator_state() -> serde_json::Value {
 /// `/proc`: with the wall time of a stretch of work, how busy moto was during it. `None` before
 /// the emulator started or where `/proc` does not say.
 pub fn emulator_cpu_seconds() -> Option<f64> {
-    let watcher = EMULATOR.get()?.pid;
-    // The emulator's pid is the `sh` that stops it with this process; the server is its child
-    // (with the watcher's `sleep 1`, whose CPU time is nil).
-    let children =
-        std::fs::read_to_string(format!("/proc/{watcher}/task/{watcher}/children")).ok()?;
-    let ticks: u64 = children
-        .split_whitespace()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| cpu_ticks(&stat))
-        .sum();
+    // The server's own process: the emulator's `pid` is the watchdog that stops it with this
+    // process, which is not its parent (reading the watchdog's children read only its
+    // `sleep 1`: 0% busy).
+    let server = EMULATOR.get()?.server_pid;
+    let ticks = cpu_ticks(&std::fs::read_to_string(format!("/proc/{server}/stat")).ok()?)?;
     // /proc counts in USER_HZ, which Linux fixes at 100 for its user-facing interfaces.
     Some(ticks as f64 / 100.0)
 }
@@ -528,6 +523,22 @@ impl TestHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `curfew-bench` sets a wave's requests against how busy moto was: the CPU time must be
+    /// the server's (it read 0% while it was read from the watchdog's children).
+    #[test]
+    fn the_emulators_cpu_time_is_its_servers_and_grows_as_it_answers() {
+        emulator();
+        let start = emulator_cpu_seconds().expect("read from /proc");
+        // Each answer (moto's whole state as JSON) costs moto more than a clock tick.
+        for _ in 0..10 {
+            emulator_state();
+            if emulator_cpu_seconds().expect("read from /proc") > start {
+                return;
+            }
+        }
+        panic!("moto answered 10 requests and its CPU time did not grow from {start} s");
+    }
 
     #[test]
     fn cpu_time_is_read_after_the_command_name_even_with_spaces_in_it() {

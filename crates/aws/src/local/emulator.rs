@@ -33,8 +33,11 @@ pub enum EmulatorError {
 pub struct Emulator {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
-    /// Its process id.
+    /// Its process id: the watchdog that stops the server with its parent process, when it has
+    /// one; else the server's.
     pub pid: u32,
+    /// The moto server's own process id (what its CPU time is read from).
+    pub server_pid: u32,
     /// Stop the server when this value is dropped (tests); `curfew local up` leaves it running.
     pub stop_on_drop: bool,
 }
@@ -175,6 +178,7 @@ impl Emulator {
         let emulator = Emulator {
             endpoint: format!("http://127.0.0.1:{port}"),
             pid,
+            server_pid: server,
             stop_on_drop: true,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
