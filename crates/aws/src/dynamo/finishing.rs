@@ -4,7 +4,7 @@
 //! index their records by day in one entry (`trail::index_item`).
 //!
 //! A task finished alone pays a counter stripe's write for itself: 2 of its transaction's write
-//! units, as many as its final state. A delivery's transaction of 33 changed targets pays it
+//! units, as many as its final state. A delivery's transaction of 32 changed targets pays it
 //! once for all of them.
 //!
 //! [`OperationStore::finish_tasks`]: curfew_core::ports::OperationStore::finish_tasks

@@ -68,14 +68,19 @@ fn record_item(record: &AuditRecord, at: DateTime<Utc>, indexed: bool) -> Item {
     // names (docs/PERFORMANCE.md).
     item.insert(
         "gsi2sk".into(),
-        s(format!(
-            "{}#{}#{}",
-            index_time(at),
-            record_sk(record.seq),
-            record.hash.get(..8).unwrap_or(&record.hash)
-        )),
+        s(format!("{}#{}", index_time(at), day_order(record))),
     );
     item
+}
+
+/// A record's place among a day's at one instant: `REC#<seq>#<first 8 hex of its hash>`, after
+/// its time in the by-day index's sort key (and in a listing of records an index entry lists).
+fn day_order(record: &AuditRecord) -> String {
+    format!(
+        "{}#{}",
+        record_sk(record.seq),
+        record.hash.get(..8).unwrap_or(&record.hash)
+    )
 }
 
 /// The by-day index entry of the records a finishing transaction appends (`records`: their
@@ -103,12 +108,7 @@ pub fn index_item(records: &[&AuditRecord], at: DateTime<Utc>) -> Option<Item> {
     item.insert("gsi2pk".into(), s(day_pk(at.date_naive(), b)));
     item.insert(
         "gsi2sk".into(),
-        s(format!(
-            "{}#IDX#{}#{}",
-            index_time(at),
-            record_sk(first.seq),
-            first.hash.get(..8).unwrap_or(&first.hash)
-        )),
+        s(format!("{}#IDX#{}", index_time(at), day_order(first))),
     );
     Some(item)
 }
@@ -468,12 +468,7 @@ impl AuditLog for DynamoStore {
         // A listed record that is gone was deleted: `audit verify` names it in its chain.
         for item in read.iter().flatten() {
             let record = decode_record(item)?;
-            let at = text(item, "at")?;
-            let order = format!(
-                "{at}#{}#{}",
-                record_sk(record.seq),
-                record.hash.get(..8).unwrap_or(&record.hash)
-            );
+            let order = format!("{}#{}", text(item, "at")?, day_order(&record));
             found.push((order, record));
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));

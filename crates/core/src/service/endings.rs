@@ -292,7 +292,7 @@ mod tests {
     use crate::operation::{OpSource, Operation, Shard, Task, TaskStatus};
     use crate::ports::OperationStore;
     use crate::selector::Selector;
-    use crate::target::{Target, TargetKind};
+    use crate::target::Target;
 
     #[tokio::test(start_paused = true)]
     async fn the_ends_held_when_calls_must_start_are_written_then_though_a_target_still_hangs() {
@@ -306,16 +306,8 @@ mod tests {
             now,
         );
         store.create_operation(&op).await.unwrap();
-        let target = |name: &str| Target {
-            account: "111111111111".into(),
-            region: "eu-west-1".into(),
-            kind: TargetKind::Asg,
-            cluster: None,
-            name: name.into(),
-            tags: Default::default(),
-            cluster_tags: Default::default(),
-            instance_types: Vec::new(),
-        };
+        let target =
+            |name: &str| Target::from_key(&format!("111111111111#eu-west-1#asg#{name}")).unwrap();
         let shard = Shard {
             account: "111111111111".into(),
             region: "eu-west-1".into(),
