@@ -867,8 +867,14 @@ impl TargetStore for CountingStore {
         let request = self
             .inner
             .acquire_lease(target_key, lease, op_created_at, now, ttl);
-        self.observe(StoreCall::AcquireLease, request, |l| {
-            found(matches!(l, Lease::Acquired { .. }))
+        self.observe(StoreCall::AcquireLease, request, |l| match l {
+            // `items`: the baseline the take returned (1: read off the lease item).
+            Lease::Acquired { baseline, .. } => Seen {
+                found: true,
+                items: u64::from(baseline.is_some()),
+                ..Seen::default()
+            },
+            _ => Seen::default(),
         })
         .await
     }

@@ -297,12 +297,17 @@ pub struct Finalized {
 }
 
 /// Result of asking for a target's lease.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Lease {
     /// Ours (this token's) until it expires or we release it.
     Acquired {
         /// A change an earlier holder began and never finished, if any.
         interrupted: Option<Interrupted>,
+        /// The target's saved baseline as the take found it, what
+        /// [`TargetStore::get_baseline`] would read: the lease item carries it, so the take
+        /// returns it and the delivery need not read it again. Only the lease's holder writes
+        /// a baseline, so it stays current while the lease is held.
+        baseline: Option<Baseline>,
     },
     /// Another operation holds it: try again later.
     Held {

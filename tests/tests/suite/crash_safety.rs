@@ -68,11 +68,27 @@ async fn a_worker_that_crashed_after_scaling_finishes_the_task_on_redelivery() {
         (task.before, task.after),
         (Some(before), Some(Sizes::new(0, 0, 0)))
     );
-    assert_eq!(
-        t.hub.store.get_baseline(&k).await.unwrap().unwrap().sizes,
-        before
-    );
+    let saved = t.hub.store.get_baseline(&k).await.unwrap().unwrap();
+    assert_eq!(saved.sizes, before);
     assert_eq!(t.sizes(target).await, Sizes::new(0, 0, 0));
+
+    // The next operation's take returns that baseline off the lease item as it was (the
+    // delivery reads it no more), just as a read of the baseline finds it.
+    let next = LeaseToken::new("a-later-start", Action::Start);
+    let now = t.clock.now();
+    let granted = t
+        .hub
+        .store
+        .acquire_lease(&k, &next, now, now, ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        granted,
+        Lease::Acquired {
+            interrupted: None,
+            baseline: Some(saved)
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,7 +318,13 @@ async fn the_next_lease_holder_reads_the_change_an_interrupted_delivery_left_in_
         .acquire_lease(&k, &crashed, msg.op_created_at, now, ttl)
         .await
         .unwrap();
-    assert_eq!(granted, Lease::Acquired { interrupted: None });
+    assert_eq!(
+        granted,
+        Lease::Acquired {
+            interrupted: None,
+            baseline: None
+        }
+    );
     let before = t.sizes(&fleet[0]).await;
     let change = ChangeInFlight {
         before,
@@ -357,7 +379,8 @@ async fn the_next_lease_holder_reads_the_change_an_interrupted_delivery_left_in_
                 before: Some(before),
                 marked_at: Some(now),
                 update_id: Some("update-1".into()),
-            })
+            }),
+            baseline: None,
         }
     );
     // A finished task's release clears the mark.
@@ -369,5 +392,11 @@ async fn the_next_lease_holder_reads_the_change_an_interrupted_delivery_left_in_
         .acquire_lease(&k, &again, t.clock.now(), t.clock.now(), ttl)
         .await
         .unwrap();
-    assert_eq!(granted, Lease::Acquired { interrupted: None });
+    assert_eq!(
+        granted,
+        Lease::Acquired {
+            interrupted: None,
+            baseline: None
+        }
+    );
 }

@@ -91,6 +91,24 @@ impl DynamoStore {
         Ok(legacy)
     }
 
+    /// The baseline a lease take found (`taken`: the lease item as it was before the take):
+    /// the one the item carries, else an item of the earlier layout (one GetItem). A start's
+    /// baseline is on its lease item, so its take reads nothing more; a stop reads 1 unit
+    /// where `read_baseline` reads 2.
+    pub(crate) async fn baseline_taken(
+        &self,
+        target_key: &str,
+        taken: &Item,
+    ) -> PortResult<Option<Baseline>> {
+        if let Some(baseline) = carried(taken)? {
+            return Ok(Some(baseline));
+        }
+        self.get(&target_pk(target_key), LEGACY_SK)
+            .await?
+            .map(decode)
+            .transpose()
+    }
+
     /// Puts `baseline` on the lease item while `lease` holds it, marking the change in flight
     /// (`change`) in the same write, as `mark_in_flight` does: one write unit for both. False
     /// when a baseline is kept (another operation's, or ours unless `replacing_own`).

@@ -283,9 +283,23 @@ impl TargetStore for DynamoStore {
         })
         .await;
         match result {
-            Ok(out) => Ok(Lease::Acquired {
-                interrupted: out.attributes.as_ref().and_then(interrupted),
-            }),
+            Ok(out) => {
+                let taken = out.attributes.unwrap_or_default();
+                let baseline = match self.baseline_taken(target_key, &taken).await {
+                    Ok(baseline) => baseline,
+                    Err(e) => {
+                        // Not left held for its TTL by a read that failed after the take. If
+                        // the release fails too, the lease expires as after a crash: the
+                        // read's error is the one to report.
+                        let _expires_instead = self.release_lease(target_key, lease, false).await;
+                        return Err(e);
+                    }
+                };
+                Ok(Lease::Acquired {
+                    interrupted: interrupted(&taken),
+                    baseline,
+                })
+            }
             Err(e) if e.kind == ErrorKind::ConditionFailed => {
                 let item = self.get(&pk, "LEASE").await?.unwrap_or_default();
                 let newer = millis(&item, "last_op_at")
@@ -488,10 +502,12 @@ impl TargetStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
     use aws_sdk_dynamodb::Client;
     use aws_smithy_mocks::{mock, mock_client};
     use chrono::TimeZone;
+    use curfew_core::target::Sizes;
 
     fn lease() -> LeaseToken {
         LeaseToken {
@@ -515,21 +531,67 @@ mod tests {
                     && r.key().and_then(|k| k.get("sk")) == Some(&s("LEASE"))
             })
             .then_output(|| UpdateItemOutput::builder().build());
-        let client = mock_client!(aws_sdk_dynamodb, [&lease_rule]);
+        // No baseline on the lease item: the earlier layout's baseline item is read, once.
+        let legacy_rule = mock!(Client::get_item)
+            .match_requests(|r| r.key().and_then(|k| k.get("sk")) == Some(&s("BASELINE")))
+            .then_output(|| GetItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, [&lease_rule, &legacy_rule]);
         let store = DynamoStore::new(client, "curfew-state");
         let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
         let got = store
             .acquire_lease("k", &lease(), now, now, Duration::minutes(15))
             .await
             .unwrap();
-        assert_eq!(got, Lease::Acquired { interrupted: None });
+        assert_eq!(
+            got,
+            Lease::Acquired {
+                interrupted: None,
+                baseline: None
+            }
+        );
+        assert_eq!(legacy_rule.num_calls(), 1);
+    }
+
+    /// A start's take: the lease item as it was carries the baseline, which the take returns
+    /// without reading anything more (the mock answers nothing but the UpdateItem).
+    #[tokio::test]
+    async fn a_take_returns_the_baseline_its_lease_item_carries_without_another_read() {
+        let saved = Baseline {
+            target_key: "111111111111#eu-west-1#asg#web".into(),
+            sizes: Sizes::new(1, 4, 2),
+            op_id: "op-0".into(),
+            saved_at: Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(),
+            held: Default::default(),
+            ca_tags: Vec::new(),
+            cluster_hold: false,
+        };
+        let value: AttributeValue = serde_dynamo::to_attribute_value(&saved).unwrap();
+        let lease_rule = mock!(Client::update_item).then_output(move || {
+            UpdateItemOutput::builder()
+                .attributes("baseline", value.clone())
+                .attributes("last_op", s("op-0"))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_dynamodb, [&lease_rule]);
+        let store = DynamoStore::new(client, "curfew-state");
+        let now = Utc.with_ymd_and_hms(2027, 1, 5, 7, 0, 0).unwrap();
+        let got = store
+            .acquire_lease(&saved.target_key, &lease(), now, now, Duration::minutes(15))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Lease::Acquired {
+                interrupted: None,
+                baseline: Some(saved)
+            }
+        );
     }
 
     /// The restore claim travels with the hold record, conditioned on the generation read and
     /// fenced by the lease; a record an earlier version wrote (no `restoring`) reads unclaimed.
     #[tokio::test]
     async fn a_cluster_holds_restore_claim_is_written_and_read_back_with_the_record() {
-        use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
         use std::sync::{Arc, Mutex};
 

@@ -894,6 +894,8 @@ impl TargetStore for MemoryStore {
         ttl: Duration,
     ) -> PortResult<Lease> {
         let mut state = lock(&self.state);
+        // Read before the take, as the adapter's take returns the lease item as it was.
+        let baseline = state.baselines.get(target_key).cloned();
         let lease = state.leases.entry(target_key.to_string()).or_default();
         // The adapter stores epoch milliseconds and compares those.
         let at = op_created_at.timestamp_millis();
@@ -910,7 +912,10 @@ impl TargetStore for MemoryStore {
                 last_op: Some(token.op_id.clone()),
                 last_op_at_ms: Some(at),
             };
-            return Ok(Lease::Acquired { interrupted });
+            return Ok(Lease::Acquired {
+                interrupted,
+                baseline,
+            });
         }
         let last_op = lease.last_op.clone().unwrap_or_default();
         let newer = lease.last_op_at_ms.is_some_and(|last| last > at);

@@ -97,8 +97,15 @@ pub async fn work(
             let begun = change_begun(&task, own.as_ref());
             finish(hub, msg, &superseded(&by, begun.as_ref())).await
         }
-        Lease::Acquired { interrupted } => {
-            let result = leased(hub, msg, &lease, interrupted.as_ref(), overrides).await;
+        Lease::Acquired {
+            interrupted,
+            baseline,
+        } => {
+            let taken = Taken {
+                interrupted: interrupted.as_ref(),
+                baseline,
+            };
+            let result = leased(hub, msg, &lease, taken, overrides).await;
             // Released on error too; a crash instead leaves the lease to expire. The release is
             // conditional on our token, so a lease that moved on is left to its new holder.
             // Only a final task clears the mark of a change in flight.
@@ -259,14 +266,26 @@ async fn awake_until(
     Ok(Override::awake_until(overrides, &msg.target, now))
 }
 
+/// What a delivery found when it took the target's lease ([`Lease::Acquired`]).
+struct Taken<'a> {
+    /// A change an earlier holder began and never finished.
+    interrupted: Option<&'a Interrupted>,
+    /// The target's saved baseline: returned by the take, so not read again.
+    baseline: Option<Baseline>,
+}
+
 /// Everything a delivery does while it holds the target's lease.
 async fn leased(
     hub: &Hub,
     msg: &TaskMessage,
     lease: &LeaseToken,
-    interrupted: Option<&Interrupted>,
+    taken: Taken<'_>,
     overrides: Option<&[Override]>,
 ) -> PortResult<TaskStep> {
+    let Taken {
+        interrupted,
+        mut baseline,
+    } = taken;
     // Read again under the lease: another copy of this message may have finished the task
     // between our first read and the acquisition.
     let task = load_task(hub, msg).await?;
@@ -275,7 +294,6 @@ async fn leased(
         Err(e) if task.status.is_final() => return Err(e),
         Err(e) => return spoke_failure(hub, msg, None, "reading the target", e).await,
     };
-    let mut baseline = hub.store.get_baseline(&msg.target.key()).await?;
     // What an interrupted delivery of another operation left is settled before anything else,
     // even when this task turns out to be final: releasing a final task's lease clears the mark.
     if let Some(interrupted) = interrupted.filter(|i| i.op_id != msg.op_id) {

@@ -378,7 +378,10 @@ async fn a_dry_run_leaves_no_lease_behind() {
         .unwrap();
     assert_eq!(
         granted,
-        curfew_core::ports::Lease::Acquired { interrupted: None },
+        curfew_core::ports::Lease::Acquired {
+            interrupted: None,
+            baseline: None
+        },
         "not even an operation older than the dry run is superseded"
     );
 }
