@@ -397,6 +397,34 @@ pub fn key(t: &FleetTarget) -> String {
     t.target().key()
 }
 
+/// A target's audit records of the last 30 days, oldest first: its own chain's and those of
+/// the deliveries' chains that hold its changes (`audit_list::target_records`, as `curfew
+/// audit list --target` reads them), each chain they are in verified.
+pub async fn trail_of(t: &TestHub, target: &FleetTarget) -> Vec<curfew_core::trail::AuditRecord> {
+    use curfew_core::clock::Clock;
+    use curfew_core::trail::verify_chain;
+
+    let now = t.clock.now();
+    let store = t.hub.store.as_ref();
+    let mut records = curfew_core::audit_list::target_records(
+        store,
+        &key(target),
+        now - chrono::Duration::days(30),
+        now,
+    )
+    .await
+    .unwrap();
+    let chains: std::collections::BTreeSet<String> =
+        records.iter().map(|r| r.chain.clone()).collect();
+    for chain in chains {
+        let all = store.audit_chain(&chain).await.unwrap();
+        let head = store.audit_head(&chain).await.unwrap();
+        assert_eq!(verify_chain(&chain, &all, head.as_ref(), None), Ok(()));
+    }
+    records.sort_by_key(|r| r.entry().map(|e| e.at));
+    records
+}
+
 /// True when `t` carries `tag:env=dev` (on itself or its cluster).
 pub fn is_dev(t: &FleetTarget) -> bool {
     t.target().tag("env") == Some("dev")

@@ -18,7 +18,8 @@ pub struct AuditFilter {
     pub since: Option<DateTime<Utc>>,
     /// Up to this time.
     pub until: Option<DateTime<Utc>>,
-    /// One target's chain (its key).
+    /// One target's records (its key): its own chain's and its changes in deliveries' chains
+    /// ([`target_records`]).
     pub target: Option<String>,
     /// One operation's changes.
     pub operation: Option<String>,
@@ -56,22 +57,23 @@ pub struct ListedRecord {
     pub entry: AuditEntry,
 }
 
-/// The records `filter` keeps, newest first, at most `filter.limit`. Without a target or a
-/// `since`, the window is the [`DEFAULT_WINDOW_DAYS`] before `until` (default `now`).
+/// The records `filter` keeps, newest first, at most `filter.limit`. Without a `since`, the
+/// window is the [`DEFAULT_WINDOW_DAYS`] before `until` (default `now`). A target's records are
+/// its own chain's (drift found, earlier versions' changes: all of them) and the changes a
+/// worker's delivery recorded in the delivery's chain with other targets' (see
+/// [`crate::trail::delivery_chain`]): those in the window, read by time.
 pub async fn list(
     log: &dyn AuditLog,
     filter: &AuditFilter,
     now: DateTime<Utc>,
 ) -> PortResult<Vec<ListedRecord>> {
+    let until = filter.until.unwrap_or(now);
+    let since = filter
+        .since
+        .unwrap_or(until - Duration::days(DEFAULT_WINDOW_DAYS));
     let records: Vec<AuditRecord> = match &filter.target {
-        Some(key) => log.audit_chain(&target_chain(key)).await?,
-        None => {
-            let until = filter.until.unwrap_or(now);
-            let since = filter
-                .since
-                .unwrap_or(until - Duration::days(DEFAULT_WINDOW_DAYS));
-            log.audit_between(since, until).await?
-        }
+        Some(key) => target_records(log, key, since, until).await?,
+        None => log.audit_between(since, until).await?,
     };
     let mut shown: Vec<ListedRecord> = records
         .into_iter()
@@ -89,6 +91,26 @@ pub async fn list(
     shown.sort_by(|a, b| (b.entry.at, &b.chain, b.seq).cmp(&(a.entry.at, &a.chain, a.seq)));
     shown.truncate(filter.limit);
     Ok(shown)
+}
+
+/// The records of one target: all of its own chain's, and those of the changes recorded in a
+/// delivery's chain ([`crate::trail::delivery_chain`]) dated from `since` to `until` (read by
+/// time, then picked by their subject).
+pub async fn target_records(
+    log: &dyn AuditLog,
+    target_key: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> PortResult<Vec<AuditRecord>> {
+    let chain = target_chain(target_key);
+    let (mut records, window) =
+        futures::try_join!(log.audit_chain(&chain), log.audit_between(since, until))?;
+    records.extend(
+        window
+            .into_iter()
+            .filter(|r| r.chain != chain && r.entry().is_some_and(|e| e.subject == target_key)),
+    );
+    Ok(records)
 }
 
 /// A subject for a table cell: sizes as min/max/desired, anything else as short JSON.

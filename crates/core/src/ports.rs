@@ -151,7 +151,8 @@ pub struct TaskEnd {
     pub target: Target,
     /// How it ended (SUCCEEDED, FAILED or SKIPPED).
     pub outcome: TaskOutcome,
-    /// The change it made, to append to the target's chain in the same write.
+    /// The change it made, linked in its chain (a delivery's, [`crate::trail::delivery_chain`]),
+    /// to append in the same write: `expected` is the record it follows (0 for a new chain).
     pub record: Option<(Link, u64)>,
 }
 
@@ -490,9 +491,11 @@ pub trait OperationStore: Send + Sync {
     /// exactly when it is final, in as few atomic writes as the store allows: the adapter
     /// writes transactions of up to 100 items that count their tasks on one counter stripe per
     /// operation, where a task finished alone takes its own transaction and its own count.
+    /// The ends' records are linked in order in one chain, whose head a transaction moves once.
     /// Returns each end's [`RecordedFinish`], in order (`Finished` for an end without a record
     /// means it was finished). An end `AlreadyFinal` or `HeadMoved` wrote nothing; the others
-    /// are written all the same.
+    /// are written all the same, but for the records linked after an end left out: those no
+    /// longer follow the head, and come back `HeadMoved` to be linked again.
     async fn finish_tasks(
         &self,
         ends: &[TaskEnd],

@@ -44,6 +44,19 @@ pub fn target_chain(target_key: &str) -> String {
     format!("target/{target_key}")
 }
 
+/// The chain of the changes one delivery's task ends record together (see
+/// `OperationStore::finish_tasks`): named by the first changed target and the time of the
+/// write, a chain of its own that nothing else appends to, so the delivery's records share one
+/// head instead of each moving its target's. A later write that picks the same name (the same
+/// first target in the same millisecond) finds the head taken and appends after it.
+pub fn delivery_chain(first_target_key: &str, at: DateTime<Utc>) -> String {
+    format!(
+        "ends/{}@{}",
+        first_target_key,
+        at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    )
+}
+
 /// The index partition (`0..buckets`) a chain is listed under: the first byte of its name's
 /// SHA-256, so every process places a chain alike and chains spread evenly.
 pub fn bucket(chain: &str, buckets: u8) -> u8 {

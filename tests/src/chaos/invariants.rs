@@ -4,8 +4,10 @@
 //! operations that changed it ask for, newest last; no start shrank a group; every operation is
 //! final with counts equal to its task records; every failure, skip and dead-lettered task
 //! carries its reason, and an operation with a dead-lettered task did not succeed; dry
-//! runs never acted, never took a lease; a target kept awake was never stopped; every target's
-//! audit chain verifies and holds each change a task made, once.
+//! runs never acted, never took a lease; a target kept awake was never stopped; every audit
+//! chain verifies and the trail holds each change a task made, once.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use curfew_core::cluster::WorkloadKind;
@@ -14,7 +16,7 @@ use curfew_core::decision::Action;
 use curfew_core::fakes::{FakeClusters, FakeSpokes, MemoryStore};
 use curfew_core::operation::{OpStatus, Operation, Task, TaskStatus};
 use curfew_core::ports::{OperationStore, TargetStore};
-use curfew_core::trail::{target_chain, verify_chain, AuditLog};
+use curfew_core::trail::{verify_chain, AuditLog};
 
 use super::scenario::{Model, Scenario, CA_REPLICAS};
 
@@ -200,8 +202,9 @@ fn expected_state(
     Some(t.initial)
 }
 
-/// Every target's audit chain verifies and records each change a task made exactly once: the
-/// operations in the chain are those whose task on the target SUCCEEDED with new sizes or
+/// Every audit chain verifies, and the trail records each change a task made exactly once:
+/// the operations recorded for a target (in its own chain or in a delivery's, see
+/// `trail::delivery_chain`) are those whose task on the target SUCCEEDED with new sizes or
 /// holds, or was superseded after it began scaling (not dry runs, not drift checks), however
 /// often its messages were delivered and wherever its deliveries crashed.
 async fn check_trail(
@@ -210,27 +213,34 @@ async fn check_trail(
     operations: &[(Operation, Vec<Task>)],
     violations: &mut Vec<String>,
 ) {
-    for key in scenario.targets.keys() {
-        let chain = target_chain(key);
-        let (records, head) = match (
-            store.audit_chain(&chain).await,
-            store.audit_head(&chain).await,
-        ) {
-            (Ok(records), Ok(head)) => (records, head),
-            _ => {
-                violations.push(format!("the audit chain of {key} cannot be read back"));
-                continue;
-            }
+    let Ok(heads) = store.audit_heads().await else {
+        violations.push("the audit chains' heads cannot be read back".into());
+        return;
+    };
+    // Each change by its target (an entry's subject): the operations that recorded it.
+    let mut recorded_for: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for head in &heads {
+        let Ok(records) = store.audit_chain(&head.chain).await else {
+            violations.push(format!(
+                "the audit chain {} cannot be read back",
+                head.chain
+            ));
+            continue;
         };
-        if !records.is_empty() || head.is_some() {
-            if let Err(p) = verify_chain(&chain, &records, head.as_ref(), None) {
-                violations.push(format!("the audit chain of {key} is broken: {}", p.problem));
+        if let Err(p) = verify_chain(&head.chain, &records, Some(head), None) {
+            violations.push(format!(
+                "the audit chain {} is broken: {}",
+                head.chain, p.problem
+            ));
+        }
+        for entry in records.iter().filter_map(|r| r.entry()) {
+            if let Some(op) = entry.operation {
+                recorded_for.entry(entry.subject).or_default().push(op);
             }
         }
-        let mut recorded: Vec<String> = records
-            .iter()
-            .filter_map(|r| r.entry()?.operation)
-            .collect();
+    }
+    for key in scenario.targets.keys() {
+        let mut recorded = recorded_for.remove(key).unwrap_or_default();
         recorded.sort();
         let mut changed: Vec<String> = operations
             .iter()
@@ -268,7 +278,7 @@ async fn check_trail(
                 })
                 .collect();
             violations.push(format!(
-                "the audit chain of {key} records operations {recorded:?}, but the tasks that \
+                "the audit trail of {key} records operations {recorded:?}, but the tasks that \
                  changed it are those of {changed:?}; its tasks: [{}]",
                 tasks.join(" | ")
             ));

@@ -232,13 +232,18 @@ async fn head_item(t: &TestHub, chain: &str) -> HashMap<String, Av> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_head_an_earlier_version_indexed_is_listed_verified_and_moved_by_its_next_append() {
+    use curfew_core::clock::Clock;
+
     let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
     t.register_accounts(&["eu-west-1"]).await;
     let target = asg(&t, "audited", Sizes::new(1, 4, 2));
     t.seed(std::slice::from_ref(&target)).await;
     t.run(json!({"action": "stop", "select": "name=audited"}))
         .await;
-    let chain = curfew_core::trail::target_chain(&key(&target));
+    // The stop's change, in its delivery's chain.
+    let heads = t.hub.store.audit_heads().await.unwrap();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let chain = heads[0].chain.clone();
     let item = head_item(&t, &chain).await;
     assert!(item.contains_key("gsi3pk") && !item.contains_key("gsi1pk"));
 
@@ -254,9 +259,24 @@ async fn a_chain_head_an_earlier_version_indexed_is_listed_verified_and_moved_by
         "{report:?}"
     );
 
+    // The next append to that chain (a delivery's chain takes one only when a later write
+    // picks its name; a target's chain takes drift records).
     t.clock.advance(chrono::Duration::hours(12));
-    t.run(json!({"action": "start", "select": "name=audited"}))
-        .await;
+    let entry = curfew_core::trail::AuditEntry::new(
+        curfew_core::trail::ChangeKind::DriftFound,
+        key(&target),
+        "worker",
+        t.clock.now(),
+    );
+    curfew_core::trail::record(
+        t.hub.store.as_ref(),
+        &t.hub.settings.audit,
+        &chain,
+        "a-later-change",
+        &entry,
+    )
+    .await
+    .unwrap();
     let item = head_item(&t, &chain).await;
     assert!(
         item.contains_key("gsi3pk") && !item.contains_key("gsi1pk"),

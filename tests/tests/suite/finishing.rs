@@ -1,8 +1,9 @@
 //! A chunk's task ends written together through the real DynamoDB adapter, on the emulator:
-//! more changed targets than one transaction holds, one of them finished by another delivery
-//! first (its transaction is cancelled and sent again without it), every other task final,
-//! counted once and recorded once in its target's chain, and listed by time through one index
-//! entry per transaction.
+//! more changed targets than one transaction holds, their changes linked in one delivery
+//! chain, one of them finished by another delivery first (its transaction is cancelled, and the
+//! records linked after it come back to be linked again, as the worker does), every other task
+//! final, counted once and recorded once, and listed by time through one index entry per
+//! transaction.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{TimeZone, Utc};
@@ -12,15 +13,15 @@ use curfew_core::operation::{OpStatus, TaskOutcome, TaskStatus};
 use curfew_core::ports::{RecordedFinish, TaskEnd};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::target::Sizes;
-use curfew_core::trail::{target_chain, verify_chain, AuditEntry, ChangeKind, Link};
+use curfew_core::trail::{delivery_chain, verify_chain, AuditEntry, ChainHead, ChangeKind, Link};
 use curfew_tests::spawn_hub;
 use serde_json::json;
 
 const SIZES: Sizes = Sizes::new(1, 4, 2);
-const TARGETS: usize = 40;
+const TARGETS: usize = 60;
 
 #[tokio::test]
-async fn forty_changed_targets_are_finished_in_two_transactions_and_one_finished_first_is_left_out()
+async fn sixty_changed_targets_are_finished_in_two_transactions_and_one_finished_first_is_left_out()
 {
     let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
     t.register_accounts(&["eu-west-1"]).await;
@@ -55,28 +56,58 @@ async fn forty_changed_targets_are_finished_in_two_transactions_and_one_finished
         .await
         .unwrap());
 
-    let ends: Vec<TaskEnd> = messages
-        .iter()
-        .map(|m| {
-            let key = m.target.key();
-            let entry = AuditEntry::new(ChangeKind::TargetStopped, &key, "worker", now);
-            let link = Link::after(None, &target_chain(&key), &m.op_id, &entry, None);
-            TaskEnd {
-                op_id: m.op_id.clone(),
-                target: m.target.clone(),
-                outcome: stopped(false),
-                record: Some((link, 0)),
+    // The worker's write: the changes linked in order in the delivery's chain; the ends sent
+    // back (linked after one left out) are linked again after the head as written.
+    let chain = delivery_chain(&messages[0].target.key(), now);
+    let link = |which: &[usize], head: Option<ChainHead>| -> Vec<TaskEnd> {
+        let mut tip = head;
+        which
+            .iter()
+            .map(|&i| {
+                let m = &messages[i];
+                let entry =
+                    AuditEntry::new(ChangeKind::TargetStopped, m.target.key(), "worker", now);
+                let expected = tip.as_ref().map_or(0, |h| h.seq);
+                let link = Link::after(tip.as_ref(), &chain, &m.op_id, &entry, None);
+                tip = Some(link.head.clone());
+                TaskEnd {
+                    op_id: m.op_id.clone(),
+                    target: m.target.clone(),
+                    outcome: stopped(false),
+                    record: Some((link, expected)),
+                }
+            })
+            .collect()
+    };
+    let mut results = [None; TARGETS];
+    let mut pending: Vec<usize> = (0..TARGETS).collect();
+    for round in 0..2 {
+        let head = t.hub.store.audit_head(&chain).await.unwrap();
+        let ends = link(&pending, head);
+        let written = t.hub.store.finish_tasks(&ends, now).await.unwrap();
+        let sent = std::mem::take(&mut pending);
+        for (i, result) in sent.into_iter().zip(written) {
+            match result {
+                RecordedFinish::HeadMoved => pending.push(i),
+                other => results[i] = Some(other),
             }
-        })
-        .collect();
-    let results = t.hub.store.finish_tasks(&ends, now).await.unwrap();
+        }
+        if round == 0 {
+            assert_eq!(
+                pending.len(),
+                TARGETS - 1,
+                "every record came back to be linked again"
+            );
+        }
+    }
+    assert!(pending.is_empty());
     for (i, result) in results.iter().enumerate() {
         let expected = if i == 6 {
             RecordedFinish::AlreadyFinal
         } else {
             RecordedFinish::Finished
         };
-        assert_eq!(*result, expected, "end {i}");
+        assert_eq!(*result, Some(expected), "end {i}");
     }
 
     let settled = t
@@ -101,14 +132,18 @@ async fn forty_changed_targets_are_finished_in_two_transactions_and_one_finished
         op.counts.failed,
     );
     assert_eq!(counts, (TARGETS as u64, TARGETS as u64 - 1, 1, 0));
+    let records = t.hub.store.audit_chain(&chain).await.unwrap();
+    assert_eq!(
+        records.len(),
+        TARGETS - 1,
+        "one record a change, in one chain"
+    );
+    let head = t.hub.store.audit_head(&chain).await.unwrap();
+    assert_eq!(verify_chain(&chain, &records, head.as_ref(), None), Ok(()));
+    assert!(records
+        .iter()
+        .all(|r| r.entry().unwrap().subject != messages[6].target.key()));
     for (i, m) in messages.iter().enumerate() {
-        let chain = target_chain(&m.target.key());
-        let records = t.hub.store.audit_chain(&chain).await.unwrap();
-        assert_eq!(records.len(), usize::from(i != 6), "{chain}");
-        if i != 6 {
-            let head = t.hub.store.audit_head(&chain).await.unwrap();
-            assert_eq!(verify_chain(&chain, &records, head.as_ref(), None), Ok(()));
-        }
         let task = t
             .hub
             .store
@@ -124,8 +159,8 @@ async fn forty_changed_targets_are_finished_in_two_transactions_and_one_finished
         assert_eq!(task.status, status, "{}", m.target.key());
     }
 
-    // Listed by time through their transactions' index entries: one for the 32 records of the
-    // first transaction, one for the 7 of the second; no record is indexed by itself.
+    // Listed by time through their transactions' index entries: one for the 48 records of the
+    // first transaction, one for the 11 of the second; no record is indexed by itself.
     let since = now - chrono::Duration::minutes(1);
     let listed = t.hub.store.audit_between(since, now).await.unwrap();
     assert_eq!(listed.len(), TARGETS - 1);
@@ -165,5 +200,7 @@ async fn forty_changed_targets_are_finished_in_two_transactions_and_one_finished
         .unwrap();
     let left = t.hub.store.audit_between(since, now).await.unwrap();
     assert_eq!(left.len(), TARGETS - 2);
-    assert!(left.iter().all(|r| r.chain != gone.chain));
+    assert!(!left
+        .iter()
+        .any(|r| r.chain == gone.chain && r.seq == gone.seq));
 }

@@ -228,15 +228,18 @@ fn poller_hub(t: &TestHub, enforce_every: Duration, drift_every: Duration) -> Hu
     }
 }
 
-/// The `drift_found` records in a target's chain: (operation, sizes found).
+/// The `drift_found` records in a target's own chain (a delivery's changes go to its own):
+/// (operation, sizes found).
 async fn drift_records(t: &TestHub, f: &FleetTarget) -> Vec<(String, serde_json::Value)> {
     let name = trail::target_chain(&key(f));
     let chain = t.hub.store.audit_chain(&name).await.unwrap();
     let head = t.hub.store.audit_head(&name).await.unwrap();
-    assert_eq!(
-        trail::verify_chain(&name, &chain, head.as_ref(), None),
-        Ok(())
-    );
+    if head.is_some() || !chain.is_empty() {
+        assert_eq!(
+            trail::verify_chain(&name, &chain, head.as_ref(), None),
+            Ok(())
+        );
+    }
     chain
         .iter()
         .filter_map(|r| r.entry())

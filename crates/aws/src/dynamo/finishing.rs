@@ -1,11 +1,12 @@
 //! A delivery's tasks finished together ([`OperationStore::finish_tasks`]): each task's final
-//! state, and the record and head of the change it made, in transactions of up to
-//! [`TRANSACTION_ITEMS`] items that count their tasks on one counter stripe per operation and
-//! index their records by day in one entry (`trail::index_item`).
+//! state and the record of the change it made, in transactions of up to [`TRANSACTION_ITEMS`]
+//! items that count their tasks on one counter stripe per operation, move the records' chain
+//! head once (the delivery's changes are linked in a chain of its own) and index their records
+//! by day in one entry (`trail::index_item`).
 //!
-//! A task finished alone pays a counter stripe's write for itself: 2 of its transaction's write
-//! units, as many as its final state. A delivery's transaction of 32 changed targets pays it
-//! once for all of them.
+//! A task finished alone pays a counter stripe's write and its chain head's for itself: 2 of
+//! its transaction's write units each, as many as its final state. A delivery's transaction of
+//! 48 changed targets pays them once for all of them.
 //!
 //! [`OperationStore::finish_tasks`]: curfew_core::ports::OperationStore::finish_tasks
 
@@ -14,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use curfew_core::ports::{ErrorKind, PortError, PortResult, RecordedFinish, TaskEnd};
-use curfew_core::trail::AuditRecord;
+use curfew_core::trail::{AuditRecord, ChainHead};
 
 use super::operations::{count_item, final_state_item, stripe_of, OutcomeCounts};
 use super::trail::index_item;
@@ -23,20 +24,19 @@ use super::DynamoStore;
 /// DynamoDB's limit on the items of one TransactWriteItems.
 pub const TRANSACTION_ITEMS: usize = 100;
 
-/// The items `end` writes: its task's final state and, for a change, its record and its
-/// chain's head.
+/// The items `end` writes: its task's final state and, for a change, its record.
 pub fn end_items(end: &TaskEnd) -> usize {
-    1 + 2 * usize::from(end.record.is_some())
+    1 + usize::from(end.record.is_some())
 }
 
 /// The items of a transaction of `members` (indexes into `ends`): theirs, one counter stripe
-/// for each operation among them, and the records' index entry if any records.
+/// for each operation among them and, with records, their chain's head and their index entry.
 pub fn transaction_items(ends: &[TaskEnd], members: &[usize]) -> usize {
     let operations: BTreeSet<&str> = members.iter().map(|&i| ends[i].op_id.as_str()).collect();
     let recorded = members.iter().any(|&i| ends[i].record.is_some());
     members.iter().map(|&i| end_items(&ends[i])).sum::<usize>()
         + operations.len()
-        + usize::from(recorded)
+        + 2 * usize::from(recorded)
 }
 
 /// The by-day index entry of the records `members` append in one transaction, stamped `at`
@@ -56,32 +56,28 @@ pub fn records_index(
     index_item(&records, at)
 }
 
-/// The transactions `ends` are written in, each as the indexes of its ends, in order. A
-/// transaction takes ends while they fit in [`TRANSACTION_ITEMS`] with their counter stripes,
-/// and never two ends of one target (a transaction may name an item only once: they would
-/// share the chain's head).
+/// The transactions `ends` are written in, each as the indexes of its ends, in order: the
+/// records' chain runs through them in that order. A transaction takes ends while they fit in
+/// [`TRANSACTION_ITEMS`] with their counter stripes, and, once one has a record, the chain's
+/// head and the records' index entry.
 pub fn transactions(ends: &[TaskEnd]) -> Vec<Vec<usize>> {
     let mut all = Vec::new();
     let mut members: Vec<usize> = Vec::new();
     let mut items = 0;
     let mut operations: BTreeSet<&str> = BTreeSet::new();
-    let mut targets: BTreeSet<String> = BTreeSet::new();
     let mut recorded = false;
     for (i, end) in ends.iter().enumerate() {
         let count = usize::from(!operations.contains(end.op_id.as_str()));
-        // The records' one index entry, with the first record.
-        let index = usize::from(!recorded && end.record.is_some());
-        let fits = items + end_items(end) + count + index <= TRANSACTION_ITEMS;
-        let target = end.target.key();
-        if !members.is_empty() && (!fits || targets.contains(&target)) {
+        // The chain's head and the records' index entry, with the first record.
+        let shared = 2 * usize::from(!recorded && end.record.is_some());
+        let fits = items + end_items(end) + count + shared <= TRANSACTION_ITEMS;
+        if !members.is_empty() && !fits {
             all.push(std::mem::take(&mut members));
-            (items, operations, targets) = (0, BTreeSet::new(), BTreeSet::new());
-            recorded = false;
+            (items, operations, recorded) = (0, BTreeSet::new(), false);
         }
-        let index = usize::from(!recorded && end.record.is_some());
+        let shared = 2 * usize::from(!recorded && end.record.is_some());
         recorded |= end.record.is_some();
-        items += end_items(end) + index + usize::from(operations.insert(end.op_id.as_str()));
-        targets.insert(target);
+        items += end_items(end) + shared + usize::from(operations.insert(end.op_id.as_str()));
         members.push(i);
     }
     if !members.is_empty() {
@@ -95,8 +91,9 @@ pub fn transactions(ends: &[TaskEnd]) -> Vec<Vec<usize>> {
 enum Part {
     /// End `.0`'s final state: its condition failing means the task was final already.
     FinalState(usize),
-    /// End `.0`'s record or head: its condition failing means the head moved.
-    Append(usize),
+    /// A record (its place taken) or the chain's head (it moved): another write appended to
+    /// the chain first.
+    Append,
     /// The records' index entry (no condition).
     Index,
     /// A counter stripe (no condition).
@@ -104,8 +101,11 @@ enum Part {
 }
 
 impl DynamoStore {
-    /// [`OperationStore::finish_tasks`]: each transaction of [`transactions`] is sent; one
-    /// cancelled by its conditions is sent again without the ends whose conditions failed.
+    /// [`OperationStore::finish_tasks`]: each transaction of [`transactions`] is sent. One
+    /// cancelled by its conditions is sent again without the ends whose tasks were final
+    /// already and without any record: the records after a left-out one no longer follow
+    /// their chain's head, so every end with a record in it or in a later transaction is
+    /// [`RecordedFinish::HeadMoved`], for the caller to link again after the head as written.
     ///
     /// [`OperationStore::finish_tasks`]: curfew_core::ports::OperationStore::finish_tasks
     pub(super) async fn finish_ends(
@@ -114,8 +114,18 @@ impl DynamoStore {
         now: DateTime<Utc>,
     ) -> PortResult<Vec<RecordedFinish>> {
         let mut results = vec![RecordedFinish::Finished; ends.len()];
+        let mut chain_broken = false;
         for mut left in transactions(ends) {
             while !left.is_empty() {
+                if chain_broken {
+                    for &end in left.iter().filter(|&&end| ends[end].record.is_some()) {
+                        results[end] = RecordedFinish::HeadMoved;
+                    }
+                    left.retain(|&end| ends[end].record.is_none());
+                    if left.is_empty() {
+                        break;
+                    }
+                }
                 let (items, parts) = self.finishing_items(ends, &left, now)?;
                 let Some(failed) = self
                     .transact_conditioned("finishing a delivery's tasks", items)
@@ -123,23 +133,19 @@ impl DynamoStore {
                 else {
                     break;
                 };
-                // The task's own condition decides first, as in `finish_and_append`.
-                let mut refused: BTreeMap<usize, RecordedFinish> = BTreeMap::new();
+                // The task's own condition decides first, as in `finish_and_append`. Leaving
+                // out an end without a record leaves the chain as linked.
                 for (part, _) in parts.iter().zip(&failed).filter(|(_, f)| **f) {
                     match *part {
                         Part::FinalState(end) => {
-                            refused.insert(end, RecordedFinish::AlreadyFinal);
+                            results[end] = RecordedFinish::AlreadyFinal;
+                            chain_broken |= ends[end].record.is_some();
                         }
-                        Part::Append(end) => {
-                            refused.entry(end).or_insert(RecordedFinish::HeadMoved);
-                        }
+                        Part::Append => chain_broken = true,
                         Part::Index | Part::Count => {}
                     }
                 }
-                for (&end, &result) in &refused {
-                    results[end] = result;
-                }
-                left.retain(|end| !refused.contains_key(end));
+                left.retain(|&end| results[end] != RecordedFinish::AlreadyFinal);
             }
         }
         Ok(results)
@@ -157,6 +163,9 @@ impl DynamoStore {
         // Each operation's counts go on the stripe of its first task here: any stripe is
         // correct, and hashing spreads the load.
         let mut counts: BTreeMap<&str, (u64, OutcomeCounts)> = BTreeMap::new();
+        // The chain's head after the last record here, conditioned on where it was before the
+        // first.
+        let mut head: Option<(&ChainHead, u64)> = None;
         for &i in members {
             let end = &ends[i];
             items.push(final_state_item(
@@ -168,14 +177,20 @@ impl DynamoStore {
             )?);
             parts.push(Part::FinalState(i));
             if let Some((link, expected)) = &end.record {
-                items.extend(self.append_puts(link, *expected, now, false)?);
-                parts.extend([Part::Append(i), Part::Append(i)]);
+                items.push(self.record_put(&link.record, now, false)?);
+                parts.push(Part::Append);
+                let before = head.map_or(*expected, |(_, before)| before);
+                head = Some((&link.head, before));
             }
             counts
                 .entry(end.op_id.as_str())
                 .or_insert_with(|| (stripe_of(&end.target.key()), OutcomeCounts::default()))
                 .1
                 .add(end.outcome.status)?;
+        }
+        if let Some((head, before)) = head {
+            items.push(self.head_put(head, before)?);
+            parts.push(Part::Append);
         }
         for (op_id, (stripe, counted)) in &counts {
             items.push(count_item(&self.table, op_id, *stripe, counted)?);
@@ -212,7 +227,8 @@ mod tests {
         Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap()
     }
 
-    /// A task of `op` on target `n`; a stop that changed its target when `changed`.
+    /// A task of `op` on target `n`; a stop that changed its target when `changed` (its record
+    /// not linked yet: see [`linked`]).
     fn end(op: &str, n: usize, changed: bool) -> TaskEnd {
         let target_key = format!("111111111111#eu-west-1#asg#web-{n}");
         let outcome = TaskOutcome {
@@ -228,8 +244,7 @@ mod tests {
         };
         let record = changed.then(|| {
             let entry = AuditEntry::new(ChangeKind::TargetStopped, &target_key, "worker", now());
-            let chain = trail::target_chain(&target_key);
-            (Link::after(None, &chain, op, &entry, None), 0)
+            (Link::after(None, "unlinked", op, &entry, None), 0)
         });
         TaskEnd {
             op_id: op.into(),
@@ -239,41 +254,59 @@ mod tests {
         }
     }
 
+    /// `ends` with their changes linked in one delivery chain, in order, as the worker links
+    /// them.
+    fn linked(mut ends: Vec<TaskEnd>) -> Vec<TaskEnd> {
+        let chain = trail::delivery_chain("111111111111#eu-west-1#asg#web-0", now());
+        let mut tip: Option<ChainHead> = None;
+        for end in &mut ends {
+            if let Some((link, expected)) = &mut end.record {
+                let entry = link.record.entry().unwrap();
+                *expected = tip.as_ref().map_or(0, |h| h.seq);
+                *link = Link::after(tip.as_ref(), &chain, &end.op_id, &entry, None);
+                tip = Some(link.head.clone());
+            }
+        }
+        ends
+    }
+
     #[test]
-    fn a_delivery_of_changes_fills_transactions_of_a_hundred_items_with_one_count_each() {
-        let ends: Vec<TaskEnd> = (0..40).map(|n| end("op-1", n, true)).collect();
+    fn a_delivery_of_changes_fills_transactions_of_a_hundred_items_with_one_count_and_one_head() {
+        let ends = linked((0..60).map(|n| end("op-1", n, true)).collect());
         let packed = transactions(&ends);
         let sizes: Vec<usize> = packed.iter().map(Vec::len).collect();
         assert_eq!(
             sizes,
-            [32, 8],
-            "32 changes of 3 items, their count and their records' index entry make 98: a \
-             33rd would need 101"
+            [48, 12],
+            "48 changes of 2 items, their count, their chain's head and their records' index \
+             entry make 99: a 49th would need 101"
         );
-        assert_eq!(transaction_items(&ends, &packed[0]), 98);
-        assert_eq!(transaction_items(&ends, &packed[1]), 26);
+        assert_eq!(transaction_items(&ends, &packed[0]), 99);
+        assert_eq!(transaction_items(&ends, &packed[1]), 27);
         let skips: Vec<TaskEnd> = (0..150).map(|n| end("op-1", n, false)).collect();
         let sizes: Vec<usize> = transactions(&skips).iter().map(Vec::len).collect();
         assert_eq!(sizes, [99, 51]);
     }
 
     #[test]
-    fn each_operation_is_counted_once_a_transaction_and_a_target_is_never_named_twice_in_one() {
-        let ends = vec![
+    fn each_operation_is_counted_once_a_transaction_and_a_targets_two_ends_may_share_one() {
+        let ends = linked(vec![
             end("op-1", 1, true),
             end("op-2", 2, false),
             end("op-1", 3, false),
-        ];
+        ]);
         assert_eq!(transactions(&ends), [vec![0, 1, 2]]);
-        assert_eq!(transaction_items(&ends, &[0, 1, 2]), 3 + 1 + 1 + 2 + 1);
-        // The same target for two operations: its chain's head would be named twice.
-        let ends = vec![end("op-1", 1, true), end("op-2", 1, true)];
-        assert_eq!(transactions(&ends), [vec![0], vec![1]]);
+        assert_eq!(transaction_items(&ends, &[0, 1, 2]), 3 + 1 + 2 + 2);
+        // Two operations' ends on one target: two task items and two records, no item named
+        // twice (the head is the delivery's chain's, not the target's).
+        let ends = linked(vec![end("op-1", 1, true), end("op-2", 1, true)]);
+        assert_eq!(transactions(&ends), [vec![0, 1]]);
     }
 
+    /// A task final already, without a record, is left out and the rest written as linked.
     #[tokio::test]
-    async fn a_transaction_cancelled_by_some_ends_is_written_again_without_them() {
-        // Items: end 0 (task, record, head), end 1 (task), end 2 (task, record, head), count,
+    async fn a_transaction_cancelled_by_a_final_task_is_written_again_without_it() {
+        // Items: end 0 (task, record), end 1 (task), end 2 (task, record), the head, the count,
         // the records' index entry (listing both records).
         let listed = |item: &TransactWriteItem| -> usize {
             item.put()
@@ -283,35 +316,39 @@ mod tests {
         };
         let refused = mock!(Client::transact_write_items)
             .match_requests(move |r| {
-                r.transact_items().len() == 9 && listed(&r.transact_items()[8]) == 2
+                r.transact_items().len() == 8 && listed(&r.transact_items()[7]) == 2
             })
             .then_error(|| {
                 cancelled(&[
                     "None",
                     "None",
-                    "None",
                     "ConditionalCheckFailed",
                     "None",
                     "None",
-                    "ConditionalCheckFailed",
+                    "None",
                     "None",
                     "None",
                 ])
             });
-        // Without end 1 (final already) and end 2 (its head moved): end 0, the count, and an
-        // index entry listing end 0's record alone.
+        // Without end 1: ends 0 and 2 with their records, the head (after record 2, where the
+        // chain was empty), the count of 2 and the index entry.
         let accepted = mock!(Client::transact_write_items)
             .match_requests(move |r| {
                 let items = r.transact_items();
-                items.len() == 5
-                    && items[3].update().is_some_and(|u| {
+                items.len() == 7
+                    && items[4].put().is_some_and(|p| {
+                        p.item().get("sk") == Some(&AttributeValue::S("HEAD".into()))
+                            && p.item().get("seq") == Some(&AttributeValue::N("2".into()))
+                            && p.condition_expression() == Some("attribute_not_exists(pk)")
+                    })
+                    && items[5].update().is_some_and(|u| {
                         u.update_expression() == "ADD n_succeeded :succeeded"
                             && u.expression_attribute_values()
                                 .and_then(|v| v.get(":succeeded"))
                                 .and_then(|v| v.as_n().ok())
-                                .is_some_and(|n| n == "1")
+                                .is_some_and(|n| n == "2")
                     })
-                    && listed(&items[4]) == 1
+                    && listed(&items[6]) == 2
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
         let client = mock_client!(
@@ -320,17 +357,71 @@ mod tests {
             [&refused, &accepted]
         );
         let store = DynamoStore::new(client, "curfew-state");
-        let ends = vec![
+        let ends = linked(vec![
             end("op-1", 0, true),
             end("op-1", 1, false),
             end("op-1", 2, true),
-        ];
+        ]);
         let results = store.finish_ends(&ends, now()).await.unwrap();
         assert_eq!(
             results,
             [
                 RecordedFinish::Finished,
                 RecordedFinish::AlreadyFinal,
+                RecordedFinish::Finished
+            ]
+        );
+        assert_eq!(refused.num_calls() + accepted.num_calls(), 2);
+    }
+
+    /// A task final already whose change was linked leaves the records after it unlinked: the
+    /// rest is written without records, and every end with one is left for linking again.
+    #[tokio::test]
+    async fn a_final_task_with_a_record_sends_the_records_back_for_linking_again() {
+        let refused = mock!(Client::transact_write_items)
+            .match_requests(|r| r.transact_items().len() == 8)
+            .then_error(|| {
+                cancelled(&[
+                    "ConditionalCheckFailed",
+                    "None",
+                    "None",
+                    "None",
+                    "None",
+                    "None",
+                    "None",
+                    "None",
+                ])
+            });
+        // End 1 alone (it has no record) and its count: no record, head or index entry.
+        let accepted = mock!(Client::transact_write_items)
+            .match_requests(|r| {
+                let items = r.transact_items();
+                items.len() == 2
+                    && items[0].update().is_some_and(|u| {
+                        u.key().get("sk")
+                            == Some(&AttributeValue::S(
+                                "TASK#111111111111#eu-west-1#asg#web-1".into(),
+                            ))
+                    })
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&refused, &accepted]
+        );
+        let store = DynamoStore::new(client, "curfew-state");
+        let ends = linked(vec![
+            end("op-1", 0, true),
+            end("op-1", 1, false),
+            end("op-1", 2, true),
+        ]);
+        let results = store.finish_ends(&ends, now()).await.unwrap();
+        assert_eq!(
+            results,
+            [
+                RecordedFinish::AlreadyFinal,
+                RecordedFinish::Finished,
                 RecordedFinish::HeadMoved
             ]
         );

@@ -228,27 +228,46 @@ impl DynamoStore {
         at: DateTime<Utc>,
         indexed: bool,
     ) -> PortResult<[TransactWriteItem; 2]> {
+        Ok([
+            self.record_put(&link.record, at, indexed)?,
+            self.head_put(&link.head, expected)?,
+        ])
+    }
+
+    /// A record's Put, only if its place in its chain is free.
+    pub(super) fn record_put(
+        &self,
+        record: &AuditRecord,
+        at: DateTime<Utc>,
+        indexed: bool,
+    ) -> PortResult<TransactWriteItem> {
         let record = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(record_item(&link.record, at, indexed)))
+            .set_item(Some(record_item(record, at, indexed)))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(building)?;
-        let head = Put::builder()
+        Ok(TransactWriteItem::builder().put(record).build())
+    }
+
+    /// A chain head's Put, only if the head is still at record `expected` (0: there is none).
+    pub(super) fn head_put(
+        &self,
+        head: &ChainHead,
+        expected: u64,
+    ) -> PortResult<TransactWriteItem> {
+        let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(head_item(&link.head)));
-        let head = if expected == 0 {
-            head.condition_expression("attribute_not_exists(pk)")
+            .set_item(Some(head_item(head)));
+        let put = if expected == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
         } else {
-            head.condition_expression("seq = :expected")
+            put.condition_expression("seq = :expected")
                 .expression_attribute_values(":expected", n(expected))
         }
         .build()
         .map_err(building)?;
-        Ok([
-            TransactWriteItem::builder().put(record).build(),
-            TransactWriteItem::builder().put(head).build(),
-        ])
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     /// A task's finishing items (`finish`: its final state, then its count) and the append of

@@ -672,26 +672,38 @@ impl OperationStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> PortResult<Vec<RecordedFinish>> {
         // The adapter's transactions leave out an end whose condition fails and write the
-        // rest: under one lock, each end decides alone, as in `finish_task_recorded`.
+        // rest: under one lock, each end decides alone, as in `finish_task_recorded`, but for
+        // the records linked after one left out. Those no longer follow their chain's head
+        // (the adapter's head Put, conditioned on where the head was before a transaction's
+        // first record, refuses them all): each is sent back to be linked again.
         let mut state = lock(&self.state);
         let mut chains = lock(&self.trail);
         let mut results = Vec::with_capacity(ends.len());
+        let mut broken: BTreeSet<&str> = BTreeSet::new();
         for end in ends {
+            let chain = end
+                .record
+                .as_ref()
+                .map(|(link, _)| link.head.chain.as_str());
             let open = state
                 .tasks
                 .get(&(end.op_id.clone(), end.target.key()))
                 .is_none_or(|task| !task.status.is_final());
             if !open {
+                broken.extend(chain);
                 results.push(RecordedFinish::AlreadyFinal);
                 continue;
             }
             if let Some((link, expected)) = &end.record {
-                if chains.head_seq(&link.head.chain) != *expected {
+                let chain = link.head.chain.as_str();
+                if broken.contains(chain) || chains.head_seq(chain) != *expected {
+                    broken.insert(chain);
                     results.push(RecordedFinish::HeadMoved);
                     continue;
                 }
             }
             if !finish_locked(&mut state, &end.op_id, &end.target, &end.outcome, now)? {
+                broken.extend(chain);
                 results.push(RecordedFinish::AlreadyFinal);
                 continue;
             }

@@ -5,7 +5,9 @@
 //! costs as much as the task's. Inside a worker batch ([`work_then_write`]) the worker instead
 //! holds each task's end, and the target's lease with it, until the batch's targets are worked;
 //! then [`write_ends`] writes them all ([`crate::ports::OperationStore::finish_tasks`]), each
-//! operation counted once a transaction, and releases the leases.
+//! operation counted once a transaction, and releases the leases. The changes they made are
+//! recorded in a chain of the delivery's own ([`trail::delivery_chain`]), one head for all of
+//! them, not in each target's chain.
 //!
 //! Crash safety is the same as one task at a time: each task is final, counted and recorded in
 //! one atomic write, conditioned on its not being final yet, and its lease (with the mark of its
@@ -21,7 +23,7 @@ use super::worker::count_finished;
 use super::Hub;
 use crate::operation::{TaskMessage, TaskOutcome};
 use crate::ports::{ErrorKind, LeaseToken, PortError, PortResult, RecordedFinish, TaskEnd};
-use crate::trail::{self, AuditEntry, Link};
+use crate::trail::{self, AuditEntry, ChainHead, Link};
 
 tokio::task_local! {
     /// The ends held in the worker batch this runs in ([`work_then_write`]).
@@ -151,41 +153,37 @@ pub(super) fn keep_lease(msg: &TaskMessage, lease: &LeaseToken) -> LeaseAfterEnd
     .unwrap_or(LeaseAfterEnd::Release { finished: true })
 }
 
-/// Writes the held ends ([`crate::ports::OperationStore::finish_tasks`]), links each change to
-/// its chain's head as read now (again, for a head another append moved), then releases each
-/// kept lease: clearing its mark of the change in flight only if the task is final. Returns
-/// what became of each task, by operation and target key.
+/// Writes the held ends ([`crate::ports::OperationStore::finish_tasks`]), their changes linked
+/// in one chain of the delivery's own ([`trail::delivery_chain`]) so they share one head
+/// instead of each moving its target's (2 write units a change in a transaction, and a read of
+/// that head); then releases each kept lease, clearing its mark of the change in flight only
+/// if the task is final. The chain is new, so the first write reads no head; an end found
+/// final already breaks the chain after it, and the ends it broke are linked again after the
+/// head as written. Returns what became of each task, by operation and target key.
 async fn write_ends(hub: &Hub, held: Vec<Ending>) -> HashMap<(String, String), Written> {
     let now = hub.clock.now();
     let mut results: Vec<Option<Written>> = (0..held.len()).map(|_| None).collect();
     let mut pending: Vec<usize> = (0..held.len()).collect();
-    for _ in 0..trail::APPEND_ATTEMPTS {
-        let links = futures::future::join_all(
-            pending
-                .iter()
-                .map(|&i| link_for(hub, &held[i].msg, held[i].entry.as_ref())),
-        )
-        .await;
-        let mut ends = Vec::new();
-        let mut which = Vec::new();
-        for (&i, link) in pending.iter().zip(links) {
-            match link {
-                Ok(record) => {
-                    ends.push(TaskEnd {
-                        op_id: held[i].msg.op_id.clone(),
-                        target: held[i].msg.target.clone(),
-                        outcome: held[i].outcome.clone(),
-                        record,
-                    });
-                    which.push(i);
+    let chain = held
+        .iter()
+        .find(|end| end.entry.is_some())
+        .map(|end| trail::delivery_chain(&end.msg.target.key(), now));
+    for attempt in 0..trail::APPEND_ATTEMPTS {
+        let head = match (&chain, attempt) {
+            (Some(chain), 1..) => match hub.store.audit_head(chain).await {
+                Ok(head) => head,
+                Err(e) => {
+                    for &i in &pending {
+                        results[i] = Some(Err(PortError::new(e.kind, e.message.clone())));
+                    }
+                    pending.clear();
+                    break;
                 }
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-        pending.clear();
-        if ends.is_empty() {
-            break;
-        }
+            },
+            _ => None,
+        };
+        let ends = linked(hub, &held, &pending, chain.as_deref(), head);
+        let which = std::mem::take(&mut pending);
         match hub.store.finish_tasks(&ends, now).await {
             Ok(finished) => {
                 for (i, result) in which.into_iter().zip(finished) {
@@ -220,7 +218,7 @@ async fn write_ends(hub: &Hub, held: Vec<Ending>) -> HashMap<(String, String), W
     for ((end, result), release) in held.iter().zip(results).zip(released) {
         let key = end.msg.target.key();
         let result = match (result, release) {
-            (None, _) => Err(appends_lost(&key)),
+            (None, _) => Err(appends_lost(chain.as_deref().unwrap_or_default())),
             (Some(Ok(_)), Err(e)) => Err(e),
             (Some(result), _) => result,
         };
@@ -236,14 +234,51 @@ async fn write_ends(hub: &Hub, held: Vec<Ending>) -> HashMap<(String, String), W
     written
 }
 
+/// The ends `pending` (indexes into `held`) as written now: each change linked after the one
+/// before it in `chain`, the first after `head` (`None`: the chain is new).
+fn linked(
+    hub: &Hub,
+    held: &[Ending],
+    pending: &[usize],
+    chain: Option<&str>,
+    head: Option<ChainHead>,
+) -> Vec<TaskEnd> {
+    let mut tip = head;
+    pending
+        .iter()
+        .map(|&i| {
+            let end = &held[i];
+            let record = end.entry.as_ref().zip(chain).map(|(entry, chain)| {
+                let expected = tip.as_ref().map_or(0, |h| h.seq);
+                // The task names the change: its operation and target.
+                let task = format!("{}/{}", end.msg.op_id, end.msg.target.key());
+                let link = Link::after(
+                    tip.as_ref(),
+                    chain,
+                    &task,
+                    entry,
+                    hub.settings.audit.key.as_ref(),
+                );
+                tip = Some(link.head.clone());
+                (link, expected)
+            });
+            TaskEnd {
+                op_id: end.msg.op_id.clone(),
+                target: end.msg.target.clone(),
+                outcome: end.outcome.clone(),
+                record,
+            }
+        })
+        .collect()
+}
+
 /// The error of a task whose change lost [`trail::APPEND_ATTEMPTS`] appends in a row to others
-/// moving its chain's head (a drift check's record, say): retried through the queue.
-pub(super) fn appends_lost(target_key: &str) -> PortError {
+/// moving `chain`'s head (a drift check's, say): retried through the queue.
+pub(super) fn appends_lost(chain: &str) -> PortError {
     PortError::new(
         ErrorKind::Throttled,
         format!(
-            "audit chain {}: {} appends in a row lost to others; try again",
-            trail::target_chain(target_key),
+            "audit chain {chain}: {} appends in a row lost to others; try again",
             trail::APPEND_ATTEMPTS
         ),
     )

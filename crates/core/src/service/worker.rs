@@ -1026,7 +1026,7 @@ async fn finish_recorded(
             RecordedFinish::HeadMoved => continue,
         }
     }
-    Err(super::endings::appends_lost(&key))
+    Err(super::endings::appends_lost(&trail::target_chain(&key)))
 }
 
 /// Counts a task that just became final (once: `finish_task` said this call finished it).
