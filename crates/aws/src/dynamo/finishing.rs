@@ -308,11 +308,18 @@ mod tests {
     async fn a_transaction_cancelled_by_a_final_task_is_written_again_without_it() {
         // Items: end 0 (task, record), end 1 (task), end 2 (task, record), the head, the count,
         // the records' index entry (listing both records).
+        // The records an index entry names: places `first` to `last` of one chain.
         let listed = |item: &TransactWriteItem| -> usize {
-            item.put()
-                .and_then(|p| p.item().get("records"))
-                .and_then(|r| r.as_l().ok())
-                .map_or(0, Vec::len)
+            let place = |name: &str| {
+                item.put()
+                    .and_then(|p| p.item().get(name))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<usize>().ok())
+            };
+            match (place("first"), place("last")) {
+                (Some(first), Some(last)) => last + 1 - first,
+                _ => 0,
+            }
         };
         let refused = mock!(Client::transact_write_items)
             .match_requests(move |r| {

@@ -87,22 +87,35 @@ fn day_order(record: &AuditRecord) -> String {
 /// chains, places and hashes, all stamped `at`): one item in the first record's chain
 /// partition (`IDX#<seq>`, as new as that record), in gsi2 as a record would be. Each record
 /// of its own in the index cost a write unit for its entry (gsi2 projects everything); one
-/// entry for a transaction's 32 records costs about two. Public so the traffic counters
-/// (`curfew-tests`) bill the item this writes.
+/// entry for a transaction's records costs one or two. Records that run on in one chain (a
+/// delivery's, every finishing transaction's since delivery chains) are named by their
+/// places, `first` to `last` (a listing of each one's key, 48 of them, took some 4 KB: 5 units
+/// in the transaction and 5 in the index); others by a `records` list of their keys. Public
+/// so the traffic counters (`curfew-tests`) bill the item this writes.
 pub fn index_item(records: &[&AuditRecord], at: DateTime<Utc>) -> Option<Item> {
     let first = records.first()?;
     let mut item = Item::new();
     item.insert("pk".into(), s(chain_pk(&first.chain)));
     item.insert("sk".into(), s(format!("IDX#{:012}", first.seq)));
-    item.insert(
-        "records".into(),
-        AttributeValue::L(
-            records
-                .iter()
-                .map(|r| s(format!("{}#{}", record_sk(r.seq), r.chain)))
-                .collect(),
-        ),
-    );
+    let runs_on = records
+        .iter()
+        .zip(first.seq..)
+        .all(|(r, seq)| r.chain == first.chain && r.seq == seq);
+    if runs_on {
+        item.insert("chain".into(), s(&first.chain));
+        item.insert("first".into(), n(first.seq));
+        item.insert("last".into(), n(first.seq + records.len() as u64 - 1));
+    } else {
+        item.insert(
+            "records".into(),
+            AttributeValue::L(
+                records
+                    .iter()
+                    .map(|r| s(format!("{}#{}", record_sk(r.seq), r.chain)))
+                    .collect(),
+            ),
+        );
+    }
     item.insert("at".into(), s(index_time(at)));
     let b = bucket(&first.chain, BUCKETS);
     item.insert("gsi2pk".into(), s(day_pk(at.date_naive(), b)));
@@ -113,19 +126,25 @@ pub fn index_item(records: &[&AuditRecord], at: DateTime<Utc>) -> Option<Item> {
     Some(item)
 }
 
-/// The keys of the records an [`index_item`] lists.
+/// The keys of the records an [`index_item`] names (`None`: the item is a record).
 fn indexed_keys(item: &Item) -> Option<Vec<Item>> {
-    let AttributeValue::L(listed) = item.get("records")? else {
-        return None;
-    };
-    listed
-        .iter()
-        .map(|entry| {
-            // `REC#<seq>#<chain>`: the chain may hold `#`, the place never does.
-            let (seq, chain) = entry.as_s().ok()?.strip_prefix("REC#")?.split_once('#')?;
-            Some(key(&chain_pk(chain), &format!("REC#{seq}")))
-        })
-        .collect()
+    if let Some(AttributeValue::L(listed)) = item.get("records") {
+        return listed
+            .iter()
+            .map(|entry| {
+                // `REC#<seq>#<chain>`: the chain may hold `#`, the place never does.
+                let (seq, chain) = entry.as_s().ok()?.strip_prefix("REC#")?.split_once('#')?;
+                Some(key(&chain_pk(chain), &format!("REC#{seq}")))
+            })
+            .collect();
+    }
+    let (first, last) = (number(item, "first").ok()?, number(item, "last").ok()?);
+    let chain = text(item, "chain").ok()?;
+    Some(
+        (first..=last)
+            .map(|seq| key(&chain_pk(&chain), &record_sk(seq)))
+            .collect(),
+    )
 }
 
 fn head_item(head: &ChainHead) -> Item {
@@ -492,5 +511,62 @@ impl AuditLog for DynamoStore {
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found.into_iter().map(|(_, r)| r).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use curfew_core::trail::{AuditEntry, ChangeKind, Link};
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap()
+    }
+
+    /// `n` records linked in `chain`, from its start.
+    fn linked(chain: &str, n: usize) -> Vec<AuditRecord> {
+        let mut head = None;
+        (0..n)
+            .map(|i| {
+                let subject = format!("111111111111#eu-west-1#asg#web-{i}");
+                let entry = AuditEntry::new(ChangeKind::TargetStopped, subject, "worker", at());
+                let link = Link::after(head.as_ref(), chain, "op-1", &entry, None);
+                head = Some(link.head);
+                link.record
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_that_run_on_in_one_chain_are_indexed_by_their_first_and_last_places() {
+        let records = linked("ends/a@t", 48);
+        let refs: Vec<&AuditRecord> = records.iter().collect();
+        let item = index_item(&refs, at()).unwrap();
+        assert_eq!(item.get("first"), Some(&n(1)));
+        assert_eq!(item.get("last"), Some(&n(48)));
+        assert!(!item.contains_key("records"));
+        let keys = indexed_keys(&item).unwrap();
+        assert_eq!(keys.len(), 48);
+        assert_eq!(keys[47], key("AUDIT#ends/a@t", "REC#000000000048"));
+        // Under a write unit (its debug text, longer than the item, is), where a list of 48
+        // keys took some 4 KB.
+        assert!(format!("{item:?}").len() < 1024, "{item:?}");
+    }
+
+    #[test]
+    fn records_of_several_chains_are_indexed_by_a_list_of_their_keys() {
+        let (a, b) = (linked("target/a", 1), linked("target/b", 2));
+        let item = index_item(&[&a[0], &b[1]], at()).unwrap();
+        assert!(!item.contains_key("first"));
+        assert_eq!(
+            indexed_keys(&item).unwrap(),
+            [
+                key("AUDIT#target/a", "REC#000000000001"),
+                key("AUDIT#target/b", "REC#000000000002")
+            ]
+        );
+        // A record itself names no records.
+        assert_eq!(indexed_keys(&record_item(&a[0], at(), true)), None);
     }
 }
