@@ -94,8 +94,9 @@ pub async fn list(
 }
 
 /// The records of one target: all of its own chain's, and those of the changes recorded in a
-/// delivery's chain ([`crate::trail::delivery_chain`]) dated from `since` to `until` (read by
-/// time, then picked by their subject).
+/// delivery's chain ([`crate::trail::delivery_chain`]) dated from `since` to `until`
+/// ([`AuditLog::audit_about`]: the adapter reads only the records whose index entry marks
+/// the target among its subjects).
 pub async fn target_records(
     log: &dyn AuditLog,
     target_key: &str,
@@ -103,13 +104,11 @@ pub async fn target_records(
     until: DateTime<Utc>,
 ) -> PortResult<Vec<AuditRecord>> {
     let chain = target_chain(target_key);
-    let (mut records, window) =
-        futures::try_join!(log.audit_chain(&chain), log.audit_between(since, until))?;
-    records.extend(
-        window
-            .into_iter()
-            .filter(|r| r.chain != chain && r.entry().is_some_and(|e| e.subject == target_key)),
-    );
+    let (mut records, window) = futures::try_join!(
+        log.audit_chain(&chain),
+        log.audit_about(target_key, since, until)
+    )?;
+    records.extend(window.into_iter().filter(|r| r.chain != chain));
     Ok(records)
 }
 

@@ -57,6 +57,13 @@ pub fn delivery_chain(first_target_key: &str, at: DateTime<Utc>) -> String {
     )
 }
 
+/// A short mark of an entry's subject (the first 8 hex digits of its SHA-256): what an index
+/// entry of many records keeps of each one's subject, so a listing about one subject reads
+/// only the records that may be about it.
+pub fn subject_mark(subject: &str) -> String {
+    hex::encode(&Sha256::digest(subject.as_bytes())[..4])
+}
+
 /// The index partition (`0..buckets`) a chain is listed under: the first byte of its name's
 /// SHA-256, so every process places a chain alike and chains spread evenly.
 pub fn bucket(chain: &str, buckets: u8) -> u8 {
@@ -472,6 +479,21 @@ pub trait AuditLog: Send + Sync {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> PortResult<Vec<AuditRecord>>;
+    /// The records of [`AuditLog::audit_between`] whose entry is about `subject` (a target's
+    /// key, say), oldest first. A store may leave unread what it knows is about others (the
+    /// adapter: an index entry whose [`subject_mark`]s do not name it).
+    async fn audit_about(
+        &self,
+        subject: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<Vec<AuditRecord>> {
+        let records = self.audit_between(since, until).await?;
+        Ok(records
+            .into_iter()
+            .filter(|r| r.entry().is_some_and(|e| e.subject == subject))
+            .collect())
+    }
 }
 
 /// What became of an append.

@@ -138,6 +138,16 @@ async fn sixty_changed_targets_are_finished_in_two_transactions_and_one_finished
         TARGETS - 1,
         "one record a change, in one chain"
     );
+    // A listing about one target finds its record, through the entries that mark it.
+    let about = messages[10].target.key();
+    let found = t
+        .hub
+        .store
+        .audit_about(&about, now - chrono::Duration::minutes(1), now)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].entry().unwrap().subject, about);
     let head = t.hub.store.audit_head(&chain).await.unwrap();
     assert_eq!(verify_chain(&chain, &records, head.as_ref(), None), Ok(()));
     assert!(records

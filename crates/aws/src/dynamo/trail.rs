@@ -12,7 +12,7 @@
 //! the records of a delivery's finishing transaction, which one entry lists ([`index_item`],
 //! `IDX#<seq>` in its first record's partition) and a listing reads by key.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use curfew_core::ports::{ErrorKind, PortError, PortResult, RecordedFinish};
-use curfew_core::trail::{bucket, Append, AuditLog, AuditRecord, ChainHead, Link};
+use curfew_core::trail::{bucket, subject_mark, Append, AuditLog, AuditRecord, ChainHead, Link};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::{index_time, key, n, s, DynamoStore, Item};
@@ -116,6 +116,19 @@ pub fn index_item(records: &[&AuditRecord], at: DateTime<Utc>) -> Option<Item> {
             ),
         );
     }
+    // What each record is about, marked short (some 10 bytes a record): a listing about one
+    // target reads only the records of the entries that may hold it.
+    let subjects: BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| r.entry())
+        .map(|e| subject_mark(&e.subject))
+        .collect();
+    if !subjects.is_empty() {
+        item.insert(
+            "subjects".into(),
+            AttributeValue::Ss(subjects.into_iter().collect()),
+        );
+    }
     item.insert("at".into(), s(index_time(at)));
     let b = bucket(&first.chain, BUCKETS);
     item.insert("gsi2pk".into(), s(day_pk(at.date_naive(), b)));
@@ -124,6 +137,15 @@ pub fn index_item(records: &[&AuditRecord], at: DateTime<Utc>) -> Option<Item> {
         s(format!("{}#IDX#{}", index_time(at), day_order(first))),
     );
     Some(item)
+}
+
+/// False when index entry `item` marks its records' subjects and none is `mark`'s (entries
+/// written before the marks may be about anything).
+fn may_be_about(item: &Item, mark: &str) -> bool {
+    match item.get("subjects") {
+        Some(AttributeValue::Ss(marks)) => marks.iter().any(|m| m == mark),
+        _ => true,
+    }
 }
 
 /// The keys of the records an [`index_item`] names (`None`: the item is a record).
@@ -473,6 +495,33 @@ impl AuditLog for DynamoStore {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> PortResult<Vec<AuditRecord>> {
+        self.records_between(since, until, None).await
+    }
+
+    async fn audit_about(
+        &self,
+        subject: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<Vec<AuditRecord>> {
+        let records = self.records_between(since, until, Some(subject)).await?;
+        Ok(records
+            .into_iter()
+            .filter(|r| r.entry().is_some_and(|e| e.subject == subject))
+            .collect())
+    }
+}
+
+impl DynamoStore {
+    /// The records dated from `since` to `until`, oldest first: each day's index entries, and
+    /// the records the entries of many name, read by key, but for those of an entry whose
+    /// subjects are marked and none is `about`'s.
+    async fn records_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        about: Option<&str>,
+    ) -> PortResult<Vec<AuditRecord>> {
         if until < since {
             return Ok(Vec::new());
         }
@@ -491,10 +540,15 @@ impl AuditLog for DynamoStore {
             .await?;
         let mut found: Vec<(String, AuditRecord)> = Vec::new();
         let mut listed: Vec<Item> = Vec::new();
+        let mark = about.map(subject_mark);
         for item in pages.iter().flatten() {
             match indexed_keys(item) {
                 // A finishing transaction's entry: its records are read by key below.
-                Some(keys) => listed.extend(keys),
+                Some(keys) => {
+                    if mark.as_deref().is_none_or(|m| may_be_about(item, m)) {
+                        listed.extend(keys);
+                    }
+                }
                 None => found.push((text(item, "gsi2sk")?, decode_record(item)?)),
             }
         }
@@ -549,9 +603,23 @@ mod tests {
         let keys = indexed_keys(&item).unwrap();
         assert_eq!(keys.len(), 48);
         assert_eq!(keys[47], key("AUDIT#ends/a@t", "REC#000000000048"));
-        // Under a write unit (its debug text, longer than the item, is), where a list of 48
-        // keys took some 4 KB.
-        assert!(format!("{item:?}").len() < 1024, "{item:?}");
+        // Under a write unit with the marks of its 48 subjects, where a list of 48 keys took
+        // some 4 KB.
+        let size: usize = item
+            .iter()
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        AttributeValue::S(v) | AttributeValue::N(v) => v.len(),
+                        AttributeValue::Ss(vs) => vs.iter().map(String::len).sum(),
+                        _ => 0,
+                    }
+            })
+            .sum();
+        assert!(size < 1024, "{size} bytes: {item:?}");
+        let mark = subject_mark("111111111111#eu-west-1#asg#web-7");
+        assert!(may_be_about(&item, &mark));
+        assert!(!may_be_about(&item, &subject_mark("someone-else")));
     }
 
     #[test]
