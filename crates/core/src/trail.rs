@@ -350,6 +350,39 @@ impl Link {
     }
 }
 
+/// Links changes one after another in one chain, each after the one before (a delivery's, see
+/// [`delivery_chain`]), without reading the head between them.
+pub struct Linker<'a> {
+    chain: &'a str,
+    key: Option<&'a AuditKey>,
+    tip: Option<ChainHead>,
+}
+
+impl<'a> Linker<'a> {
+    /// Links after `head` (`None`: the chain is new) in `chain`, signing with `key`.
+    pub fn after(head: Option<ChainHead>, chain: &'a str, key: Option<&'a AuditKey>) -> Self {
+        Linker {
+            chain,
+            key,
+            tip: head,
+        }
+    }
+
+    /// The next change's link, and the place of the record it follows (0: none).
+    pub fn link(&mut self, key_of_change: &str, entry: &AuditEntry) -> (Link, u64) {
+        let expected = self.tip.as_ref().map_or(0, |h| h.seq);
+        let link = Link::after(
+            self.tip.as_ref(),
+            self.chain,
+            key_of_change,
+            entry,
+            self.key,
+        );
+        self.tip = Some(link.head.clone());
+        (link, expected)
+    }
+}
+
 /// The first thing wrong with a chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChainProblem {
@@ -488,12 +521,19 @@ pub trait AuditLog: Send + Sync {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> PortResult<Vec<AuditRecord>> {
-        let records = self.audit_between(since, until).await?;
-        Ok(records
-            .into_iter()
-            .filter(|r| r.entry().is_some_and(|e| e.subject == subject))
-            .collect())
+        Ok(records_about(
+            self.audit_between(since, until).await?,
+            subject,
+        ))
     }
+}
+
+/// Those of `records` whose entry is about `subject`.
+pub fn records_about(records: Vec<AuditRecord>, subject: &str) -> Vec<AuditRecord> {
+    records
+        .into_iter()
+        .filter(|r| r.entry().is_some_and(|e| e.subject == subject))
+        .collect()
 }
 
 /// What became of an append.

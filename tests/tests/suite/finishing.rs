@@ -13,7 +13,7 @@ use curfew_core::operation::{OpStatus, TaskOutcome, TaskStatus};
 use curfew_core::ports::{RecordedFinish, TaskEnd};
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::target::Sizes;
-use curfew_core::trail::{delivery_chain, verify_chain, AuditEntry, ChainHead, ChangeKind, Link};
+use curfew_core::trail::{delivery_chain, verify_chain, AuditEntry, ChainHead, ChangeKind, Linker};
 use curfew_tests::spawn_hub;
 use serde_json::json;
 
@@ -60,21 +60,18 @@ async fn sixty_changed_targets_are_finished_in_two_transactions_and_one_finished
     // back (linked after one left out) are linked again after the head as written.
     let chain = delivery_chain(&messages[0].target.key(), now);
     let link = |which: &[usize], head: Option<ChainHead>| -> Vec<TaskEnd> {
-        let mut tip = head;
+        let mut linker = Linker::after(head, &chain, None);
         which
             .iter()
             .map(|&i| {
                 let m = &messages[i];
                 let entry =
                     AuditEntry::new(ChangeKind::TargetStopped, m.target.key(), "worker", now);
-                let expected = tip.as_ref().map_or(0, |h| h.seq);
-                let link = Link::after(tip.as_ref(), &chain, &m.op_id, &entry, None);
-                tip = Some(link.head.clone());
                 TaskEnd {
                     op_id: m.op_id.clone(),
                     target: m.target.clone(),
                     outcome: stopped(false),
-                    record: Some((link, expected)),
+                    record: Some(linker.link(&m.op_id, &entry)),
                 }
             })
             .collect()

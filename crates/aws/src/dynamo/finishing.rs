@@ -217,11 +217,11 @@ mod tests {
     use super::*;
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
     use aws_sdk_dynamodb::Client;
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use chrono::TimeZone;
     use curfew_core::operation::{TaskOutcome, TaskStatus};
     use curfew_core::target::Sizes;
-    use curfew_core::trail::{self, AuditEntry, ChangeKind, Link};
+    use curfew_core::trail::{self, AuditEntry, ChangeKind, Link, Linker};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap()
@@ -258,16 +258,29 @@ mod tests {
     /// them.
     fn linked(mut ends: Vec<TaskEnd>) -> Vec<TaskEnd> {
         let chain = trail::delivery_chain("111111111111#eu-west-1#asg#web-0", now());
-        let mut tip: Option<ChainHead> = None;
+        let mut linker = Linker::after(None, &chain, None);
         for end in &mut ends {
-            if let Some((link, expected)) = &mut end.record {
-                let entry = link.record.entry().unwrap();
-                *expected = tip.as_ref().map_or(0, |h| h.seq);
-                *link = Link::after(tip.as_ref(), &chain, &end.op_id, &entry, None);
-                tip = Some(link.head.clone());
+            if let Some(record) = &mut end.record {
+                let entry = record.0.record.entry().unwrap();
+                *record = linker.link(&end.op_id, &entry);
             }
         }
         ends
+    }
+
+    /// Ends 0 (a change), 1 (none) and 2 (a change) of one delivery, linked, finished through
+    /// `refused` and then `accepted`: what became of each, once both were asked.
+    async fn finish_three(refused: &Rule, accepted: &Rule) -> Vec<RecordedFinish> {
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [refused, accepted]);
+        let store = DynamoStore::new(client, "curfew-state");
+        let ends = linked(vec![
+            end("op-1", 0, true),
+            end("op-1", 1, false),
+            end("op-1", 2, true),
+        ]);
+        let results = store.finish_ends(&ends, now()).await.unwrap();
+        assert_eq!(refused.num_calls() + accepted.num_calls(), 2);
+        results
     }
 
     #[test]
@@ -358,27 +371,14 @@ mod tests {
                     && listed(&items[6]) == 2
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
-        let client = mock_client!(
-            aws_sdk_dynamodb,
-            RuleMode::Sequential,
-            [&refused, &accepted]
-        );
-        let store = DynamoStore::new(client, "curfew-state");
-        let ends = linked(vec![
-            end("op-1", 0, true),
-            end("op-1", 1, false),
-            end("op-1", 2, true),
-        ]);
-        let results = store.finish_ends(&ends, now()).await.unwrap();
         assert_eq!(
-            results,
+            finish_three(&refused, &accepted).await,
             [
                 RecordedFinish::Finished,
                 RecordedFinish::AlreadyFinal,
                 RecordedFinish::Finished
             ]
         );
-        assert_eq!(refused.num_calls() + accepted.num_calls(), 2);
     }
 
     /// A task final already whose change was linked leaves the records after it unlinked: the
@@ -412,26 +412,13 @@ mod tests {
                     })
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
-        let client = mock_client!(
-            aws_sdk_dynamodb,
-            RuleMode::Sequential,
-            [&refused, &accepted]
-        );
-        let store = DynamoStore::new(client, "curfew-state");
-        let ends = linked(vec![
-            end("op-1", 0, true),
-            end("op-1", 1, false),
-            end("op-1", 2, true),
-        ]);
-        let results = store.finish_ends(&ends, now()).await.unwrap();
         assert_eq!(
-            results,
+            finish_three(&refused, &accepted).await,
             [
                 RecordedFinish::AlreadyFinal,
                 RecordedFinish::Finished,
                 RecordedFinish::HeadMoved
             ]
         );
-        assert_eq!(refused.num_calls() + accepted.num_calls(), 2);
     }
 }

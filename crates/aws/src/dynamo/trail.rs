@@ -20,7 +20,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use curfew_core::ports::{ErrorKind, PortError, PortResult, RecordedFinish};
-use curfew_core::trail::{bucket, subject_mark, Append, AuditLog, AuditRecord, ChainHead, Link};
+use curfew_core::trail::{
+    bucket, records_about, subject_mark, Append, AuditLog, AuditRecord, ChainHead, Link,
+};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::{index_time, key, n, s, DynamoStore, Item};
@@ -505,10 +507,7 @@ impl AuditLog for DynamoStore {
         until: DateTime<Utc>,
     ) -> PortResult<Vec<AuditRecord>> {
         let records = self.records_between(since, until, Some(subject)).await?;
-        Ok(records
-            .into_iter()
-            .filter(|r| r.entry().is_some_and(|e| e.subject == subject))
-            .collect())
+        Ok(records_about(records, subject))
     }
 }
 
@@ -572,7 +571,7 @@ impl DynamoStore {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use curfew_core::trail::{AuditEntry, ChangeKind, Link};
+    use curfew_core::trail::{AuditEntry, ChangeKind, Linker};
 
     fn at() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap()
@@ -580,14 +579,12 @@ mod tests {
 
     /// `n` records linked in `chain`, from its start.
     fn linked(chain: &str, n: usize) -> Vec<AuditRecord> {
-        let mut head = None;
+        let mut linker = Linker::after(None, chain, None);
         (0..n)
             .map(|i| {
                 let subject = format!("111111111111#eu-west-1#asg#web-{i}");
                 let entry = AuditEntry::new(ChangeKind::TargetStopped, subject, "worker", at());
-                let link = Link::after(head.as_ref(), chain, "op-1", &entry, None);
-                head = Some(link.head);
-                link.record
+                linker.link("op-1", &entry).0.record
             })
             .collect()
     }

@@ -23,7 +23,7 @@ use super::worker::count_finished;
 use super::Hub;
 use crate::operation::{TaskMessage, TaskOutcome};
 use crate::ports::{ErrorKind, LeaseToken, PortError, PortResult, RecordedFinish, TaskEnd};
-use crate::trail::{self, AuditEntry, ChainHead, Link};
+use crate::trail::{self, AuditEntry, ChainHead, Link, Linker};
 
 tokio::task_local! {
     /// The ends held in the worker batch this runs in ([`work_then_write`]).
@@ -243,25 +243,22 @@ fn linked(
     chain: Option<&str>,
     head: Option<ChainHead>,
 ) -> Vec<TaskEnd> {
-    let mut tip = head;
+    let mut linker = chain.map(|chain| Linker::after(head, chain, hub.settings.audit.key.as_ref()));
     pending
         .iter()
         .map(|&i| {
             let end = &held[i];
-            let record = end.entry.as_ref().zip(chain).map(|(entry, chain)| {
-                let expected = tip.as_ref().map_or(0, |h| h.seq);
-                // The task names the change: its operation and target.
-                let task = format!("{}/{}", end.msg.op_id, end.msg.target.key());
-                let link = Link::after(
-                    tip.as_ref(),
-                    chain,
-                    &task,
-                    entry,
-                    hub.settings.audit.key.as_ref(),
-                );
-                tip = Some(link.head.clone());
-                (link, expected)
-            });
+            let record = end
+                .entry
+                .as_ref()
+                .zip(linker.as_mut())
+                .map(|(entry, linker)| {
+                    // The task names the change: its operation and target.
+                    linker.link(
+                        &format!("{}/{}", end.msg.op_id, end.msg.target.key()),
+                        entry,
+                    )
+                });
             TaskEnd {
                 op_id: end.msg.op_id.clone(),
                 target: end.msg.target.clone(),
