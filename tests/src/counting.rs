@@ -342,6 +342,8 @@ pub struct StoreCounts {
     /// Items the reading calls returned through the port: a list's length, 1 for an item
     /// found (what the services asked for, before the adapter's own extra reads).
     pub items_returned: u64,
+    /// Of `dynamo`'s write units, those of each method's calls ([`StoreCall::index`] order).
+    write_units: Vec<u64>,
 }
 
 impl StoreCounts {
@@ -379,7 +381,27 @@ impl StoreCounts {
             planned_tasks: self.planned_tasks - earlier.planned_tasks,
             dynamo: self.dynamo.since(&earlier.dynamo),
             items_returned: self.items_returned - earlier.items_returned,
+            write_units: StoreCall::ALL
+                .iter()
+                .map(|c| self.write_units_of(*c) - earlier.write_units_of(*c))
+                .collect(),
         }
+    }
+
+    /// The write units `call`'s calls cost.
+    pub fn write_units_of(&self, call: StoreCall) -> u64 {
+        self.write_units.get(call.index()).copied().unwrap_or(0)
+    }
+
+    /// The methods whose calls wrote, with their write units, most first.
+    pub fn writers(&self) -> Vec<(StoreCall, u64)> {
+        let mut writers: Vec<(StoreCall, u64)> = StoreCall::ALL
+            .iter()
+            .map(|c| (*c, self.write_units_of(*c)))
+            .filter(|(_, units)| *units > 0)
+            .collect();
+        writers.sort_by_key(|(_, units)| std::cmp::Reverse(*units));
+        writers
     }
 
     /// The methods called at least once, with their counts, in declaration order.
@@ -408,6 +430,8 @@ pub struct CountingStore {
     /// Where the thread CPU time of each inner call (and the counting around it) goes, once
     /// [`CountingStore::time_into`] is called.
     timer: OnceLock<Arc<FakeTime>>,
+    /// Of the write units, those of each method's calls ([`StoreCall::index`] order).
+    write_units: Vec<AtomicU64>,
 }
 
 impl CountingStore {
@@ -421,6 +445,7 @@ impl CountingStore {
             items_returned: AtomicU64::new(0),
             latency: std::time::Duration::ZERO,
             timer: OnceLock::new(),
+            write_units: StoreCall::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -450,6 +475,11 @@ impl CountingStore {
                     .map(|counter| counter.load(Ordering::Relaxed)),
             ),
             items_returned: self.items_returned.load(Ordering::Relaxed),
+            write_units: self
+                .write_units
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
         }
     }
 
@@ -473,7 +503,9 @@ impl CountingStore {
             let returned = seen.items.max(u64::from(seen.found));
             self.items_returned.fetch_add(returned, Ordering::Relaxed);
         }
-        let used = dynamo_use(call, &seen).to_array();
+        let used = dynamo_use(call, &seen);
+        self.write_units[call.index()].fetch_add(used.write_units, Ordering::Relaxed);
+        let used = used.to_array();
         for (counter, n) in self.dynamo.iter().zip(used) {
             if n > 0 {
                 counter.fetch_add(n, Ordering::Relaxed);
@@ -484,6 +516,17 @@ impl CountingStore {
         }
         result
     }
+}
+
+/// The items a refresh of the inventory cache from `had` to `listed` writes: each target new or
+/// changed, and a delete for each target gone (`put_inventory` in the adapter's `targets.rs`).
+fn inventory_writes(had: &[Target], listed: &[Target]) -> u64 {
+    let changed = listed.iter().filter(|t| !had.contains(t)).count();
+    let gone = had
+        .iter()
+        .filter(|h| !listed.iter().any(|t| t.key() == h.key()))
+        .count();
+    (changed + gone) as u64
 }
 
 fn items(n: usize) -> Seen {
@@ -934,10 +977,22 @@ impl TargetStore for CountingStore {
         targets: &[Target],
         now: DateTime<Utc>,
     ) -> PortResult<()> {
-        let listed = targets.len();
+        // What the adapter reads and writes depends on what the cache held: read it first,
+        // uncounted (the adapter's own Query of it is counted below).
+        let had = self
+            .inner
+            .get_inventory(account, region)
+            .await?
+            .map(|(_, had)| had)
+            .unwrap_or_default();
+        let written = inventory_writes(&had, targets);
         let request = self.inner.put_inventory(account, region, targets, now);
-        self.observe(StoreCall::PutInventory, request, move |_| items(listed))
-            .await
+        self.observe(StoreCall::PutInventory, request, move |_| Seen {
+            items: written,
+            cached: had.len() as u64,
+            ..Seen::default()
+        })
+        .await
     }
     async fn invalidate_inventory(&self, account: &str, region: &str) -> PortResult<()> {
         let request = self.inner.invalidate_inventory(account, region);
@@ -1149,6 +1204,37 @@ mod tests {
             store.counts().items_returned,
             3,
             "the key read found nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_inventory_refresh_writes_the_targets_that_changed_and_its_marker() {
+        let store = CountingStore::new(Arc::new(MemoryStore::new()));
+        let listed: Vec<Target> = (0..3)
+            .map(|i| crate::scale::seeded_target("123456789012", "eu-west-1", i))
+            .collect();
+        let now = Utc::now();
+        let writes = |store: &CountingStore| store.counts().write_units_of(StoreCall::PutInventory);
+        store
+            .put_inventory("123456789012", "eu-west-1", &listed, now)
+            .await
+            .unwrap();
+        assert_eq!(writes(&store), 3 + 1, "three targets new, and the marker");
+        store
+            .put_inventory("123456789012", "eu-west-1", &listed, now)
+            .await
+            .unwrap();
+        assert_eq!(writes(&store), 4 + 1, "nothing changed: the marker only");
+        let mut changed = listed[..2].to_vec();
+        changed[0].tags.insert("team".into(), "web".into());
+        store
+            .put_inventory("123456789012", "eu-west-1", &changed, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            writes(&store),
+            5 + 2 + 1,
+            "one retagged, one gone, and the marker"
         );
     }
 

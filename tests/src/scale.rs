@@ -496,6 +496,8 @@ pub struct Fleet {
     fake_time: Arc<FakeTime>,
     /// Thread CPU time inside the handlers (plain runs only).
     handler_time: Arc<FakeTime>,
+    /// The hub's clock: it stands still within a wave, and [`Fleet::pass_time`] moves it on.
+    clock: Arc<ManualClock>,
 }
 
 impl Fleet {
@@ -580,7 +582,15 @@ impl Fleet {
             slow_spokes,
             fake_time,
             handler_time: Arc::new(FakeTime::new()),
+            clock,
         })
+    }
+
+    /// Moves the hub's clock on by `by`: the hours between a schedule's waves, past the
+    /// inventory cache's freshness, so the next wave lists its targets live again as it would
+    /// in the hub.
+    pub fn pass_time(&self, by: chrono::Duration) {
+        self.clock.advance(by);
     }
 
     /// The fake spokes (to change a target behind curfew's back).

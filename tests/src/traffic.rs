@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::counting::dynamo::DynamoApi;
+use crate::counting::StoreCall;
 use crate::scale::WaveReport;
 
 /// One wave's traffic divided by its targets.
@@ -23,6 +24,8 @@ pub struct WaveTraffic {
     pub read_units: f64,
     /// Write request units (index entries included), per target.
     pub write_units: f64,
+    /// Of them, each state-store method's that wrote, per target, most first.
+    pub write_units_by_call: Vec<(StoreCall, f64)>,
     /// SendMessageBatch calls (router and task queues), per target.
     pub sqs_sends: f64,
     /// Simulated runs: ReceiveMessage calls that returned a batch, per target.
@@ -45,6 +48,12 @@ impl WaveTraffic {
             items_written: per(d.items_written),
             read_units: d.read_units() / n,
             write_units: per(d.write_units),
+            write_units_by_call: wave
+                .store
+                .writers()
+                .into_iter()
+                .map(|(call, units)| (call, per(units)))
+                .collect(),
             sqs_sends: per(wave.task_sends.batch_calls + wave.router_sends.batch_calls),
             sqs_receives: sourced.map(|(r, w)| per((r.invocations + w.invocations) as u64)),
             sqs_deletes: sourced.map(|(r, w)| per((r.delete_batches + w.delete_batches) as u64)),
@@ -70,11 +79,27 @@ impl WaveTraffic {
             "dynamodb_items_written": self.items_written,
             "dynamodb_read_units": self.read_units,
             "dynamodb_write_units": self.write_units,
+            "dynamodb_write_units_by_call": self
+                .write_units_by_call
+                .iter()
+                .map(|(call, units)| (call.name().to_string(), json!(units)))
+                .collect::<serde_json::Map<String, Value>>(),
             "sqs_send_message_batch": self.sqs_sends,
             "sqs_receive_message": self.sqs_receives,
             "sqs_delete_message_batch": self.sqs_deletes,
             "sqs_requests": self.sqs_total(),
         })
+    }
+
+    /// One line of where a wave named `name` wrote: each state-store method's write units per
+    /// target, most first.
+    pub fn writes_line(&self, name: &str) -> String {
+        let by_call: Vec<String> = self
+            .write_units_by_call
+            .iter()
+            .map(|(call, units)| format!("{} {units:.2}", call.name()))
+            .collect();
+        format!("{name} WRU per target by call: {}", by_call.join(", "))
     }
 
     /// One line for a wave named `name`.

@@ -494,8 +494,12 @@ async fn later_cycle(shape: FleetShape, sim: Simulation) -> Option<f64> {
     let (prices, memory) = (Prices::US_EAST_1, LambdaMemory::from_hub_stack());
     let mut last = None;
     for cycle in ["first", "second"] {
+        // A night and a day apart, as a schedule runs them: each wave finds the inventory
+        // cache stale and lists its targets again.
         let stop = fleet.wave(Action::Stop).await;
+        fleet.pass_time(chrono::Duration::hours(12));
         let start = fleet.wave(Action::Start).await;
+        fleet.pass_time(chrono::Duration::hours(12));
         for p in stop.problems.iter().chain(&start.problems).take(20) {
             eprintln!("problem: {p}");
         }
@@ -513,8 +517,11 @@ async fn later_cycle(shape: FleetShape, sim: Simulation) -> Option<f64> {
             used.write_units as f64 * 1000.0 / targets.max(1) as f64,
             used.read_units * 1000.0 / targets.max(1) as f64,
         );
-        println!("    {}", WaveTraffic::of(&stop, targets).line("stop"));
-        println!("    {}", WaveTraffic::of(&start, targets).line("start"));
+        for (name, wave) in [("stop", &stop), ("start", &start)] {
+            let traffic = WaveTraffic::of(wave, targets);
+            println!("    {}", traffic.line(name));
+            println!("    {}", traffic.writes_line(name));
+        }
         last = Some(cost.total());
     }
     last

@@ -334,6 +334,8 @@ pub struct Seen {
     /// `finish_tasks`: the write units of transaction items over 1 KB beyond the 2 their item
     /// counts (the records' index entries).
     pub extra_units: u64,
+    /// `put_inventory`: the targets the cache held before (the adapter's Query reads them).
+    pub cached: u64,
 }
 
 /// The adapter's requests for one port call, given what it handled.
@@ -561,13 +563,12 @@ pub const TABLE: [(StoreCall, Model); 59] = [
     }),
     // targets.rs `remove_override` -> `delete`.
     (StoreCall::RemoveOverride, |_| none().delete()),
-    // targets.rs `put_inventory`: a Query of the partition's target items, BatchWriteItem of
-    // the targets given (`items`) and of deletes for targets gone, and a PutItem of the META
-    // marker. The Query's items and the deletes are the previous listing's, which the call does
-    // not show: counted as none (a lower bound).
+    // targets.rs `put_inventory`: a Query of the partition's target items (the cache's
+    // targets before, `cached`), BatchWriteItem of the targets new or changed and of deletes for
+    // targets gone (`items`), and a PutItem of the META marker.
     (StoreCall::PutInventory, |s| {
         none()
-            .query(0, Consistency::Strong)
+            .query(s.cached, Consistency::Strong)
             .batch_write(s.items)
             .put()
     }),

@@ -1,7 +1,7 @@
 //! Per-target state in the state table: leases (and the baselines they carry, see
 //! `baselines.rs`), cluster holds, overrides, the inventory cache.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -416,19 +416,29 @@ impl TargetStore for DynamoStore {
         now: DateTime<Utc>,
     ) -> PortResult<()> {
         let pk = inventory_pk(account, region);
-        let existing: HashSet<String> = self
+        // What the cache holds now, by sort key: a refresh rewrites only the targets that
+        // changed. Each wave of a real schedule comes hours after the last, past the cache's
+        // freshness, so rewriting every unchanged target cost a write unit per target and wave
+        // (docs/PERFORMANCE.md).
+        let existing: HashMap<String, Option<Target>> = self
             .query(&pk, "T#")
             .await?
             .into_iter()
-            .filter_map(|item| string(&item, "sk"))
+            .filter_map(|item| Some((string(&item, "sk")?, decode::<Target>(item).ok())))
             .collect();
         let mut requests = Vec::new();
         let mut fresh = HashSet::new();
         for target in targets {
             let sk = inventory_sk(target);
+            let unchanged = existing
+                .get(&sk)
+                .is_some_and(|had| had.as_ref() == Some(target));
+            fresh.insert(sk.clone());
+            if unchanged {
+                continue;
+            }
             let mut item = encode(target)?;
             item.extend(key_of(&pk, &sk));
-            fresh.insert(sk);
             requests.push(
                 WriteRequest::builder()
                     .put_request(PutRequest::builder().set_item(Some(item)).build().map_err(
@@ -443,7 +453,7 @@ impl TargetStore for DynamoStore {
                     .build(),
             );
         }
-        for gone in existing.difference(&fresh) {
+        for gone in existing.keys().filter(|sk| !fresh.contains(*sk)) {
             requests.push(
                 WriteRequest::builder()
                     .delete_request(
@@ -643,5 +653,71 @@ mod tests {
         assert_eq!(hold.restorer(now), Some("b"));
         let earlier = store.get_cluster_hold(&hold.cluster_key).await.unwrap();
         assert_eq!(earlier.unwrap().restoring, None);
+    }
+
+    /// A refresh of the inventory cache writes the targets that are new or changed and deletes
+    /// those gone; one it already holds as listed is not written again (each wave of a real
+    /// schedule refreshes it).
+    #[tokio::test]
+    async fn an_inventory_refresh_writes_only_what_changed() {
+        use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
+        use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+        use aws_sdk_dynamodb::operation::query::QueryOutput;
+        use std::sync::{Arc, Mutex};
+
+        let asg = |name: &str, env: &str| Target {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            kind: curfew_core::target::TargetKind::Asg,
+            cluster: None,
+            name: name.into(),
+            tags: [("env".to_string(), env.to_string())].into(),
+            cluster_tags: Default::default(),
+            instance_types: vec![],
+        };
+        let pk = inventory_pk("111111111111", "eu-west-1");
+        let cached = |t: &Target| {
+            let mut item = encode(t).unwrap();
+            item.extend(key_of(&pk, &inventory_sk(t)));
+            item
+        };
+        let (same, retagged, gone) = (asg("web", "dev"), asg("api", "dev"), asg("old", "dev"));
+        let held = vec![cached(&same), cached(&retagged), cached(&gone)];
+        let query_rule = mock!(Client::query)
+            .then_output(move || QueryOutput::builder().set_items(Some(held.clone())).build());
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let seen = written.clone();
+        let write_rule = mock!(Client::batch_write_item)
+            .match_requests(move |r| {
+                let requests = r.request_items().unwrap()["curfew-state"].clone();
+                seen.lock().unwrap().extend(requests);
+                true
+            })
+            .then_output(|| BatchWriteItemOutput::builder().build());
+        let meta_rule = mock!(Client::put_item)
+            .match_requests(|r| r.item().and_then(|i| i.get("sk")) == Some(&s("META")))
+            .then_output(|| PutItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, [&query_rule, &write_rule, &meta_rule]);
+        let store = DynamoStore::new(client, "curfew-state");
+        let (retagged, added) = (asg("api", "prod"), asg("new", "dev"));
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
+        store
+            .put_inventory("111111111111", "eu-west-1", &[same, retagged, added], now)
+            .await
+            .unwrap();
+
+        let written = written.lock().unwrap();
+        let sk = |r: &WriteRequest| {
+            let (item, what) = match (r.put_request(), r.delete_request()) {
+                (Some(put), _) => (put.item(), "put"),
+                (_, Some(delete)) => (delete.key(), "delete"),
+                _ => unreachable!("a write request puts or deletes"),
+            };
+            format!("{what} {}", item["sk"].as_s().unwrap())
+        };
+        let mut seen: Vec<String> = written.iter().map(sk).collect();
+        seen.sort();
+        assert_eq!(seen, ["delete T#asg#old", "put T#asg#api", "put T#asg#new"]);
+        assert_eq!(meta_rule.num_calls(), 1);
     }
 }
