@@ -29,9 +29,9 @@ use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::Finalized;
 use curfew_core::ports::Spokes;
 use curfew_core::ports::{
-    AccountStore, Baseline, ChangeInFlight, Interrupted, Lease, LeaseToken, OperationPage,
-    OperationStore, Override, PortResult, RecordedFinish, ScheduleStore, StateStore, TargetStore,
-    TaskEnd,
+    AccountStore, Baseline, ChangeInFlight, EndsWrite, Interrupted, Lease, LeaseToken,
+    OperationPage, OperationStore, Override, PortResult, RecordedFinish, ScheduleStore, StateStore,
+    TargetStore, TaskEnd,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{Sizes, Target};
@@ -798,12 +798,12 @@ impl OperationStore for CountingStore {
     }
     async fn finish_tasks(
         &self,
-        ends: &[TaskEnd],
+        writes: &[EndsWrite],
         now: DateTime<Utc>,
     ) -> PortResult<Vec<RecordedFinish>> {
-        let request = self.inner.finish_tasks(ends, now);
+        let request = self.inner.finish_tasks(writes, now);
         self.observe(StoreCall::FinishTasks, request, |results| {
-            finishing_seen(ends, results, now)
+            finishing_seen(writes, results, now)
         })
         .await
     }
@@ -1119,31 +1119,44 @@ impl HealthStore for CountingStore {
     }
 }
 
-/// What the adapter writes for `ends` finished as `results` say: each of its transactions
-/// ([`curfew_aws::dynamo::finishing::transactions`]) is written with the ends finished in it
-/// (the ends refused in a cancelled try are left out of the next), each change's record adds
-/// its by-time index entry, and a chain's first record creates its head's.
-fn finishing_seen(ends: &[TaskEnd], results: &[RecordedFinish], now: DateTime<Utc>) -> Seen {
+/// What the adapter writes for `writes` finished as `results` say: each write is one
+/// transaction of the ends finished in it (the ends refused in a cancelled try are left out of
+/// the next), with its record unless that was left out (billed on its size) and the record's
+/// by-time index entry; a chain's first record creates its head's.
+fn finishing_seen(writes: &[EndsWrite], results: &[RecordedFinish], now: DateTime<Utc>) -> Seen {
     let mut seen = Seen::default();
-    for members in finishing::transactions(ends) {
-        let written: Vec<usize> = members
-            .into_iter()
-            .filter(|&i| results[i] == RecordedFinish::Finished)
+    let mut results = results.iter();
+    for write in writes {
+        let written: Vec<(&TaskEnd, RecordedFinish)> = write
+            .ends
+            .iter()
+            .zip(results.by_ref())
+            .filter(|(_, result)| **result == RecordedFinish::Finished)
+            .map(|(end, result)| (end, *result))
             .collect();
         if written.is_empty() {
             continue;
         }
+        // The record was left out when its recorded ends came back to be linked again.
+        let recorded = write.record.is_some() && written.iter().any(|(end, _)| end.recorded);
+        let ends: Vec<TaskEnd> = written.iter().map(|(end, _)| (*end).clone()).collect();
         seen.transactions += 1;
-        seen.items += finishing::transaction_items(ends, &written) as u64;
-        for &i in &written {
-            if let Some((_, expected)) = &ends[i].record {
-                // The chain's first record creates its head, indexed in gsi3.
-                seen.index_entries += u64::from(*expected == 0);
-            }
+        seen.items += EndsWrite::items(&ends, recorded) as u64;
+        if !recorded {
+            continue;
         }
-        // The records' one index entry (in gsi2, which projects it whole), billed on its size
-        // in the transaction and in the index.
-        if let Some(index) = finishing::records_index(ends, &written, now) {
+        if let Some((_, expected)) = &write.record {
+            // The chain's first record creates its head, indexed in gsi3.
+            seen.index_entries += u64::from(*expected == 0);
+        }
+        // The record, billed on its size in the transaction.
+        if let Some(record) = finishing::record_of(write, now) {
+            let units = item_size(&record).div_ceil(WRITE_UNIT_BYTES) as u64;
+            seen.extra_units += 2 * (units - 1);
+        }
+        // The record's index entry (in gsi2, which projects it whole), billed on its size in
+        // the transaction and in the index.
+        if let Some(index) = finishing::records_index(write, now) {
             let units = item_size(&index).div_ceil(WRITE_UNIT_BYTES) as u64;
             seen.index_entries += units;
             seen.extra_units += 2 * (units - 1);

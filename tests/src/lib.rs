@@ -397,16 +397,17 @@ pub fn key(t: &FleetTarget) -> String {
     t.target().key()
 }
 
-/// A target's audit records of the last 30 days, oldest first: its own chain's and those of
-/// the deliveries' chains that hold its changes (`audit_list::target_records`, as `curfew
-/// audit list --target` reads them), each chain they are in verified.
-pub async fn trail_of(t: &TestHub, target: &FleetTarget) -> Vec<curfew_core::trail::AuditRecord> {
+/// A target's recorded changes of the last 30 days, oldest first: its own chain's and its
+/// changes in the deliveries' records that hold them with other targets'
+/// (`audit_list::target_records`, as `curfew audit list --target` reads them), each chain they
+/// are in verified.
+pub async fn trail_of(t: &TestHub, target: &FleetTarget) -> Vec<curfew_core::trail::AuditEntry> {
     use curfew_core::clock::Clock;
     use curfew_core::trail::verify_chain;
 
     let now = t.clock.now();
     let store = t.hub.store.as_ref();
-    let mut records = curfew_core::audit_list::target_records(
+    let records = curfew_core::audit_list::target_records(
         store,
         &key(target),
         now - chrono::Duration::days(30),
@@ -421,8 +422,14 @@ pub async fn trail_of(t: &TestHub, target: &FleetTarget) -> Vec<curfew_core::tra
         let head = store.audit_head(&chain).await.unwrap();
         assert_eq!(verify_chain(&chain, &all, head.as_ref(), None), Ok(()));
     }
-    records.sort_by_key(|r| r.entry().map(|e| e.at));
-    records
+    let mut entries: Vec<_> = records
+        .iter()
+        .filter_map(|r| r.entries())
+        .flatten()
+        .filter(|e| e.subject == key(target))
+        .collect();
+    entries.sort_by_key(|e| e.at);
+    entries
 }
 
 /// True when `t` carries `tag:env=dev` (on itself or its cluster).

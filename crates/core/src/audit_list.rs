@@ -42,8 +42,8 @@ impl AuditFilter {
     }
 }
 
-/// One record as `curfew audit list --output json` prints it: the entry with its place in the
-/// trail.
+/// One change as `curfew audit list --output json` prints it: the entry with its record's place
+/// in the trail (a delivery's record lists its changes of many targets, each listed alone).
 #[derive(Clone, Debug, Serialize)]
 pub struct ListedRecord {
     /// The chain it belongs to.
@@ -77,15 +77,26 @@ pub async fn list(
     };
     let mut shown: Vec<ListedRecord> = records
         .into_iter()
-        .filter_map(|r| {
+        .flat_map(|r| {
             // A record whose body no longer parses is tampered with: `audit verify` names it.
-            let entry = r.entry()?;
-            filter.keeps(&entry).then_some(ListedRecord {
-                chain: r.chain,
-                seq: r.seq,
-                hash: r.hash,
-                entry,
-            })
+            // A delivery's record lists its changes of many targets: each is listed alone.
+            let entries = r.entries().unwrap_or_default();
+            entries
+                .into_iter()
+                .filter(|entry| {
+                    filter.keeps(entry)
+                        && filter
+                            .target
+                            .as_ref()
+                            .is_none_or(|key| &entry.subject == key)
+                })
+                .map(move |entry| ListedRecord {
+                    chain: r.chain.clone(),
+                    seq: r.seq,
+                    hash: r.hash.clone(),
+                    entry,
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     shown.sort_by(|a, b| (b.entry.at, &b.chain, b.seq).cmp(&(a.entry.at, &a.chain, a.seq)));

@@ -139,9 +139,8 @@ pub enum RecordedFinish {
     HeadMoved,
 }
 
-/// One task's end for [`OperationStore::finish_tasks`]: its final outcome and, when it changed
-/// its target, the record of that change (`record`: the link to append and the chain's record
-/// it follows, 0 for an empty chain).
+/// One task's end for [`OperationStore::finish_tasks`]: its final outcome and whether the
+/// change it made is in its write's record.
 #[derive(Clone, Debug)]
 pub struct TaskEnd {
     /// The task's operation.
@@ -151,9 +150,35 @@ pub struct TaskEnd {
     pub target: Target,
     /// How it ended (SUCCEEDED, FAILED or SKIPPED).
     pub outcome: TaskOutcome,
-    /// The change it made, linked in its chain (a delivery's, [`crate::trail::delivery_chain`]),
-    /// to append in the same write: `expected` is the record it follows (0 for a new chain).
+    /// The change it made is one of its [`EndsWrite::record`]'s.
+    pub recorded: bool,
+}
+
+/// The most items one atomic write of task ends may hold: DynamoDB's limit on a
+/// TransactWriteItems.
+pub const MAX_WRITE_ITEMS: usize = 100;
+
+/// Task ends written in one atomic write ([`OperationStore::finish_tasks`]) with the one
+/// record of the changes they made.
+#[derive(Clone, Debug, Default)]
+pub struct EndsWrite {
+    /// The ends, each task's final state.
+    pub ends: Vec<TaskEnd>,
+    /// The changes of the ends `recorded`, in one record linked in its chain (a delivery's,
+    /// [`crate::trail::delivery_chain`]), to append in the same write: `expected` is the
+    /// record it follows (0 for a new chain).
     pub record: Option<(Link, u64)>,
+}
+
+impl EndsWrite {
+    /// The items a write of `ends` takes in the adapter, with a record when `recorded`: each
+    /// task's final state, one counter stripe per operation among them and, with the record,
+    /// the record, its chain's head and its by-day index entry.
+    pub fn items(ends: &[TaskEnd], recorded: bool) -> usize {
+        let operations: std::collections::BTreeSet<&str> =
+            ends.iter().map(|end| end.op_id.as_str()).collect();
+        ends.len() + operations.len() + 3 * usize::from(recorded)
+    }
 }
 
 /// A saved baseline.
@@ -488,17 +513,19 @@ pub trait OperationStore: Send + Sync {
     ) -> PortResult<RecordedFinish>;
     /// [`OperationStore::finish_task`] and [`OperationStore::finish_task_recorded`] for many
     /// tasks (a delivery's), each task final and counted once and with its change in its chain
-    /// exactly when it is final, in as few atomic writes as the store allows: the adapter
-    /// writes transactions of up to 100 items that count their tasks on one counter stripe per
-    /// operation, where a task finished alone takes its own transaction and its own count.
-    /// The ends' records are linked in order in one chain, whose head a transaction moves once.
-    /// Returns each end's [`RecordedFinish`], in order (`Finished` for an end without a record
-    /// means it was finished). An end `AlreadyFinal` or `HeadMoved` wrote nothing; the others
-    /// are written all the same, but for the records linked after an end left out: those no
-    /// longer follow the head, and come back `HeadMoved` to be linked again.
+    /// exactly when it is final. Each of `writes` is one atomic write (the adapter: one
+    /// transaction, [`EndsWrite::items`] at most [`MAX_WRITE_ITEMS`]) that counts its tasks on
+    /// one counter stripe per operation, where a task finished alone takes its own transaction
+    /// and its own count, and appends its one record of their changes. The writes' records are
+    /// linked in order in one chain, whose head each write moves once. Returns each end's
+    /// [`RecordedFinish`], in order across the writes (`Finished` for an end not recorded means
+    /// it was finished). An end `AlreadyFinal` or `HeadMoved` wrote nothing; the others are
+    /// written all the same, but for the recorded ends of a record left out (one of its ends
+    /// was final, or it no longer follows the head) and of every record linked after it: those
+    /// come back `HeadMoved`, to be linked again.
     async fn finish_tasks(
         &self,
-        ends: &[TaskEnd],
+        writes: &[EndsWrite],
         now: DateTime<Utc>,
     ) -> PortResult<Vec<RecordedFinish>>;
     /// Gives a task up after its message's last receive: moves it from PENDING or APPLYING to

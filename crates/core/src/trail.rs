@@ -197,11 +197,146 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// The entry, parsed from the body. `None` if the body is not an entry (a tampered record:
+    /// The changes it records, parsed from the body: one entry, or the changes a delivery
+    /// wrote together ([`Linker::link_all`]). `None` if the body is neither (a tampered record:
     /// its hash will not match either).
-    pub fn entry(&self) -> Option<AuditEntry> {
-        serde_json::from_str(&self.body).ok()
+    pub fn entries(&self) -> Option<Vec<AuditEntry>> {
+        if let Ok(entry) = serde_json::from_str::<AuditEntry>(&self.body) {
+            return Some(vec![entry]);
+        }
+        let changes: Changes = serde_json::from_str(&self.body).ok()?;
+        let (actor, operation) = (changes.actor, changes.operation);
+        Some(
+            changes
+                .changes
+                .into_iter()
+                .map(|change| change.entry(&actor, operation.as_deref()))
+                .collect(),
+        )
     }
+
+    /// True when a change it records is about `subject`.
+    pub fn is_about(&self, subject: &str) -> bool {
+        self.entry_about(subject).is_some()
+    }
+
+    /// The (first) change it records about `subject`.
+    pub fn entry_about(&self, subject: &str) -> Option<AuditEntry> {
+        self.entries()?.into_iter().find(|e| e.subject == subject)
+    }
+}
+
+/// The body of a record of several changes (a delivery's, written together:
+/// [`Linker::link_all`]): `{"actor": ..., "operation": ..., "changes": [...]}`, each change an
+/// entry without the actor and the operation they share (the first change's), and without its
+/// task when that is `<operation>/<subject>`, as a worker's is. A transaction bills each of its items at least 1 KB, twice: one record of a delivery's
+/// changes costs some 0.3 KB a change where a record each cost 1 KB (docs/PERFORMANCE.md).
+#[derive(Serialize, Deserialize)]
+struct Changes {
+    actor: String,
+    /// The operation of the changes that name none of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    operation: Option<String>,
+    changes: Vec<Change>,
+}
+
+/// One change of [`Changes`].
+#[derive(Serialize, Deserialize)]
+struct Change {
+    at: DateTime<Utc>,
+    /// Its actor, when not the record's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    actor: Option<String>,
+    kind: ChangeKind,
+    subject: String,
+    /// Its operation, when not the record's (`null`: none).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    operation: Option<Option<String>>,
+    /// Its task, when that is not `<operation>/<subject>` (`null`: none).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    task: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    before: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    detail: Vec<String>,
+}
+
+/// A field that is there, even as `null` (`Some(None)`); absent, it takes its default (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// The task a worker names a change by: `<operation>/<subject>`.
+fn worker_task(operation: Option<&str>, subject: &str) -> Option<String> {
+    operation.map(|op| format!("{op}/{subject}"))
+}
+
+impl Change {
+    /// `entry` in a record of `actor`'s changes of `operation`.
+    fn of(entry: &AuditEntry, actor: &str, operation: Option<&str>) -> Change {
+        let named = worker_task(entry.operation.as_deref(), &entry.subject);
+        Change {
+            at: entry.at,
+            actor: (entry.actor != actor).then(|| entry.actor.clone()),
+            kind: entry.kind,
+            subject: entry.subject.clone(),
+            operation: (entry.operation.as_deref() != operation).then(|| entry.operation.clone()),
+            task: (entry.task != named).then(|| entry.task.clone()),
+            before: entry.before.clone(),
+            after: entry.after.clone(),
+            detail: entry.detail.clone(),
+        }
+    }
+
+    /// The entry, in a record of `actor`'s changes of `operation`.
+    fn entry(self, actor: &str, operation: Option<&str>) -> AuditEntry {
+        let operation = self
+            .operation
+            .unwrap_or_else(|| operation.map(str::to_string));
+        let named = worker_task(operation.as_deref(), &self.subject);
+        AuditEntry {
+            at: self.at,
+            actor: self.actor.unwrap_or_else(|| actor.to_string()),
+            kind: self.kind,
+            subject: self.subject,
+            operation,
+            task: self.task.unwrap_or(named),
+            before: self.before,
+            after: self.after,
+            detail: self.detail,
+        }
+    }
+}
+
+/// The body of a record of `entries`: the one entry as it is, several as [`Changes`].
+fn body_of(entries: &[AuditEntry]) -> String {
+    let body = match entries {
+        [entry] => serde_json::to_string(entry),
+        _ => {
+            let first = entries.first();
+            let actor = first.map_or("", |e| e.actor.as_str());
+            let operation = first.and_then(|e| e.operation.as_deref());
+            serde_json::to_string(&Changes {
+                actor: actor.to_string(),
+                operation: operation.map(str::to_string),
+                changes: entries
+                    .iter()
+                    .map(|e| Change::of(e, actor, operation))
+                    .collect(),
+            })
+        }
+    };
+    body.expect("audit entries serialize to JSON")
 }
 
 /// A chain's head: its last record, signed.
@@ -324,11 +459,23 @@ impl Link {
         entry: &AuditEntry,
         key: Option<&AuditKey>,
     ) -> Link {
+        Link::after_all(head, chain, key_of_change, std::slice::from_ref(entry), key)
+    }
+
+    /// [`Link::after`] with a record of every change in `entries` (one entry's record is as
+    /// [`Link::after`] makes it); `key_of_change` names the last.
+    pub fn after_all(
+        head: Option<&ChainHead>,
+        chain: &str,
+        key_of_change: &str,
+        entries: &[AuditEntry],
+        key: Option<&AuditKey>,
+    ) -> Link {
         let (seq, prev) = match head {
             Some(h) => (h.seq + 1, h.hash.clone()),
             None => (1, GENESIS.to_string()),
         };
-        let body = serde_json::to_string(entry).expect("audit entries serialize to JSON");
+        let body = body_of(entries);
         let hash = record_hash(chain, seq, &prev, &body);
         let signature = key.map(|k| head_signature(k, chain, seq, &hash));
         Link {
@@ -370,12 +517,18 @@ impl<'a> Linker<'a> {
 
     /// The next change's link, and the place of the record it follows (0: none).
     pub fn link(&mut self, key_of_change: &str, entry: &AuditEntry) -> (Link, u64) {
+        self.link_all(key_of_change, std::slice::from_ref(entry))
+    }
+
+    /// The link of the next record, of every change in `entries` (`key_of_change` names the
+    /// last), and the place of the record it follows (0: none).
+    pub fn link_all(&mut self, key_of_change: &str, entries: &[AuditEntry]) -> (Link, u64) {
         let expected = self.tip.as_ref().map_or(0, |h| h.seq);
-        let link = Link::after(
+        let link = Link::after_all(
             self.tip.as_ref(),
             self.chain,
             key_of_change,
-            entry,
+            entries,
             self.key,
         );
         self.tip = Some(link.head.clone());
@@ -528,11 +681,11 @@ pub trait AuditLog: Send + Sync {
     }
 }
 
-/// Those of `records` whose entry is about `subject`.
+/// Those of `records` with a change about `subject`.
 pub fn records_about(records: Vec<AuditRecord>, subject: &str) -> Vec<AuditRecord> {
     records
         .into_iter()
-        .filter(|r| r.entry().is_some_and(|e| e.subject == subject))
+        .filter(|r| r.is_about(subject))
         .collect()
 }
 
@@ -612,6 +765,74 @@ mod tests {
         );
         e.after = Some(serde_json::json!({ "cron": "0 19 * * 1-5" }));
         e
+    }
+
+    /// A worker's change of target `n` in operation `op`.
+    fn change(op: &str, n: u32) -> AuditEntry {
+        let subject = format!("111111111111#eu-west-1#asg#web-{n}");
+        let mut e = AuditEntry::new(
+            ChangeKind::TargetStopped,
+            &subject,
+            "arn:aws:sts::999999999999:assumed-role/curfew-worker/x",
+            "2027-01-04T18:00:00Z".parse().unwrap(),
+        );
+        e.operation = Some(op.to_string());
+        e.task = Some(format!("{op}/{subject}"));
+        e.before = Some(serde_json::json!({"min": 1, "max": 4, "desired": 2}));
+        e.after = Some(serde_json::json!({"min": 0, "max": 0, "desired": 0}));
+        e.detail = vec!["baseline saved".into()];
+        e
+    }
+
+    #[test]
+    fn a_record_of_several_changes_reads_back_each_one_as_it_was() {
+        let mut changes = vec![
+            change("op-1", 1),
+            change("op-2", 2),
+            change("op-1", 3),
+            change("op-1", 4),
+        ];
+        // What a worker never writes reads back all the same: another actor, a task that is
+        // not `<operation>/<subject>`, an operation without a task, no operation.
+        changes[1].actor = "arn:aws:iam::111111111111:user/ana".into();
+        changes[1].task = Some("elsewhere".into());
+        changes[2].task = None;
+        changes[3].operation = None;
+        let link = Link::after_all(None, "ends/x@t", "op-1/web-3", &changes, None);
+        assert_eq!(link.record.entries(), Some(changes.clone()));
+        assert_eq!(link.head.last_key, "op-1/web-3");
+        assert_eq!(link.record.body.matches("curfew-worker").count(), 1);
+        assert_eq!(
+            link.record.body.matches("\"operation\":\"op-1\"").count(),
+            1,
+            "{}",
+            link.record.body
+        );
+        assert!(link.record.is_about("111111111111#eu-west-1#asg#web-2"));
+        assert!(!link.record.is_about("111111111111#eu-west-1#asg#web-5"));
+        assert_eq!(
+            link.record.entry_about("111111111111#eu-west-1#asg#web-3"),
+            Some(changes[2].clone())
+        );
+        // One change's record is the entry itself, as every record was before.
+        let one = Link::after(None, "ends/x@t", "k", &changes[0], None);
+        assert_eq!(one.record.body, serde_json::to_string(&changes[0]).unwrap());
+        assert_eq!(one.record.entries(), Some(vec![changes[0].clone()]));
+        // A body that is neither is a tampered record.
+        let mut tampered = one.record;
+        tampered.body = "{\"changes\": 3}".into();
+        assert_eq!(tampered.entries(), None);
+        assert!(verify_chain("ends/x@t", &[link.record], Some(&link.head), None).is_ok());
+    }
+
+    #[test]
+    fn a_workers_change_takes_about_a_fifth_of_a_kilobyte_in_a_record_of_many() {
+        let op = "20270104T1800Z-m27231e144658";
+        let changes: Vec<AuditEntry> = (0..96).map(|n| change(op, n)).collect();
+        let many = Link::after_all(None, "ends/x@t", "k", &changes, None);
+        let per_change = many.record.body.len() / changes.len();
+        // A record each was an item of its own, billed at least 1 KB.
+        assert!(per_change < 220, "{per_change} bytes a change");
     }
 
     /// A chain of `n` records and its head, built the way appends build it.

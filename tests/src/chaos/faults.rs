@@ -22,9 +22,9 @@ use curfew_core::hold::CaTag;
 use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::Finalized;
 use curfew_core::ports::{
-    AccountStore, Baseline, ChangeInFlight, ErrorKind, Interrupted, Lease, LeaseToken,
+    AccountStore, Baseline, ChangeInFlight, EndsWrite, ErrorKind, Interrupted, Lease, LeaseToken,
     OperationPage, OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore,
-    Spokes, StateStore, TargetStore, TaskEnd, UpdateState,
+    Spokes, StateStore, TargetStore, UpdateState,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
@@ -481,10 +481,10 @@ impl OperationStore for ChaosStore {
     }
     async fn finish_tasks(
         &self,
-        ends: &[TaskEnd],
+        writes: &[EndsWrite],
         now: DateTime<Utc>,
     ) -> PortResult<Vec<RecordedFinish>> {
-        hooked!(self, "finish_tasks", self.inner.finish_tasks(ends, now))
+        hooked!(self, "finish_tasks", self.inner.finish_tasks(writes, now))
     }
     async fn dead_letter_task(
         &self,

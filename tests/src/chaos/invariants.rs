@@ -233,7 +233,7 @@ async fn check_trail(
                 head.chain, p.problem
             ));
         }
-        for entry in records.iter().filter_map(|r| r.entry()) {
+        for entry in records.iter().filter_map(|r| r.entries()).flatten() {
             if let Some(op) = entry.operation {
                 recorded_for.entry(entry.subject).or_default().push(op);
             }

@@ -355,9 +355,9 @@ async fn a_change_an_earlier_version_recorded_before_finishing_its_task_is_not_r
     let records = t.hub.store.audit_chain(&chain).await.unwrap();
     let ours = records
         .iter()
-        .filter(|r| {
-            r.entry().and_then(|e| e.operation).as_deref() == Some(op.operation_id.as_str())
-        })
+        .filter_map(|r| r.entries())
+        .flatten()
+        .filter(|e| e.operation.as_deref() == Some(op.operation_id.as_str()))
         .count();
     assert_eq!(ours, 1, "the change is recorded once: {records:?}");
     let head = t.hub.store.audit_head(&chain).await.unwrap();

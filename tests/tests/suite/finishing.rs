@@ -1,16 +1,17 @@
 //! A chunk's task ends written together through the real DynamoDB adapter, on the emulator:
-//! more changed targets than one transaction holds, their changes linked in one delivery
-//! chain, one of them finished by another delivery first (its transaction is cancelled, and the
-//! records linked after it come back to be linked again, as the worker does), every other task
-//! final, counted once and recorded once, and listed by time through one index entry per
-//! transaction.
+//! more changed targets than one transaction holds, their changes in one record per
+//! transaction linked in one delivery chain, one of them finished by another delivery first
+//! (its transaction is cancelled, and its record's changes and those of the records linked
+//! after it come back to be linked again, as the worker does), every other task final, counted
+//! once and recorded once, and listed by time through one index entry per transaction.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{TimeZone, Utc};
 use curfew_aws::local::demo_fleet;
 use curfew_core::clock::Clock;
 use curfew_core::operation::{OpStatus, TaskOutcome, TaskStatus};
-use curfew_core::ports::{RecordedFinish, TaskEnd};
+use curfew_core::ports::{EndsWrite, RecordedFinish, TaskEnd};
+use curfew_core::service::endings::writes;
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::target::Sizes;
 use curfew_core::trail::{delivery_chain, verify_chain, AuditEntry, ChainHead, ChangeKind, Linker};
@@ -18,11 +19,11 @@ use curfew_tests::spawn_hub;
 use serde_json::json;
 
 const SIZES: Sizes = Sizes::new(1, 4, 2);
-const TARGETS: usize = 60;
+const TARGETS: usize = 120;
 
 #[tokio::test]
-async fn sixty_changed_targets_are_finished_in_two_transactions_and_one_finished_first_is_left_out()
-{
+async fn a_hundred_and_twenty_changed_targets_are_finished_in_two_transactions_and_one_finished_first_is_left_out(
+) {
     let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
     t.register_accounts(&["eu-west-1"]).await;
     let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], TARGETS, 0);
@@ -56,32 +57,41 @@ async fn sixty_changed_targets_are_finished_in_two_transactions_and_one_finished
         .await
         .unwrap());
 
-    // The worker's write: the changes linked in order in the delivery's chain; the ends sent
-    // back (linked after one left out) are linked again after the head as written.
+    // The worker's write: the changes linked in order in the delivery's chain, one record a
+    // transaction; the ends sent back (of a record left out, or linked after one) are linked
+    // again after the head as written.
     let chain = delivery_chain(&messages[0].target.key(), now);
-    let link = |which: &[usize], head: Option<ChainHead>| -> Vec<TaskEnd> {
-        let mut linker = Linker::after(head, &chain, None);
-        which
-            .iter()
-            .map(|&i| {
-                let m = &messages[i];
-                let entry =
-                    AuditEntry::new(ChangeKind::TargetStopped, m.target.key(), "worker", now);
-                TaskEnd {
-                    op_id: m.op_id.clone(),
-                    target: m.target.clone(),
-                    outcome: stopped(false),
-                    record: Some(linker.link(&m.op_id, &entry)),
-                }
-            })
-            .collect()
+    let link = |which: &[usize], head: Option<ChainHead>| -> Vec<EndsWrite> {
+        let ends = which.iter().map(|&i| {
+            let m = &messages[i];
+            let mut entry =
+                AuditEntry::new(ChangeKind::TargetStopped, m.target.key(), "worker", now);
+            // As the worker names it.
+            entry.operation = Some(m.op_id.clone());
+            entry.task = Some(format!("{}/{}", m.op_id, m.target.key()));
+            let end = TaskEnd {
+                op_id: m.op_id.clone(),
+                target: m.target.clone(),
+                outcome: stopped(false),
+                recorded: false,
+            };
+            (
+                end,
+                Some((format!("{}/{}", m.op_id, m.target.key()), entry)),
+            )
+        });
+        writes(ends, Some(Linker::after(head, &chain, None)))
     };
     let mut results = [None; TARGETS];
     let mut pending: Vec<usize> = (0..TARGETS).collect();
     for round in 0..2 {
         let head = t.hub.store.audit_head(&chain).await.unwrap();
-        let ends = link(&pending, head);
-        let written = t.hub.store.finish_tasks(&ends, now).await.unwrap();
+        let writes = link(&pending, head);
+        let sizes: Vec<usize> = writes.iter().map(|w| w.ends.len()).collect();
+        // 96 ends, their count, their record, its head and its index entry make 100.
+        let expected: &[usize] = if round == 0 { &[96, 24] } else { &[96, 23] };
+        assert_eq!(sizes, expected);
+        let written = t.hub.store.finish_tasks(&writes, now).await.unwrap();
         let sent = std::mem::take(&mut pending);
         for (i, result) in sent.into_iter().zip(written) {
             match result {
@@ -93,7 +103,7 @@ async fn sixty_changed_targets_are_finished_in_two_transactions_and_one_finished
             assert_eq!(
                 pending.len(),
                 TARGETS - 1,
-                "every record came back to be linked again"
+                "every change came back to be linked again"
             );
         }
     }
@@ -130,10 +140,20 @@ async fn sixty_changed_targets_are_finished_in_two_transactions_and_one_finished
     );
     assert_eq!(counts, (TARGETS as u64, TARGETS as u64 - 1, 1, 0));
     let records = t.hub.store.audit_chain(&chain).await.unwrap();
+    assert_eq!(records.len(), 2, "one record a transaction, in one chain");
+    let changes: Vec<_> = records.iter().flat_map(|r| r.entries().unwrap()).collect();
+    assert_eq!(changes.len(), TARGETS - 1, "every change once");
+    assert!(changes
+        .iter()
+        .all(|e| e.subject != messages[6].target.key()));
     assert_eq!(
-        records.len(),
-        TARGETS - 1,
-        "one record a change, in one chain"
+        changes[0].task,
+        Some(format!(
+            "{}/{}",
+            messages[0].op_id,
+            messages[0].target.key()
+        )),
+        "a change's task, left out of the record's body, reads back"
     );
     // A listing about one target finds its record, through the entries that mark it.
     let about = messages[10].target.key();
@@ -144,12 +164,9 @@ async fn sixty_changed_targets_are_finished_in_two_transactions_and_one_finished
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].entry().unwrap().subject, about);
+    assert_eq!(found[0].entry_about(&about).unwrap().subject, about);
     let head = t.hub.store.audit_head(&chain).await.unwrap();
     assert_eq!(verify_chain(&chain, &records, head.as_ref(), None), Ok(()));
-    assert!(records
-        .iter()
-        .all(|r| r.entry().unwrap().subject != messages[6].target.key()));
     for (i, m) in messages.iter().enumerate() {
         let task = t
             .hub
@@ -166,11 +183,12 @@ async fn sixty_changed_targets_are_finished_in_two_transactions_and_one_finished
         assert_eq!(task.status, status, "{}", m.target.key());
     }
 
-    // Listed by time through their transactions' index entries: one for the 48 records of the
-    // first transaction, one for the 11 of the second; no record is indexed by itself.
+    // Listed by time through their transactions' index entries: one for the record of the
+    // first transaction's 96 changes, one for the 23 of the second; no record is indexed by
+    // itself.
     let since = now - chrono::Duration::minutes(1);
     let listed = t.hub.store.audit_between(since, now).await.unwrap();
-    assert_eq!(listed.len(), TARGETS - 1);
+    assert_eq!(listed.len(), 2);
     let client = aws_sdk_dynamodb::Client::new(&t.sdk);
     let audit_items = client
         .scan()
@@ -206,7 +224,7 @@ async fn sixty_changed_targets_are_finished_in_two_transactions_and_one_finished
         .await
         .unwrap();
     let left = t.hub.store.audit_between(since, now).await.unwrap();
-    assert_eq!(left.len(), TARGETS - 2);
+    assert_eq!(left.len(), 1);
     assert!(!left
         .iter()
         .any(|r| r.chain == gone.chain && r.seq == gone.seq));

@@ -196,8 +196,7 @@ async fn an_asg_stop_and_start_that_crash_after_any_call_end_as_if_nothing_had_c
             target.name
         );
         // The trail holds each change once, whichever call the crash followed.
-        let records = trail_of(&t, target).await;
-        let kinds: Vec<_> = records.iter().map(|r| r.entry().unwrap().kind).collect();
+        let kinds: Vec<_> = trail_of(&t, target).await.iter().map(|e| e.kind).collect();
         assert_eq!(
             kinds,
             [ChangeKind::TargetStopped, ChangeKind::TargetStarted],

@@ -242,7 +242,8 @@ async fn drift_records(t: &TestHub, f: &FleetTarget) -> Vec<(String, serde_json:
     }
     chain
         .iter()
-        .filter_map(|r| r.entry())
+        .filter_map(|r| r.entries())
+        .flatten()
         .filter(|e| e.kind == ChangeKind::DriftFound)
         .map(|e| {
             (

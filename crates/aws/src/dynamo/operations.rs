@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use curfew_core::operation::{OpCounts, OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use curfew_core::ports::{
-    ErrorKind, OperationPage, OperationStore, PortError, PortResult, RecordedFinish, TaskEnd,
+    EndsWrite, ErrorKind, OperationPage, OperationStore, PortError, PortResult, RecordedFinish,
 };
 use curfew_core::ports::{Finalized, Interrupted};
 use curfew_core::target::{Sizes, Target};
@@ -782,10 +782,10 @@ impl OperationStore for DynamoStore {
 
     async fn finish_tasks(
         &self,
-        ends: &[TaskEnd],
+        writes: &[EndsWrite],
         now: DateTime<Utc>,
     ) -> PortResult<Vec<RecordedFinish>> {
-        self.finish_ends(ends, now).await
+        self.finish_ends(writes, now).await
     }
 
     async fn dead_letter_task(

@@ -48,7 +48,7 @@ fn day_pk(day: NaiveDate, bucket: u8) -> String {
 
 /// A record's item; `indexed` puts it in the by-day index itself (gsi2). A record written in a
 /// delivery's finishing transaction is not: the transaction's [`index_item`] lists it.
-fn record_item(record: &AuditRecord, at: DateTime<Utc>, indexed: bool) -> Item {
+pub(super) fn record_item(record: &AuditRecord, at: DateTime<Utc>, indexed: bool) -> Item {
     let mut item = Item::new();
     item.insert("pk".into(), s(chain_pk(&record.chain)));
     item.insert("sk".into(), s(record_sk(record.seq)));
@@ -122,7 +122,8 @@ pub fn index_item(records: &[&AuditRecord], at: DateTime<Utc>) -> Option<Item> {
     // target reads only the records of the entries that may hold it.
     let subjects: BTreeSet<String> = records
         .iter()
-        .filter_map(|r| r.entry())
+        .filter_map(|r| r.entries())
+        .flatten()
         .map(|e| subject_mark(&e.subject))
         .collect();
     if !subjects.is_empty() {

@@ -107,7 +107,7 @@ fn audit_verify_names_a_stopped_target_whose_baseline_was_deleted_behind_curfews
     );
     assert_eq!(
         stderr.trim().lines().last().unwrap(),
-        "error: verified 3 audit records in 2 chains, 1 operation, 2 tasks: 1 problem"
+        "error: verified 2 audit records in 2 chains, 1 operation, 2 tasks: 1 problem"
     );
     let out = hub.cmd().args(["audit", "verify"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -301,7 +301,8 @@ fn the_worker_and_the_operators_commands_record_every_change_with_its_actor() {
 
     let (verified, _) = json_exit(&hub, &["audit", "verify"], 0);
     assert_eq!(verified["chains"], 3);
-    assert_eq!(verified["records"], 12);
+    // The config chain's, and one record each for the stop's and the start's delivery.
+    assert_eq!(verified["records"], 10);
     assert_eq!(verified["chain_problems"], json!([]));
     assert_eq!(verified["signatures_checked"], false);
 }
@@ -317,17 +318,19 @@ fn verify_names_an_edited_record_and_its_chain() {
         .find(|r| r["kind"] == "target_started")
         .unwrap();
     let chain = started["chain"].as_str().unwrap().to_string();
-    edit_record(&hub, &chain, 2, "body", AttributeValue::S(
+    // The delivery's one record of both starts.
+    assert_eq!(started["seq"], 1);
+    edit_record(&hub, &chain, 1, "body", AttributeValue::S(
         json!({"at": started["at"], "actor": "someone-else", "kind": "target_started", "subject": started["subject"]}).to_string(),
     ));
 
     let (report, stderr) = json_exit(&hub, &["audit", "verify"], 1);
     assert_eq!(
         report["chain_problems"],
-        json!([{"chain": chain, "seq": 2, "problem": "record 2 was edited: its content no longer matches its hash"}])
+        json!([{"chain": chain, "seq": 1, "problem": "record 1 was edited: its content no longer matches its hash"}])
     );
     assert!(
-        stderr.contains(&format!("first: chain {chain} record 2")),
+        stderr.contains(&format!("first: chain {chain} record 1")),
         "{stderr}"
     );
 }
@@ -534,6 +537,8 @@ fn signed_heads_verify_with_the_hubs_key_and_not_with_another() {
 #[test]
 fn an_export_verifies_offline_and_a_tampered_copy_does_not() {
     let (hub, _) = stopped_and_started();
+    // A second record in the config chain, to swap with its first.
+    add_schedule(&hub, "nightly");
     let scratch = Scratch::new();
     let file = scratch.0.join("audit.jsonl");
     let file_arg = file.to_str().unwrap();
@@ -543,13 +548,13 @@ fn an_export_verifies_offline_and_a_tampered_copy_does_not() {
     assert_eq!(summary["sha256"], hex::encode(Sha256::digest(&bytes)));
     assert_eq!(
         (summary["records"].clone(), summary["chains"].clone()),
-        (json!(5), json!(3))
+        (json!(4), json!(3))
     );
     assert_eq!(summary["heads"].as_array().unwrap().len(), 3);
     let lines = json_lines(&String::from_utf8(bytes.clone()).unwrap());
-    assert_eq!(lines.len(), 8, "5 records and 3 heads");
-    assert!(lines[..5].iter().all(|l| l["type"] == "record"));
-    assert!(lines[5..].iter().all(|l| l["type"] == "head"));
+    assert_eq!(lines.len(), 7, "4 records and 3 heads");
+    assert!(lines[..4].iter().all(|l| l["type"] == "record"));
+    assert!(lines[4..].iter().all(|l| l["type"] == "head"));
     assert_eq!(
         scratch.entries(),
         BTreeSet::from(["audit.jsonl".to_string()]),
@@ -580,27 +585,25 @@ fn an_export_verifies_offline_and_a_tampered_copy_does_not() {
         .lines()
         .map(String::from)
         .collect();
-    // The first of a delivery's chain (its changes, two or more).
-    let target_chain = lines
-        .iter()
-        .position(|l| l["chain"].as_str().unwrap().starts_with("ends/"))
-        .unwrap();
+    // The first of the config chain's two.
+    let config_chain = lines.iter().position(|l| l["chain"] == "config").unwrap();
+    assert_eq!(lines[config_chain + 1]["chain"], "config");
     let mut swapped = text.clone();
     let (a, b) = (
-        swapped[target_chain].clone(),
-        swapped[target_chain + 1].clone(),
+        swapped[config_chain].clone(),
+        swapped[config_chain + 1].clone(),
     );
     let mut first: Value = serde_json::from_str(&a).unwrap();
     let mut second: Value = serde_json::from_str(&b).unwrap();
     std::mem::swap(&mut first["seq"], &mut second["seq"]);
-    swapped[target_chain] = second.to_string();
-    swapped[target_chain + 1] = first.to_string();
+    swapped[config_chain] = second.to_string();
+    swapped[config_chain + 1] = first.to_string();
     let reordered = scratch.0.join("reordered.jsonl");
     std::fs::write(&reordered, swapped.join("\n")).unwrap();
     let report = offline(reordered.to_str().unwrap(), 1);
     assert_eq!(
         report["chain_problems"][0]["chain"],
-        lines[target_chain]["chain"]
+        lines[config_chain]["chain"]
     );
     assert_eq!(report["chain_problems"][0]["seq"], 1);
 
@@ -621,5 +624,5 @@ fn an_export_verifies_offline_and_a_tampered_copy_does_not() {
     let out = hub.cmd().args(["audit", "export", "-"]).output().unwrap();
     assert!(out.status.success());
     assert_eq!(json_lines(&String::from_utf8_lossy(&out.stdout)), lines);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("exported 5 records in 3 chains to -"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exported 4 records in 3 chains to -"));
 }

@@ -13,9 +13,9 @@ use crate::cluster_hold::ClusterHold;
 use crate::health::{AccountContact, HealthStore, PollerTick};
 use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use crate::ports::{
-    AccountStore, Baseline, ChangeInFlight, ErrorKind, Finalized, Interrupted, Lease, LeaseToken,
-    OperationPage, OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore,
-    TargetStore, TaskEnd,
+    AccountStore, Baseline, ChangeInFlight, EndsWrite, ErrorKind, Finalized, Interrupted, Lease,
+    LeaseToken, OperationPage, OperationStore, Override, PortError, PortResult, RecordedFinish,
+    ScheduleStore, TargetStore,
 };
 use crate::schedule::{BrokenSchedule, Schedule, ScheduleList};
 use crate::target::{Sizes, Target};
@@ -668,49 +668,60 @@ impl OperationStore for MemoryStore {
 
     async fn finish_tasks(
         &self,
-        ends: &[TaskEnd],
+        writes: &[EndsWrite],
         now: DateTime<Utc>,
     ) -> PortResult<Vec<RecordedFinish>> {
         // The adapter's transactions leave out an end whose condition fails and write the
-        // rest: under one lock, each end decides alone, as in `finish_task_recorded`, but for
-        // the records linked after one left out. Those no longer follow their chain's head
-        // (the adapter's head Put, conditioned on where the head was before a transaction's
-        // first record, refuses them all): each is sent back to be linked again.
+        // rest: under one lock, each write decides as its transaction would. A final task
+        // among a record's ends leaves the record out, and a record that does not follow its
+        // chain's head (the adapter's head Put, conditioned on where the head was, refuses it)
+        // breaks the chain for every record linked after it: their recorded ends are each sent
+        // back to be linked again, and their other ends are finished all the same.
         let mut state = lock(&self.state);
         let mut chains = lock(&self.trail);
-        let mut results = Vec::with_capacity(ends.len());
+        let mut results = Vec::new();
         let mut broken: BTreeSet<&str> = BTreeSet::new();
-        for end in ends {
-            let chain = end
+        for write in writes {
+            // A task twice in one write is final for its second end (the adapter's
+            // transaction could not name its item twice).
+            let mut seen = BTreeSet::new();
+            let open: Vec<bool> = write
+                .ends
+                .iter()
+                .map(|end| {
+                    let key = (end.op_id.clone(), end.target.key());
+                    let open = state
+                        .tasks
+                        .get(&key)
+                        .is_none_or(|task| !task.status.is_final());
+                    open && seen.insert(key)
+                })
+                .collect();
+            let chain = write
                 .record
                 .as_ref()
                 .map(|(link, _)| link.head.chain.as_str());
-            let open = state
-                .tasks
-                .get(&(end.op_id.clone(), end.target.key()))
-                .is_none_or(|task| !task.status.is_final());
-            if !open {
-                broken.extend(chain);
-                results.push(RecordedFinish::AlreadyFinal);
-                continue;
-            }
-            if let Some((link, expected)) = &end.record {
-                let chain = link.head.chain.as_str();
-                if broken.contains(chain) || chains.head_seq(chain) != *expected {
+            if let (Some(chain), Some((_, expected))) = (chain, &write.record) {
+                let final_recorded = write.ends.iter().zip(&open).any(|(e, o)| e.recorded && !o);
+                if final_recorded || chains.head_seq(chain) != *expected {
                     broken.insert(chain);
-                    results.push(RecordedFinish::HeadMoved);
-                    continue;
                 }
             }
-            if !finish_locked(&mut state, &end.op_id, &end.target, &end.outcome, now)? {
-                broken.extend(chain);
-                results.push(RecordedFinish::AlreadyFinal);
-                continue;
+            let record_left_out = chain.is_some_and(|chain| broken.contains(chain));
+            for (end, open) in write.ends.iter().zip(open) {
+                if !open {
+                    results.push(RecordedFinish::AlreadyFinal);
+                } else if end.recorded && record_left_out {
+                    results.push(RecordedFinish::HeadMoved);
+                } else if finish_locked(&mut state, &end.op_id, &end.target, &end.outcome, now)? {
+                    results.push(RecordedFinish::Finished);
+                } else {
+                    results.push(RecordedFinish::AlreadyFinal);
+                }
             }
-            if let Some((link, _)) = &end.record {
+            if let Some((link, _)) = write.record.as_ref().filter(|_| !record_left_out) {
                 chains.push(link, now);
             }
-            results.push(RecordedFinish::Finished);
         }
         Ok(results)
     }

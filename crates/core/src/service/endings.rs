@@ -22,7 +22,10 @@ use tracing::info;
 use super::worker::count_finished;
 use super::Hub;
 use crate::operation::{TaskMessage, TaskOutcome};
-use crate::ports::{ErrorKind, LeaseToken, PortError, PortResult, RecordedFinish, TaskEnd};
+use crate::ports::{
+    EndsWrite, ErrorKind, LeaseToken, PortError, PortResult, RecordedFinish, TaskEnd,
+    MAX_WRITE_ITEMS,
+};
 use crate::trail::{self, AuditEntry, ChainHead, Link, Linker};
 
 tokio::task_local! {
@@ -163,7 +166,20 @@ pub(super) fn keep_lease(msg: &TaskMessage, lease: &LeaseToken) -> LeaseAfterEnd
 async fn write_ends(hub: &Hub, held: Vec<Ending>) -> HashMap<(String, String), Written> {
     let now = hub.clock.now();
     let mut results: Vec<Option<Written>> = (0..held.len()).map(|_| None).collect();
-    let mut pending: Vec<usize> = (0..held.len()).collect();
+    // Two copies of one message in a batch may both reach a task's end without its lease (a
+    // superseded task's): one write finishes the task, and the copy takes its result.
+    let mut first_of: HashMap<(String, String), usize> = HashMap::new();
+    let mut copies: Vec<(usize, usize)> = Vec::new();
+    let mut pending: Vec<usize> = Vec::new();
+    for (i, end) in held.iter().enumerate() {
+        match first_of.entry((end.msg.op_id.clone(), end.msg.target.key())) {
+            std::collections::hash_map::Entry::Occupied(first) => copies.push((i, *first.get())),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(i);
+                pending.push(i);
+            }
+        }
+    }
     let chain = held
         .iter()
         .find(|end| end.entry.is_some())
@@ -182,9 +198,9 @@ async fn write_ends(hub: &Hub, held: Vec<Ending>) -> HashMap<(String, String), W
             },
             _ => None,
         };
-        let ends = linked(hub, &held, &pending, chain.as_deref(), head);
+        let writes = linked(hub, &held, &pending, chain.as_deref(), head);
         let which = std::mem::take(&mut pending);
-        match hub.store.finish_tasks(&ends, now).await {
+        match hub.store.finish_tasks(&writes, now).await {
             Ok(finished) => {
                 for (i, result) in which.into_iter().zip(finished) {
                     match result {
@@ -203,6 +219,14 @@ async fn write_ends(hub: &Hub, held: Vec<Ending>) -> HashMap<(String, String), W
         if pending.is_empty() {
             break;
         }
+    }
+    for (copy, first) in copies {
+        // Final already, as far as the copy goes: only the write finished it.
+        results[copy] = match &results[first] {
+            Some(Ok(_)) => Some(Ok(false)),
+            Some(Err(e)) => Some(Err(PortError::new(e.kind, e.message.clone()))),
+            None => None,
+        };
     }
     let releases = held.iter().zip(&results).map(|(end, result)| async move {
         let Some(lease) = &end.lease else {
@@ -229,44 +253,92 @@ async fn write_ends(hub: &Hub, held: Vec<Ending>) -> HashMap<(String, String), W
                 count_finished(&end.msg, end.outcome.status);
             });
         }
-        written.insert((end.msg.op_id.clone(), key), result);
+        written
+            .entry((end.msg.op_id.clone(), key))
+            .or_insert(result);
     }
     written
 }
 
-/// The ends `pending` (indexes into `held`) as written now: each change linked after the one
-/// before it in `chain`, the first after `head` (`None`: the chain is new).
+/// The ends `pending` (indexes into `held`) as written now ([`writes`]): their changes linked
+/// in `chain`, the first record after `head` (`None`: the chain is new).
 fn linked(
     hub: &Hub,
     held: &[Ending],
     pending: &[usize],
     chain: Option<&str>,
     head: Option<ChainHead>,
-) -> Vec<TaskEnd> {
-    let mut linker = chain.map(|chain| Linker::after(head, chain, hub.settings.audit.key.as_ref()));
-    pending
-        .iter()
-        .map(|&i| {
-            let end = &held[i];
-            let record = end
-                .entry
-                .as_ref()
-                .zip(linker.as_mut())
-                .map(|(entry, linker)| {
-                    // The task names the change: its operation and target.
-                    linker.link(
-                        &format!("{}/{}", end.msg.op_id, end.msg.target.key()),
-                        entry,
-                    )
-                });
-            TaskEnd {
-                op_id: end.msg.op_id.clone(),
-                target: end.msg.target.clone(),
-                outcome: end.outcome.clone(),
-                record,
-            }
-        })
-        .collect()
+) -> Vec<EndsWrite> {
+    let linker = chain.map(|chain| Linker::after(head, chain, hub.settings.audit.key.as_ref()));
+    let ends = pending.iter().map(|&i| {
+        let end = &held[i];
+        let task_end = TaskEnd {
+            op_id: end.msg.op_id.clone(),
+            target: end.msg.target.clone(),
+            outcome: end.outcome.clone(),
+            recorded: false,
+        };
+        // The task names the change: its operation and target.
+        let change = end.entry.clone().map(|entry| {
+            let key_of_change = format!("{}/{}", end.msg.op_id, end.msg.target.key());
+            (key_of_change, entry)
+        });
+        (task_end, change)
+    });
+    writes(ends, linker)
+}
+
+/// `ends`, in order, each with the change it made (named by its key), in writes of as many
+/// ends as one atomic write holds ([`EndsWrite::items`], [`MAX_WRITE_ITEMS`]), each with one
+/// record of its ends' changes linked next by `linker` (`None`: none is recorded). One record
+/// of a write's changes bills some 0.3 KB a change where a record each was an item of its own,
+/// billed at least 1 KB, twice, in a transaction (docs/PERFORMANCE.md).
+pub fn writes(
+    ends: impl IntoIterator<Item = (TaskEnd, Option<(String, AuditEntry)>)>,
+    mut linker: Option<Linker<'_>>,
+) -> Vec<EndsWrite> {
+    let mut writes = Vec::new();
+    let mut group: Vec<TaskEnd> = Vec::new();
+    let mut changes: Vec<(String, AuditEntry)> = Vec::new();
+    for (mut end, change) in ends {
+        end.recorded = change.is_some() && linker.is_some();
+        let recorded = end.recorded || group.iter().any(|e| e.recorded);
+        group.push(end);
+        if group.len() > 1 && EndsWrite::items(&group, recorded) > MAX_WRITE_ITEMS {
+            let last = group.pop().expect("just pushed");
+            writes.push(write_of(
+                linker.as_mut(),
+                std::mem::take(&mut group),
+                &changes,
+            ));
+            changes.clear();
+            group.push(last);
+        }
+        if let Some(change) = change.filter(|_| linker.is_some()) {
+            changes.push(change);
+        }
+    }
+    if !group.is_empty() {
+        writes.push(write_of(linker.as_mut(), group, &changes));
+    }
+    writes
+}
+
+/// One write of `ends`, with the record of `changes` (theirs) linked next by `linker`.
+fn write_of(
+    linker: Option<&mut Linker<'_>>,
+    ends: Vec<TaskEnd>,
+    changes: &[(String, AuditEntry)],
+) -> EndsWrite {
+    let record = match (linker, changes.last()) {
+        (Some(linker), Some((key_of_change, _))) => {
+            let entries: Vec<AuditEntry> = changes.iter().map(|(_, e)| e.clone()).collect();
+            // The head keeps the last change's key.
+            Some(linker.link_all(key_of_change, &entries))
+        }
+        _ => None,
+    };
+    EndsWrite { ends, record }
 }
 
 /// The error of a task whose change lost [`trail::APPEND_ATTEMPTS`] appends in a row to others

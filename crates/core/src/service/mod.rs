@@ -4,7 +4,7 @@
 
 pub mod dlq;
 mod drift;
-mod endings;
+pub mod endings;
 mod hold;
 pub mod invocation;
 mod notify;

@@ -6,28 +6,31 @@ use chrono::Duration;
 use curfew_core::audit_list::target_records;
 use curfew_core::clock::Clock;
 use curfew_core::service::{router_batch, worker_batch};
-use curfew_core::trail::{verify_chain, AuditLog, AuditRecord, ChangeKind};
+use curfew_core::trail::{verify_chain, AuditEntry, AuditLog, ChangeKind};
 
-/// A target's records, oldest first: its own chain's and the deliveries' chains' with its
-/// changes.
-async fn records_of(w: &World, key: &str) -> Vec<AuditRecord> {
+/// A target's recorded changes, oldest first: its own chain's and its changes in the
+/// deliveries' records.
+async fn records_of(w: &World, key: &str) -> Vec<AuditEntry> {
     let now = w.clock.now();
-    let mut records = target_records(w.store.as_ref(), key, now - Duration::days(30), now)
+    let records = target_records(w.store.as_ref(), key, now - Duration::days(30), now)
         .await
         .unwrap();
-    records.sort_by_key(|r| r.entry().map(|e| e.at));
-    records
+    let mut entries: Vec<AuditEntry> = records
+        .iter()
+        .filter_map(|r| r.entries())
+        .flatten()
+        .filter(|e| e.subject == key)
+        .collect();
+    entries.sort_by_key(|e| e.at);
+    entries
 }
 
 /// The kinds and operations recorded for a target, in order.
 async fn changes(w: &World, key: &str) -> Vec<(ChangeKind, String)> {
     records_of(w, key)
         .await
-        .iter()
-        .map(|r| {
-            let e = r.entry().expect("an entry");
-            (e.kind, e.operation.expect("an operation"))
-        })
+        .into_iter()
+        .map(|e| (e.kind, e.operation.expect("an operation")))
         .collect()
 }
 
@@ -47,7 +50,7 @@ async fn a_stop_and_a_start_each_record_one_change_per_target_with_its_sizes() {
         ]
     );
     let records = records_of(&w, &key).await;
-    let stopped = records[0].entry().unwrap();
+    let stopped = records[0].clone();
     assert_eq!(
         stopped.before,
         Some(
