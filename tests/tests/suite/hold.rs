@@ -211,11 +211,11 @@ async fn an_asg_stop_and_start_that_crash_after_any_call_end_as_if_nothing_had_c
             .unwrap()
             .is_none());
     }
-    // A stop makes 11 port calls (its baseline saved with the lease's mark of the change in
-    // flight in one write) and a start 11 (the lease's mark on its own), each reading the
-    // baseline with the lease's take and appending its change to its delivery's new chain
-    // without reading a head: every one of them was a crash point.
-    assert_eq!(crashes, 11 + 11);
+    // A stop makes 10 port calls (its baseline saved with the lease's mark of the change in
+    // flight in one write) and a start 10 (the lease's mark on its own), each reading its task
+    // once, under the lease, and the baseline with the lease's take, and appending its change
+    // to its delivery's new chain without reading a head: every one of them was a crash point.
+    assert_eq!(crashes, 10 + 10);
     assert_each_target_write_fits_a_unit(&sizes);
 }
 
@@ -391,11 +391,12 @@ async fn a_node_group_stop_and_start_in_ca_tags_mode_that_crash_after_any_call_r
             .unwrap()
             .is_none());
     }
-    // A node group stop makes 14 port calls (its CA tags read and removed, the baseline saved
+    // A node group stop makes 13 port calls (its CA tags read and removed, the baseline saved
     // with the lease's mark, the EKS update recorded on the mark and read back, the append to
-    // its delivery's chain; the baseline read with the lease's take) and a start 13 (the
-    // lease's mark on its own): every one of them was a crash point.
-    assert_eq!(crashes, 14 + 13);
+    // its delivery's chain; its task read once, under the lease, and the baseline with the
+    // lease's take) and a start 12 (the lease's mark on its own): every one of them was a
+    // crash point.
+    assert_eq!(crashes, 13 + 12);
     // With this test's short names (cluster "ca", group "ng-09") the node group's lease item,
     // which carries its Cluster Autoscaler tags, is the largest: 908 bytes (docs/PERFORMANCE.md).
     assert_each_target_write_fits_a_unit(&sizes);

@@ -64,16 +64,20 @@ pub async fn work(
     msg: &TaskMessage,
     overrides: Option<&[Override]>,
 ) -> PortResult<TaskStep> {
-    let task = load_task(hub, msg).await?;
-    if task.status.is_final() {
-        return Ok(TaskStep::Finished(task.status));
+    if msg.check || msg.dry_run {
+        let task = load_task(hub, msg).await?;
+        if task.status.is_final() {
+            return Ok(TaskStep::Finished(task.status));
+        }
+        return if msg.check {
+            check(hub, msg).await
+        } else {
+            dry_run(hub, msg, overrides).await
+        };
     }
-    if msg.check {
-        return check(hub, msg).await;
-    }
-    if msg.dry_run {
-        return dry_run(hub, msg, overrides).await;
-    }
+    // A real delivery reads its task once, under the lease (`leased`) or once it knows the
+    // target moved on (superseded): reading it before the take as well, to spare a
+    // redelivery of a finished task the take, cost a read unit a target and wave.
     let key = msg.target.key();
     let lease = LeaseToken::new(&msg.op_id, msg.action);
     let now = hub.clock.now();
@@ -88,12 +92,13 @@ pub async fn work(
         Lease::Superseded { by, mark } => {
             // What a delivery of this task had begun, if anything: the lease's mark while it is
             // still this operation's; once the newer operation has taken it up, this task's
-            // record, which it wrote before anything else (`mark_interrupted`), read again now.
+            // record, which it wrote before anything else (`mark_interrupted`). A task final
+            // already (a redelivery's) is left as it is.
             let own = mark.filter(|m| m.op_id == msg.op_id);
-            let task = match own {
-                Some(_) => task,
-                None => load_task(hub, msg).await?,
-            };
+            let task = load_task(hub, msg).await?;
+            if task.status.is_final() {
+                return Ok(TaskStep::Finished(task.status));
+            }
             let begun = change_begun(&task, own.as_ref());
             finish(hub, msg, &superseded(&by, begun.as_ref())).await
         }
@@ -286,8 +291,8 @@ async fn leased(
         interrupted,
         mut baseline,
     } = taken;
-    // Read again under the lease: another copy of this message may have finished the task
-    // between our first read and the acquisition.
+    // Read under the lease: another copy of this message may have finished the task before
+    // the take, and none can while it is held.
     let task = load_task(hub, msg).await?;
     let mut live = match hub.spokes.live_state(&msg.role, &msg.target).await {
         Ok(live) => live,
