@@ -432,6 +432,9 @@ pub struct CountingStore {
     timer: OnceLock<Arc<FakeTime>>,
     /// Of the write units, those of each method's calls ([`StoreCall::index`] order).
     write_units: Vec<AtomicU64>,
+    /// Targets a baseline was saved for (on the lease item, which then marks that no
+    /// baseline item of the earlier layout is left).
+    saved_on_lease: std::sync::Mutex<HashSet<String>>,
 }
 
 impl CountingStore {
@@ -446,6 +449,7 @@ impl CountingStore {
             latency: std::time::Duration::ZERO,
             timer: OnceLock::new(),
             write_units: StoreCall::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            saved_on_lease: Default::default(),
         }
     }
 
@@ -865,8 +869,17 @@ impl TargetStore for CountingStore {
         let request = self
             .inner
             .save_baseline(baseline, lease, replacing_own, change);
-        self.observe(StoreCall::SaveBaseline, request, |s| found(*s))
-            .await
+        let saved = self
+            .observe(StoreCall::SaveBaseline, request, |s| found(*s))
+            .await;
+        // The adapter marks the lease item with a first save (not one replacing its own).
+        if let (Ok(true), false) = (&saved, replacing_own) {
+            self.saved_on_lease
+                .lock()
+                .expect("not poisoned")
+                .insert(baseline.target_key.clone());
+        }
+        saved
     }
     async fn retire_baseline(
         &self,
@@ -910,11 +923,17 @@ impl TargetStore for CountingStore {
         let request = self
             .inner
             .acquire_lease(target_key, lease, op_created_at, now, ttl);
+        let no_legacy = self
+            .saved_on_lease
+            .lock()
+            .expect("not poisoned")
+            .contains(target_key);
         self.observe(StoreCall::AcquireLease, request, |l| match l {
             // `items`: the baseline the take returned (1: read off the lease item).
             Lease::Acquired { baseline, .. } => Seen {
                 found: true,
                 items: u64::from(baseline.is_some()),
+                no_legacy,
                 ..Seen::default()
             },
             _ => Seen::default(),

@@ -336,6 +336,9 @@ pub struct Seen {
     pub extra_units: u64,
     /// `put_inventory`: the targets the cache held before (the adapter's Query reads them).
     pub cached: u64,
+    /// `acquire_lease`: a baseline was saved on the target's lease item before, which marks
+    /// that no baseline item of the earlier layout is left.
+    pub no_legacy: bool,
 }
 
 /// The adapter's requests for one port call, given what it handled.
@@ -537,10 +540,11 @@ pub const TABLE: [(StoreCall, Model); 59] = [
     // targets.rs `acquire_lease`: one conditional UpdateItem returning the lease item as it
     // was; refused (`Held` or `Superseded`, not `found`), a GetItem of the lease to say why.
     // Taken with no baseline on the lease item (`items` 0), `baseline_taken`'s GetItem of the
-    // earlier layout's baseline item. A baseline returned (`items` 1) is counted as the lease
-    // item's: one of the earlier layout would have cost that GetItem too.
+    // earlier layout's baseline item, unless a baseline was saved on the lease item before
+    // (`no_legacy`: its mark says none is left). A baseline returned (`items` 1) is counted as
+    // the lease item's: one of the earlier layout would have cost that GetItem too.
     (StoreCall::AcquireLease, |s| {
-        if s.found && s.items > 0 {
+        if s.found && (s.items > 0 || s.no_legacy) {
             none().update()
         } else {
             none().update().get()

@@ -28,6 +28,12 @@ const BASELINE: &str = "baseline";
 /// The sort key of a baseline item of the earlier layout.
 const LEGACY_SK: &str = "BASELINE";
 
+/// The lease item's mark that its target has no baseline item of the earlier layout: set by a
+/// baseline saved on the lease item in place of none (a stop that found one of the earlier
+/// layout kept it and saved none), and nothing writes those items any more. A take that finds it and no baseline reads nothing more: every stop read the
+/// earlier layout's item, a read unit a target and wave.
+const NO_LEGACY: &str = "no_legacy";
+
 /// The asleep-index partition of a target (`ASLEEP#account#region`), from its key
 /// `account#region#...`.
 pub(crate) fn asleep_partition(target_key: &str) -> Option<String> {
@@ -92,9 +98,9 @@ impl DynamoStore {
     }
 
     /// The baseline a lease take found (`taken`: the lease item as it was before the take):
-    /// the one the item carries, else an item of the earlier layout (one GetItem). A start's
-    /// baseline is on its lease item, so its take reads nothing more; a stop reads 1 unit
-    /// where `read_baseline` reads 2.
+    /// the one the item carries, else an item of the earlier layout (one GetItem) unless the
+    /// item says none is left ([`NO_LEGACY`]). A start's baseline is on its lease item, so its
+    /// take reads nothing more; so does a stop once a baseline was ever saved on the item.
     pub(crate) async fn baseline_taken(
         &self,
         target_key: &str,
@@ -102,6 +108,9 @@ impl DynamoStore {
     ) -> PortResult<Option<Baseline>> {
         if let Some(baseline) = carried(taken)? {
             return Ok(Some(baseline));
+        }
+        if taken.contains_key(NO_LEGACY) {
+            return Ok(None);
         }
         self.get(&target_pk(target_key), LEGACY_SK)
             .await?
@@ -143,8 +152,16 @@ impl DynamoStore {
         values.insert(":asleep".into(), s(partition));
         values.insert(":key".into(), s(baseline.target_key.clone()));
         let what = "saving a baseline";
+        // A save replacing its own may leave an earlier layout's item of its operation to
+        // delete after it (below): only a first save marks that none is left.
+        let no_legacy = if replacing_own {
+            String::new()
+        } else {
+            values.insert(":no_legacy".into(), AttributeValue::Bool(true));
+            format!("{NO_LEGACY} = :no_legacy, ")
+        };
         let update = format!(
-            "SET baseline = :baseline, gsi3pk = :asleep, gsi3sk = :key, {SET_CHANGE} \
+            "SET baseline = :baseline, gsi3pk = :asleep, gsi3sk = :key, {no_legacy}{SET_CHANGE} \
              REMOVE {MARK_UPDATE}"
         );
         let condition = format!("{HELD_AT_CHANGE} AND {kept}");

@@ -598,6 +598,67 @@ mod tests {
         );
     }
 
+    /// A stop's take of a target a baseline was saved for on its lease item before (and
+    /// retired since): the item says no baseline of the earlier layout is left, so the take
+    /// reads nothing more (the mock answers nothing but the UpdateItem); a save marks it.
+    #[tokio::test]
+    async fn a_take_reads_no_earlier_layout_baseline_once_one_was_saved_on_the_lease_item() {
+        let lease_rule = mock!(Client::update_item)
+            .match_requests(|r| {
+                r.condition_expression()
+                    .is_some_and(|c| c.contains("last_op_at"))
+            })
+            .then_output(|| {
+                UpdateItemOutput::builder()
+                    .attributes("no_legacy", AttributeValue::Bool(true))
+                    .attributes("last_op", s("op-0"))
+                    .build()
+            });
+        let save_rule = mock!(Client::update_item)
+            .match_requests(|r| {
+                r.update_expression()
+                    .is_some_and(|u| u.contains("no_legacy = :no_legacy"))
+                    && r.expression_attribute_values()
+                        .and_then(|v| v.get(":no_legacy"))
+                        == Some(&AttributeValue::Bool(true))
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, [&lease_rule, &save_rule]);
+        let store = DynamoStore::new(client, "curfew-state");
+        let key = "111111111111#eu-west-1#asg#web";
+        let now = Utc.with_ymd_and_hms(2027, 1, 5, 18, 0, 0).unwrap();
+        let got = store
+            .acquire_lease(key, &lease(), now, now, Duration::minutes(15))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Lease::Acquired {
+                interrupted: None,
+                baseline: None
+            }
+        );
+        let saved = Baseline {
+            target_key: key.into(),
+            sizes: Sizes::new(1, 4, 2),
+            op_id: "op-1".into(),
+            saved_at: now,
+            held: Default::default(),
+            ca_tags: Vec::new(),
+            cluster_hold: false,
+        };
+        let change = ChangeInFlight {
+            before: saved.sizes,
+            planned: Sizes::new(0, 0, 0),
+            at: now,
+        };
+        assert!(store
+            .save_baseline(&saved, &lease(), false, &change)
+            .await
+            .unwrap());
+        assert_eq!(save_rule.num_calls(), 1);
+    }
+
     /// The restore claim travels with the hold record, conditioned on the generation read and
     /// fenced by the lease; a record an earlier version wrote (no `restoring`) reads unclaimed.
     #[tokio::test]
