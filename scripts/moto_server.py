@@ -161,8 +161,13 @@ def zygote(path: str) -> None:
         except KeyError:
             pass
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    # Bound under another name and renamed once listening: whoever waits for the socket to
+    # appear (a test, `with-moto-zygote.sh`) never connects between the bind and the listen,
+    # which refused the connection.
+    bound = f"{path}.{os.getpid()}"
+    listener.bind(bound)
     listener.listen(64)
+    os.rename(bound, path)
     # The servers are reaped as they end: none lingers as a zombie a `kill -0` would still find.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     gc.freeze()
