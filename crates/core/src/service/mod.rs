@@ -630,7 +630,8 @@ async fn target_verdict(
                 "the worker's invocation was about to time out before this target".to_string(),
             ))
         } else {
-            worker::work(hub, message, overrides).await
+            let first = delivery.receive_count <= 1;
+            worker::work_received(hub, message, overrides, first).await
         };
         let (verdict, why) = match worked {
             Ok(TaskStep::Finished(TaskStatus::DeadLettered)) => return Verdict::DeadLettered,

@@ -58,26 +58,40 @@ pub async fn handle(hub: &Hub, msg: &TaskMessage) -> PortResult<TaskStep> {
 /// the operation: the caller must call `finalize_operation` after a `Finished` step — once per
 /// operation per batch is enough, since whoever finishes an operation's last task then sees
 /// it complete. A crash before that leaves the message undeleted, and its redelivery (the task
-/// already final) settles the operation.
+/// already final) settles the operation. Reads the task before anything else, as for a
+/// message received again ([`work_received`]).
 pub async fn work(
     hub: &Hub,
     msg: &TaskMessage,
     overrides: Option<&[Override]>,
 ) -> PortResult<TaskStep> {
-    if msg.check || msg.dry_run {
+    work_received(hub, msg, overrides, false).await
+}
+
+/// [`work`] for a message on its `first` receive, whose task is open but for a duplicate
+/// message (rare): it is read once, under the lease (or once the take finds the target moved
+/// on), where reading it before the take as well cost a read unit a target and wave. A message
+/// received again may find its task final (its chunk came back for another target's sake, or
+/// a crash followed the task's end): its task is read first, sparing the take, the spoke's
+/// read and the release.
+pub async fn work_received(
+    hub: &Hub,
+    msg: &TaskMessage,
+    overrides: Option<&[Override]>,
+    first: bool,
+) -> PortResult<TaskStep> {
+    if !first || msg.check || msg.dry_run {
         let task = load_task(hub, msg).await?;
         if task.status.is_final() {
             return Ok(TaskStep::Finished(task.status));
         }
-        return if msg.check {
-            check(hub, msg).await
-        } else {
-            dry_run(hub, msg, overrides).await
-        };
+        if msg.check {
+            return check(hub, msg).await;
+        }
+        if msg.dry_run {
+            return dry_run(hub, msg, overrides).await;
+        }
     }
-    // A real delivery reads its task once, under the lease (`leased`) or once it knows the
-    // target moved on (superseded): reading it before the take as well, to spare a
-    // redelivery of a finished task the take, cost a read unit a target and wave.
     let key = msg.target.key();
     let lease = LeaseToken::new(&msg.op_id, msg.action);
     let now = hub.clock.now();
@@ -294,6 +308,12 @@ async fn leased(
     // Read under the lease: another copy of this message may have finished the task before
     // the take, and none can while it is held.
     let task = load_task(hub, msg).await?;
+    // A final task has nothing to do but settle what another operation's interrupted delivery
+    // left (below), which needs the target read.
+    let others = interrupted.filter(|i| i.op_id != msg.op_id);
+    if task.status.is_final() && others.is_none() {
+        return Ok(TaskStep::Finished(task.status));
+    }
     let mut live = match hub.spokes.live_state(&msg.role, &msg.target).await {
         Ok(live) => live,
         Err(e) if task.status.is_final() => return Err(e),
@@ -301,7 +321,7 @@ async fn leased(
     };
     // What an interrupted delivery of another operation left is settled before anything else,
     // even when this task turns out to be final: releasing a final task's lease clears the mark.
-    if let Some(interrupted) = interrupted.filter(|i| i.op_id != msg.op_id) {
+    if let Some(interrupted) = others {
         if let Some(step) =
             settle_interrupted(hub, msg, lease, interrupted, &mut live, &mut baseline).await?
         {
