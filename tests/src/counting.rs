@@ -1158,9 +1158,8 @@ fn finishing_seen(writes: &[EndsWrite], results: &[RecordedFinish], now: DateTim
         }
         // The record was left out when its recorded ends came back to be linked again.
         let recorded = write.record.is_some() && written.iter().any(|(end, _)| end.recorded);
-        let ends: Vec<TaskEnd> = written.iter().map(|(end, _)| (*end).clone()).collect();
         seen.transactions += 1;
-        seen.items += EndsWrite::items(&ends, recorded) as u64;
+        seen.items += EndsWrite::items(written.iter().map(|(end, _)| *end), recorded) as u64;
         if !recorded {
             continue;
         }

@@ -174,10 +174,14 @@ impl EndsWrite {
     /// The items a write of `ends` takes in the adapter, with a record when `recorded`: each
     /// task's final state, one counter stripe per operation among them and, with the record,
     /// the record, its chain's head and its by-day index entry.
-    pub fn items(ends: &[TaskEnd], recorded: bool) -> usize {
-        let operations: std::collections::BTreeSet<&str> =
-            ends.iter().map(|end| end.op_id.as_str()).collect();
-        ends.len() + operations.len() + 3 * usize::from(recorded)
+    pub fn items<'a>(ends: impl IntoIterator<Item = &'a TaskEnd>, recorded: bool) -> usize {
+        let mut count = 0;
+        let mut operations = std::collections::BTreeSet::new();
+        for end in ends {
+            count += 1;
+            operations.insert(end.op_id.as_str());
+        }
+        count + operations.len() + 3 * usize::from(recorded)
     }
 }
 

@@ -229,8 +229,9 @@ impl AuditRecord {
 /// the first change's actor, operation, kind, time and details, which the others share: each
 /// change names its subject, its time as nanoseconds after the record's `at` (`ns`), its sizes
 /// as `[min, max, desired]`, and only what differs from the record's (its actor, operation,
-/// kind or details, and its task when that is not `<operation>/<subject>`, as a worker's is). A transaction bills each of its items at least 1 KB, twice: one record of a delivery's
-/// changes bills some 0.13 KB a change where a record each billed 1 KB (docs/PERFORMANCE.md).
+/// kind or details, and its task when that is not `<operation>/<subject>`, as a worker's is).
+/// A transaction bills each of its items at least 1 KB, twice: one record of a delivery's
+/// changes bills some 0.11 KB a change where a record each billed 1 KB (docs/PERFORMANCE.md).
 #[derive(Serialize, Deserialize)]
 struct Changes {
     #[serde(flatten)]
@@ -292,9 +293,14 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// The task a worker names a change by: `<operation>/<subject>`.
+/// The task a worker names a change by, and its change by: `<operation>/<target key>`.
+pub fn task_name(operation: &str, target_key: &str) -> String {
+    format!("{operation}/{target_key}")
+}
+
+/// [`task_name`], for a change of `operation` (if any).
 fn worker_task(operation: Option<&str>, subject: &str) -> Option<String> {
-    operation.map(|op| format!("{op}/{subject}"))
+    operation.map(|op| task_name(op, subject))
 }
 
 /// The names of a sizes object, in the order a change lists them.

@@ -6,7 +6,7 @@
 //!
 //! A task finished alone pays a counter stripe's write and its chain head's for itself: 2 of
 //! its transaction's write units each, as many as its final state. A delivery's transaction of
-//! 96 ends pays them once for all of them, and a record of their changes of some 0.3 KB each
+//! 96 ends pays them once for all of them, and a record of their changes of some 0.11 KB each
 //! where a record each took an item of 1 KB, billed twice.
 //!
 //! [`OperationStore::finish_tasks`]: curfew_core::ports::OperationStore::finish_tasks
@@ -237,6 +237,19 @@ mod tests {
         writes(ends, Some(Linker::after(None, &chain, None)))
     }
 
+    /// A finishing transaction of `finish_three`'s 7 items (end 0's task, end 1's, end 2's, the
+    /// record of ends 0 and 2, the head, the count, the index entry), cancelled by the
+    /// condition of item `failed`.
+    fn refused_at(failed: usize) -> Rule {
+        mock!(Client::transact_write_items)
+            .match_requests(|r| r.transact_items().len() == 7)
+            .then_error(move || {
+                let mut reasons = ["None"; 7];
+                reasons[failed] = "ConditionalCheckFailed";
+                cancelled(&reasons)
+            })
+    }
+
     /// Ends 0 (a change), 1 (none) and 2 (a change) of one delivery, linked, finished through
     /// `refused` and then `accepted`: what became of each, once both were asked.
     async fn finish_three(refused: &Rule, accepted: &Rule) -> Vec<RecordedFinish> {
@@ -328,21 +341,7 @@ mod tests {
     /// A task final already, not recorded, is left out and the rest written as linked.
     #[tokio::test]
     async fn a_transaction_cancelled_by_a_final_task_is_written_again_without_it() {
-        // Items: end 0's task, end 1's, end 2's, the record (of ends 0 and 2), the head, the
-        // count, the record's index entry.
-        let refused = mock!(Client::transact_write_items)
-            .match_requests(|r| r.transact_items().len() == 7)
-            .then_error(|| {
-                cancelled(&[
-                    "None",
-                    "ConditionalCheckFailed",
-                    "None",
-                    "None",
-                    "None",
-                    "None",
-                    "None",
-                ])
-            });
+        let refused = refused_at(1);
         // Without end 1: ends 0 and 2, the record of both (the chain's first), the head (where
         // the chain was empty), the count of 2 and the index entry.
         let accepted = mock!(Client::transact_write_items)
@@ -390,19 +389,7 @@ mod tests {
     #[tokio::test]
     async fn a_final_task_with_a_recorded_change_sends_the_records_changes_back_for_linking_again()
     {
-        let refused = mock!(Client::transact_write_items)
-            .match_requests(|r| r.transact_items().len() == 7)
-            .then_error(|| {
-                cancelled(&[
-                    "ConditionalCheckFailed",
-                    "None",
-                    "None",
-                    "None",
-                    "None",
-                    "None",
-                    "None",
-                ])
-            });
+        let refused = refused_at(0);
         // End 1 alone (it is not recorded) and its count: no record, head or index entry.
         let accepted = mock!(Client::transact_write_items)
             .match_requests(|r| {

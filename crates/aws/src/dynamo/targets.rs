@@ -527,6 +527,22 @@ mod tests {
         }
     }
 
+    /// Takes `key`'s lease at `now` and checks the take found neither a change in flight nor a
+    /// baseline.
+    async fn take_finds_nothing(store: &DynamoStore, key: &str, now: DateTime<Utc>) {
+        let got = store
+            .acquire_lease(key, &lease(), now, now, Duration::minutes(15))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Lease::Acquired {
+                interrupted: None,
+                baseline: None
+            }
+        );
+    }
+
     #[tokio::test]
     async fn a_lease_requires_a_free_slot_and_no_newer_operation_and_holds_the_deliverys_token() {
         let lease_rule = mock!(Client::update_item)
@@ -548,17 +564,7 @@ mod tests {
         let client = mock_client!(aws_sdk_dynamodb, [&lease_rule, &legacy_rule]);
         let store = DynamoStore::new(client, "curfew-state");
         let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
-        let got = store
-            .acquire_lease("k", &lease(), now, now, Duration::minutes(15))
-            .await
-            .unwrap();
-        assert_eq!(
-            got,
-            Lease::Acquired {
-                interrupted: None,
-                baseline: None
-            }
-        );
+        take_finds_nothing(&store, "k", now).await;
         assert_eq!(legacy_rule.num_calls(), 1);
     }
 
@@ -627,17 +633,7 @@ mod tests {
         let store = DynamoStore::new(client, "curfew-state");
         let key = "111111111111#eu-west-1#asg#web";
         let now = Utc.with_ymd_and_hms(2027, 1, 5, 18, 0, 0).unwrap();
-        let got = store
-            .acquire_lease(key, &lease(), now, now, Duration::minutes(15))
-            .await
-            .unwrap();
-        assert_eq!(
-            got,
-            Lease::Acquired {
-                interrupted: None,
-                baseline: None
-            }
-        );
+        take_finds_nothing(&store, key, now).await;
         let saved = Baseline {
             target_key: key.into(),
             sizes: Sizes::new(1, 4, 2),

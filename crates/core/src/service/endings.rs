@@ -6,8 +6,8 @@
 //! holds each task's end, and the target's lease with it, until the batch's targets are worked;
 //! then [`write_ends`] writes them all ([`crate::ports::OperationStore::finish_tasks`]), each
 //! operation counted once a transaction, and releases the leases. The changes they made are
-//! recorded in a chain of the delivery's own ([`trail::delivery_chain`]), one head for all of
-//! them, not in each target's chain.
+//! recorded in a chain of the delivery's own ([`trail::delivery_chain`]), one record listing
+//! the changes of each write ([`writes`]), not in each target's chain.
 //!
 //! Crash safety is the same as one task at a time: each task is final, counted and recorded in
 //! one atomic write, conditioned on its not being final yet, and its lease (with the mark of its
@@ -161,8 +161,9 @@ pub(super) fn keep_lease(msg: &TaskMessage, lease: &LeaseToken) -> LeaseAfterEnd
 /// instead of each moving its target's (2 write units a change in a transaction, and a read of
 /// that head); then releases each kept lease, clearing its mark of the change in flight only
 /// if the task is final. The chain is new, so the first write reads no head; an end found
-/// final already breaks the chain after it, and the ends it broke are linked again after the
-/// head as written. Returns what became of each task, by operation and target key.
+/// final already whose change was in a record leaves that record out, and the changes of that
+/// record and of the records after it are linked again after the head as written. Returns what
+/// became of each task, by operation and target key.
 async fn write_ends(hub: &Hub, held: Vec<Ending>) -> HashMap<(String, String), Written> {
     let now = hub.clock.now();
     let mut results: Vec<Option<Written>> = (0..held.len()).map(|_| None).collect();
@@ -280,7 +281,7 @@ fn linked(
         };
         // The task names the change: its operation and target.
         let change = end.entry.clone().map(|entry| {
-            let key_of_change = format!("{}/{}", end.msg.op_id, end.msg.target.key());
+            let key_of_change = trail::task_name(&end.msg.op_id, &end.msg.target.key());
             (key_of_change, entry)
         });
         (task_end, change)
@@ -291,54 +292,55 @@ fn linked(
 /// `ends`, in order, each with the change it made (named by its key), in writes of as many
 /// ends as one atomic write holds ([`EndsWrite::items`], [`MAX_WRITE_ITEMS`]), each with one
 /// record of its ends' changes linked next by `linker` (`None`: none is recorded). One record
-/// of a write's changes bills some 0.3 KB a change where a record each was an item of its own,
-/// billed at least 1 KB, twice, in a transaction (docs/PERFORMANCE.md).
+/// of a write's changes bills some 0.11 KB a change where a record each was an item of its
+/// own, billed at least 1 KB, twice, in a transaction (docs/PERFORMANCE.md).
 pub fn writes(
     ends: impl IntoIterator<Item = (TaskEnd, Option<(String, AuditEntry)>)>,
     mut linker: Option<Linker<'_>>,
 ) -> Vec<EndsWrite> {
     let mut writes = Vec::new();
-    let mut group: Vec<TaskEnd> = Vec::new();
-    let mut changes: Vec<(String, AuditEntry)> = Vec::new();
+    let mut group = Group::default();
     for (mut end, change) in ends {
-        end.recorded = change.is_some() && linker.is_some();
-        let recorded = end.recorded || group.iter().any(|e| e.recorded);
-        group.push(end);
-        if group.len() > 1 && EndsWrite::items(&group, recorded) > MAX_WRITE_ITEMS {
-            let last = group.pop().expect("just pushed");
-            writes.push(write_of(
-                linker.as_mut(),
-                std::mem::take(&mut group),
-                &changes,
-            ));
-            changes.clear();
-            group.push(last);
+        let change = change.filter(|_| linker.is_some());
+        end.recorded = change.is_some();
+        let recorded = end.recorded || !group.entries.is_empty();
+        group.ends.push(end);
+        if group.ends.len() > 1 && EndsWrite::items(&group.ends, recorded) > MAX_WRITE_ITEMS {
+            let last = group.ends.pop().expect("just pushed");
+            writes.push(std::mem::take(&mut group).write(linker.as_mut()));
+            group.ends.push(last);
         }
-        if let Some(change) = change.filter(|_| linker.is_some()) {
-            changes.push(change);
+        if let Some((key_of_change, entry)) = change {
+            group.entries.push(entry);
+            group.last_key = key_of_change;
         }
     }
-    if !group.is_empty() {
-        writes.push(write_of(linker.as_mut(), group, &changes));
+    if !group.ends.is_empty() {
+        writes.push(group.write(linker.as_mut()));
     }
     writes
 }
 
-/// One write of `ends`, with the record of `changes` (theirs) linked next by `linker`.
-fn write_of(
-    linker: Option<&mut Linker<'_>>,
+/// The ends of one write being formed, and their changes.
+#[derive(Default)]
+struct Group {
     ends: Vec<TaskEnd>,
-    changes: &[(String, AuditEntry)],
-) -> EndsWrite {
-    let record = match (linker, changes.last()) {
-        (Some(linker), Some((key_of_change, _))) => {
-            let entries: Vec<AuditEntry> = changes.iter().map(|(_, e)| e.clone()).collect();
-            // The head keeps the last change's key.
-            Some(linker.link_all(key_of_change, &entries))
+    entries: Vec<AuditEntry>,
+    /// The last change's key, which the chain's head keeps.
+    last_key: String,
+}
+
+impl Group {
+    /// The write, with the record of its changes linked next by `linker`.
+    fn write(self, linker: Option<&mut Linker<'_>>) -> EndsWrite {
+        let record = linker
+            .filter(|_| !self.entries.is_empty())
+            .map(|linker| linker.link_all(&self.last_key, &self.entries));
+        EndsWrite {
+            ends: self.ends,
+            record,
         }
-        _ => None,
-    };
-    EndsWrite { ends, record }
+    }
 }
 
 /// The error of a task whose change lost [`trail::APPEND_ATTEMPTS`] appends in a row to others

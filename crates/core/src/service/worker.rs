@@ -80,6 +80,7 @@ pub async fn work_received(
     overrides: Option<&[Override]>,
     first: bool,
 ) -> PortResult<TaskStep> {
+    let mut read_first = None;
     if !first || msg.check || msg.dry_run {
         let task = load_task(hub, msg).await?;
         if task.status.is_final() {
@@ -91,6 +92,7 @@ pub async fn work_received(
         if msg.dry_run {
             return dry_run(hub, msg, overrides).await;
         }
+        read_first = Some(task);
     }
     let key = msg.target.key();
     let lease = LeaseToken::new(&msg.op_id, msg.action);
@@ -106,10 +108,13 @@ pub async fn work_received(
         Lease::Superseded { by, mark } => {
             // What a delivery of this task had begun, if anything: the lease's mark while it is
             // still this operation's; once the newer operation has taken it up, this task's
-            // record, which it wrote before anything else (`mark_interrupted`). A task final
-            // already (a redelivery's) is left as it is.
+            // record, which it wrote before anything else (`mark_interrupted`), read again
+            // now. A task final already (a redelivery's) is left as it is.
             let own = mark.filter(|m| m.op_id == msg.op_id);
-            let task = load_task(hub, msg).await?;
+            let task = match (&own, read_first) {
+                (Some(_), Some(task)) => task,
+                _ => load_task(hub, msg).await?,
+            };
             if task.status.is_final() {
                 return Ok(TaskStep::Finished(task.status));
             }
@@ -982,7 +987,7 @@ async fn record_drift(
         hub.clock.now(),
     );
     entry.operation = Some(msg.op_id.clone());
-    entry.task = Some(format!("{}/{key}", msg.op_id));
+    entry.task = Some(trail::task_name(&msg.op_id, &key));
     entry.before = Some(sizes_json(found));
     entry.detail = detail;
     let chain = trail::target_chain(&key);
@@ -1145,7 +1150,7 @@ fn audit_entry(
     let key = msg.target.key();
     let mut entry = AuditEntry::new(kind, key.clone(), actor, now);
     entry.operation = Some(msg.op_id.clone());
-    entry.task = Some(format!("{}/{key}", msg.op_id));
+    entry.task = Some(trail::task_name(&msg.op_id, &key));
     entry.before = Some(sizes_json(before));
     entry.after = Some(sizes_json(after));
     entry.detail = std::iter::once(baseline.to_string())
