@@ -11,6 +11,7 @@ use curfew_core::hold::CaTag;
 use curfew_core::ports::{PortResult, Spokes, UpdateState};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
 use futures::future::BoxFuture;
+use futures::stream::{self, BoxStream, TryStreamExt};
 
 /// The inner call, made again for each attempt a decorator makes.
 pub type InnerCall<'a, T> = dyn Fn() -> BoxFuture<'a, PortResult<T>> + Send + Sync + 'a;
@@ -31,6 +32,21 @@ pub trait AroundCall: Send + Sync + 'static {
     /// first (see `crate::sim::DiscoveryRequests`). Nothing by default.
     async fn discovered(&self, _account: &str, _region: &str, _found: &[Target]) -> PortResult<()> {
         Ok(())
+    }
+
+    /// `discover_pages` after the one call that found `found`: `found` a page at a time, each
+    /// when the decorator's requests have listed it. By default one page, after
+    /// [`AroundCall::discovered`].
+    fn discovered_pages<'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        found: Vec<Target>,
+    ) -> BoxStream<'a, PortResult<Vec<Target>>> {
+        Box::pin(stream::once(async move {
+            self.discovered(account, region, &found).await?;
+            Ok(found)
+        }))
     }
 }
 
@@ -61,6 +77,20 @@ impl<A: AroundCall> Spokes for AroundSpokes<A> {
             .discovered(&role.account, region, &found)
             .await?;
         Ok(found)
+    }
+    fn discover_pages<'a>(
+        &'a self,
+        role: &'a SpokeRole,
+        region: &'a str,
+    ) -> BoxStream<'a, PortResult<Vec<Target>>> {
+        Box::pin(
+            stream::once(async move {
+                let call = || self.inner.discover(role, region);
+                self.around.around(&role.account, region, &call).await
+            })
+            .map_ok(move |found| self.around.discovered_pages(&role.account, region, found))
+            .try_flatten(),
+        )
     }
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
         let call = || self.inner.live_state(role, target);

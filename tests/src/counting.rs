@@ -20,7 +20,9 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use curfew_aws::dynamo::{finishing, shard_marker as dynamo_marker, LISTING_BYTES};
+use curfew_aws::dynamo::{
+    finishing, part_marker as dynamo_part, shard_marker as dynamo_marker, LISTING_BYTES,
+};
 use curfew_core::account::Account;
 use curfew_core::calendar::Calendar;
 use curfew_core::cluster_hold::ClusterHold;
@@ -30,8 +32,8 @@ use curfew_core::ports::Finalized;
 use curfew_core::ports::Spokes;
 use curfew_core::ports::{
     AccountStore, Baseline, ChangeInFlight, EndsWrite, Interrupted, Lease, LeaseToken,
-    OperationPage, OperationStore, Override, PortResult, RecordedFinish, ScheduleStore, StateStore,
-    TargetStore, TaskEnd,
+    OperationPage, OperationStore, Override, PortResult, RecordedFinish, ScheduleStore, ShardParts,
+    StateStore, TargetStore, TaskEnd,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{Sizes, Target};
@@ -42,6 +44,19 @@ use crate::around::{AroundCall, AroundSpokes, InnerCall};
 use crate::item_size::{item_size, WRITE_UNIT_BYTES};
 use cpu::FakeTime;
 use dynamo::{dynamo_use, DynamoUse, Seen};
+
+/// The write units of a marker (a shard's or a part's) that lists its targets; 0 when it does
+/// not (its tasks are written an item each, billed per item).
+fn listed_units(
+    marker: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    listed: bool,
+) -> u64 {
+    if listed {
+        item_size(marker).div_ceil(WRITE_UNIT_BYTES) as u64
+    } else {
+        0
+    }
+}
 
 /// One method of the state store's ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,6 +105,10 @@ pub enum StoreCall {
     ShardPlanned,
     /// `plan_shard`.
     PlanShard,
+    /// `plan_part`.
+    PlanPart,
+    /// `shard_parts`.
+    ShardParts,
     /// `unfinished_tasks`.
     UnfinishedTasks,
     /// `list_tasks`.
@@ -168,7 +187,7 @@ pub enum StoreCall {
 
 impl StoreCall {
     /// Every method, in declaration order (the index of a call in [`StoreCounts`]).
-    pub const ALL: [StoreCall; 59] = [
+    pub const ALL: [StoreCall; 61] = [
         StoreCall::PutAccount,
         StoreCall::GetAccount,
         StoreCall::ListAccounts,
@@ -191,6 +210,8 @@ impl StoreCall {
         StoreCall::FixShards,
         StoreCall::ShardPlanned,
         StoreCall::PlanShard,
+        StoreCall::PlanPart,
+        StoreCall::ShardParts,
         StoreCall::UnfinishedTasks,
         StoreCall::ListTasks,
         StoreCall::GetTask,
@@ -255,6 +276,8 @@ impl StoreCall {
             StoreCall::FixShards => "fix_shards",
             StoreCall::ShardPlanned => "shard_planned",
             StoreCall::PlanShard => "plan_shard",
+            StoreCall::PlanPart => "plan_part",
+            StoreCall::ShardParts => "shard_parts",
             StoreCall::UnfinishedTasks => "unfinished_tasks",
             StoreCall::ListTasks => "list_tasks",
             StoreCall::GetTask => "get_task",
@@ -311,6 +334,7 @@ impl StoreCall {
                 | StoreCall::GetOperation
                 | StoreCall::ListOperationsPage
                 | StoreCall::ShardPlanned
+                | StoreCall::ShardParts
                 | StoreCall::UnfinishedTasks
                 | StoreCall::ListTasks
                 | StoreCall::GetTask
@@ -709,25 +733,54 @@ impl OperationStore for CountingStore {
         &self,
         op_id: &str,
         shard: &Shard,
+        parts: u32,
         tasks: &[Task],
         note: Option<String>,
-    ) -> PortResult<()> {
-        self.planned_tasks
-            .fetch_add(tasks.len() as u64, Ordering::Relaxed);
+    ) -> PortResult<bool> {
         let planned = tasks.len();
         // The marker the adapter would write for this plan, billed on its size.
         let (marker, listed) = dynamo_marker(op_id, shard, tasks, LISTING_BYTES);
-        let listed_units = if listed {
-            item_size(&marker).div_ceil(WRITE_UNIT_BYTES) as u64
-        } else {
-            0
-        };
-        let request = self.inner.plan_shard(op_id, shard, tasks, note);
-        self.observe(StoreCall::PlanShard, request, move |_| Seen {
-            listed_units,
-            ..items(planned)
-        })
-        .await
+        let listed_units = listed_units(&marker, listed);
+        let request = self.inner.plan_shard(op_id, shard, parts, tasks, note);
+        let written = self
+            .observe(StoreCall::PlanShard, request, move |_| Seen {
+                listed_units,
+                ..items(planned)
+            })
+            .await?;
+        if written {
+            self.planned_tasks
+                .fetch_add(planned as u64, Ordering::Relaxed);
+        }
+        Ok(written)
+    }
+    async fn plan_part(
+        &self,
+        op_id: &str,
+        shard: &Shard,
+        part: u32,
+        tasks: &[Task],
+    ) -> PortResult<bool> {
+        let planned = tasks.len();
+        let (marker, listed) = dynamo_part(op_id, shard, part, tasks, LISTING_BYTES);
+        let listed_units = listed_units(&marker, listed);
+        let request = self.inner.plan_part(op_id, shard, part, tasks);
+        let written = self
+            .observe(StoreCall::PlanPart, request, move |_| Seen {
+                listed_units,
+                ..items(planned)
+            })
+            .await?;
+        if written {
+            self.planned_tasks
+                .fetch_add(planned as u64, Ordering::Relaxed);
+        }
+        Ok(written)
+    }
+    async fn shard_parts(&self, op_id: &str, shard: &Shard) -> PortResult<ShardParts> {
+        let request = self.inner.shard_parts(op_id, shard);
+        self.observe(StoreCall::ShardParts, request, |p| items(p.tasks.len()))
+            .await
     }
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
         let request = self.inner.unfinished_tasks(op_id, shard);

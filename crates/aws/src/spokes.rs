@@ -16,7 +16,8 @@ use curfew_core::ports::{ErrorKind, PortError, PortResult, Spokes, UpdateState};
 use curfew_core::session::{Session, SessionCache};
 use curfew_core::target::{LiveState, Processes, Sizes, Target, TargetKind};
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::future::{self, BoxFuture};
+use futures::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
 
 use crate::config::spoke_retry_partition;
 use crate::error::{classify, retrying};
@@ -220,37 +221,177 @@ impl AwsSpokes {
         .await
     }
 
-    async fn discover_asgs(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
-        let client = self.autoscaling(role, region).await?;
-        discovered_asgs(&client, &role.account, region).await
-    }
-
-    async fn discover_nodegroups(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
-        let client = self.eks(role, region).await?;
-        discovered_nodegroups(&client, &role.account, region).await
+    /// The client one listing's requests to a spoke service share: `client` (`autoscaling_with`,
+    /// `eks_with`) with the role's cached session, made again with a fresh session (the cached
+    /// one dropped) when the spoke refuses the session as expired.
+    fn listing_client<'a, C>(
+        &'a self,
+        role: &'a SpokeRole,
+        region: &'a str,
+        client: fn(&AwsSpokes, Credentials, &str, &str) -> C,
+    ) -> ListingClient<'a, C>
+    where
+        C: Clone + Send + 'a,
+    {
+        ListingClient::new(move |refused| {
+            Box::pin(async move {
+                if refused {
+                    tracing::warn!(role = %role.role_arn, "spoke session expired early; assuming the role again");
+                    self.sessions.invalidate(&session_key(role));
+                }
+                let credentials = self.credentials(role).await?;
+                Ok(client(self, credentials, &role.account, region))
+            })
+        })
     }
 }
 
-/// The ASGs of one account and region (not the ones EKS manages for node groups).
-async fn discovered_asgs(
-    client: &aws_sdk_autoscaling::Client,
+/// The client a listing's requests to one spoke service share. The spoke may refuse its session
+/// as expired (revoked, or expired earlier than STS said) halfway through a listing of
+/// thousands of requests: the refused request is asked once more with a client of a fresh
+/// session, and so are the requests after it, while what the listing has already yielded is
+/// neither asked for nor yielded again ([`AwsSpokes::fresh_on_expiry`], one request at a time).
+struct ListingClient<'a, C> {
+    /// Makes the client; with a fresh session when the last one was refused (`true`).
+    connect: Box<dyn Fn(bool) -> BoxFuture<'a, PortResult<C>> + Send + Sync + 'a>,
+    /// Requests wait here while the client is made, so that the many describes in flight when
+    /// a session expires assume the role once, not once each.
+    current: tokio::sync::Mutex<Connection<C>>,
+}
+
+/// The client a [`ListingClient`] made last.
+enum Connection<C> {
+    /// None yet: the first request makes it.
+    Unmade,
+    /// The client, with the number of clients made before it.
+    Made(u64, C),
+    /// Making it failed: the listing ends with that error, and the requests still in flight
+    /// fail with it rather than assume the role again each.
+    Failed(ErrorKind, String),
+}
+
+impl<'a, C: Clone> ListingClient<'a, C> {
+    fn new(connect: impl Fn(bool) -> BoxFuture<'a, PortResult<C>> + Send + Sync + 'a) -> Self {
+        ListingClient {
+            connect: Box::new(connect),
+            current: tokio::sync::Mutex::new(Connection::Unmade),
+        }
+    }
+
+    /// Runs `call` with the client and, if the spoke says its session has expired, once more
+    /// with a client of a fresh session.
+    async fn request<T, F, Fut>(&self, call: F) -> PortResult<T>
+    where
+        F: Fn(C) -> Fut,
+        Fut: std::future::Future<Output = PortResult<T>>,
+    {
+        let (made, client) = self.client(None).await?;
+        match call(client).await {
+            Err(e) if e.kind == ErrorKind::ExpiredCredentials => {
+                let (_, fresh) = self.client(Some(made)).await?;
+                call(fresh).await
+            }
+            other => other,
+        }
+    }
+
+    /// The client made last, or a new one if there is none or `refused` names it (a request
+    /// refused with an older one takes the one made since).
+    async fn client(&self, refused: Option<u64>) -> PortResult<(u64, C)> {
+        let mut current = self.current.lock().await;
+        let number = match &*current {
+            Connection::Made(made, client) if refused != Some(*made) => {
+                return Ok((*made, client.clone()))
+            }
+            Connection::Made(made, _) => made + 1,
+            Connection::Failed(kind, message) => {
+                return Err(PortError::new(*kind, message.clone()))
+            }
+            Connection::Unmade => 0,
+        };
+        match (self.connect)(refused.is_some()).await {
+            Ok(client) => {
+                *current = Connection::Made(number, client.clone());
+                Ok((number, client))
+            }
+            Err(e) => {
+                *current = Connection::Failed(e.kind, e.message.clone());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Every target of one account and region a page at a time ([`Spokes::discover_pages`]): the
+/// ASGs' pages and the clusters' node groups listed at once ([`stream::select`]), each page
+/// yielded as it is answered, none empty, until the first error.
+fn listing<'a>(
+    asgs: ListingClient<'a, aws_sdk_autoscaling::Client>,
+    eks: ListingClient<'a, aws_sdk_eks::Client>,
+    account: &'a str,
+    region: &'a str,
+) -> BoxStream<'a, PortResult<Vec<Target>>> {
+    stream::select(
+        asg_pages(asgs, account, region),
+        nodegroup_pages(eks, account, region),
+    )
+    // The other listing stops at the first error too: nothing more is asked of the spoke for a
+    // listing the caller will not finish.
+    .scan(false, |failed, page| {
+        if *failed {
+            return future::ready(None);
+        }
+        *failed = page.is_err();
+        future::ready(Some(page))
+    })
+    .try_filter(|page| future::ready(!page.is_empty()))
+    .boxed()
+}
+
+/// The ASGs of one account and region (not the ones EKS manages for node groups), a page of
+/// DescribeAutoScalingGroups at a time: one page after the other, each yielded as it is
+/// answered, and the next asked for only when the stream is polled again. Each page is retried
+/// on its own: a throttle asks for that page again, not for the listing from its start.
+fn asg_pages<'a>(
+    asgs: ListingClient<'a, aws_sdk_autoscaling::Client>,
+    account: &'a str,
+    region: &'a str,
+) -> impl Stream<Item = PortResult<Vec<Target>>> + Send + 'a {
+    // The token of the page to ask for next (none for the first); none at all after the last.
+    let first: Option<Option<String>> = Some(None);
+    stream::try_unfold((asgs, first), move |(asgs, next)| async move {
+        let Some(token) = next else {
+            return Ok(None);
+        };
+        let token = &token;
+        let page = asgs
+            .request(|client| async move {
+                retrying(|| async {
+                    client
+                        .describe_auto_scaling_groups()
+                        .max_records(ASG_PAGE)
+                        .set_next_token(token.clone())
+                        .send()
+                        .await
+                        .map_err(|e| classify("listing Auto Scaling groups", e))
+                })
+                .await
+            })
+            .await?;
+        let targets = asg_targets(page.auto_scaling_groups(), account, region);
+        let next = page.next_token.filter(|t| !t.is_empty()).map(Some);
+        Ok(Some((targets, (asgs, next))))
+    })
+}
+
+/// The targets of one page of ASGs, without the ones EKS manages for node groups.
+fn asg_targets(
+    groups: &[aws_sdk_autoscaling::types::AutoScalingGroup],
     account: &str,
     region: &str,
-) -> PortResult<Vec<Target>> {
-    let groups: Vec<_> = retrying(|| async {
-        client
-            .describe_auto_scaling_groups()
-            .max_records(ASG_PAGE)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("listing Auto Scaling groups", e))
-    })
-    .await?;
-    Ok(groups
-        .into_iter()
+) -> Vec<Target> {
+    groups
+        .iter()
         .filter(|g| !g.tags().iter().any(|t| t.key() == Some(NODEGROUP_TAG)))
         .map(|g| Target {
             account: account.to_string(),
@@ -264,9 +405,9 @@ async fn discovered_asgs(
                 .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
                 .collect(),
             cluster_tags: Default::default(),
-            instance_types: asg_instance_types(&g),
+            instance_types: asg_instance_types(g),
         })
-        .collect())
+        .collect()
 }
 
 /// DescribeCluster and DescribeNodegroup requests one discovery starts with in flight. EKS has
@@ -306,45 +447,73 @@ struct ListedCluster {
     nodegroups: Vec<String>,
 }
 
-/// The EKS managed node groups of one account and region, with their clusters' tags, in the
-/// order EKS lists them. Clusters, then node groups, are described as many at a time as
-/// [`eks_describes_in_flight`] allows.
-async fn discovered_nodegroups(
-    client: &aws_sdk_eks::Client,
-    account: &str,
-    region: &str,
-) -> PortResult<Vec<Target>> {
-    let names: Vec<String> = retrying(|| async {
-        client
-            .list_clusters()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("listing EKS clusters", e))
-    })
-    .await?;
-    let in_flight = eks_describes_in_flight();
-    // The futures are made up front, not by a closure inside the stream, so the caller's
-    // future stays `Send`. The stream holds as many as the limit can grow to; each waits for
-    // its place in flight.
-    let listing: Vec<_> = names
-        .into_iter()
-        .map(|name| listed_cluster(client, &in_flight, name))
-        .collect();
-    let clusters: Vec<ListedCluster> = stream::iter(listing)
-        .buffered(EKS_DESCRIBE_CEILING)
-        .try_collect()
-        .await?;
-    let describing: Vec<_> = clusters
-        .iter()
-        .flat_map(|cluster| {
-            cluster
-                .nodegroups
-                .iter()
-                .map(|name| described_nodegroup(client, &in_flight, account, region, cluster, name))
+/// The EKS managed node groups of one account and region, with their clusters' tags, a cluster
+/// at a time in the order EKS lists them. The clusters are listed first (ListClusters, every
+/// page); then [`EKS_DESCRIBE_CEILING`] clusters at a time are each described, their node groups
+/// listed and then described, so the node groups of the first clusters are described while later
+/// clusters are still being listed. Every request waits for its place in one
+/// [`eks_describes_in_flight`]. Each cluster's node groups are yielded once all of them are
+/// described and the clusters before it yielded.
+fn nodegroup_pages<'a>(
+    eks: ListingClient<'a, aws_sdk_eks::Client>,
+    account: &'a str,
+    region: &'a str,
+) -> impl Stream<Item = PortResult<Vec<Target>>> + Send + 'a {
+    // Shared by the clusters' futures, which the stream owns while they run.
+    let eks = Arc::new(eks);
+    let in_flight = Arc::new(eks_describes_in_flight());
+    stream::once(cluster_names(eks.clone()))
+        .map_ok(move |names| {
+            // The clusters' futures are made up front, not by a closure inside the stream, so the
+            // caller's future stays `Send`. The stream holds as many as the limit can grow to;
+            // each waits for its place in flight. Each cluster's future drives its own
+            // describes: a combinator that fed them into a second buffer would stop polling
+            // the clusters (and their requests holding places in flight) while that buffer is
+            // full, and the describes waiting behind them would never get a place.
+            let clusters: Vec<_> = names
+                .into_iter()
+                .map(|name| {
+                    cluster_nodegroups(eks.clone(), in_flight.clone(), account, region, name)
+                })
+                .collect();
+            stream::iter(clusters).buffered(EKS_DESCRIBE_CEILING)
         })
+        .try_flatten()
+}
+
+/// The names of the clusters of one account and region.
+async fn cluster_names(
+    eks: Arc<ListingClient<'_, aws_sdk_eks::Client>>,
+) -> PortResult<Vec<String>> {
+    eks.request(|client| async move {
+        retrying(|| async {
+            client
+                .list_clusters()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("listing EKS clusters", e))
+        })
+        .await
+    })
+    .await
+}
+
+/// The node groups of cluster `name`, described, in the order EKS lists them.
+async fn cluster_nodegroups<'a>(
+    eks: Arc<ListingClient<'a, aws_sdk_eks::Client>>,
+    in_flight: Arc<InFlight>,
+    account: &'a str,
+    region: &'a str,
+    name: String,
+) -> PortResult<Vec<Target>> {
+    let cluster = listed_cluster(&eks, &in_flight, name).await?;
+    let describing: Vec<_> = cluster
+        .nodegroups
+        .iter()
+        .map(|name| described_nodegroup(&eks, &in_flight, account, region, &cluster, name))
         .collect();
     stream::iter(describing)
         .buffered(EKS_DESCRIBE_CEILING)
@@ -354,43 +523,52 @@ async fn discovered_nodegroups(
 
 /// A cluster's tags and the names of its node groups.
 async fn listed_cluster(
-    client: &aws_sdk_eks::Client,
+    eks: &ListingClient<'_, aws_sdk_eks::Client>,
     in_flight: &InFlight,
     name: String,
 ) -> PortResult<ListedCluster> {
-    let described = retrying(|| {
-        in_flight.request(|| async {
-            client
-                .describe_cluster()
-                .name(&name)
-                .send()
-                .await
-                .map_err(|e| classify(&format!("describing cluster {name}"), e))
+    let name = &name;
+    let described = eks
+        .request(|client| async move {
+            retrying(|| {
+                in_flight.request(|| async {
+                    client
+                        .describe_cluster()
+                        .name(name)
+                        .send()
+                        .await
+                        .map_err(|e| classify(&format!("describing cluster {name}"), e))
+                })
+            })
+            .await
         })
-    })
-    .await?;
+        .await?;
     let tags = described
         .cluster
         .and_then(|c| c.tags)
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let nodegroups = retrying(|| {
-        in_flight.request(|| async {
-            client
-                .list_nodegroups()
-                .cluster_name(&name)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| classify(&format!("listing node groups of {name}"), e))
+    let nodegroups = eks
+        .request(|client| async move {
+            retrying(|| {
+                in_flight.request(|| async {
+                    client
+                        .list_nodegroups()
+                        .cluster_name(name)
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                        .await
+                        .map_err(|e| classify(&format!("listing node groups of {name}"), e))
+                })
+            })
+            .await
         })
-    })
-    .await?;
+        .await?;
     Ok(ListedCluster {
-        name,
+        name: name.clone(),
         tags,
         nodegroups,
     })
@@ -398,25 +576,31 @@ async fn listed_cluster(
 
 /// One node group of `cluster`, described.
 async fn described_nodegroup(
-    client: &aws_sdk_eks::Client,
+    eks: &ListingClient<'_, aws_sdk_eks::Client>,
     in_flight: &InFlight,
     account: &str,
     region: &str,
     cluster: &ListedCluster,
     name: &str,
 ) -> PortResult<Target> {
-    let ng = retrying(|| {
-        in_flight.request(|| async {
-            client
-                .describe_nodegroup()
-                .cluster_name(&cluster.name)
-                .nodegroup_name(name)
-                .send()
-                .await
-                .map_err(|e| classify(&format!("describing node group {}/{name}", cluster.name), e))
+    let ng = eks
+        .request(|client| async move {
+            retrying(|| {
+                in_flight.request(|| async {
+                    client
+                        .describe_nodegroup()
+                        .cluster_name(&cluster.name)
+                        .nodegroup_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            classify(&format!("describing node group {}/{name}", cluster.name), e)
+                        })
+                })
+            })
+            .await
         })
-    })
-    .await?;
+        .await?;
     let (tags, types) = ng
         .nodegroup
         .map(|n| (n.tags, n.instance_types))
@@ -590,15 +774,24 @@ impl Spokes for AwsSpokes {
     }
 
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
-        self.fresh_on_expiry(role, || async {
-            let (mut asgs, nodegroups) = futures::try_join!(
-                self.discover_asgs(role, region),
-                self.discover_nodegroups(role, region)
-            )?;
-            asgs.extend(nodegroups);
-            Ok(asgs)
-        })
-        .await
+        let mut found: Vec<Target> = self.discover_pages(role, region).try_concat().await?;
+        // The pages come in the order the two listings are answered; the inventory keeps one
+        // order: the ASGs, then the node groups, each as listed.
+        found.sort_by_key(|t| t.kind != TargetKind::Asg);
+        Ok(found)
+    }
+
+    fn discover_pages<'a>(
+        &'a self,
+        role: &'a SpokeRole,
+        region: &'a str,
+    ) -> BoxStream<'a, PortResult<Vec<Target>>> {
+        listing(
+            self.listing_client(role, region, AwsSpokes::autoscaling_with),
+            self.listing_client(role, region, AwsSpokes::eks_with),
+            &role.account,
+            region,
+        )
     }
 
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
@@ -1182,9 +1375,7 @@ mod tests {
             });
         let client = mock_client!(aws_sdk_autoscaling, [&described]);
 
-        let found = discovered_asgs(&client, "111111111111", "eu-west-1")
-            .await
-            .unwrap();
+        let found = listed_asgs(client).await.unwrap();
 
         let types: Vec<(&str, Vec<&str>)> = found
             .iter()
@@ -1252,7 +1443,8 @@ mod tests {
             [&clusters, &cluster, &names, &general, &templated]
         );
 
-        let found = discovered_nodegroups(&client, "111111111111", "eu-west-1")
+        let found: Vec<Target> = nodegroup_pages(fixed(client), "111111111111", "eu-west-1")
+            .try_concat()
             .await
             .unwrap();
 
@@ -1266,8 +1458,8 @@ mod tests {
 
     /// Discovers three clusters of more node groups than can be described at once, EKS
     /// answering the first `throttled` DescribeNodegroup requests with a throttling error, and
-    /// checks every node group is listed once, in order, with its tags and its cluster's.
-    /// Returns the DescribeNodegroup requests made.
+    /// checks every node group is listed once, in order, with its tags and its cluster's, a
+    /// cluster a page. Returns the DescribeNodegroup requests made.
     async fn discover_three_clusters(throttled: usize) -> usize {
         use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
         use aws_sdk_eks::operation::describe_nodegroup::{
@@ -1330,10 +1522,22 @@ mod tests {
             |conf| conf.retry_config(aws_smithy_types::retry::RetryConfig::disabled())
         );
 
-        let found = discovered_nodegroups(&client, "111111111111", "eu-west-1")
+        let pages: Vec<Vec<Target>> = nodegroup_pages(fixed(client), "111111111111", "eu-west-1")
+            .try_collect()
             .await
             .unwrap();
 
+        let page_clusters: Vec<Vec<&str>> = pages
+            .iter()
+            .map(|page| {
+                let mut clusters: Vec<&str> =
+                    page.iter().filter_map(|t| t.cluster.as_deref()).collect();
+                clusters.dedup();
+                clusters
+            })
+            .collect();
+        assert_eq!(page_clusters, [["a"], ["b"], ["c"]]);
+        let found = pages.concat();
         let expected: Vec<String> = ["a", "b", "c"]
             .iter()
             .flat_map(|c| (0..PER_CLUSTER).map(move |i| format!("{c}-{i}")))
@@ -1358,6 +1562,69 @@ mod tests {
         assert_eq!(
             discover_three_clusters(0).await,
             3 * (EKS_DESCRIBE_CEILING + 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_clusters_node_groups_are_described_while_later_clusters_are_listed() {
+        use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
+        use aws_sdk_eks::operation::describe_nodegroup::DescribeNodegroupOutput;
+        use aws_sdk_eks::operation::list_clusters::ListClustersOutput;
+        use aws_sdk_eks::operation::list_nodegroups::ListNodegroupsOutput;
+        use aws_sdk_eks::types::{Cluster, Nodegroup};
+        // More clusters than are listed at once: the last cannot start before the first ends.
+        const CLUSTERS: usize = EKS_DESCRIBE_CEILING + 6;
+        let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+        let log = |asked: &Arc<Mutex<Vec<String>>>, what: String| {
+            asked.lock().unwrap().push(what);
+        };
+        let clusters = mock!(aws_sdk_eks::Client::list_clusters).then_output(|| {
+            ListClustersOutput::builder()
+                .set_clusters(Some((0..CLUSTERS).map(|i| format!("c{i}")).collect()))
+                .build()
+        });
+        let seen = asked.clone();
+        let cluster = mock!(aws_sdk_eks::Client::describe_cluster).then_compute_output(move |r| {
+            log(
+                &seen,
+                format!("DescribeCluster {}", r.name().unwrap_or_default()),
+            );
+            DescribeClusterOutput::builder()
+                .cluster(
+                    Cluster::builder()
+                        .name(r.name().unwrap_or_default())
+                        .build(),
+                )
+                .build()
+        });
+        let names = mock!(aws_sdk_eks::Client::list_nodegroups)
+            .then_output(|| ListNodegroupsOutput::builder().nodegroups("ng").build());
+        let seen = asked.clone();
+        let described =
+            mock!(aws_sdk_eks::Client::describe_nodegroup).then_compute_output(move |r| {
+                let cluster = r.cluster_name().unwrap_or_default();
+                log(&seen, format!("DescribeNodegroup {cluster}"));
+                DescribeNodegroupOutput::builder()
+                    .nodegroup(Nodegroup::builder().nodegroup_name("ng").build())
+                    .build()
+            });
+        let client = mock_client!(
+            aws_sdk_eks,
+            aws_smithy_mocks::RuleMode::MatchAny,
+            [&clusters, &cluster, &names, &described]
+        );
+
+        let pages: Vec<Vec<Target>> = nodegroup_pages(fixed(client), "111111111111", "eu-west-1")
+            .try_collect()
+            .await
+            .unwrap();
+
+        assert_eq!(pages.len(), CLUSTERS, "a page a cluster");
+        let asked = asked.lock().unwrap().clone();
+        let at = |what: &str| asked.iter().position(|a| a == what).unwrap();
+        assert!(
+            at("DescribeNodegroup c0") < at(&format!("DescribeCluster c{}", CLUSTERS - 1)),
+            "{asked:?}"
         );
     }
 
@@ -1411,9 +1678,7 @@ mod tests {
             .then_output(|| DescribeAutoScalingGroupsOutput::builder().build());
         let client = mock_client!(aws_sdk_autoscaling, [&described]);
 
-        let found = discovered_asgs(&client, "111111111111", "eu-west-1")
-            .await
-            .unwrap();
+        let found = listed_asgs(client).await.unwrap();
 
         assert!(found.is_empty());
         assert_eq!(described.num_calls(), 1);
@@ -1867,5 +2132,269 @@ mod tests {
             let other = spokes.pace(service, &role.account, region);
             assert_eq!(other.falls(), 0, "{service} in {region} is not paced");
         }
+    }
+
+    /// A listing client of `client` alone, as a test's mock makes it.
+    fn fixed<C: Clone + Send + Sync + 'static>(client: C) -> ListingClient<'static, C> {
+        ListingClient::new(move |_| {
+            let client = client.clone();
+            Box::pin(async move { Ok(client) })
+        })
+    }
+
+    /// Every ASG `client` lists, its pages in order.
+    async fn listed_asgs(client: aws_sdk_autoscaling::Client) -> PortResult<Vec<Target>> {
+        asg_pages(fixed(client), "111111111111", "eu-west-1")
+            .try_concat()
+            .await
+    }
+
+    /// A spoke as the SDK reaches it over HTTP, listing `pages` of ASGs (by name) in pages
+    /// chained by `NextToken=page-<n>`, and no EKS clusters. It answers the requests for a page
+    /// with the error codes `refusals` holds for it first, one a request, and keeps the number
+    /// of the page each DescribeAutoScalingGroups asked for.
+    #[derive(Clone, Debug, Default)]
+    struct ListingSpoke {
+        pages: Vec<Vec<&'static str>>,
+        refusals: Arc<Mutex<HashMap<usize, Vec<&'static str>>>>,
+        asked: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl ListingSpoke {
+        fn of(pages: Vec<Vec<&'static str>>) -> Self {
+            ListingSpoke {
+                pages,
+                ..ListingSpoke::default()
+            }
+        }
+
+        /// The spoke answers the first request for page `page` with error `code`.
+        fn refusing_once(self, page: usize, code: &'static str) -> Self {
+            self.refusals
+                .lock()
+                .unwrap()
+                .entry(page)
+                .or_default()
+                .push(code);
+            self
+        }
+
+        /// The pages DescribeAutoScalingGroups asked for, in the order asked.
+        fn asked(&self) -> Vec<usize> {
+            self.asked.lock().unwrap().clone()
+        }
+
+        fn answer(
+            &self,
+            request: &aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        ) -> (u16, String) {
+            if request.uri().contains("eks.") {
+                return (200, r#"{"clusters":[]}"#.to_string());
+            }
+            let body = String::from_utf8_lossy(request.body().bytes().unwrap_or_default());
+            assert!(body.contains("Action=DescribeAutoScalingGroups"), "{body}");
+            let page = body
+                .split('&')
+                .find_map(|f| f.strip_prefix("NextToken=page-"))
+                .map_or(0, |n| n.parse().unwrap());
+            self.asked.lock().unwrap().push(page);
+            if let Some(code) = self
+                .refusals
+                .lock()
+                .unwrap()
+                .get_mut(&page)
+                .and_then(|codes| (!codes.is_empty()).then(|| codes.remove(0)))
+            {
+                let error = format!(
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>\
+                     <Message>refused</Message></Error><RequestId>r</RequestId></ErrorResponse>"
+                );
+                return (400, error);
+            }
+            let groups: String = self.pages[page]
+                .iter()
+                .map(|name| {
+                    format!("<member><AutoScalingGroupName>{name}</AutoScalingGroupName></member>")
+                })
+                .collect();
+            let next = if page + 1 < self.pages.len() {
+                format!("<NextToken>page-{}</NextToken>", page + 1)
+            } else {
+                String::new()
+            };
+            (
+                200,
+                format!(
+                    "<DescribeAutoScalingGroupsResponse><DescribeAutoScalingGroupsResult>\
+                     <AutoScalingGroups>{groups}</AutoScalingGroups>{next}\
+                     </DescribeAutoScalingGroupsResult><ResponseMetadata><RequestId>r\
+                     </RequestId></ResponseMetadata></DescribeAutoScalingGroupsResponse>"
+                ),
+            )
+        }
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for ListingSpoke {
+        fn call(
+            &self,
+            request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+            let (status, body) = self.answer(&request);
+            aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(
+                aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
+                    status.try_into().expect("a valid status"),
+                    aws_smithy_types::body::SdkBody::from(body),
+                ),
+            ))
+        }
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpClient for ListingSpoke {
+        fn http_connector(
+            &self,
+            _settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+            _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+            aws_smithy_runtime_api::client::http::SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    /// An adapter whose spoke calls reach `spoke`, with no retry of the SDK's own (a refusal
+    /// reaches discovery's), and the AssumeRole rule it assumes its role with.
+    fn spokes_listing(spoke: &ListingSpoke) -> (AwsSpokes, aws_smithy_mocks::Rule) {
+        let assume = mock!(aws_sdk_sts::Client::assume_role)
+            .sequence()
+            .output(assumed)
+            .times(4)
+            .build();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .http_client(spoke.clone())
+            .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+            .build();
+        let mut spokes = AwsSpokes::new(sdk, Arc::new(SystemClock));
+        spokes.sts = mock_client!(aws_sdk_sts, [&assume]);
+        (spokes, assume)
+    }
+
+    fn names(targets: &[Target]) -> Vec<&str> {
+        targets.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn each_page_of_auto_scaling_groups_is_yielded_before_the_next_is_asked_for() {
+        let spoke = ListingSpoke::of(vec![vec!["a", "b"], vec!["c"]]);
+        let (spokes, _) = spokes_listing(&spoke);
+        let role = spoke_role();
+
+        let mut pages = spokes.discover_pages(&role, "eu-west-1");
+        let first = pages.next().await.unwrap().unwrap();
+        assert_eq!(names(&first), ["a", "b"]);
+        assert_eq!(spoke.asked(), [0], "the second page is not asked for yet");
+        let second = pages.next().await.unwrap().unwrap();
+        assert_eq!(names(&second), ["c"]);
+        assert!(pages.next().await.is_none());
+        assert_eq!(spoke.asked(), [0, 1]);
+    }
+
+    #[tokio::test]
+    async fn discovery_collects_every_page_of_targets_once() {
+        let spoke = ListingSpoke::of(vec![vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
+        let (spokes, _) = spokes_listing(&spoke);
+
+        let found = spokes.discover(&spoke_role(), "eu-west-1").await.unwrap();
+
+        assert_eq!(names(&found), ["a", "b", "c", "d", "e"]);
+        assert_eq!(spoke.asked(), [0, 1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_page_of_auto_scaling_groups_is_asked_for_again_alone() {
+        let spoke =
+            ListingSpoke::of(vec![vec!["a", "b"], vec!["c"]]).refusing_once(1, "Throttling");
+        let (spokes, _) = spokes_listing(&spoke);
+
+        let found = spokes.discover(&spoke_role(), "eu-west-1").await.unwrap();
+
+        assert_eq!(names(&found), ["a", "b", "c"]);
+        assert_eq!(
+            spoke.asked(),
+            [0, 1, 1],
+            "the first page is not asked for again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_expiring_mid_listing_is_assumed_again_and_the_refused_page_asked_again() {
+        let spoke =
+            ListingSpoke::of(vec![vec!["a", "b"], vec!["c"]]).refusing_once(1, "ExpiredToken");
+        let (spokes, assume) = spokes_listing(&spoke);
+        let role = spoke_role();
+
+        let pages: Vec<Vec<Target>> = spokes
+            .discover_pages(&role, "eu-west-1")
+            .try_collect()
+            .await
+            .unwrap();
+
+        let pages: Vec<Vec<&str>> = pages.iter().map(|page| names(page)).collect();
+        assert_eq!(pages, [vec!["a", "b"], vec!["c"]], "no page comes twice");
+        assert_eq!(spoke.asked(), [0, 1, 1]);
+        assert_eq!(assume.num_calls(), 2, "a fresh session was assumed");
+    }
+
+    #[tokio::test]
+    async fn a_page_refused_again_with_a_fresh_session_ends_the_listing_with_the_error() {
+        let spoke = ListingSpoke::of(vec![vec!["a"], vec!["b"], vec!["c"]])
+            .refusing_once(1, "ExpiredToken")
+            .refusing_once(1, "ExpiredToken");
+        let (spokes, assume) = spokes_listing(&spoke);
+        let role = spoke_role();
+
+        let pages: Vec<PortResult<Vec<Target>>> =
+            spokes.discover_pages(&role, "eu-west-1").collect().await;
+
+        assert_eq!(pages.len(), 2, "{pages:?}");
+        assert_eq!(names(pages[0].as_ref().unwrap()), ["a"]);
+        let refused = pages[1].as_ref().unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::ExpiredCredentials, "{refused}");
+        assert_eq!(spoke.asked(), [0, 1, 1], "the third page is not asked for");
+        assert_eq!(assume.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn requests_refused_with_the_same_expired_session_make_one_fresh_client() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let made = AtomicU64::new(0);
+        let refreshed = AtomicU64::new(0);
+        let listing = ListingClient::new(|fresh| {
+            if fresh {
+                refreshed.fetch_add(1, Ordering::SeqCst);
+            }
+            let client = made.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { Ok(client) })
+        });
+        // The first client's session has expired; the fresh one's has not.
+        let describe = |client: u64| async move {
+            tokio::task::yield_now().await;
+            if client == 0 {
+                Err(PortError::new(
+                    ErrorKind::ExpiredCredentials,
+                    "ExpiredToken",
+                ))
+            } else {
+                Ok(client)
+            }
+        };
+
+        let answers = futures::future::join_all((0..8).map(|_| listing.request(describe))).await;
+
+        assert!(
+            answers.iter().all(|a| a.as_ref().ok() == Some(&1)),
+            "{answers:?}"
+        );
+        assert_eq!(made.load(Ordering::SeqCst), 2);
+        assert_eq!(refreshed.load(Ordering::SeqCst), 1);
     }
 }

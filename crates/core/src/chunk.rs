@@ -28,6 +28,11 @@ use crate::target::{Sizes, Target};
 /// chunk is ten rounds of a target's work, well inside the worker's timeout.
 pub const MAX_CHUNK_TARGETS: usize = 100;
 
+/// Chunks in one part of a long listing, unless configured otherwise
+/// (`Settings::part_chunks`): ten, so a part is one SendMessageBatch of its chunks, and at
+/// 1,000 targets its listing is a tenth of what DynamoDB lets one item hold.
+pub const PART_CHUNKS: usize = 10;
+
 /// A chunk's body stays under this many bytes: SQS takes at most 256 KiB per message and per
 /// SendMessageBatch call, and the queue adapter packs calls by size, so a chunk of
 /// tag-heavy targets is cut short rather than refused.

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 
 use crate::account::{Account, SpokeRole};
 use crate::calendar::Calendar;
@@ -213,6 +214,15 @@ pub struct Baseline {
 
 fn holds_no_process(held: &Processes) -> bool {
     held.is_empty()
+}
+
+/// The parts of a shard planned so far (see [`OperationStore::plan_part`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShardParts {
+    /// How many: the next part's number.
+    pub parts: u32,
+    /// Every task they planned, final or not.
+    pub tasks: Vec<Task>,
 }
 
 /// One page of operations, newest first.
@@ -450,23 +460,47 @@ pub trait OperationStore: Send + Sync {
     /// message, even after accounts were added or removed) changes nothing. Returns the set in
     /// force, which is what the caller must fan out.
     async fn fix_shards(&self, op_id: &str, shards: &[Shard]) -> PortResult<Vec<Shard>>;
-    /// True if the shard's tasks were already planned.
+    /// True if the shard's tasks were already planned (its last tasks: see
+    /// [`OperationStore::plan_part`]).
     async fn shard_planned(&self, op_id: &str, shard: &Shard) -> PortResult<bool>;
-    /// Plans a shard's tasks and marks it planned, adding to the operation's totals once. A
-    /// note records a problem with the whole shard (e.g. discovery failed). An adapter may
-    /// list the tasks' targets on the shard's marker instead of writing a task item for each
-    /// (the DynamoDB adapter does, while the listing fits one item): a planned task then has
-    /// no item until it is first written (finished, given up, or marked interrupted), and
-    /// every writer of a task creates it from its target if it is missing.
+    /// Plans a shard's (last) tasks and marks it planned, adding to the operation's totals,
+    /// atomically and once: false, writing nothing, if the shard is already planned or has
+    /// other than `parts` parts ([`OperationStore::plan_part`]; the caller reads them and
+    /// plans what they left). A note records a problem with the whole shard (e.g. discovery
+    /// failed). An adapter may list the tasks' targets on the shard's marker instead of
+    /// writing a task item for each (the DynamoDB adapter does, while the listing fits one
+    /// item): a planned task then has no item until it is first written (finished, given up,
+    /// or marked interrupted), and every writer of a task creates it from its target if it is
+    /// missing.
     async fn plan_shard(
         &self,
         op_id: &str,
         shard: &Shard,
+        parts: u32,
         tasks: &[Task],
         note: Option<String>,
-    ) -> PortResult<()>;
-    /// A shard's tasks that are not final yet. A task listed but never written is PENDING, its
-    /// target named by its key alone ([`Target::from_key`]: no tags, no instance types).
+    ) -> PortResult<bool>;
+    /// Plans part `part` (numbered from 0) of a shard still being listed: its tasks are
+    /// written (listed, as [`OperationStore::plan_shard`] lists them) and added to the
+    /// operation's total, atomically and once, so they can be worked before the listing ends.
+    /// False, writing nothing, if the shard is already planned or has other than `part`
+    /// parts (another delivery of the plan wrote this one). The shard is not planned until
+    /// [`OperationStore::plan_shard`] writes its last tasks, so the operation cannot finish
+    /// before; parts hold no task twice because each is written knowing every part before it.
+    async fn plan_part(
+        &self,
+        op_id: &str,
+        shard: &Shard,
+        part: u32,
+        tasks: &[Task],
+    ) -> PortResult<bool>;
+    /// The parts planned so far of a shard ([`OperationStore::plan_part`]): how many, and
+    /// every task they planned, final or not (one listed but never written is PENDING, named
+    /// by its key alone).
+    async fn shard_parts(&self, op_id: &str, shard: &Shard) -> PortResult<ShardParts>;
+    /// A shard's tasks that are not final yet, its parts' included. A task listed but never
+    /// written is PENDING, its target named by its key alone ([`Target::from_key`]: no tags,
+    /// no instance types).
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>>;
     /// Every task of an operation (adapters follow every page of the Query). A task not final
     /// whose target's lease is marked with its change in flight (see [`Interrupted`]) is shown
@@ -741,6 +775,17 @@ pub trait DeadLetterQueue: Send + Sync {
 pub trait Spokes: Send + Sync {
     /// Lists every ASG and EKS node group in one account and region.
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>>;
+    /// [`Spokes::discover`] a page at a time, each as soon as it is listed, so an account of
+    /// 50,000 targets can be worked while it is still being listed (the router plans it in
+    /// parts: `OperationStore::plan_part`). Every target comes once, in no promised order; an
+    /// error ends the listing (the pages before it stand). One page by default.
+    fn discover_pages<'a>(
+        &'a self,
+        role: &'a SpokeRole,
+        region: &'a str,
+    ) -> BoxStream<'a, PortResult<Vec<Target>>> {
+        Box::pin(futures::stream::once(self.discover(role, region)))
+    }
     /// The target's sizes and whether it can take an update now.
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState>;
     /// Asks the spoke to set the target's sizes. Auto Scaling applies them at once (`None`); EKS

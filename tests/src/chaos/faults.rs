@@ -24,11 +24,12 @@ use curfew_core::ports::Finalized;
 use curfew_core::ports::{
     AccountStore, Baseline, ChangeInFlight, EndsWrite, ErrorKind, Interrupted, Lease, LeaseToken,
     OperationPage, OperationStore, Override, PortError, PortResult, RecordedFinish, ScheduleStore,
-    Spokes, StateStore, TargetStore, UpdateState,
+    ShardParts, Spokes, StateStore, TargetStore, UpdateState,
 };
 use curfew_core::schedule::{Schedule, ScheduleList};
 use curfew_core::target::{LiveState, Processes, Sizes, Target};
 use curfew_core::trail::{Append, AuditLog, AuditRecord, ChainHead, Link};
+use futures::stream::{BoxStream, StreamExt};
 use rand::rngs::StdRng;
 use rand::RngExt;
 use tokio::sync::Notify;
@@ -413,14 +414,31 @@ impl OperationStore for ChaosStore {
         &self,
         op_id: &str,
         shard: &Shard,
+        parts: u32,
         tasks: &[Task],
         note: Option<String>,
-    ) -> PortResult<()> {
+    ) -> PortResult<bool> {
         hooked!(
             self,
             "plan_shard",
-            self.inner.plan_shard(op_id, shard, tasks, note)
+            self.inner.plan_shard(op_id, shard, parts, tasks, note)
         )
+    }
+    async fn plan_part(
+        &self,
+        op_id: &str,
+        shard: &Shard,
+        part: u32,
+        tasks: &[Task],
+    ) -> PortResult<bool> {
+        hooked!(
+            self,
+            "plan_part",
+            self.inner.plan_part(op_id, shard, part, tasks)
+        )
+    }
+    async fn shard_parts(&self, op_id: &str, shard: &Shard) -> PortResult<ShardParts> {
+        hooked!(self, "shard_parts", self.inner.shard_parts(op_id, shard))
     }
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
         hooked!(
@@ -763,6 +781,24 @@ impl Spokes for ChaosSpokes {
     }
     async fn discover(&self, role: &SpokeRole, region: &str) -> PortResult<Vec<Target>> {
         hooked!(self, "discover", self.inner.discover(role, region))
+    }
+    /// Each page between fault points: a listing can stop (crash, throttle, lost answer) after
+    /// any page, with the parts planned before it standing.
+    fn discover_pages<'a>(
+        &'a self,
+        role: &'a SpokeRole,
+        region: &'a str,
+    ) -> BoxStream<'a, PortResult<Vec<Target>>> {
+        Box::pin(
+            self.inner
+                .discover_pages(role, region)
+                .then(move |page| async move {
+                    self.faults.before("discover").await?;
+                    let page = page?;
+                    self.faults.after("discover").await?;
+                    Ok(page)
+                }),
+        )
     }
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {
         hooked!(self, "live_state", self.inner.live_state(role, target))

@@ -117,6 +117,7 @@ async fn run(seed: u64, mix: Mix) -> SeedReport {
     let scenario = Scenario::generate(&mut rng, mix);
     let store = Arc::new(MemoryStore::new());
     let spokes = Arc::new(FakeSpokes::new());
+    spokes.set_page(1);
     let clusters = Arc::new(FakeClusters::new());
     let mut report = SeedReport {
         seed,
@@ -161,6 +162,10 @@ async fn run(seed: u64, mix: Mix) -> SeedReport {
             // The lease outlasts the function timeout, as the worker's configuration requires.
             lease_ttl: Duration::seconds(FUNCTION_TIMEOUT + 60),
             discovery_concurrency: 4,
+            // Parts of two targets, listed a target a page: a shard of three or four is
+            // planned in parts while it is listed, and a fault can strike between any two.
+            chunk_targets: 2,
+            part_chunks: 1,
             // No message is received this often in a run (STEPS + QUIESCE_STEPS rounds at
             // most): nothing is given up for the dead-letter queue the chaos queue lacks.
             task_max_receives: NEVER_DEAD_LETTERED,

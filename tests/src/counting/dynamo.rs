@@ -352,7 +352,7 @@ fn none() -> DynamoUse {
 /// entry names the adapter function it follows (`mod.rs`, `operations.rs`, `targets.rs`,
 /// `dead_letters.rs` under `crates/aws/src/dynamo/`). Where the result cannot tell which path
 /// the adapter took, the entry says which one it counts.
-pub const TABLE: [(StoreCall, Model); 59] = [
+pub const TABLE: [(StoreCall, Model); 61] = [
     // mod.rs `put_account` -> `put`: one unconditional PutItem.
     (StoreCall::PutAccount, |_| none().put()),
     // mod.rs `get_account` -> `get`: one consistent GetItem.
@@ -440,6 +440,24 @@ pub const TABLE: [(StoreCall, Model); 59] = [
         } else {
             none().puts(s.items).transact(2).index(1)
         }
+    }),
+    // operations.rs `plan_part`: one transaction of the part's Put, the operation item's
+    // Update (the part count; its gsi2 entry rewritten) and a ConditionCheck of the shard's
+    // marker. The part lists its targets as a marker does (`listed_units`); one too large for
+    // that first writes a conditional PutItem per task (`items`).
+    (StoreCall::PlanPart, |s| {
+        if s.listed_units > 0 {
+            none().transact_units(3, s.listed_units + 2).index(1)
+        } else {
+            none().puts(s.items).transact(3).index(1)
+        }
+    }),
+    // operations.rs `shard_parts`: a Query of the shard's part items, then one of its task
+    // partition; counted as the tasks returned (a lower bound, like `unfinished_tasks`).
+    (StoreCall::ShardParts, |s| {
+        none()
+            .query(s.items, Consistency::Strong)
+            .query(s.items, Consistency::Strong)
     }),
     // operations.rs `unfinished_tasks` -> `query` of the shard's task partition, filtered
     // after reading: counted as the tasks returned, a lower bound (the partition's finished

@@ -2,19 +2,21 @@
 //! DynamoDB adapter on the emulator: no task item is written at planning, every reader shows a
 //! listed task PENDING, and the first write of a task (its end, giving it up, marking it
 //! interrupted) creates its item from the target the worker was sent. A shard too large to list
-//! writes a task item per target, as before listings, and works the same.
+//! writes a task item per target, as before listings, and works the same. A shard still being
+//! listed is planned in parts, each written once and in its turn, and read with the rest.
 
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{TimeZone, Utc};
-use curfew_aws::dynamo::DynamoStore;
+use curfew_aws::dynamo::{DynamoStore, LISTING_BYTES};
 use curfew_aws::local::demo_fleet;
 use curfew_core::clock::Clock;
-use curfew_core::operation::{OpStatus, Shard, TaskStatus};
+use curfew_core::operation::{OpStatus, Shard, Task, TaskOutcome, TaskStatus};
+use curfew_core::ports::OperationStore;
 use curfew_core::service::invocation::{invoke, Invocation};
 use curfew_core::service::worker::{self, TaskStep};
-use curfew_core::target::Sizes;
+use curfew_core::target::{Sizes, Target};
 use curfew_tests::{spawn_hub, TestHub};
 use serde_json::json;
 
@@ -208,4 +210,269 @@ async fn a_shard_too_large_to_list_writes_its_tasks_at_planning_and_works_the_sa
         (op.counts.total, op.counts.succeeded),
         (TARGETS as u64, TARGETS as u64)
     );
+}
+
+/// A hub with a stop created (not routed: its shards are planned by hand here), its
+/// operation id, a store over its table listing at most `listing_bytes`, and a shard.
+async fn unplanned(listing_bytes: usize) -> (TestHub, DynamoStore, String, Shard) {
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&t.sdk), &t.config.table)
+        .with_listing_bytes(listing_bytes);
+    let op = invoke(
+        &t.hub,
+        Invocation::parse(&json!({"action": "stop", "select": "kind=asg"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let shard = Shard {
+        account: t.accounts[0].clone(),
+        region: "eu-west-1".into(),
+    };
+    (t, store, op.operation_id, shard)
+}
+
+/// PENDING tasks of tagged ASGs of `shard` named `names`.
+fn tasks(t: &TestHub, op_id: &str, shard: &Shard, names: &[&str]) -> Vec<Task> {
+    names
+        .iter()
+        .map(|name| {
+            let mut target = Target::from_key(&format!("{}#asg#{name}", shard.key())).unwrap();
+            target.tags.insert("team".into(), "web".into());
+            Task::pending(op_id, target, t.clock.now())
+        })
+        .collect()
+}
+
+/// Tasks as their targets' names and statuses.
+fn shown(tasks: &[Task]) -> Vec<(&str, TaskStatus)> {
+    tasks
+        .iter()
+        .map(|t| (t.target.name.as_str(), t.status))
+        .collect()
+}
+
+/// Tasks of these names, all PENDING but those named in `succeeded`.
+fn expect<'a>(names: &[&'a str], succeeded: &[&str]) -> Vec<(&'a str, TaskStatus)> {
+    names
+        .iter()
+        .map(|name| {
+            let status = if succeeded.contains(name) {
+                TaskStatus::Succeeded
+            } else {
+                TaskStatus::Pending
+            };
+            (*name, status)
+        })
+        .collect()
+}
+
+fn succeeded() -> TaskOutcome {
+    TaskOutcome {
+        status: TaskStatus::Succeeded,
+        reason: None,
+        before: Some(Sizes::new(1, 4, 2)),
+        after: Some(Sizes::new(0, 0, 0)),
+        steps: Vec::new(),
+    }
+}
+
+/// The operation's task total and planned shards.
+async fn totals(store: &DynamoStore, op_id: &str) -> (u64, u64) {
+    let op = store.get_operation(op_id).await.unwrap().unwrap();
+    (op.counts.total, op.shards_done)
+}
+
+#[tokio::test]
+async fn a_shard_planned_in_parts_shows_each_part_before_and_after_its_last_tasks() {
+    let (t, store, op_id, shard) = unplanned(LISTING_BYTES).await;
+    let (first, second) = (
+        tasks(&t, &op_id, &shard, &["a", "b"]),
+        tasks(&t, &op_id, &shard, &["c", "d"]),
+    );
+    assert!(store.plan_part(&op_id, &shard, 0, &first).await.unwrap());
+    assert!(store.plan_part(&op_id, &shard, 1, &second).await.unwrap());
+    assert_eq!(task_items(&t).await, 0, "the parts list their targets");
+    assert_eq!(totals(&store, &op_id).await, (4, 0), "counted, not planned");
+    assert!(!store.shard_planned(&op_id, &shard).await.unwrap());
+    let parts = store.shard_parts(&op_id, &shard).await.unwrap();
+    assert_eq!(parts.parts, 2);
+    assert_eq!(shown(&parts.tasks), expect(&["a", "b", "c", "d"], &[]));
+    let open = store.unfinished_tasks(&op_id, &shard).await.unwrap();
+    assert_eq!(shown(&open), expect(&["a", "b", "c", "d"], &[]));
+    let listed = store.list_tasks(&op_id).await.unwrap();
+    assert_eq!(shown(&listed), expect(&["a", "b", "c", "d"], &[]));
+
+    // A part's task ends before the listing does: every reader shows its written state.
+    let now = t.clock.now();
+    assert!(store
+        .finish_task(&op_id, &first[0].target, &succeeded(), now)
+        .await
+        .unwrap());
+    let parts = store.shard_parts(&op_id, &shard).await.unwrap();
+    assert_eq!(shown(&parts.tasks), expect(&["a", "b", "c", "d"], &["a"]));
+    assert_eq!(
+        parts.tasks[0].target, first[0].target,
+        "the item, tags and all"
+    );
+    let open = store.unfinished_tasks(&op_id, &shard).await.unwrap();
+    assert_eq!(shown(&open), expect(&["b", "c", "d"], &[]));
+
+    let last = tasks(&t, &op_id, &shard, &["e"]);
+    assert!(store
+        .plan_shard(&op_id, &shard, 2, &last, None)
+        .await
+        .unwrap());
+    assert_eq!(totals(&store, &op_id).await, (5, 1));
+    assert!(store.shard_planned(&op_id, &shard).await.unwrap());
+    let parts = store.shard_parts(&op_id, &shard).await.unwrap();
+    assert_eq!(parts.parts, 2);
+    assert_eq!(
+        shown(&parts.tasks),
+        expect(&["a", "b", "c", "d"], &["a"]),
+        "the parts' tasks, not the last ones"
+    );
+    let open = store.unfinished_tasks(&op_id, &shard).await.unwrap();
+    assert_eq!(shown(&open), expect(&["b", "c", "d", "e"], &[]));
+    let listed = store.list_tasks(&op_id).await.unwrap();
+    assert_eq!(shown(&listed), expect(&["a", "b", "c", "d", "e"], &["a"]));
+}
+
+#[tokio::test]
+async fn a_part_out_of_turn_or_after_the_last_tasks_writes_nothing() {
+    let (t, store, op_id, shard) = unplanned(LISTING_BYTES).await;
+    let (first, other) = (
+        tasks(&t, &op_id, &shard, &["a", "b"]),
+        tasks(&t, &op_id, &shard, &["c"]),
+    );
+    assert!(!store.plan_part(&op_id, &shard, 1, &other).await.unwrap());
+    assert_eq!(totals(&store, &op_id).await, (0, 0));
+    assert_eq!(store.shard_parts(&op_id, &shard).await.unwrap().parts, 0);
+
+    assert!(store.plan_part(&op_id, &shard, 0, &first).await.unwrap());
+    assert!(
+        !store.plan_part(&op_id, &shard, 0, &other).await.unwrap(),
+        "another delivery wrote part 0"
+    );
+    assert!(!store.plan_part(&op_id, &shard, 2, &other).await.unwrap());
+    assert_eq!(totals(&store, &op_id).await, (2, 0));
+
+    // The last tasks must follow exactly the parts their caller read.
+    let last = tasks(&t, &op_id, &shard, &["e"]);
+    for parts in [0, 2] {
+        assert!(!store
+            .plan_shard(&op_id, &shard, parts, &last, None)
+            .await
+            .unwrap());
+    }
+    assert!(!store.shard_planned(&op_id, &shard).await.unwrap());
+    assert_eq!(totals(&store, &op_id).await, (2, 0));
+    assert!(store
+        .plan_shard(&op_id, &shard, 1, &last, None)
+        .await
+        .unwrap());
+    assert!(!store
+        .plan_shard(&op_id, &shard, 1, &last, None)
+        .await
+        .unwrap());
+
+    assert!(!store.plan_part(&op_id, &shard, 1, &other).await.unwrap());
+    assert_eq!(totals(&store, &op_id).await, (3, 1));
+    let parts = store.shard_parts(&op_id, &shard).await.unwrap();
+    assert_eq!(
+        (parts.parts, shown(&parts.tasks)),
+        (1, expect(&["a", "b"], &[]))
+    );
+    let listed = store.list_tasks(&op_id).await.unwrap();
+    assert_eq!(shown(&listed), expect(&["a", "b", "e"], &[]));
+}
+
+#[tokio::test]
+async fn a_part_too_large_to_list_writes_its_tasks_told_apart_from_the_last_ones() {
+    let (t, store, op_id, shard) = unplanned(0).await;
+    let (first, second) = (
+        tasks(&t, &op_id, &shard, &["a", "b"]),
+        tasks(&t, &op_id, &shard, &["c", "d"]),
+    );
+    assert!(!store.plan_part(&op_id, &shard, 1, &second).await.unwrap());
+    assert_eq!(
+        task_items(&t).await,
+        0,
+        "a refused part writes no task item"
+    );
+
+    assert!(store.plan_part(&op_id, &shard, 0, &first).await.unwrap());
+    assert!(store.plan_part(&op_id, &shard, 1, &second).await.unwrap());
+    assert_eq!(task_items(&t).await, 4, "a task item per task, PENDING");
+    let parts = store.shard_parts(&op_id, &shard).await.unwrap();
+    assert_eq!(parts.parts, 2);
+    let planned: Vec<&Task> = first.iter().chain(&second).collect();
+    assert_eq!(
+        parts.tasks.iter().collect::<Vec<_>>(),
+        planned,
+        "written whole"
+    );
+
+    let last = tasks(&t, &op_id, &shard, &["e"]);
+    assert!(store
+        .plan_shard(&op_id, &shard, 2, &last, None)
+        .await
+        .unwrap());
+    assert!(!store
+        .plan_part(&op_id, &shard, 2, &tasks(&t, &op_id, &shard, &["f"]))
+        .await
+        .unwrap());
+    assert_eq!(task_items(&t).await, 5, "the refused part wrote none");
+    assert_eq!(totals(&store, &op_id).await, (5, 1));
+
+    let now = t.clock.now();
+    assert!(store
+        .finish_task(&op_id, &second[0].target, &succeeded(), now)
+        .await
+        .unwrap());
+    let parts = store.shard_parts(&op_id, &shard).await.unwrap();
+    assert_eq!(
+        shown(&parts.tasks),
+        expect(&["a", "b", "c", "d"], &["c"]),
+        "the parts' tasks, not the last ones"
+    );
+    let open = store.unfinished_tasks(&op_id, &shard).await.unwrap();
+    assert_eq!(shown(&open), expect(&["a", "b", "d", "e"], &[]));
+    let listed = store.list_tasks(&op_id).await.unwrap();
+    assert_eq!(shown(&listed), expect(&["a", "b", "c", "d", "e"], &["c"]));
+}
+
+#[tokio::test]
+async fn a_shard_whose_key_starts_another_shards_keeps_its_own_parts() {
+    let (t, store, op_id, short) = unplanned(LISTING_BYTES).await;
+    // `eu-west-10` is no region yet; any shard key extending another's would do.
+    let long = Shard {
+        account: short.account.clone(),
+        region: "eu-west-10".into(),
+    };
+    let ours = tasks(&t, &op_id, &short, &["a"]);
+    assert!(store.plan_part(&op_id, &short, 0, &ours).await.unwrap());
+    let theirs = tasks(&t, &op_id, &long, &["b"]);
+    assert!(store.plan_part(&op_id, &long, 0, &theirs).await.unwrap());
+    let last = tasks(&t, &op_id, &long, &["c"]);
+    assert!(store
+        .plan_shard(&op_id, &long, 1, &last, None)
+        .await
+        .unwrap());
+
+    assert!(!store.shard_planned(&op_id, &short).await.unwrap());
+    let parts = store.shard_parts(&op_id, &short).await.unwrap();
+    assert_eq!((parts.parts, shown(&parts.tasks)), (1, expect(&["a"], &[])));
+    let open = store.unfinished_tasks(&op_id, &short).await.unwrap();
+    assert_eq!(shown(&open), expect(&["a"], &[]));
+    assert!(
+        store
+            .plan_part(&op_id, &short, 1, &tasks(&t, &op_id, &short, &["d"]))
+            .await
+            .unwrap(),
+        "the other shard's marker does not end this one's parts"
+    );
+    let open = store.unfinished_tasks(&op_id, &long).await.unwrap();
+    assert_eq!(shown(&open), expect(&["b", "c"], &[]));
+    let listed = store.list_tasks(&op_id).await.unwrap();
+    assert_eq!(shown(&listed), expect(&["a", "d", "b", "c"], &[]));
 }

@@ -7,6 +7,7 @@
 //! | calendar | `CALENDARS` | `CALENDAR#<name>` | |
 //! | operation | `OP#<id>` | `OP` | gsi2: `OPS` / created_at#id (newest first) |
 //! | shard marker | `OP#<id>` | `SHARD#<account>#<region>` | |
+//! | shard part (a shard planned while it is listed; its count: `parts#<account>#<region>` on the operation) | `OP#<id>` | `SHARD#<account>#<region>#PART#<n, 5 digits>` | |
 //! | task | `OP#<id>#<account>#<region>` | `TASK#<target key>` | |
 //! | counter stripe | `OP#<id>#COUNT#00` … `#31` | `COUNT` | |
 //! | lease, and the baseline it carries | `TARGET#<target key>` | `LEASE` | gsi3: `ASLEEP#<account>#<region>` / target key (while a baseline is saved; projects `baseline` only) |
@@ -52,7 +53,7 @@ use serde::Serialize;
 
 use crate::error::{classify, classify_fenced, retrying};
 
-pub use operations::{shard_marker, LISTING_BYTES};
+pub use operations::{part_marker, shard_marker, LISTING_BYTES};
 pub use provision::create_table;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;

@@ -1,14 +1,15 @@
 //! Operations, shards and tasks in the state table.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use curfew_core::operation::{OpCounts, OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus};
 use curfew_core::ports::{
     EndsWrite, ErrorKind, OperationPage, OperationStore, PortError, PortResult, RecordedFinish,
+    ShardParts,
 };
 use curfew_core::ports::{Finalized, Interrupted};
 use curfew_core::target::{Sizes, Target};
@@ -132,9 +133,33 @@ pub fn shard_marker(
     tasks: &[Task],
     listing_bytes: usize,
 ) -> (HashMap<String, AttributeValue>, bool) {
+    listing_item(op_id, shard, shard_sk(shard), tasks, listing_bytes)
+}
+
+/// The item `plan_part` writes for part `part` of a shard, and whether it lists their targets:
+/// a shard's marker under the part's sort key (see [`shard_marker`]). Public for the same
+/// reason.
+pub fn part_marker(
+    op_id: &str,
+    shard: &Shard,
+    part: u32,
+    tasks: &[Task],
+    listing_bytes: usize,
+) -> (HashMap<String, AttributeValue>, bool) {
+    listing_item(op_id, shard, part_sk(shard, part), tasks, listing_bytes)
+}
+
+/// A shard's marker or one of its parts at `sk`: see [`shard_marker`].
+fn listing_item(
+    op_id: &str,
+    shard: &Shard,
+    sk: String,
+    tasks: &[Task],
+    listing_bytes: usize,
+) -> (Item, bool) {
     let mut marker = Item::from([
         ("pk".to_string(), s(op_pk(op_id))),
-        ("sk".to_string(), s(shard_sk(shard))),
+        ("sk".to_string(), s(sk)),
         ("tasks".to_string(), n(tasks.len())),
     ]);
     // A shard with nothing to plan has nothing to list.
@@ -160,38 +185,41 @@ fn listing_size<'a>(listed: impl IntoIterator<Item = &'a str>) -> usize {
     3 + listed.into_iter().map(|k| k.len() + 1).sum::<usize>()
 }
 
-/// The PENDING tasks a shard's marker lists that have no item in `written` (key -> task).
-fn listed_tasks(
-    op_id: &str,
-    marker: &Item,
-    written: &HashMap<String, Task>,
-) -> PortResult<Vec<Task>> {
+/// What a sort key under an operation's `SHARD#` names: a shard's marker (`None`) or its part
+/// (`Some(number)`), with the shard's key. `None` for anything else.
+fn shard_item(sk: &str) -> Option<(&str, Option<u32>)> {
+    let rest = sk.strip_prefix(SHARD_PREFIX)?;
+    match rest.split_once(PART_INFIX) {
+        None => Some((rest, None)),
+        Some((shard, part)) => Some((shard, Some(part.parse().ok()?))),
+    }
+}
+
+/// Every task a shard's marker or part lists, PENDING (as if none were written yet), in its
+/// order: none if it lists none (its tasks were written an item each, or it planned none).
+fn listed_tasks(op_id: &str, marker: &Item) -> PortResult<Vec<Task>> {
     let (Some(AttributeValue::S(sk)), Some(AttributeValue::L(listed))) =
         (marker.get("sk"), marker.get("listed"))
     else {
-        // Planned with a task item per target: nothing is only listed.
         return Ok(Vec::new());
     };
-    let shard = sk.strip_prefix(SHARD_PREFIX).unwrap_or(sk);
+    let shard = shard_item(sk).map_or(sk.as_str(), |(shard, _)| shard);
     let planned_at = match marker.get("planned_at") {
         Some(AttributeValue::S(at)) => DateTime::parse_from_rfc3339(at)
             .map(|at| at.with_timezone(&Utc))
             .map_err(|e| PortError::with_source(ErrorKind::Other, "reading a shard's plan", e))?,
         _ => return Err(unreadable_listing(shard)),
     };
-    let mut tasks = Vec::new();
-    for entry in listed {
-        let AttributeValue::S(rest) = entry else {
-            return Err(unreadable_listing(shard));
-        };
-        let key = format!("{shard}#{rest}");
-        if !written.contains_key(&key) {
-            tasks.push(
-                Task::listed(op_id, &key, planned_at).ok_or_else(|| unreadable_listing(shard))?,
-            );
-        }
-    }
-    Ok(tasks)
+    listed
+        .iter()
+        .map(|entry| {
+            let AttributeValue::S(rest) = entry else {
+                return Err(unreadable_listing(shard));
+            };
+            Task::listed(op_id, &format!("{shard}#{rest}"), planned_at)
+                .ok_or_else(|| unreadable_listing(shard))
+        })
+        .collect()
 }
 
 fn unreadable_listing(shard: &str) -> PortError {
@@ -201,14 +229,17 @@ fn unreadable_listing(shard: &str) -> PortError {
     )
 }
 
-/// An operation's tasks as one list by target key: the written ones and the only listed ones.
+/// An operation's tasks as one list by target key: the written ones and the only listed ones
+/// (on shard markers and parts alike).
 fn merged(op_id: &str, markers: &[Item], written: Vec<Task>) -> PortResult<Vec<Task>> {
-    let written: HashMap<String, Task> = written.into_iter().map(|t| (t.target.key(), t)).collect();
-    let mut tasks = Vec::new();
+    let mut tasks: HashMap<String, Task> =
+        written.into_iter().map(|t| (t.target.key(), t)).collect();
     for marker in markers {
-        tasks.extend(listed_tasks(op_id, marker, &written)?);
+        for task in listed_tasks(op_id, marker)? {
+            tasks.entry(task.target.key()).or_insert(task);
+        }
     }
-    tasks.extend(written.into_values());
+    let mut tasks: Vec<Task> = tasks.into_values().collect();
     tasks.sort_by_cached_key(|t| t.target.key());
     Ok(tasks)
 }
@@ -246,6 +277,38 @@ pub(super) fn task_bindings(op_id: &str, target: &Target) -> PortResult<Bindings
 
 fn shard_sk(shard: &Shard) -> String {
     format!("{SHARD_PREFIX}{}", shard.key())
+}
+
+/// What follows a shard's marker's sort key in its parts': `#` sorts before every character
+/// of a region's name, so a shard's parts sort right after its marker, apart from any other
+/// shard's.
+const PART_INFIX: &str = "#PART#";
+
+/// A part's sort key: zero-padded so the parts sort in their order (readers go by the
+/// number, not the order).
+fn part_sk(shard: &Shard, part: u32) -> String {
+    format!("{}{PART_INFIX}{part:05}", shard_sk(shard))
+}
+
+/// The operation item's attribute that counts a shard's parts (absent until its first): one
+/// update of the item both adds a part's tasks to `n_total` and moves the count, so a part is
+/// written once, in its turn, and `plan_shard` can require the count its caller read.
+fn parts_attribute(shard: &Shard) -> String {
+    format!("parts#{}", shard.key())
+}
+
+/// The attribute an item written for an unlisted part's task carries, naming the part, so
+/// `shard_parts` tells them from the shard's last tasks (no item names them otherwise).
+const TASK_PART: &str = "part";
+
+/// The condition on the operation item's update that plans a shard's tasks after `parts`
+/// parts (see [`parts_attribute`]).
+fn parts_condition(parts: u32) -> &'static str {
+    if parts == 0 {
+        "attribute_not_exists(#parts)"
+    } else {
+        "#parts = :parts"
+    }
 }
 
 fn op_item(op: &Operation) -> PortResult<Item> {
@@ -317,6 +380,25 @@ fn decode_op(mut item: Item) -> PortResult<Operation> {
     Ok(op)
 }
 
+/// What a shard's planning wrote under its operation (see `DynamoStore::shard_plan`).
+#[derive(Default)]
+struct ShardPlan {
+    /// The shard's marker, once it is planned.
+    marker: Option<Item>,
+    /// Its parts, by number.
+    parts: Vec<(u32, Item)>,
+}
+
+impl ShardPlan {
+    /// The marker and the parts, each listing targets or not.
+    fn markers(self) -> Vec<Item> {
+        self.marker
+            .into_iter()
+            .chain(self.parts.into_iter().map(|(_, part)| part))
+            .collect()
+    }
+}
+
 pub(super) fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> PortResult<T> {
     r.map_err(|e| PortError::with_source(ErrorKind::Invalid, "building a transaction", e))
 }
@@ -383,6 +465,109 @@ impl DynamoStore {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// What a shard's planning wrote under its operation, in one consistent Query: the marker
+    /// sorts first and its parts right after it (see [`PART_INFIX`]). A shard whose key
+    /// merely starts with this one's is left out.
+    async fn shard_plan(&self, op_id: &str, shard: &Shard) -> PortResult<ShardPlan> {
+        let marker_sk = shard_sk(shard);
+        // `~` sorts after every digit of a part's number.
+        let last = format!("{marker_sk}{PART_INFIX}~");
+        let items = retrying::<Vec<Item>, _, _>(|| async {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :marker AND :last")
+                .expression_attribute_values(":pk", s(op_pk(op_id)))
+                .expression_attribute_values(":marker", s(marker_sk.clone()))
+                .expression_attribute_values(":last", s(last.clone()))
+                .consistent_read(true)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("reading a shard's plan", e))
+        })
+        .await?;
+        let key = shard.key();
+        let mut plan = ShardPlan::default();
+        for item in items {
+            let found = match item.get("sk") {
+                Some(AttributeValue::S(sk)) => shard_item(sk)
+                    .filter(|(shard, _)| *shard == key)
+                    .map(|(_, part)| part),
+                _ => None,
+            };
+            match found {
+                Some(None) => plan.marker = Some(item),
+                Some(Some(part)) => plan.parts.push((part, item)),
+                None => {}
+            }
+        }
+        plan.parts.sort_by_key(|(part, _)| *part);
+        Ok(plan)
+    }
+
+    /// Whether a plan written after `parts` parts would be refused now: the shard is planned,
+    /// or its part count is not `parts`. Read before writing a task item per task, which the
+    /// refused transaction could not take back (two single-item reads, against thousands of
+    /// conditional puts). A plan racing another delivery's can still leave items that one
+    /// does not plan, as it could before parts.
+    async fn plan_refused(&self, op_id: &str, shard: &Shard, parts: u32) -> PortResult<bool> {
+        let pk = op_pk(op_id);
+        let found = self
+            .batch_get(vec![key(&pk, "OP"), key(&pk, &shard_sk(shard))])
+            .await?;
+        let attribute = parts_attribute(shard);
+        let mut have = 0;
+        for item in &found {
+            if item.get("sk") != Some(&s("OP")) {
+                return Ok(true);
+            }
+            if let Some(AttributeValue::N(v)) = item.get(&attribute) {
+                have = v.parse::<u32>().map_err(|e| {
+                    PortError::with_source(ErrorKind::Other, "reading a shard's part count", e)
+                })?;
+            }
+        }
+        Ok(have != parts)
+    }
+
+    /// A PENDING task item for each of `tasks`, for a plan too large to list, naming the part
+    /// that plans them if one does ([`TASK_PART`]). Conditional puts, not BatchWriteItem: a
+    /// duplicated shard message must never reset a task another worker already finished.
+    async fn put_tasks(
+        &self,
+        op_id: &str,
+        shard: &Shard,
+        tasks: &[Task],
+        part: Option<u32>,
+    ) -> PortResult<()> {
+        let puts = tasks
+            .iter()
+            .map(|task| {
+                let mut item = encode(task)?;
+                if let Some(part) = part {
+                    item.insert(TASK_PART.into(), n(part));
+                }
+                Ok((item, task_sk(&task.target.key())))
+            })
+            .collect::<PortResult<Vec<_>>>()?;
+        let pk = shard_pk(op_id, &shard.key());
+        let writes: Vec<_> = puts
+            .into_iter()
+            .map(|(item, sk)| {
+                let pk = pk.clone();
+                async move { self.put_new(item, &pk, &sk).await }
+            })
+            .collect();
+        stream::iter(writes)
+            .buffer_unordered(25)
+            .try_collect::<Vec<bool>>()
+            .await?;
         Ok(())
     }
 
@@ -617,42 +802,36 @@ impl OperationStore for DynamoStore {
         &self,
         op_id: &str,
         shard: &Shard,
+        parts: u32,
         tasks: &[Task],
         note: Option<String>,
-    ) -> PortResult<()> {
+    ) -> PortResult<bool> {
         let (marker, listed) = shard_marker(op_id, shard, tasks, self.listing_bytes);
+        if !listed && !tasks.is_empty() {
+            // Too many to list in one item: a task item each, written before the marker.
+            if self.plan_refused(op_id, shard, parts).await? {
+                return Ok(false);
+            }
+            self.put_tasks(op_id, shard, tasks, None).await?;
+        }
         let marker = Put::builder()
             .table_name(&self.table)
             .set_item(Some(marker))
             .condition_expression("attribute_not_exists(pk)");
-        if !listed {
-            // Too many to list in one item: a task item each, written before the marker.
-            // Conditional puts, not BatchWriteItem: a duplicated shard message must never
-            // reset a task another worker already finished.
-            let puts = tasks
-                .iter()
-                .map(|task| Ok((encode(task)?, task_sk(&task.target.key()))))
-                .collect::<PortResult<Vec<_>>>()?;
-            let pk = shard_pk(op_id, &shard.key());
-            let writes: Vec<_> = puts
-                .into_iter()
-                .map(|(item, sk)| {
-                    let pk = pk.clone();
-                    async move { self.put_new(item, &pk, &sk).await }
-                })
-                .collect();
-            stream::iter(writes)
-                .buffer_unordered(25)
-                .try_collect::<Vec<bool>>()
-                .await?;
-        }
         let marker = build(marker.build())?;
+        // The part count is checked on the update the transaction makes anyway: no extra
+        // item, no extra write unit for a shard planned whole.
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(op_pk(op_id)))
             .key("sk", s("OP"))
+            .condition_expression(parts_condition(parts))
+            .expression_attribute_names("#parts", parts_attribute(shard))
             .expression_attribute_values(":n", n(tasks.len()))
             .expression_attribute_values(":one", n(1));
+        if parts > 0 {
+            update = update.expression_attribute_values(":parts", n(parts));
+        }
         update = match note {
             Some(note) => update
                 .update_expression("ADD n_total :n, shards_done :one SET notes = list_append(if_not_exists(notes, :empty), :note)")
@@ -666,33 +845,125 @@ impl OperationStore for DynamoStore {
                 .update(build(update.build())?)
                 .build(),
         ];
-        // False means an earlier delivery planned this shard: its counts are already in.
-        self.transact("planning a shard", items).await?;
-        Ok(())
+        // False: an earlier delivery planned this shard (its counts are in), or the shard has
+        // parts the caller did not read.
+        self.transact("planning a shard", items).await
+    }
+
+    async fn plan_part(
+        &self,
+        op_id: &str,
+        shard: &Shard,
+        part: u32,
+        tasks: &[Task],
+    ) -> PortResult<bool> {
+        let (item, listed) = part_marker(op_id, shard, part, tasks, self.listing_bytes);
+        if !listed && !tasks.is_empty() {
+            if self.plan_refused(op_id, shard, part).await? {
+                return Ok(false);
+            }
+            self.put_tasks(op_id, shard, tasks, Some(part)).await?;
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)");
+        // The count moves only from `part`, so each part is written once and in its turn; the
+        // first requires the operation item, which an Update would otherwise create.
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(op_pk(op_id)))
+            .key("sk", s("OP"))
+            .update_expression("ADD n_total :n SET #parts = :next")
+            .expression_attribute_names("#parts", parts_attribute(shard))
+            .expression_attribute_values(":n", n(tasks.len()))
+            .expression_attribute_values(":next", n(part + 1));
+        update = if part == 0 {
+            update.condition_expression("attribute_exists(pk) AND attribute_not_exists(#parts)")
+        } else {
+            update
+                .condition_expression(parts_condition(part))
+                .expression_attribute_values(":parts", n(part))
+        };
+        // No part after the shard's last tasks: the operation may be settled on its counts.
+        let unplanned = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(op_pk(op_id)))
+            .key("sk", s(shard_sk(shard)))
+            .condition_expression("attribute_not_exists(pk)");
+        let items = vec![
+            TransactWriteItem::builder()
+                .put(build(put.build())?)
+                .build(),
+            TransactWriteItem::builder()
+                .update(build(update.build())?)
+                .build(),
+            TransactWriteItem::builder()
+                .condition_check(build(unplanned.build())?)
+                .build(),
+        ];
+        // False: another delivery wrote this part (or a later one), or the shard is planned.
+        self.transact("planning a shard's part", items).await
+    }
+
+    async fn shard_parts(&self, op_id: &str, shard: &Shard) -> PortResult<ShardParts> {
+        let tasks_pk = shard_pk(op_id, &shard.key());
+        let (plan, items) = futures::try_join!(
+            self.shard_plan(op_id, shard),
+            self.query(&tasks_pk, "TASK#"),
+        )?;
+        // Items a part wrote because it could not list its tasks name it; any other item is
+        // a listed task written since, or one of the shard's last tasks.
+        let mut written: HashMap<String, Task> = HashMap::new();
+        let mut unlisted: HashMap<u32, Vec<Task>> = HashMap::new();
+        for item in items {
+            let part = match item.get(TASK_PART) {
+                Some(AttributeValue::N(v)) => v.parse::<u32>().ok(),
+                _ => None,
+            };
+            let task: Task = decode(item)?;
+            match part {
+                Some(part) => unlisted.entry(part).or_default().push(task),
+                None => {
+                    written.insert(task.target.key(), task);
+                }
+            }
+        }
+        let parts = plan.parts.len() as u32;
+        let mut tasks = Vec::new();
+        for (number, part) in &plan.parts {
+            for task in listed_tasks(op_id, part)? {
+                tasks.push(written.get(&task.target.key()).cloned().unwrap_or(task));
+            }
+            tasks.extend(unlisted.remove(number).unwrap_or_default());
+        }
+        Ok(ShardParts { parts, tasks })
     }
 
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
-        let (marker_pk, marker_sk) = (op_pk(op_id), shard_sk(shard));
         let tasks_pk = shard_pk(op_id, &shard.key());
-        let (marker, items) = futures::try_join!(
-            self.get(&marker_pk, &marker_sk),
+        // The marker and the parts in one Query: as many requests as before parts, and the
+        // same read units for a shard planned whole (one item either way).
+        let (plan, items) = futures::try_join!(
+            self.shard_plan(op_id, shard),
             self.query(&tasks_pk, "TASK#"),
         )?;
         let written: Vec<Task> = items.into_iter().map(decode).collect::<PortResult<_>>()?;
-        let tasks = merged(op_id, marker.as_slice(), written)?;
+        let tasks = merged(op_id, &plan.markers(), written)?;
         Ok(tasks.into_iter().filter(|t| !t.status.is_final()).collect())
     }
 
     async fn list_tasks(&self, op_id: &str) -> PortResult<Vec<Task>> {
-        // Shard markers name the task partitions; their sort order (and each partition's) is the
-        // target key order.
+        // Shard markers and parts name the task partitions (a shard's parts and marker the
+        // same one, queried once); their sort order (and each partition's) is the target key
+        // order.
         let markers = self.query(&op_pk(op_id), SHARD_PREFIX).await?;
-        let partitions: Vec<String> = markers
+        let partitions: BTreeSet<String> = markers
             .iter()
             .filter_map(|marker| match marker.get("sk") {
-                Some(AttributeValue::S(sk)) => sk
-                    .strip_prefix(SHARD_PREFIX)
-                    .map(|shard| shard_pk(op_id, shard)),
+                Some(AttributeValue::S(sk)) => {
+                    shard_item(sk).map(|(shard, _)| shard_pk(op_id, shard))
+                }
                 _ => None,
             })
             .collect();
@@ -1065,6 +1336,54 @@ mod tests {
             ]
         );
         assert_eq!(leases.num_calls(), 1);
+    }
+
+    fn shard(region: &str) -> Shard {
+        Shard {
+            account: "111111111111".into(),
+            region: region.into(),
+        }
+    }
+
+    #[test]
+    fn a_shards_parts_sort_right_after_its_marker_and_name_it() {
+        let (ours, longer) = (shard("eu-west-1"), shard("eu-west-10"));
+        let (marker, first, later) = (shard_sk(&ours), part_sk(&ours, 0), part_sk(&ours, 12));
+        assert_eq!(shard_item(&marker), Some(("111111111111#eu-west-1", None)));
+        assert_eq!(
+            shard_item(&later),
+            Some(("111111111111#eu-west-1", Some(12)))
+        );
+        assert_eq!(shard_item(SHARD_SET_SK), None);
+        // What `shard_plan` reads: the marker and its parts, not a shard extending its key.
+        let last = format!("{marker}{PART_INFIX}~");
+        assert!(marker < first && first < later && later < last);
+        assert!(shard_sk(&longer) > last);
+    }
+
+    #[test]
+    fn a_part_lists_its_targets_as_a_shards_marker_does() {
+        let at = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
+        let ours = shard("eu-west-1");
+        let tasks: Vec<Task> = ["web", "worker"]
+            .iter()
+            .map(|name| {
+                let key = format!("{}#asg#{name}", ours.key());
+                Task::pending("op-a", Target::from_key(&key).unwrap(), at)
+            })
+            .collect();
+        let (mut marker, listed) = shard_marker("op-a", &ours, &tasks, LISTING_BYTES);
+        let (mut part, part_listed) = part_marker("op-a", &ours, 3, &tasks, LISTING_BYTES);
+        assert!(listed && part_listed);
+        assert_eq!(
+            part.get("sk"),
+            Some(&s("SHARD#111111111111#eu-west-1#PART#00003"))
+        );
+        assert_eq!(listed_tasks("op-a", &part).unwrap(), tasks);
+        marker.remove("sk");
+        part.remove("sk");
+        assert_eq!(part, marker, "the same item under another key");
+        assert!(!part_marker("op-a", &ours, 3, &tasks, 0).1);
     }
 
     #[test]

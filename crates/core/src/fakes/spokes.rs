@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use futures::stream::{self, BoxStream, TryStreamExt};
 
 use crate::account::SpokeRole;
 use crate::hold::CaTag;
@@ -52,12 +53,19 @@ struct Update {
 pub struct FakeSpokes {
     fleet: Mutex<Fleet>,
     calls: AtomicUsize,
+    /// Targets per page of `discover_pages` (0: all in one page).
+    page: AtomicUsize,
 }
 
 impl FakeSpokes {
     /// No targets.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Lists `page` targets per page of `discover_pages` from now on (0: every target in one).
+    pub fn set_page(&self, page: usize) {
+        self.page.store(page, Ordering::SeqCst);
     }
 
     /// Adds (or replaces) a target at `sizes`, not busy.
@@ -184,6 +192,27 @@ impl Spokes for FakeSpokes {
             .filter(|(t, _)| t.account == role.account && t.region == region)
             .map(|(t, _)| t.clone())
             .collect())
+    }
+
+    /// The listing of one moment cut into pages of [`FakeSpokes::set_page`] targets.
+    fn discover_pages<'a>(
+        &'a self,
+        role: &'a SpokeRole,
+        region: &'a str,
+    ) -> BoxStream<'a, PortResult<Vec<Target>>> {
+        let page = self.page.load(Ordering::SeqCst);
+        Box::pin(
+            stream::once(self.discover(role, region))
+                .map_ok(move |found| {
+                    let pages: Vec<PortResult<Vec<Target>>> = if page == 0 {
+                        vec![Ok(found)]
+                    } else {
+                        found.chunks(page).map(|p| Ok(p.to_vec())).collect()
+                    };
+                    stream::iter(pages)
+                })
+                .try_flatten(),
+        )
     }
 
     async fn live_state(&self, role: &SpokeRole, target: &Target) -> PortResult<LiveState> {

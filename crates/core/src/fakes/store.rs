@@ -15,7 +15,7 @@ use crate::operation::{OpStatus, Operation, Shard, Task, TaskOutcome, TaskStatus
 use crate::ports::{
     AccountStore, Baseline, ChangeInFlight, EndsWrite, ErrorKind, Finalized, Interrupted, Lease,
     LeaseToken, OperationPage, OperationStore, Override, PortError, PortResult, RecordedFinish,
-    ScheduleStore, TargetStore,
+    ScheduleStore, ShardParts, TargetStore,
 };
 use crate::schedule::{BrokenSchedule, Schedule, ScheduleList};
 use crate::target::{Sizes, Target};
@@ -60,8 +60,11 @@ struct State {
     /// `(op id, target key)` -> task, once written: a planned task is only listed (below)
     /// until it is finished, given up or marked interrupted, as in the adapter.
     tasks: BTreeMap<(String, String), Task>,
-    /// `(op id, shard key)` -> the keys of the targets the shard's plan listed, and when.
+    /// `(op id, shard key)` -> the keys of the targets the shard's plan listed, and when; a
+    /// part's listing is under `(op id, <shard key>#PART#<n>)`.
     listings: BTreeMap<(String, String), (Vec<String>, DateTime<Utc>)>,
+    /// `(op id, shard key)` -> how many parts of the shard are planned.
+    parts: BTreeMap<(String, String), u32>,
     baselines: BTreeMap<String, Baseline>,
     cluster_holds: BTreeMap<String, ClusterHold>,
     leases: BTreeMap<String, LeaseRecord>,
@@ -217,6 +220,11 @@ impl State {
         }
         found.into_values().collect()
     }
+}
+
+/// Where the listing of a shard's part is kept.
+fn part_listing(shard: &Shard, part: u32) -> String {
+    format!("{}#PART#{part}", shard.key())
 }
 
 /// The task of `target` in `op_id`, written now from its target if only listed (every writer
@@ -560,14 +568,17 @@ impl OperationStore for MemoryStore {
         &self,
         op_id: &str,
         shard: &Shard,
+        parts: u32,
         tasks: &[Task],
         note: Option<String>,
-    ) -> PortResult<()> {
+    ) -> PortResult<bool> {
         let mut state = lock(&self.state);
+        let id = (op_id.to_string(), shard.key());
         // The marker and the listing in one write: a duplicated shard message changes nothing.
-        if !state.shards.insert((op_id.to_string(), shard.key())) {
-            return Ok(());
+        if state.shards.contains(&id) || state.parts.get(&id).copied().unwrap_or(0) != parts {
+            return Ok(false);
         }
+        state.shards.insert(id);
         if let Some(at) = tasks.first().map(|t| t.updated_at) {
             state.listings.insert(
                 (op_id.to_string(), shard.key()),
@@ -579,7 +590,55 @@ impl OperationStore for MemoryStore {
             op.shards_done += 1;
             op.notes.extend(note);
         }
-        Ok(())
+        Ok(true)
+    }
+
+    async fn plan_part(
+        &self,
+        op_id: &str,
+        shard: &Shard,
+        part: u32,
+        tasks: &[Task],
+    ) -> PortResult<bool> {
+        let mut state = lock(&self.state);
+        let id = (op_id.to_string(), shard.key());
+        if state.shards.contains(&id) || state.parts.get(&id).copied().unwrap_or(0) != part {
+            return Ok(false);
+        }
+        state.parts.insert(id, part + 1);
+        if let Some(at) = tasks.first().map(|t| t.updated_at) {
+            state.listings.insert(
+                (op_id.to_string(), part_listing(shard, part)),
+                (tasks.iter().map(|t| t.target.key()).collect(), at),
+            );
+        }
+        if let Some(op) = state.operations.get_mut(op_id) {
+            op.counts.total += tasks.len() as u64;
+        }
+        Ok(true)
+    }
+
+    async fn shard_parts(&self, op_id: &str, shard: &Shard) -> PortResult<ShardParts> {
+        let state = lock(&self.state);
+        let parts = state
+            .parts
+            .get(&(op_id.to_string(), shard.key()))
+            .copied()
+            .unwrap_or(0);
+        let mut tasks = Vec::new();
+        for part in 0..parts {
+            let Some((keys, at)) = state
+                .listings
+                .get(&(op_id.to_string(), part_listing(shard, part)))
+            else {
+                continue;
+            };
+            for key in keys {
+                let written = state.tasks.get(&(op_id.to_string(), key.clone()));
+                tasks.extend(written.cloned().or_else(|| Task::listed(op_id, key, *at)));
+            }
+        }
+        Ok(ShardParts { parts, tasks })
     }
 
     async fn unfinished_tasks(&self, op_id: &str, shard: &Shard) -> PortResult<Vec<Task>> {
@@ -1290,7 +1349,10 @@ mod tests {
         assert!(!store.create_operation(&op("a")).await.unwrap());
         store.fix_shards("a", &[shard()]).await.unwrap();
         let tasks = vec![Task::pending("a", web(), t0())];
-        store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
+        store
+            .plan_shard("a", &shard(), 0, &tasks, None)
+            .await
+            .unwrap();
         let outcome = TaskOutcome {
             status: TaskStatus::Succeeded,
             reason: None,
@@ -1302,7 +1364,10 @@ mod tests {
             .finish_task("a", &web(), &outcome, t0())
             .await
             .unwrap());
-        store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
+        store
+            .plan_shard("a", &shard(), 0, &tasks, None)
+            .await
+            .unwrap();
         assert!(!store
             .finish_task("a", &web(), &outcome, t0())
             .await
@@ -1329,13 +1394,90 @@ mod tests {
         );
     }
 
+    /// A shard planned in parts: each part once and in order, none after the last tasks, and
+    /// the last tasks only with every part known; the parts' tasks read as the shard's.
+    #[tokio::test]
+    async fn a_shards_parts_are_written_once_in_order_and_end_with_its_last_tasks() {
+        let store = MemoryStore::new();
+        store.create_operation(&op("a")).await.unwrap();
+        store.fix_shards("a", &[shard()]).await.unwrap();
+        let named = |name: &str| Target {
+            name: name.to_string(),
+            ..web()
+        };
+        let part = |names: &[&str]| -> Vec<Task> {
+            names
+                .iter()
+                .map(|n| Task::pending("a", named(n), t0()))
+                .collect()
+        };
+
+        assert!(!store
+            .plan_part("a", &shard(), 1, &part(&["x"]))
+            .await
+            .unwrap());
+        assert!(store
+            .plan_part("a", &shard(), 0, &part(&["p", "q"]))
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .plan_part("a", &shard(), 0, &part(&["p", "q"]))
+                .await
+                .unwrap(),
+            "a part is written once"
+        );
+        assert!(
+            !store
+                .plan_shard("a", &shard(), 0, &part(&["r"]), None)
+                .await
+                .unwrap(),
+            "the last tasks need every part known"
+        );
+        let a = store.get_operation("a").await.unwrap().unwrap();
+        assert_eq!(a.counts.total, 2);
+        assert!(!store.shard_planned("a", &shard()).await.unwrap());
+        let parts = store.shard_parts("a", &shard()).await.unwrap();
+        assert_eq!(parts.parts, 1);
+        assert_eq!(
+            parts
+                .tasks
+                .iter()
+                .map(|t| t.target.name.as_str())
+                .collect::<Vec<_>>(),
+            ["p", "q"]
+        );
+        assert_eq!(
+            store.unfinished_tasks("a", &shard()).await.unwrap().len(),
+            2
+        );
+
+        assert!(store
+            .plan_shard("a", &shard(), 1, &part(&["r"]), None)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .plan_part("a", &shard(), 1, &part(&["s"]))
+                .await
+                .unwrap(),
+            "no part after the last tasks"
+        );
+        let a = store.get_operation("a").await.unwrap().unwrap();
+        assert_eq!((a.counts.total, a.shards_done), (3, 1));
+        assert_eq!(store.list_tasks("a").await.unwrap().len(), 3);
+    }
+
     #[tokio::test]
     async fn a_task_is_dead_lettered_once_and_a_reopen_uncounts_it_and_reruns_its_operation() {
         let store = MemoryStore::new();
         store.create_operation(&op("a")).await.unwrap();
         store.fix_shards("a", &[shard()]).await.unwrap();
         let tasks = vec![Task::pending("a", web(), t0())];
-        store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
+        store
+            .plan_shard("a", &shard(), 0, &tasks, None)
+            .await
+            .unwrap();
         let key = web().key();
         assert!(store
             .dead_letter_task("a", &web(), "busy", t0())
@@ -1373,7 +1515,10 @@ mod tests {
         store.create_operation(&op("a")).await.unwrap();
         store.fix_shards("a", &[shard()]).await.unwrap();
         let tasks = vec![Task::pending("a", web(), t0())];
-        store.plan_shard("a", &shard(), &tasks, None).await.unwrap();
+        store
+            .plan_shard("a", &shard(), 0, &tasks, None)
+            .await
+            .unwrap();
         let lease = leased(&store, "a").await;
         let key = web().key();
         store

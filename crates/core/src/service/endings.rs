@@ -423,7 +423,7 @@ mod tests {
             Task::pending("op-1", target("hung"), now),
         ];
         store
-            .plan_shard("op-1", &shard, &tasks, None)
+            .plan_shard("op-1", &shard, 0, &tasks, None)
             .await
             .unwrap();
         let done = TaskMessage {

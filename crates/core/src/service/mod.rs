@@ -64,6 +64,10 @@ pub struct Settings {
     /// [`crate::chunk::MAX_CHUNK_TARGETS`]): fewer spreads an account over more worker
     /// invocations, at one AssumeRole each.
     pub chunk_targets: usize,
+    /// Chunks in one part of a long listing (see `router::ShardPlanning`): a shard listing more
+    /// than `part_chunks * chunk_targets` targets is planned and sent a part at a time while
+    /// it is listed, so its work starts before its listing ends.
+    pub part_chunks: usize,
 }
 
 impl Default for Settings {
@@ -79,6 +83,7 @@ impl Default for Settings {
             audit: AuditSigner::default(),
             stuck_updating: Duration::minutes(30),
             chunk_targets: crate::chunk::MAX_CHUNK_TARGETS,
+            part_chunks: crate::chunk::PART_CHUNKS,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! single invocation does a whole 100,000-target fleet's work, and the environment that lists
 //! an account is the one that scales it (one AssumeRole for both).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::{to_body, Hub};
 use crate::account::Account;
-use crate::chunk::{chunk_targets, AccountPlan, TaskChunk};
+use crate::chunk::{chunk_targets, AccountPlan, TaskChunk, MAX_CHUNK_TARGETS};
 use crate::cluster_hold::{cluster_wide, planned_cluster_steps};
 use crate::decision::{decide, held_asleep, Action, Decision, DecisionInput};
 use crate::hold::{hold_steps, HoldModes};
@@ -154,38 +154,6 @@ pub async fn targets_in(
     Ok(found)
 }
 
-/// The targets of `op` in one account and region: those its selector matches, and for a drift
-/// check only those curfew holds asleep (their baselines, read from the index; a shard with
-/// none is not even listed).
-async fn shard_targets(
-    hub: &Hub,
-    op: &Operation,
-    account: &Account,
-    region: &str,
-) -> PortResult<Vec<Target>> {
-    let asleep: Option<BTreeSet<String>> = if op.check {
-        let keys: BTreeSet<String> = hub
-            .store
-            .asleep_baselines(&account.id, region)
-            .await?
-            .into_iter()
-            .map(|b| b.target_key)
-            .collect();
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        Some(keys)
-    } else {
-        None
-    };
-    let targets = targets_in(hub, account, region, op.discovery, Caching::Refresh).await?;
-    Ok(targets
-        .into_iter()
-        .filter(|t| op.selector.matches(t))
-        .filter(|t| asleep.as_ref().is_none_or(|keys| keys.contains(&t.key())))
-        .collect())
-}
-
 /// The targets of an enforce pass that may need putting back to sleep: each is read now, and
 /// one held asleep ([`held_asleep`]) gets no task. A pass over a sleeping fleet then writes
 /// nothing per target, where a task and its lease cost some 8 write units (docs/PERFORMANCE.md,
@@ -291,7 +259,10 @@ pub async fn plan_chunks(hub: &Hub, op_id: &str, shards: &[Shard]) -> PortResult
 }
 
 /// One shard's open tasks: planned now (its targets resolved and their tasks written), or, if
-/// an earlier delivery planned it, its unfinished tasks.
+/// an earlier delivery planned it, its unfinished tasks. A long listing is planned in parts as
+/// it comes ([`ShardPlanning`]): each part's chunks are sent at once, so an account of 50,000
+/// targets is worked while it is still being listed; what is returned is the last part's tasks
+/// (and any an earlier delivery planned in parts and may not have sent).
 async fn shard_tasks(
     hub: &Hub,
     op: &Operation,
@@ -303,53 +274,272 @@ async fn shard_tasks(
         let open = hub.store.unfinished_tasks(op_id, shard).await?;
         return described(hub, account, shard, open).await;
     }
-    let now = hub.clock.now();
-    let (tasks, note) = match account {
-        None => (
-            Vec::new(),
-            Some(format!("account {} is no longer registered", shard.account)),
-        ),
-        Some(account) => {
-            let listed = match shard_targets(hub, op, account, &shard.region).await {
-                Ok(targets) if matches!(op.source, OpSource::Enforce { .. }) => {
-                    Ok(needing_enforcement(hub, op, account, targets).await)
-                }
-                listed => listed,
-            };
-            match listed {
-                Ok(targets) => (
-                    targets
-                        .into_iter()
-                        .map(|t| Task::pending(op_id, t, now))
-                        .collect(),
-                    None,
-                ),
-                // Throttling: let the queue retry this shard. Anything else is reported on
-                // the operation and never blocks the other accounts.
-                Err(e) if e.kind == ErrorKind::Throttled => return Err(e),
-                Err(e) => {
-                    warn!(op_id, account = %shard.account, region = %shard.region, error = %e, "discovery failed");
-                    if e.kind == ErrorKind::AccessDenied {
-                        let role = super::notify::RoleAt {
-                            account: &account.id,
-                            role_arn: &account.role.role_arn,
-                            region: &shard.region,
-                        };
-                        super::notify::spoke_role_denied(hub, op_id, role, &e).await;
-                    }
-                    (
-                        Vec::new(),
-                        Some(format!(
-                            "account {} region {}: could not list targets: {e}",
-                            shard.account, shard.region
-                        )),
-                    )
-                }
+    let mut planning = ShardPlanning::new(hub, op, shard);
+    let Some(account) = account else {
+        let note = format!("account {} is no longer registered", shard.account);
+        return planning.finish(None, Some(note)).await;
+    };
+    let note = match list_in_parts(&mut planning, account).await {
+        Ok(()) => None,
+        // Throttling: let the queue retry this shard (the parts planned stand; the retry
+        // finds them). Anything else is reported on the operation and never blocks the other
+        // accounts; what was listed before it is planned.
+        Err(e) if e.kind == ErrorKind::Throttled => return Err(e),
+        Err(e) => {
+            warn!(op_id, account = %shard.account, region = %shard.region, error = %e, "discovery failed");
+            if e.kind == ErrorKind::AccessDenied {
+                let role = super::notify::RoleAt {
+                    account: &account.id,
+                    role_arn: &account.role.role_arn,
+                    region: &shard.region,
+                };
+                super::notify::spoke_role_denied(hub, op_id, role, &e).await;
             }
+            Some(format!(
+                "account {} region {}: could not list targets: {e}",
+                shard.account, shard.region
+            ))
         }
     };
-    hub.store.plan_shard(op_id, shard, &tasks, note).await?;
-    Ok(tasks)
+    planning.finish(Some(account), note).await
+}
+
+/// Lists `planning`'s shard a page at a time (the inventory cache's in one page while it is
+/// fresh), keeping the targets `op` acts on and planning every full part as it fills; the
+/// inventory cache is refreshed once a live listing is complete.
+async fn list_in_parts(planning: &mut ShardPlanning<'_>, account: &Account) -> PortResult<()> {
+    let (hub, op, region) = (planning.hub, planning.op, planning.shard.region.as_str());
+    // A drift check looks only at what curfew holds asleep (their baselines, read from the
+    // index); a shard with none is not even listed.
+    let asleep: Option<BTreeSet<String>> = if op.check {
+        let keys: BTreeSet<String> = hub
+            .store
+            .asleep_baselines(&account.id, region)
+            .await?
+            .into_iter()
+            .map(|b| b.target_key)
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        Some(keys)
+    } else {
+        None
+    };
+    let cached = match op.discovery {
+        Discovery::Cached => hub
+            .store
+            .get_inventory(&account.id, region)
+            .await?
+            .filter(|(refreshed_at, _)| {
+                hub.clock.now() - *refreshed_at < hub.settings.inventory_ttl
+            })
+            .map(|(_, cached)| cached),
+        Discovery::Live => None,
+    };
+    let live = cached.is_none();
+    let mut pages = match cached {
+        Some(cached) => Box::pin(stream::once(async { Ok(cached) })),
+        None => hub.spokes.discover_pages(&account.role, region),
+    };
+    let mut listed: Vec<Target> = Vec::new();
+    while let Some(page) = pages.try_next().await? {
+        if live {
+            listed.extend(page.iter().cloned());
+        }
+        let mut targets: Vec<Target> = page
+            .into_iter()
+            .filter(|t| op.selector.matches(t))
+            .filter(|t| asleep.as_ref().is_none_or(|keys| keys.contains(&t.key())))
+            .collect();
+        if matches!(op.source, OpSource::Enforce { .. }) {
+            targets = needing_enforcement(hub, op, account, targets).await;
+        }
+        planning.add(targets);
+        planning.plan_full_parts(account).await?;
+    }
+    if live {
+        hub.store
+            .put_inventory(&account.id, region, &listed, hub.clock.now())
+            .await?;
+    }
+    Ok(())
+}
+
+/// One delivery's planning of a shard: the parts planned so far and the targets listed that
+/// no part holds yet. A part is [`Settings::part_chunks`] chunks of targets; each is written
+/// knowing every part before it (`OperationStore::plan_part`), so two deliveries of one plan
+/// never plan a target twice: the one that finds its part taken reads the parts, drops what
+/// they hold and goes on after them.
+///
+/// [`Settings::part_chunks`]: super::Settings::part_chunks
+struct ShardPlanning<'a> {
+    hub: &'a Hub,
+    op: &'a Operation,
+    shard: &'a Shard,
+    /// Parts planned so far, by this delivery or another.
+    parts: u32,
+    /// The targets the parts hold, by key.
+    in_parts: HashSet<String>,
+    /// The targets of the parts this delivery wrote (and sent).
+    sent: HashSet<String>,
+    /// Whether another delivery planned parts: it may have ended before sending them.
+    found_others: bool,
+    /// Every target listed, by key (a listing that showed one twice plans it once).
+    listed: HashSet<String>,
+    /// Listed targets no part holds yet, in listing order.
+    pending: Vec<Target>,
+}
+
+/// What became of a write of the plan.
+enum Planned {
+    Written,
+    /// Another delivery planned the whole shard.
+    Elsewhere,
+}
+
+impl<'a> ShardPlanning<'a> {
+    fn new(hub: &'a Hub, op: &'a Operation, shard: &'a Shard) -> Self {
+        ShardPlanning {
+            hub,
+            op,
+            shard,
+            parts: 0,
+            in_parts: HashSet::new(),
+            sent: HashSet::new(),
+            found_others: false,
+            listed: HashSet::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn part_targets(&self) -> usize {
+        let settings = &self.hub.settings;
+        settings.part_chunks.max(1) * settings.chunk_targets.clamp(1, MAX_CHUNK_TARGETS)
+    }
+
+    fn add(&mut self, targets: Vec<Target>) {
+        for target in targets {
+            let key = target.key();
+            if !self.in_parts.contains(&key) && self.listed.insert(key) {
+                self.pending.push(target);
+            }
+        }
+    }
+
+    fn tasks(&self, targets: &[Target]) -> Vec<Task> {
+        let now = self.hub.clock.now();
+        targets
+            .iter()
+            .map(|t| Task::pending(&self.op.id, t.clone(), now))
+            .collect()
+    }
+
+    /// Plans and sends every full part of what is pending.
+    async fn plan_full_parts(&mut self, account: &Account) -> PortResult<()> {
+        let size = self.part_targets();
+        while self.pending.len() >= size {
+            let tasks = self.tasks(&self.pending[..size]);
+            let (op_id, shard) = (self.op.id.as_str(), self.shard);
+            if self
+                .hub
+                .store
+                .plan_part(op_id, shard, self.parts, &tasks)
+                .await?
+            {
+                let part: Vec<Target> = self.pending.drain(..size).collect();
+                self.parts += 1;
+                for target in &part {
+                    self.in_parts.insert(target.key());
+                    self.sent.insert(target.key());
+                }
+                let chunks = chunk_targets(
+                    self.op,
+                    &account.role,
+                    part,
+                    self.hub.settings.chunk_targets,
+                );
+                let bodies: Vec<String> = chunks.iter().map(to_body).collect();
+                self.hub.task_queue.send_as(&account.id, &bodies).await?;
+                info!(op_id, account = %shard.account, region = %shard.region,
+                      part = self.parts - 1, targets = size, "part of a shard planned and sent");
+            } else if let Planned::Elsewhere = self.learn().await? {
+                // The rest is the other delivery's to plan; `finish` returns what is open.
+                self.pending.clear();
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// After a write of the plan was refused: whether another delivery planned the whole
+    /// shard, else the parts as they are now (what they hold leaves `pending`).
+    async fn learn(&mut self) -> PortResult<Planned> {
+        let (op_id, shard) = (self.op.id.as_str(), self.shard);
+        if self.hub.store.shard_planned(op_id, shard).await? {
+            return Ok(Planned::Elsewhere);
+        }
+        let found = self.hub.store.shard_parts(op_id, shard).await?;
+        if found.parts == self.parts {
+            // Refused, yet nothing was written in its place: retrying would loop.
+            return Err(PortError::new(
+                ErrorKind::Other,
+                format!(
+                    "planning shard {} of operation {op_id}: part {} was refused, but the shard \
+                     is neither planned nor has another part",
+                    shard.key(),
+                    self.parts
+                ),
+            ));
+        }
+        self.parts = found.parts;
+        for task in found.tasks {
+            if self.in_parts.insert(task.target.key()) {
+                self.found_others = true;
+            }
+        }
+        let in_parts = &self.in_parts;
+        self.pending.retain(|t| !in_parts.contains(&t.key()));
+        Ok(Planned::Written)
+    }
+
+    /// Writes the last of the plan (what is pending, and `note`) and marks the shard planned;
+    /// returns the tasks to send: those, and the open tasks of parts another delivery planned.
+    /// If another delivery planned the whole shard, its open tasks.
+    async fn finish(
+        mut self,
+        account: Option<&Account>,
+        note: Option<String>,
+    ) -> PortResult<Vec<Task>> {
+        let (op_id, shard) = (self.op.id.as_str(), self.shard);
+        loop {
+            let tasks = self.tasks(&self.pending);
+            if self
+                .hub
+                .store
+                .plan_shard(op_id, shard, self.parts, &tasks, note.clone())
+                .await?
+            {
+                if !self.found_others {
+                    return Ok(tasks);
+                }
+                let open = self.hub.store.unfinished_tasks(op_id, shard).await?;
+                let last: HashSet<String> = tasks.iter().map(|t| t.target.key()).collect();
+                let sent = &self.sent;
+                let theirs: Vec<Task> = open
+                    .into_iter()
+                    .filter(|t| !sent.contains(&t.target.key()) && !last.contains(&t.target.key()))
+                    .collect();
+                let mut all = tasks;
+                all.extend(described(self.hub, account, shard, theirs).await?);
+                return Ok(all);
+            }
+            if let Planned::Elsewhere = self.learn().await? {
+                let open = self.hub.store.unfinished_tasks(op_id, shard).await?;
+                return described(self.hub, account, shard, open).await;
+            }
+        }
+    }
 }
 
 /// A planned shard's open tasks with their targets as discovery describes them: a task only

@@ -9,6 +9,7 @@ mod dead_letters;
 mod drift;
 mod hold;
 mod notices;
+mod parts;
 mod poller;
 mod races;
 mod service;
