@@ -480,16 +480,12 @@ impl AroundCall for SlowSpokes {
         Ok(())
     }
 
-    /// The listing streamed (see [`DiscoveryRequests`] for its requests):
-    /// DescribeAutoScalingGroups one page after the other (the first came with the call), each
-    /// page yielded when it is read; alongside, ListClusters page after page, then every
-    /// cluster's DescribeCluster and ListNodegroups pages, then the DescribeNodegroup requests,
-    /// all under one pacer of requests in flight, each node group yielded once described. The
-    /// adapter pipelines clusters instead (a cluster's describes start while later clusters are
-    /// listed); modelled that way, the listing of a large account-region against a spoke that
-    /// refuses calls over 10 a second ran past the worker's timeout on every receive
-    /// (`a_large_account_the_spoke_refuses_over_its_rate_is_paced_to_that_rate` never ended),
-    /// not understood yet (docs/PERFORMANCE.md, "Planning in parts").
+    /// The listing streamed as the adapter streams it (see [`DiscoveryRequests`] for its
+    /// requests): DescribeAutoScalingGroups one page after the other (the first came with the
+    /// call), each page yielded when it is read; alongside, ListClusters page after page, then
+    /// every cluster's DescribeCluster and ListNodegroups pages, then the DescribeNodegroup
+    /// requests, all under one pacer of requests in flight, each node group yielded once
+    /// described.
     fn discovered_pages<'a>(
         &'a self,
         account: &'a str,
