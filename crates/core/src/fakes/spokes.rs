@@ -55,6 +55,8 @@ pub struct FakeSpokes {
     calls: AtomicUsize,
     /// Targets per page of `discover_pages` (0: all in one page).
     page: AtomicUsize,
+    /// The next `discover_pages` is throttled after this many pages (0: not).
+    throttle_after: AtomicUsize,
 }
 
 impl FakeSpokes {
@@ -66,6 +68,12 @@ impl FakeSpokes {
     /// Lists `page` targets per page of `discover_pages` from now on (0: every target in one).
     pub fn set_page(&self, page: usize) {
         self.page.store(page, Ordering::SeqCst);
+    }
+
+    /// The next `discover_pages` ends with a throttling error after `pages` pages (a listing
+    /// stopped part-way); the one after it lists whole.
+    pub fn throttle_listing_after(&self, pages: usize) {
+        self.throttle_after.store(pages, Ordering::SeqCst);
     }
 
     /// Adds (or replaces) a target at `sizes`, not busy.
@@ -201,14 +209,22 @@ impl Spokes for FakeSpokes {
         region: &'a str,
     ) -> BoxStream<'a, PortResult<Vec<Target>>> {
         let page = self.page.load(Ordering::SeqCst);
+        let throttle_after = self.throttle_after.swap(0, Ordering::SeqCst);
         Box::pin(
             stream::once(self.discover(role, region))
                 .map_ok(move |found| {
-                    let pages: Vec<PortResult<Vec<Target>>> = if page == 0 {
+                    let mut pages: Vec<PortResult<Vec<Target>>> = if page == 0 {
                         vec![Ok(found)]
                     } else {
                         found.chunks(page).map(|p| Ok(p.to_vec())).collect()
                     };
+                    if throttle_after > 0 {
+                        pages.truncate(throttle_after);
+                        pages.push(Err(PortError::new(
+                            ErrorKind::Throttled,
+                            "listing throttled part-way (injected)",
+                        )));
+                    }
                     stream::iter(pages)
                 })
                 .try_flatten(),

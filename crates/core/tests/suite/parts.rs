@@ -171,3 +171,25 @@ async fn an_operation_is_not_done_before_its_shards_last_tasks_are_planned() {
     assert!(outcome.failed.is_empty(), "{outcome:?}");
     ends_with_each_target_changed_once(&w, &id).await;
 }
+
+/// A listing throttled part-way fails the plan with the parts it planned standing; the retry
+/// lists again, plans only what they do not hold, and sends what they hold again (the first
+/// delivery sent it, but a crash could have come first).
+#[tokio::test]
+async fn a_listing_throttled_part_way_keeps_its_parts_and_its_retry_plans_the_rest_once() {
+    let w = long_listing().await;
+    let id = w.begin(true, false).await;
+    let _ = w.route_plans().await;
+    // Seven to a page: the first six pages (42 targets) make two parts of 20 before the throttle.
+    w.spokes.throttle_listing_after(6);
+    let outcome = worker_batch(&w.hub, &deliveries(vec![plan(&id)])).await;
+    assert_eq!(outcome.failed.len(), 1, "left for a retry: {outcome:?}");
+    let parts = w.store.shard_parts(&id, &shard()).await.unwrap();
+    assert_eq!((parts.parts, parts.tasks.len()), (2, 40));
+    assert!(!w.store.shard_planned(&id, &shard()).await.unwrap());
+    let op = w.op(&id).await;
+    assert_eq!((op.status, op.counts.total), (OpStatus::Running, 40));
+
+    w.task_q.send(&[plan(&id)]).await.unwrap();
+    ends_with_each_target_changed_once(&w, &id).await;
+}
