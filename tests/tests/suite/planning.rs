@@ -476,3 +476,53 @@ async fn a_shard_whose_key_starts_another_shards_keeps_its_own_parts() {
     let listed = store.list_tasks(&op_id).await.unwrap();
     assert_eq!(shown(&listed), expect(&["a", "d", "b", "c"], &[]));
 }
+
+/// A shard listing more targets than a part holds, planned in parts through the real adapters
+/// on the emulator (discovery's pages, the part items and their conditions, the chunks sent as
+/// each part is written): every target stops once and starts back to its sizes, and the
+/// operations count each task once and end only after the shard's last tasks.
+#[tokio::test]
+async fn a_shard_longer_than_a_part_is_planned_in_parts_and_each_target_changes_once() {
+    let mut t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap(), 1).await;
+    // Parts of two targets (two chunks of one).
+    t.hub.settings.chunk_targets = 1;
+    t.hub.settings.part_chunks = 2;
+    t.register_accounts(&["eu-west-1"]).await;
+    let fleet = demo_fleet(&t.accounts, &["eu-west-1".to_string()], 5, 0);
+    t.seed(&fleet).await;
+    let before = t.fleet_sizes(&fleet).await;
+    let shard = Shard {
+        account: t.accounts[0].clone(),
+        region: "eu-west-1".to_string(),
+    };
+
+    let stop = t.run(json!({"action": "stop", "select": "kind=asg"})).await;
+    assert_eq!(
+        (stop.status, stop.counts.total, stop.counts.succeeded),
+        (OpStatus::Succeeded, 5, 5),
+        "{stop:?}"
+    );
+    let parts = t.hub.store.shard_parts(&stop.id, &shard).await.unwrap();
+    assert_eq!(
+        (parts.parts, parts.tasks.len()),
+        (2, 4),
+        "two parts of two, the last target on the shard's marker"
+    );
+    for sizes in t.fleet_sizes(&fleet).await.values() {
+        assert_eq!((sizes.min, sizes.desired), (0, 0), "{sizes:?}");
+    }
+
+    let start = t
+        .run(json!({"action": "start", "select": "kind=asg"}))
+        .await;
+    assert_eq!(
+        (start.status, start.counts.total, start.counts.succeeded),
+        (OpStatus::Succeeded, 5, 5),
+        "{start:?}"
+    );
+    assert_eq!(
+        t.fleet_sizes(&fleet).await,
+        before,
+        "every target back as it was"
+    );
+}
