@@ -14,11 +14,12 @@
 pub mod cpu;
 pub mod dynamo;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 use curfew_aws::dynamo::{
     finishing, part_marker as dynamo_part, shard_marker as dynamo_marker, LISTING_BYTES,
@@ -44,19 +45,6 @@ use crate::around::{AroundCall, AroundSpokes, InnerCall};
 use crate::item_size::{item_size, WRITE_UNIT_BYTES};
 use cpu::FakeTime;
 use dynamo::{dynamo_use, DynamoUse, Seen};
-
-/// The write units of a marker (a shard's or a part's) that lists its targets; 0 when it does
-/// not (its tasks are written an item each, billed per item).
-fn listed_units(
-    marker: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
-    listed: bool,
-) -> u64 {
-    if listed {
-        item_size(marker).div_ceil(WRITE_UNIT_BYTES) as u64
-    } else {
-        0
-    }
-}
 
 /// One method of the state store's ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -513,6 +501,34 @@ impl CountingStore {
 
     /// Counts `call`, waits its latency, runs `request` (the inner call) and adds what the
     /// adapter would have sent for it, given what `seen` reads from its result.
+    /// [`CountingStore::observe`] for `plan_shard` and `plan_part`: the item the adapter writes
+    /// (`marker`, and whether it lists the targets) billed on its size when it lists them, else
+    /// a task item per task; the `planned` tasks counted once the plan was written.
+    async fn observe_plan<'a>(
+        &'a self,
+        call: StoreCall,
+        (marker, listed): (HashMap<String, AttributeValue>, bool),
+        planned: usize,
+        request: BoxFuture<'a, PortResult<bool>>,
+    ) -> PortResult<bool> {
+        let listed_units = if listed {
+            item_size(&marker).div_ceil(WRITE_UNIT_BYTES) as u64
+        } else {
+            0
+        };
+        let written = self
+            .observe(call, request, move |_| Seen {
+                listed_units,
+                ..items(planned)
+            })
+            .await?;
+        if written {
+            self.planned_tasks
+                .fetch_add(planned as u64, Ordering::Relaxed);
+        }
+        Ok(written)
+    }
+
     async fn observe<'a, T>(
         &'a self,
         call: StoreCall,
@@ -737,22 +753,11 @@ impl OperationStore for CountingStore {
         tasks: &[Task],
         note: Option<String>,
     ) -> PortResult<bool> {
-        let planned = tasks.len();
         // The marker the adapter would write for this plan, billed on its size.
-        let (marker, listed) = dynamo_marker(op_id, shard, tasks, LISTING_BYTES);
-        let listed_units = listed_units(&marker, listed);
+        let marker = dynamo_marker(op_id, shard, tasks, LISTING_BYTES);
         let request = self.inner.plan_shard(op_id, shard, parts, tasks, note);
-        let written = self
-            .observe(StoreCall::PlanShard, request, move |_| Seen {
-                listed_units,
-                ..items(planned)
-            })
-            .await?;
-        if written {
-            self.planned_tasks
-                .fetch_add(planned as u64, Ordering::Relaxed);
-        }
-        Ok(written)
+        self.observe_plan(StoreCall::PlanShard, marker, tasks.len(), request)
+            .await
     }
     async fn plan_part(
         &self,
@@ -761,21 +766,10 @@ impl OperationStore for CountingStore {
         part: u32,
         tasks: &[Task],
     ) -> PortResult<bool> {
-        let planned = tasks.len();
-        let (marker, listed) = dynamo_part(op_id, shard, part, tasks, LISTING_BYTES);
-        let listed_units = listed_units(&marker, listed);
+        let marker = dynamo_part(op_id, shard, part, tasks, LISTING_BYTES);
         let request = self.inner.plan_part(op_id, shard, part, tasks);
-        let written = self
-            .observe(StoreCall::PlanPart, request, move |_| Seen {
-                listed_units,
-                ..items(planned)
-            })
-            .await?;
-        if written {
-            self.planned_tasks
-                .fetch_add(planned as u64, Ordering::Relaxed);
-        }
-        Ok(written)
+        self.observe_plan(StoreCall::PlanPart, marker, tasks.len(), request)
+            .await
     }
     async fn shard_parts(&self, op_id: &str, shard: &Shard) -> PortResult<ShardParts> {
         let request = self.inner.shard_parts(op_id, shard);

@@ -128,6 +128,21 @@ pub enum Caching {
     ReadOnly,
 }
 
+/// The inventory cache of one account and region while it is fresh
+/// (`Settings::inventory_ttl`).
+async fn fresh_inventory(
+    hub: &Hub,
+    account: &Account,
+    region: &str,
+) -> PortResult<Option<Vec<Target>>> {
+    Ok(hub
+        .store
+        .get_inventory(&account.id, region)
+        .await?
+        .filter(|(refreshed_at, _)| hub.clock.now() - *refreshed_at < hub.settings.inventory_ttl)
+        .map(|(_, cached)| cached))
+}
+
 /// The targets of one account and region: from the inventory cache while it is fresh
 /// (`Settings::inventory_ttl`), otherwise discovered live (and cached, unless read-only);
 /// always live when asked.
@@ -139,10 +154,8 @@ pub async fn targets_in(
     caching: Caching,
 ) -> PortResult<Vec<Target>> {
     if discovery == Discovery::Cached {
-        if let Some((refreshed_at, cached)) = hub.store.get_inventory(&account.id, region).await? {
-            if hub.clock.now() - refreshed_at < hub.settings.inventory_ttl {
-                return Ok(cached);
-            }
+        if let Some(cached) = fresh_inventory(hub, account, region).await? {
+            return Ok(cached);
         }
     }
     let found = hub.spokes.discover(&account.role, region).await?;
@@ -327,14 +340,7 @@ async fn list_in_parts(planning: &mut ShardPlanning<'_>, account: &Account) -> P
         None
     };
     let cached = match op.discovery {
-        Discovery::Cached => hub
-            .store
-            .get_inventory(&account.id, region)
-            .await?
-            .filter(|(refreshed_at, _)| {
-                hub.clock.now() - *refreshed_at < hub.settings.inventory_ttl
-            })
-            .map(|(_, cached)| cached),
+        Discovery::Cached => fresh_inventory(hub, account, region).await?,
         Discovery::Live => None,
     };
     let live = cached.is_none();
