@@ -28,6 +28,7 @@ use curfew_core::account::Account;
 use curfew_core::calendar::Calendar;
 use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::health::{AccountContact, HealthStore, PollerTick};
+use curfew_core::inventory::{self, StoredBucket};
 use curfew_core::operation::{Operation, Shard, Task, TaskOutcome};
 use curfew_core::ports::Finalized;
 use curfew_core::ports::Spokes;
@@ -562,15 +563,44 @@ impl CountingStore {
     }
 }
 
-/// The items a refresh of the inventory cache from `had` to `listed` writes: each target new or
-/// changed, and a delete for each target gone (`put_inventory` in the adapter's `targets.rs`).
-fn inventory_writes(had: &[Target], listed: &[Target]) -> u64 {
-    let changed = listed.iter().filter(|t| !had.contains(t)).count();
-    let gone = had
+/// The buckets the adapter holds for `targets` (`curfew_core::inventory`), laid out afresh: the
+/// in-memory store keeps targets, not the layout the adapter's refreshes left.
+fn inventory_buckets(targets: &[Target]) -> Vec<StoredBucket> {
+    let laid = inventory::refresh(&[], targets);
+    laid.put
+        .into_iter()
+        .map(|(index, body)| StoredBucket {
+            index,
+            of: laid.buckets,
+            body,
+        })
+        .collect()
+}
+
+/// The DynamoDB size of a bucket item of `body`: the body and the item's keys and count.
+fn bucket_item_bytes(body: &str) -> u64 {
+    // pk `INV#<12-digit account>#<region>` (up to 30), sk `B#nnnnn`, `of`, the attribute names.
+    (body.len() + 64) as u64
+}
+
+/// What a refresh of the inventory cache from `had` to `listed` reads and writes
+/// (`put_inventory` in the adapter's `targets.rs`).
+fn inventory_refresh(had: &[Target], listed: &[Target]) -> Seen {
+    let stored = inventory_buckets(had);
+    let refresh = inventory::refresh(&stored, listed);
+    let units: u64 = refresh
+        .put
         .iter()
-        .filter(|h| !listed.iter().any(|t| t.key() == h.key()))
-        .count();
-    (changed + gone) as u64
+        .map(|(_, body)| bucket_item_bytes(body).div_ceil(1024))
+        .sum();
+    Seen {
+        items: (refresh.put.len() + refresh.delete.len()) as u64,
+        extra_units: units - refresh.put.len() as u64,
+        cached: stored.len() as u64 + u64::from(!had.is_empty()),
+        cached_bytes: stored.iter().map(|b| bucket_item_bytes(&b.body)).sum(),
+        forgotten: refresh.relaid && !stored.is_empty(),
+        ..Seen::default()
+    }
 }
 
 fn items(n: usize) -> Seen {
@@ -1051,12 +1081,10 @@ impl TargetStore for CountingStore {
             .await?
             .map(|(_, had)| had)
             .unwrap_or_default();
-        let written = inventory_writes(&had, targets);
+        let listed = targets.to_vec();
         let request = self.inner.put_inventory(account, region, targets, now);
-        self.observe(StoreCall::PutInventory, request, move |_| Seen {
-            items: written,
-            cached: had.len() as u64,
-            ..Seen::default()
+        self.observe(StoreCall::PutInventory, request, move |_| {
+            inventory_refresh(&had, &listed)
         })
         .await
     }
@@ -1074,10 +1102,14 @@ impl TargetStore for CountingStore {
         self.observe(StoreCall::GetInventory, request, |inventory| {
             inventory
                 .as_ref()
-                .map_or_else(Seen::default, |(_, targets)| Seen {
-                    items: targets.len() as u64,
-                    found: true,
-                    ..Seen::default()
+                .map_or_else(Seen::default, |(_, targets)| {
+                    let buckets = inventory_buckets(targets);
+                    Seen {
+                        items: buckets.len() as u64,
+                        cached_bytes: buckets.iter().map(|b| bucket_item_bytes(&b.body)).sum(),
+                        found: true,
+                        ..Seen::default()
+                    }
                 })
         })
         .await
@@ -1285,10 +1317,13 @@ mod tests {
         );
     }
 
+    /// The cache is billed by its buckets' kilobytes: a first listing at about a tenth of a
+    /// unit a target (an item a target was 1), an unchanged one at its marker only, a retagged
+    /// target at its own bucket.
     #[tokio::test]
-    async fn an_inventory_refresh_writes_the_targets_that_changed_and_its_marker() {
+    async fn an_inventory_refresh_writes_the_buckets_that_changed_and_its_marker() {
         let store = CountingStore::new(Arc::new(MemoryStore::new()));
-        let listed: Vec<Target> = (0..3)
+        let listed: Vec<Target> = (0..1_000)
             .map(|i| crate::scale::seeded_target("123456789012", "eu-west-1", i))
             .collect();
         let now = Utc::now();
@@ -1297,22 +1332,30 @@ mod tests {
             .put_inventory("123456789012", "eu-west-1", &listed, now)
             .await
             .unwrap();
-        assert_eq!(writes(&store), 3 + 1, "three targets new, and the marker");
+        let first = writes(&store);
+        assert!(
+            (40..=125).contains(&first),
+            "{first} units for 1,000 targets"
+        );
         store
             .put_inventory("123456789012", "eu-west-1", &listed, now)
             .await
             .unwrap();
-        assert_eq!(writes(&store), 4 + 1, "nothing changed: the marker only");
-        let mut changed = listed[..2].to_vec();
+        assert_eq!(
+            writes(&store),
+            first + 1,
+            "nothing changed: the marker only"
+        );
+        let mut changed = listed.clone();
         changed[0].tags.insert("team".into(), "web".into());
         store
             .put_inventory("123456789012", "eu-west-1", &changed, now)
             .await
             .unwrap();
-        assert_eq!(
-            writes(&store),
-            5 + 2 + 1,
-            "one retagged, one gone, and the marker"
+        let retag = writes(&store) - first - 1;
+        assert!(
+            (2..=12).contains(&retag),
+            "one bucket of some 8 KB and the marker: {retag}"
         );
     }
 

@@ -41,6 +41,7 @@ pub mod decision;
 pub mod fakes;
 pub mod health;
 pub mod hold;
+pub mod inventory;
 pub mod keep_awake;
 pub mod metrics;
 pub mod notice;

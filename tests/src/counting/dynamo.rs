@@ -84,6 +84,12 @@ const ITEMS_PER_PAGE: u64 = 1024;
 /// Items per read unit of a Query at the assumed 1 KB per item (a unit reads 4 KB).
 const ITEMS_PER_READ_UNIT: u64 = 4;
 
+/// A Query page: at most 1 MB read.
+const PAGE_BYTES: u64 = 1024 * 1024;
+
+/// A read request unit: a strongly consistent read of up to 4 KB.
+const READ_UNIT_BYTES: u64 = 4 * 1024;
+
 /// How consistent a read is: it sets its price.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Consistency {
@@ -218,6 +224,19 @@ impl DynamoUse {
         u
     }
 
+    /// A Query (every page of it) reading `items` items of `bytes` bytes in all.
+    fn query_sized(self, items: u64, bytes: u64, consistency: Consistency) -> Self {
+        let pages = bytes.div_ceil(PAGE_BYTES).max(1);
+        let mut u = self.request(DynamoApi::Query, pages);
+        u.items_read += items;
+        let units = bytes.div_ceil(READ_UNIT_BYTES).max(1);
+        u.read_half_units += match consistency {
+            Consistency::Strong => 2 * units,
+            Consistency::Eventual => units,
+        };
+        u
+    }
+
     /// A Query (every page of it) reading `items` items.
     fn query(self, items: u64, consistency: Consistency) -> Self {
         let pages = items.div_ceil(ITEMS_PER_PAGE).max(1);
@@ -334,8 +353,14 @@ pub struct Seen {
     /// `finish_tasks`: the write units of transaction items over 1 KB beyond the 2 their item
     /// counts (the records' index entries).
     pub extra_units: u64,
-    /// `put_inventory`: the targets the cache held before (the adapter's Query reads them).
+    /// `put_inventory`: the items the cache held before (the adapter's Query reads them).
     pub cached: u64,
+    /// `put_inventory`, `get_inventory`: the bytes of the cache's items the Query read (a
+    /// bucket of the cache holds many targets, so its items are not the 1 KB items the other
+    /// Queries are billed as).
+    pub cached_bytes: u64,
+    /// `put_inventory`: the cache's marker is deleted first (its layout changes).
+    pub forgotten: bool,
     /// `acquire_lease`: a baseline was saved on the target's lease item before, which marks
     /// that no baseline item of the earlier layout is left.
     pub no_legacy: bool,
@@ -585,21 +610,29 @@ pub const TABLE: [(StoreCall, Model); 61] = [
     }),
     // targets.rs `remove_override` -> `delete`.
     (StoreCall::RemoveOverride, |_| none().delete()),
-    // targets.rs `put_inventory`: a Query of the partition's target items (the cache's
-    // targets before, `cached`), BatchWriteItem of the targets new or changed and of deletes for
-    // targets gone (`items`), and a PutItem of the META marker.
+    // targets.rs `put_inventory`: a Query of the partition (the cache's buckets before,
+    // `cached` items of `cached_bytes`), a DeleteItem of the META marker if the layout changes
+    // (`forgotten`), BatchWriteItem of the buckets new or changed and of deletes for buckets
+    // left empty (`items`; a bucket over 1 KB bills its size, `extra_units`), and a PutItem of
+    // the marker.
     (StoreCall::PutInventory, |s| {
-        none()
-            .query(s.cached, Consistency::Strong)
+        let forget = if s.forgotten { none().delete() } else { none() };
+        forget
+            .query_sized(s.cached, s.cached_bytes, Consistency::Strong)
             .batch_write(s.items)
+            .units(s.extra_units)
             .put()
     }),
     // targets.rs `invalidate_inventory` -> `delete` of the META marker.
     (StoreCall::InvalidateInventory, |_| none().delete()),
-    // targets.rs `get_inventory` -> `query` of the whole partition: the targets returned and
-    // the META marker (`found`).
+    // targets.rs `get_inventory` -> `query` of the whole partition: the buckets holding the
+    // targets returned (`items`, `cached_bytes`) and the META marker (`found`).
     (StoreCall::GetInventory, |s| {
-        none().query(s.items + u64::from(s.found), Consistency::Strong)
+        none().query_sized(
+            s.items + u64::from(s.found),
+            s.cached_bytes,
+            Consistency::Strong,
+        )
     }),
     // trail.rs `audit_head` -> `get` of the chain's HEAD item.
     (StoreCall::AuditHead, |_| none().get()),

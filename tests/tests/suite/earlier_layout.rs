@@ -4,7 +4,8 @@
 //! upgrade wakes from what it saved. Audit chain heads are indexed in gsi3 (keys only), and a
 //! head still in gsi1 is listed and verified, and moves with its chain's next append. A change
 //! in flight is recorded on the lease's mark only, and one an earlier version left (recorded
-//! APPLYING on its task) is finished from the task's record.
+//! APPLYING on its task) is finished from the task's record. An inventory cache of an item a
+//! target is read, and the next listing lays it out in buckets.
 
 use aws_sdk_dynamodb::types::AttributeValue as Av;
 use aws_sdk_dynamodb::types::{
@@ -462,4 +463,118 @@ async fn a_change_an_earlier_version_left_in_flight_is_finished_from_its_task_re
     assert_eq!(records.len(), 1, "the change is recorded: {records:?}");
     let baseline = t.hub.store.get_baseline(&k).await.unwrap();
     assert_eq!(baseline.map(|b| b.sizes), Some(Sizes::new(1, 4, 2)));
+}
+
+/// Every item of `account` and `region`'s inventory partition, by sort key.
+async fn inventory_items(t: &TestHub, region: &str) -> Vec<(String, HashMap<String, Av>)> {
+    let items = aws_sdk_dynamodb::Client::new(&t.sdk)
+        .query()
+        .table_name(&t.config.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", Av::S(format!("INV#{}#{region}", t.accounts[0])))
+        .send()
+        .await
+        .expect("the inventory partition read")
+        .items
+        .unwrap_or_default();
+    items
+        .into_iter()
+        .map(|item| (item["sk"].as_s().unwrap().clone(), item))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inventory_an_earlier_version_cached_is_read_then_laid_out_in_buckets() {
+    use curfew_core::clock::Clock;
+    use curfew_core::target::Target;
+    let t = spawn_hub(Utc.with_ymd_and_hms(2027, 1, 4, 7, 0, 0).unwrap(), 1).await;
+    let now = t.clock.now();
+    let target = |name: &str, team: &str| Target {
+        account: t.accounts[0].clone(),
+        region: "eu-west-1".into(),
+        kind: TargetKind::Asg,
+        cluster: None,
+        name: name.into(),
+        tags: [("team".to_string(), team.to_string())].into(),
+        cluster_tags: Default::default(),
+        instance_types: vec![],
+    };
+    let old = vec![target("web", "a"), target("api", "a")];
+    // The cache as an earlier version wrote it: an item a target and a marker without a
+    // bucket count.
+    let client = aws_sdk_dynamodb::Client::new(&t.sdk);
+    let pk = Av::S(format!("INV#{}#eu-west-1", t.accounts[0]));
+    for o in &old {
+        let item = HashMap::from([
+            ("pk".to_string(), pk.clone()),
+            ("sk".to_string(), Av::S(format!("T#asg#{}", o.name))),
+            ("account".to_string(), Av::S(o.account.clone())),
+            ("region".to_string(), Av::S(o.region.clone())),
+            ("kind".to_string(), Av::S("asg".into())),
+            ("name".to_string(), Av::S(o.name.clone())),
+            (
+                "tags".to_string(),
+                Av::M(HashMap::from([("team".to_string(), Av::S("a".into()))])),
+            ),
+            ("cluster_tags".to_string(), Av::M(HashMap::new())),
+        ]);
+        client
+            .put_item()
+            .table_name(&t.config.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+    let meta = HashMap::from([
+        ("pk".to_string(), pk.clone()),
+        ("sk".to_string(), Av::S("META".into())),
+        ("refreshed_at".to_string(), Av::S(now.to_rfc3339())),
+        ("targets".to_string(), n(2)),
+    ]);
+    client
+        .put_item()
+        .table_name(&t.config.table)
+        .set_item(Some(meta))
+        .send()
+        .await
+        .unwrap();
+
+    let store = &t.hub.store;
+    let sorted = |mut v: Vec<Target>| {
+        v.sort_by_key(Target::key);
+        v
+    };
+    let (_, read) = store
+        .get_inventory(&t.accounts[0], "eu-west-1")
+        .await
+        .unwrap()
+        .expect("the earlier cache is read");
+    assert_eq!(sorted(read), sorted(old.clone()));
+
+    // The next listing: one retagged, one new. The cache is laid out in buckets and the items
+    // of the earlier layout go.
+    let listed = vec![target("web", "a"), target("api", "b"), target("db", "a")];
+    store
+        .put_inventory(&t.accounts[0], "eu-west-1", &listed, now)
+        .await
+        .unwrap();
+    let items = inventory_items(&t, "eu-west-1").await;
+    let keys: Vec<&str> = items.iter().map(|(sk, _)| sk.as_str()).collect();
+    assert_eq!(keys, ["B#00000", "META"], "one bucket holds three targets");
+    let meta = &items[1].1;
+    assert_eq!(meta.get("buckets"), Some(&n(1)));
+    let (_, read) = store
+        .get_inventory(&t.accounts[0], "eu-west-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sorted(read), sorted(listed.clone()));
+
+    // The same listing again rewrites no bucket.
+    store
+        .put_inventory(&t.accounts[0], "eu-west-1", &listed, now)
+        .await
+        .unwrap();
+    assert_eq!(inventory_items(&t, "eu-west-1").await[0], items[0]);
 }

@@ -14,7 +14,7 @@
 //! | baseline of the earlier layout (read, retired and listed; never written) | `TARGET#<target key>` | `BASELINE` | gsi1: `ASLEEP#<account>#<region>` / target key |
 //! | shard set | `OP#<id>` | `SHARDS` | |
 //! | override | `OVERRIDES` | `<id>` | TTL `expires_at` |
-//! | inventory | `INV#<account>#<region>` | `META` / `T#<kind>#<name>` | |
+//! | inventory | `INV#<account>#<region>` | `META` / `B#<nnnnn>` (a bucket of targets; `T#<kind>#<name>`, a target, as earlier versions wrote it) | |
 //! | audit record | `AUDIT#<chain>` | `REC#<seq, 12 digits>` | gsi2: `AUDIT#<day>#<bucket>` / at#chain#seq |
 //! | audit chain head | `AUDIT#<chain>` | `HEAD` | gsi3: `AUDITHEADS#<bucket>` / chain (keys only; a head not appended to since an earlier version: gsi1) |
 //! | audit change mark | `AUDIT#<chain>` | `KEY#<change>` | |

@@ -1,8 +1,6 @@
 //! Per-target state in the state table: leases (and the baselines they carry, see
 //! `baselines.rs`), cluster holds, overrides, the inventory cache.
 
-use std::collections::{HashMap, HashSet};
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, Put, PutRequest, ReturnValue, TransactWriteItem, WriteRequest,
@@ -10,9 +8,10 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, Utc};
 use curfew_core::cluster_hold::ClusterHold;
 use curfew_core::decision::Action;
+use curfew_core::inventory::{self, StoredBucket};
 use curfew_core::ports::{
-    Baseline, ChangeInFlight, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortResult,
-    TargetStore,
+    Baseline, ChangeInFlight, ErrorKind, Interrupted, Lease, LeaseToken, Override, PortError,
+    PortResult, TargetStore,
 };
 use curfew_core::target::Target;
 
@@ -29,6 +28,9 @@ fn inventory_pk(account: &str, region: &str) -> String {
     format!("INV#{account}#{region}")
 }
 
+/// The sort key of a target's own inventory item, as earlier versions wrote the cache (now
+/// buckets of many targets: `curfew_core::inventory`). Still read, and deleted by a refresh.
+#[cfg(test)]
 fn inventory_sk(target: &Target) -> String {
     format!("T#{}#{}", target.kind, target.display_name())
 }
@@ -416,71 +418,41 @@ impl TargetStore for DynamoStore {
         now: DateTime<Utc>,
     ) -> PortResult<()> {
         let pk = inventory_pk(account, region);
-        // What the cache holds now, by sort key: a refresh rewrites only the targets that
-        // changed. Each wave of a real schedule comes hours after the last, past the cache's
-        // freshness, so rewriting every unchanged target cost a write unit per target and wave
-        // (docs/PERFORMANCE.md).
-        let existing: HashMap<String, Option<Target>> = self
-            .query(&pk, "T#")
-            .await?
-            .into_iter()
-            .filter_map(|item| Some((string(&item, "sk")?, decode::<Target>(item).ok())))
-            .collect();
-        let mut requests = Vec::new();
-        let mut fresh = HashSet::new();
-        for target in targets {
-            let sk = inventory_sk(target);
-            let unchanged = existing
-                .get(&sk)
-                .is_some_and(|had| had.as_ref() == Some(target));
-            fresh.insert(sk.clone());
-            if unchanged {
-                continue;
-            }
-            let mut item = encode(target)?;
-            item.extend(key_of(&pk, &sk));
-            requests.push(
-                WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item)).build().map_err(
-                        |e| {
-                            curfew_core::ports::PortError::with_source(
-                                curfew_core::ports::ErrorKind::Invalid,
-                                "building an inventory write",
-                                e,
-                            )
-                        },
-                    )?)
-                    .build(),
-            );
+        // What the cache holds now: a refresh rewrites only the buckets whose targets changed.
+        // Each wave of a real schedule comes hours after the last, past the cache's freshness,
+        // so rewriting an unchanged cache would cost every wave (docs/PERFORMANCE.md).
+        let held = InventoryItems::of(self.query(&pk, "").await?);
+        let refresh = inventory::refresh(&held.buckets, targets);
+        let relaying =
+            !held.earlier_layout.is_empty() || (refresh.relaid && !held.buckets.is_empty());
+        if relaying && held.refreshed_at.is_some() {
+            // A reader of the cache as it stood would meet a half-written layout: the cache is
+            // forgotten until the new one is whole, and operations list live meanwhile.
+            self.delete(&pk, "META").await?;
         }
-        for gone in existing.keys().filter(|sk| !fresh.contains(*sk)) {
-            requests.push(
-                WriteRequest::builder()
-                    .delete_request(
-                        DeleteRequest::builder()
-                            .set_key(Some(key_of(&pk, gone)))
-                            .build()
-                            .map_err(|e| {
-                                curfew_core::ports::PortError::with_source(
-                                    curfew_core::ports::ErrorKind::Invalid,
-                                    "building an inventory delete",
-                                    e,
-                                )
-                            })?,
-                    )
-                    .build(),
-            );
+        let mut requests = Vec::new();
+        for (index, body) in &refresh.put {
+            let mut item = key_of(&pk, &bucket_sk(*index));
+            item.insert(BUCKET_COUNT.into(), n(refresh.buckets));
+            item.insert(BUCKET_BODY.into(), s(body));
+            requests.push(put_request(item)?);
+        }
+        let gone = refresh.delete.iter().map(|index| bucket_sk(*index));
+        for sk in gone.chain(held.earlier_layout.iter().cloned()) {
+            requests.push(delete_request(key_of(&pk, &sk))?);
         }
         self.batch_write(requests).await?;
-        let mut meta = Item::new();
-        meta.insert("refreshed_at".into(), s(now.to_rfc3339()));
-        meta.insert("targets".into(), n(targets.len()));
-        self.put(meta, &pk, "META").await
+        self.put(
+            inventory_meta(now, targets.len(), refresh.buckets),
+            &pk,
+            "META",
+        )
+        .await
     }
 
     async fn invalidate_inventory(&self, account: &str, region: &str) -> PortResult<()> {
         // Only the marker goes: without it the shard counts as never discovered, and the next
-        // listing replaces the target items.
+        // listing rewrites only the buckets that changed.
         self.delete(&inventory_pk(account, region), "META")
             .await
             .map(|_| ())
@@ -491,21 +463,121 @@ impl TargetStore for DynamoStore {
         account: &str,
         region: &str,
     ) -> PortResult<Option<(DateTime<Utc>, Vec<Target>)>> {
-        let items = self.query(&inventory_pk(account, region), "").await?;
-        let mut refreshed_at = None;
-        let mut targets = Vec::new();
+        let held = InventoryItems::of(self.query(&inventory_pk(account, region), "").await?);
+        let Some(refreshed_at) = held.refreshed_at else {
+            return Ok(None);
+        };
+        let targets = match held.meta_buckets {
+            // The layout the marker was written with: buckets of its count only (others are
+            // what a refresh that stopped part-way left).
+            Some(count) => {
+                let mut targets = Vec::new();
+                for bucket in held.buckets.iter().filter(|b| b.of == count) {
+                    targets.extend(inventory::decode(account, region, &bucket.body).map_err(
+                        |e| {
+                            PortError::with_source(
+                                ErrorKind::Other,
+                                "decoding a bucket of the inventory cache",
+                                e,
+                            )
+                        },
+                    )?);
+                }
+                targets
+            }
+            // Written by an earlier version: an item a target.
+            None => held
+                .earlier_layout_items
+                .into_iter()
+                .map(decode)
+                .collect::<PortResult<_>>()?,
+        };
+        Ok(Some((refreshed_at, targets)))
+    }
+}
+
+/// A bucket's attribute with the bucket count it was laid out for.
+const BUCKET_COUNT: &str = "of";
+/// A bucket's attribute with its targets (`curfew_core::inventory::encode`).
+const BUCKET_BODY: &str = "body";
+/// The marker's attribute with the bucket count of the cache it marks; absent on a marker an
+/// earlier version wrote, whose cache is an item a target.
+const META_BUCKETS: &str = "buckets";
+
+fn bucket_sk(index: u32) -> String {
+    format!("B#{index:05}")
+}
+
+fn inventory_meta(now: DateTime<Utc>, targets: usize, buckets: u32) -> Item {
+    Item::from([
+        ("refreshed_at".to_string(), s(now.to_rfc3339())),
+        ("targets".to_string(), n(targets)),
+        (META_BUCKETS.to_string(), n(buckets)),
+    ])
+}
+
+fn put_request(item: Item) -> PortResult<WriteRequest> {
+    let put = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .map_err(|e| {
+            PortError::with_source(ErrorKind::Invalid, "building an inventory write", e)
+        })?;
+    Ok(WriteRequest::builder().put_request(put).build())
+}
+
+fn delete_request(key: Item) -> PortResult<WriteRequest> {
+    let delete = DeleteRequest::builder()
+        .set_key(Some(key))
+        .build()
+        .map_err(|e| {
+            PortError::with_source(ErrorKind::Invalid, "building an inventory delete", e)
+        })?;
+    Ok(WriteRequest::builder().delete_request(delete).build())
+}
+
+/// The items of one account and region's inventory partition, sorted out.
+#[derive(Default)]
+struct InventoryItems {
+    /// The marker's `refreshed_at`, if the marker is there.
+    refreshed_at: Option<DateTime<Utc>>,
+    /// The marker's bucket count (none on an earlier version's marker).
+    meta_buckets: Option<u32>,
+    buckets: Vec<StoredBucket>,
+    /// Sort keys of the items an earlier version wrote, one a target.
+    earlier_layout: Vec<String>,
+    earlier_layout_items: Vec<Item>,
+}
+
+impl InventoryItems {
+    fn of(items: Vec<Item>) -> Self {
+        let mut held = InventoryItems::default();
         for item in items {
             match string(&item, "sk").as_deref() {
                 Some("META") => {
-                    refreshed_at = string(&item, "refreshed_at")
+                    held.refreshed_at = string(&item, "refreshed_at")
                         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                         .map(|t| t.with_timezone(&Utc));
+                    held.meta_buckets =
+                        millis(&item, META_BUCKETS).and_then(|c| u32::try_from(c).ok());
                 }
-                Some(sk) if sk.starts_with("T#") => targets.push(decode(item)?),
+                Some(sk) if sk.starts_with("B#") => {
+                    let index = sk[2..].parse::<u32>().ok();
+                    let of = millis(&item, BUCKET_COUNT).and_then(|c| u32::try_from(c).ok());
+                    if let (Some(index), Some(of), Some(body)) =
+                        (index, of, string(&item, BUCKET_BODY))
+                    {
+                        held.buckets.push(StoredBucket { index, of, body });
+                    }
+                }
+                Some(sk) if sk.starts_with("T#") => {
+                    held.earlier_layout.push(sk.to_string());
+                    held.earlier_layout_items.push(item);
+                }
                 _ => {}
             }
         }
-        Ok(refreshed_at.map(|at| (at, targets)))
+        held
     }
 }
 
@@ -712,69 +784,188 @@ mod tests {
         assert_eq!(earlier.unwrap().restoring, None);
     }
 
-    /// A refresh of the inventory cache writes the targets that are new or changed and deletes
-    /// those gone; one it already holds as listed is not written again (each wave of a real
-    /// schedule refreshes it).
-    #[tokio::test]
-    async fn an_inventory_refresh_writes_only_what_changed() {
-        use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
-        use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
-        use aws_sdk_dynamodb::operation::query::QueryOutput;
-        use std::sync::{Arc, Mutex};
-
-        let asg = |name: &str, env: &str| Target {
+    fn asg(i: usize, env: &str) -> Target {
+        Target {
             account: "111111111111".into(),
             region: "eu-west-1".into(),
             kind: curfew_core::target::TargetKind::Asg,
             cluster: None,
-            name: name.into(),
+            name: format!("group-{i}"),
             tags: [("env".to_string(), env.to_string())].into(),
             cluster_tags: Default::default(),
             instance_types: vec![],
-        };
+        }
+    }
+
+    /// The items of a cache of `targets` as this version writes it, with its marker.
+    fn bucketed(targets: &[Target]) -> Vec<Item> {
         let pk = inventory_pk("111111111111", "eu-west-1");
-        let cached = |t: &Target| {
-            let mut item = encode(t).unwrap();
-            item.extend(key_of(&pk, &inventory_sk(t)));
-            item
-        };
-        let (same, retagged, gone) = (asg("web", "dev"), asg("api", "dev"), asg("old", "dev"));
-        let held = vec![cached(&same), cached(&retagged), cached(&gone)];
-        let query_rule = mock!(Client::query)
-            .then_output(move || QueryOutput::builder().set_items(Some(held.clone())).build());
-        let written = Arc::new(Mutex::new(Vec::new()));
+        let laid = inventory::refresh(&[], targets);
+        let mut items: Vec<Item> = laid
+            .put
+            .iter()
+            .map(|(index, body)| {
+                let mut item = key_of(&pk, &bucket_sk(*index));
+                item.insert(BUCKET_COUNT.into(), n(laid.buckets));
+                item.insert(BUCKET_BODY.into(), s(body));
+                item
+            })
+            .collect();
+        let mut meta = inventory_meta(Utc::now(), targets.len(), laid.buckets);
+        meta.extend(key_of(&pk, "META"));
+        items.push(meta);
+        items
+    }
+
+    /// The sort keys a refresh put and deleted (`put B#00001`, `delete T#asg#old`), sorted.
+    type Written = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+    fn write_rule(written: &Written) -> aws_smithy_mocks::Rule {
+        use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
         let seen = written.clone();
-        let write_rule = mock!(Client::batch_write_item)
+        mock!(Client::batch_write_item)
             .match_requests(move |r| {
-                let requests = r.request_items().unwrap()["curfew-state"].clone();
-                seen.lock().unwrap().extend(requests);
+                for w in &r.request_items().unwrap()["curfew-state"] {
+                    let (item, what) = match (w.put_request(), w.delete_request()) {
+                        (Some(put), _) => (put.item(), "put"),
+                        (_, Some(delete)) => (delete.key(), "delete"),
+                        _ => unreachable!("a write request puts or deletes"),
+                    };
+                    let line = format!("{what} {}", item["sk"].as_s().unwrap());
+                    seen.lock().unwrap().push(line);
+                }
                 true
             })
-            .then_output(|| BatchWriteItemOutput::builder().build());
-        let meta_rule = mock!(Client::put_item)
-            .match_requests(|r| r.item().and_then(|i| i.get("sk")) == Some(&s("META")))
-            .then_output(|| PutItemOutput::builder().build());
-        let client = mock_client!(aws_sdk_dynamodb, [&query_rule, &write_rule, &meta_rule]);
+            .then_output(|| BatchWriteItemOutput::builder().build())
+    }
+
+    fn meta_rule() -> aws_smithy_mocks::Rule {
+        use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+        mock!(Client::put_item)
+            .match_requests(|r| {
+                let item = r.item().unwrap();
+                item.get("sk") == Some(&s("META")) && item.contains_key(META_BUCKETS)
+            })
+            .then_output(|| PutItemOutput::builder().build())
+    }
+
+    fn forget_rule() -> aws_smithy_mocks::Rule {
+        use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+        mock!(Client::delete_item)
+            .match_requests(|r| r.key().and_then(|k| k.get("sk")) == Some(&s("META")))
+            .then_output(|| DeleteItemOutput::builder().build())
+    }
+
+    fn query_rule(items: Vec<Item>) -> aws_smithy_mocks::Rule {
+        use aws_sdk_dynamodb::operation::query::QueryOutput;
+        mock!(Client::query).then_output(move || {
+            QueryOutput::builder()
+                .set_items(Some(items.clone()))
+                .build()
+        })
+    }
+
+    /// A refresh of the inventory cache rewrites only the bucket of the target that changed;
+    /// the cache stays readable throughout (each wave of a real schedule refreshes it).
+    #[tokio::test]
+    async fn an_inventory_refresh_rewrites_only_the_bucket_whose_target_changed() {
+        let mut listed: Vec<Target> = (0..400).map(|i| asg(i, "dev")).collect();
+        let query = query_rule(bucketed(&listed));
+        let written = Written::default();
+        let (write, meta, forget) = (write_rule(&written), meta_rule(), forget_rule());
+        let client = mock_client!(aws_sdk_dynamodb, [&query, &write, &meta, &forget]);
         let store = DynamoStore::new(client, "curfew-state");
-        let (retagged, added) = (asg("api", "prod"), asg("new", "dev"));
+        listed[7] = asg(7, "prod");
         let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
         store
-            .put_inventory("111111111111", "eu-west-1", &[same, retagged, added], now)
+            .put_inventory("111111111111", "eu-west-1", &listed, now)
             .await
             .unwrap();
 
-        let written = written.lock().unwrap();
-        let sk = |r: &WriteRequest| {
-            let (item, what) = match (r.put_request(), r.delete_request()) {
-                (Some(put), _) => (put.item(), "put"),
-                (_, Some(delete)) => (delete.key(), "delete"),
-                _ => unreachable!("a write request puts or deletes"),
-            };
-            format!("{what} {}", item["sk"].as_s().unwrap())
-        };
-        let mut seen: Vec<String> = written.iter().map(sk).collect();
+        let buckets = inventory::refresh(&[], &listed).buckets;
+        assert!(buckets > 1, "{buckets} buckets");
+        let own = bucket_sk(inventory::bucket_of(&listed[7].key(), buckets));
+        assert_eq!(*written.lock().unwrap(), [format!("put {own}")]);
+        assert_eq!(meta.num_calls(), 1);
+        assert_eq!(
+            forget.num_calls(),
+            0,
+            "an unchanged layout is never forgotten"
+        );
+    }
+
+    /// A cache an earlier version wrote (an item a target) is forgotten, replaced by buckets
+    /// and its items deleted; until then it still reads as it was.
+    #[tokio::test]
+    async fn a_cache_of_the_earlier_layout_is_forgotten_then_laid_out_in_buckets() {
+        let pk = inventory_pk("111111111111", "eu-west-1");
+        let old: Vec<Target> = (0..3).map(|i| asg(i, "dev")).collect();
+        let mut held: Vec<Item> = old
+            .iter()
+            .map(|t| {
+                let mut item = encode(t).unwrap();
+                item.extend(key_of(&pk, &inventory_sk(t)));
+                item
+            })
+            .collect();
+        let mut meta = key_of(&pk, "META");
+        meta.insert("refreshed_at".into(), s(Utc::now().to_rfc3339()));
+        held.push(meta);
+
+        let query = query_rule(held.clone());
+        let client = mock_client!(aws_sdk_dynamodb, [&query]);
+        let (_, read) = DynamoStore::new(client, "curfew-state")
+            .get_inventory("111111111111", "eu-west-1")
+            .await
+            .unwrap()
+            .expect("the earlier marker is read");
+        assert_eq!(read, old);
+
+        let query = query_rule(held);
+        let written = Written::default();
+        let (write, meta, forget) = (write_rule(&written), meta_rule(), forget_rule());
+        // In this order: the marker goes before any item of the old layout does.
+        let client = mock_client!(aws_sdk_dynamodb, [&query, &forget, &write, &meta]);
+        let store = DynamoStore::new(client, "curfew-state");
+        store
+            .put_inventory("111111111111", "eu-west-1", &old, Utc::now())
+            .await
+            .unwrap();
+        let mut seen = written.lock().unwrap().clone();
         seen.sort();
-        assert_eq!(seen, ["delete T#asg#old", "put T#asg#api", "put T#asg#new"]);
-        assert_eq!(meta_rule.num_calls(), 1);
+        assert_eq!(
+            seen,
+            [
+                "delete T#asg#group-0",
+                "delete T#asg#group-1",
+                "delete T#asg#group-2",
+                "put B#00000"
+            ]
+        );
+        assert_eq!(forget.num_calls(), 1);
+        assert_eq!(meta.num_calls(), 1);
+    }
+
+    /// A reader takes the buckets of the count its marker names: one of another count is what
+    /// a refresh that stopped part-way left.
+    #[tokio::test]
+    async fn the_cache_reads_the_buckets_its_marker_names_only() {
+        let listed: Vec<Target> = (0..400).map(|i| asg(i, "dev")).collect();
+        let mut items = bucketed(&listed);
+        let mut stray = key_of(&inventory_pk("111111111111", "eu-west-1"), &bucket_sk(99));
+        stray.insert(BUCKET_COUNT.into(), n(100));
+        stray.insert(BUCKET_BODY.into(), s(inventory::encode(&[&asg(999, "x")])));
+        items.push(stray);
+        let query = query_rule(items);
+        let client = mock_client!(aws_sdk_dynamodb, [&query]);
+        let (_, mut read) = DynamoStore::new(client, "curfew-state")
+            .get_inventory("111111111111", "eu-west-1")
+            .await
+            .unwrap()
+            .unwrap();
+        read.sort_by_key(Target::key);
+        let mut expected = listed;
+        expected.sort_by_key(Target::key);
+        assert_eq!(read, expected);
     }
 }
