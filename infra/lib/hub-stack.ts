@@ -198,7 +198,8 @@ export class CurfewHub extends Stack {
     // The worker plans each account it is sent (an account plan: it lists the account, writes
     // the tasks and caches the listing with BatchWriteItem), so it needs what the router's
     // planning needs: gsi3 (and gsi1) for a drift check's targets held asleep. Its per-target
-    // work reads and writes items by key only.
+    // work reads and writes items by key only; once per process and account-region it asks
+    // gsi1 whether any baseline item of the earlier layout is left there.
     this.stateTable.grant(workerRole, [gsi1.indexName, gsi3.indexName],
       ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem', 'BatchWriteItem', 'ConditionCheckItem']);
 

@@ -448,6 +448,9 @@ pub struct CountingStore {
     /// Targets a baseline was saved for (on the lease item, which then marks that no
     /// baseline item of the earlier layout is left).
     saved_on_lease: std::sync::Mutex<HashSet<String>>,
+    /// The account-regions each execution environment asked gsi1 about the earlier layout's
+    /// baseline items (the adapter's `EarlierBaselines`, kept for the life of its process).
+    earlier_asked: std::sync::Mutex<HashSet<(crate::sim::Environment, String)>>,
 }
 
 impl CountingStore {
@@ -463,6 +466,7 @@ impl CountingStore {
             timer: OnceLock::new(),
             write_units: StoreCall::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             saved_on_lease: Default::default(),
+            earlier_asked: Default::default(),
         }
     }
 
@@ -1011,6 +1015,14 @@ impl TargetStore for CountingStore {
                 found: true,
                 items: u64::from(baseline.is_some()),
                 no_legacy,
+                // A take with neither asks once per environment and account-region.
+                asks_earlier: baseline.is_none() && !no_legacy && {
+                    let partition: Vec<&str> = target_key.splitn(3, '#').take(2).collect();
+                    self.earlier_asked
+                        .lock()
+                        .expect("not poisoned")
+                        .insert((crate::sim::environment(), partition.join("#")))
+                },
                 ..Seen::default()
             },
             _ => Seen::default(),

@@ -137,12 +137,18 @@ struct Bucket {
 }
 
 /// A Lambda execution environment: the function and the poller slot it serves.
-type Environment = (&'static str, usize);
+pub type Environment = (&'static str, usize);
 
 tokio::task_local! {
     /// The execution environment a handler runs in ([`event_source`] sets it): each keeps its
     /// own STS session cache, as each worker process does in AWS.
     static ENVIRONMENT: Environment;
+}
+
+/// The execution environment the calling task runs in (`("outside", 0)` outside a handler):
+/// what a process of the hub keeps for its life is kept per environment.
+pub fn environment() -> Environment {
+    ENVIRONMENT.try_with(|e| *e).unwrap_or(("outside", 0))
 }
 
 /// What the spokes saw in a wave: calls, throttles and the STS calls behind them.
@@ -243,7 +249,7 @@ impl SlowSpokes {
 
     /// The calling environment's session for `account`, assumed if it has none.
     async fn session(&self, account: &str) {
-        let environment = ENVIRONMENT.try_with(|e| *e).unwrap_or(("outside", 0));
+        let environment = environment();
         let cache = self
             .sessions
             .lock()
@@ -295,7 +301,7 @@ impl SlowSpokes {
 
     /// The calling environment's client of `account` and `region`.
     fn client(&self, account: &str, region: &str) -> aws_sdk_autoscaling::Client {
-        let environment = ENVIRONMENT.try_with(|e| *e).unwrap_or(("outside", 0));
+        let environment = environment();
         let key = (environment, account.to_string(), region.to_string());
         let wave = self.wave.load(Ordering::Relaxed);
         self.clients
@@ -458,7 +464,7 @@ impl SlowSpokes {
     /// The calling environment's pace of `account` and `region` (the adapter keeps one per
     /// process, service, account and region).
     fn pace(&self, account: &str, region: &str) -> Arc<Pace> {
-        let environment = ENVIRONMENT.try_with(|e| *e).unwrap_or(("outside", 0));
+        let environment = environment();
         self.paces
             .lock()
             .expect("not poisoned")

@@ -364,6 +364,10 @@ pub struct Seen {
     /// `acquire_lease`: a baseline was saved on the target's lease item before, which marks
     /// that no baseline item of the earlier layout is left.
     pub no_legacy: bool,
+    /// `acquire_lease`: a take with neither a baseline nor that mark, the first of its
+    /// execution environment in its account-region, asks gsi1 whether any baseline item of
+    /// the earlier layout is left there.
+    pub asks_earlier: bool,
 }
 
 /// The adapter's requests for one port call, given what it handled.
@@ -582,15 +586,19 @@ pub const TABLE: [(StoreCall, Model); 61] = [
     (StoreCall::PutClusterHold, |_| none().transact(2)),
     // targets.rs `acquire_lease`: one conditional UpdateItem returning the lease item as it
     // was; refused (`Held` or `Superseded`, not `found`), a GetItem of the lease to say why.
-    // Taken with no baseline on the lease item (`items` 0), `baseline_taken`'s GetItem of the
-    // earlier layout's baseline item, unless a baseline was saved on the lease item before
-    // (`no_legacy`: its mark says none is left). A baseline returned (`items` 1) is counted as
-    // the lease item's: one of the earlier layout would have cost that GetItem too.
+    // Taken with no baseline on the lease item (`items` 0), `baseline_taken` reads the earlier
+    // layout's baseline item unless a baseline was saved on the lease item before
+    // (`no_legacy`: its mark says none is left) or the account-region holds none: the take
+    // that first meets it in an execution environment Queries gsi1 for one key (`asks_earlier`;
+    // `EarlierBaselines` in `baselines.rs`), and the simulated fleets have none, so no take
+    // reads that GetItem. A baseline returned (`items` 1) is counted as the lease item's.
     (StoreCall::AcquireLease, |s| {
-        if s.found && (s.items > 0 || s.no_legacy) {
-            none().update()
-        } else {
+        if !s.found {
             none().update().get()
+        } else if s.asks_earlier {
+            none().update().query(0, Consistency::Eventual)
+        } else {
+            none().update()
         }
     }),
     // targets.rs `mark_in_flight`: one conditional UpdateItem of the lease item.
@@ -787,9 +795,23 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_lease_is_read_back_to_say_why_and_a_take_reads_a_baseline_only_off_its_item() {
+    fn a_refused_lease_is_read_back_to_say_why_and_a_take_reads_no_baseline_but_its_items() {
         let refused = dynamo_use(StoreCall::AcquireLease, &Seen::default());
         assert_eq!(refused.total_requests(), 2);
+        let first = dynamo_use(
+            StoreCall::AcquireLease,
+            &Seen {
+                found: true,
+                asks_earlier: true,
+                ..Seen::default()
+            },
+        );
+        assert_eq!(
+            (first.requests(DynamoApi::Query), first.total_requests()),
+            (1, 2),
+            "the first take of an environment in an account-region asks gsi1 for earlier baselines"
+        );
+        assert_eq!(first.read_units(), 0.5);
         let taken = dynamo_use(
             StoreCall::AcquireLease,
             &Seen {
@@ -797,11 +819,7 @@ mod tests {
                 ..Seen::default()
             },
         );
-        assert_eq!(
-            taken.total_requests(),
-            2,
-            "the earlier layout's baseline is read"
-        );
+        assert_eq!(taken.total_requests(), 1, "later takes there ask nothing");
         let carried = dynamo_use(
             StoreCall::AcquireLease,
             &Seen {

@@ -302,9 +302,9 @@ async fn an_enforce_pass_over_a_sleeping_fleet_plans_nothing_and_writes_nothing_
     );
 }
 
-/// A fleet's second stop + start cycle writes less than its first: what is written once per
-/// target (its audit chain's head and that head's index entry, the inventory cache) is not
-/// written again, and every target checks out after all four waves.
+/// A fleet's second stop + start cycle writes less than its first, and not by much: the
+/// inventory cache, written once, is a few buckets of many targets (it was an item a target,
+/// a write unit each), and every target checks out after all four waves.
 #[tokio::test(start_paused = true)]
 async fn a_later_cycle_writes_less_than_the_first_and_leaves_every_target_as_it_should() {
     let shape = FleetShape {
@@ -328,9 +328,10 @@ async fn a_later_cycle_writes_less_than_the_first_and_leaves_every_target_as_it_
         let used = CycleUse::from_waves(targets, &stop, &start).expect("simulated waves");
         writes.push(used.write_units);
     }
-    // At least the heads' index entries: one write unit per target.
+    // The buckets, at least a unit in each of the 8 shards, and far under a unit a target.
+    let once = writes[0].saturating_sub(writes[1]);
     assert!(
-        writes[1] + targets as u64 <= writes[0],
+        (8..targets as u64 / 4).contains(&once),
         "write units per cycle: {writes:?} for {targets} targets"
     );
 }

@@ -10,13 +10,16 @@
 //! Tables written before this layout hold baselines as items of their own (`sk = BASELINE`,
 //! indexed in gsi1): those are still read (in the same request as the lease item), retired and
 //! listed, so a fleet stopped before an upgrade wakes from the sizes it saved. Nothing writes
-//! them any more.
+//! them any more, so an account-region found without one never has one again
+//! ([`EarlierBaselines`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Select, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use curfew_core::ports::{Baseline, ChangeInFlight, ErrorKind, LeaseToken, PortError, PortResult};
+use tokio::sync::OnceCell;
 
 use super::targets::{change_values, millis, token_value, HELD_AT_CHANGE, MARK_UPDATE, SET_CHANGE};
 use super::{conditional, decode, key, s, target_pk, DynamoStore, Item};
@@ -67,7 +70,60 @@ pub(super) fn lease_lost(what: &str) -> PortError {
     )
 }
 
+/// What this process learned of the earlier layout's baseline items, by asleep partition
+/// (`ASLEEP#<account>#<region>`, their gsi1 key).
+///
+/// A stop's first take of a target whose lease item never carried a baseline read that
+/// target's item of the earlier layout: a read unit a target, once, in a fleet's first cycle.
+/// Nothing has written those items since the baseline moved onto the lease item, so an
+/// account-region found without one (a gsi1 Query of at most one key, half a read unit) has
+/// none for the life of the process: one Query per execution environment and account-region
+/// replaces a GetItem per target. gsi1 is eventually consistent, which cannot hide an item
+/// written long ago by an earlier version; a partition that holds one is read target by target,
+/// as before.
+#[derive(Debug, Default)]
+pub(crate) struct EarlierBaselines {
+    partitions: Mutex<HashMap<String, Arc<OnceCell<bool>>>>,
+}
+
+impl EarlierBaselines {
+    /// The one answer for `partition`, shared by the takes that ask at once.
+    fn cell(&self, partition: &str) -> Arc<OnceCell<bool>> {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        partitions.entry(partition.to_string()).or_default().clone()
+    }
+}
+
 impl DynamoStore {
+    /// True when `target_key`'s account and region hold no baseline item of the earlier layout
+    /// ([`EarlierBaselines`]). False for a key that names no account and region.
+    async fn none_of_the_earlier_layout(&self, target_key: &str) -> PortResult<bool> {
+        let Some(partition) = asleep_partition(target_key) else {
+            return Ok(false);
+        };
+        let cell = self.earlier_baselines.cell(&partition);
+        let none = cell
+            .get_or_try_init(|| async {
+                let out = retrying(|| async {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name("gsi1")
+                        .key_condition_expression("gsi1pk = :asleep")
+                        .expression_attribute_values(":asleep", s(&partition))
+                        .select(Select::Count)
+                        .limit(1)
+                        .send()
+                        .await
+                        .map_err(|e| classify("querying for earlier baseline items", e))
+                })
+                .await?;
+                Ok::<_, PortError>(out.count == 0)
+            })
+            .await?;
+        Ok(*none)
+    }
+
     /// The target's baseline: one consistent BatchGetItem of its lease item and of the baseline
     /// item an earlier version may have left (2 read units in one request). Not a Query of the
     /// target's partition, which would be 1 unit on DynamoDB: the emulator (moto) answers a
@@ -109,7 +165,7 @@ impl DynamoStore {
         if let Some(baseline) = carried(taken)? {
             return Ok(Some(baseline));
         }
-        if taken.contains_key(NO_LEGACY) {
+        if taken.contains_key(NO_LEGACY) || self.none_of_the_earlier_layout(target_key).await? {
             return Ok(None);
         }
         self.get(&target_pk(target_key), LEGACY_SK)

@@ -35,6 +35,7 @@ mod targets;
 mod trail;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -65,6 +66,9 @@ pub struct DynamoStore {
     pub(crate) table: String,
     /// The most bytes of target keys a shard's marker lists ([`operations::LISTING_BYTES`]).
     pub(crate) listing_bytes: usize,
+    /// The account-regions this process found without a baseline item of the earlier layout
+    /// ([`baselines::EarlierBaselines`]), shared by the store's clones.
+    pub(crate) earlier_baselines: Arc<baselines::EarlierBaselines>,
 }
 
 impl DynamoStore {
@@ -74,6 +78,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             listing_bytes: operations::LISTING_BYTES,
+            earlier_baselines: Arc::default(),
         }
     }
 

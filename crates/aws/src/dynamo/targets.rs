@@ -640,6 +640,49 @@ mod tests {
         assert_eq!(legacy_rule.num_calls(), 1);
     }
 
+    /// A first take in an account-region asks gsi1 once whether any baseline item of the
+    /// earlier layout is left there (`left`: the count it answers); with none, no take of that
+    /// account-region reads one. Returns the GetItems of those items and the Queries made.
+    async fn takes_in_one_account_region(left: i32) -> (usize, usize) {
+        use aws_sdk_dynamodb::operation::query::QueryOutput;
+        let lease_rule =
+            mock!(Client::update_item).then_output(|| UpdateItemOutput::builder().build());
+        let query_rule = mock!(Client::query)
+            .match_requests(|r| {
+                r.index_name() == Some("gsi1")
+                    && r.limit() == Some(1)
+                    && r.expression_attribute_values()
+                        .and_then(|v| v.get(":asleep"))
+                        == Some(&s("ASLEEP#111111111111#eu-west-1"))
+            })
+            .then_output(move || QueryOutput::builder().count(left).build());
+        let legacy_rule = mock!(Client::get_item)
+            .match_requests(|r| r.key().and_then(|k| k.get("sk")) == Some(&s("BASELINE")))
+            .then_output(|| GetItemOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            aws_smithy_mocks::RuleMode::MatchAny,
+            [&lease_rule, &query_rule, &legacy_rule]
+        );
+        let store = DynamoStore::new(client, "curfew-state");
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 18, 0, 0).unwrap();
+        for name in ["web", "api", "db"] {
+            let key = format!("111111111111#eu-west-1#asg#{name}");
+            take_finds_nothing(&store.clone(), &key, now).await;
+        }
+        (legacy_rule.num_calls(), query_rule.num_calls())
+    }
+
+    #[tokio::test]
+    async fn takes_where_no_earlier_baseline_item_is_left_read_none_after_one_query() {
+        assert_eq!(takes_in_one_account_region(0).await, (0, 1));
+    }
+
+    #[tokio::test]
+    async fn takes_where_an_earlier_baseline_item_is_left_read_each_targets() {
+        assert_eq!(takes_in_one_account_region(1).await, (3, 1));
+    }
+
     /// A start's take: the lease item as it was carries the baseline, which the take returns
     /// without reading anything more (the mock answers nothing but the UpdateItem).
     #[tokio::test]
