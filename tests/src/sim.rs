@@ -397,6 +397,8 @@ impl SlowSpokes {
     /// One spoke request that returns nothing: its time, its token and its throttling.
     /// Each attempt waits for its place among `in_flight`'s, if given, as the adapter's
     /// describe requests do.
+    /// One request of a listing: at its turn of the environment's pace of the account-region,
+    /// as the adapter's listing requests are (the pace its calls about targets follow).
     async fn request(
         &self,
         account: &str,
@@ -404,7 +406,9 @@ impl SlowSpokes {
         in_flight: Option<&InFlight>,
     ) -> PortResult<()> {
         let nothing = || -> BoxFuture<'_, PortResult<()>> { Box::pin(async { Ok(()) }) };
-        self.paced(account, region, &nothing, in_flight, None).await
+        let pace = self.pace(account, region);
+        self.paced(account, region, &nothing, in_flight, Some(pace))
+            .await
     }
 
     /// `n` requests one after the other.
@@ -443,19 +447,16 @@ impl SlowSpokes {
             .random::<u64>();
         let pace = pace.as_deref();
         retrying_with(backoff().with_jitter_seed(seed), || async move {
-            let attempt = || async move {
-                match in_flight {
-                    Some(places) => {
-                        places
-                            .request(|| self.sdk_call(account, region, call))
-                            .await
-                    }
+            // A place in flight first, then the pace's turn: the adapter's order (`Describes`).
+            let send = || async move {
+                match pace {
+                    Some(pace) => pace.request(|| self.sdk_call(account, region, call)).await,
                     None => self.sdk_call(account, region, call).await,
                 }
             };
-            match pace {
-                Some(pace) => pace.request(attempt).await,
-                None => attempt().await,
+            match in_flight {
+                Some(places) => places.request(send).await,
+                None => send().await,
             }
         })
         .await

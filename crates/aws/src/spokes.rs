@@ -326,14 +326,14 @@ impl<'a, C: Clone> ListingClient<'a, C> {
 /// ASGs' pages and the clusters' node groups listed at once ([`stream::select`]), each page
 /// yielded as it is answered, none empty, until the first error.
 fn listing<'a>(
-    asgs: ListingClient<'a, aws_sdk_autoscaling::Client>,
-    eks: ListingClient<'a, aws_sdk_eks::Client>,
+    asgs: (ListingClient<'a, aws_sdk_autoscaling::Client>, Arc<Pace>),
+    eks: (ListingClient<'a, aws_sdk_eks::Client>, Arc<Pace>),
     account: &'a str,
     region: &'a str,
 ) -> BoxStream<'a, PortResult<Vec<Target>>> {
     stream::select(
-        asg_pages(asgs, account, region),
-        nodegroup_pages(eks, account, region),
+        asg_pages(asgs.0, asgs.1, account, region),
+        nodegroup_pages(eks.0, eks.1, account, region),
     )
     // The other listing stops at the first error too: nothing more is asked of the spoke for a
     // listing the caller will not finish.
@@ -351,22 +351,24 @@ fn listing<'a>(
 /// The ASGs of one account and region (not the ones EKS manages for node groups), a page of
 /// DescribeAutoScalingGroups at a time: one page after the other, each yielded as it is
 /// answered, and the next asked for only when the stream is polled again. Each page is retried
-/// on its own: a throttle asks for that page again, not for the listing from its start.
+/// on its own: a throttle asks for that page again, not for the listing from its start. Each
+/// attempt waits its turn of `pace`, the process's pace of Auto Scaling in the account-region.
 fn asg_pages<'a>(
     asgs: ListingClient<'a, aws_sdk_autoscaling::Client>,
+    pace: Arc<Pace>,
     account: &'a str,
     region: &'a str,
 ) -> impl Stream<Item = PortResult<Vec<Target>>> + Send + 'a {
     // The token of the page to ask for next (none for the first); none at all after the last.
     let first: Option<Option<String>> = Some(None);
-    stream::try_unfold((asgs, first), move |(asgs, next)| async move {
+    stream::try_unfold((asgs, pace, first), move |(asgs, pace, next)| async move {
         let Some(token) = next else {
             return Ok(None);
         };
-        let token = &token;
+        let (token, paced_by) = (&token, &pace);
         let page = asgs
             .request(|client| async move {
-                retrying(|| async {
+                paced(paced_by, || async {
                     client
                         .describe_auto_scaling_groups()
                         .max_records(ASG_PAGE)
@@ -380,7 +382,7 @@ fn asg_pages<'a>(
             .await?;
         let targets = asg_targets(page.auto_scaling_groups(), account, region);
         let next = page.next_token.filter(|t| !t.is_empty()).map(Some);
-        Ok(Some((targets, (asgs, next))))
+        Ok(Some((targets, (asgs, pace, next))))
     })
 }
 
@@ -452,18 +454,23 @@ struct ListedCluster {
 /// cluster is described and its node groups listed, [`EKS_DESCRIBE_CEILING`] clusters at a
 /// time; then every node group is described, [`EKS_DESCRIBE_CEILING`] at a time, each yielded
 /// once described and after the ones before it. Every request waits for its place in one
-/// [`eks_describes_in_flight`]. The node groups are not described while later clusters are
-/// still being listed: modelled that way, the simulation's listing of a large account-region
-/// against a spoke refusing calls over its rate failed on every attempt, where this order lists
-/// it (docs/PERFORMANCE.md, "Planning in parts"); the Auto Scaling pages stream beside it.
+/// [`eks_describes_in_flight`] and its turn of `pace` ([`Describes`]). The node groups are not
+/// described while later clusters are still being listed: modelled that way, the simulation's
+/// listing of a large account-region against a spoke refusing calls over its rate failed on
+/// every attempt, where this order lists it (docs/PERFORMANCE.md, "Planning in parts"); the
+/// Auto Scaling pages stream beside it.
 fn nodegroup_pages<'a>(
     eks: ListingClient<'a, aws_sdk_eks::Client>,
+    pace: Arc<Pace>,
     account: &'a str,
     region: &'a str,
 ) -> impl Stream<Item = PortResult<Vec<Target>>> + Send + 'a {
     // Shared by the requests' futures, which the stream owns while they run.
     let eks = Arc::new(eks);
-    let in_flight = Arc::new(eks_describes_in_flight());
+    let describes = Arc::new(Describes {
+        in_flight: eks_describes_in_flight(),
+        pace,
+    });
     stream::once(async move {
         let names = cluster_names(eks.clone()).await?;
         // The futures are made up front, not by a closure inside the stream, so the caller's
@@ -472,8 +479,8 @@ fn nodegroup_pages<'a>(
         let listing: Vec<_> = names
             .into_iter()
             .map(|name| {
-                let (eks, in_flight) = (eks.clone(), in_flight.clone());
-                async move { listed_cluster(&eks, &in_flight, name).await.map(Arc::new) }
+                let (eks, describes) = (eks.clone(), describes.clone());
+                async move { listed_cluster(&eks, &describes, name).await.map(Arc::new) }
             })
             .collect();
         let clusters: Vec<Arc<ListedCluster>> = stream::iter(listing)
@@ -483,13 +490,13 @@ fn nodegroup_pages<'a>(
         let describing: Vec<_> = clusters
             .into_iter()
             .flat_map(|cluster| {
-                let (eks, in_flight) = (eks.clone(), in_flight.clone());
+                let (eks, describes) = (eks.clone(), describes.clone());
                 (0..cluster.nodegroups.len()).map(move |at| {
-                    let (eks, in_flight, cluster) =
-                        (eks.clone(), in_flight.clone(), cluster.clone());
+                    let (eks, describes, cluster) =
+                        (eks.clone(), describes.clone(), cluster.clone());
                     async move {
                         let name = &cluster.nodegroups[at];
-                        described_nodegroup(&eks, &in_flight, account, region, &cluster, name)
+                        described_nodegroup(&eks, &describes, account, region, &cluster, name)
                             .await
                             .map(|nodegroup| vec![nodegroup])
                     }
@@ -499,6 +506,28 @@ fn nodegroup_pages<'a>(
         Ok::<_, PortError>(stream::iter(describing).buffered(EKS_DESCRIBE_CEILING))
     })
     .try_flatten()
+}
+
+/// How one listing's EKS describe requests go out: each holds a place among
+/// [`eks_describes_in_flight`]'s, then waits its turn of the process's pace of EKS in the
+/// account-region, the one its calls about targets follow. The limit in flight bounds how many
+/// wait at once but not how fast they are sent: at its floor of 2 and 50 ms a request it still
+/// sends 40 a second, and against a spoke that let through 7 a second the simulation's listing
+/// of a large account-region had a request refused past its retries on every attempt, where
+/// paced it lists at the spoke's rate (docs/PERFORMANCE.md, "Listings paced").
+struct Describes {
+    in_flight: InFlight,
+    pace: Arc<Pace>,
+}
+
+impl Describes {
+    async fn request<T, F, Fut>(&self, call: F) -> PortResult<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = PortResult<T>>,
+    {
+        self.in_flight.request(|| self.pace.request(call)).await
+    }
 }
 
 /// The names of the clusters of one account and region.
@@ -524,14 +553,14 @@ async fn cluster_names(
 /// A cluster's tags and the names of its node groups.
 async fn listed_cluster(
     eks: &ListingClient<'_, aws_sdk_eks::Client>,
-    in_flight: &InFlight,
+    describes: &Describes,
     name: String,
 ) -> PortResult<ListedCluster> {
     let name = &name;
     let described = eks
         .request(|client| async move {
             retrying(|| {
-                in_flight.request(|| async {
+                describes.request(|| async {
                     client
                         .describe_cluster()
                         .name(name)
@@ -552,7 +581,7 @@ async fn listed_cluster(
     let nodegroups = eks
         .request(|client| async move {
             retrying(|| {
-                in_flight.request(|| async {
+                describes.request(|| async {
                     client
                         .list_nodegroups()
                         .cluster_name(name)
@@ -577,7 +606,7 @@ async fn listed_cluster(
 /// One node group of `cluster`, described.
 async fn described_nodegroup(
     eks: &ListingClient<'_, aws_sdk_eks::Client>,
-    in_flight: &InFlight,
+    describes: &Describes,
     account: &str,
     region: &str,
     cluster: &ListedCluster,
@@ -586,7 +615,7 @@ async fn described_nodegroup(
     let ng = eks
         .request(|client| async move {
             retrying(|| {
-                in_flight.request(|| async {
+                describes.request(|| async {
                     client
                         .describe_nodegroup()
                         .cluster_name(&cluster.name)
@@ -787,8 +816,14 @@ impl Spokes for AwsSpokes {
         region: &'a str,
     ) -> BoxStream<'a, PortResult<Vec<Target>>> {
         listing(
-            self.listing_client(role, region, AwsSpokes::autoscaling_with),
-            self.listing_client(role, region, AwsSpokes::eks_with),
+            (
+                self.listing_client(role, region, AwsSpokes::autoscaling_with),
+                self.pace("autoscaling", &role.account, region),
+            ),
+            (
+                self.listing_client(role, region, AwsSpokes::eks_with),
+                self.pace("eks", &role.account, region),
+            ),
             &role.account,
             region,
         )
@@ -1443,10 +1478,11 @@ mod tests {
             [&clusters, &cluster, &names, &general, &templated]
         );
 
-        let found: Vec<Target> = nodegroup_pages(fixed(client), "111111111111", "eu-west-1")
-            .try_concat()
-            .await
-            .unwrap();
+        let found: Vec<Target> =
+            nodegroup_pages(fixed(client), Arc::default(), "111111111111", "eu-west-1")
+                .try_concat()
+                .await
+                .unwrap();
 
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].name, "general");
@@ -1522,10 +1558,11 @@ mod tests {
             |conf| conf.retry_config(aws_smithy_types::retry::RetryConfig::disabled())
         );
 
-        let pages: Vec<Vec<Target>> = nodegroup_pages(fixed(client), "111111111111", "eu-west-1")
-            .try_collect()
-            .await
-            .unwrap();
+        let pages: Vec<Vec<Target>> =
+            nodegroup_pages(fixed(client), Arc::default(), "111111111111", "eu-west-1")
+                .try_collect()
+                .await
+                .unwrap();
 
         assert!(
             pages.iter().all(|page| page.len() == 1),
@@ -1609,10 +1646,11 @@ mod tests {
             [&clusters, &cluster, &names, &described]
         );
 
-        let pages: Vec<Vec<Target>> = nodegroup_pages(fixed(client), "111111111111", "eu-west-1")
-            .try_collect()
-            .await
-            .unwrap();
+        let pages: Vec<Vec<Target>> =
+            nodegroup_pages(fixed(client), Arc::default(), "111111111111", "eu-west-1")
+                .try_collect()
+                .await
+                .unwrap();
 
         assert_eq!(pages.len(), CLUSTERS, "a page a node group");
         let asked = asked.lock().unwrap().clone();
@@ -2143,7 +2181,7 @@ mod tests {
 
     /// Every ASG `client` lists, its pages in order.
     async fn listed_asgs(client: aws_sdk_autoscaling::Client) -> PortResult<Vec<Target>> {
-        asg_pages(fixed(client), "111111111111", "eu-west-1")
+        asg_pages(fixed(client), Arc::default(), "111111111111", "eu-west-1")
             .try_concat()
             .await
     }

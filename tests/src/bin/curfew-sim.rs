@@ -21,6 +21,8 @@
 //! is). The suite prices such a pass and a later cycle over 10,000 targets in 100 accounts (the
 //! `enforce_pass` section, `cost_usd_per_1k_targets_later_cycle`). A run with `--targets`
 //! records under `custom_` names (`custom_traffic`, `custom_cost`, ...), never over the suite's.
+//! `RUST_LOG=warn` prints the handlers' own log lines to stderr (a planning retried, a task
+//! given up), for finding out why a run does not end.
 
 use std::time::{Duration, Instant};
 
@@ -384,6 +386,12 @@ async fn suite(sim: Simulation) -> (Vec<ScaleReport>, bool) {
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let d = Latency::default();
     let ms = |name, default: Duration| {
         Duration::from_millis(arg(name, default.as_millis() as usize) as u64)

@@ -133,6 +133,48 @@ async fn a_large_account_the_spoke_refuses_over_its_rate_is_paced_to_that_rate()
     }
 }
 
+/// A spoke that lets through only 5 calls a second per account-region: the large account's
+/// listing waits its turns of the pace its target calls follow, so its plan lists it whole. Its
+/// requests went out unpaced before (a limit in flight, not a rate) and one of them was refused
+/// past its retries on every attempt at 7 calls a second and under: the run never ended, so
+/// this one is bounded in virtual time.
+#[tokio::test(start_paused = true)]
+async fn a_large_account_the_spoke_refuses_over_5_calls_a_second_is_listed_at_that_pace() {
+    let shape = FleetShape {
+        targets: 100,
+        accounts: 10,
+        regions: 1,
+        concurrency: 10,
+        asleep_every: 0,
+        big_account: 500,
+    };
+    let refusals = RateLimit {
+        rate: 5.0,
+        burst: 5.0,
+    };
+    let sim = Simulation {
+        spoke_refusals: Some(refusals),
+        ..Simulation::default()
+    };
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(3_600),
+        run_with(&shape, Some(sim)),
+    )
+    .await
+    .expect("both waves end within a virtual hour (the rate bound is some 6 minutes a wave)");
+    let problems: Vec<String> = report.problems().map(ToString::to_string).collect();
+    assert!(report.is_clean(), "{problems:#?}");
+    for wave in [&report.stop, &report.start] {
+        let makespan = wave.route + wave.work;
+        assert!(
+            makespan.as_secs_f64() < wave.rate_bound.as_secs_f64() * 1.5,
+            "{:?}: makespan {makespan:?} against the rate bound {:?}",
+            wave.action,
+            wave.rate_bound
+        );
+    }
+}
+
 /// One execution environment (concurrency 1) keeps one STS session per account: the start wave
 /// (inventory cached, so the router calls no spoke) assumes each account's role exactly once,
 /// the stop wave at most once more per account for the router's discovery. With four
