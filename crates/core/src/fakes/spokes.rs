@@ -55,8 +55,9 @@ pub struct FakeSpokes {
     calls: AtomicUsize,
     /// Targets per page of `discover_pages` (0: all in one page).
     page: AtomicUsize,
-    /// The next `discover_pages` is throttled after this many pages (0: not).
-    throttle_after: AtomicUsize,
+    /// The next `discover_pages` fails after this many pages (0: not), with `cut_kind`.
+    cut_after: AtomicUsize,
+    cut_kind: Mutex<Option<ErrorKind>>,
 }
 
 impl FakeSpokes {
@@ -73,7 +74,15 @@ impl FakeSpokes {
     /// The next `discover_pages` ends with a throttling error after `pages` pages (a listing
     /// stopped part-way); the one after it lists whole.
     pub fn throttle_listing_after(&self, pages: usize) {
-        self.throttle_after.store(pages, Ordering::SeqCst);
+        self.cut_listing_after(pages, ErrorKind::Throttled);
+    }
+
+    /// The next `discover_pages` ends with an error of `kind` after `pages` pages (a listing
+    /// stopped part-way: throttled, or out of the invocation's time for its paced requests);
+    /// the one after it lists whole.
+    pub fn cut_listing_after(&self, pages: usize, kind: ErrorKind) {
+        *lock(&self.cut_kind) = Some(kind);
+        self.cut_after.store(pages, Ordering::SeqCst);
     }
 
     /// Adds (or replaces) a target at `sizes`, not busy.
@@ -209,7 +218,8 @@ impl Spokes for FakeSpokes {
         region: &'a str,
     ) -> BoxStream<'a, PortResult<Vec<Target>>> {
         let page = self.page.load(Ordering::SeqCst);
-        let throttle_after = self.throttle_after.swap(0, Ordering::SeqCst);
+        let cut_after = self.cut_after.swap(0, Ordering::SeqCst);
+        let cut_kind = lock(&self.cut_kind).take().unwrap_or(ErrorKind::Throttled);
         Box::pin(
             stream::once(self.discover(role, region))
                 .map_ok(move |found| {
@@ -218,11 +228,11 @@ impl Spokes for FakeSpokes {
                     } else {
                         found.chunks(page).map(|p| Ok(p.to_vec())).collect()
                     };
-                    if throttle_after > 0 {
-                        pages.truncate(throttle_after);
+                    if cut_after > 0 {
+                        pages.truncate(cut_after);
                         pages.push(Err(PortError::new(
-                            ErrorKind::Throttled,
-                            "listing throttled part-way (injected)",
+                            cut_kind,
+                            "listing stopped part-way (injected)",
                         )));
                     }
                     stream::iter(pages)

@@ -4,7 +4,7 @@
 
 use curfew_core::chunk::AccountPlan;
 use curfew_core::operation::{OpStatus, Shard, Task};
-use curfew_core::ports::{OperationStore, Queue};
+use curfew_core::ports::{ErrorKind, OperationStore, Queue};
 use curfew_core::service::worker_batch;
 use curfew_core::target::Target;
 
@@ -177,11 +177,22 @@ async fn an_operation_is_not_done_before_its_shards_last_tasks_are_planned() {
 /// delivery sent it, but a crash could have come first).
 #[tokio::test]
 async fn a_listing_throttled_part_way_keeps_its_parts_and_its_retry_plans_the_rest_once() {
+    listing_cut_part_way(ErrorKind::Throttled).await;
+}
+
+/// A paced listing whose next request's turn comes after the invocation's calls must start is
+/// retried like a throttled one, not planned as far as it got.
+#[tokio::test]
+async fn a_listing_out_of_time_part_way_keeps_its_parts_and_its_retry_plans_the_rest_once() {
+    listing_cut_part_way(ErrorKind::OutOfTime).await;
+}
+
+async fn listing_cut_part_way(kind: ErrorKind) {
     let w = long_listing().await;
     let id = w.begin(true, false).await;
     let _ = w.route_plans().await;
-    // Seven to a page: the first six pages (42 targets) make two parts of 20 before the throttle.
-    w.spokes.throttle_listing_after(6);
+    // Seven to a page: the first six pages (42 targets) make two parts of 20 before the cut.
+    w.spokes.cut_listing_after(6, kind);
     let outcome = worker_batch(&w.hub, &deliveries(vec![plan(&id)])).await;
     assert_eq!(outcome.failed.len(), 1, "left for a retry: {outcome:?}");
     let parts = w.store.shard_parts(&id, &shard()).await.unwrap();
