@@ -78,11 +78,8 @@ impl DynamoApi {
 /// `dynamo/operations.rs`; private there, so repeated here).
 pub const STRIPES: u64 = 32;
 
-/// Items per 1 MB Query page at the assumed 1 KB per item.
-const ITEMS_PER_PAGE: u64 = 1024;
-
-/// Items per read unit of a Query at the assumed 1 KB per item (a unit reads 4 KB).
-const ITEMS_PER_READ_UNIT: u64 = 4;
+/// The size assumed of every item but the inventory cache's buckets (module docs).
+const ITEM_BYTES: u64 = 1024;
 
 /// A Query page: at most 1 MB read.
 const PAGE_BYTES: u64 = 1024 * 1024;
@@ -237,17 +234,9 @@ impl DynamoUse {
         u
     }
 
-    /// A Query (every page of it) reading `items` items.
+    /// A Query (every page of it) reading `items` items at the assumed 1 KB each.
     fn query(self, items: u64, consistency: Consistency) -> Self {
-        let pages = items.div_ceil(ITEMS_PER_PAGE).max(1);
-        let mut u = self.request(DynamoApi::Query, pages);
-        u.items_read += items;
-        let units = items.div_ceil(ITEMS_PER_READ_UNIT).max(1);
-        u.read_half_units += match consistency {
-            Consistency::Strong => 2 * units,
-            Consistency::Eventual => units,
-        };
-        u
+        self.query_sized(items, items * ITEM_BYTES, consistency)
     }
 
     fn write(self, api: DynamoApi) -> Self {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use curfew_core::decision::Action;
 use curfew_tests::cost::CycleUse;
-use curfew_tests::scale::{run_with, Fleet, FleetShape};
+use curfew_tests::scale::{run_with, Fleet, FleetShape, ScaleReport};
 use curfew_tests::sim::{concurrency_bound, Latency, RateLimit, Simulation};
 
 #[tokio::test(start_paused = true)]
@@ -84,6 +84,32 @@ async fn a_rate_limited_wave_is_held_to_its_rate_bound_and_still_exact() {
     }
 }
 
+/// Both waves over 100 targets in 10 accounts and 500 more in one account-region, whose spoke
+/// refuses calls over `rate` a second (burst `rate`), checked clean. Bounded by a virtual hour
+/// (the rate bound is some 3 to 6 minutes a wave): a listing that never gets through fails
+/// here rather than running on.
+async fn large_account_refused_over(rate: f64) -> (ScaleReport, RateLimit) {
+    let shape = FleetShape {
+        targets: 100,
+        accounts: 10,
+        regions: 1,
+        concurrency: 10,
+        asleep_every: 0,
+        big_account: 500,
+    };
+    let refusals = RateLimit { rate, burst: rate };
+    let sim = Simulation {
+        spoke_refusals: Some(refusals),
+        ..Simulation::default()
+    };
+    let report = tokio::time::timeout(Duration::from_secs(3_600), run_with(&shape, Some(sim)))
+        .await
+        .expect("both waves end within a virtual hour");
+    let problems: Vec<String> = report.problems().map(ToString::to_string).collect();
+    assert!(report.is_clean(), "{problems:#?}");
+    (report, refusals)
+}
+
 /// A large account whose spoke refuses what comes over 10 calls a second (a token bucket, as
 /// AWS APIs refuse), worked by ten environments at once: each environment's pace of the account
 /// falls once the refusals persist, so the waves end within half again what the rate allows,
@@ -95,25 +121,7 @@ async fn a_rate_limited_wave_is_held_to_its_rate_bound_and_still_exact() {
 /// ends written together; 194.9 s / 178.5 s and 154.0 s / 152.2 s when each task wrote its own).
 #[tokio::test(start_paused = true)]
 async fn a_large_account_the_spoke_refuses_over_its_rate_is_paced_to_that_rate() {
-    let shape = FleetShape {
-        targets: 100,
-        accounts: 10,
-        regions: 1,
-        concurrency: 10,
-        asleep_every: 0,
-        big_account: 500,
-    };
-    let refusals = RateLimit {
-        rate: 10.0,
-        burst: 10.0,
-    };
-    let sim = Simulation {
-        spoke_refusals: Some(refusals),
-        ..Simulation::default()
-    };
-    let report = run_with(&shape, Some(sim)).await;
-    let problems: Vec<String> = report.problems().map(ToString::to_string).collect();
-    assert!(report.is_clean(), "{problems:#?}");
+    let (report, refusals) = large_account_refused_over(10.0).await;
     for wave in [&report.stop, &report.start] {
         let let_through = wave.rate_bound.as_secs_f64() * refusals.rate + refusals.burst;
         let refused = wave.spoke_traffic.throttled as f64;
@@ -140,30 +148,7 @@ async fn a_large_account_the_spoke_refuses_over_its_rate_is_paced_to_that_rate()
 /// this one is bounded in virtual time.
 #[tokio::test(start_paused = true)]
 async fn a_large_account_the_spoke_refuses_over_5_calls_a_second_is_listed_at_that_pace() {
-    let shape = FleetShape {
-        targets: 100,
-        accounts: 10,
-        regions: 1,
-        concurrency: 10,
-        asleep_every: 0,
-        big_account: 500,
-    };
-    let refusals = RateLimit {
-        rate: 5.0,
-        burst: 5.0,
-    };
-    let sim = Simulation {
-        spoke_refusals: Some(refusals),
-        ..Simulation::default()
-    };
-    let report = tokio::time::timeout(
-        std::time::Duration::from_secs(3_600),
-        run_with(&shape, Some(sim)),
-    )
-    .await
-    .expect("both waves end within a virtual hour (the rate bound is some 6 minutes a wave)");
-    let problems: Vec<String> = report.problems().map(ToString::to_string).collect();
-    assert!(report.is_clean(), "{problems:#?}");
+    let (report, _) = large_account_refused_over(5.0).await;
     for wave in [&report.stop, &report.start] {
         let makespan = wave.route + wave.work;
         assert!(
