@@ -22,7 +22,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 use curfew_aws::dynamo::{
-    finishing, part_marker as dynamo_part, shard_marker as dynamo_marker, LISTING_BYTES,
+    finishing, inventory_bucket, part_marker as dynamo_part, shard_marker as dynamo_marker,
+    LISTING_BYTES,
 };
 use curfew_core::account::Account;
 use curfew_core::calendar::Calendar;
@@ -504,8 +505,6 @@ impl CountingStore {
         }
     }
 
-    /// Counts `call`, waits its latency, runs `request` (the inner call) and adds what the
-    /// adapter would have sent for it, given what `seen` reads from its result.
     /// [`CountingStore::observe`] for `plan_shard` and `plan_part`: the item the adapter writes
     /// (`marker`, and whether it lists the targets) billed on its size when it lists them, else
     /// a task item per task; the `planned` tasks counted once the plan was written.
@@ -534,6 +533,8 @@ impl CountingStore {
         Ok(written)
     }
 
+    /// Counts `call`, waits its latency, runs `request` (the inner call) and adds what the
+    /// adapter would have sent for it, given what `seen` reads from its result.
     async fn observe<'a, T>(
         &'a self,
         call: StoreCall,
@@ -581,28 +582,38 @@ fn inventory_buckets(targets: &[Target]) -> Vec<StoredBucket> {
         .collect()
 }
 
-/// The DynamoDB size of a bucket item of `body`: the body and the item's keys and count.
-fn bucket_item_bytes(body: &str) -> u64 {
-    // pk `INV#<12-digit account>#<region>` (up to 30), sk `B#nnnnn`, `of`, the attribute names.
-    (body.len() + 64) as u64
+/// The DynamoDB size of the item the adapter writes for `bucket` of `account` and `region`.
+fn bucket_bytes(account: &str, region: &str, bucket: &StoredBucket) -> u64 {
+    let item = inventory_bucket(account, region, bucket.index, bucket.of, &bucket.body);
+    item_size(&item) as u64
 }
 
-/// What a refresh of the inventory cache from `had` to `listed` reads and writes
-/// (`put_inventory` in the adapter's `targets.rs`).
-fn inventory_refresh(had: &[Target], listed: &[Target]) -> Seen {
+/// What a refresh of `account` and `region`'s inventory cache from `had` to `listed` reads and
+/// writes (`put_inventory` in the adapter's `targets.rs`).
+fn inventory_refresh(account: &str, region: &str, had: &[Target], listed: &[Target]) -> Seen {
     let stored = inventory_buckets(had);
     let refresh = inventory::refresh(&stored, listed);
     let units: u64 = refresh
         .put
         .iter()
-        .map(|(_, body)| bucket_item_bytes(body).div_ceil(1024))
+        .map(|(index, body)| {
+            let bucket = StoredBucket {
+                index: *index,
+                of: refresh.buckets,
+                body: body.clone(),
+            };
+            bucket_bytes(account, region, &bucket).div_ceil(WRITE_UNIT_BYTES as u64)
+        })
         .sum();
     Seen {
         items: (refresh.put.len() + refresh.delete.len()) as u64,
         extra_units: units - refresh.put.len() as u64,
         cached: stored.len() as u64 + u64::from(!had.is_empty()),
-        cached_bytes: stored.iter().map(|b| bucket_item_bytes(&b.body)).sum(),
-        forgotten: refresh.relaid && !stored.is_empty(),
+        cached_bytes: stored
+            .iter()
+            .map(|b| bucket_bytes(account, region, b))
+            .sum(),
+        forgotten: refresh.forget_first,
         ..Seen::default()
     }
 }
@@ -1096,7 +1107,7 @@ impl TargetStore for CountingStore {
         let listed = targets.to_vec();
         let request = self.inner.put_inventory(account, region, targets, now);
         self.observe(StoreCall::PutInventory, request, move |_| {
-            inventory_refresh(&had, &listed)
+            inventory_refresh(account, region, &had, &listed)
         })
         .await
     }
@@ -1118,7 +1129,10 @@ impl TargetStore for CountingStore {
                     let buckets = inventory_buckets(targets);
                     Seen {
                         items: buckets.len() as u64,
-                        cached_bytes: buckets.iter().map(|b| bucket_item_bytes(&b.body)).sum(),
+                        cached_bytes: buckets
+                            .iter()
+                            .map(|b| bucket_bytes(account, region, b))
+                            .sum(),
                         found: true,
                         ..Seen::default()
                     }

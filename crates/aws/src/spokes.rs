@@ -472,7 +472,7 @@ fn nodegroup_pages<'a>(
         pace,
     });
     stream::once(async move {
-        let names = cluster_names(eks.clone()).await?;
+        let names = cluster_names(eks.clone(), &describes.pace).await?;
         // The futures are made up front, not by a closure inside the stream, so the caller's
         // future stays `Send`. The stream holds as many as the limit can grow to; each waits
         // for its place in flight.
@@ -530,12 +530,14 @@ impl Describes {
     }
 }
 
-/// The names of the clusters of one account and region.
+/// The names of the clusters of one account and region, at a turn of `pace` (one a page of
+/// 100 clusters, EKS's default quota in a region, in practice).
 async fn cluster_names(
     eks: Arc<ListingClient<'_, aws_sdk_eks::Client>>,
+    pace: &Pace,
 ) -> PortResult<Vec<String>> {
     eks.request(|client| async move {
-        retrying(|| async {
+        paced(pace, || async {
             client
                 .list_clusters()
                 .into_paginator()

@@ -50,9 +50,11 @@ pub struct Refresh {
     pub put: Vec<(u32, String)>,
     /// Stored buckets no longer part of the layout.
     pub delete: Vec<u32>,
-    /// The count differs from the stored buckets' (or none was stored): a reader of the cache
-    /// as it stood must not meet a half-written layout, so the cache is forgotten first.
+    /// The count was chosen afresh: it differs from the stored buckets', or none was stored.
     pub relaid: bool,
+    /// Buckets of another count are stored: a reader of the cache as it stood must not meet a
+    /// half-written layout, so the cache's marker goes before any bucket is written.
+    pub forget_first: bool,
 }
 
 impl Refresh {
@@ -155,7 +157,7 @@ fn lay_out_in(targets: &[(String, &Target)], buckets: u32) -> BTreeMap<u32, (usi
 
 /// `listed` laid out in buckets: in `keep` buckets while none of them outgrows
 /// [`MAX_BUCKET_BYTES`], else in a count chosen for [`BUCKET_BYTES`] a bucket.
-pub fn lay_out(listed: &[Target], keep: Option<u32>) -> (u32, BTreeMap<u32, String>) {
+fn lay_out(listed: &[Target], keep: Option<u32>) -> (u32, BTreeMap<u32, String>) {
     let mut keyed: Vec<(String, &Target)> = listed.iter().map(|t| (t.key(), t)).collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     keyed.dedup_by(|a, b| a.0 == b.0);
@@ -214,11 +216,13 @@ pub fn refresh(stored: &[StoredBucket], listed: &[Target]) -> Refresh {
         .collect();
     delete.sort_unstable();
     delete.dedup();
+    let relaid = kept != Some(buckets);
     Refresh {
         buckets,
         put,
         delete,
-        relaid: kept != Some(buckets),
+        relaid,
+        forget_first: relaid && !stored.is_empty(),
     }
 }
 
@@ -306,6 +310,7 @@ mod tests {
             "{average} bytes a bucket"
         );
         assert!(r.relaid);
+        assert!(!r.forget_first, "nothing stored to forget");
         // A target costs a small fraction of the kilobyte its own item was billed.
         assert!(
             bytes / listed.len() < 150,
@@ -323,7 +328,7 @@ mod tests {
         shuffled.reverse();
         let again = refresh(&stored, &shuffled);
         assert!(again.is_empty(), "{again:?}");
-        assert!(!again.relaid);
+        assert!(!again.relaid && !again.forget_first);
     }
 
     #[test]
@@ -355,7 +360,7 @@ mod tests {
         assert_eq!(stored.len(), 1);
         let grown = fleet(20_000);
         let r = refresh(&stored, &grown);
-        assert!(r.relaid);
+        assert!(r.relaid && r.forget_first);
         assert!(r.buckets > 8, "{} buckets", r.buckets);
         let after = apply(&stored, &r);
         assert!(after.iter().all(|b| b.of == r.buckets));
@@ -374,7 +379,7 @@ mod tests {
             body: encode(&[&listed[0]]),
         });
         let r = refresh(&mixed, &listed);
-        assert!(r.relaid);
+        assert!(r.relaid && r.forget_first);
         assert!(r.delete.contains(&9_999));
         assert_eq!(read(&apply(&mixed, &r)), sorted(listed));
     }

@@ -17,10 +17,11 @@
 //!   billed on the index too: 1 WRU per entry written, 2 when an index key attribute changes
 //!   (the old entry is deleted and a new one put).
 //!
-//! Assumptions, kept here and named in docs/PERFORMANCE.md: every item is at most 1 KB (a task
-//! item is a few hundred bytes; no item curfew writes carries more than a target's tags), so a
-//! write is 1 WRU and a Query of n items reads ceil(n / 4) units and one 1 MB page per 1,024
-//! items; a ConditionCheck in a transaction is billed like its other items (2 WRU); a call that
+//! Assumptions, kept here and named in docs/PERFORMANCE.md: every item but the inventory
+//! cache's buckets is at most 1 KB (a task item is a few hundred bytes; no such item carries
+//! more than a target's tags), so a write is 1 WRU and a Query of n items reads ceil(n / 4)
+//! units and one 1 MB page per 1,024 items; a bucket holds some 8 KB of targets and is billed
+//! on its size (the counting store measures the item the adapter writes); a ConditionCheck in a transaction is billed like its other items (2 WRU); a call that
 //! failed is counted as sending its first request only.
 
 use super::StoreCall;

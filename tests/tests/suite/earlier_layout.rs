@@ -502,22 +502,33 @@ async fn an_inventory_an_earlier_version_cached_is_read_then_laid_out_in_buckets
     let old = vec![target("web", "a"), target("api", "a")];
     // The cache as an earlier version wrote it: an item a target and a marker without a
     // bucket count.
-    let client = aws_sdk_dynamodb::Client::new(&t.sdk);
     let pk = Av::S(format!("INV#{}#eu-west-1", t.accounts[0]));
-    for o in &old {
-        let item = HashMap::from([
-            ("pk".to_string(), pk.clone()),
-            ("sk".to_string(), Av::S(format!("T#asg#{}", o.name))),
-            ("account".to_string(), Av::S(o.account.clone())),
-            ("region".to_string(), Av::S(o.region.clone())),
-            ("kind".to_string(), Av::S("asg".into())),
-            ("name".to_string(), Av::S(o.name.clone())),
-            (
-                "tags".to_string(),
-                Av::M(HashMap::from([("team".to_string(), Av::S("a".into()))])),
-            ),
-            ("cluster_tags".to_string(), Av::M(HashMap::new())),
-        ]);
+    let mut items: Vec<HashMap<String, Av>> = old
+        .iter()
+        .map(|o| {
+            HashMap::from([
+                ("pk".to_string(), pk.clone()),
+                ("sk".to_string(), Av::S(format!("T#asg#{}", o.name))),
+                ("account".to_string(), Av::S(o.account.clone())),
+                ("region".to_string(), Av::S(o.region.clone())),
+                ("kind".to_string(), Av::S("asg".into())),
+                ("name".to_string(), Av::S(o.name.clone())),
+                (
+                    "tags".to_string(),
+                    Av::M(HashMap::from([("team".to_string(), Av::S("a".into()))])),
+                ),
+                ("cluster_tags".to_string(), Av::M(HashMap::new())),
+            ])
+        })
+        .collect();
+    items.push(HashMap::from([
+        ("pk".to_string(), pk.clone()),
+        ("sk".to_string(), Av::S("META".into())),
+        ("refreshed_at".to_string(), Av::S(now.to_rfc3339())),
+        ("targets".to_string(), n(2)),
+    ]));
+    let client = aws_sdk_dynamodb::Client::new(&t.sdk);
+    for item in items {
         client
             .put_item()
             .table_name(&t.config.table)
@@ -526,19 +537,6 @@ async fn an_inventory_an_earlier_version_cached_is_read_then_laid_out_in_buckets
             .await
             .unwrap();
     }
-    let meta = HashMap::from([
-        ("pk".to_string(), pk.clone()),
-        ("sk".to_string(), Av::S("META".into())),
-        ("refreshed_at".to_string(), Av::S(now.to_rfc3339())),
-        ("targets".to_string(), n(2)),
-    ]);
-    client
-        .put_item()
-        .table_name(&t.config.table)
-        .set_item(Some(meta))
-        .send()
-        .await
-        .unwrap();
 
     let store = &t.hub.store;
     let sorted = |mut v: Vec<Target>| {

@@ -89,7 +89,7 @@ pub(crate) struct EarlierBaselines {
 impl EarlierBaselines {
     /// The one answer for `partition`, shared by the takes that ask at once.
     fn cell(&self, partition: &str) -> Arc<OnceCell<bool>> {
-        let mut partitions = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut partitions = self.partitions.lock().expect("not poisoned");
         partitions.entry(partition.to_string()).or_default().clone()
     }
 }

@@ -56,6 +56,7 @@ use crate::error::{classify, classify_fenced, retrying};
 
 pub use operations::{part_marker, shard_marker, LISTING_BYTES};
 pub use provision::create_table;
+pub use targets::inventory_bucket;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 

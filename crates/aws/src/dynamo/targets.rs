@@ -423,8 +423,7 @@ impl TargetStore for DynamoStore {
         // so rewriting an unchanged cache would cost every wave (docs/PERFORMANCE.md).
         let held = InventoryItems::of(self.query(&pk, "").await?);
         let refresh = inventory::refresh(&held.buckets, targets);
-        let relaying =
-            !held.earlier_layout.is_empty() || (refresh.relaid && !held.buckets.is_empty());
+        let relaying = refresh.forget_first || !held.earlier_layout.is_empty();
         if relaying && held.refreshed_at.is_some() {
             // A reader of the cache as it stood would meet a half-written layout: the cache is
             // forgotten until the new one is whole, and operations list live meanwhile.
@@ -432,13 +431,15 @@ impl TargetStore for DynamoStore {
         }
         let mut requests = Vec::new();
         for (index, body) in &refresh.put {
-            let mut item = key_of(&pk, &bucket_sk(*index));
-            item.insert(BUCKET_COUNT.into(), n(refresh.buckets));
-            item.insert(BUCKET_BODY.into(), s(body));
+            let item = inventory_bucket(account, region, *index, refresh.buckets, body);
             requests.push(put_request(item)?);
         }
         let gone = refresh.delete.iter().map(|index| bucket_sk(*index));
-        for sk in gone.chain(held.earlier_layout.iter().cloned()) {
+        let earlier = held
+            .earlier_layout
+            .iter()
+            .filter_map(|item| string(item, "sk"));
+        for sk in gone.chain(earlier) {
             requests.push(delete_request(key_of(&pk, &sk))?);
         }
         self.batch_write(requests).await?;
@@ -487,7 +488,7 @@ impl TargetStore for DynamoStore {
             }
             // Written by an earlier version: an item a target.
             None => held
-                .earlier_layout_items
+                .earlier_layout
                 .into_iter()
                 .map(decode)
                 .collect::<PortResult<_>>()?,
@@ -506,6 +507,21 @@ const META_BUCKETS: &str = "buckets";
 
 fn bucket_sk(index: u32) -> String {
     format!("B#{index:05}")
+}
+
+/// The item `put_inventory` writes for bucket `index` (of `of`) of `account` and `region`'s
+/// cache. Public so the test harness's counting store bills the item the adapter writes.
+pub fn inventory_bucket(
+    account: &str,
+    region: &str,
+    index: u32,
+    of: u32,
+    body: &str,
+) -> std::collections::HashMap<String, AttributeValue> {
+    let mut item = key_of(&inventory_pk(account, region), &bucket_sk(index));
+    item.insert(BUCKET_COUNT.into(), n(of));
+    item.insert(BUCKET_BODY.into(), s(body));
+    item
 }
 
 fn inventory_meta(now: DateTime<Utc>, targets: usize, buckets: u32) -> Item {
@@ -544,9 +560,8 @@ struct InventoryItems {
     /// The marker's bucket count (none on an earlier version's marker).
     meta_buckets: Option<u32>,
     buckets: Vec<StoredBucket>,
-    /// Sort keys of the items an earlier version wrote, one a target.
-    earlier_layout: Vec<String>,
-    earlier_layout_items: Vec<Item>,
+    /// The items an earlier version wrote, one a target.
+    earlier_layout: Vec<Item>,
 }
 
 impl InventoryItems {
@@ -570,10 +585,7 @@ impl InventoryItems {
                         held.buckets.push(StoredBucket { index, of, body });
                     }
                 }
-                Some(sk) if sk.starts_with("T#") => {
-                    held.earlier_layout.push(sk.to_string());
-                    held.earlier_layout_items.push(item);
-                }
+                Some(sk) if sk.starts_with("T#") => held.earlier_layout.push(item),
                 _ => {}
             }
         }
@@ -848,10 +860,7 @@ mod tests {
             .put
             .iter()
             .map(|(index, body)| {
-                let mut item = key_of(&pk, &bucket_sk(*index));
-                item.insert(BUCKET_COUNT.into(), n(laid.buckets));
-                item.insert(BUCKET_BODY.into(), s(body));
-                item
+                inventory_bucket("111111111111", "eu-west-1", *index, laid.buckets, body)
             })
             .collect();
         let mut meta = inventory_meta(Utc::now(), targets.len(), laid.buckets);
@@ -995,10 +1004,14 @@ mod tests {
     async fn the_cache_reads_the_buckets_its_marker_names_only() {
         let listed: Vec<Target> = (0..400).map(|i| asg(i, "dev")).collect();
         let mut items = bucketed(&listed);
-        let mut stray = key_of(&inventory_pk("111111111111", "eu-west-1"), &bucket_sk(99));
-        stray.insert(BUCKET_COUNT.into(), n(100));
-        stray.insert(BUCKET_BODY.into(), s(inventory::encode(&[&asg(999, "x")])));
-        items.push(stray);
+        let body = inventory::encode(&[&asg(999, "x")]);
+        items.push(inventory_bucket(
+            "111111111111",
+            "eu-west-1",
+            99,
+            100,
+            &body,
+        ));
         let query = query_rule(items);
         let client = mock_client!(aws_sdk_dynamodb, [&query]);
         let (_, mut read) = DynamoStore::new(client, "curfew-state")

@@ -55,9 +55,8 @@ pub struct FakeSpokes {
     calls: AtomicUsize,
     /// Targets per page of `discover_pages` (0: all in one page).
     page: AtomicUsize,
-    /// The next `discover_pages` fails after this many pages (0: not), with `cut_kind`.
-    cut_after: AtomicUsize,
-    cut_kind: Mutex<Option<ErrorKind>>,
+    /// The next `discover_pages` fails after this many pages with an error of this kind.
+    cut: Mutex<Option<(usize, ErrorKind)>>,
 }
 
 impl FakeSpokes {
@@ -71,18 +70,11 @@ impl FakeSpokes {
         self.page.store(page, Ordering::SeqCst);
     }
 
-    /// The next `discover_pages` ends with a throttling error after `pages` pages (a listing
-    /// stopped part-way); the one after it lists whole.
-    pub fn throttle_listing_after(&self, pages: usize) {
-        self.cut_listing_after(pages, ErrorKind::Throttled);
-    }
-
     /// The next `discover_pages` ends with an error of `kind` after `pages` pages (a listing
     /// stopped part-way: throttled, or out of the invocation's time for its paced requests);
     /// the one after it lists whole.
     pub fn cut_listing_after(&self, pages: usize, kind: ErrorKind) {
-        *lock(&self.cut_kind) = Some(kind);
-        self.cut_after.store(pages, Ordering::SeqCst);
+        *lock(&self.cut) = Some((pages, kind));
     }
 
     /// Adds (or replaces) a target at `sizes`, not busy.
@@ -218,8 +210,7 @@ impl Spokes for FakeSpokes {
         region: &'a str,
     ) -> BoxStream<'a, PortResult<Vec<Target>>> {
         let page = self.page.load(Ordering::SeqCst);
-        let cut_after = self.cut_after.swap(0, Ordering::SeqCst);
-        let cut_kind = lock(&self.cut_kind).take().unwrap_or(ErrorKind::Throttled);
+        let cut = lock(&self.cut).take();
         Box::pin(
             stream::once(self.discover(role, region))
                 .map_ok(move |found| {
@@ -228,7 +219,7 @@ impl Spokes for FakeSpokes {
                     } else {
                         found.chunks(page).map(|p| Ok(p.to_vec())).collect()
                     };
-                    if cut_after > 0 {
+                    if let Some((cut_after, cut_kind)) = cut {
                         pages.truncate(cut_after);
                         pages.push(Err(PortError::new(
                             cut_kind,
