@@ -5,7 +5,7 @@ pub mod demo;
 pub mod poll;
 mod state;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use aws_config::SdkConfig;
@@ -26,8 +26,9 @@ pub const DEMO_ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333
 pub const DEMO_REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
 
 /// The checkout curfew runs from: the folder holding `scripts/moto-venv.sh`, found above the
-/// current directory or else above the binary (`target/debug/curfew` in the default target
-/// folder).
+/// current directory, else above the binary (`target/debug/curfew` in the default target
+/// folder), else the checkout it was built from (a binary built with `CARGO_TARGET_DIR`
+/// elsewhere, run from outside the checkout).
 pub fn project_root() -> Result<PathBuf> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     emulator::project_root(&cwd)
@@ -36,6 +37,7 @@ pub fn project_root() -> Result<PathBuf> {
                 .ok()
                 .and_then(|exe| emulator::project_root(&exe))
         })
+        .or_else(|| emulator::project_root(Path::new(env!("CARGO_MANIFEST_DIR"))))
         .ok_or_else(|| {
             anyhow!(
                 "cannot find the curfew checkout (a folder with scripts/moto-venv.sh) above {}; run curfew from inside it",
