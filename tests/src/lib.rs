@@ -6,6 +6,7 @@
 pub mod around;
 pub mod bench;
 pub mod chaos;
+pub mod cold_starts;
 pub mod coldstart;
 pub mod cost;
 pub mod counting;

@@ -4,6 +4,7 @@
 
 mod chaos;
 mod cluster_hold_crashes;
+mod cold_starts;
 mod crash_safety;
 mod dead_letters;
 mod drift;
