@@ -1,5 +1,5 @@
-//! A smoke run of `make bench`'s cold starts (`curfew-coldstart`): each Lambda's debug binary,
-//! built by `make test-build`, takes its event from a Lambda Runtime API on loopback and does
+//! A smoke run of `make bench`'s cold starts (`curfew-coldstart`): each Lambda's debug binary
+//! (built by `cargo test`, for the Lambda package's own tests in `lambdas/*/tests`) takes its event from a Lambda Runtime API on loopback and does
 //! its work against the emulator. The events are the bench's own, so a change to what a
 //! handler takes fails here, not first in a bench run (the router's event did, unseen, when
 //! plans moved to the worker).
@@ -21,7 +21,7 @@ async fn each_lambda_binary_does_its_work_on_its_first_event_from_a_cold_start()
     for f in [&WORKER, &ROUTER, &POLLER] {
         assert!(
             binaries.join(f.name).is_file(),
-            "no {} in {} (make test-build builds it: cargo build -p {})",
+            "no {} in {} (cargo test --workspace --no-run builds it, or cargo build -p {})",
             f.name,
             binaries.display(),
             f.name
