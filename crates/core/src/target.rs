@@ -125,6 +125,16 @@ impl Target {
         key
     }
 
+    /// Whether `other` names the same target: its key's parts are equal (so the keys are),
+    /// compared without building either key, for scans over many targets.
+    pub fn same_key(&self, other: &Target) -> bool {
+        self.name == other.name
+            && self.kind == other.kind
+            && self.cluster == other.cluster
+            && self.region == other.region
+            && self.account == other.account
+    }
+
     /// The target a [`Target::key`] names, with what a key does not carry (tags, instance
     /// types) left empty: how a shard's listing names a planned target whose task has not been
     /// written yet. `None` if `key` is not one. An ASG's name may hold `#` and `/`; a cluster's
@@ -309,6 +319,58 @@ mod tests {
             ..ng
         };
         assert_eq!(asg.key(), "111111111111#eu-west-1#asg#web");
+    }
+
+    #[test]
+    fn two_targets_have_the_same_key_exactly_when_same_key_says_so() {
+        let ng = Target {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Nodegroup,
+            cluster: Some("prod".into()),
+            name: "workers".into(),
+            tags: BTreeMap::new(),
+            cluster_tags: BTreeMap::new(),
+            instance_types: Vec::new(),
+        };
+        let tagged = Target {
+            tags: BTreeMap::from([("team".into(), "a".into())]),
+            ..ng.clone()
+        };
+        let others = [
+            Target {
+                account: "222222222222".into(),
+                ..ng.clone()
+            },
+            Target {
+                region: "us-east-1".into(),
+                ..ng.clone()
+            },
+            Target {
+                cluster: Some("dev".into()),
+                ..ng.clone()
+            },
+            Target {
+                name: "spot".into(),
+                ..ng.clone()
+            },
+            Target {
+                kind: TargetKind::Asg,
+                cluster: None,
+                name: "prod/workers".into(),
+                ..ng.clone()
+            },
+        ];
+        assert!(ng.same_key(&tagged) && ng.key() == tagged.key());
+        for other in &others {
+            assert_eq!(
+                ng.same_key(other),
+                ng.key() == other.key(),
+                "{}",
+                other.key()
+            );
+            assert!(!ng.same_key(other), "{}", other.key());
+        }
     }
 
     #[test]
