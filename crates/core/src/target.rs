@@ -289,6 +289,20 @@ impl fmt::Display for Processes {
 mod tests {
     use super::*;
 
+    /// Node group `workers` of cluster `prod`, untagged.
+    fn prod_workers() -> Target {
+        Target {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            kind: TargetKind::Nodegroup,
+            cluster: Some("prod".into()),
+            name: "workers".into(),
+            tags: BTreeMap::new(),
+            cluster_tags: BTreeMap::new(),
+            instance_types: Vec::new(),
+        }
+    }
+
     #[test]
     fn an_asg_stops_at_zero_everything_and_a_nodegroup_keeps_its_max() {
         let live = Sizes::new(2, 5, 3);
@@ -301,16 +315,7 @@ mod tests {
 
     #[test]
     fn target_keys_group_by_account_then_region() {
-        let ng = Target {
-            account: "111111111111".into(),
-            region: "eu-west-1".into(),
-            kind: TargetKind::Nodegroup,
-            cluster: Some("prod".into()),
-            name: "workers".into(),
-            tags: BTreeMap::new(),
-            cluster_tags: BTreeMap::new(),
-            instance_types: Vec::new(),
-        };
+        let ng = prod_workers();
         assert_eq!(ng.key(), "111111111111#eu-west-1#nodegroup#prod/workers");
         let asg = Target {
             kind: TargetKind::Asg,
@@ -323,16 +328,7 @@ mod tests {
 
     #[test]
     fn two_targets_have_the_same_key_exactly_when_same_key_says_so() {
-        let ng = Target {
-            account: "111111111111".into(),
-            region: "eu-west-1".into(),
-            kind: TargetKind::Nodegroup,
-            cluster: Some("prod".into()),
-            name: "workers".into(),
-            tags: BTreeMap::new(),
-            cluster_tags: BTreeMap::new(),
-            instance_types: Vec::new(),
-        };
+        let ng = prod_workers();
         let tagged = Target {
             tags: BTreeMap::from([("team".into(), "a".into())]),
             ..ng.clone()
@@ -376,14 +372,9 @@ mod tests {
     #[test]
     fn a_key_names_its_target_back_without_its_tags() {
         let ng = Target {
-            account: "111111111111".into(),
-            region: "eu-west-1".into(),
-            kind: TargetKind::Nodegroup,
-            cluster: Some("prod".into()),
-            name: "workers".into(),
             tags: BTreeMap::from([("team".into(), "a".into())]),
-            cluster_tags: BTreeMap::new(),
             instance_types: vec!["m5.large".into()],
+            ..prod_workers()
         };
         let back = Target::from_key(&ng.key()).unwrap();
         assert_eq!(back.key(), ng.key());
